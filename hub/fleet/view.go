@@ -1,0 +1,113 @@
+package fleet
+
+import (
+	"time"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Device is the hub's view of one device, as the API and the console show
+// it. Values are snapshots: changing one does not change the registry.
+type Device struct {
+	ID          string             `json:"id"`
+	Name        string             `json:"name,omitempty"`
+	Kind        wire.DeviceKind    `json:"kind"`
+	SensorKind  wire.SensorKind    `json:"sensor_kind,omitempty"`
+	Agent       string             `json:"agent"`
+	Site        string             `json:"site"`
+	SiteName    string             `json:"site_name,omitempty"`
+	District    string             `json:"district"`
+	Location    wire.Location      `json:"location"`
+	Criticality int                `json:"criticality"`
+	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
+	Status      wire.Status        `json:"status"`
+	Reason      wire.Reason        `json:"reason,omitempty"`
+	Detail      string             `json:"detail,omitempty"`
+	Since       time.Time          `json:"since"`               // when Status began
+	LastSeen    time.Time          `json:"last_seen,omitzero"`  // last report that mentioned the device
+	Probed      time.Time          `json:"probed,omitzero"`     // when the agent last probed it
+	Reported    wire.Status        `json:"reported,omitempty"`  // the agent's last word, kept while unreachable
+	Triggered   bool               `json:"triggered,omitempty"` // sensor alarm contact active
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
+}
+
+// Agent is the hub's view of one agent.
+type Agent struct {
+	ID       string        `json:"id"`
+	Site     string        `json:"site"`
+	SiteName string        `json:"site_name,omitempty"`
+	District string        `json:"district"`
+	Location wire.Location `json:"location"`
+	Status   wire.Status   `json:"status"`           // online, offline or unknown
+	Reason   string        `json:"reason,omitempty"` // "will", "heartbeat", "shutdown"
+	Since    time.Time     `json:"since"`
+	LastSeen time.Time     `json:"last_seen,omitzero"`
+	Boot     int64         `json:"boot"`
+	Conn     uint32        `json:"conn"`
+	Seq      uint64        `json:"seq"`
+	Gaps     uint64        `json:"seq_gaps"` // messages missed, from sequence numbers
+	Interval float64       `json:"interval_s"`
+	Version  string        `json:"version,omitempty"`
+	Devices  int           `json:"devices"`
+}
+
+// ChangeKind says what a Change is about.
+type ChangeKind string
+
+// Change kinds.
+const (
+	ChangeDevice  ChangeKind = "device"  // one device changed status
+	ChangeAgent   ChangeKind = "agent"   // an agent changed status; Affected lists its devices
+	ChangeTrigger ChangeKind = "trigger" // a sensor's alarm contact changed; Device.Triggered says how
+)
+
+// Change is one fact the hub learned: a device or agent changed status, or a
+// sensor triggered. When an agent goes offline that is one Change whose
+// Affected lists the devices now unreachable — one failure upstream is one
+// fact, not hundreds.
+type Change struct {
+	Seq      uint64      `json:"seq"` // hub-wide, increasing
+	At       time.Time   `json:"at"`
+	Kind     ChangeKind  `json:"kind"`
+	From     wire.Status `json:"from,omitempty"`
+	To       wire.Status `json:"to,omitempty"`
+	Reason   string      `json:"reason,omitempty"`
+	Detail   string      `json:"detail,omitempty"`
+	Device   *Device     `json:"device,omitempty"`
+	Agent    *Agent      `json:"agent,omitempty"`
+	Affected []Device    `json:"affected,omitempty"`
+}
+
+// Sample is one accepted device health line, enriched with what the metric
+// store tags it by.
+type Sample struct {
+	Device   string
+	Agent    string
+	Site     string
+	District string
+	Kind     wire.DeviceKind
+	Status   wire.Status
+	Reason   wire.Reason
+	Metrics  map[string]float64
+	At       time.Time // the agent's report time
+}
+
+// Summary counts devices by status, overall and per district.
+type Summary struct {
+	At         time.Time           `json:"at"`
+	Devices    int                 `json:"devices"`
+	ByStatus   map[wire.Status]int `json:"by_status"`
+	OnlineRate float64             `json:"online_rate"` // (online+degraded)/devices: 在线率
+	IntactRate float64             `json:"intact_rate"` // online/devices: 完好率
+	Agents     map[wire.Status]int `json:"agents"`
+	Districts  []DistrictSummary   `json:"districts"`
+}
+
+// DistrictSummary is Summary for one district.
+type DistrictSummary struct {
+	District   string              `json:"district"`
+	Devices    int                 `json:"devices"`
+	ByStatus   map[wire.Status]int `json:"by_status"`
+	OnlineRate float64             `json:"online_rate"`
+	IntactRate float64             `json:"intact_rate"`
+}

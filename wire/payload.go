@@ -1,0 +1,149 @@
+package wire
+
+import "time"
+
+// Header starts every agent payload. Seq is monotonic per agent across all
+// channels within one Boot; Boot is the agent process start time in Unix
+// milliseconds, so a restarted agent is recognisably newer and a replayed
+// message from an older boot is recognisably stale.
+type Header struct {
+	V     int       `json:"v"`
+	Agent string    `json:"agent"`
+	Boot  int64     `json:"boot"`
+	Seq   uint64    `json:"seq"`
+	TS    time.Time `json:"ts"`
+}
+
+// AgentState values carried on the state channel.
+const (
+	AgentOnline  = "online"
+	AgentOffline = "offline"
+)
+
+// State is the agent's birth message (retained, published on every connect)
+// and its Last Will (Will true, Seq 0). Conn numbers the connections of one
+// boot, so a will left over from an older connection is recognised as stale.
+type State struct {
+	Header
+	State    string  `json:"state"`
+	Will     bool    `json:"will,omitempty"`
+	Conn     uint32  `json:"conn"`
+	Interval float64 `json:"interval_s,omitempty"` // health report interval, seconds
+	Site     string  `json:"site,omitempty"`
+	Version  string  `json:"version,omitempty"`
+}
+
+// Location is a WGS-84 position.
+type Location struct {
+	Lat float64 `json:"lat"`
+	Lon float64 `json:"lon"`
+}
+
+// Site is where an agent's devices are installed.
+type Site struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	District string   `json:"district"`
+	Location Location `json:"location"`
+}
+
+// CameraInfo describes what a camera looks at, for coverage maps and for
+// finding the cameras nearest an alarm. Credentials never leave the agent.
+type CameraInfo struct {
+	Heading  float64 `json:"heading"`  // degrees clockwise from north
+	FOV      float64 `json:"fov"`      // horizontal field of view, degrees
+	Range    float64 `json:"range_m"`  // useful viewing distance, metres
+	Snapshot bool    `json:"snapshot"` // a snapshot URL is configured
+}
+
+// Device is one entry of an agent's inventory.
+type Device struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name,omitempty"`
+	Kind        DeviceKind  `json:"kind"`
+	SensorKind  SensorKind  `json:"sensor_kind,omitempty"`
+	District    string      `json:"district"`
+	Location    Location    `json:"location"`
+	Criticality int         `json:"criticality"` // 1 (low) … 5 (life safety)
+	Camera      *CameraInfo `json:"camera,omitempty"`
+}
+
+// Inventory is the agent's retained device list, published on every connect
+// and config reload, so the hub learns devices without its own copy of the
+// agents' configs.
+type Inventory struct {
+	Header
+	Site    Site     `json:"site"`
+	Devices []Device `json:"devices"`
+}
+
+// DeviceHealth is one device's line in a health report.
+type DeviceHealth struct {
+	ID        string             `json:"id"`
+	Status    Status             `json:"status"`
+	Reason    Reason             `json:"reason,omitempty"`
+	Detail    string             `json:"detail,omitempty"`
+	Since     time.Time          `json:"since"`             // when the agent first saw this status
+	Probed    time.Time          `json:"probed,omitzero"`   // when the last probe finished
+	Metrics   map[string]float64 `json:"metrics,omitempty"` // see MetricNames
+	Triggered bool               `json:"triggered,omitempty"`
+}
+
+// Metric names agents report. Others are accepted if they are valid names,
+// so agents can add metrics before the hub knows them.
+const (
+	MetricTCPMillis     = "tcp_ms"        // TCP connect time
+	MetricRTSPMillis    = "rtsp_ms"       // OPTIONS+DESCRIBE round trip
+	MetricFPS           = "fps"           // frames per second in the last stream sample
+	MetricBitrateKbps   = "bitrate_kbps"  // kbit/s in the last stream sample
+	MetricFrameAge      = "frame_age_s"   // seconds since the last frame was seen
+	MetricCheckinAge    = "checkin_age_s" // seconds since a sensor last checked in
+	MetricBatteryPct    = "battery_pct"
+	MetricSignalDBm     = "rssi_dbm"
+	MetricProbeFailures = "probe_failures" // consecutive failed probes
+)
+
+// Health is the periodic report of every device of an agent. It doubles as
+// the agent's heartbeat: three missed intervals mark the agent offline.
+type Health struct {
+	Header
+	Interval float64        `json:"interval_s"`
+	Devices  []DeviceHealth `json:"devices"`
+}
+
+// EventType says what an event reports.
+type EventType string
+
+// Event types.
+const (
+	EventStatus    EventType = "status"    // From → To status change
+	EventTriggered EventType = "triggered" // a sensor's alarm contact went active
+	EventRestored  EventType = "restored"  // …and returned to normal
+)
+
+// Event is one device change, sent as soon as the agent sees it.
+type Event struct {
+	Header
+	Device string    `json:"device"`
+	Type   EventType `json:"type"`
+	From   Status    `json:"from,omitempty"`
+	To     Status    `json:"to,omitempty"`
+	Reason Reason    `json:"reason,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+	At     time.Time `json:"at"` // when the change happened at the agent
+}
+
+// Command types the hub may send. Agents answer unknown types with an
+// "unsupported" result rather than ignoring them.
+const (
+	CommandProbe = "probe" // probe the named devices now
+)
+
+// Command is a request from the hub to one agent.
+type Command struct {
+	V       int       `json:"v"`
+	ID      string    `json:"id"`
+	TS      time.Time `json:"ts"`
+	Type    string    `json:"type"`
+	Devices []string  `json:"devices,omitempty"`
+}
