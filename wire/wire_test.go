@@ -1,0 +1,258 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/")
+
+var now = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+
+func header(seq uint64) Header {
+	return Header{V: Version, Agent: "agent-017", Boot: 1795860000000, Seq: seq, TS: now.Add(-time.Second)}
+}
+
+// examples are the canonical payloads of every channel; docs/protocol.md
+// shows the same files.
+func examples() map[string]struct {
+	ch Channel
+	v  any
+} {
+	since := now.Add(-90 * time.Second)
+	return map[string]struct {
+		ch Channel
+		v  any
+	}{
+		"state_birth.json": {ChannelState, State{Header: header(1), State: AgentOnline, Conn: 1, Interval: 10, Site: "site-017", Version: "0.1.0"}},
+		"state_will.json":  {ChannelState, State{Header: Header{V: Version, Agent: "agent-017", Boot: 1795860000000, TS: now.Add(-time.Hour)}, State: AgentOffline, Will: true, Conn: 1}},
+		"inventory.json": {ChannelInventory, Inventory{Header: header(2),
+			Site: Site{ID: "site-017", Name: "Riverside Metro B", District: "Riverside", Location: Location{Lat: 30.5931, Lon: 114.3054}},
+			Devices: []Device{
+				{ID: "cam-017-01", Name: "Gate east", Kind: KindCamera, District: "Riverside", Location: Location{Lat: 30.5932, Lon: 114.3056}, Criticality: 4,
+					Camera: &CameraInfo{Heading: 90, FOV: 70, Range: 40, Snapshot: true}},
+				{ID: "pir-017-01", Name: "Platform PIR", Kind: KindSensor, SensorKind: SensorIntrusion, District: "Riverside", Location: Location{Lat: 30.5930, Lon: 114.3052}, Criticality: 3},
+			}}},
+		"health.json": {ChannelHealth, Health{Header: header(3), Interval: 10, Devices: []DeviceHealth{
+			{ID: "cam-017-01", Status: StatusOnline, Since: since, Probed: now.Add(-2 * time.Second),
+				Metrics: map[string]float64{MetricTCPMillis: 1.2, MetricRTSPMillis: 8.5, MetricFPS: 15, MetricBitrateKbps: 1850}},
+			{ID: "pir-017-01", Status: StatusOffline, Reason: ReasonSupervisionLost, Detail: "no check-in for 31s", Since: since,
+				Metrics: map[string]float64{MetricCheckinAge: 31}},
+		}}},
+		"event_status.json":    {ChannelEvents, Event{Header: header(4), Device: "cam-017-01", Type: EventStatus, From: StatusOnline, To: StatusOffline, Reason: ReasonRefused, Detail: "dial tcp 10.17.0.21:554: connection refused", At: now.Add(-2 * time.Second)}},
+		"event_triggered.json": {ChannelEvents, Event{Header: header(5), Device: "pir-017-01", Type: EventTriggered, At: now.Add(-time.Second)}},
+		"command_probe.json":   {ChannelCommands, Command{V: Version, ID: "cmd-7f3a", TS: now, Type: CommandProbe, Devices: []string{"cam-017-01"}}},
+	}
+}
+
+func TestGoldenPayloadsDecode(t *testing.T) {
+	for name, ex := range examples() {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.MarshalIndent(ex.v, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, '\n')
+			path := filepath.Join("testdata", name)
+			if *update {
+				if err := os.WriteFile(path, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./wire -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("golden %s differs from the encoding of the example:\n%s\nwant:\n%s", path, got, want)
+			}
+			m, err := Decode(Topic("agent-017", ex.ch), got, now)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if m.Channel != ex.ch || m.Agent != "agent-017" {
+				t.Errorf("decoded channel %q agent %q", m.Channel, m.Agent)
+			}
+			// Round trip: decoding and re-encoding yields the same bytes.
+			var back any
+			switch ex.ch {
+			case ChannelState:
+				back = m.State
+			case ChannelInventory:
+				back = m.Inventory
+			case ChannelHealth:
+				back = m.Health
+			case ChannelEvents:
+				back = m.Event
+			case ChannelCommands:
+				back = m.Command
+			}
+			again, _ := json.MarshalIndent(back, "", "  ")
+			if !bytes.Equal(append(again, '\n'), got) {
+				t.Errorf("round trip changed the payload:\n%s", again)
+			}
+		})
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, err := os.ReadFile("testdata/health.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthTopic := Topic("agent-017", ChannelHealth)
+	replace := func(old, new string) []byte {
+		if !bytes.Contains(good, []byte(old)) {
+			t.Fatalf("golden health.json lacks %q", old)
+		}
+		return bytes.Replace(good, []byte(old), []byte(new), 1)
+	}
+	tests := []struct {
+		name    string
+		topic   string
+		payload []byte
+		want    RejectReason
+	}{
+		{"oversized", healthTopic, append(bytes.Repeat([]byte(" "), MaxPayload), good...), RejectTooLarge},
+		{"outside prefix", "other/agent-017/health", good, RejectBadTopic},
+		{"extra level", Prefix + "agent-017/health/x", good, RejectBadTopic},
+		{"unknown channel", Prefix + "agent-017/telemetry", good, RejectBadTopic},
+		{"wildcard agent", Prefix + "+/health", good, RejectBadTopic},
+		{"empty agent", Prefix + "/health", good, RejectBadTopic},
+		{"not json", healthTopic, []byte("{\"v\":1,"), RejectMalformed},
+		{"array", healthTopic, []byte("[1,2]"), RejectMalformed},
+		{"trailing data", healthTopic, append(append([]byte{}, good...), []byte(`{"v":1}`)...), RejectMalformed},
+		{"NaN literal", healthTopic, replace(`"fps": 15`, `"fps": NaN`), RejectMalformed},
+		{"huge number", healthTopic, replace(`"fps": 15`, `"fps": 1e999`), RejectMalformed},
+		{"number as string", healthTopic, replace(`"fps": 15`, `"fps": "15"`), RejectMalformed},
+		{"missing version", healthTopic, replace(`"v": 1,`, ``), RejectBadVersion},
+		{"version 2", healthTopic, replace(`"v": 1,`, `"v": 2,`), RejectBadVersion},
+		{"spoofed agent", Topic("agent-018", ChannelHealth), good, RejectAgentMismatch},
+		{"future ts", healthTopic, replace(`"ts": "2026-11-28T09:59:59Z"`, `"ts": "2026-11-28T11:00:00Z"`), RejectFuture},
+		{"future since", healthTopic, replace(`"since": "2026-11-28T09:58:30Z"`, `"since": "2027-01-01T00:00:00Z"`), RejectFuture},
+		{"missing ts", healthTopic, replace(`"ts": "2026-11-28T09:59:59Z",`, ``), RejectInvalid},
+		{"zero boot", healthTopic, replace(`"boot": 1795860000000`, `"boot": 0`), RejectInvalid},
+		{"bad status", healthTopic, replace(`"status": "online"`, `"status": "fine"`), RejectInvalid},
+		{"agent claims unreachable", healthTopic, replace(`"status": "online"`, `"status": "unreachable"`), RejectInvalid},
+		{"bad device id", healthTopic, replace(`"id": "cam-017-01"`, `"id": "cam 01/../x"`), RejectInvalid},
+		{"duplicate device", healthTopic, replace(`"id": "pir-017-01"`, `"id": "cam-017-01"`), RejectInvalid},
+		{"zero interval", healthTopic, replace(`"interval_s": 10`, `"interval_s": 0`), RejectInvalid},
+		{"bad metric name", healthTopic, replace(`"fps": 15`, `"f p s": 15`), RejectInvalid},
+		{"long detail", healthTopic, replace(`"no check-in for 31s"`, `"`+strings.Repeat("x", MaxDetailLen+1)+`"`), RejectInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(tt.topic, tt.payload, now)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := ReasonOf(err); got != tt.want {
+				t.Errorf("reason %q (%v), want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeInventoryRejects(t *testing.T) {
+	good, err := os.ReadFile("testdata/inventory.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string][2]string{
+		"sensor kind unknown":   {`"sensor_kind": "intrusion"`, `"sensor_kind": "laser"`},
+		"kind unknown":          {`"kind": "camera"`, `"kind": "drone"`},
+		"latitude out of range": {`"lat": 30.5932`, `"lat": 91`},
+		"criticality 0":         {`"criticality": 4`, `"criticality": 0`},
+		"heading 360":           {`"heading": 90`, `"heading": 360`},
+		"no district":           {`"district": "Riverside",`, `"district": "",`},
+		"duplicate id":          {`"id": "pir-017-01"`, `"id": "cam-017-01"`},
+		"bad site id":           {`"id": "site-017"`, `"id": ""`},
+	}
+	for name, r := range tests {
+		t.Run(name, func(t *testing.T) {
+			if !bytes.Contains(good, []byte(r[0])) {
+				t.Fatalf("golden lacks %q", r[0])
+			}
+			p := bytes.Replace(good, []byte(r[0]), []byte(r[1]), 1)
+			if _, err := Decode(Topic("agent-017", ChannelInventory), p, now); ReasonOf(err) != RejectInvalid {
+				t.Errorf("got %v, want an invalid reject", err)
+			}
+		})
+	}
+}
+
+func TestWillMustSayOffline(t *testing.T) {
+	p := []byte(`{"v":1,"agent":"a","boot":5,"seq":0,"ts":"2026-11-28T09:00:00Z","state":"online","will":true,"conn":1}`)
+	if _, err := Decode(Topic("a", ChannelState), p, now); ReasonOf(err) != RejectInvalid {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "cam-001", "site_7.b", strings.Repeat("x", MaxIDLen)} {
+		if err := ValidID(id); err != nil {
+			t.Errorf("ValidID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "a/b", "a+b", "#", "ü", "a b", strings.Repeat("x", MaxIDLen+1)} {
+		if ValidID(id) == nil {
+			t.Errorf("ValidID(%q) accepted", id)
+		}
+	}
+}
+
+func TestTopicRoundTrip(t *testing.T) {
+	for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands} {
+		a, c, err := ParseTopic(Topic("agent-1", ch))
+		if err != nil || a != "agent-1" || c != ch {
+			t.Errorf("ParseTopic(Topic(agent-1, %s)) = %q, %q, %v", ch, a, c, err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands} {
+			f.Add(Topic("agent-017", ch), b)
+		}
+	}
+	f.Add("citywatch/v1/agents/x/health", []byte(`{"v":1}`))
+	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
+		m, err := Decode(topic, payload, now)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not *wire.Error: %v", err, err)
+			}
+			return
+		}
+		// Whatever was accepted must satisfy the contract's invariants.
+		if ValidID(m.Agent) != nil {
+			t.Fatalf("accepted invalid agent id %q", m.Agent)
+		}
+		if h := m.Header(); h != nil {
+			if h.Agent != m.Agent || h.V != Version || h.TS.Sub(now) > MaxClockSkew {
+				t.Fatalf("accepted header %+v on topic %q", h, topic)
+			}
+		}
+		if m.Health != nil {
+			for _, d := range m.Health.Devices {
+				if !d.Status.Valid() || d.Status == StatusUnreachable || ValidID(d.ID) != nil {
+					t.Fatalf("accepted device line %+v", d)
+				}
+			}
+		}
+	})
+}
