@@ -1,0 +1,96 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Parse(nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.MQTT.URL != "tcp://127.0.0.1:1883" || cfg.Influx.Enabled() {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestYAMLThenEnv(t *testing.T) {
+	yml := []byte(`
+listen: 0.0.0.0:9000
+mqtt: {url: "tcp://broker:1883", client_id: hub-a, queue: 100}
+influx: {url: "http://influx:8086", org: city, bucket: "citywatch/autogen", flush_interval: 2s}
+fleet: {missed_heartbeats: 5}
+`)
+	cfg, err := Parse(yml, envOf(map[string]string{
+		"CITYWATCH_MQTT_PASSWORD": "s3cret",
+		"INFLUX_TOKEN":            "user:pass",
+		"CITYWATCH_LISTEN":        "127.0.0.1:9100",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9100" {
+		t.Errorf("env did not override listen: %q", cfg.Listen)
+	}
+	if cfg.MQTT.ClientID != "hub-a" || cfg.MQTT.Queue != 100 || cfg.Fleet.MissedHeartbeats != 5 {
+		t.Errorf("yaml not applied: %+v", cfg)
+	}
+	if cfg.Influx.FlushInterval != 2*time.Second || cfg.Influx.BatchSize != 5000 {
+		t.Errorf("influx = %+v", cfg.Influx)
+	}
+	if cfg.MQTT.Password != "s3cret" || cfg.Influx.Token != "user:pass" {
+		t.Errorf("secrets not read from env")
+	}
+}
+
+func TestEveryProblemListedAtOnce(t *testing.T) {
+	yml := []byte(`
+listen: nonsense
+mqtt: {url: "ftp://x", client_id: "", queue: 0}
+influx: {url: "http://influx:8086", batch_size: 0}
+fleet: {missed_heartbeats: 0, default_interval: 1ms}
+log: {level: loud, format: xml}
+`)
+	_, err := Parse(yml, noEnv)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, field := range []string{"listen:", "mqtt.url:", "mqtt.client_id:", "mqtt.queue:", "influx.bucket:", "influx.org:",
+		"influx.batch_size:", "fleet.missed_heartbeats:", "fleet.default_interval:", "log.level:", "log.format:"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not mention %s:\n%v", field, err)
+		}
+	}
+}
+
+func TestUnknownKeyAndBadEnv(t *testing.T) {
+	if _, err := Parse([]byte("mqtt: {urll: x}\n"), noEnv); err == nil || !strings.Contains(err.Error(), "urll") {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := Parse(nil, envOf(map[string]string{"CITYWATCH_BROKER_ENABLED": "sure"})); err == nil ||
+		!strings.Contains(err.Error(), "CITYWATCH_BROKER_ENABLED") {
+		t.Errorf("bad env bool: %v", err)
+	}
+}
+
+func TestSecretsRedact(t *testing.T) {
+	cfg := Default()
+	cfg.MQTT.Password = "hunter2"
+	cfg.Influx.Token = "tok-123"
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "mqtt", cfg.MQTT, "influx", cfg.Influx, "pw", cfg.MQTT.Password)
+	out := b.String() + fmt.Sprintf("%v %+v", cfg, cfg)
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok-123") {
+		t.Errorf("secret leaked: %s", out)
+	}
+}
