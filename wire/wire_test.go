@@ -256,3 +256,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestProtocolDocShowsGoldenPayloads keeps docs/protocol.md honest: every
+// example there is the current encoding of a golden payload.
+func TestProtocolDocShowsGoldenPayloads(t *testing.T) {
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range examples() {
+		golden, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(doc, bytes.TrimSpace(golden)) {
+			t.Errorf("docs/protocol.md does not show testdata/%s as it is now", name)
+		}
+	}
+}

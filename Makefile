@@ -1,0 +1,45 @@
+# citywatch — the two commands are `make demo` and `make test`.
+GO      ?= go
+PKGS    := ./...
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.PHONY: demo test bench deps build vet fmt-check fuzz clean
+
+## demo: run the whole system in one process (embedded broker, hub, simulated city) and print the console URL
+demo:
+	$(GO) run ./demo
+
+## test: install what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10), then vet, format check and every test
+test: deps vet fmt-check
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## bench: drive simulated agents through a real broker into the hub and InfluxDB; print figures
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m ./e2e/
+	$(GO) test -run '^$$' -bench . -count 1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
+
+## deps: install or build the services the tests start (idempotent, cached)
+deps:
+	bash scripts/deps.sh
+
+## fuzz: run every fuzz target for a while (FUZZTIME, default 30s each)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin
