@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +93,21 @@ func TestSecretsRedact(t *testing.T) {
 	out := b.String() + fmt.Sprintf("%v %+v", cfg, cfg)
 	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok-123") {
 		t.Errorf("secret leaked: %s", out)
+	}
+}
+
+// TestExampleConfig keeps configs/hub.example.yaml loadable and equal to the
+// defaults it claims to show.
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../../configs/hub.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(data, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != Default() {
+		t.Errorf("example differs from the defaults:\n%+v\n%+v", cfg, Default())
 	}
 }
