@@ -1,0 +1,312 @@
+package testenv
+
+import (
+	"context"
+	"debug/buildinfo"
+	"fmt"
+	"go/build"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+)
+
+const (
+	influxStartTimeout = 60 * time.Second
+	influxDatabase     = "citywatch"
+	influxRP           = "autogen"
+	// InfluxDB 1.8 ignores the org; the v2 client only needs it non-empty.
+	influxOrg = "citywatch"
+	// With auth off 1.8 ignores credentials; "user:password" is the form it
+	// takes when auth is on, so code under test sees a realistic token.
+	influxToken = "citywatch:citywatch"
+)
+
+// Influx is a private InfluxDB 1.8 server started by [InfluxDB]. Its methods
+// that can fail the test (Restart, Query, Client) must be called from the
+// test goroutine.
+type Influx struct {
+	t        testing.TB
+	bin      string
+	dir      string
+	conf     string
+	log      *tailBuffer
+	httpPort int // fixed once InfluxDB returns
+	version  string
+
+	mu   sync.Mutex // guards proc
+	proc *process
+}
+
+// InfluxDB starts InfluxDB OSS 1.8 with Flux enabled and auth disabled, its
+// HTTP API and RPC listener on free 127.0.0.1 ports and all data in
+// t.TempDir(), and creates database "citywatch" (retention policy
+// "autogen"). Write with the v2 client to [Influx.Bucket] and read back with
+// [Influx.Query]. It stops the server when the test ends. The binary is
+// $CITYWATCH_INFLUXD, `influxd` on PATH, or $(go env GOPATH)/bin/influxd.
+func InfluxDB(t testing.TB) *Influx {
+	t.Helper()
+	in := &Influx{
+		t:   t,
+		bin: lookBin(t, "influxd", "CITYWATCH_INFLUXD", gopathBins("influxd")...),
+		dir: t.TempDir(),
+		log: newTailBuffer(256 << 10),
+	}
+	in.conf = filepath.Join(in.dir, "influxdb.conf")
+	in.version = moduleVersion(in.bin)
+	t.Cleanup(func() {
+		in.Stop()
+		if t.Failed() {
+			t.Logf("testenv: influxd log (%s):\n%s", in.URL(), in.log.String())
+		}
+	})
+
+	var err error
+	for range portAttempts {
+		ports := freePorts(t, 2)
+		in.httpPort = ports[0]
+		writeFile(t, in.conf, in.config(ports[1]))
+		if err = in.start(); err == nil || !addrInUse(in.log) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("testenv: influxd: %v\n%s", err, in.log.String())
+	}
+	if in.version != "" && !strings.HasPrefix(in.version, "1.") {
+		t.Fatalf("testenv: %s is InfluxDB %s; the tests need 1.8.10: %s", in.bin, in.version, installHint)
+	}
+	if err := in.influxQL("CREATE DATABASE " + influxDatabase); err != nil {
+		t.Fatalf("testenv: influxd: %v\n%s", err, in.log.String())
+	}
+	return in
+}
+
+// gopathBins lists where `go install` puts name: $GOPATH/bin for each GOPATH
+// entry, or, if none has it, the GOPATH that `go env` reports (it may have
+// been set with `go env -w`).
+func gopathBins(name string) []string {
+	var paths []string
+	for _, p := range filepath.SplitList(build.Default.GOPATH) {
+		paths = append(paths, filepath.Join(p, "bin", name))
+		if isExecutable(paths[len(paths)-1]) {
+			return paths
+		}
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, p := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			paths = append(paths, filepath.Join(p, "bin", name))
+		}
+	}
+	return paths
+}
+
+func (in *Influx) config(rpcPort int) string {
+	return fmt.Sprintf(`# written by internal/testenv
+reporting-disabled = true
+bind-address = "127.0.0.1:%[2]d"
+
+[meta]
+  dir = "%[1]s/meta"
+  logging-enabled = false
+
+[data]
+  dir = "%[1]s/data"
+  wal-dir = "%[1]s/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:%[3]d"
+  auth-enabled = false
+  flux-enabled = true
+  flux-log-enabled = false
+  log-enabled = false
+  pprof-enabled = false
+
+[continuous_queries]
+  log-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+`, in.dir, rpcPort, in.httpPort)
+}
+
+// influxEnv is the environment without INFLUXDB_* variables, which influxd
+// reads as config overrides and would leak a developer's settings in.
+func influxEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "INFLUXDB_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (in *Influx) start() error {
+	in.t.Helper()
+	start := time.Now()
+	p, err := startProcess("influxd", in.bin, []string{"run", "-config", in.conf}, influxEnv(), in.dir, in.log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := startupTimeout(in.t, influxStartTimeout)
+	defer cancel()
+	if err := p.waitReady(ctx, in.ping); err != nil {
+		_ = p.stop(stopGrace)
+		return err
+	}
+	in.mu.Lock()
+	in.proc = p
+	in.mu.Unlock()
+	in.t.Logf("testenv: influxd %s ready on %s in %v", in.version, in.URL(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// ping succeeds when GET /ping answers 204, and records the server version.
+func (in *Influx) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.URL()+"/ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("GET /ping: %s", resp.Status)
+	}
+	if v := resp.Header.Get("X-Influxdb-Version"); v != "" && v != "unknown" {
+		in.version = v
+	}
+	return nil
+}
+
+// moduleVersion is the InfluxDB module version recorded in a binary built by
+// `go install` ("1.8.10"), which reports "unknown" over HTTP unless built with
+// -ldflags; "" if the binary has no such build info.
+func moduleVersion(bin string) string {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil || bi.Main.Path != "github.com/influxdata/influxdb" {
+		return ""
+	}
+	return strings.TrimPrefix(bi.Main.Version, "v")
+}
+
+// influxQL runs one InfluxQL statement through the 1.x /query endpoint.
+func (in *Influx) influxQL(stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.URL()+"/query",
+		strings.NewReader(url.Values{"q": {stmt}}.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", stmt, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	// Statement errors come back as 200 with an "error" field in the result.
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"error"`) {
+		return fmt.Errorf("%s: %s: %s", stmt, resp.Status, body)
+	}
+	return nil
+}
+
+// URL is the HTTP API base, http://127.0.0.1:PORT, for influxdb2.NewClient.
+func (in *Influx) URL() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(in.httpPort))
+}
+
+// Bucket is "citywatch/autogen": InfluxDB 1.8's v2-compatible API names a
+// bucket as database/retention-policy.
+func (in *Influx) Bucket() string { return influxDatabase + "/" + influxRP }
+
+// Database is the 1.x database name, "citywatch".
+func (in *Influx) Database() string { return influxDatabase }
+
+// Org is the organisation to pass to the v2 client; 1.8 ignores it.
+func (in *Influx) Org() string { return influxOrg }
+
+// Token is the token to pass to the v2 client. Auth is off, so 1.8 accepts
+// any value (an empty one too); this one has the user:password form.
+func (in *Influx) Token() string { return influxToken }
+
+// Client returns a v2 client for this server, closed when the test ends.
+func (in *Influx) Client(t testing.TB) influxdb2.Client {
+	t.Helper()
+	c := influxdb2.NewClient(in.URL(), in.Token())
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Query runs a Flux query through the v2 client's QueryAPI and returns every
+// record's values (columns such as _measurement, _field, _value, _time and
+// tags), failing the test on error.
+func (in *Influx) Query(t testing.TB, flux string) []map[string]any {
+	t.Helper()
+	c := influxdb2.NewClient(in.URL(), in.Token())
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := c.QueryAPI(in.Org()).Query(ctx, flux)
+	if err != nil {
+		t.Fatalf("testenv: flux query: %v\nquery: %s", err, flux)
+	}
+	defer res.Close()
+	var rows []map[string]any
+	for res.Next() {
+		rows = append(rows, maps.Clone(res.Record().Values()))
+	}
+	if err := res.Err(); err != nil {
+		t.Fatalf("testenv: flux query: %v\nquery: %s", err, flux)
+	}
+	return rows
+}
+
+// Stop shuts the server down and waits for it to exit, for tests of how
+// writers cope with an outage. Stopping a stopped server does nothing.
+func (in *Influx) Stop() {
+	in.mu.Lock()
+	p := in.proc
+	in.proc = nil
+	in.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if err := p.stop(stopGrace); err != nil {
+		in.t.Log(err)
+	}
+}
+
+// Restart stops the server and starts it again on the same port with the
+// same data.
+func (in *Influx) Restart() {
+	in.t.Helper()
+	in.Stop()
+	if err := in.start(); err != nil {
+		in.t.Fatalf("testenv: influxd restart: %v\n%s", err, in.log.String())
+	}
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# deps.sh installs the real services that integration tests start:
+# Mosquitto and Chromium from Debian apt, InfluxDB OSS 1.8.10 built with
+# `go install` into $(go env GOPATH)/bin. It is idempotent and quick when
+# everything is already present; internal/testenv finds the binaries in the
+# same places. Run it as root on CI (apt needs root); as another user it
+# builds influxd, reports the missing apt packages and exits non-zero.
+set -euo pipefail
+
+readonly INFLUXD_MODULE=github.com/influxdata/influxdb
+readonly INFLUXD_VERSION=v1.8.10
+
+# find_bin prints the path of the first of the given names found on PATH or
+# as an absolute path; /usr/sbin is searched too because mosquitto lives
+# there and non-root PATHs often lack it.
+find_bin() {
+	local name
+	for name in "$@"; do
+		if [[ "$name" == /* ]]; then
+			[[ -x "$name" ]] && { echo "$name"; return 0; }
+		elif PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v "$name" >/dev/null 2>&1; then
+			PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v "$name"
+			return 0
+		fi
+	done
+	return 1
+}
+
+mosquitto_bin() { find_bin "${CITYWATCH_MOSQUITTO:-mosquitto}" mosquitto /usr/sbin/mosquitto; }
+chromium_bin() { find_bin "${CITYWATCH_CHROMIUM:-chromium}" chromium /usr/bin/chromium; }
+
+# --- apt packages -----------------------------------------------------------
+missing=()
+mosquitto_bin >/dev/null || missing+=(mosquitto)
+chromium_bin >/dev/null || missing+=(chromium)
+
+status=0
+if ((${#missing[@]} > 0)) && [[ $(id -u) -ne 0 ]]; then
+	# Not root: still build influxd below, then fail.
+	echo "deps: missing ${missing[*]}; install as root: apt-get install -y ${missing[*]}" >&2
+	status=1
+elif ((${#missing[@]} > 0)); then
+	echo "deps: installing ${missing[*]} with apt-get" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	# Wait for a concurrent apt/dpkg instead of failing on its lock.
+	apt_opts=(-o DPkg::Lock::Timeout=900)
+	apt-get "${apt_opts[@]}" update -q
+	apt-get "${apt_opts[@]}" install -y -q --no-install-recommends mosquitto chromium
+fi
+
+# --- InfluxDB 1.8.10 ----------------------------------------------------------
+command -v go >/dev/null || { echo "deps: go is not on PATH" >&2; exit 1; }
+gopath=$(go env GOPATH)
+gobin="${gopath%%:*}/bin"
+influxd="$gobin/influxd"
+
+# `go install` does not stamp a version into influxd (`influxd version` says
+# "vunknown" unless -ldflags set it), so the module version recorded in the
+# binary's build info is what identifies it.
+influxd_ok() {
+	local info
+	[[ -x "$influxd" ]] || return 1
+	# Captured first: `grep -q` exiting early would SIGPIPE `go` under pipefail.
+	info=$(go version -m "$influxd" 2>/dev/null) || return 1
+	grep -Eq "^[[:space:]]+mod[[:space:]]+${INFLUXD_MODULE}[[:space:]]+${INFLUXD_VERSION}([[:space:]]|$)" <<<"$info"
+}
+
+if ! influxd_ok; then
+	mkdir -p "$gobin"
+	# Serialise concurrent runs (parallel CI jobs on one machine).
+	exec 9>"${TMPDIR:-/tmp}/citywatch-influxd-install.lock"
+	flock 9
+	if ! influxd_ok; then
+		echo "deps: building influxd ${INFLUXD_VERSION} (takes a few minutes the first time)" >&2
+		GOBIN="$gobin" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install \
+			-ldflags "-X main.version=${INFLUXD_VERSION#v} -X main.branch=${INFLUXD_VERSION} -X main.commit=go-install" \
+			"${INFLUXD_MODULE}/cmd/influxd@${INFLUXD_VERSION}"
+	fi
+	flock -u 9
+	influxd_ok || { echo "deps: $influxd is not ${INFLUXD_VERSION} after go install" >&2; exit 1; }
+fi
+
+# --- report ---------------------------------------------------------------------
+if m=$(mosquitto_bin); then
+	# `mosquitto -h` exits non-zero; only its first line matters.
+	m_ver=$({ "$m" -h 2>&1 || true; } | head -n1)
+else
+	m=MISSING m_ver="apt-get install mosquitto"
+fi
+if c=$(chromium_bin); then
+	# The Debian wrapper script prints shell noise on stderr.
+	c_ver=$({ "$c" --version 2>/dev/null || true; } | head -n1)
+else
+	c=MISSING c_ver="apt-get install chromium"
+fi
+printf '%-10s %-40s %s\n' mosquitto "$m" "$m_ver"
+printf '%-10s %-40s %s\n' chromium "$c" "$c_ver"
+printf '%-10s %-40s %s\n' influxd "$influxd" "${INFLUXD_MODULE} ${INFLUXD_VERSION}"
+exit "$status"
