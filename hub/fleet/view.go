@@ -59,6 +59,9 @@ const (
 	ChangeDevice  ChangeKind = "device"  // one device changed status
 	ChangeAgent   ChangeKind = "agent"   // an agent changed status; Affected lists its devices
 	ChangeTrigger ChangeKind = "trigger" // a sensor's alarm contact changed; Device.Triggered says how
+	// An agent's inventory changed: Affected lists the devices added or
+	// whose attributes changed, Removed the ids that are gone.
+	ChangeInventory ChangeKind = "inventory"
 )
 
 // Change is one fact the hub learned: a device or agent changed status, or a
@@ -76,6 +79,7 @@ type Change struct {
 	Device   *Device     `json:"device,omitempty"`
 	Agent    *Agent      `json:"agent,omitempty"`
 	Affected []Device    `json:"affected,omitempty"`
+	Removed  []string    `json:"removed,omitempty"` // ChangeInventory: device ids no longer listed
 }
 
 // Sample is one accepted device health line, enriched with what the metric

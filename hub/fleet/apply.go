@@ -1,0 +1,356 @@
+package fleet
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Apply judges and applies one decoded message; retained says the broker
+// delivered it with the MQTT retained flag. It returns one Sample per health
+// line. A rejected message (a *wire.Error) changes nothing.
+func (r *Registry) Apply(m wire.Message, retained bool) ([]Sample, error) {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.unlock()
+	return r.apply(m, retained, now)
+}
+
+func reject(reason wire.RejectReason, format string, args ...any) error {
+	return &wire.Error{Reason: reason, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample, error) {
+	h := m.Header()
+	// wire.Decode guarantees this; a hand-built message must not reach
+	// another agent's state through a mismatched header either.
+	if h == nil || h.Agent != m.Agent {
+		return nil, reject(wire.RejectInvalid, "not a message of agent %q", m.Agent)
+	}
+
+	// Judge everything before changing anything.
+	a := r.agents[m.Agent]
+	gaps, err := checkSeq(a, h, m.State, retained)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case m.Inventory != nil:
+		err = r.checkInventory(m.Agent, m.Inventory)
+	case m.Health != nil:
+		err = r.checkLines(a, m.Health.Devices)
+	case m.Event != nil:
+		err = r.checkEvent(a, m.Event)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	if a == nil {
+		a = &agent{view: Agent{ID: m.Agent, Status: wire.StatusUnknown, Since: now}}
+		r.agents[m.Agent] = a
+		r.agentsBy[statusIndex(wire.StatusUnknown)]++
+	}
+	a.advance(h, m.State, retained, gaps)
+
+	if s := m.State; s != nil {
+		r.applyState(a, s, retained, now)
+		return nil, nil
+	}
+	// A live message proves the agent alive whatever we believed; retained
+	// ones are the broker's memory, not the agent speaking now.
+	if !retained {
+		a.view.LastSeen = now
+	}
+	revive := !retained && a.view.Status != wire.StatusOnline
+	r.touched, r.trig = r.touched[:0], r.trig[:0]
+	var samples []Sample
+	switch {
+	case m.Inventory != nil:
+		r.applyInventory(a, m.Inventory, now)
+	case m.Health != nil:
+		samples = r.applyHealth(a, m.Health, now)
+	case m.Event != nil:
+		r.applyEvent(m.Event, now)
+	}
+	if revive {
+		r.setAgent(a, wire.StatusOnline, "", now)
+	} else {
+		for _, d := range r.touched {
+			if from, changed := r.refresh(d, now); changed {
+				v := d.view
+				r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
+			}
+		}
+	}
+	for _, d := range r.trig {
+		v := d.view
+		c := Change{Kind: ChangeTrigger, Reason: string(wire.EventRestored), Device: &v}
+		if v.Triggered {
+			c.Reason = string(wire.EventTriggered)
+		}
+		if e := m.Event; e != nil {
+			c.Detail = e.Detail
+		}
+		r.emit(c, now)
+	}
+	return samples, nil
+}
+
+// checkSeq decides whether a message is fresh and how many messages were
+// lost before it (see the package doc).
+func checkSeq(a *agent, h *wire.Header, s *wire.State, retained bool) (gaps uint64, err error) {
+	if a == nil || a.view.Boot == 0 {
+		return 0, nil
+	}
+	if h.Boot < a.view.Boot {
+		return 0, reject(wire.RejectReplay, "boot %d is older than the current %d", h.Boot, a.view.Boot)
+	}
+	if s != nil && s.Will {
+		if h.Boot == a.view.Boot && s.Conn < a.view.Conn {
+			return 0, reject(wire.RejectReplay, "will of connection %d, the current is %d", s.Conn, a.view.Conn)
+		}
+		return 0, nil
+	}
+	if h.Boot > a.view.Boot || !a.seqValid || retained {
+		return 0, nil
+	}
+	if h.Seq <= a.view.Seq {
+		return 0, reject(wire.RejectReplay, "seq %d is not above %d", h.Seq, a.view.Seq)
+	}
+	if !a.live {
+		return 0, nil // the gap since a retained message is time the hub was not listening
+	}
+	return h.Seq - a.view.Seq - 1, nil
+}
+
+// advance records the sequence position of an accepted message.
+func (a *agent) advance(h *wire.Header, s *wire.State, retained bool, gaps uint64) {
+	if h.Boot > a.view.Boot {
+		a.view.Boot, a.view.Conn, a.view.Seq, a.seqValid, a.live = h.Boot, 0, 0, false, false
+	}
+	if s != nil && s.Will {
+		a.view.Conn = max(a.view.Conn, s.Conn)
+		return
+	}
+	if !a.seqValid {
+		a.view.Seq, a.seqValid = h.Seq, true
+	}
+	a.view.Seq = max(a.view.Seq, h.Seq)
+	if !retained {
+		a.view.Gaps += gaps
+		a.live = true
+	}
+	if s != nil {
+		a.view.Conn = s.Conn
+	}
+}
+
+func (r *Registry) applyState(a *agent, s *wire.State, retained bool, now time.Time) {
+	switch {
+	case s.Will:
+		r.setAgent(a, wire.StatusOffline, "will", now)
+	case s.State == wire.AgentOffline:
+		if !retained {
+			a.view.LastSeen = now
+		}
+		r.setAgent(a, wire.StatusOffline, "shutdown", now)
+	default:
+		if !retained {
+			a.view.LastSeen = now
+		}
+		if s.Interval > 0 {
+			a.view.Interval = s.Interval
+		}
+		a.view.Version = s.Version
+		if !a.inventory && s.Site != "" {
+			a.view.Site = s.Site // the inventory's site is authoritative
+		}
+		r.setAgent(a, wire.StatusOnline, "", now)
+	}
+}
+
+// setAgent moves an agent to a status and its devices with it, as one Change.
+func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Time) {
+	from := a.view.Status
+	if from == to {
+		a.view.Reason = reason // e.g. a will after the heartbeat backstop says why more precisely
+		return
+	}
+	r.agentsBy[statusIndex(from)]--
+	r.agentsBy[statusIndex(to)]++
+	a.view.Status, a.view.Reason, a.view.Since = to, reason, now
+	var affected []Device
+	for _, d := range a.devices {
+		if _, changed := r.refresh(d, now); changed {
+			affected = append(affected, d.view)
+		}
+	}
+	v := a.view
+	r.emit(Change{Kind: ChangeAgent, From: from, To: to, Reason: reason, Agent: &v, Affected: affected}, now)
+}
+
+// refresh derives a device's shown status from its agent's status and the
+// agent's last report, and reports whether the status changed.
+func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed bool) {
+	st, reason, detail := wire.StatusUnknown, wire.ReasonNone, ""
+	switch d.agent.view.Status {
+	case wire.StatusOnline:
+		st, reason, detail = d.view.Reported, d.repReason, d.repDetail
+		if st == "" {
+			st = wire.StatusUnknown
+		}
+	case wire.StatusOffline:
+		st, reason = wire.StatusUnreachable, wire.ReasonAgentOffline
+	}
+	d.view.Reason, d.view.Detail = reason, detail
+	from = d.view.Status
+	if st == from {
+		return from, false
+	}
+	prev := d.view.Since
+	r.setStatus(d, st)
+	d.view.Since = now
+	if hint := d.repSince; st == d.view.Reported && hint.Before(now) && hint.After(prev) {
+		d.view.Since = hint
+	}
+	return from, true
+}
+
+func (r *Registry) checkInventory(agentID string, inv *wire.Inventory) error {
+	for i := range inv.Devices {
+		id := inv.Devices[i].ID
+		if d := r.devices[id]; d != nil && d.view.Agent != agentID {
+			return reject(wire.RejectInvalid, "device %q belongs to agent %q", id, d.view.Agent)
+		}
+	}
+	return nil
+}
+
+func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) {
+	site := &inv.Site
+	siteChanged := a.view.Site != site.ID || a.view.SiteName != site.Name ||
+		a.view.District != site.District || a.view.Location != site.Location
+	a.view.Site, a.view.SiteName, a.view.District, a.view.Location = site.ID, site.Name, site.District, site.Location
+
+	listed := make(map[string]bool, len(inv.Devices))
+	devs := make([]*device, 0, len(inv.Devices))
+	var affected []Device
+	for i := range inv.Devices {
+		wd := &inv.Devices[i]
+		listed[wd.ID] = true
+		d := r.devices[wd.ID]
+		switch {
+		case d == nil:
+			d = &device{agent: a, view: Device{ID: wd.ID, Agent: a.view.ID, Status: wire.StatusUnknown, Since: now}}
+			setAttrs(&d.view, wd, site)
+			r.devices[wd.ID] = d
+			r.count(d, 1)
+			r.refresh(d, now) // unreachable at once behind an offline agent
+			r.sortedOK = false
+			affected = append(affected, d.view)
+		case siteChanged || !sameAttrs(&d.view, wd):
+			r.count(d, -1) // the district may change
+			setAttrs(&d.view, wd, site)
+			r.count(d, 1)
+			affected = append(affected, d.view)
+		}
+		devs = append(devs, d)
+	}
+	var removed []string
+	for _, d := range a.devices {
+		if !listed[d.view.ID] {
+			r.count(d, -1)
+			delete(r.devices, d.view.ID)
+			r.sortedOK = false
+			removed = append(removed, d.view.ID)
+		}
+	}
+	slices.SortFunc(devs, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
+	slices.SortFunc(affected, func(x, y Device) int { return cmp.Compare(x.ID, y.ID) })
+	a.devices, a.inventory, a.view.Devices = devs, true, len(devs)
+	if len(affected) > 0 || len(removed) > 0 {
+		v := a.view
+		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed}, now)
+	}
+}
+
+func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
+	v.Name, v.Kind, v.SensorKind = wd.Name, wd.Kind, wd.SensorKind
+	v.District, v.Location, v.Criticality, v.Camera = wd.District, wd.Location, wd.Criticality, wd.Camera
+	v.Site, v.SiteName = site.ID, site.Name
+}
+
+func sameAttrs(v *Device, wd *wire.Device) bool {
+	sameCam := v.Camera == nil && wd.Camera == nil ||
+		v.Camera != nil && wd.Camera != nil && *v.Camera == *wd.Camera
+	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
+		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality
+}
+
+// checkLines resolves every health line to a device of agent a into
+// r.lines, or rejects the message.
+func (r *Registry) checkLines(a *agent, lines []wire.DeviceHealth) error {
+	if a == nil || !a.inventory {
+		return reject(wire.RejectUnknownDevice, "no inventory from this agent yet")
+	}
+	r.lines = r.lines[:0]
+	for i := range lines {
+		d := r.devices[lines[i].ID]
+		if d == nil || d.agent != a {
+			return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", lines[i].ID)
+		}
+		r.lines = append(r.lines, d)
+	}
+	return nil
+}
+
+func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample {
+	a.view.Interval = h.Interval
+	samples := make([]Sample, len(h.Devices))
+	for i := range h.Devices {
+		l := &h.Devices[i]
+		d := r.lines[i]
+		d.view.Reported, d.repReason, d.repDetail, d.repSince = l.Status, l.Reason, l.Detail, l.Since
+		d.view.LastSeen, d.view.Metrics = now, l.Metrics
+		if !l.Probed.IsZero() {
+			d.view.Probed = l.Probed
+		}
+		if d.view.Triggered != l.Triggered {
+			d.view.Triggered = l.Triggered
+			r.trig = append(r.trig, d)
+		}
+		r.touched = append(r.touched, d)
+		samples[i] = Sample{
+			Device: d.view.ID, Agent: a.view.ID, Site: d.view.Site, District: d.view.District,
+			Kind: d.view.Kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
+		}
+	}
+	return samples
+}
+
+func (r *Registry) checkEvent(a *agent, e *wire.Event) error {
+	if a == nil || !a.inventory {
+		return reject(wire.RejectUnknownDevice, "no inventory from this agent yet")
+	}
+	if d := r.devices[e.Device]; d == nil || d.agent != a {
+		return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", e.Device)
+	}
+	return nil
+}
+
+func (r *Registry) applyEvent(e *wire.Event, now time.Time) {
+	d := r.devices[e.Device]
+	d.view.LastSeen = now
+	switch e.Type {
+	case wire.EventStatus:
+		d.view.Reported, d.repReason, d.repDetail, d.repSince = e.To, e.Reason, e.Detail, e.At
+		r.touched = append(r.touched, d)
+	case wire.EventTriggered, wire.EventRestored:
+		d.view.Triggered = e.Type == wire.EventTriggered
+		r.trig = append(r.trig, d)
+	}
+}

@@ -1,0 +1,55 @@
+// Package fleet is the hub's single owner of agent and device state. A
+// Registry takes messages that already passed wire.Decode, judges them
+// against what it knows (inventory, sequence numbers, the agent's liveness),
+// keeps every agent and device with its status, and reports what changed as
+// Changes in order; one failure upstream is one Change, not hundreds.
+//
+// Semantics, where the protocol leaves room:
+//
+//   - Sequence. Per agent the registry keeps Boot, Conn and the highest Seq.
+//     An older Boot is a replay; a newer Boot starts a new incarnation. Within
+//     a boot a Seq not above the highest is a replay, unless the message came
+//     with the MQTT retained flag (catch-up after the hub (re)subscribes):
+//     those are accepted, never counted as gaps, and the highest becomes the
+//     maximum. A jump adds the missed count to Gaps; the first message the
+//     hub sees of a boot counts no gap, nor does the first live one after
+//     retained ones, because the hub may simply not have been listening. A
+//     Last Will (Seq 0) is judged by (Boot, Conn): one from an older
+//     connection than the current birth is a stale replay.
+//   - Liveness. A birth makes the agent online; a will makes it offline with
+//     reason "will", a clean state "offline" with reason "shutdown", and
+//     MissedHeartbeats intervals without any message (Sweep) with reason
+//     "heartbeat". Any other message received live (not retained) proves the
+//     agent alive: if it was offline or unknown for any reason, it comes back
+//     online. Retained inventory says nothing about liveness now, so it never
+//     revives an agent.
+//   - Devices follow their agent: while it is online a device shows the
+//     agent's last report (unknown before the first); while it is offline
+//     every device is unreachable (reason agent_offline, Reported keeps the
+//     agent's last word); while it is unknown so are its devices. An agent's
+//     transition is ONE Change{Kind: ChangeAgent} whose Affected lists the
+//     devices whose status changed with it; a message that revives an agent
+//     and reports on devices yields that one Change, not one per device.
+//   - Since is when the hub's view changed, except that a device taking the
+//     status its agent reported uses the agent's own since when that lies
+//     between the previous change and now.
+//   - Inventory replaces the agent's device set. A device id belongs to one
+//     agent hub-wide: an inventory naming another agent's device is rejected
+//     whole (a device moves only after its old agent's inventory drops it).
+//     When the set or any device attribute changes the registry emits one
+//     Change{Kind: ChangeInventory} with Affected (added or changed devices)
+//     and Removed (ids gone); removed devices disappear from every read.
+//   - Health and events must name devices of the sender's inventory; one
+//     unknown line rejects the whole message before anything is applied.
+//     Only a status change is a Change; a new reason or detail under the
+//     same status just updates the device. A health triggered flag that
+//     differs from the hub's view (a lost event) emits a trigger Change;
+//     triggered/restored events always do, since each is a fact at the
+//     sensor.
+//   - The heartbeat backstop is suspended while Options.Live reports false:
+//     when the hub's own broker link is down, silence says nothing about the
+//     agents, and after the link returns they get a full grace period.
+//
+// Every method is safe for concurrent use; one mutex guards all state, and
+// OnChange runs after it is released.
+package fleet

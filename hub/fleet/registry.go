@@ -1,0 +1,334 @@
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Options configure a Registry. Zero values take the defaults noted.
+type Options struct {
+	// Now is the hub clock (time.Now).
+	Now func() time.Time
+	// MissedHeartbeats is how many health intervals an online agent may stay
+	// silent before Sweep marks it offline (3, as GB/T 28181 does).
+	MissedHeartbeats int
+	// DefaultInterval is assumed for agents that have not told their health
+	// interval yet (10s).
+	DefaultInterval time.Duration
+	// OnChange receives every Change in Seq order, after the registry's lock
+	// is released, possibly on the goroutine of another Apply or Sweep. It
+	// must not block; it may read the registry.
+	OnChange func(Change)
+	// Live reports whether the hub can hear agents at all (its broker link
+	// is up). Nil means always. It is called under the registry's lock and
+	// must not call the registry.
+	Live func() bool
+}
+
+// Registry is the state of every agent and device.
+type Registry struct {
+	opts Options
+
+	mu         sync.Mutex
+	agents     map[string]*agent
+	devices    map[string]*device // hub-wide: a device id belongs to one agent
+	sorted     []*device          // every device by id, rebuilt when sortedOK is false
+	sortedOK   bool
+	seq        uint64 // last Change.Seq
+	total      tally
+	districts  map[string]*tally
+	agentsBy   [numStatuses]int
+	linkUp     time.Time // when Live last turned true; zero while it is false
+	pending    []Change  // emitted, not yet delivered to OnChange
+	delivering bool      // a goroutine is delivering pending
+	lines      []*device // scratch for Apply, reused to keep health reports allocation-light
+	touched    []*device
+	trig       []*device
+}
+
+type agent struct {
+	view      Agent
+	seqValid  bool // view.Seq holds a sequence number of view.Boot (a will carries none)
+	live      bool // view.Seq came from a live message, so a jump after it is a gap
+	inventory bool
+	devices   []*device // sorted by id
+}
+
+type device struct {
+	view  Device
+	agent *agent
+	// The agent's last report, kept while the hub shows something else
+	// (unreachable) so the device returns to it when the agent does.
+	repReason wire.Reason
+	repDetail string
+	repSince  time.Time
+}
+
+// New returns an empty registry.
+func New(opts Options) *Registry {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MissedHeartbeats <= 0 {
+		opts.MissedHeartbeats = 3
+	}
+	if opts.DefaultInterval <= 0 {
+		opts.DefaultInterval = 10 * time.Second
+	}
+	return &Registry{
+		opts:      opts,
+		agents:    make(map[string]*agent),
+		devices:   make(map[string]*device),
+		districts: make(map[string]*tally),
+	}
+}
+
+// Run calls Sweep every second until ctx ends.
+func (r *Registry) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.Sweep(r.opts.Now())
+		}
+	}
+}
+
+// Sweep marks offline (reason "heartbeat") every online agent that has sent
+// nothing for MissedHeartbeats of its intervals — the backstop for a Last
+// Will the broker never published.
+func (r *Registry) Sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.unlock()
+	if r.opts.Live != nil {
+		if !r.opts.Live() {
+			r.linkUp = time.Time{}
+			return
+		}
+		if r.linkUp.IsZero() {
+			r.linkUp = now
+		}
+	}
+	var expired []*agent
+	for _, a := range r.agents {
+		if a.view.Status != wire.StatusOnline {
+			continue
+		}
+		last := a.view.LastSeen
+		if a.view.Since.After(last) {
+			last = a.view.Since // a retained birth sets Since but not LastSeen
+		}
+		if r.linkUp.After(last) {
+			last = r.linkUp
+		}
+		if now.Sub(last) > time.Duration(r.opts.MissedHeartbeats)*r.interval(a) {
+			expired = append(expired, a)
+		}
+	}
+	// Map order is random; Changes should not be.
+	slices.SortFunc(expired, func(x, y *agent) int { return cmp.Compare(x.view.ID, y.view.ID) })
+	for _, a := range expired {
+		r.setAgent(a, wire.StatusOffline, "heartbeat", now)
+	}
+}
+
+func (r *Registry) interval(a *agent) time.Duration {
+	if a.view.Interval > 0 {
+		return time.Duration(a.view.Interval * float64(time.Second))
+	}
+	return r.opts.DefaultInterval
+}
+
+// emit records a Change for delivery once the lock is released.
+func (r *Registry) emit(c Change, now time.Time) {
+	r.seq++
+	c.Seq, c.At = r.seq, now
+	if r.opts.OnChange != nil {
+		r.pending = append(r.pending, c)
+	}
+}
+
+// unlock releases r.mu and delivers pending Changes. Only one goroutine
+// delivers at a time, so OnChange sees Changes in Seq order; it runs
+// without the lock, so it may read the registry.
+func (r *Registry) unlock() {
+	if r.delivering || len(r.pending) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.delivering = true
+	for len(r.pending) > 0 {
+		batch := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		for _, c := range batch {
+			r.opts.OnChange(c)
+		}
+		r.mu.Lock()
+	}
+	r.delivering = false
+	r.mu.Unlock()
+}
+
+// Devices returns every device sorted by id. The Metrics maps and Camera
+// pointers are shared with the registry (which replaces, never modifies
+// them) and must not be modified.
+func (r *Registry) Devices() []Device {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.sortedOK {
+		r.sorted = r.sorted[:0]
+		for _, d := range r.devices {
+			r.sorted = append(r.sorted, d)
+		}
+		slices.SortFunc(r.sorted, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
+		r.sortedOK = true
+	}
+	out := make([]Device, len(r.sorted))
+	for i, d := range r.sorted {
+		out[i] = d.view
+	}
+	return out
+}
+
+// Device returns one device; see Devices about shared fields.
+func (r *Registry) Device(id string) (Device, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.devices[id]
+	if !ok {
+		return Device{}, false
+	}
+	return d.view, true
+}
+
+// Agents returns every agent sorted by id.
+func (r *Registry) Agents() []Agent {
+	r.mu.Lock()
+	out := make([]Agent, 0, len(r.agents))
+	for _, a := range r.agents {
+		out = append(out, a.view)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(x, y Agent) int { return cmp.Compare(x.ID, y.ID) })
+	return out
+}
+
+// Agent returns one agent.
+func (r *Registry) Agent(id string) (Agent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.agents[id]
+	if !ok {
+		return Agent{}, false
+	}
+	return a.view, true
+}
+
+// Summary counts devices by status, overall and per district (sorted by
+// name), from counts kept as statuses change, so it costs the number of
+// districts, not devices.
+func (r *Registry) Summary() Summary {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Summary{
+		At:        now,
+		Devices:   r.total.devices,
+		ByStatus:  r.total.byStatus(),
+		Agents:    map[wire.Status]int{},
+		Districts: make([]DistrictSummary, 0, len(r.districts)),
+	}
+	s.OnlineRate, s.IntactRate = r.total.rates()
+	for i, n := range r.agentsBy {
+		if st := statuses[i]; st != wire.StatusDegraded && st != wire.StatusUnreachable {
+			s.Agents[st] = n
+		}
+	}
+	for name, t := range r.districts {
+		ds := DistrictSummary{District: name, Devices: t.devices, ByStatus: t.byStatus()}
+		ds.OnlineRate, ds.IntactRate = t.rates()
+		s.Districts = append(s.Districts, ds)
+	}
+	slices.SortFunc(s.Districts, func(x, y DistrictSummary) int { return cmp.Compare(x.District, y.District) })
+	return s
+}
+
+const numStatuses = 5
+
+// statuses is the index order of tally counts.
+var statuses = [numStatuses]wire.Status{
+	wire.StatusOnline, wire.StatusDegraded, wire.StatusOffline, wire.StatusUnknown, wire.StatusUnreachable,
+}
+
+func statusIndex(s wire.Status) int {
+	switch s {
+	case wire.StatusOnline:
+		return 0
+	case wire.StatusDegraded:
+		return 1
+	case wire.StatusOffline:
+		return 2
+	case wire.StatusUnreachable:
+		return 4
+	}
+	return 3 // unknown; wire.Decode admits nothing else
+}
+
+// tally counts devices by status.
+type tally struct {
+	devices int
+	by      [numStatuses]int
+}
+
+func (t *tally) byStatus() map[wire.Status]int {
+	m := make(map[wire.Status]int, numStatuses)
+	for i, n := range t.by {
+		m[statuses[i]] = n
+	}
+	return m
+}
+
+// rates returns 在线率 (online or degraded) and 完好率 (online).
+func (t *tally) rates() (online, intact float64) {
+	if t.devices == 0 {
+		return 0, 0
+	}
+	n := float64(t.devices)
+	return float64(t.by[0]+t.by[1]) / n, float64(t.by[0]) / n
+}
+
+// count adds (n = 1) or removes (n = -1) d in the tallies.
+func (r *Registry) count(d *device, n int) {
+	i := statusIndex(d.view.Status)
+	r.total.devices += n
+	r.total.by[i] += n
+	t := r.districts[d.view.District]
+	if t == nil {
+		t = new(tally)
+		r.districts[d.view.District] = t
+	}
+	t.devices += n
+	t.by[i] += n
+	if t.devices == 0 {
+		delete(r.districts, d.view.District)
+	}
+}
+
+func (r *Registry) setStatus(d *device, s wire.Status) {
+	from, to := statusIndex(d.view.Status), statusIndex(s)
+	t := r.districts[d.view.District]
+	r.total.by[from]--
+	r.total.by[to]++
+	t.by[from]--
+	t.by[to]++
+	d.view.Status = s
+}

@@ -1,0 +1,384 @@
+// Package ingest is the hub's MQTT subscriber: it receives every agent
+// message from the broker (Mosquitto, EMQX or the embedded one) over a
+// persistent QoS 1 session, validates it with wire.Decode, hands it to the
+// fleet and passes the resulting samples on to the metric store. paho's
+// handler only enqueues, so a slow consumer never stalls the MQTT client:
+// messages go to a bounded queue per worker shard chosen by the agent id in
+// the topic, which keeps each agent's messages in order while agents are
+// processed in parallel. A full shard rejects with reason "overload". Every
+// reject is counted by reason and logged, clipped, at most 10 times per
+// reason a minute, then summarised. Messages on the commands channel (ours or
+// another hub's) are counted as received and otherwise ignored.
+//
+// Delivery is at most once past the handler: paho acknowledges a message
+// when the handler returns, i.e. once it is queued, so messages still queued
+// when the process dies are lost. On Run's normal return the queues are
+// drained first.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Config is what ingest needs to reach the broker.
+type Config struct {
+	BrokerURL string // tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://
+	// ClientID must be stable across restarts: the broker keeps the
+	// persistent session, and the messages published meanwhile, under it.
+	ClientID string
+	Username string
+	Password string
+	Workers  int // shards; 0 = 2×GOMAXPROCS
+	QueueLen int // messages per shard before "overload" rejects; 0 = 1024
+}
+
+// LogValue keeps the password and any credentials in the URL out of logs.
+func (c Config) LogValue() slog.Value {
+	pw := ""
+	if c.Password != "" {
+		pw = "***"
+	}
+	return slog.GroupValue(
+		slog.String("broker_url", redactURL(c.BrokerURL)),
+		slog.String("client_id", c.ClientID),
+		slog.String("username", c.Username),
+		slog.String("password", pw),
+		slog.Int("workers", c.Workers),
+		slog.Int("queue_len", c.QueueLen),
+	)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
+// Applier judges and applies a decoded message; *fleet.Registry is one.
+type Applier interface {
+	Apply(m wire.Message, retained bool) ([]fleet.Sample, error)
+}
+
+// SampleWriter takes accepted health samples; it must not block.
+type SampleWriter interface {
+	WriteSamples([]fleet.Sample)
+}
+
+// Deps are the components ingest talks to.
+type Deps struct {
+	Log     *slog.Logger      // nil: discard
+	Fleet   Applier           // required
+	Samples SampleWriter      // required
+	Metrics *metrics.Registry // required
+	Now     func() time.Time  // nil: time.Now
+}
+
+// Ingest receives agent messages from the broker.
+type Ingest struct {
+	cfg     Config
+	log     *slog.Logger
+	fleet   Applier
+	samples SampleWriter
+	now     func() time.Time
+
+	seed   maphash.Seed
+	shards []chan delivery
+
+	received  map[string]*metrics.Counter // by channel label; read-only after New
+	rejects   map[wire.RejectReason]*metrics.Counter
+	connected *metrics.Gauge
+	up        atomic.Bool
+	rejectLog *rejectLog
+	running   atomic.Bool
+}
+
+// delivery is one message as paho handed it over. paho allocates every
+// payload afresh and never reuses it, so it is kept without a copy.
+type delivery struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+// channelOther labels received messages whose topic is outside the
+// contract, so attacker-chosen topics cannot create metric series.
+const channelOther = "other"
+
+var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands}
+
+// New validates cfg and deps and registers the metrics; it starts nothing.
+func New(cfg Config, deps Deps) (*Ingest, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if u, err := url.Parse(cfg.BrokerURL); err != nil || u.Host == "" {
+		bad("broker URL %q is not like tcp://host:1883", redactURL(cfg.BrokerURL))
+	} else if !slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme) {
+		bad("broker URL scheme %q is not tcp, mqtt, ssl, tls, mqtts, ws or wss", u.Scheme)
+	}
+	if cfg.ClientID == "" {
+		bad("client id is empty; a stable one keeps the broker session across restarts")
+	}
+	if cfg.Workers < 0 {
+		bad("workers %d is negative", cfg.Workers)
+	}
+	if cfg.QueueLen < 0 {
+		bad("queue length %d is negative", cfg.QueueLen)
+	}
+	if deps.Fleet == nil {
+		bad("no fleet")
+	}
+	if deps.Samples == nil {
+		bad("no sample writer")
+	}
+	if deps.Metrics == nil {
+		bad("no metrics registry")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueueLen == 0 {
+		cfg.QueueLen = 1024
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	log := deps.Log.With("component", "ingest")
+	in := &Ingest{
+		cfg:       cfg,
+		log:       log,
+		fleet:     deps.Fleet,
+		samples:   deps.Samples,
+		now:       deps.Now,
+		seed:      maphash.MakeSeed(),
+		shards:    make([]chan delivery, cfg.Workers),
+		received:  make(map[string]*metrics.Counter),
+		rejects:   make(map[wire.RejectReason]*metrics.Counter),
+		rejectLog: newRejectLog(log),
+	}
+	for i := range in.shards {
+		in.shards[i] = make(chan delivery, cfg.QueueLen)
+	}
+
+	m := deps.Metrics
+	received := m.CounterVec("citywatch_mqtt_messages_total",
+		"MQTT messages received from the broker by channel, before validation.", "channel")
+	for _, ch := range channels {
+		in.received[string(ch)] = received.With(string(ch))
+	}
+	in.received[channelOther] = received.With(channelOther)
+	rejects := m.CounterVec("citywatch_mqtt_rejects_total",
+		"MQTT messages refused by reason; a rejected message changes nothing.", "reason")
+	for _, r := range wire.RejectReasons {
+		in.rejects[r] = rejects.With(string(r))
+	}
+	m.GaugeFunc("citywatch_ingest_queue_depth",
+		"Messages waiting in the ingest shards.", func() float64 { return float64(in.queued()) })
+	in.connected = m.Gauge("citywatch_mqtt_connected",
+		"1 while the hub is connected and subscribed to the broker.")
+	return in, nil
+}
+
+// Connected reports whether the hub is connected to the broker and
+// subscribed, i.e. whether silence from an agent means anything.
+func (in *Ingest) Connected() bool { return in.up.Load() }
+
+func (in *Ingest) setConnected(up bool) {
+	in.up.Store(up)
+	if up {
+		in.connected.Set(1)
+	} else {
+		in.connected.Set(0)
+	}
+}
+
+func (in *Ingest) queued() int {
+	n := 0
+	for _, q := range in.shards {
+		n += len(q)
+	}
+	return n
+}
+
+// Run connects to the broker, retrying until it succeeds, and processes
+// messages until ctx ends; then it disconnects and drains the queues. It
+// may be called once.
+func (in *Ingest) Run(ctx context.Context) error {
+	if !in.running.CompareAndSwap(false, true) {
+		return errors.New("ingest: Run called twice")
+	}
+	// Workers outlive ctx: they drain after the client has disconnected.
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, q := range in.shards {
+		wg.Go(func() { in.work(q, done) })
+	}
+	wg.Go(func() { in.rejectLog.run(done) })
+
+	client := mqtt.NewClient(in.clientOptions())
+	in.log.Info("connecting", "config", in.cfg)
+	tok := client.Connect() // with ConnectRetry it completes once connected
+	var err error
+	select {
+	case <-tok.Done():
+		if err = tok.Error(); err == nil {
+			<-ctx.Done()
+		}
+	case <-ctx.Done():
+	}
+	client.Disconnect(250)
+	in.setConnected(false)
+	close(done)
+	wg.Wait()
+	in.rejectLog.flush() // the drain may have rejected more
+	if err != nil {
+		return fmt.Errorf("ingest: connect to %s: %w", redactURL(in.cfg.BrokerURL), err)
+	}
+	return nil
+}
+
+func (in *Ingest) clientOptions() *mqtt.ClientOptions {
+	return mqtt.NewClientOptions().
+		AddBroker(in.cfg.BrokerURL).
+		SetClientID(in.cfg.ClientID).
+		SetUsername(in.cfg.Username).
+		SetPassword(in.cfg.Password).
+		SetProtocolVersion(4). // MQTT 3.1.1: Mosquitto and EMQX speak it; no 3.1 fallback
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(30 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		// Messages the broker kept for our session arrive before the
+		// subscription is renewed, when paho has no route yet: the default
+		// handler takes them, and all others, since we subscribe with none.
+		SetDefaultPublishHandler(in.handle).
+		SetOnConnectHandler(in.subscribe).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			in.setConnected(false)
+			in.log.Warn("connection to the broker lost; reconnecting", "err", err)
+		})
+}
+
+// subscribe renews the subscription on every connect, in case the broker
+// lost the session. paho runs it on its own goroutine, so it may wait.
+func (in *Ingest) subscribe(c mqtt.Client) {
+	tok := c.Subscribe(wire.HubSubscription, 1, nil)
+	if !tok.WaitTimeout(30 * time.Second) {
+		in.log.Error("subscribe timed out", "filter", wire.HubSubscription)
+		return
+	}
+	err := tok.Error()
+	if st, ok := tok.(*mqtt.SubscribeToken); err == nil && ok && st.Result()[wire.HubSubscription] > 2 {
+		err = errors.New("the broker refused the subscription")
+	}
+	if err != nil {
+		in.log.Error("subscribe failed", "filter", wire.HubSubscription, "err", err)
+		return
+	}
+	in.setConnected(true)
+	in.log.Info("connected and subscribed", "filter", wire.HubSubscription)
+}
+
+// handle is paho's message handler. It must not block (paho delivers in
+// order on one goroutine, and a stalled handler stalls the client until its
+// keepalive fails), so it only counts and enqueues.
+func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
+	topic := m.Topic()
+	agent, ch := route(topic)
+	in.received[ch].Inc()
+	if ch == string(wire.ChannelCommands) {
+		return
+	}
+	q := in.shards[maphash.String(in.seed, agent)%uint64(len(in.shards))]
+	select {
+	case q <- delivery{topic: topic, payload: m.Payload(), retained: m.Retained()}:
+	default:
+		in.reject(agent, wire.RejectOverload, "ingest queue full")
+	}
+}
+
+// route returns the agent segment of a topic and its channel label, without
+// validating either: wire.Decode does that in the worker.
+func route(topic string) (agent, channel string) {
+	rest, ok := strings.CutPrefix(topic, wire.Prefix)
+	if !ok {
+		return "", channelOther
+	}
+	agent, last, _ := strings.Cut(rest, "/")
+	for _, ch := range channels {
+		if last == string(ch) {
+			return agent, last
+		}
+	}
+	return agent, channelOther
+}
+
+func (in *Ingest) work(q <-chan delivery, done <-chan struct{}) {
+	for {
+		select {
+		case d := <-q:
+			in.process(d)
+		case <-done:
+			for {
+				select {
+				case d := <-q:
+					in.process(d)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (in *Ingest) process(d delivery) {
+	m, err := wire.Decode(d.topic, d.payload, in.now())
+	var samples []fleet.Sample
+	if err == nil {
+		samples, err = in.fleet.Apply(m, d.retained)
+	}
+	if err != nil {
+		agent, _ := route(d.topic)
+		in.reject(agent, wire.ReasonOf(err), err.Error())
+		return
+	}
+	if len(samples) > 0 {
+		in.samples.WriteSamples(samples)
+	}
+}
+
+func (in *Ingest) reject(agent string, reason wire.RejectReason, msg string) {
+	c, ok := in.rejects[reason]
+	if !ok { // an Applier inventing reasons must not create series
+		reason, c = wire.RejectInvalid, in.rejects[wire.RejectInvalid]
+	}
+	c.Inc()
+	in.rejectLog.reject(agent, reason, msg)
+}
