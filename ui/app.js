@@ -1,0 +1,474 @@
+// citywatch console: the entry module. It owns the flow of data — REST
+// snapshot, websocket changes, coalescing into animation frames — and hands
+// each part of the screen what it needs to draw.
+
+import * as i18n from './i18n.js';
+import { t, label, num, clock } from './i18n.js';
+import * as api from './api.js';
+import { Store, STATUSES } from './store.js';
+import { Filters, PROBLEMS } from './filters.js';
+import { Table } from './table.js';
+import { Summary } from './summary.js';
+import { Feed, entry, system } from './feed.js';
+import { Detail } from './detail.js';
+import { Live } from './live.js';
+import { Sound } from './sound.js';
+import * as keys from './keys.js';
+
+const $ = (sel) => document.querySelector(sel);
+
+const MIN_VIEW_MS = 250;        // re-filter and re-sort at most this often during a storm of changes
+const FIRST_HELLO_MS = 2500;    // load over REST anyway if the websocket is slow to greet
+const REST_FALLBACK_MS = 60000; // while the websocket is down, refresh over REST this often
+const RETRY_LOAD_MS = 5000;
+const GAP_RESYNC_MS = 60000;    // at most one resync per minute for sequence gaps
+
+class App {
+  constructor() {
+    this.store = new Store();
+    this.filters = new Filters();
+    this.sound = new Sound();
+    this.table = new Table($('#scroller'), $('#devices'), {
+      onActivate: (id) => this.activate(id),
+      onSort: (key) => this.sortBy(key),
+      current: (d) => this.store.devices.get(d.id) || d,
+    });
+    this.summary = new Summary($('#summary'), {
+      onStatus: (s) => this.toggleStatus(s),
+      onDistrict: (d) => this.setFilter({ district: this.filters.district === d ? '' : d, site: '' }),
+    });
+    this.feed = new Feed($('#feed'), {
+      onDevice: (id) => this.activate(id),
+      onSite: (site) => this.setFilter({ site, district: '', status: '', q: '' }),
+    });
+    this.detail = new Detail($('#detail'), { store: this.store, onClose: () => this.closeDetail() });
+    this.live = new Live(api.eventsURL(), {
+      onHello: (m) => this.hello(m),
+      onChanges: (cs) => this.changes(cs),
+      onState: (s, info) => this.liveState(s, info),
+    });
+
+    this.lastSeq = null; // seq of the latest change reflected in the store
+    this.syncing = null; // resync in flight
+    this.again = false;  // another resync wanted when this one ends
+    this.buffer = [];    // changes that arrived during a resync
+    this.pending = [];   // changes waiting for the next frame
+    this.frame = 0;
+    this.viewTimer = 0;
+    this.dirtyView = false;
+    this.dirtySummary = false;
+    this.lastView = 0;
+    this.viewCost = 0;
+    this.lastSync = 0;
+    this.lastGapSync = 0;
+    this.everLive = false;
+    this.wasLive = false;
+    this.liveInfo = { state: 'connecting', retryAt: 0 };
+    this.retryTimer = 0;
+  }
+
+  start() {
+    i18n.translate(document);
+    this.bindControls();
+    keys.bind(this, $('#help'));
+    i18n.onChange(() => this.retranslate());
+    this.retranslate();
+    this.live.start();
+    setTimeout(() => { if (!this.store.loaded && !this.syncing) this.resync(); }, FIRST_HELLO_MS);
+    this.tick();
+    setInterval(() => this.tick(), 1000);
+  }
+
+  // Data flow.
+
+  hello(m) {
+    if (m.summary && !this.store.loaded) {
+      this.store.setSummary(m.summary);
+      this.dirtySummary = true;
+      this.schedule();
+    }
+    const seq = typeof m.seq === 'number' ? m.seq : null;
+    if (this.everLive) {
+      let key = 'feed.reconnected';
+      if (seq !== null && this.lastSeq !== null && seq < this.lastSeq) key = 'feed.reconnected_restart';
+      else if (seq !== null && this.lastSeq !== null && seq > this.lastSeq) key = 'feed.reconnected_missed';
+      this.feed.add([system(key, { n: num(seq - (this.lastSeq ?? 0)) }, key === 'feed.reconnected' ? 'ok' : 'warn')]);
+    }
+    this.everLive = true;
+    if (seq === null || this.lastSeq === null || seq !== this.lastSeq || !this.store.loaded) {
+      // The snapshot fetched now is at least as new as seq; changes after it
+      // arrive on this socket and are buffered until the snapshot is in.
+      this.lastSeq = seq;
+      this.resync();
+    }
+  }
+
+  changes(cs) {
+    // concat, not push(...cs): a storm can exceed the engine's argument limit.
+    if (this.syncing) { this.buffer = this.buffer.concat(cs); return; }
+    this.pending = this.pending.concat(cs);
+    this.schedule();
+  }
+
+  resync() {
+    if (this.syncing) { this.again = true; return; }
+    clearTimeout(this.retryTimer);
+    this.syncing = (async () => {
+      try {
+        const [devs, sum, ags] = await Promise.all([
+          api.devices(),
+          api.summary().catch((err) => { console.warn('summary:', err); return null; }),
+          api.agents().catch((err) => { console.warn('agents:', err); return null; }),
+        ]);
+        this.store.load(devs, sum, ags);
+        this.lastSync = Date.now();
+        this.notice('');
+        this.populateFilters();
+      } catch (err) {
+        console.warn('load:', err);
+        this.notice(t('app.load_error', { error: err.message }));
+        this.retryTimer = setTimeout(() => this.resync(), RETRY_LOAD_MS);
+      } finally {
+        const buf = this.buffer;
+        this.buffer = [];
+        this.syncing = null;
+        this.pending = buf.concat(this.pending);
+        this.dirtyView = this.dirtySummary = true;
+        if (this.detail.open) this.detail.changed();
+        this.schedule();
+        if (this.again) { this.again = false; this.resync(); }
+      }
+    })();
+  }
+
+  pollSummary() {
+    api.summary().then((s) => {
+      if (this.store.complete) return;
+      this.store.setSummary(s);
+      this.dirtySummary = true;
+      this.schedule();
+    }).catch((err) => console.warn('summary:', err));
+  }
+
+  // schedule coalesces everything that changed into one update per frame;
+  // a hidden tab gets no frames, so a timer stands in.
+  schedule() {
+    if (this.frame) return;
+    const run = () => { cancelAnimationFrame(this.frame); clearTimeout(this.frameTimer); this.frame = 0; this.flush(); };
+    this.frame = requestAnimationFrame(run);
+    this.frameTimer = setTimeout(run, 500);
+  }
+
+  flush() {
+    if (this.pending.length) {
+      const cs = this.pending;
+      this.pending = [];
+      this.apply(cs);
+    }
+    if (this.dirtyView) {
+      const wait = Math.max(MIN_VIEW_MS, this.viewCost * 10) - (performance.now() - this.lastView);
+      if (wait <= 0) this.computeView();
+      else if (!this.viewTimer) this.viewTimer = setTimeout(() => { this.viewTimer = 0; this.schedule(); }, wait);
+    }
+    if (this.dirtySummary) {
+      this.dirtySummary = false;
+      this.summary.render(this.store, this.filters);
+      const down = (this.store.counts.by.offline || 0) + (this.store.counts.by.unreachable || 0);
+      document.title = `${down ? `(${down}) ` : ''}${t('app.title')}`;
+    }
+  }
+
+  apply(cs) {
+    const entries = [];
+    const touched = new Set();
+    let down = false;
+    let inventory = false;
+    for (const c of cs) {
+      if (!c || typeof c !== 'object') continue;
+      if (typeof c.seq === 'number' && this.lastSeq !== null) {
+        if (c.seq <= this.lastSeq) continue; // already in the snapshot, or a repeat
+        if (c.seq > this.lastSeq + 1) this.gap(c.seq - this.lastSeq - 1);
+      }
+      if (typeof c.seq === 'number') this.lastSeq = c.seq;
+      if (c.device) { this.store.putDevice(c.device); touched.add(c.device.id); }
+      for (const d of c.affected || []) { this.store.putDevice(d); touched.add(d.id); }
+      for (const id of c.removed || []) { this.store.removeDevice(id); touched.add(id); }
+      if (c.agent) this.store.putAgent(c.agent);
+      if (c.kind === 'inventory') inventory = true;
+      this.store.at = Math.max(this.store.at, api.time(c.at));
+      const e = entry(c);
+      if (e) entries.push(e);
+      if ((c.kind === 'device' || c.kind === 'agent') && c.to === 'offline') down = true;
+    }
+    this.feed.add(entries);
+    if (down) this.sound.play();
+    if (touched.size) {
+      this.dirtyView = true;
+      this.table.render(); // rows in view show the change now; order follows with the next view
+    }
+    if (inventory) this.populateFilters(); // new sites, districts or kinds
+    this.dirtySummary = true;
+    if (this.detail.open && touched.has(this.detail.id)) this.detail.changed();
+  }
+
+  gap(n) {
+    console.warn(`live: ${n} change(s) missed`);
+    if (Date.now() - this.lastGapSync < GAP_RESYNC_MS) return;
+    this.lastGapSync = Date.now();
+    this.resync();
+  }
+
+  computeView() {
+    clearTimeout(this.viewTimer);
+    this.viewTimer = 0;
+    this.dirtyView = false;
+    const t0 = performance.now();
+    const match = this.filters.matcher();
+    const found = [];
+    for (const d of this.store.devices.values()) if (match(d)) found.push(d);
+    const list = this.filters.sorted(found);
+    this.table.setList(list);
+    this.lastView = performance.now();
+    this.viewCost = this.lastView - t0;
+    this.shown = list.length;
+    this.renderShown();
+  }
+
+  renderShown() {
+    const total = this.store.devices.size;
+    $('#shown').textContent = this.store.loaded
+      ? t(this.filters.active() ? 'table.shown_filtered' : 'table.shown', { shown: num(this.shown ?? 0), total: num(total) })
+      : '';
+    const empty = $('#empty');
+    empty.hidden = this.store.loaded && this.shown > 0;
+    empty.textContent = this.store.loaded ? t(total ? 'table.no_match' : 'table.no_devices') : t('app.loading');
+    $('#f-clear').disabled = !this.filters.active();
+  }
+
+  // Filters and selection.
+
+  bindControls() {
+    const form = $('#filters');
+    form.addEventListener('submit', (e) => e.preventDefault());
+    for (const [id, key] of [['#f-district', 'district'], ['#f-site', 'site'], ['#f-kind', 'kind'], ['#f-status', 'status']]) {
+      $(id).addEventListener('change', (e) => {
+        const patch = { [key]: e.target.value };
+        if (key === 'district') patch.site = '';
+        this.setFilter(patch);
+      });
+    }
+    let debounce = 0;
+    $('#q').value = this.filters.q;
+    $('#q').addEventListener('input', (e) => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => this.setFilter({ q: e.target.value }), 120);
+    });
+    $('#f-clear').addEventListener('click', () => {
+      $('#q').value = '';
+      this.setFilter({ district: '', site: '', kind: '', status: '', q: '' });
+    });
+    $('#lang').addEventListener('click', () => i18n.setLang(i18n.lang() === 'en' ? 'zh-CN' : 'en'));
+    $('#sound').addEventListener('click', () => this.toggleSound());
+    $('#help-btn').addEventListener('click', () => this.help());
+    $('#help').addEventListener('click', (e) => { if (e.target.closest('[data-close]') || e.target === $('#help')) $('#help').close(); });
+  }
+
+  setFilter(patch) {
+    const districtChanged = 'district' in patch && patch.district !== this.filters.district;
+    this.filters.set(patch);
+    if ('q' in patch && $('#q').value !== patch.q) $('#q').value = patch.q;
+    if (districtChanged) this.populateSites();
+    this.syncControls();
+    this.computeView();
+    this.dirtySummary = true;
+    this.schedule();
+    if (this.table.selected && this.table.index.has(this.table.selected)) this.table.select(this.table.selected);
+    else $('#scroller').scrollTop = 0;
+  }
+
+  toggleStatus(s) { this.setFilter({ status: this.filters.status === s ? '' : s }); }
+
+  sortBy(key) {
+    if (this.filters.sort === key) this.setFilter({ dir: -this.filters.dir });
+    else this.setFilter({ sort: key, dir: 1 });
+    this.table.setSort(this.filters.sort, this.filters.dir);
+  }
+
+  syncControls() {
+    const f = this.filters;
+    const setSel = (id, v) => {
+      const el = $(id);
+      if (v && ![...el.options].some((o) => o.value === v)) el.add(new Option(v, v)); // from the URL, not (yet) in the data
+      el.value = v;
+    };
+    setSel('#f-district', f.district);
+    setSel('#f-site', f.site);
+    setSel('#f-kind', f.kind);
+    setSel('#f-status', f.status);
+    for (const id of ['#f-district', '#f-site', '#f-kind', '#f-status']) $(id).classList.toggle('on', !!$(id).value);
+    $('#q').classList.toggle('on', !!f.q);
+  }
+
+  populateFilters() {
+    const opt = (value, text) => new Option(text, value);
+    const s = this.store;
+    $('#f-district').replaceChildren(opt('', t('filter.all_districts')), ...s.districtNames().map((d) => opt(d, d)));
+    $('#f-kind').replaceChildren(opt('', t('filter.all_kinds')), opt('camera', label('kind', 'camera')), opt('sensor', label('kind', 'sensor')),
+      ...s.sensorKinds().map((k) => opt(`sensor:${k}`, `· ${label('sensor', k)}`)));
+    $('#f-status').replaceChildren(opt('', t('filter.all_statuses')), opt(PROBLEMS, t('filter.problems')),
+      ...STATUSES.map((st, i) => opt(st, `${i + 1} · ${label('status', st)}`)));
+    this.populateSites();
+    this.syncControls();
+  }
+
+  populateSites() {
+    const frag = document.createDocumentFragment();
+    frag.append(new Option(t('filter.all_sites'), ''));
+    for (const x of this.store.sites(this.filters.district)) frag.append(new Option(x.name === x.id ? x.id : `${x.name} (${x.id})`, x.id));
+    $('#f-site').replaceChildren(frag);
+  }
+
+  activate(id) {
+    this.table.select(id);
+    this.detail.show(id);
+  }
+
+  openSelected() {
+    if (this.table.selected) this.detail.show(this.table.selected);
+    else { const id = this.table.move(1); if (id) this.detail.show(id); }
+  }
+
+  move(delta) {
+    const id = this.table.move(delta);
+    if (id && this.detail.open) this.detail.show(id);
+    this.focusTable();
+  }
+
+  moveTo(i) {
+    const n = this.table.list.length;
+    if (!n) return;
+    const j = i < 0 ? n - 1 : i;
+    this.table.select(this.table.list[j].id);
+    if (this.detail.open) this.detail.show(this.table.list[j].id);
+  }
+
+  escape() {
+    if (this.detail.open) this.closeDetail();
+    else if (this.table.selected) this.table.select(null, false);
+  }
+
+  closeDetail() {
+    this.detail.close();
+    this.focusTable();
+  }
+
+  focusTable() {
+    const s = $('#scroller');
+    if (document.activeElement !== s) s.focus({ preventScroll: true });
+  }
+
+  focusSearch() { $('#q').focus(); $('#q').select(); }
+
+  toggleSound() {
+    this.sound.toggle();
+    this.renderSound();
+  }
+
+  renderSound() {
+    const b = $('#sound');
+    b.setAttribute('aria-pressed', String(this.sound.enabled));
+    b.textContent = t(this.sound.enabled ? 'top.sound_on' : 'top.sound_off');
+  }
+
+  help() {
+    const d = $('#help');
+    const dl = d.querySelector('dl');
+    dl.replaceChildren(...keys.SHORTCUTS.flatMap(([k, key]) => {
+      const dt = document.createElement('dt');
+      for (const part of k.split(' ')) { const kbd = document.createElement('kbd'); kbd.textContent = part; dt.append(kbd, ' '); }
+      const dd = document.createElement('dd');
+      dd.textContent = t(key);
+      return [dt, dd];
+    }));
+    d.showModal();
+  }
+
+  // Status of the connection and the clock.
+
+  liveState(state, info) {
+    if (state === 'offline' && this.wasLive) {
+      this.feed.add([system('feed.disconnected', {}, 'warn')]);
+    }
+    this.wasLive = state === 'live';
+    this.liveInfo = { state, retryAt: info.retryAt };
+    this.renderLive();
+  }
+
+  renderLive() {
+    const { state, retryAt } = this.liveInfo;
+    const el = $('#live');
+    el.dataset.state = state;
+    let text;
+    if (state === 'live') text = t('live.live');
+    else if (state === 'connecting') text = t(this.everLive ? 'live.reconnecting' : 'live.connecting');
+    else text = t('live.offline');
+    // Only the state is announced; the countdown changes every second and
+    // is for the eye (aria-hidden).
+    const txt = el.querySelector('.txt');
+    if (txt.textContent !== text) txt.textContent = text;
+    el.querySelector('.retry').textContent = state === 'offline'
+      ? t('live.retry', { n: Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) }) : '';
+    el.title = t(`live.title_${state}`);
+    $('#stale').hidden = state === 'live' || !this.everLive;
+  }
+
+  tick() {
+    const now = Date.now();
+    $('#clock').textContent = `${new Date(now).toLocaleDateString(i18n.lang(), { month: 'short', day: 'numeric', weekday: 'short' })} ${clock(now)}`;
+    $('#clock').dateTime = new Date(now).toISOString();
+    if (this.liveInfo.state === 'offline') this.renderLive();
+    this.table.refresh(Math.floor(now / 1000));
+    if (this.detail.open && Math.floor(now / 1000) % 15 === 0) this.detail.render();
+    if (this.liveInfo.state !== 'live' && this.store.loaded && !this.syncing && now - this.lastSync > REST_FALLBACK_MS) this.resync();
+    if (this.liveInfo.state === 'live' && this.store.loaded && !this.store.complete && Math.floor(now / 1000) % 60 === 0) this.pollSummary();
+  }
+
+  notice(text) {
+    const el = $('#notice');
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  retranslate() {
+    const other = i18n.lang() === 'en' ? 'zh-CN' : 'en';
+    $('#lang').textContent = t(`lang.${other}`);
+    $('#lang').lang = other;
+    $('#feed').dataset.empty = t('feed.empty');
+    this.summary.render(this.store, this.filters);
+    this.feed.retranslate();
+    this.table.invalidate();
+    this.table.setSort(this.filters.sort, this.filters.dir);
+    this.detail.render();
+    if (this.store.loaded) this.populateFilters();
+    this.renderShown();
+    this.renderLive();
+    this.renderSound();
+    this.tick();
+    document.title = t('app.title');
+    this.dirtySummary = true;
+    this.schedule();
+  }
+}
+
+async function main() {
+  try {
+    await i18n.load();
+  } catch (err) {
+    console.error(err); // the console still works, showing keys instead of words
+  }
+  const app = new App();
+  window.citywatch = app; // for debugging from the browser console
+  app.start();
+}
+
+main();

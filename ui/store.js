@@ -1,0 +1,143 @@
+// The console's copy of the fleet: devices and agents by id, and the counts
+// the summary shows. Counts are kept up to date change by change, so a change
+// costs O(1) and never a recount of 10,000 devices.
+
+import * as api from './api.js';
+
+// STATUSES in order of severity; the quick filter keys 1–5 follow it.
+export const STATUSES = ['offline', 'unreachable', 'degraded', 'unknown', 'online'];
+const RANK = Object.fromEntries(STATUSES.map((s, i) => [s, i]));
+export const rank = (s) => RANK[s] ?? STATUSES.length;
+
+// Severity of a status for colours in the feed.
+export function severity(status) {
+  if (status === 'offline' || status === 'unreachable') return 'bad';
+  if (status === 'degraded' || status === 'unknown') return 'warn';
+  if (status === 'online') return 'ok';
+  return 'info';
+}
+
+function emptyCounts() { return { devices: 0, by: {} }; }
+
+function bump(c, status, n) {
+  c.devices += n;
+  c.by[status] = (c.by[status] || 0) + n;
+}
+
+export class Store {
+  constructor() {
+    this.devices = new Map();
+    this.agents = new Map();
+    this.total = 0;           // devices the hub has, which may exceed what it listed
+    this.counts = emptyCounts();
+    this.districts = new Map(); // district -> counts
+    this.serverAgents = null; // agent counts from the summary, until /api/agents answers
+    this.at = 0;              // time of the latest data
+    this.loaded = false;
+  }
+
+  // complete reports whether the device list is the whole fleet, so counts
+  // can be computed from it rather than taken from the hub's summary.
+  get complete() { return this.loaded && this.devices.size >= this.total; }
+
+  // load replaces everything with a fresh snapshot.
+  load({ devices, total }, summary, agents) {
+    this.devices = new Map(devices.map((d) => [d.id, d]));
+    this.total = total;
+    this.loaded = true;
+    if (agents) this.agents = new Map(agents.map((a) => [a.id, a]));
+    if (this.complete || !summary) this.recount();
+    else this.setSummary(summary);
+    if (summary) {
+      this.serverAgents = summary.agents || null;
+      this.at = api.time(summary.at) || Date.now();
+    }
+  }
+
+  // setSummary takes counts from the hub (before the device list arrives,
+  // or when the list is partial).
+  setSummary(s) {
+    this.counts = { devices: s.devices || 0, by: { ...(s.by_status || {}) } };
+    this.districts = new Map((s.districts || []).map((d) => [d.district, { devices: d.devices || 0, by: { ...(d.by_status || {}) } }]));
+    this.serverAgents = s.agents || null;
+    this.at = api.time(s.at) || Date.now();
+  }
+
+  recount() {
+    this.counts = emptyCounts();
+    this.districts = new Map();
+    for (const d of this.devices.values()) this.count(d, 1);
+  }
+
+  count(d, n) {
+    bump(this.counts, d.status, n);
+    let c = this.districts.get(d.district);
+    if (!c) this.districts.set(d.district, (c = emptyCounts()));
+    bump(c, d.status, n);
+  }
+
+  // putDevice stores a new snapshot of a device and returns the previous one.
+  putDevice(raw) {
+    const d = api.device({ ...raw });
+    const prev = this.devices.get(d.id);
+    if (prev) this.count(prev, -1);
+    else this.total++;
+    this.count(d, 1);
+    this.devices.set(d.id, d);
+    return prev;
+  }
+
+  // removeDevice forgets a device the hub no longer lists.
+  removeDevice(id) {
+    const prev = this.devices.get(id);
+    if (!prev) return;
+    this.count(prev, -1);
+    this.devices.delete(id);
+    this.total = Math.max(0, this.total - 1);
+  }
+
+  putAgent(raw) {
+    const a = api.agent({ ...raw });
+    const prev = this.agents.get(a.id);
+    this.agents.set(a.id, a);
+    return prev;
+  }
+
+  agentCounts() {
+    if (this.agents.size === 0) return this.serverAgents || {};
+    const c = {};
+    for (const a of this.agents.values()) c[a.status] = (c[a.status] || 0) + 1;
+    return c;
+  }
+
+  // rates: 在线率 counts degraded devices as online, 完好率 does not — the
+  // same definitions as the hub's Summary.
+  static rates(c) {
+    const on = c.by.online || 0;
+    const deg = c.by.degraded || 0;
+    return {
+      online: c.devices ? (on + deg) / c.devices : NaN,
+      intact: c.devices ? on / c.devices : NaN,
+    };
+  }
+
+  // sites lists {id, name, district} of every site, sorted by name.
+  sites(district) {
+    const m = new Map();
+    for (const d of this.devices.values()) {
+      if (district && d.district !== district) continue;
+      if (!m.has(d.site)) m.set(d.site, { id: d.site, name: d.site_name || d.site, district: d.district });
+    }
+    return [...m.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  districtNames() {
+    return [...this.districts.keys()].filter(Boolean).sort((a, b) => a.localeCompare(b));
+  }
+
+  sensorKinds() {
+    const s = new Set();
+    for (const d of this.devices.values()) if (d.sensor_kind) s.add(d.sensor_kind);
+    return [...s].sort();
+  }
+}
