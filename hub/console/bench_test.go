@@ -1,0 +1,212 @@
+package console
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// latencies is a histogram of delivery latencies in microseconds with 16
+// buckets per power of two (at most 6 % wide), so 1,000 clients × millions
+// of changes fit in a few kilobytes and recording one costs nanoseconds.
+type latencies [64 * 16]uint64
+
+func (h *latencies) add(d time.Duration) {
+	us := uint64(max(d/time.Microsecond, 1))
+	exp := bits.Len64(us) - 1 // us lies in [2^exp, 2^(exp+1))
+	var sub uint64
+	if exp >= 4 {
+		sub = (us >> (exp - 4)) & 15
+	} else {
+		sub = (us << (4 - exp)) & 15
+	}
+	h[exp*16+int(sub)]++
+}
+
+func (h *latencies) merge(o *latencies) {
+	for i, n := range o {
+		h[i] += n
+	}
+}
+
+// quantile returns the upper bound of the bucket holding quantile q.
+func (h *latencies) quantile(q float64) time.Duration {
+	var total uint64
+	for _, n := range h {
+		total += n
+	}
+	want := uint64(math.Ceil(q * float64(total)))
+	var seen uint64
+	for i, n := range h {
+		seen += n
+		if seen >= want {
+			exp, sub := i/16, i%16
+			upper := math.Ldexp(1+float64(sub+1)/16, exp)
+			return time.Duration(upper * float64(time.Microsecond))
+		}
+	}
+	return 0
+}
+
+// benchClient reads changes and records, for each, the time from its
+// Publish to its arrival. It finds the changes by scanning for
+// `{"seq":N,`, which only a change object starts with: decoding every
+// device in full would make the benchmark measure the clients' JSON
+// parsing more than the hub.
+func benchClient(conn *websocket.Conn, published []atomic.Int64, hist *latencies, done func(error)) {
+	var buf bytes.Buffer
+	last := uint64(len(published) - 1)
+	for {
+		_, r, err := conn.NextReader()
+		if err != nil {
+			done(err)
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			done(err)
+			return
+		}
+		now := time.Now().UnixNano()
+		b := buf.Bytes()
+		var seq uint64
+		for {
+			i := bytes.Index(b, []byte(`{"seq":`))
+			if i < 0 {
+				break
+			}
+			b = b[i+len(`{"seq":`):]
+			end := bytes.IndexByte(b, ',')
+			if seq, err = strconv.ParseUint(string(b[:end]), 10, 64); err != nil || seq > last {
+				done(fmt.Errorf("bad seq %q", b[:end]))
+				return
+			}
+			hist.add(time.Duration(now - published[seq].Load()))
+		}
+		if seq == last {
+			done(nil)
+			return
+		}
+	}
+}
+
+// BenchmarkBroadcast publishes b.N device changes to 1,000 websocket
+// clients over loopback, all in this process (so the clients' reading
+// competes with the hub for CPU). ns/op is per change, until every client
+// has every change; p50/p99 are per change and client, Publish to arrival.
+// "burst" publishes back to back, an alarm storm at its worst; "10k/s"
+// publishes 10 changes every millisecond.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, clients := range []int{100, 1000} {
+		for _, pace := range []struct {
+			name    string
+			perTick int // changes per millisecond; 0: no pacing
+		}{
+			{"burst", 0},
+			{"10k/s", 10},
+			{"1k/s", 1},
+		} {
+			broadcast(b, clients, pace.name, pace.perTick)
+		}
+	}
+}
+
+func broadcast(b *testing.B, clients int, pace string, perTick int) {
+	b.Run(fmt.Sprintf("clients=%d/%s", clients, pace), func(b *testing.B) {
+		s := mustNew(b, Config{}, testDeps())
+		base, _ := running(b, s)
+		conns := make([]*websocket.Conn, clients)
+		for i := range conns {
+			conns[i] = dial(b, base, nil)
+			readHello(b, conns[i])
+		}
+		hists := make([]latencies, clients)
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		last := uint64(b.N)
+		published := make([]atomic.Int64, last+1) // by seq: when Publish was called
+		for i, conn := range conns {
+			wg.Add(1)
+			conn.SetReadDeadline(time.Time{})
+			go benchClient(conn, published, &hists[i], func(err error) {
+				if err != nil {
+					errs <- err
+				}
+				wg.Done()
+			})
+		}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+
+		b.ResetTimer()
+		for seq := uint64(1); seq <= last; seq++ {
+			if perTick > 0 && seq%uint64(perTick) == 0 {
+				<-tick.C
+			}
+			published[seq].Store(time.Now().UnixNano())
+			s.Publish(deviceChange(seq))
+		}
+		wg.Wait()
+		b.StopTimer()
+
+		close(errs)
+		for err := range errs {
+			b.Fatalf("client: %v (dropped %v, clients %v)", err, metric(b, base, "citywatch_ws_dropped_clients_total"), metric(b, base, "citywatch_ws_clients"))
+		}
+		if dropped := metric(b, base, "citywatch_ws_dropped_clients_total"); dropped > 0 {
+			b.Fatalf("%v clients were cut as too slow", dropped)
+		}
+		var all latencies
+		for i := range hists {
+			all.merge(&hists[i])
+		}
+		b.ReportMetric(float64(all.quantile(0.50).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all.quantile(0.99).Microseconds())/1000, "p99-ms")
+		b.ReportMetric(metric(b, base, "citywatch_ws_messages_sent_total")/float64(clients), "msgs/client")
+	})
+}
+
+// BenchmarkDevices measures GET /api/devices over a fleet of 100,000
+// devices (the fake copies the fleet per call, as the registry does): a
+// filtered page, a search, and the whole list the console loads at start.
+func BenchmarkDevices(b *testing.B) {
+	const n = 100_000
+	devices := make([]fleet.Device, n)
+	statuses := []wire.Status{wire.StatusOnline, wire.StatusOnline, wire.StatusOnline, wire.StatusDegraded, wire.StatusOffline}
+	for i := range devices {
+		d := testDevices[0]
+		d.ID = fmt.Sprintf("cam-%06d", i)
+		d.Site = fmt.Sprintf("site-%04d", i/100)
+		d.District = fmt.Sprintf("district-%02d", i%16)
+		d.Status = statuses[i%len(statuses)]
+		d.Metrics = map[string]float64{wire.MetricFPS: 25, wire.MetricRTSPMillis: 40}
+		devices[i] = d
+	}
+	deps := testDeps()
+	deps.Fleet = staticFleet(devices, nil)
+	s := mustNew(b, Config{}, deps)
+	for _, target := range []string{
+		"/api/devices?status=offline&district=district-03&limit=100",
+		"/api/devices?q=site-0420",
+		"/api/devices",
+	} {
+		b.Run(target, func(b *testing.B) {
+			for b.Loop() {
+				if rec := do(b, s, "GET", target, nil); rec.Code != 200 {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,311 @@
+// Package console is the hub's HTTP face: the JSON API over the fleet's
+// state, a websocket at /api/events that pushes every fleet change as it
+// happens, /metrics in the Prometheus text format, /healthz, and the static
+// console UI. It reads the fleet and the metric store through small
+// interfaces declared here, so it can be tested with fakes and knows nothing
+// of MQTT or InfluxDB. Broadcasting is built for alarm storms: a change is
+// encoded once, bursts are coalesced into a few messages, every client has
+// one writer and a bounded queue, and a client that cannot keep up is cut
+// rather than allowed to slow the others.
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/hub/metricstore"
+)
+
+// Config holds the console's own settings.
+type Config struct {
+	// Listen is the host:port to serve on; port 0 picks a free port, which
+	// Addr reports. Default 127.0.0.1:8080.
+	Listen string
+	// SendQueue is how many messages may wait for one websocket client
+	// before it is cut as too slow. Default 256.
+	SendQueue int
+	// WriteTimeout bounds one websocket write, and how long a client may
+	// take to answer a ping. Default 10 s.
+	WriteTimeout time.Duration
+	// AllowedOrigins lists origins ("https://ops.example.org") whose pages
+	// may open the websocket besides pages served by the hub itself.
+	AllowedOrigins []string
+	// PingInterval is how often idle websocket clients are pinged. Default 30 s.
+	PingInterval time.Duration
+	// BatchWindow is how long changes are gathered into one websocket
+	// message after a message has just been sent; the first change after a
+	// quiet spell goes out at once. Default 5 ms.
+	BatchWindow time.Duration
+	// ShutdownTimeout bounds the graceful shutdown after Run's context ends.
+	// Default 5 s.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultSendQueue       = 256
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultPingInterval    = 30 * time.Second
+	DefaultBatchWindow     = 5 * time.Millisecond
+	DefaultShutdownTimeout = 5 * time.Second
+)
+
+// FleetReader is what the console reads of the fleet. Values returned are
+// snapshots the console may keep and sort.
+type FleetReader interface {
+	Devices() []fleet.Device
+	Device(id string) (fleet.Device, bool)
+	Agents() []fleet.Agent
+	Agent(id string) (fleet.Agent, bool)
+	Summary() fleet.Summary
+}
+
+// HistoryReader returns a device's recent samples and transitions
+// (metricstore.Store does).
+type HistoryReader interface {
+	History(ctx context.Context, device string, since time.Time) (metricstore.History, error)
+}
+
+// HealthStatus is the state of one hub component.
+type HealthStatus string
+
+// Health statuses. A failing component makes /healthz answer 503; a degraded
+// one is reported but still answers 200, because the hub still does its job.
+const (
+	HealthOK       HealthStatus = "ok"
+	HealthDegraded HealthStatus = "degraded"
+	HealthFailing  HealthStatus = "failing"
+)
+
+// ComponentHealth is what one component says about itself.
+type ComponentHealth struct {
+	Status HealthStatus `json:"status"`
+	Reason string       `json:"reason,omitempty"` // for operators: "mqtt: connection refused"
+	Since  time.Time    `json:"since,omitzero"`
+}
+
+// HealthReport maps component names ("mqtt", "influxdb") to their health.
+type HealthReport map[string]ComponentHealth
+
+// Deps are the console's collaborators.
+type Deps struct {
+	Log     *slog.Logger
+	Fleet   FleetReader
+	History HistoryReader       // optional: without it device pages carry no history
+	Health  func() HealthReport // optional: without it /healthz reports only the console
+	Metrics *metrics.Registry
+	UI      fs.FS // static console files; index.html at the root
+}
+
+// Server serves the console. Create it with New, start it with Run.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	fleet   FleetReader
+	history HistoryReader
+	health  func() HealthReport
+	reg     *metrics.Registry
+	ui      fs.FS
+	origins map[string]bool
+
+	hub      *hub
+	handler  http.Handler
+	requests *metrics.Vec[metrics.Counter]
+
+	ready chan struct{}
+	addr  net.Addr // set before ready is closed
+	once  sync.Once
+}
+
+// New checks cfg and deps and returns a server that has not started.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = withDefaults(cfg)
+	origins, err := validate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Log == nil:
+		return nil, errors.New("console: Deps.Log is required")
+	case deps.Fleet == nil:
+		return nil, errors.New("console: Deps.Fleet is required")
+	case deps.Metrics == nil:
+		return nil, errors.New("console: Deps.Metrics is required")
+	case deps.UI == nil:
+		return nil, errors.New("console: Deps.UI is required")
+	}
+	if _, err := fs.Stat(deps.UI, "index.html"); err != nil {
+		return nil, fmt.Errorf("console: UI has no index.html: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     deps.Log.With("component", "console"),
+		fleet:   deps.Fleet,
+		history: deps.History,
+		health:  deps.Health,
+		reg:     deps.Metrics,
+		ui:      deps.UI,
+		origins: origins,
+		ready:   make(chan struct{}),
+	}
+	s.hub = newHub(cfg, s.log, deps.Metrics)
+	s.requests = deps.Metrics.CounterVec("citywatch_http_requests_total",
+		"HTTP requests served, by route pattern and status code.", "route", "code")
+	s.handler = s.routes()
+	return s, nil
+}
+
+func withDefaults(c Config) Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = DefaultSendQueue
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.BatchWindow == 0 {
+		c.BatchWindow = DefaultBatchWindow
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// validate reports every problem at once and returns the allowed origins in
+// the form they are compared in.
+func validate(c Config) (map[string]bool, error) {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q is not host:port", c.Listen))
+	}
+	if c.SendQueue < 1 {
+		errs = append(errs, fmt.Errorf("send queue %d is not positive", c.SendQueue))
+	}
+	for name, d := range map[string]time.Duration{
+		"write timeout": c.WriteTimeout, "ping interval": c.PingInterval,
+		"batch window": c.BatchWindow, "shutdown timeout": c.ShutdownTimeout,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
+		}
+	}
+	origins := make(map[string]bool, len(c.AllowedOrigins))
+	for _, o := range c.AllowedOrigins {
+		norm, ok := normalizeOrigin(o)
+		if !ok {
+			errs = append(errs, fmt.Errorf("allowed origin %q is not scheme://host[:port]", o))
+			continue
+		}
+		origins[norm] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	return origins, nil
+}
+
+// normalizeOrigin lower-cases an origin and checks it has nothing beyond
+// scheme and host, as browsers send it.
+func normalizeOrigin(o string) (string, bool) {
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", false
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), true
+}
+
+// Ready is closed once Run is listening; Addr is valid from then on.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address Run listens on, or nil before Ready is closed.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.ready:
+		return s.addr
+	default:
+		return nil
+	}
+}
+
+// Publish offers a change to every websocket client. It never blocks on a
+// client. Call it in Seq order: clients receive changes in call order.
+func (s *Server) Publish(c fleet.Change) { s.hub.publish(c) }
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// closes websockets with 1001 (going away) and waits up to
+// Config.ShutdownTimeout for requests in flight. It returns an error only if
+// it cannot listen or serving fails; a shutdown that runs out of time closes
+// what is left and is not an error of the caller's making, so it is logged.
+// Run is called once: a server that has shut down stays shut.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("console: listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.once.Do(func() {
+		s.addr = ln.Addr()
+		close(s.ready)
+	})
+	s.log.Info("serving", "addr", ln.Addr().String())
+
+	// The broadcast loop also stops when serving fails on its own.
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		s.hub.run(loopCtx)
+	}()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+
+	// The context that bounds shutdown must outlive ctx, which has ended.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	stopLoop()
+	<-loopDone
+	// Hijacked websocket connections are not the http.Server's any more:
+	// the hub says goodbye to them while the server drains requests.
+	var wg sync.WaitGroup
+	wg.Go(func() { s.hub.shutdown(sctx) })
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("http shutdown incomplete, closing connections", "err", err)
+		srv.Close()
+	}
+	wg.Wait()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("console: serve: %w", serveErr)
+	}
+	return nil
+}
