@@ -1,0 +1,236 @@
+// Package app wires the hub: it is the one package that knows every
+// component. New builds them from the configuration, handing each only the
+// settings it needs; Run starts them in dependency order and stops them in
+// reverse, so that messages already taken from the broker reach the stores
+// before the stores flush and close.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/broker"
+	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/hub/console"
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/ingest"
+	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/hub/metricstore"
+	"github.com/citywatch/citywatch/ui"
+)
+
+// App is a configured hub.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	metrics *metrics.Registry
+
+	broker    *broker.Broker // nil unless the embedded broker is enabled
+	influx    *metricstore.Influx
+	store     *metricstore.Store
+	fleet     *fleet.Registry
+	ingest    *ingest.Ingest
+	ingestCfg ingest.Config
+	console   *console.Server
+
+	ready     chan struct{}
+	brokerURL string // set before ready closes
+}
+
+// New builds the hub from cfg. It validates everything and starts nothing.
+func New(cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, metrics: metrics.NewRegistry(), ready: make(chan struct{})}
+	var err error
+	if cfg.Broker.Enabled {
+		a.broker, err = broker.New(broker.Config{Addr: cfg.Broker.Addr, FallbackToFreePort: cfg.Broker.FallbackToFreePort}, log)
+		if err != nil {
+			return nil, err
+		}
+	}
+	mem := metricstore.NewMemory(metricstore.MemoryOptions{Samples: cfg.Memory.Samples, Transitions: cfg.Memory.Transitions})
+	if cfg.Influx.Enabled() {
+		a.influx, err = metricstore.NewInflux(metricstore.InfluxConfig{
+			URL: cfg.Influx.URL, Token: string(cfg.Influx.Token), Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+			BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
+			Timeout: cfg.Influx.Timeout, QueueLen: cfg.Influx.Queue,
+		}, metricstore.Deps{Log: log, Metrics: a.metrics})
+		if err != nil {
+			return nil, err
+		}
+	}
+	a.store = metricstore.NewStore(a.influx, mem)
+
+	a.fleet = fleet.New(fleet.Options{
+		Now:              time.Now,
+		MissedHeartbeats: cfg.Fleet.MissedHeartbeats,
+		DefaultInterval:  cfg.Fleet.DefaultInterval,
+		OnChange:         a.onChange,
+		// While the hub cannot hear the broker, silence is not the agents'
+		// fault: without this a broker restart would mark the city offline.
+		Live: func() bool { return a.ingest.Connected() },
+	})
+	a.ingestCfg = ingest.Config{
+		BrokerURL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
+		Username: cfg.MQTT.Username, Password: string(cfg.MQTT.Password),
+		Workers: cfg.MQTT.Workers, QueueLen: cfg.MQTT.Queue,
+	}
+	if a.broker == nil {
+		// With the embedded broker the URL is known only once it listens,
+		// so Run builds the ingest then.
+		if err := a.newIngest(); err != nil {
+			return nil, err
+		}
+	}
+	a.console, err = console.New(console.Config{Listen: cfg.Listen}, console.Deps{
+		Log: log, Fleet: a.fleet, History: a.store, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) newIngest() error {
+	var err error
+	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: a.store, Metrics: a.metrics, Now: time.Now})
+	return err
+}
+
+// onChange fans a fleet change out to the console and the transition log;
+// both only enqueue.
+func (a *App) onChange(c fleet.Change) {
+	a.console.Publish(c)
+	a.store.WriteChange(c)
+}
+
+func (a *App) health() console.HealthReport {
+	r := console.HealthReport{}
+	if a.ingest.Connected() {
+		r["mqtt"] = console.ComponentHealth{Status: console.HealthOK}
+	} else {
+		r["mqtt"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "not connected to the MQTT broker " + a.brokerURL}
+	}
+	st := a.store.Status()
+	switch {
+	case st.Backend == metricstore.SourceMemory:
+		r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: "no InfluxDB configured: history is kept in memory only"}
+	case !st.OK:
+		r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: "InfluxDB: " + st.LastError, Since: st.LastErrorAt}
+	default:
+		r["history"] = console.ComponentHealth{Status: console.HealthOK}
+	}
+	return r
+}
+
+// Ready is closed once the console listens and, when enabled, the embedded
+// broker too; ConsoleURL and BrokerURL are valid from then on.
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// ConsoleURL is where the console is served, valid after Ready.
+func (a *App) ConsoleURL() string { return "http://" + hostPort(a.console.Addr()) + "/" }
+
+// BrokerURL is the MQTT broker the hub uses, valid after Ready.
+func (a *App) BrokerURL() string { return a.brokerURL }
+
+// Fleet exposes the registry to code composing the hub in one process
+// (the demo and end-to-end tests).
+func (a *App) Fleet() *fleet.Registry { return a.fleet }
+
+// Metrics exposes the hub's instrumentation registry.
+func (a *App) Metrics() *metrics.Registry { return a.metrics }
+
+func hostPort(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("127.0.0.1:%d", tcp.Port)
+	}
+	return addr.String()
+}
+
+// Run runs the hub until ctx ends or a component fails, then stops the
+// components in reverse order of start and returns their errors joined.
+func (a *App) Run(ctx context.Context) error {
+	a.brokerURL = a.cfg.MQTT.URL
+	var stages []stage
+	if a.broker != nil {
+		if err := a.broker.Listen(); err != nil {
+			return err
+		}
+		// The embedded broker is the hub's broker: mqtt.url is ignored.
+		a.brokerURL = a.broker.URL()
+		a.ingestCfg.BrokerURL = a.brokerURL
+		if err := a.newIngest(); err != nil {
+			return err
+		}
+		stages = append(stages, stage{"broker", a.broker.Run})
+	}
+	if a.influx != nil {
+		stages = append(stages, stage{"influxdb", a.influx.Run})
+	} else {
+		a.log.Warn("no InfluxDB configured (INFLUX_URL): history is not stored; the console shows a recent in-memory window only")
+	}
+	stages = append(stages,
+		stage{"fleet", a.fleet.Run},
+		stage{"console", a.console.Run},
+		stage{"ingest", a.ingest.Run},
+	)
+	go func() {
+		select {
+		case <-a.console.Ready():
+			a.log.Info("hub ready", "console", a.ConsoleURL(), "mqtt", a.brokerURL)
+			close(a.ready)
+		case <-ctx.Done():
+		}
+	}()
+	return runStages(ctx, a.log, stages)
+}
+
+type stage struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runStages starts every stage, waits until ctx ends or one stage returns,
+// then cancels the stages from the last to the first, waiting for each to
+// return before cancelling the one it depends on.
+func runStages(ctx context.Context, log *slog.Logger, stages []stage) error {
+	type running struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+		err    error
+	}
+	rs := make([]*running, len(stages))
+	stopped := make(chan string, len(stages))
+	for i, s := range stages {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		r := &running{cancel: cancel, done: make(chan struct{})}
+		rs[i] = r
+		go func() {
+			defer close(r.done)
+			r.err = s.run(sctx)
+			stopped <- s.name
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case name := <-stopped:
+		if ctx.Err() == nil {
+			log.Error("component stopped; shutting the hub down", "component", name)
+		}
+	}
+	var errs []error
+	for i := len(rs) - 1; i >= 0; i-- {
+		rs[i].cancel()
+		<-rs[i].done
+		if err := rs[i].err; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("%s: %w", stages[i].name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
