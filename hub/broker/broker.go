@@ -136,6 +136,16 @@ func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
+// Handle drops mochi's message-less warnings: it logs every client
+// connection that ends without DISCONNECT that way, which for agents behind
+// flaky uplinks is routine and already visible to the hub as a Last Will.
+func (h minLevel) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" && r.Level < slog.LevelError {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
 func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return minLevel{h.Handler.WithAttrs(attrs), h.min}
 }
