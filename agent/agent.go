@@ -1,0 +1,200 @@
+// Package agent wires one citywatch edge agent: configuration in, one
+// supervisor per device, and the uplink that reports to the hub. It is the
+// only package that knows every component; each gets just the settings it
+// needs. New validates and starts nothing; Run blocks until its context
+// ends and then stops the supervisors and leaves the broker cleanly.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/sensor"
+	"github.com/citywatch/citywatch/agent/supervise"
+	"github.com/citywatch/citywatch/agent/uplink"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// SimCheckin is how often sensors of the built-in "sim" driver check in;
+// config.DefaultSupervision allows three missed check-ins.
+const SimCheckin = 10 * time.Second
+
+// CameraProber probes cameras; see supervise.CameraProber.
+type CameraProber = supervise.CameraProber
+
+// Stats are the agent's uplink counters.
+type Stats = uplink.Stats
+
+// Options are the agent's dependencies.
+type Options struct {
+	Logger *slog.Logger
+	// Sensors adds or overrides sensor drivers by the name configs use
+	// ("sim" is built in).
+	Sensors map[string]sensor.Driver
+	// Cameras probes cameras; nil means the real RTSP prober.
+	Cameras CameraProber
+	Version string
+}
+
+// Agent is one running edge agent.
+type Agent struct {
+	base    *slog.Logger // for components, which add their own attributes
+	log     *slog.Logger
+	drivers map[string]sensor.Driver
+	prober  CameraProber
+	up      *uplink.Client
+
+	mu  sync.Mutex // guards cfg and set
+	cfg config.Config
+	set *supervise.Set // nil until Run
+}
+
+// New validates cfg and builds the agent without starting anything.
+func New(cfg config.Config, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	drivers := map[string]sensor.Driver{"sim": sensor.NewSim(SimCheckin)}
+	for name, d := range opts.Sensors {
+		drivers[name] = d
+	}
+	a := &Agent{base: opts.Logger, log: opts.Logger.With("component", "agent"), drivers: drivers, prober: opts.Cameras, cfg: cfg}
+	if err := a.check(cfg); err != nil {
+		return nil, err
+	}
+	if a.prober == nil {
+		a.prober = &probe.Prober{Timeout: cfg.Probe.Timeout}
+	}
+	up, err := uplink.New(uplink.Config{
+		BrokerURL: cfg.Broker.URL,
+		Username:  cfg.Broker.Username,
+		Password:  cfg.Broker.Password,
+		ClientID:  cfg.Broker.ClientID,
+		Agent:     cfg.ID,
+		Site:      cfg.Site.ID,
+		Version:   opts.Version,
+		Interval:  cfg.Interval,
+		Boot:      time.Now(),
+		Commands:  map[string]uplink.CommandHandler{wire.CommandProbe: a.probeCommand},
+		Logger:    opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.up = up
+	up.SetInventory(inventory(cfg))
+	return a, nil
+}
+
+// check validates cfg, that every sensor's driver exists and that the
+// inventory fits one message: unlike health reports it cannot be split,
+// being one retained message.
+func (a *Agent) check(cfg config.Config) error {
+	errs := []error{cfg.Validate()}
+	for i, s := range cfg.Sensors {
+		if _, ok := a.drivers[s.Driver]; !ok {
+			errs = append(errs, fmt.Errorf("sensors[%d].driver: unknown driver %q", i, s.Driver))
+		}
+	}
+	site, devs := inventory(cfg)
+	if b, err := json.Marshal(wire.Inventory{Site: site, Devices: devs}); err == nil && len(b) > inventoryBudget {
+		errs = append(errs, fmt.Errorf("cameras, sensors: the inventory of %d devices takes %d bytes, over the hub's limit of %d; split the site between agents",
+			len(devs), len(b), inventoryBudget))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent: invalid config: %w", err)
+	}
+	return nil
+}
+
+// inventoryBudget leaves room for the header within the hub's limit.
+const inventoryBudget = wire.MaxPayload - 512
+
+// Run supervises the devices and reports until ctx ends. Then it stops
+// the supervisors first, so no event is lost between them and the uplink,
+// and then the uplink, which publishes a clean offline state within its
+// shutdown timeout.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	cfg := a.cfg
+	set := supervise.New(ctx, supervise.Options{Prober: a.prober, OnEvent: a.up.PublishEvent, Logger: a.base})
+	set.Apply(a.devices(cfg))
+	a.set = set
+	a.mu.Unlock()
+
+	// The uplink outlives ctx to say goodbye.
+	upCtx, stopUplink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUplink()
+	upDone := make(chan error, 1)
+	go func() { upDone <- a.up.Run(upCtx) }()
+	a.log.Info("agent running", "agent", cfg.ID, "cameras", len(cfg.Cameras), "sensors", len(cfg.Sensors))
+
+	a.reportHealth(ctx, set, cfg.Interval)
+	set.Stop()
+	stopUplink()
+	return <-upDone
+}
+
+// reportHealth publishes the health of every device each interval until
+// ctx ends; the report doubles as the agent's heartbeat.
+func (a *Agent) reportHealth(ctx context.Context, set *supervise.Set, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.up.PublishHealth(set.Health())
+		}
+	}
+}
+
+// Reload applies a new configuration live: device changes start, stop or
+// restart supervisors, and the inventory is republished. The agent id,
+// broker, site id and interval are part of the agent's identity on the
+// wire and need a restart.
+func (a *Agent) Reload(cfg config.Config) error {
+	if err := a.check(cfg); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.cfg
+	if cfg.ID != old.ID || cfg.Broker != old.Broker || cfg.Site.ID != old.Site.ID || cfg.Interval != old.Interval {
+		return errors.New("agent: reload cannot change id, broker, site.id or interval; restart the agent")
+	}
+	a.cfg = cfg
+	if a.set != nil {
+		a.set.Apply(a.devices(cfg))
+	}
+	a.up.SetInventory(inventory(cfg))
+	a.log.Info("config reloaded", "cameras", len(cfg.Cameras), "sensors", len(cfg.Sensors))
+	return nil
+}
+
+// DropConnection cuts the broker connection without a DISCONNECT, so the
+// broker publishes the agent's Last Will; the agent reconnects.
+func (a *Agent) DropConnection() { a.up.DropConnection() }
+
+// Stats returns the uplink's counters.
+func (a *Agent) Stats() Stats { return a.up.Stats() }
+
+// probeCommand probes the devices a hub command names and publishes a
+// health report right after, so the console sees the answer at once.
+func (a *Agent) probeCommand(ctx context.Context, cmd wire.Command) {
+	a.mu.Lock()
+	set := a.set
+	a.mu.Unlock()
+	if unknown := set.ProbeNow(ctx, cmd.Devices); len(unknown) > 0 {
+		a.log.Warn("probe command names unknown devices", "command", cmd.ID, "devices", unknown)
+	}
+	a.up.PublishHealth(set.Health())
+}

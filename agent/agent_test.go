@@ -1,0 +1,232 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/agent"
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/internal/wiretest"
+	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/sensor"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// testConfig is a site with one camera probed only on demand (the
+// interval is an hour) and one simulated sensor.
+func testConfig(t *testing.T, brokerURL string) config.Config {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, `
+broker: {url: %q}
+id: agent-t1
+site: {id: site-t1, name: Test site, district: Xinhua, location: {lat: 30.6, lon: 114.3}}
+interval: 1s
+probe: {interval: 1h, timeout: 1s, stream_every: 0s}
+cameras:
+  - {id: cam-1, name: Gate, rtsp: "rtsp://admin:pw@10.0.0.2/ch1", heading: 90, fov: 70, range_m: 40, criticality: 4}
+sensors:
+  - {id: pir-1, name: Hall, kind: intrusion, driver: sim, supervision: 2s}
+`, brokerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// prober answers every probe with success and records the cameras probed.
+type prober struct {
+	mu     sync.Mutex
+	probed []string
+}
+
+func (p *prober) Probe(_ context.Context, t probe.Target) probe.Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probed = append(p.probed, t.ID)
+	return probe.Result{At: time.Now(), TCP: time.Millisecond, RTSP: 3 * time.Millisecond}
+}
+
+func (p *prober) Sample(ctx context.Context, t probe.Target, _ time.Duration) probe.Result {
+	return p.Probe(ctx, t)
+}
+
+func (p *prober) calls() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.probed...)
+}
+
+func TestAgent(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-t1")
+	sim := sensor.NewSim(200 * time.Millisecond)
+	cams := &prober{}
+	a, err := agent.New(testConfig(t, broker.URL()), agent.Options{
+		Sensors: map[string]sensor.Driver{"sim": sim}, Cameras: cams, Version: "1.2.3",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = a.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	birth := w.State(wire.AgentOnline)
+	if birth.Version != "1.2.3" || birth.Site != "site-t1" || birth.Interval != 1 {
+		t.Errorf("birth %+v", birth)
+	}
+	inv := w.Next(wire.ChannelInventory, nil).Inventory
+	if len(inv.Devices) != 2 || inv.Devices[0].Camera == nil || inv.Devices[0].Criticality != 4 ||
+		inv.Devices[1].SensorKind != wire.SensorIntrusion || inv.Devices[1].District != "Xinhua" {
+		t.Errorf("inventory %+v", inv)
+	}
+	if s := fmt.Sprintf("%+v", inv); strings.Contains(s, "rtsp") || strings.Contains(s, "pw") {
+		t.Errorf("inventory leaks the camera URL: %s", s)
+	}
+
+	// The sensor checks in at once.
+	ev := w.Next(wire.ChannelEvents, nil).Event
+	if ev.Device != "pir-1" || ev.From != wire.StatusUnknown || ev.To != wire.StatusOnline {
+		t.Errorf("first event %+v", ev)
+	}
+
+	// Health every interval, each with both devices and a larger seq.
+	var last uint64
+	for range 3 {
+		h := w.Next(wire.ChannelHealth, nil).Health
+		if len(h.Devices) != 2 || h.Interval != 1 || h.Seq <= last {
+			t.Fatalf("health %+v after seq %d", h, last)
+		}
+		last = h.Seq
+	}
+
+	sim.Trigger("pir-1", true)
+	if ev := w.Next(wire.ChannelEvents, nil).Event; ev.Type != wire.EventTriggered || ev.Device != "pir-1" {
+		t.Errorf("trigger event %+v", ev)
+	}
+
+	// A probe command probes the camera now and answers with a report.
+	w.Publish(wire.Topic("agent-t1", wire.ChannelCommands),
+		`{"v":1,"id":"cmd-1","ts":"`+time.Now().UTC().Format(time.RFC3339)+`","type":"probe","devices":["cam-1"]}`)
+	ev = w.Next(wire.ChannelEvents, func(m wire.Message) bool { return m.Event.Device == "cam-1" }).Event
+	if ev.To != wire.StatusOnline {
+		t.Errorf("camera event after probe command %+v", ev)
+	}
+	h := w.Next(wire.ChannelHealth, nil).Health
+	if h.Devices[0].ID != "cam-1" || h.Devices[0].Status != wire.StatusOnline || h.Devices[0].Metrics[wire.MetricRTSPMillis] != 3 {
+		t.Errorf("health after probe command %+v", h.Devices[0])
+	}
+	if got := cams.calls(); len(got) != 1 || got[0] != "cam-1" {
+		t.Errorf("probed %v, want cam-1 once", got)
+	}
+
+	// A reload adds a camera and republishes the inventory.
+	cfg := testConfig(t, broker.URL())
+	cfg.Cameras = append(cfg.Cameras, cfg.Cameras[0])
+	cfg.Cameras[1].ID = "cam-2"
+	if err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	inv = w.Next(wire.ChannelInventory, nil).Inventory
+	if len(inv.Devices) != 3 || inv.Devices[1].ID != "cam-2" {
+		t.Errorf("inventory after reload %+v", inv.Devices)
+	}
+	w.Next(wire.ChannelHealth, func(m wire.Message) bool { return len(m.Health.Devices) == 3 })
+
+	// Silence the sensor: supervision loss after its 2 s window.
+	sim.SetSupervision("pir-1", false)
+	ev = w.Next(wire.ChannelEvents, func(m wire.Message) bool { return m.Event.Device == "pir-1" }).Event
+	if ev.To != wire.StatusOffline || ev.Reason != wire.ReasonSupervisionLost {
+		t.Errorf("supervision event %+v", ev)
+	}
+
+	a.DropConnection()
+	if will := w.State(wire.AgentOffline); !will.Will || will.Conn != 1 {
+		t.Errorf("will %+v", will)
+	}
+	w.Next(wire.ChannelState, func(m wire.Message) bool { return m.State.State == wire.AgentOnline && m.State.Conn == 2 })
+
+	cancel()
+	<-done
+	if runErr != nil {
+		t.Errorf("Run: %v", runErr)
+	}
+	if st := w.State(wire.AgentOffline); st.Will || st.Conn != 2 {
+		t.Errorf("clean offline state %+v", st)
+	}
+	if s := a.Stats(); s.Published < 10 || s.DroppedEvents != 0 || s.Failed != 0 || s.Seq < s.Published {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	cfg := testConfig(t, "tcp://127.0.0.1:1")
+	cfg.Sensors[0].Driver = "modbus"
+	cfg.Cameras[0].FOV = 0
+	_, err := agent.New(cfg, agent.Options{})
+	if err == nil || !strings.Contains(err.Error(), `sensors[0].driver: unknown driver "modbus"`) ||
+		!strings.Contains(err.Error(), "cameras[0].fov") {
+		t.Fatalf("New: err = %v, want the unknown driver and the bad fov", err)
+	}
+}
+
+// TestInventoryTooLarge: the retained inventory cannot be split, so a
+// site whose inventory the hub would refuse is refused at start.
+func TestInventoryTooLarge(t *testing.T) {
+	cfg := testConfig(t, "tcp://127.0.0.1:1")
+	cam := cfg.Cameras[0]
+	cam.Name = strings.Repeat("n", 120)
+	cfg.Cameras = nil
+	for i := range wire.MaxDevices {
+		cam.ID = fmt.Sprintf("cam-%d", i)
+		cfg.Cameras = append(cfg.Cameras, cam)
+	}
+	_, err := agent.New(cfg, agent.Options{})
+	if err == nil || !strings.Contains(err.Error(), "over the hub's limit") {
+		t.Fatalf("New: err = %v", err)
+	}
+}
+
+func TestReloadRejectsIdentityChange(t *testing.T) {
+	cfg := testConfig(t, "tcp://127.0.0.1:1")
+	a, err := agent.New(cfg, agent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(*config.Config)
+	}{
+		{"id", func(c *config.Config) { c.ID = "agent-t2" }},
+		{"broker", func(c *config.Config) { c.Broker.URL = "tcp://127.0.0.1:2" }},
+		{"site", func(c *config.Config) { c.Site.ID = "site-t2" }},
+		{"interval", func(c *config.Config) { c.Interval = 5 * time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			next := cfg
+			tt.mutate(&next)
+			if err := a.Reload(next); err == nil {
+				t.Error("reload accepted a change of identity")
+			}
+		})
+	}
+	next := cfg
+	next.Site.Name = "Renamed"
+	if err := a.Reload(next); err != nil {
+		t.Errorf("reload of a site name: %v", err)
+	}
+}

@@ -1,0 +1,229 @@
+// Package config is the edge agent's configuration: which broker to talk
+// to, which site the agent serves and the cameras and sensors installed
+// there. A configuration is built as defaults, then the YAML file, then
+// environment overrides (so containers can inject the broker and its
+// credentials without editing the file), then Validate, which reports every
+// problem at once with its YAML path so a field engineer fixes the file in
+// one go. Passwords and camera URLs are secret types that redact themselves
+// when a configuration is logged.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/citywatch/citywatch/agent/secret"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	Broker   Broker        `yaml:"broker"`
+	ID       string        `yaml:"id"`
+	Site     Site          `yaml:"site"`
+	Interval time.Duration `yaml:"interval"` // health report interval
+	Probe    Probe         `yaml:"probe"`
+	Cameras  []Camera      `yaml:"cameras"`
+	Sensors  []Sensor      `yaml:"sensors"`
+}
+
+// Broker is the MQTT broker the agent publishes to.
+type Broker struct {
+	URL      string        `yaml:"url"` // tcp://, mqtt://, ssl://, tls:// or mqtts://
+	Username string        `yaml:"username"`
+	Password secret.String `yaml:"password"`
+	// ClientID defaults to the agent id, which lets a broker ACL pattern
+	// (%c) confine the agent to its own topics. It must be stable across
+	// restarts: the broker keeps the command subscription under it.
+	ClientID string `yaml:"client_id"`
+}
+
+// Site is where the agent's devices are installed.
+type Site struct {
+	ID       string        `yaml:"id"`
+	Name     string        `yaml:"name"`
+	District string        `yaml:"district"`
+	Location wire.Location `yaml:"location"`
+}
+
+// Probe sets how cameras are probed; the values apply to every camera.
+type Probe struct {
+	Interval time.Duration `yaml:"interval"` // OPTIONS+DESCRIBE cycle
+	Timeout  time.Duration `yaml:"timeout"`  // per network step
+	// StreamEvery is how often a probe also plays the stream to measure
+	// frame rate and bitrate; 0 disables stream samples.
+	StreamEvery  time.Duration `yaml:"stream_every"`
+	StreamSample time.Duration `yaml:"stream_sample"` // how long a stream sample plays
+	// FailuresBeforeOffline debounces short drops: a camera is reported
+	// offline only after this many consecutive failed probes.
+	FailuresBeforeOffline int `yaml:"failures_before_offline"`
+	// MinFPS is the frame rate below which a playing stream is degraded;
+	// cameras may override it.
+	MinFPS float64 `yaml:"min_fps"`
+}
+
+// Camera is one RTSP camera.
+type Camera struct {
+	ID       string        `yaml:"id"`
+	Name     string        `yaml:"name"`
+	RTSP     secret.URL    `yaml:"rtsp"`
+	Snapshot secret.URL    `yaml:"snapshot"`
+	Location wire.Location `yaml:"location"` // defaults to the site's
+	Heading  float64       `yaml:"heading"`  // degrees clockwise from north
+	FOV      float64       `yaml:"fov"`      // horizontal field of view, degrees
+	RangeM   float64       `yaml:"range_m"`  // useful viewing distance, metres
+	District string        `yaml:"district"` // defaults to the site's
+	// Criticality runs from 1 (low) to 5 (life safety); 0 means the default 3.
+	Criticality int `yaml:"criticality"`
+	// MinFPS overrides probe.min_fps for this camera; 0 keeps it.
+	MinFPS float64 `yaml:"min_fps"`
+}
+
+// Sensor is one alarm sensor, read through a driver.
+type Sensor struct {
+	ID       string          `yaml:"id"`
+	Name     string          `yaml:"name"`
+	Kind     wire.SensorKind `yaml:"kind"`
+	Location wire.Location   `yaml:"location"` // defaults to the site's
+	District string          `yaml:"district"` // defaults to the site's
+	Driver   string          `yaml:"driver"`   // e.g. "sim"
+	// Supervision is the check-in window: a sensor silent for longer is
+	// offline with reason supervision_lost, as on an alarm panel.
+	Supervision time.Duration     `yaml:"supervision"`
+	Criticality int               `yaml:"criticality"` // as for cameras
+	Params      map[string]string `yaml:"params"`      // driver-specific
+}
+
+// Defaults used where the file says nothing.
+const (
+	DefaultBrokerURL             = "tcp://127.0.0.1:1883"
+	DefaultInterval              = 10 * time.Second
+	DefaultProbeInterval         = 10 * time.Second
+	DefaultProbeTimeout          = 3 * time.Second
+	DefaultStreamEvery           = 5 * time.Minute
+	DefaultStreamSample          = 2 * time.Second
+	DefaultFailuresBeforeOffline = 2
+	// DefaultMinFPS: surveillance streams run at 12–25 fps; below 5 fps
+	// motion is no longer followable, so the video does not count as intact.
+	DefaultMinFPS = 5
+	// DefaultSupervision is three missed check-ins of the simulated
+	// driver, the same "three missed keepalives" rule as GB/T 28181.
+	DefaultSupervision = 30 * time.Second
+	DefaultCriticality = 3
+)
+
+// Environment variables that override the file.
+const (
+	EnvBrokerURL      = "CITYWATCH_AGENT_BROKER_URL"
+	EnvBrokerUsername = "CITYWATCH_AGENT_BROKER_USERNAME"
+	EnvBrokerPassword = "CITYWATCH_AGENT_BROKER_PASSWORD"
+	EnvID             = "CITYWATCH_AGENT_ID"
+)
+
+// Default returns the configuration an empty file yields (before device
+// defaults, which depend on the site).
+func Default() Config {
+	return Config{
+		Broker:   Broker{URL: DefaultBrokerURL},
+		Interval: DefaultInterval,
+		Probe: Probe{
+			Interval:              DefaultProbeInterval,
+			Timeout:               DefaultProbeTimeout,
+			StreamEvery:           DefaultStreamEvery,
+			StreamSample:          DefaultStreamSample,
+			FailuresBeforeOffline: DefaultFailuresBeforeOffline,
+			MinFPS:                DefaultMinFPS,
+		},
+	}
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse builds a configuration from YAML and the process environment and
+// validates it.
+func Parse(data []byte) (Config, error) {
+	return parse(data, os.LookupEnv)
+}
+
+func parse(data []byte, lookupEnv func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	// A misspelt key is a silent misconfiguration otherwise.
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("yaml: %w", err)
+	}
+	cfg.applyEnv(lookupEnv)
+	cfg.fillDeviceDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) applyEnv(lookupEnv func(string) (string, bool)) {
+	if v, ok := lookupEnv(EnvBrokerURL); ok {
+		c.Broker.URL = v
+	}
+	if v, ok := lookupEnv(EnvBrokerUsername); ok {
+		c.Broker.Username = v
+	}
+	if v, ok := lookupEnv(EnvBrokerPassword); ok {
+		c.Broker.Password = secret.String(v)
+	}
+	if v, ok := lookupEnv(EnvID); ok {
+		c.ID = v
+	}
+}
+
+// fillDeviceDefaults gives devices the site's district and location and the
+// default criticality. A location of exactly 0,0 counts as unset: it lies in
+// the Gulf of Guinea, far from any city this runs in.
+func (c *Config) fillDeviceDefaults() {
+	if c.Broker.ClientID == "" && c.ID != "" {
+		c.Broker.ClientID = c.ID
+	}
+	for i := range c.Cameras {
+		d := &c.Cameras[i]
+		c.fillCommon(&d.District, &d.Location, &d.Criticality)
+		if d.MinFPS == 0 {
+			d.MinFPS = c.Probe.MinFPS
+		}
+	}
+	for i := range c.Sensors {
+		d := &c.Sensors[i]
+		c.fillCommon(&d.District, &d.Location, &d.Criticality)
+		if d.Supervision == 0 {
+			d.Supervision = DefaultSupervision
+		}
+	}
+}
+
+func (c *Config) fillCommon(district *string, loc *wire.Location, crit *int) {
+	if *district == "" {
+		*district = c.Site.District
+	}
+	if *loc == (wire.Location{}) {
+		*loc = c.Site.Location
+	}
+	if *crit == 0 {
+		*crit = DefaultCriticality
+	}
+}

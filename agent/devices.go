@@ -1,0 +1,53 @@
+package agent
+
+import (
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/supervise"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// devices turns the configuration into supervisor settings; drivers were
+// checked to exist by New or Reload.
+func (a *Agent) devices(cfg config.Config) []supervise.Device {
+	out := make([]supervise.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
+	for _, c := range cfg.Cameras {
+		out = append(out, supervise.Device{ID: c.ID, Camera: &supervise.Camera{
+			Target:                probe.Target{ID: c.ID, URL: c.RTSP},
+			Interval:              cfg.Probe.Interval,
+			StreamEvery:           cfg.Probe.StreamEvery,
+			StreamSample:          cfg.Probe.StreamSample,
+			FailuresBeforeOffline: cfg.Probe.FailuresBeforeOffline,
+			MinFPS:                c.MinFPS,
+		}})
+	}
+	for _, s := range cfg.Sensors {
+		out = append(out, supervise.Device{ID: s.ID, Sensor: &supervise.Sensor{
+			Driver:      a.drivers[s.Driver],
+			Params:      s.Params,
+			Supervision: s.Supervision,
+		}})
+	}
+	return out
+}
+
+// inventory is what the hub learns about the site and its devices;
+// credentials and URLs stay on the agent.
+func inventory(cfg config.Config) (wire.Site, []wire.Device) {
+	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location}
+	devs := make([]wire.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
+	for _, c := range cfg.Cameras {
+		devs = append(devs, wire.Device{
+			ID: c.ID, Name: c.Name, Kind: wire.KindCamera, District: c.District,
+			Location: c.Location, Criticality: c.Criticality,
+			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
+		})
+	}
+	for _, s := range cfg.Sensors {
+		devs = append(devs, wire.Device{
+			ID: s.ID, Name: s.Name, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
+			Location: s.Location, Criticality: s.Criticality,
+		})
+	}
+	return site, devs
+}

@@ -1,0 +1,289 @@
+// Package sim is the citywatch simulator: a fictional city of agents,
+// cameras and alarm sensors in one process, for the demo, integration tests
+// and benchmarks. Simulated cameras are real RTSP servers (gortsplib)
+// streaming a pure-Go H.264 test card and serving JPEG snapshots over HTTP;
+// simulated sensors feed the agents' "sim" sensor driver; each agent runs
+// in-process exactly as in production and reaches the broker through a
+// relay that the simulator can cut. Faults — camera offline, auth failure,
+// lost stream, hang; sensor supervision loss and alarms; agent disconnect —
+// are injected at run time through Sim.Fault, the HTTP control API
+// (ControlHandler) or a Script. In scale mode an in-process prober stands
+// in for the RTSP servers, so thousands of agents fit on a laptop.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/citywatch/citywatch/agent"
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/secret"
+	"github.com/citywatch/citywatch/agent/sensor"
+)
+
+// Options configures a Sim.
+type Options struct {
+	// BrokerURL is the MQTT broker the agents publish to: tcp:// or mqtt://
+	// (the agents reach it through a plain TCP relay).
+	BrokerURL      string
+	BrokerUsername string
+	BrokerPassword string
+
+	City CityOptions
+	// Camera is the template of every simulated camera: credentials and
+	// test card geometry. ID, Name and Addr are set per camera. No User
+	// means admin / citywatch.
+	Camera CameraConfig
+	// InProcessCameras runs scale mode: no RTSP servers and no snapshots;
+	// the agents' camera probes are answered in-process from the fault
+	// table, so 1,000 agents × 100 devices fit on two cores.
+	InProcessCameras bool
+	// Interval is the agents' health interval and camera probe interval;
+	// zero keeps the agent defaults.
+	Interval time.Duration
+	// SnapshotAddr is the listen address of the snapshot HTTP server;
+	// default 127.0.0.1:0.
+	SnapshotAddr string
+
+	Logger  *slog.Logger
+	Version string // reported by the agents; default "sim"
+}
+
+// Sim is the whole simulated world. New builds it, Run brings it to life.
+type Sim struct {
+	opts    Options
+	log     *slog.Logger
+	city    City
+	cameras map[string]*Camera // nil in scale mode
+	prober  *inProcessProber   // nil unless scale mode
+	links   []*link            // per agent, in city order
+	sensors *sensor.Sim
+	faults  *faultTable
+
+	ready  chan struct{} // closed when every agent runs
+	agents []config.Config
+}
+
+// New validates opts, generates the city and prepares every camera, relay
+// and sensor. It starts nothing.
+func New(opts Options) (*Sim, error) {
+	if opts.Logger == nil {
+		return nil, errors.New("sim: a logger is required")
+	}
+	u, err := url.Parse(opts.BrokerURL)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "mqtt") || u.Host == "" {
+		return nil, fmt.Errorf("sim: broker URL %q: want tcp://host:port or mqtt://host:port", opts.BrokerURL)
+	}
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), "1883")
+	}
+	if opts.Camera.User == "" {
+		opts.Camera.User, opts.Camera.Password = "admin", "citywatch"
+	}
+	if opts.SnapshotAddr == "" {
+		opts.SnapshotAddr = "127.0.0.1:0"
+	}
+	if opts.Version == "" {
+		opts.Version = "sim"
+	}
+	city, err := GenerateCity(opts.City)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sim{
+		opts:    opts,
+		log:     opts.Logger.With("component", "sim"),
+		city:    city,
+		sensors: sensor.NewSim(agent.SimCheckin),
+		ready:   make(chan struct{}),
+	}
+	s.faults = newFaultTable(s.sensors)
+	if opts.InProcessCameras {
+		s.prober = &inProcessProber{cameras: make(map[string]*virtualCamera)}
+	} else {
+		s.cameras = make(map[string]*Camera)
+	}
+	for _, a := range city.Agents {
+		l := newLink(u.Host, s.log.With("agent", a.ID))
+		s.links = append(s.links, l)
+		s.faults.agents[a.ID] = l
+		for _, c := range a.Cameras {
+			if s.prober != nil {
+				v := &virtualCamera{}
+				s.prober.cameras[c.ID] = v
+				s.faults.cameras[c.ID] = v
+				continue
+			}
+			cfg := opts.Camera
+			cfg.ID, cfg.Name, cfg.Addr = c.ID, c.Name, ""
+			cam, err := NewCamera(cfg, opts.Logger)
+			if err != nil {
+				return nil, err
+			}
+			s.cameras[c.ID] = cam
+			s.faults.cameras[c.ID] = cam
+		}
+		for _, d := range a.Sensors {
+			s.faults.sensors[d.ID] = true
+		}
+	}
+	return s, nil
+}
+
+// City returns the generated city (camera URLs not filled in).
+func (s *Sim) City() City { return s.city }
+
+// Fault injects f; see Catalogue. It may be called before and during Run.
+func (s *Sim) Fault(f Fault) error { return s.faults.Fault(f) }
+
+// Faults returns the faults in force.
+func (s *Sim) Faults() []ActiveFault { return s.faults.Faults() }
+
+// Ready is closed once every agent runs (never, if Run fails first).
+func (s *Sim) Ready() <-chan struct{} { return s.ready }
+
+// Agents returns the agents' configurations as they run, with the real
+// camera and broker relay addresses; nil before Ready.
+func (s *Sim) Agents() []config.Config {
+	select {
+	case <-s.ready:
+		return slices.Clone(s.agents)
+	default:
+		return nil
+	}
+}
+
+// Run starts the cameras, the snapshot server, the relays and the agents,
+// and blocks until ctx ends. It then stops everything in reverse order,
+// agents first, so they leave a clean offline state through their relays.
+// Run must be called once.
+func (s *Sim) Run(ctx context.Context) error {
+	var closers []func() error
+	shutdown := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+
+	var snapshotHost string
+	if s.cameras != nil {
+		ln, err := net.Listen("tcp", s.opts.SnapshotAddr)
+		if err != nil {
+			return fmt.Errorf("sim: snapshots: %w", err)
+		}
+		snapshotHost = ln.Addr().String()
+		srv := &http.Server{Handler: s.snapshotHandler(), ReadHeaderTimeout: 5 * time.Second}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		closers = append(closers, func() error {
+			srv.Close()
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("sim: snapshots: %w", err)
+			}
+			return nil
+		})
+		for _, cam := range s.cameras {
+			if err := cam.Start(); err != nil {
+				return errors.Join(err, shutdown())
+			}
+			// Closing a camera also ends snapshot requests hanging on it.
+			closers = append(closers, func() error { cam.Close(); return nil })
+		}
+	}
+	for _, l := range s.links {
+		if err := l.start(); err != nil {
+			return errors.Join(fmt.Errorf("sim: relay: %w", err), shutdown())
+		}
+		closers = append(closers, func() error { l.close(); return nil })
+	}
+
+	agents := make([]*agent.Agent, len(s.city.Agents))
+	cfgs := make([]config.Config, len(s.city.Agents))
+	for i, cfg := range s.city.Agents {
+		cfgs[i] = s.bind(cfg, s.links[i], snapshotHost)
+		opts := agent.Options{
+			Logger:  s.opts.Logger,
+			Sensors: map[string]sensor.Driver{SensorDriver: s.sensors},
+			Version: s.opts.Version,
+		}
+		if s.prober != nil {
+			opts.Cameras = s.prober
+		}
+		a, err := agent.New(cfgs[i], opts)
+		if err != nil {
+			return errors.Join(fmt.Errorf("sim: agent %s: %w", cfg.ID, err), shutdown())
+		}
+		agents[i] = a
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, a := range agents {
+		g.Go(func() error { return a.Run(gctx) })
+	}
+	s.agents = cfgs
+	close(s.ready)
+	cams, sensors := s.city.Devices()
+	s.log.Info("simulated city running", "agents", len(agents), "cameras", cams, "sensors", sensors,
+		"in_process_cameras", s.prober != nil)
+
+	err := g.Wait()
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = nil // stopped, not failed
+	}
+	return errors.Join(err, shutdown())
+}
+
+// bind points a generated config at this sim: the broker through the
+// agent's relay, cameras at their RTSP servers and snapshot URLs.
+func (s *Sim) bind(cfg config.Config, l *link, snapshotHost string) config.Config {
+	cfg.Broker.URL = "tcp://" + l.addr()
+	cfg.Broker.Username = s.opts.BrokerUsername
+	cfg.Broker.Password = secret.String(s.opts.BrokerPassword)
+	if s.opts.Interval > 0 {
+		cfg.Interval, cfg.Probe.Interval = s.opts.Interval, s.opts.Interval
+		cfg.Probe.Timeout = min(cfg.Probe.Timeout, s.opts.Interval/2)
+	}
+	cams := make([]config.Camera, len(cfg.Cameras))
+	for i, c := range cfg.Cameras {
+		if cam := s.cameras[c.ID]; cam != nil {
+			c.RTSP = secret.URL(cam.URL())
+			snap := url.URL{
+				Scheme: "http",
+				User:   url.UserPassword(s.opts.Camera.User, s.opts.Camera.Password),
+				Host:   snapshotHost,
+				Path:   "/snapshot/" + c.ID,
+			}
+			c.Snapshot = secret.URL(snap.String())
+		} else {
+			// Never dialled: the in-process prober answers by device id.
+			c.RTSP = secret.URL("rtsp://127.0.0.1:554/" + c.ID)
+		}
+		cams[i] = c
+	}
+	cfg.Cameras = cams
+	return cfg
+}
+
+// snapshotHandler serves GET /snapshot/{camera}.
+func (s *Sim) snapshotHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /snapshot/{camera}", func(w http.ResponseWriter, r *http.Request) {
+		cam, ok := s.cameras[r.PathValue("camera")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		cam.ServeHTTP(w, r)
+	})
+	return mux
+}

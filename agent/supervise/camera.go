@@ -1,0 +1,119 @@
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// cameraState is what a camera supervisor remembers between probes.
+type cameraState struct {
+	failures   int       // consecutive failed probes
+	lastSample time.Time // start of the last stream sample
+	// stream holds fps and bitrate of the last sample (zero when it played
+	// nothing); they stay in reports between samples and go when the
+	// camera goes offline.
+	stream map[string]float64
+}
+
+// runCamera probes until ctx ends. The first probe waits a random part of
+// the interval so that a hundred cameras configured together are not all
+// probed in the same millisecond, and keep their spread afterwards.
+func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
+	cam := sup.dev.Camera
+	timer := time.NewTimer(rand.N(cam.Interval))
+	defer timer.Stop()
+	var st cameraState
+	for {
+		var done chan struct{}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case done = <-sup.kick:
+		}
+		sup.probeCamera(ctx, prober, &st)
+		if done != nil {
+			close(done)
+		}
+		timer.Reset(cam.Interval)
+	}
+}
+
+// probeCamera runs one probe, or a stream sample when one is due. A sample
+// is also taken whenever the camera is not cleanly online, so a degraded or
+// failing camera is re-judged on its video, not only on DESCRIBE, and a
+// recovery is confirmed by frames.
+func (sup *supervisor) probeCamera(ctx context.Context, prober CameraProber, st *cameraState) {
+	cam := sup.dev.Camera
+	status, _, _ := sup.current()
+	now := time.Now()
+	sample := cam.StreamEvery > 0 &&
+		(st.lastSample.IsZero() || now.Sub(st.lastSample) >= cam.StreamEvery ||
+			st.failures > 0 || status != wire.StatusOnline)
+	var res probe.Result
+	if sample {
+		st.lastSample = now
+		res = prober.Sample(ctx, cam.Target, cam.StreamSample)
+	} else {
+		res = prober.Probe(ctx, cam.Target)
+	}
+	if ctx.Err() != nil {
+		return // stopping: the result says nothing about the camera
+	}
+	sup.judgeCamera(res, st)
+}
+
+// judgeCamera turns a probe result into the camera's status.
+func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
+	cam := sup.dev.Camera
+	at := res.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	// A failure below the debounce threshold leaves the status as it is.
+	r := report{at: at, probed: true}
+	r.status, r.reason, r.detail = sup.current()
+
+	if res.Sampled {
+		st.stream = map[string]float64{wire.MetricFPS: res.FPS, wire.MetricBitrateKbps: res.BitrateKbps}
+	}
+	if !res.LastFrame.IsZero() {
+		sup.setAge(wire.MetricFrameAge, res.LastFrame)
+	}
+
+	switch {
+	case !res.OK():
+		st.failures++
+		if st.failures >= cam.FailuresBeforeOffline {
+			r.status, r.reason, r.detail = wire.StatusOffline, res.Reason, res.Detail
+			st.stream = nil
+		}
+	case res.Sampled && res.FPS < cam.MinFPS:
+		st.failures = 0
+		r.status, r.reason = wire.StatusDegraded, wire.ReasonLowFrameRate
+		r.detail = fmt.Sprintf("%.1f fps, expected at least %g", res.FPS, cam.MinFPS)
+	default:
+		st.failures = 0
+		r.status, r.reason, r.detail = wire.StatusOnline, wire.ReasonNone, ""
+	}
+
+	r.metrics = make(map[string]float64, 6)
+	if res.TCP > 0 {
+		r.metrics[wire.MetricTCPMillis] = millis(res.TCP)
+	}
+	if res.RTSP > 0 {
+		r.metrics[wire.MetricRTSPMillis] = millis(res.RTSP)
+	}
+	for k, v := range st.stream {
+		r.metrics[k] = v
+	}
+	r.metrics[wire.MetricProbeFailures] = float64(st.failures)
+	sup.update(r)
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

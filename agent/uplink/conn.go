@@ -1,0 +1,197 @@
+package uplink
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Connection settings. Keepalive decides how fast the broker notices a
+// dead agent and fires its will: 1.5 × keepalive.
+const (
+	keepAlive            = 15 * time.Second
+	connectTimeout       = 10 * time.Second
+	connectRetryInterval = 2 * time.Second
+	maxReconnectInterval = 30 * time.Second
+	// writeTimeout bounds a socket write and a Publish blocked by a dead
+	// connection; 5 s carries a large health report over a poor 4G link.
+	writeTimeout = 5 * time.Second
+)
+
+func (c *Client) options() (*paho.ClientOptions, error) {
+	u, err := url.Parse(c.cfg.BrokerURL)
+	if err != nil {
+		return nil, fmt.Errorf("uplink: broker URL is not valid") // the error would quote credentials
+	}
+	will, err := c.will(1)
+	if err != nil {
+		return nil, err
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(u.Scheme+"://"+hostPort(u)).
+		SetClientID(c.cfg.ClientID).
+		SetUsername(c.cfg.Username).
+		SetPassword(c.cfg.Password.Reveal()).
+		// A persistent session keeps the command subscription, and
+		// commands sent while the agent was away, across reconnects.
+		SetCleanSession(false).
+		// Handlers only enqueue, so they may run concurrently.
+		SetOrderMatters(false).
+		SetKeepAlive(keepAlive).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(writeTimeout).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(connectRetryInterval).
+		SetMaxReconnectInterval(maxReconnectInterval).
+		SetBinaryWill(c.topics.state, will, 1, true).
+		SetStore(c.store).
+		SetCustomOpenConnectionFn(c.dial).
+		SetOnConnectHandler(c.onConnect).
+		SetConnectionLostHandler(c.onConnectionLost).
+		SetReconnectingHandler(c.onReconnecting)
+	return opts, nil
+}
+
+// will is the Last Will for connection n. Its Conn lets the hub tell the
+// will of a connection that died from a stale will of an older one.
+func (c *Client) will(n uint32) ([]byte, error) {
+	data, err := json.Marshal(c.state(wire.AgentOffline, true, n))
+	if err != nil {
+		return nil, fmt.Errorf("uplink: will: %w", err)
+	}
+	return data, nil
+}
+
+// state builds a state message; a will carries Seq 0 because it is
+// published by the broker at an unknown later point in the sequence.
+func (c *Client) state(state string, will bool, conn uint32) *wire.State {
+	h := wire.Header{V: wire.Version, Agent: c.cfg.Agent, Boot: c.cfg.Boot.UnixMilli(), TS: time.Now()}
+	if !will {
+		h.Seq = c.seq.Add(1)
+	}
+	return &wire.State{
+		Header: h, State: state, Will: will, Conn: conn,
+		Interval: c.cfg.Interval.Seconds(), Site: c.cfg.Site, Version: c.cfg.Version,
+	}
+}
+
+// onReconnecting runs before every reconnect attempt: the will must name
+// the connection about to be made, and nothing may be published on it
+// before its birth message. Taking c.publishing waits for a Publish call
+// caught by the drop (at most the write timeout): it would otherwise hand
+// its message to the new connection ahead of the older ones paho resends,
+// and the hub would drop those as replays. Once ready is false, the sender
+// publishes nothing but the next birth.
+func (c *Client) onReconnecting(_ paho.Client, opts *paho.ClientOptions) {
+	c.publishing.Lock()
+	c.mu.Lock()
+	c.ready = false
+	n := c.conns + 1
+	c.listingsBefore = c.store.listings.Load()
+	c.mu.Unlock()
+	c.publishing.Unlock()
+	will, err := c.will(n)
+	if err != nil {
+		c.log.Error("cannot update the will", "err", err)
+		return
+	}
+	opts.WillPayload = will
+}
+
+func (c *Client) onConnect(cl paho.Client) {
+	c.mu.Lock()
+	c.conns++
+	n := c.conns
+	c.needBirth, c.ready = true, false
+	c.mu.Unlock()
+	c.log.Info("connected", "conn", n)
+	c.queue.signal()
+
+	// paho runs this handler on its own goroutine, so waiting is fine.
+	tok := cl.Subscribe(c.topics.commands, 1, c.onCommand)
+	if !tok.WaitTimeout(connectTimeout) {
+		c.log.Warn("command subscription not confirmed", "topic", c.topics.commands)
+	} else if err := tok.Error(); err != nil {
+		c.log.Error("command subscription failed", "topic", c.topics.commands, "err", err)
+	}
+}
+
+func (c *Client) onConnectionLost(_ paho.Client, err error) {
+	c.log.Warn("connection lost; reconnecting", "err", err)
+}
+
+// dial opens the broker connection itself, so that DropConnection can
+// close it without an MQTT DISCONNECT.
+func (c *Client) dial(u *url.URL, opts paho.ClientOptions) (net.Conn, error) {
+	d := &net.Dialer{Timeout: opts.ConnectTimeout}
+	var conn net.Conn
+	var err error
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		conn, err = d.Dial("tcp", u.Host)
+	case "ssl", "tls", "mqtts":
+		conn, err = tls.DialWithDialer(d, "tcp", u.Host, &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12})
+	default:
+		return nil, fmt.Errorf("uplink: unsupported broker scheme %q", u.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dc := &dropConn{Conn: conn}
+	c.mu.Lock()
+	c.netConn = dc
+	c.mu.Unlock()
+	return dc, nil
+}
+
+// dropConn is a broker connection that can be cut from outside.
+type dropConn struct {
+	net.Conn
+	dropped atomic.Bool
+}
+
+// errDropped replaces the read error after drop: paho ignores "use of
+// closed network connection", taking it for its own Disconnect, and would
+// not reconnect.
+var errDropped = errors.New("uplink: connection dropped")
+
+func (d *dropConn) Read(p []byte) (int, error) {
+	n, err := d.Conn.Read(p)
+	if err != nil && d.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
+}
+
+func (d *dropConn) drop() {
+	if d.dropped.Swap(true) {
+		return
+	}
+	// Reset rather than FIN: this is meant to look like a cable cut.
+	if tc, ok := d.Conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = d.Conn.Close()
+}
+
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "1883"
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts":
+		port = "8883"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}

@@ -1,0 +1,297 @@
+package uplink
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/internal/wiretest"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+var testSite = wire.Site{ID: "site-1", District: "Xinhua", Location: wire.Location{Lat: 30.6, Lon: 114.3}}
+
+func testDevices() []wire.Device {
+	return []wire.Device{{ID: "cam-1", Kind: wire.KindCamera, District: "Xinhua", Criticality: 3,
+		Location: testSite.Location, Camera: &wire.CameraInfo{Heading: 90, FOV: 70, Range: 40}}}
+}
+
+// startClient runs an uplink against broker until the test ends. The
+// returned stop cancels Run and fails the test if it does not return
+// cleanly.
+func startClient(t *testing.T, broker *testenv.Broker, agent string, mutate func(*Config)) (*Client, func()) {
+	t.Helper()
+	cfg := Config{
+		BrokerURL: broker.URL(), ClientID: "test-" + agent, Agent: agent, Site: testSite.ID,
+		Version: "test", Interval: time.Second, Boot: time.Now(), ShutdownTimeout: 3 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetInventory(testSite, testDevices())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = c.Run(ctx)
+	}()
+	stop := func() error {
+		cancel()
+		select {
+		case <-done:
+			return runErr
+		case <-time.After(wiretest.Timeout):
+			return errors.New("Run did not return after cancel")
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return c, func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestBirthAndInventoryRetained(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	c, stop := startClient(t, broker, "agent-1", nil)
+	wiretest.Eventually(t, "birth and inventory are acknowledged", func() bool { return c.Stats().Published >= 2 })
+
+	// A subscriber arriving later still learns the agent and its devices.
+	w := wiretest.Watch(t, broker.URL(), "agent-1")
+	birth := w.State(wire.AgentOnline)
+	if birth.Will || birth.Conn != 1 || birth.Seq == 0 || birth.Interval != 1 || birth.Site != "site-1" || birth.Version != "test" {
+		t.Errorf("birth %+v", birth)
+	}
+	inv := w.Next(wire.ChannelInventory, nil).Inventory
+	if len(inv.Devices) != 1 || inv.Devices[0].ID != "cam-1" || inv.Site != testSite || inv.Seq <= birth.Seq {
+		t.Errorf("inventory %+v after birth seq %d", inv, birth.Seq)
+	}
+
+	// A clean stop overwrites the birth with an offline state that is not
+	// a will.
+	stop()
+	st := w.State(wire.AgentOffline)
+	if st.Will || st.Conn != 1 || st.Seq <= inv.Seq {
+		t.Errorf("clean offline state %+v", st)
+	}
+	late := wiretest.Watch(t, broker.URL(), "agent-1")
+	if s := late.Next(wire.ChannelState, nil).State; s.State != wire.AgentOffline || s.Will {
+		t.Errorf("retained state after a clean stop: %+v", s)
+	}
+}
+
+func TestSequenceAcrossChannels(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-2")
+	c, _ := startClient(t, broker, "agent-2", func(cfg *Config) { cfg.HealthQueue = 10 })
+	w.Next(wire.ChannelInventory, nil)
+
+	for i := range 50 {
+		if i%10 == 0 {
+			c.PublishHealth([]wire.DeviceHealth{{ID: "cam-1", Status: wire.StatusOnline, Since: time.Now()}})
+		}
+		c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventTriggered, At: time.Now()})
+	}
+	var last uint64
+	for range 55 {
+		m := w.Any()
+		if h := m.Header(); h.Seq <= last {
+			t.Fatalf("seq %d after %d on %s", h.Seq, last, m.Channel)
+		} else {
+			last = h.Seq
+		}
+	}
+	wiretest.Eventually(t, "all acknowledged", func() bool { return c.Stats().Published == 57 })
+	if s := c.Stats(); s.Seq != 57 || s.Queued != 0 || s.Failed != 0 || !s.Connected || s.Conn != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestDropConnectionFiresWill(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-3")
+	c, _ := startClient(t, broker, "agent-3", nil)
+	w.State(wire.AgentOnline)
+	w.Next(wire.ChannelInventory, nil)
+
+	c.DropConnection()
+	will := w.State(wire.AgentOffline)
+	if !will.Will || will.Seq != 0 || will.Conn != 1 {
+		t.Errorf("will %+v, want Will, Seq 0, Conn 1", will)
+	}
+	// paho may first resend the old birth if its ack was still in flight:
+	// a duplicate the hub drops by its seq.
+	w.Next(wire.ChannelState, func(m wire.Message) bool { return m.State.State == wire.AgentOnline && m.State.Conn == 2 })
+	w.Next(wire.ChannelInventory, nil)
+
+	// The will of the second connection names it.
+	c.DropConnection()
+	if will = w.State(wire.AgentOffline); !will.Will || will.Conn != 2 {
+		t.Errorf("second will %+v, want Conn 2", will)
+	}
+}
+
+func TestBrokerDown(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-4")
+	c, _ := startClient(t, broker, "agent-4", func(cfg *Config) { cfg.QueueSize = 20 })
+	wiretest.Eventually(t, "connected", func() bool { return c.Stats().Published >= 2 })
+
+	broker.Stop()
+	wiretest.Eventually(t, "disconnected", func() bool { return !c.Stats().Connected })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventRestored, At: time.Now()})
+			c.PublishHealth([]wire.DeviceHealth{{ID: "cam-1", Status: wire.StatusOffline, Since: time.Now()}})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(wiretest.Timeout):
+		t.Fatal("publishing blocked while the broker was down")
+	}
+	// Alternating events and reports into a queue of 20: every report is
+	// displaced by later events, and the 20 newest events stay.
+	if s := c.Stats(); s.Queued != 20 || s.DroppedHealth != 100 || s.DroppedEvents != 80 {
+		t.Errorf("stats while down: %+v; want 20 queued, 100 reports and 80 events dropped", s)
+	}
+
+	broker.Restart()
+	birth := w.Next(wire.ChannelState, func(m wire.Message) bool { return m.State.State == wire.AgentOnline && m.State.Conn == 2 }).State
+	last := w.Next(wire.ChannelInventory, nil).Inventory.Seq
+	if last <= birth.Seq {
+		t.Errorf("inventory seq %d not after birth seq %d", last, birth.Seq)
+	}
+	for range 20 {
+		e := w.Next(wire.ChannelEvents, nil).Event
+		if e.Seq <= last {
+			t.Fatalf("event seq %d after %d", e.Seq, last)
+		}
+		last = e.Seq
+	}
+	wiretest.Eventually(t, "queue flushed", func() bool { return c.Stats().Queued == 0 })
+}
+
+func TestCommands(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	var mu sync.Mutex
+	var got []wire.Command
+	c, _ := startClient(t, broker, "agent-5", func(cfg *Config) {
+		cfg.Commands = map[string]CommandHandler{wire.CommandProbe: func(_ context.Context, cmd wire.Command) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, cmd)
+		}}
+	})
+	w := wiretest.Watch(t, broker.URL(), "agent-5")
+	wiretest.Eventually(t, "connected", func() bool { return c.Stats().Published >= 2 })
+
+	topic := wire.Topic("agent-5", wire.ChannelCommands)
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, payload := range []string{
+		`{"v":1,"id":"cmd-1","ts":"` + ts + `","type":"probe","devices":["cam-1"]}`,
+		`{"v":1,"id":"cmd-2","ts":"` + ts + `","type":"reboot"}`, // unsupported
+		`{"v":1,"id":"cmd 3","ts":"` + ts + `","type":"probe"}`,  // invalid id
+		`not json`,
+	} {
+		w.Publish(topic, payload)
+	}
+	wiretest.Eventually(t, "commands counted", func() bool { s := c.Stats(); return s.Commands == 1 && s.BadCommands == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].ID != "cmd-1" || len(got[0].Devices) != 1 || got[0].Devices[0] != "cam-1" {
+		t.Errorf("handled %+v", got)
+	}
+}
+
+// TestNoLossAcrossDrop cuts the connection while events stream out and
+// checks, with the hub's rule (a seq not above the highest seen is a
+// replay), that every event still gets through: what paho resends from the
+// dropped connection must reach the broker before the new birth.
+func TestNoLossAcrossDrop(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-6")
+	c, _ := startClient(t, broker, "agent-6", nil)
+	highest := w.Next(wire.ChannelInventory, nil).Inventory.Seq
+
+	const n = 2000
+	for i := range n {
+		if i == n/2 {
+			c.DropConnection()
+		}
+		c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventTriggered, Detail: strconv.Itoa(i), At: time.Now()})
+	}
+	accepted := make(map[string]bool)
+	var births int
+	defer func() {
+		if t.Failed() {
+			t.Logf("accepted %d events, highest seq %d, stats %+v", len(accepted), highest, c.Stats())
+		}
+	}()
+	for len(accepted) < n {
+		m := w.Any()
+		h := m.Header()
+		if m.State != nil && m.State.Will {
+			continue // judged by conn, not seq
+		}
+		if h.Seq <= highest {
+			continue // the hub drops it as a replay: fine for a duplicate
+		}
+		highest = h.Seq
+		if m.State != nil {
+			births++
+		}
+		if m.Event != nil {
+			accepted[m.Event.Detail] = true
+		}
+	}
+	if births != 1 {
+		t.Errorf("%d births accepted by the hub rule, want the reconnect's", births)
+	}
+	if s := c.Stats(); s.DroppedEvents != 0 || s.Conn != 2 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestLargeHealthReport: a report of the most devices an agent may have
+// does not fit the hub's payload limit in one message; it arrives whole, in
+// consecutive parts that each pass the hub's validation.
+func TestLargeHealthReport(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-7")
+	c, _ := startClient(t, broker, "agent-7", nil)
+	last := w.Next(wire.ChannelInventory, nil).Inventory.Seq
+
+	var devs []wire.DeviceHealth
+	for i := range wire.MaxDevices {
+		devs = append(devs, wire.DeviceHealth{ID: "cam-" + strconv.Itoa(i), Status: wire.StatusOnline, Since: time.Now(),
+			Metrics: map[string]float64{wire.MetricFPS: 25, wire.MetricBitrateKbps: 1843.5, wire.MetricTCPMillis: 1.25,
+				wire.MetricRTSPMillis: 8.5, wire.MetricFrameAge: 12.5, wire.MetricProbeFailures: 0}})
+	}
+	c.PublishHealth(devs)
+	seen, parts := 0, 0
+	for seen < len(devs) {
+		h := w.Next(wire.ChannelHealth, nil).Health
+		if h.Seq != last+1 {
+			t.Fatalf("part seq %d after %d", h.Seq, last)
+		}
+		last = h.Seq
+		seen += len(h.Devices)
+		parts++
+	}
+	if seen != len(devs) || parts < 2 {
+		t.Errorf("%d devices in %d parts", seen, parts)
+	}
+}
