@@ -1,0 +1,144 @@
+// Command demo runs the whole of citywatch in one process for a first look:
+// an embedded MQTT broker, the hub with its console, and a simulated city
+// (6 districts, 20 sites, 200 devices with real RTSP cameras) whose scripted
+// faults keep the console alive. It prints the console URL and serves the
+// simulator's fault control API. `make demo` runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/app"
+	"github.com/citywatch/citywatch/hub/config"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "console and API address (a free port is used if taken)")
+	control := flag.String("control", "127.0.0.1:8090", "simulator fault control address (a free port is used if taken)")
+	mqttAddr := flag.String("mqtt", "127.0.0.1:1883", "embedded MQTT broker address (a free port is used if taken)")
+	seed := flag.Uint64("seed", 1, "city generator seed")
+	script := flag.Bool("script", true, "play the scripted faults")
+	flag.Parse()
+
+	cfg, err := config.Load("") // defaults, then INFLUX_* and CITYWATCH_* from the environment
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	cfg.Broker = config.Broker{Enabled: true, Addr: *mqttAddr, FallbackToFreePort: true}
+	log := config.NewLogger(cfg.Log, os.Stderr)
+	cfg.Listen = freeOr(*listen, log, "console")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), *seed, *script); err != nil {
+		log.Error("demo stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config.Config, log *slog.Logger, control string, seed uint64, script bool) error {
+	hub, err := app.New(cfg, log.With("side", "hub"))
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return hub.Run(ctx) })
+	select {
+	case <-hub.Ready():
+	case <-ctx.Done():
+		return g.Wait()
+	}
+
+	world, err := sim.New(sim.Options{
+		BrokerURL: hub.BrokerURL(),
+		City:      sim.CityOptions{Seed: seed},
+		Logger:    log.With("side", "sim"),
+	})
+	if err != nil {
+		return errors.Join(err, stopAndWait(g))
+	}
+	g.Go(func() error { return world.Run(ctx) })
+
+	ln, err := net.Listen("tcp", control)
+	if err != nil {
+		return errors.Join(fmt.Errorf("fault control: %w", err), stopAndWait(g))
+	}
+	srv := &http.Server{Handler: sim.ControlHandler(world), ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		go func() { <-ctx.Done(); srv.Close() }()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("fault control: %w", err)
+		}
+		return nil
+	})
+	if script {
+		g.Go(func() error { return sim.DemoScript(world.City()).Run(ctx, world, log.With("side", "script")) })
+	}
+
+	cams, sensors := world.City().Devices()
+	fmt.Printf(`
+  citywatch demo — %d sites, %d cameras, %d sensors in %d districts
+
+  console:        %s
+  MQTT broker:    %s
+  fault control:  http://%s/faults   (GET lists devices and faults)
+      curl -XPOST http://%s/faults -d '{"device":"<id>","fault":"offline"}'
+  history:        %s
+
+  Ctrl-C stops everything.
+
+`, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), hub.BrokerURL(),
+		ln.Addr(), ln.Addr(), historyNote(cfg))
+	return g.Wait()
+}
+
+var errStopped = errors.New("demo: start-up failed")
+
+// stopAndWait is for start-up failures after the hub runs: the group's
+// context is cancelled by returning an error from a member.
+func stopAndWait(g *errgroup.Group) error {
+	g.Go(func() error { return errStopped })
+	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+func historyNote(cfg config.Config) string {
+	if cfg.Influx.Enabled() {
+		return "InfluxDB " + cfg.Influx.URL + " bucket " + cfg.Influx.Bucket
+	}
+	return "not stored (set INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN to keep it in InfluxDB)"
+}
+
+// freeOr returns addr if it can be listened on, else a free port on the
+// same host, saying so: a demo must start on a machine where 8080 is taken.
+func freeOr(addr string, log *slog.Logger, what string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		return addr
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err2 != nil {
+		return addr // let the component report the original problem
+	}
+	defer ln.Close()
+	log.Warn("address taken; using a free port instead", "for", what, "wanted", addr, "using", ln.Addr().String(), "error", err)
+	return ln.Addr().String()
+}
