@@ -1,0 +1,387 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// BenchmarkSpine drives simulated agents through a real Mosquitto into the
+// hub (a separate process, so its CPU and memory are its own) and a real
+// InfluxDB, and prints what the issue asks for: sustained device samples
+// per second, hub CPU seconds per 1,000 samples, hub peak RSS, samples sent
+// versus points found in InfluxDB, and publish → websocket latency of state
+// changes. Size it with CITYWATCH_BENCH_AGENTS (1000), _DEVICES per agent
+// (100), _SECONDS of measurement (60). Run with -benchtime 1x: one run is
+// one minute of load.
+func BenchmarkSpine(b *testing.B) {
+	agents, devices, window := envInt(b, "CITYWATCH_BENCH_AGENTS", 1000), envInt(b, "CITYWATCH_BENCH_DEVICES", 100),
+		time.Duration(envInt(b, "CITYWATCH_BENCH_SECONDS", 60))*time.Second
+	const interval = 10 * time.Second
+	total := agents * devices
+
+	broker := testenv.Mosquitto(b)
+	influx := testenv.InfluxDB(b)
+	hub := startHubProcess(b, broker.URL(), influx)
+
+	// The counting subscriber sees what the agents sent, at the broker.
+	sent := newSampleCounter(b, broker.URL())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{
+		BrokerURL: broker.URL(), InProcessCameras: true, Interval: interval, Logger: testLogger(b),
+		City: sim.CityOptions{Seed: 1, Districts: 8, Sites: agents, Devices: total},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	simDone := make(chan error, 1)
+	go func() { simDone <- world.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-simDone; err != nil {
+			b.Errorf("sim: %v", err)
+		}
+	}()
+
+	b.Logf("waiting for %d agents × %d devices to come online", agents, devices)
+	startup := time.Now()
+	eventually(b, 5*time.Minute, func() error {
+		var s fleet.Summary
+		if err := hub.get("api/summary", &s); err != nil {
+			return err
+		}
+		if s.Devices != total || s.ByStatus[wire.StatusOnline] != total {
+			return fmt.Errorf("%d of %d devices known, %d online", s.Devices, total, s.ByStatus[wire.StatusOnline])
+		}
+		return nil
+	})
+	b.Logf("all online after %s; measuring for %s", time.Since(startup).Round(time.Second), window)
+
+	lat := newLatencyProbe(b, hub)
+	b.ResetTimer()
+	t0 := time.Now()
+	cpu0 := hub.cpuSeconds(b)
+	sent.start(t0)
+	lat.run(ctx, world, window, devicesOfCity(world))
+	t1 := time.Now()
+	sent.stop(t1)
+	cpu1 := hub.cpuSeconds(b)
+	b.StopTimer()
+
+	// Let the last reports of the window reach InfluxDB (flush 1 s).
+	time.Sleep(3 * time.Second)
+	found := countPoints(b, influx, t0, t1)
+	samples := sent.samples()
+	elapsed := t1.Sub(t0).Seconds()
+	rate := float64(samples) / elapsed
+	cpu := cpu1 - cpu0
+	p50, p99, n := lat.percentiles()
+
+	fmt.Printf(`
+== citywatch spine benchmark: %d agents × %d devices, report every %s, %s window ==
+device samples/s sustained (sent by agents):  %.0f   (target 10000: %s)
+samples sent in window:                        %d
+points found in InfluxDB for the window:       %d   (loss %d, %.4f%%)
+hub CPU:                                       %.2f s over %.0f s = %.2f cores   (target ≤ 1: %s)
+hub CPU seconds per 1,000 samples:             %.4f
+hub peak RSS:                                  %.0f MiB
+publish → websocket latency (state changes):   p50 %s, p99 %s over %d changes
+hub rejects during run:                        %v
+influx points failed / dropped:                %v / %v
+`,
+		agents, devices, interval, window.Round(time.Second),
+		rate, verdict(rate >= 10_000*float64(total)/100_000),
+		samples, found, samples-found, 100*float64(samples-found)/float64(max(samples, 1)),
+		cpu, elapsed, cpu/elapsed, verdict(cpu/elapsed <= 1),
+		1000*cpu/float64(max(samples, 1)),
+		float64(hub.peakRSS(b))/(1<<20),
+		p50, p99, n,
+		hub.metric(b, `citywatch_mqtt_rejects_total`),
+		hub.metric(b, `citywatch_influx_points_failed_total`), hub.metric(b, `citywatch_influx_points_dropped_total`),
+	)
+	b.ReportMetric(rate, "samples/s")
+	b.ReportMetric(1000*cpu/float64(max(samples, 1)), "hub-cpu-s/1k-samples")
+	b.ReportMetric(float64(hub.peakRSS(b))/(1<<20), "hub-peak-MiB")
+	b.ReportMetric(float64(samples-found), "lost-points")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func devicesOfCity(world *sim.Sim) []string {
+	var cams []string
+	for _, a := range world.City().Agents {
+		for _, c := range a.Cameras {
+			cams = append(cams, c.ID)
+		}
+	}
+	return cams
+}
+
+// hubProcess is the hub binary running as a child process.
+type hubProcess struct {
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:port/
+}
+
+func startHubProcess(b *testing.B, brokerURL string, influx *testenv.Influx) *hubProcess {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "citywatch-hub")
+	build := exec.Command("go", "build", "-o", bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the hub: %v\n%s", err, out)
+	}
+	port := testenv.FreePort(b)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"CITYWATCH_LISTEN=127.0.0.1:"+strconv.Itoa(port),
+		"CITYWATCH_MQTT_URL="+brokerURL,
+		"CITYWATCH_MQTT_CLIENT_ID=bench-hub",
+		"CITYWATCH_LOG_LEVEL=warn",
+		"INFLUX_URL="+influx.URL(), "INFLUX_ORG="+influx.Org(), "INFLUX_BUCKET="+influx.Bucket(), "INFLUX_TOKEN="+influx.Token(),
+	)
+	logf, err := os.Create(filepath.Join(b.TempDir(), "hub.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	h := &hubProcess{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		if b.Failed() {
+			out, _ := os.ReadFile(logf.Name())
+			b.Logf("hub log:\n%s", tail(strings.Split(string(out), "\n"), 40))
+		}
+	})
+	eventually(b, 30*time.Second, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return h
+}
+
+func (h *hubProcess) get(path string, v any) error {
+	res, err := httpClient.Get(h.base + path)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	return json.NewDecoder(res.Body).Decode(v)
+}
+
+// cpuSeconds is the hub's user+system CPU time so far, from /proc.
+func (h *hubProcess) cpuSeconds(b *testing.B) float64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line, in clock ticks (100 a second).
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100
+}
+
+// peakRSS is the hub's high-water resident set, in bytes.
+func (h *hubProcess) peakRSS(b *testing.B) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+// metric sums every series of a family in the hub's /metrics.
+func (h *hubProcess) metric(b *testing.B, family string) float64 {
+	res, err := httpClient.Get(h.base + "metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if ok && (name == family || strings.HasPrefix(name, family+"{")) {
+			v, _ := strconv.ParseFloat(value, 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// sampleCounter counts device samples in health reports stamped inside the
+// measurement window, as the broker delivers them.
+type sampleCounter struct {
+	mu     sync.Mutex
+	t0, t1 time.Time
+	n      int64
+}
+
+func newSampleCounter(b *testing.B, brokerURL string) *sampleCounter {
+	sc := &sampleCounter{}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("bench-counter").SetOrderMatters(false))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("counter connect: %v", tok.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(100) })
+	tok := c.Subscribe(wire.Prefix+"+/"+string(wire.ChannelHealth), 1, func(_ mqtt.Client, m mqtt.Message) {
+		var h struct {
+			TS      time.Time         `json:"ts"`
+			Devices []json.RawMessage `json:"devices"`
+		}
+		if json.Unmarshal(m.Payload(), &h) != nil {
+			return
+		}
+		sc.mu.Lock()
+		if !sc.t0.IsZero() && !h.TS.Before(sc.t0) && (sc.t1.IsZero() || h.TS.Before(sc.t1)) {
+			sc.n += int64(len(h.Devices))
+		}
+		sc.mu.Unlock()
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("counter subscribe: %v", tok.Error())
+	}
+	return sc
+}
+
+func (sc *sampleCounter) start(t time.Time) { sc.mu.Lock(); sc.t0 = t; sc.mu.Unlock() }
+func (sc *sampleCounter) stop(t time.Time)  { sc.mu.Lock(); sc.t1 = t; sc.mu.Unlock() }
+
+// samples waits briefly for reports stamped before t1 still in flight.
+func (sc *sampleCounter) samples() int64 {
+	time.Sleep(time.Second)
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.n
+}
+
+func countPoints(b *testing.B, influx *testenv.Influx, t0, t1 time.Time) int64 {
+	rows := influx.Query(b, fmt.Sprintf(`from(bucket: %q)
+  |> range(start: %s, stop: %s)
+  |> filter(fn: (r) => r._measurement == "device_health" and r._field == "status_code")
+  |> group()
+  |> count()`, influx.Bucket(), t0.UTC().Format(time.RFC3339Nano), t1.UTC().Format(time.RFC3339Nano)))
+	if len(rows) == 0 {
+		return 0
+	}
+	return rows[0]["_value"].(int64)
+}
+
+// latencyProbe injects camera faults during the window and measures how
+// long each state change takes from the agent (the change's Since, the
+// agent's detection time) to a websocket client of the hub.
+type latencyProbe struct {
+	ev      *events
+	mu      sync.Mutex
+	samples []time.Duration
+}
+
+func newLatencyProbe(b *testing.B, h *hubProcess) *latencyProbe {
+	return &latencyProbe{ev: dialEventsURL(b, "ws"+strings.TrimPrefix(h.base, "http")+"api/events")}
+}
+
+func (l *latencyProbe) run(ctx context.Context, world *sim.Sim, window time.Duration, cams []string) {
+	// Agents debounce: a camera is offline after two failed probes 10 s
+	// apart, so a fault must last well beyond 20 s to be reported. Fail one
+	// camera every half second and recover each after 25 s; both edges are
+	// state changes to time.
+	const hold = 25 * time.Second
+	stop := time.After(window)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	type faulted struct {
+		cam string
+		at  time.Time
+	}
+	var down []faulted
+	next := 0
+	for {
+		select {
+		case c := <-l.ev.changes:
+			if c.Kind == fleet.ChangeDevice && c.Device != nil && !c.Device.Since.IsZero() {
+				l.mu.Lock()
+				l.samples = append(l.samples, time.Since(c.Device.Since))
+				l.mu.Unlock()
+			}
+		case now := <-tick.C:
+			cam := cams[(next*7919)%len(cams)]
+			next++
+			if world.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}) == nil {
+				down = append(down, faulted{cam, now})
+			}
+			for len(down) > 0 && now.Sub(down[0].at) >= hold {
+				world.Fault(sim.Fault{Device: down[0].cam, Fault: sim.FaultRecover})
+				down = down[1:]
+			}
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (l *latencyProbe) percentiles() (p50, p99 time.Duration, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := slices.Clone(l.samples)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0, 0, 0
+	}
+	return s[len(s)*50/100], s[min(len(s)-1, len(s)*99/100)], len(s)
+}

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/internal/testenv"
+)
+
+// Health samples and state transitions written by the hub come back from a
+// real InfluxDB 1.8 through Flux.
+func TestMetricsAndTransitionsReachInfluxDB(t *testing.T) {
+	influx := testenv.InfluxDB(t)
+	s := startStack(t, stackOptions{city: smallCity, influx: influx})
+	s.waitAllOnline(t)
+	agent, cam := firstCamera(t, s)
+
+	countHealth := func() int {
+		rows := influx.Query(t, fmt.Sprintf(`from(bucket: %q)
+  |> range(start: -10m)
+  |> filter(fn: (r) => r._measurement == "device_health" and r._field == "status_code" and r.device == %q)
+  |> count()`, influx.Bucket(), cam))
+		if len(rows) == 0 {
+			return 0
+		}
+		return int(rows[0]["_value"].(int64))
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := countHealth(); n < 3 {
+			return fmt.Errorf("%d device_health points for %s", n, cam)
+		}
+		return nil
+	})
+	rows := influx.Query(t, fmt.Sprintf(`from(bucket: %q)
+  |> range(start: -10m)
+  |> filter(fn: (r) => r._measurement == "device_health" and r.device == %q and r._field == "rtsp_ms")
+  |> last()`, influx.Bucket(), cam))
+	if len(rows) != 1 || rows[0]["agent"] != agent || rows[0]["kind"] != "camera" {
+		t.Fatalf("last rtsp_ms of %s: %v", cam, rows)
+	}
+	if v, ok := rows[0]["_value"].(float64); !ok || v <= 0 {
+		t.Errorf("rtsp_ms = %v, want a positive round trip", rows[0]["_value"])
+	}
+
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultAuth}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		rows := influx.Query(t, fmt.Sprintf(`from(bucket: %q)
+  |> range(start: -10m)
+  |> filter(fn: (r) => r._measurement == "device_state" and r.device == %q)
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`, influx.Bucket(), cam))
+		for _, r := range rows {
+			if r["to"] == "offline" && r["reason"] == "auth_failed" && r["cause"] == "device" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no online→offline auth_failed transition for %s in %v", cam, rows)
+	})
+	// The hub's own counters agree that nothing was lost.
+	if failed := metricValue(t, s.hub, "citywatch_influx_points_failed_total"); failed != 0 {
+		t.Errorf("%v points failed", failed)
+	}
+	if written := metricValue(t, s.hub, "citywatch_influx_points_written_total"); written == 0 {
+		t.Error("no points counted as written")
+	}
+}
