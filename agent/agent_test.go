@@ -188,9 +188,10 @@ func TestNewRejects(t *testing.T) {
 func TestInventoryTooLarge(t *testing.T) {
 	cfg := testConfig(t, "tcp://127.0.0.1:1")
 	cam := cfg.Cameras[0]
-	cam.Name = strings.Repeat("n", 120)
+	// JSON escapes '<' as \u003c: six bytes for each byte of the name.
+	cam.Name = strings.Repeat("<", 120)
 	cfg.Cameras = nil
-	for i := range wire.MaxDevices {
+	for i := range wire.MaxDevices - len(cfg.Sensors) {
 		cam.ID = fmt.Sprintf("cam-%d", i)
 		cfg.Cameras = append(cfg.Cameras, cam)
 	}

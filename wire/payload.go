@@ -23,6 +23,7 @@ const (
 // State is the agent's birth message (retained, published on every connect)
 // and its Last Will (Will true, Seq 0). Conn numbers the connections of one
 // boot, so a will left over from an older connection is recognised as stale.
+// A will's TS is when it was registered (at connect), not when it fired.
 type State struct {
 	Header
 	State    string  `json:"state"`
@@ -104,7 +105,9 @@ const (
 )
 
 // Health is the periodic report of every device of an agent. It doubles as
-// the agent's heartbeat: three missed intervals mark the agent offline.
+// the agent's heartbeat: three missed intervals mark the agent offline. An
+// agent whose report would exceed MaxPayload splits it into several
+// messages, each with its own Seq; a report is not a complete device list.
 type Health struct {
 	Header
 	Interval float64        `json:"interval_s"`
@@ -133,8 +136,8 @@ type Event struct {
 	At     time.Time `json:"at"` // when the change happened at the agent
 }
 
-// Command types the hub may send. Agents answer unknown types with an
-// "unsupported" result rather than ignoring them.
+// Command types the hub may send. Agents count and ignore types they do not
+// know, so a newer hub can talk to older agents.
 const (
 	CommandProbe = "probe" // probe the named devices now
 )

@@ -15,9 +15,10 @@ import (
 // of a field bumps it, and the hub rejects majors it does not know.
 const Version = 1
 
-// MaxPayload is the largest payload the hub accepts. An agent with 1,000
-// devices fits comfortably; anything larger is a fault or an attack.
-const MaxPayload = 256 << 10
+// MaxPayload is the largest payload the hub accepts. The inventory of a
+// site with MaxDevices devices fits (it is one retained message and cannot
+// be split); anything larger is a fault or an attack.
+const MaxPayload = 1 << 20
 
 // MaxClockSkew is how far in the future an agent's timestamp may be before
 // the message is rejected: agents keep NTP time, so minutes of skew means a

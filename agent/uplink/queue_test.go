@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,8 +81,10 @@ func TestQueuePushFront(t *testing.T) {
 }
 
 func TestSplitHealth(t *testing.T) {
+	// The longest detail the hub accepts makes the largest report split.
 	line := func(i int) wire.DeviceHealth {
-		return wire.DeviceHealth{ID: fmt.Sprintf("cam-%04d", i), Status: wire.StatusOnline, Since: time.Now(), Probed: time.Now(),
+		return wire.DeviceHealth{ID: fmt.Sprintf("cam-%04d", i), Status: wire.StatusDegraded, Since: time.Now(), Probed: time.Now(),
+			Reason: wire.ReasonLowFrameRate, Detail: strings.Repeat("d", wire.MaxDetailLen),
 			Metrics: map[string]float64{wire.MetricTCPMillis: 1.234, wire.MetricRTSPMillis: 8.5, wire.MetricFPS: 24.97,
 				wire.MetricBitrateKbps: 1843.25, wire.MetricFrameAge: 123.4, wire.MetricProbeFailures: 0}}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,9 +266,10 @@ func TestNoLossAcrossDrop(t *testing.T) {
 	}
 }
 
-// TestLargeHealthReport: a report of the most devices an agent may have
-// does not fit the hub's payload limit in one message; it arrives whole, in
-// consecutive parts that each pass the hub's validation.
+// TestLargeHealthReport: a report of the most devices an agent may have,
+// each with a long detail, does not fit the hub's payload limit in one
+// message; it arrives whole, in consecutive parts that each pass the hub's
+// validation.
 func TestLargeHealthReport(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-7")
@@ -276,7 +278,8 @@ func TestLargeHealthReport(t *testing.T) {
 
 	var devs []wire.DeviceHealth
 	for i := range wire.MaxDevices {
-		devs = append(devs, wire.DeviceHealth{ID: "cam-" + strconv.Itoa(i), Status: wire.StatusOnline, Since: time.Now(),
+		devs = append(devs, wire.DeviceHealth{ID: "cam-" + strconv.Itoa(i), Status: wire.StatusDegraded, Since: time.Now(),
+			Reason: wire.ReasonLowFrameRate, Detail: strings.Repeat("d", wire.MaxDetailLen),
 			Metrics: map[string]float64{wire.MetricFPS: 25, wire.MetricBitrateKbps: 1843.5, wire.MetricTCPMillis: 1.25,
 				wire.MetricRTSPMillis: 8.5, wire.MetricFrameAge: 12.5, wire.MetricProbeFailures: 0}})
 	}
