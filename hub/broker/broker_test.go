@@ -7,20 +7,20 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/citywatch/citywatch/hub/broker"
+	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
 
 // start runs a broker on cfg until the test ends and returns it with its log.
-func start(t *testing.T, cfg broker.Config) (*broker.Broker, *lockedBuffer) {
+func start(t *testing.T, cfg broker.Config) (*broker.Broker, *testenv.LogBuffer) {
 	t.Helper()
-	logs := new(lockedBuffer)
+	logs := new(testenv.LogBuffer)
 	b, err := broker.New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
@@ -158,21 +158,4 @@ func TestNewRejectsBadAddr(t *testing.T) {
 	if _, err := broker.New(broker.Config{Addr: "1883"}, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("New accepted an address without host:port")
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

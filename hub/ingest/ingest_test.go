@@ -42,7 +42,7 @@ func TestHostileTrafficCountedGoodTrafficFlows(t *testing.T) {
 	b := testenv.Mosquitto(t)
 	reg := metrics.NewRegistry()
 	rec := newRecorder()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	deps := rec.deps(reg)
 	deps.Log = slog.New(slog.NewTextHandler(logs, nil))
 	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-hostile", Workers: 4}, deps)
@@ -346,7 +346,7 @@ func TestConfigLogRedacts(t *testing.T) {
 }
 
 func TestRejectLogRateLimited(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	deps := newRecorder().deps(metrics.NewRegistry())
 	deps.Log = slog.New(slog.NewTextHandler(logs, nil))
 	in, err := New(Config{BrokerURL: "tcp://127.0.0.1:1883", ClientID: "hub"}, deps)

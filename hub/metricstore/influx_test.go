@@ -1,13 +1,11 @@
 package metricstore_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +20,7 @@ import (
 type running struct {
 	*metricstore.Influx
 	reg    *metrics.Registry
-	log    *lockedBuffer
+	log    *testenv.LogBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -30,7 +28,7 @@ type running struct {
 func startInflux(t testing.TB, db *testenv.Influx, cfg metricstore.InfluxConfig) *running {
 	t.Helper()
 	cfg.URL, cfg.Token, cfg.Org, cfg.Bucket = db.URL(), db.Token(), db.Org(), db.Bucket()
-	r := &running{reg: metrics.NewRegistry(), log: new(lockedBuffer), done: make(chan error, 1)}
+	r := &running{reg: metrics.NewRegistry(), log: new(testenv.LogBuffer), done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(r.log, t.Output()), nil))
 	in, err := metricstore.NewInflux(cfg, metricstore.Deps{Log: logger, Metrics: r.reg})
 	if err != nil {
@@ -69,23 +67,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // citySamples returns rounds × devices samples, one report per device per
