@@ -1,0 +1,78 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/config"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestNewRefusesInvalidConfig(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = "nowhere"
+	cfg.MQTT.Queue = 0
+	_, err := New(cfg, quiet())
+	if err == nil || !strings.Contains(err.Error(), "listen") || !strings.Contains(err.Error(), "mqtt.queue") {
+		t.Fatalf("New = %v, want both problems", err)
+	}
+}
+
+// With the embedded broker the hub is self-contained: it listens, connects
+// its ingest to its own broker, reports healthy, and stops cleanly.
+func TestEmbeddedBrokerHub(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Broker = config.Broker{Enabled: true, Addr: "127.0.0.1:0"}
+	hub, err := New(cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- hub.Run(ctx) }()
+	select {
+	case <-hub.Ready():
+	case err := <-done:
+		t.Fatalf("Run returned before ready: %v", err)
+	}
+	if hub.BrokerURL() == cfg.MQTT.URL || !strings.HasPrefix(hub.BrokerURL(), "tcp://127.0.0.1:") {
+		t.Errorf("BrokerURL %q is not the embedded broker's", hub.BrokerURL())
+	}
+	var health struct {
+		Components map[string]struct{ Status string } `json:"components"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(hub.ConsoleURL() + "healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(res.Body).Decode(&health)
+		res.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if health.Components["mqtt"].Status == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mqtt never healthy: %+v", health)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := health.Components["history"].Status; got != "degraded" {
+		t.Errorf("history without InfluxDB is %q, want degraded", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
