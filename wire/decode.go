@@ -18,6 +18,7 @@ type Message struct {
 	Health    *Health
 	Event     *Event
 	Command   *Command
+	Live      *Live
 }
 
 // Header returns the common header of an agent message (nil for commands).
@@ -31,6 +32,8 @@ func (m Message) Header() *Header {
 		return &m.Health.Header
 	case m.Event != nil:
 		return &m.Event.Header
+	case m.Live != nil:
+		return &m.Live.Header
 	}
 	return nil
 }
@@ -83,6 +86,12 @@ func Decode(topic string, payload []byte, now time.Time) (Message, error) {
 		err = decodeInto(payload, m.Event)
 		if err == nil {
 			err = m.Event.validate(agent, now)
+		}
+	case ChannelLive:
+		m.Live = new(Live)
+		err = decodeInto(payload, m.Live)
+		if err == nil {
+			err = m.Live.validate(agent, now)
 		}
 	case ChannelCommands:
 		m.Command = new(Command)
@@ -364,7 +373,61 @@ func (c *Command) validate(now time.Time) error {
 			return reject(RejectInvalid, "command device: %v", err)
 		}
 	}
-	return nil
+	switch c.Type {
+	case CommandLiveStart, CommandLiveCandidate, CommandLiveStop:
+		if err := ValidID(c.Session); err != nil {
+			return reject(RejectInvalid, "live session: %v", err)
+		}
+	}
+	if c.Type == CommandLiveStart && (len(c.Devices) != 1 || c.SDP == "") {
+		return reject(RejectInvalid, "live_start needs one device and an SDP offer")
+	}
+	if c.Type == CommandLiveCandidate && c.Candidate == nil {
+		return reject(RejectInvalid, "live_candidate needs a candidate")
+	}
+	return checkSignalling(c.SDP, c.Candidate, c.Reason)
+}
+
+func (l *Live) validate(agent string, now time.Time) error {
+	if err := l.Header.validate(agent, now); err != nil {
+		return err
+	}
+	if err := ValidID(l.Session); err != nil {
+		return reject(RejectInvalid, "live session: %v", err)
+	}
+	if err := ValidID(l.Device); err != nil {
+		return reject(RejectInvalid, "live device: %v", err)
+	}
+	switch l.Type {
+	case LiveAnswer:
+		if l.SDP == "" {
+			return reject(RejectInvalid, "live answer without SDP")
+		}
+	case LiveCandidate:
+		if l.Candidate == nil {
+			return reject(RejectInvalid, "live candidate without a candidate")
+		}
+	case LiveStopped:
+	default:
+		return reject(RejectInvalid, "unknown live message type %q", clip(string(l.Type)))
+	}
+	if err := checkLen("detail", l.Detail, MaxDetailLen); err != nil {
+		return err
+	}
+	return checkSignalling(l.SDP, l.Candidate, l.Reason)
+}
+
+func checkSignalling(sdp string, c *ICECandidate, r Reason) error {
+	if len(sdp) > MaxSDPLen {
+		return reject(RejectInvalid, "SDP longer than %d bytes", MaxSDPLen)
+	}
+	if c != nil && len(c.Candidate) > 1024 {
+		return reject(RejectInvalid, "ICE candidate longer than 1024 bytes")
+	}
+	if c != nil && c.SDPMid != nil && len(*c.SDPMid) > MaxNameLen {
+		return reject(RejectInvalid, "sdpMid longer than %d bytes", MaxNameLen)
+	}
+	return checkLen("reason", string(r), MaxNameLen)
 }
 
 func checkDistrict(d string) error {

@@ -142,11 +142,16 @@ const (
 	CommandProbe = "probe" // probe the named devices now
 )
 
-// Command is a request from the hub to one agent.
+// Command is a request from the hub to one agent. Session, SDP, Candidate
+// and Reason are used by the live video commands.
 type Command struct {
-	V       int       `json:"v"`
-	ID      string    `json:"id"`
-	TS      time.Time `json:"ts"`
-	Type    string    `json:"type"`
-	Devices []string  `json:"devices,omitempty"`
+	V         int           `json:"v"`
+	ID        string        `json:"id"`
+	TS        time.Time     `json:"ts"`
+	Type      string        `json:"type"`
+	Devices   []string      `json:"devices,omitempty"`
+	Session   string        `json:"session,omitempty"`
+	SDP       string        `json:"sdp,omitempty"`
+	Candidate *ICECandidate `json:"candidate,omitempty"`
+	Reason    Reason        `json:"reason,omitempty"`
 }

@@ -12,13 +12,15 @@ const Prefix = "citywatch/v1/agents/"
 type Channel string
 
 // Channels. State, inventory are retained; health and events are the stream;
-// commands flow from the hub to one agent.
+// commands flow from the hub to one agent; live carries an agent's side of
+// live video signalling.
 const (
 	ChannelState     Channel = "state"     // retained birth; the Last Will overwrites it
 	ChannelInventory Channel = "inventory" // retained device list
 	ChannelHealth    Channel = "health"    // periodic report of every device
 	ChannelEvents    Channel = "events"    // device state changes, sent at once
 	ChannelCommands  Channel = "commands"  // hub → agent
+	ChannelLive      Channel = "live"      // live video signalling, agent → hub
 )
 
 // Topic returns the topic of channel ch for agent id.
@@ -45,7 +47,7 @@ func ParseTopic(topic string) (agent string, ch Channel, err error) {
 		return "", "", reject(RejectBadTopic, "topic agent id: %v", err)
 	}
 	switch c := Channel(last); c {
-	case ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands:
+	case ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive:
 		return agent, c, nil
 	}
 	return "", "", reject(RejectBadTopic, "unknown channel %q", clip(last))

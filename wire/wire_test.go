@@ -49,6 +49,15 @@ func examples() map[string]struct {
 		"event_status.json":    {ChannelEvents, Event{Header: header(4), Device: "cam-017-01", Type: EventStatus, From: StatusOnline, To: StatusOffline, Reason: ReasonRefused, Detail: "dial tcp 10.17.0.21:554: connection refused", At: now.Add(-2 * time.Second)}},
 		"event_triggered.json": {ChannelEvents, Event{Header: header(5), Device: "pir-017-01", Type: EventTriggered, At: now.Add(-time.Second)}},
 		"command_probe.json":   {ChannelCommands, Command{V: Version, ID: "cmd-7f3a", TS: now, Type: CommandProbe, Devices: []string{"cam-017-01"}}},
+		"command_live_start.json": {ChannelCommands, Command{V: Version, ID: "cmd-7f3b", TS: now, Type: CommandLiveStart,
+			Devices: []string{"cam-017-01"}, Session: "ls-5d21", SDP: "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=recvonly\r\na=rtpmap:102 H264/90000\r\n"}},
+		"command_live_stop.json": {ChannelCommands, Command{V: Version, ID: "cmd-7f3c", TS: now, Type: CommandLiveStop, Session: "ls-5d21", Reason: ReasonLiveStopped}},
+		"live_answer.json": {ChannelLive, Live{Header: header(6), Session: "ls-5d21", Device: "cam-017-01", Type: LiveAnswer,
+			SDP: "v=0\r\no=- 8812 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\na=rtpmap:102 H264/90000\r\n"}},
+		"live_candidate.json": {ChannelLive, Live{Header: header(7), Session: "ls-5d21", Device: "cam-017-01", Type: LiveCandidate,
+			Candidate: &ICECandidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50123 typ host", SDPMid: ptr("0"), SDPMLineIndex: ptr(uint16(0))}}},
+		"live_stopped.json": {ChannelLive, Live{Header: header(8), Session: "ls-5d21", Device: "cam-017-01", Type: LiveStopped,
+			Reason: ReasonRefused, Detail: "camera closed the RTSP connection"}},
 	}
 }
 
@@ -93,6 +102,8 @@ func TestGoldenPayloadsDecode(t *testing.T) {
 				back = m.Event
 			case ChannelCommands:
 				back = m.Command
+			case ChannelLive:
+				back = m.Live
 			}
 			again, _ := json.MarshalIndent(back, "", "  ")
 			if !bytes.Equal(append(again, '\n'), got) {
@@ -209,7 +220,7 @@ func TestValidID(t *testing.T) {
 }
 
 func TestTopicRoundTrip(t *testing.T) {
-	for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands} {
+	for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive} {
 		a, c, err := ParseTopic(Topic("agent-1", ch))
 		if err != nil || a != "agent-1" || c != ch {
 			t.Errorf("ParseTopic(Topic(agent-1, %s)) = %q, %q, %v", ch, a, c, err)
@@ -224,7 +235,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands} {
+		for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive} {
 			f.Add(Topic("agent-017", ch), b)
 		}
 	}
@@ -296,3 +307,5 @@ func BenchmarkDecodeHealth(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)), "ns/sample")
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -43,7 +43,9 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	case m.Health != nil:
 		err = r.checkLines(a, m.Health.Devices)
 	case m.Event != nil:
-		err = r.checkEvent(a, m.Event)
+		err = r.checkDevice(a, m.Event.Device)
+	case m.Live != nil:
+		err = r.checkDevice(a, m.Live.Device)
 	}
 	if err != nil {
 		return nil, err
@@ -332,12 +334,13 @@ func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample
 	return samples
 }
 
-func (r *Registry) checkEvent(a *agent, e *wire.Event) error {
+// checkDevice accepts only devices of a's own inventory.
+func (r *Registry) checkDevice(a *agent, id string) error {
 	if a == nil || !a.inventory {
 		return reject(wire.RejectUnknownDevice, "no inventory from this agent yet")
 	}
-	if d := r.devices[e.Device]; d == nil || d.agent != a {
-		return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", e.Device)
+	if d := r.devices[id]; d == nil || d.agent != a {
+		return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", id)
 	}
 	return nil
 }

@@ -123,7 +123,7 @@ type delivery struct {
 // contract, so attacker-chosen topics cannot create metric series.
 const channelOther = "other"
 
-var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands}
+var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands, wire.ChannelLive}
 
 // New validates cfg and deps and registers the metrics; it starts nothing.
 func New(cfg Config, deps Deps) (*Ingest, error) {
