@@ -137,11 +137,14 @@ func (h *Header) validate(topicAgent string, now time.Time) error {
 	if h.Agent != topicAgent {
 		return reject(RejectAgentMismatch, "payload agent %q published on the topic of agent %q", clip(h.Agent), topicAgent)
 	}
-	if h.Boot <= 0 {
-		return reject(RejectInvalid, "boot must be a positive Unix millisecond time")
+	if h.Boot < minBoot || h.Boot > now.Add(MaxClockSkew).UnixMilli() {
+		return reject(RejectInvalid, "boot %d is not a Unix millisecond time between 2000 and now", h.Boot)
 	}
 	return checkTime("ts", h.TS, now, true)
 }
+
+// minBoot is 2000-01-01 in Unix milliseconds.
+const minBoot = 946684800000
 
 func checkTime(field string, t, now time.Time, required bool) error {
 	if t.IsZero() {

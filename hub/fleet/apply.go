@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -31,9 +32,18 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		return nil, reject(wire.RejectInvalid, "not a message of agent %q", m.Agent)
 	}
 
+	// Only state and inventory are retained by contract; anything else
+	// published with the retain flag is judged like a live message, so a
+	// broker replaying it on every hub reconnect cannot roll state back.
+	if m.State == nil && m.Inventory == nil {
+		retained = false
+	}
 	// Judge everything before changing anything.
 	a := r.agents[m.Agent]
-	gaps, err := checkSeq(a, h, m.State, retained)
+	gaps, err := checkSeq(a, h, m.State, m.Inventory != nil, retained)
+	if errors.Is(err, errStaleRetained) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +66,7 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		r.agents[m.Agent] = a
 		r.agentsBy[statusIndex(wire.StatusUnknown)]++
 	}
-	a.advance(h, m.State, retained, gaps)
+	a.advance(h, m.State, m.Inventory != nil, retained, gaps)
 
 	if s := m.State; s != nil {
 		r.applyState(a, s, retained, now)
@@ -102,13 +112,24 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	return samples, nil
 }
 
+// errStaleRetained marks a retained message the hub already has: ignored,
+// neither applied nor counted as a reject (every hub reconnect brings the
+// whole retained set again).
+var errStaleRetained = errors.New("stale retained message")
+
 // checkSeq decides whether a message is fresh and how many messages were
 // lost before it (see the package doc).
-func checkSeq(a *agent, h *wire.Header, s *wire.State, retained bool) (gaps uint64, err error) {
+func checkSeq(a *agent, h *wire.Header, s *wire.State, inventory, retained bool) (gaps uint64, err error) {
 	if a == nil || a.view.Boot == 0 {
 		return 0, nil
 	}
 	if h.Boot < a.view.Boot {
+		// An edge box whose clock was corrected backwards restarts with a
+		// smaller boot; its live birth is believed once the old incarnation
+		// is gone, or the agent would be locked out until the hub restarts.
+		if s != nil && !s.Will && s.State == wire.AgentOnline && !retained && a.view.Status != wire.StatusOnline {
+			return 0, nil
+		}
 		return 0, reject(wire.RejectReplay, "boot %d is older than the current %d", h.Boot, a.view.Boot)
 	}
 	if s != nil && s.Will {
@@ -117,7 +138,20 @@ func checkSeq(a *agent, h *wire.Header, s *wire.State, retained bool) (gaps uint
 		}
 		return 0, nil
 	}
-	if h.Boot > a.view.Boot || !a.seqValid || retained {
+	if h.Boot > a.view.Boot || !a.seqValid {
+		return 0, nil
+	}
+	if retained {
+		// The broker's memory of the current boot is news only if newer
+		// than what this channel last said; channels are compared apart
+		// because the broker hands out retained topics in any order.
+		last := a.stateSeq
+		if inventory {
+			last = a.inventorySeq
+		}
+		if h.Seq <= last {
+			return 0, errStaleRetained
+		}
 		return 0, nil
 	}
 	if h.Seq <= a.view.Seq {
@@ -130,9 +164,10 @@ func checkSeq(a *agent, h *wire.Header, s *wire.State, retained bool) (gaps uint
 }
 
 // advance records the sequence position of an accepted message.
-func (a *agent) advance(h *wire.Header, s *wire.State, retained bool, gaps uint64) {
-	if h.Boot > a.view.Boot {
+func (a *agent) advance(h *wire.Header, s *wire.State, inventory, retained bool, gaps uint64) {
+	if h.Boot != a.view.Boot {
 		a.view.Boot, a.view.Conn, a.view.Seq, a.seqValid, a.live = h.Boot, 0, 0, false, false
+		a.stateSeq, a.inventorySeq = 0, 0
 	}
 	if s != nil && s.Will {
 		a.view.Conn = max(a.view.Conn, s.Conn)
@@ -146,8 +181,12 @@ func (a *agent) advance(h *wire.Header, s *wire.State, retained bool, gaps uint6
 		a.view.Gaps += gaps
 		a.live = true
 	}
+	if inventory {
+		a.inventorySeq = max(a.inventorySeq, h.Seq)
+	}
 	if s != nil {
 		a.view.Conn = s.Conn
+		a.stateSeq = max(a.stateSeq, h.Seq)
 	}
 }
 
@@ -204,6 +243,9 @@ func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed 
 		st, reason, detail = d.view.Reported, d.repReason, d.repDetail
 		if st == "" {
 			st = wire.StatusUnknown
+		}
+		if st == wire.StatusOnline && d.fault != nil {
+			st, reason, detail = wire.StatusDegraded, d.fault.reason, d.fault.detail
 		}
 	case wire.StatusOffline:
 		st, reason = wire.StatusUnreachable, wire.ReasonAgentOffline

@@ -52,11 +52,14 @@ type Registry struct {
 }
 
 type agent struct {
-	view      Agent
-	seqValid  bool // view.Seq holds a sequence number of view.Boot (a will carries none)
-	live      bool // view.Seq came from a live message, so a jump after it is a gap
-	inventory bool
-	devices   []*device // sorted by id
+	view     Agent
+	seqValid bool // view.Seq holds a sequence number of view.Boot (a will carries none)
+	live     bool // view.Seq came from a live message, so a jump after it is a gap
+	// stateSeq and inventorySeq are the newest births and inventories of
+	// view.Boot, against which retained copies are judged.
+	stateSeq, inventorySeq uint64
+	inventory              bool
+	devices                []*device // sorted by id
 }
 
 type device struct {
@@ -67,6 +70,8 @@ type device struct {
 	repReason wire.Reason
 	repDetail string
 	repSince  time.Time
+	// fault is a failed live stream (see SetStreamFault); nil when none.
+	fault *streamFault
 }
 
 // New returns an empty registry.
