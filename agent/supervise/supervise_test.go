@@ -2,6 +2,7 @@ package supervise
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -447,5 +448,16 @@ func TestClip(t *testing.T) {
 	}
 	if clip("short") != "short" {
 		t.Error("clip changed a short detail")
+	}
+	// Invalid bytes from a camera must not grow past the limit once the
+	// report is JSON-encoded and decoded by the hub.
+	raw := "RTSP/1.0 400 " + strings.Repeat("\xff", wire.MaxDetailLen-20)
+	b, err := json.Marshal(clip(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back string
+	if err := json.Unmarshal(b, &back); err != nil || len(back) > wire.MaxDetailLen {
+		t.Errorf("detail is %d bytes after a JSON round trip, limit %d", len(back), wire.MaxDetailLen)
 	}
 }

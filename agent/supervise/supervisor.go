@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -150,6 +151,10 @@ func (sup *supervisor) setAge(metric string, t time.Time) {
 // would get the whole report rejected. Details come from error messages of
 // drivers and libraries, so their length is not ours to choose.
 func clip(s string) string {
+	// Error texts can carry bytes a camera sent; JSON would turn each
+	// invalid byte into a three-byte U+FFFD, pushing the detail over the
+	// hub's limit and getting the whole report rejected.
+	s = strings.ToValidUTF8(s, "?")
 	if len(s) <= wire.MaxDetailLen {
 		return s
 	}

@@ -92,7 +92,11 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		r.setAgent(a, wire.StatusOnline, "", now)
 	} else {
 		for _, d := range r.touched {
-			if from, changed := r.refresh(d, now); changed {
+			// A new reason under the same status is news for the crew
+			// (refused → auth_failed needs a password, not a ladder): it
+			// is a Change with From == To.
+			reason := d.view.Reason
+			if from, changed := r.refresh(d, now); changed || d.view.Reason != reason {
 				v := d.view
 				r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 			}

@@ -75,3 +75,20 @@ func TestBootBackwardsAfterClockCorrection(t *testing.T) {
 	stale.State.Boot -= 7200_000
 	h.rejected(stale, false, wire.RejectReplay)
 }
+
+func TestReasonChangeIsAChange(t *testing.T) {
+	h := newHarness(t)
+	h.setup("a1", "Riverside", "cam-1")
+	h.must(h.event("a1", "cam-1", wire.EventStatus, wire.StatusOffline, wire.ReasonRefused))
+	h.take()
+	h.must(h.event("a1", "cam-1", wire.EventStatus, wire.StatusOffline, wire.ReasonAuthFailed))
+	ch := h.take()
+	if len(ch) != 1 || ch[0].From != wire.StatusOffline || ch[0].To != wire.StatusOffline || ch[0].Device.Reason != wire.ReasonAuthFailed {
+		t.Fatalf("changes %+v, want one offline→offline change with reason auth_failed", ch)
+	}
+	// The same reason again is not news.
+	h.must(h.health("a1", wire.DeviceHealth{ID: "cam-1", Status: wire.StatusOffline, Reason: wire.ReasonAuthFailed, Since: t0}))
+	if ch := h.take(); len(ch) != 0 {
+		t.Fatalf("repeated reason emitted %+v", ch)
+	}
+}

@@ -147,7 +147,9 @@ func (l *deviceLog) addSample(s *fleet.Sample, capacity int) {
 		row[c] = float32(math.NaN())
 	}
 	for name, v := range s.Metrics {
-		if c := l.column(name); c >= 0 {
+		// A finite float64 beyond float32's range would become ±Inf, which
+		// JSON cannot carry; such a value is kept as missing.
+		if c := l.column(name); c >= 0 && math.Abs(v) <= math.MaxFloat32 {
 			row[c] = float32(v)
 		}
 	}

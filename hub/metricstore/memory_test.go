@@ -2,6 +2,7 @@ package metricstore_test
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -231,4 +232,24 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// A value finite as float64 but beyond float32 must not become +Inf, which
+// would make the device's history unencodable as JSON.
+func TestMemoryHugeValueStaysEncodable(t *testing.T) {
+	m := metricstore.NewMemory(metricstore.MemoryOptions{Samples: 4})
+	m.WriteSamples([]fleet.Sample{sample("cam-1", 0, wire.StatusOnline, map[string]float64{"fps": 1e300, "tcp_ms": 2})})
+	h, err := m.History("cam-1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := json.Marshal(h); err != nil {
+		t.Fatalf("history not encodable: %v", err)
+	}
+	if len(h.Samples) != 1 || h.Samples[0].Metrics["tcp_ms"] != 2 {
+		t.Fatalf("samples %+v", h.Samples)
+	}
+	if _, ok := h.Samples[0].Metrics["fps"]; ok {
+		t.Errorf("out-of-range fps kept as %v", h.Samples[0].Metrics["fps"])
+	}
 }
