@@ -221,9 +221,13 @@ func (c Config) Validate() error {
 		bad("listen", "%q is not host:port", c.Listen)
 	}
 	if u, err := url.Parse(c.MQTT.URL); err != nil || u.Host == "" {
-		bad("mqtt.url", "%q is not a broker URL like tcp://host:1883", c.MQTT.URL)
+		bad("mqtt.url", "%q is not a broker URL like tcp://host:1883", redacted(c.MQTT.URL))
 	} else if !slices.Contains([]string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}, u.Scheme) {
 		bad("mqtt.url", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
+	} else if u.User != nil {
+		// The URL is shown in logs and /healthz; credentials have fields
+		// that redact themselves.
+		bad("mqtt.url", "credentials do not belong in the URL: use mqtt.username and mqtt.password (or CITYWATCH_MQTT_PASSWORD)")
 	}
 	if c.MQTT.ClientID == "" || len(c.MQTT.ClientID) > 64 {
 		bad("mqtt.client_id", "must be 1–64 characters and stable across restarts (the broker keeps the session by it)")
@@ -241,7 +245,7 @@ func (c Config) Validate() error {
 	}
 	if c.Influx.Enabled() {
 		if u, err := url.Parse(c.Influx.URL); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https"}, u.Scheme) {
-			bad("influx.url", "%q is not an http(s) URL", c.Influx.URL)
+			bad("influx.url", "%q is not an http(s) URL", redacted(c.Influx.URL))
 		}
 		if c.Influx.Bucket == "" {
 			bad("influx.bucket", "required when influx.url is set (for InfluxDB 1.8: database/retention-policy)")
@@ -284,4 +288,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: %d problem(s):\n%w", len(errs), errors.Join(errs...))
 	}
 	return nil
+}
+
+// redacted hides any password in a URL quoted in an error.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparseable URL)"
 }

@@ -111,3 +111,13 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("example differs from the defaults:\n%+v\n%+v", cfg, Default())
 	}
 }
+
+func TestCredentialsNotInBrokerURL(t *testing.T) {
+	_, err := Parse([]byte("mqtt: {url: \"tcp://hub:hunter2@broker:1883\"}\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "mqtt.username") {
+		t.Fatalf("credentials in the URL accepted: %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}
