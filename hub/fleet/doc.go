@@ -46,6 +46,10 @@
 //     differs from the hub's view (a lost event) emits a trigger Change;
 //     triggered/restored events always do, since each is a fact at the
 //     sensor.
+//   - A failed live stream (SetStreamFault, from the live video relay) shows
+//     a camera the agent reports online as degraded, with the stream's
+//     reason, until a later stream succeeds (ClearStreamFault): reachable,
+//     but no picture. What the agent reports otherwise comes first.
 //   - The heartbeat backstop is suspended while Options.Live reports false:
 //     when the hub's own broker link is down, silence says nothing about the
 //     agents, and after the link returns they get a full grace period.

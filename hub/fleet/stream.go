@@ -1,0 +1,40 @@
+package fleet
+
+import "github.com/citywatch/citywatch/wire"
+
+// streamFault is why a camera's last live stream failed.
+type streamFault struct {
+	reason wire.Reason
+	detail string
+}
+
+// SetStreamFault records that a live stream of the device failed for
+// reason: the camera answers its agent's probes but gives no usable
+// picture. While the agent reports the device online, the hub shows it
+// degraded with this reason and detail; a status the agent reports itself
+// (offline, degraded) takes precedence, and so does an unreachable agent.
+// The fault stays until ClearStreamFault, i.e. until a later stream
+// succeeds, and a status change it causes is an ordinary device Change.
+// Unknown devices are ignored.
+func (r *Registry) SetStreamFault(device string, reason wire.Reason, detail string) {
+	r.setFault(device, &streamFault{reason: reason, detail: detail})
+}
+
+// ClearStreamFault forgets the device's stream fault, if any, because a
+// stream of it succeeded.
+func (r *Registry) ClearStreamFault(device string) { r.setFault(device, nil) }
+
+func (r *Registry) setFault(id string, f *streamFault) {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.unlock()
+	d := r.devices[id]
+	if d == nil || (f == nil && d.fault == nil) {
+		return
+	}
+	d.fault = f
+	if from, changed := r.refresh(d, now); changed {
+		v := d.view
+		r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
+	}
+}
