@@ -44,6 +44,8 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once shutting down, a second signal kills the process the usual way.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), *seed, *script); err != nil {
 		log.Error("demo stopped", "error", err)
 		os.Exit(1)

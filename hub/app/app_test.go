@@ -42,6 +42,8 @@ func TestEmbeddedBrokerHub(t *testing.T) {
 	case <-hub.Ready():
 	case err := <-done:
 		t.Fatalf("Run returned before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready after 30s")
 	}
 	if hub.BrokerURL() == cfg.MQTT.URL || !strings.HasPrefix(hub.BrokerURL(), "tcp://127.0.0.1:") {
 		t.Errorf("BrokerURL %q is not the embedded broker's", hub.BrokerURL())
@@ -72,7 +74,12 @@ func TestEmbeddedBrokerHub(t *testing.T) {
 		t.Errorf("history without InfluxDB is %q, want degraded", got)
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return 30s after cancel")
 	}
 }

@@ -307,7 +307,9 @@ func TestEventsClientGaugeAndShutdown(t *testing.T) {
 }
 
 func TestEventsPing(t *testing.T) {
-	s := mustNew(t, Config{PingInterval: 10 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, testDeps())
+	// The pong deadline (WriteTimeout) is long enough that a live client on a
+	// loaded machine is never cut, short enough that the silent one soon is.
+	s := mustNew(t, Config{PingInterval: 50 * time.Millisecond, WriteTimeout: 2 * time.Second}, testDeps())
 	base, _ := running(t, s)
 
 	// A client that reads answers pings and stays.

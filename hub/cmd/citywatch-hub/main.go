@@ -32,6 +32,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once shutting down, a second signal kills the process the usual way.
+	context.AfterFunc(ctx, stop)
 	if err := hub.Run(ctx); err != nil {
 		log.Error("hub stopped", "error", err)
 		os.Exit(1)
