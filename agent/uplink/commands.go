@@ -17,6 +17,10 @@ func (c *Client) onCommand(_ paho.Client, m paho.Message) {
 		c.badCommand("invalid command", "err", err)
 		return
 	}
+	if msg.Command == nil || msg.Agent != c.cfg.Agent {
+		c.badCommand("not a command for this agent", "topic", m.Topic())
+		return
+	}
 	cmd := *msg.Command
 	if _, ok := c.cfg.Commands[cmd.Type]; !ok {
 		c.badCommand("unsupported command", "type", cmd.Type, "id", cmd.ID)

@@ -56,6 +56,11 @@ func (c *Client) options() (*paho.ClientOptions, error) {
 		SetBinaryWill(c.topics.state, will, 1, true).
 		SetStore(c.store).
 		SetCustomOpenConnectionFn(c.dial).
+		// Commands the broker kept for this session arrive right after
+		// CONNACK, before onConnect renews the route: without a default
+		// handler paho would leave them unacknowledged until the next
+		// reconnect.
+		SetDefaultPublishHandler(c.onCommand).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(c.onConnectionLost).
 		SetReconnectingHandler(c.onReconnecting)
