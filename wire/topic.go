@@ -57,14 +57,19 @@ func ParseTopic(topic string) (agent string, ch Channel, err error) {
 const MaxIDLen = 64
 
 // ValidID checks an agent, site or device id: 1–64 characters of letters,
-// digits, '-', '_' and '.'. IDs appear in topics, URLs, InfluxDB tags and
-// file names, so anything else is refused rather than escaped everywhere.
+// digits, '-', '_' and '.', not starting with '.'. IDs appear in topics,
+// URLs, InfluxDB tags and file names, so anything else is refused rather
+// than escaped everywhere.
 func ValidID(id string) error {
 	if id == "" {
 		return errEmptyID
 	}
 	if len(id) > MaxIDLen {
 		return &idError{id: id, why: "longer than 64 characters"}
+	}
+	if id[0] == '.' {
+		// "." and ".." would mean something else in a URL path or a file name.
+		return &idError{id: id, why: "must not start with '.'"}
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

@@ -212,7 +212,7 @@ func TestValidID(t *testing.T) {
 			t.Errorf("ValidID(%q) = %v", id, err)
 		}
 	}
-	for _, id := range []string{"", "a/b", "a+b", "#", "ü", "a b", strings.Repeat("x", MaxIDLen+1)} {
+	for _, id := range []string{"", ".", "..", ".hidden", "a/b", "a+b", "#", "ü", "a b", strings.Repeat("x", MaxIDLen+1)} {
 		if ValidID(id) == nil {
 			t.Errorf("ValidID(%q) accepted", id)
 		}

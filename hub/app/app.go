@@ -143,9 +143,6 @@ func (a *App) BrokerURL() string { return a.brokerURL }
 // (the demo and end-to-end tests).
 func (a *App) Fleet() *fleet.Registry { return a.fleet }
 
-// Metrics exposes the hub's instrumentation registry.
-func (a *App) Metrics() *metrics.Registry { return a.metrics }
-
 func hostPort(addr net.Addr) string {
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		return fmt.Sprintf("127.0.0.1:%d", tcp.Port)

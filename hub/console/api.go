@@ -223,7 +223,8 @@ func streamList[T any](s *Server, w http.ResponseWriter, key string, items []*T,
 		if err := enc.Encode(item); err != nil {
 			// Part of a body may have gone out with 200: breaking the
 			// connection is the only way left to say it is incomplete.
-			s.log.Error("cannot encode list", "list", key, "err", err)
+			// Usually the client went away mid-list, not a bug of ours.
+			s.log.Debug("list not sent whole", "list", key, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 	}
