@@ -87,10 +87,10 @@ func BenchmarkSpine(b *testing.B) {
 	cpu1 := hub.cpuSeconds(b)
 	b.StopTimer()
 
-	// Let the last reports of the window reach InfluxDB (flush 1 s).
-	time.Sleep(3 * time.Second)
-	found := countPoints(b, influx, t0, t1)
-	samples := sent.samples()
+	// Reports stamped inside the window may still be on their way to the
+	// counter and to InfluxDB: read both until they stop growing.
+	samples := settle(func() int64 { return sent.samples() })
+	found := settle(func() int64 { return countPoints(b, influx, t0, t1) })
 	elapsed := t1.Sub(t0).Seconds()
 	rate := float64(samples) / elapsed
 	offered := float64(total) / interval.Seconds()
@@ -302,12 +302,24 @@ func newSampleCounter(b *testing.B, brokerURL string) *sampleCounter {
 func (sc *sampleCounter) start(t time.Time) { sc.mu.Lock(); sc.t0 = t; sc.mu.Unlock() }
 func (sc *sampleCounter) stop(t time.Time)  { sc.mu.Lock(); sc.t1 = t; sc.mu.Unlock() }
 
-// samples waits briefly for reports stamped before t1 still in flight.
 func (sc *sampleCounter) samples() int64 {
-	time.Sleep(time.Second)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return sc.n
+}
+
+// settle polls read until two readings a second apart agree (at most 30 s).
+func settle(read func() int64) int64 {
+	last := read()
+	for range 30 {
+		time.Sleep(time.Second)
+		now := read()
+		if now == last {
+			return now
+		}
+		last = now
+	}
+	return last
 }
 
 func countPoints(b *testing.B, influx *testenv.Influx, t0, t1 time.Time) int64 {
