@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/live"
 	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sensor"
 	"github.com/citywatch/citywatch/agent/supervise"
 	"github.com/citywatch/citywatch/agent/uplink"
@@ -31,6 +33,9 @@ type CameraProber = supervise.CameraProber
 
 // Stats are the agent's uplink counters.
 type Stats = uplink.Stats
+
+// LiveStats are the agent's live video counters.
+type LiveStats = live.Stats
 
 // Options are the agent's dependencies.
 type Options struct {
@@ -50,6 +55,7 @@ type Agent struct {
 	drivers map[string]sensor.Driver
 	prober  CameraProber
 	up      *uplink.Client
+	live    *live.Manager
 
 	mu  sync.Mutex // guards cfg and set
 	cfg config.Config
@@ -72,6 +78,22 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 	if a.prober == nil {
 		a.prober = &probe.Prober{Timeout: cfg.Probe.Timeout}
 	}
+	lo, hi, _ := cfg.Live.Ports() // checked by Validate
+	lm, err := live.New(live.Options{
+		Cameras: a.cameraURL,
+		// a.up is set below, before any command can arrive.
+		Publish:      func(l wire.Live) { a.up.PublishLive(l) },
+		MaxSessions:  cfg.Live.MaxSessions,
+		PortMin:      lo,
+		PortMax:      hi,
+		LoopbackOnly: cfg.Live.LoopbackOnly,
+		RTSPTimeout:  cfg.Probe.Timeout,
+		Logger:       opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.live = lm
 	up, err := uplink.New(uplink.Config{
 		BrokerURL: cfg.Broker.URL,
 		Username:  cfg.Broker.Username,
@@ -82,8 +104,13 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		Version:   opts.Version,
 		Interval:  cfg.Interval,
 		Boot:      time.Now(),
-		Commands:  map[string]uplink.CommandHandler{wire.CommandProbe: a.probeCommand},
-		Logger:    opts.Logger,
+		Commands: map[string]uplink.CommandHandler{
+			wire.CommandProbe:         a.probeCommand,
+			wire.CommandLiveStart:     lm.Handle,
+			wire.CommandLiveCandidate: lm.Handle,
+			wire.CommandLiveStop:      lm.Handle,
+		},
+		Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -118,9 +145,9 @@ func (a *Agent) check(cfg config.Config) error {
 const inventoryBudget = wire.MaxPayload - 512
 
 // Run supervises the devices and reports until ctx ends. Then it stops
-// the supervisors first, so no event is lost between them and the uplink,
-// and then the uplink, which publishes a clean offline state within its
-// shutdown timeout.
+// the supervisors and live sessions first, so no event or stopped message
+// is lost between them and the uplink, and then the uplink, which
+// publishes a clean offline state within its shutdown timeout.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	cfg := a.cfg
@@ -129,6 +156,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.set = set
 	a.mu.Unlock()
 
+	liveDone := make(chan error, 1)
+	go func() { liveDone <- a.live.Run(ctx) }()
 	// The uplink outlives ctx to say goodbye.
 	upCtx, stopUplink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopUplink()
@@ -138,8 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.reportHealth(ctx, set, cfg.Interval)
 	set.Stop()
+	liveErr := <-liveDone
 	stopUplink()
-	return <-upDone
+	return errors.Join(liveErr, <-upDone)
 }
 
 // reportHealth publishes the health of every device each interval until
@@ -168,8 +198,8 @@ func (a *Agent) Reload(cfg config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
-	if cfg.ID != old.ID || cfg.Broker != old.Broker || cfg.Site.ID != old.Site.ID || cfg.Interval != old.Interval {
-		return errors.New("agent: reload cannot change id, broker, site.id or interval; restart the agent")
+	if cfg.ID != old.ID || cfg.Broker != old.Broker || cfg.Site.ID != old.Site.ID || cfg.Interval != old.Interval || cfg.Live != old.Live {
+		return errors.New("agent: reload cannot change id, broker, site.id, interval or live; restart the agent")
 	}
 	a.cfg = cfg
 	if a.set != nil {
@@ -180,12 +210,28 @@ func (a *Agent) Reload(cfg config.Config) error {
 	return nil
 }
 
+// cameraURL is the live manager's view of the configured cameras; a
+// reload applies to sessions started after it.
+func (a *Agent) cameraURL(id string) (secret.URL, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.cfg.Cameras {
+		if c.ID == id {
+			return c.RTSP, true
+		}
+	}
+	return "", false
+}
+
 // DropConnection cuts the broker connection without a DISCONNECT, so the
 // broker publishes the agent's Last Will; the agent reconnects.
 func (a *Agent) DropConnection() { a.up.DropConnection() }
 
 // Stats returns the uplink's counters.
 func (a *Agent) Stats() Stats { return a.up.Stats() }
+
+// LiveStats returns the live video counters.
+func (a *Agent) LiveStats() LiveStats { return a.live.Stats() }
 
 // probeCommand probes the devices a hub command names and publishes a
 // health report right after, so the console sees the answer at once.

@@ -215,6 +215,7 @@ func TestReloadRejectsIdentityChange(t *testing.T) {
 		{"broker", func(c *config.Config) { c.Broker.URL = "tcp://127.0.0.1:2" }},
 		{"site", func(c *config.Config) { c.Site.ID = "site-t2" }},
 		{"interval", func(c *config.Config) { c.Interval = 5 * time.Second }},
+		{"live", func(c *config.Config) { c.Live.MaxSessions = 8 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,4 +231,43 @@ func TestReloadRejectsIdentityChange(t *testing.T) {
 	if err := a.Reload(next); err != nil {
 		t.Errorf("reload of a site name: %v", err)
 	}
+}
+
+// TestLiveCommands sends live commands over the broker: they reach the
+// live manager, and its answers come back on the live channel in a shape
+// the hub accepts. The media path is tested in agent/live.
+func TestLiveCommands(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-t1")
+	a, err := agent.New(testConfig(t, broker.URL()), agent.Options{Cameras: &prober{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	w.Next(wire.ChannelInventory, nil)
+
+	commands := wire.Topic("agent-t1", wire.ChannelCommands)
+	ts := time.Now().UTC().Format(time.RFC3339)
+	for _, tc := range []struct {
+		session, device string
+		want            wire.Reason
+	}{
+		{"ls-1", "cam-9", wire.ReasonLiveNoCamera},
+		{"ls-2", "cam-1", wire.ReasonLiveNegotiate}, // the offer has no H.264
+	} {
+		w.Publish(commands, `{"v":1,"id":"cmd-`+tc.session+`","ts":"`+ts+`","type":"live_start","devices":["`+tc.device+`"],"session":"`+tc.session+
+			`","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n"}`)
+		l := w.Next(wire.ChannelLive, nil).Live
+		if l.Session != tc.session || l.Device != tc.device || l.Type != wire.LiveStopped || l.Reason != tc.want {
+			t.Errorf("live %+v; want stopped with %s", l, tc.want)
+		}
+	}
+	w.Publish(commands, `{"v":1,"id":"cmd-3","ts":"`+ts+`","type":"live_stop","session":"ls-1","reason":"viewer_left"}`)
+	wiretest.Eventually(t, "the late stop is ignored", func() bool { return a.LiveStats().Ignored == 1 })
 }

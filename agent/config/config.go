@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -29,6 +31,7 @@ type Config struct {
 	Site     Site          `yaml:"site"`
 	Interval time.Duration `yaml:"interval"` // health report interval
 	Probe    Probe         `yaml:"probe"`
+	Live     Live          `yaml:"live"`
 	Cameras  []Camera      `yaml:"cameras"`
 	Sensors  []Sensor      `yaml:"sensors"`
 }
@@ -66,6 +69,36 @@ type Probe struct {
 	// MinFPS is the frame rate below which a playing stream is degraded;
 	// cameras may override it.
 	MinFPS float64 `yaml:"min_fps"`
+}
+
+// Live sets how cameras are streamed to the hub over WebRTC on demand.
+type Live struct {
+	// MaxSessions bounds concurrent streams: each pulls a camera's full
+	// stream over the site's uplink.
+	MaxSessions int `yaml:"max_sessions"`
+	// UDPPorts is the range ICE may use, e.g. "50000-50100", for site
+	// firewalls; empty means ephemeral ports.
+	UDPPorts string `yaml:"udp_ports"`
+	// LoopbackOnly offers only loopback ICE candidates, for a hub on the
+	// same host.
+	LoopbackOnly bool `yaml:"loopback_only"`
+}
+
+// Ports parses UDPPorts; 0, 0 when it is empty.
+func (l Live) Ports() (lo, hi uint16, err error) {
+	if l.UDPPorts == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(l.UDPPorts, "-")
+	x, errA := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	y, errB := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	switch {
+	case !ok || errA != nil || errB != nil:
+		return 0, 0, fmt.Errorf("%q is not a port range like 50000-50100", l.UDPPorts)
+	case x < 1024 || x > y:
+		return 0, 0, fmt.Errorf("%q: want 1024 <= first <= last", l.UDPPorts)
+	}
+	return uint16(x), uint16(y), nil
 }
 
 // Camera is one RTSP camera.
@@ -116,6 +149,9 @@ const (
 	// driver, the same "three missed keepalives" rule as GB/T 28181.
 	DefaultSupervision = 30 * time.Second
 	DefaultCriticality = 3
+	// DefaultLiveMaxSessions: a few operators watching one site at once;
+	// four 2–4 Mbit/s camera streams already fill a modest 4G uplink.
+	DefaultLiveMaxSessions = 4
 )
 
 // Environment variables that override the file.
@@ -140,6 +176,7 @@ func Default() Config {
 			FailuresBeforeOffline: DefaultFailuresBeforeOffline,
 			MinFPS:                DefaultMinFPS,
 		},
+		Live: Live{MaxSessions: DefaultLiveMaxSessions},
 	}
 }
 

@@ -39,6 +39,9 @@ func TestDefaults(t *testing.T) {
 		{"probe.stream_every", cfg.Probe.StreamEvery, DefaultStreamEvery},
 		{"probe.stream_sample", cfg.Probe.StreamSample, DefaultStreamSample},
 		{"probe.failures_before_offline", cfg.Probe.FailuresBeforeOffline, DefaultFailuresBeforeOffline},
+		{"live.max_sessions", cfg.Live.MaxSessions, DefaultLiveMaxSessions},
+		{"live.udp_ports", cfg.Live.UDPPorts, ""},
+		{"live.loopback_only", cfg.Live.LoopbackOnly, false},
 		{"cameras[0].district", cfg.Cameras[0].District, "Xinhua"},
 		{"cameras[0].location", cfg.Cameras[0].Location, site},
 		{"cameras[0].criticality", cfg.Cameras[0].Criticality, DefaultCriticality},
@@ -64,6 +67,7 @@ broker: {url: "ssl://broker.example:8883", client_id: edge-7}
 site: {id: s1, district: D, location: {lat: 1, lon: 2}}
 interval: 30s
 probe: {interval: 20s, timeout: 5s, stream_every: 0s, failures_before_offline: 3, min_fps: 2}
+live: {max_sessions: 2, udp_ports: "50000-50010", loopback_only: true}
 cameras:
   - {id: c1, rtsp: "rtsp://cam/x", fov: 90, district: Other, location: {lat: 3, lon: 4}, criticality: 5, min_fps: 1}
 `), noEnv)
@@ -74,7 +78,8 @@ cameras:
 	if cfg.Broker.URL != "ssl://broker.example:8883" || cfg.Broker.ClientID != "edge-7" ||
 		cfg.Interval != 30*time.Second || cfg.Probe.Interval != 20*time.Second || cfg.Probe.StreamEvery != 0 ||
 		cfg.Probe.FailuresBeforeOffline != 3 || c.District != "Other" || c.Location != (wire.Location{Lat: 3, Lon: 4}) ||
-		c.Criticality != 5 || c.MinFPS != 1 {
+		c.Criticality != 5 || c.MinFPS != 1 ||
+		cfg.Live != (Live{MaxSessions: 2, UDPPorts: "50000-50010", LoopbackOnly: true}) {
 		t.Errorf("file values not kept: %+v", cfg)
 	}
 }
@@ -220,6 +225,12 @@ func TestValidateLimits(t *testing.T) {
 		}, "cameras[0].heading"},
 		{"stream sample needed when sampling", func(c *Config) { c.Probe.StreamSample = 0 }, "probe.stream_sample"},
 		{"sampling disabled", func(c *Config) { c.Probe.StreamEvery, c.Probe.StreamSample = 0, 0 }, ""},
+		{"live port range", func(c *Config) { c.Live.UDPPorts = "50000-50100" }, ""},
+		{"no live sessions", func(c *Config) { c.Live.MaxSessions = 0 }, "live.max_sessions: 0 out of range"},
+		{"live ports not a range", func(c *Config) { c.Live.UDPPorts = "50000" }, "live.udp_ports: \"50000\" is not a port range"},
+		{"live ports reversed", func(c *Config) { c.Live.UDPPorts = "50100-50000" }, "live.udp_ports: \"50100-50000\": want 1024 <= first <= last"},
+		{"live ports privileged", func(c *Config) { c.Live.UDPPorts = "500-600" }, "live.udp_ports"},
+		{"live ports too few", func(c *Config) { c.Live.UDPPorts = "50000-50001" }, "live.udp_ports: 2 ports are fewer than live.max_sessions 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

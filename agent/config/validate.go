@@ -38,6 +38,7 @@ func (c Config) Validate() error {
 	// The wire contract carries the interval in seconds up to an hour.
 	checkDuration(&p, "interval", c.Interval, time.Second, time.Hour)
 	c.Probe.validate(&p)
+	c.Live.validate(&p)
 
 	if n := len(c.Cameras) + len(c.Sensors); n > wire.MaxDevices {
 		p.add("cameras", "%d devices exceed the limit of %d per agent", n, wire.MaxDevices)
@@ -103,6 +104,24 @@ func (pr Probe) validate(p *problems) {
 		p.add("probe.failures_before_offline", "%d out of range 1–100", pr.FailuresBeforeOffline)
 	}
 	checkFPS(p, "probe.min_fps", pr.MinFPS)
+}
+
+// maxLiveSessions: more concurrent streams than this out of one site
+// exceed any site uplink.
+const maxLiveSessions = 64
+
+func (l Live) validate(p *problems) {
+	if l.MaxSessions < 1 || l.MaxSessions > maxLiveSessions {
+		p.add("live.max_sessions", "%d out of range 1–%d", l.MaxSessions, maxLiveSessions)
+	}
+	lo, hi, err := l.Ports()
+	switch {
+	case err != nil:
+		p.add("live.udp_ports", "%v", err)
+	case lo != 0 && int(hi-lo)+1 < l.MaxSessions:
+		// Each session takes a port per network interface.
+		p.add("live.udp_ports", "%d ports are fewer than live.max_sessions %d", int(hi-lo)+1, l.MaxSessions)
+	}
 }
 
 func (d Camera) validate(p *problems, path string) {

@@ -14,10 +14,11 @@ import (
 	"github.com/citywatch/citywatch/wire"
 )
 
-// classifyDial sorts a failed TCP connect: refused means the host is up but
-// nothing listens (wrong port, RTSP service crashed); everything that means
-// "no answer at all" is unreachable (cable, switch, power, routing).
-func classifyDial(err error, timeout time.Duration) (wire.Reason, string) {
+// ClassifyDial sorts a failed TCP connect to a camera: refused means the
+// host is up but nothing listens (wrong port, RTSP service crashed);
+// everything that means "no answer at all" is unreachable (cable, switch,
+// power, routing).
+func ClassifyDial(err error, timeout time.Duration) (wire.Reason, string) {
 	var dnsErr *net.DNSError
 	var netErr net.Error
 	switch {
@@ -37,8 +38,9 @@ func classifyDial(err error, timeout time.Duration) (wire.Reason, string) {
 	return wire.ReasonProbeError, "TCP connect: " + err.Error()
 }
 
-// classifyRTSP sorts a failure after the TCP connect succeeded.
-func classifyRTSP(ctx context.Context, err error, timeout time.Duration) (wire.Reason, string) {
+// ClassifyRTSP sorts a failure after the TCP connect to a camera succeeded.
+// Live video uses it too, so a stream fails with the reasons a probe gives.
+func ClassifyRTSP(ctx context.Context, err error, timeout time.Duration) (wire.Reason, string) {
 	var status liberrors.ErrClientBadStatusCode
 	var authSetup liberrors.ErrClientAuthSetup
 	var netErr net.Error

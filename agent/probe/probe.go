@@ -88,7 +88,7 @@ func (p *Prober) run(ctx context.Context, t Target, sample time.Duration) (res R
 	conn, err := p.dial(dialCtx, "tcp", addr)
 	cancel()
 	if err != nil {
-		return fail(classifyDial(err, p.Timeout))
+		return fail(ClassifyDial(err, p.Timeout))
 	}
 	res.TCP = time.Since(start)
 
@@ -105,11 +105,11 @@ func (p *Prober) run(ctx context.Context, t Target, sample time.Duration) (res R
 
 	start = time.Now()
 	if _, err := c.Options(u); err != nil {
-		return res.failed(classifyRTSP(ctx, err, p.Timeout))
+		return res.failed(ClassifyRTSP(ctx, err, p.Timeout))
 	}
 	desc, _, err := c.Describe(u)
 	if err != nil {
-		return res.failed(classifyRTSP(ctx, err, p.Timeout))
+		return res.failed(ClassifyRTSP(ctx, err, p.Timeout))
 	}
 	res.RTSP = time.Since(start)
 	video := findVideo(desc)
@@ -127,13 +127,13 @@ func (p *Prober) run(ctx context.Context, t Target, sample time.Duration) (res R
 // measurements of res.
 func (p *Prober) play(ctx context.Context, c *gortsplib.Client, desc *description.Session, video *description.Media, d time.Duration, res Result) Result {
 	if _, err := c.Setup(desc.BaseURL, video, 0, 0); err != nil {
-		return res.failed(classifyRTSP(ctx, err, p.Timeout))
+		return res.failed(ClassifyRTSP(ctx, err, p.Timeout))
 	}
 	var m meter
 	// Callbacks attach to set-up media only, hence after Setup.
 	c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) { m.packet(pkt) })
 	if _, err := c.Play(nil); err != nil {
-		return res.failed(classifyRTSP(ctx, err, p.Timeout))
+		return res.failed(ClassifyRTSP(ctx, err, p.Timeout))
 	}
 	start := time.Now()
 	timer := time.NewTimer(d)
@@ -148,7 +148,7 @@ func (p *Prober) play(ctx context.Context, c *gortsplib.Client, desc *descriptio
 		// The camera closed the session or stopped sending mid-sample;
 		// what arrived until then still counts, but a stall is reported.
 		if m.snapshot().frames == 0 {
-			return res.failed(classifyRTSP(ctx, err, p.Timeout))
+			return res.failed(ClassifyRTSP(ctx, err, p.Timeout))
 		}
 	}
 	elapsed := time.Since(start).Seconds()

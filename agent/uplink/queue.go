@@ -12,6 +12,9 @@ import (
 type item struct {
 	ts    time.Time // when the agent made the report
 	event *wire.Event
+	// live is a live video signalling message; the queue keeps and drops
+	// it like an event.
+	live *wire.Live
 	// health is a health report in parts that each fit one message; the
 	// queue counts the report as one item.
 	health [][]wire.DeviceHealth

@@ -159,10 +159,15 @@ func (c *Client) header(ts time.Time) wire.Header {
 // report) at send time, so that sequence numbers follow the order of the
 // wire.
 func (c *Client) message(it item) (string, any) {
-	if it.event != nil {
+	switch {
+	case it.event != nil:
 		e := *it.event
 		e.Header = c.header(it.ts)
 		return c.topics.events, &e
+	case it.live != nil:
+		l := *it.live
+		l.Header = c.header(it.ts)
+		return c.topics.live, &l
 	}
 	return c.topics.health, &wire.Health{Header: c.header(it.ts), Interval: c.cfg.Interval.Seconds(), Devices: it.health[0]}
 }

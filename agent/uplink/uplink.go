@@ -1,11 +1,11 @@
 // Package uplink is the agent's MQTT client. It announces the agent with a
 // retained birth message and leaves a Last Will that overwrites it when the
 // connection dies; publishes the retained device inventory on every
-// connect; and streams health reports and events with a per-agent
-// sequence number. Callers never wait for the network: messages go into a
-// bounded queue that one sender drains without waiting for each
-// acknowledgement in turn, and every message that cannot be kept is
-// counted. Commands from the hub arrive on the agent's command topic and
+// connect; and streams health reports, events and live video signalling
+// with a per-agent sequence number. Callers never wait for the network:
+// messages go into a bounded queue that one sender drains without waiting
+// for each acknowledgement in turn, and every message that cannot be kept
+// is counted. Commands from the hub arrive on the agent's command topic and
 // are handed to registered handlers one at a time.
 package uplink
 
@@ -68,7 +68,7 @@ type Stats struct {
 	Published     uint64 // messages the broker acknowledged
 	Failed        uint64 // write errors; QoS 1 messages among them are resent after a reconnect
 	DroppedHealth uint64 // health reports dropped from a full queue
-	DroppedEvents uint64 // events dropped from a full queue
+	DroppedEvents uint64 // events and live messages dropped from a full queue
 	Queued        int    // messages waiting to be sent
 	Connected     bool
 	Conn          uint32 // connections made so far
@@ -114,7 +114,7 @@ type Client struct {
 	listingsBefore uint64
 }
 
-type topics struct{ state, inventory, health, events, commands string }
+type topics struct{ state, inventory, health, events, commands, live string }
 
 // New checks cfg and prepares the client; it connects nothing.
 func New(cfg Config) (*Client, error) {
@@ -149,6 +149,7 @@ func New(cfg Config) (*Client, error) {
 			health:    wire.Topic(cfg.Agent, wire.ChannelHealth),
 			events:    wire.Topic(cfg.Agent, wire.ChannelEvents),
 			commands:  wire.Topic(cfg.Agent, wire.ChannelCommands),
+			live:      wire.Topic(cfg.Agent, wire.ChannelLive),
 		},
 		cmdQueue: make(chan wire.Command, commandQueueSize),
 		store:    newResumeStore(),
@@ -175,14 +176,23 @@ func (c *Client) PublishEvent(e wire.Event) {
 	c.enqueue(item{ts: time.Now(), event: &e})
 }
 
+// PublishLive queues a live video signalling message for the live
+// channel; the header is filled in at send time. It never blocks.
+func (c *Client) PublishLive(l wire.Live) {
+	c.enqueue(item{ts: time.Now(), live: &l})
+}
+
 func (c *Client) enqueue(it item) {
 	d := c.queue.push(it)
 	if d == nil {
 		return
 	}
 	kind := "health report"
-	if d.event != nil {
+	switch {
+	case d.event != nil:
 		kind = "event"
+	case d.live != nil:
+		kind = "live message"
 	}
 	if ok, n := c.failLog.allow(); ok {
 		c.log.Warn("uplink queue full: dropped the oldest "+kind, "suppressed", n)

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,5 +297,41 @@ func TestLargeHealthReport(t *testing.T) {
 	}
 	if seen != len(devs) || parts < 2 {
 		t.Errorf("%d devices in %d parts", seen, parts)
+	}
+}
+
+// TestPublishLive sends live signalling through the broker: the hub's
+// wire.Decode accepts it (the watcher checks), and it shares the
+// sequence and the queue with events.
+func TestPublishLive(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-8")
+	c, _ := startClient(t, broker, "agent-8", nil)
+	inv := w.Next(wire.ChannelInventory, nil).Inventory
+
+	mid, line := "0", uint16(0)
+	c.PublishLive(wire.Live{Session: "ls-1", Device: "cam-1", Type: wire.LiveAnswer, SDP: "v=0\r\n"})
+	c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventTriggered, At: time.Now()})
+	c.PublishLive(wire.Live{Session: "ls-1", Device: "cam-1", Type: wire.LiveCandidate,
+		Candidate: &wire.ICECandidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50123 typ host", SDPMid: &mid, SDPMLineIndex: &line}})
+	c.PublishLive(wire.Live{Session: "ls-1", Device: "cam-1", Type: wire.LiveStopped, Reason: wire.ReasonRefused, Detail: "TCP connection refused"})
+
+	last := inv.Seq
+	var got []wire.LiveType
+	for range 4 {
+		m := w.Any()
+		if h := m.Header(); h.Seq != last+1 {
+			t.Errorf("seq %d after %d on %s", h.Seq, last, m.Channel)
+		}
+		last = m.Header().Seq
+		if m.Channel == wire.ChannelLive {
+			got = append(got, m.Live.Type)
+			if m.Live.Session != "ls-1" || m.Live.Device != "cam-1" {
+				t.Errorf("live %+v", m.Live)
+			}
+		}
+	}
+	if want := []wire.LiveType{wire.LiveAnswer, wire.LiveCandidate, wire.LiveStopped}; !slices.Equal(got, want) {
+		t.Errorf("live messages %v, want %v", got, want)
 	}
 }
