@@ -54,7 +54,10 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		err = r.checkLines(a, m.Health.Devices)
 	case m.Event != nil:
 		err = r.checkDevice(a, m.Event.Device)
-	case m.Live != nil:
+	case m.Live != nil && m.Live.Type != wire.LiveStopped:
+		// A stopped message may name a camera a reload just removed (or
+		// one never there: no_camera); the live relay matches it to a
+		// session of this agent, which is what protects other agents.
 		err = r.checkDevice(a, m.Live.Device)
 	}
 	if err != nil {
