@@ -13,6 +13,8 @@ import { Feed, entry, system } from './feed.js';
 import { Detail } from './detail.js';
 import { Live } from './live.js';
 import { Sound } from './sound.js';
+import { Player } from './video.js';
+import { Wall } from './wall.js';
 import * as keys from './keys.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -30,6 +32,7 @@ class App {
     this.sound = new Sound();
     this.table = new Table($('#scroller'), $('#devices'), {
       onActivate: (id) => this.activate(id),
+      onPlay: (id) => this.openLive(id),
       onSort: (key) => this.sortBy(key),
       current: (d) => this.store.devices.get(d.id) || d,
     });
@@ -41,7 +44,9 @@ class App {
       onDevice: (id) => this.activate(id),
       onSite: (site) => this.setFilter({ site, district: '', status: '', q: '' }),
     });
-    this.detail = new Detail($('#detail'), { store: this.store, onClose: () => this.closeDetail() });
+    this.detail = new Detail($('#detail'), { store: this.store, onClose: () => this.closeDetail(), onLive: (id) => this.openLive(id) });
+    this.player = new Player($('#player'), { store: this.store, onClose: () => this.focusTable() });
+    this.wall = new Wall($('#wall'), { store: this.store, button: $('#wall-btn'), onOpen: (id) => this.openLive(id) });
     this.live = new Live(api.eventsURL(), {
       onHello: (m) => this.hello(m),
       onChanges: (cs) => this.changes(cs),
@@ -135,6 +140,7 @@ class App {
         this.pending = buf.concat(this.pending);
         this.dirtyView = this.dirtySummary = true;
         if (this.detail.open) this.detail.changed();
+        this.videoChanged(null);
         this.schedule();
         if (this.again) { this.again = false; this.resync(); }
       }
@@ -209,6 +215,7 @@ class App {
     if (inventory) this.populateFilters(); // new sites, districts or kinds
     this.dirtySummary = true;
     if (this.detail.open && touched.has(this.detail.id)) this.detail.changed();
+    if (touched.size) this.videoChanged(touched);
   }
 
   gap(n) {
@@ -248,6 +255,7 @@ class App {
   // Filters and selection.
 
   bindControls() {
+    $('#wall-btn').addEventListener('click', () => this.toggleWall());
     const form = $('#filters');
     form.addEventListener('submit', (e) => e.preventDefault());
     for (const [id, key] of [['#f-district', 'district'], ['#f-site', 'site'], ['#f-kind', 'kind'], ['#f-status', 'status']]) {
@@ -367,6 +375,37 @@ class App {
     if (document.activeElement !== s) s.focus({ preventScroll: true });
   }
 
+  // Live video. openLive, closeLive, videoStats and wall (setLayout, assign)
+  // are also the hooks browser tests use through window.citywatch.
+
+  openLive(id) { this.player.show(id); }
+
+  closeLive() { this.player.close(); }
+
+  openLiveSelected() {
+    const d = this.store.devices.get(this.table.selected);
+    if (d?.kind === 'camera') this.openLive(d.id);
+  }
+
+  toggleWall() { this.wall.toggle(); }
+
+  // videoStats resolves to [{camera, framesDecoded, state, where, tile}]
+  // for every video element with a session: the live view (where "player")
+  // and the wall's tiles (where "wall", tile its index).
+  async videoStats() {
+    const vs = [['player', -1, this.player.viewer], ...this.wall.playing().map(([i, v]) => ['wall', i, v])];
+    const out = await Promise.all(vs.map(async ([where, tile, v]) => {
+      const s = await v.sample();
+      return s && (where === 'wall' ? { ...s, where, tile } : { ...s, where });
+    }));
+    return out.filter(Boolean);
+  }
+
+  videoChanged(ids) {
+    this.player.changed(ids);
+    this.wall.changed(ids);
+  }
+
   focusSearch() { $('#q').focus(); $('#q').select(); }
 
   toggleSound() {
@@ -449,6 +488,8 @@ class App {
     this.table.invalidate();
     this.table.setSort(this.filters.sort, this.filters.dir);
     this.detail.render();
+    this.player.retranslate();
+    this.wall.retranslate();
     if (this.store.loaded) this.populateFilters();
     this.renderShown();
     this.renderLive();

@@ -66,7 +66,8 @@ export function strip(transitions, current, t0, t1, w = 100, h = 8) {
 }
 
 export class Detail {
-  constructor(root, { store, onClose }) {
+  // onLive(id) opens the live video of a camera.
+  constructor(root, { store, onClose, onLive = () => {} }) {
     this.root = root;
     this.store = store;
     this.onClose = onClose;
@@ -78,6 +79,7 @@ export class Detail {
     this.timer = 0;
     root.addEventListener('click', (e) => {
       if (e.target.closest('[data-close]')) this.onClose();
+      if (e.target.closest('[data-live]')) onLive(this.id);
       const w = e.target.closest('[data-window]');
       if (w) { this.window = w.dataset.window; this.load(); this.render(); }
     });
@@ -191,11 +193,13 @@ export class Detail {
 
     // Redrawing must not drop keyboard focus from the panel's buttons.
     const focus = this.root.contains(document.activeElement) ? document.activeElement : null;
-    const refocus = focus?.dataset.window ? `[data-window="${focus.dataset.window}"]` : focus?.hasAttribute('data-close') ? '[data-close]' : '';
+    const refocus = focus?.dataset.window ? `[data-window="${focus.dataset.window}"]` : focus?.hasAttribute('data-close') ? '[data-close]'
+      : focus?.hasAttribute('data-live') ? '[data-live]' : '';
     this.root.innerHTML = `
       <header class="d-head s-${esc(d.status)}">
         <span class="dot" aria-hidden="true"></span>
         <h2 id="detail-title"><span class="d-id">${esc(d.id)}</span> <span class="d-name">${esc(d.name || '')}</span></h2>
+        ${d.kind === 'camera' ? `<button type="button" class="live" data-live title="${esc(t('video.live_title'))} (v)">${esc(t('video.live'))}</button>` : ''}
         ${this.closeButton()}
       </header>
       <div class="d-body">

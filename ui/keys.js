@@ -11,6 +11,8 @@ export const SHORTCUTS = [
   ['PgDn PgUp', 'keys.page'],
   ['Home End', 'keys.ends'],
   ['Enter', 'keys.open'],
+  ['v', 'keys.live'],
+  ['w', 'keys.wall'],
   ['Esc', 'keys.close'],
   ['1–5', 'keys.status'],
   ['0', 'keys.clear_status'],
@@ -19,7 +21,8 @@ export const SHORTCUTS = [
 ];
 
 // bind wires the shortcuts to app, which provides focusSearch, move,
-// moveTo, openSelected, escape, toggleStatus, setFilter, toggleSound, help.
+// moveTo, openSelected, openLiveSelected, toggleWall, escape, toggleStatus,
+// setFilter, toggleSound, help.
 export function bind(app, dialog) {
   // A key that moved focus into the search box must not also type itself
   // there. Browsers drop the keypress after a cancelled keydown, but
@@ -57,6 +60,8 @@ export function bind(app, dialog) {
         if (onButton) handled = false; // let the focused button act
         else app.openSelected();
         break;
+      case 'v': app.openLiveSelected(); break;
+      case 'w': app.toggleWall(); break;
       case '0': app.setFilter({ status: '' }); break;
       case 'm': app.toggleSound(); break;
       case '?': app.help(); break;

@@ -5,6 +5,8 @@
 import { t, label, ago, dateTime } from './i18n.js';
 
 const OVERSCAN = 12;
+// DEVICE_TYPE carries a device id when a row is dragged (onto the video wall).
+export const DEVICE_TYPE = 'application/x-citywatch-device';
 export const COLUMNS = ['status', 'id', 'name', 'kind', 'site', 'district', 'reason', 'since', 'last_seen'];
 
 function set(td, text, title) {
@@ -19,10 +21,11 @@ export function kindLabel(d) {
 const calm = window.matchMedia('(prefers-reduced-motion: reduce)');
 
 export class Table {
-  // onActivate(id) is called when a row is clicked, onSort(column) when a
-  // header is; current(d) returns the latest snapshot of a listed device, so
-  // a row shows a live change at once, before the list is re-sorted.
-  constructor(scroller, table, { onActivate, onSort, current = (d) => d }) {
+  // onActivate(id) is called when a row is clicked, onPlay(id) when a
+  // camera's play button is, onSort(column) when a header is; current(d)
+  // returns the latest snapshot of a listed device, so a row shows a live
+  // change at once, before the list is re-sorted.
+  constructor(scroller, table, { onActivate, onPlay = () => {}, onSort, current = (d) => d }) {
     this.current = current;
     this.scroller = scroller;
     this.table = table;
@@ -33,6 +36,7 @@ export class Table {
     this.rows = new Map();
     this.selected = null;
     this.tick = 0;
+    this.labels = 0;
     this.rowH = parseFloat(getComputedStyle(document.documentElement).getPropertyValue('--row-h')) || 22;
     this.measured = false;
     this.pending = 0;
@@ -44,7 +48,17 @@ export class Table {
     new ResizeObserver(() => this.schedule()).observe(scroller);
     this.tbody.addEventListener('click', (e) => {
       const tr = e.target.closest('tr[data-device]');
-      if (tr) onActivate(tr.dataset.device);
+      if (!tr) return;
+      onActivate(tr.dataset.device);
+      if (e.target.closest('button.play')) onPlay(tr.dataset.device);
+    });
+    // Camera rows are draggable; the video wall takes them.
+    this.tbody.addEventListener('dragstart', (e) => {
+      const tr = e.target.closest?.('tr[data-device]');
+      if (!tr) return;
+      e.dataTransfer.setData(DEVICE_TYPE, tr.dataset.device);
+      e.dataTransfer.setData('text/plain', tr.dataset.device);
+      e.dataTransfer.effectAllowed = 'copy';
     });
     this.thead.addEventListener('click', (e) => {
       const b = e.target.closest('button[data-sort]');
@@ -72,6 +86,7 @@ export class Table {
     }
     const st = tr.cells[0];
     st.innerHTML = '<span class="dot" aria-hidden="true"></span><span class="lbl"></span>';
+    tr.cells[2].innerHTML = '<button type="button" class="play" tabindex="-1" hidden></button><span class="nm"></span>';
     return tr;
   }
 
@@ -102,6 +117,7 @@ export class Table {
   }
 
   invalidate() {
+    this.labels++; // the language changed: refresh the play buttons' labels too
     for (const tr of this.rows.values()) tr._dev = null;
     this.render();
   }
@@ -173,7 +189,15 @@ export class Table {
     }
     set(st.lastChild, label('status', d.status));
     set(c[1], d.id);
-    set(c[2], d.name || '', d.name || '');
+    const cam = d.kind === 'camera';
+    const play = c[2].firstChild;
+    if (play.hidden === cam) { play.hidden = !cam; tr.draggable = cam; }
+    if (cam && play._id !== `${d.id}/${this.labels}`) {
+      play._id = `${d.id}/${this.labels}`;
+      play.title = `${t('video.play', { id: d.id })} (v)`;
+      play.setAttribute('aria-label', t('video.play', { id: d.id }));
+    }
+    set(c[2].lastChild, d.name || '', d.name || '');
     set(c[3], kindLabel(d));
     set(c[4], d.site_name || d.site || '', d.site_name ? `${d.site_name} (${d.site})` : d.site);
     set(c[5], d.district || '');

@@ -184,3 +184,29 @@ func TestKeysUsedExist(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveVideoHooks checks that the DOM ids and window.citywatch functions
+// that browser tests of live video rely on are still there, so renaming one
+// fails here, next to the change, rather than in a slow end-to-end test.
+func TestLiveVideoHooks(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"index.html", []string{`id="wall-btn"`, `id="wall"`, `<dialog id="player"`}},
+		{"video.js", []string{`id="player-video"`, "dataset.state", "dataset.camera"}},
+		{"wall.js", []string{"setLayout(n)", "assign(i, cameraId)", "dataset.layout", "dataset.tile", "el.dataset.camera"}},
+		{"app.js", []string{"openLive(id)", "closeLive()", "videoStats()", "this.wall = new Wall(", "window.citywatch = app"}},
+		{"whep.js", []string{"/api/cameras/", "/whep", "'application/sdp'", "method: 'DELETE'", "keepalive: true", "recvonly"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			src := read(t, tt.file)
+			for _, w := range tt.want {
+				if !strings.Contains(src, w) {
+					t.Errorf("%s lacks %q", tt.file, w)
+				}
+			}
+		})
+	}
+}
