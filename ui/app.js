@@ -204,7 +204,11 @@ class App {
       this.store.at = Math.max(this.store.at, api.time(c.at));
       const e = entry(c);
       if (e) entries.push(e);
-      if ((c.kind === 'device' || c.kind === 'agent') && c.to === 'offline') down = true;
+      // A tone for what needs eyes: something lost (not a planned agent
+      // shutdown, nor a new reason under an old status) or a sensor going off.
+      const lost = (c.kind === 'device' || c.kind === 'agent') && c.to === 'offline' && c.from !== 'offline' &&
+        !(c.kind === 'agent' && c.reason === 'shutdown');
+      if (lost || (c.kind === 'trigger' && c.device && c.device.triggered)) down = true;
     }
     this.feed.add(entries);
     if (down) this.sound.play();

@@ -4,6 +4,9 @@
 
 const MIN_DELAY = 1000;
 const MAX_DELAY = 30000;
+// The hub sends {"type":"ping"} every 30 s; silence for longer than two of
+// them means the connection is dead even if the browser has not noticed.
+const SILENCE = 75000;
 
 export class Live {
   // onHello(msg), onChanges([change]), onState(state, info) where state is
@@ -16,6 +19,7 @@ export class Live {
     this.ws = null;
     this.attempt = 0;
     this.timer = 0;
+    this.silence = 0;
     this.state = '';
     this.retryAt = 0;
     // A network coming back is a better moment to retry than the timer.
@@ -43,9 +47,22 @@ export class Live {
       return;
     }
     this.ws = ws;
-    ws.onmessage = (ev) => this.message(ev.data);
-    ws.onclose = () => { if (this.ws === ws) { this.ws = null; this.retry(); } };
+    ws.onmessage = (ev) => { this.heard(ws); this.message(ev.data); };
+    ws.onclose = () => { if (this.ws === ws) { clearTimeout(this.silence); this.ws = null; this.retry(); } };
+    this.heard(ws);
     ws.onerror = () => { /* onclose follows and schedules the retry */ };
+  }
+
+  heard(ws) {
+    clearTimeout(this.silence);
+    this.silence = setTimeout(() => {
+      if (this.ws !== ws) return;
+      console.warn('live: no message for', SILENCE / 1000, 's; reconnecting');
+      ws.onclose = null;
+      ws.close();
+      this.ws = null;
+      this.retry();
+    }, SILENCE);
   }
 
   retry() {
@@ -65,6 +82,7 @@ export class Live {
       console.warn('live: bad message:', err);
       return;
     }
+    if (!msg || typeof msg !== 'object') return;
     switch (msg.type) {
       case 'hello':
         this.attempt = 0;

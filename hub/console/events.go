@@ -392,6 +392,15 @@ func (h *hub) read(c *client) {
 	}
 }
 
+// pingMessage is the text keepalive every client gets each PingInterval.
+var pingMessage = func() *websocket.PreparedMessage {
+	m, err := websocket.NewPreparedMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+	if err != nil {
+		panic(err) // a constant message; cannot fail
+	}
+	return m
+}()
+
 // write is the connection's only writer of data: the hello, then queued
 // messages and pings, until the hub kicks the client or the peer is gone.
 func (h *hub) write(c *client, hello []byte) {
@@ -424,7 +433,15 @@ func (h *hub) write(c *client, hello []byte) {
 			}
 			h.written.Inc()
 		case <-ping.C:
+			// Browsers answer protocol pings but never show them to the
+			// page; the text ping lets a console tell a quiet hub from a
+			// dead connection.
 			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(h.cfg.WriteTimeout)); err != nil {
+				conn.NetConn().Close()
+				return
+			}
+			conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+			if err := conn.WritePreparedMessage(pingMessage); err != nil {
 				conn.NetConn().Close()
 				return
 			}

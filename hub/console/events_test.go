@@ -394,3 +394,19 @@ func TestPublishWithoutClientsKeepsNothing(t *testing.T) {
 		t.Errorf("pending %d, sent %d; want 0 and 1000", len(s.hub.pending), s.hub.sent)
 	}
 }
+
+// Browsers never see protocol pings, so the hub also sends a text ping the
+// console can time out on.
+func TestEventsTextPing(t *testing.T) {
+	s := mustNew(t, Config{PingInterval: 50 * time.Millisecond}, testDeps())
+	base, _ := running(t, s)
+	c := dial(t, base, nil)
+	readHello(t, c)
+	c.SetReadDeadline(time.Now().Add(wait))
+	var m struct {
+		Type string `json:"type"`
+	}
+	if err := c.ReadJSON(&m); err != nil || m.Type != "ping" {
+		t.Fatalf("next message %+v, %v; want a text ping", m, err)
+	}
+}
