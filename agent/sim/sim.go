@@ -50,6 +50,9 @@ type Options struct {
 	// Interval is the agents' health interval and camera probe interval;
 	// zero keeps the agent defaults.
 	Interval time.Duration
+	// LiveLoopbackOnly makes the agents offer only loopback ICE candidates
+	// for live video: for a hub on the same machine (the demo, tests).
+	LiveLoopbackOnly bool
 	// SnapshotAddr is the listen address of the snapshot HTTP server;
 	// default 127.0.0.1:0.
 	SnapshotAddr string
@@ -249,6 +252,7 @@ func (s *Sim) bind(cfg config.Config, l *link, snapshotHost string) config.Confi
 	cfg.Broker.URL = "tcp://" + l.addr()
 	cfg.Broker.Username = s.opts.BrokerUsername
 	cfg.Broker.Password = secret.String(s.opts.BrokerPassword)
+	cfg.Live.LoopbackOnly = s.opts.LiveLoopbackOnly
 	if s.opts.Interval > 0 {
 		cfg.Interval, cfg.Probe.Interval = s.opts.Interval, s.opts.Interval
 		cfg.Probe.Timeout = min(cfg.Probe.Timeout, s.opts.Interval/2)
