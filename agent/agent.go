@@ -87,8 +87,10 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		PortMin:      lo,
 		PortMax:      hi,
 		LoopbackOnly: cfg.Live.LoopbackOnly,
-		RTSPTimeout:  cfg.Probe.Timeout,
-		Logger:       opts.Logger,
+		// A probe may be tuned tight; a stream must ride out the wait for
+		// the camera's next keyframe.
+		RTSPTimeout: max(cfg.Probe.Timeout, live.DefaultRTSPTimeout),
+		Logger:      opts.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

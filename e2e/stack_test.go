@@ -31,8 +31,10 @@ type stack struct {
 
 type stackOptions struct {
 	city     sim.CityOptions
-	influx   *testenv.Influx // nil: no history store
-	interval time.Duration   // agents' report and probe interval
+	influx   *testenv.Influx      // nil: no history store
+	interval time.Duration        // agents' report and probe interval
+	live     bool                 // relay live video on loopback
+	hubCfg   func(*config.Config) // adjusts the hub's configuration
 }
 
 // testLogger writes to the test log only when -v or on failure, keeping CI
@@ -44,7 +46,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startHub(t testing.TB, ctx context.Context, brokerURL string, influx *testenv.Influx) *app.App {
+func startHub(t testing.TB, ctx context.Context, brokerURL string, influx *testenv.Influx, adjust func(*config.Config)) *app.App {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
@@ -57,6 +59,9 @@ func startHub(t testing.TB, ctx context.Context, brokerURL string, influx *teste
 		cfg.Influx.URL, cfg.Influx.Org, cfg.Influx.Bucket = influx.URL(), influx.Org(), influx.Bucket()
 		cfg.Influx.Token = config.Secret(influx.Token())
 		cfg.Influx.FlushInterval = 200 * time.Millisecond
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	hub, err := app.New(cfg, testLogger(t))
 	if err != nil {
@@ -83,12 +88,21 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{broker: testenv.Mosquitto(t)}
-	s.hub = startHub(t, ctx, s.broker.URL(), o.influx)
+	adjust := o.hubCfg
+	if o.live {
+		adjust = func(c *config.Config) {
+			c.Live.LoopbackOnly = true
+			if o.hubCfg != nil {
+				o.hubCfg(c)
+			}
+		}
+	}
+	s.hub = startHub(t, ctx, s.broker.URL(), o.influx, adjust)
 	if o.interval == 0 {
 		o.interval = time.Second
 	}
 	var err error
-	s.sim, err = sim.New(sim.Options{BrokerURL: s.broker.URL(), City: o.city, Interval: o.interval, Logger: testLogger(t)})
+	s.sim, err = sim.New(sim.Options{BrokerURL: s.broker.URL(), City: o.city, Interval: o.interval, LiveLoopbackOnly: o.live, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

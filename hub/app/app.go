@@ -18,9 +18,11 @@ import (
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/ingest"
+	"github.com/citywatch/citywatch/hub/live"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/ui"
+	"github.com/citywatch/citywatch/wire"
 )
 
 // App is a configured hub.
@@ -35,6 +37,7 @@ type App struct {
 	fleet     *fleet.Registry
 	ingest    *ingest.Ingest
 	ingestCfg ingest.Config
+	live      *live.SFU
 	console   *console.Server
 
 	ready     chan struct{}
@@ -76,6 +79,15 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		// fault: without this a broker restart would mark the city offline.
 		Live: func() bool { return a.ingest.Connected() },
 	})
+	a.live, err = live.New(live.Config{
+		Linger: cfg.Live.Linger, MaxUpstreamsPerAgent: cfg.Live.MaxUpstreamsPerAgent, UDPPort: cfg.Live.UDPPort,
+		LoopbackOnly: cfg.Live.LoopbackOnly, PublicIPs: cfg.Live.PublicIPs, UpstreamTimeout: cfg.Live.UpstreamTimeout,
+		KeyframeInterval: cfg.Live.KeyframeInterval, StallTimeout: cfg.Live.StallTimeout,
+		AllowOrigins: cfg.Live.AllowOrigins,
+	}, live.Deps{Log: log, Metrics: a.metrics, Fleet: a.fleet, Commands: ingestCommands{a}, Store: a.store})
+	if err != nil {
+		return nil, err
+	}
 	a.ingestCfg = ingest.Config{
 		BrokerURL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
 		Username: cfg.MQTT.Username, Password: string(cfg.MQTT.Password),
@@ -90,6 +102,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.console, err = console.New(console.Config{Listen: cfg.Listen}, console.Deps{
 		Log: log, Fleet: a.fleet, History: a.store, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
+		Live: a.live.Handler(),
 	})
 	if err != nil {
 		return nil, err
@@ -99,8 +112,16 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 
 func (a *App) newIngest() error {
 	var err error
-	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: a.store, Metrics: a.metrics, Now: time.Now})
+	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: a.store, Metrics: a.metrics, Live: a.live, Now: time.Now})
 	return err
+}
+
+// ingestCommands sends live video's commands through the ingest's MQTT
+// client, which with the embedded broker exists only once Run has begun.
+type ingestCommands struct{ a *App }
+
+func (c ingestCommands) SendCommand(agent string, cmd wire.Command) error {
+	return c.a.ingest.SendCommand(agent, cmd)
 }
 
 // onChange fans a fleet change out to the console and the transition log;
@@ -176,6 +197,9 @@ func (a *App) Run(ctx context.Context) error {
 		stage{"fleet", a.fleet.Run},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
+		// Live video sends its commands through ingest, so it stops first:
+		// the agents hear live_stop before the MQTT client goes.
+		stage{"live", a.live.Run},
 	)
 	go func() {
 		select {

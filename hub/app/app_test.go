@@ -73,6 +73,26 @@ func TestEmbeddedBrokerHub(t *testing.T) {
 	if got := health.Components["history"].Status; got != "degraded" {
 		t.Errorf("history without InfluxDB is %q, want degraded", got)
 	}
+	// Live video is wired in: its API answers, and an unknown camera is
+	// refused before anything is sent to an agent.
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "api/live/streams", http.StatusOK},
+		{http.MethodPost, "api/cameras/cam-none/whep", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(tc.method, hub.ConsoleURL()+tc.path, strings.NewReader("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n"))
+		req.Header.Set("Content-Type", "application/sdp")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("%s /%s = %d, want %d", tc.method, tc.path, res.StatusCode, tc.want)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:

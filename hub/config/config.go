@@ -45,6 +45,7 @@ type Config struct {
 	Influx Influx `yaml:"influx"`
 	Fleet  Fleet  `yaml:"fleet"`
 	Memory Memory `yaml:"memory"`
+	Live   Live   `yaml:"live"`
 	Log    Log    `yaml:"log"`
 }
 
@@ -95,6 +96,20 @@ type Memory struct {
 	Transitions int `yaml:"transitions"`
 }
 
+// Live is the live video relay: WHEP for viewers, one WebRTC upstream per
+// watched camera from its agent.
+type Live struct {
+	Linger               time.Duration `yaml:"linger"`                  // an upstream without viewers stays this long
+	MaxUpstreamsPerAgent int           `yaml:"max_upstreams_per_agent"` // concurrent streams one site uplink carries
+	UDPPort              int           `yaml:"udp_port"`                // one UDP port for all ICE; 0 = ephemeral ports
+	LoopbackOnly         bool          `yaml:"loopback_only"`           // ICE on 127.0.0.1 only: everything on one host, tests
+	PublicIPs            []string      `yaml:"public_ips"`              // addresses announced instead of the host's (1:1 NAT)
+	UpstreamTimeout      time.Duration `yaml:"upstream_timeout"`        // agent's answer and first keyframe
+	KeyframeInterval     time.Duration `yaml:"keyframe_interval"`       // least time between keyframe requests to an agent
+	StallTimeout         time.Duration `yaml:"stall_timeout"`           // a watched stream without packets this long fails
+	AllowOrigins         []string      `yaml:"allow_origins"`           // web origins of other WHEP players' pages, or "*"
+}
+
 // Log configures the logger built in main.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -110,7 +125,9 @@ func Default() Config {
 		Influx: Influx{BatchSize: 5000, FlushInterval: time.Second, Timeout: 10 * time.Second, Queue: 200_000},
 		Fleet:  Fleet{MissedHeartbeats: 3, DefaultInterval: 10 * time.Second},
 		Memory: Memory{Samples: 60, Transitions: 50},
-		Log:    Log{Level: "info", Format: "text"},
+		Live: Live{Linger: 10 * time.Second, MaxUpstreamsPerAgent: 4, UpstreamTimeout: 10 * time.Second,
+			KeyframeInterval: time.Second, StallTimeout: 5 * time.Second},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -161,6 +178,8 @@ var EnvVars = []struct{ Name, Field string }{
 	{"INFLUX_TOKEN", "influx.token"},
 	{"INFLUX_ORG", "influx.org"},
 	{"INFLUX_BUCKET", "influx.bucket"},
+	{"CITYWATCH_LIVE_UDP_PORT", "live.udp_port"},
+	{"CITYWATCH_LIVE_PUBLIC_IPS", "live.public_ips"},
 	{"CITYWATCH_LOG_LEVEL", "log.level"},
 	{"CITYWATCH_LOG_FORMAT", "log.format"},
 }
@@ -199,6 +218,19 @@ func (c *Config) applyEnv(env func(string) (string, bool)) error {
 			c.Influx.Org = v
 		case "influx.bucket":
 			c.Influx.Bucket = v
+		case "live.udp_port":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: want a port number", e.Name, v))
+			}
+			c.Live.UDPPort = n
+		case "live.public_ips":
+			c.Live.PublicIPs = nil
+			for ip := range strings.SplitSeq(v, ",") {
+				if ip = strings.TrimSpace(ip); ip != "" {
+					c.Live.PublicIPs = append(c.Live.PublicIPs, ip)
+				}
+			}
 		case "log.level":
 			c.Log.Level = v
 		case "log.format":
@@ -278,6 +310,7 @@ func (c Config) Validate() error {
 	if c.Memory.Transitions < 0 || c.Memory.Transitions > 10_000 {
 		bad("memory.transitions", "%d out of range 0–10000", c.Memory.Transitions)
 	}
+	errs = append(errs, c.Live.validate()...)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
@@ -296,4 +329,41 @@ func redacted(raw string) string {
 		return u.Redacted()
 	}
 	return "(unparseable URL)"
+}
+
+func (l Live) validate() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("live.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for _, d := range []struct {
+		field     string
+		v, lo, hi time.Duration
+	}{
+		{"linger", l.Linger, 100 * time.Millisecond, time.Hour},
+		{"upstream_timeout", l.UpstreamTimeout, time.Second, 2 * time.Minute},
+		{"keyframe_interval", l.KeyframeInterval, 100 * time.Millisecond, time.Minute},
+		{"stall_timeout", l.StallTimeout, time.Second, time.Minute},
+	} {
+		if d.v < d.lo || d.v > d.hi {
+			bad(d.field, "%s out of range %s–%s", d.v, d.lo, d.hi)
+		}
+	}
+	if l.MaxUpstreamsPerAgent < 1 || l.MaxUpstreamsPerAgent > 64 {
+		bad("max_upstreams_per_agent", "%d out of range 1–64", l.MaxUpstreamsPerAgent)
+	}
+	if l.UDPPort < 0 || l.UDPPort > 65535 {
+		bad("udp_port", "%d out of range 0–65535 (0 = ephemeral ports)", l.UDPPort)
+	}
+	for _, ip := range l.PublicIPs {
+		if net.ParseIP(ip).To4() == nil {
+			bad("public_ips", "%q is not an IPv4 address", ip)
+		}
+	}
+	for _, o := range l.AllowOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
+			bad("allow_origins", "%q is not scheme://host[:port] or *", o)
+		}
+	}
+	return errs
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,16 @@ fleet: {missed_heartbeats: 5}
 	if cfg.MQTT.Password != "s3cret" || cfg.Influx.Token != "user:pass" {
 		t.Errorf("secrets not read from env")
 	}
+
+	cfg, err = Parse([]byte("live: {udp_port: 8189, public_ips: [192.0.2.1]}\n"), envOf(map[string]string{
+		"CITYWATCH_LIVE_UDP_PORT": "9000", "CITYWATCH_LIVE_PUBLIC_IPS": "198.51.100.7, 198.51.100.8",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Live.UDPPort != 9000 || !reflect.DeepEqual(cfg.Live.PublicIPs, []string{"198.51.100.7", "198.51.100.8"}) {
+		t.Errorf("live env = %+v", cfg.Live)
+	}
 }
 
 func TestEveryProblemListedAtOnce(t *testing.T) {
@@ -60,6 +71,8 @@ listen: nonsense
 mqtt: {url: "ftp://x", client_id: "", queue: 0}
 influx: {url: "http://influx:8086", batch_size: 0}
 fleet: {missed_heartbeats: 0, default_interval: 1ms}
+live: {linger: 1ms, max_upstreams_per_agent: 0, udp_port: 70000, public_ips: [example.org], upstream_timeout: 1h,
+  keyframe_interval: 0s, stall_timeout: 0s, allow_origins: [example.org]}
 log: {level: loud, format: xml}
 `)
 	_, err := Parse(yml, noEnv)
@@ -67,7 +80,9 @@ log: {level: loud, format: xml}
 		t.Fatal("accepted")
 	}
 	for _, field := range []string{"listen:", "mqtt.url:", "mqtt.client_id:", "mqtt.queue:", "influx.bucket:", "influx.org:",
-		"influx.batch_size:", "fleet.missed_heartbeats:", "fleet.default_interval:", "log.level:", "log.format:"} {
+		"influx.batch_size:", "fleet.missed_heartbeats:", "fleet.default_interval:", "log.level:", "log.format:",
+		"live.linger:", "live.max_upstreams_per_agent:", "live.udp_port:", "live.public_ips:", "live.upstream_timeout:",
+		"live.keyframe_interval:", "live.stall_timeout:", "live.allow_origins:"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not mention %s:\n%v", field, err)
 		}
@@ -107,7 +122,13 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg != Default() {
+	// "[]" in the file is the default's nil list.
+	for _, l := range []*[]string{&cfg.Live.PublicIPs, &cfg.Live.AllowOrigins} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("example differs from the defaults:\n%+v\n%+v", cfg, Default())
 	}
 }

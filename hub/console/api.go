@@ -49,6 +49,10 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("GET "+r.path, r.h)
 		mux.HandleFunc(r.path, methodNotAllowed)
 	}
+	if s.live != nil {
+		mux.Handle("/api/cameras/", s.live)
+		mux.Handle("/api/live/", s.live)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+clip(r.URL.Path))
 	})

@@ -328,17 +328,33 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			documented = append(documented, strings.TrimSuffix(strings.TrimSpace(line), ":"))
 		}
 	}
-	s := mustNew(t, Config{}, testDeps())
+	deps := testDeps()
+	var live []string // paths the live video handler was given
+	deps.Live = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		live = append(live, r.URL.Path)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	s := mustNew(t, Config{}, deps)
 	for _, p := range documented {
 		target := strings.ReplaceAll(strings.ReplaceAll(p, "{id}", "cam-gate-1"), "/api/agents/cam-gate-1", "/api/agents/agent-east")
+		target = strings.ReplaceAll(target, "{session}", "ws-1")
 		if rec := do(t, s, "GET", target, nil); rec.Code == http.StatusNotFound {
 			t.Errorf("documented %s is not a route (GET %s = 404)", p, target)
 		}
 	}
 	want := []string{"/api/devices", "/api/devices/{id}", "/api/agents", "/api/agents/{id}", "/api/summary",
-		"/api/events", "/healthz", "/metrics"}
+		"/api/events", "/api/cameras/{id}/whep", "/api/cameras/{id}/whep/{session}", "/api/live/sessions", "/api/live/streams",
+		"/healthz", "/metrics"}
 	if !slices.Equal(documented, want) {
 		t.Errorf("documented paths %v, want %v", documented, want)
+	}
+	wantLive := []string{"/api/cameras/cam-gate-1/whep", "/api/cameras/cam-gate-1/whep/ws-1", "/api/live/sessions", "/api/live/streams"}
+	if !slices.Equal(live, wantLive) {
+		t.Errorf("the live handler got %v, want %v", live, wantLive)
+	}
+	// Without live video those paths are not found.
+	if rec := do(t, mustNew(t, Config{}, testDeps()), "GET", "/api/live/streams", nil); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /api/live/streams without live video = %d", rec.Code)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package console is the hub's HTTP face: the JSON API over the fleet's
 // state, a websocket at /api/events that pushes every fleet change as it
 // happens, /metrics in the Prometheus text format, /healthz, and the static
-// console UI. It reads the fleet and the metric store through small
+// console UI; live video's endpoints are another component's handler,
+// mounted here. It reads the fleet and the metric store through small
 // interfaces declared here, so it can be tested with fakes and knows nothing
 // of MQTT or InfluxDB. Broadcasting is built for alarm storms: a change is
 // encoded once, bursts are coalesced into a few messages, every client has
@@ -107,6 +108,9 @@ type Deps struct {
 	Health  func() HealthReport // optional: without it /healthz reports only the console
 	Metrics *metrics.Registry
 	UI      fs.FS // static console files; index.html at the root
+	// Live serves live video under /api/cameras/ and /api/live/ (hub/live's
+	// WHEP endpoints and API); optional: without it those paths are 404.
+	Live http.Handler
 }
 
 // Server serves the console. Create it with New, start it with Run.
@@ -118,6 +122,7 @@ type Server struct {
 	health  func() HealthReport
 	reg     *metrics.Registry
 	ui      fs.FS
+	live    http.Handler
 	origins map[string]bool
 
 	hub      *hub
@@ -157,6 +162,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		health:  deps.Health,
 		reg:     deps.Metrics,
 		ui:      deps.UI,
+		live:    deps.Live,
 		origins: origins,
 		ready:   make(chan struct{}),
 	}

@@ -8,7 +8,12 @@
 // processed in parallel. A full shard rejects with reason "overload". Every
 // reject is counted by reason and logged, clipped, at most 10 times per
 // reason a minute, then summarised. Messages on the commands channel (ours or
-// another hub's) are counted as received and otherwise ignored.
+// another hub's) are counted as received and otherwise ignored. Accepted
+// live video signalling goes on to the LiveHandler.
+//
+// The hub's own commands to agents (SendCommand) leave through the same
+// MQTT client, from a bounded queue, so a caller never waits for the
+// broker.
 //
 // Delivery is at most once past the handler: paho acknowledges a message
 // when the handler returns, i.e. once it is queued, so messages still queued
@@ -18,6 +23,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -83,14 +90,30 @@ type SampleWriter interface {
 	WriteSamples([]fleet.Sample)
 }
 
+// LiveHandler takes the agents' live video signalling once the fleet has
+// accepted it (hub/live's relay is one). HandleLive runs on an ingest
+// worker and must not block.
+type LiveHandler interface {
+	HandleLive(wire.Live)
+}
+
 // Deps are the components ingest talks to.
 type Deps struct {
 	Log     *slog.Logger      // nil: discard
 	Fleet   Applier           // required
 	Samples SampleWriter      // required
 	Metrics *metrics.Registry // required
+	Live    LiveHandler       // nil: live signalling is accepted and dropped
 	Now     func() time.Time  // nil: time.Now
 }
+
+// Commands waiting to be published; beyond this SendCommand fails. Live
+// video sends a few per stream, so this is a burst of a hundred streams.
+const commandQueueLen = 256
+
+// commandTimeout bounds the wait for the broker's acknowledgement of one
+// command.
+const commandTimeout = 10 * time.Second
 
 // Ingest receives agent messages from the broker.
 type Ingest struct {
@@ -98,6 +121,7 @@ type Ingest struct {
 	log     *slog.Logger
 	fleet   Applier
 	samples SampleWriter
+	live    LiveHandler
 	now     func() time.Time
 
 	seed   maphash.Seed
@@ -109,6 +133,18 @@ type Ingest struct {
 	up        atomic.Bool
 	rejectLog *rejectLog
 	running   atomic.Bool
+
+	connectFailures atomic.Int64 // in a row, for log rate limiting
+
+	commands     chan command
+	commandsSent *metrics.Counter
+	commandsLost *metrics.Counter
+}
+
+// command is one encoded command on its way to the broker.
+type command struct {
+	topic   string
+	payload []byte
 }
 
 // delivery is one message as paho handed it over. paho allocates every
@@ -173,12 +209,14 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		log:       log,
 		fleet:     deps.Fleet,
 		samples:   deps.Samples,
+		live:      deps.Live,
 		now:       deps.Now,
 		seed:      maphash.MakeSeed(),
 		shards:    make([]chan delivery, cfg.Workers),
 		received:  make(map[string]*metrics.Counter),
 		rejects:   make(map[wire.RejectReason]*metrics.Counter),
 		rejectLog: newRejectLog(log),
+		commands:  make(chan command, commandQueueLen),
 	}
 	for i := range in.shards {
 		in.shards[i] = make(chan delivery, cfg.QueueLen)
@@ -200,6 +238,9 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		"Messages waiting in the ingest shards.", func() float64 { return float64(in.queued()) })
 	in.connected = m.Gauge("citywatch_mqtt_connected",
 		"1 while the hub is connected and subscribed to the broker.")
+	cmds := m.CounterVec("citywatch_mqtt_commands_total",
+		"Commands the hub published to agents: sent (acknowledged by the broker) or failed.", "result")
+	in.commandsSent, in.commandsLost = cmds.With("sent"), cmds.With("failed")
 	return in, nil
 }
 
@@ -240,6 +281,11 @@ func (in *Ingest) Run(ctx context.Context) error {
 	wg.Go(func() { in.rejectLog.run(done) })
 
 	client := mqtt.NewClient(in.clientOptions())
+	// Commands queued until ctx ends still go out: a live_stop sent while
+	// the hub shuts down must reach the agent.
+	stopSending := make(chan struct{})
+	var sender sync.WaitGroup
+	sender.Go(func() { in.sendCommands(client, stopSending) })
 	in.log.Info("connecting", "config", in.cfg)
 	tok := client.Connect() // with ConnectRetry it completes once connected
 	var err error
@@ -250,6 +296,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 	}
+	close(stopSending)
+	sender.Wait()
 	client.Disconnect(250)
 	in.setConnected(false)
 	close(done)
@@ -283,27 +331,49 @@ func (in *Ingest) clientOptions() *mqtt.ClientOptions {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			in.setConnected(false)
 			in.log.Warn("connection to the broker lost; reconnecting", "err", err)
+		}).
+		// Without this a wrong password or an unreachable broker retries
+		// in silence.
+		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+			if f, ok := n.(mqtt.ConnectionNotificationFailed); ok {
+				// Attempts 1, 2, 4, 8…: loud at first, quiet in a long outage.
+				if k := in.connectFailures.Add(1); k&(k-1) == 0 {
+					in.log.Warn("cannot connect to the broker; retrying", "broker", redactURL(in.cfg.BrokerURL), "attempts", k, "err", f.Reason)
+				}
+			}
 		})
 }
 
 // subscribe renews the subscription on every connect, in case the broker
-// lost the session. paho runs it on its own goroutine, so it may wait.
+// lost the session. paho runs it on its own goroutine, so it may wait; it
+// retries while the connection stays open, because a hub connected but not
+// subscribed hears nothing and keeps the heartbeat backstop suspended.
 func (in *Ingest) subscribe(c mqtt.Client) {
+	for wait := time.Second; c.IsConnectionOpen(); wait = min(2*wait, 30*time.Second) {
+		err := trySubscribe(c)
+		if err == nil {
+			in.connectFailures.Store(0)
+			in.setConnected(true)
+			in.log.Info("connected and subscribed", "filter", wire.HubSubscription)
+			return
+		}
+		in.log.Error("subscribe failed; retrying", "filter", wire.HubSubscription, "err", err, "in", wait)
+		time.Sleep(wait)
+	}
+}
+
+func trySubscribe(c mqtt.Client) error {
 	tok := c.Subscribe(wire.HubSubscription, 1, nil)
 	if !tok.WaitTimeout(30 * time.Second) {
-		in.log.Error("subscribe timed out", "filter", wire.HubSubscription)
-		return
+		return errors.New("timed out")
 	}
-	err := tok.Error()
-	if st, ok := tok.(*mqtt.SubscribeToken); err == nil && ok && st.Result()[wire.HubSubscription] > 2 {
-		err = errors.New("the broker refused the subscription")
+	if err := tok.Error(); err != nil {
+		return err
 	}
-	if err != nil {
-		in.log.Error("subscribe failed", "filter", wire.HubSubscription, "err", err)
-		return
+	if st, ok := tok.(*mqtt.SubscribeToken); ok && st.Result()[wire.HubSubscription] > 2 {
+		return errors.New("the broker refused the subscription")
 	}
-	in.setConnected(true)
-	in.log.Info("connected and subscribed", "filter", wire.HubSubscription)
+	return nil
 }
 
 // handle is paho's message handler. It must not block (paho delivers in
@@ -372,6 +442,80 @@ func (in *Ingest) process(d delivery) {
 	if len(samples) > 0 {
 		in.samples.WriteSamples(samples)
 	}
+	// Signalling is about a session now; a retained copy can only be stale.
+	if m.Live != nil && !d.retained && in.live != nil {
+		in.live.HandleLive(*m.Live)
+	}
+}
+
+// ErrNotConnected is returned by SendCommand while the hub cannot reach the
+// broker.
+var ErrNotConnected = errors.New("ingest: not connected to the MQTT broker")
+
+// SendCommand publishes cmd to agent's commands topic with QoS 1, not
+// retained. It fills in V, TS and, when empty, ID, checks the command as an
+// agent will (wire.Decode), and queues it without waiting for the broker:
+// an error means the command will not be sent; nil means it is on its way,
+// and a failure after that is counted and logged.
+func (in *Ingest) SendCommand(agent string, cmd wire.Command) error {
+	now := in.now()
+	cmd.V, cmd.TS = wire.Version, now.UTC()
+	if cmd.ID == "" {
+		cmd.ID = "cmd-" + rand.Text()[:16]
+	}
+	topic := wire.Topic(agent, wire.ChannelCommands)
+	payload, err := json.Marshal(cmd)
+	if err == nil {
+		_, err = wire.Decode(topic, payload, now)
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: command %s to %s: %w", clip(cmd.Type), clip(agent), err)
+	}
+	if !in.Connected() {
+		return ErrNotConnected
+	}
+	select {
+	case in.commands <- command{topic: topic, payload: payload}:
+		return nil
+	default:
+		return fmt.Errorf("ingest: command %s to %s: %d commands already waiting for the broker", cmd.Type, agent, commandQueueLen)
+	}
+}
+
+// sendCommands publishes queued commands one at a time until stop is
+// closed, then publishes what is still queued. Commands are rare (a few
+// per live stream), so waiting for each acknowledgement costs nothing and
+// tells which ones failed.
+func (in *Ingest) sendCommands(client mqtt.Client, stop <-chan struct{}) {
+	for {
+		select {
+		case c := <-in.commands:
+			in.publish(client, c)
+		case <-stop:
+			for {
+				select {
+				case c := <-in.commands:
+					in.publish(client, c)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (in *Ingest) publish(client mqtt.Client, c command) {
+	tok := client.Publish(c.topic, 1, false, c.payload)
+	err := fmt.Errorf("no acknowledgement within %s", commandTimeout)
+	if tok.WaitTimeout(commandTimeout) {
+		err = tok.Error()
+	}
+	if err != nil {
+		in.commandsLost.Inc()
+		in.log.Warn("command not delivered to the broker", "topic", c.topic, "err", err)
+		return
+	}
+	in.commandsSent.Inc()
 }
 
 func (in *Ingest) reject(agent string, reason wire.RejectReason, msg string) {

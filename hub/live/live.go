@@ -1,0 +1,367 @@
+// Package live is the hub's live video relay, a selective forwarding unit
+// (SFU). Viewers connect with WHEP: they POST an SDP offer to
+// /api/cameras/{id}/whep and get the answer and a session URL to DELETE
+// when done, so any WHEP player works. For each camera watched the hub
+// keeps one upstream: a WebRTC peer connection to the agent at the
+// camera's site, negotiated over MQTT (wire's live_start, answer,
+// candidate, stopped, live_stop). The first viewer starts it; after the
+// last leaves it lingers (Config.Linger) and then stops, so a site uplink
+// carries only video somebody watches, and Config.MaxUpstreamsPerAgent
+// caps what one uplink carries.
+//
+// The upstream's reader parses H.264 RTP just enough to find keyframes,
+// keeps the current group of pictures, and hands every packet to each
+// viewer's bounded queue; a writer goroutine per viewer sends the GOP
+// first, then live packets, so a viewer's first picture is a keyframe and
+// a slow viewer never holds up the others. Viewers' picture loss reports
+// become keyframe requests upstream, at most one per Config.
+// KeyframeInterval. A stream that fails ends its viewers' sessions and,
+// when the camera gave no picture, marks the camera degraded in the fleet.
+// Health goes to /metrics and, per stream, to the metric store; every
+// session goes to an audit log served at /api/live/sessions.
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/hub/metricstore"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Config holds the relay's settings. Zero values take the defaults noted.
+type Config struct {
+	// Linger is how long an upstream stays after its last viewer left, so
+	// that switching views or reloading a page does not restart the
+	// camera's stream. 10 s.
+	Linger time.Duration
+	// MaxUpstreamsPerAgent caps the streams one agent sends at once, to
+	// protect thin site uplinks. 4.
+	MaxUpstreamsPerAgent int
+	// UDPPort is the one UDP port all ICE traffic uses (an ICE UDP mux),
+	// which is what firewalls want; 0 gives every peer connection its own
+	// ephemeral ports.
+	UDPPort int
+	// LoopbackOnly restricts ICE to 127.0.0.1, for tests.
+	LoopbackOnly bool
+	// PublicIPs replace the host's addresses in ICE candidates, for a hub
+	// behind 1:1 NAT.
+	PublicIPs []string
+	// UpstreamTimeout bounds a stream's start, from live_start to the first
+	// keyframe, and a viewer's connection after its answer. 10 s.
+	UpstreamTimeout time.Duration
+	// KeyframeInterval is the least time between two keyframe requests to
+	// an agent for one stream. 1 s.
+	KeyframeInterval time.Duration
+	// StallTimeout ends a watched stream that brought no packet for this
+	// long. 5 s.
+	StallTimeout time.Duration
+	// StatsInterval is how often each stream's statistics go to the metric
+	// store. 10 s.
+	StatsInterval time.Duration
+	// AllowOrigins lists the web origins ("https://player.example.org", or
+	// "*" for any) whose pages may use the WHEP endpoints; the hub's own
+	// pages need no entry.
+	AllowOrigins []string
+}
+
+// Defaults.
+const (
+	DefaultLinger               = 10 * time.Second
+	DefaultMaxUpstreamsPerAgent = 4
+	DefaultUpstreamTimeout      = 10 * time.Second
+	DefaultKeyframeInterval     = time.Second
+	DefaultStallTimeout         = 5 * time.Second
+	DefaultStatsInterval        = 10 * time.Second
+)
+
+// Sizes that need no tuning.
+const (
+	gopBytes    = 4 << 20 // per upstream: several seconds of a 5 Mbit/s camera
+	viewerQueue = 512     // packets: over a second of a 4 Mbit/s stream
+	auditSize   = 10_000  // sessions kept in the audit log
+	maxOffer    = 64 << 10
+)
+
+// Fleet is what the relay needs of the fleet: the camera and its agent,
+// and a place to say a camera's stream failed (*fleet.Registry is one).
+type Fleet interface {
+	Device(id string) (fleet.Device, bool)
+	SetStreamFault(device string, reason wire.Reason, detail string)
+	ClearStreamFault(device string)
+}
+
+// Commands sends a command to an agent without waiting for it to arrive
+// (*ingest.Ingest is one).
+type Commands interface {
+	SendCommand(agent string, cmd wire.Command) error
+}
+
+// StatWriter stores stream statistics without blocking
+// (*metricstore.Store is one).
+type StatWriter interface {
+	WriteLive(metricstore.LiveStat)
+}
+
+// Deps are the relay's collaborators.
+type Deps struct {
+	Log      *slog.Logger      // nil discards
+	Metrics  *metrics.Registry // required
+	Fleet    Fleet             // required
+	Commands Commands          // required
+	Store    StatWriter        // nil: statistics are not stored
+}
+
+// SFU is the live video relay. Create it with New, serve Handler, feed it
+// the agents' signalling with HandleLive, and Run it.
+type SFU struct {
+	cfg      Config
+	log      *slog.Logger
+	fleet    Fleet
+	commands Commands
+	store    StatWriter
+	m        *instruments
+	audit    *auditLog
+	origins  map[string]bool
+
+	mu         sync.Mutex
+	phase      phase
+	ctx        context.Context // Run's, for upstreams; set with api
+	api        *webrtc.API
+	upstreams  map[string]*upstream // by camera; none stopped
+	signalling map[string]*upstream // by upstream session id
+	perAgent   map[string]int       // upstreams by agent
+	viewers    map[string]*viewer   // by session id
+	wg         sync.WaitGroup       // every goroutine the relay starts; Add under mu while running
+}
+
+type phase int
+
+const (
+	phaseNew phase = iota
+	phaseRunning
+	phaseStopped
+)
+
+// New checks cfg and deps and returns a relay that has started nothing.
+func New(cfg Config, deps Deps) (*SFU, error) {
+	cfg = withDefaults(cfg)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.Linger < 0 || cfg.UpstreamTimeout < 0 || cfg.KeyframeInterval < 0 || cfg.StallTimeout < 0 || cfg.StatsInterval < 0 {
+		bad("durations must not be negative")
+	}
+	if cfg.MaxUpstreamsPerAgent < 0 {
+		bad("max upstreams per agent %d is negative", cfg.MaxUpstreamsPerAgent)
+	}
+	if cfg.UDPPort < 0 || cfg.UDPPort > 65535 {
+		bad("UDP port %d out of range", cfg.UDPPort)
+	}
+	for _, ip := range cfg.PublicIPs {
+		if net.ParseIP(ip).To4() == nil {
+			bad("public IP %q is not an IPv4 address", ip)
+		}
+	}
+	origins, err := parseOrigins(cfg.AllowOrigins)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case deps.Metrics == nil:
+		bad("Deps.Metrics is required")
+	case deps.Fleet == nil:
+		bad("Deps.Fleet is required")
+	case deps.Commands == nil:
+		bad("Deps.Commands is required")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("live: %w", err)
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &SFU{
+		cfg:        cfg,
+		log:        deps.Log.With("component", "live"),
+		fleet:      deps.Fleet,
+		commands:   deps.Commands,
+		store:      deps.Store,
+		audit:      newAuditLog(auditSize),
+		origins:    origins,
+		upstreams:  map[string]*upstream{},
+		signalling: map[string]*upstream{},
+		perAgent:   map[string]int{},
+		viewers:    map[string]*viewer{},
+	}
+	s.m = newInstruments(deps.Metrics, s)
+	return s, nil
+}
+
+func withDefaults(c Config) Config {
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.MaxUpstreamsPerAgent == 0 {
+		c.MaxUpstreamsPerAgent = DefaultMaxUpstreamsPerAgent
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if c.KeyframeInterval == 0 {
+		c.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
+	return c
+}
+
+// Run opens the ICE UDP port (if configured) and relays until ctx ends;
+// then it ends every session and stream, telling the agents, and returns
+// once every peer connection and goroutine is gone. It may be called once.
+func (s *SFU) Run(ctx context.Context) error {
+	api, closeMux, err := newAPI(s.cfg, s.log)
+	if err != nil {
+		return fmt.Errorf("live: %w", err)
+	}
+	defer closeMux()
+	s.mu.Lock()
+	if s.phase != phaseNew {
+		s.mu.Unlock()
+		return errors.New("live: Run called twice")
+	}
+	s.phase, s.ctx, s.api = phaseRunning, ctx, api
+	s.mu.Unlock()
+	s.log.Info("relaying live video", "udp_port", s.cfg.UDPPort, "linger", s.cfg.Linger,
+		"max_upstreams_per_agent", s.cfg.MaxUpstreamsPerAgent)
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.phase = phaseStopped
+	s.mu.Unlock()
+	// Each upstream sees ctx end, ends its viewers and tells its agent.
+	s.wg.Wait()
+	return nil
+}
+
+// HandleLive takes one signalling message from an agent, already accepted
+// by the fleet (the device is the agent's). It never blocks: a message for
+// a session that has ended, or that does not match the session's agent
+// and camera, is dropped.
+func (s *SFU) HandleLive(m wire.Live) {
+	s.mu.Lock()
+	u := s.signalling[m.Session]
+	s.mu.Unlock()
+	if u == nil || u.agent != m.Agent || u.camera != m.Device {
+		s.log.Debug("signalling for no current session", "agent", m.Agent, "session", m.Session, "type", m.Type)
+		return
+	}
+	select {
+	case u.events <- m:
+	default:
+		s.log.Warn("signalling queue full; message dropped", "agent", m.Agent, "device", m.Device, "type", m.Type)
+	}
+}
+
+// join attaches v to its camera's upstream, starting one when there is
+// none, and starts recording session. The upstream is ready once u.ready
+// is closed, or has ended when u.done is.
+func (s *SFU) join(v *viewer, d fleet.Device, session Session) (*upstream, *httpError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != phaseRunning {
+		return nil, errorf(503, "live video is not running")
+	}
+	u := s.upstreams[d.ID]
+	if u == nil {
+		var prev *upstream
+		if s.perAgent[d.Agent] >= s.cfg.MaxUpstreamsPerAgent {
+			// An upstream nobody watches gives way at once.
+			if prev = s.idleUpstream(d.Agent); prev == nil {
+				return nil, errorf(503, "site uplink limit: %d streams from agent %s already", s.cfg.MaxUpstreamsPerAgent, d.Agent)
+			}
+			s.removeLocked(prev)
+			prev.halt(ending{reason: wire.ReasonLiveStopped, detail: "its uplink slot went to camera " + d.ID})
+		}
+		u = newUpstream(s, d, prev)
+		s.upstreams[u.camera], s.signalling[u.session] = u, u
+		s.perAgent[u.agent]++
+		ctx := s.ctx
+		s.wg.Go(func() { u.run(ctx) })
+	}
+	v.rec = s.audit.add(session)
+	u.attach(v)
+	s.viewers[v.id] = v
+	s.m.sessions.With(d.ID).Inc()
+	s.wg.Go(v.writeLoop)
+	s.wg.Go(v.readRTCP)
+	return u, nil
+}
+
+// idleUpstream returns one of agent's upstreams without viewers, or nil.
+func (s *SFU) idleUpstream(agent string) *upstream {
+	for _, u := range s.upstreams {
+		if u.agent == agent && u.viewerCount() == 0 {
+			return u
+		}
+	}
+	return nil
+}
+
+// remove forgets u: new viewers of its camera get a new upstream, and late
+// signalling for it is dropped. It may be called more than once.
+func (s *SFU) remove(u *upstream) {
+	s.mu.Lock()
+	s.removeLocked(u)
+	s.mu.Unlock()
+}
+
+func (s *SFU) removeLocked(u *upstream) {
+	if s.upstreams[u.camera] != u {
+		return
+	}
+	delete(s.upstreams, u.camera)
+	delete(s.signalling, u.session)
+	if s.perAgent[u.agent]--; s.perAgent[u.agent] == 0 {
+		delete(s.perAgent, u.agent)
+	}
+	u.markStopped()
+}
+
+// leave forgets v; its upstream starts lingering if v was the last viewer.
+func (s *SFU) leave(v *viewer) {
+	s.mu.Lock()
+	delete(s.viewers, v.id)
+	s.mu.Unlock()
+	v.up.detach(v)
+}
+
+// viewer returns the session id's viewer, or nil.
+func (s *SFU) viewer(id string) *viewer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.viewers[id]
+}
+
+// streams returns every current upstream, for the API.
+func (s *SFU) streams() []*upstream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*upstream, 0, len(s.upstreams))
+	for _, u := range s.upstreams {
+		out = append(out, u)
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// h264Codecs are the H.264 flavours the relay negotiates, upstream and with
+// viewers. Packetization mode 1 only: the relay forwards FU-A and STAP-A
+// as they come. The bytes are the camera's whatever the profile agreed;
+// decoders go by the SPS in the stream.
+var h264Codecs = []webrtc.RTPCodecParameters{
+	{RTPCodecCapability: h264Capability("42e01f"), PayloadType: 102}, // constrained baseline 3.1
+	{RTPCodecCapability: h264Capability("42001f"), PayloadType: 104}, // baseline 3.1
+	{RTPCodecCapability: h264Capability("640c1f"), PayloadType: 106}, // constrained high 3.1
+}
+
+func h264Capability(profile string) webrtc.RTPCodecCapability {
+	return webrtc.RTPCodecCapability{
+		MimeType:    webrtc.MimeTypeH264,
+		ClockRate:   90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
+		RTCPFeedback: []webrtc.RTCPFeedback{
+			{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+			{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB},
+		},
+	}
+}
+
+// newAPI builds the one webrtc.API every peer connection of the relay is
+// made with. With cfg.UDPPort set it listens on that port, shared by all
+// of them through an ICE UDP mux; closeMux releases it.
+func newAPI(cfg Config, log *slog.Logger) (api *webrtc.API, closeMux func(), err error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range h264Codecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, nil, fmt.Errorf("register H.264: %w", err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	}
+
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log}}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if cfg.LoopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	if len(cfg.PublicIPs) > 0 {
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("public IPs: %w", err)
+		}
+	}
+	closeMux = func() {}
+	if cfg.UDPPort != 0 {
+		host := "0.0.0.0"
+		if cfg.LoopbackOnly {
+			host = "127.0.0.1"
+		}
+		var lc net.ListenConfig
+		conn, err := lc.ListenPacket(context.Background(), "udp4", net.JoinHostPort(host, fmt.Sprint(cfg.UDPPort)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("ICE UDP port: %w", err)
+		}
+		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), conn)
+		se.SetICEUDPMux(mux)
+		closeMux = func() { mux.Close() }
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), closeMux, nil
+}
+
+// pionLogs passes pion's logs to slog: its errors as warnings (a peer that
+// goes away makes pion complain, and that is routine for a relay), its
+// warnings at debug level, the rest not at all.
+type pionLogs struct{ log *slog.Logger }
+
+func (p pionLogs) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{p.log.With("pion", scope)}
+}
+
+type pionLogger struct{ log *slog.Logger }
+
+func (l pionLogger) Trace(string)              {}
+func (l pionLogger) Tracef(string, ...any)     {}
+func (l pionLogger) Debug(string)              {}
+func (l pionLogger) Debugf(string, ...any)     {}
+func (l pionLogger) Info(string)               {}
+func (l pionLogger) Infof(string, ...any)      {}
+func (l pionLogger) Warn(msg string)           { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Warnf(f string, a ...any)  { l.logf(slog.LevelDebug, f, a...) }
+func (l pionLogger) Error(msg string)          { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Errorf(f string, a ...any) { l.logf(slog.LevelWarn, f, a...) }
+
+func (l pionLogger) logf(level slog.Level, f string, a ...any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, fmt.Sprintf(f, a...))
+	}
+}
