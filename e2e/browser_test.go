@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
@@ -74,4 +75,92 @@ func TestConsoleUpdatesLiveInChromium(t *testing.T) {
 	if feed == "" {
 		t.Error("the live feed is empty after a device went offline")
 	}
+}
+
+// framesDecoded asks the console for the frames its video elements have
+// decoded, by camera and place.
+type videoStat struct {
+	Camera        string `json:"camera"`
+	FramesDecoded int    `json:"framesDecoded"`
+	Where         string `json:"where"`
+}
+
+func videoStats(t *testing.T, ctx context.Context) []videoStat {
+	t.Helper()
+	stats, err := chromedp.Run(ctx, chromedp.Evaluate[[]videoStat](`window.citywatch.videoStats()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
+// decodingGrows waits until every listed camera has decoded frames at
+// `where`, then until each has decoded more: the picture is live, not a
+// single frozen frame.
+func decodingGrows(t *testing.T, ctx context.Context, where string, cams []string) {
+	t.Helper()
+	frames := func() map[string]int {
+		m := map[string]int{}
+		for _, s := range videoStats(t, ctx) {
+			if s.Where == where {
+				m[s.Camera] = s.FramesDecoded
+			}
+		}
+		return m
+	}
+	var first map[string]int
+	eventually(t, 30*time.Second, func() error {
+		first = frames()
+		for _, c := range cams {
+			if first[c] == 0 {
+				return fmt.Errorf("%s: %s has decoded nothing yet (%v)", where, c, first)
+			}
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, func() error {
+		now := frames()
+		for _, c := range cams {
+			if now[c] < first[c]+10 {
+				return fmt.Errorf("%s: %s decoded %d then %d frames", where, c, first[c], now[c])
+			}
+		}
+		return nil
+	})
+}
+
+// One click plays a camera: the live view's video decodes frames; and a
+// four-tile wall plays four cameras at once.
+func TestLiveViewAndWallInChromium(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, live: true})
+	s.waitAllOnline(t)
+	var cams []string
+	for _, a := range s.sim.City().Agents {
+		for _, c := range a.Cameras {
+			cams = append(cams, c.ID)
+		}
+	}
+	if len(cams) < 4 {
+		t.Fatalf("the city has %d cameras, want 4", len(cams))
+	}
+	browser := testenv.Chromium(t)
+	ctx, cancel := context.WithTimeout(browser, 120*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(s.hub.ConsoleURL()),
+		chromedp.WaitVisible(`#devices tr[data-device]`),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.citywatch.openLive(%q)`, cams[0])),
+		chromedp.WaitVisible(fmt.Sprintf(`#player[data-camera=%q][data-state="playing"]`, cams[0])),
+	); err != nil {
+		t.Fatalf("live view of %s: %v", cams[0], err)
+	}
+	decodingGrows(t, ctx, "player", cams[:1])
+
+	four, _ := json.Marshal(cams[:4])
+	wall := fmt.Sprintf(`window.citywatch.closeLive(); window.citywatch.wall.setLayout(4);
+		%s.forEach((c, i) => window.citywatch.wall.assign(i, c));`, four)
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](wall), chromedp.WaitVisible(`#wall[data-layout="4"]`)); err != nil {
+		t.Fatal(err)
+	}
+	decodingGrows(t, ctx, "wall", cams[:4])
 }

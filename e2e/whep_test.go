@@ -209,4 +209,3 @@ func (c *whepClient) awaitFrames(t testing.TB, n int, within time.Duration) {
 		return nil
 	})
 }
-
