@@ -39,6 +39,8 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Broker = config.Broker{Enabled: true, Addr: *mqttAddr, FallbackToFreePort: true}
+	// Hub, agents and browser share this machine: keep WebRTC on loopback.
+	cfg.Live.LoopbackOnly = true
 	log := config.NewLogger(cfg.Log, os.Stderr)
 	cfg.Listen = freeOr(*listen, log, "console")
 
@@ -66,9 +68,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 	}
 
 	world, err := sim.New(sim.Options{
-		BrokerURL: hub.BrokerURL(),
-		City:      sim.CityOptions{Seed: seed},
-		Logger:    log.With("side", "sim"),
+		BrokerURL:        hub.BrokerURL(),
+		City:             sim.CityOptions{Seed: seed},
+		LiveLoopbackOnly: true,
+		Logger:           log.With("side", "sim"),
 	})
 	if err != nil {
 		return errors.Join(err, stopAndWait(g))
