@@ -1,4 +1,4 @@
-// A small WHEP (RFC 9725) client: plays one camera from the hub into a
+// A small WHEP (draft-ietf-wish-whep) client: plays one camera from the hub into a
 // <video> element over WebRTC, watches that frames keep arriving, and
 // reconnects with backoff. It knows nothing about the page; the caller draws
 // the states it reports.
