@@ -40,7 +40,8 @@ func BenchmarkSpine(b *testing.B) {
 
 	broker := testenv.Mosquitto(b)
 	influx := testenv.InfluxDB(b)
-	hub := startHubProcess(b, broker.URL(), influx)
+	hub := startHubProcess(b, broker.URL(), "",
+		"INFLUX_URL="+influx.URL(), "INFLUX_ORG="+influx.Org(), "INFLUX_BUCKET="+influx.Bucket(), "INFLUX_TOKEN="+influx.Token())
 
 	// The counting subscriber sees what the agents sent, at the broker.
 	sent := newSampleCounter(b, broker.URL())
@@ -161,7 +162,10 @@ type hubProcess struct {
 	base string // http://127.0.0.1:port/
 }
 
-func startHubProcess(b *testing.B, brokerURL string, influx *testenv.Influx) *hubProcess {
+// startHubProcess runs the hub binary against brokerURL with extra
+// environment (INFLUX_*, CITYWATCH_*) and, if yaml is not empty, that
+// configuration file.
+func startHubProcess(b *testing.B, brokerURL, yaml string, env ...string) *hubProcess {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "citywatch-hub")
 	build := exec.Command("go", "build", "-o", bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
@@ -170,13 +174,20 @@ func startHubProcess(b *testing.B, brokerURL string, influx *testenv.Influx) *hu
 	}
 	port := testenv.FreePort(b)
 	cmd := exec.Command(bin)
+	if yaml != "" {
+		path := filepath.Join(b.TempDir(), "hub.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd.Args = append(cmd.Args, "-config", path)
+	}
 	cmd.Env = append(os.Environ(),
 		"CITYWATCH_LISTEN=127.0.0.1:"+strconv.Itoa(port),
 		"CITYWATCH_MQTT_URL="+brokerURL,
 		"CITYWATCH_MQTT_CLIENT_ID=bench-hub",
 		"CITYWATCH_LOG_LEVEL=warn",
-		"INFLUX_URL="+influx.URL(), "INFLUX_ORG="+influx.Org(), "INFLUX_BUCKET="+influx.Bucket(), "INFLUX_TOKEN="+influx.Token(),
 	)
+	cmd.Env = append(cmd.Env, env...)
 	logf, err := os.Create(filepath.Join(b.TempDir(), "hub.log"))
 	if err != nil {
 		b.Fatal(err)

@@ -164,6 +164,12 @@ func (c *whepClient) frameCount() int {
 	return c.frames
 }
 
+func (c *whepClient) firstPacketAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.firstAt
+}
+
 // firstFrameNALs returns the NAL types up to the end of the first frame.
 func (c *whepClient) firstNALs() []byte {
 	c.mu.Lock()
