@@ -8,6 +8,7 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,18 +111,10 @@ func New(opts Options) (*Manager, error) {
 	if (opts.PortMin == 0) != (opts.PortMax == 0) || opts.PortMin > opts.PortMax {
 		return nil, fmt.Errorf("live: UDP port range %d-%d is not a range", opts.PortMin, opts.PortMax)
 	}
-	if opts.MaxSessions == 0 {
-		opts.MaxSessions = DefaultMaxSessions
-	}
-	if opts.RTSPTimeout == 0 {
-		opts.RTSPTimeout = DefaultRTSPTimeout
-	}
-	if opts.NoFrameTimeout == 0 {
-		opts.NoFrameTimeout = DefaultNoFrameTimeout
-	}
-	if opts.HubTimeout == 0 {
-		opts.HubTimeout = DefaultHubTimeout
-	}
+	opts.MaxSessions = cmp.Or(opts.MaxSessions, DefaultMaxSessions)
+	opts.RTSPTimeout = cmp.Or(opts.RTSPTimeout, DefaultRTSPTimeout)
+	opts.NoFrameTimeout = cmp.Or(opts.NoFrameTimeout, DefaultNoFrameTimeout)
+	opts.HubTimeout = cmp.Or(opts.HubTimeout, DefaultHubTimeout)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -11,6 +11,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -174,24 +175,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 }
 
 func withDefaults(c Config) Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.SendQueue == 0 {
-		c.SendQueue = DefaultSendQueue
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = DefaultPingInterval
-	}
-	if c.BatchWindow == 0 {
-		c.BatchWindow = DefaultBatchWindow
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.SendQueue = cmp.Or(c.SendQueue, DefaultSendQueue)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.PingInterval = cmp.Or(c.PingInterval, DefaultPingInterval)
+	c.BatchWindow = cmp.Or(c.BatchWindow, DefaultBatchWindow)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	return c
 }
 

@@ -22,6 +22,7 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -207,24 +208,12 @@ func New(cfg Config, deps Deps) (*SFU, error) {
 }
 
 func withDefaults(c Config) Config {
-	if c.Linger == 0 {
-		c.Linger = DefaultLinger
-	}
-	if c.MaxUpstreamsPerAgent == 0 {
-		c.MaxUpstreamsPerAgent = DefaultMaxUpstreamsPerAgent
-	}
-	if c.UpstreamTimeout == 0 {
-		c.UpstreamTimeout = DefaultUpstreamTimeout
-	}
-	if c.KeyframeInterval == 0 {
-		c.KeyframeInterval = DefaultKeyframeInterval
-	}
-	if c.StallTimeout == 0 {
-		c.StallTimeout = DefaultStallTimeout
-	}
-	if c.StatsInterval == 0 {
-		c.StatsInterval = DefaultStatsInterval
-	}
+	c.Linger = cmp.Or(c.Linger, DefaultLinger)
+	c.MaxUpstreamsPerAgent = cmp.Or(c.MaxUpstreamsPerAgent, DefaultMaxUpstreamsPerAgent)
+	c.UpstreamTimeout = cmp.Or(c.UpstreamTimeout, DefaultUpstreamTimeout)
+	c.KeyframeInterval = cmp.Or(c.KeyframeInterval, DefaultKeyframeInterval)
+	c.StallTimeout = cmp.Or(c.StallTimeout, DefaultStallTimeout)
+	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
 	return c
 }
 
