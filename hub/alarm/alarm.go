@@ -1,0 +1,236 @@
+// Package alarm turns fleet changes into operator alarms. Conditions (a
+// device offline, a sensor triggered, an agent lost…) come from
+// fleet.Change; rules loaded from YAML decide the severity, how long a
+// condition must hold before it is an alarm, how long it must be gone before
+// the alarm clears itself, when a flapping condition becomes one "flapping"
+// alarm, and when an unacknowledged alarm escalates. Alarms follow the
+// ThingsBoard lifecycle (active/cleared × unacknowledged/acknowledged), are
+// deduplicated by key (source and subject), and keep every transition with
+// who, when and why. An alarm's data (Alarm) is kept apart from its
+// condition bookkeeping, so suppression and persistence can be added as
+// separate stages. The Engine owns all state under one mutex; time comes
+// from an injected clock so tests never sleep.
+package alarm
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Severity orders alarms; a higher value is more severe. The zero value is
+// "unset" and never appears on an alarm.
+type Severity int
+
+// Severities, least to most severe.
+const (
+	Warning Severity = iota + 1
+	Minor
+	Major
+	Critical
+)
+
+var severityNames = map[Severity]string{Warning: "warning", Minor: "minor", Major: "major", Critical: "critical"}
+
+func (s Severity) String() string {
+	if n, ok := severityNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("severity(%d)", int(s))
+}
+
+// Valid reports whether s is one of the four severities.
+func (s Severity) Valid() bool { return s >= Warning && s <= Critical }
+
+// Up returns the next severity, capped at Critical: escalation makes an
+// ignored alarm louder but never invents a level above the top.
+func (s Severity) Up() Severity {
+	if s >= Critical {
+		return Critical
+	}
+	return s + 1
+}
+
+// MarshalText writes the severity's name, so JSON shows "major", not 3.
+func (s Severity) MarshalText() ([]byte, error) {
+	if !s.Valid() {
+		return nil, fmt.Errorf("alarm: invalid severity %d", int(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// ParseSeverity reads a severity name.
+func ParseSeverity(name string) (Severity, error) {
+	for s, n := range severityNames {
+		if n == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown severity %q (want critical, major, minor or warning)", name)
+}
+
+// State is where an alarm is in its lifecycle.
+type State string
+
+// States. A cleared-acknowledged alarm is closed: nothing more happens to
+// it, and a new occurrence of its condition makes a new alarm.
+const (
+	ActiveUnack  State = "active_unack"
+	ActiveAck    State = "active_ack"
+	ClearedUnack State = "cleared_unack"
+	ClearedAck   State = "cleared_ack"
+)
+
+// States lists every state, for validation and tests.
+var States = []State{ActiveUnack, ActiveAck, ClearedUnack, ClearedAck}
+
+// Active reports whether the alarm's condition is (still) considered present.
+func (s State) Active() bool { return s == ActiveUnack || s == ActiveAck }
+
+// Acked reports whether an operator has acknowledged the alarm.
+func (s State) Acked() bool { return s == ActiveAck || s == ClearedAck }
+
+// Closed reports whether the alarm is finished.
+func (s State) Closed() bool { return s == ClearedAck }
+
+// Source is what kind of condition raised an alarm. It is an open set: a
+// new source is a new constant here plus a mapping in the engine.
+type Source string
+
+// Sources.
+const (
+	SourceDeviceOffline   Source = "device_offline"
+	SourceAgentOffline    Source = "agent_offline"
+	SourceStreamFailure   Source = "stream_failure"
+	SourceSensorTriggered Source = "sensor_triggered"
+	SourceSupervisionLost Source = "supervision_lost"
+	SourcePowerLost       Source = "power_lost"
+	SourceThreshold       Source = "threshold"
+)
+
+// Sources lists every known source; rules naming another are rejected so a
+// typo does not silently disable an alarm.
+var Sources = []Source{
+	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
+	SourceSupervisionLost, SourcePowerLost, SourceThreshold,
+}
+
+// Alarm is one alarm as operators see it. Values are snapshots.
+type Alarm struct {
+	ID string `json:"id"`
+	// Key identifies the condition: "<source>:device/<id>" or
+	// "<source>:agent/<id>". One open alarm per key (dedupe); Agent is set
+	// on device alarms too, so a later suppression stage can mute device
+	// alarms whose agent has an active agent_offline alarm.
+	Key          string    `json:"key"`
+	Source       Source    `json:"source"`
+	Type         string    `json:"type"` // finer than Source: the sensor kind, the stream failure reason
+	Device       string    `json:"device,omitempty"`
+	Agent        string    `json:"agent,omitempty"`
+	Site         string    `json:"site,omitempty"`
+	District     string    `json:"district,omitempty"`
+	Severity     Severity  `json:"severity"`
+	Criticality  int       `json:"criticality"` // of the device (agent alarms: the most critical affected device), 1–5
+	Priority     int       `json:"priority"`    // see Priority; higher first
+	State        State     `json:"state"`
+	Count        int       `json:"count"` // occurrences folded into this alarm
+	FirstAt      time.Time `json:"first_at"`
+	LastAt       time.Time `json:"last_at"` // last occurrence or change
+	ClearedAt    time.Time `json:"cleared_at,omitzero"`
+	AckedBy      string    `json:"acked_by,omitempty"`
+	AckedAt      time.Time `json:"acked_at,omitzero"`
+	AssignedTo   string    `json:"assigned_to,omitempty"`
+	ShelvedUntil time.Time `json:"shelved_until,omitzero"`
+	Escalations  int       `json:"escalations"` // also the notification tier reached
+	Flapping     bool      `json:"flapping,omitempty"`
+	Detail       string    `json:"detail,omitempty"`
+}
+
+// Shelved reports whether the alarm is shelved at now.
+func (a Alarm) Shelved(now time.Time) bool { return now.Before(a.ShelvedUntil) }
+
+// Priority combines severity and device criticality: severity rank (1–4)
+// × 10 + criticality (1–5), so severity always dominates and criticality
+// orders alarms of the same severity. A critical alarm on the most critical
+// device is 45, a warning on the least is 11. Criticality outside 1–5 is
+// clamped (unset, 0, counts as 1).
+func Priority(s Severity, criticality int) int {
+	return int(s)*10 + min(max(criticality, 1), 5)
+}
+
+// Action is what a transition did.
+type Action string
+
+// Actions.
+const (
+	ActRaise     Action = "raise"      // a new alarm, or a cleared one active again
+	ActRepeat    Action = "repeat"     // the condition occurred again while active: Count+1
+	ActAck       Action = "ack"        // operator acknowledged
+	ActAssign    Action = "assign"     // operator assigned it
+	ActShelve    Action = "shelve"     // operator muted it until a time
+	ActUnshelve  Action = "unshelve"   // shelving ended (operator or time)
+	ActClear     Action = "clear"      // operator cleared it
+	ActAutoClear Action = "auto_clear" // the condition was gone for clear_hold
+	ActEscalate  Action = "escalate"   // unacknowledged too long: severity up, next tier
+	ActFlap      Action = "flap"       // flapping began or ended
+)
+
+// System is the Who of transitions the engine makes by itself.
+const System = "system"
+
+// Transition is one entry of an alarm's trail.
+type Transition struct {
+	At     time.Time `json:"at"`
+	Who    string    `json:"who"`
+	Action Action    `json:"action"`
+	From   State     `json:"from,omitempty"` // empty when the alarm was created
+	To     State     `json:"to"`
+	Note   string    `json:"note,omitempty"`
+}
+
+// EventKind says what an Event notifies.
+type EventKind string
+
+// Event kinds.
+const (
+	EventRaise    EventKind = "raise"    // new or re-activated alarm
+	EventUpdate   EventKind = "update"   // repeat, ack, assign, shelve, unshelve
+	EventClear    EventKind = "clear"    // cleared by an operator or automatically
+	EventEscalate EventKind = "escalate" // notify tier Alarm.Escalations
+	EventFlap     EventKind = "flap"     // flapping began or ended (Alarm.Flapping says which)
+)
+
+// Event is a notification of one transition, with the alarm after it.
+type Event struct {
+	Kind       EventKind  `json:"kind"`
+	Alarm      Alarm      `json:"alarm"`
+	Transition Transition `json:"transition"`
+}
+
+// Filter selects alarms. Zero fields match everything; without States,
+// closed alarms are left out.
+type Filter struct {
+	States      []State
+	Source      Source
+	Device      string
+	Agent       string
+	Site        string
+	District    string
+	MinSeverity Severity
+}
+
+func (f Filter) match(a *Alarm) bool {
+	if len(f.States) == 0 {
+		if a.State.Closed() {
+			return false
+		}
+	} else if !slices.Contains(f.States, a.State) {
+		return false
+	}
+	return (f.Source == "" || f.Source == a.Source) &&
+		(f.Device == "" || f.Device == a.Device) &&
+		(f.Agent == "" || f.Agent == a.Agent) &&
+		(f.Site == "" || f.Site == a.Site) &&
+		(f.District == "" || f.District == a.District) &&
+		a.Severity >= f.MinSeverity
+}

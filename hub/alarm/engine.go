@@ -1,0 +1,545 @@
+package alarm
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Errors of operator actions, meant to be shown to the operator: match them
+// with errors.Is.
+var (
+	ErrNotFound = errors.New("no such alarm")
+	ErrInvalid  = errors.New("not allowed in this state")
+)
+
+// Options are the Engine's dependencies.
+type Options struct {
+	Now func() time.Time // the clock; nil means time.Now
+	// OnEvent receives notifications. It is called without the engine's
+	// lock held, in order per call, and must not block: hand the event to a
+	// queue. Nil drops them.
+	OnEvent func(Event)
+	// KeepClosed is how many closed alarms are kept in memory, oldest
+	// dropped first, until persistence keeps them; 0 means 1000.
+	KeepClosed int
+}
+
+// Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
+// moves time, operators act through Ack, Assign, Shelve, Unshelve and Clear.
+// It is safe for concurrent use.
+type Engine struct {
+	rules      Rules
+	now        func() time.Time
+	onEvent    func(Event)
+	keepClosed int
+
+	mu      sync.Mutex
+	seq     uint64
+	alarms  map[string]*record
+	closed  []string         // ids of closed alarms, oldest first, for KeepClosed
+	conds   map[string]*cond // by Alarm.Key
+	pending []Event          // collected under mu, delivered after unlocking
+}
+
+// record is an alarm with the engine's bookkeeping for it.
+type record struct {
+	a        Alarm
+	trail    []Transition
+	rule     Rule
+	escalate time.Time // next escalation, when unacknowledged
+}
+
+// cond is one condition: what the fleet says now, apart from the alarm it
+// raised, so hold, hysteresis and flapping work on the condition while the
+// alarm keeps its operator-visible state.
+type cond struct {
+	rule     Rule
+	tmpl     Alarm // subject and detail, copied into the alarm on raise
+	active   bool
+	since    time.Time // when active took its current value
+	raised   bool      // this occurrence has been raised (or deliberately not re-raised)
+	flips    []time.Time
+	flapping bool
+	rec      *record // the alarm of this key, possibly closed
+}
+
+// New returns an engine applying rules. It starts nothing; see Run.
+func New(rules Rules, opts Options) *Engine {
+	e := &Engine{
+		rules:      slices.Clone(rules),
+		now:        opts.Now,
+		onEvent:    opts.OnEvent,
+		keepClosed: opts.KeepClosed,
+		alarms:     map[string]*record{},
+		conds:      map[string]*cond{},
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.keepClosed <= 0 {
+		e.keepClosed = 1000
+	}
+	return e
+}
+
+// Run calls Tick every second until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			e.Tick(e.now())
+		}
+	}
+}
+
+// unlock releases the lock and then delivers the events collected under it,
+// so OnEvent may call back into the engine.
+func (e *Engine) unlock() {
+	evs := e.pending
+	e.pending = nil
+	e.mu.Unlock()
+	if e.onEvent != nil {
+		for _, ev := range evs {
+			e.onEvent(ev)
+		}
+	}
+}
+
+// streamReasons are the degraded reasons that mean the video itself fails.
+var streamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout}
+
+// Observe maps one fleet change to conditions. Unknown and unreachable
+// statuses leave a device's conditions as they were: the hub does not know,
+// and an unreachable device is explained by its agent's agent_offline alarm
+// rather than raised on its own.
+func (e *Engine) Observe(ch fleet.Change) {
+	at := ch.At
+	if at.IsZero() {
+		at = e.now()
+	}
+	e.mu.Lock()
+	defer e.unlock()
+	switch ch.Kind {
+	case fleet.ChangeDevice, fleet.ChangeTrigger:
+		if ch.Device != nil {
+			e.observeDevice(*ch.Device, at)
+		}
+	case fleet.ChangeAgent:
+		if ch.Agent != nil {
+			e.observeAgent(ch, at)
+		}
+	case fleet.ChangeInventory:
+		for _, id := range ch.Removed {
+			// A removed device cannot recover: let its alarms clear.
+			for _, c := range e.conds {
+				if c.tmpl.Device == id {
+					e.update(c, false, at)
+				}
+			}
+		}
+	}
+}
+
+func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
+	known := d.Status == wire.StatusOnline || d.Status == wire.StatusDegraded || d.Status == wire.StatusOffline
+	set := func(src Source, typ string, active bool) {
+		tmpl := Alarm{
+			Key: string(src) + ":device/" + d.ID, Source: src, Type: typ,
+			Device: d.ID, Agent: d.Agent, Site: d.Site, District: d.District,
+			Criticality: d.Criticality, Detail: d.Detail,
+		}
+		e.set(tmpl, d.Kind, d.SensorKind, active, at)
+	}
+	power := d.Kind == wire.KindSensor && d.SensorKind == wire.SensorPower
+	switch {
+	case power:
+		// A power sensor reports mains loss through its contact, and a
+		// dead power sensor most likely lost power too.
+		if d.Triggered || d.Status == wire.StatusOffline {
+			set(SourcePowerLost, string(SourcePowerLost), true)
+		} else if known {
+			set(SourcePowerLost, string(SourcePowerLost), false)
+		}
+	case d.Kind == wire.KindSensor:
+		set(SourceSensorTriggered, string(d.SensorKind), d.Triggered)
+	}
+	if !known {
+		return
+	}
+	// A sensor that stopped checking in is offline for that reason: one
+	// alarm saying so, not a second device_offline one.
+	supervision := d.Reason == wire.ReasonSupervisionLost && d.Status != wire.StatusOnline
+	set(SourceSupervisionLost, string(SourceSupervisionLost), supervision)
+	if !power {
+		set(SourceDeviceOffline, string(d.Kind)+"_offline", d.Status == wire.StatusOffline && !supervision)
+	}
+	stream := d.Status == wire.StatusDegraded && slices.Contains(streamReasons, d.Reason)
+	set(SourceStreamFailure, string(d.Reason), stream)
+}
+
+func (e *Engine) observeAgent(ch fleet.Change, at time.Time) {
+	a := ch.Agent
+	var active bool
+	switch a.Status {
+	case wire.StatusOffline:
+		active = true
+	case wire.StatusOnline:
+	default:
+		return
+	}
+	// The agent's alarm matters as much as the most critical device it
+	// takes down with it.
+	crit := 0
+	for _, d := range ch.Affected {
+		crit = max(crit, d.Criticality)
+	}
+	tmpl := Alarm{
+		Key: string(SourceAgentOffline) + ":agent/" + a.ID, Source: SourceAgentOffline, Type: string(SourceAgentOffline),
+		Agent: a.ID, Site: a.Site, District: a.District, Criticality: crit, Detail: a.Reason,
+	}
+	e.set(tmpl, "", "", active, at)
+}
+
+// set records a condition's current value. Conditions without a rule are
+// not tracked at all.
+func (e *Engine) set(tmpl Alarm, dk wire.DeviceKind, sk wire.SensorKind, active bool, at time.Time) {
+	c := e.conds[tmpl.Key]
+	if c == nil {
+		if !active {
+			return
+		}
+		rule, ok := e.rules.match(tmpl.Source, dk, sk)
+		if !ok {
+			return
+		}
+		c = &cond{rule: rule}
+		e.conds[tmpl.Key] = c
+	}
+	if active {
+		// Keep what the subject looked like when it failed: a recovery
+		// carries no detail worth showing.
+		c.tmpl = tmpl
+	}
+	e.update(c, active, at)
+}
+
+func (e *Engine) update(c *cond, active bool, at time.Time) {
+	if c.active == active {
+		return
+	}
+	c.active, c.since = active, at
+	if active {
+		c.raised = false
+	}
+	if f := c.rule.Flap; f.Transitions > 0 {
+		c.flips = append(pruneBefore(c.flips, at.Add(-f.Window)), at)
+		if !c.flapping && len(c.flips) >= f.Transitions {
+			e.startFlap(c, at)
+		}
+	}
+	e.step(c, at)
+}
+
+func pruneBefore(ts []time.Time, cutoff time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && ts[i].Before(cutoff) {
+		i++
+	}
+	return ts[i:]
+}
+
+// step applies hold, hysteresis and the end of flapping to one condition.
+func (e *Engine) step(c *cond, now time.Time) {
+	if c.flapping {
+		if now.Sub(c.since) < c.rule.Flap.Window {
+			return
+		}
+		e.endFlap(c, now)
+	}
+	if c.active && !c.raised && now.Sub(c.since) >= c.rule.Hold {
+		e.raise(c, now)
+		c.raised = true
+	}
+	if r := c.rec; !c.active && r != nil && r.a.State.Active() && now.Sub(c.since) >= c.rule.ClearHold {
+		to := ClearedUnack
+		if r.a.State.Acked() {
+			to = ClearedAck
+		}
+		r.a.ClearedAt = now
+		e.transition(r, now, System, ActAutoClear, to, "")
+	}
+}
+
+// open makes a new alarm for c; act is what created it (raise or flap).
+func (e *Engine) open(c *cond, now time.Time, act Action, note string) {
+	e.seq++
+	a := c.tmpl
+	a.ID = "A" + strconv.FormatUint(e.seq, 10)
+	a.Severity = c.rule.Severity
+	a.Criticality = min(max(a.Criticality, 1), 5)
+	a.Priority = Priority(a.Severity, a.Criticality)
+	a.Count, a.FirstAt, a.LastAt = 1, now, now
+	a.Flapping = c.flapping
+	r := &record{a: a, rule: c.rule, escalate: now.Add(c.rule.EscalateAfter)}
+	r.trail = append(r.trail, Transition{At: now, Who: System, Action: act, To: ActiveUnack, Note: note})
+	r.a.State = ActiveUnack
+	e.alarms[a.ID] = r
+	c.rec = r
+	e.emit(r, r.trail[0])
+}
+
+// raise is a new occurrence of c: a new alarm, a repeat of the active one
+// (dedupe), or the cleared one active again.
+func (e *Engine) raise(c *cond, now time.Time) {
+	r := c.rec
+	if r == nil || r.a.State.Closed() {
+		e.open(c, now, ActRaise, "")
+		return
+	}
+	r.a.Count++
+	r.a.Type, r.a.Detail = c.tmpl.Type, c.tmpl.Detail
+	if r.a.State.Active() {
+		e.transition(r, now, System, ActRepeat, r.a.State, "")
+		return
+	}
+	e.reactivate(r, now)
+	e.transition(r, now, System, ActRaise, ActiveUnack, "")
+}
+
+func (e *Engine) reactivate(r *record, now time.Time) {
+	r.a.ClearedAt = time.Time{}
+	r.escalate = now.Add(r.rule.EscalateAfter)
+}
+
+func (e *Engine) startFlap(c *cond, now time.Time) {
+	c.flapping = true
+	note := fmt.Sprintf("%d transitions within %s", len(c.flips), c.rule.Flap.Window)
+	r := c.rec
+	if r == nil || r.a.State.Closed() {
+		e.open(c, now, ActFlap, note)
+		return
+	}
+	r.a.Flapping = true
+	to := r.a.State
+	if !to.Active() {
+		to = ActiveUnack
+		e.reactivate(r, now)
+	}
+	e.transition(r, now, System, ActFlap, to, note)
+}
+
+func (e *Engine) endFlap(c *cond, now time.Time) {
+	c.flapping = false
+	r := c.rec
+	if r.a.State.Closed() {
+		// An operator closed it while it flapped: a condition still
+		// present is a new occurrence.
+		c.raised = false
+		return
+	}
+	// The open alarm stands for the current occurrence; step clears it if
+	// the condition has settled away.
+	c.raised = true
+	r.a.Flapping = false
+	e.transition(r, now, System, ActFlap, r.a.State, "flapping ended")
+}
+
+// transition moves r to state to and records why.
+func (e *Engine) transition(r *record, now time.Time, who string, act Action, to State, note string) {
+	t := Transition{At: now, Who: who, Action: act, From: r.a.State, To: to, Note: note}
+	r.trail = append(r.trail, t)
+	r.a.State, r.a.LastAt = to, now
+	if to.Closed() && !t.From.Closed() {
+		e.closed = append(e.closed, r.a.ID)
+		if len(e.closed) > e.keepClosed {
+			delete(e.alarms, e.closed[0])
+			e.closed = e.closed[1:]
+		}
+	}
+	e.emit(r, t)
+}
+
+var eventKinds = map[Action]EventKind{
+	ActRaise: EventRaise, ActRepeat: EventUpdate, ActAck: EventUpdate, ActAssign: EventUpdate,
+	ActShelve: EventUpdate, ActUnshelve: EventUpdate, ActClear: EventClear, ActAutoClear: EventClear,
+	ActEscalate: EventEscalate, ActFlap: EventFlap,
+}
+
+// emit queues the event of t. The engine's own transitions on a shelved
+// alarm are silent: that is what shelving is for. Operator actions are
+// always reported so every console stays in step.
+func (e *Engine) emit(r *record, t Transition) {
+	if t.Who == System && r.a.Shelved(t.At) {
+		return
+	}
+	e.pending = append(e.pending, Event{Kind: eventKinds[t.Action], Alarm: r.a, Transition: t})
+}
+
+// Tick advances time: hold timers, hysteresis, flap windows, shelving and
+// escalation.
+func (e *Engine) Tick(now time.Time) {
+	e.mu.Lock()
+	defer e.unlock()
+	for key, c := range e.conds {
+		e.step(c, now)
+		c.flips = pruneBefore(c.flips, now.Add(-c.rule.Flap.Window))
+		// Nothing left to time, and no open alarm a new occurrence would
+		// re-activate: forget it.
+		if !c.active && !c.flapping && len(c.flips) == 0 && (c.rec == nil || c.rec.a.State.Closed()) {
+			delete(e.conds, key)
+		}
+	}
+	for _, r := range e.alarms {
+		if !r.a.ShelvedUntil.IsZero() && !now.Before(r.a.ShelvedUntil) {
+			r.a.ShelvedUntil = time.Time{}
+			r.escalate = now.Add(r.rule.EscalateAfter)
+			e.transition(r, now, System, ActUnshelve, r.a.State, "shelving expired")
+		}
+		if r.a.State == ActiveUnack && r.rule.EscalateAfter > 0 && !r.a.Shelved(now) && !now.Before(r.escalate) {
+			from := r.a.Severity
+			r.a.Severity = from.Up()
+			r.a.Priority = Priority(r.a.Severity, r.a.Criticality)
+			r.a.Escalations++
+			r.escalate = now.Add(r.rule.EscalateAfter)
+			e.transition(r, now, System, ActEscalate, r.a.State,
+				fmt.Sprintf("tier %d, %s → %s", r.a.Escalations, from, r.a.Severity))
+		}
+	}
+}
+
+// act runs one operator action on alarm id: do checks the state, changes
+// the alarm's fields and returns the transition to record.
+func (e *Engine) act(id, who, note string, do func(r *record, now time.Time) (Action, State, error)) error {
+	now := e.now()
+	e.mu.Lock()
+	defer e.unlock()
+	r, ok := e.alarms[id]
+	if !ok {
+		return fmt.Errorf("alarm %s: %w", id, ErrNotFound)
+	}
+	act, to, err := do(r, now)
+	if err != nil {
+		return fmt.Errorf("alarm %s (%s): %w", id, r.a.State, err)
+	}
+	e.transition(r, now, who, act, to, note)
+	return nil
+}
+
+// Ack acknowledges an alarm, active or cleared.
+func (e *Engine) Ack(id, who, note string) error {
+	return e.act(id, who, note, func(r *record, now time.Time) (Action, State, error) {
+		var to State
+		switch r.a.State {
+		case ActiveUnack:
+			to = ActiveAck
+		case ClearedUnack:
+			to = ClearedAck
+		default:
+			return "", "", fmt.Errorf("ack: already acknowledged: %w", ErrInvalid)
+		}
+		r.a.AckedBy, r.a.AckedAt = who, now
+		return ActAck, to, nil
+	})
+}
+
+// Assign gives an open alarm to someone; an empty to unassigns it.
+func (e *Engine) Assign(id, who, to, note string) error {
+	return e.act(id, who, note, func(r *record, _ time.Time) (Action, State, error) {
+		if r.a.State.Closed() {
+			return "", "", fmt.Errorf("assign: closed: %w", ErrInvalid)
+		}
+		r.a.AssignedTo = to
+		return ActAssign, r.a.State, nil
+	})
+}
+
+// Shelve mutes an open alarm's notifications and escalation until until.
+func (e *Engine) Shelve(id, who string, until time.Time, note string) error {
+	return e.act(id, who, note, func(r *record, now time.Time) (Action, State, error) {
+		if r.a.State.Closed() {
+			return "", "", fmt.Errorf("shelve: closed: %w", ErrInvalid)
+		}
+		if !until.After(now) {
+			return "", "", fmt.Errorf("shelve: until %s is not in the future: %w", until.Format(time.RFC3339), ErrInvalid)
+		}
+		r.a.ShelvedUntil = until
+		return ActShelve, r.a.State, nil
+	})
+}
+
+// Unshelve ends shelving early.
+func (e *Engine) Unshelve(id, who, note string) error {
+	return e.act(id, who, note, func(r *record, now time.Time) (Action, State, error) {
+		if !r.a.Shelved(now) {
+			return "", "", fmt.Errorf("unshelve: not shelved: %w", ErrInvalid)
+		}
+		r.a.ShelvedUntil = time.Time{}
+		r.escalate = now.Add(r.rule.EscalateAfter)
+		return ActUnshelve, r.a.State, nil
+	})
+}
+
+// Clear clears an active alarm by hand. The condition is not re-raised
+// until it goes away and comes back.
+func (e *Engine) Clear(id, who, note string) error {
+	return e.act(id, who, note, func(r *record, now time.Time) (Action, State, error) {
+		var to State
+		switch r.a.State {
+		case ActiveUnack:
+			to = ClearedUnack
+		case ActiveAck:
+			to = ClearedAck
+		default:
+			return "", "", fmt.Errorf("clear: already cleared: %w", ErrInvalid)
+		}
+		r.a.ClearedAt = now
+		return ActClear, to, nil
+	})
+}
+
+// Alarms returns the alarms f selects, highest priority first, then the
+// most recently changed.
+func (e *Engine) Alarms(f Filter) []Alarm {
+	e.mu.Lock()
+	var out []Alarm
+	for _, r := range e.alarms {
+		if f.match(&r.a) {
+			out = append(out, r.a)
+		}
+	}
+	e.mu.Unlock()
+	slices.SortFunc(out, func(a, b Alarm) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		if c := b.LastAt.Compare(a.LastAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Alarm returns one alarm and its trail, oldest first.
+func (e *Engine) Alarm(id string) (Alarm, []Transition, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.alarms[id]
+	if !ok {
+		return Alarm{}, nil, false
+	}
+	return r.a, slices.Clone(r.trail), true
+}
