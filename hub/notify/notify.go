@@ -1,0 +1,221 @@
+// Package notify delivers alarm events to outside systems (SMS gateways,
+// ticketing, on-call pagers) as JSON webhooks. Following alertmanager, it is
+// a pipeline of small stages: filter (severity, kind, escalation tier) →
+// a bounded per-hook queue → encode → deliver with retries → account
+// (metrics and logs). Notify never blocks the alarm engine: a slow or dead
+// receiver costs only its own queue, and one sender goroutine per hook
+// keeps that hook's events in order. Receivers get an Idempotency-Key
+// header so they can discard the duplicates that retries make inevitable.
+// The console is not a webhook: it gets events over its own websocket.
+package notify
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/metrics"
+)
+
+// Deps are what a Notifier needs from the hub.
+type Deps struct {
+	Log     *slog.Logger      // nil discards
+	Metrics *metrics.Registry // nil keeps the counters private
+	// Client sends the requests; nil uses a client that does not follow
+	// redirects (a redirected POST becomes a GET and loses its body).
+	// Per-attempt timeouts come from Webhook.Timeout, not from the client.
+	Client *http.Client
+	Now    func() time.Time // nil: time.Now; stamps sent_at and resolves Retry-After dates
+	// Wait blocks for d or until ctx ends, returning ctx's error then. Nil
+	// uses a timer; tests inject one that records the backoff and returns.
+	Wait func(ctx context.Context, d time.Duration) error
+}
+
+// Notifier fans alarm events out to webhooks. Create it with New, call Run
+// once, and feed it with Notify from any goroutine.
+type Notifier struct {
+	log     *slog.Logger
+	client  *http.Client
+	now     func() time.Time
+	wait    func(context.Context, time.Duration) error
+	hooks   []*hook
+	stopped atomic.Bool // Run has returned: nobody will drain the queues
+}
+
+// hook is one webhook's queue and counters. The queue is owned by its
+// sender goroutine; Notify only sends into it.
+type hook struct {
+	cfg     Webhook
+	queue   chan alarm.Event
+	sent    *metrics.Counter
+	retries *metrics.Counter
+	dropped *metrics.Counter
+	depth   *metrics.Gauge
+	failed  *metrics.Vec[metrics.Counter]
+}
+
+// Failure reasons, the values of the reason label of
+// citywatch_notify_failed_total.
+const (
+	ReasonRejected  = "rejected"  // the receiver answered with a status that retrying cannot fix
+	ReasonExhausted = "exhausted" // MaxAttempts attempts all failed
+	ReasonShutdown  = "shutdown"  // the hub stopped before the event was delivered
+	ReasonEncode    = "encode"    // the event could not be encoded (a bug upstream)
+)
+
+// New validates the hooks and prepares a Notifier; it starts nothing.
+func New(hooks []Webhook, deps Deps) (*Notifier, error) {
+	if err := Validate(hooks); err != nil {
+		return nil, err
+	}
+	n := &Notifier{log: deps.Log, client: deps.Client, now: deps.Now, wait: deps.Wait}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	n.log = n.log.With("component", "notify")
+	if n.client == nil {
+		n.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	if n.wait == nil {
+		n.wait = sleep
+	}
+	reg := deps.Metrics
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	sent := reg.CounterVec("citywatch_notify_sent_total",
+		"Alarm events delivered to a webhook (2xx), each counted once however many attempts it took.", "hook")
+	failed := reg.CounterVec("citywatch_notify_failed_total",
+		"Alarm events a webhook never got: rejected (4xx other than 408/429, 3xx), exhausted (retries used up), shutdown, encode.",
+		"hook", "reason")
+	retries := reg.CounterVec("citywatch_notify_retries_total",
+		"Webhook attempts after the first (5xx, 408, 429, network errors).", "hook")
+	dropped := reg.CounterVec("citywatch_notify_dropped_total",
+		"Alarm events not queued for a webhook because its queue was full.", "hook")
+	// A labelled gauge kept exact with ±1 on every enqueue/dequeue: the
+	// registry's GaugeFunc has no labels.
+	depth := reg.GaugeVec("citywatch_notify_queue_depth", "Alarm events waiting for a webhook.", "hook")
+	for _, w := range hooks {
+		w = w.withDefaults()
+		n.hooks = append(n.hooks, &hook{
+			cfg:     w,
+			queue:   make(chan alarm.Event, w.QueueLen),
+			sent:    sent.With(w.Name),
+			retries: retries.With(w.Name),
+			dropped: dropped.With(w.Name),
+			depth:   depth.With(w.Name),
+			failed:  failed,
+		})
+	}
+	return n, nil
+}
+
+func (h *hook) fail(reason string) { h.failed.With(h.cfg.Name, reason).Inc() }
+
+// Notify queues ev for every hook that wants it. It never blocks: a hook
+// whose queue is full loses the event, counted in
+// citywatch_notify_dropped_total.
+func (n *Notifier) Notify(ev alarm.Event) {
+	for _, h := range n.hooks {
+		if !h.cfg.match(ev) {
+			continue
+		}
+		if n.stopped.Load() {
+			h.fail(ReasonShutdown)
+			continue
+		}
+		select {
+		case h.queue <- ev:
+			h.depth.Add(1)
+		default:
+			h.dropped.Inc()
+			n.log.Warn("webhook queue full, event dropped", "hook", h.cfg.Name,
+				"alarm", ev.Alarm.ID, "event", ev.Kind)
+		}
+	}
+}
+
+// Run delivers queued events, one sender goroutine per hook, until ctx
+// ends. It then returns promptly — an attempt in flight is aborted and no
+// backoff is waited out — and logs, per hook, how many events were left
+// undelivered (also counted as failed with reason "shutdown").
+func (n *Notifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, h := range n.hooks {
+		n.log.Info("webhook sender started", "hook", h.cfg)
+		wg.Go(func() { n.send(ctx, h) })
+	}
+	wg.Wait()
+	n.stopped.Store(true)
+	// A Notify racing with shutdown may have queued after the senders'
+	// last drain; account for it too.
+	for _, h := range n.hooks {
+		n.abandon(h, 0)
+	}
+	return nil
+}
+
+// send is one hook's sender: it takes events in order and delivers each
+// before the next, so a receiver sees an alarm's transitions in order.
+func (n *Notifier) send(ctx context.Context, h *hook) {
+	for {
+		if ctx.Err() != nil {
+			n.abandon(h, 0)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			n.abandon(h, 0)
+			return
+		case ev := <-h.queue:
+			h.depth.Add(-1)
+			if !n.deliver(ctx, h, ev) {
+				n.abandon(h, 1)
+				return
+			}
+		}
+	}
+}
+
+// abandon drains the queue at shutdown and reports what was lost.
+// inFlight is the event whose delivery was cut short, if any.
+func (n *Notifier) abandon(h *hook, inFlight int) {
+	lost := inFlight
+	for {
+		select {
+		case <-h.queue:
+			h.depth.Add(-1)
+			lost++
+			continue
+		default:
+		}
+		break
+	}
+	if lost == 0 {
+		return
+	}
+	h.failed.With(h.cfg.Name, ReasonShutdown).Add(uint64(lost))
+	n.log.Warn("webhook sender stopped with events undelivered", "hook", h.cfg.Name, "undelivered", lost)
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("notify: wait: %w", ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
