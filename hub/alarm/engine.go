@@ -28,6 +28,13 @@ type Options struct {
 	// lock held, in order per call, and must not block: hand the event to a
 	// queue. Nil drops them.
 	OnEvent func(Event)
+	// OnTransition receives every transition with the alarm after it, for
+	// persistence: unlike OnEvent it includes the silent ones of shelved
+	// alarms. It is called with the engine's lock held, so calls arrive in
+	// exactly the order the engine made the changes and a store never
+	// writes an older alarm over a newer one; it must therefore not block
+	// and must not call back into the engine. Nil drops them.
+	OnTransition func(Alarm, Transition)
 	// KeepClosed is how many closed alarms are kept in memory, oldest
 	// dropped first, until persistence keeps them; 0 means 1000.
 	KeepClosed int
@@ -40,6 +47,7 @@ type Engine struct {
 	rules      Rules
 	now        func() time.Time
 	onEvent    func(Event)
+	onTrans    func(Alarm, Transition)
 	keepClosed int
 
 	mu      sync.Mutex
@@ -78,6 +86,7 @@ func New(rules Rules, opts Options) *Engine {
 		rules:      slices.Clone(rules),
 		now:        opts.Now,
 		onEvent:    opts.OnEvent,
+		onTrans:    opts.OnTransition,
 		keepClosed: opts.KeepClosed,
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
@@ -287,7 +296,7 @@ func (e *Engine) step(c *cond, now time.Time) {
 func (e *Engine) open(c *cond, now time.Time, act Action, note string) {
 	e.seq++
 	a := c.tmpl
-	a.ID = "A" + strconv.FormatUint(e.seq, 10)
+	a.ID = idPrefix + strconv.FormatUint(e.seq, 10)
 	a.Severity = c.rule.Severity
 	a.Criticality = min(max(a.Criticality, 1), 5)
 	a.Priority = Priority(a.Severity, a.Criticality)
@@ -382,6 +391,9 @@ var eventKinds = map[Action]EventKind{
 // alarm are silent: that is what shelving is for. Operator actions are
 // always reported so every console stays in step.
 func (e *Engine) emit(r *record, t Transition) {
+	if e.onTrans != nil {
+		e.onTrans(r.a, t)
+	}
 	if t.Who == System && r.a.Shelved(t.At) {
 		return
 	}

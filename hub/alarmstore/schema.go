@@ -1,0 +1,139 @@
+package alarmstore
+
+import (
+	"database/sql"
+	"fmt"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+)
+
+// migrations[i] brings the schema from version i to i+1. Append, never
+// edit: a database records the versions it has run.
+var migrations = []string{
+	`CREATE TABLE alarms (
+		id            TEXT PRIMARY KEY,
+		key           TEXT NOT NULL,
+		source        TEXT NOT NULL,
+		type          TEXT NOT NULL,
+		device        TEXT NOT NULL,
+		agent         TEXT NOT NULL,
+		site          TEXT NOT NULL,
+		district      TEXT NOT NULL,
+		severity      INTEGER NOT NULL,
+		criticality   INTEGER NOT NULL,
+		priority      INTEGER NOT NULL,
+		state         TEXT NOT NULL,
+		count         INTEGER NOT NULL,
+		first_at      INTEGER NOT NULL,
+		last_at       INTEGER NOT NULL,
+		cleared_at    INTEGER NOT NULL,
+		acked_by      TEXT NOT NULL,
+		acked_at      INTEGER NOT NULL,
+		assigned_to   TEXT NOT NULL,
+		shelved_until INTEGER NOT NULL,
+		escalations   INTEGER NOT NULL,
+		flapping      INTEGER NOT NULL,
+		detail        TEXT NOT NULL
+	);
+	CREATE INDEX alarms_key ON alarms (key);
+	CREATE INDEX alarms_state ON alarms (state, last_at);
+	CREATE TABLE transitions (
+		seq        INTEGER PRIMARY KEY, -- commit order, which is the engine's order
+		alarm_id   TEXT NOT NULL,
+		at         INTEGER NOT NULL,
+		who        TEXT NOT NULL,
+		action     TEXT NOT NULL,
+		from_state TEXT NOT NULL,
+		to_state   TEXT NOT NULL,
+		note       TEXT NOT NULL
+	);
+	CREATE INDEX transitions_alarm ON transitions (alarm_id, seq);
+	CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+}
+
+// migrate runs the migrations the database has not had, each in its own
+// transaction with its version row, so a crash mid-migration leaves the
+// previous version intact.
+func migrate(db *sql.DB) error {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	var v int
+	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this hub knows (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := db.Begin()
+		if err != nil {
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+const alarmColumns = `id, key, source, type, device, agent, site, district, severity, criticality, priority, state,
+	count, first_at, last_at, cleared_at, acked_by, acked_at, assigned_to, shelved_until, escalations, flapping, detail`
+
+const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET
+	key = excluded.key, source = excluded.source, type = excluded.type, device = excluded.device,
+	agent = excluded.agent, site = excluded.site, district = excluded.district, severity = excluded.severity,
+	criticality = excluded.criticality, priority = excluded.priority, state = excluded.state,
+	count = excluded.count, first_at = excluded.first_at, last_at = excluded.last_at,
+	cleared_at = excluded.cleared_at, acked_by = excluded.acked_by, acked_at = excluded.acked_at,
+	assigned_to = excluded.assigned_to, shelved_until = excluded.shelved_until,
+	escalations = excluded.escalations, flapping = excluded.flapping, detail = excluded.detail`
+
+const insertTransition = `INSERT INTO transitions (alarm_id, at, who, action, from_state, to_state, note)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`
+
+const raiseNextID = `INSERT INTO meta (name, value) VALUES ('next_id', ?)
+	ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`
+
+// loadedIDs selects the alarms Load returns: open ones, and the ?1 most
+// recently changed closed ones.
+const loadedIDs = `SELECT id FROM alarms WHERE state <> 'cleared_ack'
+	UNION ALL SELECT id FROM (SELECT id FROM alarms WHERE state = 'cleared_ack' ORDER BY last_at DESC LIMIT ?1)`
+
+const selectAlarms = `SELECT ` + alarmColumns + ` FROM alarms WHERE id IN (` + loadedIDs + `) ORDER BY id`
+
+const selectTransitions = `SELECT alarm_id, at, who, action, from_state, to_state, note FROM transitions
+	WHERE alarm_id IN (` + loadedIDs + `) ORDER BY seq`
+
+func alarmArgs(a alarm.Alarm) []any {
+	return []any{
+		a.ID, a.Key, string(a.Source), a.Type, a.Device, a.Agent, a.Site, a.District, int(a.Severity), a.Criticality,
+		a.Priority, string(a.State), a.Count, ns(a.FirstAt), ns(a.LastAt), ns(a.ClearedAt), a.AckedBy, ns(a.AckedAt),
+		a.AssignedTo, ns(a.ShelvedUntil), a.Escalations, a.Flapping, a.Detail,
+	}
+}
+
+func scanAlarm(rows *sql.Rows) (alarm.Alarm, error) {
+	var (
+		a                                        alarm.Alarm
+		source, state                            string
+		severity                                 int
+		first, last, cleared, acked, shelvedTill int64
+	)
+	err := rows.Scan(&a.ID, &a.Key, &source, &a.Type, &a.Device, &a.Agent, &a.Site, &a.District, &severity,
+		&a.Criticality, &a.Priority, &state, &a.Count, &first, &last, &cleared, &a.AckedBy, &acked,
+		&a.AssignedTo, &shelvedTill, &a.Escalations, &a.Flapping, &a.Detail)
+	a.Source, a.State, a.Severity = alarm.Source(source), alarm.State(state), alarm.Severity(severity)
+	a.FirstAt, a.LastAt, a.ClearedAt, a.AckedAt, a.ShelvedUntil = tm(first), tm(last), tm(cleared), tm(acked), tm(shelvedTill)
+	return a, err
+}
