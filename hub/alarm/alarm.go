@@ -59,6 +59,16 @@ func (s Severity) MarshalText() ([]byte, error) {
 	return []byte(s.String()), nil
 }
 
+// UnmarshalText reads a severity name, so an Alarm decodes as it encodes.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseSeverity reads a severity name.
 func ParseSeverity(name string) (Severity, error) {
 	for s, n := range severityNames {

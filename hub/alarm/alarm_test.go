@@ -1,6 +1,7 @@
 package alarm
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 	"slices"
@@ -652,4 +653,22 @@ func FuzzParseRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAlarmJSONRoundTrip(t *testing.T) {
+	in := Alarm{ID: "A1", Key: "device_offline:device/cam-1", Source: SourceDeviceOffline, Severity: Major, State: ActiveUnack, Count: 2}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Alarm
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out != in {
+		t.Errorf("round trip: %+v, want %+v", out, in)
+	}
+	if err := json.Unmarshal([]byte(`{"severity":"apocalyptic"}`), &out); err == nil {
+		t.Error("unknown severity decoded")
+	}
 }

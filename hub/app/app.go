@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/broker"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/console"
@@ -38,6 +40,7 @@ type App struct {
 	ingest    *ingest.Ingest
 	ingestCfg ingest.Config
 	live      *live.SFU
+	alarms    *alarm.Engine
 	console   *console.Server
 
 	ready     chan struct{}
@@ -69,6 +72,12 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		}
 	}
 	a.store = metricstore.NewStore(a.influx, mem)
+
+	rules, err := loadRules(cfg.Alarms.Rules)
+	if err != nil {
+		return nil, err
+	}
+	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm})
 
 	a.fleet = fleet.New(fleet.Options{
 		Now:              time.Now,
@@ -102,7 +111,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.console, err = console.New(console.Config{Listen: cfg.Listen}, console.Deps{
 		Log: log, Fleet: a.fleet, History: a.store, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
-		Live: a.live.Handler(),
+		Live: a.live.Handler(), Alarms: a.alarms,
 	})
 	if err != nil {
 		return nil, err
@@ -124,11 +133,36 @@ func (c ingestCommands) SendCommand(agent string, cmd wire.Command) error {
 	return c.a.ingest.SendCommand(agent, cmd)
 }
 
-// onChange fans a fleet change out to the console and the transition log;
-// both only enqueue.
+// loadRules reads the alarm rules file, or returns the defaults without one.
+func loadRules(path string) (alarm.Rules, error) {
+	if path == "" {
+		return alarm.DefaultRules(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: alarms.rules: %w", err)
+	}
+	rules, err := alarm.ParseRules(data)
+	if err != nil {
+		// ParseRules joins one error per problem, one per line.
+		return nil, fmt.Errorf("config: alarms.rules %s:\n%w", path, err)
+	}
+	return rules, nil
+}
+
+// onChange fans a fleet change out to the console, the transition log and
+// the alarm engine; all only enqueue or update memory. The console gets the
+// change first, so a client sees a device's change before the alarm it
+// raises.
 func (a *App) onChange(c fleet.Change) {
 	a.console.Publish(c)
 	a.store.WriteChange(c)
+	a.alarms.Observe(c)
+}
+
+// onAlarm fans an alarm event out; it must not block (alarm.Options).
+func (a *App) onAlarm(ev alarm.Event) {
+	a.console.PublishAlarm(ev)
 }
 
 func (a *App) health() console.HealthReport {
@@ -195,6 +229,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stages = append(stages,
 		stage{"fleet", a.fleet.Run},
+		stage{"alarms", a.alarms.Run},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:

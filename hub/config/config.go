@@ -46,6 +46,7 @@ type Config struct {
 	Fleet  Fleet  `yaml:"fleet"`
 	Memory Memory `yaml:"memory"`
 	Live   Live   `yaml:"live"`
+	Alarms Alarms `yaml:"alarms"`
 	Log    Log    `yaml:"log"`
 }
 
@@ -108,6 +109,16 @@ type Live struct {
 	KeyframeInterval     time.Duration `yaml:"keyframe_interval"`       // least time between keyframe requests to an agent
 	StallTimeout         time.Duration `yaml:"stall_timeout"`           // a watched stream without packets this long fails
 	AllowOrigins         []string      `yaml:"allow_origins"`           // web origins of other WHEP players' pages, or "*"
+}
+
+// Alarms configures the alarm engine.
+type Alarms struct {
+	// Rules is a YAML rules file (docs/alarms.md); empty = the built-in
+	// defaults. The hub parses it when it starts and lists every problem.
+	Rules string `yaml:"rules"`
+	// DB is where alarms and their history are kept across restarts;
+	// empty = in memory only.
+	DB string `yaml:"db"`
 }
 
 // Log configures the logger built in main.

@@ -49,6 +49,9 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("GET "+r.path, r.h)
 		mux.HandleFunc(r.path, methodNotAllowed)
 	}
+	if s.alarms != nil {
+		s.alarmRoutes(mux)
+	}
 	if s.live != nil {
 		mux.Handle("/api/cameras/", s.live)
 		mux.Handle("/api/live/", s.live)

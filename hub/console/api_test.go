@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/wire"
@@ -334,15 +335,25 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		live = append(live, r.URL.Path)
 		w.WriteHeader(http.StatusNoContent)
 	})
+	rules, err := alarm.ParseRules([]byte(instantRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alarms := alarm.New(rules, alarm.Options{})
+	alarms.Observe(fleet.Change{Kind: fleet.ChangeDevice, Device: &testDevices[0]}) // raises A1
+	deps.Alarms = alarms
 	s := mustNew(t, Config{}, deps)
 	for _, p := range documented {
 		target := strings.ReplaceAll(strings.ReplaceAll(p, "{id}", "cam-gate-1"), "/api/agents/cam-gate-1", "/api/agents/agent-east")
 		target = strings.ReplaceAll(target, "{session}", "ws-1")
+		target = strings.ReplaceAll(target, "/api/alarms/cam-gate-1", "/api/alarms/A1")
 		if rec := do(t, s, "GET", target, nil); rec.Code == http.StatusNotFound {
 			t.Errorf("documented %s is not a route (GET %s = 404)", p, target)
 		}
 	}
 	want := []string{"/api/devices", "/api/devices/{id}", "/api/agents", "/api/agents/{id}", "/api/summary",
+		"/api/alarms", "/api/alarms/{id}", "/api/alarms/{id}/ack", "/api/alarms/{id}/assign", "/api/alarms/{id}/shelve",
+		"/api/alarms/{id}/unshelve", "/api/alarms/{id}/clear",
 		"/api/events", "/api/cameras/{id}/whep", "/api/cameras/{id}/whep/{session}", "/api/live/sessions", "/api/live/streams",
 		"/healthz", "/metrics"}
 	if !slices.Equal(documented, want) {

@@ -1,6 +1,6 @@
 // Package console is the hub's HTTP face: the JSON API over the fleet's
-// state, a websocket at /api/events that pushes every fleet change as it
-// happens, /metrics in the Prometheus text format, /healthz, and the static
+// state and the alarms, with the operators' alarm actions, a websocket at
+// /api/events that pushes every fleet change and alarm event as it happens, /metrics in the Prometheus text format, /healthz, and the static
 // console UI; live video's endpoints are another component's handler,
 // mounted here. It reads the fleet and the metric store through small
 // interfaces declared here, so it can be tested with fakes and knows nothing
@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
@@ -112,6 +113,9 @@ type Deps struct {
 	// Live serves live video under /api/cameras/ and /api/live/ (hub/live's
 	// WHEP endpoints and API); optional: without it those paths are 404.
 	Live http.Handler
+	// Alarms serves /api/alarms (hub/alarm's Engine); optional: without it
+	// those paths are 404 and the websocket hello carries no alarm counts.
+	Alarms Alarms
 }
 
 // Server serves the console. Create it with New, start it with Run.
@@ -124,6 +128,7 @@ type Server struct {
 	reg     *metrics.Registry
 	ui      fs.FS
 	live    http.Handler
+	alarms  Alarms
 	origins map[string]bool
 
 	hub      *hub
@@ -164,6 +169,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reg:     deps.Metrics,
 		ui:      deps.UI,
 		live:    deps.Live,
+		alarms:  deps.Alarms,
 		origins: origins,
 		ready:   make(chan struct{}),
 	}
@@ -244,6 +250,10 @@ func (s *Server) Addr() net.Addr {
 // Publish offers a change to every websocket client. It never blocks on a
 // client. Call it in Seq order: clients receive changes in call order.
 func (s *Server) Publish(c fleet.Change) { s.hub.publish(c) }
+
+// PublishAlarm offers an alarm event to every websocket client, in order
+// with the changes published before it. It never blocks on a client.
+func (s *Server) PublishAlarm(ev alarm.Event) { s.hub.publishAlarm(ev) }
 
 // Run serves until ctx ends, then shuts down gracefully: it stops accepting,
 // closes websockets with 1001 (going away) and waits up to

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 )
@@ -36,13 +37,25 @@ type helloMessage struct {
 	Type    string        `json:"type"` // "hello"
 	Seq     uint64        `json:"seq"`
 	Summary fleet.Summary `json:"summary"`
+	// Alarms counts active, unshelved alarms by severity; absent when the
+	// hub runs without an alarm engine.
+	Alarms *AlarmCounts `json:"alarms,omitempty"`
 }
 
-// pendingChange is a change encoded by Publish, waiting for the broadcast
-// loop.
+// alarmMessage is {"type":"alarm"}: one alarm event.
+type alarmMessage struct {
+	Type  string      `json:"type"` // "alarm"
+	Event alarm.Event `json:"event"`
+}
+
+// pendingChange is a change encoded by Publish, or a whole alarm message
+// encoded by PublishAlarm, waiting for the broadcast loop. Both wait in one
+// queue so that clients see them in the order they were published: a
+// device's change comes before the alarm it raised.
 type pendingChange struct {
-	seq  uint64
-	json []byte
+	seq   uint64 // 0 for an alarm event: alarms have no fleet sequence
+	json  []byte
+	alarm bool // json is a complete message, sent on its own
 }
 
 // client is one websocket connection. Its writer goroutine is the only one
@@ -127,6 +140,32 @@ func (h *hub) publish(c fleet.Change) {
 	}
 }
 
+// publishAlarm encodes ev once, as a whole message, and queues it behind
+// the changes already pending. With no client connected it is dropped: a
+// client that connects later reads the alarms' state from the API.
+func (h *hub) publishAlarm(ev alarm.Event) {
+	h.mu.Lock()
+	idle := len(h.clients) == 0
+	h.mu.Unlock()
+	if idle {
+		return
+	}
+	b, err := json.Marshal(alarmMessage{Type: "alarm", Event: ev})
+	if err != nil {
+		h.log.Error("cannot encode alarm event", "alarm", ev.Alarm.ID, "err", err)
+		return
+	}
+	h.mu.Lock()
+	if len(h.clients) > 0 {
+		h.pending = append(h.pending, pendingChange{json: b, alarm: true})
+	}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
 // idleLocked reports whether no client could receive a change with seq, and
 // if so records seq as sent: a client that connects later starts after it.
 // Pending changes are dropped too, since nobody connected when they came.
@@ -197,8 +236,9 @@ func (h *hub) flush() {
 			h.snap = append(h.snap, c)
 		}
 	}
-	if len(batch) > 0 {
-		h.sent = max(h.sent, batch[len(batch)-1].seq)
+	// Alarm events carry no seq, so the last entry need not have the highest.
+	for _, p := range batch {
+		h.sent = max(h.sent, p.seq)
 	}
 	h.mu.Unlock()
 	if len(batch) == 0 || len(h.snap) == 0 {
@@ -219,13 +259,27 @@ func (h *hub) flush() {
 }
 
 // prepare builds the websocket messages for a batch: {"type":"change"} for a
-// single change, {"type":"changes"} for several, split at maxMessage. Each
-// is framed once for all clients.
+// single change, {"type":"changes"} for several, split at maxMessage and at
+// alarm events, which go out as their own messages in their place. Each is
+// framed once for all clients.
 func (h *hub) prepare(batch []pendingChange) []*websocket.PreparedMessage {
 	var msgs []*websocket.PreparedMessage
+	frame := func(buf []byte) {
+		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
+		if err != nil { // only a write to memory can fail here, and it does not
+			h.log.Error("cannot frame websocket message", "err", err)
+		} else {
+			msgs = append(msgs, m)
+		}
+	}
 	for len(batch) > 0 {
+		if batch[0].alarm {
+			frame(batch[0].json)
+			batch = batch[1:]
+			continue
+		}
 		n, size := 1, len(batch[0].json)
-		for n < len(batch) && size+len(batch[n].json)+1 <= maxMessage {
+		for n < len(batch) && !batch[n].alarm && size+len(batch[n].json)+1 <= maxMessage {
 			size += len(batch[n].json) + 1
 			n++
 		}
@@ -246,12 +300,7 @@ func (h *hub) prepare(batch []pendingChange) []*websocket.PreparedMessage {
 			}
 			buf = append(buf, "]}"...)
 		}
-		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
-		if err != nil { // only a write to memory can fail here, and it does not
-			h.log.Error("cannot frame websocket message", "err", err)
-		} else {
-			msgs = append(msgs, m)
-		}
+		frame(buf)
 		batch = batch[n:]
 	}
 	return msgs
@@ -331,7 +380,7 @@ func (h *hub) shutdown(ctx context.Context) {
 
 // serve runs one upgraded connection until it ends: the calling goroutine
 // reads, a second one writes.
-func (h *hub) serve(conn *websocket.Conn, summary func() fleet.Summary) {
+func (h *hub) serve(conn *websocket.Conn, state func(*helloMessage)) {
 	c := &client{
 		conn:  conn,
 		queue: make(chan *websocket.PreparedMessage, h.cfg.SendQueue),
@@ -346,9 +395,13 @@ func (h *hub) serve(conn *websocket.Conn, summary func() fleet.Summary) {
 		return
 	}
 	defer h.remove(c)
-	// The summary is read after registering, so it reflects at least every
-	// change up to seq; later ones arrive as messages.
-	hello, err := json.Marshal(helloMessage{Type: "hello", Seq: seq, Summary: summary()})
+	// The state is read after registering, so it reflects at least every
+	// change up to seq; later ones arrive as messages. An alarm event queued
+	// just before may be both counted and delivered: events carry the
+	// alarm's whole state, so applying one twice is harmless.
+	hm := helloMessage{Type: "hello", Seq: seq}
+	state(&hm)
+	hello, err := json.Marshal(hm)
 	if err != nil {
 		h.log.Error("cannot encode hello", "err", err)
 		conn.Close()
@@ -475,7 +528,7 @@ func (s *Server) events(up *websocket.Upgrader) http.HandlerFunc {
 		if err != nil {
 			return // Upgrade has answered the client
 		}
-		s.hub.serve(conn, s.fleet.Summary)
+		s.hub.serve(conn, s.helloState)
 	}
 }
 

@@ -1,0 +1,386 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Alarms is what the console reads of the alarms and how operators act on
+// them (hub/alarm's Engine). Actions fail with alarm.ErrNotFound or
+// alarm.ErrInvalid, which the API answers with 404 and 409.
+type Alarms interface {
+	Alarms(alarm.Filter) []alarm.Alarm
+	Alarm(id string) (alarm.Alarm, []alarm.Transition, bool)
+	Ack(id, who, note string) error
+	Assign(id, who, to, note string) error
+	Shelve(id, who string, until time.Time, note string) error
+	Unshelve(id, who, note string) error
+	Clear(id, who, note string) error
+}
+
+// AlarmCounts counts alarms by severity.
+type AlarmCounts struct {
+	Critical int `json:"critical"`
+	Major    int `json:"major"`
+	Minor    int `json:"minor"`
+	Warning  int `json:"warning"`
+}
+
+func (c *AlarmCounts) add(s alarm.Severity) {
+	switch s {
+	case alarm.Critical:
+		c.Critical++
+	case alarm.Major:
+		c.Major++
+	case alarm.Minor:
+		c.Minor++
+	case alarm.Warning:
+		c.Warning++
+	}
+}
+
+// AlarmList is the answer of GET /api/alarms.
+type AlarmList struct {
+	Alarms []alarm.Alarm `json:"alarms"` // highest priority first
+	Total  int           `json:"total"`  // matching alarms, before limit and offset
+	Counts AlarmCounts   `json:"counts"` // of the matching alarms, before limit and offset
+}
+
+// AlarmDetail is the answer of GET /api/alarms/{id}.
+type AlarmDetail struct {
+	Alarm   alarm.Alarm        `json:"alarm"`
+	History []alarm.Transition `json:"history"` // oldest first
+}
+
+// AlarmReply is the answer of an alarm action: the alarm after it.
+type AlarmReply struct {
+	Alarm alarm.Alarm `json:"alarm"`
+}
+
+// Limits of what an operator's action may carry.
+const (
+	maxActionBody = 16 << 10
+	maxWho        = 64
+	maxNote       = 1000
+)
+
+func (s *Server) alarmRoutes(mux *http.ServeMux) {
+	for _, r := range []struct {
+		path string
+		h    http.HandlerFunc
+	}{
+		{"/api/alarms", s.listAlarms},
+		{"/api/alarms/{id}", s.getAlarm},
+	} {
+		mux.HandleFunc("GET "+r.path, r.h)
+		mux.HandleFunc(r.path, methodNotAllowed)
+	}
+	for _, r := range []struct {
+		action string
+		h      http.HandlerFunc
+	}{
+		{"ack", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Ack(id, b.Who, b.Note) })},
+		{"assign", alarmAction(s, func(id string, b assignBody) error { return s.alarms.Assign(id, b.Who, b.To, b.Note) })},
+		{"shelve", alarmAction(s, func(id string, b shelveBody) error {
+			until, err := b.until(time.Now())
+			if err != nil {
+				return err
+			}
+			return s.alarms.Shelve(id, b.Who, until, b.Note)
+		})},
+		{"unshelve", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Unshelve(id, b.Who, b.Note) })},
+		{"clear", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Clear(id, b.Who, b.Note) })},
+	} {
+		path := "/api/alarms/{id}/" + r.action
+		mux.HandleFunc("POST "+path, r.h)
+		mux.HandleFunc(path, postOnly)
+	}
+}
+
+func postOnly(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "POST")
+	writeError(w, http.StatusMethodNotAllowed, "method "+clip(r.Method)+" not allowed; use POST")
+}
+
+func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request) {
+	aq, err := parseAlarmQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// The engine filters by state (none given: every alarm not closed);
+	// the other filters accept alternatives, which its Filter does not.
+	all := s.alarms.Alarms(alarm.Filter{States: aq.states})
+	out := AlarmList{Alarms: []alarm.Alarm{}}
+	match := all[:0]
+	for _, a := range all {
+		if aq.match(&a) {
+			match = append(match, a)
+			out.Counts.add(a.Severity)
+		}
+	}
+	lo, hi := aq.page(len(match))
+	out.Alarms = append(out.Alarms, match[lo:hi]...)
+	out.Total = len(match)
+	s.reply(w, out)
+}
+
+func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if r.URL.RawQuery != "" {
+		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
+		return
+	}
+	a, trail, ok := s.alarms.Alarm(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
+		return
+	}
+	s.reply(w, AlarmDetail{Alarm: a, History: trail})
+}
+
+// helloState fills a new websocket client's hello.
+func (s *Server) helloState(h *helloMessage) {
+	h.Summary = s.fleet.Summary()
+	if s.alarms == nil {
+		return
+	}
+	// Shelved alarms are left out: the operator has muted them, and the
+	// counts are what the console shows as needing attention.
+	now := time.Now()
+	h.Alarms = &AlarmCounts{}
+	for _, a := range s.alarms.Alarms(alarm.Filter{States: []alarm.State{alarm.ActiveUnack, alarm.ActiveAck}}) {
+		if !a.Shelved(now) {
+			h.Alarms.add(a.Severity)
+		}
+	}
+}
+
+// actionRequest is the body of an alarm action.
+type actionRequest interface {
+	check() error
+}
+
+// actionBody is the body of ack, unshelve and clear, and the start of the
+// others.
+type actionBody struct {
+	Who  string `json:"who"`
+	Note string `json:"note"`
+}
+
+func (b actionBody) check() error {
+	switch {
+	case b.Who == "":
+		return badf("who is required: the operator's name goes into the alarm's history")
+	case len(b.Who) > maxWho || !utf8.ValidString(b.Who) || strings.ContainsFunc(b.Who, unicode.IsControl):
+		return badf("who must be printable UTF-8 of at most %d bytes", maxWho)
+	case b.Who == alarm.System:
+		// The engine treats its own name specially (a shelved alarm's
+		// system events are muted); an operator must not pose as it.
+		return badf("who %q is reserved for the hub", alarm.System)
+	case !utf8.ValidString(b.Note) || utf8.RuneCountInString(b.Note) > maxNote:
+		return badf("note must be valid UTF-8 of at most %d characters", maxNote)
+	}
+	return nil
+}
+
+type assignBody struct {
+	actionBody
+	To string `json:"to"` // empty: unassign
+}
+
+func (b assignBody) check() error {
+	if len(b.To) > maxWho || !utf8.ValidString(b.To) || strings.ContainsFunc(b.To, unicode.IsControl) {
+		return badf("to must be printable UTF-8 of at most %d bytes", maxWho)
+	}
+	return b.actionBody.check()
+}
+
+type shelveBody struct {
+	actionBody
+	For   string `json:"for"`   // a duration from now: "30m"
+	Until string `json:"until"` // or an RFC 3339 time
+}
+
+func (b shelveBody) check() error {
+	if (b.For == "") == (b.Until == "") {
+		return badf("give exactly one of for (a duration, 30m) and until (an RFC 3339 time)")
+	}
+	return b.actionBody.check()
+}
+
+// until is when the shelving ends. A time not in the future is the engine's
+// to refuse, with 409, like any other action the alarm's state forbids.
+func (b shelveBody) until(now time.Time) (time.Time, error) {
+	if b.Until != "" {
+		t, err := time.Parse(time.RFC3339, b.Until)
+		if err != nil {
+			return time.Time{}, badf("until %q is not an RFC 3339 time", clip(b.Until))
+		}
+		return t, nil
+	}
+	d, err := time.ParseDuration(b.For)
+	if err != nil || d <= 0 {
+		return time.Time{}, badf("for %q is not a positive duration (30m, 8h)", clip(b.For))
+	}
+	return now.Add(d), nil
+}
+
+// alarmAction returns the handler of one action: decode and check the
+// body, act, answer with the alarm as it is afterwards.
+func alarmAction[B actionRequest](s *Server, do func(id string, b B) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// The API has no login, so a page of another origin must not be
+		// able to make an operator's browser act on alarms; browsers send
+		// Origin with every POST.
+		if !s.checkOrigin(r) {
+			writeError(w, http.StatusForbidden, "origin not allowed")
+			return
+		}
+		var b B
+		if err := decodeBody(w, r, &b); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := b.check(); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		id := r.PathValue("id")
+		var bad badRequest
+		switch err := do(id, b); {
+		case errors.As(err, &bad):
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		case errors.Is(err, alarm.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
+			return
+		case errors.Is(err, alarm.ErrInvalid):
+			writeError(w, http.StatusConflict, err.Error())
+			return
+		case err != nil:
+			s.log.Error("alarm action failed", "alarm", id, "err", err)
+			writeError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		// A closed alarm may already have been dropped from memory when
+		// many were closed at once; it is gone either way.
+		a, _, ok := s.alarms.Alarm(id)
+		if !ok {
+			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
+			return
+		}
+		s.reply(w, AlarmReply{Alarm: a})
+	}
+}
+
+// decodeBody reads exactly one JSON object of known fields.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxActionBody))
+	dec.DisallowUnknownFields() // a misspelt "note" must not vanish silently
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return badf("body larger than %d bytes", maxActionBody)
+		}
+		return badf("body is not the expected JSON object: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badf("body has data after the JSON object")
+	}
+	return nil
+}
+
+// alarmQuery is a parsed filter for GET /api/alarms. As for devices,
+// repeated values of one parameter are alternatives, different parameters
+// must all match, and empty values are ignored.
+type alarmQuery struct {
+	states     []alarm.State // none: every alarm not closed
+	severities []alarm.Severity
+	sources    []alarm.Source
+	devices    []string
+	agents     []string
+	list       listQuery // district, site, limit, offset
+}
+
+var alarmParams = []string{"agent", "device", "district", "limit", "offset", "severity", "site", "source", "state"}
+
+func parseAlarmQuery(raw string) (alarmQuery, error) {
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return alarmQuery{}, badf("malformed query: %v", err)
+	}
+	var aq alarmQuery
+	for _, name := range sortedKeys(vals) {
+		if !slices.Contains(alarmParams, name) {
+			return alarmQuery{}, badf("unknown parameter %q; allowed: %s", clip(name), strings.Join(alarmParams, ", "))
+		}
+		if len(vals[name]) > 1 && (name == "limit" || name == "offset") {
+			return alarmQuery{}, badf("%s given more than once", name)
+		}
+		for _, v := range vals[name] {
+			if v == "" {
+				continue
+			}
+			if err := aq.set(name, v); err != nil {
+				return alarmQuery{}, err
+			}
+		}
+	}
+	return aq, nil
+}
+
+func (aq *alarmQuery) set(name, v string) error {
+	switch name {
+	case "state":
+		s := alarm.State(v)
+		if !slices.Contains(alarm.States, s) {
+			return badf("state %q is not one of %s", clip(v), join(alarm.States))
+		}
+		aq.states = append(aq.states, s)
+	case "severity":
+		s, err := alarm.ParseSeverity(v)
+		if err != nil {
+			return badf("severity: %v", err)
+		}
+		aq.severities = append(aq.severities, s)
+	case "source":
+		s := alarm.Source(v)
+		if !slices.Contains(alarm.Sources, s) {
+			return badf("source %q is not one of %s", clip(v), join(alarm.Sources))
+		}
+		aq.sources = append(aq.sources, s)
+	case "device", "agent":
+		if err := wire.ValidID(v); err != nil {
+			return badf("%s: %v", name, err)
+		}
+		if name == "device" {
+			aq.devices = append(aq.devices, v)
+		} else {
+			aq.agents = append(aq.agents, v)
+		}
+	default: // district, site, limit, offset: as for devices
+		return aq.list.set(name, v, listParams{})
+	}
+	return nil
+}
+
+func (aq *alarmQuery) match(a *alarm.Alarm) bool {
+	return anyOf(aq.severities, a.Severity) && anyOf(aq.sources, a.Source) &&
+		anyOf(aq.devices, a.Device) && anyOf(aq.agents, a.Agent) &&
+		anyOf(aq.list.districts, a.District) && anyOf(aq.list.sites, a.Site)
+}
+
+func (aq *alarmQuery) page(n int) (lo, hi int) { return aq.list.page(n) }
