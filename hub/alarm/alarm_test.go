@@ -1,8 +1,8 @@
 package alarm
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
