@@ -15,6 +15,7 @@ import { Live } from './live.js';
 import { Sound } from './sound.js';
 import { Player } from './video.js';
 import { Wall } from './wall.js';
+import { Alarms } from './alarms.js';
 import * as keys from './keys.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -51,6 +52,17 @@ class App {
       onHello: (m) => this.hello(m),
       onChanges: (cs) => this.changes(cs),
       onState: (s, info) => this.liveState(s, info),
+      onAlarm: (ev) => this.alarms.event(ev),
+    });
+    // The alarm desk (alarms.js); window.citywatch.alarms.show() and
+    // .act(id, action, note) are test hooks.
+    this.alarms = new Alarms({
+      root: $('#alarms'), button: $('#alarms-btn'), detailRoot: $('#alarm-detail'), operator: $('#operator'),
+      store: this.store, sound: this.sound,
+      onShow: () => { this.wall.hide(); },
+      onHide: () => this.focusTable(),
+      onDevice: (id) => this.activate(id),
+      onLive: (id) => this.openLive(id),
     });
 
     this.lastSeq = null; // seq of the latest change reflected in the store
@@ -87,6 +99,7 @@ class App {
   // Data flow.
 
   hello(m) {
+    this.alarms.hello(m);
     if (m.summary && !this.store.loaded) {
       this.store.setSummary(m.summary);
       this.dirtySummary = true;
@@ -391,7 +404,7 @@ class App {
     if (d?.kind === 'camera') this.openLive(d.id);
   }
 
-  toggleWall() { this.wall.toggle(); }
+  toggleWall() { this.alarms.hide(); this.wall.toggle(); }
 
   // videoStats resolves to [{camera, framesDecoded, state, where, tile}]
   // for every video element with a session: the live view (where "player")
@@ -471,6 +484,7 @@ class App {
     $('#clock').dateTime = new Date(now).toISOString();
     if (this.liveInfo.state === 'offline') this.renderLive();
     this.table.refresh(Math.floor(now / 1000));
+    this.alarms.tick(Math.floor(now / 1000));
     if (this.detail.open && Math.floor(now / 1000) % 15 === 0) this.detail.render();
     if (this.liveInfo.state !== 'live' && this.store.loaded && !this.syncing && now - this.lastSync > REST_FALLBACK_MS) this.resync();
     if (this.liveInfo.state === 'live' && this.store.loaded && !this.store.complete && Math.floor(now / 1000) % 60 === 0) this.pollSummary();
@@ -494,6 +508,7 @@ class App {
     this.detail.render();
     this.player.retranslate();
     this.wall.retranslate();
+    this.alarms.retranslate();
     if (this.store.loaded) this.populateFilters();
     this.renderShown();
     this.renderLive();

@@ -3,6 +3,7 @@
 // them (SHORTCUTS feeds it, so the two cannot drift apart).
 
 import { STATUSES } from './store.js';
+import { ALARM_SHORTCUTS } from './alarms.js';
 
 export const SHORTCUTS = [
   ['/', 'keys.search'],
@@ -18,6 +19,7 @@ export const SHORTCUTS = [
   ['0', 'keys.clear_status'],
   ['m', 'keys.sound'],
   ['?', 'keys.help'],
+  ...ALARM_SHORTCUTS,
 ];
 
 // bind wires the shortcuts to app, which provides focusSearch, move,

@@ -9,10 +9,11 @@ const MAX_DELAY = 30000;
 const SILENCE = 75000;
 
 export class Live {
-  // onHello(msg), onChanges([change]), onState(state, info) where state is
+  // onHello(msg), onChanges([change]), onAlarm(event), onState(state, info) where state is
   // "connecting", "live" or "offline" and info {attempt, retryAt}.
-  constructor(url, { onHello, onChanges, onState }) {
+  constructor(url, { onHello, onChanges, onState, onAlarm = () => {} }) {
     this.url = url;
+    this.onAlarm = onAlarm; // onAlarm(event): {kind, alarm, transition}
     this.onHello = onHello;
     this.onChanges = onChanges;
     this.onState = onState;
@@ -94,6 +95,9 @@ export class Live {
         break;
       case 'changes':
         if (Array.isArray(msg.changes)) this.onChanges(msg.changes);
+        break;
+      case 'alarm':
+        if (msg.event) this.onAlarm(msg.event);
         break;
       default:
         // Unknown types are ignored so the hub can add messages first.

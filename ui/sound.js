@@ -37,13 +37,23 @@ export class Sound {
   }
 
   // play sounds the tone unless muted, locked, or played a moment ago.
-  play(force = false) {
+  play(force = false) { this.tone([[659.25, 0], [523.25, 0.18]], force); }
+
+  // critical is the distinct tone for a new critical alarm: three rising
+  // notes, twice, throttled on its own.
+  critical() {
     const now = Date.now();
-    if (!this.enabled || !this.ctx || this.ctx.state !== 'running') return;
-    if (!force && now - this.last < MIN_GAP_MS) return;
+    if (now - (this.lastCritical || 0) < MIN_GAP_MS) return;
+    if (this.tone([[523.25, 0], [659.25, 0.14], [880, 0.28], [523.25, 0.7], [659.25, 0.84], [880, 0.98]], true)) this.lastCritical = now;
+  }
+
+  tone(notes, force) {
+    const now = Date.now();
+    if (!this.enabled || !this.ctx || this.ctx.state !== 'running') return false;
+    if (!force && now - this.last < MIN_GAP_MS) return false;
     this.last = now;
     const t0 = this.ctx.currentTime;
-    [[659.25, 0], [523.25, 0.18]].forEach(([freq, at]) => {
+    notes.forEach(([freq, at]) => {
       const osc = this.ctx.createOscillator();
       const gain = this.ctx.createGain();
       osc.type = 'sine';
@@ -55,5 +65,6 @@ export class Sound {
       osc.start(t0 + at);
       osc.stop(t0 + at + 0.4);
     });
+    return true;
   }
 }

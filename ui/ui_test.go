@@ -210,3 +210,60 @@ func TestLiveVideoHooks(t *testing.T) {
 		})
 	}
 }
+
+// TestAlarmHooks checks the DOM ids, attributes and window.citywatch.alarms
+// functions that browser tests of the alarm desk rely on, and that every
+// severity, state, source and transition action of the hub's alarm JSON has
+// words (the console builds those keys at run time).
+func TestAlarmHooks(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"index.html", []string{`id="alarms-btn"`, `id="alarms"`, `id="alarm-detail"`, `id="operator"`}},
+		{"alarms.js", []string{`data-alarm-count="${s}"`, `id="alarm-list"`, `data-alarm="${esc(a.id)}"`, `data-state="${esc(a.state)}"`,
+			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "/api/alarms", "sound?.critical()"}},
+		{"alarmdetail.js", []string{"export function nearestCameras(", "data-live="}},
+		{"app.js", []string{"this.alarms = new Alarms(", "onAlarm: (ev) => this.alarms.event(ev)", "this.alarms.hello(m)"}},
+		{"live.js", []string{"case 'alarm':"}},
+		{"keys.js", []string{"...ALARM_SHORTCUTS"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			src := read(t, tt.file)
+			for _, w := range tt.want {
+				if !strings.Contains(src, w) {
+					t.Errorf("%s lacks %q", tt.file, w)
+				}
+			}
+		})
+	}
+	en := dictionaries(t)["en"]
+	var keys []string
+	for _, s := range []string{"critical", "major", "minor", "warning"} {
+		keys = append(keys, "alarm.sev."+s)
+	}
+	for _, s := range []string{"active_unack", "active_ack", "cleared_unack", "cleared_ack"} {
+		keys = append(keys, "alarm.state."+s)
+	}
+	for _, s := range []string{"device_offline", "agent_offline", "stream_failure", "sensor_triggered", "supervision_lost", "power_lost", "threshold"} {
+		keys = append(keys, "alarm.source."+s)
+	}
+	for _, s := range []string{"raise", "repeat", "ack", "assign", "shelve", "unshelve", "clear", "auto_clear", "escalate", "flap"} {
+		keys = append(keys, "alarm.action."+s)
+	}
+	for _, s := range []string{"ack", "assign", "shelve", "unshelve", "clear"} {
+		keys = append(keys, "alarm.act_"+s)
+	}
+	for _, s := range []string{"sev", "state", "count", "source", "device", "site", "district", "age", "assignee"} {
+		keys = append(keys, "alarm.col_"+s)
+	}
+	for _, s := range []string{"15m", "1h", "8h"} {
+		keys = append(keys, "alarm.for_"+s)
+	}
+	for _, k := range keys {
+		if _, ok := en[k]; !ok {
+			t.Errorf("key %q is used but not in i18n.json", k)
+		}
+	}
+}

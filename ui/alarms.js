@@ -1,0 +1,461 @@
+// The alarm desk: alarms sorted by priority then time, counts by severity,
+// and the operator's actions on them (acknowledge, assign, shelve, clear,
+// each with an optional note), all from the keyboard. The list follows the
+// hub's websocket alarm events; a new critical alarm sounds a distinct tone.
+
+import { t, label, has, num, ago, clock } from './i18n.js';
+import { time } from './api.js';
+import { AlarmDetail, nearestCameras } from './alarmdetail.js';
+
+export const SEVERITIES = ['critical', 'major', 'minor', 'warning'];
+export const STATES = ['active_unack', 'active_ack', 'cleared_unack', 'cleared_ack'];
+const SHELVE_FOR = ['15m', '1h', '8h'];
+const OPERATOR_KEY = 'citywatch.operator';
+const LIMIT = 1000;
+
+// ALARM_SHORTCUTS feeds the help dialog (keys.js appends them).
+export const ALARM_SHORTCUTS = [
+  ['a', 'keys.alarms'],
+  ['c', 'keys.alarm_ack'],
+  ['g', 'keys.alarm_assign'],
+  ['s', 'keys.alarm_shelve'],
+  ['u', 'keys.alarm_unshelve'],
+  ['x', 'keys.alarm_clear'],
+];
+
+export function esc(s) {
+  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+}
+export function sevLabel(s) { return label('alarm.sev', s); }
+export function stateLabel(s) { return label('alarm.state', s); }
+export function sourceLabel(s) { return label('alarm.source', s); }
+export function actionLabel(s) { return label('alarm.action', s); }
+// typeLabel: an alarm's type is a sensor kind or a failure reason.
+export function typeLabel(s) { return has(`sensor.${s}`) ? label('sensor', s) : label('reason', s); }
+
+// alarm adds the times in ms the console sorts and shows by.
+export function alarm(a) {
+  a._first = time(a.first_at);
+  a._last = time(a.last_at);
+  a._cleared = time(a.cleared_at);
+  a._acked = time(a.acked_at);
+  a._shelved = time(a.shelved_until);
+  a.state ||= 'active_unack';
+  return a;
+}
+
+async function json(res) {
+  let j = null;
+  try { j = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) throw new Error(j?.error || `HTTP ${res.status}`);
+  return j || {};
+}
+
+export async function listAlarms(signal) {
+  const j = await json(await fetch(`/api/alarms?limit=${LIMIT}`, { headers: { Accept: 'application/json' }, signal }));
+  return { alarms: (j.alarms || []).map(alarm), total: j.total ?? (j.alarms || []).length, counts: j.counts || null };
+}
+
+// alarmDetail returns {alarm, history:[…, _at], children:[Alarm]}.
+export async function alarmDetail(id, signal) {
+  const j = await json(await fetch(`/api/alarms/${encodeURIComponent(id)}`, { headers: { Accept: 'application/json' }, signal }));
+  const history = (j.history || []).map((h) => ({ ...h, _at: time(h.at) }));
+  return { alarm: j.alarm ? alarm(j.alarm) : null, history, children: (j.children || []).map(alarm) };
+}
+
+const byPriority = (a, b) => (b.priority || 0) - (a.priority || 0) || b._last - a._last || (a.id < b.id ? -1 : 1);
+
+export class Alarms {
+  // store: the device store; sound: the Sound; onShow/onHide when the view
+  // opens or closes; onDevice(id), onLive(id).
+  constructor({ root, button, detailRoot, operator, store, sound, onShow = () => {}, onHide = () => {}, onDevice, onLive }) {
+    this.root = root;
+    this.button = button;
+    this.store = store;
+    this.sound = sound;
+    this.onShow = onShow;
+    this.onHide = onHide;
+    this.onLive = onLive;
+    this.map = new Map();
+    this.list = [];
+    this.counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
+    this.total = 0;
+    this.partial = false;   // the hub has more alarms than it listed
+    this.loaded = false;
+    this.loading = null;
+    this.error = '';
+    this.sev = '';          // severity filter ('' all)
+    this.selected = null;
+    this.shown = false;
+    this.operatorInput = operator;
+    this.detail = new AlarmDetail(detailRoot, {
+      store,
+      current: (id) => this.map.get(id),
+      onDevice: (id) => { this.hide(); onDevice(id); },
+      onLive: (id) => onLive(id),
+      onAct: (act) => this.ask(act, this.detail.id),
+      onClose: () => this.closeDetail(),
+    });
+    this.build();
+    this.bind();
+  }
+
+  get operator() { return (this.operatorInput?.value || '').trim() || 'operator'; }
+
+  build() {
+    this.root.innerHTML = `
+      <header class="a-top">
+        <h2 id="alarms-h"></h2>
+        <div class="a-counts" role="group">${SEVERITIES.map((s) =>
+          `<button type="button" class="a-count sev-${s}" data-alarm-count="${s}" aria-pressed="false"><span class="lbl"></span><span class="n">0</span></button>`).join('')}</div>
+        <span class="a-total muted" role="status"></span>
+        <span class="err a-notice" role="alert" hidden></span>
+      </header>
+      <div id="alarm-scroller" class="a-scroll" role="region" tabindex="0" aria-labelledby="alarms-h">
+        <table class="a-table"><thead><tr>${['sev', 'state', 'count', 'source', 'device', 'site', 'district', 'age', 'assignee'].map((c) =>
+          `<th scope="col" class="c-${c}" data-col="${c}"></th>`).join('')}</tr></thead><tbody id="alarm-list"></tbody></table>
+        <p class="a-empty muted"></p>
+      </div>`;
+    this.tbody = this.root.querySelector('#alarm-list');
+    this.scroller = this.root.querySelector('#alarm-scroller');
+    this.dialog = document.createElement('dialog');
+    this.dialog.id = 'alarm-act';
+    this.dialog.className = 'a-dialog';
+    document.body.append(this.dialog);
+  }
+
+  bind() {
+    this.button?.addEventListener('click', () => this.toggle());
+    if (this.operatorInput) {
+      try { this.operatorInput.value = localStorage.getItem(OPERATOR_KEY) || 'operator'; } catch { this.operatorInput.value = 'operator'; }
+      this.operatorInput.addEventListener('change', () => {
+        try { localStorage.setItem(OPERATOR_KEY, this.operator); } catch { /* ignore */ }
+      });
+    }
+    this.root.addEventListener('click', (e) => {
+      const c = e.target.closest('[data-alarm-count]');
+      if (c) { this.sev = this.sev === c.dataset.alarmCount ? '' : c.dataset.alarmCount; this.render(); return; }
+      const tr = e.target.closest('tr[data-alarm]');
+      if (tr) { this.select(tr.dataset.alarm); this.openDetail(); }
+    });
+    this.dialog.addEventListener('close', () => { if (this.shown) this.focusList(); });
+    // Capture: while the desk is open its keys take precedence over the
+    // device table's (j/k/Enter/Esc); other keys fall through to keys.js.
+    window.addEventListener('keydown', (e) => this.key(e), true);
+    // A key that opened the note dialog must not type itself there
+    // (synthetic input sends the keypress separately; see keys.js).
+    window.addEventListener('keypress', (e) => {
+      if (this.swallow && e.key === this.swallow) e.preventDefault();
+      this.swallow = '';
+    }, true);
+    window.addEventListener('keyup', () => { this.swallow = ''; }, true);
+  }
+
+  key(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+    if (document.querySelector('dialog[open]')) return;
+    const el = e.target;
+    if (el instanceof Element && el.matches('input, select, textarea, [contenteditable]')) return;
+    const onButton = el instanceof Element && el.matches('button, a[href]');
+    if (e.key === 'a') this.toggle();
+    else if (!this.shown) return;
+    else {
+      switch (e.key) {
+        case 'j': case 'ArrowDown': this.move(1); break;
+        case 'k': case 'ArrowUp': this.move(-1); break;
+        case 'Home': this.moveTo(0); break;
+        case 'End': this.moveTo(this.list.length - 1); break;
+        case 'Enter': if (onButton) return; this.openDetail(); break;
+        case 'c': this.ask('ack'); break;
+        case 'g': this.ask('assign'); break;
+        case 's': this.ask('shelve'); break;
+        case 'u': this.ask('unshelve'); break;
+        case 'x': this.ask('clear'); break;
+        case 'v': this.liveSelected(); break;
+        case 'Escape': if (this.detail.open) this.closeDetail(); else this.hide(); break;
+        default: return;
+      }
+    }
+    this.swallow = e.key;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+  }
+
+  // The view.
+
+  show() {
+    if (!this.shown) {
+      this.shown = true;
+      this.root.hidden = false;
+      document.body.classList.add('alarms-on');
+      this.button?.setAttribute('aria-pressed', 'true');
+      this.onShow();
+    }
+    this.load();
+    this.render();
+    this.focusList();
+  }
+
+  hide() {
+    if (!this.shown) return;
+    this.shown = false;
+    this.root.hidden = true;
+    document.body.classList.remove('alarms-on');
+    this.button?.setAttribute('aria-pressed', 'false');
+    this.closeDetail(false);
+    this.onHide();
+  }
+
+  toggle() { if (this.shown) this.hide(); else this.show(); }
+
+  focusList() {
+    if (this.shown && document.activeElement !== this.scroller) this.scroller.focus({ preventScroll: true });
+  }
+
+  // Data.
+
+  // hello takes the counts a websocket hello may carry, then reloads: on a
+  // reconnect, events may have been missed.
+  hello(m) {
+    if (m?.alarms && !this.loaded) { this.setCounts(m.alarms); this.renderCounts(); }
+    this.load();
+  }
+
+  load() {
+    if (this.loading) return this.loading;
+    this.loading = (async () => {
+      try {
+        const r = await listAlarms();
+        this.map = new Map(r.alarms.map((a) => [a.id, a]));
+        this.total = r.total;
+        this.partial = r.total > r.alarms.length;
+        if (this.partial && r.counts) this.setCounts(r.counts); else this.recount();
+        this.loaded = true;
+        this.error = '';
+      } catch (err) {
+        console.warn('alarms:', err);
+        this.error = t('alarm.load_error', { error: err.message });
+      } finally {
+        this.loading = null;
+        this.render();
+        if (this.detail.open) this.detail.render();
+      }
+    })();
+    return this.loading;
+  }
+
+  setCounts(c) { for (const s of SEVERITIES) this.counts[s] = Number(c[s]) || 0; }
+
+  recount() {
+    this.setCounts({});
+    for (const a of this.map.values()) if (a.severity in this.counts) this.counts[a.severity]++;
+  }
+
+  // event applies a websocket alarm event {kind, alarm, transition}.
+  event(ev) {
+    if (!ev?.alarm?.id) return;
+    const prev = this.map.get(ev.alarm.id);
+    const a = this.put(ev.alarm, ev.kind === 'raise');
+    const critical = a.severity === 'critical' && (ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== 'critical'));
+    if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) this.sound?.critical();
+    this.render();
+  }
+
+  // put stores a new snapshot of an alarm (removing it once closed) and
+  // keeps the counts; isNew: the hub counted it nowhere yet.
+  put(raw, isNew = false) {
+    const a = alarm(raw);
+    const prev = this.map.get(a.id);
+    if (a.state === 'cleared_ack') this.map.delete(a.id);
+    else this.map.set(a.id, a);
+    if (!this.partial) this.recount();
+    else {
+      if (prev && prev.severity in this.counts) this.counts[prev.severity]--;
+      if ((prev || isNew) && a.state !== 'cleared_ack' && a.severity in this.counts) this.counts[a.severity]++;
+      else if (!prev && !isNew && a.state === 'cleared_ack' && a.severity in this.counts) this.counts[a.severity]--;
+    }
+    if (this.detail.id === a.id) {
+      if (this.detail.data) this.detail.data.alarm = a; // a closed alarm leaves the list but stays in view
+      this.detail.changed();
+    }
+    return a;
+  }
+
+  // Actions.
+
+  // act posts action (ack, assign, shelve, unshelve, clear) on alarm id with
+  // an optional note; opts.to (assign, default the operator), opts.for
+  // (shelve, default 1h). Resolves to {ok, alarm} or {ok: false, error}.
+  async act(id, action, note = '', opts = {}) {
+    const body = { who: this.operator, note: note || '' };
+    if (action === 'assign') body.to = opts.to || this.operator;
+    if (action === 'shelve') body.for = opts.for || '1h';
+    let res;
+    try {
+      const r = await fetch(`/api/alarms/${encodeURIComponent(id)}/${encodeURIComponent(action)}`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body),
+      });
+      res = await json(r);
+    } catch (err) {
+      this.notice(t('alarm.act_error', { action: t(`alarm.act_${action}`), error: err.message }));
+      return { ok: false, error: err.message };
+    }
+    this.notice('');
+    if (res.alarm) this.put(res.alarm);
+    this.render();
+    if (this.detail.id === id && res.alarm?.state !== 'cleared_ack') this.detail.load();
+    return { ok: true, alarm: res.alarm || null };
+  }
+
+  // ask opens the small dialog for action on alarm id (default: selected).
+  ask(action, id = this.selected) {
+    const a = id && this.map.get(id);
+    if (!a) return;
+    const now = Date.now();
+    const name = t(`alarm.act_${action}`);
+    let extra = '';
+    if (action === 'assign') {
+      extra = `<label>${esc(t('alarm.assignee'))} <input name="to" required autocomplete="off" spellcheck="false" value="${esc(a.assigned_to || this.operator)}"></label>`;
+    } else if (action === 'shelve') {
+      extra = `<label>${esc(t('alarm.shelve_for'))} <select name="for">${SHELVE_FOR.map((d) =>
+        `<option value="${d}"${d === '1h' ? ' selected' : ''}>${esc(t(`alarm.for_${d}`))}</option>`).join('')}</select></label>`;
+    }
+    this.dialog.dataset.action = action;
+    this.dialog.dataset.alarm = a.id;
+    this.dialog.innerHTML = `<form>
+      <h2>${esc(name)} · <span class="d-id">${esc(a.id)}</span></h2>
+      <p class="muted">${esc(sevLabel(a.severity))} · ${esc(sourceLabel(a.source))} · ${esc(a.device || a.agent || '')}${a._shelved > now ? ` · ${esc(t('alarm.until', { time: clock(a._shelved) }))}` : ''}</p>
+      ${extra}
+      <label>${esc(t('alarm.note'))} <input name="note" autocomplete="off" placeholder="${esc(t('alarm.note_placeholder'))}"></label>
+      <p class="err" role="alert" hidden></p>
+      <div class="a-btns"><button type="submit" class="primary">${esc(name)} <kbd>Enter</kbd></button><button type="button" data-cancel>${esc(t('alarm.cancel'))} <kbd>Esc</kbd></button></div>
+    </form>`;
+    const form = this.dialog.querySelector('form');
+    form.querySelector('[data-cancel]').addEventListener('click', () => this.dialog.close());
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = new FormData(form);
+      const btn = form.querySelector('[type=submit]');
+      btn.disabled = true;
+      const r = await this.act(a.id, action, String(f.get('note') || ''), { to: String(f.get('to') || ''), for: String(f.get('for') || '') });
+      btn.disabled = false;
+      if (r.ok) { this.notice(''); this.dialog.close(); return; }
+      const err = form.querySelector('.err');
+      err.textContent = r.error;
+      err.hidden = false;
+    });
+    this.dialog.showModal();
+    form.querySelector(action === 'assign' ? '[name=to]' : action === 'shelve' ? '[name=for]' : '[name=note]').focus();
+  }
+
+  notice(text) {
+    const el = this.root.querySelector('.a-notice');
+    el.textContent = text;
+    el.hidden = !text;
+  }
+
+  // Selection and detail.
+
+  select(id) {
+    this.selected = id;
+    for (const tr of this.tbody.querySelectorAll('tr.sel')) { tr.classList.remove('sel'); tr.removeAttribute('aria-selected'); }
+    const tr = id && this.tbody.querySelector(`tr[data-alarm="${CSS.escape(id)}"]`);
+    if (tr) { tr.classList.add('sel'); tr.setAttribute('aria-selected', 'true'); tr.scrollIntoView({ block: 'nearest' }); }
+  }
+
+  move(d) {
+    if (!this.list.length) return;
+    const i = this.list.findIndex((a) => a.id === this.selected);
+    this.moveTo(i < 0 ? (d > 0 ? 0 : this.list.length - 1) : Math.max(0, Math.min(this.list.length - 1, i + d)));
+  }
+
+  moveTo(i) {
+    const a = this.list[i];
+    if (!a) return;
+    this.select(a.id);
+    if (this.detail.open) this.detail.show(a.id);
+    this.focusList();
+  }
+
+  openDetail(id = this.selected) {
+    if (!id && this.list.length) { id = this.list[0].id; this.select(id); }
+    if (id) this.detail.show(id);
+  }
+
+  closeDetail(refocus = true) {
+    this.detail.close();
+    if (refocus) this.focusList();
+  }
+
+  // liveSelected opens the live video for the selected alarm: its camera,
+  // or the nearest camera that sees its sensor.
+  liveSelected() {
+    const a = this.map.get(this.selected);
+    const d = a?.device && this.store.devices.get(a.device);
+    if (!d) return;
+    if (d.kind === 'camera') { this.onLive(d.id); return; }
+    const cam = nearestCameras(this.store.devices.values(), d.location, 1)[0];
+    if (cam) this.onLive(cam.device.id);
+  }
+
+  // Drawing.
+
+  render() {
+    this.renderCounts();
+    const now = Date.now();
+    const all = [...this.map.values()];
+    this.list = (this.sev ? all.filter((a) => a.severity === this.sev) : all).sort(byPriority);
+    this.tbody.innerHTML = this.list.map((a) => {
+      const shelved = a._shelved > now;
+      const unack = a.state === 'active_unack' || a.state === 'cleared_unack';
+      return `<tr data-alarm="${esc(a.id)}" data-state="${esc(a.state)}" data-severity="${esc(a.severity)}" class="${unack ? 'unack' : ''}${shelved ? ' shelved' : ''}${a.id === this.selected ? ' sel' : ''}"${a.id === this.selected ? ' aria-selected="true"' : ''}>
+        <td class="c-sev"><span class="sev sev-${esc(a.severity)}">${esc(sevLabel(a.severity))}</span></td>
+        <td class="c-state"><span class="st st-${esc(a.state)}">${esc(stateLabel(a.state))}</span>${shelved ? ` <span class="shelf" title="${esc(t('alarm.until', { time: clock(a._shelved) }))}">${esc(t('alarm.shelved'))}</span>` : ''}${a.flapping ? ` <span class="flap">${esc(t('alarm.flapping'))}</span>` : ''}</td>
+        <td class="c-count num">${a.count > 1 ? `×${num(a.count)}` : ''}</td>
+        <td class="c-source">${esc(sourceLabel(a.source))}${a.type ? ` <span class="muted">${esc(typeLabel(a.type))}</span>` : ''}</td>
+        <td class="c-device">${esc(a.device || a.agent || '')}</td>
+        <td class="c-site">${esc(a.site || '')}</td>
+        <td class="c-district">${esc(a.district || '')}</td>
+        <td class="c-age num" title="${esc(t('alarm.f_last'))} ${esc(clock(a._last))}">${esc(ago(a._first, now))}</td>
+        <td class="c-assignee">${esc(a.assigned_to || '')}</td>
+      </tr>`;
+    }).join('');
+    if (this.selected && !this.map.has(this.selected)) this.selected = null;
+    const empty = this.root.querySelector('.a-empty');
+    empty.textContent = this.error || (!this.loaded ? t('app.loading') : this.list.length ? '' : t('alarm.none'));
+    empty.classList.toggle('err', !!this.error);
+    empty.hidden = !empty.textContent;
+    this.root.querySelector('.a-total').textContent = this.loaded ? t('alarm.total', { n: num(this.total > this.map.size ? this.total : this.map.size) }) : '';
+  }
+
+  renderCounts() {
+    for (const b of this.root.querySelectorAll('[data-alarm-count]')) {
+      const s = b.dataset.alarmCount;
+      b.querySelector('.n').textContent = num(this.counts[s]);
+      b.classList.toggle('zero', !this.counts[s]);
+      b.setAttribute('aria-pressed', String(this.sev === s));
+    }
+    if (this.button) {
+      let unack = 0;
+      let crit = false;
+      for (const a of this.map.values()) if (a.state.endsWith('_unack')) { unack++; if (a.severity === 'critical') crit = true; }
+      const n = this.loaded ? unack : SEVERITIES.reduce((x, s) => x + this.counts[s], 0);
+      this.button.innerHTML = `${esc(t('alarm.heading'))}${n ? ` <span class="badge${crit || (!this.loaded && this.counts.critical) ? ' crit' : ''}">${num(n)}</span>` : ''}`;
+      this.button.title = `${t('alarm.button_title')} (a)`;
+    }
+  }
+
+  retranslate() {
+    this.root.querySelector('#alarms-h').textContent = t('alarm.heading');
+    this.root.querySelector('.a-counts').setAttribute('aria-label', t('alarm.by_severity'));
+    for (const b of this.root.querySelectorAll('[data-alarm-count]')) b.querySelector('.lbl').textContent = sevLabel(b.dataset.alarmCount);
+    for (const th of this.root.querySelectorAll('th[data-col]')) th.textContent = t(`alarm.col_${th.dataset.col}`);
+    this.render();
+    this.detail.render();
+  }
+
+  // tick keeps ages and shelving current.
+  tick(now) {
+    if (this.shown && now % 10 === 0) this.render();
+  }
+}
