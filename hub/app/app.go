@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/alarmstore"
 	"github.com/citywatch/citywatch/hub/broker"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/console"
@@ -23,6 +24,7 @@ import (
 	"github.com/citywatch/citywatch/hub/live"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
+	"github.com/citywatch/citywatch/hub/notify"
 	"github.com/citywatch/citywatch/ui"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -41,6 +43,8 @@ type App struct {
 	ingestCfg ingest.Config
 	live      *live.SFU
 	alarms    *alarm.Engine
+	alarmDB   *alarmstore.Store // nil without alarms.db; opened by Run
+	notifier  *notify.Notifier
 	console   *console.Server
 
 	ready     chan struct{}
@@ -77,7 +81,22 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm})
+	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed,
+		// Called in the engine's order, so the database never has an
+		// older row over a newer one. alarmDB is set before any change
+		// can reach the engine.
+		OnTransition: func(al alarm.Alarm, t alarm.Transition) {
+			if a.alarmDB != nil {
+				a.alarmDB.Record(al, t)
+			}
+		}})
+	hooks, err := webhooks(cfg.Alarms.Webhooks)
+	if err != nil {
+		return nil, err
+	}
+	if a.notifier, err = notify.New(hooks, notify.Deps{Log: log, Metrics: a.metrics}); err != nil {
+		return nil, fmt.Errorf("config: alarms.webhooks: %w", err)
+	}
 
 	a.fleet = fleet.New(fleet.Options{
 		Now:              time.Now,
@@ -163,6 +182,75 @@ func (a *App) onChange(c fleet.Change) {
 // onAlarm fans an alarm event out; it must not block (alarm.Options).
 func (a *App) onAlarm(ev alarm.Event) {
 	a.console.PublishAlarm(ev)
+	a.notifier.Notify(ev)
+}
+
+// keepClosed is how many closed alarms the engine keeps in memory and loads
+// back at start; older ones stay in the database as history.
+const keepClosed = 1000
+
+// webhooks turns the configured hooks into the notifier's.
+func webhooks(cfg []config.Webhook) ([]notify.Webhook, error) {
+	var hooks []notify.Webhook
+	var errs []error
+	for i, w := range cfg {
+		h := notify.Webhook{Name: w.Name, URL: w.URL, Tiers: w.Tiers, MaxAttempts: w.MaxAttempts, Headers: map[string]string{}}
+		for k, v := range w.Headers {
+			h.Headers[k] = string(v)
+		}
+		if w.MinSeverity != "" {
+			sev, err := alarm.ParseSeverity(w.MinSeverity)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("alarms.webhooks[%d].min_severity: %w", i, err))
+			}
+			h.MinSeverity = sev
+		}
+		for _, k := range w.Kinds {
+			h.Kinds = append(h.Kinds, alarm.EventKind(k))
+		}
+		hooks = append(hooks, h)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return hooks, nil
+}
+
+// openAlarms opens the alarm database and puts its alarms back into the
+// engine, before any fleet change can reach it.
+func (a *App) openAlarms() error {
+	if a.cfg.Alarms.DB == "" {
+		a.log.Warn("no alarms.db configured: alarms are kept in memory and lost on restart")
+		return nil
+	}
+	st, err := alarmstore.Open(a.cfg.Alarms.DB, a.log)
+	if err != nil {
+		return err
+	}
+	alarms, trails, next, err := st.Load(keepClosed)
+	if err == nil {
+		err = a.alarms.Restore(alarms, trails, next)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("alarms.db %s: %w", a.cfg.Alarms.DB, err), st.Close())
+	}
+	a.alarmDB = st
+	a.log.Info("alarms restored", "db", a.cfg.Alarms.DB, "alarms", len(alarms))
+	return nil
+}
+
+// reconcileAlarms re-evaluates restored alarms against the live state once
+// the agents have had time to report (two intervals): a device that
+// recovered while the hub was down clears through its normal hysteresis.
+func (a *App) reconcileAlarms(ctx context.Context) error {
+	select {
+	case <-time.After(2 * a.cfg.Fleet.DefaultInterval):
+		a.alarms.Reconcile(a.fleet.Devices(), a.fleet.Agents())
+	case <-ctx.Done():
+		return nil
+	}
+	<-ctx.Done() // a stage that returns stops the hub
+	return nil
 }
 
 func (a *App) health() console.HealthReport {
@@ -227,9 +315,22 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		a.log.Warn("no InfluxDB configured (INFLUX_URL): history is not stored; the console shows a recent in-memory window only")
 	}
+	if err := a.openAlarms(); err != nil {
+		return err
+	}
+	if a.alarmDB != nil {
+		// Stops after the engine (later stages stop first), so every
+		// transition is written before the database closes.
+		stages = append(stages, stage{"alarmdb", a.alarmDB.Run})
+		defer a.alarmDB.Close()
+	}
+	if len(a.cfg.Alarms.Webhooks) > 0 {
+		stages = append(stages, stage{"notify", a.notifier.Run})
+	}
 	stages = append(stages,
 		stage{"fleet", a.fleet.Run},
 		stage{"alarms", a.alarms.Run},
+		stage{"alarm-reconcile", a.reconcileAlarms},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:

@@ -119,6 +119,19 @@ type Alarms struct {
 	// DB is where alarms and their history are kept across restarts;
 	// empty = in memory only.
 	DB string `yaml:"db"`
+	// Webhooks receive alarm events as JSON (SMS gateways, ticketing).
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is one outbound alarm notification target; hub/notify checks it.
+type Webhook struct {
+	Name        string            `yaml:"name"`
+	URL         string            `yaml:"url"`
+	Headers     map[string]Secret `yaml:"headers"`      // e.g. Authorization; never logged
+	MinSeverity string            `yaml:"min_severity"` // critical, major, minor or warning; empty = all
+	Kinds       []string          `yaml:"kinds"`        // raise, update, clear, escalate, flap; empty = raise, escalate, clear
+	Tiers       []int             `yaml:"tiers"`        // escalation tiers served; empty = [0]
+	MaxAttempts int               `yaml:"max_attempts"` // 0 = 8
 }
 
 // Log configures the logger built in main.
