@@ -164,3 +164,48 @@ func TestLiveViewAndWallInChromium(t *testing.T) {
 	}
 	decodingGrows(t, ctx, "wall", cams[:4])
 }
+
+// The alarm desk in two browsers: a new alarm appears live on both, and an
+// acknowledgement made on one page reaches the other.
+func TestAlarmDeskInTwoBrowsers(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickAlarms(t)})
+	s.waitAllOnline(t)
+	_, cam := firstCamera(t, s)
+	open := func() context.Context {
+		ctx, cancel := context.WithTimeout(testenv.Chromium(t), 90*time.Second)
+		t.Cleanup(cancel)
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(s.hub.ConsoleURL()),
+			chromedp.WaitVisible(`#live[data-state="live"]`),
+			chromedp.Evaluate[chromedp.Void](`window.citywatch.alarms.show()`),
+			chromedp.WaitVisible(`#alarms`),
+		); err != nil {
+			t.Fatalf("alarm desk did not open: %v", err)
+		}
+		return ctx
+	}
+	first, second := open(), open()
+
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
+		t.Fatal(err)
+	}
+	row := `#alarm-list tr[data-alarm][data-state="active_unack"]`
+	for _, ctx := range []context.Context{first, second} {
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(row)); err != nil {
+			t.Fatalf("the new alarm did not appear live: %v", err)
+		}
+	}
+	id, err := chromedp.Run(first, chromedp.AttributeValue(row, "data-alarm"))
+	if err != nil || id.Value == "" {
+		t.Fatalf("alarm id: %v %+v", err, id)
+	}
+	ok, err := chromedp.Run(first, chromedp.Evaluate[bool](
+		fmt.Sprintf(`window.citywatch.alarms.act(%q, "ack", "crew on the way").then(r => r.ok)`, id.Value), chromedp.EvalAwaitPromise))
+	if err != nil || !ok {
+		t.Fatalf("acknowledge from the page: ok=%v err=%v", ok, err)
+	}
+	acked := fmt.Sprintf(`#alarm-list tr[data-alarm=%q][data-state="active_ack"]`, id.Value)
+	if err := chromedp.Do(second, chromedp.WaitVisible(acked)); err != nil {
+		t.Fatalf("the acknowledgement did not reach the second browser: %v", err)
+	}
+}
