@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ type Options struct {
 	// KeepClosed is how many closed alarms are kept in memory, oldest
 	// dropped first, until persistence keeps them; 0 means 1000.
 	KeepClosed int
+	// Maintenance windows: alarms inside them are recorded, not raised.
+	Maintenance []Window
 }
 
 // Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
@@ -48,6 +51,7 @@ type Engine struct {
 	now        func() time.Time
 	onEvent    func(Event)
 	onTrans    func(Alarm, Transition)
+	windows    []Window
 	keepClosed int
 
 	mu      sync.Mutex
@@ -88,6 +92,7 @@ func New(rules Rules, opts Options) *Engine {
 		onEvent:    opts.OnEvent,
 		onTrans:    opts.OnTransition,
 		keepClosed: opts.KeepClosed,
+		windows:    slices.Clone(opts.Maintenance),
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
 	}
@@ -303,6 +308,9 @@ func (e *Engine) open(c *cond, now time.Time, act Action, note string) {
 	a.Count, a.FirstAt, a.LastAt = 1, now, now
 	a.Flapping = c.flapping
 	r := &record{a: a, rule: c.rule, escalate: now.Add(c.rule.EscalateAfter)}
+	if why := e.maintain(r, now); why != "" {
+		note = strings.TrimPrefix(note+"; "+why, "; ")
+	}
 	r.trail = append(r.trail, Transition{At: now, Who: System, Action: act, To: ActiveUnack, Note: note})
 	r.a.State = ActiveUnack
 	e.alarms[a.ID] = r
@@ -325,7 +333,7 @@ func (e *Engine) raise(c *cond, now time.Time) {
 		return
 	}
 	e.reactivate(r, now)
-	e.transition(r, now, System, ActRaise, ActiveUnack, "")
+	e.transition(r, now, System, ActRaise, ActiveUnack, e.maintain(r, now))
 }
 
 func (e *Engine) reactivate(r *record, now time.Time) {

@@ -81,7 +81,11 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed,
+	windows, err := maintenance(cfg.Alarms.Maintenance)
+	if err != nil {
+		return nil, err
+	}
+	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: windows,
 		// Called in the engine's order, so the database never has an
 		// older row over a newer one. alarmDB is set before any change
 		// can reach the engine.
@@ -214,6 +218,32 @@ func webhooks(cfg []config.Webhook) ([]notify.Webhook, error) {
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return hooks, nil
+}
+
+// maintenance turns the configured windows into the engine's, listing every
+// problem.
+func maintenance(cfg []config.Maintenance) ([]alarm.Window, error) {
+	var windows []alarm.Window
+	var errs []error
+	for i, m := range cfg {
+		w := alarm.Window{Name: m.Name, Devices: m.Devices, Agents: m.Agents, Sites: m.Sites, Districts: m.Districts,
+			From: m.From, To: m.To, Daily: m.Daily}
+		if m.Timezone != "" {
+			loc, err := time.LoadLocation(m.Timezone)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("alarms.maintenance[%d].timezone: %w", i, err))
+			}
+			w.Location = loc
+		}
+		if err := w.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("alarms.maintenance[%d]: %w", i, err))
+		}
+		windows = append(windows, w)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return windows, nil
 }
 
 // openAlarms opens the alarm database and puts its alarms back into the

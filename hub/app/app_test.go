@@ -103,3 +103,23 @@ func TestEmbeddedBrokerHub(t *testing.T) {
 		t.Fatal("Run did not return 30s after cancel")
 	}
 }
+
+func TestMaintenanceConfigProblemsListed(t *testing.T) {
+	cfg := config.Default()
+	cfg.Alarms.Maintenance = []config.Maintenance{
+		{Name: "night", Sites: []string{"s1"}, Daily: "22:00-06:00", Timezone: "Asia/Shanghai"},
+		{Name: "", Daily: "25:00-06:00", Timezone: "Mars/Olympus"},
+	}
+	_, err := New(cfg, quiet())
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"maintenance[1].timezone", "name is missing", "covers nothing", "HH:MM"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "maintenance[0]") {
+		t.Errorf("the valid window was refused:\n%v", err)
+	}
+}

@@ -121,6 +121,22 @@ type Alarms struct {
 	DB string `yaml:"db"`
 	// Webhooks receive alarm events as JSON (SMS gateways, ticketing).
 	Webhooks []Webhook `yaml:"webhooks"`
+	// Maintenance windows and expected-offline schedules: alarms inside
+	// them are recorded, not raised.
+	Maintenance []Maintenance `yaml:"maintenance"`
+}
+
+// Maintenance is one window (from–to) or daily schedule; hub/alarm checks it.
+type Maintenance struct {
+	Name      string    `yaml:"name"`
+	Devices   []string  `yaml:"devices"`
+	Agents    []string  `yaml:"agents"`
+	Sites     []string  `yaml:"sites"`
+	Districts []string  `yaml:"districts"`
+	From      time.Time `yaml:"from"`
+	To        time.Time `yaml:"to"`
+	Daily     string    `yaml:"daily"`    // "22:00-06:00"
+	Timezone  string    `yaml:"timezone"` // for daily; IANA name, default UTC
 }
 
 // Webhook is one outbound alarm notification target; hub/notify checks it.
