@@ -1,0 +1,510 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/console"
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// BenchmarkAlarmStorm is a district power cut: every agent of the city
+// (CITYWATCH_STORM_AGENTS, default 100, × 100 devices = 10,000 devices)
+// drops off MQTT within one second while CITYWATCH_STORM_CLIENTS (1000)
+// consoles are connected to /api/events. The hub runs as its own process
+// against a real Mosquitto, with alarm holds of 0 s (quickRules).
+//
+// It prints: publish → websocket latency of single camera alarms before the
+// storm (from the transition's "at" to receipt, over every client), the time
+// until /api/summary shows every device unreachable and /api/alarms every
+// agent_offline alarm (the whole picture), how many alarms an operator sees
+// (one per agent, not per device), alarm delivery latency during the storm,
+// API latency of /api/alarms and /api/summary polled throughout the storm,
+// and hub CPU seconds and peak RSS. Run with -benchtime 1x.
+func BenchmarkAlarmStorm(b *testing.B) {
+	agents, nclients := envInt(b, "CITYWATCH_STORM_AGENTS", 100), envInt(b, "CITYWATCH_STORM_CLIENTS", 1000)
+	probes := envInt(b, "CITYWATCH_STORM_PROBES", 3)
+	const (
+		devicesPerAgent = 100
+		interval        = 10 * time.Second
+		cutFor          = 60 * time.Second
+		districts       = 4
+	)
+	total := agents * devicesPerAgent
+	raiseNoFileLimit(b)
+
+	broker := testenv.Mosquitto(b)
+	rules := filepath.Join(b.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	hub := startHubProcess(b, broker.URL(), fmt.Sprintf("alarms:\n  rules: %q\n", rules))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{
+		BrokerURL: broker.URL(), InProcessCameras: true, Interval: interval, Logger: testLogger(b),
+		City: sim.CityOptions{Seed: 7, Districts: districts, Sites: agents, Devices: total},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	simDone := make(chan error, 1)
+	go func() { simDone <- world.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-simDone; err != nil {
+			b.Errorf("sim: %v", err)
+		}
+	}()
+
+	b.Logf("waiting for %d agents × %d devices to come online", agents, devicesPerAgent)
+	startup := time.Now()
+	eventually(b, 5*time.Minute, func() error {
+		var s fleet.Summary
+		if err := hub.get("api/summary", &s); err != nil {
+			return err
+		}
+		if s.Devices != total || s.ByStatus[wire.StatusOnline] != total {
+			return fmt.Errorf("%d of %d devices known, %d online", s.Devices, total, s.ByStatus[wire.StatusOnline])
+		}
+		return nil
+	})
+	b.Logf("all online after %s; connecting %d websocket clients", time.Since(startup).Round(time.Second), nclients)
+
+	fleetWS := newStormFleet(b, hub, nclients)
+
+	// Baseline: single camera faults, one at a time, outside any storm.
+	fleetWS.phase.Store(phaseBaseline)
+	cams := devicesOfCity(world)
+	for i := range probes {
+		cam := cams[(i*7919+13)%len(cams)]
+		if err := world.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
+			b.Fatal(err)
+		}
+		// Agents debounce: two failed probes an interval apart.
+		id := fleetWS.awaitEverywhere(b, 3*interval+10*time.Second, func(r stormRecv) bool {
+			return r.source == alarm.SourceDeviceOffline && r.device == cam
+		})
+		// Acknowledge it, so that once cleared it is closed and the operator's
+		// list is empty again when the storm starts.
+		if code, body := postStormAck(hub, id); code != 200 {
+			b.Fatalf("ack %s: %d %s", id, code, body)
+		}
+		if err := world.Fault(sim.Fault{Device: cam, Fault: sim.FaultRecover}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	eventually(b, 3*interval+10*time.Second, func() error {
+		var l console.AlarmList
+		if err := hub.get("api/alarms", &l); err != nil {
+			return err
+		}
+		if l.Total != 0 {
+			return fmt.Errorf("%d alarms still open after the baseline", l.Total)
+		}
+		return nil
+	})
+	fleetWS.phase.Store(phaseIdle)
+	baseP50, baseP99, baseN := percentiles(fleetWS.latencies(phaseBaseline))
+
+	// The storm: every agent of every district loses its connection.
+	var lost []string
+	var lostDistricts []string
+	for _, a := range world.City().Agents {
+		lost = append(lost, a.ID)
+		if !slices.Contains(lostDistricts, a.Site.District) {
+			lostDistricts = append(lostDistricts, a.Site.District)
+		}
+	}
+	b.Logf("storm: cutting %d agents in %d districts (%s)", len(lost), len(lostDistricts), strings.Join(lostDistricts, ", "))
+
+	api := newAPIPollers(hub, 4)
+	b.ResetTimer()
+	fleetWS.phase.Store(phaseStorm)
+	cpu0 := hub.cpuSeconds(b)
+	t0 := time.Now()
+	api.start()
+	for _, id := range lost {
+		if err := world.Fault(sim.Fault{Agent: id, Fault: sim.FaultDisconnect, For: cutFor}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	issued := time.Since(t0)
+
+	// The whole picture: every device unreachable, every agent alarm listed.
+	var picture time.Duration
+	var seen console.AlarmList
+	deadline := t0.Add(cutFor - 5*time.Second)
+	for {
+		var s fleet.Summary
+		var l console.AlarmList
+		errS := hub.get("api/summary", &s)
+		errL := hub.get("api/alarms?source=agent_offline&limit=1", &l)
+		if errS == nil && errL == nil && s.ByStatus[wire.StatusUnreachable] == total && l.Total == len(lost) {
+			picture = time.Since(t0)
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no whole picture within %s: %d of %d devices unreachable, %d of %d agent alarms (%v, %v)",
+				deadline.Sub(t0), s.ByStatus[wire.StatusUnreachable], total, l.Total, len(lost), errS, errL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Every console has the whole picture when each has every agent alarm.
+	wsPicture := fleetWS.awaitStorm(b, lost, t0, deadline)
+	// Let late device changes and alarms settle, then read what an
+	// operator sees.
+	time.Sleep(5 * time.Second)
+	if err := hub.get("api/alarms?limit=1", &seen); err != nil {
+		b.Fatal(err)
+	}
+	var bySource = map[alarm.Source]int{}
+	for _, src := range []alarm.Source{alarm.SourceAgentOffline, alarm.SourceDeviceOffline} {
+		var l console.AlarmList
+		if err := hub.get("api/alarms?limit=1&source="+string(src), &l); err != nil {
+			b.Fatal(err)
+		}
+		bySource[src] = l.Total
+	}
+	api.stop()
+	t1 := time.Now()
+	cpu1 := hub.cpuSeconds(b)
+	fleetWS.phase.Store(phaseIdle)
+	b.StopTimer()
+
+	stormP50, stormP99, stormN := percentiles(fleetWS.latencies(phaseStorm))
+	apiP50, apiP99, apiN := percentiles(api.samples())
+	rss := float64(hub.peakRSS(b)) / (1 << 20)
+	cpu := cpu1 - cpu0
+	window := t1.Sub(t0).Seconds()
+
+	fmt.Printf(`
+== citywatch alarm storm: %d agents × %d devices = %d devices, %d websocket clients ==
+baseline alarm delivery (publish → websocket):  p50 %s, p99 %s over %d receipts of %d alarms   (target p99 ≤ 50 ms: %s)
+storm: %d agents in %d districts cut, faults issued in %s
+whole picture in the API (summary + alarms):     %s after the first fault
+whole picture at every websocket client:         %s after the first fault
+alarms an operator sees:                         %d   (agent_offline %d, device_offline %d; want %d, one per agent: %s)
+alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts
+API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
+hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
+hub peak RSS:                                    %.0f MiB
+websocket clients dropped:                       %d (hub: %v)
+`,
+		agents, devicesPerAgent, total, nclients,
+		baseP50, baseP99, baseN, probes, verdict(baseN > 0 && baseP99 <= 50*time.Millisecond),
+		len(lost), len(lostDistricts), issued.Round(time.Millisecond),
+		picture.Round(time.Millisecond),
+		wsPicture.Round(time.Millisecond),
+		seen.Total, bySource[alarm.SourceAgentOffline], bySource[alarm.SourceDeviceOffline], len(lost), verdict(seen.Total == len(lost)),
+		stormP50, stormP99, stormN,
+		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
+		cpu, window, cpu/window,
+		rss,
+		fleetWS.closed.Load(), hub.metric(b, "citywatch_ws_dropped_clients_total"),
+	)
+	b.ReportMetric(float64(picture.Milliseconds()), "picture-ms")
+	b.ReportMetric(float64(seen.Total), "operator-alarms")
+	b.ReportMetric(ms(baseP99), "baseline-p99-ms")
+	b.ReportMetric(ms(stormP99), "storm-p99-ms")
+	b.ReportMetric(ms(apiP99), "api-p99-ms")
+	b.ReportMetric(cpu, "hub-cpu-s")
+	b.ReportMetric(rss, "hub-peak-MiB")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// percentiles returns p50 and p99 of ds (sorted in place) and their number.
+func percentiles(ds []time.Duration) (p50, p99 time.Duration, n int) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)], len(ds)
+}
+
+// raiseNoFileLimit lifts this process's open file limit to its maximum: a
+// thousand websocket clients need a thousand sockets.
+func raiseNoFileLimit(b *testing.B) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		b.Fatal(err)
+	}
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func postStormAck(h *hubProcess, id string) (int, string) {
+	res, err := httpClient.Post(h.base+"api/alarms/"+id+"/ack", "application/json", strings.NewReader(`{"who":"bench"}`))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+// Phases of the benchmark: receipts are recorded only in baseline and storm.
+const (
+	phaseIdle int32 = iota
+	phaseBaseline
+	phaseStorm
+)
+
+// stormRecv is one alarm raise as a client received it.
+type stormRecv struct {
+	phase  int32
+	id     string
+	source alarm.Source
+	agent  string
+	device string
+	at     time.Time     // receipt
+	lat    time.Duration // receipt − transition.at
+}
+
+// stormClient is one light console: a goroutine that reads every message,
+// skips all but alarm raises without decoding them, and records those.
+type stormClient struct {
+	mu   sync.Mutex
+	recv []stormRecv
+}
+
+type stormFleet struct {
+	phase   atomic.Int32
+	closed  atomic.Int64
+	clients []*stormClient
+}
+
+var alarmPrefix = []byte(`{"type":"alarm"`)
+
+func newStormFleet(b *testing.B, h *hubProcess, n int) *stormFleet {
+	f := &stormFleet{clients: make([]*stormClient, n)}
+	url := "ws" + strings.TrimPrefix(h.base, "http") + "api/events"
+	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		c := &stormClient{}
+		f.clients[i] = c
+		wg.Go(func() {
+			sem <- struct{}{}
+			conn, _, err := dialer.Dial(url, nil)
+			<-sem
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			b.Cleanup(func() { conn.Close() })
+			go f.read(conn, c)
+		})
+	}
+	wg.Wait()
+	if err, ok := failed.Load().(error); ok {
+		b.Fatalf("dialing websocket clients: %v", err)
+	}
+	return f
+}
+
+func (f *stormFleet) read(conn *websocket.Conn, c *stormClient) {
+	defer f.closed.Add(1)
+	head := make([]byte, len(alarmPrefix))
+	var buf bytes.Buffer
+	for {
+		_, r, err := conn.NextReader()
+		if err != nil {
+			return
+		}
+		at := time.Now()
+		n, _ := io.ReadFull(r, head)
+		if !bytes.Equal(head[:n], alarmPrefix) {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+			continue
+		}
+		buf.Reset()
+		buf.Write(head)
+		if _, err := buf.ReadFrom(r); err != nil {
+			return
+		}
+		phase := f.phase.Load()
+		if phase == phaseIdle {
+			continue
+		}
+		var m struct {
+			Event struct {
+				Kind  alarm.EventKind `json:"kind"`
+				Alarm struct {
+					ID     string       `json:"id"`
+					Source alarm.Source `json:"source"`
+					Agent  string       `json:"agent"`
+					Device string       `json:"device"`
+				} `json:"alarm"`
+				Transition struct {
+					At time.Time `json:"at"`
+				} `json:"transition"`
+			} `json:"event"`
+		}
+		if json.Unmarshal(buf.Bytes(), &m) != nil || m.Event.Kind != alarm.EventRaise {
+			continue
+		}
+		a := m.Event.Alarm
+		c.mu.Lock()
+		c.recv = append(c.recv, stormRecv{phase, a.ID, a.Source, a.Agent, a.Device, at, at.Sub(m.Event.Transition.At)})
+		c.mu.Unlock()
+	}
+}
+
+// awaitEverywhere waits until every client has received a raise matching
+// match and returns the alarm's id.
+func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, match func(stormRecv) bool) string {
+	var id string
+	eventually(b, within, func() error {
+		missing := 0
+		for _, c := range f.clients {
+			c.mu.Lock()
+			i := slices.IndexFunc(c.recv, match)
+			if i >= 0 {
+				id = c.recv[i].id
+			} else {
+				missing++
+			}
+			c.mu.Unlock()
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d clients without the alarm", missing, len(f.clients))
+		}
+		return nil
+	})
+	return id
+}
+
+// awaitStorm waits until every client has an agent_offline raise for each
+// of agents and returns how long after t0 the last of them arrived.
+func (f *stormFleet) awaitStorm(b *testing.B, agents []string, t0, deadline time.Time) time.Duration {
+	for {
+		var last time.Time
+		missing := 0
+		for _, c := range f.clients {
+			got := map[string]bool{}
+			c.mu.Lock()
+			for _, r := range c.recv {
+				if r.phase == phaseStorm && r.source == alarm.SourceAgentOffline && !got[r.agent] {
+					got[r.agent] = true
+					if r.at.After(last) {
+						last = r.at
+					}
+				}
+			}
+			c.mu.Unlock()
+			for _, a := range agents {
+				if !got[a] {
+					missing++
+				}
+			}
+		}
+		if missing == 0 {
+			return last.Sub(t0)
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("websocket clients miss %d agent alarms", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// latencies returns every recorded receipt latency of phase.
+func (f *stormFleet) latencies(phase int32) []time.Duration {
+	var ds []time.Duration
+	for _, c := range f.clients {
+		c.mu.Lock()
+		for _, r := range c.recv {
+			if r.phase == phase {
+				ds = append(ds, r.lat)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return ds
+}
+
+// apiPollers poll GET /api/alarms and /api/summary from a few goroutines,
+// each pausing pollPause between requests (so that the hub's CPU figure is
+// mostly the storm's, not the pollers'), and record each request's latency.
+type apiPollers struct {
+	h      *hubProcess
+	n      int
+	stopc  chan struct{}
+	wg     sync.WaitGroup
+	errors atomic.Int64
+	mu     sync.Mutex
+	lat    []time.Duration
+}
+
+const pollPause = 20 * time.Millisecond
+
+func newAPIPollers(h *hubProcess, n int) *apiPollers {
+	return &apiPollers{h: h, n: n, stopc: make(chan struct{})}
+}
+
+func (p *apiPollers) start() {
+	paths := []string{"api/alarms", "api/summary"}
+	for i := range p.n {
+		p.wg.Go(func() {
+			for j := i; ; j++ {
+				select {
+				case <-p.stopc:
+					return
+				default:
+				}
+				t := time.Now()
+				res, err := httpClient.Get(p.h.base + paths[j%len(paths)])
+				if err == nil {
+					_, err = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if err == nil && res.StatusCode != 200 {
+						err = fmt.Errorf("%s", res.Status)
+					}
+				}
+				d := time.Since(t)
+				if err != nil {
+					p.errors.Add(1)
+				} else {
+					p.mu.Lock()
+					p.lat = append(p.lat, d)
+					p.mu.Unlock()
+				}
+				time.Sleep(pollPause)
+			}
+		})
+	}
+}
+
+func (p *apiPollers) stop() { close(p.stopc); p.wg.Wait() }
+
+func (p *apiPollers) samples() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.lat)
+}
