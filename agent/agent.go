@@ -132,10 +132,10 @@ func (a *Agent) check(cfg config.Config) error {
 			errs = append(errs, fmt.Errorf("sensors[%d].driver: unknown driver %q", i, s.Driver))
 		}
 	}
-	site, devs := inventory(cfg)
-	if b, err := json.Marshal(wire.Inventory{Site: site, Devices: devs}); err == nil && len(b) > inventoryBudget {
+	inv := inventory(cfg)
+	if b, err := json.Marshal(inv); err == nil && len(b) > inventoryBudget {
 		errs = append(errs, fmt.Errorf("cameras, sensors: the inventory of %d devices takes %d bytes, over the hub's limit of %d; split the site between agents",
-			len(devs), len(b), inventoryBudget))
+			len(inv.Devices), len(b), inventoryBudget))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("agent: invalid config: %w", err)

@@ -31,23 +31,28 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 	return out
 }
 
-// inventory is what the hub learns about the site and its devices;
-// credentials and URLs stay on the agent.
-func inventory(cfg config.Config) (wire.Site, []wire.Device) {
-	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location}
+// inventory is what the hub learns about the site, its topology and its
+// devices; credentials and URLs stay on the agent.
+func inventory(cfg config.Config) wire.Inventory {
+	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location, PowerFeed: cfg.Site.PowerFeed}
+	var nodes []wire.Node
+	for _, n := range cfg.Topology {
+		nodes = append(nodes, wire.Node{ID: n.ID, Kind: n.Kind, Name: n.Name, Parent: n.Parent})
+	}
 	devs := make([]wire.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
 	for _, c := range cfg.Cameras {
 		devs = append(devs, wire.Device{
 			ID: c.ID, Name: c.Name, Kind: wire.KindCamera, District: c.District,
 			Location: c.Location, Criticality: c.Criticality,
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
+			Parent: c.Parent,
 		})
 	}
 	for _, s := range cfg.Sensors {
 		devs = append(devs, wire.Device{
 			ID: s.ID, Name: s.Name, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
-			Location: s.Location, Criticality: s.Criticality,
+			Location: s.Location, Criticality: s.Criticality, Parent: s.Parent,
 		})
 	}
-	return site, devs
+	return wire.Inventory{Site: site, Topology: nodes, Devices: devs}
 }

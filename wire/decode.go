@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -202,8 +203,17 @@ func (inv *Inventory) validate(agent string, now time.Time) error {
 	if err := inv.Site.Location.validate(); err != nil {
 		return err
 	}
+	if inv.Site.PowerFeed != "" {
+		if err := ValidID(inv.Site.PowerFeed); err != nil {
+			return reject(RejectInvalid, "site power_feed: %v", err)
+		}
+	}
 	if len(inv.Devices) > MaxDevices {
 		return reject(RejectInvalid, "%d devices exceed the limit of %d", len(inv.Devices), MaxDevices)
+	}
+	nodes, err := checkTopology(inv.Topology)
+	if err != nil {
+		return err
 	}
 	seen := make(map[string]bool, len(inv.Devices))
 	for i := range inv.Devices {
@@ -215,8 +225,65 @@ func (inv *Inventory) validate(agent string, now time.Time) error {
 			return reject(RejectInvalid, "device %q listed twice", d.ID)
 		}
 		seen[d.ID] = true
+		if d.Parent == "" {
+			continue
+		}
+		if _, ok := nodes[d.Parent]; !ok {
+			return reject(RejectInvalid, "device %q: parent %q is not a topology node", d.ID, clip(d.Parent))
+		}
+	}
+	for _, n := range inv.Topology {
+		if seen[n.ID] {
+			return reject(RejectInvalid, "topology node %q has the id of a device", n.ID)
+		}
 	}
 	return nil
+}
+
+// checkTopology checks that nodes form a forest: valid unique ids, known
+// kinds, parents that exist and no cycles, so the hub can walk it upwards
+// without guarding against loops. It returns each node's parent by id.
+func checkTopology(nodes []Node) (map[string]string, error) {
+	if len(nodes) > MaxDevices {
+		return nil, reject(RejectInvalid, "%d topology nodes exceed the limit of %d", len(nodes), MaxDevices)
+	}
+	parent := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		if err := ValidID(n.ID); err != nil {
+			return nil, reject(RejectInvalid, "topology node: %v", err)
+		}
+		if !slices.Contains(NodeKinds, n.Kind) {
+			return nil, reject(RejectInvalid, "topology node %q: unknown kind %q", n.ID, clip(string(n.Kind)))
+		}
+		if err := checkLen("node name", n.Name, MaxNameLen); err != nil {
+			return nil, err
+		}
+		if _, dup := parent[n.ID]; dup {
+			return nil, reject(RejectInvalid, "topology node %q listed twice", n.ID)
+		}
+		parent[n.ID] = n.Parent
+	}
+	for _, n := range nodes {
+		if _, ok := parent[n.Parent]; n.Parent != "" && !ok {
+			return nil, reject(RejectInvalid, "topology node %q: parent %q is not a topology node", n.ID, clip(n.Parent))
+		}
+	}
+	// Walk up from every node; nodes already known to reach a root end the
+	// walk early, so the whole check stays linear.
+	rooted := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		onPath := map[string]bool{}
+		for at := n.ID; at != "" && !rooted[at]; at = parent[at] {
+			if onPath[at] {
+				return nil, reject(RejectInvalid, "topology node %q is its own ancestor", at)
+			}
+			onPath[at] = true
+		}
+		for at := range onPath {
+			rooted[at] = true
+		}
+	}
+	return parent, nil
 }
 
 func (d *Device) validate() error {

@@ -46,6 +46,35 @@ type Site struct {
 	Name     string   `json:"name,omitempty"`
 	District string   `json:"district"`
 	Location Location `json:"location"`
+	// PowerFeed names the mains feed the site hangs off, shared by the
+	// sites of a district, so the hub can tell one power cut from many
+	// lost agents.
+	PowerFeed string `json:"power_feed,omitempty"`
+}
+
+// NodeKind is what a topology node is.
+type NodeKind string
+
+// Node kinds.
+const (
+	NodeSwitch NodeKind = "switch"
+	NodePoE    NodeKind = "poe" // one PoE port or injector
+	NodeUplink NodeKind = "uplink"
+	NodePower  NodeKind = "power" // a power supply or circuit on the site
+)
+
+// NodeKinds lists every node kind, for validation and documentation.
+var NodeKinds = []NodeKind{NodeSwitch, NodePoE, NodeUplink, NodePower}
+
+// Node is one piece of site infrastructure that devices depend on. Nodes
+// form a tree through Parent (empty: a root); devices hang off nodes
+// through Device.Parent, so the hub can raise one alarm for a failed
+// switch instead of one per camera behind it.
+type Node struct {
+	ID     string   `json:"id"`
+	Kind   NodeKind `json:"kind"`
+	Name   string   `json:"name,omitempty"`
+	Parent string   `json:"parent,omitempty"`
 }
 
 // CameraInfo describes what a camera looks at, for coverage maps and for
@@ -67,6 +96,7 @@ type Device struct {
 	Location    Location    `json:"location"`
 	Criticality int         `json:"criticality"` // 1 (low) … 5 (life safety)
 	Camera      *CameraInfo `json:"camera,omitempty"`
+	Parent      string      `json:"parent,omitempty"` // the topology node it hangs off
 }
 
 // Inventory is the agent's retained device list, published on every connect
@@ -74,8 +104,9 @@ type Device struct {
 // agents' configs.
 type Inventory struct {
 	Header
-	Site    Site     `json:"site"`
-	Devices []Device `json:"devices"`
+	Site     Site     `json:"site"`
+	Topology []Node   `json:"topology,omitempty"`
+	Devices  []Device `json:"devices"`
 }
 
 // DeviceHealth is one device's line in a health report.

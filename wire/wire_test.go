@@ -34,11 +34,15 @@ func examples() map[string]struct {
 		"state_birth.json": {ChannelState, State{Header: header(1), State: AgentOnline, Conn: 1, Interval: 10, Site: "site-017", Version: "0.1.0"}},
 		"state_will.json":  {ChannelState, State{Header: Header{V: Version, Agent: "agent-017", Boot: 1795860000000, TS: now.Add(-time.Hour)}, State: AgentOffline, Will: true, Conn: 1}},
 		"inventory.json": {ChannelInventory, Inventory{Header: header(2),
-			Site: Site{ID: "site-017", Name: "Riverside Metro B", District: "Riverside", Location: Location{Lat: 30.5931, Lon: 114.3054}},
+			Site: Site{ID: "site-017", Name: "Riverside Metro B", District: "Riverside", Location: Location{Lat: 30.5931, Lon: 114.3054}, PowerFeed: "feed-riverside-3"},
+			Topology: []Node{
+				{ID: "up-017", Kind: NodeUplink, Name: "Site uplink"},
+				{ID: "sw-017-1", Kind: NodeSwitch, Name: "Platform switch", Parent: "up-017"},
+			},
 			Devices: []Device{
 				{ID: "cam-017-01", Name: "Gate east", Kind: KindCamera, District: "Riverside", Location: Location{Lat: 30.5932, Lon: 114.3056}, Criticality: 4,
-					Camera: &CameraInfo{Heading: 90, FOV: 70, Range: 40, Snapshot: true}},
-				{ID: "pir-017-01", Name: "Platform PIR", Kind: KindSensor, SensorKind: SensorIntrusion, District: "Riverside", Location: Location{Lat: 30.5930, Lon: 114.3052}, Criticality: 3},
+					Camera: &CameraInfo{Heading: 90, FOV: 70, Range: 40, Snapshot: true}, Parent: "sw-017-1"},
+				{ID: "pir-017-01", Name: "Platform PIR", Kind: KindSensor, SensorKind: SensorIntrusion, District: "Riverside", Location: Location{Lat: 30.5930, Lon: 114.3052}, Criticality: 3, Parent: "sw-017-1"},
 			}}},
 		"health.json": {ChannelHealth, Health{Header: header(3), Interval: 10, Devices: []DeviceHealth{
 			{ID: "cam-017-01", Status: StatusOnline, Since: since, Probed: now.Add(-2 * time.Second),
@@ -185,6 +189,13 @@ func TestDecodeInventoryRejects(t *testing.T) {
 		"no district":           {`"district": "Riverside",`, `"district": "",`},
 		"duplicate id":          {`"id": "pir-017-01"`, `"id": "cam-017-01"`},
 		"bad site id":           {`"id": "site-017"`, `"id": ""`},
+		"bad power feed":        {`"power_feed": "feed-riverside-3"`, `"power_feed": "feed 3"`},
+		"node kind unknown":     {`"kind": "uplink"`, `"kind": "router"`},
+		"node parent unknown":   {`"parent": "up-017"`, `"parent": "up-999"`},
+		"topology cycle":        {`"name": "Site uplink"`, `"name": "Site uplink", "parent": "sw-017-1"`},
+		"self parent":           {`"name": "Site uplink"`, `"name": "Site uplink", "parent": "up-017"`},
+		"device parent unknown": {`"parent": "sw-017-1"`, `"parent": "sw-017-9"`},
+		"duplicate node":        {`"id": "up-017"`, `"id": "sw-017-1"`},
 	}
 	for name, r := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -32,8 +32,12 @@ type Config struct {
 	Interval time.Duration `yaml:"interval"` // health report interval
 	Probe    Probe         `yaml:"probe"`
 	Live     Live          `yaml:"live"`
-	Cameras  []Camera      `yaml:"cameras"`
-	Sensors  []Sensor      `yaml:"sensors"`
+	// Topology is the site infrastructure devices hang off (switches, PoE
+	// ports, the uplink, power supplies), so the hub can raise one alarm
+	// for a dead switch instead of one per camera behind it.
+	Topology []Node   `yaml:"topology"`
+	Cameras  []Camera `yaml:"cameras"`
+	Sensors  []Sensor `yaml:"sensors"`
 }
 
 // Broker is the MQTT broker the agent publishes to.
@@ -53,6 +57,17 @@ type Site struct {
 	Name     string        `yaml:"name"`
 	District string        `yaml:"district"`
 	Location wire.Location `yaml:"location"`
+	// PowerFeed is the id of the mains feed the site hangs off, the same
+	// on every site of that feed, so a district power cut is one alarm.
+	PowerFeed string `yaml:"power_feed"`
+}
+
+// Node is one topology node; Parent is another node's id, empty for a root.
+type Node struct {
+	ID     string        `yaml:"id"`
+	Kind   wire.NodeKind `yaml:"kind"`
+	Name   string        `yaml:"name"`
+	Parent string        `yaml:"parent"`
 }
 
 // Probe sets how cameras are probed; the values apply to every camera.
@@ -116,6 +131,7 @@ type Camera struct {
 	Criticality int `yaml:"criticality"`
 	// MinFPS overrides probe.min_fps for this camera; 0 keeps it.
 	MinFPS float64 `yaml:"min_fps"`
+	Parent string  `yaml:"parent"` // the topology node it hangs off
 }
 
 // Sensor is one alarm sensor, read through a driver.
@@ -131,6 +147,7 @@ type Sensor struct {
 	Supervision time.Duration     `yaml:"supervision"`
 	Criticality int               `yaml:"criticality"` // as for cameras
 	Params      map[string]string `yaml:"params"`      // driver-specific
+	Parent      string            `yaml:"parent"`      // the topology node it hangs off
 }
 
 // Defaults used where the file says nothing.

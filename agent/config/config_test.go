@@ -231,6 +231,26 @@ func TestValidateLimits(t *testing.T) {
 		{"live ports reversed", func(c *Config) { c.Live.UDPPorts = "50100-50000" }, "live.udp_ports: \"50100-50000\": want 1024 <= first <= last"},
 		{"live ports privileged", func(c *Config) { c.Live.UDPPorts = "500-600" }, "live.udp_ports"},
 		{"live ports too few", func(c *Config) { c.Live.UDPPorts = "50000-50001" }, "live.udp_ports: 2 ports are fewer than live.max_sessions 4"},
+		{"topology", func(c *Config) {
+			c.Site.PowerFeed = "feed-1"
+			c.Topology = []Node{{ID: "up", Kind: wire.NodeUplink}, {ID: "sw", Kind: wire.NodeSwitch, Parent: "up"}}
+			c.Cameras = []Camera{{ID: "c", RTSP: "rtsp://h/x", FOV: 60, District: "D", Criticality: 1, Parent: "sw"}}
+		}, ""},
+		{"bad power feed", func(c *Config) { c.Site.PowerFeed = "feed 1" }, "site.power_feed"},
+		{"node kind unknown", func(c *Config) { c.Topology = []Node{{ID: "r", Kind: "router"}} }, "topology[0].kind: \"router\""},
+		{"node parent unknown", func(c *Config) {
+			c.Topology = []Node{{ID: "sw", Kind: wire.NodeSwitch, Parent: "up"}}
+		}, "topology[0].parent: \"up\" is not a topology node"},
+		{"topology cycle", func(c *Config) {
+			c.Topology = []Node{{ID: "a", Kind: wire.NodeSwitch, Parent: "b"}, {ID: "b", Kind: wire.NodeSwitch, Parent: "a"}}
+		}, "topology[1].parent: node \"b\" is its own ancestor"},
+		{"node id of a device", func(c *Config) {
+			c.Topology = []Node{{ID: "c", Kind: wire.NodeSwitch}}
+			c.Cameras = []Camera{{ID: "c", RTSP: "rtsp://h/x", FOV: 60, District: "D", Criticality: 1}}
+		}, "cameras[0].id: id \"c\" already used by topology[0].id"},
+		{"device parent unknown", func(c *Config) {
+			c.Sensors = []Sensor{{ID: "s1", Kind: wire.SensorDoor, District: "D", Driver: "sim", Supervision: time.Minute, Criticality: 3, Parent: "sw"}}
+		}, "sensors[0].parent: \"sw\" is not a topology node"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/secret"
@@ -30,6 +31,9 @@ func (c Config) Validate() error {
 	checkID(&p, "site.id", c.Site.ID)
 	checkName(&p, "site.name", c.Site.Name)
 	checkDistrict(&p, "site.district", c.Site.District)
+	if c.Site.PowerFeed != "" {
+		checkID(&p, "site.power_feed", c.Site.PowerFeed)
+	}
 	if c.Site.Location == (wire.Location{}) {
 		p.add("site.location", "missing (0,0 counts as unset)")
 	} else {
@@ -51,17 +55,63 @@ func (c Config) Validate() error {
 		}
 		seen[id] = path
 	}
+	nodes := c.validateTopology(&p, unique)
+	parent := func(path, id string) {
+		if _, ok := nodes[id]; id != "" && !ok {
+			p.add(path, "%q is not a topology node", id)
+		}
+	}
 	for i, d := range c.Cameras {
 		path := fmt.Sprintf("cameras[%d]", i)
 		unique(path+".id", d.ID)
 		d.validate(&p, path)
+		parent(path+".parent", d.Parent)
 	}
 	for i, d := range c.Sensors {
 		path := fmt.Sprintf("sensors[%d]", i)
 		unique(path+".id", d.ID)
 		d.validate(&p, path)
+		parent(path+".parent", d.Parent)
 	}
 	return errors.Join(p...)
+}
+
+// validateTopology checks the nodes as the wire contract will (ids, kinds,
+// parents that exist, no cycles) and returns each node's parent by id.
+func (c Config) validateTopology(p *problems, unique func(path, id string)) map[string]string {
+	if len(c.Topology) > wire.MaxDevices {
+		p.add("topology", "%d nodes exceed the limit of %d", len(c.Topology), wire.MaxDevices)
+	}
+	nodes := make(map[string]string, len(c.Topology))
+	for i, n := range c.Topology {
+		path := fmt.Sprintf("topology[%d]", i)
+		checkID(p, path+".id", n.ID)
+		unique(path+".id", n.ID)
+		checkName(p, path+".name", n.Name)
+		if !slices.Contains(wire.NodeKinds, n.Kind) {
+			p.add(path+".kind", "%q is not one of %v", n.Kind, wire.NodeKinds)
+		}
+		nodes[n.ID] = n.Parent
+	}
+	for i, n := range c.Topology {
+		path := fmt.Sprintf("topology[%d].parent", i)
+		if _, ok := nodes[n.Parent]; n.Parent != "" && !ok {
+			p.add(path, "%q is not a topology node", n.Parent)
+			continue
+		}
+		// A walk up longer than the node count has looped; reported once
+		// per node on the loop, which names them all.
+		at := n.ID
+		for range len(nodes) {
+			if at = nodes[at]; at == "" {
+				break
+			}
+		}
+		if at != "" {
+			p.add(path, "node %q is its own ancestor", n.ID)
+		}
+	}
+	return nodes
 }
 
 func (c Config) validateBroker(p *problems) {

@@ -199,11 +199,12 @@ func (c *Client) enqueue(it item) {
 	}
 }
 
-// SetInventory replaces the device inventory; it is published (retained)
-// at once if connected and after the birth message on every connect.
-func (c *Client) SetInventory(site wire.Site, devices []wire.Device) {
+// SetInventory replaces the inventory (its header is the client's to
+// fill); it is published (retained) at once if connected and after the
+// birth message on every connect.
+func (c *Client) SetInventory(inv wire.Inventory) {
 	c.mu.Lock()
-	c.inventory = &wire.Inventory{Site: site, Devices: devices}
+	c.inventory = &inv
 	c.invDirty = true
 	c.mu.Unlock()
 	c.queue.signal()

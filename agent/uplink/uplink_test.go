@@ -38,7 +38,7 @@ func startClient(t *testing.T, broker *testenv.Broker, agent string, mutate func
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetInventory(testSite, testDevices())
+	c.SetInventory(wire.Inventory{Site: testSite, Devices: testDevices()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error

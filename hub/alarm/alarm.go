@@ -116,13 +116,17 @@ const (
 	SourceSupervisionLost Source = "supervision_lost"
 	SourcePowerLost       Source = "power_lost"
 	SourceThreshold       Source = "threshold"
+	// Root causes (see Engine.Children): a failed topology node whose
+	// devices are all offline, and a power feed whose sites are all lost.
+	SourceTopology  Source = "topology"
+	SourcePowerFeed Source = "power_feed"
 )
 
 // Sources lists every known source; rules naming another are rejected so a
 // typo does not silently disable an alarm.
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
-	SourceSupervisionLost, SourcePowerLost, SourceThreshold,
+	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed,
 }
 
 // Alarm is one alarm as operators see it. Values are snapshots.

@@ -59,6 +59,7 @@ type Engine struct {
 	alarms  map[string]*record
 	closed  []string         // ids of closed alarms, oldest first, for KeepClosed
 	conds   map[string]*cond // by Alarm.Key
+	sites   map[string]*site // by agent id, for root causes
 	pending []Event          // collected under mu, delivered after unlocking
 }
 
@@ -67,7 +68,8 @@ type record struct {
 	a        Alarm
 	trail    []Transition
 	rule     Rule
-	escalate time.Time // next escalation, when unacknowledged
+	escalate time.Time  // next escalation, when unacknowledged
+	children []childRef // root-cause alarms: the conditions they explain
 }
 
 // cond is one condition: what the fleet says now, apart from the alarm it
@@ -82,6 +84,10 @@ type cond struct {
 	flips    []time.Time
 	flapping bool
 	rec      *record // the alarm of this key, possibly closed
+	// suppressedBy is the root-cause condition that explains this one: it
+	// is not raised while set. kids are a root cause's explained ones.
+	suppressedBy *cond
+	kids         []childRef
 }
 
 // New returns an engine applying rules. It starts nothing; see Run.
@@ -95,6 +101,7 @@ func New(rules Rules, opts Options) *Engine {
 		windows:    slices.Clone(opts.Maintenance),
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
+		sites:      map[string]*site{},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -149,11 +156,15 @@ func (e *Engine) Observe(ch fleet.Change) {
 	switch ch.Kind {
 	case fleet.ChangeDevice, fleet.ChangeTrigger:
 		if ch.Device != nil {
+			e.learn(nil, []fleet.Device{*ch.Device}, nil)
 			e.observeDevice(*ch.Device, at)
+			e.evalAgent(ch.Device.Agent, at)
 		}
 	case fleet.ChangeAgent:
 		if ch.Agent != nil {
+			e.learn(ch.Agent, ch.Affected, nil)
 			e.observeAgent(ch, at)
+			e.evalFeed(ch.Agent.PowerFeed, at)
 		}
 	case fleet.ChangeInventory:
 		for _, id := range ch.Removed {
@@ -162,6 +173,19 @@ func (e *Engine) Observe(ch fleet.Change) {
 				if c.tmpl.Device == id {
 					e.update(c, false, at)
 				}
+			}
+		}
+		if ch.Agent != nil {
+			var feed string
+			if s := e.sites[ch.Agent.ID]; s != nil {
+				feed = s.feed
+			}
+			e.learn(ch.Agent, ch.Affected, ch.Removed)
+			e.evalAgent(ch.Agent.ID, at)
+			// Both the feed the site left and the one it joined change.
+			e.evalFeed(feed, at)
+			if feed != ch.Agent.PowerFeed {
+				e.evalFeed(ch.Agent.PowerFeed, at)
 			}
 		}
 	}
@@ -283,9 +307,10 @@ func (e *Engine) step(c *cond, now time.Time) {
 		}
 		e.endFlap(c, now)
 	}
-	if c.active && !c.raised && now.Sub(c.since) >= c.rule.Hold {
+	if c.active && !c.raised && c.suppressedBy == nil && now.Sub(c.since) >= c.rule.Hold {
 		e.raise(c, now)
 		c.raised = true
+		adopt(c.rec, c.kids)
 	}
 	if r := c.rec; !c.active && r != nil && r.a.State.Active() && now.Sub(c.since) >= c.rule.ClearHold {
 		to := ClearedUnack
@@ -413,6 +438,7 @@ func (e *Engine) emit(r *record, t Transition) {
 func (e *Engine) Tick(now time.Time) {
 	e.mu.Lock()
 	defer e.unlock()
+	e.evalRoots(now)
 	for key, c := range e.conds {
 		e.step(c, now)
 		c.flips = pruneBefore(c.flips, now.Add(-c.rule.Flap.Window))

@@ -23,6 +23,7 @@ import (
 type Alarms interface {
 	Alarms(alarm.Filter) []alarm.Alarm
 	Alarm(id string) (alarm.Alarm, []alarm.Transition, bool)
+	Children(id string) []alarm.Child
 	Ack(id, who, note string) error
 	Assign(id, who, to, note string) error
 	Shelve(id, who string, until time.Time, note string) error
@@ -62,6 +63,9 @@ type AlarmList struct {
 type AlarmDetail struct {
 	Alarm   alarm.Alarm        `json:"alarm"`
 	History []alarm.Transition `json:"history"` // oldest first
+	// Children are what a root-cause alarm explains (devices of a failed
+	// switch, agents of a failed power feed); omitted for other alarms.
+	Children []alarm.Child `json:"children,omitempty"`
 }
 
 // AlarmReply is the answer of an alarm action: the alarm after it.
@@ -148,7 +152,7 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
 		return
 	}
-	s.reply(w, AlarmDetail{Alarm: a, History: trail})
+	s.reply(w, AlarmDetail{Alarm: a, History: trail, Children: s.alarms.Children(id)})
 }
 
 // helloState fills a new websocket client's hello.

@@ -346,3 +346,55 @@ func TestAlarmsOptional(t *testing.T) {
 		t.Errorf("hello carries alarm counts without an alarm engine: %s", hello["alarms"])
 	}
 }
+
+func TestAlarmDetailChildren(t *testing.T) {
+	rules, err := alarm.ParseRules([]byte(`
+rules:
+  - source: device_offline
+    severity: major
+    hold: 10s
+  - source: topology
+    severity: critical
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := alarm.New(rules, alarm.Options{})
+	deps := testDeps()
+	deps.Alarms = e
+	s := mustNew(t, Config{}, deps)
+	at := time.Now()
+	devs := []fleet.Device{
+		{ID: "cam-1", Agent: "ag1", Kind: wire.KindCamera, Parent: "sw-1", Status: wire.StatusOffline},
+		{ID: "cam-2", Agent: "ag1", Kind: wire.KindCamera, Parent: "sw-1", Status: wire.StatusOffline},
+	}
+	e.Observe(fleet.Change{At: at, Kind: fleet.ChangeInventory, Affected: devs,
+		Agent: &fleet.Agent{ID: "ag1", Topology: []wire.Node{{ID: "sw-1", Kind: wire.NodeSwitch}}}})
+	for _, d := range devs {
+		e.Observe(fleet.Change{At: at, Kind: fleet.ChangeDevice, To: d.Status, Device: &d})
+	}
+	e.Tick(at.Add(10 * time.Second))
+
+	rec := do(t, s, "GET", "/api/alarms/A1", nil)
+	var got struct {
+		Alarm    alarmView
+		Children []struct {
+			ID       string `json:"id"`
+			Device   string `json:"device"`
+			Source   string `json:"source"`
+			Severity string `json:"severity"`
+			Status   string `json:"status"`
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("%d %s %v", rec.Code, rec.Body, err)
+	}
+	if got.Alarm.Source != alarm.SourceTopology || len(got.Children) != 2 {
+		t.Fatalf("detail %s", rec.Body)
+	}
+	for _, c := range got.Children {
+		if c.Status != "suppressed" || c.ID != "" || c.Source != "device_offline" || c.Severity != "major" {
+			t.Errorf("child %+v", c)
+		}
+	}
+}

@@ -286,6 +286,10 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	siteChanged := a.view.Site != site.ID || a.view.SiteName != site.Name ||
 		a.view.District != site.District || a.view.Location != site.Location
 	a.view.Site, a.view.SiteName, a.view.District, a.view.Location = site.ID, site.Name, site.District, site.Location
+	// A new topology or feed changes which alarms explain which, so it is
+	// news even when no device changed.
+	rewired := a.view.PowerFeed != site.PowerFeed || !slices.Equal(a.view.Topology, inv.Topology)
+	a.view.PowerFeed, a.view.Topology = site.PowerFeed, slices.Clone(inv.Topology)
 
 	listed := make(map[string]bool, len(inv.Devices))
 	devs := make([]*device, 0, len(inv.Devices))
@@ -323,7 +327,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	slices.SortFunc(devs, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
 	slices.SortFunc(affected, func(x, y Device) int { return cmp.Compare(x.ID, y.ID) })
 	a.devices, a.inventory, a.view.Devices = devs, true, len(devs)
-	if len(affected) > 0 || len(removed) > 0 {
+	if len(affected) > 0 || len(removed) > 0 || rewired {
 		v := a.view
 		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed}, now)
 	}
@@ -332,6 +336,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
 	v.Name, v.Kind, v.SensorKind = wd.Name, wd.Kind, wd.SensorKind
 	v.District, v.Location, v.Criticality, v.Camera = wd.District, wd.Location, wd.Criticality, wd.Camera
+	v.Parent = wd.Parent
 	v.Site, v.SiteName = site.ID, site.Name
 }
 
@@ -339,7 +344,8 @@ func sameAttrs(v *Device, wd *wire.Device) bool {
 	sameCam := v.Camera == nil && wd.Camera == nil ||
 		v.Camera != nil && wd.Camera != nil && *v.Camera == *wd.Camera
 	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
-		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality
+		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality &&
+		v.Parent == wd.Parent
 }
 
 // checkLines resolves every health line to a device of agent a into

@@ -20,6 +20,7 @@ type Device struct {
 	Location    wire.Location      `json:"location"`
 	Criticality int                `json:"criticality"`
 	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
+	Parent      string             `json:"parent,omitempty"` // topology node, see Agent.Topology
 	Status      wire.Status        `json:"status"`
 	Reason      wire.Reason        `json:"reason,omitempty"`
 	Detail      string             `json:"detail,omitempty"`
@@ -38,17 +39,23 @@ type Agent struct {
 	SiteName string        `json:"site_name,omitempty"`
 	District string        `json:"district"`
 	Location wire.Location `json:"location"`
-	Status   wire.Status   `json:"status"`           // online, offline or unknown
-	Reason   string        `json:"reason,omitempty"` // "will", "heartbeat", "shutdown"
-	Since    time.Time     `json:"since"`
-	LastSeen time.Time     `json:"last_seen,omitzero"`
-	Boot     int64         `json:"boot"`
-	Conn     uint32        `json:"conn"`
-	Seq      uint64        `json:"seq"`
-	Gaps     uint64        `json:"seq_gaps"` // messages missed, from sequence numbers
-	Interval float64       `json:"interval_s"`
-	Version  string        `json:"version,omitempty"`
-	Devices  int           `json:"devices"`
+	// PowerFeed and Topology are from the inventory: which mains feed the
+	// site hangs off and the switches, ports, uplink and supplies its
+	// devices depend on, for root-cause alarms. Topology is replaced, never
+	// changed in place, so snapshots may share it.
+	PowerFeed string      `json:"power_feed,omitempty"`
+	Topology  []wire.Node `json:"topology,omitempty"`
+	Status    wire.Status `json:"status"`           // online, offline or unknown
+	Reason    string      `json:"reason,omitempty"` // "will", "heartbeat", "shutdown"
+	Since     time.Time   `json:"since"`
+	LastSeen  time.Time   `json:"last_seen,omitzero"`
+	Boot      int64       `json:"boot"`
+	Conn      uint32      `json:"conn"`
+	Seq       uint64      `json:"seq"`
+	Gaps      uint64      `json:"seq_gaps"` // messages missed, from sequence numbers
+	Interval  float64     `json:"interval_s"`
+	Version   string      `json:"version,omitempty"`
+	Devices   int         `json:"devices"`
 }
 
 // ChangeKind says what a Change is about.

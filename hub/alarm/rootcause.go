@@ -1,0 +1,324 @@
+package alarm
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Root-cause suppression (docs/alarms.md, "Root cause"): when every device
+// behind a topology node is offline, the node is what failed, so the engine
+// raises one alarm for the node and holds back the devices' own alarms,
+// recording them as its children; likewise one power_feed alarm for the
+// agents of sites that share a mains feed. The engine learns the topology
+// from the fleet changes it observes, so it needs no access to the registry.
+
+// site is what the engine knows of one agent's infrastructure.
+type site struct {
+	feed    string
+	nodes   map[string]wire.Node
+	parents map[string]string // device id → the node it hangs off ("" none)
+}
+
+// childRef is a condition explained by a root-cause alarm, as it was when
+// the alarm took it in.
+type childRef struct {
+	key      string
+	source   Source
+	device   string
+	agent    string
+	severity Severity
+	since    time.Time
+}
+
+// ChildStatus says where a child of a root-cause alarm stands now.
+type ChildStatus string
+
+// Child statuses.
+const (
+	ChildSuppressed ChildStatus = "suppressed" // explained by the parent: no alarm of its own
+	ChildAlarm      ChildStatus = "alarm"      // still failing after the parent recovered: its own alarm (ID)
+	ChildRecovered  ChildStatus = "recovered"
+)
+
+// Child is one condition a root-cause alarm explains: a device of a failed
+// node or an agent of a failed power feed.
+type Child struct {
+	ID       string      `json:"id,omitempty"` // the child's own alarm, once it has one
+	Key      string      `json:"key"`
+	Source   Source      `json:"source"`
+	Device   string      `json:"device,omitempty"`
+	Agent    string      `json:"agent,omitempty"`
+	Severity Severity    `json:"severity"` // of the alarm it would raise on its own
+	Status   ChildStatus `json:"status"`
+	Since    time.Time   `json:"since"` // when its condition began
+}
+
+// nodeLabels name node kinds in alarm details.
+var nodeLabels = map[wire.NodeKind]string{
+	wire.NodeSwitch: "Switch", wire.NodePoE: "PoE port", wire.NodeUplink: "Uplink", wire.NodePower: "Power supply",
+}
+
+// offlineSources are the conditions that mean a device is not heard from,
+// the ones a failed node explains.
+var offlineSources = []Source{SourceDeviceOffline, SourceSupervisionLost}
+
+// learn records an agent's topology and the parents of devs from a change.
+func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
+	id := ""
+	if a != nil {
+		id = a.ID
+	} else if len(devs) > 0 {
+		id = devs[0].Agent
+	}
+	if id == "" {
+		return
+	}
+	s := e.sites[id]
+	if s == nil {
+		s = &site{parents: map[string]string{}}
+		e.sites[id] = s
+	}
+	if a != nil {
+		s.feed = a.PowerFeed
+		s.nodes = make(map[string]wire.Node, len(a.Topology))
+		for _, n := range a.Topology {
+			s.nodes[n.ID] = n
+		}
+	}
+	for _, d := range devs {
+		s.parents[d.ID] = d.Parent
+	}
+	for _, d := range removed {
+		delete(s.parents, d)
+	}
+}
+
+// held returns the condition of key if it is active and past its hold.
+func (e *Engine) held(key string, now time.Time) *cond {
+	c := e.conds[key]
+	if c == nil || !c.active || now.Sub(c.since) < c.rule.Hold {
+		return nil
+	}
+	return c
+}
+
+// evalAgent finds the topmost down nodes of one agent's site, raises or
+// clears their alarms, and suppresses or releases the devices behind them.
+// A released device whose condition is still held raises at once.
+func (e *Engine) evalAgent(agent string, now time.Time) {
+	s := e.sites[agent]
+	if s == nil {
+		return
+	}
+	downConds := map[string][]*cond{} // device → its held offline conditions
+	under, downUnder := map[string]int{}, map[string]int{}
+	for dev, parent := range s.parents {
+		var cs []*cond
+		for _, src := range offlineSources {
+			if c := e.held(string(src)+":device/"+dev, now); c != nil {
+				cs = append(cs, c)
+			}
+		}
+		if len(cs) > 0 {
+			downConds[dev] = cs
+		}
+		// The wire contract guarantees the tree has no cycles.
+		for n := parent; n != ""; n = s.nodes[n].Parent {
+			under[n]++
+			if len(cs) > 0 {
+				downUnder[n]++
+			}
+		}
+	}
+	down := func(n string) bool { return n != "" && under[n] > 0 && downUnder[n] == under[n] }
+	roots := map[string]*cond{} // root node → its condition (nil: no rule)
+	for _, n := range slices.Sorted(maps.Keys(s.nodes)) {
+		node := s.nodes[n]
+		key := string(SourceTopology) + ":node/" + agent + "/" + n
+		if !down(n) || down(node.Parent) {
+			if c := e.conds[key]; c != nil {
+				e.update(c, false, now)
+			}
+			continue
+		}
+		var kids []childRef
+		tmpl := Alarm{Key: key, Source: SourceTopology, Type: string(node.Kind) + "_down", Agent: agent}
+		for dev, parent := range s.parents {
+			if !descends(s, parent, n) {
+				continue
+			}
+			for _, c := range downConds[dev] {
+				kids = append(kids, childRef{key: c.tmpl.Key, source: c.tmpl.Source, device: dev, agent: agent, severity: c.rule.Severity, since: c.since})
+				tmpl.Site, tmpl.District = c.tmpl.Site, c.tmpl.District
+				tmpl.Criticality = max(tmpl.Criticality, c.tmpl.Criticality)
+			}
+		}
+		label := nodeLabels[node.Kind] + " " + n
+		if node.Name != "" {
+			label += " (" + node.Name + ")"
+		}
+		tmpl.Detail = fmt.Sprintf("%s down — %d devices offline", label, under[n])
+		roots[n] = e.root(tmpl, kids, now)
+	}
+	for dev, parent := range s.parents {
+		var by *cond
+		for n := parent; n != ""; n = s.nodes[n].Parent {
+			if rc, ok := roots[n]; ok {
+				by = rc
+			}
+		}
+		for _, src := range offlineSources {
+			if c := e.conds[string(src)+":device/"+dev]; c != nil {
+				e.suppress(c, by, now)
+			}
+		}
+	}
+}
+
+// descends reports whether node n is node anc or lies below it.
+func descends(s *site, n, anc string) bool {
+	for ; n != ""; n = s.nodes[n].Parent {
+		if n == anc {
+			return true
+		}
+	}
+	return false
+}
+
+// evalFeed raises one power_feed alarm when every agent on feed (at least
+// two: one agent offline is its own alarm) has a held agent_offline
+// condition, and suppresses their alarms; otherwise it clears it and
+// releases them.
+func (e *Engine) evalFeed(feed string, now time.Time) {
+	if feed == "" {
+		return
+	}
+	var agents []string
+	for id, s := range e.sites {
+		if s.feed == feed {
+			agents = append(agents, id)
+		}
+	}
+	slices.Sort(agents)
+	key := string(SourcePowerFeed) + ":feed/" + feed
+	tmpl := Alarm{Key: key, Source: SourcePowerFeed, Type: string(SourcePowerFeed)}
+	var kids []childRef
+	for _, a := range agents {
+		c := e.held(string(SourceAgentOffline)+":agent/"+a, now)
+		if c == nil {
+			break
+		}
+		kids = append(kids, childRef{key: c.tmpl.Key, source: c.tmpl.Source, agent: a, severity: c.rule.Severity, since: c.since})
+		tmpl.District = c.tmpl.District
+		tmpl.Criticality = max(tmpl.Criticality, c.tmpl.Criticality)
+	}
+	var by *cond
+	if len(agents) >= 2 && len(kids) == len(agents) {
+		tmpl.Detail = fmt.Sprintf("Power feed %s down — %d sites offline", feed, len(agents))
+		by = e.root(tmpl, kids, now)
+	} else if c := e.conds[key]; c != nil {
+		e.update(c, false, now)
+	}
+	for _, a := range agents {
+		if c := e.conds[string(SourceAgentOffline)+":agent/"+a]; c != nil {
+			e.suppress(c, by, now)
+		}
+	}
+}
+
+// root sets a root-cause condition active with its children; nil when no
+// rule covers it, in which case nothing is suppressed.
+func (e *Engine) root(tmpl Alarm, kids []childRef, now time.Time) *cond {
+	e.set(tmpl, "", "", true, now)
+	c := e.conds[tmpl.Key]
+	if c == nil {
+		return nil
+	}
+	c.kids = kids
+	if c.rec != nil && c.rec.a.State.Active() {
+		adopt(c.rec, kids)
+	}
+	return c
+}
+
+// suppress sets who explains c (nil: nobody). A condition released while
+// held raises at once: its own hold has long passed.
+func (e *Engine) suppress(c *cond, by *cond, now time.Time) {
+	if c.suppressedBy == by {
+		return
+	}
+	c.suppressedBy = by
+	if by == nil {
+		e.step(c, now)
+	}
+}
+
+// adopt adds kids to r's children, keeping the ones it already has so the
+// alarm still lists devices that recovered.
+func adopt(r *record, kids []childRef) {
+	for _, k := range kids {
+		if !slices.ContainsFunc(r.children, func(x childRef) bool { return x.key == k.key }) {
+			r.children = append(r.children, k)
+		}
+	}
+}
+
+// evalRoots re-evaluates every site and feed that may have a root cause,
+// before Tick steps the conditions, so a device whose hold ends together
+// with its siblings' is suppressed rather than raised.
+func (e *Engine) evalRoots(now time.Time) {
+	agents, feeds := map[string]bool{}, map[string]bool{}
+	for key, c := range e.conds {
+		if !c.active && c.suppressedBy == nil {
+			continue
+		}
+		switch c.tmpl.Source {
+		case SourceDeviceOffline, SourceSupervisionLost, SourceTopology:
+			agents[c.tmpl.Agent] = true
+		case SourceAgentOffline:
+			if s := e.sites[c.tmpl.Agent]; s != nil {
+				feeds[s.feed] = true
+			}
+		case SourcePowerFeed:
+			feeds[strings.TrimPrefix(key, string(SourcePowerFeed)+":feed/")] = true
+		}
+	}
+	for _, a := range slices.Sorted(maps.Keys(agents)) {
+		e.evalAgent(a, now)
+	}
+	for _, f := range slices.Sorted(maps.Keys(feeds)) {
+		e.evalFeed(f, now)
+	}
+}
+
+// Children returns the conditions root-cause alarm id explains, as they
+// stand now; nil for other alarms.
+func (e *Engine) Children(id string) []Child {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.alarms[id]
+	if !ok || len(r.children) == 0 {
+		return nil
+	}
+	out := make([]Child, 0, len(r.children))
+	for _, k := range r.children {
+		ch := Child{Key: k.key, Source: k.source, Device: k.device, Agent: k.agent, Severity: k.severity, Status: ChildRecovered, Since: k.since}
+		if c := e.conds[k.key]; c != nil && c.active {
+			ch.Since = c.since
+			switch {
+			case c.suppressedBy != nil && c.suppressedBy.rec == r:
+				ch.Status = ChildSuppressed
+			case c.rec != nil && c.rec.a.State.Active():
+				ch.Status, ch.ID = ChildAlarm, c.rec.a.ID
+			}
+		}
+		out = append(out, ch)
+	}
+	return out
+}

@@ -1,0 +1,184 @@
+package alarm
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/wire"
+)
+
+const rootRules = `
+rules:
+  - source: device_offline
+    severity: major
+    hold: 30s
+    clear_hold: 60s
+  - source: agent_offline
+    severity: critical
+    hold: 30s
+    clear_hold: 60s
+  - source: topology
+    severity: critical
+    clear_hold: 60s
+  - source: power_feed
+    severity: critical
+    clear_hold: 60s
+`
+
+// site gives agent ag1 a switch with three cameras behind it, behind an
+// uplink that also serves a working camera: the topmost node whose devices
+// are all offline is the one that failed.
+func (h *harness) site() {
+	devs := []fleet.Device{{ID: "cam-up", Agent: "ag1", Kind: wire.KindCamera, Parent: "up-1", Criticality: 3}}
+	for _, id := range []string{"cam-1", "cam-2", "cam-3"} {
+		devs = append(devs, fleet.Device{ID: id, Agent: "ag1", Kind: wire.KindCamera, Parent: "sw-3", Criticality: 3})
+	}
+	h.e.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &fleet.Agent{ID: "ag1", Topology: []wire.Node{
+		{ID: "up-1", Kind: wire.NodeUplink}, {ID: "sw-3", Kind: wire.NodeSwitch, Parent: "up-1"},
+	}}, Affected: devs})
+	h.device(fleet.Device{ID: "cam-up", Kind: wire.KindCamera, Status: wire.StatusOnline, Criticality: 3, Parent: "up-1"})
+}
+
+func (h *harness) cam(id string, st wire.Status) {
+	h.device(fleet.Device{ID: id, Kind: wire.KindCamera, Status: st, Criticality: 3, Parent: "sw-3"})
+}
+
+// active returns the active alarms by key.
+func (h *harness) active() map[string]Alarm {
+	out := map[string]Alarm{}
+	for _, a := range h.e.Alarms(Filter{States: []State{ActiveUnack, ActiveAck}}) {
+		out[a.Key] = a
+	}
+	return out
+}
+
+func keys(m map[string]Alarm) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestRootCauseSwitch(t *testing.T) {
+	const sw = "topology:node/ag1/sw-3"
+	tests := []struct {
+		name    string
+		offline []string
+		want    []string
+	}{
+		{"whole switch", []string{"cam-1", "cam-2", "cam-3"}, []string{sw}},
+		{"whole site", []string{"cam-1", "cam-2", "cam-3", "cam-up"}, []string{"topology:node/ag1/up-1"}},
+		{"partial failure", []string{"cam-1", "cam-2"}, []string{"device_offline:device/cam-1", "device_offline:device/cam-2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, rootRules)
+			h.site()
+			for _, id := range []string{"cam-1", "cam-2", "cam-3"} {
+				h.cam(id, wire.StatusOnline)
+			}
+			for _, id := range tt.offline {
+				h.cam(id, wire.StatusOffline)
+			}
+			h.advance(29 * time.Second)
+			if got := h.active(); len(got) != 0 {
+				t.Fatalf("alarms before the hold: %v", keys(got))
+			}
+			h.advance(time.Second)
+			if got := keys(h.active()); !slices.Equal(got, tt.want) {
+				t.Fatalf("active alarms %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRootCauseRecovery(t *testing.T) {
+	h := newHarness(t, rootRules)
+	h.site()
+	for _, id := range []string{"cam-1", "cam-2", "cam-3"} {
+		h.cam(id, wire.StatusOffline)
+	}
+	h.advance(30 * time.Second)
+	root, ok := h.active()["topology:node/ag1/sw-3"]
+	if !ok {
+		t.Fatalf("no switch alarm: %v", keys(h.active()))
+	}
+	if root.Type != "switch_down" || root.Detail != "Switch sw-3 down — 3 devices offline" {
+		t.Errorf("type %q detail %q", root.Type, root.Detail)
+	}
+	kids := h.e.Children(root.ID)
+	if len(kids) != 3 {
+		t.Fatalf("children %+v, want 3", kids)
+	}
+	for _, k := range kids {
+		if k.Status != ChildSuppressed || k.ID != "" || k.Source != SourceDeviceOffline {
+			t.Errorf("child %+v, want suppressed without an alarm", k)
+		}
+	}
+
+	// One camera back: the switch works, the other two raise at once.
+	h.cam("cam-1", wire.StatusOnline)
+	want := []string{"device_offline:device/cam-2", "device_offline:device/cam-3", "topology:node/ag1/sw-3"}
+	if got := keys(h.active()); !slices.Equal(got, want) {
+		t.Fatalf("after recovery %v, want %v", got, want)
+	}
+	h.advance(60 * time.Second) // clear_hold
+	want = want[:2]
+	if got := keys(h.active()); !slices.Equal(got, want) {
+		t.Fatalf("after clear_hold %v, want %v", got, want)
+	}
+	statuses := map[string]ChildStatus{}
+	for _, k := range h.e.Children(root.ID) {
+		statuses[k.Device] = k.Status
+		if k.Status == ChildAlarm && k.ID == "" {
+			t.Errorf("child %s in alarm without its id", k.Device)
+		}
+	}
+	if statuses["cam-1"] != ChildRecovered || statuses["cam-2"] != ChildAlarm || statuses["cam-3"] != ChildAlarm {
+		t.Errorf("children after recovery: %v", statuses)
+	}
+}
+
+func TestRootCausePowerFeed(t *testing.T) {
+	tests := []struct {
+		name   string
+		agents []string // all on feed-3
+		want   []string
+	}{
+		{"district power cut", []string{"ag1", "ag2", "ag3"}, []string{"power_feed:feed/feed-3"}},
+		{"one agent is no power cut", []string{"ag1"}, []string{"agent_offline:agent/ag1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, rootRules)
+			for _, id := range tt.agents {
+				h.e.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &fleet.Agent{ID: id, PowerFeed: "feed-3"}})
+			}
+			for _, id := range tt.agents {
+				h.e.Observe(fleet.Change{Kind: fleet.ChangeAgent, To: wire.StatusOffline,
+					Agent: &fleet.Agent{ID: id, PowerFeed: "feed-3", Status: wire.StatusOffline}})
+			}
+			h.advance(30 * time.Second)
+			got := h.active()
+			if !slices.Equal(keys(got), tt.want) {
+				t.Fatalf("active alarms %v, want %v", keys(got), tt.want)
+			}
+			if a, ok := got["power_feed:feed/feed-3"]; ok {
+				if n := len(h.e.Children(a.ID)); n != len(tt.agents) {
+					t.Errorf("%d children, want %d", n, len(tt.agents))
+				}
+				// One site back: the feed is up, the others are lost on their own.
+				h.e.Observe(fleet.Change{Kind: fleet.ChangeAgent, To: wire.StatusOnline,
+					Agent: &fleet.Agent{ID: "ag1", PowerFeed: "feed-3", Status: wire.StatusOnline}})
+				want := []string{"agent_offline:agent/ag2", "agent_offline:agent/ag3", "power_feed:feed/feed-3"}
+				if got := keys(h.active()); !slices.Equal(got, want) {
+					t.Errorf("after one site returned %v, want %v", got, want)
+				}
+			}
+		})
+	}
+}
