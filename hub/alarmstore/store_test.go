@@ -281,14 +281,23 @@ func TestRecordDropsWhenFull(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is the hub in TestCrash: it records transitions as
-// fast as it can and prints how many are committed, until it is killed.
-func TestHelperProcess(t *testing.T) {
-	path := os.Getenv("ALARMSTORE_CRASH_DB")
-	if path == "" {
-		t.Skip("helper process for TestCrash")
+// TestMain runs the crash victim of TestCrash when re-executed with
+// ALARMSTORE_CRASH_DB set, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("ALARMSTORE_CRASH_DB"); path != "" {
+		crashVictim(path)
 	}
-	s := open(t, path)
+	os.Exit(m.Run())
+}
+
+// crashVictim is the hub in TestCrash: it records transitions as fast as
+// it can and prints how many are committed, until it is killed.
+func crashVictim(path string) {
+	s, err := Open(path, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	go s.Run(context.Background()) //nolint:errcheck // killed before it returns
 	go func() {
 		for {
@@ -308,7 +317,7 @@ func TestHelperProcess(t *testing.T) {
 
 func TestCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alarms.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "ALARMSTORE_CRASH_DB="+path)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
