@@ -105,12 +105,12 @@ func TestDefaultRules(t *testing.T) {
 		{SourceStreamFailure, wire.KindCamera, "", Minor},
 	}
 	for _, tt := range tests {
-		r, ok := rs.match(tt.src, tt.dk, tt.sk)
+		r, ok := rs.match(tt.src, tt.dk, tt.sk, "")
 		if !ok || r.Severity != tt.want {
 			t.Errorf("%s/%s/%s: got %v %v, want %v", tt.src, tt.dk, tt.sk, r.Severity, ok, tt.want)
 		}
 	}
-	if r, _ := rs.match(SourceDeviceOffline, wire.KindCamera, ""); r.Hold != 30*time.Second {
+	if r, _ := rs.match(SourceDeviceOffline, wire.KindCamera, "", ""); r.Hold != 30*time.Second {
 		t.Errorf("camera offline hold = %s, want 30s (a 3 s drop is not an alarm)", r.Hold)
 	}
 }

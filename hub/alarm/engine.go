@@ -53,6 +53,7 @@ type Engine struct {
 	onTrans    func(Alarm, Transition)
 	windows    []Window
 	keepClosed int
+	thresholds []thresholdMetric // the metrics threshold rules name
 
 	mu      sync.Mutex
 	seq     uint64
@@ -61,6 +62,8 @@ type Engine struct {
 	conds   map[string]*cond // by Alarm.Key
 	sites   map[string]*site // by agent id, for root causes
 	pending []Event          // collected under mu, delivered after unlocking
+	devCrit map[string]int   // device id → criticality, for threshold alarms
+	keyBuf  []byte           // ObserveSamples' condition key, reused
 }
 
 // record is an alarm with the engine's bookkeeping for it.
@@ -102,6 +105,8 @@ func New(rules Rules, opts Options) *Engine {
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
 		sites:      map[string]*site{},
+		devCrit:    map[string]int{},
+		thresholds: thresholdMetrics(rules),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -142,7 +147,8 @@ func (e *Engine) unlock() {
 // streamReasons are the degraded reasons that mean the video itself fails.
 var streamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout}
 
-// Observe maps one fleet change to conditions. Unknown and unreachable
+// Observe maps one fleet change to conditions (metric thresholds come from
+// ObserveSamples). Unknown and unreachable
 // statuses leave a device's conditions as they were: the hub does not know,
 // and an unreachable device is explained by its agent's agent_offline alarm
 // rather than raised on its own.
@@ -259,7 +265,7 @@ func (e *Engine) set(tmpl Alarm, dk wire.DeviceKind, sk wire.SensorKind, active 
 		if !active {
 			return
 		}
-		rule, ok := e.rules.match(tmpl.Source, dk, sk)
+		rule, ok := e.rules.match(tmpl.Source, dk, sk, "")
 		if !ok {
 			return
 		}

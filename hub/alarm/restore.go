@@ -75,7 +75,11 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 			seq = max(seq, n)
 		}
 		dk, sk := kindsOf(a)
-		rule, ok := e.rules.match(a.Source, dk, sk)
+		rule, ok := e.rules.match(a.Source, dk, sk, "")
+		if a.Source == SourceThreshold {
+			// The alarm does not say its device kind: any rule of the metric.
+			rule, ok = thresholdRule(e.thresholds, a.Type, "")
+		}
 		if !ok {
 			rule = Rule{Source: a.Source, Severity: a.Severity}
 		}

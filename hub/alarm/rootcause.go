@@ -93,9 +93,11 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 	}
 	for _, d := range devs {
 		s.parents[d.ID] = d.Parent
+		e.devCrit[d.ID] = d.Criticality
 	}
 	for _, d := range removed {
 		delete(s.parents, d)
+		delete(e.devCrit, d)
 	}
 }
 

@@ -25,6 +25,11 @@ type Rule struct {
 	ClearHold     time.Duration
 	EscalateAfter time.Duration // zero: never
 	Flap          Flap
+	// Threshold rules only (see thresholds.go): the condition is Metric
+	// past Limit, above it when Above, else below it.
+	Metric string
+	Above  bool
+	Limit  float64
 }
 
 // Flap is flap detection: Transitions changes of the condition within
@@ -38,11 +43,12 @@ type Flap struct {
 type Rules []Rule
 
 // match returns the most specific rule for a condition: sensor kind beats
-// device kind beats the source alone.
-func (rs Rules) match(src Source, dk wire.DeviceKind, sk wire.SensorKind) (Rule, bool) {
+// device kind beats the source alone. metric is empty except for threshold
+// conditions, where only rules naming that metric apply.
+func (rs Rules) match(src Source, dk wire.DeviceKind, sk wire.SensorKind, metric string) (Rule, bool) {
 	best, score := Rule{}, -1
 	for _, r := range rs {
-		if r.Source != src || (r.DeviceKind != "" && r.DeviceKind != dk) || (r.SensorKind != "" && r.SensorKind != sk) {
+		if r.Source != src || r.Metric != metric || (r.DeviceKind != "" && r.DeviceKind != dk) || (r.SensorKind != "" && r.SensorKind != sk) {
 			continue
 		}
 		s := 0
@@ -91,6 +97,9 @@ type yamlRule struct {
 		Transitions int           `yaml:"transitions"`
 		Window      time.Duration `yaml:"window"`
 	} `yaml:"flap"`
+	Metric string   `yaml:"metric"`
+	Below  *float64 `yaml:"below"`
+	Above  *float64 `yaml:"above"`
 }
 
 // ParseRules reads a rules file (the format of rules.default.yaml) and
@@ -111,7 +120,7 @@ func ParseRules(data []byte) (Rules, error) {
 	bad := func(i int, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("alarm rules: rule %d: %s", i+1, fmt.Sprintf(format, args...)))
 	}
-	seen := map[[3]string]int{}
+	seen := map[[4]string]int{}
 	rs := make(Rules, 0, len(file.Rules))
 	for i, y := range file.Rules {
 		r := Rule{
@@ -156,8 +165,15 @@ func ParseRules(data []byte) (Rules, error) {
 		case r.Flap.Transitions == 0 && r.Flap.Window > 0:
 			bad(i, "flap.window without flap.transitions")
 		}
-		k := [3]string{string(r.Source), string(r.DeviceKind), string(r.SensorKind)}
-		if j, dup := seen[k]; dup {
+		if r.Source == SourceThreshold {
+			parseThreshold(&r, y, func(format string, args ...any) { bad(i, format, args...) })
+		} else if y.Metric != "" || y.Below != nil || y.Above != nil {
+			bad(i, "metric, below and above are for threshold rules only")
+		}
+		k := [4]string{string(r.Source), string(r.DeviceKind), string(r.SensorKind), r.Metric}
+		if j, dup := seen[k]; dup && r.Metric != "" {
+			bad(i, "same metric and device_kind as threshold rule %d", j+1)
+		} else if dup {
 			bad(i, "same source, device_kind and sensor_kind as rule %d", j+1)
 		} else {
 			seen[k] = i

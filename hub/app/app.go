@@ -144,8 +144,20 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 
 func (a *App) newIngest() error {
 	var err error
-	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: a.store, Metrics: a.metrics, Live: a.live, Now: time.Now})
+	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: samplesTo{a.store, a.alarms}, Metrics: a.metrics, Live: a.live, Now: time.Now})
 	return err
+}
+
+// samplesTo hands accepted health samples to the metric store and to the
+// alarm engine's metric thresholds; neither blocks.
+type samplesTo struct {
+	store  ingest.SampleWriter
+	alarms *alarm.Engine
+}
+
+func (s samplesTo) WriteSamples(samples []fleet.Sample) {
+	s.store.WriteSamples(samples)
+	s.alarms.ObserveSamples(samples)
 }
 
 // ingestCommands sends live video's commands through the ingest's MQTT
