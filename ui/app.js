@@ -210,7 +210,13 @@ class App {
       }
       if (typeof c.seq === 'number') this.lastSeq = c.seq;
       if (c.device) { this.store.putDevice(c.device); touched.add(c.device.id); }
-      for (const d of c.affected || []) { this.store.putDevice(d); touched.add(d.id); }
+      // An agent change lists its devices' new status only: merge it into
+      // the rows we have (an inventory change sends whole devices).
+      for (const d of c.affected || []) {
+        const prev = c.kind === 'agent' ? this.store.devices.get(d.id) : null;
+        this.store.putDevice(prev ? { ...prev, ...d } : d);
+        touched.add(d.id);
+      }
       for (const id of c.removed || []) { this.store.removeDevice(id); touched.add(id); }
       if (c.agent) this.store.putAgent(c.agent);
       if (c.kind === 'inventory') inventory = true;

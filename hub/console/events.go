@@ -13,6 +13,7 @@ import (
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/wire"
 )
 
 // Websocket close codes and reasons the console sends.
@@ -124,7 +125,7 @@ func (h *hub) publish(c fleet.Change) {
 
 	// Encode outside the lock: with several ingest shards publishing, the
 	// CPU work then runs in parallel.
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(wireChange(c))
 	if err != nil {
 		h.log.Error("cannot encode change", "seq", c.Seq, "err", err)
 		return
@@ -138,6 +139,39 @@ func (h *hub) publish(c fleet.Change) {
 	case h.wake <- struct{}{}:
 	default: // a wake-up is already due
 	}
+}
+
+// affectedDevice is what an agent change says of each device it affects:
+// only what changed. Full snapshots would make a district power cut (100
+// agents × 100 devices) megabytes per console; the console merges these
+// into the rows it already has.
+type affectedDevice struct {
+	ID       string      `json:"id"`
+	Status   wire.Status `json:"status"`
+	Reason   wire.Reason `json:"reason,omitempty"`
+	Detail   string      `json:"detail,omitempty"`
+	Since    time.Time   `json:"since"`
+	Reported wire.Status `json:"reported,omitempty"`
+}
+
+// compactChange is an agent change as the websocket carries it.
+type compactChange struct {
+	fleet.Change
+	Affected []affectedDevice `json:"affected,omitempty"` // shadows Change.Affected
+}
+
+// wireChange returns what the websocket sends for c: agent changes with
+// their affected devices compacted, everything else as it is (an inventory
+// change's devices are new to the console and go whole).
+func wireChange(c fleet.Change) any {
+	if c.Kind != fleet.ChangeAgent || len(c.Affected) == 0 {
+		return c
+	}
+	cc := compactChange{Change: c, Affected: make([]affectedDevice, len(c.Affected))}
+	for i, d := range c.Affected {
+		cc.Affected[i] = affectedDevice{ID: d.ID, Status: d.Status, Reason: d.Reason, Detail: d.Detail, Since: d.Since, Reported: d.Reported}
+	}
+	return cc
 }
 
 // publishAlarm encodes ev once, as a whole message, and queues it behind

@@ -410,3 +410,33 @@ func TestEventsTextPing(t *testing.T) {
 		t.Fatalf("next message %+v, %v; want a text ping", m, err)
 	}
 }
+
+// An agent change tells consoles only what changed of each affected
+// device; an inventory change still carries whole devices.
+func TestAgentChangeAffectedIsCompact(t *testing.T) {
+	dev := fleet.Device{ID: "cam-1", Name: "Gate east", Site: "s1", District: "Riverside", Status: wire.StatusUnreachable,
+		Reason: wire.ReasonAgentOffline, Reported: wire.StatusOnline, Metrics: map[string]float64{"fps": 15}}
+	for _, tc := range []struct {
+		kind  fleet.ChangeKind
+		whole bool
+	}{{fleet.ChangeAgent, false}, {fleet.ChangeInventory, true}} {
+		b, err := json.Marshal(wireChange(fleet.Change{Seq: 7, Kind: tc.kind, Affected: []fleet.Device{dev}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Seq      uint64           `json:"seq"`
+			Affected []map[string]any `json:"affected"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil || got.Seq != 7 || len(got.Affected) != 1 {
+			t.Fatalf("%s: %s (%v)", tc.kind, b, err)
+		}
+		a := got.Affected[0]
+		if a["id"] != "cam-1" || a["status"] != "unreachable" || a["reason"] != "agent_offline" || a["reported"] != "online" {
+			t.Errorf("%s: affected %v lacks the new status", tc.kind, a)
+		}
+		if _, hasName := a["name"]; hasName != tc.whole {
+			t.Errorf("%s: affected %v, want whole devices = %v", tc.kind, a, tc.whole)
+		}
+	}
+}
