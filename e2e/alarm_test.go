@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -237,4 +238,48 @@ func TestAlarmAckReachesOtherConsoles(t *testing.T) {
 	if res.StatusCode != http.StatusNotFound {
 		t.Errorf("GET unknown alarm: %s", res.Status)
 	}
+}
+
+// The agent comes back with one camera still broken: the agent's alarm
+// clears and that camera — and only it — gets its own alarm.
+func TestAlarmAgentReturnsWithBrokenCamera(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, interval: 2 * time.Second, hubCfg: quickAlarms(t)})
+	s.waitAllOnline(t)
+	ws := dialAlarms(t, s.hub)
+	a := s.sim.City().Agents[1]
+	cam := a.Cameras[0].ID
+	if err := s.sim.Fault(sim.Fault{Agent: a.ID, Fault: sim.FaultDisconnect, For: 8 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	parent := ws.await(t, 20*time.Second, a.ID+" agent_offline raised", func(ev alarmEvent) bool {
+		return ev.Kind == alarm.EventRaise && ev.Alarm.Source == alarm.SourceAgentOffline && ev.Alarm.Agent == a.ID
+	}, nil)
+	// While the site is cut off, one of its cameras breaks too.
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
+		t.Fatal(err)
+	}
+	var others []string
+	ev := ws.await(t, 60*time.Second, cam+" raised after the agent returned", func(ev alarmEvent) bool {
+		return ev.Kind == alarm.EventRaise && ev.Alarm.Device == cam
+	}, func(ev alarmEvent) {
+		if ev.Kind == alarm.EventRaise && ev.Alarm.Device != "" && ev.Alarm.Device != cam {
+			others = append(others, ev.Alarm.Device)
+		}
+	})
+	if ev.Alarm.Source != alarm.SourceDeviceOffline {
+		t.Errorf("%s raised %s, want device_offline", cam, ev.Alarm.Source)
+	}
+	if len(others) > 0 {
+		t.Errorf("other devices of the site raised alarms: %v", others)
+	}
+	var d struct {
+		Alarm alarmView `json:"alarm"`
+	}
+	eventually(t, 20*time.Second, func() error {
+		getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+parent.Alarm.ID, &d)
+		if d.Alarm.State.Active() {
+			return fmt.Errorf("the agent's alarm is still %s", d.Alarm.State)
+		}
+		return nil
+	})
 }
