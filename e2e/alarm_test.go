@@ -18,6 +18,7 @@ import (
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/app"
 	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/wire"
 )
 
 // quickRules raise at once and clear after a second, so the tests need not
@@ -38,6 +39,8 @@ rules:
     severity: major
     hold: 0s
     clear_hold: 1s
+  - source: sensor_triggered
+    severity: critical
 `
 
 func quickAlarms(t *testing.T) func(*config.Config) {
@@ -282,4 +285,58 @@ func TestAlarmAgentReturnsWithBrokenCamera(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A sensor's alarm comes with the cameras to verify it by: those looking at
+// the sensor, nearest first, from the sensor's own site.
+func TestSensorAlarmSuggestsNearestCameras(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickAlarms(t)})
+	s.waitAllOnline(t)
+	ws := dialAlarms(t, s.hub)
+	var sensor, site string
+	cameras := map[string]string{} // camera → site
+	for _, a := range s.sim.City().Agents {
+		for _, c := range a.Cameras {
+			cameras[c.ID] = a.Site.ID
+		}
+		if sensor == "" && len(a.Sensors) > 0 && len(a.Cameras) > 0 {
+			for _, d := range a.Sensors {
+				if d.Kind == wire.SensorIntrusion || d.Kind == wire.SensorDoor {
+					sensor, site = d.ID, a.Site.ID
+					break
+				}
+			}
+		}
+	}
+	if sensor == "" {
+		t.Fatal("no intrusion or door sensor at a site with cameras")
+	}
+	if err := s.sim.Fault(sim.Fault{Device: sensor, Fault: sim.FaultTrigger}); err != nil {
+		t.Fatal(err)
+	}
+	ev := ws.await(t, 20*time.Second, sensor+" triggered", func(ev alarmEvent) bool {
+		return ev.Kind == alarm.EventRaise && ev.Alarm.Device == sensor
+	}, nil)
+	var d struct {
+		Cameras []struct {
+			ID        string  `json:"id"`
+			DistanceM float64 `json:"distance_m"`
+			Covers    bool    `json:"covers"`
+		} `json:"cameras"`
+	}
+	getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+ev.Alarm.ID, &d)
+	if len(d.Cameras) == 0 {
+		t.Fatalf("alarm %s of sensor %s suggests no camera", ev.Alarm.ID, sensor)
+	}
+	if cameras[d.Cameras[0].ID] != site {
+		t.Errorf("first suggested camera %s is at %q, the sensor at %q", d.Cameras[0].ID, cameras[d.Cameras[0].ID], site)
+	}
+	for i, c := range d.Cameras {
+		if _, ok := cameras[c.ID]; !ok {
+			t.Errorf("suggested %s is not a camera", c.ID)
+		}
+		if i > 0 && c.Covers == d.Cameras[i-1].Covers && c.DistanceM < d.Cameras[i-1].DistanceM {
+			t.Errorf("cameras not nearest first: %+v", d.Cameras)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/coverage"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -66,7 +67,14 @@ type AlarmDetail struct {
 	// Children are what a root-cause alarm explains (devices of a failed
 	// switch, agents of a failed power feed); omitted for other alarms.
 	Children []alarm.Child `json:"children,omitempty"`
+	// Cameras are, for an alarm of a sensor, the cameras that look at it
+	// (nearest first), or the nearest ones when none does: alarm → verify
+	// by video → act.
+	Cameras []coverage.Camera `json:"cameras,omitempty"`
 }
+
+// relatedCameras is how many cameras a sensor alarm suggests.
+const relatedCameras = 4
 
 // AlarmReply is the answer of an alarm action: the alarm after it.
 type AlarmReply struct {
@@ -152,7 +160,11 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
 		return
 	}
-	s.reply(w, AlarmDetail{Alarm: a, History: trail, Children: s.alarms.Children(id)})
+	d := AlarmDetail{Alarm: a, History: trail, Children: s.alarms.Children(id)}
+	if dev, ok := s.fleet.Device(a.Device); ok && dev.Kind == wire.KindSensor {
+		d.Cameras = coverage.Nearest(s.fleet.Devices(), dev.Location, relatedCameras)
+	}
+	s.reply(w, d)
 }
 
 // helloState fills a new websocket client's hello.
