@@ -169,6 +169,24 @@ func TestAlarmAgentOffline(t *testing.T) {
 	if list.Total != 1 || list.Alarms[0].ID != raised.Alarm.ID || list.Counts["critical"] != 1 {
 		t.Errorf("alarms of %s: %+v, want only %s", agent, list, raised.Alarm.ID)
 	}
+	var detail struct {
+		Children []struct {
+			Device string `json:"device"`
+			Status string `json:"status"`
+		} `json:"children"`
+	}
+	getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+raised.Alarm.ID, &detail)
+	var attached []string
+	for _, c := range detail.Children {
+		if c.Status == "suppressed" {
+			attached = append(attached, c.Device)
+		}
+	}
+	slices.Sort(attached)
+	slices.Sort(devices)
+	if !slices.Equal(attached, devices) {
+		t.Errorf("devices attached to %s: %v, want every device of %s: %v", raised.Alarm.ID, attached, agent, devices)
+	}
 	if c := dialAlarms(t, s.hub); c.hello["critical"] < 1 {
 		t.Errorf("a new client's hello counts %v, want the critical alarm", c.hello)
 	}

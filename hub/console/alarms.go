@@ -161,10 +161,31 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := AlarmDetail{Alarm: a, History: trail, Children: s.alarms.Children(id)}
+	if a.Source == alarm.SourceAgentOffline && d.Children == nil {
+		d.Children = s.behindAgent(a)
+	}
 	if dev, ok := s.fleet.Device(a.Device); ok && dev.Kind == wire.KindSensor {
 		d.Cameras = coverage.Nearest(s.fleet.Devices(), dev.Location, relatedCameras)
 	}
 	s.reply(w, d)
+}
+
+// behindAgent lists the devices a lost agent's alarm explains: unreachable
+// while the agent is away, so they raise no alarms of their own.
+func (s *Server) behindAgent(a alarm.Alarm) []alarm.Child {
+	var out []alarm.Child
+	for _, d := range s.fleet.Devices() {
+		if d.Agent != a.Agent {
+			continue
+		}
+		st := alarm.ChildRecovered
+		if d.Status == wire.StatusUnreachable {
+			st = alarm.ChildSuppressed
+		}
+		out = append(out, alarm.Child{Key: "device/" + d.ID, Source: alarm.SourceDeviceOffline, Device: d.ID, Agent: d.Agent,
+			Severity: a.Severity, Status: st, Since: d.Since})
+	}
+	return out
 }
 
 // helloState fills a new websocket client's hello.
