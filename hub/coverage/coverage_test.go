@@ -11,7 +11,9 @@ import (
 var sensor = wire.Location{Lat: 30.5900, Lon: 114.3000}
 
 // north returns the point m metres north of the sensor (1° lat ≈ 111.2 km).
-func north(m float64) wire.Location { return wire.Location{Lat: sensor.Lat + m/111_195, Lon: sensor.Lon} }
+func north(m float64) wire.Location {
+	return wire.Location{Lat: sensor.Lat + m/111_195, Lon: sensor.Lon}
+}
 
 func cam(id string, at wire.Location, heading, fov, rng float64) fleet.Device {
 	return fleet.Device{ID: id, Kind: wire.KindCamera, Status: wire.StatusOnline, Location: at,
@@ -29,7 +31,7 @@ func TestDistanceAndBearing(t *testing.T) {
 
 func TestNearest(t *testing.T) {
 	devices := []fleet.Device{
-		cam("faces-sensor-far", north(60), 180, 60, 100), // looks south at the sensor
+		cam("faces-sensor-far", north(60), 180, 60, 100),  // looks south at the sensor
 		cam("faces-away-near", north(20), 0, 60, 100),     // nearer, but looks north
 		cam("faces-sensor-near", north(40), 170, 40, 100), // within its 20° half angle
 		cam("out-of-range", north(150), 180, 60, 100),     // looks at it, too far
