@@ -33,11 +33,20 @@ func TestMetricsAndTransitionsReachInfluxDB(t *testing.T) {
 		}
 		return nil
 	})
-	rows := influx.Query(t, fmt.Sprintf(`from(bucket: %q)
+	// The first reports may precede the camera's first (jittered) probe:
+	// wait for one that carries the RTSP round trip.
+	var rows []map[string]any
+	eventually(t, 30*time.Second, func() error {
+		rows = influx.Query(t, fmt.Sprintf(`from(bucket: %q)
   |> range(start: -10m)
   |> filter(fn: (r) => r._measurement == "device_health" and r.device == %q and r._field == "rtsp_ms")
   |> last()`, influx.Bucket(), cam))
-	if len(rows) != 1 || rows[0]["agent"] != agent || rows[0]["kind"] != "camera" {
+		if len(rows) != 1 {
+			return fmt.Errorf("last rtsp_ms of %s: %v", cam, rows)
+		}
+		return nil
+	})
+	if rows[0]["agent"] != agent || rows[0]["kind"] != "camera" {
 		t.Fatalf("last rtsp_ms of %s: %v", cam, rows)
 	}
 	if v, ok := rows[0]["_value"].(float64); !ok || v <= 0 {
