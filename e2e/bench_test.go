@@ -165,7 +165,7 @@ type hubProcess struct {
 // startHubProcess runs the hub binary against brokerURL with extra
 // environment (INFLUX_*, CITYWATCH_*) and, if yaml is not empty, that
 // configuration file.
-func startHubProcess(b *testing.B, brokerURL, yaml string, env ...string) *hubProcess {
+func startHubProcess(b testing.TB, brokerURL, yaml string, env ...string) *hubProcess {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "citywatch-hub")
 	build := exec.Command("go", "build", "-o", bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
@@ -257,7 +257,7 @@ func (h *hubProcess) peakRSS(b *testing.B) int64 {
 }
 
 // metric sums every series of a family in the hub's /metrics.
-func (h *hubProcess) metric(b *testing.B, family string) float64 {
+func (h *hubProcess) metric(b testing.TB, family string) float64 {
 	res, err := httpClient.Get(h.base + "metrics")
 	if err != nil {
 		b.Fatal(err)

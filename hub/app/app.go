@@ -277,6 +277,10 @@ func (a *App) openAlarms() error {
 		return errors.Join(fmt.Errorf("alarms.db %s: %w", a.cfg.Alarms.DB, err), st.Close())
 	}
 	a.alarmDB = st
+	a.metrics.GaugeFunc("citywatch_alarmdb_transitions_written", "Alarm transitions committed to the alarm database since start.",
+		func() float64 { return float64(st.Written()) })
+	a.metrics.GaugeFunc("citywatch_alarmdb_transitions_dropped", "Alarm transitions lost: queue full or a failed write.",
+		func() float64 { return float64(st.Dropped()) })
 	a.log.Info("alarms restored", "db", a.cfg.Alarms.DB, "alarms", len(alarms))
 	return nil
 }
