@@ -47,34 +47,9 @@ func BenchmarkSpine(b *testing.B) {
 	sent := newSampleCounter(b, broker.URL())
 
 	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{
-		BrokerURL: broker.URL(), InProcessCameras: true, Interval: interval, Logger: testLogger(b),
-		City: sim.CityOptions{Seed: 1, Districts: 8, Sites: agents, Devices: total},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	simDone := make(chan error, 1)
-	go func() { simDone <- world.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-simDone; err != nil {
-			b.Errorf("sim: %v", err)
-		}
-	}()
-
-	b.Logf("waiting for %d agents × %d devices to come online", agents, devices)
+	defer cancel() // before the cleanups, which wait for the sim
 	startup := time.Now()
-	eventually(b, 5*time.Minute, func() error {
-		var s fleet.Summary
-		if err := hub.get("api/summary", &s); err != nil {
-			return err
-		}
-		if s.Devices != total || s.ByStatus[wire.StatusOnline] != total {
-			return fmt.Errorf("%d of %d devices known, %d online", s.Devices, total, s.ByStatus[wire.StatusOnline])
-		}
-		return nil
-	})
+	world := startScaleCity(b, ctx, broker.URL(), hub, sim.CityOptions{Seed: 1, Districts: 8, Sites: agents, Devices: total}, interval)
 	b.Logf("all online after %s; measuring for %s", time.Since(startup).Round(time.Second), window)
 
 	lat := newLatencyProbe(b, hub)
@@ -154,6 +129,36 @@ func devicesOfCity(world *sim.Sim) []string {
 		}
 	}
 	return cams
+}
+
+// startScaleCity runs a simulated city in scale mode (cameras answered
+// in-process) until ctx ends, and waits until the hub sees every device
+// online.
+func startScaleCity(b *testing.B, ctx context.Context, brokerURL string, hub *hubProcess, city sim.CityOptions, interval time.Duration) *sim.Sim {
+	b.Helper()
+	world, err := sim.New(sim.Options{BrokerURL: brokerURL, InProcessCameras: true, Interval: interval, Logger: testLogger(b), City: city})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- world.Run(ctx) }()
+	b.Cleanup(func() {
+		if err := <-done; err != nil {
+			b.Errorf("sim: %v", err)
+		}
+	})
+	b.Logf("waiting for %d devices of %d agents to come online", city.Devices, city.Sites)
+	eventually(b, 5*time.Minute, func() error {
+		var s fleet.Summary
+		if err := hub.get("api/summary", &s); err != nil {
+			return err
+		}
+		if s.Devices != city.Devices || s.ByStatus[wire.StatusOnline] != city.Devices {
+			return fmt.Errorf("%d of %d devices known, %d online", s.Devices, city.Devices, s.ByStatus[wire.StatusOnline])
+		}
+		return nil
+	})
+	return world
 }
 
 // hubProcess is the hub binary running as a child process.

@@ -59,34 +59,9 @@ func BenchmarkAlarmStorm(b *testing.B) {
 	hub := startHubProcess(b, broker.URL(), fmt.Sprintf("alarms:\n  rules: %q\n", rules))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{
-		BrokerURL: broker.URL(), InProcessCameras: true, Interval: interval, Logger: testLogger(b),
-		City: sim.CityOptions{Seed: 7, Districts: districts, Sites: agents, Devices: total},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	simDone := make(chan error, 1)
-	go func() { simDone <- world.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-simDone; err != nil {
-			b.Errorf("sim: %v", err)
-		}
-	}()
-
-	b.Logf("waiting for %d agents × %d devices to come online", agents, devicesPerAgent)
+	defer cancel() // before the cleanups, which wait for the sim
 	startup := time.Now()
-	eventually(b, 5*time.Minute, func() error {
-		var s fleet.Summary
-		if err := hub.get("api/summary", &s); err != nil {
-			return err
-		}
-		if s.Devices != total || s.ByStatus[wire.StatusOnline] != total {
-			return fmt.Errorf("%d of %d devices known, %d online", s.Devices, total, s.ByStatus[wire.StatusOnline])
-		}
-		return nil
-	})
+	world := startScaleCity(b, ctx, broker.URL(), hub, sim.CityOptions{Seed: 7, Districts: districts, Sites: agents, Devices: total}, interval)
 	b.Logf("all online after %s; connecting %d websocket clients", time.Since(startup).Round(time.Second), nclients)
 
 	fleetWS := newStormFleet(b, hub, nclients)
