@@ -64,7 +64,9 @@ func newTestRouter(t *testing.T, cfg Config) (*Router, *[]denial) {
 
 	rt, err := NewRouter(cfg, Deps{
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.NewRegistry(), Authenticator: authn,
-		Denied: func(_ *http.Request, p *Principal, _ Route, reason string) { denials = append(denials, denial{p.Name, reason}) },
+		Denied: func(_ *http.Request, p *Principal, _ Route, reason string) {
+			denials = append(denials, denial{p.Name, reason})
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

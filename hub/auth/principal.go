@@ -57,7 +57,9 @@ func (p *Principal) Can(perm Permission) bool {
 }
 
 // Sees reports whether the principal's scope covers district and site.
-func (p *Principal) Sees(district, site string) bool { return p != nil && p.Scope.Allows(district, site) }
+func (p *Principal) Sees(district, site string) bool {
+	return p != nil && p.Scope.Allows(district, site)
+}
 
 type ctxKey struct{}
 
