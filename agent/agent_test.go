@@ -2,7 +2,10 @@ package agent_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,9 +13,11 @@ import (
 
 	"github.com/citywatch/citywatch/agent"
 	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/internal/mqtttest"
 	"github.com/citywatch/citywatch/agent/internal/wiretest"
 	"github.com/citywatch/citywatch/agent/probe"
 	"github.com/citywatch/citywatch/agent/sensor"
+	"github.com/citywatch/citywatch/internal/certs"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -169,6 +174,60 @@ func TestAgent(t *testing.T) {
 	}
 	if s := a.Stats(); s.Published < 10 || s.DroppedEvents != 0 || s.Failed != 0 || s.Seq < s.Published {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestBrokerTLSFromConfig: the broker section's CA bundle and client
+// certificate reach the uplink; the broker sees the agent's certificate.
+func TestBrokerTLSFromConfig(t *testing.T) {
+	ca, err := certs.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.Server([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Client("agent-t1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := srv.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := config.TLSFiles{
+		CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "agent.pem"), KeyFile: filepath.Join(dir, "agent.key"),
+	}
+	if err := os.WriteFile(files.CAFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Write(files.CertFile, files.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	broker := mqtttest.Start(t, mqtttest.Options{TLS: &tls.Config{
+		Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool(),
+	}})
+	cfg := testConfig(t, broker.URL())
+	cfg.Broker.TLSFiles = files
+	a, err := agent.New(cfg, agent.Options{Cameras: &prober{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	wiretest.Eventually(t, "the birth over TLS", func() bool {
+		return broker.Published(wire.Topic("agent-t1", wire.ChannelState)) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	got := broker.Connects()
+	if len(got) != 1 || got[0].CommonName != "agent-t1" || got[0].ClientID != "agent-t1" {
+		t.Errorf("broker saw %+v, want agent-t1 with its certificate", got)
 	}
 }
 

@@ -5,7 +5,9 @@
 // credentials without editing the file), then Validate, which reports every
 // problem at once with its YAML path so a field engineer fixes the file in
 // one go. Passwords and camera URLs are secret types that redact themselves
-// when a configuration is logged.
+// when a configuration is logged. TLS files are read and checked by
+// Validate too, so a wrong CA bundle or a key that does not match its
+// certificate is reported at start, not as a failing connection.
 package config
 
 import (
@@ -49,6 +51,8 @@ type Broker struct {
 	// (%c) confine the agent to its own topics. It must be stable across
 	// restarts: the broker keeps the command subscription under it.
 	ClientID string `yaml:"client_id"`
+	// TLSFiles apply to ssl://, tls:// and mqtts:// URLs only.
+	TLSFiles `yaml:",inline"`
 }
 
 // Site is where the agent's devices are installed.
@@ -177,6 +181,11 @@ const (
 	EnvBrokerUsername = "CITYWATCH_AGENT_BROKER_USERNAME"
 	EnvBrokerPassword = "CITYWATCH_AGENT_BROKER_PASSWORD"
 	EnvID             = "CITYWATCH_AGENT_ID"
+	// The TLS files, so a container can mount them anywhere.
+	EnvBrokerCAFile     = "CITYWATCH_AGENT_BROKER_CA_FILE"
+	EnvBrokerCertFile   = "CITYWATCH_AGENT_BROKER_CERT_FILE"
+	EnvBrokerKeyFile    = "CITYWATCH_AGENT_BROKER_KEY_FILE"
+	EnvBrokerServerName = "CITYWATCH_AGENT_BROKER_SERVER_NAME"
 )
 
 // Default returns the configuration an empty file yields (before device
@@ -233,17 +242,24 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (Config, error) {
 }
 
 func (c *Config) applyEnv(lookupEnv func(string) (string, bool)) {
-	if v, ok := lookupEnv(EnvBrokerURL); ok {
-		c.Broker.URL = v
-	}
-	if v, ok := lookupEnv(EnvBrokerUsername); ok {
-		c.Broker.Username = v
+	for _, o := range []struct {
+		env string
+		dst *string
+	}{
+		{EnvBrokerURL, &c.Broker.URL},
+		{EnvBrokerUsername, &c.Broker.Username},
+		{EnvBrokerCAFile, &c.Broker.CAFile},
+		{EnvBrokerCertFile, &c.Broker.CertFile},
+		{EnvBrokerKeyFile, &c.Broker.KeyFile},
+		{EnvBrokerServerName, &c.Broker.ServerName},
+		{EnvID, &c.ID},
+	} {
+		if v, ok := lookupEnv(o.env); ok {
+			*o.dst = v
+		}
 	}
 	if v, ok := lookupEnv(EnvBrokerPassword); ok {
 		c.Broker.Password = secret.String(v)
-	}
-	if v, ok := lookupEnv(EnvID); ok {
-		c.ID = v
 	}
 }
 

@@ -134,6 +134,7 @@ func (c Config) validateBroker(p *problems) {
 	if c.Broker.ClientID == "" {
 		p.add("broker.client_id", "missing (it defaults to the agent id)")
 	}
+	c.Broker.validateTLS(p)
 }
 
 // brokerSchemes are the URL schemes the uplink dials; websockets are not

@@ -193,7 +193,9 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 	loc := offset(d.Center, g.rng.Float64()*2*math.Pi, math.Abs(g.rng.NormFloat64())*700)
 	cfg := config.Default()
 	cfg.ID = "agent-" + id
-	cfg.Broker.ClientID = "citywatch-agent-" + cfg.ID
+	// The agent id, as for a real agent: a broker that authenticates
+	// agents ties the client id to the login.
+	cfg.Broker.ClientID = cfg.ID
 	cfg.Site = config.Site{ID: id, Name: name, District: d.Name, Location: round(loc)}
 
 	cameras := int(math.Round(float64(devices) * 0.6))

@@ -3,16 +3,18 @@
 // and benchmarks. Simulated cameras are real RTSP servers (gortsplib)
 // streaming a pure-Go H.264 test card and serving JPEG snapshots over HTTP;
 // simulated sensors feed the agents' "sim" sensor driver; each agent runs
-// in-process exactly as in production and reaches the broker through a
-// relay that the simulator can cut. Faults — camera offline, auth failure,
-// lost stream, hang; sensor supervision loss and alarms; agent disconnect —
-// are injected at run time through Sim.Fault, the HTTP control API
-// (ControlHandler) or a Script. In scale mode an in-process prober stands
+// in-process exactly as in production, with its own login if the broker
+// wants one, and reaches the broker through a relay that the simulator can
+// cut (a TLS session runs end to end through it). Faults — camera offline,
+// auth failure, lost stream, hang; sensor supervision loss and alarms;
+// agent disconnect — are injected at run time through Sim.Fault, the HTTP
+// control API (ControlHandler) or a Script. In scale mode an in-process prober stands
 // in for the RTSP servers, so thousands of agents fit on a laptop.
 package sim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,11 +34,27 @@ import (
 
 // Options configures a Sim.
 type Options struct {
-	// BrokerURL is the MQTT broker the agents publish to: tcp:// or mqtt://
-	// (the agents reach it through a plain TCP relay).
-	BrokerURL      string
+	// BrokerURL is the MQTT broker the agents publish to: tcp:// or
+	// mqtt://, or ssl://, tls:// or mqtts:// for MQTT over TLS. The agents
+	// reach it through a TCP relay each; TLS runs end to end through it.
+	BrokerURL string
+	// Credentials gives each agent its own login, for a broker that
+	// authenticates agents (the hub's: username = agent id, password =
+	// the secret `citywatch-hub agents enroll` printed). It is asked once
+	// per agent, by New; an empty username fails New.
+	Credentials func(agentID string) (username, password string)
+	// BrokerUsername and BrokerPassword are one login shared by every
+	// agent, for brokers that take one; unused when Credentials is set.
 	BrokerUsername string
 	BrokerPassword string
+	// TLS is what every agent's uplink uses with a TLS BrokerURL: roots
+	// (nil: the system roots), client certificate, server name. The server
+	// name defaults to BrokerURL's host, not the relay's.
+	TLS *tls.Config
+	// ClientCertificate gives each agent its own client certificate (its
+	// common name the agent id), for a broker that ties certificates to
+	// agents; it overrides TLS.Certificates. Asked once per agent, by New.
+	ClientCertificate func(agentID string) (tls.Certificate, error)
 
 	City CityOptions
 	// Camera is the template of every simulated camera: credentials and
@@ -69,6 +87,7 @@ type Sim struct {
 	cameras map[string]*Camera // nil in scale mode
 	prober  *inProcessProber   // nil unless scale mode
 	links   []*link            // per agent, in city order
+	access  []access           // per agent, in city order
 	sensors *sensor.Sim
 	faults  *faultTable
 
@@ -76,18 +95,40 @@ type Sim struct {
 	agents []config.Config
 }
 
+// access is how one agent reaches and logs in to the broker.
+type access struct {
+	username string
+	password secret.String
+	tls      *tls.Config // nil for a plain broker
+}
+
 // New validates opts, generates the city and prepares every camera, relay
-// and sensor. It starts nothing.
+// and sensor, and each agent's login and TLS settings. It starts nothing.
 func New(opts Options) (*Sim, error) {
 	if opts.Logger == nil {
 		return nil, errors.New("sim: a logger is required")
 	}
 	u, err := url.Parse(opts.BrokerURL)
-	if err != nil || (u.Scheme != "tcp" && u.Scheme != "mqtt") || u.Host == "" {
-		return nil, fmt.Errorf("sim: broker URL %q: want tcp://host:port or mqtt://host:port", opts.BrokerURL)
+	if err != nil || u.Host == "" || u.User != nil {
+		return nil, errors.New("sim: broker URL: want tcp://, mqtt://, ssl://, tls:// or mqtts://host:port, without credentials")
+	}
+	var useTLS bool
+	switch u.Scheme {
+	case "tcp", "mqtt":
+	case "ssl", "tls", "mqtts":
+		useTLS = true
+	default:
+		return nil, fmt.Errorf("sim: broker URL: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts", u.Scheme)
+	}
+	if !useTLS && (opts.TLS != nil || opts.ClientCertificate != nil) {
+		return nil, fmt.Errorf("sim: TLS settings for a %s:// broker URL, which connects without TLS; use tls://", u.Scheme)
 	}
 	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), "1883")
+		port := "1883"
+		if useTLS {
+			port = "8883"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	if opts.Camera.User == "" {
 		opts.Camera.User, opts.Camera.Password = "admin", "citywatch"
@@ -116,6 +157,11 @@ func New(opts Options) (*Sim, error) {
 		s.cameras = make(map[string]*Camera)
 	}
 	for _, a := range city.Agents {
+		acc, err := accessFor(&opts, a.ID, u, useTLS)
+		if err != nil {
+			return nil, err
+		}
+		s.access = append(s.access, acc)
 		l := newLink(u.Host, s.log.With("agent", a.ID))
 		s.links = append(s.links, l)
 		s.faults.agents[a.ID] = l
@@ -140,6 +186,37 @@ func New(opts Options) (*Sim, error) {
 		}
 	}
 	return s, nil
+}
+
+// accessFor returns the login and TLS settings of agent id.
+func accessFor(opts *Options, id string, broker *url.URL, useTLS bool) (access, error) {
+	acc := access{username: opts.BrokerUsername, password: secret.String(opts.BrokerPassword)}
+	if opts.Credentials != nil {
+		user, pass := opts.Credentials(id)
+		if user == "" {
+			return access{}, fmt.Errorf("sim: no credentials for agent %s", id)
+		}
+		acc.username, acc.password = user, secret.String(pass)
+	}
+	if !useTLS {
+		return acc, nil
+	}
+	acc.tls = &tls.Config{}
+	if opts.TLS != nil {
+		acc.tls = opts.TLS.Clone()
+	}
+	if acc.tls.ServerName == "" {
+		// The agent dials its relay, but the certificate is the broker's.
+		acc.tls.ServerName = broker.Hostname()
+	}
+	if opts.ClientCertificate != nil {
+		cert, err := opts.ClientCertificate(id)
+		if err != nil {
+			return access{}, fmt.Errorf("sim: client certificate of agent %s: %w", id, err)
+		}
+		acc.tls.Certificates = []tls.Certificate{cert}
+	}
+	return acc, nil
 }
 
 // City returns the generated city (camera URLs not filled in).
@@ -214,11 +291,12 @@ func (s *Sim) Run(ctx context.Context) error {
 	agents := make([]*agent.Agent, len(s.city.Agents))
 	cfgs := make([]config.Config, len(s.city.Agents))
 	for i, cfg := range s.city.Agents {
-		cfgs[i] = s.bind(cfg, s.links[i], snapshotHost)
+		cfgs[i] = s.bind(cfg, s.links[i], s.access[i], snapshotHost)
 		opts := agent.Options{
-			Logger:  s.opts.Logger,
-			Sensors: map[string]sensor.Driver{SensorDriver: s.sensors},
-			Version: s.opts.Version,
+			Logger:    s.opts.Logger,
+			Sensors:   map[string]sensor.Driver{SensorDriver: s.sensors},
+			BrokerTLS: s.access[i].tls,
+			Version:   s.opts.Version,
 		}
 		if s.prober != nil {
 			opts.Cameras = s.prober
@@ -247,11 +325,15 @@ func (s *Sim) Run(ctx context.Context) error {
 }
 
 // bind points a generated config at this sim: the broker through the
-// agent's relay, cameras at their RTSP servers and snapshot URLs.
-func (s *Sim) bind(cfg config.Config, l *link, snapshotHost string) config.Config {
-	cfg.Broker.URL = "tcp://" + l.addr()
-	cfg.Broker.Username = s.opts.BrokerUsername
-	cfg.Broker.Password = secret.String(s.opts.BrokerPassword)
+// agent's relay with its login, cameras at their RTSP servers and snapshot
+// URLs.
+func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) config.Config {
+	scheme := "tcp"
+	if acc.tls != nil {
+		scheme = "tls"
+	}
+	cfg.Broker.URL = scheme + "://" + l.addr()
+	cfg.Broker.Username, cfg.Broker.Password = acc.username, acc.password
 	cfg.Live.LoopbackOnly = s.opts.LiveLoopbackOnly
 	if s.opts.Interval > 0 {
 		cfg.Interval, cfg.Probe.Interval = s.opts.Interval, s.opts.Interval

@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/citywatch/citywatch/wire"
 )
@@ -27,11 +29,7 @@ const (
 	writeTimeout = 5 * time.Second
 )
 
-func (c *Client) options() (*paho.ClientOptions, error) {
-	u, err := url.Parse(c.cfg.BrokerURL)
-	if err != nil {
-		return nil, fmt.Errorf("uplink: broker URL is not valid") // the error would quote credentials
-	}
+func (c *Client) options(u *url.URL) (*paho.ClientOptions, error) {
 	will, err := c.will(1)
 	if err != nil {
 		return nil, err
@@ -39,6 +37,9 @@ func (c *Client) options() (*paho.ClientOptions, error) {
 	opts := paho.NewClientOptions().
 		AddBroker(u.Scheme+"://"+hostPort(u)).
 		SetClientID(c.cfg.ClientID).
+		// MQTT 3.1.1 only: paho would otherwise retry a refused CONNECT
+		// as 3.1, and that answer would hide why the broker refused.
+		SetProtocolVersion(4).
 		SetUsername(c.cfg.Username).
 		SetPassword(c.cfg.Password.Reveal()).
 		// A persistent session keeps the command subscription, and
@@ -63,6 +64,7 @@ func (c *Client) options() (*paho.ClientOptions, error) {
 		SetDefaultPublishHandler(c.onCommand).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(c.onConnectionLost).
+		SetConnectionNotificationHandler(c.onConnectionNotification).
 		SetReconnectingHandler(c.onReconnecting)
 	return opts, nil
 }
@@ -135,24 +137,77 @@ func (c *Client) onConnectionLost(_ paho.Client, err error) {
 	c.log.Warn("connection lost; reconnecting", "err", err)
 }
 
-// dial opens the broker connection itself, so that DropConnection can
-// close it without an MQTT DISCONNECT.
-func (c *Client) dial(u *url.URL, opts paho.ClientOptions) (net.Conn, error) {
-	d := &net.Dialer{Timeout: opts.ConnectTimeout}
-	var conn net.Conn
-	var err error
+// onConnectionNotification counts and logs failed connection attempts,
+// which paho otherwise retries in silence. A broker refusing the
+// credentials gets its own message: retrying cannot help until the agent
+// is enrolled (or its secret fixed), so the operator must be told what to
+// do. paho keeps retrying with its backoff either way, so an agent
+// enrolled later connects by itself.
+func (c *Client) onConnectionNotification(_ paho.Client, n paho.ConnectionNotification) {
+	failed, ok := n.(paho.ConnectionNotificationFailed)
+	if !ok {
+		return
+	}
+	c.connFails.Add(1)
+	if errors.Is(failed.Reason, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(failed.Reason, packets.ErrorRefusedNotAuthorised) {
+		c.refused.Add(1)
+		if ok, n := c.authLog.allow(); ok {
+			c.log.Error(fmt.Sprintf("broker refused the agent's credentials — enrol it with `citywatch-hub agents enroll %s`", c.cfg.Agent),
+				"cause", failed.Reason.Error(), "username", c.cfg.Username, "client_id", c.cfg.ClientID, "suppressed", n)
+		}
+		return
+	}
+	if ok, n := c.connLog.allow(); ok {
+		c.log.Warn("cannot connect to the broker; retrying", "err", failed.Reason, "suppressed", n)
+	}
+}
+
+// clientTLS returns the TLS settings for broker URL u: nil for a plain
+// URL, else a copy of given (or the defaults) with the URL's host as the
+// server name unless given names one, and TLS 1.2 at least.
+func clientTLS(u *url.URL, given *tls.Config) (*tls.Config, error) {
 	switch u.Scheme {
 	case "tcp", "mqtt":
-		conn, err = d.Dial("tcp", u.Host)
+		if given != nil {
+			return nil, fmt.Errorf("uplink: TLS settings for a %s:// broker URL, which connects without TLS", u.Scheme)
+		}
+		return nil, nil
 	case "ssl", "tls", "mqtts":
-		conn, err = tls.DialWithDialer(d, "tcp", u.Host, &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12})
 	default:
 		return nil, fmt.Errorf("uplink: unsupported broker scheme %q", u.Scheme)
 	}
+	cfg := &tls.Config{}
+	if given != nil {
+		cfg = given.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
+	return cfg, nil
+}
+
+// dial opens the broker connection itself, so that DropConnection can
+// close it without an MQTT DISCONNECT. The TLS handshake runs here, within
+// the connect timeout, so a certificate problem is a failed attempt.
+func (c *Client) dial(u *url.URL, opts paho.ClientOptions) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opts.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, err
 	}
-	dc := &dropConn{Conn: conn}
+	conn := raw
+	if c.tls != nil {
+		tc := tls.Client(raw, c.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("uplink: TLS with %s: %w", u.Host, err)
+		}
+		conn = tc
+	}
+	dc := &dropConn{Conn: conn, raw: raw}
 	c.mu.Lock()
 	c.netConn = dc
 	c.mu.Unlock()
@@ -162,6 +217,7 @@ func (c *Client) dial(u *url.URL, opts paho.ClientOptions) (net.Conn, error) {
 // dropConn is a broker connection that can be cut from outside.
 type dropConn struct {
 	net.Conn
+	raw     net.Conn // the TCP connection under TLS, or Conn itself
 	dropped atomic.Bool
 }
 
@@ -182,11 +238,12 @@ func (d *dropConn) drop() {
 	if d.dropped.Swap(true) {
 		return
 	}
-	// Reset rather than FIN: this is meant to look like a cable cut.
-	if tc, ok := d.Conn.(*net.TCPConn); ok {
+	// Reset rather than FIN, and no TLS close_notify: this is meant to
+	// look like a cable cut.
+	if tc, ok := d.raw.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
-	_ = d.Conn.Close()
+	_ = d.raw.Close()
 }
 
 func hostPort(u *url.URL) string {

@@ -242,7 +242,12 @@ func (c *Client) shutdown(acks chan<- paho.Token) error {
 	}
 	// Whatever time is left lets paho send the DISCONNECT; at least a
 	// moment, so the broker discards the will instead of firing it.
-	quiesce := max(100*time.Millisecond, time.Until(deadline))
+	// Without a connection (a broker down or refusing the agent) there is
+	// nothing to send, and paho would spend the whole wait on it.
+	quiesce := 100 * time.Millisecond
+	if c.mqtt.IsConnectionOpen() {
+		quiesce = max(quiesce, time.Until(deadline))
+	}
 	c.mqtt.Disconnect(uint(quiesce.Milliseconds()))
 	return err
 }

@@ -6,15 +6,20 @@
 // messages go into a bounded queue that one sender drains without waiting
 // for each acknowledgement in turn, and every message that cannot be kept
 // is counted. Commands from the hub arrive on the agent's command topic and
-// are handed to registered handlers one at a time.
+// are handed to registered handlers one at a time. Over TLS the client
+// verifies the broker against the configured roots and may present a
+// client certificate; a broker that refuses the agent's credentials is
+// logged as such (the agent needs enrolling), not retried in silence.
 package uplink
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +51,11 @@ type Config struct {
 	Username  string
 	Password  secret.String
 	ClientID  string
+	// TLS is used for ssl://, tls:// and mqtts:// URLs: roots, client
+	// certificate, server name. nil means the system roots and the URL's
+	// host; a plain URL must leave it nil. The client keeps a copy and
+	// raises MinVersion to TLS 1.2.
+	TLS *tls.Config
 
 	Agent    string
 	Site     string
@@ -75,12 +85,15 @@ type Stats struct {
 	Seq           uint64 // last sequence number used
 	Commands      uint64 // commands carried out
 	BadCommands   uint64 // invalid, unsupported or overflowing commands
+	ConnectFailed uint64 // connection attempts that failed, refused ones included
+	Refused       uint64 // attempts the broker refused for the agent's credentials
 }
 
 // Client is one agent's connection to the broker.
 type Client struct {
 	cfg    Config
 	log    *slog.Logger
+	tls    *tls.Config // nil for a plain broker URL
 	mqtt   paho.Client
 	queue  *queue
 	topics topics
@@ -91,9 +104,13 @@ type Client struct {
 	failed    atomic.Uint64
 	commands  atomic.Uint64
 	badCmds   atomic.Uint64
+	connFails atomic.Uint64
+	refused   atomic.Uint64
 	cmdQueue  chan wire.Command
 	badLog    every // rate-limits logs of bad commands
 	failLog   every // rate-limits logs of failed publishes and drops
+	connLog   every // rate-limits logs of failed connection attempts
+	authLog   every // rate-limits logs of refused credentials
 	// publishing is held by the sender from its readiness check to the
 	// end of paho's Publish, which can block until a new connection picks
 	// the message up; see onReconnecting.
@@ -155,9 +172,20 @@ func New(cfg Config) (*Client, error) {
 		store:    newResumeStore(),
 		badLog:   every{period: 10 * time.Second},
 		failLog:  every{period: 10 * time.Second},
+		// Reconnects back off to 30 s; a line a minute keeps a broker that
+		// refuses the agent visible without flooding the log.
+		connLog: every{period: time.Minute},
+		authLog: every{period: time.Minute},
 	}
 	c.store.changed = c.queue.signal
-	opts, err := c.options()
+	u, err := url.Parse(cfg.BrokerURL)
+	if err != nil {
+		return nil, errors.New("uplink: broker URL is not valid") // the error would quote credentials
+	}
+	if c.tls, err = clientTLS(u, cfg.TLS); err != nil {
+		return nil, err
+	}
+	opts, err := c.options(u)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +267,8 @@ func (c *Client) Stats() Stats {
 		Seq:           c.seq.Load(),
 		Commands:      c.commands.Load(),
 		BadCommands:   c.badCmds.Load(),
+		ConnectFailed: c.connFails.Load(),
+		Refused:       c.refused.Load(),
 	}
 }
 

@@ -22,13 +22,13 @@ func testDevices() []wire.Device {
 		Location: testSite.Location, Camera: &wire.CameraInfo{Heading: 90, FOV: 70, Range: 40}}}
 }
 
-// startClient runs an uplink against broker until the test ends. The
-// returned stop cancels Run and fails the test if it does not return
-// cleanly.
-func startClient(t *testing.T, broker *testenv.Broker, agent string, mutate func(*Config)) (*Client, func()) {
+// startClient runs an uplink against the broker at brokerURL until the
+// test ends. The returned stop cancels Run and fails the test if it does
+// not return cleanly.
+func startClient(t *testing.T, brokerURL, agent string, mutate func(*Config)) (*Client, func()) {
 	t.Helper()
 	cfg := Config{
-		BrokerURL: broker.URL(), ClientID: "test-" + agent, Agent: agent, Site: testSite.ID,
+		BrokerURL: brokerURL, ClientID: "test-" + agent, Agent: agent, Site: testSite.ID,
 		Version: "test", Interval: time.Second, Boot: time.Now(), ShutdownTimeout: 3 * time.Second,
 	}
 	if mutate != nil {
@@ -65,7 +65,7 @@ func startClient(t *testing.T, broker *testenv.Broker, agent string, mutate func
 
 func TestBirthAndInventoryRetained(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	c, stop := startClient(t, broker, "agent-1", nil)
+	c, stop := startClient(t, broker.URL(), "agent-1", nil)
 	wiretest.Eventually(t, "birth and inventory are acknowledged", func() bool { return c.Stats().Published >= 2 })
 
 	// A subscriber arriving later still learns the agent and its devices.
@@ -95,7 +95,7 @@ func TestBirthAndInventoryRetained(t *testing.T) {
 func TestSequenceAcrossChannels(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-2")
-	c, _ := startClient(t, broker, "agent-2", func(cfg *Config) { cfg.HealthQueue = 10 })
+	c, _ := startClient(t, broker.URL(), "agent-2", func(cfg *Config) { cfg.HealthQueue = 10 })
 	w.Next(wire.ChannelInventory, nil)
 
 	for i := range 50 {
@@ -122,7 +122,7 @@ func TestSequenceAcrossChannels(t *testing.T) {
 func TestDropConnectionFiresWill(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-3")
-	c, _ := startClient(t, broker, "agent-3", nil)
+	c, _ := startClient(t, broker.URL(), "agent-3", nil)
 	w.State(wire.AgentOnline)
 	w.Next(wire.ChannelInventory, nil)
 
@@ -146,7 +146,7 @@ func TestDropConnectionFiresWill(t *testing.T) {
 func TestBrokerDown(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-4")
-	c, _ := startClient(t, broker, "agent-4", func(cfg *Config) { cfg.QueueSize = 20 })
+	c, _ := startClient(t, broker.URL(), "agent-4", func(cfg *Config) { cfg.QueueSize = 20 })
 	wiretest.Eventually(t, "connected", func() bool { return c.Stats().Published >= 2 })
 
 	broker.Stop()
@@ -190,7 +190,7 @@ func TestCommands(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	var mu sync.Mutex
 	var got []wire.Command
-	c, _ := startClient(t, broker, "agent-5", func(cfg *Config) {
+	c, _ := startClient(t, broker.URL(), "agent-5", func(cfg *Config) {
 		cfg.Commands = map[string]CommandHandler{wire.CommandProbe: func(_ context.Context, cmd wire.Command) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -225,7 +225,7 @@ func TestCommands(t *testing.T) {
 func TestNoLossAcrossDrop(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-6")
-	c, _ := startClient(t, broker, "agent-6", nil)
+	c, _ := startClient(t, broker.URL(), "agent-6", nil)
 	highest := w.Next(wire.ChannelInventory, nil).Inventory.Seq
 
 	const n = 2000
@@ -274,7 +274,7 @@ func TestNoLossAcrossDrop(t *testing.T) {
 func TestLargeHealthReport(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-7")
-	c, _ := startClient(t, broker, "agent-7", nil)
+	c, _ := startClient(t, broker.URL(), "agent-7", nil)
 	last := w.Next(wire.ChannelInventory, nil).Inventory.Seq
 
 	var devs []wire.DeviceHealth
@@ -306,7 +306,7 @@ func TestLargeHealthReport(t *testing.T) {
 func TestPublishLive(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	w := wiretest.Watch(t, broker.URL(), "agent-8")
-	c, _ := startClient(t, broker, "agent-8", nil)
+	c, _ := startClient(t, broker.URL(), "agent-8", nil)
 	inv := w.Next(wire.ChannelInventory, nil).Inventory
 
 	mid, line := "0", uint16(0)

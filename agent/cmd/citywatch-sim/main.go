@@ -2,11 +2,14 @@
 // and alarm sensors — against any MQTT broker, with the fault control API
 // on 127.0.0.1:8090 and the demo fault script. With -scale it runs
 // thousands of agents whose cameras are answered in-process, for load
-// tests. See docs/simulator.md.
+// tests. Against a broker that authenticates agents it logs each agent in
+// with its own secret (-credentials) and speaks MQTT over TLS (-ca, -cert,
+// -key). See docs/simulator.md.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,12 +18,17 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
 
+	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/wire"
 )
 
 // envBrokerPassword keeps the broker password off the command line, where
@@ -36,8 +44,13 @@ func main() {
 
 func run() error {
 	var (
-		broker     = flag.String("broker", "tcp://127.0.0.1:1883", "MQTT broker `URL` (tcp:// or mqtt://)")
-		brokerUser = flag.String("broker-user", "", "MQTT username (password from $"+envBrokerPassword+")")
+		broker     = flag.String("broker", "tcp://127.0.0.1:1883", "MQTT broker `URL`: tcp:// or mqtt://; ssl://, tls:// or mqtts:// for TLS")
+		brokerUser = flag.String("broker-user", "", "one MQTT username for every agent (password from $"+envBrokerPassword+")")
+		creds      = flag.String("credentials", "", "YAML `file` of agent id: secret (from `citywatch-hub agents enroll`); each agent logs in as itself")
+		caFile     = flag.String("ca", "", "PEM `file` of the CAs to trust for a TLS broker (default: the system roots)")
+		certFile   = flag.String("cert", "", "client certificate PEM `file` for a TLS broker; "+agentPlaceholder+" in the path stands for each agent's id")
+		keyFile    = flag.String("key", "", "client key PEM `file`, with "+agentPlaceholder+" as for -cert")
+		list       = flag.Bool("list-agents", false, "print the simulated agents' ids, one a line, and exit (to enrol them)")
 		control    = flag.String("control", "127.0.0.1:8090", "listen `address` of the fault control API; empty disables it")
 		agents     = flag.Int("agents", sim.DefaultSites, "simulated agents, one per site")
 		devices    = flag.Int("devices", sim.DefaultDevices, "devices in total, about 60% cameras")
@@ -55,20 +68,49 @@ func run() error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	city := sim.CityOptions{Seed: *seed, Districts: *districts, Sites: *agents, Devices: *devices}
+	if *list {
+		return listAgents(city)
+	}
 
-	s, err := sim.New(sim.Options{
+	opts := sim.Options{
 		BrokerURL:        *broker,
 		BrokerUsername:   *brokerUser,
 		BrokerPassword:   os.Getenv(envBrokerPassword),
-		City:             sim.CityOptions{Seed: *seed, Districts: *districts, Sites: *agents, Devices: *devices},
+		City:             city,
 		InProcessCameras: *scale,
 		Interval:         *interval,
 		SnapshotAddr:     *snapshots,
 		Logger:           logger,
-	})
+	}
+	var (
+		secrets map[string]string
+		err     error
+	)
+	if *creds != "" {
+		if *brokerUser != "" {
+			return errors.New("-credentials and -broker-user exclude each other")
+		}
+		if secrets, err = loadCredentials(*creds); err != nil {
+			return err
+		}
+		opts.Credentials = func(id string) (string, string) {
+			if s, ok := secrets[id]; ok {
+				return id, s
+			}
+			return "", "" // sim.New names the agent
+		}
+	}
+	if *caFile != "" || *certFile != "" || *keyFile != "" {
+		if opts.TLS, opts.ClientCertificate, err = clientTLS(*caFile, *certFile, *keyFile); err != nil {
+			return err
+		}
+	}
+	s, err := sim.New(opts)
 	if err != nil {
 		return err
 	}
+	warnUnknownAgents(logger, s.City(), secrets)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -86,6 +128,90 @@ func run() error {
 		g.Go(func() error { return sim.DemoScript(s.City()).Run(ctx, s, logger) })
 	}
 	return g.Wait()
+}
+
+// listAgents prints the ids of the agents of city, one a line.
+func listAgents(opts sim.CityOptions) error {
+	city, err := sim.GenerateCity(opts)
+	if err != nil {
+		return err
+	}
+	for _, a := range city.Agents {
+		fmt.Println(a.ID)
+	}
+	return nil
+}
+
+// loadCredentials reads a YAML map of agent id to secret. Errors never
+// quote a secret.
+func loadCredentials(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	var secrets map[string]string
+	if err := yaml.Unmarshal(data, &secrets); err != nil {
+		return nil, fmt.Errorf("credentials %s: want a YAML map of agent id: secret: %w", path, err)
+	}
+	var errs []error
+	for id, secret := range secrets {
+		if err := wire.ValidID(id); err != nil {
+			errs = append(errs, fmt.Errorf("credentials %s: %w", path, err))
+		}
+		if secret == "" {
+			errs = append(errs, fmt.Errorf("credentials %s: agent %s: empty secret", path, id))
+		}
+	}
+	if len(secrets) == 0 {
+		errs = append(errs, fmt.Errorf("credentials %s: no agents", path))
+	}
+	return secrets, errors.Join(errs...)
+}
+
+// warnUnknownAgents logs credentials no simulated agent uses: most likely
+// the city was sized or seeded differently from the one enrolled.
+func warnUnknownAgents(log *slog.Logger, city sim.City, secrets map[string]string) {
+	var unknown []string
+	for id := range secrets {
+		if !slices.ContainsFunc(city.Agents, func(a config.Config) bool { return a.ID == id }) {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		log.Warn("credentials for agents the simulated city does not have; check -agents, -districts and -seed", "agents", unknown)
+	}
+}
+
+// agentPlaceholder in -cert and -key stands for each agent's id.
+const agentPlaceholder = "{agent}"
+
+// clientTLS builds the agents' TLS settings from the -ca, -cert and -key
+// files. With agentPlaceholder in -cert or -key, each agent gets its own
+// certificate, loaded by sim.New.
+func clientTLS(ca, cert, key string) (*tls.Config, func(string) (tls.Certificate, error), error) {
+	perAgent := strings.Contains(cert, agentPlaceholder) || strings.Contains(key, agentPlaceholder)
+	files := config.TLSFiles{CAFile: ca}
+	if !perAgent {
+		files.CertFile, files.KeyFile = cert, key
+	}
+	cfg, err := files.Load()
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS (-ca, -cert, -key): %w", err)
+	}
+	if !perAgent {
+		return cfg, nil, nil
+	}
+	return cfg, func(id string) (tls.Certificate, error) {
+		own, err := config.TLSFiles{
+			CertFile: strings.ReplaceAll(cert, agentPlaceholder, id),
+			KeyFile:  strings.ReplaceAll(key, agentPlaceholder, id),
+		}.Load()
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		return own.Certificates[0], nil
+	}, nil
 }
 
 // serve serves h on ln until ctx ends.
