@@ -120,13 +120,17 @@ const (
 	// devices are all offline, and a power feed whose sites are all lost.
 	SourceTopology  Source = "topology"
 	SourcePowerFeed Source = "power_feed"
+	// Security events (Engine.Notice): an agent's credential revoked,
+	// audit records that could not be written, an address locked out for
+	// failed logins. Type says which.
+	SourceSecurity Source = "security"
 )
 
 // Sources lists every known source; rules naming another are rejected so a
 // typo does not silently disable an alarm.
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
-	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed,
+	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
 }
 
 // Alarm is one alarm as operators see it. Values are snapshots.

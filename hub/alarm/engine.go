@@ -173,6 +173,9 @@ func (e *Engine) Observe(ch fleet.Change) {
 			e.evalFeed(ch.Agent.PowerFeed, at)
 		}
 	case fleet.ChangeInventory:
+		if ch.Retired && ch.Agent != nil {
+			e.retire(ch.Agent.ID, at)
+		}
 		for _, id := range ch.Removed {
 			// A removed device cannot recover: let its alarms clear.
 			for _, c := range e.conds {
@@ -193,6 +196,31 @@ func (e *Engine) Observe(ch fleet.Change) {
 			if feed != ch.Agent.PowerFeed {
 				e.evalFeed(ch.Agent.PowerFeed, at)
 			}
+		}
+	}
+}
+
+// Notice raises an alarm for something that happened rather than a
+// condition that holds (SourceSecurity): it is raised and cleared at once,
+// so it waits, cleared but unacknowledged, for an operator. A notice whose
+// key matches an alarm not yet closed folds into it as a repeat. Without a
+// rule for the source nothing is raised.
+func (e *Engine) Notice(tmpl Alarm) {
+	at := e.now()
+	e.mu.Lock()
+	defer e.unlock()
+	e.set(tmpl, "", "", true, at)
+	if c := e.conds[tmpl.Key]; c != nil {
+		e.update(c, false, at)
+	}
+}
+
+// retire lets every condition of a retired agent and its devices clear:
+// they have left the fleet and cannot recover.
+func (e *Engine) retire(agent string, at time.Time) {
+	for _, c := range e.conds {
+		if c.tmpl.Agent == agent {
+			e.update(c, false, at)
 		}
 	}
 }

@@ -245,26 +245,78 @@ func (r *Registry) Summary() Summary {
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Summary{
-		At:        now,
-		Devices:   r.total.devices,
-		ByStatus:  r.total.byStatus(),
-		Agents:    map[wire.Status]int{},
-		Districts: make([]DistrictSummary, 0, len(r.districts)),
+	return summarize(now, r.total, r.districts, r.agentsBy)
+}
+
+// SummaryOf is Summary over some devices and agents only: the part of the
+// city an account may see. It costs the number of devices given.
+func SummaryOf(at time.Time, devices []Device, agents []Agent) Summary {
+	var total tally
+	districts := map[string]*tally{}
+	for i := range devices {
+		d := &devices[i]
+		total.add(d.Status)
+		t := districts[d.District]
+		if t == nil {
+			t = new(tally)
+			districts[d.District] = t
+		}
+		t.add(d.Status)
 	}
-	s.OnlineRate, s.IntactRate = r.total.rates()
-	for i, n := range r.agentsBy {
+	var agentsBy [numStatuses]int
+	for i := range agents {
+		agentsBy[statusIndex(agents[i].Status)]++
+	}
+	return summarize(at, total, districts, agentsBy)
+}
+
+func summarize(at time.Time, total tally, districts map[string]*tally, agentsBy [numStatuses]int) Summary {
+	s := Summary{
+		At:        at,
+		Devices:   total.devices,
+		ByStatus:  total.byStatus(),
+		Agents:    map[wire.Status]int{},
+		Districts: make([]DistrictSummary, 0, len(districts)),
+	}
+	s.OnlineRate, s.IntactRate = total.rates()
+	for i, n := range agentsBy {
 		if st := statuses[i]; st != wire.StatusDegraded && st != wire.StatusUnreachable {
 			s.Agents[st] = n
 		}
 	}
-	for name, t := range r.districts {
+	for name, t := range districts {
 		ds := DistrictSummary{District: name, Devices: t.devices, ByStatus: t.byStatus()}
 		ds.OnlineRate, ds.IntactRate = t.rates()
 		s.Districts = append(s.Districts, ds)
 	}
 	slices.SortFunc(s.Districts, func(x, y DistrictSummary) int { return cmp.Compare(x.District, y.District) })
 	return s
+}
+
+// Retire removes an agent and its devices from the fleet, because its
+// credential was revoked. It emits one inventory change that removes every
+// device, with Retired set. It reports whether the agent was known.
+func (r *Registry) Retire(id string) bool {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.unlock()
+	a := r.agents[id]
+	if a == nil {
+		return false
+	}
+	removed := make([]string, 0, len(a.devices))
+	for _, d := range a.devices {
+		r.count(d, -1)
+		delete(r.devices, d.view.ID)
+		removed = append(removed, d.view.ID)
+	}
+	r.sortedOK = false
+	r.agentsBy[statusIndex(a.view.Status)]--
+	delete(r.agents, id)
+	v := a.view
+	v.Devices = 0
+	r.emit(Change{Kind: ChangeInventory, Agent: &v, Removed: removed, Retired: true}, now)
+	return true
 }
 
 const numStatuses = 5
@@ -292,6 +344,11 @@ func statusIndex(s wire.Status) int {
 type tally struct {
 	devices int
 	by      [numStatuses]int
+}
+
+func (t *tally) add(s wire.Status) {
+	t.devices++
+	t.by[statusIndex(s)]++
 }
 
 func (t *tally) byStatus() map[wire.Status]int {

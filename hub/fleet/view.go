@@ -87,6 +87,10 @@ type Change struct {
 	Agent    *Agent      `json:"agent,omitempty"`
 	Affected []Device    `json:"affected,omitempty"`
 	Removed  []string    `json:"removed,omitempty"` // ChangeInventory: device ids no longer listed
+	// Retired marks the inventory change of an agent that left the fleet
+	// (its credential was revoked): Removed lists all its devices and the
+	// agent itself is gone.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Sample is one accepted device health line, enriched with what the metric
