@@ -118,12 +118,15 @@ const (
 	RejectFuture        RejectReason = "future_timestamp"
 	RejectReplay        RejectReason = "replay"
 	RejectOverload      RejectReason = "overload"
+	// RejectRevoked: the agent's credential was revoked; whatever a broker
+	// that could not cut it off at once still delivers is refused.
+	RejectRevoked RejectReason = "revoked"
 )
 
 // RejectReasons lists every reject reason, so metrics can show zeros.
 var RejectReasons = []RejectReason{
 	RejectTooLarge, RejectBadTopic, RejectMalformed, RejectBadVersion, RejectAgentMismatch,
-	RejectUnknownDevice, RejectInvalid, RejectFuture, RejectReplay, RejectOverload,
+	RejectUnknownDevice, RejectInvalid, RejectFuture, RejectReplay, RejectOverload, RejectRevoked,
 }
 
 // Error is a rejected message: the reason is for counting, the message for

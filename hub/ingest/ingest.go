@@ -13,7 +13,13 @@
 //
 // The hub's own commands to agents (SendCommand) leave through the same
 // MQTT client, from a bounded queue, so a caller never waits for the
-// broker.
+// broker; so do the empty retained messages that clear a revoked agent's
+// birth and inventory from the broker (ClearRetained). An empty payload on
+// the state or inventory channel is such a clearing, not a bad message.
+// Messages from an agent whose credential was revoked are refused with
+// reason "revoked": a broker that cannot cut a client off at once (an
+// external Mosquitto with a password file) keeps delivering until the
+// agent reconnects.
 //
 // Delivery is at most once past the handler: paho acknowledges a message
 // when the handler returns, i.e. once it is queued, so messages still queued
@@ -24,6 +30,7 @@ package ingest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +61,9 @@ type Config struct {
 	Password string
 	Workers  int // shards; 0 = 2×GOMAXPROCS
 	QueueLen int // messages per shard before "overload" rejects; 0 = 1024
+	// TLS is used with ssl://, tls:// and mqtts:// URLs: the CA to trust
+	// and the hub's client certificate. Nil: the system's roots.
+	TLS *tls.Config
 }
 
 // LogValue keeps the password and any credentials in the URL out of logs.
@@ -105,6 +115,9 @@ type Deps struct {
 	Metrics *metrics.Registry // required
 	Live    LiveHandler       // nil: live signalling is accepted and dropped
 	Now     func() time.Time  // nil: time.Now
+	// Revoked reports whether an agent's credential was revoked; nil: none
+	// is. Called for every message, so it must be cheap.
+	Revoked func(agent string) bool
 }
 
 // Commands waiting to be published; beyond this SendCommand fails. Live
@@ -123,6 +136,7 @@ type Ingest struct {
 	samples SampleWriter
 	live    LiveHandler
 	now     func() time.Time
+	revoked func(string) bool
 
 	seed   maphash.Seed
 	shards []chan delivery
@@ -137,6 +151,7 @@ type Ingest struct {
 	connectFailures atomic.Int64 // in a row, for log rate limiting
 
 	commands     chan command
+	cleared      *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
 }
@@ -145,6 +160,7 @@ type Ingest struct {
 type command struct {
 	topic   string
 	payload []byte
+	retain  bool
 }
 
 // delivery is one message as paho handed it over. paho allocates every
@@ -211,6 +227,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		samples:   deps.Samples,
 		live:      deps.Live,
 		now:       deps.Now,
+		revoked:   deps.Revoked,
 		seed:      maphash.MakeSeed(),
 		shards:    make([]chan delivery, cfg.Workers),
 		received:  make(map[string]*metrics.Counter),
@@ -241,6 +258,8 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 	cmds := m.CounterVec("citywatch_mqtt_commands_total",
 		"Commands the hub published to agents: sent (acknowledged by the broker) or failed.", "result")
 	in.commandsSent, in.commandsLost = cmds.With("sent"), cmds.With("failed")
+	in.cleared = m.Counter("citywatch_mqtt_retained_cleared_total",
+		"Empty messages on agents' state or inventory topics: retained messages cleared (a revoked agent's).")
 	return in, nil
 }
 
@@ -310,6 +329,14 @@ func (in *Ingest) Run(ctx context.Context) error {
 }
 
 func (in *Ingest) clientOptions() *mqtt.ClientOptions {
+	opts := in.baseOptions()
+	if in.cfg.TLS != nil {
+		opts.SetTLSConfig(in.cfg.TLS)
+	}
+	return opts
+}
+
+func (in *Ingest) baseOptions() *mqtt.ClientOptions {
 	return mqtt.NewClientOptions().
 		AddBroker(in.cfg.BrokerURL).
 		SetClientID(in.cfg.ClientID).
@@ -429,13 +456,21 @@ func (in *Ingest) work(q <-chan delivery, done <-chan struct{}) {
 }
 
 func (in *Ingest) process(d delivery) {
+	agent, ch := route(d.topic)
+	if in.revoked != nil && in.revoked(agent) {
+		in.reject(agent, wire.RejectRevoked, "the agent's credential was revoked")
+		return
+	}
+	if len(d.payload) == 0 && (ch == string(wire.ChannelState) || ch == string(wire.ChannelInventory)) {
+		in.cleared.Inc()
+		return
+	}
 	m, err := wire.Decode(d.topic, d.payload, in.now())
 	var samples []fleet.Sample
 	if err == nil {
 		samples, err = in.fleet.Apply(m, d.retained)
 	}
 	if err != nil {
-		agent, _ := route(d.topic)
 		in.reject(agent, wire.ReasonOf(err), err.Error())
 		return
 	}
@@ -504,8 +539,28 @@ func (in *Ingest) sendCommands(client mqtt.Client, stop <-chan struct{}) {
 	}
 }
 
+// ClearRetained removes agent's retained birth and inventory from the
+// broker, so nobody who subscribes later learns of a revoked agent: an
+// empty retained message on each topic, queued like a command.
+func (in *Ingest) ClearRetained(agent string) error {
+	if err := wire.ValidID(agent); err != nil {
+		return fmt.Errorf("ingest: clear retained: %w", err)
+	}
+	if !in.Connected() {
+		return ErrNotConnected
+	}
+	for _, ch := range []wire.Channel{wire.ChannelState, wire.ChannelInventory} {
+		select {
+		case in.commands <- command{topic: wire.Topic(agent, ch), retain: true}:
+		default:
+			return fmt.Errorf("ingest: clear retained of %s: %d commands already waiting for the broker", agent, commandQueueLen)
+		}
+	}
+	return nil
+}
+
 func (in *Ingest) publish(client mqtt.Client, c command) {
-	tok := client.Publish(c.topic, 1, false, c.payload)
+	tok := client.Publish(c.topic, 1, c.retain, c.payload)
 	err := fmt.Errorf("no acknowledgement within %s", commandTimeout)
 	if tok.WaitTimeout(commandTimeout) {
 		err = tok.Error()
