@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,14 +39,90 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // Config is the whole hub configuration.
 type Config struct {
 	Listen string `yaml:"listen"` // console and API
-	MQTT   MQTT   `yaml:"mqtt"`
-	Broker Broker `yaml:"broker"`
-	Influx Influx `yaml:"influx"`
-	Fleet  Fleet  `yaml:"fleet"`
-	Memory Memory `yaml:"memory"`
-	Live   Live   `yaml:"live"`
-	Alarms Alarms `yaml:"alarms"`
-	Log    Log    `yaml:"log"`
+	// DataDir holds what the hub keeps on disk besides alarms: accounts,
+	// sessions, tokens and agent credentials (identity.db), the audit
+	// trail (audit.db) and its chain key (audit.key), and a self-signed
+	// certificate when asked for one (tls/).
+	DataDir string `yaml:"data_dir"`
+	HTTP    HTTP   `yaml:"http"`
+	Auth    Auth   `yaml:"auth"`
+	Audit   Audit  `yaml:"audit"`
+	MQTT    MQTT   `yaml:"mqtt"`
+	Broker  Broker `yaml:"broker"`
+	Influx  Influx `yaml:"influx"`
+	Fleet   Fleet  `yaml:"fleet"`
+	Memory  Memory `yaml:"memory"`
+	Live    Live   `yaml:"live"`
+	Alarms  Alarms `yaml:"alarms"`
+	Log     Log    `yaml:"log"`
+}
+
+// HTTP is how the console and API are served.
+type HTTP struct {
+	TLS TLS `yaml:"tls"`
+	// AllowedHosts are the host names the hub answers to besides IP
+	// addresses and localhost ("citywatch.example.org"); others are
+	// refused, which defeats DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedOrigins are web origins besides the hub's own whose pages may
+	// act with a console session and open the event stream.
+	AllowedOrigins []string      `yaml:"allowed_origins"`
+	ReadTimeout    time.Duration `yaml:"read_timeout"`   // a whole request, body included
+	MaxWebsockets  int           `yaml:"max_websockets"` // event streams per account
+}
+
+// TLS is a certificate to serve with: files, or one the hub makes itself
+// (self-signed, kept in data_dir/tls, for trials).
+type TLS struct {
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	SelfSigned bool   `yaml:"self_signed"`
+}
+
+// On reports whether TLS is asked for.
+func (t TLS) On() bool { return t.Cert != "" || t.SelfSigned }
+
+// Auth is the policy for people and API tokens.
+type Auth struct {
+	Password PasswordPolicy `yaml:"password"`
+	Lockout  Lockout        `yaml:"lockout"`
+	Session  Session        `yaml:"session"`
+	// TOTPRoles must use a second factor (TOTP); an account of such a role
+	// without one can do nothing but enrol it.
+	TOTPRoles []string `yaml:"totp_roles"`
+	// MaxTokenLifetime bounds API tokens' expiry.
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	// MaxAgents caps enrolled agents, so no one can register without end.
+	MaxAgents int `yaml:"max_agents"`
+}
+
+// PasswordPolicy is what passwords must be.
+type PasswordPolicy struct {
+	MinLength  int           `yaml:"min_length"`
+	MinClasses int           `yaml:"min_classes"` // of lower case, upper case, digits, others
+	MaxAge     time.Duration `yaml:"max_age"`     // 0: never expire
+	History    int           `yaml:"history"`     // earlier passwords that may not be reused
+}
+
+// Lockout is what failed logins lead to.
+type Lockout struct {
+	Threshold        int           `yaml:"threshold"`         // failures of one account name
+	AddressThreshold int           `yaml:"address_threshold"` // failures from one address
+	Window           time.Duration `yaml:"window"`
+	Duration         time.Duration `yaml:"duration"`
+}
+
+// Session is how long a console login lasts.
+type Session struct {
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	Lifetime    time.Duration `yaml:"lifetime"`
+}
+
+// Audit is the audit trail.
+type Audit struct {
+	// Retention is how long records are kept; 0 keeps them for ever.
+	// Chinese law asks for at least six months of network logs.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // MQTT is how the hub reaches the broker.
@@ -58,24 +133,42 @@ type MQTT struct {
 	Password Secret `yaml:"password"`
 	Workers  int    `yaml:"workers"` // ingest shards; 0 = 2×CPUs
 	Queue    int    `yaml:"queue"`   // messages per shard before "overload" rejects
+	// CAFile, CertFile and KeyFile are for an external broker over TLS
+	// (ssl:// or mqtts://): the CA to trust instead of the system's, and
+	// the hub's client certificate.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
-// Broker is the embedded MQTT broker, for the demo and small sites.
-// Production uses Mosquitto or EMQX with authentication and ACLs.
+// Broker is the embedded MQTT broker, for the demo and small sites. It
+// admits only enrolled agents (citywatch-hub agents enroll) and the hub.
 type Broker struct {
 	Enabled bool   `yaml:"enabled"`
-	Addr    string `yaml:"addr"`
+	Addr    string `yaml:"addr"` // plain MQTT; the hub's own client uses it, so keep it on loopback
 	// FallbackToFreePort lets the demo run where 1883 is taken.
 	FallbackToFreePort bool `yaml:"fallback_to_free_port"`
+	// TLSAddr, when set, serves MQTT over TLS for agents there.
+	TLSAddr string `yaml:"tls_addr"`
+	TLS     TLS    `yaml:"tls"`
+	// ClientCA, when set, asks agents for a client certificate signed by
+	// it (whose common name must be the agent id); RequireClientCert
+	// refuses agents without one.
+	ClientCA          string `yaml:"client_ca"`
+	RequireClientCert bool   `yaml:"require_client_cert"`
+	MaxClients        int    `yaml:"max_clients"`
+	// AllowAnonymous lets clients in without credentials. Never in
+	// production: any client could then publish as any agent.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
 }
 
 // Influx is where metrics and transitions are stored. Empty URL means no
 // history store: the hub keeps a recent window in memory only.
 type Influx struct {
-	URL           string        `yaml:"url"`
-	Token         Secret        `yaml:"token"`
-	Org           string        `yaml:"org"`
-	Bucket        string        `yaml:"bucket"`
+	URL           string        `yaml:"url" env:"INFLUX_URL"`
+	Token         Secret        `yaml:"token" env:"INFLUX_TOKEN"`
+	Org           string        `yaml:"org" env:"INFLUX_ORG"`
+	Bucket        string        `yaml:"bucket" env:"INFLUX_BUCKET"`
 	BatchSize     uint          `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	Timeout       time.Duration `yaml:"timeout"`
@@ -100,15 +193,16 @@ type Memory struct {
 // Live is the live video relay: WHEP for viewers, one WebRTC upstream per
 // watched camera from its agent.
 type Live struct {
-	Linger               time.Duration `yaml:"linger"`                  // an upstream without viewers stays this long
-	MaxUpstreamsPerAgent int           `yaml:"max_upstreams_per_agent"` // concurrent streams one site uplink carries
-	UDPPort              int           `yaml:"udp_port"`                // one UDP port for all ICE; 0 = ephemeral ports
-	LoopbackOnly         bool          `yaml:"loopback_only"`           // ICE on 127.0.0.1 only: everything on one host, tests
-	PublicIPs            []string      `yaml:"public_ips"`              // addresses announced instead of the host's (1:1 NAT)
-	UpstreamTimeout      time.Duration `yaml:"upstream_timeout"`        // agent's answer and first keyframe
-	KeyframeInterval     time.Duration `yaml:"keyframe_interval"`       // least time between keyframe requests to an agent
-	StallTimeout         time.Duration `yaml:"stall_timeout"`           // a watched stream without packets this long fails
-	AllowOrigins         []string      `yaml:"allow_origins"`           // web origins of other WHEP players' pages, or "*"
+	Linger                time.Duration `yaml:"linger"`                   // an upstream without viewers stays this long
+	MaxUpstreamsPerAgent  int           `yaml:"max_upstreams_per_agent"`  // concurrent streams one site uplink carries
+	UDPPort               int           `yaml:"udp_port"`                 // one UDP port for all ICE; 0 = ephemeral ports
+	LoopbackOnly          bool          `yaml:"loopback_only"`            // ICE on 127.0.0.1 only: everything on one host, tests
+	PublicIPs             []string      `yaml:"public_ips"`               // addresses announced instead of the host's (1:1 NAT)
+	UpstreamTimeout       time.Duration `yaml:"upstream_timeout"`         // agent's answer and first keyframe
+	KeyframeInterval      time.Duration `yaml:"keyframe_interval"`        // least time between keyframe requests to an agent
+	StallTimeout          time.Duration `yaml:"stall_timeout"`            // a watched stream without packets this long fails
+	AllowOrigins          []string      `yaml:"allow_origins"`            // web origins of other WHEP players' pages, or "*"
+	MaxSessionsPerAccount int           `yaml:"max_sessions_per_account"` // viewing sessions one account holds at once
 }
 
 // Alarms configures the alarm engine.
@@ -124,6 +218,8 @@ type Alarms struct {
 	// Maintenance windows and expected-offline schedules: alarms inside
 	// them are recorded, not raised.
 	Maintenance []Maintenance `yaml:"maintenance"`
+	// MaxShelve is the longest an operator may shelve (mute) an alarm.
+	MaxShelve time.Duration `yaml:"max_shelve"`
 }
 
 // Maintenance is one window (from–to) or daily schedule; hub/alarm checks it.
@@ -159,15 +255,27 @@ type Log struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
+		Listen:  "127.0.0.1:8080",
+		DataDir: "/var/lib/citywatch",
+		HTTP:    HTTP{ReadTimeout: 30 * time.Second, MaxWebsockets: 16},
+		Auth: Auth{
+			Password:         PasswordPolicy{MinLength: 12, MinClasses: 3, MaxAge: 90 * 24 * time.Hour, History: 5},
+			Lockout:          Lockout{Threshold: 5, AddressThreshold: 20, Window: 15 * time.Minute, Duration: 15 * time.Minute},
+			Session:          Session{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour},
+			TOTPRoles:        []string{"admin", "security_admin", "auditor"},
+			MaxTokenLifetime: 365 * 24 * time.Hour,
+			MaxAgents:        20_000,
+		},
+		Audit:  Audit{Retention: 400 * 24 * time.Hour},
 		MQTT:   MQTT{URL: "tcp://127.0.0.1:1883", ClientID: "citywatch-hub", Queue: 4096},
-		Broker: Broker{Addr: "127.0.0.1:1883"},
+		Broker: Broker{Addr: "127.0.0.1:1883", MaxClients: 20_001},
 		Influx: Influx{BatchSize: 5000, FlushInterval: time.Second, Timeout: 10 * time.Second, Queue: 200_000},
 		Fleet:  Fleet{MissedHeartbeats: 3, DefaultInterval: 10 * time.Second},
 		Memory: Memory{Samples: 60, Transitions: 50},
 		Live: Live{Linger: 10 * time.Second, MaxUpstreamsPerAgent: 4, UpstreamTimeout: 10 * time.Second,
-			KeyframeInterval: time.Second, StallTimeout: 5 * time.Second},
-		Log: Log{Level: "info", Format: "text"},
+			KeyframeInterval: time.Second, StallTimeout: 5 * time.Second, MaxSessionsPerAccount: 25},
+		Alarms: Alarms{MaxShelve: 7 * 24 * time.Hour},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -195,92 +303,13 @@ func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
 			return Config{}, fmt.Errorf("config: %w", err)
 		}
 	}
-	if err := cfg.applyEnv(env); err != nil {
+	if err := applyEnv(&cfg, env); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
-}
-
-// EnvVars lists the environment variables that override the file, with the
-// field each one sets; docs/configuration.md shows the same table.
-var EnvVars = []struct{ Name, Field string }{
-	{"CITYWATCH_LISTEN", "listen"},
-	{"CITYWATCH_MQTT_URL", "mqtt.url"},
-	{"CITYWATCH_MQTT_CLIENT_ID", "mqtt.client_id"},
-	{"CITYWATCH_MQTT_USERNAME", "mqtt.username"},
-	{"CITYWATCH_MQTT_PASSWORD", "mqtt.password"},
-	{"CITYWATCH_BROKER_ENABLED", "broker.enabled"},
-	{"CITYWATCH_BROKER_ADDR", "broker.addr"},
-	{"INFLUX_URL", "influx.url"},
-	{"INFLUX_TOKEN", "influx.token"},
-	{"INFLUX_ORG", "influx.org"},
-	{"INFLUX_BUCKET", "influx.bucket"},
-	{"CITYWATCH_LIVE_UDP_PORT", "live.udp_port"},
-	{"CITYWATCH_LIVE_PUBLIC_IPS", "live.public_ips"},
-	{"CITYWATCH_LOG_LEVEL", "log.level"},
-	{"CITYWATCH_LOG_FORMAT", "log.format"},
-}
-
-func (c *Config) applyEnv(env func(string) (string, bool)) error {
-	var errs []error
-	for _, e := range EnvVars {
-		v, ok := env(e.Name)
-		if !ok {
-			continue
-		}
-		switch e.Field {
-		case "listen":
-			c.Listen = v
-		case "mqtt.url":
-			c.MQTT.URL = v
-		case "mqtt.client_id":
-			c.MQTT.ClientID = v
-		case "mqtt.username":
-			c.MQTT.Username = v
-		case "mqtt.password":
-			c.MQTT.Password = Secret(v)
-		case "broker.enabled":
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want true or false", e.Name, v))
-			}
-			c.Broker.Enabled = b
-		case "broker.addr":
-			c.Broker.Addr = v
-		case "influx.url":
-			c.Influx.URL = v
-		case "influx.token":
-			c.Influx.Token = Secret(v)
-		case "influx.org":
-			c.Influx.Org = v
-		case "influx.bucket":
-			c.Influx.Bucket = v
-		case "live.udp_port":
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want a port number", e.Name, v))
-			}
-			c.Live.UDPPort = n
-		case "live.public_ips":
-			c.Live.PublicIPs = nil
-			for ip := range strings.SplitSeq(v, ",") {
-				if ip = strings.TrimSpace(ip); ip != "" {
-					c.Live.PublicIPs = append(c.Live.PublicIPs, ip)
-				}
-			}
-		case "log.level":
-			c.Log.Level = v
-		case "log.format":
-			c.Log.Format = v
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("config: environment: %w", errors.Join(errs...))
-	}
-	return nil
 }
 
 // Validate reports every problem in the configuration, one per line.
@@ -301,6 +330,17 @@ func (c Config) Validate() error {
 		// that redact themselves.
 		bad("mqtt.url", "credentials do not belong in the URL: use mqtt.username and mqtt.password (or CITYWATCH_MQTT_PASSWORD)")
 	}
+	if c.DataDir == "" {
+		bad("data_dir", "required: accounts, sessions and the audit trail are kept there")
+	}
+	errs = append(errs, c.HTTP.validate()...)
+	errs = append(errs, c.Auth.validate()...)
+	if c.Audit.Retention != 0 && c.Audit.Retention < 180*24*time.Hour {
+		bad("audit.retention", "%s is less than 180 days (4320h), the least network logs must be kept; 0 keeps them for ever", c.Audit.Retention)
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		bad("mqtt.cert_file", "cert_file and key_file go together")
+	}
 	if c.MQTT.ClientID == "" || len(c.MQTT.ClientID) > 64 {
 		bad("mqtt.client_id", "must be 1–64 characters and stable across restarts (the broker keeps the session by it)")
 	}
@@ -311,9 +351,7 @@ func (c Config) Validate() error {
 		bad("mqtt.queue", "must be at least 1")
 	}
 	if c.Broker.Enabled {
-		if _, _, err := net.SplitHostPort(c.Broker.Addr); err != nil {
-			bad("broker.addr", "%q is not host:port", c.Broker.Addr)
-		}
+		errs = append(errs, c.Broker.validate()...)
 	}
 	if c.Influx.Enabled() {
 		if u, err := url.Parse(c.Influx.URL); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https"}, u.Scheme) {
@@ -351,6 +389,9 @@ func (c Config) Validate() error {
 		bad("memory.transitions", "%d out of range 0–10000", c.Memory.Transitions)
 	}
 	errs = append(errs, c.Live.validate()...)
+	if c.Alarms.MaxShelve < time.Minute || c.Alarms.MaxShelve > 90*24*time.Hour {
+		bad("alarms.max_shelve", "%s out of range 1m–2160h (90 days)", c.Alarms.MaxShelve)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
@@ -389,6 +430,9 @@ func (l Live) validate() []error {
 			bad(d.field, "%s out of range %s–%s", d.v, d.lo, d.hi)
 		}
 	}
+	if l.MaxSessionsPerAccount < 1 || l.MaxSessionsPerAccount > 1000 {
+		bad("max_sessions_per_account", "%d out of range 1–1000", l.MaxSessionsPerAccount)
+	}
 	if l.MaxUpstreamsPerAgent < 1 || l.MaxUpstreamsPerAgent > 64 {
 		bad("max_upstreams_per_agent", "%d out of range 1–64", l.MaxUpstreamsPerAgent)
 	}
@@ -404,6 +448,129 @@ func (l Live) validate() []error {
 		if u, err := url.Parse(o); o != "*" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
 			bad("allow_origins", "%q is not scheme://host[:port] or *", o)
 		}
+	}
+	return errs
+}
+
+func (h HTTP) validate() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("http.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	errs = append(errs, h.TLS.validate("http.tls")...)
+	for _, name := range h.AllowedHosts {
+		if name == "" || strings.ContainsAny(name, "/:@ ") {
+			bad("allowed_hosts", "%q is not a host name", name)
+		}
+	}
+	for _, o := range h.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+			bad("allowed_origins", "%q is not scheme://host[:port]", o)
+		}
+	}
+	if h.ReadTimeout < time.Second || h.ReadTimeout > 10*time.Minute {
+		bad("read_timeout", "%s out of range 1s–10m", h.ReadTimeout)
+	}
+	if h.MaxWebsockets < 1 || h.MaxWebsockets > 1000 {
+		bad("max_websockets", "%d out of range 1–1000", h.MaxWebsockets)
+	}
+	return errs
+}
+
+func (t TLS) validate(field string) []error {
+	var errs []error
+	switch {
+	case t.SelfSigned && (t.Cert != "" || t.Key != ""):
+		errs = append(errs, fmt.Errorf("%s: self_signed or cert and key, not both", field))
+	case (t.Cert == "") != (t.Key == ""):
+		errs = append(errs, fmt.Errorf("%s: cert and key go together", field))
+	}
+	for _, f := range []string{t.Cert, t.Key} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", field, err))
+		}
+	}
+	return errs
+}
+
+func (a Auth) validate() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("auth.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	p := a.Password
+	if p.MinLength < 8 || p.MinLength > 128 {
+		bad("password.min_length", "%d out of range 8–128", p.MinLength)
+	}
+	if p.MinClasses < 1 || p.MinClasses > 4 {
+		bad("password.min_classes", "%d out of range 1–4", p.MinClasses)
+	}
+	if p.MaxAge < 0 {
+		bad("password.max_age", "negative")
+	}
+	if p.History < 0 || p.History > 24 {
+		bad("password.history", "%d out of range 0–24", p.History)
+	}
+	l := a.Lockout
+	if l.Threshold < 1 || l.Threshold > 100 {
+		bad("lockout.threshold", "%d out of range 1–100", l.Threshold)
+	}
+	if l.AddressThreshold < 1 || l.AddressThreshold > 10_000 {
+		bad("lockout.address_threshold", "%d out of range 1–10000", l.AddressThreshold)
+	}
+	if l.Window < time.Minute || l.Duration < time.Minute {
+		bad("lockout", "window and duration must be at least 1m")
+	}
+	s := a.Session
+	if s.IdleTimeout < time.Minute || s.Lifetime < s.IdleTimeout || s.Lifetime > 7*24*time.Hour {
+		bad("session", "want 1m ≤ idle_timeout ≤ lifetime ≤ 168h; have %s and %s", s.IdleTimeout, s.Lifetime)
+	}
+	for _, r := range a.TOTPRoles {
+		if !slices.Contains([]string{"operator", "supervisor", "maintainer", "analyst", "auditor", "security_admin", "admin"}, r) {
+			bad("totp_roles", "%q is not a role", r)
+		}
+	}
+	if a.MaxTokenLifetime < time.Hour {
+		bad("max_token_lifetime", "%s is less than 1h", a.MaxTokenLifetime)
+	}
+	if a.MaxAgents < 1 {
+		bad("max_agents", "must be at least 1")
+	}
+	return errs
+}
+
+func (b Broker) validate() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("broker.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(b.Addr); err != nil {
+		bad("addr", "%q is not host:port (the hub's own client needs a plain listener; keep it on loopback)", b.Addr)
+	}
+	if b.TLSAddr != "" {
+		if _, _, err := net.SplitHostPort(b.TLSAddr); err != nil {
+			bad("tls_addr", "%q is not host:port", b.TLSAddr)
+		}
+		if !b.TLS.On() {
+			bad("tls", "tls_addr needs a certificate: cert and key, or self_signed")
+		}
+		errs = append(errs, b.TLS.validate("broker.tls")...)
+	} else if b.TLS.On() || b.ClientCA != "" {
+		bad("tls_addr", "required with broker.tls or broker.client_ca")
+	}
+	if b.RequireClientCert && b.ClientCA == "" {
+		bad("require_client_cert", "needs client_ca")
+	}
+	if b.ClientCA != "" {
+		if _, err := os.Stat(b.ClientCA); err != nil {
+			bad("client_ca", "%v", err)
+		}
+	}
+	if b.MaxClients < 1 {
+		bad("max_clients", "must be at least 1")
 	}
 	return errs
 }

@@ -142,3 +142,81 @@ func TestCredentialsNotInBrokerURL(t *testing.T) {
 		t.Errorf("the error shows the password: %v", err)
 	}
 }
+
+// TestEnvFromStruct sets settings of every type through variables named
+// after their YAML paths, and reports every bad value at once.
+func TestEnvFromStruct(t *testing.T) {
+	cfg, err := Parse(nil, envOf(map[string]string{
+		"CITYWATCH_AUTH_SESSION_IDLE_TIMEOUT": "15m",
+		"CITYWATCH_AUTH_TOTP_ROLES":           "admin, auditor",
+		"CITYWATCH_BROKER_ENABLED":            "true",
+		"CITYWATCH_BROKER_MAX_CLIENTS":        "50",
+		"CITYWATCH_INFLUX_BATCH_SIZE":         "100",
+		"INFLUX_URL":                          "http://influx:8086",
+		"INFLUX_ORG":                          "city",
+		"INFLUX_BUCKET":                       "citywatch/autogen",
+		"CITYWATCH_DATA_DIR":                  "/srv/citywatch",
+		"CITYWATCH_HTTP_ALLOWED_HOSTS":        "citywatch.example.org",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.Session.IdleTimeout != 15*time.Minute || !reflect.DeepEqual(cfg.Auth.TOTPRoles, []string{"admin", "auditor"}) ||
+		!cfg.Broker.Enabled || cfg.Broker.MaxClients != 50 || cfg.Influx.BatchSize != 100 || cfg.Influx.URL != "http://influx:8086" ||
+		cfg.DataDir != "/srv/citywatch" || !reflect.DeepEqual(cfg.HTTP.AllowedHosts, []string{"citywatch.example.org"}) {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	_, err = Parse(nil, envOf(map[string]string{
+		"CITYWATCH_BROKER_ENABLED":     "yes please",
+		"CITYWATCH_LIVE_UDP_PORT":      "eighty",
+		"CITYWATCH_AUTH_LOCKOUT_WINDOW": "soon",
+	}))
+	for _, want := range []string{"CITYWATCH_BROKER_ENABLED", "CITYWATCH_LIVE_UDP_PORT", "CITYWATCH_AUTH_LOCKOUT_WINDOW"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	names := map[string]bool{}
+	for _, v := range EnvVars() {
+		if names[v.Name] {
+			t.Errorf("%s names two settings", v.Name)
+		}
+		names[v.Name] = true
+	}
+	for _, want := range []string{"CITYWATCH_LISTEN", "CITYWATCH_MQTT_PASSWORD", "INFLUX_TOKEN", "CITYWATCH_LIVE_PUBLIC_IPS", "CITYWATCH_AUDIT_RETENTION"} {
+		if !names[want] {
+			t.Errorf("EnvVars lacks %s", want)
+		}
+	}
+	if names["CITYWATCH_ALARMS_WEBHOOKS"] {
+		t.Error("a list of sections has a variable")
+	}
+}
+
+// TestSecurityPolicyValidated lists every problem of the identity, TLS
+// and broker settings at once.
+func TestSecurityPolicyValidated(t *testing.T) {
+	_, err := Parse([]byte(`
+data_dir: ""
+http: {tls: {cert: /no/such.pem, self_signed: true}, allowed_hosts: ["a/b"], read_timeout: 0s, max_websockets: 0}
+auth:
+  password: {min_length: 4, min_classes: 9, history: -1}
+  lockout: {threshold: 0, window: 1s}
+  session: {idle_timeout: 2h, lifetime: 1h}
+  totp_roles: [wizard]
+  max_token_lifetime: 1m
+audit: {retention: 24h}
+broker: {enabled: true, require_client_cert: true, tls: {self_signed: true}}
+alarms: {max_shelve: 8760h}
+`), noEnv)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"data_dir", "http.tls", "allowed_hosts", "read_timeout", "max_websockets",
+		"password.min_length", "password.min_classes", "password.history", "lockout.threshold", "lockout",
+		"session", "totp_roles", "max_token_lifetime", "audit.retention", "broker.tls_addr", "require_client_cert", "max_shelve"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s", want)
+		}
+	}
+}
