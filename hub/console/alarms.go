@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,7 +15,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/coverage"
+	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -88,42 +92,50 @@ const (
 	maxNote       = 1000
 )
 
-func (s *Server) alarmRoutes(mux *http.ServeMux) {
-	for _, r := range []struct {
-		path string
-		h    http.HandlerFunc
-	}{
-		{"/api/alarms", s.listAlarms},
-		{"/api/alarms/{id}", s.getAlarm},
-	} {
-		mux.HandleFunc("GET "+r.path, r.h)
-		mux.HandleFunc(r.path, methodNotAllowed)
+func (s *Server) alarmRoutes() []auth.Route {
+	rs := []auth.Route{
+		{Method: http.MethodGet, Path: "/api/alarms", Perm: auth.AlarmRead, Handler: http.HandlerFunc(s.listAlarms)},
+		{Method: http.MethodGet, Path: "/api/alarms/{id}", Perm: auth.AlarmRead, Handler: http.HandlerFunc(s.getAlarm)},
 	}
 	for _, r := range []struct {
 		action string
+		perm   auth.Permission
 		h      http.HandlerFunc
 	}{
-		{"ack", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Ack(id, b.Who, b.Note) })},
-		{"assign", alarmAction(s, func(id string, b assignBody) error { return s.alarms.Assign(id, b.Who, b.To, b.Note) })},
-		{"shelve", alarmAction(s, func(id string, b shelveBody) error {
-			until, err := b.until(time.Now())
+		{"ack", auth.AlarmAck, alarmAction(s, "alarm.ack", func(id, who string, b actionBody) error { return s.alarms.Ack(id, who, b.Note) })},
+		{"assign", auth.AlarmAssign, alarmAction(s, "alarm.assign", func(id, who string, b assignBody) error {
+			return s.alarms.Assign(id, who, b.To, b.Note)
+		})},
+		{"shelve", auth.AlarmShelve, alarmAction(s, "alarm.shelve", func(id, who string, b shelveBody) error {
+			until, err := b.until(time.Now(), s.cfg.MaxShelve)
 			if err != nil {
 				return err
 			}
-			return s.alarms.Shelve(id, b.Who, until, b.Note)
+			return s.alarms.Shelve(id, who, until, b.Note)
 		})},
-		{"unshelve", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Unshelve(id, b.Who, b.Note) })},
-		{"clear", alarmAction(s, func(id string, b actionBody) error { return s.alarms.Clear(id, b.Who, b.Note) })},
+		{"unshelve", auth.AlarmShelve, alarmAction(s, "alarm.unshelve", func(id, who string, b actionBody) error {
+			return s.alarms.Unshelve(id, who, b.Note)
+		})},
+		{"clear", auth.AlarmClear, alarmAction(s, "alarm.clear", func(id, who string, b actionBody) error { return s.alarms.Clear(id, who, b.Note) })},
 	} {
-		path := "/api/alarms/{id}/" + r.action
-		mux.HandleFunc("POST "+path, r.h)
-		mux.HandleFunc(path, postOnly)
+		rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/alarms/{id}/" + r.action, Perm: r.perm, Handler: r.h})
 	}
+	return rs
 }
 
-func postOnly(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Allow", "POST")
-	writeError(w, http.StatusMethodNotAllowed, "method "+clip(r.Method)+" not allowed; use POST")
+// visible reports whether p may see alarm a: by its district or site, or
+// for an alarm that names neither (a power feed spanning districts) by
+// its agent's.
+func (s *Server) visible(p *auth.Principal, a *alarm.Alarm) bool {
+	if p.Scope.All || p.Sees(a.District, a.Site) {
+		return true
+	}
+	if a.District == "" && a.Site == "" && a.Agent != "" {
+		if ag, ok := s.fleet.Agent(a.Agent); ok {
+			return p.Sees(ag.District, ag.Site)
+		}
+	}
+	return false
 }
 
 func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request) {
@@ -134,11 +146,12 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request) {
 	}
 	// The engine filters by state (none given: every alarm not closed);
 	// the other filters accept alternatives, which its Filter does not.
+	p := auth.From(r.Context())
 	all := s.alarms.Alarms(alarm.Filter{States: aq.states})
 	out := AlarmList{Alarms: []alarm.Alarm{}}
 	match := all[:0]
 	for _, a := range all {
-		if aq.match(&a) {
+		if aq.match(&a) && s.visible(p, &a) {
 			match = append(match, a)
 			out.Counts.add(a.Severity)
 		}
@@ -155,8 +168,9 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
 		return
 	}
+	p := auth.From(r.Context())
 	a, trail, ok := s.alarms.Alarm(id)
-	if !ok {
+	if !ok || !s.visible(p, &a) {
 		writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
 		return
 	}
@@ -165,7 +179,13 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		d.Children = s.behindAgent(a)
 	}
 	if dev, ok := s.fleet.Device(a.Device); ok && dev.Kind == wire.KindSensor {
-		d.Cameras = coverage.Nearest(s.fleet.Devices(), dev.Location, relatedCameras)
+		var cams []fleet.Device
+		for _, c := range s.fleet.Devices() {
+			if p.Sees(c.District, c.Site) {
+				cams = append(cams, c)
+			}
+		}
+		d.Cameras = coverage.Nearest(cams, dev.Location, relatedCameras)
 	}
 	s.reply(w, d)
 }
@@ -188,10 +208,10 @@ func (s *Server) behindAgent(a alarm.Alarm) []alarm.Child {
 	return out
 }
 
-// helloState fills a new websocket client's hello.
-func (s *Server) helloState(h *helloMessage) {
-	h.Summary = s.fleet.Summary()
-	if s.alarms == nil {
+// helloState fills a new websocket client's hello, as p may see it.
+func (s *Server) helloState(p *auth.Principal, h *helloMessage) {
+	h.Summary = s.summary(p.Scope)
+	if s.alarms == nil || !p.Can(auth.AlarmRead) {
 		return
 	}
 	// Shelved alarms are left out: the operator has muted them, and the
@@ -199,7 +219,7 @@ func (s *Server) helloState(h *helloMessage) {
 	now := time.Now()
 	h.Alarms = &AlarmCounts{}
 	for _, a := range s.alarms.Alarms(alarm.Filter{States: []alarm.State{alarm.ActiveUnack, alarm.ActiveAck}}) {
-		if !a.Shelved(now) {
+		if !a.Shelved(now) && s.visible(p, &a) {
 			h.Alarms.add(a.Severity)
 		}
 	}
@@ -211,23 +231,13 @@ type actionRequest interface {
 }
 
 // actionBody is the body of ack, unshelve and clear, and the start of the
-// others.
+// others. Who acts is the authenticated caller, never a field of the body.
 type actionBody struct {
-	Who  string `json:"who"`
 	Note string `json:"note"`
 }
 
 func (b actionBody) check() error {
-	switch {
-	case b.Who == "":
-		return badf("who is required: the operator's name goes into the alarm's history")
-	case len(b.Who) > maxWho || !utf8.ValidString(b.Who) || strings.ContainsFunc(b.Who, unicode.IsControl):
-		return badf("who must be printable UTF-8 of at most %d bytes", maxWho)
-	case b.Who == alarm.System:
-		// The engine treats its own name specially (a shelved alarm's
-		// system events are muted); an operator must not pose as it.
-		return badf("who %q is reserved for the hub", alarm.System)
-	case !utf8.ValidString(b.Note) || utf8.RuneCountInString(b.Note) > maxNote:
+	if !utf8.ValidString(b.Note) || utf8.RuneCountInString(b.Note) > maxNote {
 		return badf("note must be valid UTF-8 of at most %d characters", maxNote)
 	}
 	return nil
@@ -258,34 +268,38 @@ func (b shelveBody) check() error {
 	return b.actionBody.check()
 }
 
-// until is when the shelving ends. A time not in the future is the engine's
-// to refuse, with 409, like any other action the alarm's state forbids.
-func (b shelveBody) until(now time.Time) (time.Time, error) {
+// until is when the shelving ends, at most longest from now: a shelved
+// alarm is a muted one, and muting must end. A time not in the future is
+// the engine's to refuse, with 409, like any other action the alarm's
+// state forbids.
+func (b shelveBody) until(now time.Time, longest time.Duration) (time.Time, error) {
+	var t time.Time
 	if b.Until != "" {
-		t, err := time.Parse(time.RFC3339, b.Until)
-		if err != nil {
+		var err error
+		if t, err = time.Parse(time.RFC3339, b.Until); err != nil {
 			return time.Time{}, badf("until %q is not an RFC 3339 time", clip(b.Until))
 		}
-		return t, nil
+	} else {
+		d, err := time.ParseDuration(b.For)
+		if err != nil || d <= 0 {
+			return time.Time{}, badf("for %q is not a positive duration (30m, 8h)", clip(b.For))
+		}
+		t = now.Add(d)
 	}
-	d, err := time.ParseDuration(b.For)
-	if err != nil || d <= 0 {
-		return time.Time{}, badf("for %q is not a positive duration (30m, 8h)", clip(b.For))
+	if t.Sub(now) > longest {
+		return time.Time{}, badf("an alarm may be shelved for at most %s", longest)
 	}
-	return now.Add(d), nil
+	return t, nil
 }
 
 // alarmAction returns the handler of one action: decode and check the
-// body, act, answer with the alarm as it is afterwards.
-func alarmAction[B actionRequest](s *Server, do func(id string, b B) error) http.HandlerFunc {
+// body, act as the authenticated caller, audit the outcome, answer with
+// the alarm as it is afterwards. An alarm outside the caller's scope is
+// not found.
+func alarmAction[B actionRequest](s *Server, action string, do func(id, who string, b B) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// The API has no login, so a page of another origin must not be
-		// able to make an operator's browser act on alarms; browsers send
-		// Origin with every POST.
-		if !s.checkOrigin(r) {
-			writeError(w, http.StatusForbidden, "origin not allowed")
-			return
-		}
+		p := auth.From(r.Context())
+		id := r.PathValue("id")
 		var b B
 		if err := decodeBody(w, r, &b); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
@@ -295,9 +309,22 @@ func alarmAction[B actionRequest](s *Server, do func(id string, b B) error) http
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		id := r.PathValue("id")
+		if a, _, ok := s.alarms.Alarm(id); !ok || !s.visible(p, &a) {
+			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
+			return
+		}
+		err := do(id, p.Name, b)
+		rec := audit.By(p, action, "alarm/"+id, audit.Success, noteOf(b))
+		if err != nil {
+			rec.Outcome, rec.Detail = audit.Failure, strings.TrimPrefix(rec.Detail+"; "+err.Error(), "; ")
+		}
+		if _, aerr := s.audit.Append(r.Context(), rec); aerr != nil {
+			// The action stands; the audit log counts and reports its
+			// own failures.
+			s.log.Error("alarm action not audited", "alarm", id, "action", action, "who", p.Name, "err", aerr)
+		}
 		var bad badRequest
-		switch err := do(id, b); {
+		switch {
 		case errors.As(err, &bad):
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
@@ -321,6 +348,19 @@ func alarmAction[B actionRequest](s *Server, do func(id string, b B) error) http
 		}
 		s.reply(w, AlarmReply{Alarm: a})
 	}
+}
+
+// noteOf is what the audit record says of an action's body.
+func noteOf(b actionRequest) string {
+	switch b := b.(type) {
+	case actionBody:
+		return b.Note
+	case assignBody:
+		return strings.TrimPrefix("to "+cmp.Or(b.To, "nobody")+"; "+b.Note, "; ")
+	case shelveBody:
+		return strings.TrimSuffix("for "+b.For+b.Until+"; "+b.Note, "; ")
+	}
+	return ""
 }
 
 // decodeBody reads exactly one JSON object of known fields.

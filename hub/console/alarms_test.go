@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -65,11 +67,12 @@ type alarmView struct {
 func post(t testing.TB, s *Server, target, body string, header http.Header) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest("POST", target, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer admin")
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
-	s.handler.ServeHTTP(rec, req)
+	s.router.Handler().ServeHTTP(rec, req)
 	return rec
 }
 
@@ -167,6 +170,7 @@ func TestAlarmDetail(t *testing.T) {
 
 func TestAlarmActions(t *testing.T) {
 	long := strings.Repeat("x", 65)
+	scoped := func(role, scope string) http.Header { return http.Header{"Authorization": {"Bearer " + role + "@" + scope}} }
 	tests := []struct {
 		name   string
 		path   string // after /api/alarms/
@@ -175,48 +179,54 @@ func TestAlarmActions(t *testing.T) {
 		code   int
 		check  func(t *testing.T, a alarmView)
 	}{
-		{"ack", "A1/ack", `{"who":"alice","note":"seen"}`, nil, 200, func(t *testing.T, a alarmView) {
-			if a.State != alarm.ActiveAck || a.AckedBy != "alice" {
+		{"ack", "A1/ack", `{"note":"seen"}`, nil, 200, func(t *testing.T, a alarmView) {
+			if a.State != alarm.ActiveAck || a.AckedBy != "admin" {
 				t.Errorf("alarm %+v", a)
 			}
 		}},
-		{"assign", "A1/assign", `{"who":"alice","to":"crew 7"}`, nil, 200, func(t *testing.T, a alarmView) {
+		{"ack by an operator of the district", "A1/ack", `{}`, scoped("operator", "district:Xicheng"), 200, func(t *testing.T, a alarmView) {
+			if a.AckedBy != "operator@district:Xicheng" {
+				t.Errorf("acked by %q", a.AckedBy)
+			}
+		}},
+		{"assign", "A1/assign", `{"to":"crew 7"}`, nil, 200, func(t *testing.T, a alarmView) {
 			if a.AssignedTo != "crew 7" {
 				t.Errorf("assigned to %q", a.AssignedTo)
 			}
 		}},
-		{"shelve for", "A1/shelve", `{"who":"alice","for":"30m"}`, nil, 200, func(t *testing.T, a alarmView) {
+		{"shelve for", "A1/shelve", `{"for":"30m"}`, nil, 200, func(t *testing.T, a alarmView) {
 			if d := time.Until(a.ShelvedUntil); d < 29*time.Minute || d > 31*time.Minute {
 				t.Errorf("shelved until %s", a.ShelvedUntil)
 			}
 		}},
-		{"shelve until", "A1/shelve", `{"who":"alice","until":"` + time.Now().Add(time.Hour).Format(time.RFC3339) + `"}`, nil, 200, nil},
-		{"clear", "A1/clear", `{"who":"alice"}`, nil, 200, func(t *testing.T, a alarmView) {
+		{"shelve until", "A1/shelve", `{"until":"` + time.Now().Add(time.Hour).Format(time.RFC3339) + `"}`, nil, 200, nil},
+		{"clear", "A1/clear", `{}`, nil, 200, func(t *testing.T, a alarmView) {
 			if a.State != alarm.ClearedUnack {
 				t.Errorf("state %s", a.State)
 			}
 		}},
-		{"same origin", "A1/ack", `{"who":"alice"}`, http.Header{"Origin": {"http://example.com"}}, 200, nil},
 
-		{"unknown id", "A99/ack", `{"who":"alice"}`, nil, 404, nil},
-		{"unshelve not shelved", "A1/unshelve", `{"who":"alice"}`, nil, 409, nil},
-		{"shelve until past", "A1/shelve", `{"who":"alice","until":"2001-01-01T00:00:00Z"}`, nil, 409, nil},
-		{"bad JSON", "A1/ack", `{"who":`, nil, 400, nil},
+		{"anonymous", "A1/ack", `{}`, http.Header{"Authorization": {""}}, 401, nil},
+		{"analyst may not ack", "A1/ack", `{}`, http.Header{"Authorization": {"Bearer analyst"}}, 403, nil},
+		{"operator may not clear", "A1/clear", `{}`, http.Header{"Authorization": {"Bearer operator"}}, 403, nil},
+		{"other district's alarm is not found", "A1/ack", `{}`, scoped("operator", "district:Dongcheng"), 404, nil},
+		{"unknown id", "A99/ack", `{}`, nil, 404, nil},
+		{"unshelve not shelved", "A1/unshelve", `{}`, nil, 409, nil},
+		{"shelve until past", "A1/shelve", `{"until":"2001-01-01T00:00:00Z"}`, nil, 409, nil},
+		{"shelve for a century", "A1/shelve", `{"for":"876000h"}`, nil, 400, nil},
+		{"shelve until a far day", "A1/shelve", `{"until":"2126-01-01T00:00:00Z"}`, nil, 400, nil},
+		{"bad JSON", "A1/ack", `{"note":`, nil, 400, nil},
 		{"not an object", "A1/ack", `"alice"`, nil, 400, nil},
-		{"unknown field", "A1/ack", `{"who":"alice","to":"bob"}`, nil, 400, nil},
-		{"trailing data", "A1/ack", `{"who":"alice"}{}`, nil, 400, nil},
-		{"no who", "A1/ack", `{"note":"x"}`, nil, 400, nil},
-		{"who too long", "A1/ack", `{"who":"` + long + `"}`, nil, 400, nil},
-		{"who control", "A1/ack", `{"who":"a\nb"}`, nil, 400, nil},
-		{"who system", "A1/ack", `{"who":"system"}`, nil, 400, nil},
-		{"note too long", "A1/ack", `{"who":"alice","note":"` + strings.Repeat("é", 1001) + `"}`, nil, 400, nil},
-		{"body too big", "A1/ack", `{"who":"alice","note":"` + strings.Repeat("x", 17<<10) + `"}`, nil, 400, nil},
-		{"to too long", "A1/assign", `{"who":"alice","to":"` + long + `"}`, nil, 400, nil},
-		{"shelve both", "A1/shelve", `{"who":"alice","for":"1h","until":"2030-01-01T00:00:00Z"}`, nil, 400, nil},
-		{"shelve neither", "A1/shelve", `{"who":"alice"}`, nil, 400, nil},
-		{"shelve bad for", "A1/shelve", `{"who":"alice","for":"-1h"}`, nil, 400, nil},
-		{"shelve bad until", "A1/shelve", `{"who":"alice","until":"tomorrow"}`, nil, 400, nil},
-		{"other origin", "A1/ack", `{"who":"alice"}`, http.Header{"Origin": {"https://evil.example"}}, 403, nil},
+		{"who is not the body's to say", "A1/ack", `{"who":"system"}`, nil, 400, nil},
+		{"unknown field", "A1/ack", `{"to":"bob"}`, nil, 400, nil},
+		{"trailing data", "A1/ack", `{}{}`, nil, 400, nil},
+		{"note too long", "A1/ack", `{"note":"` + strings.Repeat("é", 1001) + `"}`, nil, 400, nil},
+		{"body too big", "A1/ack", `{"note":"` + strings.Repeat("x", 17<<10) + `"}`, nil, 400, nil},
+		{"to too long", "A1/assign", `{"to":"` + long + `"}`, nil, 400, nil},
+		{"shelve both", "A1/shelve", `{"for":"1h","until":"2030-01-01T00:00:00Z"}`, nil, 400, nil},
+		{"shelve neither", "A1/shelve", `{}`, nil, 400, nil},
+		{"shelve bad for", "A1/shelve", `{"for":"-1h"}`, nil, 400, nil},
+		{"shelve bad until", "A1/shelve", `{"until":"tomorrow"}`, nil, 400, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +237,7 @@ func TestAlarmActions(t *testing.T) {
 				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, tt.code)
 			}
 			if tt.code != http.StatusOK {
-				var body errorBody
+				var body auth.ErrorBody
 				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
 					t.Errorf("error body %s", rec.Body)
 				}
@@ -256,9 +266,22 @@ func TestAlarmActions(t *testing.T) {
 	t.Run("clear twice", func(t *testing.T) {
 		s, _ := alarmServer(t)
 		for i, want := range []int{200, 409} {
-			if rec := post(t, s, "/api/alarms/A1/clear", `{"who":"alice"}`, nil); rec.Code != want {
+			if rec := post(t, s, "/api/alarms/A1/clear", `{"note":"fixed"}`, nil); rec.Code != want {
 				t.Errorf("clear %d: %d %s, want %d", i+1, rec.Code, rec.Body, want)
 			}
+		}
+		// Both attempts are in the trail, with who, what, outcome and why.
+		recs := s.audit.(*recordingAuditor).records()
+		if len(recs) != 2 {
+			t.Fatalf("audited %d records, want 2: %+v", len(recs), recs)
+		}
+		ok, failed := recs[0], recs[1]
+		if ok.Actor != "admin" || ok.Role != "admin" || ok.Action != "alarm.clear" || ok.Object != "alarm/A1" ||
+			ok.Outcome != audit.Success || ok.Detail != "fixed" {
+			t.Errorf("first clear audited as %+v", ok)
+		}
+		if failed.Outcome != audit.Failure || !strings.Contains(failed.Detail, "already cleared") {
+			t.Errorf("second clear audited as %+v", failed)
 		}
 	})
 }

@@ -2,18 +2,16 @@ package console
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metricstore"
 )
@@ -22,106 +20,56 @@ import (
 // costs a device page its history rather than the whole page.
 const historyTimeout = 5 * time.Second
 
-// contentSecurityPolicy allows the console to load only its own files and
-// to talk to its own API and websocket.
-const contentSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; " +
-	"media-src 'self' blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-
-// routes builds the handler. Every path is registered twice: for GET (which
-// also serves HEAD), and for any other method, to answer 405 in JSON rather
-// than the mux's plain text.
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	up := s.upgrader()
-	for _, r := range []struct {
-		path string
-		h    http.HandlerFunc
-	}{
-		{"/api/devices", s.listDevices},
-		{"/api/devices/{id}", s.getDevice},
-		{"/api/agents", s.listAgents},
-		{"/api/agents/{id}", s.getAgent},
-		{"/api/summary", s.getSummary},
-		{"/api/events", s.events(up)},
-		{"/healthz", s.healthz},
-		{"/metrics", s.metrics},
-	} {
-		mux.HandleFunc("GET "+r.path, r.h)
-		mux.HandleFunc(r.path, methodNotAllowed)
+// routes are the console's routes with the permission each needs.
+func (s *Server) routes() []auth.Route {
+	get := func(path string, perm auth.Permission, h http.HandlerFunc) auth.Route {
+		return auth.Route{Method: http.MethodGet, Path: path, Perm: perm, Handler: h}
+	}
+	rs := []auth.Route{
+		get("/api/devices", auth.StatusRead, s.listDevices),
+		get("/api/devices/{id}", auth.StatusRead, s.getDevice),
+		get("/api/agents", auth.StatusRead, s.listAgents),
+		get("/api/agents/{id}", auth.StatusRead, s.getAgent),
+		get("/api/summary", auth.StatusRead, s.getSummary),
+		get("/api/events", auth.StatusRead, s.events(s.upgrader())),
+		// Load balancers and supervisors ask without credentials; the
+		// answer names components, not devices.
+		get("/healthz", auth.Public, s.healthz),
+		get("/metrics", auth.MetricsRead, s.metrics),
+		// The console's files, the login page among them. It checks the
+		// method itself: "GET /" would conflict with the method-less
+		// patterns that answer 405.
+		{Path: "/", Perm: auth.Public, Handler: http.HandlerFunc(s.static)},
 	}
 	if s.alarms != nil {
-		s.alarmRoutes(mux)
+		rs = append(rs, s.alarmRoutes()...)
 	}
-	if s.live != nil {
-		mux.Handle("/api/cameras/", s.live)
-		mux.Handle("/api/live/", s.live)
-	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+clip(r.URL.Path))
-	})
-	// The UI takes every other path; "GET /" would conflict with the
-	// method-less patterns above, so it checks the method itself.
-	mux.HandleFunc("/", s.static)
-	return s.instrument(mux)
+	return rs
 }
-
-// instrument sets the security headers and counts requests by route
-// pattern, which keeps the label set small whatever paths clients try.
-func (s *Server) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
-		h.Set("Referrer-Policy", "no-referrer")
-		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		s.requests.With(cmp.Or(r.Pattern, "none"), strconv.Itoa(cmp.Or(rec.code, http.StatusOK))).Inc()
-	})
-}
-
-// recorder remembers the status code. It passes Hijack through because
-// gorilla/websocket asserts http.Hijacker directly.
-type recorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
-	if err == nil {
-		r.code = http.StatusSwitchingProtocols
-	}
-	return c, rw, err
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
 	writeError(w, http.StatusMethodNotAllowed, "method "+clip(r.Method)+" not allowed; use GET")
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	b, _ := json.Marshal(errorBody{msg}) // a struct of one string always encodes
-	writeBody(w, code, b)
+// writeError answers with an error body whose code names the status.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	code := "error"
+	switch status {
+	case http.StatusBadRequest:
+		code = "bad_request"
+	case http.StatusNotFound:
+		code = "not_found"
+	case http.StatusConflict:
+		code = "conflict"
+	case http.StatusMethodNotAllowed:
+		code = "method_not_allowed"
+	case http.StatusTooManyRequests:
+		code = "too_many"
+	case http.StatusInternalServerError:
+		code = "internal"
+	}
+	auth.WriteError(w, status, code, msg)
 }
 
 // reply writes v as JSON. Encoding to memory first means a value that
@@ -181,11 +129,12 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	p := auth.From(r.Context())
 	all := s.fleet.Devices()
 	// Pointers: sorting 100,000 device structs would move megabytes.
 	match := make([]*fleet.Device, 0, len(all))
 	for i := range all {
-		if lq.matchDevice(&all[i]) {
+		if lq.matchDevice(&all[i]) && p.Sees(all[i].District, all[i].Site) {
 			match = append(match, &all[i])
 		}
 	}
@@ -200,10 +149,11 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	p := auth.From(r.Context())
 	all := s.fleet.Agents()
 	match := make([]*fleet.Agent, 0, len(all))
 	for i := range all {
-		if lq.matchAgent(&all[i]) {
+		if lq.matchAgent(&all[i]) && p.Sees(all[i].District, all[i].Site) {
 			match = append(match, &all[i])
 		}
 	}
@@ -256,7 +206,9 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d, ok := s.fleet.Device(id)
-	if !ok {
+	// Out of scope is not found: a scoped account does not learn which
+	// ids exist elsewhere.
+	if !ok || !auth.From(r.Context()).Sees(d.District, d.Site) {
 		writeError(w, http.StatusNotFound, "no device "+strconv.Quote(clip(id)))
 		return
 	}
@@ -284,15 +236,41 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, ok := s.fleet.Agent(id)
-	if !ok {
+	if !ok || !auth.From(r.Context()).Sees(a.District, a.Site) {
 		writeError(w, http.StatusNotFound, "no agent "+strconv.Quote(clip(id)))
 		return
 	}
 	s.reply(w, AgentDetail{Agent: a})
 }
 
-func (s *Server) getSummary(w http.ResponseWriter, _ *http.Request) {
-	s.reply(w, s.fleet.Summary())
+func (s *Server) getSummary(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawQuery != "" {
+		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
+		return
+	}
+	s.reply(w, s.summary(auth.From(r.Context()).Scope))
+}
+
+// summary is the fleet's summary as seen from scope: the registry's
+// running counts for the whole city, a count of what is in scope
+// otherwise.
+func (s *Server) summary(scope auth.Scope) fleet.Summary {
+	if scope.All {
+		return s.fleet.Summary()
+	}
+	var devs []fleet.Device
+	for _, d := range s.fleet.Devices() {
+		if scope.Allows(d.District, d.Site) {
+			devs = append(devs, d)
+		}
+	}
+	var agents []fleet.Agent
+	for _, a := range s.fleet.Agents() {
+		if scope.Allows(a.District, a.Site) {
+			agents = append(agents, a)
+		}
+	}
+	return fleet.SummaryOf(time.Now(), devs, agents)
 }
 
 // healthz answers 503 when any component is failing, so that a load
@@ -327,23 +305,4 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	s.reg.WriteText(w)
-}
-
-// checkOrigin lets pages of the hub's own host open the websocket, and
-// pages of the configured origins. Requests without an Origin do not come
-// from a browser page, and origin checks protect only browser users.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	norm, ok := normalizeOrigin(origin)
-	return ok && s.origins[norm]
 }

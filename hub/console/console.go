@@ -1,13 +1,19 @@
 // Package console is the hub's HTTP face: the JSON API over the fleet's
 // state and the alarms, with the operators' alarm actions, a websocket at
-// /api/events that pushes every fleet change and alarm event as it happens, /metrics in the Prometheus text format, /healthz, and the static
-// console UI; live video's endpoints are another component's handler,
-// mounted here. It reads the fleet and the metric store through small
-// interfaces declared here, so it can be tested with fakes and knows nothing
-// of MQTT or InfluxDB. Broadcasting is built for alarm storms: a change is
-// encoded once, bursts are coalesced into a few messages, every client has
-// one writer and a bounded queue, and a client that cannot keep up is cut
-// rather than allowed to slow the others.
+// /api/events that pushes every fleet change and alarm event as it happens,
+// /metrics in the Prometheus text format, /healthz, and the static console
+// UI. Its routes go into the hub's auth.Router with the permission each
+// needs, next to other domains' routes (live video, accounts, the audit
+// trail), and the server serves that router. Every answer is limited to the
+// caller's scope: a console scoped to one district never sees, lists,
+// counts or receives another district's devices, agents or alarms. It
+// reads the fleet and the metric store through small interfaces declared
+// here, so it can be tested with fakes and knows nothing of MQTT or
+// InfluxDB. Broadcasting is built for alarm storms: a change is encoded
+// once, bursts are coalesced into a few messages, every group of clients
+// that sees the same part of the city shares its messages, every client
+// has one writer and a bounded queue, and a client that cannot keep up is
+// cut rather than allowed to slow the others.
 package console
 
 import (
@@ -16,15 +22,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
@@ -35,15 +42,14 @@ type Config struct {
 	// Listen is the host:port to serve on; port 0 picks a free port, which
 	// Addr reports. Default 127.0.0.1:8080.
 	Listen string
+	// TLS, when set, serves HTTPS with it.
+	TLS *tls.Config
 	// SendQueue is how many messages may wait for one websocket client
 	// before it is cut as too slow. Default 256.
 	SendQueue int
 	// WriteTimeout bounds one websocket write, and how long a client may
 	// take to answer a ping. Default 10 s.
 	WriteTimeout time.Duration
-	// AllowedOrigins lists origins ("https://ops.example.org") whose pages
-	// may open the websocket besides pages served by the hub itself.
-	AllowedOrigins []string
 	// PingInterval is how often idle websocket clients are pinged. Default 30 s.
 	PingInterval time.Duration
 	// BatchWindow is how long changes are gathered into one websocket
@@ -53,6 +59,14 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful shutdown after Run's context ends.
 	// Default 5 s.
 	ShutdownTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included, so a
+	// client trickling a body cannot hold a connection. Default 30 s.
+	ReadTimeout time.Duration
+	// MaxWebsockets is how many event streams one account (or token) may
+	// hold open at once. Default 16.
+	MaxWebsockets int
+	// MaxShelve is the longest an alarm may be shelved. Default 7 days.
+	MaxShelve time.Duration
 }
 
 // Defaults.
@@ -63,6 +77,9 @@ const (
 	DefaultPingInterval    = 30 * time.Second
 	DefaultBatchWindow     = 5 * time.Millisecond
 	DefaultShutdownTimeout = 5 * time.Second
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultMaxWebsockets   = 16
+	DefaultMaxShelve       = 7 * 24 * time.Hour
 )
 
 // FleetReader is what the console reads of the fleet. Values returned are
@@ -79,6 +96,11 @@ type FleetReader interface {
 // (metricstore.Store does).
 type HistoryReader interface {
 	History(ctx context.Context, device string, since time.Time) (metricstore.History, error)
+}
+
+// Auditor records what callers did (hub/audit's Log).
+type Auditor interface {
+	Append(ctx context.Context, r audit.Record) (audit.Record, error)
 }
 
 // HealthStatus is the state of one hub component.
@@ -110,12 +132,18 @@ type Deps struct {
 	Health  func() HealthReport // optional: without it /healthz reports only the console
 	Metrics *metrics.Registry
 	UI      fs.FS // static console files; index.html at the root
-	// Live serves live video under /api/cameras/ and /api/live/ (hub/live's
-	// WHEP endpoints and API); optional: without it those paths are 404.
-	Live http.Handler
+	// Router is where the console adds its routes and what it serves:
+	// other domains add theirs to the same router before Run.
+	Router *auth.Router
+	// Audit records the operators' alarm actions; required with Alarms.
+	Audit Auditor
 	// Alarms serves /api/alarms (hub/alarm's Engine); optional: without it
 	// those paths are 404 and the websocket hello carries no alarm counts.
 	Alarms Alarms
+	// SessionActive reports whether a login session still stands; the
+	// event stream checks it at every ping and ends the connection of a
+	// session that has ended. Optional.
+	SessionActive func(id string) bool
 }
 
 // Server serves the console. Create it with New, start it with Run.
@@ -127,24 +155,22 @@ type Server struct {
 	health  func() HealthReport
 	reg     *metrics.Registry
 	ui      fs.FS
-	live    http.Handler
 	alarms  Alarms
-	origins map[string]bool
+	audit   Auditor
+	router  *auth.Router
 
-	hub      *hub
-	handler  http.Handler
-	requests *metrics.Vec[metrics.Counter]
+	hub *hub
 
 	ready chan struct{}
 	addr  net.Addr // set before ready is closed
 	once  sync.Once
 }
 
-// New checks cfg and deps and returns a server that has not started.
+// New checks cfg and deps, adds the console's routes to deps.Router and
+// returns a server that has not started.
 func New(cfg Config, deps Deps) (*Server, error) {
 	cfg = withDefaults(cfg)
-	origins, err := validate(cfg)
-	if err != nil {
+	if err := validate(cfg); err != nil {
 		return nil, err
 	}
 	switch {
@@ -156,6 +182,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("console: Deps.Metrics is required")
 	case deps.UI == nil:
 		return nil, errors.New("console: Deps.UI is required")
+	case deps.Router == nil:
+		return nil, errors.New("console: Deps.Router is required")
+	case deps.Alarms != nil && deps.Audit == nil:
+		return nil, errors.New("console: Deps.Audit is required with Deps.Alarms: every alarm action is audited")
 	}
 	if _, err := fs.Stat(deps.UI, "index.html"); err != nil {
 		return nil, fmt.Errorf("console: UI has no index.html: %w", err)
@@ -168,15 +198,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		health:  deps.Health,
 		reg:     deps.Metrics,
 		ui:      deps.UI,
-		live:    deps.Live,
 		alarms:  deps.Alarms,
-		origins: origins,
+		audit:   deps.Audit,
+		router:  deps.Router,
 		ready:   make(chan struct{}),
 	}
-	s.hub = newHub(cfg, s.log, deps.Metrics)
-	s.requests = deps.Metrics.CounterVec("citywatch_http_requests_total",
-		"HTTP requests served, by route pattern and status code.", "route", "code")
-	s.handler = s.routes()
+	s.hub = newHub(cfg, s.log, deps.Metrics, deps.SessionActive)
+	deps.Router.Handle(s.routes()...)
 	return s, nil
 }
 
@@ -187,12 +215,14 @@ func withDefaults(c Config) Config {
 	c.PingInterval = cmp.Or(c.PingInterval, DefaultPingInterval)
 	c.BatchWindow = cmp.Or(c.BatchWindow, DefaultBatchWindow)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.MaxWebsockets = cmp.Or(c.MaxWebsockets, DefaultMaxWebsockets)
+	c.MaxShelve = cmp.Or(c.MaxShelve, DefaultMaxShelve)
 	return c
 }
 
-// validate reports every problem at once and returns the allowed origins in
-// the form they are compared in.
-func validate(c Config) (map[string]bool, error) {
+// validate reports every problem at once.
+func validate(c Config) error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q is not host:port", c.Listen))
@@ -200,38 +230,22 @@ func validate(c Config) (map[string]bool, error) {
 	if c.SendQueue < 1 {
 		errs = append(errs, fmt.Errorf("send queue %d is not positive", c.SendQueue))
 	}
+	if c.MaxWebsockets < 1 {
+		errs = append(errs, fmt.Errorf("max websockets %d is not positive", c.MaxWebsockets))
+	}
 	for name, d := range map[string]time.Duration{
 		"write timeout": c.WriteTimeout, "ping interval": c.PingInterval,
 		"batch window": c.BatchWindow, "shutdown timeout": c.ShutdownTimeout,
+		"read timeout": c.ReadTimeout, "max shelve": c.MaxShelve,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
 		}
 	}
-	origins := make(map[string]bool, len(c.AllowedOrigins))
-	for _, o := range c.AllowedOrigins {
-		norm, ok := normalizeOrigin(o)
-		if !ok {
-			errs = append(errs, fmt.Errorf("allowed origin %q is not scheme://host[:port]", o))
-			continue
-		}
-		origins[norm] = true
-	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return fmt.Errorf("console: %w", err)
 	}
-	return origins, nil
-}
-
-// normalizeOrigin lower-cases an origin and checks it has nothing beyond
-// scheme and host, as browsers send it.
-func normalizeOrigin(o string) (string, bool) {
-	u, err := url.Parse(o)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", false
-	}
-	return strings.ToLower(u.Scheme + "://" + u.Host), true
+	return nil
 }
 
 // Ready is closed once Run is listening; Addr is valid from then on.
@@ -247,13 +261,37 @@ func (s *Server) Addr() net.Addr {
 	}
 }
 
+// URL is where the console is served, valid after Ready: http:// or
+// https:// and the address, with 127.0.0.1 for an unspecified one.
+func (s *Server) URL() string {
+	addr := s.Addr().String()
+	if tcp, ok := s.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		addr = fmt.Sprintf("127.0.0.1:%d", tcp.Port)
+	}
+	if s.cfg.TLS != nil {
+		return "https://" + addr + "/"
+	}
+	return "http://" + addr + "/"
+}
+
+// EndSessions closes at once the event streams opened with any of the
+// given login sessions (after a logout, a disabled account, a reset
+// password).
+func (s *Server) EndSessions(ids []string) { s.hub.endSessions(ids) }
+
 // Publish offers a change to every websocket client. It never blocks on a
 // client. Call it in Seq order: clients receive changes in call order.
 func (s *Server) Publish(c fleet.Change) { s.hub.publish(c) }
 
 // PublishAlarm offers an alarm event to every websocket client, in order
 // with the changes published before it. It never blocks on a client.
-func (s *Server) PublishAlarm(ev alarm.Event) { s.hub.publishAlarm(ev) }
+func (s *Server) PublishAlarm(ev alarm.Event) { s.hub.publishAlarm(ev, s.placeOf) }
+
+// placeOf is an agent's district and site.
+func (s *Server) placeOf(agent string) (district, site string) {
+	a, _ := s.fleet.Agent(agent)
+	return a.District, a.Site
+}
 
 // Run serves until ctx ends, then shuts down gracefully: it stops accepting,
 // closes websockets with 1001 (going away) and waits up to
@@ -266,11 +304,19 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("console: listen: %w", err)
 	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           s.router.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// The whole request, body included: a body trickled a byte at a
+		// time must not hold a connection for ever. Websockets set their
+		// own deadlines once upgraded.
+		ReadTimeout:    s.cfg.ReadTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.once.Do(func() {
 		s.addr = ln.Addr()

@@ -3,14 +3,18 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/wire"
@@ -20,8 +24,12 @@ import (
 const (
 	closeGoingAway = websocket.CloseGoingAway     // 1001: the hub shuts down
 	closeTooSlow   = websocket.CloseTryAgainLater // 1013: the client fell SendQueue messages behind
-	reasonTooSlow  = "too slow"
-	reasonShutdown = "hub shutting down"
+	// closeSessionEnded (4001): the login session the stream was opened
+	// with has ended (logout, expiry, account disabled): sign in again.
+	closeSessionEnded = 4001
+	reasonTooSlow     = "too slow"
+	reasonShutdown    = "hub shutting down"
+	reasonSession     = "session ended"
 )
 
 // maxMessage is the size above which a burst of changes is split into
@@ -57,11 +65,53 @@ type pendingChange struct {
 	seq   uint64 // 0 for an alarm event: alarms have no fleet sequence
 	json  []byte
 	alarm bool // json is a complete message, sent on its own
+	// Where it happened, for scoped clients: an alarm or change is sent to
+	// a client whose scope allows one of its places. An agent change
+	// names the agent's district and site.
+	places []place
+}
+
+// place is a district and site something happened in.
+type place struct{ district, site string }
+
+// visibleIn reports whether a scope sees p.
+func (p *pendingChange) visibleIn(scope auth.Scope) bool {
+	if scope.All {
+		return true
+	}
+	for _, pl := range p.places {
+		if scope.Allows(pl.district, pl.site) {
+			return true
+		}
+	}
+	return false
+}
+
+// places lists where a change happened.
+func placesOf(c *fleet.Change) []place {
+	var out []place
+	if c.Device != nil {
+		out = append(out, place{c.Device.District, c.Device.Site})
+	}
+	if c.Agent != nil {
+		out = append(out, place{c.Agent.District, c.Agent.Site})
+	}
+	// An inventory change may move devices to a district their agent's
+	// site is not in.
+	for i := range c.Affected {
+		d := &c.Affected[i]
+		if len(out) == 0 || d.District != out[len(out)-1].district {
+			out = append(out, place{d.District, d.Site})
+		}
+	}
+	return out
 }
 
 // client is one websocket connection. Its writer goroutine is the only one
 // that writes data to conn; the broadcast loop only offers messages to queue.
 type client struct {
+	p     *auth.Principal // who opened it: its scope filters what it gets
+	view  string          // clients with equal views get the same messages
 	conn  *websocket.Conn
 	queue chan *websocket.PreparedMessage
 	kick  chan struct{} // closed by the hub to end the connection with code/reason
@@ -77,9 +127,11 @@ type client struct {
 // the set of clients and the sequence number a new client starts from;
 // nothing slow ever happens under it.
 type hub struct {
-	cfg  Config
-	log  *slog.Logger
-	wake chan struct{} // capacity 1: "pending is not empty"
+	cfg    Config
+	log    *slog.Logger
+	wake   chan struct{}      // capacity 1: "pending is not empty"
+	active func(string) bool // does a login session still stand; nil: not checked
+	limit  *auth.Limiter      // streams per account
 
 	mu      sync.Mutex
 	pending []pendingChange
@@ -89,16 +141,20 @@ type hub struct {
 
 	conns sync.WaitGroup // one per registered connection handler
 	snap  []*client      // reused by the broadcast loop only
+	views map[string][]*client
 
 	dropped *metrics.Counter
 	written *metrics.Counter
 }
 
-func newHub(cfg Config, log *slog.Logger, reg *metrics.Registry) *hub {
+func newHub(cfg Config, log *slog.Logger, reg *metrics.Registry, active func(string) bool) *hub {
 	h := &hub{
 		cfg:     cfg,
 		log:     log,
 		wake:    make(chan struct{}, 1),
+		active:  active,
+		limit:   auth.NewLimiter(cfg.MaxWebsockets),
+		views:   map[string][]*client{},
 		clients: make(map[*client]struct{}),
 		dropped: reg.Counter("citywatch_ws_dropped_clients_total",
 			"Websocket clients cut because their send queue was full."),
@@ -130,9 +186,10 @@ func (h *hub) publish(c fleet.Change) {
 		h.log.Error("cannot encode change", "seq", c.Seq, "err", err)
 		return
 	}
+	places := placesOf(&c)
 	h.mu.Lock()
 	if !h.idleLocked(c.Seq) {
-		h.pending = append(h.pending, pendingChange{seq: c.Seq, json: b})
+		h.pending = append(h.pending, pendingChange{seq: c.Seq, json: b, places: places})
 	}
 	h.mu.Unlock()
 	select {
@@ -177,7 +234,9 @@ func wireChange(c fleet.Change) any {
 // publishAlarm encodes ev once, as a whole message, and queues it behind
 // the changes already pending. With no client connected it is dropped: a
 // client that connects later reads the alarms' state from the API.
-func (h *hub) publishAlarm(ev alarm.Event) {
+// where names the places of an alarm that names no district or site of its
+// own (a power feed): its agent's.
+func (h *hub) publishAlarm(ev alarm.Event, where func(agent string) (district, site string)) {
 	h.mu.Lock()
 	idle := len(h.clients) == 0
 	h.mu.Unlock()
@@ -189,9 +248,14 @@ func (h *hub) publishAlarm(ev alarm.Event) {
 		h.log.Error("cannot encode alarm event", "alarm", ev.Alarm.ID, "err", err)
 		return
 	}
+	a := &ev.Alarm
+	pl := place{a.District, a.Site}
+	if pl == (place{}) && a.Agent != "" {
+		pl.district, pl.site = where(a.Agent)
+	}
 	h.mu.Lock()
 	if len(h.clients) > 0 {
-		h.pending = append(h.pending, pendingChange{json: b, alarm: true})
+		h.pending = append(h.pending, pendingChange{json: b, alarm: true, places: []place{pl}})
 	}
 	h.mu.Unlock()
 	select {
@@ -259,15 +323,20 @@ func (h *hub) busy() bool {
 	return n*10 > len(h.snap)
 }
 
-// flush hands every pending change to every client that is not being cut.
+// flush hands every pending change to every client that is not being cut,
+// each group of clients that sees the same part of the city getting the
+// same messages, built once for the group.
 func (h *hub) flush() {
 	h.mu.Lock()
 	batch := h.pending
 	h.pending = nil
+	after := h.sent
 	h.snap = h.snap[:0]
+	clear(h.views)
 	for c := range h.clients {
 		if !c.kicked {
 			h.snap = append(h.snap, c)
+			h.views[c.view] = append(h.views[c.view], c)
 		}
 	}
 	// Alarm events carry no seq, so the last entry need not have the highest.
@@ -278,25 +347,39 @@ func (h *hub) flush() {
 	if len(batch) == 0 || len(h.snap) == 0 {
 		return
 	}
-	msgs := h.prepare(batch)
-	for _, c := range h.snap {
-		for _, m := range msgs {
-			select {
-			case c.queue <- m:
-				continue
-			default:
+	for _, group := range h.views {
+		p := group[0].p
+		msgs := h.prepare(batch, after, p.Scope, p.Can(auth.AlarmRead))
+		for _, c := range group {
+			for _, m := range msgs {
+				select {
+				case c.queue <- m:
+					continue
+				default:
+				}
+				h.kick(c, closeTooSlow, reasonTooSlow)
+				break
 			}
-			h.kick(c, closeTooSlow, reasonTooSlow)
-			break
 		}
 	}
 }
 
-// prepare builds the websocket messages for a batch: {"type":"change"} for a
-// single change, {"type":"changes"} for several, split at maxMessage and at
-// alarm events, which go out as their own messages in their place. Each is
-// framed once for all clients.
-func (h *hub) prepare(batch []pendingChange) []*websocket.PreparedMessage {
+// viewOf is the key of what p sees on the stream: its scope and whether
+// it may see alarms.
+func viewOf(p *auth.Principal) string {
+	return p.Scope.Key() + "|" + strconv.FormatBool(p.Can(auth.AlarmRead))
+}
+
+// prepare builds the websocket messages of a batch for one view: the
+// changes and alarm events scope sees (alarm events only with alarms),
+// {"type":"change"} for a single change, {"type":"changes"} for several,
+// split at maxMessage and at alarm events, which go out as their own
+// messages in their place. Each change message says which sequence
+// numbers it accounts for: every change the view may see with after < seq
+// <= upto is in it, so a client scoped to part of the city tells changes
+// it was not meant to see from changes it missed. Each message is framed
+// once for all the clients of the view.
+func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, alarms bool) []*websocket.PreparedMessage {
 	var msgs []*websocket.PreparedMessage
 	frame := func(buf []byte) {
 		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
@@ -306,37 +389,62 @@ func (h *hub) prepare(batch []pendingChange) []*websocket.PreparedMessage {
 			msgs = append(msgs, m)
 		}
 	}
-	for len(batch) > 0 {
-		if batch[0].alarm {
-			frame(batch[0].json)
-			batch = batch[1:]
-			continue
-		}
-		n, size := 1, len(batch[0].json)
-		for n < len(batch) && !batch[n].alarm && size+len(batch[n].json)+1 <= maxMessage {
-			size += len(batch[n].json) + 1
-			n++
+	var chunk [][]byte // visible changes waiting to be framed
+	size := 0
+	upto := after
+	flushChunk := func() {
+		if len(chunk) == 0 {
+			return
 		}
 		var buf []byte
-		if n == 1 {
-			buf = make([]byte, 0, size+32)
-			buf = append(buf, `{"type":"change","change":`...)
-			buf = append(buf, batch[0].json...)
+		if len(chunk) == 1 {
+			buf = make([]byte, 0, size+80)
+			buf = append(buf, `{"type":"change","after":`...)
+		} else {
+			buf = make([]byte, 0, size+len(chunk)+80)
+			buf = append(buf, `{"type":"changes","after":`...)
+		}
+		buf = strconv.AppendUint(buf, after, 10)
+		buf = append(buf, `,"upto":`...)
+		buf = strconv.AppendUint(buf, upto, 10)
+		if len(chunk) == 1 {
+			buf = append(buf, `,"change":`...)
+			buf = append(buf, chunk[0]...)
 			buf = append(buf, '}')
 		} else {
-			buf = make([]byte, 0, size+34)
-			buf = append(buf, `{"type":"changes","changes":[`...)
-			for i, p := range batch[:n] {
+			buf = append(buf, `,"changes":[`...)
+			for i, j := range chunk {
 				if i > 0 {
 					buf = append(buf, ',')
 				}
-				buf = append(buf, p.json...)
+				buf = append(buf, j...)
 			}
 			buf = append(buf, "]}"...)
 		}
 		frame(buf)
-		batch = batch[n:]
+		chunk, size, after = chunk[:0], 0, upto
 	}
+	for i := range batch {
+		p := &batch[i]
+		if !p.visibleIn(scope) {
+			upto = max(upto, p.seq)
+			continue
+		}
+		if p.alarm {
+			if alarms {
+				flushChunk()
+				frame(p.json)
+			}
+			continue
+		}
+		if len(chunk) > 0 && size+len(p.json)+1 > maxMessage {
+			flushChunk()
+		}
+		chunk = append(chunk, p.json)
+		size += len(p.json) + 1
+		upto = max(upto, p.seq)
+	}
+	flushChunk()
 	return msgs
 }
 
@@ -383,6 +491,20 @@ func (h *hub) kickLocked(c *client, code int, reason string) bool {
 	return true
 }
 
+// endSessions ends the streams opened with any of the given sessions.
+func (h *hub) endSessions(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		if slices.Contains(ids, c.p.Session) {
+			h.kickLocked(c, closeSessionEnded, reasonSession)
+		}
+	}
+}
+
 // shutdown closes every connection with 1001 and waits for their handlers
 // until ctx ends; then it cuts what is left without a goodbye.
 func (h *hub) shutdown(ctx context.Context) {
@@ -414,8 +536,10 @@ func (h *hub) shutdown(ctx context.Context) {
 
 // serve runs one upgraded connection until it ends: the calling goroutine
 // reads, a second one writes.
-func (h *hub) serve(conn *websocket.Conn, state func(*helloMessage)) {
+func (h *hub) serve(conn *websocket.Conn, p *auth.Principal, state func(*auth.Principal, *helloMessage)) {
 	c := &client{
+		p:     p,
+		view:  viewOf(p),
 		conn:  conn,
 		queue: make(chan *websocket.PreparedMessage, h.cfg.SendQueue),
 		kick:  make(chan struct{}),
@@ -434,7 +558,7 @@ func (h *hub) serve(conn *websocket.Conn, state func(*helloMessage)) {
 	// just before may be both counted and delivered: events carry the
 	// alarm's whole state, so applying one twice is harmless.
 	hm := helloMessage{Type: "hello", Seq: seq}
-	state(&hm)
+	state(p, &hm)
 	hello, err := json.Marshal(hm)
 	if err != nil {
 		h.log.Error("cannot encode hello", "err", err)
@@ -520,6 +644,10 @@ func (h *hub) write(c *client, hello []byte) {
 			}
 			h.written.Inc()
 		case <-ping.C:
+			if c.p.Via == auth.ViaSession && h.active != nil && !h.active(c.p.Session) {
+				h.kick(c, closeSessionEnded, reasonSession)
+				continue
+			}
 			// Browsers answer protocol pings but never show them to the
 			// page; the text ping lets a console tell a quiet hub from a
 			// dead connection.
@@ -558,19 +686,28 @@ func (h *hub) goodbye(c *client) {
 // events returns the handler of /api/events; see docs/api.md.
 func (s *Server) events(up *websocket.Upgrader) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		p := auth.From(r.Context())
+		release, ok := s.hub.limit.Acquire(p.Name)
+		if !ok {
+			writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s already has %d event streams open", p.Name, s.hub.limit.Max()))
+			return
+		}
+		defer release()
 		conn, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return // Upgrade has answered the client
 		}
-		s.hub.serve(conn, s.helloState)
+		s.hub.serve(conn, p, s.helloState)
 	}
 }
 
-// upgrader returns the websocket upgrader for the server's origin policy.
+// upgrader returns the websocket upgrader. The gate has checked the
+// origin of a session's upgrade already; a token's holder may connect from
+// anywhere, as with any other request it makes.
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		HandshakeTimeout: s.cfg.WriteTimeout,
-		CheckOrigin:      s.checkOrigin,
+		CheckOrigin:      func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 			writeError(w, status, reason.Error())
 		},

@@ -20,13 +20,15 @@ func FuzzListQuery(f *testing.F) {
 		f.Add(seed)
 	}
 	s := mustNew(f, Config{}, testDeps())
+	h := s.router.Handler()
 	f.Fuzz(func(t *testing.T, raw string) {
 		for _, path := range []string{"/api/devices", "/api/agents", "/api/devices/cam-gate-1"} {
 			req := httptest.NewRequest("GET", "/", nil)
 			req.URL = &url.URL{Path: path, RawQuery: raw}
 			req.RequestURI = req.URL.RequestURI()
+			req.Header.Set("Authorization", "Bearer operator")
 			rec := httptest.NewRecorder()
-			s.handler.ServeHTTP(rec, req)
+			h.ServeHTTP(rec, req)
 			if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
 				t.Fatalf("%s?%q = %d: %s", path, raw, rec.Code, rec.Body)
 			}

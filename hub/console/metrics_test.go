@@ -3,7 +3,6 @@ package console
 import (
 	"bufio"
 	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -72,14 +71,14 @@ func TestMetricsExposition(t *testing.T) {
 
 	readHello(t, dial(t, base, nil))
 	for _, p := range []string{"/api/summary", "/api/devices?status=nope", "/api/devices/nope"} {
-		res, err := http.Get(base + p)
+		res, err := adminGet(base + p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
 	}
 
-	res, err := http.Get(base + "/metrics")
+	res, err := adminGet(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

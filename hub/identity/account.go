@@ -45,8 +45,13 @@ type AccountSpec struct {
 	Grants      []auth.Permission `json:"grants"`
 	Scope       auth.Scope        `json:"scope"`
 	// Password is the initial password; empty makes one, returned once.
-	// Either way it must be changed at the first login.
+	// Either way it must be changed at the first login, unless OwnPassword.
 	Password string `json:"password"`
+	// OwnPassword says Password was chosen by the account's own holder
+	// (the first administrator at the hub's command line, the demo), so no
+	// change is forced. The HTTP API never sets it: a password a security
+	// administrator typed is known to two people.
+	OwnPassword bool `json:"-"`
 }
 
 // AccountPatch changes an account; nil fields stay as they are.
@@ -208,7 +213,7 @@ func (s *Service) addAccount(ctx context.Context, actor Actor, spec AccountSpec)
 	rec := AccountRecord{
 		Account: Account{
 			Name: spec.Name, DisplayName: spec.DisplayName, Role: spec.Role, Grants: grants, Scope: scope,
-			MustChangePassword: true, PasswordChangedAt: now, CreatedAt: now, CreatedBy: actor.Name,
+			MustChangePassword: !(spec.OwnPassword && spec.Password != ""), PasswordChangedAt: now, CreatedAt: now, CreatedBy: actor.Name,
 		},
 		PasswordHash: hash,
 	}

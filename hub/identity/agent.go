@@ -127,6 +127,14 @@ func (s *Service) AgentCredentials(ctx context.Context) ([]AgentCredential, erro
 	return out, ctx.Err()
 }
 
+// AgentRevoked reports whether agent id's credential is revoked (and not
+// enrolled again since). Ingest asks for every message, so it only reads
+// memory.
+func (s *Service) AgentRevoked(id string) bool {
+	a, ok := s.agentCredential(id)
+	return ok && !a.Active()
+}
+
 func (s *Service) agentCredential(id string) (AgentCredential, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -67,6 +67,9 @@ func TestAgentCredentials(t *testing.T) {
 	if _, ok := e.svc.CheckAgent("agent-1", rotated); !ok {
 		t.Error("the new secret does not work")
 	}
+	if e.svc.AgentRevoked("agent-1") || e.svc.AgentRevoked("agent-9") {
+		t.Error("a rotated or unknown agent counts as revoked")
+	}
 
 	if err := e.svc.RevokeAgent(ctx, cli, "agent-1"); err != nil {
 		t.Fatal(err)
@@ -76,6 +79,9 @@ func TestAgentCredentials(t *testing.T) {
 	}
 	if _, ok := e.svc.CheckAgent("agent-1", rotated); ok {
 		t.Error("a revoked agent's secret still works")
+	}
+	if !e.svc.AgentRevoked("agent-1") {
+		t.Error("a revoked agent does not count as revoked")
 	}
 	if err := e.svc.RevokeAgent(ctx, cli, "agent-9"); !isRefusal(err, "not_found") {
 		t.Errorf("revoke unknown: %v", err)

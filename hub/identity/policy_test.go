@@ -209,3 +209,27 @@ func TestHashWorkersBoundConcurrency(t *testing.T) {
 		}
 	})
 }
+
+// TestOwnPassword spares the holder of a password they chose themselves a
+// forced change; every other initial password must be changed.
+func TestOwnPassword(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	north := auth.Scope{Districts: []string{"north"}}
+	for _, tt := range []struct {
+		spec AccountSpec
+		must bool
+	}{
+		{AccountSpec{Name: "chose", Role: auth.Operator, Scope: north, Password: "Own-Choice-2026", OwnPassword: true}, false},
+		{AccountSpec{Name: "typed", Role: auth.Operator, Scope: north, Password: "Given-By-Admin-26"}, true},
+		{AccountSpec{Name: "made", Role: auth.Operator, Scope: north, OwnPassword: true}, true}, // a generated one is not chosen
+	} {
+		a, _, err := e.svc.AddAccount(ctx, cli, tt.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.MustChangePassword != tt.must {
+			t.Errorf("%s: must change password = %v, want %v", tt.spec.Name, a.MustChangePassword, tt.must)
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +28,8 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
@@ -88,6 +92,7 @@ func newFleet(t testing.TB) *fleet.Registry {
 type env struct {
 	t     testing.TB
 	sfu   *SFU
+	audit *recordingAuditor
 	fleet *fleet.Registry
 	agent *fakeAgent
 	reg   *metrics.Registry
@@ -103,19 +108,24 @@ func testConfig() Config {
 
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
-	e := &env{t: t, fleet: newFleet(t), reg: metrics.NewRegistry(), stats: &fakeStats{}}
+	e := &env{t: t, fleet: newFleet(t), reg: metrics.NewRegistry(), stats: &fakeStats{}, audit: &recordingAuditor{}}
 	e.agent = newFakeAgent(t)
 	var err error
-	e.sfu, err = New(cfg, Deps{Metrics: e.reg, Fleet: e.fleet, Commands: e.agent, Store: e.stats})
+	e.sfu, err = New(cfg, Deps{Metrics: e.reg, Fleet: e.fleet, Commands: e.agent, Store: e.stats, Audit: e.audit})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rt, err := auth.NewRouter(auth.Config{}, auth.Deps{Log: slog.New(slog.DiscardHandler), Metrics: e.reg, Authenticator: testAuthn{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Handle(e.sfu.Routes()...)
 	e.agent.sfu = e.sfu
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.sfu.Run(ctx) }()
 	eventually(t, "the relay running", func() bool { return e.sfu.webrtcAPI() != nil })
-	e.srv = httptest.NewServer(e.sfu.Handler())
+	e.srv = httptest.NewServer(rt.Handler())
 	e.stop = sync.OnceFunc(func() {
 		e.srv.Close()
 		cancel()
@@ -131,6 +141,67 @@ func newEnv(t testing.TB, cfg Config) *env {
 	})
 	t.Cleanup(e.stop)
 	return e
+}
+
+// testAuthn is a fake authenticator for this package's tests: "Bearer
+// sup" is a supervisor and "Bearer alice" an operator, both of the whole
+// city; "Bearer north" an operator of another district; "Bearer maint" a
+// maintainer; "Bearer link-CAMERA" alice's viewing link for CAMERA.
+type testAuthn struct{}
+
+func (testAuthn) Authenticate(r *http.Request, queryToken bool) (*auth.Principal, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok && queryToken && r.URL.Query().Has("token") {
+		tok, ok = r.URL.Query().Get("token"), true
+	}
+	if !ok {
+		return nil, auth.ErrNoCredentials
+	}
+	p := &auth.Principal{Name: tok, Scope: auth.Everything, Via: auth.ViaToken, Session: "s-" + tok}
+	switch {
+	case tok == "sup":
+		p.Role = auth.Supervisor
+	case tok == "alice":
+		p.Role = auth.Operator
+	case tok == "north":
+		p.Role, p.Scope = auth.Operator, auth.Scope{Districts: []string{"North"}}
+	case tok == "maint":
+		p.Role = auth.Maintainer
+	case strings.HasPrefix(tok, "link-"):
+		p.Name, p.Role, p.Via, p.Camera = "alice", auth.Operator, auth.ViaLink, strings.TrimPrefix(tok, "link-")
+		p.Perms = auth.Set{auth.LiveView: {}}
+		return p, nil
+	default:
+		return nil, errors.New("unknown token")
+	}
+	p.Perms = auth.NewSet(p.Role, nil)
+	return p, nil
+}
+
+// recordingAuditor keeps what is audited.
+type recordingAuditor struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
+
+func (a *recordingAuditor) Append(_ context.Context, r audit.Record) (audit.Record, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, r)
+	return r, nil
+}
+
+// find returns the records of action, oldest first.
+func (a *recordingAuditor) find(action string) []audit.Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []audit.Record
+	for _, r := range a.recs {
+		if r.Action == action {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // eventually waits for cond, which becomes true through the network and
@@ -609,8 +680,12 @@ func (e *env) post(camera, offer string, hdr http.Header) (*http.Response, strin
 	return e.do(req)
 }
 
+// do sends req, as the supervisor "sup" unless it says who.
 func (e *env) do(req *http.Request) (*http.Response, string) {
 	e.t.Helper()
+	if _, ok := req.Header["Authorization"]; !ok {
+		req.Header.Set("Authorization", "Bearer sup")
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -19,6 +18,8 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -53,52 +54,52 @@ type StreamList struct {
 	Streams []Stream `json:"streams"`
 }
 
-// SessionList is the answer of GET /api/live/sessions.
+// SessionList is the answer of GET /api/live/sessions: the sessions in
+// progress the caller may see, newest first.
 type SessionList struct {
 	Sessions []Session `json:"sessions"`
-	Total    int       `json:"total"` // matching sessions in the log, before limit
 }
 
-// Paths the handler serves.
+// Paths the relay serves.
 const (
 	whepEndpoint = "/api/cameras/{id}/whep"
 	whepResource = whepEndpoint + "/{session}"
 )
 
-// Handler serves the WHEP endpoints and the live video API:
+// Routes are the WHEP endpoints and the live video API, with the
+// permission each needs:
 //
-//	POST    /api/cameras/{id}/whep            SDP offer → 201, SDP answer, Location
-//	DELETE  /api/cameras/{id}/whep/{session}  end the session → 204
-//	OPTIONS both                              CORS preflight, Accept-Post
-//	GET     /api/live/sessions                the audit log, newest first
-//	GET     /api/live/streams                 the camera streams now
+//	POST    /api/cameras/{id}/whep            SDP offer → 201, SDP answer, Location (live.view; a viewing link's ?token= too)
+//	DELETE  /api/cameras/{id}/whep/{session}  end the session → 204 (its viewer, or live.monitor)
+//	OPTIONS both                              CORS preflight, Accept-Post (public: preflights carry no credentials)
+//	GET     /api/live/sessions                sessions in progress (live.monitor)
+//	GET     /api/live/streams                 the camera streams now (live.monitor)
 //
 // PATCH on a session answers 405: the hub supports neither trickle ICE nor
 // ICE restarts, so offers must carry their candidates. Errors are JSON
-// {"error": "..."}.
-func (s *SFU) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+whepEndpoint, s.postOffer)
-	mux.HandleFunc("OPTIONS "+whepEndpoint, s.preflight("POST, OPTIONS"))
-	mux.HandleFunc(whepEndpoint, notAllowed("POST, OPTIONS"))
-	mux.HandleFunc("DELETE "+whepResource, s.deleteSession)
-	mux.HandleFunc("OPTIONS "+whepResource, s.preflight("DELETE, OPTIONS"))
-	mux.HandleFunc(whepResource, notAllowed("DELETE, OPTIONS"))
-	mux.HandleFunc("GET /api/live/sessions", s.listSessions)
-	mux.HandleFunc("/api/live/sessions", notAllowed("GET, HEAD"))
-	mux.HandleFunc("GET /api/live/streams", s.listStreams)
-	mux.HandleFunc("/api/live/streams", notAllowed("GET, HEAD"))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "no such endpoint: %s", clip(r.URL.Path)))
-	})
-	return s.cors(mux)
+// {"error": "...", "code": "..."}.
+func (s *SFU) Routes() []auth.Route {
+	route := func(method, path string, perm auth.Permission, h http.HandlerFunc) auth.Route {
+		return auth.Route{Method: method, Path: path, Perm: perm, Handler: s.cors(h), QueryToken: perm == auth.LiveView}
+	}
+	return []auth.Route{
+		route(http.MethodPost, whepEndpoint, auth.LiveView, s.postOffer),
+		route(http.MethodOptions, whepEndpoint, auth.Public, s.preflight("POST, OPTIONS")),
+		route(http.MethodDelete, whepResource, auth.LiveView, s.deleteSession),
+		route(http.MethodOptions, whepResource, auth.Public, s.preflight("DELETE, OPTIONS")),
+		route(http.MethodGet, "/api/live/sessions", auth.LiveMonitor, s.listSessions),
+		route(http.MethodGet, "/api/live/streams", auth.LiveMonitor, s.listStreams),
+	}
 }
 
 func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
 	camera := r.PathValue("id")
 	d, ok := s.fleet.Device(camera)
 	switch {
-	case !ok:
+	case !ok || !p.Sees(d.District, d.Site) || (p.Camera != "" && p.Camera != camera):
+		// A camera outside the caller's scope, or not the one its viewing
+		// link is for, does not exist for it.
 		writeError(w, errorf(http.StatusNotFound, "no camera %s", strconv.Quote(clip(camera))))
 		return
 	case d.Kind != wire.KindCamera:
@@ -126,26 +127,40 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusServiceUnavailable, "agent %s of camera %s is offline", d.Agent, camera))
 		return
 	}
+	release, ok := s.limit.Acquire(p.Name)
+	if !ok {
+		msg := fmt.Sprintf("%s already watches %d cameras; close one first", p.Name, s.limit.Max())
+		s.auditStart(p, camera, "", audit.Denied, msg)
+		writeError(w, errorf(http.StatusTooManyRequests, "%s", msg))
+		return
+	}
 	api := s.webrtcAPI()
 	if api == nil {
+		release()
 		writeError(w, errorf(http.StatusServiceUnavailable, "live video is not running"))
 		return
 	}
 	v, answer, herr := s.newViewer(r.Context(), api, camera, string(body))
 	if herr != nil {
+		release()
+		s.auditStart(p, camera, "", audit.Failure, herr.msg)
 		writeError(w, herr)
 		return
 	}
-	v.who = sanitizeWho(r.Header.Get(userHeader))
-	u, herr := s.join(v, d, Session{
-		ID: v.id, Who: v.who, Camera: camera, Agent: d.Agent, Remote: remoteHost(r),
+	v.release = release
+	rec := &record{p: p, s: Session{
+		ID: v.id, Who: p.Name, Via: p.Via, Camera: camera, Agent: d.Agent, Remote: p.Remote,
 		UserAgent: sanitizeUA(r.UserAgent()), Start: v.joined,
-	})
+	}}
+	u, herr := s.join(v, d, rec)
 	if herr != nil {
+		release()
 		v.pc.Close()
+		s.auditStart(p, camera, "", audit.Failure, herr.msg)
 		writeError(w, herr)
 		return
 	}
+	s.auditStart(p, camera, v.id, audit.Success, "")
 	v.watchState()
 	select {
 	case <-u.ready:
@@ -171,7 +186,7 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 	io.WriteString(w, answer)
 	close(v.answered)
-	s.log.Info("viewer joined", "device", camera, "session", v.id, "who", v.who, "remote", remoteHost(r), "cold", v.cold)
+	s.log.Info("viewer joined", "device", camera, "session", v.id, "who", p.Name, "via", p.Via, "remote", p.Remote, "cold", v.cold)
 }
 
 // webrtcAPI returns the API while the relay runs, or nil.
@@ -208,37 +223,53 @@ func checkOffer(raw []byte) error {
 }
 
 func (s *SFU) deleteSession(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
 	camera, id := r.PathValue("id"), r.PathValue("session")
 	v := s.viewer(id)
-	if v == nil || v.camera != camera {
+	if v == nil || v.camera != camera || !s.mayEnd(p, v.rec) {
+		// Another viewer's session is not found: its id tells nothing.
 		writeError(w, errorf(http.StatusNotFound, "no session %s of camera %s", strconv.Quote(clip(id)), strconv.Quote(clip(camera))))
 		return
 	}
-	if who := sanitizeWho(r.Header.Get(userHeader)); who != v.who {
-		writeError(w, errorf(http.StatusForbidden, "session %s belongs to another viewer", id))
-		return
+	reason := "ended by the viewer"
+	if p.Name != v.rec.p.Name {
+		reason = "ended by " + p.Name
 	}
-	v.close("ended by the viewer")
+	v.close(reason)
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// mayEnd reports whether p may end the session: its own viewer (the same
+// account, token or link), or someone who monitors viewing in its scope.
+func (s *SFU) mayEnd(p *auth.Principal, r *record) bool {
+	if p.Name == r.p.Name && p.Via == r.p.Via {
+		return true
+	}
+	if !p.Can(auth.LiveMonitor) {
+		return false
+	}
+	d, ok := s.fleet.Device(r.s.Camera)
+	return ok && p.Sees(d.District, d.Site)
+}
+
 func (s *SFU) listSessions(w http.ResponseWriter, r *http.Request) {
-	q, herr := params(r, "camera", "limit")
+	q, herr := params(r, "camera")
 	if herr != nil {
 		writeError(w, herr)
 		return
 	}
-	limit := 100
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > auditSize {
-			writeError(w, errorf(http.StatusBadRequest, "limit %s is not a number from 1 to %d", strconv.Quote(clip(l)), auditSize))
-			return
+	p := auth.From(r.Context())
+	out := SessionList{Sessions: []Session{}}
+	for _, rec := range s.sessions() {
+		if q.Get("camera") != "" && rec.s.Camera != q.Get("camera") {
+			continue
 		}
-		limit = n
+		if d, ok := s.fleet.Device(rec.s.Camera); ok && p.Sees(d.District, d.Site) {
+			out.Sessions = append(out.Sessions, rec.snapshot())
+		}
 	}
-	sessions, total := s.audit.list(q.Get("camera"), limit)
-	writeJSON(w, SessionList{Sessions: sessions, Total: total})
+	slices.SortFunc(out.Sessions, func(a, b Session) int { return b.Start.Compare(a.Start) })
+	writeJSON(w, out)
 }
 
 func (s *SFU) listStreams(w http.ResponseWriter, r *http.Request) {
@@ -247,11 +278,14 @@ func (s *SFU) listStreams(w http.ResponseWriter, r *http.Request) {
 		writeError(w, herr)
 		return
 	}
+	p := auth.From(r.Context())
 	out := StreamList{Streams: []Stream{}}
 	for _, u := range s.streams() {
 		st := u.describe()
 		if (q.Get("camera") == "" || st.Camera == q.Get("camera")) && (q.Get("agent") == "" || st.Agent == q.Get("agent")) {
-			out.Streams = append(out.Streams, st)
+			if d, ok := s.fleet.Device(st.Camera); ok && p.Sees(d.District, d.Site) {
+				out.Streams = append(out.Streams, st)
+			}
 		}
 	}
 	slices.SortFunc(out.Streams, func(a, b Stream) int { return cmp.Compare(a.Camera, b.Camera) })
@@ -294,7 +328,7 @@ func (s *SFU) preflight(methods string) http.HandlerFunc {
 		}
 		if s.allowOrigin(r.Header.Get("Origin")) != "" {
 			h.Set("Access-Control-Allow-Methods", methods)
-			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match, "+userHeader)
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
 			h.Set("Access-Control-Max-Age", "600")
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -350,28 +384,24 @@ func parseOrigins(list []string) (map[string]bool, error) {
 	return out, errors.Join(errs...)
 }
 
-func notAllowed(methods string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", methods)
-		writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed; use %s", clip(r.Method), methods))
-	}
-}
-
-// remoteHost is the client's address without the port.
-func remoteHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
-
-type errorBody struct {
-	Error string `json:"error"`
-}
-
+// writeError answers with e as an error body whose code names the status.
 func writeError(w http.ResponseWriter, e *httpError) {
-	b, _ := json.Marshal(errorBody{e.msg}) // a struct of one string always encodes
-	writeBody(w, e.code, b)
+	code := "error"
+	switch e.code {
+	case http.StatusBadRequest:
+		code = "bad_request"
+	case http.StatusNotFound:
+		code = "not_found"
+	case http.StatusTooManyRequests:
+		code = "too_many"
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		code = "unavailable"
+	case http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge:
+		code = "bad_offer"
+	case http.StatusInternalServerError:
+		code = "internal"
+	}
+	auth.WriteError(w, e.code, code, e.msg)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

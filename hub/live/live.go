@@ -17,8 +17,11 @@
 // become keyframe requests upstream, at most one per Config.
 // KeyframeInterval. A stream that fails ends its viewers' sessions and,
 // when the camera gave no picture, marks the camera degraded in the fleet.
-// Health goes to /metrics and, per stream, to the metric store; every
-// session goes to an audit log served at /api/live/sessions.
+// Health goes to /metrics and, per stream, to the metric store. Every
+// viewer is an authenticated caller limited to the cameras of its scope
+// and to Config.MaxSessionsPerAccount sessions at once; each session's
+// start and end (with what it carried) go to the audit trail, and the
+// sessions in progress are listed at /api/live/sessions.
 package live
 
 import (
@@ -28,11 +31,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
@@ -73,6 +78,10 @@ type Config struct {
 	// "*" for any) whose pages may use the WHEP endpoints; the hub's own
 	// pages need no entry.
 	AllowOrigins []string
+	// MaxSessionsPerAccount caps the viewing sessions one account (or
+	// token, or viewing link's maker) holds at once, so no caller can take
+	// every site's uplink. 25: a 16-tile wall, pop-ups and a spare.
+	MaxSessionsPerAccount int
 }
 
 // Defaults.
@@ -83,13 +92,13 @@ const (
 	DefaultKeyframeInterval     = time.Second
 	DefaultStallTimeout         = 5 * time.Second
 	DefaultStatsInterval        = 10 * time.Second
+	DefaultMaxSessions          = 25
 )
 
 // Sizes that need no tuning.
 const (
 	gopBytes    = 4 << 20 // per upstream: several seconds of a 5 Mbit/s camera
 	viewerQueue = 512     // packets: over a second of a 4 Mbit/s stream
-	auditSize   = 10_000  // sessions kept in the audit log
 	maxOffer    = 64 << 10
 )
 
@@ -120,6 +129,7 @@ type Deps struct {
 	Fleet    Fleet             // required
 	Commands Commands          // required
 	Store    StatWriter        // nil: statistics are not stored
+	Audit    Auditor           // required: every viewing session is audited
 }
 
 // SFU is the live video relay. Create it with New, serve Handler, feed it
@@ -131,8 +141,9 @@ type SFU struct {
 	commands Commands
 	store    StatWriter
 	m        *instruments
-	audit    *auditLog
+	audit    Auditor
 	origins  map[string]bool
+	limit    *auth.Limiter // sessions per account
 
 	mu         sync.Mutex
 	phase      phase
@@ -183,6 +194,11 @@ func New(cfg Config, deps Deps) (*SFU, error) {
 		bad("Deps.Fleet is required")
 	case deps.Commands == nil:
 		bad("Deps.Commands is required")
+	case deps.Audit == nil:
+		bad("Deps.Audit is required")
+	}
+	if cfg.MaxSessionsPerAccount < 0 {
+		bad("max sessions per account %d is negative", cfg.MaxSessionsPerAccount)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("live: %w", err)
@@ -196,8 +212,9 @@ func New(cfg Config, deps Deps) (*SFU, error) {
 		fleet:      deps.Fleet,
 		commands:   deps.Commands,
 		store:      deps.Store,
-		audit:      newAuditLog(auditSize),
+		audit:      deps.Audit,
 		origins:    origins,
+		limit:      auth.NewLimiter(cfg.MaxSessionsPerAccount),
 		upstreams:  map[string]*upstream{},
 		signalling: map[string]*upstream{},
 		perAgent:   map[string]int{},
@@ -214,6 +231,7 @@ func withDefaults(c Config) Config {
 	c.KeyframeInterval = cmp.Or(c.KeyframeInterval, DefaultKeyframeInterval)
 	c.StallTimeout = cmp.Or(c.StallTimeout, DefaultStallTimeout)
 	c.StatsInterval = cmp.Or(c.StatsInterval, DefaultStatsInterval)
+	c.MaxSessionsPerAccount = cmp.Or(c.MaxSessionsPerAccount, DefaultMaxSessions)
 	return c
 }
 
@@ -265,9 +283,9 @@ func (s *SFU) HandleLive(m wire.Live) {
 }
 
 // join attaches v to its camera's upstream, starting one when there is
-// none, and starts recording session. The upstream is ready once u.ready
-// is closed, or has ended when u.done is.
-func (s *SFU) join(v *viewer, d fleet.Device, session Session) (*upstream, *httpError) {
+// none, and starts recording its session. The upstream is ready once
+// u.ready is closed, or has ended when u.done is.
+func (s *SFU) join(v *viewer, d fleet.Device, rec *record) (*upstream, *httpError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase != phaseRunning {
@@ -290,7 +308,7 @@ func (s *SFU) join(v *viewer, d fleet.Device, session Session) (*upstream, *http
 		ctx := s.ctx
 		s.wg.Go(func() { u.run(ctx) })
 	}
-	v.rec = s.audit.add(session)
+	v.rec = rec
 	u.attach(v)
 	s.viewers[v.id] = v
 	s.m.sessions.With(d.ID).Inc()
@@ -335,6 +353,34 @@ func (s *SFU) leave(v *viewer) {
 	delete(s.viewers, v.id)
 	s.mu.Unlock()
 	v.up.detach(v)
+}
+
+// EndSessions ends at once the viewing sessions opened with any of the
+// given login sessions (after a logout, a disabled account, a reset
+// password).
+func (s *SFU) EndSessions(ids []string) {
+	var end []*viewer
+	s.mu.Lock()
+	for _, v := range s.viewers {
+		if v.rec != nil && slices.Contains(ids, v.rec.p.Session) {
+			end = append(end, v)
+		}
+	}
+	s.mu.Unlock()
+	for _, v := range end {
+		v.close("the login session ended")
+	}
+}
+
+// sessions returns the sessions in progress.
+func (s *SFU) sessions() []*record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*record, 0, len(s.viewers))
+	for _, v := range s.viewers {
+		out = append(out, v.rec)
+	}
+	return out
 }
 
 // viewer returns the session id's viewer, or nil.

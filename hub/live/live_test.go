@@ -13,6 +13,8 @@ import (
 
 	"github.com/pion/rtcp"
 
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -156,10 +158,9 @@ func TestCameraFailsWhileWatched(t *testing.T) {
 	if got := e.agent.count(wire.CommandLiveStop); got != 0 {
 		t.Errorf("%d live_stop for a stream the agent ended", got)
 	}
-	var l SessionList
-	e.getJSON("/api/live/sessions?camera=cam-1", &l)
-	if l.Total != 2 || l.Sessions[0].End.IsZero() || !strings.Contains(l.Sessions[0].EndReason, "gives no picture: refused") {
-		t.Fatalf("audit = %+v", l)
+	ends := e.audit.find("live.end")
+	if len(ends) != 2 || ends[0].Object != "camera/cam-1" || !strings.Contains(ends[0].Detail, "gives no picture: refused") {
+		t.Fatalf("audited ends = %+v", ends)
 	}
 	e.agent.close() // the failed camera's goroutines
 	backTo(t, base)
@@ -289,7 +290,7 @@ func TestBadRequests(t *testing.T) {
 	_, goodOffer := newWHEPClient(t, false)
 	vp8Offer := strings.NewReplacer("H264/90000", "VP8/90000").Replace(goodOffer)
 	big := goodOffer + strings.Repeat("a=x-padding:"+strings.Repeat("x", 100)+"\r\n", 700)
-	alice := http.Header{userHeader: {"alice"}}
+	as := func(who string) http.Header { return http.Header{"Authorization": {"Bearer " + who}} }
 
 	for _, tc := range []struct {
 		name                string
@@ -311,10 +312,15 @@ func TestBadRequests(t *testing.T) {
 		{"GET the endpoint", "GET", "/api/cameras/cam-1/whep", "", "", nil, 405, "use POST, OPTIONS"},
 		{"DELETE unknown session", "DELETE", "/api/cameras/cam-1/whep/ws-nope", "", "", nil, 404, "no session"},
 		{"DELETE another camera's session", "DELETE", strings.Replace(other.location, "cam-2", "cam-1", 1), "", "", nil, 404, "no session"},
-		{"DELETE someone else's session", "DELETE", watcher.location, "", "", alice, 403, "belongs to another viewer"},
+		{"DELETE someone else's session", "DELETE", watcher.location, "", "", as("alice"), 404, "no session"},
+		{"anonymous", "POST", "/api/cameras/cam-1/whep", "application/sdp", goodOffer, http.Header{"Authorization": {""}}, 401, "authentication required"},
+		{"a maintainer may not watch", "POST", "/api/cameras/cam-1/whep", "application/sdp", goodOffer, as("maint"), 403, "live.view"},
+		{"a camera out of scope", "POST", "/api/cameras/cam-1/whep", "application/sdp", goodOffer, as("north"), 404, `no camera \"cam-1\"`},
+		{"a link for another camera", "POST", "/api/cameras/cam-1/whep", "application/sdp", goodOffer, as("link-cam-2"), 404, `no camera \"cam-1\"`},
+		{"a link may not list sessions", "GET", "/api/live/sessions", "", "", as("link-cam-1"), 403, "live.monitor"},
+		{"an operator may not list sessions", "GET", "/api/live/sessions", "", "", as("alice"), 403, "live.monitor"},
 		{"PATCH: no trickle ICE", "PATCH", watcher.location, "application/trickle-ice-sdpfrag", "a=candidate:1", nil, 405, "use DELETE, OPTIONS"},
 		{"sessions with a bad parameter", "GET", "/api/live/sessions?cam=cam-1", "", "", nil, 400, "unknown parameter"},
-		{"sessions with a bad limit", "GET", "/api/live/sessions?limit=0", "", "", nil, 400, "limit"},
 		{"streams by POST", "POST", "/api/live/streams", "", "", nil, 405, "use GET"},
 		{"unknown path", "GET", "/api/live/nothing", "", "", nil, 404, "no such endpoint"},
 	} {
@@ -365,12 +371,14 @@ func TestOptionsAndCORS(t *testing.T) {
 	}
 }
 
-// The audit log says who watched what, from where, for how long and how
-// much; the streams list shows what runs now.
-func TestAuditLog(t *testing.T) {
+// Every session's start and end go to the audit trail with who watched
+// what, from where, for how long and how much; the sessions in progress
+// are listed for supervisors, and the streams list shows what runs now.
+func TestSessionsAndAudit(t *testing.T) {
 	e := newEnv(t, testConfig())
+	alice := http.Header{"Authorization": {"Bearer alice"}, "User-Agent": {"test-player/1.0"}}
 	c, offer := newWHEPClient(t, false)
-	res, body := e.post("cam-5", offer, http.Header{userHeader: {"ops.alice@example <script>"}, "User-Agent": {"test-player/1.0"}})
+	res, body := e.post("cam-5", offer, alice)
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("POST = %d %s", res.StatusCode, body)
 	}
@@ -380,21 +388,31 @@ func TestAuditLog(t *testing.T) {
 	later.awaitPackets(1)
 	var l SessionList
 	e.getJSON("/api/live/sessions", &l)
-	if l.Total != 2 || l.Sessions[0].Camera != "cam-6" || l.Sessions[1].Camera != "cam-5" {
+	if len(l.Sessions) != 2 || l.Sessions[0].Camera != "cam-6" || l.Sessions[1].Camera != "cam-5" {
 		t.Fatalf("sessions not newest first: %+v", l)
 	}
 	s := l.Sessions[1]
-	if s.Who != "ops.alice@examplescript" || s.Agent != agentID || s.Remote != "127.0.0.1" || s.UserAgent != "test-player/1.0" ||
-		s.Start.IsZero() || !s.End.IsZero() || s.Packets == 0 || s.Bytes == 0 || s.TTFF <= 0 {
+	if s.Who != "alice" || s.Via != auth.ViaToken || s.Agent != agentID || s.Remote != "127.0.0.1" || s.UserAgent != "test-player/1.0" ||
+		s.Start.IsZero() || s.Packets == 0 || s.Bytes == 0 || s.TTFF <= 0 {
 		t.Fatalf("session while watching = %+v", s)
 	}
-	res, body = e.request(http.MethodDelete, c.location, "", "", http.Header{userHeader: {"ops.alice@example <script>"}})
+	res, body = e.request(http.MethodDelete, c.location, "", "", alice)
 	if res.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE by the same viewer = %d %s", res.StatusCode, body)
 	}
-	e.getJSON("/api/live/sessions?camera=cam-5&limit=1", &l)
-	if l.Total != 1 || len(l.Sessions) != 1 || l.Sessions[0].End.IsZero() || l.Sessions[0].EndReason != "ended by the viewer" {
-		t.Fatalf("session after DELETE = %+v", l)
+	e.getJSON("/api/live/sessions?camera=cam-5", &l)
+	if len(l.Sessions) != 0 {
+		t.Fatalf("sessions after DELETE = %+v", l)
+	}
+	starts := e.audit.find("live.start")
+	if len(starts) != 2 || starts[0].Actor != "alice" || starts[0].Role != "operator" || starts[0].Object != "camera/cam-5" ||
+		starts[0].Outcome != audit.Success || starts[0].Remote != "127.0.0.1" || !strings.Contains(starts[0].Detail, s.ID) {
+		t.Fatalf("audited starts = %+v", starts)
+	}
+	ends := e.audit.find("live.end")
+	if len(ends) != 1 || ends[0].Actor != "alice" || !strings.Contains(ends[0].Detail, "ended by the viewer") ||
+		strings.Contains(ends[0].Detail, " 0 bytes") {
+		t.Fatalf("audited end = %+v", ends)
 	}
 	var l2 StreamList
 	e.getJSON("/api/live/streams?camera=cam-6", &l2)
@@ -405,6 +423,65 @@ func TestAuditLog(t *testing.T) {
 		e.getJSON("/api/live/streams?camera=cam-6", &l2)
 		return len(l2.Streams) == 1 && l2.Streams[0].FPS > 0 && l2.Streams[0].BitrateKbps > 0
 	})
+}
+
+// One account holds at most MaxSessionsPerAccount sessions; a refusal is
+// audited, others are not held back, and a session's end frees its slot.
+// Ending a login session ends the video watched with it.
+func TestSessionLimitAndLogout(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxSessionsPerAccount = 1
+	e := newEnv(t, cfg)
+	alice := http.Header{"Authorization": {"Bearer alice"}}
+	c, offer := newWHEPClient(t, false)
+	res, body := e.post("cam-1", offer, alice)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("first = %d %s", res.StatusCode, body)
+	}
+	c.accept(res, body)
+	c.awaitPackets(5)
+	_, offer2 := newWHEPClient(t, false)
+	if res, body := e.post("cam-2", offer2, alice); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second for alice = %d %s, want 429", res.StatusCode, body)
+	}
+	if d := e.audit.find("live.start"); len(d) != 2 || d[1].Outcome != audit.Denied {
+		t.Fatalf("audited starts = %+v", d)
+	}
+	other := e.watch("cam-2") // the supervisor is not held back
+	other.awaitPackets(1)
+
+	e.sfu.EndSessions([]string{"s-alice"})
+	eventually(t, "alice's viewer closed", c.isClosed)
+	if ends := e.audit.find("live.end"); len(ends) != 1 || !strings.Contains(ends[0].Detail, "login session ended") {
+		t.Fatalf("audited ends = %+v", ends)
+	}
+	if other.isClosed() {
+		t.Fatal("another account's session was ended")
+	}
+	c.close()
+	c2, offer3 := newWHEPClient(t, false)
+	res, body = e.post("cam-1", offer3, alice)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("after the end, alice = %d %s", res.StatusCode, body)
+	}
+	c2.accept(res, body)
+	c2.awaitPackets(1)
+}
+
+// A viewing link plays its camera through ?token=, as players that cannot
+// send headers do.
+func TestViewingLinkInQuery(t *testing.T) {
+	e := newEnv(t, testConfig())
+	c, offer := newWHEPClient(t, false)
+	res, body := e.request(http.MethodPost, "/api/cameras/cam-3/whep?token=link-cam-3", "application/sdp", offer, http.Header{"Authorization": nil})
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST with a link = %d %s", res.StatusCode, body)
+	}
+	c.accept(res, body)
+	c.awaitPackets(5)
+	if d := e.audit.find("live.start"); len(d) != 1 || d[0].Actor != "alice" || !strings.Contains(d[0].Detail, "via link") {
+		t.Fatalf("audited = %+v", d)
+	}
 }
 
 // Keyframe requests from viewers reach the agent, but no more often than
@@ -466,7 +543,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	good := Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t)}
+	good := Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t), Audit: &recordingAuditor{}}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -477,7 +554,9 @@ func TestNewValidates(t *testing.T) {
 		{"bad port", Config{UDPPort: 70000}, good, "UDP port"},
 		{"bad public IP", Config{PublicIPs: []string{"example.org"}}, good, "public IP"},
 		{"bad origin", Config{AllowOrigins: []string{"example.org"}}, good, "allowed origin"},
-		{"no fleet", Config{}, Deps{Metrics: metrics.NewRegistry(), Commands: good.Commands}, "Fleet"},
+		{"no fleet", Config{}, Deps{Metrics: metrics.NewRegistry(), Commands: good.Commands, Audit: good.Audit}, "Fleet"},
+		{"no audit", Config{}, Deps{Metrics: metrics.NewRegistry(), Fleet: good.Fleet, Commands: good.Commands}, "Audit"},
+		{"negative session cap", Config{MaxSessionsPerAccount: -1}, good, "sessions per account"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.cfg, tc.deps); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -485,7 +564,7 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	s, err := New(Config{}, Deps{Metrics: metrics.NewRegistry(), Fleet: good.Fleet, Commands: good.Commands})
+	s, err := New(Config{}, good)
 	if err != nil {
 		t.Fatal(err)
 	}

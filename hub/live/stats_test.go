@@ -14,7 +14,7 @@ import (
 // point of an interval.
 func TestStreamHealth(t *testing.T) {
 	stats := &fakeStats{}
-	s, err := New(Config{StallTimeout: 5 * time.Second}, Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t), Store: stats})
+	s, err := New(Config{StallTimeout: 5 * time.Second}, Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t), Store: stats, Audit: &recordingAuditor{}})
 	if err != nil {
 		t.Fatal(err)
 	}

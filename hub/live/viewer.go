@@ -23,7 +23,6 @@ type viewer struct {
 	s      *SFU
 	id     string
 	camera string
-	who    string // as the audit log has it; set by the handler
 	pc     *webrtc.PeerConnection
 	track  *webrtc.TrackLocalStaticRTP
 	sender *webrtc.RTPSender
@@ -39,6 +38,9 @@ type viewer struct {
 	connOnce  sync.Once
 	done      chan struct{} // closed by close
 	closeOnce sync.Once
+
+	// release gives back the account's session slot; set by the handler.
+	release func()
 
 	// Set by attach, before the viewer's goroutines start.
 	up   *upstream
@@ -151,8 +153,9 @@ func (v *viewer) onState(st webrtc.PeerConnectionState) {
 func (v *viewer) close(reason string) {
 	v.closeOnce.Do(func() {
 		close(v.done)
+		v.release()
 		v.s.leave(v)
-		v.s.audit.end(v.rec, time.Now(), reason)
+		v.s.auditEnd(v.rec, time.Now(), reason)
 		if err := v.pc.Close(); err != nil {
 			v.s.log.Debug("closing a viewer's peer connection", "session", v.id, "err", err)
 		}
@@ -248,7 +251,7 @@ func (v *viewer) send(p *rtp.Packet) bool {
 		v.sentFirst = true
 		ttff := time.Since(v.joined)
 		v.s.m.observeTTFF(v.cold, ttff)
-		v.s.audit.setTTFF(v.rec, ttff)
+		v.rec.setTTFF(ttff)
 		v.up.joined(ttff)
 	}
 	return true
