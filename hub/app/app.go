@@ -1,25 +1,35 @@
 // Package app wires the hub: it is the one package that knows every
 // component. New builds them from the configuration, handing each only the
-// settings it needs; Run starts them in dependency order and stops them in
-// reverse, so that messages already taken from the broker reach the stores
-// before the stores flush and close.
+// settings it needs, and opens the identity and audit databases in
+// data_dir (so a bad directory fails at once) but starts nothing; Run
+// starts them in dependency order and stops them in reverse, so that
+// messages already taken from the broker reach the stores before the
+// stores flush and close, and the audit trail is the last to close. Every
+// route of every domain goes into one auth.Router; the identity service
+// authenticates its callers and the embedded broker's agents.
 package app
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/alarmstore"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/broker"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/hub/ingest"
 	"github.com/citywatch/citywatch/hub/live"
 	"github.com/citywatch/citywatch/hub/metrics"
@@ -46,21 +56,45 @@ type App struct {
 	alarmDB   *alarmstore.Store // nil without alarms.db; opened by Run
 	notifier  *notify.Notifier
 	console   *console.Server
+	router    *auth.Router
+	audit     *audit.Log
+	idStore   *identity.SQLiteStore
+	identity  *identity.Service
+	hubCred   broker.Credential // the hub's own login on the embedded broker
 
 	ready     chan struct{}
 	brokerURL string // set before ready closes
 }
 
-// New builds the hub from cfg. It validates everything and starts nothing.
-func New(cfg config.Config, log *slog.Logger) (*App, error) {
+// New builds the hub from cfg. It validates everything, opens the identity
+// and audit databases, and starts nothing; Run closes them when it
+// returns, Close when Run is never called.
+func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, metrics: metrics.NewRegistry(), ready: make(chan struct{})}
-	var err error
-	if cfg.Broker.Enabled {
-		a.broker, err = broker.New(broker.Config{Addr: cfg.Broker.Addr, FallbackToFreePort: cfg.Broker.FallbackToFreePort}, log)
+	defer func() {
 		if err != nil {
+			err = errors.Join(err, a.Close())
+		}
+	}()
+	if err := a.openStores(); err != nil {
+		return nil, err
+	}
+	httpTLS, err := serverTLS(cfg.HTTP.TLS, cfg.DataDir, "http", append([]string{"localhost", "127.0.0.1"}, cfg.HTTP.AllowedHosts...), log)
+	if err != nil {
+		return nil, fmt.Errorf("config: http.tls: %w", err)
+	}
+	a.identity, err = identity.New(identityConfig(cfg, httpTLS != nil), identity.Deps{
+		Store: a.idStore, Log: log, Metrics: a.metrics, Audit: a.audit, Cameras: cameras{a},
+		OnSessionsEnded: a.sessionsEnded, OnAgentRevoked: a.agentRevoked,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Broker.Enabled {
+		if err := a.newBroker(); err != nil {
 			return nil, err
 		}
 	}
@@ -115,15 +149,19 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Linger: cfg.Live.Linger, MaxUpstreamsPerAgent: cfg.Live.MaxUpstreamsPerAgent, UDPPort: cfg.Live.UDPPort,
 		LoopbackOnly: cfg.Live.LoopbackOnly, PublicIPs: cfg.Live.PublicIPs, UpstreamTimeout: cfg.Live.UpstreamTimeout,
 		KeyframeInterval: cfg.Live.KeyframeInterval, StallTimeout: cfg.Live.StallTimeout,
-		AllowOrigins: cfg.Live.AllowOrigins,
-	}, live.Deps{Log: log, Metrics: a.metrics, Fleet: a.fleet, Commands: ingestCommands{a}, Store: a.store})
+		AllowOrigins: cfg.Live.AllowOrigins, MaxSessionsPerAccount: cfg.Live.MaxSessionsPerAccount,
+	}, live.Deps{Log: log, Metrics: a.metrics, Fleet: a.fleet, Commands: ingestCommands{a}, Store: a.store, Audit: a.audit})
+	if err != nil {
+		return nil, err
+	}
+	mqttTLS, err := clientTLS(cfg.MQTT)
 	if err != nil {
 		return nil, err
 	}
 	a.ingestCfg = ingest.Config{
 		BrokerURL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
 		Username: cfg.MQTT.Username, Password: string(cfg.MQTT.Password),
-		Workers: cfg.MQTT.Workers, QueueLen: cfg.MQTT.Queue,
+		Workers: cfg.MQTT.Workers, QueueLen: cfg.MQTT.Queue, TLS: mqttTLS,
 	}
 	if a.broker == nil {
 		// With the embedded broker the URL is known only once it listens,
@@ -132,9 +170,20 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 			return nil, err
 		}
 	}
-	a.console, err = console.New(console.Config{Listen: cfg.Listen}, console.Deps{
+	a.router, err = auth.NewRouter(auth.Config{AllowedHosts: cfg.HTTP.AllowedHosts, AllowedOrigins: cfg.HTTP.AllowedOrigins, TLS: httpTLS != nil},
+		auth.Deps{Log: log, Metrics: a.metrics, Authenticator: a.identity, Denied: a.denied})
+	if err != nil {
+		return nil, fmt.Errorf("config: http: %w", err)
+	}
+	a.router.Handle(a.identity.Routes()...)
+	a.router.Handle(a.audit.Routes()...)
+	a.router.Handle(a.live.Routes()...)
+	a.console, err = console.New(console.Config{
+		Listen: cfg.Listen, TLS: httpTLS, ReadTimeout: cfg.HTTP.ReadTimeout, MaxWebsockets: cfg.HTTP.MaxWebsockets,
+		MaxShelve: cfg.Alarms.MaxShelve,
+	}, console.Deps{
 		Log: log, Fleet: a.fleet, History: a.store, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
-		Live: a.live.Handler(), Alarms: a.alarms,
+		Router: a.router, Audit: a.audit, Alarms: a.alarms, SessionActive: a.identity.SessionActive,
 	})
 	if err != nil {
 		return nil, err
@@ -142,9 +191,139 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
+// openStores opens the audit trail and the identity database in data_dir,
+// creating the directory readable by the hub's user only.
+func (a *App) openStores() error {
+	dir := a.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	var err error
+	a.audit, err = audit.Open(filepath.Join(dir, "audit.db"),
+		audit.Options{KeyFile: filepath.Join(dir, "audit.key"), Retention: a.cfg.Audit.Retention},
+		audit.Deps{Log: a.log, Metrics: a.metrics})
+	if err != nil {
+		return err
+	}
+	a.idStore, err = identity.OpenSQLite(filepath.Join(dir, "identity.db"))
+	return err
+}
+
+// Close closes the databases New opened; Run does so itself when it
+// returns.
+func (a *App) Close() error {
+	var errs []error
+	if a.idStore != nil {
+		errs = append(errs, a.idStore.Close())
+		a.idStore = nil
+	}
+	if a.audit != nil {
+		errs = append(errs, a.audit.Close())
+		a.audit = nil
+	}
+	return errors.Join(errs...)
+}
+
+// hubUser is the embedded broker's name for the hub's own client; agent
+// ids cannot contain '@', so no agent can be it.
+const hubUser = "citywatch@hub"
+
+func (a *App) newBroker() error {
+	c := a.cfg.Broker
+	var tlsCfg *tls.Config
+	if c.TLSAddr != "" {
+		var err error
+		if tlsCfg, err = serverTLS(c.TLS, a.cfg.DataDir, "mqtt", []string{"localhost", "127.0.0.1"}, a.log); err != nil {
+			return fmt.Errorf("config: broker.tls: %w", err)
+		}
+		if err := clientCAs(tlsCfg, c.ClientCA, c.RequireClientCert); err != nil {
+			return fmt.Errorf("config: broker.client_ca: %w", err)
+		}
+	}
+	// A new password at every start: only this process ever uses it.
+	a.hubCred = broker.Credential{Username: hubUser, Password: rand.Text()}
+	var err error
+	a.broker, err = broker.New(broker.Config{
+		Addr: c.Addr, FallbackToFreePort: c.FallbackToFreePort, TLSAddr: c.TLSAddr, TLS: tlsCfg,
+		Hub: a.hubCred, AllowAnonymous: c.AllowAnonymous, MaxClients: c.MaxClients,
+	}, broker.Deps{Log: a.log, Metrics: a.metrics, Clients: a.identity})
+	return err
+}
+
+// identityConfig maps the auth section onto the identity policy.
+func identityConfig(cfg config.Config, tlsOn bool) identity.Config {
+	c := identity.DefaultConfig()
+	p := cfg.Auth
+	c.Password = identity.PasswordPolicy{MinLength: p.Password.MinLength, MinClasses: p.Password.MinClasses,
+		MaxAge: p.Password.MaxAge, History: p.Password.History}
+	c.Lockout = identity.LockoutPolicy{Threshold: p.Lockout.Threshold, Window: p.Lockout.Window,
+		Duration: p.Lockout.Duration, AddressThreshold: p.Lockout.AddressThreshold}
+	c.SessionIdle, c.SessionLifetime = p.Session.IdleTimeout, p.Session.Lifetime
+	c.TOTPRoles = nil
+	for _, r := range p.TOTPRoles {
+		c.TOTPRoles = append(c.TOTPRoles, auth.Role(r))
+	}
+	c.MaxTokenLifetime, c.MaxAgents = p.MaxTokenLifetime, p.MaxAgents
+	c.SecureCookies = tlsOn
+	return c
+}
+
+// cameras lets identity check a viewing link's camera against the fleet.
+type cameras struct{ a *App }
+
+func (c cameras) Camera(id string) (district, site string, ok bool) {
+	d, ok := c.a.fleet.Device(id)
+	if !ok || d.Kind != wire.KindCamera {
+		return "", "", false
+	}
+	return d.District, d.Site, true
+}
+
+// denied records a request the gate refused after authenticating it.
+func (a *App) denied(r *http.Request, p *auth.Principal, route auth.Route, reason string) {
+	rec := audit.By(p, "access.denied", route.Pattern(), audit.Denied, reason+": "+r.Method+" "+r.URL.Path)
+	if _, err := a.audit.Append(r.Context(), rec); err != nil {
+		a.log.Error("refusal not audited", "who", p.Name, "route", route.Pattern(), "err", err)
+	}
+}
+
+// sessionsEnded closes the event streams and video of login sessions that
+// ended.
+func (a *App) sessionsEnded(ids []string) {
+	a.console.EndSessions(ids)
+	a.live.EndSessions(ids)
+}
+
+// agentRevoked acts on a revoked credential, whoever revoked it (the
+// console, the command line): the agent's MQTT session ends at once, its
+// retained birth and inventory leave the broker, it leaves the fleet, and
+// an alarm says so. A credential replaced by a new one only ends the
+// session made with the old.
+func (a *App) agentRevoked(agent string) {
+	if a.broker != nil && a.broker.Kick(agent) {
+		a.log.Info("agent disconnected: its credential changed", "agent", agent)
+	}
+	if !a.identity.AgentRevoked(agent) {
+		return
+	}
+	if a.ingest != nil {
+		if err := a.ingest.ClearRetained(agent); err != nil {
+			a.log.Warn("revoked agent's retained messages not cleared", "agent", agent, "err", err)
+		}
+	}
+	ag, _ := a.fleet.Agent(agent)
+	a.fleet.Retire(agent)
+	a.alarms.Notice(alarm.Alarm{
+		Key: string(alarm.SourceSecurity) + ":agent/" + agent, Source: alarm.SourceSecurity, Type: "agent_revoked",
+		Agent: agent, Site: ag.Site, District: ag.District,
+		Detail: "credential revoked: the agent was disconnected and left the fleet",
+	})
+}
+
 func (a *App) newIngest() error {
 	var err error
-	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: samplesTo{a.store, a.alarms}, Metrics: a.metrics, Live: a.live, Now: time.Now})
+	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: samplesTo{a.store, a.alarms},
+		Metrics: a.metrics, Live: a.live, Now: time.Now, Revoked: a.identity.AgentRevoked})
 	return err
 }
 
@@ -306,6 +485,13 @@ func (a *App) health() console.HealthReport {
 	} else {
 		r["mqtt"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "not connected to the MQTT broker " + a.brokerURL}
 	}
+	if ok, why, since := a.audit.Health(); ok {
+		r["audit"] = console.ComponentHealth{Status: console.HealthOK}
+	} else {
+		// Actions still happen; what they leave behind does not: that is
+		// an outage of the evidence.
+		r["audit"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "audit trail: " + why, Since: since}
+	}
 	st := a.store.Status()
 	switch {
 	case st.Backend == metricstore.SourceMemory:
@@ -323,7 +509,7 @@ func (a *App) health() console.HealthReport {
 func (a *App) Ready() <-chan struct{} { return a.ready }
 
 // ConsoleURL is where the console is served, valid after Ready.
-func (a *App) ConsoleURL() string { return "http://" + hostPort(a.console.Addr()) + "/" }
+func (a *App) ConsoleURL() string { return a.console.URL() }
 
 // BrokerURL is the MQTT broker the hub uses, valid after Ready.
 func (a *App) BrokerURL() string { return a.brokerURL }
@@ -332,18 +518,33 @@ func (a *App) BrokerURL() string { return a.brokerURL }
 // (the demo and end-to-end tests).
 func (a *App) Fleet() *fleet.Registry { return a.fleet }
 
-func hostPort(addr net.Addr) string {
-	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		return fmt.Sprintf("127.0.0.1:%d", tcp.Port)
+// Identity exposes accounts, tokens and agent credentials to code
+// composing the hub in one process (the demo and end-to-end tests).
+func (a *App) Identity() *identity.Service { return a.identity }
+
+// Audit exposes the audit trail likewise.
+func (a *App) Audit() *audit.Log { return a.audit }
+
+// Routes lists every route the hub serves, with its permission.
+func (a *App) Routes() []auth.Route { return a.router.Routes() }
+
+// BrokerTLSURL is the embedded broker's MQTT over TLS address, ssl://…,
+// or "" without one; valid after Ready.
+func (a *App) BrokerTLSURL() string {
+	if a.broker == nil || a.cfg.Broker.TLSAddr == "" {
+		return ""
 	}
-	return addr.String()
+	return a.broker.TLSURL()
 }
 
 // Run runs the hub until ctx ends or a component fails, then stops the
 // components in reverse order of start and returns their errors joined.
-func (a *App) Run(ctx context.Context) error {
+func (a *App) Run(ctx context.Context) (err error) {
+	defer func() { err = errors.Join(err, a.Close()) }()
 	a.brokerURL = a.cfg.MQTT.URL
-	var stages []stage
+	// The trail runs first and stops last: every other stage may write
+	// to it while it stops.
+	stages := []stage{{"audit", a.audit.Run}, {"identity", a.identity.Run}}
 	if a.broker != nil {
 		if err := a.broker.Listen(); err != nil {
 			return err
@@ -351,6 +552,10 @@ func (a *App) Run(ctx context.Context) error {
 		// The embedded broker is the hub's broker: mqtt.url is ignored.
 		a.brokerURL = a.broker.URL()
 		a.ingestCfg.BrokerURL = a.brokerURL
+		// The hub's own login; its client id, like its name, is no
+		// possible agent id, so no agent can take over its session.
+		a.ingestCfg.Username, a.ingestCfg.Password, a.ingestCfg.TLS = a.hubCred.Username, a.hubCred.Password, nil
+		a.ingestCfg.ClientID = hubUser
 		if err := a.newIngest(); err != nil {
 			return err
 		}
@@ -377,6 +582,7 @@ func (a *App) Run(ctx context.Context) error {
 		stage{"fleet", a.fleet.Run},
 		stage{"alarms", a.alarms.Run},
 		stage{"alarm-reconcile", a.reconcileAlarms},
+		stage{"audit-watch", a.watchAudit},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:
