@@ -86,7 +86,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: http.tls: %w", err)
 	}
-	a.identity, err = identity.New(identityConfig(cfg, httpTLS != nil), identity.Deps{
+	a.identity, err = identity.New(IdentityConfig(cfg), identity.Deps{
 		Store: a.idStore, Log: log, Metrics: a.metrics, Audit: a.audit, Cameras: cameras{a},
 		OnSessionsEnded: a.sessionsEnded, OnAgentRevoked: a.agentRevoked,
 	})
@@ -250,8 +250,9 @@ func (a *App) newBroker() error {
 	return err
 }
 
-// identityConfig maps the auth section onto the identity policy.
-func identityConfig(cfg config.Config, tlsOn bool) identity.Config {
+// IdentityConfig maps the auth section onto the identity policy; the
+// command line uses the same mapping.
+func IdentityConfig(cfg config.Config) identity.Config {
 	c := identity.DefaultConfig()
 	p := cfg.Auth
 	c.Password = identity.PasswordPolicy{MinLength: p.Password.MinLength, MinClasses: p.Password.MinClasses,
@@ -264,7 +265,7 @@ func identityConfig(cfg config.Config, tlsOn bool) identity.Config {
 		c.TOTPRoles = append(c.TOTPRoles, auth.Role(r))
 	}
 	c.MaxTokenLifetime, c.MaxAgents = p.MaxTokenLifetime, p.MaxAgents
-	c.SecureCookies = tlsOn
+	c.SecureCookies = cfg.HTTP.TLS.On()
 	return c
 }
 
