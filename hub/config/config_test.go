@@ -167,8 +167,8 @@ func TestEnvFromStruct(t *testing.T) {
 		t.Errorf("env not applied: %+v", cfg)
 	}
 	_, err = Parse(nil, envOf(map[string]string{
-		"CITYWATCH_BROKER_ENABLED":     "yes please",
-		"CITYWATCH_LIVE_UDP_PORT":      "eighty",
+		"CITYWATCH_BROKER_ENABLED":      "yes please",
+		"CITYWATCH_LIVE_UDP_PORT":       "eighty",
 		"CITYWATCH_AUTH_LOCKOUT_WINDOW": "soon",
 	}))
 	for _, want := range []string{"CITYWATCH_BROKER_ENABLED", "CITYWATCH_LIVE_UDP_PORT", "CITYWATCH_AUTH_LOCKOUT_WINDOW"} {

@@ -170,7 +170,9 @@ func TestAlarmDetail(t *testing.T) {
 
 func TestAlarmActions(t *testing.T) {
 	long := strings.Repeat("x", 65)
-	scoped := func(role, scope string) http.Header { return http.Header{"Authorization": {"Bearer " + role + "@" + scope}} }
+	scoped := func(role, scope string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + role + "@" + scope}}
+	}
 	tests := []struct {
 		name   string
 		path   string // after /api/alarms/

@@ -19,10 +19,10 @@ package console
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"

@@ -186,8 +186,6 @@ func testDeps() Deps {
 	}
 }
 
-
-
 func mustNew(t testing.TB, cfg Config, deps Deps) *Server {
 	t.Helper()
 	s, err := New(cfg, deps)
@@ -246,11 +244,11 @@ func TestNewValidates(t *testing.T) {
 	}
 
 	for name, mutate := range map[string]func(*Deps){
-		"no log":      func(d *Deps) { d.Log = nil },
-		"no fleet":    func(d *Deps) { d.Fleet = nil },
-		"no metrics":  func(d *Deps) { d.Metrics = nil },
-		"no UI":       func(d *Deps) { d.UI = nil },
-		"no router":   func(d *Deps) { d.Router = nil },
+		"no log":     func(d *Deps) { d.Log = nil },
+		"no fleet":   func(d *Deps) { d.Fleet = nil },
+		"no metrics": func(d *Deps) { d.Metrics = nil },
+		"no UI":      func(d *Deps) { d.UI = nil },
+		"no router":  func(d *Deps) { d.Router = nil },
 		"alarms without audit": func(d *Deps) {
 			d.Alarms = alarm.New(nil, alarm.Options{})
 			d.Audit = nil

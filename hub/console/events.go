@@ -129,9 +129,9 @@ type client struct {
 type hub struct {
 	cfg    Config
 	log    *slog.Logger
-	wake   chan struct{}      // capacity 1: "pending is not empty"
+	wake   chan struct{}     // capacity 1: "pending is not empty"
 	active func(string) bool // does a login session still stand; nil: not checked
-	limit  *auth.Limiter      // streams per account
+	limit  *auth.Limiter     // streams per account
 
 	mu      sync.Mutex
 	pending []pendingChange
