@@ -1,7 +1,11 @@
 // Command demo runs the whole of citywatch in one process for a first look:
 // an embedded MQTT broker, the hub with its console, and a simulated city
 // (6 districts, 20 sites, 200 devices with real RTSP cameras) whose scripted
-// faults keep the console alive. It prints the console URL and serves the
+// faults keep the console alive. It keeps its data in a fresh temporary
+// directory, enrols every simulated agent, makes one demo account per role
+// (and an operator scoped to one district) and prints them with the console
+// URL, marked demo-only; with CITYWATCH_DEMO_TOKEN set it registers that
+// value as an admin API token so scripts can drive it. It serves the
 // simulator's fault control API. `make demo` runs it.
 package main
 
@@ -15,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,7 +28,9 @@ import (
 
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/app"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/hub/identity"
 )
 
 func main() {
@@ -38,11 +46,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	cfg.Broker = config.Broker{Enabled: true, Addr: *mqttAddr, FallbackToFreePort: true}
+	cfg.Broker = config.Broker{Enabled: true, Addr: *mqttAddr, FallbackToFreePort: true, MaxClients: 1000}
 	// Hub, agents and browser share this machine: keep WebRTC on loopback.
 	cfg.Live.LoopbackOnly = true
+	// A second factor for admins, security admins and auditors is the
+	// production default; the demo's accounts sign in with a password so a
+	// first look needs no authenticator app. Anyone can enrol one from the
+	// account menu.
+	cfg.Auth.TOTPRoles = nil
 	log := config.NewLogger(cfg.Log, os.Stderr)
 	cfg.Listen = freeOr(*listen, log, "console")
+	dir, err := os.MkdirTemp("", "citywatch-demo-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	cfg.DataDir = dir
+	cfg.Alarms.DB = filepath.Join(dir, "alarms.db")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -50,8 +71,48 @@ func main() {
 	context.AfterFunc(ctx, stop)
 	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), *seed, *script); err != nil {
 		log.Error("demo stopped", "error", err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+}
+
+// demoPassword is every demo account's password. The demo serves loopback
+// only and its accounts die with it; a real hub has no default account.
+const demoPassword = "Citywatch-demo-2026"
+
+// demoAccounts makes one account per role, and an operator who sees one
+// district only, and returns the lines that list them.
+func demoAccounts(ctx context.Context, id *identity.Service, district string) ([]string, error) {
+	actor := identity.Actor{Name: "demo", Remote: "local"}
+	var lines []string
+	add := func(name string, role auth.Role, scope auth.Scope) error {
+		_, _, err := id.AddAccount(ctx, actor, identity.AccountSpec{Name: name, Role: role, Scope: scope,
+			Password: demoPassword, OwnPassword: true})
+		lines = append(lines, fmt.Sprintf("    %-20s %-15s %s", name, role, scope))
+		return err
+	}
+	for _, r := range auth.Roles {
+		if err := add(strings.ReplaceAll(string(r), "_", "-"), r, auth.Everything); err != nil {
+			return nil, err
+		}
+	}
+	slug := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(district))
+	if err := add("operator-"+slug, auth.Operator, auth.Scope{Districts: []string{district}}); err != nil {
+		return nil, err
+	}
+	if tok, ok := os.LookupEnv("CITYWATCH_DEMO_TOKEN"); ok {
+		if _, err := id.RegisterToken(ctx, actor, identity.TokenSpec{Name: "demo", Role: auth.Admin, Scope: auth.Everything,
+			ExpiresAt: time.Now().Add(30 * 24 * time.Hour)}, tok); err != nil {
+			return nil, fmt.Errorf("CITYWATCH_DEMO_TOKEN: %w", err)
+		}
+		lines = append(lines, "    CITYWATCH_DEMO_TOKEN is an admin API token: Authorization: Bearer $CITYWATCH_DEMO_TOKEN")
+	}
+	return lines, nil
 }
 
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, control string, seed uint64, script bool) error {
@@ -67,9 +128,27 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 		return g.Wait()
 	}
 
+	city := sim.CityOptions{Seed: seed}
+	plan, err := sim.GenerateCity(city)
+	if err != nil {
+		return errors.Join(err, stopAndWait(g))
+	}
+	// Every simulated agent gets its own credential, as a real one would
+	// from citywatch-hub agents enroll.
+	secrets := map[string]string{}
+	for _, a := range plan.Agents {
+		if secrets[a.ID], err = hub.Identity().EnrollAgent(ctx, identity.Actor{Name: "demo", Remote: "local"}, a.ID); err != nil {
+			return errors.Join(err, stopAndWait(g))
+		}
+	}
+	accounts, err := demoAccounts(ctx, hub.Identity(), plan.Districts[0].Name)
+	if err != nil {
+		return errors.Join(err, stopAndWait(g))
+	}
 	world, err := sim.New(sim.Options{
 		BrokerURL:        hub.BrokerURL(),
-		City:             sim.CityOptions{Seed: seed},
+		City:             city,
+		Credentials:      func(agent string) (string, string) { return agent, secrets[agent] },
 		LiveLoopbackOnly: true,
 		Logger:           log.With("side", "sim"),
 	})
@@ -99,14 +178,20 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
   citywatch demo — %d sites, %d cameras, %d sensors in %d districts
 
   console:        %s
-  MQTT broker:    %s
+
+  DEMO ONLY — accounts for a first look, gone when the demo stops; every
+  one has the password %s
+%s
+
+  MQTT broker:    %s  (enrolled agents only)
   fault control:  http://%s/faults   (GET lists devices and faults)
       curl -XPOST http://%s/faults -d '{"device":"<id>","fault":"offline"}'
   history:        %s
 
   Ctrl-C stops everything.
 
-`, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), hub.BrokerURL(),
+`, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), demoPassword,
+		strings.Join(accounts, "\n"), hub.BrokerURL(),
 		ln.Addr(), ln.Addr(), historyNote(cfg))
 	return g.Wait()
 }

@@ -231,7 +231,10 @@ func TestScope(t *testing.T) {
 	if !Everything.Allows("", "") || Everything.Key() != "all" {
 		t.Error("all does not see everything")
 	}
-	for _, bad := range []string{"", "north", "district:", "district:a b", "zone:x"} {
+	if s, err := ParseScope("district:Old Town,district:高新区"); err != nil || !s.Allows("Old Town", "") || !s.Allows("高新区", "") {
+		t.Errorf("district names with spaces and Chinese: %+v %v", s, err)
+	}
+	for _, bad := range []string{"", "north", "district:", "site:a b", "zone:x", "district:a\x01b"} {
 		if _, err := ParseScope(bad); err == nil {
 			t.Errorf("ParseScope(%q) accepted", bad)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/wire"
 )
@@ -62,9 +64,10 @@ func (s Scope) Check() error {
 	if s.All && (len(s.Districts) > 0 || len(s.Sites) > 0) {
 		errs = append(errs, errors.New("scope: all together with districts or sites"))
 	}
+	// Districts are names ("Old Town", "高新区"), sites ids.
 	for _, d := range s.Districts {
-		if err := wire.ValidID(d); err != nil {
-			errs = append(errs, fmt.Errorf("scope: district: %w", err))
+		if d == "" || len(d) > wire.MaxNameLen || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
+			errs = append(errs, fmt.Errorf("scope: district %q is not a district name (1–%d bytes of printable UTF-8)", clip(d), wire.MaxNameLen))
 		}
 	}
 	for _, x := range s.Sites {
@@ -75,8 +78,9 @@ func (s Scope) Check() error {
 	return errors.Join(errs...)
 }
 
-// ParseScope reads "all" or a comma-separated list of district:ID and
-// site:ID. The result is sorted and without duplicates.
+// ParseScope reads "all" or a comma-separated list of district:NAME and
+// site:ID (so a district whose name has a comma cannot be named here; the
+// API takes lists). The result is sorted and without duplicates.
 func ParseScope(text string) (Scope, error) {
 	text = strings.TrimSpace(text)
 	if text == "all" {
