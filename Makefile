@@ -1,16 +1,18 @@
 # citywatch — the two commands are `make demo` and `make test`.
 GO      ?= go
 PKGS    := ./...
-TESTFLAGS ?= -count=1 -timeout 30m
+TESTFLAGS ?= -race -count=1 -timeout 30m
+STATICCHECK = $(shell $(GO) env GOPATH | cut -d: -f1)/bin/staticcheck
 
-.PHONY: demo test bench deps build vet fmt-check fuzz clean
+.PHONY: demo test bench deps build vet lint fmt-check fuzz clean
 
 ## demo: run the whole system in one process (embedded broker, hub, simulated city) and print the console URL
 demo:
 	$(GO) run ./demo
 
-## test: install what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10), then vet, format check and every test
-test: deps vet fmt-check
+## test: install what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10, staticcheck), then vet, lint,
+## format check and every test under the race detector
+test: deps vet lint fmt-check
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## bench: drive simulated agents through a real broker into the hub and InfluxDB; print figures
@@ -36,6 +38,10 @@ build:
 
 vet:
 	$(GO) vet $(PKGS)
+
+## lint: staticcheck (installed by deps) over every package
+lint: deps
+	$(STATICCHECK) $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

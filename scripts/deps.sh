@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh installs the real services that integration tests start:
 # Mosquitto and Chromium from Debian apt, InfluxDB OSS 1.8.10 built with
-# `go install` into $(go env GOPATH)/bin. It is idempotent and quick when
+# `go install` into $(go env GOPATH)/bin, and the linter make test runs
+# (staticcheck), likewise. It is idempotent and quick when
 # everything is already present; internal/testenv finds the binaries in the
 # same places. Run it as root on CI (apt needs root); as another user it
 # builds influxd, reports the missing apt packages and exits non-zero.
@@ -80,6 +81,26 @@ if ! influxd_ok; then
 	influxd_ok || { echo "deps: $influxd is not ${INFLUXD_VERSION} after go install" >&2; exit 1; }
 fi
 
+# --- staticcheck (the linter make test runs) ---------------------------------------
+readonly STATICCHECK_VERSION=v0.8.2
+staticcheck="$gobin/staticcheck"
+staticcheck_ok() {
+	local info
+	[[ -x "$staticcheck" ]] || return 1
+	info=$(go version -m "$staticcheck" 2>/dev/null) || return 1
+	grep -Eq "^[[:space:]]+mod[[:space:]]+honnef.co/go/tools[[:space:]]+${STATICCHECK_VERSION}([[:space:]]|$)" <<<"$info"
+}
+if ! staticcheck_ok; then
+	exec 8>"${TMPDIR:-/tmp}/citywatch-staticcheck-install.lock"
+	flock 8
+	if ! staticcheck_ok; then
+		echo "deps: installing staticcheck ${STATICCHECK_VERSION}" >&2
+		GOBIN="$gobin" go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+	fi
+	flock -u 8
+	staticcheck_ok || { echo "deps: $staticcheck is not ${STATICCHECK_VERSION} after go install" >&2; exit 1; }
+fi
+
 # --- report ---------------------------------------------------------------------
 if m=$(mosquitto_bin); then
 	# `mosquitto -h` exits non-zero; only its first line matters.
@@ -96,4 +117,5 @@ fi
 printf '%-10s %-40s %s\n' mosquitto "$m" "$m_ver"
 printf '%-10s %-40s %s\n' chromium "$c" "$c_ver"
 printf '%-10s %-40s %s\n' influxd "$influxd" "${INFLUXD_MODULE} ${INFLUXD_VERSION}"
+printf '%-10s %-40s %s\n' staticcheck "$staticcheck" "honnef.co/go/tools ${STATICCHECK_VERSION}"
 exit "$status"

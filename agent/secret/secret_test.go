@@ -46,9 +46,10 @@ func TestNoLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	outputs := map[string]string{
-		"%v":   fmt.Sprintf("%v", c),
-		"%+v":  fmt.Sprintf("%+v", c),
-		"%#v":  fmt.Sprintf("%#v", c),
+		"%v":  fmt.Sprintf("%v", c),
+		"%+v": fmt.Sprintf("%+v", c),
+		"%#v": fmt.Sprintf("%#v", c),
+		//lint:ignore S1025 the %s verb is what is tested
 		"%s":   fmt.Sprintf("%s", c.Password),
 		"json": string(js),
 		"slog": logs.String(),

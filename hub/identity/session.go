@@ -21,7 +21,7 @@ var (
 	errSessionEnded   = errors.New("session ended; sign in again")
 	errSessionExpired = errors.New("session expired; sign in again")
 	errDisabled       = errors.New("account disabled")
-	errBadAuthHeader  = errors.New("Authorization must be Bearer <token>")
+	errBadAuthHeader  = errors.New("the Authorization header must be Bearer <token>")
 	errTokenInvalid   = errors.New("invalid token")
 	errTokenRevoked   = errors.New("token revoked")
 	errTokenExpired   = errors.New("token expired")

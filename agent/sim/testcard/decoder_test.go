@@ -203,7 +203,8 @@ func (d *testDecoder) decodeSlice(nal []byte) error {
 	}
 	d.frameNum = frameNum
 	if sliceType == sliceP {
-		if r.u(1) != 0 || r.u(1) != 0 {
+		// num_ref_idx_active_override_flag, ref_pic_list_modification_flag_l0
+		if override, modification := r.u(1), r.u(1); override != 0 || modification != 0 {
 			return errors.New("ref_idx override or list modification")
 		}
 	}
