@@ -3,8 +3,10 @@
 // sensor alarm the nearest cameras that can see it, live video one click
 // away: alarm → verify by video → act.
 
-import { t, label, num, dateTime, ago, clock } from './i18n.js';
-import { alarmDetail, esc, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel } from './alarms.js';
+import { t, label, num, dateTime, ago, clock, errorText } from './i18n.js';
+import { alarmDetail } from './api.js';
+import { esc } from './html.js';
+import { ACTION_PERM, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel } from './alarms.js';
 
 const REFRESH_MS = 30000;
 const R = 6371000; // earth radius, m
@@ -50,10 +52,12 @@ export function nearestCameras(devices, at, n = 4) {
 
 export class AlarmDetail {
   // onDevice(id) opens a device's detail, onLive(id) a camera's live video,
-  // onAct(action) starts an action on the shown alarm, onClose().
-  constructor(root, { store, current, onDevice, onLive, onAct, onClose }) {
+  // onAct(action) starts an action on the shown alarm, onClose();
+  // can(permission) hides what the signed-in role may not do.
+  constructor(root, { store, can, current, onDevice, onLive, onAct, onClose }) {
     this.root = root;
     this.store = store;
+    this.can = can;
     this.current = current; // id -> the list's latest copy of the alarm, if any
     this.id = null;
     this.data = null; // {alarm, history, children}
@@ -115,7 +119,7 @@ export class AlarmDetail {
       this.error = '';
     } catch (err) {
       if (ctl.signal.aborted) return;
-      this.error = err.message;
+      this.error = errorText(err);
     }
     this.render();
     this.timer = setTimeout(() => this.load(), REFRESH_MS);
@@ -159,10 +163,12 @@ export class AlarmDetail {
     const children = this.data?.children || [];
     const history = (this.data?.history || []).slice().sort((x, y) => y._at - x._at);
     const closed = a.state === 'cleared_ack';
-    const actions = [['ack', 'c'], ['assign', 'g'], [a._shelved > now ? 'unshelve' : 'shelve', a._shelved > now ? 'u' : 's'], ['clear', 'x']];
+    const actions = [['ack', 'c'], ['assign', 'g'], [a._shelved > now ? 'unshelve' : 'shelve', a._shelved > now ? 'u' : 's'], ['clear', 'x']]
+      .filter(([act]) => this.can(ACTION_PERM[act]));
+    const live = this.can('live.view');
 
     const focus = this.root.contains(document.activeElement) ? document.activeElement : null;
-    const refocus = focus?.dataset.act ? `[data-act="${focus.dataset.act}"]` : focus?.dataset.live ? `[data-live="${focus.dataset.live}"]` : focus?.hasAttribute('data-close') ? '[data-close]' : '';
+    const refocus = focus?.dataset.act ? `[data-act="${focus.dataset.act}"]` : focus?.dataset.live ? `[data-live="${CSS.escape(focus.dataset.live)}"]` : focus?.hasAttribute('data-close') ? '[data-close]' : '';
     this.root.innerHTML = `
       <header class="d-head sev-${esc(a.severity)}">
         <span class="dot" aria-hidden="true"></span>
@@ -170,11 +176,11 @@ export class AlarmDetail {
         ${close}
       </header>
       <div class="d-body">
-        <div class="a-acts" role="group" aria-label="${esc(t('alarm.actions'))}">${actions.map(([act, k]) =>
-          `<button type="button" data-act="${act}" ${closed || (act === 'ack' && a.state.endsWith('_ack')) || (act === 'clear' && a.state.startsWith('cleared')) ? 'disabled' : ''}>${esc(t(`alarm.act_${act}`))} <kbd>${k}</kbd></button>`).join('')}</div>
+        ${actions.length ? `<div class="a-acts" role="group" aria-label="${esc(t('alarm.actions'))}">${actions.map(([act, k]) =>
+          `<button type="button" data-act="${act}" ${closed || (act === 'ack' && a.state.endsWith('_ack')) || (act === 'clear' && a.state.startsWith('cleared')) ? 'disabled' : ''}>${esc(t(`alarm.act_${act}`))} <kbd>${k}</kbd></button>`).join('')}</div>` : ''}
         ${this.error ? `<p class="err" role="status">${esc(this.error)}</p>` : ''}
         ${cams ? `<div class="d-sec"><h3>${esc(t('alarm.cameras'))}</h3>${cams.length && !cams[0].covers ? `<span class="muted src">${esc(t('alarm.cameras_fallback'))}</span>` : ''}</div>
-        ${cams.length ? `<ol class="a-cams">${cams.map((c) => `<li data-camera="${esc(c.device.id)}" class="s-${esc(c.device.status)}"><button type="button" class="live" data-live="${esc(c.device.id)}" title="${esc(t('video.live_title'))}" aria-label="${esc(t('video.live_title'))} ${esc(c.device.id)}">▶</button><span class="dot" aria-hidden="true"></span><span class="d-id">${esc(c.device.id)}</span><span class="muted">${esc(c.device.name || '')}</span><span class="num">${esc(t('alarm.metres', { n: num(c.dist) }))}</span></li>`).join('')}</ol>`
+        ${cams.length ? `<ol class="a-cams">${cams.map((c) => `<li data-camera="${esc(c.device.id)}" class="s-${esc(c.device.status)}">${live ? `<button type="button" class="live" data-live="${esc(c.device.id)}" title="${esc(t('video.live_title'))}" aria-label="${esc(t('video.live_title'))} ${esc(c.device.id)}">▶</button>` : '<span></span>'}<span class="dot" aria-hidden="true"></span><span class="d-id">${esc(c.device.id)}</span><span class="muted">${esc(c.device.name || '')}</span><span class="num">${esc(t('alarm.metres', { n: num(c.dist) }))}</span></li>`).join('')}</ol>`
           : `<p class="muted">${esc(t('alarm.no_cameras'))}</p>`}` : ''}
         <dl class="kv">${rows.map(([k, v]) => `<dt>${esc(t(k))}</dt><dd>${v}</dd>`).join('')}</dl>
         ${children.length ? `<div class="d-sec"><h3>${esc(t('alarm.children', { n: num(children.length) }))}</h3></div>

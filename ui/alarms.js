@@ -3,29 +3,29 @@
 // each with an optional note), all from the keyboard. The list follows the
 // hub's websocket alarm events; a new critical alarm sounds a distinct tone.
 
-import { t, label, has, num, ago, clock } from './i18n.js';
-import { time } from './api.js';
+import { t, label, has, num, ago, clock, errorText } from './i18n.js';
+import * as api from './api.js';
+import { esc } from './html.js';
 import { AlarmDetail, nearestCameras } from './alarmdetail.js';
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'warning'];
 export const STATES = ['active_unack', 'active_ack', 'cleared_unack', 'cleared_ack'];
 const SHELVE_FOR = ['15m', '1h', '8h'];
-const OPERATOR_KEY = 'citywatch.operator';
-const LIMIT = 1000;
 
-// ALARM_SHORTCUTS feeds the help dialog (keys.js appends them).
+// ACTION_PERM is the permission each action needs; the console offers
+// only what the signed-in role may do (the hub refuses the rest anyway).
+export const ACTION_PERM = { ack: 'alarm.ack', assign: 'alarm.assign', shelve: 'alarm.shelve', unshelve: 'alarm.shelve', clear: 'alarm.clear' };
+
+// ALARM_SHORTCUTS feeds the help dialog (keys.js appends them): key, words,
+// and the permission without which the key does nothing.
 export const ALARM_SHORTCUTS = [
-  ['a', 'keys.alarms'],
-  ['c', 'keys.alarm_ack'],
-  ['g', 'keys.alarm_assign'],
-  ['s', 'keys.alarm_shelve'],
-  ['u', 'keys.alarm_unshelve'],
-  ['x', 'keys.alarm_clear'],
+  ['a', 'keys.alarms', 'alarm.read'],
+  ['c', 'keys.alarm_ack', ACTION_PERM.ack],
+  ['g', 'keys.alarm_assign', ACTION_PERM.assign],
+  ['s', 'keys.alarm_shelve', ACTION_PERM.shelve],
+  ['u', 'keys.alarm_unshelve', ACTION_PERM.unshelve],
+  ['x', 'keys.alarm_clear', ACTION_PERM.clear],
 ];
-
-export function esc(s) {
-  return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-}
 export function sevLabel(s) { return label('alarm.sev', s); }
 export function stateLabel(s) { return label('alarm.state', s); }
 export function sourceLabel(s) { return label('alarm.source', s); }
@@ -33,43 +33,18 @@ export function actionLabel(s) { return label('alarm.action', s); }
 // typeLabel: an alarm's type is a sensor kind or a failure reason.
 export function typeLabel(s) { return has(`sensor.${s}`) ? label('sensor', s) : label('reason', s); }
 
-// alarm adds the times in ms the console sorts and shows by.
-export function alarm(a) {
-  a._first = time(a.first_at);
-  a._last = time(a.last_at);
-  a._cleared = time(a.cleared_at);
-  a._acked = time(a.acked_at);
-  a._shelved = time(a.shelved_until);
-  a.state ||= 'active_unack';
-  return a;
-}
-
-async function json(res) {
-  let j = null;
-  try { j = await res.json(); } catch { /* not JSON */ }
-  if (!res.ok) throw new Error(j?.error || `HTTP ${res.status}`);
-  return j || {};
-}
-
-export async function listAlarms(signal) {
-  const j = await json(await fetch(`/api/alarms?limit=${LIMIT}`, { headers: { Accept: 'application/json' }, signal }));
-  return { alarms: (j.alarms || []).map(alarm), total: j.total ?? (j.alarms || []).length, counts: j.counts || null };
-}
-
-// alarmDetail returns {alarm, history:[…, _at], children:[Alarm]}.
-export async function alarmDetail(id, signal) {
-  const j = await json(await fetch(`/api/alarms/${encodeURIComponent(id)}`, { headers: { Accept: 'application/json' }, signal }));
-  const history = (j.history || []).map((h) => ({ ...h, _at: time(h.at) }));
-  return { alarm: j.alarm ? alarm(j.alarm) : null, history, children: (j.children || []).map(alarm) };
-}
-
 const byPriority = (a, b) => (b.priority || 0) - (a.priority || 0) || b._last - a._last || (a.id < b.id ? -1 : 1);
 
 export class Alarms {
   // store: the device store; sound: the Sound; onShow/onHide when the view
-  // opens or closes; onDevice(id), onLive(id).
-  constructor({ root, button, detailRoot, operator, store, sound, onShow = () => {}, onHide = () => {}, onDevice, onLive }) {
+  // opens or closes; onDevice(id), onLive(id). who() is the signed-in
+  // account's name (the default assignee), can(permission) what it may do,
+  // active() whether the desk's view is on screen to take keys.
+  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive }) {
     this.root = root;
+    this.who = who;
+    this.can = can;
+    this.active = active;
     this.button = button;
     this.store = store;
     this.sound = sound;
@@ -87,9 +62,9 @@ export class Alarms {
     this.sev = '';          // severity filter ('' all)
     this.selected = null;
     this.shown = false;
-    this.operatorInput = operator;
     this.detail = new AlarmDetail(detailRoot, {
       store,
+      can,
       current: (id) => this.map.get(id),
       onDevice: (id) => { this.hide(); onDevice(id); },
       onLive: (id) => onLive(id),
@@ -99,8 +74,6 @@ export class Alarms {
     this.build();
     this.bind();
   }
-
-  get operator() { return (this.operatorInput?.value || '').trim() || 'operator'; }
 
   build() {
     this.root.innerHTML = `
@@ -126,12 +99,6 @@ export class Alarms {
 
   bind() {
     this.button?.addEventListener('click', () => this.toggle());
-    if (this.operatorInput) {
-      try { this.operatorInput.value = localStorage.getItem(OPERATOR_KEY) || 'operator'; } catch { this.operatorInput.value = 'operator'; }
-      this.operatorInput.addEventListener('change', () => {
-        try { localStorage.setItem(OPERATOR_KEY, this.operator); } catch { /* ignore */ }
-      });
-    }
     this.root.addEventListener('click', (e) => {
       const c = e.target.closest('[data-alarm-count]');
       if (c) { this.sev = this.sev === c.dataset.alarmCount ? '' : c.dataset.alarmCount; this.render(); return; }
@@ -153,7 +120,7 @@ export class Alarms {
 
   key(e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
-    if (document.querySelector('dialog[open]')) return;
+    if (!this.active() || document.querySelector('dialog[open]')) return;
     const el = e.target;
     if (el instanceof Element && el.matches('input, select, textarea, [contenteditable]')) return;
     const onButton = el instanceof Element && el.matches('button, a[href]');
@@ -225,7 +192,7 @@ export class Alarms {
     if (this.loading) return this.loading;
     this.loading = (async () => {
       try {
-        const r = await listAlarms();
+        const r = await api.alarms();
         this.map = new Map(r.alarms.map((a) => [a.id, a]));
         this.total = r.total;
         this.partial = r.total > r.alarms.length;
@@ -234,7 +201,7 @@ export class Alarms {
         this.error = '';
       } catch (err) {
         console.warn('alarms:', err);
-        this.error = t('alarm.load_error', { error: err.message });
+        this.error = t('alarm.load_error', { error: errorText(err) });
       } finally {
         this.loading = null;
         this.render();
@@ -264,7 +231,7 @@ export class Alarms {
   // put stores a new snapshot of an alarm (removing it once closed) and
   // keeps the counts; isNew: the hub counted it nowhere yet.
   put(raw, isNew = false) {
-    const a = alarm(raw);
+    const a = api.alarm(raw);
     const prev = this.map.get(a.id);
     if (a.state === 'cleared_ack') this.map.delete(a.id);
     else this.map.set(a.id, a);
@@ -284,38 +251,41 @@ export class Alarms {
   // Actions.
 
   // act posts action (ack, assign, shelve, unshelve, clear) on alarm id with
-  // an optional note; opts.to (assign, default the operator), opts.for
-  // (shelve, default 1h). Resolves to {ok, alarm} or {ok: false, error}.
+  // an optional note; opts.to (assign, default the signed-in account),
+  // opts.for (shelve, default 1h). The hub records who acted. Resolves to
+  // {ok, alarm} or {ok: false, error}.
   async act(id, action, note = '', opts = {}) {
-    const body = { who: this.operator, note: note || '' };
-    if (action === 'assign') body.to = opts.to || this.operator;
+    const body = { note: note || '' };
+    if (action === 'assign') body.to = opts.to || this.who();
     if (action === 'shelve') body.for = opts.for || '1h';
-    let res;
+    let a;
     try {
-      const r = await fetch(`/api/alarms/${encodeURIComponent(id)}/${encodeURIComponent(action)}`, {
-        method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body),
-      });
-      res = await json(r);
+      a = await api.alarmAct(id, action, body);
     } catch (err) {
-      this.notice(t('alarm.act_error', { action: t(`alarm.act_${action}`), error: err.message }));
-      return { ok: false, error: err.message };
+      const error = errorText(err);
+      this.notice(t('alarm.act_error', { action: t(`alarm.act_${action}`), error }));
+      return { ok: false, error };
     }
     this.notice('');
-    if (res.alarm) this.put(res.alarm);
+    if (a) this.put(a);
     this.render();
-    if (this.detail.id === id && res.alarm?.state !== 'cleared_ack') this.detail.load();
-    return { ok: true, alarm: res.alarm || null };
+    if (this.detail.id === id && a?.state !== 'cleared_ack') this.detail.load();
+    return { ok: true, alarm: a };
   }
 
   // ask opens the small dialog for action on alarm id (default: selected).
   ask(action, id = this.selected) {
     const a = id && this.map.get(id);
     if (!a) return;
+    if (!this.can(ACTION_PERM[action])) {
+      this.notice(t('alarm.not_allowed', { action: t(`alarm.act_${action}`) }));
+      return;
+    }
     const now = Date.now();
     const name = t(`alarm.act_${action}`);
     let extra = '';
     if (action === 'assign') {
-      extra = `<label>${esc(t('alarm.assignee'))} <input name="to" required autocomplete="off" spellcheck="false" value="${esc(a.assigned_to || this.operator)}"></label>`;
+      extra = `<label>${esc(t('alarm.assignee'))} <input name="to" required autocomplete="off" spellcheck="false" value="${esc(a.assigned_to || this.who())}"></label>`;
     } else if (action === 'shelve') {
       extra = `<label>${esc(t('alarm.shelve_for'))} <select name="for">${SHELVE_FOR.map((d) =>
         `<option value="${d}"${d === '1h' ? ' selected' : ''}>${esc(t(`alarm.for_${d}`))}</option>`).join('')}</select></label>`;

@@ -1,11 +1,94 @@
-// The hub's JSON API and the shapes the console works with. Every response
-// passes through one small adapter here, so a change of shape on the hub side
-// is a change in one function.
+// The hub's HTTP API and the shapes the console works with. Every request
+// goes through request(), which adds the CSRF token to state-changing
+// requests and handles the answers that concern the session in one place
+// (401: signed out; 403 csrf: fetch a fresh token and retry once; 403
+// restricted: finish signing in first). Every response passes through one
+// small adapter here, so a change of shape on the hub side is a change in
+// one function.
+
+const CSRF_HEADER = 'X-CSRF-Token';
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+
+// ApiError is a refusal or failure: status (0 when the hub could not be
+// reached), the hub's stable code ("forbidden", "password_policy"…), its
+// message, and problems (password_policy).
+export class ApiError extends Error {
+  constructor(message, status = 0, code = '', problems = []) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.problems = problems;
+  }
+}
+
+let csrf = '';
+let refreshing = null;
+// What the app does when the session is gone (401) or must first change
+// its password or enrol a second factor (403 restricted).
+const session = { lost: () => {}, restricted: () => {}, refreshed: () => {} };
+
+// onSession sets the handlers: lost(err) on a 401, restricted(err) on a 403
+// restricted, refreshed(me) when a CSRF refresh read the account anew.
+export function onSession(handlers) { Object.assign(session, handlers); }
+
+function setCSRF(value) { csrf = value || ''; }
+
+async function refusal(res) {
+  let j = null;
+  try { j = await res.json(); } catch { /* not JSON */ }
+  const msg = (j && typeof j.error === 'string' && j.error) || `HTTP ${res.status}`;
+  return new ApiError(msg, res.status, (j && typeof j.code === 'string' && j.code) || '', Array.isArray(j?.problems) ? j.problems.map(String) : []);
+}
+
+// request is fetch for the hub's API: init as fetch's, plus json (a value
+// to send as the JSON body) and auth: false for the login request, whose
+// 401 is an answer, not a lost session. It resolves to the Response when
+// the status is 2xx and throws an ApiError otherwise.
+export async function request(path, init = {}) {
+  const { json, auth = true, retried = false, ...opts } = init;
+  const method = (opts.method || 'GET').toUpperCase();
+  const headers = { Accept: 'application/json', ...opts.headers };
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(json);
+  }
+  if (!SAFE_METHODS.has(method) && csrf) headers[CSRF_HEADER] = csrf;
+  let res;
+  try {
+    res = await fetch(path, { ...opts, method, headers, credentials: 'same-origin' });
+  } catch (err) {
+    if (err.name === 'AbortError' || err.name === 'TimeoutError') throw err;
+    throw new ApiError(err.message || String(err), 0, 'network');
+  }
+  if (res.ok) return res;
+  const err = await refusal(res);
+  if (auth && res.status === 401) session.lost(err);
+  else if (auth && res.status === 403 && err.code === 'csrf' && !retried) {
+    await refreshCSRF();
+    return request(path, { ...init, retried: true });
+  } else if (auth && res.status === 403 && err.code === 'restricted') session.restricted(err);
+  throw err;
+}
+
+// refreshCSRF reads the account anew for a fresh token; concurrent callers
+// share one request.
+function refreshCSRF() {
+  refreshing ??= me().then((m) => { session.refreshed(m); }).finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+async function body(res) {
+  if (res.status === 204) return null;
+  const text = await res.text();
+  return text ? JSON.parse(text) : null;
+}
 
 async function getJSON(path, signal) {
-  const res = await fetch(path, { headers: { Accept: 'application/json' }, signal });
-  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
-  return res.json();
+  return body(await request(path, { signal }));
+}
+
+async function send(method, path, json) {
+  return body(await request(path, { method, json }));
 }
 
 // time parses an RFC 3339 string to epoch milliseconds; Go's zero time and
@@ -15,6 +98,190 @@ export function time(s) {
   const ms = Date.parse(s);
   return Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
+
+// rfc3339 formats ms as the hub's time format, to the second.
+export function rfc3339(ms) {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+const seg = (s) => encodeURIComponent(s);
+
+// Who is signed in.
+
+// account adapts /api/auth/me: permissions as a Set, times in ms.
+export function account(m) {
+  const s = m.session || {};
+  return {
+    ...m,
+    display_name: m.display_name || m.name,
+    permissions: new Set(m.permissions || []),
+    scope: m.scope || {},
+    restricted: m.restricted || '',
+    _passwordExpires: time(m.password_expires_at),
+    session: { ...s, _created: time(s.created), _expires: time(s.expires), idle: Number(s.idle_timeout_s) || 0 },
+  };
+}
+
+export async function me() {
+  const m = account(await getJSON('/api/auth/me'));
+  if (m.csrf) setCSRF(m.csrf);
+  return m;
+}
+
+// login resolves to the account; a refusal (wrong password, code needed,
+// locked) throws an ApiError with the hub's code.
+export async function login({ username, password, totp, recovery }) {
+  const req = { username, password };
+  if (totp) req.totp = totp;
+  if (recovery) req.recovery_code = recovery;
+  const j = await body(await request('/api/auth/login', { method: 'POST', json: req, auth: false }));
+  setCSRF(j.csrf || j.account?.csrf);
+  return account({ ...j.account, csrf: j.csrf });
+}
+
+export const logout = () => send('POST', '/api/auth/logout');
+export const logoutAll = () => send('POST', '/api/auth/logout-all');
+export const changePassword = (current, next) => send('POST', '/api/auth/password', { current, new: next });
+// totpSetup resolves to {secret, otpauth_url, qr_png}.
+export const totpSetup = () => send('POST', '/api/auth/totp/setup');
+const codes = (j) => (j?.recovery_codes || []).map(String);
+export const totpConfirm = async (code) => codes(await send('POST', '/api/auth/totp/confirm', { code }));
+export const renewRecoveryCodes = async (code) => codes(await send('POST', '/api/auth/recovery-codes', { code }));
+
+// Administration: accounts, lockouts, API tokens, agent credentials.
+
+function holder(a) {
+  return { ...a, grants: a.grants || [], scope: a.scope || {} };
+}
+
+function adminAccount(a) {
+  const x = holder(a);
+  x.display_name ||= '';
+  x._locked = time(a.locked_until);
+  x._lastLogin = time(a.last_login_at);
+  x._created = time(a.created_at);
+  return x;
+}
+
+export async function accounts() {
+  return ((await getJSON('/api/accounts')).accounts || []).map(adminAccount);
+}
+
+// The password the hub made for an account, shown once.
+const initialPassword = (j) => j?.initial_password ?? j?.password ?? '';
+
+// createAccount resolves to {account, password}; password is empty when
+// the caller set one.
+export async function createAccount(spec) {
+  const j = await send('POST', '/api/accounts', spec);
+  return { account: adminAccount(j.account || {}), password: initialPassword(j) };
+}
+
+export const updateAccount = (name, patch) => send('PATCH', `/api/accounts/${seg(name)}`, patch);
+export const resetPassword = async (name) => initialPassword(await send('POST', `/api/accounts/${seg(name)}/password`, {}));
+export const unlockAccount = (name) => send('POST', `/api/accounts/${seg(name)}/unlock`);
+export const resetTOTP = (name) => send('POST', `/api/accounts/${seg(name)}/reset-totp`);
+export const logoutAccount = (name) => send('POST', `/api/accounts/${seg(name)}/logout`);
+
+// lockouts resolves to [{kind: "account"|"address", key, until, failures}]
+// (times in ms) from either {accounts, addresses} or {lockouts: [{kind,
+// key, …}]}.
+export async function lockouts() {
+  const j = await getJSON('/api/lockouts');
+  const one = (kind, key, l) => ({ kind, key, failures: Number(l.failures) || 0, _until: time(l.until), _since: time(l.since) });
+  return [
+    ...(j.accounts || []).map((l) => one('account', l.name, l)),
+    ...(j.addresses || []).map((l) => one('address', l.address, l)),
+    ...(j.lockouts || []).map((l) => one(l.kind, l.key, l)),
+  ];
+}
+
+export const clearAddressLockout = (addr) => send('DELETE', `/api/lockouts/addresses/${seg(addr)}`);
+
+function token(x) {
+  const k = holder(x);
+  k._created = time(x.created_at);
+  k._expires = time(x.expires_at);
+  k._used = time(x.last_used_at);
+  k._revoked = time(x.revoked_at);
+  return k;
+}
+
+export async function tokens() {
+  return ((await getJSON('/api/tokens')).tokens || []).map(token);
+}
+
+// createToken takes {name, role, grants, scope, ttl} (ttl a duration such
+// as "720h") and resolves to {token, secret}.
+export async function createToken(spec) {
+  const j = await send('POST', '/api/tokens', spec);
+  return { token: token(j.token || {}), secret: j.secret || '' };
+}
+
+export const revokeToken = (id) => send('DELETE', `/api/tokens/${seg(id)}`);
+
+function agentCredential(x) {
+  return { ...x, _created: time(x.created_at), _revoked: time(x.revoked_at) };
+}
+
+export async function agentCredentials() {
+  return ((await getJSON('/api/agent-credentials')).agents || []).map(agentCredential);
+}
+
+// enrolAgent resolves to {agent, username, secret}; the agent's credential
+// may come as its id or as the whole record.
+export async function enrolAgent(agent) {
+  const j = await send('POST', '/api/agent-credentials', { agent });
+  const id = typeof j.agent === 'string' ? j.agent : j.agent?.agent || agent;
+  return { agent: id, username: j.username || id, secret: j.secret || '' };
+}
+
+export const revokeAgent = (agent) => send('DELETE', `/api/agent-credentials/${seg(agent)}`);
+
+// Audit trail.
+
+// AUDIT_FILTERS are the trail's query parameters the console sets.
+const AUDIT_FILTERS = ['from', 'to', 'actor', 'action', 'object', 'outcome', 'remote', 'q'];
+
+function auditQuery(filter, extra = {}) {
+  const p = new URLSearchParams();
+  for (const k of AUDIT_FILTERS) if (filter[k]) p.set(k, filter[k]);
+  for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
+  return p.toString();
+}
+
+// audit resolves to {records, next}: newest first, times in ms; next is
+// the cursor for older records, 0 when there are none.
+export async function audit(filter, before = 0, limit = 200, signal) {
+  const j = await getJSON(`/api/audit?${auditQuery(filter, { before: before || '', limit })}`, signal);
+  return { records: (j.records || []).map((r) => ({ ...r, _at: time(r.at) })), next: Number(j.next) || 0 };
+}
+
+// auditExportURL downloads the whole matching trail as csv or jsonl.
+export function auditExportURL(filter, format) {
+  return `/api/audit?${auditQuery(filter, { format })}`;
+}
+
+export const auditVerify = () => getJSON('/api/audit/verify');
+
+// Live video.
+
+// cameraLink resolves to {url (absolute), expires} for a WHEP player that
+// is not the console.
+export async function cameraLink(id, ttl) {
+  const j = await send('POST', `/api/cameras/${seg(id)}/link`, { ttl });
+  return { url: new URL(j.url, location.origin).href, expires: time(j.expires_at) };
+}
+
+export async function liveSessions() {
+  const j = await getJSON('/api/live/sessions');
+  return (j.sessions || []).map((s) => ({ ...s, _start: time(s.start) }));
+}
+
+// endLiveSession ends someone's live video session (live.monitor).
+export const endLiveSession = (camera, id) => send('DELETE', `/api/cameras/${seg(camera)}/whep/${seg(id)}`);
+
+// The fleet.
 
 // natural is a sort key that orders digit runs by value (CAM-9 before
 // CAM-10) under plain string comparison, which is several times faster than
@@ -63,7 +330,7 @@ export async function agents(signal) {
 
 // detail fetches one device with its recent history over window (e.g. "1h").
 export async function detail(id, window, signal) {
-  const j = await getJSON(`/api/devices/${encodeURIComponent(id)}?since=${encodeURIComponent(window)}`, signal);
+  const j = await getJSON(`/api/devices/${seg(id)}?since=${seg(window)}`, signal);
   return adaptDetail(j);
 }
 
@@ -85,6 +352,41 @@ export function adaptDetail(j) {
   const error = j.history_error || '';
   const warning = h.warning || '';
   return { device: dev ? device(dev) : null, source: h.source || '', samples, transitions, error, warning, hasHistory: !!(j.history || h.samples) };
+}
+
+// Alarms.
+
+const ALARM_LIMIT = 1000;
+
+// alarm adds the times in ms the console sorts and shows by.
+export function alarm(a) {
+  a._first = time(a.first_at);
+  a._last = time(a.last_at);
+  a._cleared = time(a.cleared_at);
+  a._acked = time(a.acked_at);
+  a._shelved = time(a.shelved_until);
+  a.state ||= 'active_unack';
+  return a;
+}
+
+export async function alarms(signal) {
+  const j = await getJSON(`/api/alarms?limit=${ALARM_LIMIT}`, signal);
+  return { alarms: (j.alarms || []).map(alarm), total: j.total ?? (j.alarms || []).length, counts: j.counts || null };
+}
+
+// alarmDetail resolves to {alarm, history:[…, _at], children:[Alarm]}.
+export async function alarmDetail(id, signal) {
+  const j = await getJSON(`/api/alarms/${seg(id)}`, signal);
+  const history = (j.history || []).map((h) => ({ ...h, _at: time(h.at) }));
+  return { alarm: j.alarm ? alarm(j.alarm) : null, history, children: (j.children || []).map(alarm) };
+}
+
+// alarmAct posts an action (ack, assign, shelve, unshelve, clear) with its
+// body ({note, to, for}); the hub records who did it. Resolves to the
+// alarm's new state, or null.
+export async function alarmAct(id, action, req) {
+  const j = await send('POST', `/api/alarms/${seg(id)}/${seg(action)}`, req);
+  return j?.alarm ? alarm(j.alarm) : null;
 }
 
 // eventsURL is the websocket address on the page's own origin.

@@ -1,10 +1,18 @@
-// citywatch console: the entry module. It owns the flow of data — REST
-// snapshot, websocket changes, coalescing into animation frames — and hands
-// each part of the screen what it needs to draw.
+// citywatch console: the entry module. It signs in first (login.js), then
+// owns the flow of data — REST snapshot, websocket changes, coalescing into
+// animation frames — and hands each part of the screen what it needs to
+// draw. What the signed-in account may do (me.permissions) decides which
+// views and actions it is offered; the hub enforces the same on every
+// request.
 
 import * as i18n from './i18n.js';
 import { t, label, num, clock } from './i18n.js';
 import * as api from './api.js';
+import { Gate, leave } from './login.js';
+import { AccountMenu } from './account.js';
+import { Admin } from './admin.js';
+import { Audit } from './audit.js';
+import { showViewers } from './viewers.js';
 import { Store, STATUSES } from './store.js';
 import { Filters, PROBLEMS } from './filters.js';
 import { Table } from './table.js';
@@ -25,9 +33,21 @@ const FIRST_HELLO_MS = 2500;    // load over REST anyway if the websocket is slo
 const REST_FALLBACK_MS = 60000; // while the websocket is down, refresh over REST this often
 const RETRY_LOAD_MS = 5000;
 const GAP_RESYNC_MS = 60000;    // at most one resync per minute for sequence gaps
+const VIEW_KEY = 'citywatch.view';
+
+// VIEWS: each view (its section and header button are named after it) and
+// the permission, or any of a list, it needs.
+const VIEWS = [
+  { id: 'console', perm: 'status.read' },
+  { id: 'admin', perm: keys.ADMIN_PERMS },
+  { id: 'audit', perm: 'audit.read' },
+];
 
 class App {
-  constructor() {
+  // me is the signed-in account (api.account).
+  constructor(me) {
+    this.me = me;
+    this.view = '';
     this.store = new Store();
     this.filters = new Filters();
     this.sound = new Sound();
@@ -36,6 +56,7 @@ class App {
       onPlay: (id) => this.openLive(id),
       onSort: (key) => this.sortBy(key),
       current: (d) => this.store.devices.get(d.id) || d,
+      canPlay: this.can('live.view'),
     });
     this.summary = new Summary($('#summary'), {
       onStatus: (s) => this.toggleStatus(s),
@@ -45,21 +66,33 @@ class App {
       onDevice: (id) => this.activate(id),
       onSite: (site) => this.setFilter({ site, district: '', status: '', q: '' }),
     });
-    this.detail = new Detail($('#detail'), { store: this.store, onClose: () => this.closeDetail(), onLive: (id) => this.openLive(id) });
-    this.player = new Player($('#player'), { store: this.store, onClose: () => this.focusTable() });
-    this.wall = new Wall($('#wall'), { store: this.store, button: $('#wall-btn'), onOpen: (id) => this.openLive(id) });
+    this.detail = new Detail($('#detail'), {
+      store: this.store, onClose: () => this.closeDetail(), onLive: (id) => this.openLive(id), canPlay: this.can('live.view'),
+    });
+    this.player = new Player($('#player'), { store: this.store, canLink: this.can('live.link'), onClose: () => this.focusTable() });
+    this.wall = new Wall($('#wall'), {
+      store: this.store, button: $('#wall-btn'), onOpen: (id) => this.openLive(id),
+      canPlay: this.can('live.view'), onViewers: this.can('live.monitor') ? () => showViewers() : null,
+    });
     this.live = new Live(api.eventsURL(), {
       onHello: (m) => this.hello(m),
-      onChanges: (cs) => this.changes(cs),
+      onChanges: (cs, range) => this.changes(cs, range),
       onState: (s, info) => this.liveState(s, info),
       onAlarm: (ev) => this.alarms.event(ev),
+      onEnded: () => leave('ended'),
+      // A socket refused before it opened may mean the session is gone: a
+      // request tells (a 401 leaves through api.onSession).
+      onRefused: () => { api.me().catch(() => {}); },
     });
     // The alarm desk (alarms.js); window.citywatch.alarms.show() and
     // .act(id, action, note) are test hooks.
     this.alarms = new Alarms({
-      root: $('#alarms'), button: $('#alarms-btn'), detailRoot: $('#alarm-detail'), operator: $('#operator'),
+      root: $('#alarms'), button: $('#alarms-btn'), detailRoot: $('#alarm-detail'),
       store: this.store, sound: this.sound,
-      onShow: () => { this.wall.hide(); },
+      who: () => this.me.name,
+      can: (p) => this.can(p),
+      active: () => this.view === 'console' && this.can('alarm.read'),
+      onShow: () => { this.setView('console'); this.wall.hide(); },
       onHide: () => this.focusTable(),
       onDevice: (id) => this.activate(id),
       onLive: (id) => this.openLive(id),
@@ -82,24 +115,95 @@ class App {
     this.wasLive = false;
     this.liveInfo = { state: 'connecting', retryAt: 0 };
     this.retryTimer = 0;
+
+    this.account = new AccountMenu({
+      button: $('#account-menu'), menu: $('#account-pop'), me,
+      onEnd: (reason) => leave(reason),
+      onChanged: () => this.refreshMe(),
+      onLogout: (going) => {
+        if (!this.can('status.read')) return;
+        if (going) this.live.stop(); else this.live.start();
+      },
+    });
+    // Administration and the audit trail, for the roles that have them;
+    // window.citywatch.admin and .audit are there for tests.
+    this.admin = this.can(keys.ADMIN_PERMS) ? new Admin($('#admin'), {
+      can: (p) => this.can(p),
+      districts: () => (this.store.loaded ? this.store.districtNames() : []),
+    }) : null;
+    this.audit = this.can('audit.read') ? new Audit($('#audit'), { who: () => this.me.name }) : null;
   }
+
+  // can reports whether the signed-in account holds permission p, or any
+  // of a list.
+  can(p) {
+    return Array.isArray(p) ? p.some((x) => this.me.permissions.has(x)) : this.me.permissions.has(p);
+  }
+
+  // me: the account read anew (after a CSRF refresh, a password change).
+  setMe(me) {
+    this.me = me;
+    this.account.set(me);
+  }
+
+  refreshMe() { return api.me().then((m) => this.setMe(m)).catch((err) => console.warn('me:', err)); }
 
   start() {
     i18n.translate(document);
     this.bindControls();
-    keys.bind(this, $('#help'));
+    keys.bind(this);
     i18n.onChange(() => this.retranslate());
     this.retranslate();
-    this.live.start();
-    setTimeout(() => { if (!this.store.loaded && !this.syncing) this.resync(); }, FIRST_HELLO_MS);
+    const monitoring = this.can('status.read');
+    // Controls of the monitoring view the account cannot use are not shown.
+    $('#live').hidden = $('#sound').hidden = !monitoring;
+    $('#alarms-btn').hidden = !monitoring || !this.can('alarm.read');
+    $('#wall-btn').hidden = !monitoring || !this.can('live.view');
+    const views = VIEWS.filter((v) => this.can(v.perm));
+    for (const v of VIEWS) $(`#view-${v.id}`).hidden = !views.includes(v);
+    $('#views').hidden = views.length < 2;
+    if (monitoring) {
+      this.live.start();
+      setTimeout(() => { if (!this.store.loaded && !this.syncing) this.resync(); }, FIRST_HELLO_MS);
+    }
+    let want = '';
+    try { want = sessionStorage.getItem(VIEW_KEY) || ''; } catch { /* storage disabled */ }
+    if (!this.setView(want)) this.setView(views[0]?.id || 'none');
     this.tick();
     setInterval(() => this.tick(), 1000);
+  }
+
+  // setView shows view ("console", "admin", "audit"; "none" when the role
+  // has none of them) if the account may see it; reports whether it did.
+  setView(id) {
+    const v = VIEWS.find((x) => x.id === id);
+    if (id !== 'none' && (!v || !this.can(v.perm))) return false;
+    if (id === this.view) return true;
+    this.view = id;
+    document.body.dataset.view = id;
+    for (const x of VIEWS) $(`#view-${x.id}`).setAttribute('aria-pressed', String(x.id === id));
+    $('#noaccess').hidden = id !== 'none';
+    if (id === 'admin') this.admin.show(); else this.admin?.hide();
+    if (id === 'audit') this.audit.show(); else this.audit?.hide();
+    try { sessionStorage.setItem(VIEW_KEY, id); } catch { /* storage disabled */ }
+    // Video off screen holds sessions at the hub for nothing: the wall
+    // stops while another view is shown and comes back with the console.
+    if (id === 'console') {
+      if (this.wallWasOpen) this.wall.show();
+      this.wallWasOpen = false;
+      this.focusTable();
+    } else {
+      this.player.close();
+      this.wallWasOpen ||= this.wall.open;
+      this.wall.hide();
+    }
+    return true;
   }
 
   // Data flow.
 
   hello(m) {
-    this.alarms.hello(m);
+    if (this.can('alarm.read')) this.alarms.hello(m);
     if (m.summary && !this.store.loaded) {
       this.store.setSummary(m.summary);
       this.dirtySummary = true;
@@ -121,10 +225,12 @@ class App {
     }
   }
 
-  changes(cs) {
-    // concat, not push(...cs): a storm can exceed the engine's argument limit.
-    if (this.syncing) { this.buffer = this.buffer.concat(cs); return; }
-    this.pending = this.pending.concat(cs);
+  // changes takes a message's changes and the span of sequence numbers it
+  // covers ({after, upto}, or null).
+  changes(cs, range) {
+    const batch = { changes: cs, range };
+    if (this.syncing) { this.buffer.push(batch); return; }
+    this.pending.push(batch);
     this.schedule();
   }
 
@@ -197,18 +303,26 @@ class App {
     }
   }
 
-  apply(cs) {
+  // apply applies batches of changes. A batch covers every change this
+  // console may see in (after, upto]: a scoped account is not sent other
+  // districts' changes, so numbers skip, and only a batch starting beyond
+  // what the store reflects means something was missed.
+  apply(batches) {
+    for (const { changes: cs, range } of batches) {
+      if (range && this.lastSeq !== null && range.after > this.lastSeq) this.gap(range.after - this.lastSeq);
+      this.applyChanges(cs);
+      if (range) this.lastSeq = Math.max(this.lastSeq ?? range.upto, range.upto);
+    }
+  }
+
+  applyChanges(cs) {
     const entries = [];
     const touched = new Set();
     let down = false;
     let inventory = false;
     for (const c of cs) {
       if (!c || typeof c !== 'object') continue;
-      if (typeof c.seq === 'number' && this.lastSeq !== null) {
-        if (c.seq <= this.lastSeq) continue; // already in the snapshot, or a repeat
-        if (c.seq > this.lastSeq + 1) this.gap(c.seq - this.lastSeq - 1);
-      }
-      if (typeof c.seq === 'number') this.lastSeq = c.seq;
+      if (typeof c.seq === 'number' && this.lastSeq !== null && c.seq <= this.lastSeq) continue; // already in the snapshot, or a repeat
       if (c.device) { this.store.putDevice(c.device); touched.add(c.device.id); }
       // An agent change lists its devices' new status only: merge it into
       // the rows we have (an inventory change sends whole devices).
@@ -218,7 +332,9 @@ class App {
         touched.add(d.id);
       }
       for (const id of c.removed || []) { this.store.removeDevice(id); touched.add(id); }
-      if (c.agent) this.store.putAgent(c.agent);
+      // A retired agent left the fleet (its credential was revoked).
+      if (c.agent && c.retired) this.store.removeAgent(c.agent.id);
+      else if (c.agent) this.store.putAgent(c.agent);
       if (c.kind === 'inventory') inventory = true;
       this.store.at = Math.max(this.store.at, api.time(c.at));
       const e = entry(c);
@@ -279,6 +395,10 @@ class App {
 
   bindControls() {
     $('#wall-btn').addEventListener('click', () => this.toggleWall());
+    $('#views').addEventListener('click', (e) => {
+      const b = e.target.closest('[data-view]');
+      if (b) this.setView(b.dataset.view);
+    });
     const form = $('#filters');
     form.addEventListener('submit', (e) => e.preventDefault());
     for (const [id, key] of [['#f-district', 'district'], ['#f-site', 'site'], ['#f-kind', 'kind'], ['#f-status', 'status']]) {
@@ -401,7 +521,7 @@ class App {
   // Live video. openLive, closeLive, videoStats and wall (setLayout, assign)
   // are also the hooks browser tests use through window.citywatch.
 
-  openLive(id) { this.player.show(id); }
+  openLive(id) { if (this.can('live.view')) this.player.show(id); }
 
   closeLive() { this.player.close(); }
 
@@ -410,7 +530,13 @@ class App {
     if (d?.kind === 'camera') this.openLive(d.id);
   }
 
-  toggleWall() { this.alarms.hide(); this.wall.toggle(); }
+  toggleWall() {
+    if (!this.can('live.view')) return;
+    const open = this.view === 'console' && this.wall.open;
+    this.setView('console');
+    this.alarms.hide();
+    if (open) this.wall.hide(); else this.wall.show();
+  }
 
   // videoStats resolves to [{camera, framesDecoded, state, where, tile}]
   // for every video element with a session: the live view (where "player")
@@ -429,7 +555,11 @@ class App {
     this.wall.changed(ids);
   }
 
-  focusSearch() { $('#q').focus(); $('#q').select(); }
+  focusSearch() {
+    if (this.view === 'admin') this.admin.focusSearch();
+    else if (this.view === 'audit') this.audit.focusSearch();
+    else if (this.view === 'console') { $('#q').focus(); $('#q').select(); }
+  }
 
   toggleSound() {
     this.sound.toggle();
@@ -445,7 +575,7 @@ class App {
   help() {
     const d = $('#help');
     const dl = d.querySelector('dl');
-    dl.replaceChildren(...keys.SHORTCUTS.flatMap(([k, key]) => {
+    dl.replaceChildren(...keys.SHORTCUTS.filter(([, , perm]) => !perm || this.can(perm)).flatMap(([k, key]) => {
       const dt = document.createElement('dt');
       for (const part of k.split(' ')) { const kbd = document.createElement('kbd'); kbd.textContent = part; dt.append(kbd, ' '); }
       const dd = document.createElement('dd');
@@ -515,6 +645,9 @@ class App {
     this.player.retranslate();
     this.wall.retranslate();
     this.alarms.retranslate();
+    this.admin?.retranslate();
+    this.audit?.retranslate();
+    this.account.render();
     if (this.store.loaded) this.populateFilters();
     this.renderShown();
     this.renderLive();
@@ -532,8 +665,22 @@ async function main() {
   } catch (err) {
     console.error(err); // the console still works, showing keys instead of words
   }
-  const app = new App();
-  window.citywatch = app; // for debugging from the browser console
+  i18n.translate(document);
+  let app = null;
+  let signedIn = false;
+  api.onSession({
+    // A 401 once signed in: the session expired or was ended elsewhere.
+    lost: () => { if (signedIn) leave('expired'); },
+    // The hub asks for a new password or a second factor first: the
+    // sign-in page walks through it after the reload.
+    restricted: () => { if (app) leave(''); },
+    refreshed: (me) => app?.setMe(me),
+  });
+  const gate = new Gate($('#login'));
+  const me = await gate.start(() => { signedIn = true; });
+  signedIn = true;
+  app = new App(me);
+  window.citywatch = app; // for debugging from the browser console, and tests
   app.start();
 }
 

@@ -5,6 +5,7 @@
 import * as api from './api.js';
 import { t, label, has, num, dateTime, ago, clock } from './i18n.js';
 import { kindLabel } from './table.js';
+import { esc } from './html.js';
 
 const WINDOWS = { '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3 };
 // Known metrics in display order, with unit and decimals.
@@ -15,7 +16,6 @@ const METRICS = {
 const REFRESH_MS = 30000;
 const AFTER_CHANGE_MS = 1500;
 
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 
 function fmtMetric(name, v) {
   if (v == null || !Number.isFinite(v)) return '–';
@@ -28,7 +28,7 @@ function fmtMetric(name, v) {
 export function spark(samples, name, t0, t1, w = 132, h = 22) {
   const pts = samples.filter((s) => s.at >= t0);
   const vals = pts.map((s) => s.metrics[name]).filter((v) => Number.isFinite(v));
-  if (vals.length < 2) return `<span class="muted">${t('detail.no_samples')}</span>`;
+  if (vals.length < 2) return `<span class="muted">${esc(t('detail.no_samples'))}</span>`;
   let min = Infinity;
   let max = -Infinity;
   for (const v of vals) { if (v < min) min = v; if (v > max) max = v; }
@@ -66,9 +66,11 @@ export function strip(transitions, current, t0, t1, w = 100, h = 8) {
 }
 
 export class Detail {
-  // onLive(id) opens the live video of a camera.
-  constructor(root, { store, onClose, onLive = () => {} }) {
+  // onLive(id) opens the live video of a camera; canPlay: the account may
+  // watch video.
+  constructor(root, { store, onClose, onLive = () => {}, canPlay = true }) {
     this.root = root;
+    this.canPlay = canPlay;
     this.store = store;
     this.onClose = onClose;
     this.id = null;
@@ -199,7 +201,7 @@ export class Detail {
       <header class="d-head s-${esc(d.status)}">
         <span class="dot" aria-hidden="true"></span>
         <h2 id="detail-title"><span class="d-id">${esc(d.id)}</span> <span class="d-name">${esc(d.name || '')}</span></h2>
-        ${d.kind === 'camera' ? `<button type="button" class="live" data-live title="${esc(t('video.live_title'))} (v)">${esc(t('video.live'))}</button>` : ''}
+        ${d.kind === 'camera' && this.canPlay ? `<button type="button" class="live" data-live title="${esc(t('video.live_title'))} (v)">${esc(t('video.live'))}</button>` : ''}
         ${this.closeButton()}
       </header>
       <div class="d-body">

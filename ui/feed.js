@@ -26,7 +26,8 @@ export function entry(c) {
     }
     case 'inventory': {
       const agentID = c.agent?.id || c.affected?.[0]?.agent || '';
-      return { at, seq: c.seq, kind: 'inventory', status: '', sev: 'info', site: c.agent?.site || c.affected?.[0]?.site || '', agentID, change: c };
+      // A retired agent left the fleet: worth an operator's eye.
+      return { at, seq: c.seq, kind: 'inventory', status: '', sev: c.retired ? 'warn' : 'info', site: c.retired ? '' : c.agent?.site || c.affected?.[0]?.site || '', agentID, change: c };
     }
     default:
       return null;
@@ -42,6 +43,7 @@ function describe(e) {
   if (e.kind === 'system') return { who: '', msg: t(e.key, e.params) };
   const c = e.change;
   if (e.kind === 'inventory') {
+    if (c.retired) return { who: '', msg: t('feed.retired', { agent: e.agentID, m: num(c.removed?.length || 0) }) };
     return { who: '', msg: t('feed.inventory', { agent: e.agentID, n: num(c.affected?.length || 0), m: num(c.removed?.length || 0) }) };
   }
   if (e.kind === 'agent') {

@@ -106,3 +106,18 @@ export function ago(ms, now = Date.now()) {
   if (s < 48 * 3600) return t('rel.h', { n: Math.floor(s / 3600) });
   return t('rel.d', { n: Math.floor(s / 86400) });
 }
+
+// Codes whose words say everything; for the others the hub's message
+// carries what matters (until when, which field, which rule).
+const GENERIC = new Set(['unauthenticated', 'invalid_credentials', 'totp_required', 'totp_invalid', 'disabled', 'forbidden',
+  'csrf', 'restricted', 'rate_limited', 'origin', 'network', 'internal', 'wrong_password', 'password_policy']);
+
+// errorText is what to tell a person about a failed request (an ApiError
+// or any Error): the words for its code, with the hub's message when that
+// adds something.
+export function errorText(err) {
+  const code = err?.code || '';
+  const key = `err.${code}`;
+  if (code && has(key)) return GENERIC.has(code) ? t(key) : `${t(key)}: ${err.message}`;
+  return err?.message || String(err);
+}

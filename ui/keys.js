@@ -1,31 +1,44 @@
 // Keyboard shortcuts. Operators keep their hands on the keyboard for a
 // 12-hour shift; every action in the table has a key. The help dialog lists
-// them (SHORTCUTS feeds it, so the two cannot drift apart).
+// them (SHORTCUTS feeds it, so the two cannot drift apart), showing only
+// what the signed-in role may do.
 
 import { STATUSES } from './store.js';
 import { ALARM_SHORTCUTS } from './alarms.js';
 
+// ADMIN_PERMS: any of them opens the administration view.
+export const ADMIN_PERMS = ['account.manage', 'token.manage', 'agent.manage'];
+
+// SHORTCUTS: keys, their words, and the permission (or any of a list)
+// without which they do nothing.
 export const SHORTCUTS = [
+  ['d', 'keys.view_console', 'status.read'],
+  ['i', 'keys.view_admin', ADMIN_PERMS],
+  ['t', 'keys.view_audit', 'audit.read'],
   ['/', 'keys.search'],
-  ['j ↓', 'keys.down'],
-  ['k ↑', 'keys.up'],
-  ['PgDn PgUp', 'keys.page'],
-  ['Home End', 'keys.ends'],
-  ['Enter', 'keys.open'],
-  ['v', 'keys.live'],
-  ['w', 'keys.wall'],
+  ['j ↓', 'keys.down', 'status.read'],
+  ['k ↑', 'keys.up', 'status.read'],
+  ['PgDn PgUp', 'keys.page', 'status.read'],
+  ['Home End', 'keys.ends', 'status.read'],
+  ['Enter', 'keys.open', 'status.read'],
+  ['v', 'keys.live', 'live.view'],
+  ['w', 'keys.wall', 'live.view'],
   ['Esc', 'keys.close'],
-  ['1–5', 'keys.status'],
-  ['0', 'keys.clear_status'],
-  ['m', 'keys.sound'],
+  ['1–5', 'keys.status', 'status.read'],
+  ['0', 'keys.clear_status', 'status.read'],
+  ['m', 'keys.sound', 'status.read'],
   ['?', 'keys.help'],
   ...ALARM_SHORTCUTS,
 ];
 
-// bind wires the shortcuts to app, which provides focusSearch, move,
-// moveTo, openSelected, openLiveSelected, toggleWall, escape, toggleStatus,
-// setFilter, toggleSound, help.
-export function bind(app, dialog) {
+// VIEW_KEYS switch views from anywhere.
+const VIEW_KEYS = { d: 'console', i: 'admin', t: 'audit' };
+
+// bind wires the shortcuts to app, which provides view, setView,
+// focusSearch, move, moveTo, openSelected, openLiveSelected, toggleWall,
+// escape, toggleStatus, setFilter, toggleSound, help. Keys of the device
+// table act only while the monitoring view is on screen.
+export function bind(app) {
   // A key that moved focus into the search box must not also type itself
   // there. Browsers drop the keypress after a cancelled keydown, but
   // synthetic input (DevTools protocol, some remote desktops) sends it
@@ -39,37 +52,42 @@ export function bind(app, dialog) {
 
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
-    if (dialog.open) return; // the dialog handles its own Esc
+    if (document.querySelector('dialog[open]')) return; // a dialog handles its own keys
     const el = e.target;
     const typing = el instanceof Element && el.matches('input, select, textarea, [contenteditable]');
+    const console = app.view === 'console';
     if (e.key === 'Escape') {
-      if (typing) { el.blur(); app.focusTable(); } else app.escape();
+      if (typing) { el.blur(); if (console) app.focusTable(); } else if (console) app.escape();
       e.preventDefault();
       return;
     }
     if (typing) return;
     const onButton = el instanceof Element && el.matches('button, a[href], summary');
     let handled = true;
-    switch (e.key) {
-      case '/': app.focusSearch(); swallow = '/'; break;
-      case 'j': case 'ArrowDown': app.move(1); break;
-      case 'k': case 'ArrowUp': app.move(-1); break;
-      case 'PageDown': app.move(app.table.pageSize()); break;
-      case 'PageUp': app.move(-app.table.pageSize()); break;
-      case 'Home': app.moveTo(0); break;
-      case 'End': app.moveTo(-1); break;
-      case 'Enter':
-        if (onButton) handled = false; // let the focused button act
-        else app.openSelected();
-        break;
-      case 'v': app.openLiveSelected(); break;
-      case 'w': app.toggleWall(); break;
-      case '0': app.setFilter({ status: '' }); break;
-      case 'm': app.toggleSound(); break;
-      case '?': app.help(); break;
-      default:
-        if (e.key >= '1' && e.key <= String(STATUSES.length)) app.toggleStatus(STATUSES[Number(e.key) - 1]);
-        else handled = false;
+    if (VIEW_KEYS[e.key]) handled = app.setView(VIEW_KEYS[e.key]);
+    else if (e.key === '/') { app.focusSearch(); swallow = '/'; }
+    else if (e.key === '?') app.help();
+    else if (!console) handled = false;
+    else {
+      switch (e.key) {
+        case 'j': case 'ArrowDown': app.move(1); break;
+        case 'k': case 'ArrowUp': app.move(-1); break;
+        case 'PageDown': app.move(app.table.pageSize()); break;
+        case 'PageUp': app.move(-app.table.pageSize()); break;
+        case 'Home': app.moveTo(0); break;
+        case 'End': app.moveTo(-1); break;
+        case 'Enter':
+          if (onButton) handled = false; // let the focused button act
+          else app.openSelected();
+          break;
+        case 'v': app.openLiveSelected(); break;
+        case 'w': app.toggleWall(); break;
+        case '0': app.setFilter({ status: '' }); break;
+        case 'm': app.toggleSound(); break;
+        default:
+          if (e.key >= '1' && e.key <= String(STATUSES.length)) app.toggleStatus(STATUSES[Number(e.key) - 1]);
+          else handled = false;
+      }
     }
     if (handled) e.preventDefault();
   });

@@ -1,22 +1,32 @@
 // The websocket client for /api/events: connects, reconnects with backoff and
 // jitter, and reports its state. It knows nothing about devices; the caller
-// decides what a hello or a change means.
+// decides what a hello or a change means. A close with SESSION_ENDED means
+// the login session is over: it does not reconnect.
 
 const MIN_DELAY = 1000;
 const MAX_DELAY = 30000;
 // The hub sends {"type":"ping"} every 30 s; silence for longer than two of
 // them means the connection is dead even if the browser has not noticed.
 const SILENCE = 75000;
+// The hub closes the socket with this code when the login session ends
+// (logout, expiry, a disabled account).
+export const SESSION_ENDED = 4001;
 
 export class Live {
-  // onHello(msg), onChanges([change]), onAlarm(event), onState(state, info) where state is
-  // "connecting", "live" or "offline" and info {attempt, retryAt}.
-  constructor(url, { onHello, onChanges, onState, onAlarm = () => {} }) {
+  // onHello(msg), onChanges([change], {after, upto}), onAlarm(event),
+  // onState(state, info) where state is "connecting", "live" or "offline"
+  // and info {attempt, retryAt}; onEnded() when the hub ended the session,
+  // onRefused() when a connection closed before it opened (the upgrade may
+  // have been refused for want of a session: the caller checks).
+  constructor(url, { onHello, onChanges, onState, onAlarm = () => {}, onEnded = () => {}, onRefused = () => {} }) {
     this.url = url;
     this.onAlarm = onAlarm; // onAlarm(event): {kind, alarm, transition}
     this.onHello = onHello;
     this.onChanges = onChanges;
     this.onState = onState;
+    this.onEnded = onEnded;
+    this.onRefused = onRefused;
+    this.stopped = false;
     this.ws = null;
     this.attempt = 0;
     this.timer = 0;
@@ -27,7 +37,15 @@ export class Live {
     window.addEventListener('online', () => { if (this.state === 'offline') this.connect(); });
   }
 
-  start() { this.connect(); }
+  start() { this.stopped = false; this.connect(); }
+
+  // stop closes the socket for good (signed out).
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.silence);
+    if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
+  }
 
   setState(s) {
     this.state = s;
@@ -35,6 +53,7 @@ export class Live {
   }
 
   connect() {
+    if (this.stopped) return;
     clearTimeout(this.timer);
     if (this.ws) { this.ws.onclose = null; this.ws.close(); }
     this.retryAt = 0;
@@ -48,8 +67,17 @@ export class Live {
       return;
     }
     this.ws = ws;
+    let opened = false;
+    ws.onopen = () => { opened = true; };
     ws.onmessage = (ev) => { this.heard(ws); this.message(ev.data); };
-    ws.onclose = () => { if (this.ws === ws) { clearTimeout(this.silence); this.ws = null; this.retry(); } };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      clearTimeout(this.silence);
+      this.ws = null;
+      if (ev.code === SESSION_ENDED) { this.stop(); this.onEnded(); return; }
+      this.retry();
+      if (!opened) this.onRefused();
+    };
     this.heard(ws);
     ws.onerror = () => { /* onclose follows and schedules the retry */ };
   }
@@ -67,6 +95,7 @@ export class Live {
   }
 
   retry() {
+    if (this.stopped) return;
     const base = Math.min(MAX_DELAY, MIN_DELAY * 2 ** this.attempt);
     const delay = base / 2 + Math.random() * base / 2; // jitter: thousands of consoles must not reconnect in step
     this.attempt++;
@@ -91,10 +120,10 @@ export class Live {
         this.onHello(msg);
         break;
       case 'change':
-        if (msg.change) this.onChanges([msg.change]);
+        if (msg.change) this.onChanges([msg.change], range(msg, [msg.change]));
         break;
       case 'changes':
-        if (Array.isArray(msg.changes)) this.onChanges(msg.changes);
+        if (Array.isArray(msg.changes)) this.onChanges(msg.changes, range(msg, msg.changes));
         break;
       case 'alarm':
         if (msg.event) this.onAlarm(msg.event);
@@ -103,4 +132,20 @@ export class Live {
         // Unknown types are ignored so the hub can add messages first.
     }
   }
+}
+
+// range is the span of sequence numbers a message covers: every change
+// this client may see with after < seq <= upto is in it (a scoped client is
+// not sent other districts' changes, so numbers skip). A message without
+// them covers exactly its own changes.
+function range(msg, changes) {
+  if (Number.isFinite(msg.after) && Number.isFinite(msg.upto)) return { after: msg.after, upto: msg.upto };
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const c of changes) {
+    if (!Number.isFinite(c?.seq)) continue;
+    if (c.seq < lo) lo = c.seq;
+    if (c.seq > hi) hi = c.seq;
+  }
+  return hi < lo ? null : { after: lo - 1, upto: hi };
 }

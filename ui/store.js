@@ -103,6 +103,9 @@ export class Store {
     return prev;
   }
 
+  // removeAgent forgets an agent that left the fleet.
+  removeAgent(id) { this.agents.delete(id); }
+
   agentCounts() {
     if (this.agents.size === 0) return this.serverAgents || {};
     const c = {};

@@ -3,6 +3,7 @@
 
 import { t, label, num, pct, clock } from './i18n.js';
 import { STATUSES, Store } from './store.js';
+import { html } from './html.js';
 
 // Below these a rate is shown as a problem; 98 % is the 雪亮工程 target.
 const WARN_RATE = 0.98;
@@ -71,11 +72,11 @@ export class Summary {
     const r = Store.rates(c);
     const ag = store.agentCounts();
     const agTotal = Object.values(ag).reduce((a, b) => a + b, 0);
-    this.rates.innerHTML = `
+    this.rates.innerHTML = html`
       <div class="rate ${rateClass(r.online)}"><span class="lbl">${t('summary.online_rate')}</span><span class="v" data-rate="online" data-value="${r.online}">${pct(r.online)}</span></div>
       <div class="rate ${rateClass(r.intact)}"><span class="lbl">${t('summary.intact_rate')}</span><span class="v" data-rate="intact" data-value="${r.intact}">${pct(r.intact)}</span></div>
       <div class="rate agents"><span class="lbl">${t('summary.agents')}</span><span class="v"><span data-agents="online">${num(ag.online || 0)}</span><span class="of">/${num(agTotal)}</span>${
-        (ag.offline || 0) ? ` <span class="bad" data-agents="offline">${t('summary.agents_offline', { n: num(ag.offline) })}</span>` : ''
+        (ag.offline || 0) ? html` <span class="bad" data-agents="offline">${t('summary.agents_offline', { n: num(ag.offline) })}</span>` : ''
       }</span></div>
       <div class="rate asof"><span class="lbl">${t('summary.updated')}</span><span class="v">${clock(store.at)}</span></div>`;
 

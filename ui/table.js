@@ -24,9 +24,11 @@ export class Table {
   // onActivate(id) is called when a row is clicked, onPlay(id) when a
   // camera's play button is, onSort(column) when a header is; current(d)
   // returns the latest snapshot of a listed device, so a row shows a live
-  // change at once, before the list is re-sorted.
-  constructor(scroller, table, { onActivate, onPlay = () => {}, onSort, current = (d) => d }) {
+  // change at once, before the list is re-sorted. canPlay: the account may
+  // watch video (else no play buttons, no dragging to the wall).
+  constructor(scroller, table, { onActivate, onPlay = () => {}, onSort, current = (d) => d, canPlay = true }) {
     this.current = current;
+    this.canPlay = canPlay;
     this.scroller = scroller;
     this.table = table;
     this.tbody = table.tBodies[0];
@@ -189,7 +191,7 @@ export class Table {
     }
     set(st.lastChild, label('status', d.status));
     set(c[1], d.id);
-    const cam = d.kind === 'camera';
+    const cam = d.kind === 'camera' && this.canPlay;
     const play = c[2].firstChild;
     if (play.hidden === cam) { play.hidden = !cam; tr.draggable = cam; }
     if (cam && play._id !== `${d.id}/${this.labels}`) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -220,9 +221,10 @@ func TestAlarmHooks(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"index.html", []string{`id="alarms-btn"`, `id="alarms"`, `id="alarm-detail"`, `id="operator"`}},
+		{"index.html", []string{`id="alarms-btn"`, `id="alarms"`, `id="alarm-detail"`}},
 		{"alarms.js", []string{`data-alarm-count="${s}"`, `id="alarm-list"`, `data-alarm="${esc(a.id)}"`, `data-state="${esc(a.state)}"`,
-			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "/api/alarms", "sound?.critical()"}},
+			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "api.alarmAct(", "sound?.critical()"}},
+		{"api.js", []string{"/api/alarms?limit=", "/api/alarms/${seg(id)}/${seg(action)}"}},
 		{"alarmdetail.js", []string{"export function nearestCameras(", "data-live="}},
 		{"app.js", []string{"this.alarms = new Alarms(", "onAlarm: (ev) => this.alarms.event(ev)", "this.alarms.hello(m)"}},
 		{"live.js", []string{"case 'alarm':"}},
@@ -264,6 +266,171 @@ func TestAlarmHooks(t *testing.T) {
 	for _, k := range keys {
 		if _, ok := en[k]; !ok {
 			t.Errorf("key %q is used but not in i18n.json", k)
+		}
+	}
+}
+
+// TestOneEscaper checks that html.js is the only place that escapes HTML,
+// and that every module building HTML from strings imports it: a private
+// copy of esc is how one of them ends up missing a character.
+func TestOneEscaper(t *testing.T) {
+	own := regexp.MustCompile(`(?m)(function\s+esc\b|\besc\s*=\s*\(|replace\(/\[&<>)`)
+	builds := regexp.MustCompile("(innerHTML|insertAdjacentHTML|outerHTML)\\b[^;]*[`$]")
+	jsFiles, _ := fs.Glob(FS(), "*.js")
+	for _, f := range jsFiles {
+		src := read(t, f)
+		if f == "html.js" {
+			if !strings.Contains(src, "export function esc(") || !strings.Contains(src, "export function html(") {
+				t.Errorf("html.js lacks esc or html")
+			}
+			continue
+		}
+		if own.MatchString(src) {
+			t.Errorf("%s escapes HTML itself; import esc or html from ./html.js", f)
+		}
+		if builds.MatchString(src) && !strings.Contains(src, "from './html.js'") {
+			t.Errorf("%s builds HTML from strings without ./html.js", f)
+		}
+	}
+}
+
+// TestAccessWords checks that every role, permission, audit outcome and
+// action, error code and view the console names at run time has words, and
+// that the console's lists of roles and grantable permissions are the
+// hub's.
+func TestAccessWords(t *testing.T) {
+	en := dictionaries(t)["en"]
+	var keys []string
+	for _, r := range auth.Roles {
+		keys = append(keys, "role."+string(r), "role_hint."+string(r))
+	}
+	for _, p := range auth.Permissions {
+		keys = append(keys, "perm."+string(p))
+	}
+	for _, o := range jsList(t, "audit.js", "OUTCOMES") {
+		keys = append(keys, "outcome."+o)
+	}
+	for _, a := range jsList(t, "audit.js", "ACTIONS") {
+		keys = append(keys, "action."+a)
+	}
+	for _, c := range []string{"unauthenticated", "invalid_credentials", "totp_required", "totp_invalid", "locked", "disabled",
+		"forbidden", "csrf", "restricted", "rate_limited", "network", "internal", "wrong_password", "password_policy",
+		"bad_request", "not_found", "conflict"} {
+		keys = append(keys, "err."+c)
+	}
+	for _, s := range []string{"accounts", "lockouts", "tokens", "agents"} {
+		keys = append(keys, "admin.tab_"+s)
+	}
+	for _, s := range []string{"active", "expired", "revoked"} {
+		keys = append(keys, "admin.tk_"+s)
+	}
+	for _, s := range []string{"account", "address"} {
+		keys = append(keys, "lockout."+s)
+	}
+	for _, s := range []string{"session", "token", "link"} {
+		keys = append(keys, "via."+s)
+	}
+	for _, s := range []string{"from", "to", "actor", "action", "object", "outcome", "remote", "q"} {
+		keys = append(keys, "audit.f_"+s)
+	}
+	for _, s := range []string{"seq", "time", "actor", "role", "remote", "action", "object", "outcome", "detail"} {
+		keys = append(keys, "audit.col_"+s)
+	}
+	for _, s := range []string{"expired", "ended", "signed_out", "signed_out_all"} {
+		keys = append(keys, "login.note_"+s)
+	}
+	for _, s := range []string{"10m", "1h", "8h"} {
+		keys = append(keys, "video.ttl_"+s)
+	}
+	keys = append(keys, "acct.totp_enrol", "acct.recovery_codes", "acct.password_expires", "acct.password_expires_soon",
+		"login.use_code", "login.use_recovery", "login.need_code", "login.need_recovery", "dialog.copied", "dialog.copy_failed")
+	for _, k := range keys {
+		if _, ok := en[k]; !ok {
+			t.Errorf("key %q is used but not in i18n.json", k)
+		}
+	}
+
+	for _, tt := range []struct {
+		name string
+		want []string
+	}{
+		{"ROLES", names(auth.Roles)},
+		{"GRANTABLE", names(auth.Grantable)},
+	} {
+		if got := jsList(t, "admin.js", tt.name); !slices.Equal(got, tt.want) {
+			t.Errorf("admin.js %s = %v; the hub has %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func names[S ~string](xs []S) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// jsList reads the string array literal `export const NAME = [...]` of a
+// module.
+func jsList(t *testing.T, file, name string) []string {
+	t.Helper()
+	m := regexp.MustCompile(`export const ` + name + ` = \[([^\]]*)\]`).FindStringSubmatch(read(t, file))
+	if m == nil {
+		t.Fatalf("%s has no export const %s = [...]", file, name)
+	}
+	var out []string
+	for _, q := range regexp.MustCompile(`'([^']*)'`).FindAllStringSubmatch(m[1], -1) {
+		out = append(out, q[1])
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: %s is empty", file, name)
+	}
+	return out
+}
+
+// TestAuthHooks checks the DOM ids and window.citywatch members that
+// browser tests of signing in, administration and the audit trail rely on.
+func TestAuthHooks(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"index.html", []string{`id="login"`, `id="login-user"`, `id="login-pass"`, `id="login-totp"`, `id="login-recovery"`,
+			`id="login-use-recovery"`, `id="login-submit"`, `id="login-error"`, `id="login-lang"`, `id="setup"`,
+			`id="whoami"`, `id="account-menu"`, `id="logout"`, `id="logout-all"`, `id="acct-password"`, `id="acct-totp"`,
+			`id="view-console"`, `id="view-admin"`, `id="view-audit"`, `id="admin"`, `id="audit"`, `<body data-view="loading">`}},
+		{"account.js", []string{`id="pw-current"`, `id="pw-new"`, `id="pw-repeat"`, `id="pw-submit"`, `id="pw-problems"`,
+			`id="totp-qr"`, `id="totp-secret"`, `id="totp-code"`, `id="totp-confirm"`, `id="recovery-codes"`, `id="recovery-done"`,
+			`id="renew-code"`}},
+		{"admin.js", []string{`id="admin-tab-${x.id}"`, `id="admin-${x.id}"`, `id="${x.id}-table"`, "'account-new'", "'token-new'", "'agent-new'",
+			`data-account="${a.name}"`, `data-token="${k.id}"`, `data-agent="${a.agent}"`, `data-lockout=`, `id="dlg-name"`, `id="dlg-role"`,
+			`id="dlg-scope-all"`, `id="dlg-districts"`, `id="dlg-sites"`, `id="dlg-ttl"`, `id="dlg-agent"`, `id="dlg-password"`, `name="grant"`}},
+		{"dialog.js", []string{`id="dialog-submit"`, `id="confirm-ok"`, `id="confirm-typed"`, `'secret-value'`, `id="secret-done"`, `data-dlg-action=`}},
+		{"audit.js", []string{`id="audit-filters"`, `id="audit-search"`, `id="audit-rows"`, `id="audit-older"`, `id="audit-verify"`,
+			`id="audit-verify-result"`, `id="audit-csv"`, `id="audit-jsonl"`, "dataset.ok", `data-seq="${r.seq}"`, `data-outcome="${r.outcome}"`}},
+		{"video.js", []string{`id="player-link"`, `id="player-link-url"`, `id="player-link-copy"`, `id="player-link-expiry"`}},
+		{"app.js", []string{"window.citywatch = app", "this.admin = ", "this.audit = ", "setView(id)", "can(p)"}},
+		{"api.js", []string{"'X-CSRF-Token'", "code === 'csrf'", "'restricted'", "status === 401"}},
+		{"live.js", []string{"SESSION_ENDED = 4001", "msg.after", "msg.upto"}},
+		{"whep.js", []string{"request(url(this.camera)", "request(loc, { method: 'DELETE'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			src := read(t, tt.file)
+			for _, w := range tt.want {
+				if !strings.Contains(src, w) {
+					t.Errorf("%s lacks %q", tt.file, w)
+				}
+			}
+		})
+	}
+	// Every request goes through api.request: no module but api.js calls
+	// fetch on the hub's API.
+	jsFiles, _ := fs.Glob(FS(), "*.js")
+	for _, f := range jsFiles {
+		if f != "api.js" && regexp.MustCompile(`\bfetch\(`).MatchString(read(t, f)) && f != "i18n.js" {
+			t.Errorf("%s calls fetch itself; use api.request (CSRF token, session handling)", f)
 		}
 	}
 }

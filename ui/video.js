@@ -4,13 +4,15 @@
 // table, the detail panel or a wall tile. The wall (wall.js) reuses Viewer.
 
 import { play } from './whep.js';
-import { t, label, num } from './i18n.js';
+import { t, label, num, clock, errorText } from './i18n.js';
+import { cameraLink } from './api.js';
+import { copyButton } from './dialog.js';
+import { esc } from './html.js';
 
 const HIDDEN_MS = 30000; // a tab left in the background stops its streams after this (sites have few uplink slots)
 
 export const isDown = (status) => status === 'offline' || status === 'unreachable';
 
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const secs = (at) => Math.max(0, Math.ceil((at - Date.now()) / 1000));
 
 // Viewers that should be playing, for pausing while the tab is hidden.
@@ -196,13 +198,20 @@ export function msgHTML(v) {
   return `<b>${esc(v.title)}</b>${v.detail ? `<span>${esc(v.detail)}</span>` : ''}${v.hint ? `<small>${esc(v.hint)}</small>` : ''}`;
 }
 
+// LINK_TTLS: how long a viewing link for another player lasts, the first
+// the default.
+const LINK_TTLS = ['10m', '1h', '8h'];
+
 // Player is the large live view of one camera, a modal dialog. Esc closes it
-// and ends the session.
+// and ends the session. canLink: the account may make viewing links for
+// other WHEP players.
 export class Player {
-  constructor(dialog, { store, onClose = () => {} }) {
+  constructor(dialog, { store, canLink = false, onClose = () => {} }) {
     this.dialog = dialog;
     this.store = store;
     this.onClose = onClose;
+    this.canLink = canLink;
+    this.link = null; // {camera, url, expires} or {camera, error}
     dialog.dataset.state = 'closed';
     dialog.tabIndex = -1;
     dialog.setAttribute('aria-labelledby', 'player-title');
@@ -211,8 +220,18 @@ export class Player {
         <span class="dot" aria-hidden="true"></span>
         <h2 id="player-title"><span class="p-id"></span> <span class="p-name"></span></h2>
         <span class="p-status"></span>
+        <button type="button" id="player-link" class="p-linkbtn" hidden></button>
         <button type="button" class="close" data-close>×</button>
       </header>
+      <div class="p-link" id="player-link-box" hidden>
+        <span class="p-link-l"></span>
+        <input id="player-link-url" readonly spellcheck="false">
+        <button type="button" id="player-link-copy"></button>
+        <span id="player-link-expiry" class="muted"></span>
+        <span class="grow"></span>
+        <label class="muted"><span class="p-link-for"></span> <select id="player-link-ttl">${LINK_TTLS.map((d) => `<option value="${d}">${d}</option>`).join('')}</select></label>
+        <button type="button" id="player-link-new"></button>
+      </div>
       <div class="stage">
         <video id="player-video" muted autoplay playsinline></video>
         <div class="v-msg" role="status" aria-live="polite"></div>
@@ -225,7 +244,11 @@ export class Player {
     dialog.addEventListener('close', () => this.close());
     dialog.addEventListener('click', (e) => {
       if (e.target === dialog || e.target.closest('[data-close]')) this.close();
+      else if (e.target.closest('#player-link')) this.toggleLink();
+      else if (e.target.closest('#player-link-new')) this.makeLink();
+      else if (e.target.closest('#player-link-copy') && this.link?.url) copyButton(e.target.closest('button'), this.link.url);
     });
+    dialog.querySelector('#player-link').hidden = !canLink;
     // Keys pressed in the live view are its own: the table behind must not move.
     dialog.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') { e.preventDefault(); this.close(); }
@@ -241,6 +264,7 @@ export class Player {
     if (!id) return;
     this.viewer.setCamera(id);
     this.dialog.dataset.camera = id;
+    this.renderLink();
     if (!this.dialog.open) this.dialog.showModal();
     this.viewer.start();
     // The dialog itself takes focus, not its close button: the Enter that
@@ -248,8 +272,47 @@ export class Player {
     this.dialog.focus();
   }
 
+  // Viewing links: another WHEP player (a video wall controller, VLC) may
+  // watch this camera without signing in, until the link expires.
+
+  toggleLink() {
+    if (this.link?.camera === this.camera) { this.link = null; this.renderLink(); return; }
+    this.makeLink();
+  }
+
+  async makeLink() {
+    const camera = this.camera;
+    if (!camera || !this.canLink) return;
+    const ttl = this.dialog.querySelector('#player-link-ttl').value;
+    try {
+      const l = await cameraLink(camera, ttl);
+      this.link = { camera, ...l };
+    } catch (err) {
+      this.link = { camera, error: errorText(err) };
+    }
+    if (this.camera === camera) this.renderLink();
+  }
+
+  renderLink() {
+    const l = this.link?.camera === this.camera ? this.link : null;
+    const box = this.dialog.querySelector('#player-link-box');
+    box.hidden = !l;
+    this.dialog.querySelector('#player-link').setAttribute('aria-expanded', String(!!l));
+    if (!l) return;
+    const url = this.dialog.querySelector('#player-link-url');
+    url.value = l.url || '';
+    url.hidden = !l.url;
+    this.dialog.querySelector('#player-link-copy').hidden = !l.url;
+    const exp = this.dialog.querySelector('#player-link-expiry');
+    exp.textContent = l.error || (l.expires ? t('video.link_until', { time: clock(l.expires) }) : '');
+    exp.className = l.error ? 'err' : 'muted';
+    if (l.url) { url.focus(); url.select(); }
+  }
+
   close() {
     if (!this.viewer.camera && !this.dialog.open) return;
+    this.link = null;
+    this.renderLink();
     this.viewer.stop();
     this.viewer.setCamera(null);
     delete this.dialog.dataset.camera;
@@ -269,6 +332,14 @@ export class Player {
     c.setAttribute('aria-label', t('video.close'));
     this.dialog.querySelector('.p-stats').setAttribute('aria-label', t('video.stats'));
     this.dialog.querySelector('.p-hint').textContent = t('video.player_hint');
+    const link = this.dialog.querySelector('#player-link');
+    link.textContent = t('video.link');
+    link.title = t('video.link_title');
+    this.dialog.querySelector('.p-link-l').textContent = t('video.link_label');
+    this.dialog.querySelector('#player-link-copy').textContent = t('dialog.copy');
+    this.dialog.querySelector('.p-link-for').textContent = t('video.link_for');
+    this.dialog.querySelector('#player-link-new').textContent = t('video.link_new');
+    for (const o of this.dialog.querySelectorAll('#player-link-ttl option')) o.textContent = t(`video.ttl_${o.value}`);
     this.render();
   }
 

@@ -8,6 +8,7 @@
 import { Viewer, msgHTML } from './video.js';
 import { t, label, num } from './i18n.js';
 import { DEVICE_TYPE } from './table.js';
+import { esc } from './html.js';
 
 export const SIZES = [1, 4, 9, 16];
 const MAX = 16;
@@ -15,17 +16,19 @@ const STORE_KEY = 'citywatch.wall';
 const TILE_TYPE = 'application/x-citywatch-tile';
 const PICK_LIMIT = 60;
 
-const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 export class Wall {
   // root is the #wall section, button the top-bar toggle; onOpen(id) opens
-  // the large live view of a camera.
-  constructor(root, { store, button, onOpen }) {
+  // the large live view of a camera. canPlay: the account may watch video
+  // (without, the wall never opens); onViewers, when given, lists who
+  // watches what now (a supervisor's view).
+  constructor(root, { store, button, onOpen, canPlay = true, onViewers = null }) {
     this.root = root;
     this.store = store;
     this.button = button;
     this.onOpen = onOpen;
+    this.canPlay = canPlay;
     this.shown = false;
     this.size = 4;
     this.tiles = new Array(MAX).fill(null);
@@ -47,6 +50,7 @@ export class Wall {
         <button type="button" class="w-del"></button>
         <span class="grow"></span>
         <span class="w-count muted" role="status"></span>
+        <button type="button" class="w-viewers" id="wall-viewers" hidden></button>
         <button type="button" class="w-clear"></button>
       </div>
       <div class="grid"></div>
@@ -60,6 +64,11 @@ export class Wall {
     this.picker = root.querySelector('.picker');
     this.cells = [];
     for (let i = 0; i < MAX; i++) this.cells.push(this.makeTile(i));
+    if (onViewers) {
+      const v = root.querySelector('.w-viewers');
+      v.hidden = false;
+      v.addEventListener('click', onViewers);
+    }
     this.bind();
     this.layout();
     this.retranslate();
@@ -95,7 +104,7 @@ export class Wall {
   get open() { return this.shown; }
 
   show() {
-    if (this.shown) return;
+    if (this.shown || !this.canPlay) return;
     this.shown = true;
     this.root.hidden = false;
     document.body.classList.add('wall-on');
@@ -114,8 +123,6 @@ export class Wall {
     this.button?.setAttribute('aria-pressed', 'false');
     this.persist();
   }
-
-  toggle() { if (this.shown) this.hide(); else this.show(); }
 
   // Changing the wall. setLayout and assign are also the test hooks
   // (window.citywatch.wall); they show the wall.
@@ -272,6 +279,7 @@ export class Wall {
     txt('.w-cancel', 'wall.cancel');
     txt('.w-del', 'wall.delete');
     txt('.w-clear', 'wall.clear');
+    txt('.w-viewers', 'wall.viewers');
     r.querySelector('.w-sizes').setAttribute('aria-label', t('wall.grid'));
     for (const b of r.querySelectorAll('[data-size]')) b.title = t('wall.grid_n', { n: b.dataset.size });
     r.querySelector('.w-save-form input').placeholder = t('wall.name_placeholder');

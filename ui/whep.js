@@ -8,6 +8,8 @@
 // "failed" (info.error says why; info.retryAt when the next attempt is due,
 // 0 when none is planned) and "closed" (stopped by the caller).
 
+import { request } from './api.js';
+
 const GATHER_MS = 2000;        // the hub does not trickle: wait for ICE gathering, but not for ever
 const POST_MS = 20000;         // the hub starts the upstream on demand and gives up after its own timeout (10 s by default) first
 const FIRST_FRAME_MS = 10000;  // answered but no frame: give up and retry
@@ -110,7 +112,9 @@ class Session {
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc, GATHER_MS);
       if (gen !== this.gen) return;
-      const res = await fetch(url(this.camera), {
+      // request() adds the CSRF token and handles a lost session; a refusal
+      // throws, with the hub's status and words.
+      const res = await request(url(this.camera), {
         method: 'POST',
         headers: { 'Content-Type': 'application/sdp', Accept: 'application/sdp' },
         body: pc.localDescription.sdp,
@@ -119,7 +123,6 @@ class Session {
       const loc = res.headers.get('Location');
       if (loc) this.location = new URL(loc, res.url || location.href).href;
       if (gen !== this.gen) { this.release(); return; } // stopped while the hub answered
-      if (!res.ok) throw new WhepError(await errorText(res), res.status);
       const sdp = await res.text();
       if (gen !== this.gen) { this.release(); return; }
       await pc.setRemoteDescription({ type: 'answer', sdp });
@@ -131,7 +134,7 @@ class Session {
     } catch (err) {
       if (gen !== this.gen) return;
       const e = err instanceof WhepError ? err
-        : new WhepError(err.name === 'TimeoutError' ? 'the hub did not answer in time' : err.message || String(err));
+        : new WhepError(err.name === 'TimeoutError' ? 'the hub did not answer in time' : err.message || String(err), err.status || 0);
       this.fail(e, 'error');
     }
   }
@@ -224,9 +227,8 @@ class Session {
     const loc = this.location;
     this.location = '';
     // keepalive: the DELETE must survive the page being closed.
-    return fetch(loc, { method: 'DELETE', keepalive: true })
-      .then((res) => { if (!res.ok && res.status !== 404) console.warn(`whep: end session ${loc}: HTTP ${res.status}`); })
-      .catch((err) => console.warn(`whep: end session ${loc}:`, err.message));
+    return request(loc, { method: 'DELETE', keepalive: true })
+      .catch((err) => { if (err.status !== 404) console.warn(`whep: end session ${loc}:`, err.message); });
   }
 
   // read gathers the numbers worth showing from getStats: frames, rate,
@@ -320,16 +322,4 @@ function gathered(pc, ms) {
     const timer = setTimeout(done, ms);
     pc.addEventListener('icegatheringstatechange', check);
   });
-}
-
-// errorText reads the hub's {"error": "..."} or falls back to the status.
-async function errorText(res) {
-  let text = '';
-  try {
-    text = await res.text();
-    const j = JSON.parse(text);
-    if (j && typeof j.error === 'string' && j.error) return j.error;
-  } catch { /* not JSON */ }
-  text = text.trim();
-  return text && text.length < 200 && !text.startsWith('<') ? text : `HTTP ${res.status}`;
 }
