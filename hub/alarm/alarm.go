@@ -121,8 +121,8 @@ const (
 	SourceTopology  Source = "topology"
 	SourcePowerFeed Source = "power_feed"
 	// Security events (Engine.Notice): an agent's credential revoked,
-	// audit records that could not be written, an address locked out for
-	// failed logins. Type says which.
+	// audit records that could not be written, an audit trail that no
+	// longer verifies. Type says which.
 	SourceSecurity Source = "security"
 )
 

@@ -82,7 +82,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.openStores(); err != nil {
 		return nil, err
 	}
-	httpTLS, err := serverTLS(cfg.HTTP.TLS, cfg.DataDir, "http", append([]string{"localhost", "127.0.0.1"}, cfg.HTTP.AllowedHosts...), log)
+	httpTLS, err := serverTLS(cfg.HTTP.TLS, cfg.DataDir, "http", certHosts(cfg.Listen, cfg.HTTP.AllowedHosts), log)
 	if err != nil {
 		return nil, fmt.Errorf("config: http.tls: %w", err)
 	}
@@ -233,7 +233,7 @@ func (a *App) newBroker() error {
 	var tlsCfg *tls.Config
 	if c.TLSAddr != "" {
 		var err error
-		if tlsCfg, err = serverTLS(c.TLS, a.cfg.DataDir, "mqtt", []string{"localhost", "127.0.0.1"}, a.log); err != nil {
+		if tlsCfg, err = serverTLS(c.TLS, a.cfg.DataDir, "mqtt", certHosts(c.TLSAddr, a.cfg.HTTP.AllowedHosts), a.log); err != nil {
 			return fmt.Errorf("config: broker.tls: %w", err)
 		}
 		if err := clientCAs(tlsCfg, c.ClientCA, c.RequireClientCert); err != nil {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/config"
@@ -62,6 +64,24 @@ func selfSigned(dir, name string, hosts []string) (*certs.Pair, error) {
 		return nil, err
 	}
 	return p, p.Write(cert, key)
+}
+
+// certHosts are the names a self-signed certificate is made for: loopback,
+// the machine's name, the address listened on when it names one, and the
+// host names the hub answers to.
+func certHosts(listen string, names []string) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+			hosts = append(hosts, h)
+		}
+	}
+	hosts = append(hosts, names...)
+	slices.Sort(hosts)
+	return slices.Compact(hosts)
 }
 
 // clientCAs makes cfg ask clients for a certificate signed by the CA in

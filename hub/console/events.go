@@ -139,6 +139,12 @@ type hub struct {
 	sent    uint64 // Seq of the last change handed to clients: a new client's hello carries it
 	closed  bool
 
+	// viewUpto is, per view, the upto of the last change message its
+	// clients were sent (or the hello seq of its first client): the next
+	// message's after. Guarded by mu; a view's entry outlives its clients,
+	// and there are as many as distinct scopes.
+	viewUpto map[string]uint64
+
 	conns sync.WaitGroup // one per registered connection handler
 	snap  []*client      // reused by the broadcast loop only
 	views map[string][]*client
@@ -154,7 +160,8 @@ func newHub(cfg Config, log *slog.Logger, reg *metrics.Registry, active func(str
 		wake:    make(chan struct{}, 1),
 		active:  active,
 		limit:   auth.NewLimiter(cfg.MaxWebsockets),
-		views:   map[string][]*client{},
+		views:    map[string][]*client{},
+		viewUpto: map[string]uint64{},
 		clients: make(map[*client]struct{}),
 		dropped: reg.Counter("citywatch_ws_dropped_clients_total",
 			"Websocket clients cut because their send queue was full."),
@@ -330,7 +337,6 @@ func (h *hub) flush() {
 	h.mu.Lock()
 	batch := h.pending
 	h.pending = nil
-	after := h.sent
 	h.snap = h.snap[:0]
 	clear(h.views)
 	for c := range h.clients {
@@ -343,13 +349,20 @@ func (h *hub) flush() {
 	for _, p := range batch {
 		h.sent = max(h.sent, p.seq)
 	}
+	afters := make(map[string]uint64, len(h.views))
+	for v := range h.views {
+		afters[v] = h.viewUpto[v]
+	}
 	h.mu.Unlock()
 	if len(batch) == 0 || len(h.snap) == 0 {
 		return
 	}
-	for _, group := range h.views {
+	for view, group := range h.views {
 		p := group[0].p
-		msgs := h.prepare(batch, after, p.Scope, p.Can(auth.AlarmRead))
+		msgs, upto := h.prepare(batch, afters[view], p.Scope, p.Can(auth.AlarmRead))
+		h.mu.Lock()
+		h.viewUpto[view] = max(h.viewUpto[view], upto)
+		h.mu.Unlock()
 		for _, c := range group {
 			for _, m := range msgs {
 				select {
@@ -377,9 +390,11 @@ func viewOf(p *auth.Principal) string {
 // messages in their place. Each change message says which sequence
 // numbers it accounts for: every change the view may see with after < seq
 // <= upto is in it, so a client scoped to part of the city tells changes
-// it was not meant to see from changes it missed. Each message is framed
-// once for all the clients of the view.
-func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, alarms bool) []*websocket.PreparedMessage {
+// it was not meant to see from changes it missed. after is the upto of the
+// view's last message; prepare returns the upto of its own last one (after
+// when it sends none). Each message is framed once for all the clients of
+// the view.
+func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, alarms bool) ([]*websocket.PreparedMessage, uint64) {
 	var msgs []*websocket.PreparedMessage
 	frame := func(buf []byte) {
 		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
@@ -445,7 +460,7 @@ func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, ala
 		upto = max(upto, p.seq)
 	}
 	flushChunk()
-	return msgs
+	return msgs, after
 }
 
 // add registers a new connection and returns the Seq its hello carries:
@@ -459,6 +474,9 @@ func (h *hub) add(c *client) (uint64, bool) {
 	}
 	h.clients[c] = struct{}{}
 	h.conns.Add(1)
+	if _, ok := h.viewUpto[c.view]; !ok {
+		h.viewUpto[c.view] = h.sent
+	}
 	return h.sent, true
 }
 

@@ -140,8 +140,20 @@ func TestScopedEventStream(t *testing.T) {
 		t.Errorf("the whole city got %v", got)
 	}
 	got, last := read(scoped, seq+2)
-	if !slices.Equal(got, []uint64{seq + 2}) || last.Upto < seq+2 {
-		t.Errorf("the district got %v (upto %d), want only %d", got, last.Upto, seq+2)
+	if !slices.Equal(got, []uint64{seq + 2}) || last.Upto < seq+2 || *last.After > seq {
+		t.Errorf("the district got %v (after %d, upto %d), want only %d", got, *last.After, last.Upto, seq+2)
+	}
+	// A batch with nothing for the district sends it nothing; the next
+	// message it gets still starts where its last ended, so it does not
+	// look like missed changes.
+	prev := last.Upto
+	s.Publish(fleet.Change{Seq: seq + 4, Kind: fleet.ChangeDevice, To: wire.StatusOnline, Device: &market})
+	read(city, seq+4)
+	s.Publish(fleet.Change{Seq: seq + 5, Kind: fleet.ChangeDevice, To: wire.StatusOnline, Device: &gate})
+	read(city, seq+5)
+	got, last = read(scoped, seq+5)
+	if !slices.Equal(got, []uint64{seq + 5}) || *last.After != prev {
+		t.Errorf("after a batch it could not see, the district got %v with after %d, want %d after %d", got, *last.After, seq+5, prev)
 	}
 
 	// Alarm events: the district's, not the other's.

@@ -248,12 +248,11 @@ func checkMosquittoUser(user, hash string) error {
 //
 // EMQX reads no Mosquitto password file: its built-in database
 // authenticator takes the same salt and hash (pbkdf2, sha512, 1000
-// iterations, 64 bytes) per user, or its HTTP authenticator can ask the
-// hub. Tying the client id to the username there takes an authentication
-// hook that refuses a CONNECT whose client id differs.
+// iterations, 64 bytes) per user, and mqtt.use_username_as_clientid ties
+// the client id to the username as Mosquitto's setting does.
 func mosquittoACL(hubUser string) string {
 	var b strings.Builder
-	b.WriteString("# citywatch: MQTT access control, written by citywatch-hub agents mosquitto-files.\n")
+	b.WriteString("# citywatch: MQTT access control, written by citywatch-hub agents mosquitto.\n")
 	b.WriteString("# Pattern lines hold for every client; %u is its username, the agent id.\n")
 	b.WriteString("# mosquitto.conf must set use_username_as_clientid true, so an agent's\n")
 	b.WriteString("# client id is its username and no one can take over its session.\n")

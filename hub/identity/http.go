@@ -347,6 +347,9 @@ func (s *Service) handleLogoutAccount(_ http.ResponseWriter, r *http.Request, p 
 
 func (s *Service) handleLockouts(_ http.ResponseWriter, r *http.Request, _ *auth.Principal) (int, any, error) {
 	list, err := s.Lockouts(r.Context())
+	if list == nil {
+		list = []Lockout{} // an empty list, not null, as every other list
+	}
 	return http.StatusOK, struct {
 		Lockouts []Lockout `json:"lockouts"`
 	}{list}, err

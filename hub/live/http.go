@@ -182,7 +182,13 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Location", "/api/cameras/"+url.PathEscape(camera)+"/whep/"+v.id)
+	loc := "/api/cameras/" + url.PathEscape(camera) + "/whep/" + v.id
+	if p.Via == auth.ViaLink {
+		// A player that cannot send headers ends its session with the
+		// same link it began it with.
+		loc += "?token=" + url.QueryEscape(r.URL.Query().Get("token"))
+	}
+	h.Set("Location", loc)
 	w.WriteHeader(http.StatusCreated)
 	io.WriteString(w, answer)
 	close(v.answered)

@@ -482,6 +482,14 @@ func TestViewingLinkInQuery(t *testing.T) {
 	if d := e.audit.find("live.start"); len(d) != 1 || d[0].Actor != "alice" || !strings.Contains(d[0].Detail, "via link") {
 		t.Fatalf("audited = %+v", d)
 	}
+	// Its Location carries the link, so the player can end the session.
+	if !strings.HasSuffix(c.location, "?token=link-cam-3") {
+		t.Fatalf("Location %q does not carry the link", c.location)
+	}
+	res, body = e.request(http.MethodDelete, c.location, "", "", http.Header{"Authorization": nil})
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE with the link = %d %s", res.StatusCode, body)
+	}
 }
 
 // Keyframe requests from viewers reach the agent, but no more often than
