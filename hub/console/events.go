@@ -155,14 +155,14 @@ type hub struct {
 
 func newHub(cfg Config, log *slog.Logger, reg *metrics.Registry, active func(string) bool) *hub {
 	h := &hub{
-		cfg:     cfg,
-		log:     log,
-		wake:    make(chan struct{}, 1),
-		active:  active,
-		limit:   auth.NewLimiter(cfg.MaxWebsockets),
+		cfg:      cfg,
+		log:      log,
+		wake:     make(chan struct{}, 1),
+		active:   active,
+		limit:    auth.NewLimiter(cfg.MaxWebsockets),
 		views:    map[string][]*client{},
 		viewUpto: map[string]uint64{},
-		clients: make(map[*client]struct{}),
+		clients:  make(map[*client]struct{}),
 		dropped: reg.Counter("citywatch_ws_dropped_clients_total",
 			"Websocket clients cut because their send queue was full."),
 		written: reg.Counter("citywatch_ws_messages_sent_total",
