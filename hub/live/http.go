@@ -99,7 +99,10 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok || !p.Sees(d.District, d.Site) || (p.Camera != "" && p.Camera != camera):
 		// A camera outside the caller's scope, or not the one its viewing
-		// link is for, does not exist for it.
+		// link is for, does not exist for it; the attempt is recorded.
+		if ok {
+			s.auditStart(p, camera, "", audit.Denied, "outside the caller's scope or viewing link")
+		}
 		writeError(w, errorf(http.StatusNotFound, "no camera %s", strconv.Quote(clip(camera))))
 		return
 	case d.Kind != wire.KindCamera:

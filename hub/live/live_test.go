@@ -482,6 +482,13 @@ func TestViewingLinkInQuery(t *testing.T) {
 	if d := e.audit.find("live.start"); len(d) != 1 || d[0].Actor != "alice" || !strings.Contains(d[0].Detail, "via link") {
 		t.Fatalf("audited = %+v", d)
 	}
+	// The same link for another camera is refused, and that is recorded.
+	if res, _ := e.request(http.MethodPost, "/api/cameras/cam-4/whep?token=link-cam-3", "application/sdp", offer, http.Header{"Authorization": nil}); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("the link on another camera = %d", res.StatusCode)
+	}
+	if d := e.audit.find("live.start"); len(d) != 2 || d[1].Outcome != audit.Denied || d[1].Object != "camera/cam-4" {
+		t.Fatalf("audited = %+v", d)
+	}
 	// Its Location carries the link, so the player can end the session.
 	if !strings.HasSuffix(c.location, "?token=link-cam-3") {
 		t.Fatalf("Location %q does not carry the link", c.location)
