@@ -2,7 +2,6 @@ package alarmstore
 
 import (
 	"database/sql"
-	"fmt"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 )
@@ -49,40 +48,6 @@ var migrations = []string{
 	);
 	CREATE INDEX transitions_alarm ON transitions (alarm_id, seq);
 	CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
-}
-
-// migrate runs the migrations the database has not had, each in its own
-// transaction with its version row, so a crash mid-migration leaves the
-// previous version intact.
-func migrate(db *sql.DB) error {
-	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	var v int
-	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return fmt.Errorf("schema version: %w", err)
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this hub knows (%d)", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		tx, err := db.Begin()
-		if err != nil {
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if _, err := tx.Exec(migrations[i]); err != nil {
-			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
-			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-	}
-	return nil
 }
 
 const alarmColumns = `id, key, source, type, device, agent, site, district, severity, criticality, priority, state,

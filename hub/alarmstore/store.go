@@ -27,6 +27,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/internal/schema"
 )
 
 const (
@@ -72,7 +73,7 @@ func Open(path string, logger *slog.Logger) (*Store, error) {
 	// One writer (Run) and reads only at start-up: one connection means
 	// no lock contention inside the hub at all.
 	db.SetMaxOpenConns(1)
-	if err := migrate(db); err != nil {
+	if err := schema.Migrate(db, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
 	}

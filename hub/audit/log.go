@@ -16,6 +16,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/citywatch/citywatch/hub/internal/schema"
 	"github.com/citywatch/citywatch/hub/metrics"
 )
 
@@ -130,7 +131,7 @@ func Open(path string, opts Options, deps Deps) (*Log, error) {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	if err := migrate(w); err != nil {
+	if err := schema.Migrate(w, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}

@@ -1,10 +1,5 @@
 package audit
 
-import (
-	"database/sql"
-	"fmt"
-)
-
 // migrations[i] brings the schema from version i to i+1. Append, never
 // edit: a database records the versions it has run.
 var migrations = []string{
@@ -68,44 +63,4 @@ var migrations = []string{
 
 	CREATE TRIGGER meta_no_delete BEFORE DELETE ON meta
 	BEGIN SELECT RAISE(ABORT, 'audit metadata cannot be deleted'); END;`,
-}
-
-// migrate runs the migrations the database has not had, each in its own
-// write transaction that reads the version first, so two processes
-// opening a new database at once run each migration once.
-func migrate(db *sql.DB) error {
-	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	for next := 1; next <= len(migrations); next++ {
-		if err := migrateTo(db, next); err != nil {
-			return fmt.Errorf("migrate to %d: %w", next, err)
-		}
-	}
-	return nil
-}
-
-func migrateTo(db *sql.DB, version int) error {
-	tx, err := db.Begin() // BEGIN IMMEDIATE: the write lock before the read
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var v int
-	if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return err
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this hub knows (%d)", v, len(migrations))
-	}
-	if v >= version {
-		return nil
-	}
-	if _, err := tx.Exec(migrations[version-1]); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, version); err != nil {
-		return err
-	}
-	return tx.Commit()
 }

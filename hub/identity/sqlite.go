@@ -15,6 +15,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/internal/schema"
 )
 
 // migrations[i] brings the schema from version i to i+1. Append, never
@@ -140,7 +141,7 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	if err := migrate(db); err != nil {
+	if err := schema.Migrate(db, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("identity: open %s: %w", path, err)
 	}
@@ -153,39 +154,6 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 func (s *SQLiteStore) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("identity: close: %w", err)
-	}
-	return nil
-}
-
-// migrate runs the migrations the database has not had, each in its own
-// transaction with its version row.
-func migrate(db *sql.DB) error {
-	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	var v int
-	if err := db.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return fmt.Errorf("schema version: %w", err)
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this hub knows (%d)", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		tx, err := db.Begin()
-		if err != nil {
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if _, err := tx.Exec(migrations[i]); err != nil {
-			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
-			tx.Rollback() //nolint:errcheck // the Exec error is the one to report
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate to %d: %w", i+1, err)
-		}
 	}
 	return nil
 }

@@ -1,0 +1,54 @@
+// Package schema brings a hub SQLite database up to date: a list of
+// numbered migrations, each run once, in order, in its own transaction
+// with the row that records it. The alarm, identity and audit databases
+// all use it, so a database records its version the same way whichever it
+// is, and two processes opening one new database (the hub and its command
+// line) run each migration once.
+package schema
+
+import (
+	"database/sql"
+	"fmt"
+)
+
+// Migrate runs the migrations db has not had: migrations[i] brings the
+// schema from version i to i+1. Append to the list, never edit it: a
+// database records the versions it has run. db must begin its
+// transactions with BEGIN IMMEDIATE (modernc's _txlock=immediate), so
+// that the version is read under the write lock.
+func Migrate(db *sql.DB, migrations []string) error {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	for next := 1; next <= len(migrations); next++ {
+		if err := migrateTo(db, migrations, next); err != nil {
+			return fmt.Errorf("migrate to %d: %w", next, err)
+		}
+	}
+	return nil
+}
+
+func migrateTo(db *sql.DB, migrations []string, version int) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var v int
+	if err := tx.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this hub knows (%d)", v, len(migrations))
+	}
+	if v >= version {
+		return nil
+	}
+	if _, err := tx.Exec(migrations[version-1]); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, version); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
