@@ -369,20 +369,7 @@ func (s *Service) setPassword(ctx context.Context, actor Actor, name, password s
 	next := cur.AccountRecord
 	next.PasswordHash, next.PasswordChangedAt, next.MustChangePassword = hash, now, true
 	ended := s.st.sessionsOf(name)
-	err := s.update(ctx, func(tx Tx) error {
-		if err := tx.UpdateAccount(next); err != nil {
-			return err
-		}
-		if err := tx.AddPasswordHistory(name, hash, now, s.cfg.Password.History); err != nil {
-			return err
-		}
-		return tx.DeleteSessions(hashesOf(ended))
-	}, func(st *state) {
-		st.accounts[name] = newAccount(next)
-		for _, se := range ended {
-			st.removeSession(se)
-		}
-	})
+	err := s.storePassword(ctx, next, ended)
 	if err != nil {
 		return Account{}, "", nil, err
 	}
@@ -466,20 +453,7 @@ func (s *Service) changeOwnPassword(ctx context.Context, actor Actor, current, n
 			ended = append(ended, se)
 		}
 	}
-	err := s.update(ctx, func(tx Tx) error {
-		if err := tx.UpdateAccount(rec); err != nil {
-			return err
-		}
-		if err := tx.AddPasswordHistory(name, hash, now, s.cfg.Password.History); err != nil {
-			return err
-		}
-		return tx.DeleteSessions(hashesOf(ended))
-	}, func(st *state) {
-		st.accounts[name] = newAccount(rec)
-		for _, se := range ended {
-			st.removeSession(se)
-		}
-	})
+	err := s.storePassword(ctx, rec, ended)
 	unlock()
 	if err != nil {
 		return nil, err
@@ -571,4 +545,24 @@ func idsOf(ss []*session) []string {
 		out[i] = se.id
 	}
 	return out
+}
+
+// storePassword writes an account whose password changed, adds the new
+// hash to its history and ends the sessions given; s.mu is held for
+// writing.
+func (s *Service) storePassword(ctx context.Context, rec AccountRecord, ended []*session) error {
+	return s.update(ctx, func(tx Tx) error {
+		if err := tx.UpdateAccount(rec); err != nil {
+			return err
+		}
+		if err := tx.AddPasswordHistory(rec.Name, rec.PasswordHash, rec.PasswordChangedAt, s.cfg.Password.History); err != nil {
+			return err
+		}
+		return tx.DeleteSessions(hashesOf(ended))
+	}, func(st *state) {
+		st.accounts[rec.Name] = newAccount(rec)
+		for _, se := range ended {
+			st.removeSession(se)
+		}
+	})
 }

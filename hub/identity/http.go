@@ -250,19 +250,17 @@ type recoveryCodes struct {
 }
 
 func (s *Service) handleTOTPConfirm(w http.ResponseWriter, r *http.Request, p *auth.Principal) (int, any, error) {
-	var req codeRequest
-	if err := s.readBody(w, r, &req); err != nil {
-		return 0, nil, err
-	}
-	actor, err := accountActor(p)
-	if err != nil {
-		return 0, nil, err
-	}
-	codes, err := s.totpConfirm(r.Context(), actor, req.Code)
-	return http.StatusOK, recoveryCodes{codes}, err
+	return s.withCode(w, r, p, s.totpConfirm)
 }
 
 func (s *Service) handleRecoveryCodes(w http.ResponseWriter, r *http.Request, p *auth.Principal) (int, any, error) {
+	return s.withCode(w, r, p, s.renewRecoveryCodes)
+}
+
+// withCode reads a TOTP code from the body and answers with the recovery
+// codes do makes with it.
+func (s *Service) withCode(w http.ResponseWriter, r *http.Request, p *auth.Principal,
+	do func(ctx context.Context, actor Actor, code string) ([]string, error)) (int, any, error) {
 	var req codeRequest
 	if err := s.readBody(w, r, &req); err != nil {
 		return 0, nil, err
@@ -271,7 +269,7 @@ func (s *Service) handleRecoveryCodes(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return 0, nil, err
 	}
-	codes, err := s.renewRecoveryCodes(r.Context(), actor, req.Code)
+	codes, err := do(r.Context(), actor, req.Code)
 	return http.StatusOK, recoveryCodes{codes}, err
 }
 
