@@ -357,6 +357,34 @@ type ErrorBody struct {
 	Code  string `json:"code,omitempty"`
 }
 
+// Fail answers with status and an ErrorBody whose code is the one every
+// domain uses for that status: bad_request, not_found, conflict,
+// too_large, unsupported_media_type, too_many, unavailable, internal…
+func Fail(w http.ResponseWriter, status int, msg string) {
+	code := "error"
+	switch status {
+	case http.StatusBadRequest:
+		code = "bad_request"
+	case http.StatusNotFound:
+		code = "not_found"
+	case http.StatusMethodNotAllowed:
+		code = "method_not_allowed"
+	case http.StatusConflict:
+		code = "conflict"
+	case http.StatusRequestEntityTooLarge:
+		code = "too_large"
+	case http.StatusUnsupportedMediaType:
+		code = "unsupported_media_type"
+	case http.StatusTooManyRequests:
+		code = "too_many"
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		code = "unavailable"
+	case http.StatusInternalServerError:
+		code = "internal"
+	}
+	WriteError(w, status, code, msg)
+}
+
 // WriteError answers with status and an ErrorBody.
 func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	b, _ := json.Marshal(ErrorBody{Error: msg, Code: code}) // two strings always encode

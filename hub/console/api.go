@@ -53,24 +53,7 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeError answers with an error body whose code names the status.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	code := "error"
-	switch status {
-	case http.StatusBadRequest:
-		code = "bad_request"
-	case http.StatusNotFound:
-		code = "not_found"
-	case http.StatusConflict:
-		code = "conflict"
-	case http.StatusMethodNotAllowed:
-		code = "method_not_allowed"
-	case http.StatusTooManyRequests:
-		code = "too_many"
-	case http.StatusInternalServerError:
-		code = "internal"
-	}
-	auth.WriteError(w, status, code, msg)
-}
+func writeError(w http.ResponseWriter, status int, msg string) { auth.Fail(w, status, msg) }
 
 // reply writes v as JSON. Encoding to memory first means a value that
 // cannot be encoded becomes a clean 500, not half a body.

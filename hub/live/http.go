@@ -394,24 +394,7 @@ func parseOrigins(list []string) (map[string]bool, error) {
 }
 
 // writeError answers with e as an error body whose code names the status.
-func writeError(w http.ResponseWriter, e *httpError) {
-	code := "error"
-	switch e.code {
-	case http.StatusBadRequest:
-		code = "bad_request"
-	case http.StatusNotFound:
-		code = "not_found"
-	case http.StatusTooManyRequests:
-		code = "too_many"
-	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		code = "unavailable"
-	case http.StatusUnsupportedMediaType, http.StatusRequestEntityTooLarge:
-		code = "bad_offer"
-	case http.StatusInternalServerError:
-		code = "internal"
-	}
-	auth.WriteError(w, e.code, code, e.msg)
-}
+func writeError(w http.ResponseWriter, e *httpError) { auth.Fail(w, e.code, e.msg) }
 
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := json.Marshal(v)
