@@ -7,12 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/internal/testenv"
 )
 
@@ -27,7 +27,7 @@ func TestAlarmsSurviveKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf("alarms: {rules: %q, db: %q}\n", rules, filepath.Join(dir, "alarms.db"))
-	hub1 := startHubProcess(t, broker.URL(), cfg)
+	hub1 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: time.Second, Logger: testLogger(t)})
@@ -58,23 +58,23 @@ func TestAlarmsSurviveKill9(t *testing.T) {
 		}
 		return nil
 	})
+	alice := hub1.token(t, "alice", auth.Operator, auth.Everything)
 	post := func(id, action, body string) {
-		res, err := httpClient.Post(hub1.base+"api/alarms/"+id+"/"+action, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("%s %s: %s", action, id, res.Status)
+		if code, answer := postAlarm(t, alice, id, action, body); code != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", action, id, code, answer)
 		}
 	}
-	post(before.Alarms[0].ID, "ack", `{"who":"alice","note":"on it"}`)
-	post(before.Alarms[1].ID, "assign", `{"who":"alice","to":"crew-7"}`)
+	acked, assigned := before.Alarms[0].ID, before.Alarms[1].ID
+	post(acked, "ack", `{"note":"on it"}`)
+	post(assigned, "assign", `{"to":"crew-7"}`)
 	if err := hub1.get("api/alarms", &before); err != nil {
 		t.Fatal(err)
 	}
 	trails := map[string][]alarm.Transition{}
 	for _, a := range before.Alarms {
+		if a.ID == acked && a.AckedBy != alice.name || a.ID == assigned && a.AssignedTo != "crew-7" {
+			t.Errorf("alarm %s acknowledged by %q, assigned to %q", a.ID, a.AckedBy, a.AssignedTo)
+		}
 		var d alarmDetail
 		if err := hub1.get("api/alarms/"+a.ID, &d); err != nil {
 			t.Fatal(err)
@@ -99,7 +99,7 @@ func TestAlarmsSurviveKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub1.cmd.Wait()
-	hub2 := startHubProcess(t, broker.URL(), cfg)
+	hub2 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg, successorOf: hub1})
 	var after alarmList
 	if err := hub2.get("api/alarms", &after); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/internal/testenv"
 )
@@ -20,13 +21,18 @@ import (
 func TestAlarmsSurviveRestart(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	db := filepath.Join(t.TempDir(), "alarms.db")
+	data := t.TempDir() // accounts and tokens, kept across the restart too
 	rules := quickAlarms(t)
 	adjust := func(c *config.Config) {
 		rules(c)
 		c.Alarms.DB = db
+		c.DataDir = data
 	}
 	ctx1, stop1 := context.WithCancel(context.Background())
 	hub1 := startHub(t, ctx1, broker.URL(), nil, adjust)
+	api1 := newToken(t, hub1, "e2e", auth.Admin, auth.Everything)
+	alice := newToken(t, hub1, "alice", auth.Operator, auth.Everything)
+	bob := newToken(t, hub1, "bob", auth.Operator, auth.Everything)
 
 	simCtx, stopSim := context.WithCancel(context.Background())
 	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: time.Second, Logger: testLogger(t)})
@@ -58,29 +64,34 @@ func TestAlarmsSurviveRestart(t *testing.T) {
 	}
 	var before alarmList
 	eventually(t, 30*time.Second, func() error {
-		getJSON(t, hub1.ConsoleURL()+"api/alarms", &before)
+		api1.getJSON(t, "api/alarms", &before)
 		if before.Total < len(failed) {
 			return fmt.Errorf("%d alarms", before.Total)
 		}
 		return nil
 	})
-	if code, body := postAlarm(t, hub1, before.Alarms[0].ID, "ack", `{"who":"alice","note":"crew sent"}`); code != 200 {
+	acked := before.Alarms[0].ID
+	if code, body := postAlarm(t, alice, acked, "ack", `{"note":"crew sent"}`); code != 200 {
 		t.Fatalf("ack: %d %s", code, body)
 	}
-	if code, body := postAlarm(t, hub1, before.Alarms[1].ID, "shelve", `{"who":"bob","for":"1h"}`); code != 200 {
+	if code, body := postAlarm(t, bob, before.Alarms[1].ID, "shelve", `{"for":"1h"}`); code != 200 {
 		t.Fatalf("shelve: %d %s", code, body)
 	}
-	getJSON(t, hub1.ConsoleURL()+"api/alarms", &before)
+	api1.getJSON(t, "api/alarms", &before)
 	trails := map[string][]alarm.Transition{}
 	for _, a := range before.Alarms {
+		if a.ID == acked && a.AckedBy != alice.name {
+			t.Errorf("alarm %s acknowledged by %q, want the caller %q", a.ID, a.AckedBy, alice.name)
+		}
 		var d alarmDetail
-		getJSON(t, hub1.ConsoleURL()+"api/alarms/"+a.ID, &d)
+		api1.getJSON(t, "api/alarms/"+a.ID, &d)
 		trails[a.ID] = d.History
 	}
 
 	stop1()
 	eventually(t, 30*time.Second, func() error {
-		if _, err := httpClient.Get(hub1.ConsoleURL() + "healthz"); err == nil {
+		if res, err := httpClient.Get(hub1.ConsoleURL() + "healthz"); err == nil {
+			res.Body.Close()
 			return fmt.Errorf("hub 1 still serving")
 		}
 		return nil
@@ -88,9 +99,11 @@ func TestAlarmsSurviveRestart(t *testing.T) {
 	ctx2, stop2 := context.WithCancel(context.Background())
 	hub2 := startHub(t, ctx2, broker.URL(), nil, adjust)
 	t.Cleanup(stop2) // runs before startHub's cleanup, which waits for the hub
+	// The token made before the restart still works: it is kept in data_dir.
+	api2 := api1.at(hub2.ConsoleURL())
 
 	var after alarmList
-	getJSON(t, hub2.ConsoleURL()+"api/alarms", &after)
+	api2.getJSON(t, "api/alarms", &after)
 	if len(after.Alarms) != len(before.Alarms) {
 		t.Fatalf("%d alarms after the restart, %d before", len(after.Alarms), len(before.Alarms))
 	}
@@ -101,7 +114,7 @@ func TestAlarmsSurviveRestart(t *testing.T) {
 			t.Errorf("alarm %d: after %+v, before %+v", i, a, b)
 		}
 		var d alarmDetail
-		getJSON(t, hub2.ConsoleURL()+"api/alarms/"+a.ID, &d)
+		api2.getJSON(t, "api/alarms/"+a.ID, &d)
 		if len(d.History) < len(trails[a.ID]) || !slices.EqualFunc(trails[a.ID], d.History[:len(trails[a.ID])], sameTransition) {
 			t.Errorf("trail of %s: after %+v, before %+v", a.ID, d.History, trails[a.ID])
 		}

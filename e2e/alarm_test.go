@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,8 +16,10 @@ import (
 
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
-	"github.com/citywatch/citywatch/hub/app"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -41,6 +43,8 @@ rules:
     clear_hold: 1s
   - source: sensor_triggered
     severity: critical
+  - source: security
+    severity: major
 `
 
 func quickAlarms(t *testing.T) func(*config.Config) {
@@ -55,6 +59,7 @@ func quickAlarms(t *testing.T) func(*config.Config) {
 type alarmView struct {
 	ID     string       `json:"id"`
 	Source alarm.Source `json:"source"`
+	Type   string       `json:"type"`
 	Agent  string       `json:"agent"`
 	Device string       `json:"device"`
 	State  alarm.State  `json:"state"`
@@ -72,11 +77,11 @@ type alarmClient struct {
 	events chan alarmEvent
 }
 
-func dialAlarms(t *testing.T, hub *app.App) *alarmClient {
+func dialAlarms(t *testing.T, as *apiClient) *alarmClient {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hub.ConsoleURL(), "http")+"api/events", nil)
+	conn, err := as.dial(websocket.Dialer{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("event stream as %s: %v", as.name, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	var hello struct {
@@ -128,16 +133,10 @@ func (c *alarmClient) await(t *testing.T, within time.Duration, what string, mat
 	}
 }
 
-// postAlarm sends an action and returns the status and body.
-func postAlarm(t *testing.T, hub *app.App, id, action, body string) (int, string) {
+// postAlarm sends an action as caller and returns the status and body.
+func postAlarm(t testing.TB, as *apiClient, id, action, body string) (int, string) {
 	t.Helper()
-	res, err := httpClient.Post(hub.ConsoleURL()+"api/alarms/"+id+"/"+action, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return as.post(t, "api/alarms/"+id+"/"+action, body)
 }
 
 // A lost agent is ONE alarm, not one per device behind it, and it clears
@@ -145,7 +144,7 @@ func postAlarm(t *testing.T, hub *app.App, id, action, body string) (int, string
 func TestAlarmAgentOffline(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, interval: 2 * time.Second, hubCfg: quickAlarms(t)})
 	s.waitAllOnline(t)
-	ws := dialAlarms(t, s.hub)
+	ws := dialAlarms(t, s.api)
 	agent := s.sim.City().Agents[1].ID
 	devices := s.devicesOf(agent)
 	deviceAlarm := func(ev alarmEvent) {
@@ -165,7 +164,7 @@ func TestAlarmAgentOffline(t *testing.T) {
 		Total  int            `json:"total"`
 		Counts map[string]int `json:"counts"`
 	}
-	getJSON(t, s.hub.ConsoleURL()+"api/alarms?agent="+agent, &list)
+	s.api.getJSON(t, "api/alarms?agent="+agent, &list)
 	if list.Total != 1 || list.Alarms[0].ID != raised.Alarm.ID || list.Counts["critical"] != 1 {
 		t.Errorf("alarms of %s: %+v, want only %s", agent, list, raised.Alarm.ID)
 	}
@@ -175,7 +174,7 @@ func TestAlarmAgentOffline(t *testing.T) {
 			Status string `json:"status"`
 		} `json:"children"`
 	}
-	getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+raised.Alarm.ID, &detail)
+	s.api.getJSON(t, "api/alarms/"+raised.Alarm.ID, &detail)
 	var attached []string
 	for _, c := range detail.Children {
 		if c.Status == "suppressed" {
@@ -187,7 +186,7 @@ func TestAlarmAgentOffline(t *testing.T) {
 	if !slices.Equal(attached, devices) {
 		t.Errorf("devices attached to %s: %v, want every device of %s: %v", raised.Alarm.ID, attached, agent, devices)
 	}
-	if c := dialAlarms(t, s.hub); c.hello["critical"] < 1 {
+	if c := dialAlarms(t, s.api); c.hello["critical"] < 1 {
 		t.Errorf("a new client's hello counts %v, want the critical alarm", c.hello)
 	}
 
@@ -195,18 +194,20 @@ func TestAlarmAgentOffline(t *testing.T) {
 		return ev.Kind == alarm.EventClear && ev.Alarm.ID == raised.Alarm.ID
 	}, deviceAlarm)
 	s.waitAllOnline(t)
-	getJSON(t, s.hub.ConsoleURL()+"api/alarms?agent="+agent+"&state=active_unack&state=active_ack", &list)
+	s.api.getJSON(t, "api/alarms?agent="+agent+"&state=active_unack&state=active_ack", &list)
 	if list.Total != 0 {
 		t.Errorf("active alarms of %s after its return: %+v", agent, list)
 	}
 }
 
-// An operator's action reaches every console, and the API refuses what it
-// must.
+// A person's action reaches every console under their own name, and the
+// API refuses what it must.
 func TestAlarmAckReachesOtherConsoles(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickAlarms(t)})
 	s.waitAllOnline(t)
-	alice, bob := dialAlarms(t, s.hub), dialAlarms(t, s.hub)
+	aliceAPI := signIn(t, s.hub, identity.AccountSpec{Name: "alice", Role: auth.Supervisor, Scope: auth.Everything})
+	bobAPI := signIn(t, s.hub, identity.AccountSpec{Name: "bob", Role: auth.Operator, Scope: auth.Everything})
+	alice, bob := dialAlarms(t, aliceAPI), dialAlarms(t, bobAPI)
 	_, cam := firstCamera(t, s)
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
@@ -220,7 +221,7 @@ func TestAlarmAckReachesOtherConsoles(t *testing.T) {
 	}, nil)
 	id := raised.Alarm.ID
 
-	code, body := postAlarm(t, s.hub, id, "ack", `{"who":"alice","note":"crew sent"}`)
+	code, body := postAlarm(t, aliceAPI, id, "ack", `{"note":"crew sent"}`)
 	if code != http.StatusOK {
 		t.Fatalf("ack: %d %s", code, body)
 	}
@@ -234,30 +235,38 @@ func TestAlarmAckReachesOtherConsoles(t *testing.T) {
 	if ev.Alarm.State != alarm.ActiveAck || ev.Transition.Who != "alice" || ev.Transition.Action != alarm.ActAck {
 		t.Errorf("other console got %+v", ev)
 	}
+	page, err := s.hub.Audit().Query(context.Background(), audit.Filter{Action: "alarm.ack", Object: "alarm/" + id})
+	if err != nil || len(page.Records) != 1 || page.Records[0].Actor != "alice" || page.Records[0].Outcome != audit.Success ||
+		page.Records[0].Detail != "crew sent" {
+		t.Errorf("the ack in the audit trail: %+v, %v", page.Records, err)
+	}
 
+	noCSRF := *aliceAPI
+	noCSRF.csrf = ""
 	for _, tt := range []struct {
-		name, id, action, body string
-		code                   int
+		name   string
+		as     *apiClient
+		id     string
+		action string
+		body   string
+		code   int
 	}{
-		{"unknown id", "A999999", "ack", `{"who":"alice"}`, http.StatusNotFound},
-		{"clear", id, "clear", `{"who":"alice"}`, http.StatusOK},
-		{"clear twice", id, "clear", `{"who":"alice"}`, http.StatusConflict},
-		{"bad JSON", id, "ack", `{"who":`, http.StatusBadRequest},
-		{"no who", id, "ack", `{}`, http.StatusBadRequest},
+		{"unknown id", aliceAPI, "A999999", "ack", `{}`, http.StatusNotFound},
+		{"operator clears", bobAPI, id, "clear", `{}`, http.StatusForbidden},
+		{"session without CSRF token", &noCSRF, id, "clear", `{}`, http.StatusForbidden},
+		{"clear", aliceAPI, id, "clear", `{"note":"fixed"}`, http.StatusOK},
+		{"clear twice", aliceAPI, id, "clear", `{}`, http.StatusConflict},
+		{"bad JSON", aliceAPI, id, "ack", `{"note":`, http.StatusBadRequest},
+		{"who is named in the body", aliceAPI, id, "ack", `{"who":"mallory"}`, http.StatusBadRequest},
 	} {
-		if code, body := postAlarm(t, s.hub, tt.id, tt.action, tt.body); code != tt.code {
+		if code, body := postAlarm(t, tt.as, tt.id, tt.action, tt.body); code != tt.code {
 			t.Errorf("%s: %d %s, want %d", tt.name, code, body, tt.code)
 		} else if code != http.StatusOK && !strings.Contains(body, `"error"`) {
 			t.Errorf("%s: body %s has no error", tt.name, body)
 		}
 	}
-	res, err := httpClient.Get(s.hub.ConsoleURL() + "api/alarms/A999999")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusNotFound {
-		t.Errorf("GET unknown alarm: %s", res.Status)
+	if code, body := bobAPI.call(t, http.MethodGet, "api/alarms/A999999", ""); code != http.StatusNotFound {
+		t.Errorf("GET unknown alarm: %d %s", code, body)
 	}
 }
 
@@ -266,7 +275,7 @@ func TestAlarmAckReachesOtherConsoles(t *testing.T) {
 func TestAlarmAgentReturnsWithBrokenCamera(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, interval: 2 * time.Second, hubCfg: quickAlarms(t)})
 	s.waitAllOnline(t)
-	ws := dialAlarms(t, s.hub)
+	ws := dialAlarms(t, s.api)
 	a := s.sim.City().Agents[1]
 	cam := a.Cameras[0].ID
 	if err := s.sim.Fault(sim.Fault{Agent: a.ID, Fault: sim.FaultDisconnect, For: 8 * time.Second}); err != nil {
@@ -297,7 +306,7 @@ func TestAlarmAgentReturnsWithBrokenCamera(t *testing.T) {
 		Alarm alarmView `json:"alarm"`
 	}
 	eventually(t, 20*time.Second, func() error {
-		getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+parent.Alarm.ID, &d)
+		s.api.getJSON(t, "api/alarms/"+parent.Alarm.ID, &d)
 		if d.Alarm.State.Active() {
 			return fmt.Errorf("the agent's alarm is still %s", d.Alarm.State)
 		}
@@ -310,7 +319,7 @@ func TestAlarmAgentReturnsWithBrokenCamera(t *testing.T) {
 func TestSensorAlarmSuggestsNearestCameras(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickAlarms(t)})
 	s.waitAllOnline(t)
-	ws := dialAlarms(t, s.hub)
+	ws := dialAlarms(t, s.api)
 	var sensor, site string
 	cameras := map[string]string{} // camera → site
 	for _, a := range s.sim.City().Agents {
@@ -342,7 +351,7 @@ func TestSensorAlarmSuggestsNearestCameras(t *testing.T) {
 			Covers    bool    `json:"covers"`
 		} `json:"cameras"`
 	}
-	getJSON(t, s.hub.ConsoleURL()+"api/alarms/"+ev.Alarm.ID, &d)
+	s.api.getJSON(t, "api/alarms/"+ev.Alarm.ID, &d)
 	if len(d.Cameras) == 0 {
 		t.Fatalf("alarm %s of sensor %s suggests no camera", ev.Alarm.ID, sensor)
 	}

@@ -19,7 +19,9 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -40,8 +42,8 @@ func BenchmarkSpine(b *testing.B) {
 
 	broker := testenv.Mosquitto(b)
 	influx := testenv.InfluxDB(b)
-	hub := startHubProcess(b, broker.URL(), "",
-		"INFLUX_URL="+influx.URL(), "INFLUX_ORG="+influx.Org(), "INFLUX_BUCKET="+influx.Bucket(), "INFLUX_TOKEN="+influx.Token())
+	hub := startHubProcess(b, hubProcessOptions{brokerURL: broker.URL(), env: []string{
+		"INFLUX_URL=" + influx.URL(), "INFLUX_ORG=" + influx.Org(), "INFLUX_BUCKET=" + influx.Bucket(), "INFLUX_TOKEN=" + influx.Token()}})
 
 	// The counting subscriber sees what the agents sent, at the broker.
 	sent := newSampleCounter(b, broker.URL())
@@ -164,44 +166,67 @@ func startScaleCity(b *testing.B, ctx context.Context, brokerURL string, hub *hu
 // hubProcess is the hub binary running as a child process.
 type hubProcess struct {
 	cmd  *exec.Cmd
+	bin  string   // the binary, for its administration commands
+	conf string   // its configuration file
+	env  []string // its environment
+	data string   // its data_dir
+	api  *apiClient
 	base string // http://127.0.0.1:port/
 }
 
-// startHubProcess runs the hub binary against brokerURL with extra
-// environment (INFLUX_*, CITYWATCH_*) and, if yaml is not empty, that
-// configuration file.
-func startHubProcess(b testing.TB, brokerURL, yaml string, env ...string) *hubProcess {
+// hubProcessOptions say how to run the hub binary.
+type hubProcessOptions struct {
+	brokerURL string
+	yaml      string   // configuration besides data_dir
+	env       []string // extra environment: INFLUX_*, CITYWATCH_*
+	// successorOf is a hub (killed or stopped) whose data directory and
+	// administrator token this one takes over, as a restarted hub does.
+	successorOf *hubProcess
+}
+
+// startHubProcess runs the hub binary against o.brokerURL with its own
+// data directory, in which it first makes an administrator's API token
+// with the hub's command line, as an operator of the hub would.
+func startHubProcess(b testing.TB, o hubProcessOptions) *hubProcess {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "citywatch-hub")
-	build := exec.Command("go", "build", "-o", bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
+	h := &hubProcess{bin: filepath.Join(b.TempDir(), "citywatch-hub"), data: filepath.Join(b.TempDir(), "data")}
+	if prev := o.successorOf; prev != nil {
+		h.data = prev.data
+	}
+	build := exec.Command("go", "build", "-o", h.bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building the hub: %v\n%s", err, out)
 	}
 	port := testenv.FreePort(b)
-	cmd := exec.Command(bin)
-	if yaml != "" {
-		path := filepath.Join(b.TempDir(), "hub.yaml")
-		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		cmd.Args = append(cmd.Args, "-config", path)
+	h.conf = filepath.Join(b.TempDir(), "hub.yaml")
+	if err := os.WriteFile(h.conf, []byte(fmt.Sprintf("data_dir: %q\n", h.data)+o.yaml), 0o600); err != nil {
+		b.Fatal(err)
 	}
-	cmd.Env = append(os.Environ(),
+	h.env = append(os.Environ(),
 		"CITYWATCH_LISTEN=127.0.0.1:"+strconv.Itoa(port),
-		"CITYWATCH_MQTT_URL="+brokerURL,
+		"CITYWATCH_MQTT_URL="+o.brokerURL,
 		"CITYWATCH_MQTT_CLIENT_ID=bench-hub",
 		"CITYWATCH_LOG_LEVEL=warn",
 	)
-	cmd.Env = append(cmd.Env, env...)
+	h.env = append(h.env, o.env...)
+	h.base = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if prev := o.successorOf; prev != nil {
+		h.api = prev.api.at(h.base)
+	} else {
+		h.api = &apiClient{name: "token:e2e-admin", base: h.base, hc: httpClient,
+			token: h.admin(b, "", "tokens", "add", "-role", "admin", "-expires", "2h", "e2e-admin")}
+	}
+	h.cmd = exec.Command(h.bin, "-config", h.conf)
+	h.cmd.Env = h.env
 	logf, err := os.Create(filepath.Join(b.TempDir(), "hub.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	h.cmd.Stdout, h.cmd.Stderr = logf, logf
+	if err := h.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	h := &hubProcess{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	cmd := h.cmd
 	b.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
@@ -220,14 +245,38 @@ func startHubProcess(b testing.TB, brokerURL, yaml string, env ...string) *hubPr
 	return h
 }
 
-func (h *hubProcess) get(path string, v any) error {
-	res, err := httpClient.Get(h.base + path)
+// admin runs one of the hub's administration commands on its data
+// directory with stdin as its input and returns what it printed on stdout,
+// trimmed: the secret of a new token or agent credential.
+func (h *hubProcess) admin(b testing.TB, stdin string, args ...string) string {
+	b.Helper()
+	cmd := exec.Command(h.bin, append(args, "-config", h.conf)...)
+	cmd.Env = h.env
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return err
+		b.Fatalf("citywatch-hub %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	defer res.Body.Close()
-	return json.NewDecoder(res.Body).Decode(v)
+	return strings.TrimSpace(string(out))
 }
+
+// token makes an API token with the hub's command line and returns a
+// client using it once the running hub has noticed it (it polls its data
+// directory).
+func (h *hubProcess) token(b testing.TB, name string, role auth.Role, scope auth.Scope) *apiClient {
+	b.Helper()
+	secret := h.admin(b, "", "tokens", "add", "-role", string(role), "-scope", scope.String(), "-expires", "2h", name)
+	c := &apiClient{name: "token:" + name, base: h.base, hc: httpClient, token: secret}
+	eventually(b, 30*time.Second, func() error {
+		var me identity.Me
+		return c.fetch("api/auth/me", &me)
+	})
+	return c
+}
+
+func (h *hubProcess) get(path string, v any) error { return h.api.fetch(path, v) }
 
 // cpuSeconds is the hub's user+system CPU time so far, from /proc.
 func (h *hubProcess) cpuSeconds(b *testing.B) float64 {
@@ -262,23 +311,7 @@ func (h *hubProcess) peakRSS(b *testing.B) int64 {
 }
 
 // metric sums every series of a family in the hub's /metrics.
-func (h *hubProcess) metric(b testing.TB, family string) float64 {
-	res, err := httpClient.Get(h.base + "metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if ok && (name == family || strings.HasPrefix(name, family+"{")) {
-			v, _ := strconv.ParseFloat(value, 64)
-			sum += v
-		}
-	}
-	return sum
-}
+func (h *hubProcess) metric(b testing.TB, family string) float64 { return h.api.metricSum(b, family) }
 
 // sampleCounter counts device samples in health reports stamped inside the
 // measurement window, as the broker delivers them.
@@ -360,7 +393,7 @@ type latencyProbe struct {
 }
 
 func newLatencyProbe(b *testing.B, h *hubProcess) *latencyProbe {
-	return &latencyProbe{ev: dialEventsURL(b, "ws"+strings.TrimPrefix(h.base, "http")+"api/events")}
+	return &latencyProbe{ev: h.api.events(b)}
 }
 
 func (l *latencyProbe) run(ctx context.Context, world *sim.Sim, window time.Duration, cams []string) {

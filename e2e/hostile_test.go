@@ -94,7 +94,7 @@ func TestHostileMessagesAreRejectedWhileGoodTrafficFlows(t *testing.T) {
 	want := map[wire.RejectReason]float64{}
 	baseline := map[wire.RejectReason]float64{}
 	for _, r := range wire.RejectReasons {
-		baseline[r] = metricValue(t, s.hub, fmt.Sprintf(`citywatch_mqtt_rejects_total{reason="%s"}`, r))
+		baseline[r] = s.api.metric(t, fmt.Sprintf(`citywatch_mqtt_rejects_total{reason="%s"}`, r))
 	}
 	for _, m := range hostile {
 		tok := attacker.Publish(m.topic, 1, false, m.payload)
@@ -106,7 +106,7 @@ func TestHostileMessagesAreRejectedWhileGoodTrafficFlows(t *testing.T) {
 	for reason, n := range want {
 		series := fmt.Sprintf(`citywatch_mqtt_rejects_total{reason="%s"}`, reason)
 		eventually(t, 10*time.Second, func() error {
-			if got := metricValue(t, s.hub, series) - baseline[reason]; got < n {
+			if got := s.api.metric(t, series) - baseline[reason]; got < n {
 				return fmt.Errorf("%s grew by %v, want %v", series, got, n)
 			}
 			return nil
@@ -133,7 +133,7 @@ func TestHostileMessagesAreRejectedWhileGoodTrafficFlows(t *testing.T) {
 		}
 		return nil
 	})
-	ev := dialEvents(t, s.hub)
+	ev := s.api.events(t)
 	cam := agents[0].Cameras[0].ID
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
 		t.Fatal(err)

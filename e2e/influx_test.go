@@ -69,10 +69,10 @@ func TestMetricsAndTransitionsReachInfluxDB(t *testing.T) {
 		return fmt.Errorf("no online→offline auth_failed transition for %s in %v", cam, rows)
 	})
 	// The hub's own counters agree that nothing was lost.
-	if failed := metricValue(t, s.hub, "citywatch_influx_points_failed_total"); failed != 0 {
+	if failed := s.api.metric(t, "citywatch_influx_points_failed_total"); failed != 0 {
 		t.Errorf("%v points failed", failed)
 	}
-	if written := metricValue(t, s.hub, "citywatch_influx_points_written_total"); written == 0 {
+	if written := s.api.metric(t, "citywatch_influx_points_written_total"); written == 0 {
 		t.Error("no points counted as written")
 	}
 }

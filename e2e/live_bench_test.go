@@ -22,7 +22,7 @@ import (
 // 100 viewers spread over 4 cameras. Run with -benchtime 1x.
 func BenchmarkLive(b *testing.B) {
 	broker := testenv.Mosquitto(b)
-	hub := startHubProcess(b, broker.URL(), "live: {loopback_only: true, linger: 300ms, max_upstreams_per_agent: 8}\n")
+	hub := startHubProcess(b, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms, max_upstreams_per_agent: 8, max_sessions_per_account: 200}\n"})
 	ctx, cancel := context.WithCancel(context.Background())
 	world, err := sim.New(sim.Options{
 		BrokerURL: broker.URL(), LiveLoopbackOnly: true, Logger: testLogger(b),
@@ -49,7 +49,7 @@ func BenchmarkLive(b *testing.B) {
 
 	ttff := func(cam string) time.Duration {
 		start := time.Now()
-		p, err := tryPlayWHEP(b, hub.base, cam)
+		p, err := tryPlayWHEP(b, hub.api, cam)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func BenchmarkLive(b *testing.B) {
 		cold = append(cold, ttff(cam))
 	}
 	// Running: a held viewer keeps cams[0] streaming; newcomers join it.
-	held, err := tryPlayWHEP(b, hub.base, cams[0])
+	held, err := tryPlayWHEP(b, hub.api, cams[0])
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func BenchmarkLive(b *testing.B) {
 	errs := make([]error, viewers)
 	var wg sync.WaitGroup
 	for i := range players {
-		wg.Go(func() { players[i], errs[i] = tryPlayWHEP(b, hub.base, cams[i%4]) })
+		wg.Go(func() { players[i], errs[i] = tryPlayWHEP(b, hub.api, cams[i%4]) })
 	}
 	wg.Wait()
 	for _, err := range errs {

@@ -76,7 +76,7 @@ func (s *commandSpy) count(typ, camera string) int {
 // keep coming.
 func TestWHEPPlaysSimulatedCamera(t *testing.T) {
 	s, _, cam := liveStack(t)
-	p := playWHEP(t, s.hub.ConsoleURL(), cam)
+	p := playWHEP(t, s.api, cam)
 	p.awaitFrames(t, 30, 20*time.Second)
 
 	nals := p.firstNALs()
@@ -106,7 +106,7 @@ func TestOneUpstreamForManyViewers(t *testing.T) {
 		errs := make([]error, len(joined))
 		var wg sync.WaitGroup
 		for i := range joined {
-			wg.Go(func() { joined[i], errs[i] = tryPlayWHEP(t, s.hub.ConsoleURL(), cam) })
+			wg.Go(func() { joined[i], errs[i] = tryPlayWHEP(t, s.api, cam) })
 		}
 		wg.Wait()
 		for _, err := range errs {
@@ -140,8 +140,8 @@ func TestOneUpstreamForManyViewers(t *testing.T) {
 // shown degraded with the stream's reason.
 func TestCameraFailsWhileWatched(t *testing.T) {
 	s, _, cam := liveStack(t)
-	ev := dialEvents(t, s.hub)
-	p := playWHEP(t, s.hub.ConsoleURL(), cam)
+	ev := s.api.events(t)
+	p := playWHEP(t, s.api, cam)
 	p.awaitFrames(t, 10, 20*time.Second)
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
@@ -163,7 +163,6 @@ func TestCameraFailsWhileWatched(t *testing.T) {
 // Bad requests get clear 4xx answers and disturb nothing.
 func TestWHEPBadInput(t *testing.T) {
 	s, _, cam := liveStack(t)
-	base := s.hub.ConsoleURL()
 	var sensor string
 	for _, a := range s.sim.City().Agents {
 		if len(a.Sensors) > 0 {
@@ -183,7 +182,7 @@ func TestWHEPBadInput(t *testing.T) {
 		{"wrong content type", cam, "application/json", good, http.StatusUnsupportedMediaType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body, _ := postWHEP(t, base, tc.camera, tc.ctype, tc.sdp)
+			code, body, _ := postWHEP(t, s.api, tc.camera, tc.ctype, tc.sdp)
 			if code != tc.want || !strings.Contains(body, "error") {
 				t.Errorf("%d %s, want %d with an error body", code, body, tc.want)
 			}
@@ -191,13 +190,12 @@ func TestWHEPBadInput(t *testing.T) {
 	}
 	// A real viewer, then a DELETE of its session under another camera and
 	// of an unknown session: 404, and the viewer keeps playing.
-	p := playWHEP(t, base, cam)
+	p := playWHEP(t, s.api, cam)
 	p.awaitFrames(t, 5, 20*time.Second)
 	session := p.location[strings.LastIndex(p.location, "/")+1:]
 	other := firstOtherCamera(t, s, cam)
 	for _, path := range []string{"api/cameras/" + other + "/whep/" + session, "api/cameras/" + cam + "/whep/no-such-session"} {
-		req, _ := http.NewRequest(http.MethodDelete, base+path, nil)
-		res, err := httpClient.Do(req)
+		res, err := s.api.do(http.MethodDelete, path, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

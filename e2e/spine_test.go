@@ -31,7 +31,7 @@ func firstCamera(t *testing.T, s *stack) (agent, camera string) {
 func TestCameraOfflineReachesConsole(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity})
 	s.waitAllOnline(t)
-	ev := dialEvents(t, s.hub)
+	ev := s.api.events(t)
 	_, cam := firstCamera(t, s)
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
@@ -44,7 +44,7 @@ func TestCameraOfflineReachesConsole(t *testing.T) {
 		t.Errorf("change %s, reason %q; want online→offline, refused", describe(c), c.Device.Reason)
 	}
 	var d console.DeviceDetail
-	getJSON(t, s.hub.ConsoleURL()+"api/devices/"+cam, &d)
+	s.api.getJSON(t, "api/devices/"+cam, &d)
 	if d.Device.Status != wire.StatusOffline || d.Device.Since.IsZero() || d.Device.LastSeen.IsZero() {
 		t.Errorf("API device %+v", d.Device)
 	}
@@ -63,7 +63,7 @@ func TestCameraOfflineReachesConsole(t *testing.T) {
 func TestAgentDisconnectMakesDevicesUnreachable(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, interval: 2 * time.Second})
 	s.waitAllOnline(t)
-	ev := dialEvents(t, s.hub)
+	ev := s.api.events(t)
 	agent := s.sim.City().Agents[1].ID
 	want := s.devicesOf(agent)
 
@@ -104,7 +104,7 @@ func TestAgentDisconnectMakesDevicesUnreachable(t *testing.T) {
 		}
 	}
 	var list console.DeviceList
-	getJSON(t, s.hub.ConsoleURL()+"api/devices?agent="+agent, &list)
+	s.api.getJSON(t, "api/devices?agent="+agent, &list)
 	for _, d := range list.Devices {
 		if d.Status != wire.StatusUnreachable {
 			t.Errorf("API: %s is %s while its agent is offline", d.ID, d.Status)
@@ -127,7 +127,7 @@ func TestAgentDisconnectMakesDevicesUnreachable(t *testing.T) {
 func TestSensorSupervisionAndTrigger(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity})
 	s.waitAllOnline(t)
-	ev := dialEvents(t, s.hub)
+	ev := s.api.events(t)
 	var sensor string
 	for _, a := range s.sim.City().Agents {
 		if len(a.Sensors) > 0 {

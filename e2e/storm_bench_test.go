@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/internal/testenv"
@@ -30,16 +32,55 @@ import (
 // (CITYWATCH_STORM_AGENTS, default 100, × 100 devices = 10,000 devices)
 // drops off MQTT within one second while CITYWATCH_STORM_CLIENTS (1000)
 // consoles are connected to /api/events. The hub runs as its own process
-// against a real Mosquitto, with alarm holds of 0 s (quickRules).
+// against a real Mosquitto, with alarm holds of 0 s (quickRules). The
+// consoles are operators with API tokens, four of them (one per district),
+// each shared by a quarter of the consoles.
 //
-// It prints: publish → websocket latency of single camera alarms before the
-// storm (from the transition's "at" to receipt, over every client), the time
-// until /api/summary shows every device unreachable and /api/alarms every
-// agent_offline alarm (the whole picture), how many alarms an operator sees
-// (one per agent, not per device), alarm delivery latency during the storm,
-// API latency of /api/alarms and /api/summary polled throughout the storm,
-// and hub CPU seconds and peak RSS. Run with -benchtime 1x.
+// The storm runs three times, on a new hub and city each time, differing
+// only in the tokens' scope: the whole city; every district named one by
+// one (each change is checked against the scope, and every console still
+// receives everything); and one district each (what a city's operators
+// have). Each run prints: publish → websocket latency of single camera
+// alarms before the storm (from the transition's "at" to receipt, over
+// every client that may see it), the time until /api/summary shows every
+// device unreachable and /api/alarms every agent_offline alarm (the whole
+// picture), how many alarms an operator sees (one per agent, not per
+// device), alarm delivery latency during the storm, API latency of
+// /api/alarms and /api/summary polled throughout the storm, and hub CPU
+// seconds and peak RSS. At the end it prints the hub CPU of the scoped runs
+// against the whole-city run: what scope checks cost. Run with -benchtime
+// 1x.
 func BenchmarkAlarmStorm(b *testing.B) {
+	variants := []struct {
+		name, what string
+		scope      func(district string, all []string) auth.Scope
+	}{
+		{"whole-city", "the whole city", func(string, []string) auth.Scope { return auth.Everything }},
+		{"every-district", "every district by name", func(_ string, all []string) auth.Scope { return auth.Scope{Districts: all} }},
+		{"one-district", "one district each", func(d string, _ []string) auth.Scope { return auth.Scope{Districts: []string{d}} }},
+	}
+	cpu := map[string]float64{}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) { cpu[v.name] = runAlarmStorm(b, v.what, v.scope) })
+	}
+	base := cpu["whole-city"]
+	if base == 0 || len(cpu) != len(variants) {
+		return // a variant was not run (-bench selected some) or failed
+	}
+	fmt.Printf(`
+== citywatch alarm storm: what scope checks cost the hub (the same storm and consoles; only the tokens' scope differs) ==
+hub CPU over the storm: whole city %.2f s, every district by name %.2f s, one district each %.2f s
+auth and scope checks, consoles scoped to every district by name ÷ whole city:  %.3f   (checks at equal output; target ≤ 1.05: %s)
+auth and scope checks, consoles scoped to one district each ÷ whole city:      %.3f   (target ≤ 1.05: %s)
+`, base, cpu["every-district"], cpu["one-district"],
+		cpu["every-district"]/base, verdict(cpu["every-district"]/base <= 1.05),
+		cpu["one-district"]/base, verdict(cpu["one-district"]/base <= 1.05))
+}
+
+// runAlarmStorm runs one storm with consoles whose tokens have the scope
+// scopeOf gives each district (what says which, in words), and returns
+// the hub's CPU seconds during the storm.
+func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all []string) auth.Scope) float64 {
 	agents, nclients := envInt(b, "CITYWATCH_STORM_AGENTS", 100), envInt(b, "CITYWATCH_STORM_CLIENTS", 1000)
 	probes := envInt(b, "CITYWATCH_STORM_PROBES", 3)
 	const (
@@ -56,15 +97,37 @@ func BenchmarkAlarmStorm(b *testing.B) {
 	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	hub := startHubProcess(b, broker.URL(), fmt.Sprintf("alarms:\n  rules: %q\n", rules))
+	// A quarter of the consoles share each token.
+	yaml := fmt.Sprintf("alarms:\n  rules: %q\nhttp:\n  max_websockets: %d\n", rules, min(1000, nclients/districts+1))
+	hub := startHubProcess(b, hubProcessOptions{brokerURL: broker.URL(), yaml: yaml})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // before the cleanups, which wait for the sim
 	startup := time.Now()
 	world := startScaleCity(b, ctx, broker.URL(), hub, sim.CityOptions{Seed: 7, Districts: districts, Sites: agents, Devices: total}, interval)
-	b.Logf("all online after %s; connecting %d websocket clients", time.Since(startup).Round(time.Second), nclients)
+	city := world.City()
+	var names []string
+	for _, d := range city.Districts {
+		names = append(names, d.Name)
+	}
+	var consoles []*stormToken
+	for i, d := range names {
+		scope := scopeOf(d, names)
+		consoles = append(consoles, &stormToken{
+			api: hub.token(b, fmt.Sprintf("console-%d", i+1), auth.Operator, scope), scope: scope,
+		})
+	}
+	b.Logf("all online after %s; connecting %d websocket clients with tokens scoped to %s", time.Since(startup).Round(time.Second), nclients, what)
 
-	fleetWS := newStormFleet(b, hub, nclients)
+	fleetWS := newStormFleet(b, consoles, nclients)
+	connectedRSS := float64(hub.peakRSS(b)) / (1 << 20)
+	districtOf := map[string]string{} // agents and cameras
+	for _, a := range city.Agents {
+		districtOf[a.ID] = a.Site.District
+		for _, c := range a.Cameras {
+			districtOf[c.ID] = a.Site.District
+		}
+	}
 
 	// Baseline: single camera faults, one at a time, outside any storm.
 	fleetWS.phase.Store(phaseBaseline)
@@ -75,12 +138,12 @@ func BenchmarkAlarmStorm(b *testing.B) {
 			b.Fatal(err)
 		}
 		// Agents debounce: two failed probes an interval apart.
-		id := fleetWS.awaitEverywhere(b, 3*interval+10*time.Second, func(r stormRecv) bool {
+		id := fleetWS.awaitEverywhere(b, 3*interval+10*time.Second, districtOf[cam], func(r stormRecv) bool {
 			return r.source == alarm.SourceDeviceOffline && r.device == cam
 		})
 		// Acknowledge it, so that once cleared it is closed and the operator's
 		// list is empty again when the storm starts.
-		if code, body := postStormAck(hub, id); code != 200 {
+		if code, body := postAlarm(b, hub.api, id, "ack", `{}`); code != 200 {
 			b.Fatalf("ack %s: %d %s", id, code, body)
 		}
 		if err := world.Fault(sim.Fault{Device: cam, Fault: sim.FaultRecover}); err != nil {
@@ -101,23 +164,27 @@ func BenchmarkAlarmStorm(b *testing.B) {
 	baseP50, baseP99, baseN := percentiles(fleetWS.latencies(phaseBaseline))
 
 	// The storm: every agent of every district loses its connection.
-	var lost []string
+	lost := map[string]string{} // agent → district
 	var lostDistricts []string
-	for _, a := range world.City().Agents {
-		lost = append(lost, a.ID)
+	for _, a := range city.Agents {
+		lost[a.ID] = a.Site.District
 		if !slices.Contains(lostDistricts, a.Site.District) {
 			lostDistricts = append(lostDistricts, a.Site.District)
 		}
 	}
 	b.Logf("storm: cutting %d agents in %d districts (%s)", len(lost), len(lostDistricts), strings.Join(lostDistricts, ", "))
 
-	api := newAPIPollers(hub, 4)
+	pollers := make([]*apiClient, len(consoles))
+	for i, c := range consoles {
+		pollers[i] = c.api
+	}
+	api := newAPIPollers(pollers, 4)
 	b.ResetTimer()
 	fleetWS.phase.Store(phaseStorm)
 	cpu0 := hub.cpuSeconds(b)
 	t0 := time.Now()
 	api.start()
-	for _, id := range lost {
+	for id := range lost {
 		if err := world.Fault(sim.Fault{Agent: id, Fault: sim.FaultDisconnect, For: cutFor}); err != nil {
 			b.Fatal(err)
 		}
@@ -143,7 +210,8 @@ func BenchmarkAlarmStorm(b *testing.B) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Every console has the whole picture when each has every agent alarm.
+	// Every console has the whole picture when each has every agent alarm
+	// it may see.
 	wsPicture := fleetWS.awaitStorm(b, lost, t0, deadline)
 	// Let late device changes and alarms settle, then read what an
 	// operator sees.
@@ -172,7 +240,7 @@ func BenchmarkAlarmStorm(b *testing.B) {
 	window := t1.Sub(t0).Seconds()
 
 	fmt.Printf(`
-== citywatch alarm storm: %d agents × %d devices = %d devices, %d websocket clients ==
+== citywatch alarm storm: %d agents × %d devices = %d devices, %d websocket clients, operator tokens scoped to %s ==
 baseline alarm delivery (publish → websocket):  p50 %s, p99 %s over %d receipts of %d alarms   (target p99 ≤ 50 ms: %s)
 storm: %d agents in %d districts cut, faults issued in %s
 whole picture in the API (summary + alarms):     %s after the first fault
@@ -181,10 +249,10 @@ alarms an operator sees:                         %d   (agent_offline %d, device_
 alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts
 API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
 hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
-hub peak RSS:                                    %.0f MiB
+hub peak RSS:                                    %.0f MiB   (%.0f MiB once the consoles had connected)
 websocket clients dropped:                       %d (hub: %v)
 `,
-		agents, devicesPerAgent, total, nclients,
+		agents, devicesPerAgent, total, nclients, what,
 		baseP50, baseP99, baseN, probes, verdict(baseN > 0 && baseP99 <= 50*time.Millisecond),
 		len(lost), len(lostDistricts), issued.Round(time.Millisecond),
 		picture.Round(time.Millisecond),
@@ -193,7 +261,7 @@ websocket clients dropped:                       %d (hub: %v)
 		stormP50, stormP99, stormN,
 		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
 		cpu, window, cpu/window,
-		rss,
+		rss, connectedRSS,
 		fleetWS.closed.Load(), hub.metric(b, "citywatch_ws_dropped_clients_total"),
 	)
 	b.ReportMetric(float64(picture.Milliseconds()), "picture-ms")
@@ -203,6 +271,13 @@ websocket clients dropped:                       %d (hub: %v)
 	b.ReportMetric(ms(apiP99), "api-p99-ms")
 	b.ReportMetric(cpu, "hub-cpu-s")
 	b.ReportMetric(rss, "hub-peak-MiB")
+	return cpu
+}
+
+// stormToken is one operator token the storm's consoles share.
+type stormToken struct {
+	api   *apiClient
+	scope auth.Scope
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -229,16 +304,6 @@ func raiseNoFileLimit(b *testing.B) {
 	}
 }
 
-func postStormAck(h *hubProcess, id string) (int, string) {
-	res, err := httpClient.Post(h.base+"api/alarms/"+id+"/ack", "application/json", strings.NewReader(`{"who":"bench"}`))
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(body)
-}
-
 // Phases of the benchmark: receipts are recorded only in baseline and storm.
 const (
 	phaseIdle int32 = iota
@@ -260,8 +325,9 @@ type stormRecv struct {
 // stormClient is one light console: a goroutine that reads every message,
 // skips all but alarm raises without decoding them, and records those.
 type stormClient struct {
-	mu   sync.Mutex
-	recv []stormRecv
+	scope auth.Scope // what its token sees
+	mu    sync.Mutex
+	recv  []stormRecv
 }
 
 type stormFleet struct {
@@ -272,19 +338,20 @@ type stormFleet struct {
 
 var alarmPrefix = []byte(`{"type":"alarm"`)
 
-func newStormFleet(b *testing.B, h *hubProcess, n int) *stormFleet {
+// newStormFleet connects n consoles, spread evenly over tokens.
+func newStormFleet(b *testing.B, tokens []*stormToken, n int) *stormFleet {
 	f := &stormFleet{clients: make([]*stormClient, n)}
-	url := "ws" + strings.TrimPrefix(h.base, "http") + "api/events"
-	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
+	dialer := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	sem := make(chan struct{}, 64)
 	for i := range n {
-		c := &stormClient{}
+		tok := tokens[i%len(tokens)]
+		c := &stormClient{scope: tok.scope}
 		f.clients[i] = c
 		wg.Go(func() {
 			sem <- struct{}{}
-			conn, _, err := dialer.Dial(url, nil)
+			conn, err := tok.api.dial(dialer)
 			<-sem
 			if err != nil {
 				failed.Store(err)
@@ -351,13 +418,16 @@ func (f *stormFleet) read(conn *websocket.Conn, c *stormClient) {
 	}
 }
 
-// awaitEverywhere waits until every client has received a raise matching
-// match and returns the alarm's id.
-func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, match func(stormRecv) bool) string {
+// awaitEverywhere waits until every client that sees district has
+// received a raise matching match and returns the alarm's id.
+func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, district string, match func(stormRecv) bool) string {
 	var id string
 	eventually(b, within, func() error {
 		missing := 0
 		for _, c := range f.clients {
+			if !c.scope.Allows(district, "") {
+				continue
+			}
 			c.mu.Lock()
 			i := slices.IndexFunc(c.recv, match)
 			if i >= 0 {
@@ -376,8 +446,9 @@ func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, match f
 }
 
 // awaitStorm waits until every client has an agent_offline raise for each
-// of agents and returns how long after t0 the last of them arrived.
-func (f *stormFleet) awaitStorm(b *testing.B, agents []string, t0, deadline time.Time) time.Duration {
+// of agents (agent → district) it sees and returns how long after t0 the
+// last of them arrived.
+func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, deadline time.Time) time.Duration {
 	for {
 		var last time.Time
 		missing := 0
@@ -393,8 +464,8 @@ func (f *stormFleet) awaitStorm(b *testing.B, agents []string, t0, deadline time
 				}
 			}
 			c.mu.Unlock()
-			for _, a := range agents {
-				if !got[a] {
+			for a, district := range agents {
+				if c.scope.Allows(district, "") && !got[a] {
 					missing++
 				}
 			}
@@ -427,8 +498,9 @@ func (f *stormFleet) latencies(phase int32) []time.Duration {
 // apiPollers poll GET /api/alarms and /api/summary from a few goroutines,
 // each pausing pollPause between requests (so that the hub's CPU figure is
 // mostly the storm's, not the pollers'), and record each request's latency.
+// Poller i calls as as[i%len(as)].
 type apiPollers struct {
-	h      *hubProcess
+	as     []*apiClient
 	n      int
 	stopc  chan struct{}
 	wg     sync.WaitGroup
@@ -439,8 +511,8 @@ type apiPollers struct {
 
 const pollPause = 20 * time.Millisecond
 
-func newAPIPollers(h *hubProcess, n int) *apiPollers {
-	return &apiPollers{h: h, n: n, stopc: make(chan struct{})}
+func newAPIPollers(as []*apiClient, n int) *apiPollers {
+	return &apiPollers{as: as, n: n, stopc: make(chan struct{})}
 }
 
 func (p *apiPollers) start() {
@@ -454,7 +526,7 @@ func (p *apiPollers) start() {
 				default:
 				}
 				t := time.Now()
-				res, err := httpClient.Get(p.h.base + paths[j%len(paths)])
+				res, err := p.as[i%len(p.as)].do(http.MethodGet, paths[j%len(paths)], "", nil)
 				if err == nil {
 					_, err = io.Copy(io.Discard, res.Body)
 					res.Body.Close()

@@ -19,7 +19,7 @@ import (
 type whepClient struct {
 	pc       *webrtc.PeerConnection
 	location string
-	base     string
+	as       *apiClient // who watches
 
 	mu       sync.Mutex
 	nals     []byte // NAL unit types of the first frames, in arrival order
@@ -72,10 +72,11 @@ func whepOffer(t testing.TB, api *webrtc.API) (*webrtc.PeerConnection, string) {
 	return pc, pc.LocalDescription().SDP
 }
 
-// postWHEP sends an offer; it returns the status, the body and Location.
-func postWHEP(t testing.TB, base, camera, contentType, sdp string) (int, string, string) {
+// postWHEP sends an offer as the caller; it returns the status, the body
+// and Location.
+func postWHEP(t testing.TB, as *apiClient, camera, contentType, sdp string) (int, string, string) {
 	t.Helper()
-	res, err := httpClient.Post(base+"api/cameras/"+camera+"/whep", contentType, strings.NewReader(sdp))
+	res, err := as.do(http.MethodPost, "api/cameras/"+camera+"/whep", contentType, strings.NewReader(sdp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +85,11 @@ func postWHEP(t testing.TB, base, camera, contentType, sdp string) (int, string,
 	return res.StatusCode, string(body), res.Header.Get("Location")
 }
 
-// playWHEP starts a player of camera and returns once the hub answered.
-func playWHEP(t testing.TB, base, camera string) *whepClient {
+// playWHEP starts a player of camera as the caller and returns once the
+// hub answered.
+func playWHEP(t testing.TB, as *apiClient, camera string) *whepClient {
 	t.Helper()
-	c, err := tryPlayWHEP(t, base, camera)
+	c, err := tryPlayWHEP(t, as, camera)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +97,9 @@ func playWHEP(t testing.TB, base, camera string) *whepClient {
 }
 
 // tryPlayWHEP is playWHEP for goroutines other than the test's.
-func tryPlayWHEP(t testing.TB, base, camera string) (*whepClient, error) {
+func tryPlayWHEP(t testing.TB, as *apiClient, camera string) (*whepClient, error) {
 	pc, sdp := whepOffer(t, newWHEPAPI(t, true))
-	c := &whepClient{pc: pc, base: base, closedCh: make(chan struct{})}
+	c := &whepClient{pc: pc, as: as, closedCh: make(chan struct{})}
 	var once sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.mu.Lock()
@@ -127,7 +129,7 @@ func tryPlayWHEP(t testing.TB, base, camera string) (*whepClient, error) {
 		}
 	})
 	t.Cleanup(func() { c.pc.Close() })
-	res, err := httpClient.Post(base+"api/cameras/"+camera+"/whep", "application/sdp", strings.NewReader(sdp))
+	res, err := as.do(http.MethodPost, "api/cameras/"+camera+"/whep", "application/sdp", strings.NewReader(sdp))
 	if err != nil {
 		return nil, err
 	}
@@ -146,8 +148,7 @@ func tryPlayWHEP(t testing.TB, base, camera string) (*whepClient, error) {
 // stop ends the session the WHEP way: DELETE the Location.
 func (c *whepClient) stop(t testing.TB) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, strings.TrimSuffix(c.base, "/")+c.location, nil)
-	res, err := httpClient.Do(req)
+	res, err := c.as.do(http.MethodDelete, strings.TrimPrefix(c.location, "/"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
