@@ -264,7 +264,7 @@ func (c *Camera) apply(ln net.Listener) error {
 		c.mode = modeBlackhole
 		return nil
 	}
-	h := &rtspHandler{c: c}
+	h := &rtspHandler{c: c, ready: make(chan struct{})}
 	srv := &gortsplib.Server{
 		Handler:     h,
 		RTSPAddress: c.addr,
@@ -274,9 +274,13 @@ func (c *Camera) apply(ln net.Listener) error {
 		ln.Close()
 		return fmt.Errorf("sim: camera %s: rtsp: %w", c.cfg.ID, err)
 	}
+	// The server accepts from Start on, so a client may ask before srv
+	// and describe are set: its requests wait for ready.
 	h.srv = srv
 	h.describe = &gortsplib.ServerStream{Server: srv, Desc: c.desc}
-	if err := h.describe.Initialize(); err != nil {
+	err := h.describe.Initialize()
+	close(h.ready)
+	if err != nil {
 		srv.Close()
 		return fmt.Errorf("sim: camera %s: rtsp: %w", c.cfg.ID, err)
 	}
@@ -522,13 +526,16 @@ func (c *Camera) snapshot(t time.Time) ([]byte, error) {
 // rtspHandler answers the RTSP requests of one server instance; a camera
 // gets a new server each time it comes back from offline or hang.
 type rtspHandler struct {
-	c        *Camera
+	c     *Camera
+	ready chan struct{} // closed once srv and describe are set
+	// Written once before ready is closed.
 	srv      *gortsplib.Server
 	describe *gortsplib.ServerStream // never written to; it only carries the SDP
 }
 
 // OnDescribe implements gortsplib.ServerHandlerOnDescribe.
 func (h *rtspHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	<-h.ready
 	if res, err := h.c.admit(ctx.Conn, ctx.Request, ctx.Path); res != nil {
 		return res, nil, err
 	}
@@ -537,6 +544,7 @@ func (h *rtspHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*ba
 
 // OnSetup implements gortsplib.ServerHandlerOnSetup.
 func (h *rtspHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	<-h.ready
 	if res, err := h.c.admit(ctx.Conn, ctx.Request, ctx.Path); res != nil {
 		return res, nil, err
 	}
