@@ -203,17 +203,26 @@ func (e *Engine) Observe(ch fleet.Change) {
 // Notice raises an alarm for something that happened rather than a
 // condition that holds (SourceSecurity): it is raised and cleared at once,
 // so it waits, cleared but unacknowledged, for an operator. A notice whose
-// key matches an alarm not yet closed folds into it as a repeat. Without a
-// rule for the source nothing is raised.
+// key matches an alarm not yet closed folds into it as a repeat. Rules may
+// set its severity; a rules file that names no rule for the source gets
+// noticeRule, because a security event must never vanish for want of one.
 func (e *Engine) Notice(tmpl Alarm) {
 	at := e.now()
 	e.mu.Lock()
 	defer e.unlock()
+	if _, ok := e.conds[tmpl.Key]; !ok {
+		if _, ok := e.rules.match(tmpl.Source, "", "", ""); !ok {
+			e.conds[tmpl.Key] = &cond{rule: noticeRule(tmpl.Source)}
+		}
+	}
 	e.set(tmpl, "", "", true, at)
 	if c := e.conds[tmpl.Key]; c != nil {
 		e.update(c, false, at)
 	}
 }
+
+// noticeRule is the rule of a notice whose source no rule names.
+func noticeRule(src Source) Rule { return Rule{Source: src, Severity: Major} }
 
 // retire lets every condition of a retired agent and its devices clear:
 // they have left the fleet and cannot recover.

@@ -40,11 +40,12 @@ func TestNotice(t *testing.T) {
 		t.Fatalf("a notice after the first was closed: %d alarms, want 2", len(as))
 	}
 
-	// Without a rule for the source nothing is raised.
+	// A rules file without a rule for the source still gets the notice,
+	// as a major alarm: a security event must not vanish.
 	h2 := newHarness(t, instantRules)
 	h2.e.Notice(tmpl)
-	if as := h2.all(); len(as) != 0 {
-		t.Errorf("a notice without a rule raised %+v", as)
+	if as := h2.all(); len(as) != 1 || as[0].Severity != Major || as[0].State != ClearedUnack {
+		t.Errorf("a notice without a rule: %+v", as)
 	}
 }
 
