@@ -18,7 +18,6 @@ import (
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/coverage"
-	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -179,13 +178,7 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 		d.Children = s.behindAgent(a)
 	}
 	if dev, ok := s.fleet.Device(a.Device); ok && dev.Kind == wire.KindSensor {
-		var cams []fleet.Device
-		for _, c := range s.fleet.Devices() {
-			if p.Sees(c.District, c.Site) {
-				cams = append(cams, c)
-			}
-		}
-		d.Cameras = coverage.Nearest(cams, dev.Location, relatedCameras)
+		d.Cameras = coverage.Nearest(s.devices(p.Scope), dev.Location, relatedCameras)
 	}
 	s.reply(w, d)
 }

@@ -86,10 +86,15 @@ const (
 // snapshots the console may keep and sort.
 type FleetReader interface {
 	Devices() []fleet.Device
+	// DevicesWhere returns the devices whose district and site keep
+	// accepts, sorted by id.
+	DevicesWhere(keep func(district, site string) bool) []fleet.Device
 	Device(id string) (fleet.Device, bool)
 	Agents() []fleet.Agent
 	Agent(id string) (fleet.Agent, bool)
 	Summary() fleet.Summary
+	// SummaryWhere is Summary of the part of the city keep accepts.
+	SummaryWhere(keep func(district, site string) bool) fleet.Summary
 }
 
 // HistoryReader returns a device's recent samples and transitions

@@ -37,6 +37,65 @@ func (f *fakeFleet) Agents() []fleet.Agent                 { return f.agents() }
 func (f *fakeFleet) Agent(id string) (fleet.Agent, bool)   { return f.agent(id) }
 func (f *fakeFleet) Summary() fleet.Summary                { return f.summary() }
 
+func (f *fakeFleet) DevicesWhere(keep func(district, site string) bool) []fleet.Device {
+	var out []fleet.Device
+	for _, d := range f.devices() {
+		if keep(d.District, d.Site) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// SummaryWhere counts the kept devices as the registry does, without its
+// running tallies.
+func (f *fakeFleet) SummaryWhere(keep func(district, site string) bool) fleet.Summary {
+	var devs []fleet.Device
+	for _, d := range f.devices() {
+		if keep(d.District, d.Site) {
+			devs = append(devs, d)
+		}
+	}
+	var agents []fleet.Agent
+	for _, a := range f.agents() {
+		if keep(a.District, a.Site) {
+			agents = append(agents, a)
+		}
+	}
+	return summaryOf(devs, agents)
+}
+
+// summaryOf counts devices and agents as fleet.Summary does.
+func summaryOf(devs []fleet.Device, agents []fleet.Agent) fleet.Summary {
+	s := fleet.Summary{At: t0, Devices: len(devs), ByStatus: map[wire.Status]int{}, Agents: map[wire.Status]int{}}
+	byDistrict := map[string]*fleet.DistrictSummary{}
+	rates := func(by map[wire.Status]int, n int) (float64, float64) {
+		if n == 0 {
+			return 0, 0
+		}
+		return float64(by[wire.StatusOnline]+by[wire.StatusDegraded]) / float64(n), float64(by[wire.StatusOnline]) / float64(n)
+	}
+	for _, d := range devs {
+		s.ByStatus[d.Status]++
+		ds := byDistrict[d.District]
+		if ds == nil {
+			ds = &fleet.DistrictSummary{District: d.District, ByStatus: map[wire.Status]int{}}
+			byDistrict[d.District] = ds
+		}
+		ds.Devices++
+		ds.ByStatus[d.Status]++
+	}
+	s.OnlineRate, s.IntactRate = rates(s.ByStatus, s.Devices)
+	for _, ds := range byDistrict {
+		ds.OnlineRate, ds.IntactRate = rates(ds.ByStatus, ds.Devices)
+		s.Districts = append(s.Districts, *ds)
+	}
+	for _, a := range agents {
+		s.Agents[a.Status]++
+	}
+	return s
+}
+
 // staticFleet serves fixed devices and agents.
 func staticFleet(devices []fleet.Device, agents []fleet.Agent) *fakeFleet {
 	return &fakeFleet{

@@ -42,6 +42,7 @@ type Registry struct {
 	seq        uint64 // last Change.Seq
 	total      tally
 	districts  map[string]*tally
+	places     map[place]*tally // devices by district and site, for summaries of part of the city
 	agentsBy   [numStatuses]int
 	linkUp     time.Time // when Live last turned true; zero while it is false
 	pending    []Change  // emitted, not yet delivered to OnChange
@@ -90,6 +91,7 @@ func New(opts Options) *Registry {
 		agents:    make(map[string]*agent),
 		devices:   make(map[string]*device),
 		districts: make(map[string]*tally),
+		places:    make(map[place]*tally),
 	}
 }
 
@@ -186,7 +188,12 @@ func (r *Registry) unlock() {
 // Devices returns every device sorted by id. The Metrics maps and Camera
 // pointers are shared with the registry (which replaces, never modifies
 // them) and must not be modified.
-func (r *Registry) Devices() []Device {
+func (r *Registry) Devices() []Device { return r.DevicesWhere(nil) }
+
+// DevicesWhere is Devices limited to those whose district and site keep
+// accepts (nil keeps all): copying only those is what makes a console
+// scoped to one district cheap in a city of 100,000 devices.
+func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.sortedOK {
@@ -197,9 +204,18 @@ func (r *Registry) Devices() []Device {
 		slices.SortFunc(r.sorted, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
 		r.sortedOK = true
 	}
-	out := make([]Device, len(r.sorted))
-	for i, d := range r.sorted {
-		out[i] = d.view
+	if keep == nil {
+		out := make([]Device, len(r.sorted))
+		for i, d := range r.sorted {
+			out[i] = d.view
+		}
+		return out
+	}
+	var out []Device
+	for _, d := range r.sorted {
+		if keep(d.view.District, d.view.Site) {
+			out = append(out, d.view)
+		}
 	}
 	return out
 }
@@ -248,26 +264,38 @@ func (r *Registry) Summary() Summary {
 	return summarize(now, r.total, r.districts, r.agentsBy)
 }
 
-// SummaryOf is Summary over some devices and agents only: the part of the
-// city an account may see. It costs the number of devices given.
-func SummaryOf(at time.Time, devices []Device, agents []Agent) Summary {
+// place is a district and a site: where a device is counted.
+type place struct{ district, site string }
+
+// SummaryWhere is Summary over the devices and agents whose district and
+// site keep accepts: the part of the city an account may see. It costs the
+// number of sites and agents, not devices, because devices are counted by
+// district and site as their statuses change.
+func (r *Registry) SummaryWhere(keep func(district, site string) bool) Summary {
+	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var total tally
 	districts := map[string]*tally{}
-	for i := range devices {
-		d := &devices[i]
-		total.add(d.Status)
-		t := districts[d.District]
-		if t == nil {
-			t = new(tally)
-			districts[d.District] = t
+	for pl, t := range r.places {
+		if !keep(pl.district, pl.site) {
+			continue
 		}
-		t.add(d.Status)
+		total.merge(t)
+		dt := districts[pl.district]
+		if dt == nil {
+			dt = new(tally)
+			districts[pl.district] = dt
+		}
+		dt.merge(t)
 	}
 	var agentsBy [numStatuses]int
-	for i := range agents {
-		agentsBy[statusIndex(agents[i].Status)]++
+	for _, a := range r.agents {
+		if keep(a.view.District, a.view.Site) {
+			agentsBy[statusIndex(a.view.Status)]++
+		}
 	}
-	return summarize(at, total, districts, agentsBy)
+	return summarize(now, total, districts, agentsBy)
 }
 
 func summarize(at time.Time, total tally, districts map[string]*tally, agentsBy [numStatuses]int) Summary {
@@ -351,6 +379,13 @@ func (t *tally) add(s wire.Status) {
 	t.by[statusIndex(s)]++
 }
 
+func (t *tally) merge(o *tally) {
+	t.devices += o.devices
+	for i, n := range o.by {
+		t.by[i] += n
+	}
+}
+
 func (t *tally) byStatus() map[wire.Status]int {
 	m := make(map[wire.Status]int, numStatuses)
 	for i, n := range t.by {
@@ -373,24 +408,35 @@ func (r *Registry) count(d *device, n int) {
 	i := statusIndex(d.view.Status)
 	r.total.devices += n
 	r.total.by[i] += n
+	add := func(t *tally) bool {
+		t.devices += n
+		t.by[i] += n
+		return t.devices == 0
+	}
 	t := r.districts[d.view.District]
 	if t == nil {
 		t = new(tally)
 		r.districts[d.view.District] = t
 	}
-	t.devices += n
-	t.by[i] += n
-	if t.devices == 0 {
+	if add(t) {
 		delete(r.districts, d.view.District)
+	}
+	pl := place{d.view.District, d.view.Site}
+	pt := r.places[pl]
+	if pt == nil {
+		pt = new(tally)
+		r.places[pl] = pt
+	}
+	if add(pt) {
+		delete(r.places, pl)
 	}
 }
 
 func (r *Registry) setStatus(d *device, s wire.Status) {
 	from, to := statusIndex(d.view.Status), statusIndex(s)
-	t := r.districts[d.view.District]
-	r.total.by[from]--
-	r.total.by[to]++
-	t.by[from]--
-	t.by[to]++
+	for _, t := range []*tally{&r.total, r.districts[d.view.District], r.places[place{d.view.District, d.view.Site}]} {
+		t.by[from]--
+		t.by[to]++
+	}
 	d.view.Status = s
 }

@@ -49,8 +49,9 @@ func TestRetire(t *testing.T) {
 	}
 }
 
-// TestSummaryOf counts a subset as Summary counts the whole fleet.
-func TestSummaryOf(t *testing.T) {
+// TestSummaryWhere counts part of the city as Summary counts the whole,
+// from tallies kept by district and site as statuses change.
+func TestSummaryWhere(t *testing.T) {
 	h := newHarness(t)
 	h.must(h.birth("a1", 1))
 	h.must(h.inventory("a1", "North", "cam-1", "cam-2"))
@@ -59,20 +60,30 @@ func TestSummaryOf(t *testing.T) {
 	h.must(h.health("a1", line("cam-1", wire.StatusOnline, ""), line("cam-2", wire.StatusDegraded, wire.ReasonNoStream)))
 
 	whole := h.r.Summary()
-	all := fleet.SummaryOf(whole.At, h.r.Devices(), h.r.Agents())
-	if !reflect.DeepEqual(all, whole) {
-		t.Errorf("SummaryOf(everything) = %+v\nSummary() = %+v", all, whole)
+	if all := h.r.SummaryWhere(func(string, string) bool { return true }); !reflect.DeepEqual(all, whole) {
+		t.Errorf("SummaryWhere(everything) = %+v\nSummary() = %+v", all, whole)
 	}
-	var north []fleet.Device
-	for _, d := range h.r.Devices() {
-		if d.District == "North" {
-			north = append(north, d)
-		}
-	}
-	a1, _ := h.r.Agent("a1")
-	part := fleet.SummaryOf(whole.At, north, []fleet.Agent{a1})
+	north := func(district, _ string) bool { return district == "North" }
+	part := h.r.SummaryWhere(north)
 	if part.Devices != 2 || part.OnlineRate != 1 || part.IntactRate != 0.5 || len(part.Districts) != 1 ||
 		part.Agents[wire.StatusOnline] != 1 {
-		t.Errorf("SummaryOf(North) = %+v", part)
+		t.Errorf("SummaryWhere(North) = %+v", part)
+	}
+	site := h.r.SummaryWhere(func(_, s string) bool { return s == "site-a2" })
+	if site.Devices != 1 || site.Districts[0].District != "South" || site.Agents[wire.StatusOnline] != 1 {
+		t.Errorf("SummaryWhere(site-a2) = %+v", site)
+	}
+	// The tallies follow changes of status and of place.
+	h.must(h.health("a1", line("cam-1", wire.StatusOffline, wire.ReasonRefused), line("cam-2", wire.StatusOnline, "")))
+	h.must(h.inventory("a1", "South", "cam-1", "cam-2"))
+	if got := h.r.SummaryWhere(north); got.Devices != 0 || len(got.Districts) != 0 {
+		t.Errorf("North after its devices moved = %+v", got)
+	}
+	south := h.r.SummaryWhere(func(district, _ string) bool { return district == "South" })
+	if south.Devices != 3 || south.ByStatus[wire.StatusOffline] != 1 || south.ByStatus[wire.StatusOnline] != 1 {
+		t.Errorf("South = %+v", south)
+	}
+	if got := h.r.DevicesWhere(func(_, s string) bool { return s == "site-a2" }); len(got) != 1 || got[0].ID != "cam-3" {
+		t.Errorf("DevicesWhere(site-a2) = %+v", got)
 	}
 }
