@@ -11,7 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/citywatch/citywatch/agent/sim"
-	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/hub/auth"
 )
 
 // The console in a real Chromium: it loads, lists every device, and a row
@@ -20,16 +20,9 @@ func TestConsoleUpdatesLiveInChromium(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity})
 	s.waitAllOnline(t)
 	_, cam := firstCamera(t, s)
-	browser := testenv.Chromium(t)
-	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
-	defer cancel()
-
-	err := chromedp.Do(ctx,
-		chromedp.Navigate(s.hub.ConsoleURL()),
-		chromedp.WaitVisible(`#live[data-state="live"]`),
-		chromedp.WaitVisible(`#devices tr[data-device]`),
-	)
-	if err != nil {
+	browserAccount(t, s.hub, "duty-op", auth.Operator, auth.Everything)
+	ctx := consoleAs(t, s.hub, "duty-op", 90*time.Second)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#devices tr[data-device]`)); err != nil {
 		t.Fatalf("console did not load: %v", err)
 	}
 	total, err := chromedp.Run(ctx, chromedp.AttributeValue(`[data-count="total"]`, "data-value"))
@@ -143,11 +136,9 @@ func TestLiveViewAndWallInChromium(t *testing.T) {
 	if len(cams) < 4 {
 		t.Fatalf("the city has %d cameras, want 4", len(cams))
 	}
-	browser := testenv.Chromium(t)
-	ctx, cancel := context.WithTimeout(browser, 120*time.Second)
-	defer cancel()
+	browserAccount(t, s.hub, "wall-op", auth.Operator, auth.Everything)
+	ctx := consoleAs(t, s.hub, "wall-op", 120*time.Second)
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(s.hub.ConsoleURL()),
 		chromedp.WaitVisible(`#devices tr[data-device]`),
 		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.citywatch.openLive(%q)`, cams[0])),
 		chromedp.WaitVisible(fmt.Sprintf(`#player[data-camera=%q][data-state="playing"]`, cams[0])),
@@ -171,12 +162,10 @@ func TestAlarmDeskInTwoBrowsers(t *testing.T) {
 	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickAlarms(t)})
 	s.waitAllOnline(t)
 	_, cam := firstCamera(t, s)
-	open := func() context.Context {
-		ctx, cancel := context.WithTimeout(testenv.Chromium(t), 90*time.Second)
-		t.Cleanup(cancel)
+	open := func(name string) context.Context {
+		browserAccount(t, s.hub, name, auth.Operator, auth.Everything)
+		ctx := consoleAs(t, s.hub, name, 90*time.Second)
 		if err := chromedp.Do(ctx,
-			chromedp.Navigate(s.hub.ConsoleURL()),
-			chromedp.WaitVisible(`#live[data-state="live"]`),
 			chromedp.Evaluate[chromedp.Void](`window.citywatch.alarms.show()`),
 			chromedp.WaitVisible(`#alarms`),
 		); err != nil {
@@ -184,7 +173,7 @@ func TestAlarmDeskInTwoBrowsers(t *testing.T) {
 		}
 		return ctx
 	}
-	first, second := open(), open()
+	first, second := open("desk-one"), open("desk-two")
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
 		t.Fatal(err)
