@@ -374,11 +374,6 @@ type tally struct {
 	by      [numStatuses]int
 }
 
-func (t *tally) add(s wire.Status) {
-	t.devices++
-	t.by[statusIndex(s)]++
-}
-
 func (t *tally) merge(o *tally) {
 	t.devices += o.devices
 	for i, n := range o.by {
