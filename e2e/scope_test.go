@@ -62,11 +62,14 @@ func TestScopedOperatorSeesOnlyTheirDistrict(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, cam := range broken {
-		allEvents.await(t, 30*time.Second, cam+" offline on the whole city's stream", func(c fleet.Change) bool {
-			return c.Kind == fleet.ChangeDevice && c.Device.ID == cam && c.To == wire.StatusOffline
-		})
-	}
+	// Both, in whichever order they come.
+	offline := map[string]bool{}
+	allEvents.await(t, 30*time.Second, "both cameras offline on the whole city's stream", func(c fleet.Change) bool {
+		if c.Kind == fleet.ChangeDevice && c.To == wire.StatusOffline {
+			offline[c.Device.ID] = true
+		}
+		return offline[broken[mine.name]] && offline[broken[theirs.name]]
+	})
 	var all console.AlarmList
 	alarmOf := map[string]string{} // camera → alarm id
 	eventually(t, 30*time.Second, func() error {
