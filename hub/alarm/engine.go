@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/maintenance"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -40,7 +41,7 @@ type Options struct {
 	// dropped first, until persistence keeps them; 0 means 1000.
 	KeepClosed int
 	// Maintenance windows: alarms inside them are recorded, not raised.
-	Maintenance []Window
+	Maintenance []maintenance.Window
 }
 
 // Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
@@ -51,7 +52,7 @@ type Engine struct {
 	now        func() time.Time
 	onEvent    func(Event)
 	onTrans    func(Alarm, Transition)
-	windows    []Window
+	windows    []maintenance.Window
 	keepClosed int
 	thresholds []thresholdMetric // the metrics threshold rules name
 

@@ -32,6 +32,7 @@ import (
 	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/hub/ingest"
 	"github.com/citywatch/citywatch/hub/live"
+	"github.com/citywatch/citywatch/hub/maintenance"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/hub/notify"
@@ -115,7 +116,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	windows, err := maintenance(cfg.Alarms.Maintenance)
+	windows, err := maintenanceWindows(cfg.Alarms.Maintenance)
 	if err != nil {
 		return nil, err
 	}
@@ -412,13 +413,13 @@ func webhooks(cfg []config.Webhook) ([]notify.Webhook, error) {
 	return hooks, nil
 }
 
-// maintenance turns the configured windows into the engine's, listing every
-// problem.
-func maintenance(cfg []config.Maintenance) ([]alarm.Window, error) {
-	var windows []alarm.Window
+// maintenanceWindows turns the configured windows into hub/maintenance's,
+// listing every problem.
+func maintenanceWindows(cfg []config.Maintenance) (maintenance.Windows, error) {
+	var windows maintenance.Windows
 	var errs []error
 	for i, m := range cfg {
-		w := alarm.Window{Name: m.Name, Devices: m.Devices, Agents: m.Agents, Sites: m.Sites, Districts: m.Districts,
+		w := maintenance.Window{Name: m.Name, ApprovedBy: m.ApprovedBy, Devices: m.Devices, Agents: m.Agents, Sites: m.Sites, Districts: m.Districts,
 			From: m.From, To: m.To, Daily: m.Daily}
 		if m.Timezone != "" {
 			loc, err := time.LoadLocation(m.Timezone)

@@ -224,15 +224,18 @@ type Alarms struct {
 
 // Maintenance is one window (from–to) or daily schedule; hub/alarm checks it.
 type Maintenance struct {
-	Name      string    `yaml:"name"`
-	Devices   []string  `yaml:"devices"`
-	Agents    []string  `yaml:"agents"`
-	Sites     []string  `yaml:"sites"`
-	Districts []string  `yaml:"districts"`
-	From      time.Time `yaml:"from"`
-	To        time.Time `yaml:"to"`
-	Daily     string    `yaml:"daily"`    // "22:00-06:00"
-	Timezone  string    `yaml:"timezone"` // for daily; IANA name, default UTC
+	Name string `yaml:"name"`
+	// ApprovedBy says who set the window (a name, a change ticket); reports
+	// show it beside the time the window excluded.
+	ApprovedBy string    `yaml:"approved_by"`
+	Devices    []string  `yaml:"devices"`
+	Agents     []string  `yaml:"agents"`
+	Sites      []string  `yaml:"sites"`
+	Districts  []string  `yaml:"districts"`
+	From       time.Time `yaml:"from"`
+	To         time.Time `yaml:"to"`
+	Daily      string    `yaml:"daily"`    // "22:00-06:00"
+	Timezone   string    `yaml:"timezone"` // for daily; IANA name, default UTC
 }
 
 // Webhook is one outbound alarm notification target; hub/notify checks it.
