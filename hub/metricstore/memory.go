@@ -92,10 +92,10 @@ func (m *Memory) WriteChange(c fleet.Change) {
 		}
 		return
 	}
-	for _, t := range deviceTransitions(&c) {
-		sh := m.shard(t.device.ID)
+	for _, t := range fleet.Transitions(&c) {
+		sh := m.shard(t.Device.ID)
 		sh.mu.Lock()
-		sh.log(t.device.ID).addTransition(t.Transition, m.transitions)
+		sh.log(t.Device.ID).addTransition(t.Transition, m.transitions)
 		sh.mu.Unlock()
 	}
 }

@@ -1,7 +1,6 @@
 package metricstore
 
 import (
-	"cmp"
 	"math"
 	"strings"
 
@@ -40,10 +39,10 @@ const (
 	fieldStatusCode = "status_code"
 )
 
-// Causes of a device transition.
+// Causes of a device transition (fleet's).
 const (
-	CauseDevice = "device" // the device's own status changed
-	CauseAgent  = "agent"  // its agent was lost or came back
+	CauseDevice = fleet.CauseDevice
+	CauseAgent  = fleet.CauseAgent
 )
 
 // statusCodes maps status_code values to statuses; the index is the code.
@@ -93,62 +92,10 @@ func healthPoint(s *fleet.Sample) *write.Point {
 	return p
 }
 
-// deviceTransition is one device's status change, with the device it
-// happened to.
-type deviceTransition struct {
-	device *fleet.Device
-	Transition
-}
-
-// deviceTransitions lists the device status changes a Change carries: its
-// Device for a device change, each Affected device for an agent change.
-// Triggers and inventory changes are not status changes and yield nothing.
-//
-// An agent change carries the devices' new statuses only; their previous
-// one follows from the agent's previous status, as fleet derives it: under
-// an online agent a device shows what the agent last reported
-// (Device.Reported, which the agent change leaves alone), under an offline
-// one it is unreachable, under an unknown one unknown.
-func deviceTransitions(c *fleet.Change) []deviceTransition {
-	switch c.Kind {
-	case fleet.ChangeDevice:
-		if c.Device == nil {
-			return nil
-		}
-		return []deviceTransition{{c.Device, Transition{
-			At: c.At, From: c.From, To: c.To, Reason: c.Reason, Detail: c.Detail, Cause: CauseDevice,
-		}}}
-	case fleet.ChangeAgent:
-		out := make([]deviceTransition, len(c.Affected))
-		for i := range c.Affected {
-			d := &c.Affected[i]
-			var from wire.Status
-			switch c.From {
-			case wire.StatusOnline:
-				from = cmp.Or(d.Reported, wire.StatusUnknown)
-			case wire.StatusOffline:
-				from = wire.StatusUnreachable
-			default:
-				from = wire.StatusUnknown
-			}
-			out[i] = deviceTransition{d, Transition{
-				At:     c.At,
-				From:   from,
-				To:     d.Status,
-				Reason: cmp.Or(string(d.Reason), c.Reason),
-				Detail: cmp.Or(d.Detail, c.Detail),
-				Cause:  CauseAgent,
-			}}
-		}
-		return out
-	}
-	return nil
-}
-
 // changePoints converts a Change to its agent_state point (agent changes
 // only) followed by one device_state point per device transition.
 func changePoints(c *fleet.Change) []*write.Point {
-	transitions := deviceTransitions(c)
+	transitions := fleet.Transitions(c)
 	points := make([]*write.Point, 0, len(transitions)+1)
 	if c.Kind == fleet.ChangeAgent && c.Agent != nil {
 		points = append(points, write.NewPointWithMeasurement(measurementAgentState).
@@ -163,7 +110,7 @@ func changePoints(c *fleet.Change) []*write.Point {
 			SetTime(c.At))
 	}
 	for _, t := range transitions {
-		points = append(points, transitionPoint(t.device, &t.Transition))
+		points = append(points, transitionPoint(t.Device, &t.Transition))
 	}
 	return points
 }

@@ -40,14 +40,7 @@ type Point struct {
 }
 
 // Transition is one status change of a device.
-type Transition struct {
-	At     time.Time   `json:"at"`
-	From   wire.Status `json:"from"`
-	To     wire.Status `json:"to"`
-	Reason string      `json:"reason,omitempty"`
-	Detail string      `json:"detail,omitempty"`
-	Cause  string      `json:"cause"` // CauseDevice or CauseAgent
-}
+type Transition = fleet.Transition
 
 // StoreStatus is the metric store's health, for /healthz and the console.
 type StoreStatus struct {

@@ -1,0 +1,78 @@
+package fleet
+
+import (
+	"cmp"
+	"time"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Transition is one device's change of status.
+type Transition struct {
+	At     time.Time   `json:"at"`
+	From   wire.Status `json:"from"`
+	To     wire.Status `json:"to"`
+	Reason string      `json:"reason,omitempty"`
+	Detail string      `json:"detail,omitempty"`
+	Cause  string      `json:"cause"` // CauseDevice or CauseAgent
+}
+
+// Causes of a device transition.
+const (
+	CauseDevice = "device" // the device's own status changed
+	CauseAgent  = "agent"  // its agent was lost or came back
+)
+
+// DeviceTransition is a Transition with the device it happened to, as the
+// Change that carried it shows it.
+type DeviceTransition struct {
+	Device *Device
+	Transition
+}
+
+// Transitions lists the device status changes c carries: its Device for a
+// device change, each Affected device for an agent change. Triggers and
+// inventory changes are not status changes and yield nothing. Every store
+// of transitions (InfluxDB, the memory window, the availability history)
+// reads them from here, so they agree.
+//
+// An agent change carries the devices' new statuses only; their previous
+// one follows from the agent's previous status, as the registry derives
+// it: under an online agent a device shows what the agent last reported
+// (Device.Reported, which the agent change leaves alone), under an offline
+// one it is unreachable, under an unknown one unknown.
+func Transitions(c *Change) []DeviceTransition {
+	switch c.Kind {
+	case ChangeDevice:
+		if c.Device == nil {
+			return nil
+		}
+		return []DeviceTransition{{c.Device, Transition{
+			At: c.At, From: c.From, To: c.To, Reason: c.Reason, Detail: c.Detail, Cause: CauseDevice,
+		}}}
+	case ChangeAgent:
+		out := make([]DeviceTransition, len(c.Affected))
+		for i := range c.Affected {
+			d := &c.Affected[i]
+			var from wire.Status
+			switch c.From {
+			case wire.StatusOnline:
+				from = cmp.Or(d.Reported, wire.StatusUnknown)
+			case wire.StatusOffline:
+				from = wire.StatusUnreachable
+			default:
+				from = wire.StatusUnknown
+			}
+			out[i] = DeviceTransition{d, Transition{
+				At:     c.At,
+				From:   from,
+				To:     d.Status,
+				Reason: cmp.Or(string(d.Reason), c.Reason),
+				Detail: cmp.Or(d.Detail, c.Detail),
+				Cause:  CauseAgent,
+			}}
+		}
+		return out
+	}
+	return nil
+}
