@@ -76,3 +76,11 @@ func Transitions(c *Change) []DeviceTransition {
 	}
 	return nil
 }
+
+// StatusSpan is a time range [From, To) during which a device had one
+// status: what a device's history is made of.
+type StatusSpan struct {
+	From   time.Time   `json:"from"`
+	To     time.Time   `json:"to"`
+	Status wire.Status `json:"status"`
+}
