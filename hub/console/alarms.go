@@ -385,7 +385,7 @@ type alarmQuery struct {
 	list       listQuery // district, site, limit, offset
 }
 
-var alarmParams = []string{"agent", "device", "district", "limit", "offset", "severity", "site", "source", "state"}
+var alarmParams = []string{"agent", "device", "district", "limit", "offset", "severity", "since", "site", "source", "state"}
 
 func parseAlarmQuery(raw string) (alarmQuery, error) {
 	vals, err := url.ParseQuery(raw)
@@ -397,7 +397,7 @@ func parseAlarmQuery(raw string) (alarmQuery, error) {
 		if !slices.Contains(alarmParams, name) {
 			return alarmQuery{}, badf("unknown parameter %q; allowed: %s", clip(name), strings.Join(alarmParams, ", "))
 		}
-		if len(vals[name]) > 1 && (name == "limit" || name == "offset") {
+		if len(vals[name]) > 1 && (name == "limit" || name == "offset" || name == "since") {
 			return alarmQuery{}, badf("%s given more than once", name)
 		}
 		for _, v := range vals[name] {
@@ -441,7 +441,7 @@ func (aq *alarmQuery) set(name, v string) error {
 		} else {
 			aq.agents = append(aq.agents, v)
 		}
-	default: // district, site, limit, offset: as for devices
+	default: // district, site, since, limit, offset: as for devices
 		return aq.list.set(name, v, listParams{})
 	}
 	return nil
@@ -450,7 +450,7 @@ func (aq *alarmQuery) set(name, v string) error {
 func (aq *alarmQuery) match(a *alarm.Alarm) bool {
 	return anyOf(aq.severities, a.Severity) && anyOf(aq.sources, a.Source) &&
 		anyOf(aq.devices, a.Device) && anyOf(aq.agents, a.Agent) &&
-		anyOf(aq.list.districts, a.District) && anyOf(aq.list.sites, a.Site)
+		anyOf(aq.list.districts, a.District) && anyOf(aq.list.sites, a.Site) && !a.LastAt.Before(aq.list.since)
 }
 
 func (aq *alarmQuery) page(n int) (lo, hi int) { return aq.list.page(n) }

@@ -225,12 +225,24 @@ func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, AgentDetail{Agent: a})
 }
 
+// summaryParams are /api/summary's: now, for some districts and sites.
+// Rates over a period are availability reports (/api/reports/availability).
+var summaryParams = listParams{names: []string{"district", "site"}}
+
 func (s *Server) getSummary(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawQuery != "" {
-		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
+	lq, err := parseList(r.URL.RawQuery, summaryParams)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	s.reply(w, s.summary(auth.From(r.Context()).Scope))
+	scope := auth.From(r.Context()).Scope
+	if len(lq.districts)+len(lq.sites) == 0 {
+		s.reply(w, s.summary(scope))
+		return
+	}
+	s.reply(w, s.fleet.SummaryWhere(func(district, site string) bool {
+		return scope.Allows(district, site) && anyOf(lq.districts, district) && anyOf(lq.sites, site)
+	}))
 }
 
 // summary is the fleet's summary as seen from scope: the registry's

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/wire"
@@ -344,5 +345,35 @@ func TestListShapes(t *testing.T) {
 	rec = do(t, s, "GET", "/api/devices?district=Nowhere", nil)
 	if got := strings.TrimSpace(rec.Body.String()); got != `{"devices":[],"total":0}` {
 		t.Errorf("no match = %s, want an empty list, not null", got)
+	}
+}
+
+// TestSinceFilters lists what changed at or after a time, given as RFC
+// 3339 or as a duration back from now.
+func TestSinceFilters(t *testing.T) {
+	s, e := alarmServer(t)
+	var devs DeviceList
+	rec := do(t, s, "GET", "/api/devices?since="+t0.Add(-5*time.Minute).Format(time.RFC3339), nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &devs); err != nil || devs.Total != 3 {
+		t.Errorf("devices changed since t0-5m: %d (%s)", devs.Total, rec.Body)
+	}
+	var agents AgentList
+	rec = do(t, s, "GET", "/api/agents?since="+t0.Add(-time.Hour).Format(time.RFC3339), nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &agents); err != nil || agents.Total != 1 || agents.Agents[0].ID != "agent-east" {
+		t.Errorf("agents changed since t0-1h: %s", rec.Body)
+	}
+	// Alarms change now (the engine's clock): all are recent, none is a
+	// year old.
+	var list AlarmList
+	if rec := do(t, s, "GET", "/api/alarms?since=1h", nil); json.Unmarshal(rec.Body.Bytes(), &list) != nil || list.Total != len(e.Alarms(alarm.Filter{})) {
+		t.Errorf("alarms since 1h: %s", rec.Body)
+	}
+	if rec := do(t, s, "GET", "/api/alarms?since="+time.Now().Add(time.Hour).Format(time.RFC3339), nil); json.Unmarshal(rec.Body.Bytes(), &list) != nil || list.Total != 0 {
+		t.Errorf("alarms since an hour ahead: %s", rec.Body)
+	}
+	for _, q := range []string{"/api/devices?since=yesterday", "/api/agents?since=-1h", "/api/alarms?since=1h&since=2h"} {
+		if rec := do(t, s, "GET", q, nil); rec.Code != http.StatusBadRequest {
+			t.Errorf("GET %s = %d, want 400", q, rec.Code)
+		}
 	}
 }

@@ -30,8 +30,9 @@ type listQuery struct {
 	agents    []string
 	kinds     []wire.DeviceKind
 	statuses  []wire.Status
-	q         string // lower case
-	limit     int    // 0: no limit
+	q         string    // lower case
+	since     time.Time // zero: any; else changed (status, or alarm) at or after it
+	limit     int       // 0: no limit
 	offset    int
 }
 
@@ -44,12 +45,12 @@ type listParams struct {
 
 var (
 	deviceParams = listParams{
-		names: []string{"agent", "district", "kind", "limit", "offset", "q", "site", "status"},
+		names: []string{"agent", "district", "kind", "limit", "offset", "q", "since", "site", "status"},
 		statuses: []wire.Status{wire.StatusOnline, wire.StatusDegraded, wire.StatusOffline,
 			wire.StatusUnknown, wire.StatusUnreachable},
 	}
 	agentParams = listParams{
-		names:    []string{"district", "limit", "offset", "q", "site", "status"},
+		names:    []string{"district", "limit", "offset", "q", "since", "site", "status"},
 		statuses: []wire.Status{wire.StatusOnline, wire.StatusOffline, wire.StatusUnknown},
 	}
 	deviceKinds = []wire.DeviceKind{wire.KindCamera, wire.KindSensor}
@@ -71,7 +72,7 @@ func parseList(raw string, p listParams) (listQuery, error) {
 		if !slices.Contains(p.names, name) {
 			return listQuery{}, badf("unknown parameter %q; allowed: %s", clip(name), strings.Join(p.names, ", "))
 		}
-		if len(vals[name]) > 1 && (name == "q" || name == "limit" || name == "offset") {
+		if len(vals[name]) > 1 && (name == "q" || name == "limit" || name == "offset" || name == "since") {
 			return listQuery{}, badf("%s given more than once", name)
 		}
 		for _, v := range vals[name] {
@@ -119,6 +120,12 @@ func (lq *listQuery) set(name, v string, p listParams) error {
 			return badf("q must be valid UTF-8 of at most %d bytes", wire.MaxNameLen)
 		}
 		lq.q = strings.ToLower(v)
+	case "since":
+		t, err := parseTime(v, time.Now())
+		if err != nil {
+			return err
+		}
+		lq.since = t
 	case "limit", "offset":
 		least := 0
 		if name == "limit" {
@@ -149,13 +156,26 @@ func (lq *listQuery) page(n int) (lo, hi int) {
 
 func (lq *listQuery) matchDevice(d *fleet.Device) bool {
 	return anyOf(lq.districts, d.District) && anyOf(lq.sites, d.Site) && anyOf(lq.agents, d.Agent) &&
-		anyOf(lq.kinds, d.Kind) && anyOf(lq.statuses, d.Status) &&
+		anyOf(lq.kinds, d.Kind) && anyOf(lq.statuses, d.Status) && !d.Since.Before(lq.since) &&
 		lq.search(d.ID, d.Name, d.Site, d.SiteName)
 }
 
 func (lq *listQuery) matchAgent(a *fleet.Agent) bool {
 	return anyOf(lq.districts, a.District) && anyOf(lq.sites, a.Site) && anyOf(lq.statuses, a.Status) &&
-		lq.search(a.ID, a.Site, a.SiteName)
+		!a.Since.Before(lq.since) && lq.search(a.ID, a.Site, a.SiteName)
+}
+
+// parseTime reads a time parameter: RFC 3339, or a duration back from now
+// ("90m", "24h").
+func parseTime(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return time.Time{}, badf("%q is neither an RFC 3339 time nor a positive duration back from now (90m, 24h)", clip(v))
+	}
+	return now.Add(-d), nil
 }
 
 // search reports whether q occurs in any field, ignoring case.

@@ -57,8 +57,26 @@ func TestScopeLimitsEveryAnswer(t *testing.T) {
 		len(sum.Districts) != 1 || sum.Districts[0].District != "Xicheng" || sum.Agents[wire.StatusOnline] != 1 || sum.Agents[wire.StatusOffline] != 0 {
 		t.Errorf("scoped summary %s", rec.Body)
 	}
-	if rec := do(t, s, "GET", "/api/summary?district=Dongcheng", nil); rec.Code != http.StatusBadRequest {
-		t.Errorf("summary with a parameter = %d, want 400", rec.Code)
+	// A district filter narrows the scope, never widens it.
+	for _, tt := range []struct {
+		header  http.Header
+		query   string
+		code    int
+		devices int
+	}{
+		{nil, "?district=Dongcheng", 200, 2},
+		{nil, "?district=Dongcheng&district=Xicheng", 200, 5},
+		{nil, "?site=depot", 200, 1},
+		{xicheng, "?district=Dongcheng", 200, 0},
+		{xicheng, "?district=Xicheng&site=north-gate", 200, 3},
+		{nil, "?from=2026-01-01T00:00:00Z", 400, 0},
+		{nil, "?site=not%20an%20id", 400, 0},
+	} {
+		rec := do(t, s, "GET", "/api/summary"+tt.query, tt.header)
+		var got fleet.Summary
+		if rec.Code != tt.code || (tt.code == 200 && (json.Unmarshal(rec.Body.Bytes(), &got) != nil || got.Devices != tt.devices)) {
+			t.Errorf("summary%s = %d %s, want %d with %d devices", tt.query, rec.Code, rec.Body, tt.code, tt.devices)
+		}
 	}
 	var list AlarmList
 	if rec := do(t, s, "GET", "/api/alarms", xicheng); json.Unmarshal(rec.Body.Bytes(), &list) != nil ||
