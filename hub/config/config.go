@@ -54,7 +54,32 @@ type Config struct {
 	Memory  Memory `yaml:"memory"`
 	Live    Live   `yaml:"live"`
 	Alarms  Alarms `yaml:"alarms"`
+	Map     Map    `yaml:"map"`
+	Reports Report `yaml:"reports"`
 	Log     Log    `yaml:"log"`
+}
+
+// Map is what the city map and the coverage computation are drawn on.
+type Map struct {
+	// Districts is a GeoJSON FeatureCollection of district polygons, each
+	// with the property name = the district name agents report.
+	Districts string `yaml:"districts"`
+	// Areas is a GeoJSON FeatureCollection of areas of interest (schools,
+	// stations, squares): properties name, kind, weight (importance).
+	Areas string `yaml:"areas"`
+	// Buildings is a GeoJSON FeatureCollection of building footprints,
+	// which block cameras' views.
+	Buildings string `yaml:"buildings"`
+	// Basemap is a PMTiles file the hub serves to the console's map.
+	Basemap string `yaml:"basemap"`
+	// CellSize is the side of a coverage cell, metres.
+	CellSize float64 `yaml:"cell_size_m"`
+}
+
+// Report configures availability reports.
+type Report struct {
+	// Timezone is an IANA name: where days begin for daily figures.
+	Timezone string `yaml:"timezone"`
 }
 
 // HTTP is how the console and API are served.
@@ -277,8 +302,10 @@ func Default() Config {
 		Memory: Memory{Samples: 60, Transitions: 50},
 		Live: Live{Linger: 10 * time.Second, MaxUpstreamsPerAgent: 4, UpstreamTimeout: 10 * time.Second,
 			KeyframeInterval: time.Second, StallTimeout: 5 * time.Second, MaxSessionsPerAccount: 25},
-		Alarms: Alarms{MaxShelve: 7 * 24 * time.Hour},
-		Log:    Log{Level: "info", Format: "text"},
+		Alarms:  Alarms{MaxShelve: 7 * 24 * time.Hour},
+		Map:     Map{CellSize: 25},
+		Reports: Report{Timezone: "UTC"},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -394,6 +421,21 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Live.validate()...)
 	if c.Alarms.MaxShelve < time.Minute || c.Alarms.MaxShelve > 90*24*time.Hour {
 		bad("alarms.max_shelve", "%s out of range 1m–2160h (90 days)", c.Alarms.MaxShelve)
+	}
+	for field, f := range map[string]string{"map.districts": c.Map.Districts, "map.areas": c.Map.Areas,
+		"map.buildings": c.Map.Buildings, "map.basemap": c.Map.Basemap} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			bad(field, "%v", err)
+		}
+	}
+	if c.Map.CellSize < 5 || c.Map.CellSize > 200 {
+		bad("map.cell_size_m", "%g out of range 5–200", c.Map.CellSize)
+	}
+	if _, err := time.LoadLocation(c.Reports.Timezone); err != nil {
+		bad("reports.timezone", "%q is not an IANA time zone name (Asia/Shanghai, UTC): %v", c.Reports.Timezone, err)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Log.Level)) {
 		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)

@@ -220,3 +220,19 @@ alarms: {max_shelve: 8760h}
 		}
 	}
 }
+
+func TestMapAndReportsValidated(t *testing.T) {
+	_, err := Parse([]byte(`
+map: {districts: /no/such.geojson, basemap: /no/such.pmtiles, cell_size_m: 1}
+reports: {timezone: Mars/Olympus}
+`), noEnv)
+	for _, want := range []string{"map.districts", "map.basemap", "map.cell_size_m", "reports.timezone"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	cfg, err := Parse([]byte("reports: {timezone: Asia/Shanghai}\nmap: {cell_size_m: 10}\n"), noEnv)
+	if err != nil || cfg.Reports.Timezone != "Asia/Shanghai" || cfg.Map.CellSize != 10 {
+		t.Errorf("good map and reports settings: %+v %v", cfg.Map, err)
+	}
+}
