@@ -171,7 +171,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	a.router, err = auth.NewRouter(auth.Config{AllowedHosts: cfg.HTTP.AllowedHosts, AllowedOrigins: cfg.HTTP.AllowedOrigins, TLS: httpTLS != nil},
+	a.router, err = auth.NewRouter(auth.Config{AllowedHosts: cfg.HTTP.AllowedHosts, AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		TLS: httpTLS != nil, TrustedProxies: cfg.HTTP.Proxies()},
 		auth.Deps{Log: log, Metrics: a.metrics, Authenticator: a.identity, Denied: a.denied})
 	if err != nil {
 		return nil, fmt.Errorf("config: http: %w", err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -260,5 +261,45 @@ func TestLimiter(t *testing.T) {
 	}
 	if _, ok := l.Acquire("alice"); ok {
 		t.Error("a double release gave back two slots")
+	}
+}
+
+// TestTrustedProxies takes the client's address and scheme from a trusted
+// proxy's headers, and from nobody else's.
+func TestTrustedProxies(t *testing.T) {
+	var got struct{ remote, scheme string }
+	authn := fakeAuthn{byToken: map[string]*Principal{"op": principal(Operator, ViaToken)}}
+	rt, err := NewRouter(Config{AllowedHosts: []string{"example.com"}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		Deps{Log: slog.New(slog.DiscardHandler), Metrics: metrics.NewRegistry(), Authenticator: authn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Handle(Route{Method: "GET", Path: "/api/x", Perm: StatusRead, Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		got.remote, got.scheme = From(r.Context()).Remote, Scheme(r)
+	})})
+	h := rt.Handler()
+	for _, tt := range []struct {
+		from, xff, proto string
+		remote, scheme   string
+	}{
+		{"10.1.1.1:5000", "203.0.113.9", "https", "203.0.113.9", "https"},
+		{"10.1.1.1:5000", "198.51.100.1, 203.0.113.9, 10.2.2.2", "https", "203.0.113.9", "https"}, // the nearest untrusted hop
+		{"10.1.1.1:5000", "", "", "10.1.1.1", "http"},
+		{"10.1.1.1:5000", "not-an-ip", "", "10.1.1.1", "http"},
+		{"192.0.2.7:5000", "203.0.113.9", "https", "192.0.2.7", "http"}, // not a proxy: its headers are ignored
+	} {
+		req := httptest.NewRequest("GET", "/api/x", nil)
+		req.Host, req.RemoteAddr = "example.com", tt.from
+		req.Header.Set("Authorization", "Bearer op")
+		if tt.xff != "" {
+			req.Header.Set("X-Forwarded-For", tt.xff)
+		}
+		if tt.proto != "" {
+			req.Header.Set("X-Forwarded-Proto", tt.proto)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got.remote != tt.remote || got.scheme != tt.scheme {
+			t.Errorf("from %s with %q %q: client %s %s, want %s %s", tt.from, tt.xff, tt.proto, got.remote, got.scheme, tt.remote, tt.scheme)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -67,6 +68,13 @@ type Config struct {
 	AllowedOrigins []string
 	// TLS says the hub is served over HTTPS: responses then carry HSTS.
 	TLS bool
+	// TrustedProxies are the addresses of reverse proxies in front of the
+	// hub (nginx terminating TLS): for a request from one of them, the
+	// client is the last address in X-Forwarded-For that is not a trusted
+	// proxy, and the scheme is X-Forwarded-Proto. From anyone else those
+	// headers are ignored, so no client can choose the address its failed
+	// logins are counted against.
+	TrustedProxies []netip.Prefix
 }
 
 // Deps are the gate's collaborators.
@@ -186,6 +194,7 @@ func (rt *Router) Handler() http.Handler {
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = rt.forwarded(r)
 		rt.headers(w.Header())
 		rec := &recorder{ResponseWriter: w}
 		if !rt.hostAllowed(r.Host) {
@@ -324,11 +333,63 @@ func (rt *Router) OriginAllowed(r *http.Request) bool {
 	if !ok {
 		return false
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	return norm == Scheme(r)+"://"+strings.ToLower(r.Host) || rt.origins[norm]
+}
+
+type schemeKey struct{}
+
+// Scheme is how the client reached the hub: "https" or "http", as a
+// trusted proxy says or the connection shows.
+func Scheme(r *http.Request) string {
+	if s, ok := r.Context().Value(schemeKey{}).(string); ok {
+		return s
 	}
-	return norm == scheme+"://"+strings.ToLower(r.Host) || rt.origins[norm]
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// forwarded returns r as its client sent it when it came through a trusted
+// proxy: RemoteAddr the client's, and the scheme the proxy was reached by.
+func (rt *Router) forwarded(r *http.Request) *http.Request {
+	if len(rt.cfg.TrustedProxies) == 0 || !rt.trusted(RemoteHost(r)) {
+		return r
+	}
+	client := ""
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(h); err != nil {
+			break // a malformed hop: trust nothing before it
+		}
+		client = h
+		if !rt.trusted(h) {
+			break
+		}
+	}
+	r2 := r.Clone(r.Context())
+	if client != "" {
+		r2.RemoteAddr = net.JoinHostPort(client, "0")
+	}
+	if p := strings.ToLower(r.Header.Get("X-Forwarded-Proto")); p == "https" || p == "http" {
+		r2 = r2.WithContext(context.WithValue(r2.Context(), schemeKey{}, p))
+	}
+	return r2
+}
+
+func (rt *Router) trusted(host string) bool {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range rt.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // NormalizeOrigin lower-cases an origin and checks it has nothing beyond

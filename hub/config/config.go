@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -94,6 +95,34 @@ type HTTP struct {
 	AllowedOrigins []string      `yaml:"allowed_origins"`
 	ReadTimeout    time.Duration `yaml:"read_timeout"`   // a whole request, body included
 	MaxWebsockets  int           `yaml:"max_websockets"` // event streams per account
+	// TrustedProxies are reverse proxies in front of the hub (addresses or
+	// CIDR ranges): only their X-Forwarded-For and X-Forwarded-Proto are
+	// believed, for the client's address (lockouts, the audit trail) and
+	// scheme (the origin check).
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Proxies parses TrustedProxies; Validate has checked them.
+func (h HTTP) Proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range h.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads a CIDR range or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // TLS is a certificate to serve with: files, or one the hub makes itself
@@ -518,6 +547,11 @@ func (h HTTP) validate() []error {
 	}
 	if h.MaxWebsockets < 1 || h.MaxWebsockets > 1000 {
 		bad("max_websockets", "%d out of range 1–1000", h.MaxWebsockets)
+	}
+	for _, p := range h.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad("trusted_proxies", "%q is not an address or a CIDR range", p)
+		}
 	}
 	return errs
 }

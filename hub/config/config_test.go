@@ -198,7 +198,7 @@ func TestEnvFromStruct(t *testing.T) {
 func TestSecurityPolicyValidated(t *testing.T) {
 	_, err := Parse([]byte(`
 data_dir: ""
-http: {tls: {cert: /no/such.pem, self_signed: true}, allowed_hosts: ["a/b"], read_timeout: 0s, max_websockets: 0}
+http: {tls: {cert: /no/such.pem, self_signed: true}, allowed_hosts: ["a/b"], read_timeout: 0s, max_websockets: 0, trusted_proxies: [nginx]}
 auth:
   password: {min_length: 4, min_classes: 9, history: -1}
   lockout: {threshold: 0, window: 1s}
@@ -212,7 +212,7 @@ alarms: {max_shelve: 8760h}
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"data_dir", "http.tls", "allowed_hosts", "read_timeout", "max_websockets",
+	for _, want := range []string{"data_dir", "http.tls", "allowed_hosts", "read_timeout", "max_websockets", "trusted_proxies",
 		"password.min_length", "password.min_classes", "password.history", "lockout.threshold", "lockout",
 		"session", "totp_roles", "max_token_lifetime", "audit.retention", "broker.tls_addr", "require_client_cert", "max_shelve"} {
 		if !strings.Contains(err.Error(), want) {
@@ -234,5 +234,16 @@ reports: {timezone: Mars/Olympus}
 	cfg, err := Parse([]byte("reports: {timezone: Asia/Shanghai}\nmap: {cell_size_m: 10}\n"), noEnv)
 	if err != nil || cfg.Reports.Timezone != "Asia/Shanghai" || cfg.Map.CellSize != 10 {
 		t.Errorf("good map and reports settings: %+v %v", cfg.Map, err)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	cfg, err := Parse([]byte("http: {trusted_proxies: [10.0.0.0/8, 192.0.2.7, '::1']}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.HTTP.Proxies()
+	if len(got) != 3 || got[0].String() != "10.0.0.0/8" || got[1].String() != "192.0.2.7/32" || got[2].String() != "::1/128" {
+		t.Errorf("proxies %v", got)
 	}
 }
