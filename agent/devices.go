@@ -45,13 +45,13 @@ func inventory(cfg config.Config) wire.Inventory {
 			ID: c.ID, Name: c.Name, Kind: wire.KindCamera, District: c.District,
 			Location: c.Location, Criticality: c.Criticality,
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
-			Parent: c.Parent,
+			Parent: c.Parent, Vendor: c.Vendor,
 		})
 	}
 	for _, s := range cfg.Sensors {
 		devs = append(devs, wire.Device{
 			ID: s.ID, Name: s.Name, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
-			Location: s.Location, Criticality: s.Criticality, Parent: s.Parent,
+			Location: s.Location, Criticality: s.Criticality, Parent: s.Parent, Vendor: s.Vendor,
 		})
 	}
 	return wire.Inventory{Site: site, Topology: nodes, Devices: devs}

@@ -290,6 +290,9 @@ func (d *Device) validate() error {
 	if err := ValidID(d.ID); err != nil {
 		return reject(RejectInvalid, "device: %v", err)
 	}
+	if err := checkLen("device vendor", d.Vendor, MaxNameLen); err != nil {
+		return err
+	}
 	if err := checkLen("device name", d.Name, MaxNameLen); err != nil {
 		return err
 	}

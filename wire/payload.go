@@ -97,6 +97,9 @@ type Device struct {
 	Criticality int         `json:"criticality"` // 1 (low) … 5 (life safety)
 	Camera      *CameraInfo `json:"camera,omitempty"`
 	Parent      string      `json:"parent,omitempty"` // the topology node it hangs off
+	// Vendor is the maker (Hikvision, Dahua…), optional: reports group
+	// availability by it.
+	Vendor string `json:"vendor,omitempty"`
 }
 
 // Inventory is the agent's retained device list, published on every connect

@@ -136,6 +136,7 @@ type Camera struct {
 	// MinFPS overrides probe.min_fps for this camera; 0 keeps it.
 	MinFPS float64 `yaml:"min_fps"`
 	Parent string  `yaml:"parent"` // the topology node it hangs off
+	Vendor string  `yaml:"vendor"` // the maker, for reports; optional
 }
 
 // Sensor is one alarm sensor, read through a driver.
@@ -152,6 +153,7 @@ type Sensor struct {
 	Criticality int               `yaml:"criticality"` // as for cameras
 	Params      map[string]string `yaml:"params"`      // driver-specific
 	Parent      string            `yaml:"parent"`      // the topology node it hangs off
+	Vendor      string            `yaml:"vendor"`      // the maker, for reports; optional
 }
 
 // Defaults used where the file says nothing.

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -67,6 +68,19 @@ var siteKinds = []string{
 	"Metro Station", "Central Market", "Ferry Terminal", "Primary School", "Hospital",
 	"Park Gate", "Bus Depot", "Police Post", "Library", "Stadium", "Substation",
 	"Water Works", "Shopping Mall", "Bridge Approach", "Plaza", "Community Centre",
+}
+
+// Makers of the simulated devices, picked from the site and number so the
+// city's random layout stays what it was before devices had makers.
+var (
+	cameraVendors = []string{"Hikvision", "Dahua", "Uniview", "Tiandy"}
+	sensorVendors = []string{"Bosch", "Honeywell", "Risco"}
+)
+
+func vendorOf(site string, n int, makers []string) string {
+	h := fnv.New32a()
+	h.Write([]byte(site))
+	return makers[(int(h.Sum32())+n)%len(makers)]
 }
 
 var cameraSpots = []string{
@@ -213,6 +227,7 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 			District:    d.Name,
 			Criticality: 2 + g.rng.IntN(3),
 			MinFPS:      cfg.Probe.MinFPS,
+			Vendor:      vendorOf(id, i, cameraVendors),
 		})
 	}
 	seq := make(map[wire.SensorKind]int)
@@ -230,6 +245,7 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 			Driver:      SensorDriver,
 			Supervision: config.DefaultSupervision,
 			Criticality: info.criticality,
+			Vendor:      vendorOf(id, seq[k], sensorVendors),
 		})
 	}
 	return cfg

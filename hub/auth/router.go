@@ -446,6 +446,21 @@ func Fail(w http.ResponseWriter, status int, msg string) {
 	WriteError(w, status, code, msg)
 }
 
+// WriteJSON answers with status and v as JSON. v must encode (no NaN, no
+// channels); a value that does not is a bug, answered 500.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // the client went away
+}
+
 // WriteError answers with status and an ErrorBody.
 func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	b, _ := json.Marshal(ErrorBody{Error: msg, Code: code}) // two strings always encode

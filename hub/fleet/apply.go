@@ -336,7 +336,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
 	v.Name, v.Kind, v.SensorKind = wd.Name, wd.Kind, wd.SensorKind
 	v.District, v.Location, v.Criticality, v.Camera = wd.District, wd.Location, wd.Criticality, wd.Camera
-	v.Parent = wd.Parent
+	v.Parent, v.Vendor = wd.Parent, wd.Vendor
 	v.Site, v.SiteName = site.ID, site.Name
 }
 
@@ -345,7 +345,7 @@ func sameAttrs(v *Device, wd *wire.Device) bool {
 		v.Camera != nil && wd.Camera != nil && *v.Camera == *wd.Camera
 	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
 		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality &&
-		v.Parent == wd.Parent
+		v.Parent == wd.Parent && v.Vendor == wd.Vendor
 }
 
 // checkLines resolves every health line to a device of agent a into

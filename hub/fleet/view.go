@@ -19,6 +19,7 @@ type Device struct {
 	District    string             `json:"district"`
 	Location    wire.Location      `json:"location"`
 	Criticality int                `json:"criticality"`
+	Vendor      string             `json:"vendor,omitempty"`
 	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
 	Parent      string             `json:"parent,omitempty"` // topology node, see Agent.Topology
 	Status      wire.Status        `json:"status"`
