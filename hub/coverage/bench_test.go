@@ -1,0 +1,102 @@
+package coverage
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// benchCity is 100,000 cameras over 20 × 20 km in 16 districts of 5 km,
+// with 200 areas of interest of 100 m: ranges 30–150 m, fields of view
+// 50–110°, headings anywhere.
+const benchCameras = 100_000
+
+func benchCity(b *testing.B) (*testEnv, Config) {
+	b.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var districts, areas []map[string]any
+	name := func(x, y float64) string { return fmt.Sprintf("D%d%d", int((x+10_000)/5000), int((y+10_000)/5000)) }
+	for i := range 4 {
+		for j := range 4 {
+			x, y := -10_000+5000*float64(i), -10_000+5000*float64(j)
+			districts = append(districts, rectFeature(x, y, x+5000, y+5000, map[string]any{"name": name(x, y)}))
+		}
+	}
+	for k := range 200 {
+		x, y := rng.Float64()*19_800-9900, rng.Float64()*19_800-9900
+		areas = append(areas, rectFeature(x, y, x+100, y+100, map[string]any{"name": fmt.Sprintf("school %d", k), "kind": "school", "weight": 3}))
+	}
+	cfg := Config{Districts: writeFile(b, "districts.geojson", collection(districts...)), Areas: writeFile(b, "areas.geojson", collection(areas...))}
+	devices := make([]fleet.Device, benchCameras)
+	for k := range devices {
+		x, y := rng.Float64()*20_000-10_000, rng.Float64()*20_000-10_000
+		d := name(x, y)
+		devices[k] = camAt(fmt.Sprintf("cam-%06d", k), d, x, y, rng.Float64()*360, 50+rng.Float64()*60, 30+rng.Float64()*120)
+		devices[k].Site = fmt.Sprintf("site-%d", k/50)
+	}
+	return newEnv(devices...), cfg
+}
+
+func BenchmarkRecompute100k(b *testing.B) {
+	env, cfg := benchCity(b)
+	b.ResetTimer()
+	for b.Loop() {
+		newModel(b, cfg, env)
+	}
+}
+
+func BenchmarkApplyOfflineOnline100k(b *testing.B) {
+	env, cfg := benchCity(b)
+	m := newModel(b, cfg, env)
+	d := env.fleet.devices[benchCameras/2]
+	off, on := d, d
+	off.Status = wire.StatusOffline
+	b.ResetTimer()
+	for b.Loop() {
+		m.Apply(fleet.Change{Kind: fleet.ChangeDevice, From: wire.StatusOnline, To: wire.StatusOffline, Device: &off})
+		m.Apply(fleet.Change{Kind: fleet.ChangeDevice, From: wire.StatusOffline, To: wire.StatusOnline, Device: &on})
+	}
+}
+
+func BenchmarkSummary100k(b *testing.B) {
+	env, cfg := benchCity(b)
+	m := newModel(b, cfg, env)
+	b.ResetTimer()
+	for b.Loop() {
+		m.Summary(auth.Everything, "")
+	}
+}
+
+// BenchmarkLedger7Days100k: a week of 100,000 cameras, each with 1 to 4
+// outages of 10 minutes to 6 hours.
+func BenchmarkLedger7Days100k(b *testing.B) {
+	env, cfg := benchCity(b)
+	from := env.now.Add(-7 * 24 * time.Hour)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, d := range env.fleet.devices {
+		var spans []fleet.StatusSpan
+		t := from
+		for range 1 + rng.IntN(4) {
+			down := t.Add(time.Duration(rng.Int64N(int64(36 * time.Hour))))
+			up := down.Add(10*time.Minute + time.Duration(rng.Int64N(int64(6*time.Hour))))
+			spans = append(spans, fleet.StatusSpan{From: t, To: down, Status: wire.StatusOnline},
+				fleet.StatusSpan{From: down, To: up, Status: wire.StatusOffline})
+			t = up
+		}
+		spans = append(spans, fleet.StatusSpan{From: t, To: env.now, Status: wire.StatusOnline})
+		env.history.spans[d.ID] = spans
+	}
+	m := newModel(b, cfg, env)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Ledger(context.Background(), LedgerQuery{From: from, To: env.now, Scope: auth.Everything}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
