@@ -124,6 +124,9 @@ const (
 	// audit records that could not be written, an audit trail that no
 	// longer verifies. Type says which.
 	SourceSecurity Source = "security"
+	// The hub's own trouble keeping records (Engine.Notice): device
+	// transitions the history lost, so reports miss them. Type says which.
+	SourceSystem Source = "system"
 )
 
 // Sources lists every known source; rules naming another are rejected so a
@@ -131,6 +134,7 @@ const (
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
 	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
+	SourceSystem,
 }
 
 // Alarm is one alarm as operators see it. Values are snapshots.

@@ -28,7 +28,9 @@ import (
 	"github.com/citywatch/citywatch/hub/broker"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/console"
+	"github.com/citywatch/citywatch/hub/coverage"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/history"
 	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/hub/ingest"
 	"github.com/citywatch/citywatch/hub/live"
@@ -60,6 +62,8 @@ type App struct {
 	router    *auth.Router
 	audit     *audit.Log
 	idStore   *identity.SQLiteStore
+	history   *history.History // device transitions and availability reports
+	coverage  *coverage.Model
 	identity  *identity.Service
 	hubCred   broker.Credential // the hub's own login on the embedded broker
 
@@ -120,6 +124,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := a.openHistory(windows); err != nil {
+		return nil, err
+	}
 	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: windows,
 		// Called in the engine's order, so the database never has an
 		// older row over a newer one. alarmDB is set before any change
@@ -146,6 +153,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		// fault: without this a broker restart would mark the city offline.
 		Live: func() bool { return a.ingest.Connected() },
 	})
+	a.coverage, err = coverage.New(coverage.Config{
+		CellSize: cfg.Map.CellSize, Districts: cfg.Map.Districts, Areas: cfg.Map.Areas, Buildings: cfg.Map.Buildings,
+		Basemap: cfg.Map.Basemap, Maintenance: windows,
+	}, coverage.Deps{Log: log, Metrics: a.metrics, Fleet: a.fleet, History: a.history, Audit: a.audit, Simulated: a.history.Simulated})
+	if err != nil {
+		return nil, fmt.Errorf("config: map: %w", err)
+	}
 	a.live, err = live.New(live.Config{
 		Linger: cfg.Live.Linger, MaxUpstreamsPerAgent: cfg.Live.MaxUpstreamsPerAgent, UDPPort: cfg.Live.UDPPort,
 		LoopbackOnly: cfg.Live.LoopbackOnly, PublicIPs: cfg.Live.PublicIPs, UpstreamTimeout: cfg.Live.UpstreamTimeout,
@@ -180,6 +194,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	a.router.Handle(a.identity.Routes()...)
 	a.router.Handle(a.audit.Routes()...)
 	a.router.Handle(a.live.Routes()...)
+	a.router.Handle(a.coverage.Routes()...)
+	a.router.Handle(a.history.Routes(a.audit)...)
 	a.console, err = console.New(console.Config{
 		Listen: cfg.Listen, TLS: httpTLS, ReadTimeout: cfg.HTTP.ReadTimeout, MaxWebsockets: cfg.HTTP.MaxWebsockets,
 		MaxShelve: cfg.Alarms.MaxShelve,
@@ -211,10 +227,30 @@ func (a *App) openStores() error {
 	return err
 }
 
+// openHistory opens the record of device transitions in data_dir; its
+// days begin in reports.timezone.
+func (a *App) openHistory(windows maintenance.Windows) error {
+	loc, err := time.LoadLocation(a.cfg.Reports.Timezone)
+	if err != nil {
+		return fmt.Errorf("config: reports.timezone: %w", err)
+	}
+	a.history, err = history.Open(filepath.Join(a.cfg.DataDir, "history.db"),
+		history.Options{Location: loc, Windows: windows, Now: time.Now}, history.Deps{Log: a.log, Metrics: a.metrics})
+	return err
+}
+
+// History exposes the record of device transitions to code composing the
+// hub in one process (the demo seeds its simulated week through it).
+func (a *App) History() *history.History { return a.history }
+
 // Close closes the databases New opened; Run does so itself when it
 // returns.
 func (a *App) Close() error {
 	var errs []error
+	if a.history != nil {
+		errs = append(errs, a.history.Close())
+		a.history = nil
+	}
 	if a.idStore != nil {
 		errs = append(errs, a.idStore.Close())
 		a.idStore = nil
@@ -367,13 +403,15 @@ func loadRules(path string) (alarm.Rules, error) {
 	return rules, nil
 }
 
-// onChange fans a fleet change out to the console, the transition log and
-// the alarm engine; all only enqueue or update memory. The console gets the
-// change first, so a client sees a device's change before the alarm it
-// raises.
+// onChange fans a fleet change out to the console, the transition logs
+// (InfluxDB's and the history's), the coverage model and the alarm engine;
+// all only enqueue or update memory. The console gets the change first, so
+// a client sees a device's change before the alarm it raises.
 func (a *App) onChange(c fleet.Change) {
 	a.console.Publish(c)
 	a.store.WriteChange(c)
+	a.history.Observe(c)
+	a.coverage.Apply(c)
 	a.alarms.Observe(c)
 }
 
@@ -495,6 +533,11 @@ func (a *App) health() console.HealthReport {
 		// an outage of the evidence.
 		r["audit"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "audit trail: " + why, Since: since}
 	}
+	if ok, why := a.history.Health(); ok {
+		r["transitions"] = console.ComponentHealth{Status: console.HealthOK}
+	} else {
+		r["transitions"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: why}
+	}
 	st := a.store.Status()
 	switch {
 	case st.Backend == metricstore.SourceMemory:
@@ -547,7 +590,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.brokerURL = a.cfg.MQTT.URL
 	// The trail runs first and stops last: every other stage may write
 	// to it while it stops.
-	stages := []stage{{"audit", a.audit.Run}, {"identity", a.identity.Run}}
+	// The history stops after the fleet, so every transition is written.
+	stages := []stage{{"audit", a.audit.Run}, {"identity", a.identity.Run}, {"history", a.history.Run}}
 	if a.broker != nil {
 		if err := a.broker.Listen(); err != nil {
 			return err
@@ -586,6 +630,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stage{"alarms", a.alarms.Run},
 		stage{"alarm-reconcile", a.reconcileAlarms},
 		stage{"audit-watch", a.watchAudit},
+		stage{"history-watch", a.watchHistory},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:

@@ -53,6 +53,27 @@ func (a *App) watchAudit(ctx context.Context) error {
 	}
 }
 
+// watchHistory raises an alarm when the history starts losing device
+// transitions (availability reports would miss them), once per episode.
+func (a *App) watchHistory(ctx context.Context) error {
+	t := time.NewTicker(auditHealthEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			ok, why := a.history.Health()
+			if !ok && !failing {
+				a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceSystem) + ":hub/history_dropping", Source: alarm.SourceSystem,
+					Type: "history_dropping", Criticality: 4, Detail: why})
+			}
+			failing = !ok
+		}
+	}
+}
+
 // securityNotice raises a security alarm of the hub itself.
 func (a *App) securityNotice(typ, detail string) {
 	a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceSecurity) + ":hub/" + typ, Source: alarm.SourceSecurity,
