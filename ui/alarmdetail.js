@@ -4,52 +4,11 @@
 // away: alarm → verify by video → act.
 
 import { t, label, num, dateTime, ago, clock, errorText } from './i18n.js';
-import { alarmDetail } from './api.js';
+import { alarmDetail, nearestCameras } from './api.js';
 import { esc } from './html.js';
 import { ACTION_PERM, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel } from './alarms.js';
 
 const REFRESH_MS = 30000;
-const R = 6371000; // earth radius, m
-const rad = (d) => (d * Math.PI) / 180;
-
-// distance in metres between two {lat, lon} (haversine).
-export function distance(a, b) {
-  const dLat = rad(b.lat - a.lat);
-  const dLon = rad(b.lon - a.lon);
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(rad(a.lat)) * Math.cos(rad(b.lat)) * Math.sin(dLon / 2) ** 2;
-  return 2 * R * Math.asin(Math.min(1, Math.sqrt(h)));
-}
-
-// bearing in degrees (0 = north, clockwise) from a to b.
-export function bearing(a, b) {
-  const y = Math.sin(rad(b.lon - a.lon)) * Math.cos(rad(b.lat));
-  const x = Math.cos(rad(a.lat)) * Math.sin(rad(b.lat)) - Math.sin(rad(a.lat)) * Math.cos(rad(b.lat)) * Math.cos(rad(b.lon - a.lon));
-  return ((Math.atan2(y, x) * 180) / Math.PI + 360) % 360;
-}
-
-// nearestCameras returns up to n cameras [{device, dist, covers}] for a
-// place: those within their range whose field of view covers the bearing
-// to it, nearest first; when none does, simply the nearest cameras.
-export function nearestCameras(devices, at, n = 4) {
-  if (!at || !Number.isFinite(at.lat) || !Number.isFinite(at.lon)) return [];
-  const all = [];
-  for (const d of devices) {
-    if (d.kind !== 'camera' || !d.location || !Number.isFinite(d.location.lat)) continue;
-    const dist = distance(d.location, at);
-    let covers = false;
-    const c = d.camera;
-    if (c && Number.isFinite(c.range_m) && dist <= c.range_m) {
-      const fov = Number(c.fov) || 0;
-      const off = Math.abs(((bearing(d.location, at) - (Number(c.heading) || 0) + 540) % 360) - 180);
-      covers = fov >= 360 || dist < 1 || off <= fov / 2;
-    }
-    all.push({ device: d, dist, covers });
-  }
-  all.sort((a, b) => a.dist - b.dist);
-  const seeing = all.filter((x) => x.covers);
-  return (seeing.length ? seeing : all).slice(0, n);
-}
-
 export class AlarmDetail {
   // onDevice(id) opens a device's detail, onLive(id) a camera's live video,
   // onAct(action) starts an action on the shown alarm, onClose();
@@ -61,6 +20,7 @@ export class AlarmDetail {
     this.current = current; // id -> the list's latest copy of the alarm, if any
     this.id = null;
     this.data = null; // {alarm, history, children}
+    this.cams = null; // the hub's nearest cameras to a sensor alarm's device, or null
     this.error = '';
     this.abort = null;
     this.timer = 0;
@@ -81,6 +41,7 @@ export class AlarmDetail {
     if (id === this.id) { this.load(); return; }
     this.id = id;
     this.data = null;
+    this.cams = null;
     this.error = '';
     this.root.hidden = false;
     this.root.dataset.alarm = id;
@@ -113,9 +74,10 @@ export class AlarmDetail {
     const ctl = new AbortController();
     this.abort = ctl;
     try {
-      const d = await alarmDetail(id, ctl.signal);
+      const [d, cams] = await Promise.all([alarmDetail(id, ctl.signal), this.loadCameras(id, ctl.signal)]);
       if (this.id !== id) return;
       this.data = d;
+      this.cams = cams;
       this.error = '';
     } catch (err) {
       if (ctl.signal.aborted) return;
@@ -123,6 +85,19 @@ export class AlarmDetail {
     }
     this.render();
     this.timer = setTimeout(() => this.load(), REFRESH_MS);
+  }
+
+  // sensorDevice is the alarm's device when it is a sensor (whose alarm
+  // wants a camera to verify it), else null.
+  sensorDevice(a) {
+    const dev = a?.device ? this.store.devices.get(a.device) : null;
+    return dev && (a.source === 'sensor_triggered' || dev.kind === 'sensor') ? dev : null;
+  }
+
+  // loadCameras asks the hub which cameras see the alarm's sensor.
+  async loadCameras(id, signal) {
+    const dev = this.sensorDevice(this.current(id) || this.data?.alarm);
+    return dev ? nearestCameras(dev.id, 4, signal) : null;
   }
 
   render() {
@@ -159,7 +134,8 @@ export class AlarmDetail {
     if (a._shelved > now) rows.push(['alarm.f_shelved', `${esc(t('alarm.until', { time: clock(a._shelved) }))}`]);
     if (a.escalations) rows.push(['alarm.f_escalations', num(a.escalations)]);
 
-    const cams = dev && (a.source === 'sensor_triggered' || dev.kind === 'sensor') ? nearestCameras(this.store.devices.values(), dev.location) : null;
+    // The hub's answer, with each camera's status as it is now.
+    const cams = this.sensorDevice(a) && this.cams ? this.cams.map((c) => ({ ...c, status: this.store.devices.get(c.id)?.status || c.status })) : null;
     const children = this.data?.children || [];
     const history = (this.data?.history || []).slice().sort((x, y) => y._at - x._at);
     const closed = a.state === 'cleared_ack';
@@ -180,7 +156,7 @@ export class AlarmDetail {
           `<button type="button" data-act="${act}" ${closed || (act === 'ack' && a.state.endsWith('_ack')) || (act === 'clear' && a.state.startsWith('cleared')) ? 'disabled' : ''}>${esc(t(`alarm.act_${act}`))} <kbd>${k}</kbd></button>`).join('')}</div>` : ''}
         ${this.error ? `<p class="err" role="status">${esc(this.error)}</p>` : ''}
         ${cams ? `<div class="d-sec"><h3>${esc(t('alarm.cameras'))}</h3>${cams.length && !cams[0].covers ? `<span class="muted src">${esc(t('alarm.cameras_fallback'))}</span>` : ''}</div>
-        ${cams.length ? `<ol class="a-cams">${cams.map((c) => `<li data-camera="${esc(c.device.id)}" class="s-${esc(c.device.status)}">${live ? `<button type="button" class="live" data-live="${esc(c.device.id)}" title="${esc(t('video.live_title'))}" aria-label="${esc(t('video.live_title'))} ${esc(c.device.id)}">▶</button>` : '<span></span>'}<span class="dot" aria-hidden="true"></span><span class="d-id">${esc(c.device.id)}</span><span class="muted">${esc(c.device.name || '')}</span><span class="num">${esc(t('alarm.metres', { n: num(c.dist) }))}</span></li>`).join('')}</ol>`
+        ${cams.length ? `<ol class="a-cams">${cams.map((c) => `<li data-camera="${esc(c.id)}" class="s-${esc(c.status)}">${live ? `<button type="button" class="live" data-live="${esc(c.id)}" title="${esc(t('video.live_title'))}" aria-label="${esc(t('video.live_title'))} ${esc(c.id)}">▶</button>` : '<span></span>'}<span class="dot" aria-hidden="true"></span><span class="d-id">${esc(c.id)}</span><span class="muted">${esc(c.name || '')}</span><span class="num">${esc(t('alarm.metres', { n: num(c.distance_m) }))}</span></li>`).join('')}</ol>`
           : `<p class="muted">${esc(t('alarm.no_cameras'))}</p>`}` : ''}
         <dl class="kv">${rows.map(([k, v]) => `<dt>${esc(t(k))}</dt><dd>${v}</dd>`).join('')}</dl>
         ${children.length ? `<div class="d-sec"><h3>${esc(t('alarm.children', { n: num(children.length) }))}</h3></div>

@@ -6,7 +6,7 @@
 import { t, label, has, num, ago, clock, errorText } from './i18n.js';
 import * as api from './api.js';
 import { esc } from './html.js';
-import { AlarmDetail, nearestCameras } from './alarmdetail.js';
+import { AlarmDetail } from './alarmdetail.js';
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'warning'];
 export const STATES = ['active_unack', 'active_ack', 'cleared_unack', 'cleared_ack'];
@@ -40,7 +40,8 @@ export class Alarms {
   // opens or closes; onDevice(id), onLive(id). who() is the signed-in
   // account's name (the default assignee), can(permission) what it may do,
   // active() whether the desk's view is on screen to take keys.
-  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive }) {
+  // onChange() follows every change of the list (the map rings alarms).
+  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive, onChange = () => {} }) {
     this.root = root;
     this.who = who;
     this.can = can;
@@ -51,6 +52,7 @@ export class Alarms {
     this.onShow = onShow;
     this.onHide = onHide;
     this.onLive = onLive;
+    this.onChange = onChange;
     this.map = new Map();
     this.list = [];
     this.counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
@@ -206,6 +208,7 @@ export class Alarms {
         this.loading = null;
         this.render();
         if (this.detail.open) this.detail.render();
+        this.onChange();
       }
     })();
     return this.loading;
@@ -226,6 +229,7 @@ export class Alarms {
     const critical = a.severity === 'critical' && (ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== 'critical'));
     if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) this.sound?.critical();
     this.render();
+    this.onChange();
   }
 
   // put stores a new snapshot of an alarm (removing it once closed) and
@@ -269,6 +273,7 @@ export class Alarms {
     this.notice('');
     if (a) this.put(a);
     this.render();
+    this.onChange();
     if (this.detail.id === id && a?.state !== 'cleared_ack') this.detail.load();
     return { ok: true, alarm: a };
   }
@@ -358,14 +363,19 @@ export class Alarms {
   }
 
   // liveSelected opens the live video for the selected alarm: its camera,
-  // or the nearest camera that sees its sensor.
-  liveSelected() {
+  // or the nearest camera that sees its sensor, as the hub answers.
+  async liveSelected() {
     const a = this.map.get(this.selected);
     const d = a?.device && this.store.devices.get(a.device);
     if (!d) return;
     if (d.kind === 'camera') { this.onLive(d.id); return; }
-    const cam = nearestCameras(this.store.devices.values(), d.location, 1)[0];
-    if (cam) this.onLive(cam.device.id);
+    try {
+      const [cam] = await api.nearestCameras(d.id, 1);
+      if (cam) this.onLive(cam.id);
+      else this.notice(t('alarm.no_cameras'));
+    } catch (err) {
+      this.notice(t('alarm.load_error', { error: errorText(err) }));
+    }
   }
 
   // Drawing.

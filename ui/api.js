@@ -394,3 +394,141 @@ export function eventsURL() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${proto}//${location.host}/api/events`;
 }
+
+// Map, coverage and reports. The hub computes every figure and every
+// geometry; these adapters only give the shapes defaults, so a field the
+// hub leaves out shows as "–" rather than breaking a page.
+
+// query builds a query string from params, leaving out empty values.
+export function query(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== '' && v !== null && v !== undefined) p.set(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+const finite = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
+// bbox formats [[minLon, minLat], [maxLon, maxLat]] as the hub's bbox
+// parameter.
+export function bbox([[w, s], [e, n]]) {
+  return [w, s, e, n].map((x) => x.toFixed(6)).join(',');
+}
+
+export function featureCollection(j) {
+  return { type: 'FeatureCollection', features: Array.isArray(j?.features) ? j.features : [] };
+}
+
+// mapConfig resolves to {center: [lon, lat]|null, bounds: [[w, s], [e, n]]|null,
+// cellSize, basemap, layers: {districts, areas, buildings}}.
+export async function mapConfig(signal) {
+  const j = (await getJSON('/api/map/config', signal)) || {};
+  const c = j.center;
+  const b = j.bounds;
+  const okBounds = Array.isArray(b) && b.length === 2 && b.flat().length === 4 && b.flat().every((x) => finite(x) !== null);
+  return {
+    center: c && finite(c.lon) !== null && finite(c.lat) !== null ? [c.lon, c.lat] : null,
+    bounds: okBounds ? b : null,
+    cellSize: finite(j.cell_size_m) || 0,
+    basemap: j.basemap === true,
+    layers: { districts: !!j.layers?.districts, areas: !!j.layers?.areas, buildings: !!j.layers?.buildings },
+  };
+}
+
+export const BASEMAP_URL = '/api/map/basemap';
+
+// mapLayer fetches the districts, areas or buildings as GeoJSON.
+export async function mapLayer(name, signal) {
+  return featureCollection(await getJSON(`/api/map/${seg(name)}`, signal));
+}
+
+// wedges fetches the cameras' fields of view in box ([[w, s], [e, n]]).
+export async function wedges(box, signal) {
+  return featureCollection(await getJSON(`/api/map/wedges${query({ bbox: bbox(box) })}`, signal));
+}
+
+// coverage resolves to {at, cellSize, districts, areas} (percentages 0–100).
+export async function coverage(signal) {
+  const j = (await getJSON('/api/coverage', signal)) || {};
+  return { at: time(j.at), cellSize: finite(j.cell_size_m) || 0, districts: j.districts || [], areas: j.areas || [] };
+}
+
+// coverageCells fetches the cells in box, of one state (covered, fragile,
+// lost, gap) or all ('').
+export async function coverageCells(box, state, signal) {
+  return featureCollection(await getJSON(`/api/coverage/cells${query({ bbox: bbox(box), state })}`, signal));
+}
+
+// whatIf asks what planned cameras [{lat, lon, heading, fov, range_m}]
+// would add: {addedCells, addedHa, districts: [{district, before, after}],
+// areas: [{…, before, after}], cells: GeoJSON}.
+export async function whatIf(cameras) {
+  const j = (await send('POST', '/api/coverage/whatif', { cameras })) || {};
+  const pair = (x) => ({ ...x, before: x.before || {}, after: x.after || {} });
+  return {
+    addedCells: finite(j.added_cells),
+    addedHa: finite(j.added_ha),
+    districts: (j.districts || []).map(pair),
+    areas: (j.areas || []).map(pair),
+    cells: featureCollection(j.cells),
+  };
+}
+
+const LOSS = ['never_covered', 'outage', 'maintenance', 'unknown'];
+const loss = (x) => ({ cell_hours: finite(x?.cell_hours), weighted: finite(x?.weighted), hectare_hours: finite(x?.hectare_hours) });
+
+// nearestCameras resolves to up to n cameras [{id, name, status,
+// distance_m, covers}] for a device (a sensor): those whose field of view
+// covers it, nearest first, else simply the nearest. The hub answers with
+// the coverage grid's own wedge test, within the caller's scope.
+export async function nearestCameras(device, n = 4, signal) {
+  const j = (await getJSON(`/api/coverage/nearest${query({ device, n })}`, signal)) || {};
+  return (j.cameras || []).filter((c) => c && typeof c.id === 'string');
+}
+
+// ledgerPath is the coverage ledger's address for q {from, to, district,
+// top}, and with table (districts, cameras, maintenance) its CSV download.
+export function ledgerPath(q, table = '') {
+  return `/api/coverage/ledger${query({ ...q, ...(table ? { format: 'csv', table } : {}) })}`;
+}
+
+// ledger resolves to the coverage ledger with every loss present.
+export async function ledger(q, signal) {
+  const j = (await getJSON(ledgerPath(q), signal)) || {};
+  const losses = (x) => Object.fromEntries(LOSS.map((k) => [k, loss(x?.[k])]));
+  const size = finite(j.cell_size_m);
+  return {
+    ...j,
+    cellHa: (finite(j.cell_area_m2) ?? (size ? size * size : 0)) / 1e4,
+    totals: losses(j.totals),
+    districts: (j.districts || []).map((d) => ({ ...d, ...losses(d) })),
+    flagged: j.flagged || [],
+    cameras: j.cameras || [],
+    maintenance: (j.maintenance || []).map((m) => ({ ...m, names: m.names || [], approved_by: m.approved_by || [] })),
+    simulated: j.simulated === true,
+  };
+}
+
+// reportPath is a report's address (availability, series) for q, and with
+// csv its download.
+export function reportPath(name, q, csv = false) {
+  return `/api/reports/${seg(name)}${query({ ...q, ...(csv ? { format: 'csv' } : {}) })}`;
+}
+
+export async function availability(q, signal) {
+  const j = (await getJSON(reportPath('availability', q), signal)) || {};
+  return { ...j, rows: j.rows || [], total: j.total || null, simulated: j.simulated === true };
+}
+
+// series resolves to {timezone, days, series: [{district, online_rate,
+// intact_rate}]}; the city's line has district "".
+export async function series(q, signal) {
+  const j = (await getJSON(reportPath('series', q), signal)) || {};
+  const days = j.days || [];
+  const fit = (a) => days.map((_, i) => finite(a?.[i]));
+  return {
+    ...j,
+    days,
+    series: (j.series || []).map((s) => ({ district: s.district || '', online_rate: fit(s.online_rate), intact_rate: fit(s.intact_rate) })),
+  };
+}

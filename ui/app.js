@@ -24,6 +24,8 @@ import { Sound } from './sound.js';
 import { Player } from './video.js';
 import { Wall } from './wall.js';
 import { Alarms } from './alarms.js';
+import { CityMap } from './map.js';
+import { Reports } from './reports.js';
 import * as keys from './keys.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -39,6 +41,8 @@ const VIEW_KEY = 'citywatch.view';
 // the permission, or any of a list, it needs.
 const VIEWS = [
   { id: 'console', perm: 'status.read' },
+  { id: 'map', perm: 'status.read' },
+  { id: 'reports', perm: 'report.read' },
   { id: 'admin', perm: keys.ADMIN_PERMS },
   { id: 'audit', perm: 'audit.read' },
 ];
@@ -96,7 +100,23 @@ class App {
       onHide: () => this.focusTable(),
       onDevice: (id) => this.activate(id),
       onLive: (id) => this.openLive(id),
+      onChange: () => this.cityMap?.alarmsChanged(),
     });
+    // The city map and the reports; window.citywatchMap (map.js hook())
+    // and window.citywatch.reports are there for tests.
+    this.cityMap = this.can('status.read') ? new CityMap($('#map'), {
+      store: this.store,
+      alarms: () => this.alarms.map.values(),
+      onDevice: (id) => this.detail.show(id),
+      can: (p) => this.can(p),
+    }) : null;
+    if (this.cityMap) window.citywatchMap = this.cityMap.hook();
+    this.reports = this.can('report.read') ? new Reports($('#reports'), {
+      store: this.store,
+      can: (p) => this.can(p),
+      who: () => this.me.name,
+      onDevice: this.cityMap ? (id) => { this.setView('map'); this.cityMap.focusDevice(id); } : null,
+    }) : null;
 
     this.lastSeq = null; // seq of the latest change reflected in the store
     this.syncing = null; // resync in flight
@@ -173,8 +193,9 @@ class App {
     setInterval(() => this.tick(), 1000);
   }
 
-  // setView shows view ("console", "admin", "audit"; "none" when the role
-  // has none of them) if the account may see it; reports whether it did.
+  // setView shows view ("console", "map", "reports", "admin", "audit";
+  // "none" when the role has none of them) if the account may see it;
+  // reports whether it did.
   setView(id) {
     const v = VIEWS.find((x) => x.id === id);
     if (id !== 'none' && (!v || !this.can(v.perm))) return false;
@@ -185,6 +206,9 @@ class App {
     $('#noaccess').hidden = id !== 'none';
     if (id === 'admin') this.admin.show(); else this.admin?.hide();
     if (id === 'audit') this.audit.show(); else this.audit?.hide();
+    if (id === 'reports') this.reports.show(); else this.reports?.hide();
+    this.placeDetail(id);
+    if (id === 'map') this.cityMap.show(); else this.cityMap?.hide();
     try { sessionStorage.setItem(VIEW_KEY, id); } catch { /* storage disabled */ }
     // Video off screen holds sessions at the hub for nothing: the wall
     // stops while another view is shown and comes back with the console.
@@ -198,6 +222,14 @@ class App {
       this.wall.hide();
     }
     return true;
+  }
+
+  // placeDetail puts the one device panel where the view shows it: beside
+  // the table, or beside the map.
+  placeDetail(view) {
+    const d = $('#detail');
+    if (view === 'map') this.cityMap.detailSlot.append(d);
+    else if (view === 'console' && d.parentElement !== $('.side')) $('.side').insertBefore(d, $('.side .feed'));
   }
 
   // Data flow.
@@ -260,6 +292,7 @@ class App {
         this.dirtyView = this.dirtySummary = true;
         if (this.detail.open) this.detail.changed();
         this.videoChanged(null);
+        this.cityMap?.reload();
         this.schedule();
         if (this.again) { this.again = false; this.resync(); }
       }
@@ -355,6 +388,7 @@ class App {
     this.dirtySummary = true;
     if (this.detail.open && touched.has(this.detail.id)) this.detail.changed();
     if (touched.size) this.videoChanged(touched);
+    if (touched.size) this.cityMap?.changed(touched);
   }
 
   gap(n) {
@@ -505,12 +539,14 @@ class App {
 
   escape() {
     if (this.detail.open) this.closeDetail();
+    else if (this.view === 'map') this.cityMap.escape();
     else if (this.table.selected) this.table.select(null, false);
   }
 
   closeDetail() {
     this.detail.close();
-    this.focusTable();
+    this.cityMap?.select(null);
+    if (this.view === 'console') this.focusTable();
   }
 
   focusTable() {
@@ -558,6 +594,7 @@ class App {
   focusSearch() {
     if (this.view === 'admin') this.admin.focusSearch();
     else if (this.view === 'audit') this.audit.focusSearch();
+    else if (this.view === 'map') this.cityMap.focusSearch();
     else if (this.view === 'console') { $('#q').focus(); $('#q').select(); }
   }
 
@@ -647,6 +684,8 @@ class App {
     this.alarms.retranslate();
     this.admin?.retranslate();
     this.audit?.retranslate();
+    this.cityMap?.retranslate();
+    this.reports?.retranslate();
     this.account.render();
     if (this.store.loaded) this.populateFilters();
     this.renderShown();

@@ -13,6 +13,8 @@ export const ADMIN_PERMS = ['account.manage', 'token.manage', 'agent.manage'];
 // without which they do nothing.
 export const SHORTCUTS = [
   ['d', 'keys.view_console', 'status.read'],
+  ['p', 'keys.view_map', 'status.read'],
+  ['r', 'keys.view_reports', 'report.read'],
   ['i', 'keys.view_admin', ADMIN_PERMS],
   ['t', 'keys.view_audit', 'audit.read'],
   ['/', 'keys.search'],
@@ -32,7 +34,7 @@ export const SHORTCUTS = [
 ];
 
 // VIEW_KEYS switch views from anywhere.
-const VIEW_KEYS = { d: 'console', i: 'admin', t: 'audit' };
+const VIEW_KEYS = { d: 'console', p: 'map', r: 'reports', i: 'admin', t: 'audit' };
 
 // bind wires the shortcuts to app, which provides view, setView,
 // focusSearch, move, moveTo, openSelected, openLiveSelected, toggleWall,
@@ -57,7 +59,7 @@ export function bind(app) {
     const typing = el instanceof Element && el.matches('input, select, textarea, [contenteditable]');
     const console = app.view === 'console';
     if (e.key === 'Escape') {
-      if (typing) { el.blur(); if (console) app.focusTable(); } else if (console) app.escape();
+      if (typing) { el.blur(); if (console) app.focusTable(); } else if (console || app.view === 'map') app.escape();
       e.preventDefault();
       return;
     }

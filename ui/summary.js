@@ -6,8 +6,8 @@ import { STATUSES, Store } from './store.js';
 import { html } from './html.js';
 
 // Below these a rate is shown as a problem; 98 % is the 雪亮工程 target.
-const WARN_RATE = 0.98;
-const BAD_RATE = 0.95;
+export const WARN_RATE = 0.98;
+export const BAD_RATE = 0.95;
 
 export function rateClass(r) {
   if (Number.isNaN(r)) return '';

@@ -12,9 +12,10 @@ import (
 
 // The patterns name file types rather than files, so a new module is
 // embedded without touching this line; TestEveryFileEmbedded catches a new
-// type.
+// type. vendor/ holds the third-party libraries the map and reports load
+// on first use, each with its licence.
 //
-//go:embed *.html *.css *.js *.json *.svg
+//go:embed *.html *.css *.js *.json *.svg vendor
 var files embed.FS
 
 // FS returns the console's files, with index.html at the root.

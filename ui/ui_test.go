@@ -15,22 +15,36 @@ import (
 )
 
 // TestEveryFileEmbedded checks that each file of the console in this
-// directory is in FS, so a new kind of file cannot be left out silently.
+// directory and its sub-directories (vendor/) is in FS, so a new kind of
+// file cannot be left out silently.
 func TestEveryFileEmbedded(t *testing.T) {
-	entries, err := os.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || strings.HasSuffix(name, ".go") || strings.HasPrefix(name, ".") {
-			continue
+	n := 0
+	err := fs.WalkDir(os.DirFS("."), ".", func(name string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
+		if name != "." && strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if e.IsDir() || (path.Dir(name) == "." && strings.HasSuffix(name, ".go")) {
+			return nil
+		}
+		n++
 		if _, err := fs.Stat(FS(), name); err != nil {
 			t.Errorf("%s is in ui/ but not embedded: %v", name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, name := range []string{"index.html", "app.js", "style.css", "i18n.json"} {
+	if n < 40 {
+		t.Errorf("walked only %d files; is the walk broken?", n)
+	}
+	for _, name := range []string{"index.html", "app.js", "style.css", "i18n.json", "vendor/maplibre-gl/maplibre-gl.mjs"} {
 		if _, err := fs.Stat(FS(), name); err != nil {
 			t.Errorf("FS lacks %s: %v", name, err)
 		}
@@ -225,7 +239,7 @@ func TestAlarmHooks(t *testing.T) {
 		{"alarms.js", []string{`data-alarm-count="${s}"`, `id="alarm-list"`, `data-alarm="${esc(a.id)}"`, `data-state="${esc(a.state)}"`,
 			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "api.alarmAct(", "sound?.critical()"}},
 		{"api.js", []string{"/api/alarms?limit=", "/api/alarms/${seg(id)}/${seg(action)}"}},
-		{"alarmdetail.js", []string{"export function nearestCameras(", "data-live="}},
+		{"alarmdetail.js", []string{"nearestCameras(dev.id", "data-live="}},
 		{"app.js", []string{"this.alarms = new Alarms(", "onAlarm: (ev) => this.alarms.event(ev)", "this.alarms.hello(m)"}},
 		{"live.js", []string{"case 'alarm':"}},
 		{"keys.js", []string{"...ALARM_SHORTCUTS"}},
@@ -432,5 +446,129 @@ func TestAuthHooks(t *testing.T) {
 		if f != "api.js" && regexp.MustCompile(`\bfetch\(`).MatchString(read(t, f)) && f != "i18n.js" {
 			t.Errorf("%s calls fetch itself; use api.request (CSRF token, session handling)", f)
 		}
+	}
+}
+
+// TestMapAndReportHooks checks the DOM ids, attributes and window hooks
+// that browser tests of the map and the reports rely on, and the hub
+// addresses the console asks.
+func TestMapAndReportHooks(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"index.html", []string{`id="view-map"`, `id="view-reports"`, `<section id="map" class="view"`, `<section id="reports" class="view"`}},
+		{"map.js", []string{`id="map-canvas"`, `data-testid="city-map"`, `data-state="loading"`, "dataset.state = 'ready'", "p.id = 'map-error'",
+			`id="map-search"`, `id="map-results"`, `id="map-status"`, `id="map-coverage"`, `id="map-plan"`, `data-layer="${key}"`,
+			`id="map-districts"`, `data-district="${x.name}"`, `id="map-legend"`, `id="map-whatif"`, `id="map-planned"`, `data-planned-row="${p.n}"`,
+			"el.dataset.planned = ", `data-field="${key}"`, `id="map-plan-centre"`, `id="map-whatif-result"`, `id="map-whatif-added"`, `id="map-whatif-districts"`,
+			"wedgeColour(id) {", "get map() {", "get ready() {", "get whatif() {", "promoteId: 'id', cluster: true", "updateData({ update, remove })"}},
+		{"reports.js", []string{`id="rep-period"`, `id="rep-date"`, `id="rep-from"`, `id="rep-to"`, `id="rep-group"`, `id="rep-district"`, `id="rep-load"`,
+			`id="rep-print"`, `id="rep-simulated"`, `id="rep-avail"`, "csv('rep-avail-csv')", `id="rep-chart"`, `id="rep-metric"`, `id="rep-ledger-totals"`,
+			`id="rep-ledger-districts"`, `id="rep-ledger-cameras"`, `id="rep-ledger-maintenance"`, "csv('rep-districts-csv')", "csv('rep-cameras-csv')",
+			"csv('rep-maintenance-csv')", `data-flagged="true"`, `data-device="${c.id}"`, `data-cause="${c}"`, "can('report.export')", "window.print()"}},
+		{"app.js", []string{"window.citywatchMap = this.cityMap.hook()", "this.reports = ", "this.cityMap?.changed(touched)", "this.cityMap?.reload()",
+			"onChange: () => this.cityMap?.alarmsChanged()", "placeDetail(id)"}},
+		{"api.js", []string{"'/api/map/config'", "`/api/map/${seg(name)}`", "`/api/map/wedges", "`/api/coverage/cells", "'/api/coverage/whatif'",
+			"`/api/coverage/ledger", "'/api/coverage'", "`/api/reports/${seg(name)}", "format: 'csv'", "BASEMAP_URL = '/api/map/basemap'"}},
+		{"vendor.js", []string{"import('./vendor/maplibre-gl/maplibre-gl.mjs')", "setWorkerUrl(", "import('./vendor/uplot/uPlot.esm.js')", "window.pmtiles"}},
+		{"keys.js", []string{"p: 'map'", "r: 'reports'"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) { lacks(t, tt.file, tt.want) })
+	}
+}
+
+// lacks reports each of want that file does not contain.
+func lacks(t *testing.T, file string, want []string) {
+	t.Helper()
+	src := read(t, file)
+	for _, w := range want {
+		if !strings.Contains(src, w) {
+			t.Errorf("%s lacks %q", file, w)
+		}
+	}
+}
+
+// TestMapAndReportWords checks the keys the map, the reports and the
+// shortcuts build at run time.
+func TestMapAndReportWords(t *testing.T) {
+	en := dictionaries(t)["en"]
+	keys := []string{"view.map", "view.reports"}
+	for _, s := range []string{"districts", "areas", "buildings", "wedges", "devices", "alarms"} {
+		if !strings.Contains(read(t, "map.js"), "layer('"+s+"')") {
+			t.Errorf("map.js has no layer toggle %q", s)
+		}
+		keys = append(keys, "map.layer_"+s)
+	}
+	for _, s := range jsList(t, "map.js", "COVERAGE_STATES") {
+		keys = append(keys, "map.cell_"+s)
+	}
+	for _, s := range []string{"heading", "fov", "range_m"} {
+		keys = append(keys, "map.f_"+s)
+	}
+	for _, list := range []struct{ name, prefix string }{{"PERIODS", "rep.period_"}, {"GROUPS", "rep.group_"}, {"CAUSES", "rep.cause_"}} {
+		for _, s := range jsList(t, "reports.js", list.name) {
+			keys = append(keys, list.prefix+s)
+		}
+	}
+	cols := regexp.MustCompile(`\bth\('(\w+)'`).FindAllStringSubmatch(read(t, "reports.js"), -1)
+	if len(cols) < 15 {
+		t.Fatalf("found only %d report columns; has th('…') changed?", len(cols))
+	}
+	for _, m := range cols {
+		keys = append(keys, "rep.col_"+m[1])
+	}
+	for _, m := range regexp.MustCompile(`\['[^']+', '(keys\.[\w.]+)'`).FindAllStringSubmatch(read(t, "keys.js"), -1) {
+		keys = append(keys, m[1])
+	}
+	for _, k := range keys {
+		if _, ok := en[k]; !ok {
+			t.Errorf("key %q is used but not in i18n.json", k)
+		}
+	}
+}
+
+// TestVendored checks that every vendored file a module names is in FS,
+// that each vendored library carries its licence, and that the console's
+// own modules need nothing the hub's Content Security Policy forbids.
+func TestVendored(t *testing.T) {
+	ref := regexp.MustCompile(`'\./(vendor/[^']+)'`)
+	jsFiles, _ := fs.Glob(FS(), "*.js")
+	seen := 0
+	for _, f := range jsFiles {
+		src := read(t, f)
+		for _, m := range ref.FindAllStringSubmatch(src, -1) {
+			seen++
+			if _, err := fs.Stat(FS(), m[1]); err != nil {
+				t.Errorf("%s refers to %s, which is not in FS", f, m[1])
+			}
+		}
+		for _, bad := range []string{"eval(", "new Function(", "'blob:", "createObjectURL(", "https://", "http://"} {
+			if strings.Contains(src, bad) {
+				t.Errorf("%s contains %q: the hub's CSP allows only same-origin scripts, no eval and no blob: workers", f, bad)
+			}
+		}
+	}
+	if seen < 6 {
+		t.Errorf("found only %d references to vendor/; has vendor.js changed?", seen)
+	}
+	dirs, err := fs.ReadDir(FS(), "vendor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	libs := 0
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		libs++
+		lic, _ := fs.Glob(FS(), "vendor/"+d.Name()+"/LICENSE*")
+		if len(lic) == 0 {
+			t.Errorf("vendor/%s has no LICENSE file", d.Name())
+		}
+	}
+	if libs != 3 {
+		t.Errorf("vendor/ has %d libraries, want 3 (maplibre-gl, pmtiles, uplot)", libs)
 	}
 }

@@ -1,0 +1,236 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/citywatch/citywatch/internal/testenv"
+)
+
+// csp is the hub's Content-Security-Policy (hub/auth), which the map and
+// its vendored libraries must live with.
+const csp = "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+
+// cam is a camera as /api/devices lists it.
+func cam(id, name, status, district string, lat, lon float64) map[string]any {
+	return map[string]any{"id": id, "name": name, "kind": "camera", "status": status, "site": "S-" + id, "site_name": "Site <b>" + id + "</b>", "district": district,
+		"location": map[string]any{"lat": lat, "lon": lon}, "camera": map[string]any{"heading": 90, "fov": 60, "range_m": 50}, "since": "2026-12-01T00:00:00Z", "last_seen": "2026-12-01T00:00:00Z"}
+}
+
+// square is a GeoJSON polygon ring d degrees wide.
+func square(lon, lat, d float64) [][][2]float64 {
+	return [][][2]float64{{{lon, lat}, {lon + d, lat}, {lon + d, lat + d}, {lon, lat + d}, {lon, lat}}}
+}
+
+func feature(geom any, props map[string]any) map[string]any {
+	return map[string]any{"type": "Feature", "geometry": map[string]any{"type": "Polygon", "coordinates": geom}, "properties": props}
+}
+
+func fc(fs ...map[string]any) map[string]any {
+	return map[string]any{"type": "FeatureCollection", "features": fs}
+}
+
+// TestMapAndReportsInBrowser runs the console in Chromium against a fake
+// hub (the real one's CSP and answers of the shapes the brief fixes): the
+// map starts under the CSP (module worker, no blob:), a camera's field of
+// view turns red the moment the store hears it went offline, the what-if
+// planner posts with the CSRF token and shows the hub's figures, the
+// reports draw availability, the chart and the ledger in the hub's time
+// zone, and hostile names stay text.
+func TestMapAndReportsInBrowser(t *testing.T) {
+	devices := []any{
+		cam("CAM-1", "<img src=x onerror=alert(1)>", "online", "Xuhui", 31.2001, 121.4001),
+		cam("CAM-2", "Gate", "online", "Xuhui", 31.2003, 121.4004),
+		cam("CAM-3", "Yard", "offline", "Minhang", 31.1001, 121.3001),
+	}
+	for i := 0; i < 3000; i++ {
+		devices = append(devices, cam(fmt.Sprintf("B-%d", i), "bulk", []string{"online", "online", "offline", "degraded"}[i%4], "Minhang", 31.05+float64(i%60)*0.002, 121.25+float64(i/60)*0.002))
+	}
+	var mu sync.Mutex // guards posts and logs, written by the server and the browser's listener
+	var posts, logs []string
+	record := func(to *[]string, s string) { mu.Lock(); *to = append(*to, s); mu.Unlock() }
+	copied := func(from *[]string) []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(*from) }
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "ana", "role": "admin", "permissions": []string{"status.read", "alarm.read", "live.view", "report.read", "report.export"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": devices, "total": len(devices)}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 3, "by_status": map[string]int{"online": 2, "offline": 1}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{map[string]any{"id": "A1", "device": "CAM-3", "site": "S-CAM-3", "severity": "critical", "state": "active_unack", "source": "device_offline", "first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"}}, "total": 1}))
+	mux.HandleFunc("/api/map/config", j(map[string]any{"center": map[string]any{"lat": 31.2, "lon": 121.4}, "bounds": nil, "cell_size_m": 25, "basemap": false, "layers": map[string]bool{"districts": true, "areas": true, "buildings": false}}))
+	mux.HandleFunc("/api/map/districts", j(fc(feature(square(121.35, 31.15, 0.1), map[string]any{"name": "Xuhui"}), feature(square(121.2, 31.0, 0.15), map[string]any{"name": "Minhang"}))))
+	mux.HandleFunc("/api/map/areas", j(fc(feature(square(121.399, 31.199, 0.003), map[string]any{"name": "<script>x</script>School", "kind": "school", "weight": 3, "district": "Xuhui"}))))
+	mux.HandleFunc("/api/map/wedges", func(w http.ResponseWriter, r *http.Request) {
+		var fs []map[string]any
+		for _, d := range devices[:3] {
+			m := d.(map[string]any)
+			loc := m["location"].(map[string]any)
+			lon, lat := loc["lon"].(float64), loc["lat"].(float64)
+			fs = append(fs, feature([][][2]float64{{{lon, lat}, {lon + 0.0005, lat + 0.0002}, {lon + 0.0005, lat - 0.0002}, {lon, lat}}}, map[string]any{"id": m["id"], "name": m["name"], "status": m["status"], "site": m["site"], "district": m["district"]}))
+		}
+		j(fc(fs...))(w, r)
+	})
+	covd := map[string]any{"district": "Xuhui", "cells": 100, "designed_cells": 80, "current_cells": 70, "fragile_cells": 10, "designed_pct": 80, "current_pct": 70, "weighted_designed_pct": 85, "weighted_current_pct": 75}
+	mux.HandleFunc("/api/coverage", j(map[string]any{"at": "2026-12-01T00:00:00Z", "cell_size_m": 25, "districts": []any{covd}, "areas": []any{}}))
+	mux.HandleFunc("/api/coverage/cells", j(fc(feature(square(121.4, 31.2, 0.0002), map[string]any{"state": "lost", "cameras": 1, "working": 0, "weight": 1, "district": "Xuhui"}))))
+	mux.HandleFunc("/api/coverage/whatif", func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		json.NewDecoder(r.Body).Decode(&body)
+		b, _ := json.Marshal(body)
+		record(&posts, r.Header.Get("X-CSRF-Token")+" "+string(b))
+		after := map[string]any{}
+		for k, v := range covd {
+			after[k] = v
+		}
+		after["current_pct"] = 72.5
+		j(map[string]any{"added_cells": 12, "added_ha": 0.75, "districts": []any{map[string]any{"district": "Xuhui", "before": covd, "after": after}}, "areas": []any{},
+			"cells": fc(feature(square(121.4005, 31.2005, 0.0002), map[string]any{}))})(w, r)
+	})
+	loss := map[string]any{"cell_hours": 10, "weighted": 20, "hectare_hours": 0.625}
+	mux.HandleFunc("/api/coverage/ledger", j(map[string]any{"from": "x", "to": "y", "hours": 24, "cell_size_m": 25, "totals": map[string]any{"never_covered": loss, "outage": loss, "maintenance": loss, "unknown": loss},
+		"districts": []any{map[string]any{"district": "Xuhui", "cells": 100, "designed_cells": 80, "camera_online_rate": 0.99, "never_covered": loss, "outage": loss, "maintenance": loss, "unknown": loss, "weighted_lost_pct": 12.5, "flagged": true}},
+		"flagged":   []string{"Xuhui"}, "cameras": []any{map[string]any{"id": "CAM-3", "name": "<i>Yard</i>", "district": "Minhang", "site": "S-CAM-3", "down_hours": 5, "cell_hours": 40, "weighted_cell_hours": 80}},
+		"maintenance": []any{map[string]any{"names": []string{"Upgrade <b>"}, "approved_by": []string{"wang"}, "cell_hours": 16, "weighted": 16}}, "simulated": true}))
+	row := map[string]any{"key": "Xuhui", "devices": 2, "expected_s": 172800, "online_s": 170000, "degraded_s": 0, "offline_s": 2800, "unreachable_s": 0, "unknown_s": 0, "maintenance_s": 3600, "online_rate": 0.9838, "intact_rate": 0.94, "outages": 2, "mttr_s": 1400}
+	mux.HandleFunc("/api/reports/availability", j(map[string]any{"from": "x", "to": "y", "group": "district", "timezone": "Asia/Shanghai", "simulated": false, "rows": []any{row}, "total": row}))
+	mux.HandleFunc("/api/reports/series", j(map[string]any{"timezone": "Asia/Shanghai", "days": []string{"2026-12-01", "2026-12-02", "2026-12-03"},
+		"series": []any{map[string]any{"district": "", "online_rate": []any{0.99, 0.98, nil}, "intact_rate": []any{0.97, 0.96, 0.95}}, map[string]any{"district": "Xuhui", "online_rate": []any{0.97, 0.99, 0.985}, "intact_rate": []any{0.9, 0.91, 0.92}}}}))
+	static := http.FileServerFS(FS())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			http.NotFound(w, r)
+			return
+		}
+		static.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	ctx := testenv.Chromium(t)
+	chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var parts []string
+			for _, a := range e.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			record(&logs, string(e.Type)+": "+strings.Join(parts, " "))
+		case *runtime.EventExceptionThrown:
+			record(&logs, "EXC: "+e.ExceptionDetails.Text+" "+func() string {
+				if e.ExceptionDetails.Exception != nil {
+					return e.ExceptionDetails.Exception.Description
+				}
+				return ""
+			}())
+		}
+	})
+	tctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	dump := func() string { return strings.Join(copied(&logs), "\n") }
+	do := func(what string, as ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tctx, as...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, dump())
+		}
+	}
+	str := func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", expr, err, dump())
+		}
+		return v
+	}
+	poll := func(expr string, d time.Duration) {
+		t.Helper()
+		if _, err := chromedp.Run(tctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(d))); err != nil {
+			t.Fatalf("waiting for %s: %v\n%s", expr, err, dump())
+		}
+	}
+	contains := func(what, got string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s = %q, want it to contain %q", what, got, w)
+			}
+		}
+	}
+
+	do("open the map", chromedp.EmulateViewport(1400, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#view-map`), chromedp.Click(`#view-map`))
+	poll(`document.querySelector('#map-canvas').dataset.state !== 'loading'`, 30*time.Second)
+	if st := str(`document.querySelector('[data-testid="city-map"]').dataset.state`); st != "ready" {
+		t.Fatalf("map state %s: %s\n%s", st, str(`document.querySelector('#map-canvas').textContent`), dump())
+	}
+	// The device list arrives over REST (no websocket here); then the
+	// fields of view at street level.
+	poll(`window.citywatch.store.loaded`, 15*time.Second)
+	do("zoom in", chromedp.Evaluate[chromedp.Void](`void citywatchMap.map.jumpTo({center:[121.4002,31.2002], zoom: 17})`))
+	poll(`citywatchMap.wedgeColour('CAM-1') !== null`, 15*time.Second)
+	if c := str(`citywatchMap.wedgeColour('CAM-1')`); c != "#4cc38a" {
+		t.Errorf("CAM-1 online: wedge colour %s, want the online colour #4cc38a", c)
+	}
+	do("CAM-1 goes offline", chromedp.Evaluate[chromedp.Void](`void window.citywatch.changes([{kind:'device', from:'online', to:'offline', device: {...window.citywatch.store.devices.get('CAM-1'), status:'offline'}}], null)`))
+	poll(`citywatchMap.wedgeColour('CAM-1') === '#ff6161'`, 10*time.Second)
+	// The side list follows within a second (it is redrawn at most once a second).
+	poll(`document.querySelector('#map-districts').innerText.includes('50.0%')`, 5*time.Second)
+	contains("district list", str(`document.querySelector('#map-districts').innerText`), "Xuhui", "70%", "Minhang", "74.9%")
+
+	do("search", chromedp.Evaluate[chromedp.Void](`void (document.querySelector('#map-search').value='gate', document.querySelector('#map-search').dispatchEvent(new Event('input')))`))
+	poll(`document.querySelector('#map-results [data-hit]')`, 5*time.Second)
+	contains("search results", str(`document.querySelector('#map-results').innerText`), "CAM-2", "Gate")
+
+	do("plan a camera", chromedp.Click(`#map-plan`), chromedp.Click(`#map-plan-centre`))
+	poll(`document.querySelector('#map-whatif-added')`, 10*time.Second)
+	contains("what-if result", str(`document.querySelector('#map-whatif-result').innerText`), "12", "0.75", "70% → 72.5%")
+	if posts := copied(&posts); len(posts) != 1 || !strings.HasPrefix(posts[0], "tok ") || !strings.Contains(posts[0], `"fov":90`) || !strings.Contains(posts[0], `"range_m":60`) {
+		t.Errorf("what-if requests %q, want one with the CSRF token and fov 90, range 60", posts)
+	}
+
+	do("open the reports", chromedp.Click(`#view-reports`))
+	poll(`document.querySelector('#rep-avail tbody tr[data-key]') && document.querySelector('#rep-chart canvas') && document.querySelector('#rep-range').textContent.includes('Asia/Shanghai')`, 15*time.Second)
+	contains("availability", str(`document.querySelector('#rep-avail').innerText`), "Xuhui", "98.3%", "94.0%", "48", "23 min", "Total")
+	contains("ledger districts", str(`document.querySelector('#rep-ledger-districts tr[data-flagged="true"]').innerText`), "Xuhui", "online rate fine, coverage not", "12.5%")
+	contains("ledger cameras", str(`document.querySelector('#rep-ledger-cameras').innerText`), "CAM-3", "<i>Yard</i>", "2.5")
+	contains("maintenance", str(`document.querySelector('#rep-ledger-maintenance').innerText`), "Upgrade <b>", "wang")
+	if h := str(`String(document.querySelector('#rep-simulated').hidden)`); h != "false" {
+		t.Error("the simulated-data banner is hidden, but the ledger says simulated")
+	}
+	// The week begins at midnight in Shanghai, 16:00 UTC the day before.
+	contains("CSV link", str(`document.querySelector('#rep-avail-csv').href`), "/api/reports/availability?", "T16%3A00%3A00Z", "group=district", "format=csv")
+	if n := str(`String(document.querySelectorAll('img[src="x"], #rep-ledger-cameras i, #map-side script').length)`); n != "0" {
+		t.Errorf("%s elements made from hostile names", n)
+	}
+	do("switch language", chromedp.Click(`#lang`))
+	contains("Chinese headings", str(`document.querySelector('#rep-avail thead').innerText`), "在线率", "完好率")
+	do("back to English", chromedp.Click(`#lang`))
+
+	do("open a camera from the ledger", chromedp.Click(`#rep-ledger-cameras button[data-device]`))
+	poll(`document.body.dataset.view === 'map' && document.querySelector('#map-detail-slot #detail')?.dataset.id === 'CAM-3'`, 10*time.Second)
+	do("back to monitoring", chromedp.Click(`#view-console`))
+	poll(`document.querySelector('.side #detail')`, 5*time.Second)
+	for _, l := range copied(&logs) {
+		if strings.HasPrefix(l, "EXC:") {
+			t.Errorf("uncaught exception: %s", l)
+		}
+	}
+}
