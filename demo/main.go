@@ -1,10 +1,11 @@
 // Command demo runs the whole of citywatch in one process for a first look:
 // an embedded MQTT broker, the hub with its console, and a simulated city
 // (6 districts, 20 sites, 200 devices with real RTSP cameras) whose scripted
-// faults keep the console alive. It keeps its data in a fresh temporary
-// directory, enrols every simulated agent, makes one demo account per role
-// (and an operator scoped to one district) and prints them with the console
-// URL, marked demo-only; with CITYWATCH_DEMO_TOKEN set it registers that
+// faults keep the console alive, drawn on a map of its districts and areas
+// of interest, with a simulated week of history for the reports. It keeps
+// its data in a fresh temporary directory, enrols every simulated agent,
+// makes one demo account per role (and an operator scoped to one
+// district) and prints them with the console URL, marked demo-only; with CITYWATCH_DEMO_TOKEN set it registers that
 // value as an admin API token so scripts can drive it. It serves the
 // simulator's fault control API. `make demo` runs it.
 package main
@@ -30,6 +31,7 @@ import (
 	"github.com/citywatch/citywatch/hub/app"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/identity"
 )
 
@@ -64,12 +66,25 @@ func main() {
 	defer os.RemoveAll(dir)
 	cfg.DataDir = dir
 	cfg.Alarms.DB = filepath.Join(dir, "alarms.db")
+	city := sim.CityOptions{Seed: *seed}
+	plan, err := sim.GenerateCity(city)
+	if err == nil {
+		cfg.Map.Districts, cfg.Map.Areas, err = writeMap(plan, dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	now := time.Now()
+	work := plannedWork(plan, now)
+	cfg.Alarms.Maintenance = append(cfg.Alarms.Maintenance, work)
+	week := simulatedWeek(plan, now, *seed, work)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Once shutting down, a second signal kills the process the usual way.
 	context.AfterFunc(ctx, stop)
-	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), *seed, *script); err != nil {
+	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), city, plan, week, *script); err != nil {
 		log.Error("demo stopped", "error", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -115,10 +130,16 @@ func demoAccounts(ctx context.Context, id *identity.Service, district string) ([
 	return lines, nil
 }
 
-func run(ctx context.Context, cfg config.Config, log *slog.Logger, control string, seed uint64, script bool) error {
+func run(ctx context.Context, cfg config.Config, log *slog.Logger, control string, city sim.CityOptions, plan sim.City,
+	week []fleet.DeviceTransition, script bool) error {
 	hub, err := app.New(cfg, log.With("side", "hub"))
 	if err != nil {
 		return err
+	}
+	// The simulated week goes in through the history's own write path,
+	// marked simulated, before the hub hears its first live report.
+	if err := hub.History().Seed(ctx, week, true); err != nil {
+		return errors.Join(err, hub.Close())
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return hub.Run(ctx) })
@@ -128,11 +149,6 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 		return g.Wait()
 	}
 
-	city := sim.CityOptions{Seed: seed}
-	plan, err := sim.GenerateCity(city)
-	if err != nil {
-		return errors.Join(err, stopAndWait(g))
-	}
 	// Every simulated agent gets its own credential, as a real one would
 	// from citywatch-hub agents enroll.
 	secrets := map[string]string{}
@@ -186,13 +202,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
   MQTT broker:    %s  (enrolled agents only)
   fault control:  http://%s/faults   (GET lists devices and faults)
       curl -XPOST http://%s/faults -d '{"device":"<id>","fault":"offline"}'
-  history:        %s
+  metrics:        %s
+  reports:        a simulated week of device history (%d transitions, marked simulated), then live
 
   Ctrl-C stops everything.
 
 `, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), demoPassword,
 		strings.Join(accounts, "\n"), hub.BrokerURL(),
-		ln.Addr(), ln.Addr(), historyNote(cfg))
+		ln.Addr(), ln.Addr(), historyNote(cfg), len(week))
 	return g.Wait()
 }
 
@@ -212,7 +229,7 @@ func historyNote(cfg config.Config) string {
 	if cfg.Influx.Enabled() {
 		return "InfluxDB " + cfg.Influx.URL + " bucket " + cfg.Influx.Bucket
 	}
-	return "not stored (set INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN to keep it in InfluxDB)"
+	return "kept in memory only (set INFLUX_URL, INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN to keep them in InfluxDB)"
 }
 
 // freeOr returns addr if it can be listened on, else a free port on the
