@@ -449,12 +449,12 @@ func (r *ledgerRun) charge(ci int32, at int64) {
 func (r *ledgerRun) result() Ledger {
 	size := r.m.cfg.CellSize
 	out := Ledger{
-		From: r.q.From.UTC(), To: r.q.To.UTC(), Hours: round3(r.hours), CellSizeM: size, CellAreaM2: size * size,
+		From: r.q.From.UTC(), To: r.q.To.UTC(), Hours: round6(r.hours), CellSizeM: size, CellAreaM2: size * size,
 		Districts: []DistrictLedger{}, Flagged: []string{}, Cameras: []CameraLedger{}, Maintenance: []MaintenanceLedger{},
 	}
 	loss := func(secs, weighted float64) Loss {
 		h := secs / 3600
-		return Loss{CellHours: round3(h), Weighted: round3(weighted / 3600), HectareHours: round3(h * size * size / 10_000)}
+		return Loss{CellHours: round6(h), Weighted: round6(weighted / 3600), HectareHours: round6(h * size * size / 10_000)}
 	}
 	never := func(t tally) Loss {
 		secs := float64(t.cells-t.designed) * r.hours * 3600
@@ -509,7 +509,7 @@ func (r *ledgerRun) result() Ledger {
 		c := &r.cams[i]
 		if c.ranked && c.attributed > 0 {
 			out.Cameras = append(out.Cameras, CameraLedger{ID: c.id, Name: c.name, District: c.district, Site: c.site,
-				DownHours: round3(c.down / 3600), CellHours: round3(c.attributed / 3600), WeightedCellHours: round3(c.weighted / 3600)})
+				DownHours: round6(c.down / 3600), CellHours: round6(c.attributed / 3600), WeightedCellHours: round6(c.weighted / 3600)})
 		}
 	}
 	slices.SortFunc(out.Cameras, func(a, b CameraLedger) int {
@@ -519,7 +519,7 @@ func (r *ledgerRun) result() Ledger {
 	for g, acc := range r.lost {
 		if acc.secs > 0 {
 			out.Maintenance = append(out.Maintenance, MaintenanceLedger{Names: r.groups[g].Names, ApprovedBy: orEmpty(r.groups[g].ApprovedBy),
-				CellHours: round3(acc.secs / 3600), Weighted: round3(acc.weighted / 3600)})
+				CellHours: round6(acc.secs / 3600), Weighted: round6(acc.weighted / 3600)})
 		}
 	}
 	slices.SortFunc(out.Maintenance, func(a, b MaintenanceLedger) int { return cmp.Compare(b.CellHours, a.CellHours) })
@@ -533,4 +533,6 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+// round6 keeps a microhour (3.6 ms) of a figure: enough for a camera down
+// seconds to count exactly, without the binary noise of a float sum.
+func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
