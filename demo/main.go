@@ -66,6 +66,8 @@ func main() {
 	defer os.RemoveAll(dir)
 	cfg.DataDir = dir
 	cfg.Alarms.DB = filepath.Join(dir, "alarms.db")
+	stopInflux := localInflux(&cfg, dir, log.With("side", "influxdb"))
+	defer stopInflux()
 	city := sim.CityOptions{Seed: *seed}
 	plan, err := sim.GenerateCity(city)
 	if err == nil {
@@ -73,6 +75,8 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		stopInflux()
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	now := time.Now()
@@ -86,6 +90,7 @@ func main() {
 	context.AfterFunc(ctx, stop)
 	if err := run(ctx, cfg, log, freeOr(*control, log, "fault control"), city, plan, week, *script); err != nil {
 		log.Error("demo stopped", "error", err)
+		stopInflux()
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

@@ -37,7 +37,9 @@ const (
 // that can fail the test (Restart, Query, Client) must be called from the
 // test goroutine.
 type Influx struct {
-	t        testing.TB
+	logf     func(format string, args ...any)
+	fatalf   func(format string, args ...any) // Restart's failure
+	deadline func() (time.Time, bool)         // the test's, or nil
 	bin      string
 	dir      string
 	conf     string
@@ -57,40 +59,68 @@ type Influx struct {
 // $CITYWATCH_INFLUXD, `influxd` on PATH, or $(go env GOPATH)/bin/influxd.
 func InfluxDB(t testing.TB) *Influx {
 	t.Helper()
-	in := &Influx{
-		t:   t,
-		bin: lookBin(t, "influxd", "CITYWATCH_INFLUXD", gopathBins("influxd")...),
-		dir: t.TempDir(),
-		log: newTailBuffer(256 << 10),
-	}
-	in.conf = filepath.Join(in.dir, "influxdb.conf")
-	in.version = moduleVersion(in.bin)
+	in := &Influx{logf: t.Logf, fatalf: t.Fatalf, deadline: func() (time.Time, bool) { return testDeadline(t) },
+		bin: lookBin(t, "influxd", "CITYWATCH_INFLUXD", gopathBins("influxd")...), dir: t.TempDir()}
 	t.Cleanup(func() {
 		in.Stop()
 		if t.Failed() {
 			t.Logf("testenv: influxd log (%s):\n%s", in.URL(), in.log.String())
 		}
 	})
+	if err := in.launch(); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
 
+// StartInfluxDB is [InfluxDB] for a program (the demo): the same server,
+// its data in dir, its progress logged through logf. The caller calls
+// Stop. An error wraps [ErrNotInstalled] when there is no influxd.
+func StartInfluxDB(dir string, logf func(format string, args ...any)) (*Influx, error) {
+	bin, err := findBin("influxd", "CITYWATCH_INFLUXD", gopathBins("influxd")...)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("testenv: influxd: %w", err)
+	}
+	in := &Influx{logf: logf, fatalf: logf, bin: bin, dir: dir}
+	if err := in.launch(); err != nil {
+		in.Stop()
+		return nil, err
+	}
+	return in, nil
+}
+
+// launch starts the server on free ports and creates the database.
+func (in *Influx) launch() error {
+	in.log = newTailBuffer(256 << 10)
+	in.conf = filepath.Join(in.dir, "influxdb.conf")
+	in.version = moduleVersion(in.bin)
 	var err error
 	for range portAttempts {
-		ports := freePorts(t, 2)
+		var ports []int
+		if ports, err = listenFree(2); err != nil {
+			return err
+		}
 		in.httpPort = ports[0]
-		writeFile(t, in.conf, in.config(ports[1]))
+		if err = os.WriteFile(in.conf, []byte(in.config(ports[1])), 0o600); err != nil {
+			return fmt.Errorf("testenv: influxd: %w", err)
+		}
 		if err = in.start(); err == nil || !addrInUse(in.log) {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("testenv: influxd: %v\n%s", err, in.log.String())
+		return fmt.Errorf("testenv: influxd: %v\n%s", err, in.log.String())
 	}
 	if in.version != "" && !strings.HasPrefix(in.version, "1.") {
-		t.Fatalf("testenv: %s is InfluxDB %s; the tests need 1.8.10: %s", in.bin, in.version, installHint)
+		return fmt.Errorf("testenv: %s is InfluxDB %s; citywatch needs 1.8.10: %s", in.bin, in.version, installHint)
 	}
 	if err := in.influxQL("CREATE DATABASE " + influxDatabase); err != nil {
-		t.Fatalf("testenv: influxd: %v\n%s", err, in.log.String())
+		return fmt.Errorf("testenv: influxd: %v\n%s", err, in.log.String())
 	}
-	return in
+	return nil
 }
 
 // gopathBins lists where `go install` puts name: $GOPATH/bin for each GOPATH
@@ -160,13 +190,12 @@ func influxEnv() []string {
 }
 
 func (in *Influx) start() error {
-	in.t.Helper()
 	start := time.Now()
 	p, err := startProcess("influxd", in.bin, []string{"run", "-config", in.conf}, influxEnv(), in.dir, in.log)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := startupTimeout(in.t, influxStartTimeout)
+	ctx, cancel := withDeadline(influxStartTimeout, in.deadline)
 	defer cancel()
 	if err := p.waitReady(ctx, in.ping); err != nil {
 		_ = p.stop(stopGrace)
@@ -175,7 +204,7 @@ func (in *Influx) start() error {
 	in.mu.Lock()
 	in.proc = p
 	in.mu.Unlock()
-	in.t.Logf("testenv: influxd %s ready on %s in %v", in.version, in.URL(), time.Since(start).Round(time.Millisecond))
+	in.logf("testenv: influxd %s ready on %s in %v", in.version, in.URL(), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -297,16 +326,15 @@ func (in *Influx) Stop() {
 		return
 	}
 	if err := p.stop(stopGrace); err != nil {
-		in.t.Log(err)
+		in.logf("%v", err)
 	}
 }
 
 // Restart stops the server and starts it again on the same port with the
 // same data.
 func (in *Influx) Restart() {
-	in.t.Helper()
 	in.Stop()
 	if err := in.start(); err != nil {
-		in.t.Fatalf("testenv: influxd restart: %v\n%s", err, in.log.String())
+		in.fatalf("testenv: influxd restart: %v\n%s", err, in.log.String())
 	}
 }

@@ -23,25 +23,37 @@ const installHint = "run `make deps` (scripts/deps.sh) to install it"
 // name on PATH, then the fallbacks in order.
 func lookBin(t testing.TB, name, envVar string, fallbacks ...string) string {
 	t.Helper()
+	p, err := findBin(name, envVar, fallbacks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// findBin is lookBin for a program: it returns the error instead.
+func findBin(name, envVar string, fallbacks ...string) (string, error) {
 	if p := os.Getenv(envVar); p != "" {
 		abs, err := exec.LookPath(p)
 		if err != nil {
-			t.Fatalf("testenv: $%s=%q is not an executable: %v; unset it or %s", envVar, p, err, installHint)
+			return "", fmt.Errorf("testenv: $%s=%q is not an executable: %v; unset it or %s", envVar, p, err, installHint)
 		}
-		return abs
+		return abs, nil
 	}
 	if p, err := exec.LookPath(name); err == nil {
-		return p
+		return p, nil
 	}
 	for _, p := range fallbacks {
 		if isExecutable(p) {
-			return p
+			return p, nil
 		}
 	}
-	t.Fatalf("testenv: %s not found (looked at $%s, PATH, %s): %s",
-		name, envVar, strings.Join(fallbacks, ", "), installHint)
-	return ""
+	return "", fmt.Errorf("testenv: %s not found (looked at $%s, PATH, %s): %s: %w",
+		name, envVar, strings.Join(fallbacks, ", "), installHint, ErrNotInstalled)
 }
+
+// ErrNotInstalled is wrapped by the errors of a service whose binary is
+// not installed.
+var ErrNotInstalled = errors.New("not installed")
 
 func isExecutable(path string) bool {
 	fi, err := os.Stat(path)
@@ -60,23 +72,40 @@ func FreePort(t testing.TB) int {
 // together so the kernel cannot hand out the same port twice.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	ports, err := listenFree(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+func listenFree(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("testenv: find free port: %v", err)
+			return nil, fmt.Errorf("testenv: find free port: %w", err)
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
 // startupTimeout bounds how long a service may take to become ready, and is
 // shortened so that it ends before the test binary's own deadline.
 func startupTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
+	return withDeadline(d, func() (time.Time, bool) { return testDeadline(t) })
+}
+
+// withDeadline is a context ending after d, or at deadline's time if that
+// is sooner (deadline may be nil).
+func withDeadline(d time.Duration, deadline func() (time.Time, bool)) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
-	if dl, ok := testDeadline(t); ok {
+	if deadline == nil {
+		return ctx, cancel
+	}
+	if dl, ok := deadline(); ok {
 		ctx2, cancel2 := context.WithDeadline(ctx, dl)
 		return ctx2, func() { cancel2(); cancel() }
 	}
