@@ -9,6 +9,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -47,6 +48,7 @@ func BenchmarkRecompute100k(b *testing.B) {
 	env, cfg := benchCity(b)
 	b.ResetTimer()
 	for b.Loop() {
+		env.metrics = metrics.NewRegistry() // a model registers its metrics once per registry
 		newModel(b, cfg, env)
 	}
 }
@@ -70,6 +72,22 @@ func BenchmarkSummary100k(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		m.Summary(auth.Everything, "")
+	}
+}
+
+// BenchmarkCellsStreet100k is the map's cells request at street level
+// (zoom 15, a 1400 × 900 px window: about 4 × 2.5 km) in the middle of the
+// city of 100,000 cameras.
+func BenchmarkCellsStreet100k(b *testing.B) {
+	env, cfg := benchCity(b)
+	m := newModel(b, cfg, env)
+	sw, ne := at(-2000, -1250), at(2000, 1250)
+	box := Box{West: sw.Lon, South: sw.Lat, East: ne.Lon, North: ne.Lat}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Cells(auth.Everything, box, "", ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
