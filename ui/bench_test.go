@@ -79,20 +79,7 @@ func mapBenchHub(b *testing.B, n int) *httptest.Server {
 		}
 		j(fc(fs...))(w, r)
 	})
-	static := http.FileServerFS(FS())
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			http.NotFound(w, r)
-			return
-		}
-		static.ServeHTTP(w, r)
-	})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", csp)
-		mux.ServeHTTP(w, r)
-	}))
-	b.Cleanup(srv.Close)
-	return srv
+	return serveConsole(b, mux)
 }
 
 // frameScript flies the map from the whole city to a street and back, pans

@@ -41,6 +41,26 @@ func fc(fs ...map[string]any) map[string]any {
 	return map[string]any{"type": "FeatureCollection", "features": fs}
 }
 
+// serveConsole serves the console's files beside a fake hub's API (mux),
+// with the hub's CSP; anything else under /api/ is a 404.
+func serveConsole(t testing.TB, mux *http.ServeMux) *httptest.Server {
+	static := http.FileServerFS(FS())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			http.NotFound(w, r)
+			return
+		}
+		static.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // TestMapAndReportsInBrowser runs the console in Chromium against a fake
 // hub (the real one's CSP and answers of the shapes the brief fixes): the
 // map starts under the CSP (module worker, no blob:), a camera's field of
@@ -111,20 +131,7 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 	mux.HandleFunc("/api/reports/availability", j(map[string]any{"from": "x", "to": "y", "group": "district", "timezone": "Asia/Shanghai", "simulated": false, "rows": []any{row}, "total": row}))
 	mux.HandleFunc("/api/reports/series", j(map[string]any{"timezone": "Asia/Shanghai", "days": []string{"2026-12-01", "2026-12-02", "2026-12-03"},
 		"series": []any{map[string]any{"district": "", "online_rate": []any{0.99, 0.98, nil}, "intact_rate": []any{0.97, 0.96, 0.95}}, map[string]any{"district": "Xuhui", "online_rate": []any{0.97, 0.99, 0.985}, "intact_rate": []any{0.9, 0.91, 0.92}}}}))
-	static := http.FileServerFS(FS())
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			http.NotFound(w, r)
-			return
-		}
-		static.ServeHTTP(w, r)
-	})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", csp)
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		mux.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
+	srv := serveConsole(t, mux)
 
 	ctx := testenv.Chromium(t)
 	chromedp.Listen(ctx, func(ev any) {

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -59,22 +58,10 @@ type entry struct {
 // Open opens or creates the database at path and brings its schema up to
 // date. A file that is not a citywatch alarm database is an error.
 func Open(path string, logger *slog.Logger) (*Store, error) {
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	// Another process (an operator's sqlite3 shell) may hold the lock for
-	// a moment; wait rather than fail a batch.
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
-	}
 	// One writer (Run) and reads only at start-up: one connection means
 	// no lock contention inside the hub at all.
-	db.SetMaxOpenConns(1)
-	if err := schema.Migrate(db, migrations); err != nil {
-		db.Close()
+	db, err := schema.Open(path, migrations)
+	if err != nil {
 		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
 	}
 	return &Store{db: db, log: logger, queue: make(chan entry, queueSize)}, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citywatch/citywatch/hub/param"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -129,7 +130,7 @@ func parseLayer(data []byte, l layer) ([]feature, error) {
 		return nil, fmt.Errorf("not GeoJSON: %w", err)
 	}
 	if fc.Type != "FeatureCollection" {
-		return nil, fmt.Errorf("type is %q; want a FeatureCollection", clip(fc.Type))
+		return nil, fmt.Errorf("type is %q; want a FeatureCollection", param.Clip(fc.Type))
 	}
 	if len(fc.Features) > l.maxFeatures {
 		return nil, fmt.Errorf("%d features exceed the limit of %d", len(fc.Features), l.maxFeatures)
@@ -147,7 +148,7 @@ func parseLayer(data []byte, l layer) ([]feature, error) {
 			continue
 		}
 		if rf.Type != "Feature" {
-			p.add(i, "type is %q; want Feature", clip(rf.Type))
+			p.add(i, "type is %q; want Feature", param.Clip(rf.Type))
 			continue
 		}
 		ft, n, err := parseGeometry(rf.Geometry)
@@ -212,7 +213,7 @@ func (ft *feature) properties(props map[string]json.RawMessage, l layer, bad fun
 	if raw, present := props["weight"]; present && string(raw) != "null" {
 		var w float64
 		if err := json.Unmarshal(raw, &w); err != nil || !(w > 0 && w <= maxWeight) || math.Round(w*unitWeight) < 1 {
-			bad("property \"weight\" is %s; want a number above 0 and at most %d", clip(string(raw)), maxWeight)
+			bad("property \"weight\" is %s; want a number above 0 and at most %d", param.Clip(string(raw)), maxWeight)
 			return false
 		}
 		ft.weight = int32(math.Round(w * unitWeight))
@@ -224,7 +225,7 @@ func (ft *feature) properties(props map[string]json.RawMessage, l layer, bad fun
 // applies): 1 to wire.MaxNameLen bytes of printable UTF-8.
 func checkName(s string) error {
 	if s == "" || len(s) > wire.MaxNameLen || !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
-		return fmt.Errorf("%q is not 1–%d bytes of printable UTF-8", clip(s), wire.MaxNameLen)
+		return fmt.Errorf("%q is not 1–%d bytes of printable UTF-8", param.Clip(s), wire.MaxNameLen)
 	}
 	return nil
 }
@@ -239,7 +240,7 @@ func parseGeometry(g *rawGeometry) (feature, int, error) {
 	case "Polygon":
 		var poly [][][]float64
 		if err := json.Unmarshal(g.Coordinates, &poly); err != nil {
-			return feature{}, 0, fmt.Errorf("Polygon coordinates: %v", err)
+			return feature{}, 0, fmt.Errorf("coordinates of the Polygon: %v", err)
 		}
 		polys = [][][][]float64{poly}
 	case "MultiPolygon":
@@ -247,7 +248,7 @@ func parseGeometry(g *rawGeometry) (feature, int, error) {
 			return feature{}, 0, fmt.Errorf("MultiPolygon coordinates: %v", err)
 		}
 	default:
-		return feature{}, 0, fmt.Errorf("geometry type is %q; want Polygon or MultiPolygon", clip(g.Type))
+		return feature{}, 0, fmt.Errorf("geometry type is %q; want Polygon or MultiPolygon", param.Clip(g.Type))
 	}
 	if len(polys) == 0 {
 		return feature{}, 0, errors.New("geometry has no polygons")
@@ -284,21 +285,6 @@ func parseGeometry(g *rawGeometry) (feature, int, error) {
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
-
-// clip shortens what a file or client sent before it is echoed in an
-// error.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	for i := n; i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i] + "…"
-		}
-	}
-	return s[:n] + "…"
-}
 
 // bandHeight is the height of the horizontal bands a polygon's edges are
 // sorted into: a point-in-polygon test or a scan line reads only the

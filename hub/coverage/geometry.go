@@ -70,8 +70,6 @@ type grid struct {
 // index is the column or row holding coordinate v.
 func (g *grid) index(v float64) int32 { return int32(math.Floor(v / g.size)) }
 
-func (g *grid) cellAt(pt orb.Point) CellID { return cellID(g.index(pt[0]), g.index(pt[1])) }
-
 func (g *grid) centre(c CellID) orb.Point {
 	i, j := c.IJ()
 	return orb.Point{(float64(i) + 0.5) * g.size, (float64(j) + 0.5) * g.size}

@@ -139,27 +139,15 @@ func Open(path string, opts Options, deps Deps) (*History, error) {
 			return nil, fmt.Errorf("history: maintenance window %d (%s): %w", i, w.Name, err)
 		}
 	}
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", "busy_timeout(5000)")
 	// Batches of thousands of rows: statement journals in memory rather
 	// than a temporary file, and a page cache that holds the index's hot
 	// end (both cost a syscall per page otherwise).
-	q.Add("_pragma", "temp_store(MEMORY)")
-	q.Add("_pragma", "cache_size(-65536)")
-	q.Set("_txlock", "immediate")
-	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	wdb, err := schema.Open(path, migrations, "temp_store(MEMORY)", "cache_size(-65536)")
 	if err != nil {
 		return nil, fmt.Errorf("history: open %s: %w", path, err)
 	}
-	wdb.SetMaxOpenConns(1)
-	if err := schema.Migrate(wdb, migrations); err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("history: open %s: %w", path, err)
-	}
 	// Readers see committed batches only (WAL), and never write.
-	q = url.Values{}
+	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "query_only(1)")
 	q.Add("_pragma", "cache_size(-16384)")

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -123,28 +122,16 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("identity: open %s: %w", path, err)
 	}
 	f.Close()
-	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	// The command line and the hub write the same file: wait for the
-	// other's transaction rather than fail.
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "foreign_keys(ON)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	// One connection: the service serialises its writes anyway, and
+	// data_version is per connection, so a single one sees exactly the
+	// other processes' commits. The command line and the hub write the
+	// same file: the busy timeout waits for the other's transaction.
+	db, err := schema.Open(path, migrations, "foreign_keys(ON)")
 	if err != nil {
 		return nil, fmt.Errorf("identity: open %s: %w", path, err)
 	}
-	// One connection: the service serialises its writes anyway, and
-	// data_version is per connection, so a single one sees exactly the
-	// other processes' commits.
-	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	if err := schema.Migrate(db, migrations); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("identity: open %s: %w", path, err)
-	}
 	s := &SQLiteStore{db: db}
 	s.version.Store(-1)
 	return s, nil

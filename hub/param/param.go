@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Values are the parameters a request gave, each once. Read them with the
@@ -120,10 +121,16 @@ func (p *Values) Float(name string, def, lo, hi float64) float64 {
 	return f
 }
 
-// Clip shortens what a client sent before it is quoted back in an error.
+// Clip shortens what a client sent before it is quoted back in an error,
+// at most 64 bytes, never in the middle of a character.
 func Clip(s string) string {
-	if len(s) <= 64 {
+	const n = 64
+	if len(s) <= n {
 		return s
 	}
-	return s[:64] + "…"
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParse(t *testing.T) {
@@ -44,5 +45,21 @@ func TestParse(t *testing.T) {
 	}
 	if err := Parse("", "a").Err(); err != nil {
 		t.Errorf("empty query: %v", err)
+	}
+}
+
+// An error quotes at most 64 bytes of what was sent, cut between
+// characters.
+func TestClip(t *testing.T) {
+	long := strings.Repeat("a", 63) + "区区"
+	for _, tt := range []struct{ in, want string }{
+		{"short", "short"},
+		{strings.Repeat("b", 64), strings.Repeat("b", 64)},
+		{strings.Repeat("b", 65), strings.Repeat("b", 64) + "…"},
+		{long, strings.Repeat("a", 63) + "…"},
+	} {
+		if got := Clip(tt.in); got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

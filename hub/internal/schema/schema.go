@@ -9,6 +9,7 @@ package schema
 import (
 	"database/sql"
 	"fmt"
+	"net/url"
 )
 
 // Migrate runs the migrations db has not had: migrations[i] brings the
@@ -51,4 +52,27 @@ func migrateTo(db *sql.DB, migrations []string, version int) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// Open opens the SQLite database at path as the hub's single-writer
+// stores do — WAL, synchronous NORMAL, a 5 s busy timeout (another process,
+// the command line or an operator's sqlite3 shell, may hold the lock for a
+// moment), write transactions that take the lock first, one connection —
+// with pragmas added (e.g. "foreign_keys(ON)"), and runs its migrations.
+func Open(path string, migrations []string, pragmas ...string) (*sql.DB, error) {
+	q := url.Values{}
+	for _, p := range append([]string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)"}, pragmas...) {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	if err := Migrate(db, migrations); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
