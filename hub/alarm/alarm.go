@@ -127,6 +127,9 @@ const (
 	// The hub's own trouble keeping records (Engine.Notice): device
 	// transitions the history lost, so reports miss them. Type says which.
 	SourceSystem Source = "system"
+	// A work order's deadline passed (hub/workorder). Type says which:
+	// respond_breach or fix_breach.
+	SourceWorkOrder Source = "work_order"
 )
 
 // Sources lists every known source; rules naming another are rejected so a
@@ -134,7 +137,7 @@ const (
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
 	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
-	SourceSystem,
+	SourceSystem, SourceWorkOrder,
 }
 
 // Alarm is one alarm as operators see it. Values are snapshots.

@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
@@ -38,6 +40,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/hub/notify"
+	"github.com/citywatch/citywatch/hub/workorder"
 	"github.com/citywatch/citywatch/ui"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -64,6 +67,8 @@ type App struct {
 	idStore   *identity.SQLiteStore
 	history   *history.History // device transitions and availability reports
 	coverage  *coverage.Model
+	workDB    *workorder.SQLiteStore
+	work      *workorder.Manager
 	identity  *identity.Service
 	hubCred   broker.Credential // the hub's own login on the embedded broker
 
@@ -160,6 +165,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: map: %w", err)
 	}
+	if err := a.openWork(windows); err != nil {
+		return nil, err
+	}
 	a.live, err = live.New(live.Config{
 		Linger: cfg.Live.Linger, MaxUpstreamsPerAgent: cfg.Live.MaxUpstreamsPerAgent, UDPPort: cfg.Live.UDPPort,
 		LoopbackOnly: cfg.Live.LoopbackOnly, PublicIPs: cfg.Live.PublicIPs, UpstreamTimeout: cfg.Live.UpstreamTimeout,
@@ -196,6 +204,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	a.router.Handle(a.live.Routes()...)
 	a.router.Handle(a.coverage.Routes()...)
 	a.router.Handle(a.history.Routes(a.audit)...)
+	a.router.Handle(a.work.Routes(a.audit)...)
 	a.console, err = console.New(console.Config{
 		Listen: cfg.Listen, TLS: httpTLS, ReadTimeout: cfg.HTTP.ReadTimeout, MaxWebsockets: cfg.HTTP.MaxWebsockets,
 		MaxShelve: cfg.Alarms.MaxShelve,
@@ -239,6 +248,39 @@ func (a *App) openHistory(windows maintenance.Windows) error {
 	return err
 }
 
+// openWork opens the work orders in data_dir.
+func (a *App) openWork(windows maintenance.Windows) error {
+	w := a.cfg.WorkOrders
+	sla := map[workorder.Priority]workorder.SLA{}
+	for p, s := range w.SLA {
+		n, err := strconv.Atoi(strings.TrimPrefix(p, "p"))
+		if err != nil {
+			return fmt.Errorf("config: workorders.sla: %q", p)
+		}
+		sla[workorder.Priority(n)] = workorder.SLA{Respond: s.Respond, Fix: s.Fix}
+	}
+	var err error
+	if a.workDB, err = workorder.OpenSQLite(filepath.Join(a.cfg.DataDir, "workorders.db")); err != nil {
+		return err
+	}
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows},
+		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, OnEvent: a.onWorkOrder})
+	return err
+}
+
+// onWorkOrder sends a work-order event to the consoles; a breach is also
+// an alarm, so it reaches webhooks and the alarm desk.
+func (a *App) onWorkOrder(ev workorder.Event) {
+	a.console.PublishWorkOrder(ev)
+	if ev.Kind != workorder.EventBreach {
+		return
+	}
+	o := ev.Order
+	which := o.Breached[len(o.Breached)-1]
+	a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceWorkOrder) + ":workorder/" + o.ID + "/" + which, Source: alarm.SourceWorkOrder,
+		Type: which + "_breach", Site: o.Site, District: o.District, Criticality: 5 - int(o.Priority), Detail: o.ID + ": " + ev.Transition.Note})
+}
+
 // History exposes the record of device transitions to code composing the
 // hub in one process (the demo seeds its simulated week through it).
 func (a *App) History() *history.History { return a.history }
@@ -250,6 +292,10 @@ func (a *App) Close() error {
 	if a.history != nil {
 		errs = append(errs, a.history.Close())
 		a.history = nil
+	}
+	if a.workDB != nil {
+		errs = append(errs, a.workDB.Close())
+		a.workDB = nil
 	}
 	if a.idStore != nil {
 		errs = append(errs, a.idStore.Close())
@@ -413,12 +459,14 @@ func (a *App) onChange(c fleet.Change) {
 	a.history.Observe(c)
 	a.coverage.Apply(c)
 	a.alarms.Observe(c)
+	a.work.Observe(c)
 }
 
 // onAlarm fans an alarm event out; it must not block (alarm.Options).
 func (a *App) onAlarm(ev alarm.Event) {
 	a.console.PublishAlarm(ev)
 	a.notifier.Notify(ev)
+	a.work.ObserveAlarm(ev)
 }
 
 // keepClosed is how many closed alarms the engine keeps in memory and loads
@@ -628,6 +676,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	stages = append(stages,
 		stage{"fleet", a.fleet.Run},
 		stage{"alarms", a.alarms.Run},
+		stage{"workorders", a.work.Run},
 		stage{"alarm-reconcile", a.reconcileAlarms},
 		stage{"audit-watch", a.watchAudit},
 		stage{"history-watch", a.watchHistory},

@@ -46,7 +46,9 @@ const (
 	LiveMonitor Permission = "live.monitor" // see who watches what now
 
 	DeviceProbe Permission = "device.probe" // ask an agent to probe now
-	WorkManage  Permission = "work.manage"  // work on faults
+	WorkManage  Permission = "work.manage"  // work on faults: accept, start, hold, fix, note work orders
+	// WorkDispatch gives work orders to crews and people, and cancels them.
+	WorkDispatch Permission = "work.dispatch"
 
 	ReportRead   Permission = "report.read"
 	ReportExport Permission = "report.export"
@@ -66,7 +68,7 @@ const (
 var Permissions = []Permission{
 	Self, StatusRead,
 	AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, AlarmClear, MaintenanceManage, RulesManage,
-	LiveView, LiveLink, LiveMonitor, DeviceProbe, WorkManage, ReportRead, ReportExport,
+	LiveView, LiveLink, LiveMonitor, DeviceProbe, WorkManage, WorkDispatch, ReportRead, ReportExport,
 	AuditRead, AccountManage, TokenManage, AgentManage, ConfigManage, MetricsRead,
 }
 
@@ -91,7 +93,7 @@ var Roles = []Role{Operator, Supervisor, Maintainer, Analyst, Auditor, SecurityA
 
 var (
 	operator   = []Permission{Self, StatusRead, AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, LiveView}
-	supervisor = append(slices.Clone(operator), AlarmClear, MaintenanceManage, RulesManage, LiveLink, LiveMonitor, ReportRead)
+	supervisor = append(slices.Clone(operator), AlarmClear, MaintenanceManage, RulesManage, LiveLink, LiveMonitor, ReportRead, WorkManage, WorkDispatch)
 
 	rolePerms = map[Role][]Permission{
 		Operator:   operator,
@@ -104,7 +106,7 @@ var (
 		SecurityAdmin: {Self, AccountManage, TokenManage, AgentManage},
 		// Runs the system: everything operational and its configuration,
 		// but neither accounts nor the audit trail.
-		Admin: append(slices.Clone(supervisor), DeviceProbe, WorkManage, ReportExport, ConfigManage, MetricsRead),
+		Admin: append(slices.Clone(supervisor), DeviceProbe, ReportExport, ConfigManage, MetricsRead),
 	}
 )
 

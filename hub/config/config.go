@@ -57,7 +57,9 @@ type Config struct {
 	Alarms  Alarms `yaml:"alarms"`
 	Map     Map    `yaml:"map"`
 	Reports Report `yaml:"reports"`
-	Log     Log    `yaml:"log"`
+	// WorkOrders: how faults become work and when work closes itself.
+	WorkOrders WorkOrders `yaml:"workorders"`
+	Log        Log        `yaml:"log"`
 }
 
 // Map is what the city map and the coverage computation are drawn on.
@@ -81,6 +83,28 @@ type Map struct {
 type Report struct {
 	// Timezone is an IANA name: where days begin for daily figures.
 	Timezone string `yaml:"timezone"`
+}
+
+// WorkOrders configures work orders (hub/workorder, docs/maintenance.md).
+type WorkOrders struct {
+	// Grace is how long a fault alarm must stay active before it opens a
+	// work order (default 10m).
+	Grace time.Duration `yaml:"grace"`
+	// Hold is how long every device of an order must stay healthy before
+	// the order closes itself (default 10m).
+	Hold time.Duration `yaml:"hold"`
+	// RepeatWindow: a device failing again this soon after its order
+	// closed reopens it as a repeat (default 24h).
+	RepeatWindow time.Duration `yaml:"repeat_window"`
+	// SLA per priority (p1 … p4): response and fix deadlines from
+	// detection. Left out: P1 30m/4h, P2 1h/8h, P3 4h/24h, P4 8h/72h.
+	SLA map[string]SLA `yaml:"sla"`
+}
+
+// SLA is one priority's deadlines.
+type SLA struct {
+	Respond time.Duration `yaml:"respond"`
+	Fix     time.Duration `yaml:"fix"`
 }
 
 // HTTP is how the console and API are served.
@@ -462,6 +486,20 @@ func (c Config) Validate() error {
 	}
 	if c.Map.CellSize < 5 || c.Map.CellSize > 200 {
 		bad("map.cell_size_m", "%g out of range 5–200", c.Map.CellSize)
+	}
+	w := c.WorkOrders
+	for field, d := range map[string]time.Duration{"workorders.grace": w.Grace, "workorders.hold": w.Hold, "workorders.repeat_window": w.RepeatWindow} {
+		if d < 0 || d > 30*24*time.Hour {
+			bad(field, "%s out of range 0–720h (0: the default)", d)
+		}
+	}
+	for p, sla := range w.SLA {
+		if !slices.Contains([]string{"p1", "p2", "p3", "p4"}, p) {
+			bad("workorders.sla", "%q is not a priority: p1, p2, p3 or p4", p)
+		}
+		if sla.Respond <= 0 || sla.Fix < sla.Respond {
+			bad("workorders.sla."+p, "respond must be positive and fix at least respond (%s, %s)", sla.Respond, sla.Fix)
+		}
 	}
 	if _, err := time.LoadLocation(c.Reports.Timezone); err != nil {
 		bad("reports.timezone", "%q is not an IANA time zone name (Asia/Shanghai, UTC): %v", c.Reports.Timezone, err)

@@ -35,6 +35,7 @@ import (
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
+	"github.com/citywatch/citywatch/hub/workorder"
 )
 
 // Config holds the console's own settings.
@@ -291,6 +292,18 @@ func (s *Server) Publish(c fleet.Change) { s.hub.publish(c) }
 // PublishAlarm offers an alarm event to every websocket client, in order
 // with the changes published before it. It never blocks on a client.
 func (s *Server) PublishAlarm(ev alarm.Event) { s.hub.publishAlarm(ev, s.placeOf) }
+
+// WorkOrderMessage is {"type":"workorder"}: one work-order event.
+type WorkOrderMessage struct {
+	Type  string          `json:"type"` // "workorder"
+	Event workorder.Event `json:"event"`
+}
+
+// PublishWorkOrder sends a work-order event to the clients whose scope
+// sees the order's site.
+func (s *Server) PublishWorkOrder(ev workorder.Event) {
+	s.hub.publishMessage(WorkOrderMessage{Type: "workorder", Event: ev}, ev.Order.District, ev.Order.Site)
+}
 
 // placeOf is an agent's district and site.
 func (s *Server) placeOf(agent string) (district, site string) {

@@ -64,7 +64,8 @@ type alarmMessage struct {
 type pendingChange struct {
 	seq   uint64 // 0 for an alarm event: alarms have no fleet sequence
 	json  []byte
-	alarm bool // json is a complete message, sent on its own
+	alarm bool // json is a complete message, sent on its own to clients that read alarms
+	whole bool // json is a complete message, sent on its own to every client
 	// Where it happened, for scoped clients: an alarm or change is sent to
 	// a client whose scope allows one of its places. An agent change
 	// names the agent's district and site.
@@ -271,6 +272,31 @@ func (h *hub) publishAlarm(ev alarm.Event, where func(agent string) (district, s
 	}
 }
 
+// publishMessage queues a complete message for every client whose scope
+// allows district and site (work-order events).
+func (h *hub) publishMessage(v any, district, site string) {
+	h.mu.Lock()
+	idle := len(h.clients) == 0
+	h.mu.Unlock()
+	if idle {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.log.Error("cannot encode event", "err", err)
+		return
+	}
+	h.mu.Lock()
+	if len(h.clients) > 0 {
+		h.pending = append(h.pending, pendingChange{json: b, whole: true, places: []place{{district, site}}})
+	}
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
 // idleLocked reports whether no client could receive a change with seq, and
 // if so records seq as sent: a client that connects later starts after it.
 // Pending changes are dropped too, since nobody connected when they came.
@@ -445,8 +471,8 @@ func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, ala
 			upto = max(upto, p.seq)
 			continue
 		}
-		if p.alarm {
-			if alarms {
+		if p.alarm || p.whole {
+			if alarms || p.whole {
 				flushChunk()
 				frame(p.json)
 			}

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/hub/workorder"
+)
+
+// quickWork opens orders 2 s after a fault and closes them after 3 s of
+// health, with the quick alarm rules.
+func quickWork(t *testing.T) func(*config.Config) {
+	alarms := quickAlarms(t)
+	return func(c *config.Config) {
+		alarms(c)
+		c.WorkOrders.Grace, c.WorkOrders.Hold = 2*time.Second, 3*time.Second
+	}
+}
+
+type orderList struct {
+	Orders []workorder.Order `json:"orders"`
+	Total  int               `json:"total"`
+}
+
+type orderDetail struct {
+	Order   workorder.Order        `json:"order"`
+	History []workorder.Transition `json:"history"`
+}
+
+// The loop from "telemetry sees a fault" to "telemetry confirms the fix",
+// with the simulator: a camera offline opens one order after the grace; a
+// maintainer starts it and marks it fixed while the camera is still down,
+// and it stays pending; the simulator recovers the camera and the order
+// closes itself after the hold; the camera fails again and the order
+// reopens as a repeat. An agent lost is one order listing its devices.
+// Every action is in the audit trail against the maintainer.
+func TestWorkOrderLoop(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, hubCfg: quickWork(t)})
+	s.waitAllOnline(t)
+	agent, cam := firstCamera(t, s)
+	crew := newToken(t, s.hub, "crew-wang", auth.Maintainer, auth.Everything)
+
+	orderOf := func(query string) (workorder.Order, error) {
+		var l orderList
+		if err := s.api.fetch("api/workorders?"+query, &l); err != nil {
+			return workorder.Order{}, err
+		}
+		if len(l.Orders) != 1 {
+			return workorder.Order{}, fmt.Errorf("%d orders for %s: %+v", len(l.Orders), query, l.Orders)
+		}
+		return l.Orders[0], nil
+	}
+	var o workorder.Order
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (err error) {
+		o, err = orderOf("device=" + url.QueryEscape(cam))
+		return err
+	})
+	if o.State != workorder.Open || len(o.Devices) != 1 || o.Devices[0].ID != cam || o.Devices[0].Healthy || o.Devices[0].Reason == "" {
+		t.Fatalf("the camera's order: %+v", o)
+	}
+
+	act := func(action, body string) orderDetail {
+		t.Helper()
+		var d orderDetail
+		crew.postJSON(t, "api/workorders/"+o.ID+"/"+action, body, &d)
+		return d
+	}
+	act("start", `{}`)
+	if d := act("fix", `{"note":"replaced the PoE injector"}`); d.Order.State != workorder.Fixed {
+		t.Fatalf("after fix: %+v", d.Order)
+	}
+	time.Sleep(5 * time.Second) // longer than the hold: the camera is still down
+	var d orderDetail
+	s.api.getJSON(t, "api/workorders/"+o.ID, &d)
+	if d.Order.State != workorder.Fixed {
+		t.Fatalf("fixed while the camera is down became %s", d.Order.State)
+	}
+
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultRecover}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		var d orderDetail
+		if err := s.api.fetch("api/workorders/"+o.ID, &d); err != nil {
+			return err
+		}
+		if d.Order.State != workorder.Closed || d.Order.Resolution != "verified" {
+			return fmt.Errorf("order %s is %s (%s)", o.ID, d.Order.State, d.Order.Resolution)
+		}
+		return nil
+	})
+
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		got, err := orderOf("device=" + url.QueryEscape(cam))
+		if err == nil && (got.ID != o.ID || got.Repeats != 1 || got.State != workorder.Open) {
+			err = fmt.Errorf("after the second failure: %+v", got)
+		}
+		return err
+	})
+	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultRecover}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An agent lost: one order for its site listing every device.
+	var other string
+	for _, a := range s.sim.City().Agents {
+		if a.ID != agent {
+			other = a.ID
+			break
+		}
+	}
+	want := s.devicesOf(other)
+	if err := s.sim.Fault(sim.Fault{Agent: other, Fault: sim.FaultDisconnect, For: 15 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		got, err := orderOf("device=" + url.QueryEscape(want[0]))
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, d := range got.Devices {
+			ids = append(ids, d.ID)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, sortedCopy(want)) {
+			return fmt.Errorf("the lost agent's order lists %v, want %v", ids, want)
+		}
+		return nil
+	})
+
+	var trail struct {
+		Records []struct {
+			Actor, Action, Object, Outcome string
+		} `json:"records"`
+	}
+	audit := newToken(t, s.hub, "auditor-li", auth.Auditor, auth.Everything)
+	audit.getJSON(t, "api/audit?action=workorder.&object="+url.QueryEscape("workorder/"+o.ID), &trail)
+	var acts []string
+	for _, r := range trail.Records {
+		if r.Actor == "token:crew-wang" && r.Outcome == "success" {
+			acts = append(acts, r.Action)
+		}
+	}
+	if !slices.Contains(acts, "workorder.start") || !slices.Contains(acts, "workorder.fix") {
+		t.Errorf("the audit trail of %s: %+v", o.ID, trail.Records)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

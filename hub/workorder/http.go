@@ -1,0 +1,238 @@
+package workorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/param"
+)
+
+// Auditor records what people do (hub/audit's Log).
+type Auditor interface {
+	Append(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
+// maxBody bounds an action's body.
+const maxBody = 16 << 10
+
+// maxList bounds a page of orders.
+const maxList = 1000
+
+// Routes are the work orders' HTTP routes. Reading needs status.read;
+// crews' actions need work.manage; dispatching (assign) and cancelling
+// need work.dispatch. Every action is recorded in the audit trail against
+// the caller; an order outside the caller's scope is not found.
+func (m *Manager) Routes(log Auditor) []auth.Route {
+	s := &server{m: m, audit: log, log: m.log}
+	var rs []auth.Route
+	rs = append(rs,
+		auth.Route{Method: http.MethodGet, Path: "/api/workorders", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.list)},
+		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.get)},
+		auth.Route{Method: http.MethodPost, Path: "/api/workorders", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.create)},
+	)
+	for _, act := range PersonActions {
+		perm := auth.WorkManage
+		if act == ActAssign || act == ActCancel {
+			perm = auth.WorkDispatch
+		}
+		rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/" + string(act), Perm: perm, Handler: s.action(act)})
+	}
+	return rs
+}
+
+type server struct {
+	m     *Manager
+	audit Auditor
+	log   *slog.Logger
+}
+
+// List is the answer of GET /api/workorders.
+type List struct {
+	Orders []Order `json:"orders"`
+	Total  int     `json:"total"`
+}
+
+// Detail is the answer of GET /api/workorders/{id} and of actions.
+type Detail struct {
+	Order   Order        `json:"order"`
+	History []Transition `json:"history"`
+}
+
+func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	q := param.Parse(r.URL.RawQuery, "state", "district", "site", "crew", "assignee", "device", "limit", "offset")
+	f := Filter{District: q.String("district", ""), Site: q.String("site", ""), Crew: q.String("crew", ""),
+		Assignee: q.String("assignee", ""), Device: q.String("device", ""), Keep: p.Sees}
+	if st := q.String("state", ""); st != "" {
+		for _, x := range strings.Split(st, ",") {
+			if x == "all" {
+				f.States = States
+				continue
+			}
+			if !isState(x) {
+				q.Bad("state", "%q is not a state: %v or all", param.Clip(x), States)
+			}
+			f.States = append(f.States, State(x))
+		}
+	}
+	limit, offset := q.Int("limit", 100, 1, maxList), q.Int("offset", 0, 0, 1<<30)
+	if err := q.Err(); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	all := s.m.Orders(f)
+	out := List{Orders: []Order{}, Total: len(all)}
+	if offset < len(all) {
+		out.Orders = all[offset:min(len(all), offset+limit)]
+	}
+	auth.WriteJSON(w, http.StatusOK, out)
+}
+
+func isState(s string) bool {
+	for _, x := range States {
+		if string(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// visible finds an order the caller may see.
+func (s *server) visible(r *http.Request, id string) (Order, []Transition, bool) {
+	o, trail, ok := s.m.Order(id)
+	if !ok || !auth.From(r.Context()).Sees(o.District, o.Site) {
+		return Order{}, nil, false
+	}
+	return o, trail, true
+}
+
+func (s *server) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if q := param.Parse(r.URL.RawQuery); q.Err() != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", q.Err().Error())
+		return
+	}
+	o, trail, ok := s.visible(r, id)
+	if !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+		return
+	}
+	auth.WriteJSON(w, http.StatusOK, Detail{Order: o, History: trail})
+}
+
+// actionBody is what an action may carry.
+type actionBody struct {
+	Note string `json:"note"`
+	Crew string `json:"crew"`
+	To   string `json:"to"`
+}
+
+// decode reads one JSON object of known fields, at most maxBody bytes;
+// an empty body is an empty object.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("the body is not the expected JSON object of at most %d KiB: %v", maxBody>>10, err)
+	}
+	return nil
+}
+
+func (s *server) action(act Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := auth.From(r.Context())
+		id := r.PathValue("id")
+		var b actionBody
+		if err := decode(r, &b); err != nil {
+			auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		if len(b.Note) > 2000 {
+			auth.WriteError(w, http.StatusBadRequest, "bad_request", "a note is at most 2000 bytes")
+			return
+		}
+		if _, _, ok := s.visible(r, id); !ok {
+			auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+			return
+		}
+		_, err := s.m.Act(id, act, Request{Who: p.Name, Note: b.Note, Crew: b.Crew, To: b.To})
+		s.record(r, p, "workorder."+string(act), "workorder/"+id, b.Note, err)
+		if s.fail(w, err) {
+			return
+		}
+		o, trail, _ := s.m.Order(id)
+		auth.WriteJSON(w, http.StatusOK, Detail{Order: o, History: trail})
+	}
+}
+
+// createBody is POST /api/workorders: an order by hand.
+type createBody struct {
+	Devices  []string `json:"devices"`
+	Title    string   `json:"title"`
+	Priority int      `json:"priority"`
+}
+
+func (s *server) create(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	var b createBody
+	if err := decode(r, &b); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if len(b.Devices) > 100 || len(b.Title) > 200 {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", "at most 100 devices and a title of 200 bytes")
+		return
+	}
+	for _, id := range b.Devices {
+		if d, ok := s.m.deps.Fleet.Device(id); !ok || !p.Sees(d.District, d.Site) {
+			auth.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no device %q", param.Clip(id)))
+			return
+		}
+	}
+	o, err := s.m.OpenByHand(p.Name, b.Devices, b.Title, Priority(b.Priority))
+	s.record(r, p, "workorder.open", "workorder/"+o.ID, b.Title, err)
+	if s.fail(w, err) {
+		return
+	}
+	_, trail, _ := s.m.Order(o.ID)
+	auth.WriteJSON(w, http.StatusCreated, Detail{Order: o, History: trail})
+}
+
+// record writes the audit record of an action, whatever its outcome.
+func (s *server) record(r *http.Request, p *auth.Principal, action, object, note string, err error) {
+	rec := audit.By(p, action, object, audit.Success, note)
+	if err != nil {
+		rec.Outcome, rec.Detail = audit.Failure, strings.TrimPrefix(rec.Detail+"; "+err.Error(), "; ")
+	}
+	if _, aerr := s.audit.Append(r.Context(), rec); aerr != nil {
+		// The action stands; the audit log counts and reports its own
+		// failures.
+		s.log.Error("work order action not audited", "object", object, "action", action, "who", p.Name, "err", aerr)
+	}
+}
+
+// fail answers an action's error, if any, and reports whether it did.
+func (s *server) fail(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrNotFound):
+		auth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, ErrNotAllowed):
+		auth.WriteError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ErrReasonMissing), errors.Is(err, ErrBadRequest):
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		s.log.Error("work order action failed", "err", err)
+		auth.Fail(w, http.StatusInternalServerError, "the action could not be done")
+	}
+	return true
+}

@@ -1,0 +1,667 @@
+package workorder
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/maintenance"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// Defaults.
+const (
+	DefaultGrace        = 10 * time.Minute
+	DefaultHold         = 10 * time.Minute
+	DefaultRepeatWindow = 24 * time.Hour
+	tickEvery           = time.Second
+)
+
+// Options configure the Manager. Zero values take the defaults.
+type Options struct {
+	// Grace is how long an alarm must stay active before it opens an
+	// order (or joins one).
+	Grace time.Duration
+	// Hold is how long every device of an order must stay healthy before
+	// it closes itself.
+	Hold time.Duration
+	// RepeatWindow: a device of an order closed less than this long ago
+	// that fails again reopens the order as a repeat.
+	RepeatWindow time.Duration
+	// SLA per priority; priorities left out take DefaultSLA's.
+	SLA map[Priority]SLA
+	// Maintenance: faults inside a window open nothing.
+	Maintenance maintenance.Windows
+	Now         func() time.Time
+}
+
+// Fleet is where the Manager reads devices (hub/fleet's Registry).
+type Fleet interface {
+	Device(id string) (fleet.Device, bool)
+	DevicesWhere(keep func(district, site string) bool) []fleet.Device
+}
+
+// Store keeps orders and their trails durably (SQLiteStore).
+type Store interface {
+	// Save writes the order as it is now and appends trail to its trail,
+	// in one transaction.
+	Save(o Order, trail []Transition) error
+	// Load returns every order, their trails and the next order number.
+	Load() (orders []Order, trails map[string][]Transition, next uint64, err error)
+}
+
+// EventKind says what an Event notifies.
+type EventKind string
+
+// Event kinds.
+const (
+	EventOpen   EventKind = "open"   // a new order
+	EventUpdate EventKind = "update" // any change but the ones below
+	EventClose  EventKind = "close"  // closed (verified or recovered) or cancelled
+	EventBreach EventKind = "breach" // a deadline passed
+)
+
+// Event is a notification of one transition, with the order after it.
+type Event struct {
+	Kind       EventKind  `json:"kind"`
+	Order      Order      `json:"order"`
+	Transition Transition `json:"transition"`
+}
+
+// Deps are the Manager's collaborators.
+type Deps struct {
+	Log   *slog.Logger
+	Fleet Fleet
+	Store Store
+	// OnEvent receives every change after it is stored, in order, called
+	// without the Manager's lock.
+	OnEvent func(Event)
+}
+
+// Manager owns the work orders.
+type Manager struct {
+	opts Options
+	deps Deps
+	log  *slog.Logger
+
+	intake  sync.Mutex
+	pending map[string]alarm.Alarm // alarm id → the alarm, waiting for the grace to pass
+
+	mu     sync.Mutex
+	orders map[string]*entry
+	bySite map[string]string // site → its order that is not terminal
+	byDev  map[string]string // device → the latest order listing it
+	next   uint64
+	events []Event // to deliver once the lock is released
+	emit   sync.Mutex
+}
+
+type entry struct {
+	order Order
+	trail []Transition
+}
+
+// faultSources are the alarms that are maintenance work; a sensor's
+// intrusion or a security event is not.
+var faultSources = []alarm.Source{
+	alarm.SourceDeviceOffline, alarm.SourceAgentOffline, alarm.SourceStreamFailure, alarm.SourceSupervisionLost,
+	alarm.SourcePowerLost, alarm.SourceTopology, alarm.SourcePowerFeed,
+}
+
+// New validates opts and loads the stored orders.
+func New(opts Options, deps Deps) (*Manager, error) {
+	var errs []error
+	if deps.Log == nil || deps.Fleet == nil || deps.Store == nil {
+		errs = append(errs, errors.New("workorder: Deps.Log, Fleet and Store are required"))
+	}
+	opts.Grace = cmp.Or(opts.Grace, DefaultGrace)
+	opts.Hold = cmp.Or(opts.Hold, DefaultHold)
+	opts.RepeatWindow = cmp.Or(opts.RepeatWindow, DefaultRepeatWindow)
+	if opts.Grace < 0 || opts.Hold < 0 || opts.RepeatWindow < 0 {
+		errs = append(errs, errors.New("workorder: grace, hold and repeat window must not be negative"))
+	}
+	sla := map[Priority]SLA{}
+	for p, s := range DefaultSLA {
+		sla[p] = s
+	}
+	for p, s := range opts.SLA {
+		if !p.Valid() || s.Respond <= 0 || s.Fix < s.Respond {
+			errs = append(errs, fmt.Errorf("workorder: SLA of P%d: respond must be positive and fix at least respond", p))
+		}
+		sla[p] = s
+	}
+	opts.SLA = sla
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m := &Manager{opts: opts, deps: deps, log: deps.Log.With("component", "workorder"),
+		pending: map[string]alarm.Alarm{}, orders: map[string]*entry{}, bySite: map[string]string{}, byDev: map[string]string{}}
+	orders, trails, next, err := deps.Store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("workorder: load: %w", err)
+	}
+	m.next = next
+	slices.SortFunc(orders, func(a, b Order) int { return a.OpenedAt.Compare(b.OpenedAt) })
+	for _, o := range orders {
+		m.orders[o.ID] = &entry{order: o, trail: trails[o.ID]}
+		if !o.State.Terminal() {
+			m.bySite[o.Site] = o.ID
+		}
+		for _, d := range o.Devices {
+			m.byDev[d.ID] = o.ID
+		}
+	}
+	return m, nil
+}
+
+// Run ticks the Manager every second until ctx ends: grace periods,
+// verification holds and deadlines.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			m.Tick(m.opts.Now())
+		}
+	}
+}
+
+// ObserveAlarm takes an alarm event: a fault alarm raised starts its
+// grace; one cleared before the grace ends opens nothing. It never waits
+// for the Manager's main lock, so the alarm engine may call it from
+// anywhere.
+func (m *Manager) ObserveAlarm(ev alarm.Event) {
+	a := ev.Alarm
+	if !slices.Contains(faultSources, a.Source) {
+		return
+	}
+	m.intake.Lock()
+	defer m.intake.Unlock()
+	switch {
+	case ev.Kind == alarm.EventRaise && a.State.Active():
+		m.pending[a.ID] = a
+	case !a.State.Active():
+		delete(m.pending, a.ID)
+	}
+}
+
+// Observe takes a fleet change: the health of the devices orders are about.
+func (m *Manager) Observe(c fleet.Change) {
+	ts := fleet.Transitions(&c)
+	if len(ts) == 0 {
+		return
+	}
+	m.mu.Lock()
+	for _, t := range ts {
+		m.health(t.Device, t.At)
+	}
+	m.mu.Unlock()
+	m.flush()
+}
+
+// healthy reports whether a device in status s needs no work.
+func healthy(s wire.Status) bool { return s == wire.StatusOnline }
+
+// health records a device's status on the order it belongs to, if any: a
+// device of an order closed within the repeat window that fails again
+// reopens it.
+func (m *Manager) health(d *fleet.Device, at time.Time) {
+	e := m.orderOfDevice(d.ID, d.Site)
+	if e == nil {
+		return
+	}
+	o := &e.order
+	dev := o.device(d.ID)
+	ok := healthy(d.Status)
+	was := dev.Healthy
+	dev.Status, dev.Reason, dev.Since, dev.Healthy = string(d.Status), string(d.Reason), d.Since, ok
+	if was == ok {
+		m.save(e, EventUpdate) // status or reason changed within healthy/unhealthy
+		return
+	}
+	if !ok && o.State == Closed {
+		// Failed again soon after the close: the same work, not new work.
+		o.Repeats++
+		o.Reopens++
+		o.State, o.ClosedAt, o.Resolution, o.FixedAt, o.HealthyAt, o.RespondedAt = Open, time.Time{}, "", time.Time{}, time.Time{}, time.Time{}
+		o.DetectedAt, o.Paused, o.Breached = at, 0, nil
+		m.setDeadlines(o)
+		m.bySite[o.Site] = o.ID
+		m.record(e, Transition{At: at, Who: System, Action: ActRepeat, From: Closed, To: Open,
+			Note: fmt.Sprintf("%s failed again (%s) within %s of the close", d.ID, cmp.Or(string(d.Reason), string(d.Status)), m.opts.RepeatWindow)}, EventUpdate)
+		return
+	}
+	act, note := ActFault, fmt.Sprintf("%s %s %s", d.ID, d.Status, d.Reason)
+	if ok {
+		act, note = ActHealthy, d.ID+" online"
+	}
+	if o.Healthy() {
+		o.HealthyAt = at
+	} else {
+		o.HealthyAt = time.Time{}
+	}
+	m.record(e, Transition{At: at, Who: System, Action: act, From: o.State, To: o.State, Note: note}, EventUpdate)
+}
+
+// orderOfDevice is the order a device's health matters to: the site's
+// open order if it lists the device; else, when the site has no open
+// order, the order closed within the repeat window that lists it.
+func (m *Manager) orderOfDevice(id, site string) *entry {
+	if oid, ok := m.bySite[site]; ok {
+		if e := m.orders[oid]; e.order.device(id) != nil {
+			return e
+		}
+		return nil // a new fault at the site joins its open order through its alarm
+	}
+	oid, ok := m.byDev[id]
+	if !ok {
+		return nil
+	}
+	e := m.orders[oid]
+	if o := &e.order; o.State == Closed && o.Site == site && m.opts.Now().Sub(o.ClosedAt) < m.opts.RepeatWindow {
+		return e
+	}
+	return nil
+}
+
+// Tick moves time on: alarms past their grace open or join orders; orders
+// healthy for the hold close; deadlines passed are breaches.
+func (m *Manager) Tick(now time.Time) {
+	m.intake.Lock()
+	var due []alarm.Alarm
+	for id, a := range m.pending {
+		if now.Sub(a.FirstAt) >= m.opts.Grace && !m.inMaintenance(a, now) {
+			due = append(due, a)
+			delete(m.pending, id)
+		}
+	}
+	m.intake.Unlock()
+	slices.SortFunc(due, func(a, b alarm.Alarm) int { return a.FirstAt.Compare(b.FirstAt) })
+
+	m.mu.Lock()
+	for _, a := range due {
+		m.fromAlarm(a, now)
+	}
+	for _, e := range m.orders {
+		o := &e.order
+		if o.State.Terminal() {
+			continue
+		}
+		// An order opened by hand is about what telemetry cannot see:
+		// only a person's "fixed" lets telemetry close it.
+		if !o.HealthyAt.IsZero() && now.Sub(o.HealthyAt) >= m.opts.Hold && o.Healthy() && (o.State == Fixed || !o.Manual) {
+			m.close(e, now)
+			continue
+		}
+		if o.State == OnHold {
+			continue // the clocks are paused
+		}
+		if o.RespondedAt.IsZero() && now.After(o.RespondBy) && !slices.Contains(o.Breached, "respond") {
+			m.breach(e, "respond", o.RespondBy, now)
+		}
+		if now.After(o.FixBy) && !slices.Contains(o.Breached, "fix") {
+			m.breach(e, "fix", o.FixBy, now)
+		}
+	}
+	m.mu.Unlock()
+	m.flush()
+}
+
+func (m *Manager) inMaintenance(a alarm.Alarm, now time.Time) bool {
+	for _, w := range m.opts.Maintenance {
+		if _, ok := w.Covers(maintenance.Subject{Device: a.Device, Agent: a.Agent, Site: a.Site, District: a.District}, now); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fromAlarm opens an order for a fault alarm past its grace, or adds its
+// devices to the site's open order.
+func (m *Manager) fromAlarm(a alarm.Alarm, now time.Time) {
+	var devs []fleet.Device
+	if a.Device != "" {
+		if d, ok := m.deps.Fleet.Device(a.Device); ok && !healthy(d.Status) {
+			devs = append(devs, d)
+		}
+	} else if a.Site != "" {
+		for _, d := range m.deps.Fleet.DevicesWhere(func(_, site string) bool { return site == a.Site }) {
+			if !healthy(d.Status) {
+				devs = append(devs, d)
+			}
+		}
+	}
+	if len(devs) == 0 {
+		return // healthy again by the end of the grace: nothing to do
+	}
+	title := string(a.Source)
+	if a.Type != "" {
+		title += ": " + a.Type
+	}
+	m.openOrJoin(devs, a.ID, title, priorityOf(a.Severity), System, "", a.FirstAt, now, false)
+}
+
+func priorityOf(s alarm.Severity) Priority {
+	switch s {
+	case alarm.Critical:
+		return P1
+	case alarm.Major:
+		return P2
+	case alarm.Minor:
+		return P3
+	}
+	return P4
+}
+
+// openOrJoin adds devices to their site's open order, or opens one.
+// By hand (manual), the devices count as unhealthy whatever telemetry says.
+func (m *Manager) openOrJoin(devs []fleet.Device, alarmID, title string, p Priority, who, note string, detected, now time.Time, manual bool) *entry {
+	add := func(o *Order, d fleet.Device) {
+		dev := newDevice(d, alarmID, now)
+		if manual {
+			dev.Healthy, dev.Reason = false, "reported by hand"
+		}
+		o.Devices = append(o.Devices, dev)
+		m.byDev[d.ID] = o.ID
+	}
+	site := devs[0].Site
+	if oid, ok := m.bySite[site]; ok {
+		e := m.orders[oid]
+		o := &e.order
+		var joined []string
+		for _, d := range devs {
+			if dev := o.device(d.ID); dev == nil {
+				add(o, d)
+				joined = append(joined, d.ID)
+			} else if manual {
+				dev.Healthy, dev.Reason = false, "reported by hand"
+			}
+		}
+		if alarmID != "" && !slices.Contains(o.Alarms, alarmID) {
+			o.Alarms = append(o.Alarms, alarmID)
+		}
+		if p < o.Priority { // more urgent: the deadlines tighten
+			o.Priority = p
+			m.setDeadlines(o)
+		}
+		o.HealthyAt = time.Time{}
+		if len(joined) > 0 || note != "" {
+			m.record(e, Transition{At: now, Who: who, Action: ActJoin, From: o.State, To: o.State,
+				Note: joinNote(joined, title, note)}, EventUpdate)
+		}
+		return e
+	}
+	m.next++
+	o := Order{ID: "WO-" + strconv.FormatUint(m.next, 10), Site: site, SiteName: devs[0].SiteName, District: devs[0].District,
+		Title: title, Priority: p, State: Open, OpenedBy: who, DetectedAt: detected, OpenedAt: now, Manual: manual}
+	for _, d := range devs {
+		add(&o, d)
+		if d.Since.Before(o.DetectedAt) && !d.Since.IsZero() {
+			o.DetectedAt = d.Since
+		}
+	}
+	if alarmID != "" {
+		o.Alarms = []string{alarmID}
+	}
+	m.setDeadlines(&o)
+	e := &entry{order: o}
+	m.orders[o.ID] = e
+	m.bySite[site] = o.ID
+	m.record(e, Transition{At: now, Who: who, Action: ActOpen, To: Open, Note: joinNote(ids(devs), title, note)}, EventOpen)
+	return e
+}
+
+func joinNote(devices []string, title, note string) string {
+	s := title
+	if len(devices) > 0 {
+		s += fmt.Sprintf(" (%d: %s)", len(devices), joinMax(devices, 8))
+	}
+	if note != "" {
+		s += "; " + note
+	}
+	return s
+}
+
+func joinMax(list []string, n int) string {
+	if len(list) <= n {
+		return fmt.Sprint(list)
+	}
+	return fmt.Sprintf("%v and %d more", list[:n], len(list)-n)
+}
+
+func ids(devs []fleet.Device) []string {
+	out := make([]string, len(devs))
+	for i, d := range devs {
+		out[i] = d.ID
+	}
+	return out
+}
+
+func newDevice(d fleet.Device, alarmID string, now time.Time) Device {
+	return Device{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Status: string(d.Status), Reason: string(d.Reason),
+		Healthy: healthy(d.Status), Since: d.Since, Alarm: alarmID, JoinedAt: now}
+}
+
+// setDeadlines sets the order's deadlines from its priority, detection
+// and the time it has spent on hold.
+func (m *Manager) setDeadlines(o *Order) {
+	s := m.opts.SLA[o.Priority]
+	o.RespondBy = o.DetectedAt.Add(s.Respond + o.Paused)
+	o.FixBy = o.DetectedAt.Add(s.Fix + o.Paused)
+}
+
+// close ends an order whose devices have been healthy for the hold.
+func (m *Manager) close(e *entry, now time.Time) {
+	o := &e.order
+	from := o.State
+	endHold(o, now)
+	o.Resolution = "recovered"
+	note := fmt.Sprintf("every device healthy for %s; no fix was recorded", m.opts.Hold)
+	if from == Fixed {
+		o.Resolution = "verified"
+		note = fmt.Sprintf("verified: every device healthy for %s after the fix", m.opts.Hold)
+	}
+	o.State, o.ClosedAt = Closed, now
+	delete(m.bySite, o.Site)
+	m.record(e, Transition{At: now, Who: System, Action: ActVerify, From: from, To: Closed, Note: note}, EventClose)
+}
+
+func (m *Manager) breach(e *entry, which string, due, now time.Time) {
+	o := &e.order
+	o.Breached = append(o.Breached, which)
+	m.record(e, Transition{At: now, Who: System, Action: ActBreach, From: o.State, To: o.State,
+		Note: fmt.Sprintf("%s deadline %s passed (P%d)", which, due.UTC().Format(time.RFC3339), o.Priority)}, EventBreach)
+}
+
+// record appends a transition, stores the order and queues its event.
+// Called with the lock held.
+func (m *Manager) record(e *entry, tr Transition, kind EventKind) {
+	e.order.Updated = tr.At
+	e.trail = append(e.trail, tr)
+	if err := m.deps.Store.Save(e.order, []Transition{tr}); err != nil {
+		// The order stays right in memory; a restart would lose this
+		// change, which the log and the health check say.
+		m.log.Error("work order not stored", "order", e.order.ID, "action", tr.Action, "err", err)
+	}
+	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order), Transition: tr})
+}
+
+// save stores a change that needs no transition of its own.
+func (m *Manager) save(e *entry, kind EventKind) {
+	if err := m.deps.Store.Save(e.order, nil); err != nil {
+		m.log.Error("work order not stored", "order", e.order.ID, "err", err)
+	}
+	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order)})
+}
+
+// flush delivers the queued events in order, without the main lock.
+func (m *Manager) flush() {
+	m.emit.Lock()
+	defer m.emit.Unlock()
+	m.mu.Lock()
+	evs := m.events
+	m.events = nil
+	m.mu.Unlock()
+	if m.deps.OnEvent == nil {
+		return
+	}
+	for _, ev := range evs {
+		m.deps.OnEvent(ev)
+	}
+}
+
+func clone(o Order) Order {
+	o.Devices = slices.Clone(o.Devices)
+	o.Alarms = slices.Clone(o.Alarms)
+	o.Breached = slices.Clone(o.Breached)
+	return o
+}
+
+// Act applies a person's action to order id.
+func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
+	if req.Who == "" {
+		return Order{}, fmt.Errorf("%w: nobody acts unidentified", ErrBadRequest)
+	}
+	m.mu.Lock()
+	e, ok := m.orders[id]
+	if !ok {
+		m.mu.Unlock()
+		return Order{}, ErrNotFound
+	}
+	now := m.opts.Now()
+	before := e.order
+	tr, err := apply(&e.order, act, req, now)
+	if err != nil {
+		m.mu.Unlock()
+		return Order{}, err
+	}
+	o := &e.order
+	kind := EventUpdate
+	switch {
+	case o.State == Cancelled:
+		delete(m.bySite, o.Site)
+		kind = EventClose
+	case act == ActFix && o.Manual:
+		// What a person reported, telemetry now verifies: the devices as
+		// they are.
+		for i := range o.Devices {
+			if d, ok := m.deps.Fleet.Device(o.Devices[i].ID); ok {
+				o.Devices[i].Status, o.Devices[i].Healthy = string(d.Status), healthy(d.Status)
+			}
+		}
+		if o.Healthy() {
+			o.HealthyAt = now
+		}
+	case act == ActReopen:
+		if other, busy := m.bySite[o.Site]; busy && other != o.ID {
+			e.order = before
+			m.mu.Unlock()
+			return Order{}, fmt.Errorf("%w: the site has open order %s; add to it instead", ErrNotAllowed, other)
+		}
+		m.bySite[o.Site] = o.ID
+		m.setDeadlines(o)
+		o.Breached = nil
+		if o.Healthy() {
+			o.HealthyAt = now
+		}
+	}
+	m.record(e, tr, kind)
+	out := clone(*o)
+	m.mu.Unlock()
+	m.flush()
+	return out, nil
+}
+
+// OpenByHand opens an order for faults telemetry cannot see (a camera
+// knocked askew, a dirty lens) on devices of one site, or adds them to the
+// site's open order.
+func (m *Manager) OpenByHand(who string, devices []string, title string, p Priority) (Order, error) {
+	if who == "" || len(devices) == 0 || title == "" || (p != 0 && !p.Valid()) {
+		return Order{}, fmt.Errorf("%w: an order by hand needs who, devices (of one site), a title and a priority 1–4", ErrBadRequest)
+	}
+	var devs []fleet.Device
+	for _, id := range devices {
+		d, ok := m.deps.Fleet.Device(id)
+		if !ok {
+			return Order{}, fmt.Errorf("%w: no device %q", ErrBadRequest, id)
+		}
+		if len(devs) > 0 && d.Site != devs[0].Site {
+			return Order{}, fmt.Errorf("%w: %s is at site %s, not %s: one order per site", ErrBadRequest, id, d.Site, devs[0].Site)
+		}
+		devs = append(devs, d)
+	}
+	now := m.opts.Now()
+	m.mu.Lock()
+	e := m.openOrJoin(devs, "", title, cmp.Or(p, P3), who, "opened by hand", now, now, true)
+	out := clone(e.order)
+	m.mu.Unlock()
+	m.flush()
+	return out, nil
+}
+
+// Order returns one order and its trail.
+func (m *Manager) Order(id string) (Order, []Transition, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.orders[id]
+	if !ok {
+		return Order{}, nil, false
+	}
+	return clone(e.order), slices.Clone(e.trail), true
+}
+
+// Filter selects orders; zero fields match everything. Without States,
+// orders closed or cancelled are left out.
+type Filter struct {
+	States   []State
+	District string
+	Site     string
+	Crew     string
+	Assignee string
+	Device   string
+	Keep     func(district, site string) bool // the caller's scope
+}
+
+func (f *Filter) match(o *Order) bool {
+	if len(f.States) == 0 {
+		if o.State.Terminal() {
+			return false
+		}
+	} else if !slices.Contains(f.States, o.State) {
+		return false
+	}
+	return (f.District == "" || f.District == o.District) && (f.Site == "" || f.Site == o.Site) &&
+		(f.Crew == "" || f.Crew == o.Crew) && (f.Assignee == "" || f.Assignee == o.Assignee) &&
+		(f.Device == "" || o.device(f.Device) != nil) && (f.Keep == nil || f.Keep(o.District, o.Site))
+}
+
+// Orders returns the orders f selects, most urgent first: priority, then
+// the fix deadline.
+func (m *Manager) Orders(f Filter) []Order {
+	m.mu.Lock()
+	var out []Order
+	for _, e := range m.orders {
+		if f.match(&e.order) {
+			out = append(out, clone(e.order))
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b Order) int {
+		return cmp.Or(cmp.Compare(a.Priority, b.Priority), a.FixBy.Compare(b.FixBy), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
