@@ -84,6 +84,17 @@ func TestWorkOrderLoop(t *testing.T) {
 	if d.Order.State != workorder.Fixed {
 		t.Fatalf("fixed while the camera is down became %s", d.Order.State)
 	}
+	// Re-probe now: the agent's fresh answer, in seconds, into the trail.
+	var pr struct {
+		Results []workorder.ProbeResult `json:"results"`
+		orderDetail
+	}
+	probeAt := time.Now()
+	crew.postJSON(t, "api/workorders/"+o.ID+"/probe", `{}`, &pr)
+	if len(pr.Results) != 1 || !pr.Results[0].Fresh || pr.Results[0].Status != "offline" || pr.Results[0].Probed.Before(probeAt.Add(-time.Second)) ||
+		pr.History[len(pr.History)-1].Action != workorder.ActProbe {
+		t.Fatalf("re-probe: %+v, last of the trail %+v", pr.Results, pr.History[len(pr.History)-1])
+	}
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultRecover}); err != nil {
 		t.Fatal(err)
@@ -154,7 +165,7 @@ func TestWorkOrderLoop(t *testing.T) {
 			acts = append(acts, r.Action)
 		}
 	}
-	if !slices.Contains(acts, "workorder.start") || !slices.Contains(acts, "workorder.fix") {
+	if !slices.Contains(acts, "workorder.start") || !slices.Contains(acts, "workorder.fix") || !slices.Contains(acts, "workorder.probe") {
 		t.Errorf("the audit trail of %s: %+v", o.ID, trail.Records)
 	}
 }

@@ -264,8 +264,16 @@ func (a *App) openWork(windows maintenance.Windows) error {
 		return err
 	}
 	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows},
-		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, OnEvent: a.onWorkOrder})
+		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, OnEvent: a.onWorkOrder})
 	return err
+}
+
+// ingestProber sends commands through the hub's ingest as it is when
+// asked: Run replaces it when the broker's address is only known then.
+type ingestProber struct{ a *App }
+
+func (p ingestProber) SendCommand(agent string, cmd wire.Command) error {
+	return p.a.ingest.SendCommand(agent, cmd)
 }
 
 // onWorkOrder sends a work-order event to the consoles; a breach is also

@@ -38,6 +38,7 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.get)},
 		auth.Route{Method: http.MethodPost, Path: "/api/workorders", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.create)},
 	)
+	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)})
 	for _, act := range PersonActions {
 		perm := auth.WorkManage
 		if act == ActAssign || act == ActCancel {
@@ -171,6 +172,33 @@ func (s *server) action(act Action) http.HandlerFunc {
 		o, trail, _ := s.m.Order(id)
 		auth.WriteJSON(w, http.StatusOK, Detail{Order: o, History: trail})
 	}
+}
+
+// ProbeReply is the answer of POST /api/workorders/{id}/probe.
+type ProbeReply struct {
+	Results []ProbeResult `json:"results"`
+	Detail
+}
+
+func (s *server) probe(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	id := r.PathValue("id")
+	if _, _, ok := s.visible(r, id); !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+		return
+	}
+	res, err := s.m.Probe(r.Context(), id, p.Name)
+	s.record(r, p, "workorder.probe", "workorder/"+id, "", err)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Warn("re-probe failed", "order", id, "err", err)
+		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	if s.fail(w, err) {
+		return
+	}
+	o, trail, _ := s.m.Order(id)
+	auth.WriteJSON(w, http.StatusOK, ProbeReply{Results: res, Detail: Detail{Order: o, History: trail}})
 }
 
 // createBody is POST /api/workorders: an order by hand.

@@ -81,6 +81,8 @@ type Deps struct {
 	Log   *slog.Logger
 	Fleet Fleet
 	Store Store
+	// Prober sends the probe command; nil: no re-probe.
+	Prober Prober
 	// OnEvent receives every change after it is stored, in order, called
 	// without the Manager's lock.
 	OnEvent func(Event)

@@ -66,6 +66,7 @@ const (
 	ActBreach  Action = "breach"  // a deadline passed
 	ActHealthy Action = "healthy" // a device became healthy
 	ActFault   Action = "fault"   // a device became unhealthy again
+	ActProbe   Action = "probe"   // a person had the devices probed now; the note has the results
 )
 
 // PersonActions are the actions of POST /api/workorders/{id}/{action}.
