@@ -259,12 +259,16 @@ func (a *App) openWork(windows maintenance.Windows) error {
 		}
 		sla[workorder.Priority(n)] = workorder.SLA{Respond: s.Respond, Fix: s.Fix}
 	}
+	var crews []workorder.Crew
+	for _, c := range w.Crews {
+		crews = append(crews, workorder.Crew{Name: c.Name, Members: c.Members, Districts: c.Districts})
+	}
 	var err error
 	if a.workDB, err = workorder.OpenSQLite(filepath.Join(a.cfg.DataDir, "workorders.db")); err != nil {
 		return err
 	}
-	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows},
-		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, OnEvent: a.onWorkOrder})
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews},
+		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder})
 	return err
 }
 

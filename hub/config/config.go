@@ -99,6 +99,16 @@ type WorkOrders struct {
 	// SLA per priority (p1 … p4): response and fix deadlines from
 	// detection. Left out: P1 30m/4h, P2 1h/8h, P3 4h/24h, P4 8h/72h.
 	SLA map[string]SLA `yaml:"sla"`
+	// Crews are named groups of maintainer accounts with the districts
+	// they cover; orders are given to a crew or a person.
+	Crews []Crew `yaml:"crews"`
+}
+
+// Crew is one maintenance crew.
+type Crew struct {
+	Name      string   `yaml:"name"`
+	Members   []string `yaml:"members"`
+	Districts []string `yaml:"districts"`
 }
 
 // SLA is one priority's deadlines.

@@ -203,3 +203,26 @@ func TestGridWaitsForFirstCamera(t *testing.T) {
 		t.Fatalf("first camera laid %d cells", len(got))
 	}
 }
+
+// What a camera's outage costs: the cells only it saw, in hectares; a
+// camera whose cells another working camera sees costs nothing.
+func TestLostBy(t *testing.T) {
+	e := newEnv(camAt("n", "East", 0, 0, 0, 90, 100), camAt("twin", "East", 0, 0, 0, 90, 100))
+	m := newModel(t, twoDistricts(t), e)
+	if ha, w := m.LostBy([]string{"n"}); ha != 0 || w != 0 {
+		t.Errorf("both working: %v ha", ha)
+	}
+	off := e.fleet.devices[0]
+	off.Status = wire.StatusOffline
+	m.Apply(fleet.Change{Kind: fleet.ChangeInventory, Affected: []fleet.Device{off}})
+	if ha, _ := m.LostBy([]string{"n"}); ha != 0 {
+		t.Errorf("its twin still sees its cells: %v ha", ha)
+	}
+	off2 := e.fleet.devices[1]
+	off2.Status = wire.StatusOffline
+	m.Apply(fleet.Change{Kind: fleet.ChangeInventory, Affected: []fleet.Device{off2}})
+	// 16 cells of 1/16 ha; 6 of them the school's, weight 3.
+	if ha, w := m.LostBy([]string{"n", "twin", "unknown"}); ha != 1 || w != 1+6*2.0/16 {
+		t.Errorf("both down: %v ha, %v weighted; want 1 and %v", ha, w, 1+6*2.0/16)
+	}
+}

@@ -135,3 +135,28 @@ func (m *Model) knows(name string) bool {
 	_, ok := m.atlas.names.index[name]
 	return ok
 }
+
+// LostBy is the area no working camera sees now that one of cameras is
+// designed to see, in hectares, plain and weighted by the areas of
+// interest: what their outage costs the city, for ranking work.
+func (m *Model) LostBy(cameras []string) (ha, weightedHa float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[int32]bool{}
+	var cells, weight int64
+	for _, id := range cameras {
+		k, ok := m.byID[id]
+		if !ok {
+			continue
+		}
+		for _, ci := range m.cams[k].cells {
+			if c := &m.cells[ci]; c.working == 0 && !seen[ci] {
+				seen[ci] = true
+				cells++
+				weight += int64(c.weight)
+			}
+		}
+	}
+	cellHa := m.cfg.CellSize * m.cfg.CellSize / 10_000
+	return float64(cells) * cellHa, float64(weight) / unitWeight * cellHa
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/citywatch/citywatch/hub/audit"
@@ -37,6 +38,7 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.list)},
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.get)},
 		auth.Route{Method: http.MethodPost, Path: "/api/workorders", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.create)},
+		auth.Route{Method: http.MethodGet, Path: "/api/crews", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.crews)},
 	)
 	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)})
 	for _, act := range PersonActions {
@@ -57,8 +59,8 @@ type server struct {
 
 // List is the answer of GET /api/workorders.
 type List struct {
-	Orders []Order `json:"orders"`
-	Total  int     `json:"total"`
+	Orders []Ranked `json:"orders"`
+	Total  int      `json:"total"`
 }
 
 // Detail is the answer of GET /api/workorders/{id} and of actions.
@@ -69,7 +71,7 @@ type Detail struct {
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	p := auth.From(r.Context())
-	q := param.Parse(r.URL.RawQuery, "state", "district", "site", "crew", "assignee", "device", "limit", "offset")
+	q := param.Parse(r.URL.RawQuery, "state", "district", "site", "crew", "assignee", "device", "mine", "sort", "limit", "offset")
 	f := Filter{District: q.String("district", ""), Site: q.String("site", ""), Crew: q.String("crew", ""),
 		Assignee: q.String("assignee", ""), Device: q.String("device", ""), Keep: p.Sees}
 	if st := q.String("state", ""); st != "" {
@@ -84,27 +86,41 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 			f.States = append(f.States, State(x))
 		}
 	}
+	if q.OneOf("mine", "false", "true", "false") == "true" {
+		f.Mine = p.Name
+	}
+	sortBy := q.OneOf("sort", "rank", "rank", "priority")
 	limit, offset := q.Int("limit", 100, 1, maxList), q.Int("offset", 0, 0, 1<<30)
 	if err := q.Err(); err != nil {
 		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	all := s.m.Orders(f)
-	out := List{Orders: []Order{}, Total: len(all)}
+	all := s.m.RankedOrders(f)
+	if sortBy == "priority" {
+		slices.SortFunc(all, func(a, b Ranked) int { return byPriority(&a.Order, &b.Order) })
+	}
+	out := List{Orders: []Ranked{}, Total: len(all)}
 	if offset < len(all) {
 		out.Orders = all[offset:min(len(all), offset+limit)]
 	}
 	auth.WriteJSON(w, http.StatusOK, out)
 }
 
-func isState(s string) bool {
-	for _, x := range States {
-		if string(x) == s {
-			return true
-		}
+func (s *server) crews(w http.ResponseWriter, r *http.Request) {
+	if q := param.Parse(r.URL.RawQuery); q.Err() != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", q.Err().Error())
+		return
 	}
-	return false
+	crews := s.m.Crews()
+	if crews == nil {
+		crews = []Crew{}
+	}
+	auth.WriteJSON(w, http.StatusOK, struct {
+		Crews []Crew `json:"crews"`
+	}{crews})
 }
+
+func isState(s string) bool { return slices.Contains(States, State(s)) }
 
 // visible finds an order the caller may see.
 func (s *server) visible(r *http.Request, id string) (Order, []Transition, bool) {

@@ -40,7 +40,9 @@ type Options struct {
 	SLA map[Priority]SLA
 	// Maintenance: faults inside a window open nothing.
 	Maintenance maintenance.Windows
-	Now         func() time.Time
+	// Crews are the named groups orders are given to.
+	Crews []Crew
+	Now   func() time.Time
 }
 
 // Fleet is where the Manager reads devices (hub/fleet's Registry).
@@ -83,6 +85,9 @@ type Deps struct {
 	Store Store
 	// Prober sends the probe command; nil: no re-probe.
 	Prober Prober
+	// Coverage, when the hub has the map, prices an order in coverage
+	// lost for "fix first"; nil: in devices blind.
+	Coverage Coverage
 	// OnEvent receives every change after it is stored, in order, called
 	// without the Manager's lock.
 	OnEvent func(Event)
@@ -141,6 +146,13 @@ func New(opts Options, deps Deps) (*Manager, error) {
 		sla[p] = s
 	}
 	opts.SLA = sla
+	names := map[string]bool{}
+	for i, c := range opts.Crews {
+		if c.Name == "" || names[c.Name] || len(c.Members) == 0 {
+			errs = append(errs, fmt.Errorf("workorder: crew %d: a unique name and at least one member are required", i))
+		}
+		names[c.Name] = true
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -544,6 +556,10 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 		m.mu.Unlock()
 		return Order{}, ErrNotFound
 	}
+	if req.Crew != "" && m.crew(req.Crew) == nil {
+		m.mu.Unlock()
+		return Order{}, fmt.Errorf("%w: no crew %q", ErrBadRequest, req.Crew)
+	}
 	now := m.opts.Now()
 	before := e.order
 	tr, err := apply(&e.order, act, req, now)
@@ -636,9 +652,16 @@ type Filter struct {
 	Assignee string
 	Device   string
 	Keep     func(district, site string) bool // the caller's scope
+	// Mine, an account name, keeps the orders of that person: assigned to
+	// them, to one of their crews, or nobody's yet in a district one of
+	// their crews covers.
+	Mine string
 }
 
-func (f *Filter) match(o *Order) bool {
+func (f *Filter) match(o *Order, crews []Crew) bool {
+	if f.Mine != "" && !mine(o, f.Mine, crews) {
+		return false
+	}
 	if len(f.States) == 0 {
 		if o.State.Terminal() {
 			return false
@@ -651,19 +674,56 @@ func (f *Filter) match(o *Order) bool {
 		(f.Device == "" || o.device(f.Device) != nil) && (f.Keep == nil || f.Keep(o.District, o.Site))
 }
 
+// Crew is a named group of maintainer accounts covering districts.
+type Crew struct {
+	Name      string   `json:"name"`
+	Members   []string `json:"members"`
+	Districts []string `json:"districts"`
+}
+
+func (m *Manager) crew(name string) *Crew {
+	for i := range m.opts.Crews {
+		if m.opts.Crews[i].Name == name {
+			return &m.opts.Crews[i]
+		}
+	}
+	return nil
+}
+
+// Crews lists the crews.
+func (m *Manager) Crews() []Crew { return slices.Clone(m.opts.Crews) }
+
+func mine(o *Order, who string, crews []Crew) bool {
+	if o.Assignee == who {
+		return true
+	}
+	for _, c := range crews {
+		if !slices.Contains(c.Members, who) {
+			continue
+		}
+		if o.Crew == c.Name || (o.Crew == "" && o.Assignee == "" && slices.Contains(c.Districts, o.District)) {
+			return true
+		}
+	}
+	return false
+}
+
 // Orders returns the orders f selects, most urgent first: priority, then
 // the fix deadline.
 func (m *Manager) Orders(f Filter) []Order {
 	m.mu.Lock()
 	var out []Order
 	for _, e := range m.orders {
-		if f.match(&e.order) {
+		if f.match(&e.order, m.opts.Crews) {
 			out = append(out, clone(e.order))
 		}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(out, func(a, b Order) int {
-		return cmp.Or(cmp.Compare(a.Priority, b.Priority), a.FixBy.Compare(b.FixBy), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(out, func(a, b Order) int { return byPriority(&a, &b) })
 	return out
+}
+
+// byPriority orders by priority, then the fix deadline, then id.
+func byPriority(a, b *Order) int {
+	return cmp.Or(cmp.Compare(a.Priority, b.Priority), a.FixBy.Compare(b.FixBy), cmp.Compare(a.ID, b.ID))
 }

@@ -1,10 +1,12 @@
 package workorder
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +65,8 @@ type rig struct {
 	m      *Manager
 	events []Event
 	opts   Options
+	// coverage prices orders when set before open.
+	coverage Coverage
 }
 
 func newRig(t *testing.T, opts Options) *rig {
@@ -86,7 +90,10 @@ func (r *rig) open() {
 	r.t.Cleanup(func() { st.Close() })
 	opts := r.opts
 	opts.Now = func() time.Time { return r.now }
-	r.m, err = New(opts, Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Fleet: r.fleet, Store: st,
+	if opts.Crews == nil {
+		opts.Crews = []Crew{{Name: "north", Members: []string{"wang", "zhao"}, Districts: []string{"North"}}}
+	}
+	r.m, err = New(opts, Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Fleet: r.fleet, Store: st, Coverage: r.coverage,
 		OnEvent: func(ev Event) { r.events = append(r.events, ev) }})
 	if err != nil {
 		r.t.Fatal(err)
@@ -369,5 +376,77 @@ func TestRestartKeepsOrders(t *testing.T) {
 	o, err := r.m.OpenByHand("chen", []string{"cam-9"}, "tilted", P2)
 	if err != nil || o.ID == id || o.ID == "WO-1" {
 		t.Errorf("numbering after a restart: %v %s", err, o.ID)
+	}
+}
+
+// fakeCoverage prices each camera's outage.
+type fakeCoverage map[string]float64
+
+func (f fakeCoverage) LostBy(cams []string) (ha, weighted float64) {
+	for _, c := range cams {
+		ha += f[c]
+		weighted += 2 * f[c]
+	}
+	return ha, weighted
+}
+
+// Fix first: without the map, the order with more devices blind comes
+// first; with it, the one whose camera costs more coverage does, and
+// every order says why.
+func TestFixFirst(t *testing.T) {
+	setup := func(cov Coverage) *rig {
+		r := newRig(t, Options{})
+		r.coverage = cov
+		r.open()
+		for _, id := range []string{"cam-1", "cam-2"} {
+			r.status(id, wire.StatusOffline, wire.ReasonRefused)
+			r.raise(alarm.SourceDeviceOffline, id, "S1", alarm.Minor)
+		}
+		r.status("cam-9", wire.StatusOffline, wire.ReasonRefused)
+		r.raise(alarm.SourceDeviceOffline, "cam-9", "S2", alarm.Minor)
+		r.at(10 * time.Minute)
+		return r
+	}
+	r := setup(nil)
+	got := r.m.RankedOrders(Filter{})
+	if len(got) != 2 || got[0].Site != "S1" || got[0].Rank.BlindCameras != 2 || got[0].Rank.Score <= got[1].Rank.Score {
+		t.Fatalf("without coverage: %+v", got)
+	}
+	r = setup(fakeCoverage{"cam-1": 0.1, "cam-2": 0.1, "cam-9": 2})
+	got = r.m.RankedOrders(Filter{})
+	if got[0].Site != "S2" || got[0].Rank.CoverageLostHa != 2 || got[0].Rank.WeightedHa != 4 ||
+		!strings.Contains(got[0].Rank.Why, "2.00 ha of coverage lost") || !strings.Contains(got[0].Rank.Why, "to the fix deadline") {
+		t.Fatalf("with coverage: %+v", got[0].Rank)
+	}
+	// Past the deadline the score rises and the reason says so.
+	before := got[1].Rank.Score
+	r.at(30 * time.Hour)
+	got = r.m.RankedOrders(Filter{})
+	if s1 := got[slices.IndexFunc(got, func(x Ranked) bool { return x.Site == "S1" })]; s1.Rank.Score <= before || !strings.Contains(s1.Rank.Why, "deadline passed") {
+		t.Errorf("after the deadline: %+v (was %v)", s1.Rank, before)
+	}
+}
+
+// "My orders": assigned to me, to my crew, or nobody's yet in my crew's
+// districts; not someone else's.
+func TestMine(t *testing.T) {
+	r := newRig(t, Options{})
+	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
+	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Minor)
+	r.status("cam-9", wire.StatusOffline, wire.ReasonRefused)
+	r.raise(alarm.SourceDeviceOffline, "cam-9", "S2", alarm.Minor)
+	r.at(10 * time.Minute)
+	if got := r.m.Orders(Filter{Mine: "wang"}); len(got) != 1 || got[0].Site != "S1" {
+		t.Fatalf("wang's before dispatch: %+v", got)
+	}
+	s2 := r.m.Orders(Filter{Site: "S2"})[0].ID
+	r.act(s2, ActAssign, Request{Who: "chen", To: "wang"})
+	s1 := r.m.Orders(Filter{Site: "S1"})[0].ID
+	r.act(s1, ActAssign, Request{Who: "chen", To: "li"})
+	if got := r.m.Orders(Filter{Mine: "wang"}); len(got) != 1 || got[0].ID != s2 {
+		t.Errorf("wang's after dispatch: %+v", got)
+	}
+	if _, err := r.m.Act(s1, ActAssign, Request{Who: "chen", Crew: "south"}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("assign to a crew that does not exist: %v", err)
 	}
 }
