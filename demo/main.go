@@ -83,6 +83,15 @@ func main() {
 	work := plannedWork(plan, now)
 	cfg.Alarms.Maintenance = append(cfg.Alarms.Maintenance, work)
 	week := simulatedWeek(plan, now, *seed, work)
+	// The whole loop in a minute: an order 30 s after a fault, closed 30 s
+	// after the devices are healthy again. One crew covers the city, with
+	// the demo's maintainer in it.
+	cfg.WorkOrders.Grace, cfg.WorkOrders.Hold = 30*time.Second, 30*time.Second
+	var districts []string
+	for _, d := range plan.Districts {
+		districts = append(districts, d.Name)
+	}
+	cfg.WorkOrders.Crews = []config.Crew{{Name: "Crew 1", Members: []string{"maintainer"}, Districts: districts}}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
