@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/export"
 	"github.com/citywatch/citywatch/hub/param"
 )
 
@@ -39,6 +42,7 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.get)},
 		auth.Route{Method: http.MethodPost, Path: "/api/workorders", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.create)},
 		auth.Route{Method: http.MethodGet, Path: "/api/crews", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.crews)},
+		auth.Route{Method: http.MethodGet, Path: "/api/reports/maintenance", Perm: auth.ReportRead, Handler: http.HandlerFunc(s.figures)},
 	)
 	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)})
 	for _, act := range PersonActions {
@@ -118,6 +122,49 @@ func (s *server) crews(w http.ResponseWriter, r *http.Request) {
 	auth.WriteJSON(w, http.StatusOK, struct {
 		Crews []Crew `json:"crews"`
 	}{crews})
+}
+
+// figures answers GET /api/reports/maintenance?from=&to=&group=&format=.
+func (s *server) figures(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	q := param.Parse(r.URL.RawQuery, "from", "to", "group", "format")
+	to := q.Time("to", s.m.opts.Now())
+	from := q.Time("from", to.Add(-30*24*time.Hour))
+	group := q.OneOf("group", "crew", FigureGroups...)
+	format := q.OneOf("format", "json", "json", "csv")
+	if err := q.Err(); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if format == "csv" && !p.Can(auth.ReportExport) {
+		auth.WriteError(w, http.StatusForbidden, "forbidden", "a download needs the report.export permission")
+		return
+	}
+	f, err := s.m.Figures(FigureQuery{From: from, To: to, Group: group, Keep: p.Sees})
+	if err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if format == "json" {
+		auth.WriteJSON(w, http.StatusOK, f)
+		return
+	}
+	t := export.Table{Header: []string{"key", "opened", "closed", "mtta_s", "mttr_s", "mtbf_h", "failures", "devices",
+		"first_time_fix", "repeat_rate", "respond_met", "fix_met", "backlog", "backlog_max_age_h"}}
+	for _, row := range append(f.Rows, f.Total) {
+		t.Rows = append(t.Rows, []string{row.Key, strconv.Itoa(row.Opened), strconv.Itoa(row.Closed), num(row.MTTAS), num(row.MTTRS),
+			num(row.MTBFH), strconv.Itoa(row.Failures), strconv.Itoa(row.Devices), num(row.FirstTimeFix), num(row.RepeatRate),
+			num(row.RespondMet), num(row.FixMet), strconv.Itoa(row.Backlog), num(row.BacklogMaxAgeH)})
+	}
+	export.CSV(r.Context(), w, s.audit, fmt.Sprintf("repair figures %s to %s by %s", f.From.Format(time.RFC3339), f.To.Format(time.RFC3339), group),
+		"repair-figures", t)
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v, 'f', -1, 64)
 }
 
 func isState(s string) bool { return slices.Contains(States, State(s)) }

@@ -1,0 +1,114 @@
+package workorder
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/wire"
+)
+
+type auditLog struct {
+	mu      sync.Mutex
+	records []audit.Record
+}
+
+func (a *auditLog) Append(_ context.Context, r audit.Record) (audit.Record, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records = append(a.records, r)
+	return r, nil
+}
+
+// serve calls the routes as name with role's permissions within scope.
+func serve(t *testing.T, routes []auth.Route, method, target, body, name string, role auth.Role, scope auth.Scope) *httptest.ResponseRecorder {
+	t.Helper()
+	mux := http.NewServeMux()
+	p := &auth.Principal{Name: name, Role: role, Perms: auth.NewSet(role, nil), Scope: scope}
+	for _, rt := range routes {
+		mux.Handle(rt.Pattern(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !p.Can(rt.Perm) {
+				auth.WriteError(w, http.StatusForbidden, "forbidden", string(rt.Perm))
+				return
+			}
+			rt.Handler.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		}))
+	}
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, httptest.NewRequest(method, target, strings.NewReader(body)))
+	return w
+}
+
+// The routes: roles get what their permissions say, scope hides orders,
+// refusals are conflicts, every action is audited, and the figures
+// download parses.
+func TestRoutes(t *testing.T) {
+	r := newRig(t, Options{})
+	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
+	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
+	r.at(10 * time.Minute)
+	id := r.open1().ID
+	log := &auditLog{}
+	routes := r.m.Routes(log)
+	north := auth.Scope{Districts: []string{"North"}}
+
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/assign", `{"to":"wang"}`, "wang", auth.Maintainer, north); w.Code != http.StatusForbidden {
+		t.Errorf("a maintainer dispatching: %d", w.Code)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/assign", `{"to":"wang","crew":"north"}`, "chen", auth.Supervisor, north); w.Code != 200 {
+		t.Fatalf("a supervisor dispatching: %d %s", w.Code, w.Body)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/hold", `{}`, "wang", auth.Maintainer, north); w.Code != http.StatusBadRequest {
+		t.Errorf("hold without a reason: %d", w.Code)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/resume", `{}`, "wang", auth.Maintainer, north); w.Code != http.StatusConflict {
+		t.Errorf("resume what is not on hold: %d", w.Code)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/start", `{"notes":"x"}`, "wang", auth.Maintainer, north); w.Code != http.StatusBadRequest {
+		t.Errorf("an unknown field: %d", w.Code)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/start", ``, "wang", auth.Maintainer, auth.Scope{Districts: []string{"South"}}); w.Code != http.StatusNotFound {
+		t.Errorf("out of scope: %d", w.Code)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+id+"/start", `{"note":"on my way"}`, "wang", auth.Maintainer, north); w.Code != 200 {
+		t.Fatalf("start: %d %s", w.Code, w.Body)
+	}
+	var l struct {
+		Orders []Ranked `json:"orders"`
+		Total  int      `json:"total"`
+	}
+	w := serve(t, routes, "GET", "/api/workorders?mine=true&state=in_progress", "", "wang", auth.Maintainer, north)
+	if err := json.Unmarshal(w.Body.Bytes(), &l); err != nil || l.Total != 1 || l.Orders[0].Rank.Why == "" {
+		t.Errorf("wang's list: %v %s", err, w.Body)
+	}
+	for _, bad := range []string{"?state=done", "?sort=age", "?mine=yes", "?limit=0", "?colour=red"} {
+		if w := serve(t, routes, "GET", "/api/workorders"+bad, "", "wang", auth.Maintainer, north); w.Code != http.StatusBadRequest {
+			t.Errorf("GET /api/workorders%s: %d", bad, w.Code)
+		}
+	}
+	var acts []string
+	for _, rec := range log.records {
+		acts = append(acts, rec.Actor+" "+rec.Action+" "+string(rec.Outcome))
+	}
+	if strings.Join(acts, ",") != "chen workorder.assign success,wang workorder.hold failure,wang workorder.resume failure,wang workorder.start success" {
+		t.Errorf("audit %q", acts)
+	}
+
+	if w := serve(t, routes, "GET", "/api/reports/maintenance?group=district&format=csv", "", "wang", auth.Maintainer, north); w.Code != http.StatusForbidden {
+		t.Errorf("figures for a maintainer: %d", w.Code)
+	}
+	w = serve(t, routes, "GET", "/api/reports/maintenance?group=district&format=csv&from=2026-12-01T00:00:00Z&to=2026-12-06T00:00:00Z", "", "ana", auth.Analyst, auth.Everything)
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(w.Body.String(), "\uFEFF"))).ReadAll()
+	if err != nil || len(rows) != 4 || rows[0][0] != "key" || rows[1][0] != "North" || rows[1][1] != "1" || rows[3][12] != "1" {
+		t.Errorf("figures CSV %d %q %v", w.Code, rows, err)
+	}
+}
