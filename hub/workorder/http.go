@@ -93,20 +93,14 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	if q.OneOf("mine", "false", "true", "false") == "true" {
 		f.Mine = p.Name
 	}
-	sortBy := q.OneOf("sort", "rank", "rank", "priority")
+	sortBy := q.OneOf("sort", SortRank, SortRank, SortPriority)
 	limit, offset := q.Int("limit", 100, 1, maxList), q.Int("offset", 0, 0, 1<<30)
 	if err := q.Err(); err != nil {
 		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	all := s.m.RankedOrders(f)
-	if sortBy == "priority" {
-		slices.SortFunc(all, func(a, b Ranked) int { return byPriority(&a.Order, &b.Order) })
-	}
-	out := List{Orders: []Ranked{}, Total: len(all)}
-	if offset < len(all) {
-		out.Orders = all[offset:min(len(all), offset+limit)]
-	}
+	page, total := s.m.Page(f, sortBy, offset, limit)
+	out := List{Orders: page, Total: total}
 	auth.WriteJSON(w, http.StatusOK, out)
 }
 

@@ -30,8 +30,7 @@ func (a *auditLog) Append(_ context.Context, r audit.Record) (audit.Record, erro
 }
 
 // serve calls the routes as name with role's permissions within scope.
-func serve(t *testing.T, routes []auth.Route, method, target, body, name string, role auth.Role, scope auth.Scope) *httptest.ResponseRecorder {
-	t.Helper()
+func serve(_ testing.TB, routes []auth.Route, method, target, body, name string, role auth.Role, scope auth.Scope) *httptest.ResponseRecorder {
 	mux := http.NewServeMux()
 	p := &auth.Principal{Name: name, Role: role, Perms: auth.NewSet(role, nil), Scope: scope}
 	for _, rt := range routes {

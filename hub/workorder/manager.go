@@ -467,7 +467,7 @@ func ids(devs []fleet.Device) []string {
 
 func newDevice(d fleet.Device, alarmID string, now time.Time) Device {
 	return Device{ID: d.ID, Name: d.Name, Kind: string(d.Kind), Status: string(d.Status), Reason: string(d.Reason),
-		Healthy: healthy(d.Status), Since: d.Since, Alarm: alarmID, JoinedAt: now}
+		Healthy: healthy(d.Status), Criticality: d.Criticality, Since: d.Since, Alarm: alarmID, JoinedAt: now}
 }
 
 // setDeadlines sets the order's deadlines from its priority, detection

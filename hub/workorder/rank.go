@@ -55,7 +55,7 @@ const (
 	ageFull  = 72 * time.Hour
 )
 
-// rank scores one order at now.
+// rank scores one order at now; why is left for the page shown.
 func (m *Manager) rank(o *Order, now time.Time) Rank {
 	var r Rank
 	var cams []string
@@ -69,17 +69,13 @@ func (m *Manager) rank(o *Order, now time.Time) Rank {
 		} else {
 			r.BlindSensors++
 		}
-		if fd, ok := m.deps.Fleet.Device(d.ID); ok {
-			r.Criticality = max(r.Criticality, fd.Criticality)
-		}
+		r.Criticality = max(r.Criticality, d.Criticality)
 	}
 	r.Criticality = min(max(r.Criticality, 1), 5)
 	var cost float64
-	var costWhy string
 	if m.deps.Coverage != nil {
 		r.CoverageLostHa, r.WeightedHa = m.deps.Coverage.LostBy(cams)
 		cost = r.WeightedHa / costFull
-		costWhy = fmt.Sprintf("%.2f ha of coverage lost (%.2f weighted)", r.CoverageLostHa, r.WeightedHa)
 	} else {
 		cost = (float64(r.BlindCameras) + float64(r.BlindSensors)/2) / (costFull * 2)
 	}
@@ -97,10 +93,17 @@ func (m *Manager) rank(o *Order, now time.Time) Rank {
 	r.AgeH = math.Round(age.Hours()*100) / 100
 	unit := func(v float64) float64 { return math.Max(0, math.Min(1, v)) }
 	r.Score = math.Round(100*(wCost*unit(cost)+wCriticality*float64(r.Criticality)/5+wDeadline*unit(deadline)+wAge*unit(age.Seconds()/ageFull.Seconds()))*10) / 10
+	return r
+}
+
+// explain says a rank in words.
+func (m *Manager) explain(r *Rank) {
 	parts := []string{fmt.Sprintf("%d cameras and %d sensors blind", r.BlindCameras, r.BlindSensors)}
-	if costWhy != "" {
-		parts = append(parts, costWhy)
+	if m.deps.Coverage != nil {
+		parts = append(parts, fmt.Sprintf("%.2f ha of coverage lost (%.2f weighted)", r.CoverageLostHa, r.WeightedHa))
 	}
+	age := time.Duration(r.AgeH * float64(time.Hour))
+	left := time.Duration(r.FixLeftMin * float64(time.Minute))
 	parts = append(parts, fmt.Sprintf("criticality %d", r.Criticality), fmt.Sprintf("detected %s ago", age.Round(time.Minute)))
 	if left < 0 {
 		parts = append(parts, fmt.Sprintf("fix deadline passed %s ago", (-left).Round(time.Minute)))
@@ -108,18 +111,50 @@ func (m *Manager) rank(o *Order, now time.Time) Rank {
 		parts = append(parts, fmt.Sprintf("%s to the fix deadline", left.Round(time.Minute)))
 	}
 	r.Why = strings.Join(parts, "; ")
-	return r
 }
 
-// RankedOrders returns the orders f selects with their ranks, highest
-// score first ("fix first").
-func (m *Manager) RankedOrders(f Filter) []Ranked {
-	orders := m.Orders(f)
+// Sorts of a page of orders.
+const (
+	SortRank     = "rank"     // fix first: highest score first
+	SortPriority = "priority" // priority, then the fix deadline
+)
+
+// Page returns orders f selects, sorted by, from offset, at most limit,
+// with their ranks, and how many f selects in all. Only the page is
+// copied and explained, so a page of a long list stays cheap.
+func (m *Manager) Page(f Filter, by string, offset, limit int) ([]Ranked, int) {
 	now := m.opts.Now()
-	out := make([]Ranked, len(orders))
-	for i := range orders {
-		out[i] = Ranked{Order: orders[i], Rank: m.rank(&orders[i], now)}
+	type item struct {
+		e *entry
+		r Rank
 	}
-	slices.SortStableFunc(out, func(a, b Ranked) int { return cmp.Compare(b.Rank.Score, a.Rank.Score) })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var items []item
+	for _, e := range m.orders {
+		if f.match(&e.order, m.opts.Crews) {
+			items = append(items, item{e, m.rank(&e.order, now)})
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if by == SortRank {
+			if c := cmp.Compare(b.r.Score, a.r.Score); c != 0 {
+				return c
+			}
+		}
+		return byPriority(&a.e.order, &b.e.order)
+	})
+	out := []Ranked{}
+	for i := offset; i < len(items) && len(out) < limit; i++ {
+		r := Ranked{Order: clone(items[i].e.order), Rank: items[i].r}
+		m.explain(&r.Rank)
+		out = append(out, r)
+	}
+	return out, len(items)
+}
+
+// RankedOrders returns every order f selects, fix first.
+func (m *Manager) RankedOrders(f Filter) []Ranked {
+	out, _ := m.Page(f, SortRank, 0, math.MaxInt)
 	return out
 }

@@ -88,15 +88,17 @@ type Transition struct {
 
 // Device is one device an order is about.
 type Device struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name,omitempty"`
-	Kind     string    `json:"kind"`
-	Status   string    `json:"status"`           // as telemetry last said
-	Reason   string    `json:"reason,omitempty"` // why it is not healthy: refused, auth_failed, no_stream…
-	Healthy  bool      `json:"healthy"`
-	Since    time.Time `json:"since"`           // when its status began
-	Alarm    string    `json:"alarm,omitempty"` // the alarm that brought it in, if any
-	JoinedAt time.Time `json:"joined_at"`
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Kind    string `json:"kind"`
+	Status  string `json:"status"`           // as telemetry last said
+	Reason  string `json:"reason,omitempty"` // why it is not healthy: refused, auth_failed, no_stream…
+	Healthy bool   `json:"healthy"`
+	// Criticality is the device's, 1–5, from the inventory when it joined.
+	Criticality int       `json:"criticality,omitempty"`
+	Since       time.Time `json:"since"`           // when its status began
+	Alarm       string    `json:"alarm,omitempty"` // the alarm that brought it in, if any
+	JoinedAt    time.Time `json:"joined_at"`
 }
 
 // Priority orders work: P1 is the most urgent. It comes from the alarm's
