@@ -280,10 +280,12 @@ func (p ingestProber) SendCommand(agent string, cmd wire.Command) error {
 	return p.a.ingest.SendCommand(agent, cmd)
 }
 
-// onWorkOrder sends a work-order event to the consoles; a breach is also
-// an alarm, so it reaches webhooks and the alarm desk.
+// onWorkOrder sends a work-order event to the consoles and to the webhooks
+// that asked for it; a breach is also an alarm, so it reaches the alarm
+// desk and the alarm webhooks.
 func (a *App) onWorkOrder(ev workorder.Event) {
 	a.console.PublishWorkOrder(ev)
+	a.notifier.NotifyWorkOrder(ev)
 	if ev.Kind != workorder.EventBreach {
 		return
 	}

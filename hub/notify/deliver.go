@@ -10,10 +10,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/workorder"
 )
 
 // PayloadVersion is the version of Payload; it changes only when a field
@@ -37,6 +39,43 @@ const maxRetryAfter = 5 * time.Minute
 // attempt and on every hook, so a receiver can discard duplicates.
 func IdempotencyKey(ev alarm.Event) string {
 	return ev.Alarm.ID + "/" + string(ev.Transition.Action) + "/" + ev.Transition.At.UTC().Format(time.RFC3339Nano)
+}
+
+// WorkOrderPayload is the JSON body of a work-order webhook request.
+type WorkOrderPayload struct {
+	Version    int                  `json:"version"`
+	Event      alarm.EventKind      `json:"event"` // workorder.open, workorder.close, workorder.breach
+	WorkOrder  workorder.Order      `json:"work_order"`
+	Transition workorder.Transition `json:"transition"`
+	SentAt     time.Time            `json:"sent_at"`
+}
+
+// item is one event waiting for a hook: an alarm's or a work order's.
+type item struct {
+	kind    alarm.EventKind
+	subject string // the alarm or order id, for logs
+	key     string // Idempotency-Key
+	encode  func(now time.Time) ([]byte, error)
+}
+
+func alarmItem(ev alarm.Event) item {
+	return item{kind: ev.Kind, subject: ev.Alarm.ID, key: IdempotencyKey(ev), encode: func(now time.Time) ([]byte, error) { return encode(ev, now) }}
+}
+
+// workOrderItem is the item of a work-order event a hook may ask for.
+func workOrderItem(ev workorder.Event) (item, bool) {
+	kind := alarm.EventKind("workorder." + string(ev.Kind))
+	if !slices.Contains([]alarm.EventKind{KindWorkOrderOpen, KindWorkOrderClose, KindWorkOrderBreach}, kind) {
+		return item{}, false
+	}
+	key := ev.Order.ID + "/" + string(ev.Transition.Action) + "/" + ev.Transition.At.UTC().Format(time.RFC3339Nano)
+	return item{kind: kind, subject: ev.Order.ID, key: key, encode: func(now time.Time) ([]byte, error) {
+		b, err := json.Marshal(WorkOrderPayload{Version: PayloadVersion, Event: kind, WorkOrder: ev.Order, Transition: ev.Transition, SentAt: now.UTC()})
+		if err != nil {
+			return nil, fmt.Errorf("notify: encode work order %s: %w", ev.Order.ID, err)
+		}
+		return b, nil
+	}}, true
 }
 
 // encode is the encode stage. The body is built once per event so that
@@ -115,15 +154,15 @@ type attempt struct {
 // deliver runs the delivery stage for one event: attempts with backoff
 // until delivered, rejected or out of attempts, then the accounting stage.
 // It returns false only when ctx ended before the event was settled.
-func (n *Notifier) deliver(ctx context.Context, h *hook, ev alarm.Event) bool {
-	log := n.log.With("hook", h.cfg.Name, "alarm", ev.Alarm.ID, "event", ev.Kind)
-	body, err := encode(ev, n.now())
+func (n *Notifier) deliver(ctx context.Context, h *hook, it item) bool {
+	log := n.log.With("hook", h.cfg.Name, "subject", it.subject, "event", it.kind)
+	body, err := it.encode(n.now())
 	if err != nil {
 		h.fail(ReasonEncode)
 		log.Error("webhook event not sent", "err", err)
 		return true
 	}
-	key := IdempotencyKey(ev)
+	key := it.key
 	var last attempt
 	for try := 1; try <= h.cfg.MaxAttempts; try++ {
 		if try > 1 {

@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/hub/workorder"
 )
 
 // Deps are what a Notifier needs from the hub.
@@ -51,7 +53,7 @@ type Notifier struct {
 // sender goroutine; Notify only sends into it.
 type hook struct {
 	cfg     Webhook
-	queue   chan alarm.Event
+	queue   chan item
 	sent    *metrics.Counter
 	retries *metrics.Counter
 	dropped *metrics.Counter
@@ -109,7 +111,7 @@ func New(hooks []Webhook, deps Deps) (*Notifier, error) {
 		w = w.withDefaults()
 		n.hooks = append(n.hooks, &hook{
 			cfg:     w,
-			queue:   make(chan alarm.Event, w.QueueLen),
+			queue:   make(chan item, w.QueueLen),
 			sent:    sent.With(w.Name),
 			retries: retries.With(w.Name),
 			dropped: dropped.With(w.Name),
@@ -126,8 +128,23 @@ func (h *hook) fail(reason string) { h.failed.With(h.cfg.Name, reason).Inc() }
 // whose queue is full loses the event, counted in
 // citywatch_notify_dropped_total.
 func (n *Notifier) Notify(ev alarm.Event) {
+	n.enqueue(alarmItem(ev), func(w Webhook) bool { return w.match(ev) })
+}
+
+// NotifyWorkOrder queues a work-order event for the hooks that asked for
+// its kind (workorder.open, workorder.close, workorder.breach); it never
+// blocks, like Notify.
+func (n *Notifier) NotifyWorkOrder(ev workorder.Event) {
+	it, ok := workOrderItem(ev)
+	if !ok {
+		return
+	}
+	n.enqueue(it, func(w Webhook) bool { return slices.Contains(w.Kinds, it.kind) })
+}
+
+func (n *Notifier) enqueue(it item, match func(Webhook) bool) {
 	for _, h := range n.hooks {
-		if !h.cfg.match(ev) {
+		if !match(h.cfg) {
 			continue
 		}
 		if n.stopped.Load() {
@@ -135,20 +152,15 @@ func (n *Notifier) Notify(ev alarm.Event) {
 			continue
 		}
 		select {
-		case h.queue <- ev:
+		case h.queue <- it:
 			h.depth.Add(1)
 		default:
 			h.dropped.Inc()
-			n.log.Warn("webhook queue full, event dropped", "hook", h.cfg.Name,
-				"alarm", ev.Alarm.ID, "event", ev.Kind)
+			n.log.Warn("webhook queue full, event dropped", "hook", h.cfg.Name, "subject", it.subject, "event", it.kind)
 		}
 	}
 }
 
-// Run delivers queued events, one sender goroutine per hook, until ctx
-// ends. It then returns promptly — an attempt in flight is aborted and no
-// backoff is waited out — and logs, per hook, how many events were left
-// undelivered (also counted as failed with reason "shutdown").
 func (n *Notifier) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, h := range n.hooks {
@@ -177,9 +189,9 @@ func (n *Notifier) send(ctx context.Context, h *hook) {
 		case <-ctx.Done():
 			n.abandon(h, 0)
 			return
-		case ev := <-h.queue:
+		case it := <-h.queue:
 			h.depth.Add(-1)
-			if !n.deliver(ctx, h, ev) {
+			if !n.deliver(ctx, h, it) {
 				n.abandon(h, 1)
 				return
 			}

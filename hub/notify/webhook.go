@@ -28,7 +28,17 @@ const (
 // chatter of acks and repeats.
 var DefaultKinds = []alarm.EventKind{alarm.EventRaise, alarm.EventEscalate, alarm.EventClear}
 
-var knownKinds = []alarm.EventKind{alarm.EventRaise, alarm.EventUpdate, alarm.EventClear, alarm.EventEscalate, alarm.EventFlap}
+// Work-order events a hook may ask for (they are never in DefaultKinds):
+// an order opened, closed (verified, recovered or cancelled), or past a
+// deadline — what a ticketing system mirrors.
+const (
+	KindWorkOrderOpen   alarm.EventKind = "workorder.open"
+	KindWorkOrderClose  alarm.EventKind = "workorder.close"
+	KindWorkOrderBreach alarm.EventKind = "workorder.breach"
+)
+
+var knownKinds = []alarm.EventKind{alarm.EventRaise, alarm.EventUpdate, alarm.EventClear, alarm.EventEscalate, alarm.EventFlap,
+	KindWorkOrderOpen, KindWorkOrderClose, KindWorkOrderBreach}
 
 // Webhook is one outbound JSON webhook. Zero values take the defaults above.
 type Webhook struct {
