@@ -46,12 +46,14 @@ func inventory(cfg config.Config) wire.Inventory {
 			Location: c.Location, Criticality: c.Criticality,
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
 			Parent: c.Parent, Vendor: c.Vendor,
+			Model: c.Model, Firmware: c.Firmware, Serial: c.Serial, Installed: c.Installed,
 		})
 	}
 	for _, s := range cfg.Sensors {
 		devs = append(devs, wire.Device{
 			ID: s.ID, Name: s.Name, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
 			Location: s.Location, Criticality: s.Criticality, Parent: s.Parent, Vendor: s.Vendor,
+			Model: s.Model, Firmware: s.Firmware, Serial: s.Serial, Installed: s.Installed,
 		})
 	}
 	return wire.Inventory{Site: site, Topology: nodes, Devices: devs}

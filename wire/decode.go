@@ -290,8 +290,15 @@ func (d *Device) validate() error {
 	if err := ValidID(d.ID); err != nil {
 		return reject(RejectInvalid, "device: %v", err)
 	}
-	if err := checkLen("device vendor", d.Vendor, MaxNameLen); err != nil {
-		return err
+	for _, f := range []struct{ what, v string }{{"vendor", d.Vendor}, {"model", d.Model}, {"firmware", d.Firmware}, {"serial", d.Serial}} {
+		if err := checkLen("device "+f.what, f.v, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if d.Installed != "" {
+		if _, err := time.Parse(time.DateOnly, d.Installed); err != nil {
+			return reject(RejectInvalid, "device %s: installed %q is not a date YYYY-MM-DD", d.ID, clip(d.Installed))
+		}
 	}
 	if err := checkLen("device name", d.Name, MaxNameLen); err != nil {
 		return err

@@ -100,6 +100,14 @@ type Device struct {
 	// Vendor is the maker (Hikvision, Dahua…), optional: reports group
 	// availability by it.
 	Vendor string `json:"vendor,omitempty"`
+	// Model, Firmware and Serial identify the unit (optional, up to 128
+	// bytes each); Installed is the day it was put up (YYYY-MM-DD). The
+	// hub records a changed serial or firmware in the device's history:
+	// a camera replaced or upgraded.
+	Model     string `json:"model,omitempty"`
+	Firmware  string `json:"firmware,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+	Installed string `json:"installed,omitempty"`
 }
 
 // Inventory is the agent's retained device list, published on every connect

@@ -196,6 +196,8 @@ func TestDecodeInventoryRejects(t *testing.T) {
 		"self parent":           {`"name": "Site uplink"`, `"name": "Site uplink", "parent": "up-017"`},
 		"device parent unknown": {`"parent": "sw-017-1"`, `"parent": "sw-017-9"`},
 		"duplicate node":        {`"id": "up-017"`, `"id": "sw-017-1"`},
+		"installed not a date":  {`"criticality": 4`, `"criticality": 4, "installed": "last spring"`},
+		"serial too long":       {`"criticality": 4`, `"criticality": 4, "serial": "` + strings.Repeat("9", MaxNameLen+1) + `"`},
 	}
 	for name, r := range tests {
 		t.Run(name, func(t *testing.T) {

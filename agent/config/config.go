@@ -137,6 +137,7 @@ type Camera struct {
 	MinFPS float64 `yaml:"min_fps"`
 	Parent string  `yaml:"parent"` // the topology node it hangs off
 	Vendor string  `yaml:"vendor"` // the maker, for reports; optional
+	Asset  `yaml:",inline"`
 }
 
 // Sensor is one alarm sensor, read through a driver.
@@ -154,6 +155,16 @@ type Sensor struct {
 	Params      map[string]string `yaml:"params"`      // driver-specific
 	Parent      string            `yaml:"parent"`      // the topology node it hangs off
 	Vendor      string            `yaml:"vendor"`      // the maker, for reports; optional
+	Asset       `yaml:",inline"`
+}
+
+// Asset identifies a unit, all optional: the hub records a changed serial
+// or firmware in the device's history (replaced, upgraded).
+type Asset struct {
+	Model     string `yaml:"model"`
+	Firmware  string `yaml:"firmware"`
+	Serial    string `yaml:"serial"`
+	Installed string `yaml:"installed"` // YYYY-MM-DD
 }
 
 // Defaults used where the file says nothing.

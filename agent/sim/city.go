@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/wire"
@@ -81,6 +82,20 @@ func vendorOf(site string, n int, makers []string) string {
 	h := fnv.New32a()
 	h.Write([]byte(site))
 	return makers[(int(h.Sum32())+n)%len(makers)]
+}
+
+// assetOf is a simulated unit's identity, from its id and maker so the
+// city's random layout stays what it was before units had identities.
+func assetOf(device, vendor string) config.Asset {
+	h := fnv.New32a()
+	h.Write([]byte(device))
+	n := h.Sum32()
+	return config.Asset{
+		Model:     fmt.Sprintf("%s-%d", strings.ToUpper(vendor[:2]), 2000+n%800),
+		Firmware:  fmt.Sprintf("V%d.%d.%d", 4+n%2, n%8, n%13),
+		Serial:    fmt.Sprintf("%s%010d", strings.ToUpper(vendor[:2]), n),
+		Installed: time.Date(2019+int(n%6), time.Month(1+n%12), 1+int(n%28), 0, 0, 0, 0, time.UTC).Format(time.DateOnly),
+	}
 }
 
 var cameraSpots = []string{
@@ -228,6 +243,7 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 			Criticality: 2 + g.rng.IntN(3),
 			MinFPS:      cfg.Probe.MinFPS,
 			Vendor:      vendorOf(id, i, cameraVendors),
+			Asset:       assetOf(fmt.Sprintf("%s-cam-%02d", id, i+1), vendorOf(id, i, cameraVendors)),
 		})
 	}
 	seq := make(map[wire.SensorKind]int)
@@ -246,6 +262,7 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 			Supervision: config.DefaultSupervision,
 			Criticality: info.criticality,
 			Vendor:      vendorOf(id, seq[k], sensorVendors),
+			Asset:       assetOf(fmt.Sprintf("%s-%s-%02d", id, info.short, seq[k]), vendorOf(id, seq[k], sensorVendors)),
 		})
 	}
 	return cfg

@@ -209,7 +209,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		Listen: cfg.Listen, TLS: httpTLS, ReadTimeout: cfg.HTTP.ReadTimeout, MaxWebsockets: cfg.HTTP.MaxWebsockets,
 		MaxShelve: cfg.Alarms.MaxShelve,
 	}, console.Deps{
-		Log: log, Fleet: a.fleet, History: a.store, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
+		Log: log, Fleet: a.fleet, History: a.store, Assets: a.history, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
 		Router: a.router, Audit: a.audit, Alarms: a.alarms, SessionActive: a.identity.SessionActive,
 	})
 	if err != nil {

@@ -93,6 +93,9 @@ type DeviceDetail struct {
 	Device       fleet.Device         `json:"device"`
 	History      *metricstore.History `json:"history,omitempty"`
 	HistoryError string               `json:"history_error,omitempty"` // the history could not be read
+	// Assets are the unit's recorded changes of serial and firmware
+	// (replaced, upgraded), oldest first.
+	Assets []fleet.AssetChange `json:"assets,omitempty"`
 }
 
 // AgentDetail is the answer of GET /api/agents/{id}.
@@ -206,6 +209,14 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 			out.HistoryError = "history unavailable"
 		} else {
 			out.History = &h
+		}
+	}
+	if s.assets != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), historyTimeout)
+		defer cancel()
+		if out.Assets, err = s.assets.Assets(ctx, id); err != nil {
+			s.log.Warn("asset history query failed", "device", id, "err", err)
+			out.HistoryError = "history unavailable"
 		}
 	}
 	s.reply(w, out)

@@ -104,6 +104,11 @@ type HistoryReader interface {
 	History(ctx context.Context, device string, since time.Time) (metricstore.History, error)
 }
 
+// AssetReader reads a device's recorded unit changes (hub/history).
+type AssetReader interface {
+	Assets(ctx context.Context, device string) ([]fleet.AssetChange, error)
+}
+
 // Auditor records what callers did (hub/audit's Log).
 type Auditor interface {
 	Append(ctx context.Context, r audit.Record) (audit.Record, error)
@@ -135,6 +140,7 @@ type Deps struct {
 	Log     *slog.Logger
 	Fleet   FleetReader
 	History HistoryReader       // optional: without it device pages carry no history
+	Assets  AssetReader         // optional: without it device pages carry no unit changes
 	Health  func() HealthReport // optional: without it /healthz reports only the console
 	Metrics *metrics.Registry
 	UI      fs.FS // static console files; index.html at the root
@@ -158,6 +164,7 @@ type Server struct {
 	log     *slog.Logger
 	fleet   FleetReader
 	history HistoryReader
+	assets  AssetReader
 	health  func() HealthReport
 	reg     *metrics.Registry
 	ui      fs.FS
@@ -201,6 +208,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:     deps.Log.With("component", "console"),
 		fleet:   deps.Fleet,
 		history: deps.History,
+		assets:  deps.Assets,
 		health:  deps.Health,
 		reg:     deps.Metrics,
 		ui:      deps.UI,

@@ -294,6 +294,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	listed := make(map[string]bool, len(inv.Devices))
 	devs := make([]*device, 0, len(inv.Devices))
 	var affected []Device
+	var assets []AssetChange
 	for i := range inv.Devices {
 		wd := &inv.Devices[i]
 		listed[wd.ID] = true
@@ -308,6 +309,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 			r.sortedOK = false
 			affected = append(affected, d.view)
 		case siteChanged || !sameAttrs(&d.view, wd):
+			assets = append(assets, assetChanges(&d.view, wd, now)...)
 			r.count(d, -1) // the district may change
 			setAttrs(&d.view, wd, site)
 			r.count(d, 1)
@@ -329,7 +331,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	a.devices, a.inventory, a.view.Devices = devs, true, len(devs)
 	if len(affected) > 0 || len(removed) > 0 || rewired {
 		v := a.view
-		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed}, now)
+		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed, Assets: assets}, now)
 	}
 }
 
@@ -337,7 +339,30 @@ func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
 	v.Name, v.Kind, v.SensorKind = wd.Name, wd.Kind, wd.SensorKind
 	v.District, v.Location, v.Criticality, v.Camera = wd.District, wd.Location, wd.Criticality, wd.Camera
 	v.Parent, v.Vendor = wd.Parent, wd.Vendor
+	v.Model, v.Firmware, v.Serial, v.Installed = wd.Model, wd.Firmware, wd.Serial, wd.Installed
 	v.Site, v.SiteName = site.ID, site.Name
+}
+
+// AssetChange is a known device's serial or firmware changing: the unit
+// was replaced or upgraded.
+type AssetChange struct {
+	Device string    `json:"device"`
+	Field  string    `json:"field"` // serial, firmware
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	At     time.Time `json:"at"`
+}
+
+// assetChanges lists what the inventory changes of a device's identity;
+// a value given for the first time is no change.
+func assetChanges(v *Device, wd *wire.Device, now time.Time) []AssetChange {
+	var out []AssetChange
+	for _, f := range []struct{ field, from, to string }{{"serial", v.Serial, wd.Serial}, {"firmware", v.Firmware, wd.Firmware}} {
+		if f.from != "" && f.from != f.to {
+			out = append(out, AssetChange{Device: v.ID, Field: f.field, From: f.from, To: f.to, At: now})
+		}
+	}
+	return out
 }
 
 func sameAttrs(v *Device, wd *wire.Device) bool {
@@ -345,7 +370,8 @@ func sameAttrs(v *Device, wd *wire.Device) bool {
 		v.Camera != nil && wd.Camera != nil && *v.Camera == *wd.Camera
 	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
 		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality &&
-		v.Parent == wd.Parent && v.Vendor == wd.Vendor
+		v.Parent == wd.Parent && v.Vendor == wd.Vendor && v.Model == wd.Model && v.Firmware == wd.Firmware &&
+		v.Serial == wd.Serial && v.Installed == wd.Installed
 }
 
 // checkLines resolves every health line to a device of agent a into

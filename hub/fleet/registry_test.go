@@ -567,3 +567,30 @@ func TestConcurrentChangesInOrder(t *testing.T) {
 	}
 	checkInvariants(t, r)
 }
+
+// A known device's serial or firmware changing in its inventory is a unit
+// replaced or upgraded, carried on the inventory change; a serial given for
+// the first time is not a change.
+func TestAssetChanges(t *testing.T) {
+	h := newHarness(t)
+	h.setup("a1", "North", "cam-1", "cam-2")
+	send := func(serial, firmware string) fleet.Change {
+		t.Helper()
+		m := h.inventory("a1", "North", "cam-1", "cam-2")
+		m.Inventory.Devices[0].Serial, m.Inventory.Devices[0].Firmware, m.Inventory.Devices[0].Model = serial, firmware, "DS-2CD"
+		h.must(m)
+		cs := h.take()
+		if len(cs) != 1 || cs[0].Kind != fleet.ChangeInventory {
+			t.Fatalf("changes %+v", cs)
+		}
+		return cs[0]
+	}
+	if c := send("SN-1", "V5.5"); len(c.Assets) != 0 || h.device("cam-1").Serial != "SN-1" {
+		t.Fatalf("first serial: %+v", c.Assets)
+	}
+	c := send("SN-2", "V5.7")
+	if len(c.Assets) != 2 || c.Assets[0] != (fleet.AssetChange{Device: "cam-1", Field: "serial", From: "SN-1", To: "SN-2", At: c.Assets[0].At}) ||
+		c.Assets[1].Field != "firmware" || c.Assets[1].From != "V5.5" || c.Assets[1].To != "V5.7" {
+		t.Errorf("replaced: %+v", c.Assets)
+	}
+}

@@ -20,6 +20,10 @@ type Device struct {
 	Location    wire.Location      `json:"location"`
 	Criticality int                `json:"criticality"`
 	Vendor      string             `json:"vendor,omitempty"`
+	Model       string             `json:"model,omitempty"`
+	Firmware    string             `json:"firmware,omitempty"`
+	Serial      string             `json:"serial,omitempty"`
+	Installed   string             `json:"installed,omitempty"` // YYYY-MM-DD
 	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
 	Parent      string             `json:"parent,omitempty"` // topology node, see Agent.Topology
 	Status      wire.Status        `json:"status"`
@@ -88,6 +92,9 @@ type Change struct {
 	Agent    *Agent      `json:"agent,omitempty"`
 	Affected []Device    `json:"affected,omitempty"`
 	Removed  []string    `json:"removed,omitempty"` // ChangeInventory: device ids no longer listed
+	// Assets are ChangeInventory's changed serials and firmware of known
+	// devices: a unit replaced or upgraded.
+	Assets []AssetChange `json:"assets,omitempty"`
 	// Retired marks the inventory change of an agent that left the fleet
 	// (its credential was revoked): Removed lists all its devices and the
 	// agent itself is gone.

@@ -212,6 +212,9 @@ func (h *History) Observe(c fleet.Change) {
 	for _, id := range c.Removed {
 		h.enqueue(entry{device: id, at: c.At.UnixNano(), code: absent, cause: "inventory", reason: reason})
 	}
+	if len(c.Assets) > 0 {
+		h.recordAssets(c.Assets)
+	}
 }
 
 // Record queues one device transition for writing. It never blocks: when

@@ -36,4 +36,14 @@ var migrations = []string{
 		end_ns INTEGER NOT NULL,
 		record BLOB NOT NULL
 	) STRICT;`,
+	// assets: a known device's serial or firmware changing (a unit
+	// replaced or upgraded), from its agent's inventory.
+	`CREATE TABLE assets (
+		device TEXT NOT NULL,
+		at INTEGER NOT NULL,
+		field TEXT NOT NULL,
+		old TEXT NOT NULL,
+		new TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX assets_device ON assets (device, at);`,
 }

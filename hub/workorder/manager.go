@@ -216,15 +216,36 @@ func (m *Manager) ObserveAlarm(ev alarm.Event) {
 // Observe takes a fleet change: the health of the devices orders are about.
 func (m *Manager) Observe(c fleet.Change) {
 	ts := fleet.Transitions(&c)
-	if len(ts) == 0 {
+	if len(ts) == 0 && len(c.Assets) == 0 {
 		return
 	}
 	m.mu.Lock()
 	for _, t := range ts {
 		m.health(t.Device, t.At)
 	}
+	for _, a := range c.Assets {
+		m.asset(a)
+	}
 	m.mu.Unlock()
 	m.flush()
+}
+
+// asset notes in an open order that one of its devices was replaced or
+// upgraded: evidence of the work done.
+func (m *Manager) asset(a fleet.AssetChange) {
+	oid, ok := m.byDev[a.Device]
+	if !ok {
+		return
+	}
+	e := m.orders[oid]
+	if o := &e.order; !o.State.Terminal() {
+		what := "upgraded"
+		if a.Field == "serial" {
+			what = "replaced"
+		}
+		m.record(e, Transition{At: a.At, Who: System, Action: ActAsset, From: o.State, To: o.State,
+			Note: fmt.Sprintf("%s %s: %s %s → %s", a.Device, what, a.Field, a.From, a.To)}, EventUpdate)
+	}
 }
 
 // healthy reports whether a device in status s needs no work.

@@ -450,3 +450,17 @@ func TestMine(t *testing.T) {
 		t.Errorf("assign to a crew that does not exist: %v", err)
 	}
 }
+
+// A camera replaced while its order is open is in the order's history.
+func TestReplacedInTrail(t *testing.T) {
+	r := newRig(t, Options{})
+	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
+	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
+	r.at(10 * time.Minute)
+	id := r.open1().ID
+	r.m.Observe(fleet.Change{Kind: fleet.ChangeInventory, At: r.now, Assets: []fleet.AssetChange{{Device: "cam-1", Field: "serial", From: "SN-1", To: "SN-2", At: r.now}}})
+	_, trail, _ := r.m.Order(id)
+	if last := trail[len(trail)-1]; last.Action != ActAsset || last.Note != "cam-1 replaced: serial SN-1 → SN-2" {
+		t.Errorf("last of the trail %+v", last)
+	}
+}

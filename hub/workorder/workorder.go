@@ -67,6 +67,7 @@ const (
 	ActHealthy Action = "healthy" // a device became healthy
 	ActFault   Action = "fault"   // a device became unhealthy again
 	ActProbe   Action = "probe"   // a person had the devices probed now; the note has the results
+	ActAsset   Action = "asset"   // a device's serial or firmware changed: replaced or upgraded
 )
 
 // PersonActions are the actions of POST /api/workorders/{id}/{action}.
