@@ -10,6 +10,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -263,11 +264,18 @@ func (a *App) openWork(windows maintenance.Windows) error {
 	for _, c := range w.Crews {
 		crews = append(crews, workorder.Crew{Name: c.Name, Members: c.Members, Districts: c.Districts})
 	}
+	var hours *workorder.Hours
+	if b := w.BusinessHours; b.Days != "" {
+		var err error
+		if hours, err = workorder.ParseHours(b.Days, b.Hours, cmp.Or(b.Timezone, a.cfg.Reports.Timezone)); err != nil {
+			return fmt.Errorf("config: workorders.business_hours: %w", err)
+		}
+	}
 	var err error
 	if a.workDB, err = workorder.OpenSQLite(filepath.Join(a.cfg.DataDir, "workorders.db")); err != nil {
 		return err
 	}
-	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews},
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours},
 		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder})
 	return err
 }

@@ -102,6 +102,16 @@ type WorkOrders struct {
 	// Crews are named groups of maintainer accounts with the districts
 	// they cover; orders are given to a crew or a person.
 	Crews []Crew `yaml:"crews"`
+	// BusinessHours, when Days is set, are the hours the deadlines count.
+	BusinessHours BusinessHours `yaml:"business_hours"`
+}
+
+// BusinessHours are working hours: days "mon,tue,wed,thu,fri", hours
+// "08:30-17:30", an IANA time zone.
+type BusinessHours struct {
+	Days     string `yaml:"days"`
+	Hours    string `yaml:"hours"`
+	Timezone string `yaml:"timezone"`
 }
 
 // Crew is one maintenance crew.

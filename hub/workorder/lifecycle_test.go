@@ -35,7 +35,7 @@ func TestLifecycleTable(t *testing.T) {
 					o.HoldFrom, o.HoldReason, o.HoldSince = InProgress, "parts", now.Add(-30*time.Minute)
 				}
 				req := Request{Who: "wang", Note: "a reason", Crew: "north"}
-				tr, err := apply(&o, act, req, now)
+				tr, err := apply(&o, act, req, now, nil)
 				exp := want[act][from]
 				if exp == no {
 					if !errors.Is(err, ErrNotAllowed) || o.State != from {
@@ -57,32 +57,32 @@ func TestLifecycleRules(t *testing.T) {
 	at := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	o := Order{State: Open, RespondBy: at.Add(time.Hour), FixBy: at.Add(4 * time.Hour)}
 	for _, act := range []Action{ActHold, ActCancel} {
-		if _, err := apply(&o, act, Request{Who: "wang"}, at); !errors.Is(err, ErrReasonMissing) {
+		if _, err := apply(&o, act, Request{Who: "wang"}, at, nil); !errors.Is(err, ErrReasonMissing) {
 			t.Errorf("%s without a reason: %v", act, err)
 		}
 	}
-	if _, err := apply(&o, ActAssign, Request{Who: "chen"}, at); !errors.Is(err, ErrBadRequest) {
+	if _, err := apply(&o, ActAssign, Request{Who: "chen"}, at, nil); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("assign to nobody: %v", err)
 	}
-	if _, err := apply(&o, ActAssign, Request{Who: "chen", To: "wang"}, at); err != nil || o.Assignee != "wang" {
+	if _, err := apply(&o, ActAssign, Request{Who: "chen", To: "wang"}, at, nil); err != nil || o.Assignee != "wang" {
 		t.Fatalf("assign: %v %+v", err, o)
 	}
-	if _, err := apply(&o, ActAccept, Request{Who: "li"}, at); !errors.Is(err, ErrNotAllowed) {
+	if _, err := apply(&o, ActAccept, Request{Who: "li"}, at, nil); !errors.Is(err, ErrNotAllowed) {
 		t.Errorf("li accepts wang's order: %v", err)
 	}
-	if _, err := apply(&o, ActAccept, Request{Who: "wang"}, at.Add(10*time.Minute)); err != nil || !o.RespondedAt.Equal(at.Add(10*time.Minute)) {
+	if _, err := apply(&o, ActAccept, Request{Who: "wang"}, at.Add(10*time.Minute), nil); err != nil || !o.RespondedAt.Equal(at.Add(10*time.Minute)) {
 		t.Fatalf("accept: %v %+v", err, o)
 	}
-	if _, err := apply(&o, ActHold, Request{Who: "wang", Note: "waiting for the power company"}, at.Add(20*time.Minute)); err != nil {
+	if _, err := apply(&o, ActHold, Request{Who: "wang", Note: "waiting for the power company"}, at.Add(20*time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := apply(&o, ActResume, Request{Who: "wang"}, at.Add(110*time.Minute)); err != nil {
+	if _, err := apply(&o, ActResume, Request{Who: "wang"}, at.Add(110*time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	if o.State != Assigned || o.Paused != 90*time.Minute || !o.FixBy.Equal(at.Add(5*time.Hour+30*time.Minute)) || o.HoldReason != "" {
 		t.Errorf("after a 90 min hold: %+v", o)
 	}
-	if _, err := apply(&o, ActStart, Request{Who: "wang"}, at.Add(2*time.Hour)); err != nil || !o.RespondedAt.Equal(at.Add(10*time.Minute)) {
+	if _, err := apply(&o, ActStart, Request{Who: "wang"}, at.Add(2*time.Hour), nil); err != nil || !o.RespondedAt.Equal(at.Add(10*time.Minute)) {
 		t.Errorf("start moved the response time: %v %+v", err, o)
 	}
 }

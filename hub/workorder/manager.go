@@ -42,6 +42,9 @@ type Options struct {
 	Maintenance maintenance.Windows
 	// Crews are the named groups orders are given to.
 	Crews []Crew
+	// Hours, when set, are the business hours deadlines count; nil: every
+	// hour.
+	Hours *Hours
 	Now   func() time.Time
 }
 
@@ -494,16 +497,16 @@ func newDevice(d fleet.Device, alarmID string, now time.Time) Device {
 // setDeadlines sets the order's deadlines from its priority, detection
 // and the time it has spent on hold.
 func (m *Manager) setDeadlines(o *Order) {
-	s := m.opts.SLA[o.Priority]
-	o.RespondBy = o.DetectedAt.Add(s.Respond + o.Paused)
-	o.FixBy = o.DetectedAt.Add(s.Fix + o.Paused)
+	s, h := m.opts.SLA[o.Priority], m.opts.Hours
+	o.RespondBy = h.add(o.DetectedAt, s.Respond+o.Paused)
+	o.FixBy = h.add(o.DetectedAt, s.Fix+o.Paused)
 }
 
 // close ends an order whose devices have been healthy for the hold.
 func (m *Manager) close(e *entry, now time.Time) {
 	o := &e.order
 	from := o.State
-	endHold(o, now)
+	endHold(o, now, m.opts.Hours)
 	o.Resolution = "recovered"
 	note := fmt.Sprintf("every device healthy for %s; no fix was recorded", m.opts.Hold)
 	if from == Fixed {
@@ -583,7 +586,7 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 	}
 	now := m.opts.Now()
 	before := e.order
-	tr, err := apply(&e.order, act, req, now)
+	tr, err := apply(&e.order, act, req, now, m.opts.Hours)
 	if err != nil {
 		m.mu.Unlock()
 		return Order{}, err

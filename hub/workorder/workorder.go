@@ -234,8 +234,9 @@ var lifecycle = map[Action]rule{
 }
 
 // apply checks a person's action against the table and the request, and
-// changes o; it returns the transition to record. now is the clock.
-func apply(o *Order, act Action, req Request, now time.Time) (Transition, error) {
+// changes o; it returns the transition to record. now is the clock; hours
+// (nil: every hour) what the deadlines count.
+func apply(o *Order, act Action, req Request, now time.Time, hours *Hours) (Transition, error) {
 	r, ok := lifecycle[act]
 	if !ok {
 		return Transition{}, fmt.Errorf("%w: no action %q", ErrBadRequest, act)
@@ -271,12 +272,12 @@ func apply(o *Order, act Action, req Request, now time.Time) (Transition, error)
 		if act == ActHold {
 			o.HoldFrom, o.HoldReason, o.HoldSince = o.State, req.Note, now
 		} else {
-			endHold(o, now)
+			endHold(o, now, hours)
 			o.Resolution, o.ClosedAt = "cancelled", now
 		}
 	case ActResume:
 		to = o.HoldFrom
-		endHold(o, now)
+		endHold(o, now, hours)
 	case ActFix:
 		o.FixedAt = now
 		responded(o, now)
@@ -298,13 +299,14 @@ func responded(o *Order, now time.Time) {
 	}
 }
 
-// endHold moves the deadlines on by the time the current hold took.
-func endHold(o *Order, now time.Time) {
+// endHold moves the deadlines on by the time the current hold took (of
+// business time, with hours).
+func endHold(o *Order, now time.Time, hours *Hours) {
 	if o.HoldSince.IsZero() {
 		return
 	}
-	d := now.Sub(o.HoldSince)
+	d := hours.between(o.HoldSince, now)
 	o.Paused += d
-	o.RespondBy, o.FixBy = o.RespondBy.Add(d), o.FixBy.Add(d)
+	o.RespondBy, o.FixBy = hours.add(o.RespondBy, d), hours.add(o.FixBy, d)
 	o.HoldSince, o.HoldFrom, o.HoldReason = time.Time{}, "", ""
 }
