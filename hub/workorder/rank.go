@@ -79,16 +79,17 @@ func (m *Manager) rank(o *Order, now time.Time) Rank {
 	} else {
 		cost = (float64(r.BlindCameras) + float64(r.BlindSensors)/2) / (costFull * 2)
 	}
-	total := o.FixBy.Sub(o.DetectedAt.Add(o.Paused))
+	// The share of the fix time used, counted as the deadline counts it:
+	// working time (with business hours) since detection, less holds.
+	h := m.opts.Hours
+	used := h.between(o.DetectedAt, now) - o.Paused
 	left := o.FixBy.Sub(now)
 	if o.State == OnHold {
-		left += now.Sub(o.HoldSince) // the clock is stopped
+		used -= h.between(o.HoldSince, now) // the clock is stopped
+		left += now.Sub(o.HoldSince)
 	}
 	r.FixLeftMin = math.Round(left.Minutes()*10) / 10
-	deadline := 1.0
-	if left > 0 && total > 0 {
-		deadline = 1 - left.Seconds()/total.Seconds()
-	}
+	deadline := used.Seconds() / m.opts.SLA[o.Priority].Fix.Seconds()
 	age := now.Sub(o.DetectedAt)
 	r.AgeH = math.Round(age.Hours()*100) / 100
 	unit := func(v float64) float64 { return math.Max(0, math.Min(1, v)) }
