@@ -275,7 +275,8 @@ func (a *App) openWork(windows maintenance.Windows) error {
 	if a.workDB, err = workorder.OpenSQLite(filepath.Join(a.cfg.DataDir, "workorders.db")); err != nil {
 		return err
 	}
-	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours},
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours,
+		PhotoDir: filepath.Join(a.cfg.DataDir, "photos")},
 		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder})
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,9 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 		auth.Route{Method: http.MethodGet, Path: "/api/crews", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.crews)},
 		auth.Route{Method: http.MethodGet, Path: "/api/reports/maintenance", Perm: auth.ReportRead, Handler: http.HandlerFunc(s.figures)},
 	)
-	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)})
+	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)},
+		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/photos", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.addPhoto)},
+		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}/photos/{sha}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.photo)})
 	for _, act := range PersonActions {
 		perm := auth.WorkManage
 		if act == ActAssign || act == ActCancel {
@@ -256,6 +259,63 @@ func (s *server) probe(w http.ResponseWriter, r *http.Request) {
 	}
 	o, trail, _ := s.m.Order(id)
 	auth.WriteJSON(w, http.StatusOK, ProbeReply{Results: res, Detail: Detail{Order: o, History: trail}})
+}
+
+// addPhoto takes POST /api/workorders/{id}/photos?note=: the body is the
+// picture (JPEG or PNG, at most MaxPhoto).
+func (s *server) addPhoto(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	id := r.PathValue("id")
+	q := param.Parse(r.URL.RawQuery, "note")
+	note := q.String("note", "")
+	if err := q.Err(); err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if _, _, ok := s.visible(r, id); !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, MaxPhoto+1))
+	if err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "bad_request", "the photo could not be read: "+err.Error())
+		return
+	}
+	ph, err := s.m.AddPhoto(id, p.Name, note, data)
+	s.record(r, p, "workorder.photo", "workorder/"+id, note, err)
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrBadRequest) {
+		s.log.Error("photo not kept", "order", id, "err", err)
+		auth.Fail(w, http.StatusInternalServerError, "the photo could not be kept")
+		return
+	}
+	if s.fail(w, err) {
+		return
+	}
+	auth.WriteJSON(w, http.StatusCreated, ph)
+}
+
+// photo serves one of an order's photos.
+func (s *server) photo(w http.ResponseWriter, r *http.Request) {
+	id, sha := r.PathValue("id"), r.PathValue("sha")
+	if _, _, ok := s.visible(r, id); !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+		return
+	}
+	path, typ, ok := s.m.PhotoFile(id, sha)
+	if !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", "the order has no such photo")
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.log.Error("photo unreadable", "order", id, "photo", sha, "err", err)
+		auth.Fail(w, http.StatusInternalServerError, "the photo could not be read")
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", typ)
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
 // createBody is POST /api/workorders: an order by hand.

@@ -1,6 +1,7 @@
 package workorder
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -109,5 +110,38 @@ func TestRoutes(t *testing.T) {
 	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(w.Body.String(), "\uFEFF"))).ReadAll()
 	if err != nil || len(rows) != 4 || rows[0][0] != "key" || rows[1][0] != "North" || rows[1][1] != "1" || rows[3][12] != "1" {
 		t.Errorf("figures CSV %d %q %v", w.Code, rows, err)
+	}
+}
+
+// A crew's photo is kept with the order, served back as it was sent, and
+// outlives a restart; what is not a picture is refused.
+func TestPhotos(t *testing.T) {
+	r := newRig(t, Options{PhotoDir: t.TempDir()})
+	o, err := r.m.OpenByHand("chen", []string{"cam-1"}, "mount bent", P3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := r.m.Routes(&auditLog{})
+	jpeg := append([]byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00"), bytes.Repeat([]byte{0x42}, 500)...)
+	w := serve(t, routes, "POST", "/api/workorders/"+o.ID+"/photos?note=before", string(jpeg), "wang", auth.Maintainer, auth.Everything)
+	var ph Photo
+	if w.Code != http.StatusCreated || json.Unmarshal(w.Body.Bytes(), &ph) != nil || ph.Type != "image/jpeg" || ph.Size != len(jpeg) || ph.Who != "wang" {
+		t.Fatalf("upload: %d %s", w.Code, w.Body)
+	}
+	if w := serve(t, routes, "POST", "/api/workorders/"+o.ID+"/photos", "<script>alert(1)</script>", "wang", auth.Maintainer, auth.Everything); w.Code != http.StatusBadRequest {
+		t.Errorf("HTML as a photo: %d", w.Code)
+	}
+	r.open()
+	routes = r.m.Routes(&auditLog{})
+	got, _, _ := r.m.Order(o.ID)
+	if len(got.Photos) != 1 || got.Photos[0].Note != "before" {
+		t.Fatalf("after a restart: %+v", got.Photos)
+	}
+	w = serve(t, routes, "GET", "/api/workorders/"+o.ID+"/photos/"+ph.SHA256, "", "li", auth.Operator, auth.Everything)
+	if w.Code != 200 || !bytes.Equal(w.Body.Bytes(), jpeg) || w.Header().Get("Content-Type") != "image/jpeg" {
+		t.Errorf("download: %d %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	if w := serve(t, routes, "GET", "/api/workorders/"+o.ID+"/photos/"+strings.Repeat("0", 64), "", "li", auth.Operator, auth.Everything); w.Code != http.StatusNotFound {
+		t.Errorf("a photo the order does not have: %d", w.Code)
 	}
 }

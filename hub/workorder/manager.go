@@ -45,7 +45,9 @@ type Options struct {
 	// Hours, when set, are the business hours deadlines count; nil: every
 	// hour.
 	Hours *Hours
-	Now   func() time.Time
+	// PhotoDir is where crews' photos are kept; empty: no photos.
+	PhotoDir string
+	Now      func() time.Time
 }
 
 // Fleet is where the Manager reads devices (hub/fleet's Registry).
@@ -566,6 +568,7 @@ func clone(o Order) Order {
 	o.Devices = slices.Clone(o.Devices)
 	o.Alarms = slices.Clone(o.Alarms)
 	o.Breached = slices.Clone(o.Breached)
+	o.Photos = slices.Clone(o.Photos)
 	return o
 }
 

@@ -68,6 +68,7 @@ const (
 	ActFault   Action = "fault"   // a device became unhealthy again
 	ActProbe   Action = "probe"   // a person had the devices probed now; the note has the results
 	ActAsset   Action = "asset"   // a device's serial or firmware changed: replaced or upgraded
+	ActPhoto   Action = "photo"   // a person added a photo
 )
 
 // PersonActions are the actions of POST /api/workorders/{id}/{action}.
@@ -168,6 +169,7 @@ type Order struct {
 	FixBy     time.Time     `json:"fix_by"`
 	// Breached names the deadlines that passed: "respond", "fix".
 	Breached []string `json:"breached,omitempty"`
+	Photos   []Photo  `json:"photos,omitempty"`
 	Repeats  int      `json:"repeats"` // times a device failed again soon after a close
 	Reopens  int      `json:"reopens"` // times the order was reopened, by hand or by a repeat
 	// Resolution says how it ended: "verified" (fixed, then healthy for
