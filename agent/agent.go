@@ -121,6 +121,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		Boot:      time.Now(),
 		Commands: map[string]uplink.CommandHandler{
 			wire.CommandProbe:         a.probeCommand,
+			wire.CommandSnapshot:      a.snapshotCommand,
 			wire.CommandLiveStart:     lm.Handle,
 			wire.CommandLiveCandidate: lm.Handle,
 			wire.CommandLiveStop:      lm.Handle,

@@ -1,9 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"github.com/citywatch/citywatch/agent/internal/mqtttest"
 	"github.com/citywatch/citywatch/agent/internal/wiretest"
 	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sensor"
 	"github.com/citywatch/citywatch/internal/certs"
 	"github.com/citywatch/citywatch/internal/testenv"
@@ -329,4 +333,48 @@ func TestLiveCommands(t *testing.T) {
 	}
 	w.Publish(commands, `{"v":1,"id":"cmd-3","ts":"`+ts+`","type":"live_stop","session":"ls-1","reason":"viewer_left"}`)
 	wiretest.Eventually(t, "the late stop is ignored", func() bool { return a.LiveStats().Ignored == 1 })
+}
+
+// A snapshot command is answered with the camera's JPEG from its snapshot
+// URL (credentials as basic authentication), or with why there is none.
+func TestSnapshotCommand(t *testing.T) {
+	pic := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, bytes.Repeat([]byte{7}, 1000)...)
+	cam := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pw" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(pic)
+	}))
+	t.Cleanup(cam.Close)
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-t1")
+	cfg := testConfig(t, broker.URL())
+	cfg.Cameras[0].Snapshot = secret.URL(strings.Replace(cam.URL, "http://", "http://admin:pw@", 1) + "/snap.jpg")
+	cfg.Cameras = append(cfg.Cameras, cfg.Cameras[0])
+	cfg.Cameras[1].ID, cfg.Cameras[1].Snapshot = "cam-2", ""
+	a, err := agent.New(cfg, agent.Options{Cameras: &prober{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	w.Next(wire.ChannelInventory, nil)
+	commands := wire.Topic("agent-t1", wire.ChannelCommands)
+	ts := time.Now().UTC().Format(time.RFC3339)
+	w.Publish(commands, `{"v":1,"id":"cmd-s1","ts":"`+ts+`","type":"snapshot","devices":["cam-1"]}`)
+	s := w.Next(wire.ChannelSnapshot, nil).Snapshot
+	if s.Request != "cmd-s1" || s.Device != "cam-1" || !bytes.Equal(s.JPEG, pic) || s.Error != "" {
+		t.Errorf("snapshot of cam-1: %q %q %d bytes %q", s.Request, s.Device, len(s.JPEG), s.Error)
+	}
+	w.Publish(commands, `{"v":1,"id":"cmd-s2","ts":"`+ts+`","type":"snapshot","devices":["cam-2"]}`)
+	if s := w.Next(wire.ChannelSnapshot, nil).Snapshot; s.Request != "cmd-s2" || len(s.JPEG) != 0 || !strings.Contains(s.Error, "no snapshot URL") {
+		t.Errorf("snapshot of cam-2: %+v", s)
+	}
 }

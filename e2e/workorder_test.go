@@ -109,6 +109,28 @@ func TestWorkOrderLoop(t *testing.T) {
 		}
 		return nil
 	})
+	// On verification the hub has the agent take the camera's picture,
+	// kept with the order: the camera points where it should.
+	eventually(t, 30*time.Second, func() error {
+		var d orderDetail
+		if err := s.api.fetch("api/workorders/"+o.ID, &d); err != nil {
+			return err
+		}
+		for _, p := range d.Order.Photos {
+			if p.Who == "system" && p.Note == "snapshot of "+cam && p.Type == "image/jpeg" && p.Size > 1000 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no snapshot on verification: %+v", d.Order.Photos)
+	})
+	// And on request, from the crew.
+	var shots struct {
+		Results []workorder.SnapshotResult `json:"results"`
+	}
+	crew.postJSON(t, "api/workorders/"+o.ID+"/snapshot", `{}`, &shots)
+	if len(shots.Results) != 1 || shots.Results[0].Photo == nil || shots.Results[0].Photo.Who != "token:crew-wang" {
+		t.Errorf("snapshot on request: %+v", shots.Results)
+	}
 
 	if err := s.sim.Fault(sim.Fault{Device: cam, Fault: sim.FaultOffline}); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ type Message struct {
 	Event     *Event
 	Command   *Command
 	Live      *Live
+	Snapshot  *Snapshot
 }
 
 // Header returns the common header of an agent message (nil for commands).
@@ -35,6 +36,8 @@ func (m Message) Header() *Header {
 		return &m.Event.Header
 	case m.Live != nil:
 		return &m.Live.Header
+	case m.Snapshot != nil:
+		return &m.Snapshot.Header
 	}
 	return nil
 }
@@ -93,6 +96,12 @@ func Decode(topic string, payload []byte, now time.Time) (Message, error) {
 		err = decodeInto(payload, m.Live)
 		if err == nil {
 			err = m.Live.validate(agent, now)
+		}
+	case ChannelSnapshot:
+		m.Snapshot = new(Snapshot)
+		err = decodeInto(payload, m.Snapshot)
+		if err == nil {
+			err = m.Snapshot.validate(agent, now)
 		}
 	case ChannelCommands:
 		m.Command = new(Command)
@@ -458,6 +467,9 @@ func (c *Command) validate(now time.Time) error {
 		if err := ValidID(c.Session); err != nil {
 			return reject(RejectInvalid, "live session: %v", err)
 		}
+	}
+	if c.Type == CommandSnapshot && len(c.Devices) != 1 {
+		return reject(RejectInvalid, "snapshot needs one device")
 	}
 	if c.Type == CommandLiveStart && (len(c.Devices) != 1 || c.SDP == "") {
 		return reject(RejectInvalid, "live_start needs one device and an SDP offer")

@@ -21,6 +21,7 @@ const (
 	ChannelEvents    Channel = "events"    // device state changes, sent at once
 	ChannelCommands  Channel = "commands"  // hub → agent
 	ChannelLive      Channel = "live"      // live video signalling, agent → hub
+	ChannelSnapshot  Channel = "snapshot"  // a camera's picture on request, agent → hub
 )
 
 // Topic returns the topic of channel ch for agent id.
@@ -47,7 +48,7 @@ func ParseTopic(topic string) (agent string, ch Channel, err error) {
 		return "", "", reject(RejectBadTopic, "topic agent id: %v", err)
 	}
 	switch c := Channel(last); c {
-	case ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive:
+	case ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive, ChannelSnapshot:
 		return agent, c, nil
 	}
 	return "", "", reject(RejectBadTopic, "unknown channel %q", clip(last))

@@ -62,6 +62,11 @@ func examples() map[string]struct {
 			Candidate: &ICECandidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50123 typ host", SDPMid: ptr("0"), SDPMLineIndex: ptr(uint16(0))}}},
 		"live_stopped.json": {ChannelLive, Live{Header: header(8), Session: "ls-5d21", Device: "cam-017-01", Type: LiveStopped,
 			Reason: ReasonRefused, Detail: "camera closed the RTSP connection"}},
+		"command_snapshot.json": {ChannelCommands, Command{V: Version, ID: "cmd-7f3d", TS: now, Type: CommandSnapshot, Devices: []string{"cam-017-01"}}},
+		"snapshot.json": {ChannelSnapshot, Snapshot{Header: header(9), Request: "cmd-7f3d", Device: "cam-017-01",
+			JPEG: []byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01")}},
+		"snapshot_error.json": {ChannelSnapshot, Snapshot{Header: header(10), Request: "cmd-7f3e", Device: "cam-017-01",
+			Error: "GET snapshot URL: 401 Unauthorized"}},
 	}
 }
 
@@ -108,6 +113,8 @@ func TestGoldenPayloadsDecode(t *testing.T) {
 				back = m.Command
 			case ChannelLive:
 				back = m.Live
+			case ChannelSnapshot:
+				back = m.Snapshot
 			}
 			again, _ := json.MarshalIndent(back, "", "  ")
 			if !bytes.Equal(append(again, '\n'), got) {
@@ -233,7 +240,7 @@ func TestValidID(t *testing.T) {
 }
 
 func TestTopicRoundTrip(t *testing.T) {
-	for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive} {
+	for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive, ChannelSnapshot} {
 		a, c, err := ParseTopic(Topic("agent-1", ch))
 		if err != nil || a != "agent-1" || c != ch {
 			t.Errorf("ParseTopic(Topic(agent-1, %s)) = %q, %q, %v", ch, a, c, err)
@@ -248,7 +255,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive} {
+		for _, ch := range []Channel{ChannelState, ChannelInventory, ChannelHealth, ChannelEvents, ChannelCommands, ChannelLive, ChannelSnapshot} {
 			f.Add(Topic("agent-017", ch), b)
 		}
 	}
@@ -322,3 +329,24 @@ func BenchmarkDecodeHealth(b *testing.B) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A snapshot carries a JPEG or an error, never both or neither, and a
+// picture that is not a JPEG or too large is refused.
+func TestSnapshotRejects(t *testing.T) {
+	topic := Topic("agent-017", ChannelSnapshot)
+	h := `"v":1,"agent":"agent-017","boot":1764320000000,"seq":11,"ts":"2026-11-28T09:00:00Z"`
+	big := make([]byte, MaxSnapshot+1)
+	copy(big, "\xFF\xD8\xFF")
+	bigJSON, _ := json.Marshal(big)
+	for name, p := range map[string]string{
+		"neither":    `{` + h + `,"request":"r1","device":"cam-1"}`,
+		"both":       `{` + h + `,"request":"r1","device":"cam-1","jpeg":"/9j/4AAQ","error":"x"}`,
+		"not jpeg":   `{` + h + `,"request":"r1","device":"cam-1","jpeg":"PGh0bWw+"}`,
+		"no request": `{` + h + `,"device":"cam-1","error":"x"}`,
+		"too large":  `{` + h + `,"request":"r1","device":"cam-1","jpeg":` + string(bigJSON) + `}`,
+	} {
+		if _, err := Decode(topic, []byte(p), now); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

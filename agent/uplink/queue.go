@@ -15,6 +15,9 @@ type item struct {
 	// live is a live video signalling message; the queue keeps and drops
 	// it like an event.
 	live *wire.Live
+	// snapshot is a camera's picture on request, kept and dropped like an
+	// event.
+	snapshot *wire.Snapshot
 	// health is a health report in parts that each fit one message; the
 	// queue counts the report as one item.
 	health [][]wire.DeviceHealth

@@ -168,6 +168,10 @@ func (c *Client) message(it item) (string, any) {
 		l := *it.live
 		l.Header = c.header(it.ts)
 		return c.topics.live, &l
+	case it.snapshot != nil:
+		s := *it.snapshot
+		s.Header = c.header(it.ts)
+		return c.topics.snapshot, &s
 	}
 	return c.topics.health, &wire.Health{Header: c.header(it.ts), Interval: c.cfg.Interval.Seconds(), Devices: it.health[0]}
 }

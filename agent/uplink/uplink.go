@@ -131,7 +131,7 @@ type Client struct {
 	listingsBefore uint64
 }
 
-type topics struct{ state, inventory, health, events, commands, live string }
+type topics struct{ state, inventory, health, events, commands, live, snapshot string }
 
 // New checks cfg and prepares the client; it connects nothing.
 func New(cfg Config) (*Client, error) {
@@ -167,6 +167,7 @@ func New(cfg Config) (*Client, error) {
 			events:    wire.Topic(cfg.Agent, wire.ChannelEvents),
 			commands:  wire.Topic(cfg.Agent, wire.ChannelCommands),
 			live:      wire.Topic(cfg.Agent, wire.ChannelLive),
+			snapshot:  wire.Topic(cfg.Agent, wire.ChannelSnapshot),
 		},
 		cmdQueue: make(chan wire.Command, commandQueueSize),
 		store:    newResumeStore(),
@@ -210,6 +211,12 @@ func (c *Client) PublishLive(l wire.Live) {
 	c.enqueue(item{ts: time.Now(), live: &l})
 }
 
+// PublishSnapshot queues a camera's picture (or why there is none) for the
+// snapshot channel; the header is filled in at send time. It never blocks.
+func (c *Client) PublishSnapshot(s wire.Snapshot) {
+	c.enqueue(item{ts: time.Now(), snapshot: &s})
+}
+
 func (c *Client) enqueue(it item) {
 	d := c.queue.push(it)
 	if d == nil {
@@ -221,6 +228,8 @@ func (c *Client) enqueue(it item) {
 		kind = "event"
 	case d.live != nil:
 		kind = "live message"
+	case d.snapshot != nil:
+		kind = "snapshot"
 	}
 	if ok, n := c.failLog.allow(); ok {
 		c.log.Warn("uplink queue full: dropped the oldest "+kind, "suppressed", n)

@@ -431,7 +431,7 @@ func (a *App) agentRevoked(agent string) {
 func (a *App) newIngest() error {
 	var err error
 	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: samplesTo{a.store, a.alarms},
-		Metrics: a.metrics, Live: a.live, Now: time.Now, Revoked: a.identity.AgentRevoked})
+		Metrics: a.metrics, Live: a.live, Snapshots: a.work, Now: time.Now, Revoked: a.identity.AgentRevoked})
 	return err
 }
 

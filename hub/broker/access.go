@@ -302,7 +302,7 @@ func (a *access) allowed(user, topic, kind string) bool {
 		return false
 	}
 	switch wire.Channel(ch) {
-	case wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelLive:
+	case wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelLive, wire.ChannelSnapshot:
 		return true
 	}
 	return false

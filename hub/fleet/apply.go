@@ -59,6 +59,8 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		// one never there: no_camera); the live relay matches it to a
 		// session of this agent, which is what protects other agents.
 		err = r.checkDevice(a, m.Live.Device)
+	case m.Snapshot != nil:
+		err = r.checkDevice(a, m.Snapshot.Device)
 	}
 	if err != nil {
 		return nil, err

@@ -256,7 +256,7 @@ func mosquittoACL(hubUser string) string {
 	b.WriteString("# Pattern lines hold for every client; %u is its username, the agent id.\n")
 	b.WriteString("# mosquitto.conf must set use_username_as_clientid true, so an agent's\n")
 	b.WriteString("# client id is its username and no one can take over its session.\n")
-	for _, ch := range []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelLive} {
+	for _, ch := range []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelLive, wire.ChannelSnapshot} {
 		fmt.Fprintf(&b, "pattern write %s%%u/%s\n", wire.Prefix, ch)
 	}
 	fmt.Fprintf(&b, "pattern read %s%%u/%s\n", wire.Prefix, wire.ChannelCommands)

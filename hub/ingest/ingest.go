@@ -107,6 +107,12 @@ type LiveHandler interface {
 	HandleLive(wire.Live)
 }
 
+// SnapshotHandler takes the cameras' pictures agents send on request
+// (hub/workorder's Manager).
+type SnapshotHandler interface {
+	HandleSnapshot(agent string, s wire.Snapshot)
+}
+
 // Deps are the components ingest talks to.
 type Deps struct {
 	Log     *slog.Logger      // nil: discard
@@ -114,7 +120,9 @@ type Deps struct {
 	Samples SampleWriter      // required
 	Metrics *metrics.Registry // required
 	Live    LiveHandler       // nil: live signalling is accepted and dropped
-	Now     func() time.Time  // nil: time.Now
+	// Snapshots takes cameras' pictures; nil: they are accepted and dropped.
+	Snapshots SnapshotHandler
+	Now       func() time.Time // nil: time.Now
 	// Revoked reports whether an agent's credential was revoked; nil: none
 	// is. Called for every message, so it must be cheap.
 	Revoked func(agent string) bool
@@ -135,6 +143,7 @@ type Ingest struct {
 	fleet   Applier
 	samples SampleWriter
 	live    LiveHandler
+	snaps   SnapshotHandler
 	now     func() time.Time
 	revoked func(string) bool
 
@@ -175,7 +184,7 @@ type delivery struct {
 // contract, so attacker-chosen topics cannot create metric series.
 const channelOther = "other"
 
-var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands, wire.ChannelLive}
+var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands, wire.ChannelLive, wire.ChannelSnapshot}
 
 // New validates cfg and deps and registers the metrics; it starts nothing.
 func New(cfg Config, deps Deps) (*Ingest, error) {
@@ -226,6 +235,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		fleet:     deps.Fleet,
 		samples:   deps.Samples,
 		live:      deps.Live,
+		snaps:     deps.Snapshots,
 		now:       deps.Now,
 		revoked:   deps.Revoked,
 		seed:      maphash.MakeSeed(),
@@ -480,6 +490,9 @@ func (in *Ingest) process(d delivery) {
 	// Signalling is about a session now; a retained copy can only be stale.
 	if m.Live != nil && !d.retained && in.live != nil {
 		in.live.HandleLive(*m.Live)
+	}
+	if m.Snapshot != nil && !d.retained && in.snaps != nil {
+		in.snaps.HandleSnapshot(agent, *m.Snapshot)
 	}
 }
 

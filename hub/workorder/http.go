@@ -47,6 +47,7 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 	)
 	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)},
 		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/photos", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.addPhoto)},
+		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/snapshot", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.snapshot)},
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}/photos/{sha}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.photo)})
 	for _, act := range PersonActions {
 		perm := auth.WorkManage
@@ -292,6 +293,29 @@ func (s *server) addPhoto(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth.WriteJSON(w, http.StatusCreated, ph)
+}
+
+// snapshot answers POST /api/workorders/{id}/snapshot: the order's cameras'
+// pictures now, kept with it.
+func (s *server) snapshot(w http.ResponseWriter, r *http.Request) {
+	p := auth.From(r.Context())
+	id := r.PathValue("id")
+	if _, _, ok := s.visible(r, id); !ok {
+		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+		return
+	}
+	res, err := s.m.Snapshot(r.Context(), id, p.Name)
+	s.record(r, p, "workorder.snapshot", "workorder/"+id, "", err)
+	if errors.Is(err, ErrNoProber) {
+		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	if s.fail(w, err) {
+		return
+	}
+	auth.WriteJSON(w, http.StatusOK, struct {
+		Results []SnapshotResult `json:"results"`
+	}{res})
 }
 
 // photo serves one of an order's photos.

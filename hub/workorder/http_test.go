@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -143,5 +145,55 @@ func TestPhotos(t *testing.T) {
 	}
 	if w := serve(t, routes, "GET", "/api/workorders/"+o.ID+"/photos/"+strings.Repeat("0", 64), "", "li", auth.Operator, auth.Everything); w.Code != http.StatusNotFound {
 		t.Errorf("a photo the order does not have: %d", w.Code)
+	}
+}
+
+// fakeAgents answers snapshot commands at once, as an agent would over
+// MQTT: with a picture for cam-1, an error for the others.
+type fakeAgents struct{ m *Manager }
+
+func (f *fakeAgents) SendCommand(agent string, cmd wire.Command) error {
+	s := wire.Snapshot{Request: cmd.ID, Device: cmd.Devices[0]}
+	if cmd.Devices[0] == "cam-1" {
+		s.JPEG = []byte("\xFF\xD8\xFF\xE0 picture of cam-1")
+	} else {
+		s.Error = "401 Unauthorized"
+	}
+	go f.m.HandleSnapshot(agent, s)
+	return nil
+}
+
+// A snapshot request keeps each camera's picture with the order, says
+// why a camera gave none, and ignores pictures nobody asked for.
+func TestSnapshots(t *testing.T) {
+	r := newRig(t, Options{PhotoDir: t.TempDir()})
+	for _, id := range []string{"cam-1", "cam-2"} {
+		d := r.fleet.devices[id]
+		d.Camera = &wire.CameraInfo{Snapshot: true}
+		r.fleet.devices[id] = d
+	}
+	agents := &fakeAgents{}
+	st, err := OpenSQLite(filepath.Join(t.TempDir(), "wo.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m, err := New(Options{PhotoDir: t.TempDir()}, Deps{Log: slog.New(slog.DiscardHandler), Fleet: r.fleet, Store: st, Prober: agents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents.m = m
+	o, err := m.OpenByHand("chen", []string{"cam-1", "cam-2"}, "pointing at the sky", P3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.HandleSnapshot("a1", wire.Snapshot{Request: "snap-unasked", Device: "cam-1", JPEG: []byte("\xFF\xD8\xFF")})
+	res, err := m.Snapshot(context.Background(), o.ID, "wang")
+	if err != nil || len(res) != 2 || res[0].Photo == nil || res[0].Photo.Who != "wang" || res[1].Error != "401 Unauthorized" {
+		t.Fatalf("%v %+v", err, res)
+	}
+	got, _, _ := m.Order(o.ID)
+	if len(got.Photos) != 1 || got.Photos[0].Note != "snapshot of cam-1" {
+		t.Errorf("photos %+v", got.Photos)
 	}
 }

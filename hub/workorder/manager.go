@@ -114,6 +114,9 @@ type Manager struct {
 	next   uint64
 	events []Event // to deliver once the lock is released
 	emit   sync.Mutex
+
+	snaps       snapshots
+	closedShots chan string // orders closed verified, for their pictures
 }
 
 type entry struct {
@@ -165,7 +168,8 @@ func New(opts Options, deps Deps) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{opts: opts, deps: deps, log: deps.Log.With("component", "workorder"),
-		pending: map[string]alarm.Alarm{}, orders: map[string]*entry{}, bySite: map[string]string{}, byDev: map[string]string{}}
+		pending: map[string]alarm.Alarm{}, orders: map[string]*entry{}, bySite: map[string]string{}, byDev: map[string]string{},
+		snaps: snapshots{waiting: map[string]chan wire.Snapshot{}}, closedShots: make(chan string, 64)}
 	orders, trails, next, err := deps.Store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("workorder: load: %w", err)
@@ -187,6 +191,9 @@ func New(opts Options, deps Deps) (*Manager, error) {
 // Run ticks the Manager every second until ctx ends: grace periods,
 // verification holds and deadlines.
 func (m *Manager) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { m.verifyShots(ctx) })
 	t := time.NewTicker(tickEvery)
 	defer t.Stop()
 	for {
@@ -514,6 +521,13 @@ func (m *Manager) close(e *entry, now time.Time) {
 	if from == Fixed {
 		o.Resolution = "verified"
 		note = fmt.Sprintf("verified: every device healthy for %s after the fix", m.opts.Hold)
+		if m.deps.Prober != nil {
+			select {
+			case m.closedShots <- o.ID:
+			default:
+				m.log.Warn("no snapshot on verification: too many waiting", "order", o.ID)
+			}
+		}
 	}
 	o.State, o.ClosedAt = Closed, now
 	delete(m.bySite, o.Site)
