@@ -91,7 +91,10 @@ func TestMapAndNearestCamerasInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll("the wedge opens the camera's panel", fmt.Sprintf(`document.querySelector('#map-detail-slot #detail')?.dataset.id === %q`, cam.ID), 10*time.Second)
-	if err := chromedp.Do(ctx, chromedp.Click(`#map-detail-slot #detail [data-live]`),
+	// The panel redraws when the device's history arrives: click the
+	// button the page has at that moment, not a node found earlier.
+	poll("the panel's live button", `document.querySelector('#map-detail-slot #detail [data-live]') !== null`, 10*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`void document.querySelector('#map-detail-slot #detail [data-live]').click()`),
 		chromedp.WaitVisible(fmt.Sprintf(`#player[data-camera=%q][data-state="playing"]`, cam.ID))); err != nil {
 		t.Fatalf("live video from the map's panel: %v", err)
 	}

@@ -389,6 +389,78 @@ export async function alarmAct(id, action, req) {
   return j?.alarm ? alarm(j.alarm) : null;
 }
 
+// Work orders (docs/maintenance.md). The hub ranks them, keeps their
+// deadlines and decides which actions a state allows; these adapters only
+// add times in ms and give lists their defaults.
+
+// workOrder adds _detected, _fixBy, _respondBy, _updated (ms) and
+// defaults for the lists.
+export function workOrder(o) {
+  o.devices ||= [];
+  o.breached ||= [];
+  o._detected = time(o.detected_at);
+  o._fixBy = time(o.fix_by);
+  o._respondBy = time(o.respond_by);
+  o._updated = time(o.updated);
+  return o;
+}
+
+// workOrders resolves to {orders, total, at}: the hub's "fix first" order,
+// each with its rank {score, why, fix_left_min, blind_cameras, …}; mine
+// keeps the caller's (assigned to them, their crew, or nobody's yet in a
+// district their crew covers). at is when the list was read (ms), for
+// counting down rank.fix_left_min.
+export async function workOrders({ mine = false } = {}, signal) {
+  const j = (await getJSON(`/api/workorders${query({ mine: mine ? 'true' : '' })}`, signal)) || {};
+  const orders = (j.orders || []).map((o) => ({ ...workOrder(o), rank: o.rank || {} }));
+  return { orders, total: j.total ?? orders.length, at: Date.now() };
+}
+
+function workDetail(j) {
+  return { order: workOrder(j?.order || {}), history: (j?.history || []).map((h) => ({ ...h, _at: time(h.at) })) };
+}
+
+// workOrderDetail resolves to {order, history} (history oldest first, as
+// the hub keeps it).
+export async function workOrderDetail(id, signal) {
+  return workDetail(await getJSON(`/api/workorders/${seg(id)}`, signal));
+}
+
+// workAct posts a crew's action (accept, start, hold, resume, fix, note,
+// reopen) with an optional note; resolves to the order afterwards. A
+// refusal (409 not allowed in this state, 400 reason missing) throws.
+export async function workAct(id, action, note = '') {
+  return workDetail(await send('POST', `/api/workorders/${seg(id)}/${seg(action)}`, note ? { note } : {}));
+}
+
+// workProbe has the agents probe the order's devices now and resolves,
+// within about 20 s, to {results: [{device, status, reason, detail,
+// _probed, fresh}], order, history}.
+export async function workProbe(id) {
+  const j = await send('POST', `/api/workorders/${seg(id)}/probe`, {});
+  const results = (j?.results || []).map((r) => ({ ...r, _probed: time(r.probed), fresh: r.fresh === true }));
+  return { results, ...workDetail(j) };
+}
+
+// workSnapshot has the agents take the order's cameras' pictures, kept
+// with it; resolves to [{device, photo, error}].
+export async function workSnapshot(id) {
+  const j = await send('POST', `/api/workorders/${seg(id)}/snapshot`, {});
+  return j?.results || [];
+}
+
+// workPhoto adds a picture (a File or Blob, JPEG or PNG) to an order.
+export async function workPhoto(id, file, note = '') {
+  return body(await request(`/api/workorders/${seg(id)}/photos${query({ note })}`, {
+    method: 'POST', body: file, headers: { 'Content-Type': file.type || 'application/octet-stream' },
+  }));
+}
+
+// photoURL is where an order's photo is served.
+export function photoURL(id, sha) {
+  return `/api/workorders/${seg(id)}/photos/${seg(sha)}`;
+}
+
 // eventsURL is the websocket address on the page's own origin.
 export function eventsURL() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';

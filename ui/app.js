@@ -26,6 +26,7 @@ import { Wall } from './wall.js';
 import { Alarms } from './alarms.js';
 import { CityMap } from './map.js';
 import { Reports } from './reports.js';
+import { WorkView } from './work.js';
 import * as keys from './keys.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -36,12 +37,18 @@ const REST_FALLBACK_MS = 60000; // while the websocket is down, refresh over RES
 const RETRY_LOAD_MS = 5000;
 const GAP_RESYNC_MS = 60000;    // at most one resync per minute for sequence gaps
 const VIEW_KEY = 'citywatch.view';
+// PHONE is style.css's upright-phone layout, where the device panel is
+// below the table rather than beside it.
+const PHONE = window.matchMedia('(max-width: 480px)');
 
-// VIEWS: each view (its section and header button are named after it) and
-// the permission, or any of a list, it needs.
+// VIEWS: each view (its section and header button are named after it),
+// the permission, or any of a list, it needs, and any of also, which
+// decides whom it is for (work orders read with status.read, but only
+// crews and dispatchers need the page).
 const VIEWS = [
   { id: 'console', perm: 'status.read' },
   { id: 'map', perm: 'status.read' },
+  { id: 'work', perm: 'status.read', also: keys.WORK_PERMS },
   { id: 'reports', perm: 'report.read' },
   { id: 'admin', perm: keys.ADMIN_PERMS },
   { id: 'audit', perm: 'audit.read' },
@@ -83,6 +90,7 @@ class App {
       onChanges: (cs, range) => this.changes(cs, range),
       onState: (s, info) => this.liveState(s, info),
       onAlarm: (ev) => this.alarms.event(ev),
+      onWorkOrder: (ev) => this.work?.event(ev),
       onEnded: () => leave('ended'),
       // A socket refused before it opened may mean the session is gone: a
       // request tells (a 401 leaves through api.onSession).
@@ -116,6 +124,15 @@ class App {
       can: (p) => this.can(p),
       who: () => this.me.name,
       onDevice: this.cityMap ? (id) => { this.setView('map'); this.cityMap.focusDevice(id); } : null,
+    }) : null;
+    // The crews' work orders (work.js); window.citywatch.work is there for
+    // tests.
+    this.work = this.allowed('work') ? new WorkView($('#work'), {
+      store: this.store,
+      can: (p) => this.can(p),
+      me: () => this.me,
+      onDevice: (id) => { this.setView('console'); this.activate(id); },
+      onLive: this.can('live.view') ? (id) => this.openLive(id) : null,
     }) : null;
 
     this.lastSeq = null; // seq of the latest change reflected in the store
@@ -160,6 +177,12 @@ class App {
     return Array.isArray(p) ? p.some((x) => this.me.permissions.has(x)) : this.me.permissions.has(p);
   }
 
+  // allowed reports whether the account may see view id.
+  allowed(id) {
+    const v = VIEWS.find((x) => x.id === id);
+    return !!v && this.can(v.perm) && (!v.also || this.can(v.also));
+  }
+
   // me: the account read anew (after a CSRF refresh, a password change).
   setMe(me) {
     this.me = me;
@@ -179,7 +202,7 @@ class App {
     $('#live').hidden = $('#sound').hidden = !monitoring;
     $('#alarms-btn').hidden = !monitoring || !this.can('alarm.read');
     $('#wall-btn').hidden = !monitoring || !this.can('live.view');
-    const views = VIEWS.filter((v) => this.can(v.perm));
+    const views = VIEWS.filter((v) => this.allowed(v.id));
     for (const v of VIEWS) $(`#view-${v.id}`).hidden = !views.includes(v);
     $('#views').hidden = views.length < 2;
     if (monitoring) {
@@ -193,12 +216,11 @@ class App {
     setInterval(() => this.tick(), 1000);
   }
 
-  // setView shows view ("console", "map", "reports", "admin", "audit";
-  // "none" when the role has none of them) if the account may see it;
-  // reports whether it did.
+  // setView shows view ("console", "map", "work", "reports", "admin",
+  // "audit"; "none" when the role has none of them) if the account may see
+  // it; reports whether it did.
   setView(id) {
-    const v = VIEWS.find((x) => x.id === id);
-    if (id !== 'none' && (!v || !this.can(v.perm))) return false;
+    if (id !== 'none' && !this.allowed(id)) return false;
     if (id === this.view) return true;
     this.view = id;
     document.body.dataset.view = id;
@@ -207,6 +229,7 @@ class App {
     if (id === 'admin') this.admin.show(); else this.admin?.hide();
     if (id === 'audit') this.audit.show(); else this.audit?.hide();
     if (id === 'reports') this.reports.show(); else this.reports?.hide();
+    if (id === 'work') this.work.show(); else this.work?.hide();
     this.placeDetail(id);
     if (id === 'map') this.cityMap.show(); else this.cityMap?.hide();
     try { sessionStorage.setItem(VIEW_KEY, id); } catch { /* storage disabled */ }
@@ -516,6 +539,7 @@ class App {
   activate(id) {
     this.table.select(id);
     this.detail.show(id);
+    if (PHONE.matches && this.view === 'console') $('#detail').scrollIntoView({ block: 'start' });
   }
 
   openSelected() {
@@ -538,7 +562,8 @@ class App {
   }
 
   escape() {
-    if (this.detail.open) this.closeDetail();
+    if (this.view === 'work') this.work.escape();
+    else if (this.detail.open) this.closeDetail();
     else if (this.view === 'map') this.cityMap.escape();
     else if (this.table.selected) this.table.select(null, false);
   }
@@ -658,6 +683,7 @@ class App {
     if (this.liveInfo.state === 'offline') this.renderLive();
     this.table.refresh(Math.floor(now / 1000));
     this.alarms.tick(Math.floor(now / 1000));
+    this.work?.tick(now);
     if (this.detail.open && Math.floor(now / 1000) % 15 === 0) this.detail.render();
     if (this.liveInfo.state !== 'live' && this.store.loaded && !this.syncing && now - this.lastSync > REST_FALLBACK_MS) this.resync();
     if (this.liveInfo.state === 'live' && this.store.loaded && !this.store.complete && Math.floor(now / 1000) % 60 === 0) this.pollSummary();
@@ -686,6 +712,7 @@ class App {
     this.audit?.retranslate();
     this.cityMap?.retranslate();
     this.reports?.retranslate();
+    this.work?.retranslate();
     this.account.render();
     if (this.store.loaded) this.populateFilters();
     this.renderShown();

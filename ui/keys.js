@@ -8,12 +8,15 @@ import { ALARM_SHORTCUTS } from './alarms.js';
 
 // ADMIN_PERMS: any of them opens the administration view.
 export const ADMIN_PERMS = ['account.manage', 'token.manage', 'agent.manage'];
+// WORK_PERMS: any of them (with status.read) opens the work orders.
+export const WORK_PERMS = ['work.manage', 'work.dispatch'];
 
 // SHORTCUTS: keys, their words, and the permission (or any of a list)
 // without which they do nothing.
 export const SHORTCUTS = [
   ['d', 'keys.view_console', 'status.read'],
   ['p', 'keys.view_map', 'status.read'],
+  ['o', 'keys.view_work', WORK_PERMS],
   ['r', 'keys.view_reports', 'report.read'],
   ['i', 'keys.view_admin', ADMIN_PERMS],
   ['t', 'keys.view_audit', 'audit.read'],
@@ -34,7 +37,7 @@ export const SHORTCUTS = [
 ];
 
 // VIEW_KEYS switch views from anywhere.
-const VIEW_KEYS = { d: 'console', p: 'map', r: 'reports', i: 'admin', t: 'audit' };
+const VIEW_KEYS = { d: 'console', p: 'map', o: 'work', r: 'reports', i: 'admin', t: 'audit' };
 
 // bind wires the shortcuts to app, which provides view, setView,
 // focusSearch, move, moveTo, openSelected, openLiveSelected, toggleWall,
@@ -59,7 +62,7 @@ export function bind(app) {
     const typing = el instanceof Element && el.matches('input, select, textarea, [contenteditable]');
     const console = app.view === 'console';
     if (e.key === 'Escape') {
-      if (typing) { el.blur(); if (console) app.focusTable(); } else if (console || app.view === 'map') app.escape();
+      if (typing) { el.blur(); if (console) app.focusTable(); } else if (console || app.view === 'map' || app.view === 'work') app.escape();
       e.preventDefault();
       return;
     }

@@ -14,13 +14,15 @@ export const SESSION_ENDED = 4001;
 
 export class Live {
   // onHello(msg), onChanges([change], {after, upto}), onAlarm(event),
-  // onState(state, info) where state is "connecting", "live" or "offline"
-  // and info {attempt, retryAt}; onEnded() when the hub ended the session,
-  // onRefused() when a connection closed before it opened (the upgrade may
-  // have been refused for want of a session: the caller checks).
-  constructor(url, { onHello, onChanges, onState, onAlarm = () => {}, onEnded = () => {}, onRefused = () => {} }) {
+  // onWorkOrder(event), onState(state, info) where state is "connecting",
+  // "live" or "offline" and info {attempt, retryAt}; onEnded() when the
+  // hub ended the session, onRefused() when a connection closed before it
+  // opened (the upgrade may have been refused for want of a session: the
+  // caller checks).
+  constructor(url, { onHello, onChanges, onState, onAlarm = () => {}, onWorkOrder = () => {}, onEnded = () => {}, onRefused = () => {} }) {
     this.url = url;
     this.onAlarm = onAlarm; // onAlarm(event): {kind, alarm, transition}
+    this.onWorkOrder = onWorkOrder; // onWorkOrder(event): {kind, order, transition}
     this.onHello = onHello;
     this.onChanges = onChanges;
     this.onState = onState;
@@ -127,6 +129,9 @@ export class Live {
         break;
       case 'alarm':
         if (msg.event) this.onAlarm(msg.event);
+        break;
+      case 'workorder':
+        if (msg.event) this.onWorkOrder(msg.event);
         break;
       default:
         // Unknown types are ignored so the hub can add messages first.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/workorder"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -570,5 +571,94 @@ func TestVendored(t *testing.T) {
 	}
 	if libs != 3 {
 		t.Errorf("vendor/ has %d libraries, want 3 (maplibre-gl, pmtiles, uplot)", libs)
+	}
+}
+
+// TestWorkHooks checks the DOM ids, attributes and window.citywatch.work
+// members that the phone test of work orders (e2e/work_phone_test.go)
+// relies on, the hub addresses the work view asks, and that the live
+// work-order events reach it.
+func TestWorkHooks(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"index.html", []string{`id="view-work"`, `data-view="work"`, `aria-keyshortcuts="o"`, `<section id="work" class="view"`}},
+		{"work.js", []string{"export class WorkView", `id="work-mine"`, `id="work-all"`, `id="work-near"`, `id="work-list"`, `id="work-empty"`,
+			`id="work-count"`, `id="work-notice"`, `data-order="${o.id}"`, `data-state="${o.state}"`, `id="work-detail"`, `id="work-detail-h"`,
+			`data-order-id="${d.id}"`, `data-state="${d.state}"`, `id="work-back"`, `id="work-msg"`, "el.dataset.kind = kind", `id="work-note"`,
+			`id="work-act-${a}"`, `id="work-probe"`, `id="work-probe-results"`, `data-probe-device="${r.device}"`, `data-fresh="${String(r.fresh)}"`,
+			`data-status="${r.status}"`, `data-dev="${x.id}"`, `class="wk-reason"`, `id="work-geo"`, `id="work-trail"`, `data-action="${h.action}"`,
+			"class=\"wk-dist\"", "navigator.geolocation.getCurrentPosition(", "show() {", "hide() {", "event(ev) {", "async act(action", "REFRESH_MS = 1000",
+			"`geo:${at}?q=${at}(${tag})`"}},
+		{"api.js", []string{"`/api/workorders${query({ mine: mine ? 'true' : '' })}`", "`/api/workorders/${seg(id)}`",
+			"send('POST', `/api/workorders/${seg(id)}/${seg(action)}`, note ? { note } : {})", "send('POST', `/api/workorders/${seg(id)}/probe`, {})"}},
+		{"app.js", []string{"this.work = this.allowed('work') ? new WorkView(", "onWorkOrder: (ev) => this.work?.event(ev)",
+			"{ id: 'work', perm: 'status.read', also: keys.WORK_PERMS }", "if (id === 'work') this.work.show(); else this.work?.hide();"}},
+		{"live.js", []string{"case 'workorder':", "this.onWorkOrder(msg.event)"}},
+		{"keys.js", []string{"WORK_PERMS = ['work.manage', 'work.dispatch']", "o: 'work'", "['o', 'keys.view_work', WORK_PERMS]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) { lacks(t, tt.file, tt.want) })
+	}
+	if got, want := jsList(t, "keys.js", "WORK_PERMS"), names([]auth.Permission{auth.WorkManage, auth.WorkDispatch}); !slices.Equal(got, want) {
+		t.Errorf("keys.js WORK_PERMS = %v; the hub's are %v", got, want)
+	}
+}
+
+// TestWorkWords checks that every key the work view names, literally or
+// built at run time (states, actions, the history's actions, breaches),
+// has words in English and Chinese, and that the view's lists are the
+// hub's.
+func TestWorkWords(t *testing.T) {
+	d := dictionaries(t)
+	src := read(t, "work.js")
+	var keys []string
+	// Every quoted key: t('work.x'), t(cond ? 'work.a' : 'work.b'); not
+	// the prefixes given to label('work.state', …), nor permissions.
+	perms := names(auth.Permissions)
+	for _, m := range regexp.MustCompile(`(label\(\s*)?'((?:work|view|keys|app|err)\.[\w.]+)'`).FindAllStringSubmatch(src, -1) {
+		if m[1] == "" && !slices.Contains(perms, m[2]) {
+			keys = append(keys, m[2])
+		}
+	}
+	if len(keys) < 40 {
+		t.Fatalf("found only %d keys in work.js; has the t('…') call form changed?", len(keys))
+	}
+	for _, a := range []string{"hold", "note"} { // t(`work.ask_${action}`)
+		keys = append(keys, "work.ask_"+a, "work.ask_"+a+"_label", "work.ask_"+a+"_submit")
+	}
+	for _, list := range []struct{ name, prefix string }{
+		{"STATES", "work.state."}, {"ACTIONS", "work.act."}, {"TRAIL_ACTIONS", "work.trail."}, {"BREACHES", "work.breached."},
+	} {
+		for _, s := range jsList(t, "work.js", list.name) {
+			keys = append(keys, list.prefix+s)
+		}
+	}
+	keys = append(keys, "view.work", "view.work_title", "keys.view_work", "err.unavailable")
+	for _, k := range keys {
+		for _, lang := range []string{"en", "zh-CN"} {
+			if strings.TrimSpace(d[lang][k]) == "" {
+				t.Errorf("work.js uses %q, which %s lacks", k, lang)
+			}
+		}
+	}
+
+	if got, want := jsList(t, "work.js", "STATES"), names(workorder.States); !slices.Equal(got, want) {
+		t.Errorf("work.js STATES = %v; the hub's are %v", got, want)
+	}
+	for _, a := range jsList(t, "work.js", "ACTIONS") {
+		if !slices.Contains(workorder.PersonActions, workorder.Action(a)) {
+			t.Errorf("work.js offers %q, which is not an action of POST /api/workorders/{id}/{action}", a)
+		}
+	}
+	trail := slices.Clone(workorder.PersonActions)
+	trail = append(trail, workorder.ActOpen, workorder.ActJoin, workorder.ActVerify, workorder.ActRepeat, workorder.ActBreach,
+		workorder.ActHealthy, workorder.ActFault, workorder.ActProbe)
+	got := jsList(t, "work.js", "TRAIL_ACTIONS")
+	for _, a := range trail {
+		if !slices.Contains(got, string(a)) {
+			t.Errorf("work.js TRAIL_ACTIONS lacks the hub's %q", a)
+		}
 	}
 }

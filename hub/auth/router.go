@@ -220,7 +220,7 @@ func (rt *Router) headers(h http.Header) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(self), payment=()")
 	if rt.cfg.TLS {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}
