@@ -592,6 +592,14 @@ export async function availability(q, signal) {
   return { ...j, rows: j.rows || [], total: j.total || null, simulated: j.simulated === true };
 }
 
+// repairs resolves to the repair figures {group, rows, total} of q {from,
+// to, group}: MTTA, MTTR, MTBF, first-time fix, repeats, deadlines met,
+// backlog.
+export async function repairs(q, signal) {
+  const j = (await getJSON(reportPath('maintenance', q), signal)) || {};
+  return { ...j, rows: j.rows || [], total: j.total || null };
+}
+
 // series resolves to {timezone, days, series: [{district, online_rate,
 // intact_rate}]}; the city's line has district "".
 export async function series(q, signal) {

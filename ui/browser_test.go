@@ -129,6 +129,13 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 		"maintenance": []any{map[string]any{"names": []string{"Upgrade <b>"}, "approved_by": []string{"wang"}, "cell_hours": 16, "weighted": 16}}, "simulated": true}))
 	row := map[string]any{"key": "Xuhui", "devices": 2, "expected_s": 172800, "online_s": 170000, "degraded_s": 0, "offline_s": 2800, "unreachable_s": 0, "unknown_s": 0, "maintenance_s": 3600, "online_rate": 0.9838, "intact_rate": 0.94, "outages": 2, "mttr_s": 1400}
 	mux.HandleFunc("/api/reports/availability", j(map[string]any{"from": "x", "to": "y", "group": "district", "timezone": "Asia/Shanghai", "simulated": false, "rows": []any{row}, "total": row}))
+	repairs := func(key string, mttr float64) map[string]any {
+		return map[string]any{"key": key, "opened": 4, "closed": 3, "mtta_s": 600, "mttr_s": mttr, "mtbf_h": 120.5, "failures": 5, "devices": 20,
+			"first_time_fix": 0.75, "repeat_rate": 0.25, "respond_met": 1, "fix_met": 0.5, "backlog": 1, "backlog_max_age_h": 2.5}
+	}
+	mux.HandleFunc("/api/reports/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		j(map[string]any{"group": "crew", "rows": []any{repairs("Crew <i>North</i>", 3600), repairs("Crew South", 7200)}, "total": repairs("", 5400)})(w, r)
+	})
 	mux.HandleFunc("/api/reports/series", j(map[string]any{"timezone": "Asia/Shanghai", "days": []string{"2026-12-01", "2026-12-02", "2026-12-03"},
 		"series": []any{map[string]any{"district": "", "online_rate": []any{0.99, 0.98, nil}, "intact_rate": []any{0.97, 0.96, 0.95}}, map[string]any{"district": "Xuhui", "online_rate": []any{0.97, 0.99, 0.985}, "intact_rate": []any{0.9, 0.91, 0.92}}}}))
 	srv := serveConsole(t, mux)
@@ -219,6 +226,12 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 	contains("ledger districts", str(`document.querySelector('#rep-ledger-districts tr[data-flagged="true"]').innerText`), "Xuhui", "online rate fine, coverage not", "12.5%")
 	contains("ledger cameras", str(`document.querySelector('#rep-ledger-cameras').innerText`), "CAM-3", "<i>Yard</i>", "2.5")
 	contains("maintenance", str(`document.querySelector('#rep-ledger-maintenance').innerText`), "Upgrade <b>", "wang")
+	poll(`document.querySelector('#rep-repairs tbody tr[data-key]')`, 10*time.Second)
+	contains("repairs", str(`document.querySelector('#rep-repairs').innerText`), "Crew <i>North</i>", "1 h 0 min", "2 h 0 min", "10 min", "120.5", "75.0%", "25.0%", "Total")
+	if w := str(`document.querySelector('#rep-repairs tr[data-key="Crew South"] .r-bar').style.width`); w != "100%" {
+		t.Errorf("the slowest crew's MTTR bar is %s wide, want 100%%", w)
+	}
+	contains("repairs CSV link", str(`document.querySelector('#rep-repairs-csv').href`), "/api/reports/maintenance?", "group=crew", "format=csv")
 	if h := str(`String(document.querySelector('#rep-simulated').hidden)`); h != "false" {
 		t.Error("the simulated-data banner is hidden, but the ledger says simulated")
 	}

@@ -16,6 +16,8 @@ import { uplot } from './vendor.js';
 
 export const PERIODS = ['day', 'week', 'month', 'custom'];
 export const GROUPS = ['district', 'site', 'kind', 'vendor', 'city'];
+// REPAIR_GROUPS are what repair figures are grouped by.
+export const REPAIR_GROUPS = ['crew', 'district', 'site', 'vendor', 'city'];
 export const CAUSES = ['never_covered', 'outage', 'maintenance', 'unknown'];
 const TOP_CAMERAS = 20;
 const TZ_KEY = 'citywatch.report_tz';
@@ -204,6 +206,16 @@ export class Reports {
             <tbody></tbody>
           </table>
         </section>
+        <section class="r-sec" aria-labelledby="rep-repairs-h">
+          <div class="r-head"><h3 id="rep-repairs-h" data-i18n="rep.repairs">${t('rep.repairs')}</h3>
+            <label class="chk"><span data-i18n="rep.group">${t('rep.group')}</span><select id="rep-repairs-group"></select></label>${csv('rep-repairs-csv')}</div>
+          <p class="hint" data-i18n="rep.repairs_hint">${t('rep.repairs_hint')}</p>
+          <p class="err r-err" id="rep-repairs-error" hidden></p>
+          <table class="grid r-table" id="rep-repairs">
+            <thead><tr>${th('key')}${th('opened', true)}${th('closed', true)}${th('mtta', true)}${th('mttr', true)}${th('mtbf', true)}${th('first_fix', true)}${th('repeat', true)}${th('fix_met', true)}${th('backlog', true)}</tr></thead>
+            <tbody></tbody><tfoot></tfoot>
+          </table>
+        </section>
       </div>`;
     const r = this.root;
     this.form = r.querySelector('#rep-form');
@@ -213,6 +225,7 @@ export class Reports {
       if (this.form.checkValidity()) this.load();
     });
     r.querySelector('#rep-metric').addEventListener('change', () => this.renderChart());
+    r.querySelector('#rep-repairs-group').addEventListener('change', () => this.load());
     r.querySelector('#rep-print').addEventListener('click', () => window.print());
     r.querySelector('#rep-ledger-cameras').addEventListener('click', (e) => {
       const b = e.target.closest('button[data-device]');
@@ -236,6 +249,7 @@ export class Reports {
     };
     keep('#rep-period', PERIODS.map((p) => new Option(t(`rep.period_${p}`), p)), 'week');
     keep('#rep-group', GROUPS.map((g) => new Option(t(`rep.group_${g}`), g)), 'district');
+    keep('#rep-repairs-group', REPAIR_GROUPS.map((g) => new Option(t(`rep.group_${g}`), g)), 'crew');
     keep('#rep-metric', [new Option(t('summary.online_rate'), 'online_rate'), new Option(t('summary.intact_rate'), 'intact_rate')], 'online_rate');
     this.fillDistricts();
   }
@@ -307,6 +321,7 @@ export class Reports {
       avail: api.availability({ ...q, group }),
       series: api.series(q),
       ledger: api.ledger({ ...q, top: TOP_CAMERAS }),
+      repairs: api.repairs({ from: q.from, to: q.to, group: this.repairGroup() }),
     };
     this.loading = (async () => {
       const keys = Object.keys(jobs);
@@ -351,7 +366,10 @@ export class Reports {
     set('#rep-districts-csv', api.ledgerPath(lq, 'districts'));
     set('#rep-cameras-csv', api.ledgerPath(lq, 'cameras'));
     set('#rep-maintenance-csv', api.ledgerPath(lq, 'maintenance'));
+    set('#rep-repairs-csv', api.reportPath('maintenance', { from: q.from, to: q.to, group: this.repairGroup() }, true));
   }
+
+  repairGroup() { return this.root.querySelector('#rep-repairs-group').value || 'crew'; }
 
   // Drawing.
 
@@ -361,7 +379,7 @@ export class Reports {
     const range = p ? t('rep.range', { from: p.start, to: addDays(p.end, -1), zone: this.tz }) : '';
     this.root.querySelector('#rep-range').textContent = range;
     this.root.querySelector('#rep-simulated').hidden = !(avail?.simulated || ledger?.simulated || this.data.series?.simulated === true);
-    for (const k of ['avail', 'series', 'ledger']) {
+    for (const k of ['avail', 'series', 'ledger', 'repairs']) {
       const el = this.root.querySelector(`#rep-${k}-error`);
       el.textContent = this.errors[k] ? t('rep.load_error', { error: this.errors[k] }) : '';
       el.hidden = !this.errors[k];
@@ -369,6 +387,7 @@ export class Reports {
     this.renderAvailability();
     this.renderChart();
     this.renderLedger();
+    this.renderRepairs();
     this.fillDistricts();
     this.root.querySelector('#rep-print-head').textContent = t('rep.print_head', {
       range, time: dateTime(Date.now()), who: this.who?.() || '', group: t(`rep.group_${this.root.querySelector('#rep-group').value || 'district'}`),
@@ -452,6 +471,30 @@ export class Reports {
   resizeChart() {
     const el = this.root.querySelector('#rep-chart');
     if (this.chart && el.clientWidth) this.chart.setSize({ width: el.clientWidth, height: 240 });
+  }
+
+  // renderRepairs draws the repair figures, MTTR as a bar against the
+  // slowest group so the slow crew stands out on paper too.
+  renderRepairs() {
+    const f = this.data.repairs;
+    const rows = f?.rows || [];
+    const slowest = Math.max(1, ...rows.map((x) => x.mttr_s || 0));
+    const keyText = (k) => (f?.group === 'city' || !k ? t('rep.city') : k);
+    const row = (x, key, cls = '') => html`<tr class="${cls}" data-key="${key}">
+      <th scope="row">${cls === 'total' ? t('rep.total') : keyText(key)}</th>
+      <td class="num">${num(x.opened)}</td>
+      <td class="num">${num(x.closed)}</td>
+      <td class="num">${duration(x.mtta_s)}</td>
+      <td class="num r-barcell">${typeof x.mttr_s === 'number' && cls !== 'total' ? html`<span class="r-bar" style="width:${Math.round((x.mttr_s / slowest) * 100)}%"></span>` : ''}<span>${duration(x.mttr_s)}</span></td>
+      <td class="num">${typeof x.mtbf_h === 'number' ? num(x.mtbf_h, 1) : '–'}</td>
+      <td class="num">${rate(x.first_time_fix)}</td>
+      <td class="num">${rate(x.repeat_rate)}</td>
+      <td class="num ${rateClass(x.fix_met ?? NaN)}">${rate(x.fix_met)}</td>
+      <td class="num">${num(x.backlog)}${typeof x.backlog_max_age_h === 'number' ? html` <span class="muted">(${num(x.backlog_max_age_h, 1)} h)</span>` : ''}</td></tr>`;
+    const table = this.root.querySelector('#rep-repairs');
+    table.tBodies[0].innerHTML = rows.length ? html`${rows.map((x) => row(x, x.key ?? ''))}`
+      : html`<tr class="none"><td colspan="10">${f ? t('rep.no_rows') : '–'}</td></tr>`;
+    table.tFoot.innerHTML = f?.total ? html`${row(f.total, '', 'total')}` : '';
   }
 
   renderLedger() {
