@@ -17,7 +17,7 @@ import { uplot } from './vendor.js';
 export const PERIODS = ['day', 'week', 'month', 'custom'];
 export const GROUPS = ['district', 'site', 'kind', 'vendor', 'city'];
 // REPAIR_GROUPS are what repair figures are grouped by.
-export const REPAIR_GROUPS = ['crew', 'district', 'site', 'vendor', 'city'];
+export const REPAIR_GROUPS = ['crew', 'district', 'site', 'vendor', 'model', 'city'];
 export const CAUSES = ['never_covered', 'outage', 'maintenance', 'unknown'];
 const TOP_CAMERAS = 20;
 const TZ_KEY = 'citywatch.report_tz';

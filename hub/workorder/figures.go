@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
 // FigureGroups are what repair figures can be grouped by.
-var FigureGroups = []string{"city", "crew", "district", "site", "vendor"}
+var FigureGroups = []string{"city", "crew", "district", "site", "vendor", "model"}
 
 // ErrFigures is returned for a figures query that cannot be answered.
 var ErrFigures = errors.New("workorder: bad figures query")
@@ -124,6 +125,8 @@ func (m *Manager) Figures(q FigureQuery) (Figures, error) {
 			key = d.Site
 		case "vendor":
 			key = cmp.Or(d.Vendor, "unknown")
+		case "model":
+			key = modelKey(d.Vendor, d.Model)
 		}
 		if q.Group != "city" {
 			acc(key).devices[d.ID] = true
@@ -150,13 +153,17 @@ func (m *Manager) keys(o *Order, group string) []string {
 		return []string{o.District}
 	case "site":
 		return []string{o.Site}
-	case "vendor":
-		// An order counts once for each vendor of its devices.
+	case "vendor", "model":
+		// An order counts once for each vendor (or model) of its devices.
 		var ks []string
 		for _, d := range o.Devices {
 			v := "unknown"
-			if fd, ok := m.deps.Fleet.Device(d.ID); ok && fd.Vendor != "" {
-				v = fd.Vendor
+			if fd, ok := m.deps.Fleet.Device(d.ID); ok {
+				if group == "vendor" {
+					v = cmp.Or(fd.Vendor, v)
+				} else {
+					v = modelKey(fd.Vendor, fd.Model)
+				}
 			}
 			if !slices.Contains(ks, v) {
 				ks = append(ks, v)
@@ -165,6 +172,14 @@ func (m *Manager) keys(o *Order, group string) []string {
 		return ks
 	}
 	return []string{""}
+}
+
+// modelKey names a model with its maker: two makers may use one model name.
+func modelKey(vendor, model string) string {
+	if model == "" {
+		return "unknown"
+	}
+	return strings.TrimSpace(vendor + " " + model)
 }
 
 // crewOf is the first crew covering a district, or "".

@@ -77,7 +77,17 @@ func TestFigures(t *testing.T) {
 	if _, err := r.m.Figures(FigureQuery{From: t0, To: t0, Group: "city"}); !errors.Is(err, ErrFigures) {
 		t.Errorf("empty period: %v", err)
 	}
-	if _, err := r.m.Figures(FigureQuery{From: t0, To: t0.Add(time.Hour), Group: "model"}); !errors.Is(err, ErrFigures) {
-		t.Errorf("group model: %v", err)
+	if _, err := r.m.Figures(FigureQuery{From: t0, To: t0.Add(time.Hour), Group: "colour"}); !errors.Is(err, ErrFigures) {
+		t.Errorf("group colour: %v", err)
+	}
+	// By model: cam-1 and cam-2 are a DS-2CD, cam-9 has no model.
+	for _, id := range []string{"cam-1", "cam-2"} {
+		d := r.fleet.devices[id]
+		d.Vendor, d.Model = "Hikvision", "DS-2CD"
+		r.fleet.devices[id] = d
+	}
+	f, err = r.m.Figures(FigureQuery{From: t0, To: t0.Add(4 * time.Hour), Group: "model"})
+	if err != nil || len(f.Rows) != 2 || f.Rows[0].Key != "Hikvision DS-2CD" || f.Rows[0].Opened != 2 || f.Rows[1].Key != "unknown" || f.Rows[1].Opened != 1 {
+		t.Errorf("by model: %v %+v", err, f.Rows)
 	}
 }
