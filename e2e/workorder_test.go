@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/workorder"
+	"github.com/citywatch/citywatch/internal/testenv"
 )
 
 // quickWork opens orders 2 s after a fault and closes them after 3 s of
@@ -196,4 +200,84 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// kill -9 of the hub process: started again on the same data directory it
+// has every work order and its whole history as it answered them, and the
+// site's open order is still the one a new fault joins.
+func TestWorkOrdersSurviveKill9(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("alarms: {rules: %q}\nworkorders: {grace: 1s, hold: 1h}\n", rules)
+	hub1 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg})
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- world.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	var cams []string
+	for _, a := range world.City().Agents[:1] {
+		for _, c := range a.Cameras {
+			cams = append(cams, c.ID)
+		}
+	}
+	if len(cams) < 2 {
+		t.Fatalf("the first site has %d cameras", len(cams))
+	}
+	var o workorder.Order
+	eventually(t, 60*time.Second, func() error {
+		world.Fault(sim.Fault{Device: cams[0], Fault: sim.FaultOffline})
+		var l orderList
+		if err := hub1.get("api/workorders?device="+url.QueryEscape(cams[0]), &l); err != nil {
+			return err
+		}
+		if len(l.Orders) != 1 {
+			return fmt.Errorf("%d orders for %s", len(l.Orders), cams[0])
+		}
+		o = l.Orders[0]
+		return nil
+	})
+	crew := hub1.token(t, "crew-li", auth.Maintainer, auth.Everything)
+	var d orderDetail
+	crew.postJSON(t, "api/workorders/"+o.ID+"/start", `{"note":"on site"}`, &d)
+	crew.postJSON(t, "api/workorders/"+o.ID+"/hold", `{"note":"waiting for a spare camera"}`, &d)
+
+	if err := hub1.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown code runs
+		t.Fatal(err)
+	}
+	hub1.cmd.Wait()
+	hub2 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg, successorOf: hub1})
+	var after orderDetail
+	if err := hub2.get("api/workorders/"+o.ID, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Order.State != workorder.OnHold || after.Order.HoldReason != "waiting for a spare camera" || after.Order.Assignee != "token:crew-li" ||
+		len(after.History) != len(d.History) || !after.Order.FixBy.Equal(d.Order.FixBy) {
+		t.Fatalf("after the kill: %+v, %d of %d history entries", after.Order, len(after.History), len(d.History))
+	}
+	for i := range d.History {
+		if h, b := after.History[i], d.History[i]; h.Action != b.Action || h.Who != b.Who || h.Note != b.Note || !h.At.Equal(b.At) {
+			t.Errorf("history %d: after %+v, before %+v", i, h, b)
+		}
+	}
+	// A new fault at the site joins the order that survived.
+	eventually(t, 60*time.Second, func() error {
+		world.Fault(sim.Fault{Device: cams[1], Fault: sim.FaultOffline})
+		var got orderDetail
+		if err := hub2.get("api/workorders/"+o.ID, &got); err != nil {
+			return err
+		}
+		for _, dev := range got.Order.Devices {
+			if dev.ID == cams[1] {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has not joined %s", cams[1], o.ID)
+	})
 }
