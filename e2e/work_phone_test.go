@@ -251,4 +251,15 @@ func TestWorkOrderOnAPhone(t *testing.T) {
 	fits("the closed order", "#work", true)
 	do("back to the list", chromedp.Click(`#work-back`))
 	poll("the list without the closed order", fmt.Sprintf(`!document.querySelector(%q) && !document.querySelector('#work-empty').hidden`, card), 15*time.Second)
+
+	// A fault telemetry cannot see: an order by hand from the device.
+	do("order by hand", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`void window.citywatch.orderByHand(%q)`, cam.ID)),
+		chromedp.WaitVisible(`#form-dialog input[name=title]`), chromedp.SendKeys(`#form-dialog input[name=title]`, "lens dirty"),
+		chromedp.Click(`#dialog-submit`))
+	poll("the order by hand on the phone", `document.querySelector('#work-detail-h')?.dataset.state === 'open' && document.querySelector('#work-dbody').innerText.includes('lens dirty')`, 15*time.Second)
+	var mine orderList
+	s.api.getJSON(t, "api/workorders?device="+url.QueryEscape(cam.ID), &mine)
+	if len(mine.Orders) != 1 || !mine.Orders[0].Manual || mine.Orders[0].OpenedBy != "phone-wang" || mine.Orders[0].Title != "lens dirty" {
+		t.Errorf("the order by hand: %+v", mine.Orders)
+	}
 }

@@ -442,6 +442,12 @@ export async function workProbe(id) {
   return { results, ...workDetail(j) };
 }
 
+// openWorkOrder opens an order by hand for devices of one site; resolves
+// to {order, history}.
+export async function openWorkOrder(devices, title, priority = 3) {
+  return send('POST', '/api/workorders', { devices, title, priority });
+}
+
 // workSnapshot has the agents take the order's cameras' pictures, kept
 // with it; resolves to [{device, photo, error}].
 export async function workSnapshot(id) {

@@ -19,6 +19,8 @@ import { Table } from './table.js';
 import { Summary } from './summary.js';
 import { Feed, entry, system } from './feed.js';
 import { Detail } from './detail.js';
+import { formDialog } from './dialog.js';
+import { html } from './html.js';
 import { Live } from './live.js';
 import { Sound } from './sound.js';
 import { Player } from './video.js';
@@ -79,6 +81,7 @@ class App {
     });
     this.detail = new Detail($('#detail'), {
       store: this.store, onClose: () => this.closeDetail(), onLive: (id) => this.openLive(id), canPlay: this.can('live.view'),
+      onWorkOrder: this.can('work.manage') ? (id) => this.orderByHand(id) : null,
     });
     this.player = new Player($('#player'), { store: this.store, canLink: this.can('live.link'), onClose: () => this.focusTable() });
     this.wall = new Wall($('#wall'), {
@@ -214,6 +217,20 @@ class App {
     if (!this.setView(want)) this.setView(views[0]?.id || 'none');
     this.tick();
     setInterval(() => this.tick(), 1000);
+  }
+
+  // orderByHand opens a work order for a fault telemetry cannot see (a
+  // camera knocked askew, a dirty lens) on device id, then shows it.
+  async orderByHand(id) {
+    const res = await formDialog({
+      title: t('work.by_hand_h', { device: id }),
+      body: html`<label><span>${t('work.f_title')}</span><input name="title" required maxlength="200" placeholder="${t('work.by_hand_placeholder')}"></label>
+        <label><span>${t('work.priority')}</span><select name="priority">${[1, 2, 3, 4].map((p) => html`<option value="${p}"${p === 3 ? html` selected` : ''}>P${p}</option>`)}</select></label>`,
+      label: t('work.by_hand'),
+      onSubmit: (form) => api.openWorkOrder([id], form.elements.title.value.trim(), Number(form.elements.priority.value)),
+    });
+    if (!res?.order?.id) return;
+    if (this.work && this.setView('work')) this.work.open(res.order.id);
   }
 
   // setView shows view ("console", "map", "work", "reports", "admin",

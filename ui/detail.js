@@ -67,9 +67,11 @@ export function strip(transitions, current, t0, t1, w = 100, h = 8) {
 
 export class Detail {
   // onLive(id) opens the live video of a camera; canPlay: the account may
-  // watch video.
-  constructor(root, { store, onClose, onLive = () => {}, canPlay = true }) {
+  // watch video; onWorkOrder(id), when the account may, opens a work order
+  // by hand for the device.
+  constructor(root, { store, onClose, onLive = () => {}, canPlay = true, onWorkOrder = null }) {
     this.root = root;
+    this.onWorkOrder = onWorkOrder;
     this.canPlay = canPlay;
     this.store = store;
     this.onClose = onClose;
@@ -82,6 +84,7 @@ export class Detail {
     root.addEventListener('click', (e) => {
       if (e.target.closest('[data-close]')) this.onClose();
       if (e.target.closest('[data-live]')) onLive(this.id);
+      if (e.target.closest('[data-new-order]')) this.onWorkOrder?.(this.id);
       const w = e.target.closest('[data-window]');
       if (w) { this.window = w.dataset.window; this.load(); this.render(); }
     });
@@ -202,6 +205,7 @@ export class Detail {
         <span class="dot" aria-hidden="true"></span>
         <h2 id="detail-title"><span class="d-id">${esc(d.id)}</span> <span class="d-name">${esc(d.name || '')}</span></h2>
         ${d.kind === 'camera' && this.canPlay ? `<button type="button" class="live" data-live title="${esc(t('video.live_title'))} (v)">${esc(t('video.live'))}</button>` : ''}
+        ${this.onWorkOrder ? `<button type="button" data-new-order title="${esc(t('work.by_hand_title'))}">${esc(t('work.by_hand'))}</button>` : ''}
         ${this.closeButton()}
       </header>
       <div class="d-body">
