@@ -47,6 +47,26 @@ sensors:
 	return cfg
 }
 
+// runAgent runs an agent of cfg until the test ends, watching its topics
+// on brokerURL from before it starts; it returns once the inventory is out.
+func runAgent(t *testing.T, brokerURL string, cfg config.Config) (*agent.Agent, *wiretest.Watcher) {
+	t.Helper()
+	w := wiretest.Watch(t, brokerURL, cfg.ID)
+	a, err := agent.New(cfg, agent.Options{Cameras: &prober{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	w.Next(wire.ChannelInventory, nil)
+	return a, w
+}
+
 // prober answers every probe with success and records the cameras probed.
 type prober struct {
 	mu     sync.Mutex
@@ -301,19 +321,7 @@ func TestReloadRejectsIdentityChange(t *testing.T) {
 // the hub accepts. The media path is tested in agent/live.
 func TestLiveCommands(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	w := wiretest.Watch(t, broker.URL(), "agent-t1")
-	a, err := agent.New(testConfig(t, broker.URL()), agent.Options{Cameras: &prober{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	w.Next(wire.ChannelInventory, nil)
+	a, w := runAgent(t, broker.URL(), testConfig(t, broker.URL()))
 
 	commands := wire.Topic("agent-t1", wire.ChannelCommands)
 	ts := time.Now().UTC().Format(time.RFC3339)
@@ -349,23 +357,11 @@ func TestSnapshotCommand(t *testing.T) {
 	}))
 	t.Cleanup(cam.Close)
 	broker := testenv.Mosquitto(t)
-	w := wiretest.Watch(t, broker.URL(), "agent-t1")
 	cfg := testConfig(t, broker.URL())
 	cfg.Cameras[0].Snapshot = secret.URL(strings.Replace(cam.URL, "http://", "http://admin:pw@", 1) + "/snap.jpg")
 	cfg.Cameras = append(cfg.Cameras, cfg.Cameras[0])
 	cfg.Cameras[1].ID, cfg.Cameras[1].Snapshot = "cam-2", ""
-	a, err := agent.New(cfg, agent.Options{Cameras: &prober{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	w.Next(wire.ChannelInventory, nil)
+	_, w := runAgent(t, broker.URL(), cfg)
 	commands := wire.Topic("agent-t1", wire.ChannelCommands)
 	ts := time.Now().UTC().Format(time.RFC3339)
 	w.Publish(commands, `{"v":1,"id":"cmd-s1","ts":"`+ts+`","type":"snapshot","devices":["cam-1"]}`)

@@ -16,6 +16,21 @@ import (
 	"github.com/citywatch/citywatch/internal/testenv"
 )
 
+// runWorld runs the small simulated city against brokerURL until the test
+// ends.
+func runWorld(t *testing.T, brokerURL string) *sim.Sim {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{BrokerURL: brokerURL, City: smallCity, Interval: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- world.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return world
+}
+
 // kill -9 of the hub process in the middle of an alarm storm: started again
 // on the same database it has every alarm, state and trail it had
 // acknowledged to operators before it died.
@@ -29,14 +44,7 @@ func TestAlarmsSurviveKill9(t *testing.T) {
 	cfg := fmt.Sprintf("alarms: {rules: %q, db: %q}\n", rules, filepath.Join(dir, "alarms.db"))
 	hub1 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: time.Second, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- world.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	world := runWorld(t, broker.URL())
 
 	var all []string
 	for _, a := range world.City().Agents {

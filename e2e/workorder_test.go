@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -213,14 +212,7 @@ func TestWorkOrdersSurviveKill9(t *testing.T) {
 	}
 	cfg := fmt.Sprintf("alarms: {rules: %q}\nworkorders: {grace: 1s, hold: 1h}\n", rules)
 	hub1 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: cfg})
-	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: time.Second, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- world.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	world := runWorld(t, broker.URL())
 	var cams []string
 	for _, a := range world.City().Agents[:1] {
 		for _, c := range a.Cameras {

@@ -110,7 +110,13 @@ func (h *Hours) between(a, b time.Time) time.Duration {
 			break
 		}
 		if start, end, ok := h.window(cur); ok {
-			lo, hi := later(start, cur), earlier(end, b)
+			lo, hi := start, end // the window, cut to [cur, b)
+			if cur.After(lo) {
+				lo = cur
+			}
+			if b.Before(hi) {
+				hi = b
+			}
 			if lo.Before(hi) {
 				sum += hi.Sub(lo)
 			}
@@ -118,18 +124,4 @@ func (h *Hours) between(a, b time.Time) time.Duration {
 		cur = nextDay(cur, h.Loc)
 	}
 	return sum
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func earlier(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

@@ -45,9 +45,9 @@ func (m *Manager) Routes(log Auditor) []auth.Route {
 		auth.Route{Method: http.MethodGet, Path: "/api/crews", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.crews)},
 		auth.Route{Method: http.MethodGet, Path: "/api/reports/maintenance", Perm: auth.ReportRead, Handler: http.HandlerFunc(s.figures)},
 	)
-	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: http.HandlerFunc(s.probe)},
+	rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/probe", Perm: auth.DeviceProbe, Handler: s.viaAgents("probe", s.probe)},
 		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/photos", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.addPhoto)},
-		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/snapshot", Perm: auth.WorkManage, Handler: http.HandlerFunc(s.snapshot)},
+		auth.Route{Method: http.MethodPost, Path: "/api/workorders/{id}/snapshot", Perm: auth.WorkManage, Handler: s.viaAgents("snapshot", s.snapshot)},
 		auth.Route{Method: http.MethodGet, Path: "/api/workorders/{id}/photos/{sha}", Perm: auth.StatusRead, Handler: http.HandlerFunc(s.photo)})
 	for _, act := range PersonActions {
 		perm := auth.WorkManage
@@ -241,25 +241,37 @@ type ProbeReply struct {
 	Detail
 }
 
-func (s *server) probe(w http.ResponseWriter, r *http.Request) {
-	p := auth.From(r.Context())
-	id := r.PathValue("id")
-	if _, _, ok := s.visible(r, id); !ok {
-		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
-		return
+// viaAgents serves an action that asks the order's agents and waits for
+// them (re-probe, snapshots): audited, 503 when the agents cannot be
+// reached.
+func (s *server) viaAgents(action string, do func(ctx context.Context, id, who string) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := auth.From(r.Context())
+		id := r.PathValue("id")
+		if _, _, ok := s.visible(r, id); !ok {
+			auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
+			return
+		}
+		out, err := do(r.Context(), id, p.Name)
+		s.record(r, p, "workorder."+action, "workorder/"+id, "", err)
+		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrBadRequest) {
+			s.log.Warn("work order action through the agents failed", "order", id, "action", action, "err", err)
+			auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		if !s.fail(w, err) {
+			auth.WriteJSON(w, http.StatusOK, out)
+		}
 	}
-	res, err := s.m.Probe(r.Context(), id, p.Name)
-	s.record(r, p, "workorder.probe", "workorder/"+id, "", err)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Warn("re-probe failed", "order", id, "err", err)
-		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-		return
-	}
-	if s.fail(w, err) {
-		return
+}
+
+func (s *server) probe(ctx context.Context, id, who string) (any, error) {
+	res, err := s.m.Probe(ctx, id, who)
+	if err != nil {
+		return nil, err
 	}
 	o, trail, _ := s.m.Order(id)
-	auth.WriteJSON(w, http.StatusOK, ProbeReply{Results: res, Detail: Detail{Order: o, History: trail}})
+	return ProbeReply{Results: res, Detail: Detail{Order: o, History: trail}}, nil
 }
 
 // addPhoto takes POST /api/workorders/{id}/photos?note=: the body is the
@@ -295,27 +307,16 @@ func (s *server) addPhoto(w http.ResponseWriter, r *http.Request) {
 	auth.WriteJSON(w, http.StatusCreated, ph)
 }
 
-// snapshot answers POST /api/workorders/{id}/snapshot: the order's cameras'
-// pictures now, kept with it.
-func (s *server) snapshot(w http.ResponseWriter, r *http.Request) {
-	p := auth.From(r.Context())
-	id := r.PathValue("id")
-	if _, _, ok := s.visible(r, id); !ok {
-		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
-		return
+// snapshot answers POST /api/workorders/{id}/snapshot: the order's
+// cameras' pictures now, kept with it.
+func (s *server) snapshot(ctx context.Context, id, who string) (any, error) {
+	res, err := s.m.Snapshot(ctx, id, who)
+	if err != nil {
+		return nil, err
 	}
-	res, err := s.m.Snapshot(r.Context(), id, p.Name)
-	s.record(r, p, "workorder.snapshot", "workorder/"+id, "", err)
-	if errors.Is(err, ErrNoProber) {
-		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-		return
-	}
-	if s.fail(w, err) {
-		return
-	}
-	auth.WriteJSON(w, http.StatusOK, struct {
+	return struct {
 		Results []SnapshotResult `json:"results"`
-	}{res})
+	}{res}, nil
 }
 
 // photo serves one of an order's photos.

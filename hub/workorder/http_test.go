@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/audit"
@@ -55,10 +54,7 @@ func serve(_ testing.TB, routes []auth.Route, method, target, body, name string,
 // download parses.
 func TestRoutes(t *testing.T) {
 	r := newRig(t, Options{})
-	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
-	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
-	r.at(10 * time.Minute)
-	id := r.open1().ID
+	id := r.cameraOrder("cam-1", alarm.Major)
 	log := &auditLog{}
 	routes := r.m.Routes(log)
 	north := auth.Scope{Districts: []string{"North"}}

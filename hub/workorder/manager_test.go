@@ -128,6 +128,16 @@ func (r *rig) raise(src alarm.Source, device, site string, sev alarm.Severity) a
 	return a
 }
 
+// cameraOrder takes camera id of site S1 offline (refused) with an alarm
+// of sev, lets the grace pass and returns the order it opened.
+func (r *rig) cameraOrder(id string, sev alarm.Severity) string {
+	r.t.Helper()
+	r.status(id, wire.StatusOffline, wire.ReasonRefused)
+	r.raise(alarm.SourceDeviceOffline, id, "S1", sev)
+	r.at(r.now.Sub(t0) + 10*time.Minute)
+	return r.open1().ID
+}
+
 func (r *rig) clear(a alarm.Alarm) {
 	a.State = alarm.ClearedUnack
 	r.m.ObserveAlarm(alarm.Event{Kind: alarm.EventClear, Alarm: a})
@@ -203,10 +213,7 @@ func TestOneOrderPerSite(t *testing.T) {
 // fails again within the repeat window and the order reopens as a repeat.
 func TestVerifiedCloseAndRepeat(t *testing.T) {
 	r := newRig(t, Options{})
-	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
-	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
-	r.at(10 * time.Minute)
-	id := r.open1().ID
+	id := r.cameraOrder("cam-1", alarm.Major)
 	r.act(id, ActStart, Request{Who: "wang"})
 	r.at(30 * time.Minute)
 	r.act(id, ActFix, Request{Who: "wang", Note: "replaced the PoE injector"})
@@ -355,10 +362,7 @@ func TestOrderByHand(t *testing.T) {
 // still the one a new fault joins.
 func TestRestartKeepsOrders(t *testing.T) {
 	r := newRig(t, Options{})
-	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
-	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
-	r.at(10 * time.Minute)
-	id := r.open1().ID
+	id := r.cameraOrder("cam-1", alarm.Major)
 	r.act(id, ActAssign, Request{Who: "chen", Crew: "north", To: "wang"})
 	before, trail, _ := r.m.Order(id)
 
@@ -454,10 +458,7 @@ func TestMine(t *testing.T) {
 // A camera replaced while its order is open is in the order's history.
 func TestReplacedInTrail(t *testing.T) {
 	r := newRig(t, Options{})
-	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
-	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
-	r.at(10 * time.Minute)
-	id := r.open1().ID
+	id := r.cameraOrder("cam-1", alarm.Major)
 	r.m.Observe(fleet.Change{Kind: fleet.ChangeInventory, At: r.now, Assets: []fleet.AssetChange{{Device: "cam-1", Field: "serial", From: "SN-1", To: "SN-2", At: r.now}}})
 	_, trail, _ := r.m.Order(id)
 	if last := trail[len(trail)-1]; last.Action != ActAsset || last.Note != "cam-1 replaced: serial SN-1 → SN-2" {
