@@ -273,3 +273,65 @@ func TestWorkOrdersSurviveKill9(t *testing.T) {
 		return fmt.Errorf("%s has not joined %s", cams[1], o.ID)
 	})
 }
+
+// A switch down with the cameras behind it is one root-cause alarm and one
+// work order listing every one of those cameras.
+func TestSwitchDownIsOneOrder(t *testing.T) {
+	city := smallCity
+	city.Switches = true
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(quickRules+"  - source: topology\n    severity: critical\n    clear_hold: 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	work := quickWork(t)
+	s := startStack(t, stackOptions{city: city, hubCfg: func(c *config.Config) { work(c); c.Alarms.Rules = rules }})
+	s.waitAllOnline(t)
+	var cams []string
+	var site string
+	for _, a := range s.sim.City().Agents {
+		if len(a.Cameras) > len(cams) {
+			cams, site = nil, a.Site.ID
+			for _, c := range a.Cameras {
+				cams = append(cams, c.ID)
+			}
+		}
+	}
+	if len(cams) < 2 {
+		t.Fatalf("no site with two cameras: %v", cams)
+	}
+	for _, c := range cams {
+		if err := s.sim.Fault(sim.Fault{Device: c, Fault: sim.FaultOffline}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var o workorder.Order
+	eventually(t, 30*time.Second, func() error {
+		var l orderList
+		if err := s.api.fetch("api/workorders?site="+url.QueryEscape(site), &l); err != nil {
+			return err
+		}
+		if len(l.Orders) != 1 {
+			return fmt.Errorf("%d orders at %s", len(l.Orders), site)
+		}
+		o = l.Orders[0]
+		var ids []string
+		for _, d := range o.Devices {
+			ids = append(ids, d.ID)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, sortedCopy(cams)) {
+			return fmt.Errorf("the order lists %v, want the switch's cameras %v", ids, cams)
+		}
+		return nil
+	})
+	var alarms struct {
+		Alarms []struct {
+			ID     string `json:"id"`
+			Source string `json:"source"`
+		} `json:"alarms"`
+	}
+	s.api.getJSON(t, "api/alarms?source=topology&site="+url.QueryEscape(site), &alarms)
+	if len(alarms.Alarms) != 1 || !slices.Contains(o.Alarms, alarms.Alarms[0].ID) {
+		t.Errorf("the switch's root-cause alarm %+v is not among the order's alarms %v", alarms.Alarms, o.Alarms)
+	}
+}

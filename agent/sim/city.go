@@ -24,6 +24,12 @@ type CityOptions struct {
 	Sites     int           // one agent each; default 20
 	Devices   int           // in total, about 60 % cameras; default 200
 	Center    wire.Location // default 30.59° N, 114.30° E
+	// Switches gives every site a switch behind its uplink with the
+	// site's cameras on it, so taking all of them down is a switch
+	// failure the hub explains as one root cause. Off by default: a site
+	// with one camera would have every camera fault explained as its
+	// switch's.
+	Switches bool
 }
 
 // Demo city defaults.
@@ -154,9 +160,22 @@ func GenerateCity(opts CityOptions) (City, error) {
 	for i := range opts.Sites {
 		// Round robin, so every district has sites.
 		d, n := i%opts.Districts, i/opts.Districts
-		city.Agents = append(city.Agents, g.site(city.Districts[d], d, n, counts[i]))
+		a := g.site(city.Districts[d], d, n, counts[i])
+		if opts.Switches {
+			switched(&a)
+		}
+		city.Agents = append(city.Agents, a)
 	}
 	return city, nil
+}
+
+// switched puts a site's cameras on a switch behind the site's uplink.
+func switched(a *config.Config) {
+	up, sw := "up-"+a.Site.ID, "sw-"+a.Site.ID
+	a.Topology = []config.Node{{ID: up, Kind: wire.NodeUplink, Name: "Site uplink"}, {ID: sw, Kind: wire.NodeSwitch, Name: "Camera switch", Parent: up}}
+	for i := range a.Cameras {
+		a.Cameras[i].Parent = sw
+	}
 }
 
 type cityGen struct {
