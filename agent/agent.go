@@ -122,6 +122,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		Commands: map[string]uplink.CommandHandler{
 			wire.CommandProbe:         a.probeCommand,
 			wire.CommandSnapshot:      a.snapshotCommand,
+			wire.CommandInventory:     a.inventoryCommand,
 			wire.CommandLiveStart:     lm.Handle,
 			wire.CommandLiveCandidate: lm.Handle,
 			wire.CommandLiveStop:      lm.Handle,
@@ -248,6 +249,16 @@ func (a *Agent) Stats() Stats { return a.up.Stats() }
 
 // LiveStats returns the live video counters.
 func (a *Agent) LiveStats() LiveStats { return a.live.Stats() }
+
+// inventoryCommand publishes the inventory again: the hub heard from this
+// agent without knowing its devices.
+func (a *Agent) inventoryCommand(_ context.Context, cmd wire.Command) {
+	a.mu.Lock()
+	inv := inventory(a.cfg)
+	a.mu.Unlock()
+	a.log.Info("the hub asked for the inventory again", "command", cmd.ID)
+	a.up.SetInventory(inv)
+}
 
 // probeCommand probes the devices a hub command names and publishes a
 // health report right after, so the console sees the answer at once.

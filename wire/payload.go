@@ -182,6 +182,10 @@ type Event struct {
 // know, so a newer hub can talk to older agents.
 const (
 	CommandProbe = "probe" // probe the named devices now
+	// CommandInventory asks an agent to publish its inventory again: the
+	// hub heard from it without knowing its devices (a retained inventory
+	// lost by the broker, a hub started on an empty one).
+	CommandInventory = "inventory"
 )
 
 // Command is a request from the hub to one agent. Session, SDP, Candidate

@@ -161,6 +161,11 @@ type Ingest struct {
 
 	commands     chan command
 	cleared      *metrics.Counter
+	// asked is when each agent was last asked for its inventory, so a
+	// chatty agent the hub does not know is asked once per askEvery.
+	askedMu     sync.Mutex
+	asked       map[string]time.Time
+	invRequests *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
 }
@@ -244,7 +249,10 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		rejects:   make(map[wire.RejectReason]*metrics.Counter),
 		rejectLog: newRejectLog(log),
 		commands:  make(chan command, commandQueueLen),
+		asked:     map[string]time.Time{},
 	}
+	in.invRequests = deps.Metrics.Counter("citywatch_ingest_inventory_requests_total",
+		"Agents asked to publish their inventory again because the hub heard from them without knowing their devices.")
 	for i := range in.shards {
 		in.shards[i] = make(chan delivery, cfg.QueueLen)
 	}
@@ -481,7 +489,11 @@ func (in *Ingest) process(d delivery) {
 		samples, err = in.fleet.Apply(m, d.retained)
 	}
 	if err != nil {
-		in.reject(agent, wire.ReasonOf(err), err.Error())
+		reason := wire.ReasonOf(err)
+		in.reject(agent, reason, err.Error())
+		if reason == wire.RejectUnknownDevice && !d.retained {
+			in.askInventory(agent)
+		}
 		return
 	}
 	if len(samples) > 0 {
@@ -494,6 +506,30 @@ func (in *Ingest) process(d delivery) {
 	if m.Snapshot != nil && !d.retained && in.snaps != nil {
 		in.snaps.HandleSnapshot(agent, *m.Snapshot)
 	}
+}
+
+// askEvery is how often at most an agent is asked for its inventory.
+const askEvery = 10 * time.Second
+
+// askInventory asks an agent the hub heard from without knowing the
+// devices it speaks of to publish its inventory again: no agent stays
+// unknown until it happens to reconnect.
+func (in *Ingest) askInventory(agent string) {
+	now := in.now()
+	in.askedMu.Lock()
+	last, ok := in.asked[agent]
+	if ok && now.Sub(last) < askEvery {
+		in.askedMu.Unlock()
+		return
+	}
+	in.asked[agent] = now
+	in.askedMu.Unlock()
+	if err := in.SendCommand(agent, wire.Command{Type: wire.CommandInventory}); err != nil {
+		in.log.Warn("could not ask an agent for its inventory", "agent", agent, "err", err)
+		return
+	}
+	in.invRequests.Inc()
+	in.log.Info("asked an agent for its inventory: it spoke of devices the hub does not know", "agent", agent)
 }
 
 // ErrNotConnected is returned by SendCommand while the hub cannot reach the
