@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/internal/testenv"
 )
 
@@ -74,5 +76,44 @@ func TestMetricsAndTransitionsReachInfluxDB(t *testing.T) {
 	}
 	if written := s.api.metric(t, "citywatch_influx_points_written_total"); written == 0 {
 		t.Error("no points counted as written")
+	}
+}
+
+// InfluxDB down long enough to fill the hub's queue: the points lost are
+// never silent — /healthz says the metrics store is behind and a system
+// alarm is raised.
+func TestMetricsDropsAreAnAlarm(t *testing.T) {
+	influx := testenv.InfluxDB(t)
+	s := startStack(t, stackOptions{city: smallCity, influx: influx, interval: time.Second,
+		hubCfg: func(c *config.Config) { c.Influx.Queue, c.Influx.BatchSize = 20, 10 }})
+	s.waitAllOnline(t)
+	influx.Stop()
+	eventually(t, 60*time.Second, func() error {
+		var alarms struct {
+			Alarms []struct {
+				Type   string `json:"type"`
+				Detail string `json:"detail"`
+			} `json:"alarms"`
+		}
+		if err := s.api.fetch("api/alarms?source=system", &alarms); err != nil {
+			return err
+		}
+		for _, a := range alarms.Alarms {
+			if a.Type == "metrics_dropping" && strings.Contains(a.Detail, "points dropped") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no metrics_dropping alarm: %+v", alarms.Alarms)
+	})
+	var health struct {
+		Status     string `json:"status"`
+		Components map[string]struct {
+			Status string `json:"status"`
+			Reason string `json:"reason"`
+		} `json:"components"`
+	}
+	s.api.getJSON(t, "healthz", &health)
+	if h := health.Components["history"]; health.Status != "degraded" || h.Status != "degraded" || !strings.Contains(h.Reason, "InfluxDB") {
+		t.Errorf("healthz %+v", health)
 	}
 }

@@ -616,6 +616,10 @@ func (a *App) health() console.HealthReport {
 	case !st.OK:
 		r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: "InfluxDB: " + st.LastError, Since: st.LastErrorAt}
 	default:
+		if ok, why := a.metricsHealth(); !ok {
+			r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: why, Since: st.LastDropAt}
+			break
+		}
 		r["history"] = console.ComponentHealth{Status: console.HealthOK}
 	}
 	return r
@@ -702,7 +706,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stage{"workorders", a.work.Run},
 		stage{"alarm-reconcile", a.reconcileAlarms},
 		stage{"audit-watch", a.watchAudit},
-		stage{"history-watch", a.watchHistory},
+		stage{"loss-watch", a.watchLosses},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -53,25 +54,51 @@ func (a *App) watchAudit(ctx context.Context) error {
 	}
 }
 
-// watchHistory raises an alarm when the history starts losing device
-// transitions (availability reports would miss them), once per episode.
-func (a *App) watchHistory(ctx context.Context) error {
-	t := time.NewTicker(auditHealthEvery)
+// lossEvery is how often the stores' losses are looked at.
+const lossEvery = 10 * time.Second
+
+// watchLosses raises a system alarm when a store starts losing records,
+// once per episode: the history's device transitions (availability reports
+// would miss them) and InfluxDB's points (the metrics store falling
+// behind).
+func (a *App) watchLosses(ctx context.Context) error {
+	checks := []struct {
+		typ    string
+		health func() (bool, string)
+	}{{"history_dropping", a.history.Health}, {"metrics_dropping", a.metricsHealth}}
+	failing := make([]bool, len(checks))
+	t := time.NewTicker(lossEvery)
 	defer t.Stop()
-	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			ok, why := a.history.Health()
-			if !ok && !failing {
-				a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceSystem) + ":hub/history_dropping", Source: alarm.SourceSystem,
-					Type: "history_dropping", Criticality: 4, Detail: why})
+			for i, c := range checks {
+				ok, why := c.health()
+				if !ok && !failing[i] {
+					a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceSystem) + ":hub/" + c.typ, Source: alarm.SourceSystem,
+						Type: c.typ, Criticality: 4, Detail: why})
+				}
+				failing[i] = !ok
 			}
-			failing = !ok
 		}
 	}
+}
+
+// dropWindow is how long after a dropped point the metrics store counts
+// as losing data.
+const dropWindow = time.Minute
+
+// metricsHealth says whether InfluxDB keeps up: no point dropped for a
+// full queue within dropWindow.
+func (a *App) metricsHealth() (bool, string) {
+	st := a.store.Status()
+	if st.LastDropAt.IsZero() || time.Since(st.LastDropAt) > dropWindow {
+		return true, ""
+	}
+	return false, fmt.Sprintf("InfluxDB is falling behind: %d points dropped so far (queue of %d full), the last at %s",
+		st.Dropped, st.QueueCap, st.LastDropAt.UTC().Format(time.RFC3339))
 }
 
 // securityNotice raises a security alarm of the hub itself.

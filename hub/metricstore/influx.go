@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -122,6 +123,8 @@ type Influx struct {
 	written, failed, writeErrors, batches *metrics.Counter
 	droppedFull, droppedShutdown          *metrics.Counter
 
+	lastDrop, lastDropLog, dropsSince atomic.Int64 // full-queue drops: when, when logged, how many since
+
 	stateMu     sync.Mutex // guards the fields below
 	lastErr     string
 	lastErrAt   time.Time
@@ -204,7 +207,25 @@ func (in *Influx) enqueue(p *write.Point) {
 	case in.queue <- p:
 	default:
 		in.droppedFull.Inc()
+		in.dropped()
 	}
+}
+
+// dropLogEvery spaces the log lines about a full queue.
+const dropLogEvery = 10 * time.Second
+
+// dropped notes a point lost to a full queue: logged at once, then at most
+// every dropLogEvery with the count since, so a loss is never silent.
+func (in *Influx) dropped() {
+	now := time.Now()
+	in.lastDrop.Store(now.UnixNano())
+	in.dropsSince.Add(1)
+	last := in.lastDropLog.Load()
+	if now.UnixNano()-last < int64(dropLogEvery) || !in.lastDropLog.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	in.log.Warn("InfluxDB falling behind: its queue is full and points are dropped",
+		"dropped", in.dropsSince.Swap(0), "queue", cap(in.queue), "total_dropped", in.droppedFull.Value())
 }
 
 // Run writes batches until ctx ends, then keeps writing what is queued and
@@ -388,6 +409,7 @@ func (in *Influx) Status() StoreStatus {
 		Written:     in.written.Value(),
 		Failed:      in.failed.Value(),
 		Dropped:     in.droppedFull.Value() + in.droppedShutdown.Value(),
+		LastDropAt:  unixNano(in.lastDrop.Load()),
 		WriteErrors: in.writeErrors.Value(),
 		Batches:     in.batches.Value(),
 		LastError:   in.lastErr,
@@ -479,4 +501,12 @@ func fluxString(s string) string {
 func str(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// unixNano is t as a time, zero for 0.
+func unixNano(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t)
 }

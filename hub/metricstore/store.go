@@ -58,6 +58,7 @@ type StoreStatus struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	LastWriteAt time.Time `json:"last_write_at,omitzero"`
+	LastDropAt  time.Time `json:"last_drop_at,omitzero"` // the last point dropped because the queue was full
 }
 
 // Store routes samples and changes to InfluxDB and the in-memory window and
