@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/citywatch/citywatch/wire"
 	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
 )
 
 type deviceList struct {

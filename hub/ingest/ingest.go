@@ -159,13 +159,13 @@ type Ingest struct {
 
 	connectFailures atomic.Int64 // in a row, for log rate limiting
 
-	commands     chan command
-	cleared      *metrics.Counter
+	commands chan command
+	cleared  *metrics.Counter
 	// asked is when each agent was last asked for its inventory, so a
 	// chatty agent the hub does not know is asked once per askEvery.
-	askedMu     sync.Mutex
-	asked       map[string]time.Time
-	invRequests *metrics.Counter
+	askedMu      sync.Mutex
+	asked        map[string]time.Time
+	invRequests  *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
 }
