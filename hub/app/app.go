@@ -114,7 +114,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		a.influx, err = metricstore.NewInflux(metricstore.InfluxConfig{
 			URL: cfg.Influx.URL, Token: string(cfg.Influx.Token), Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
 			BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
-			Timeout: cfg.Influx.Timeout, QueueLen: cfg.Influx.Queue,
+			Timeout: cfg.Influx.Timeout, QueueLen: cfg.Influx.Queue, Writers: cfg.Influx.Writers,
 		}, metricstore.Deps{Log: log, Metrics: a.metrics})
 		if err != nil {
 			return nil, err

@@ -270,7 +270,8 @@ type Influx struct {
 	BatchSize     uint          `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	Timeout       time.Duration `yaml:"timeout"`
-	Queue         int           `yaml:"queue"` // points waiting to be written before drops
+	Queue         int           `yaml:"queue"`   // points waiting to be written before drops
+	Writers       int           `yaml:"writers"` // batches in flight at once; 0 means 4
 }
 
 // Enabled reports whether an InfluxDB is configured.
@@ -475,6 +476,9 @@ func (c Config) Validate() error {
 	}
 	if c.Influx.Timeout <= 0 {
 		bad("influx.timeout", "must be positive")
+	}
+	if c.Influx.Writers < 0 || c.Influx.Writers > 64 {
+		bad("influx.writers", "%d out of range 0–64 (0: 4)", c.Influx.Writers)
 	}
 	if c.Influx.Queue < int(c.Influx.BatchSize) {
 		bad("influx.queue", "%d is smaller than one batch (%d)", c.Influx.Queue, c.Influx.BatchSize)

@@ -40,6 +40,10 @@ type InfluxConfig struct {
 	Timeout       time.Duration // per request; 0 means 10 s
 	QueueLen      int           // points waiting to be written; 0 means 100,000
 	DrainTimeout  time.Duration // how long Run keeps writing after ctx ends; 0 means 5 s
+	// Writers bounds the batches in flight at once; 0 means 4. One
+	// serial writer cannot keep up with tens of thousands of points a
+	// second against one request's round trip.
+	Writers int
 	GZip          bool          // compress requests: saves bandwidth to a remote server, costs CPU
 }
 
@@ -53,6 +57,7 @@ func (c InfluxConfig) LogValue() slog.Value {
 		slog.Uint64("batch_size", uint64(c.BatchSize)),
 		slog.Duration("flush_interval", c.FlushInterval),
 		slog.Int("queue_len", c.QueueLen),
+		slog.Int("writers", c.Writers),
 		slog.Bool("gzip", c.GZip),
 	)
 }
@@ -72,7 +77,7 @@ func (c *InfluxConfig) validate() error {
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("bucket is missing"))
 	}
-	if c.FlushInterval < 0 || c.Timeout < 0 || c.DrainTimeout < 0 || c.QueueLen < 0 {
+	if c.FlushInterval < 0 || c.Timeout < 0 || c.DrainTimeout < 0 || c.QueueLen < 0 || c.Writers < 0 || c.Writers > 64 {
 		errs = append(errs, errors.New("flush interval, timeout, drain timeout and queue length must not be negative"))
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 5000)
@@ -80,6 +85,7 @@ func (c *InfluxConfig) validate() error {
 	c.Timeout = cmp.Or(c.Timeout, 10*time.Second)
 	c.QueueLen = cmp.Or(c.QueueLen, 100_000)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 5*time.Second)
+	c.Writers = cmp.Or(c.Writers, 4)
 	return errors.Join(errs...)
 }
 
@@ -250,6 +256,24 @@ func (in *Influx) Run(ctx context.Context) error {
 	})
 	defer stopClock()
 
+	// One batcher fills batches; Writers senders write them, so that many
+	// requests are in flight while the next batch fills. A batcher
+	// waiting for a free sender leaves points in the queue, which is the
+	// bound.
+	batches := make(chan []*write.Point)
+	var senders sync.WaitGroup
+	for range in.cfg.Writers {
+		senders.Go(func() {
+			for b := range batches {
+				in.send(sendCtx, b)
+			}
+		})
+	}
+	finish := func(batch []*write.Point) {
+		close(batches)
+		senders.Wait()
+		in.drain(sendCtx, batch)
+	}
 	batch := make([]*write.Point, 0, in.cfg.BatchSize)
 	tick := time.NewTicker(in.cfg.FlushInterval)
 	defer tick.Stop()
@@ -265,11 +289,16 @@ func (in *Influx) Run(ctx context.Context) error {
 				continue
 			}
 		case <-ctx.Done():
-			in.drain(sendCtx, batch)
+			finish(batch)
 			return nil
 		}
-		in.send(sendCtx, batch)
-		batch = batch[:0]
+		select {
+		case batches <- batch:
+		case <-ctx.Done():
+			finish(batch)
+			return nil
+		}
+		batch = make([]*write.Point, 0, in.cfg.BatchSize)
 	}
 }
 
