@@ -44,7 +44,7 @@ type InfluxConfig struct {
 	// serial writer cannot keep up with tens of thousands of points a
 	// second against one request's round trip.
 	Writers int
-	GZip          bool          // compress requests: saves bandwidth to a remote server, costs CPU
+	GZip    bool // compress requests: saves bandwidth to a remote server, costs CPU
 }
 
 // LogValue keeps the token out of logs.
