@@ -154,6 +154,16 @@ type Health struct {
 	Header
 	Interval float64        `json:"interval_s"`
 	Devices  []DeviceHealth `json:"devices"`
+	// Dropped counts, since Boot, what the agent could neither send nor
+	// keep (its queue or its on-disk spool full). Optional; absent means
+	// nothing dropped or an agent that does not say.
+	Dropped *Dropped `json:"dropped,omitempty"`
+}
+
+// Dropped is what an agent had to throw away, by kind, since it started.
+type Dropped struct {
+	Health uint64 `json:"health"` // health reports (oldest first)
+	Events uint64 `json:"events"` // events, live and snapshot messages (last resort)
 }
 
 // EventType says what an event reports.
