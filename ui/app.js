@@ -396,7 +396,8 @@ class App {
     for (const c of cs) {
       if (!c || typeof c !== 'object') continue;
       if (typeof c.seq === 'number' && this.lastSeq !== null && c.seq <= this.lastSeq) continue; // already in the snapshot, or a repeat
-      if (c.device) { this.store.putDevice(c.device); touched.add(c.device.id); }
+      // A late change is history (the device as it was then), not the present.
+      if (c.device && c.kind !== 'late') { this.store.putDevice(c.device); touched.add(c.device.id); }
       // An agent change lists its devices' new status only: merge it into
       // the rows we have (an inventory change sends whole devices).
       for (const d of c.affected || []) {

@@ -20,6 +20,12 @@ export function entry(c) {
       const to = c.to || c.agent.status;
       return { at, seq: c.seq, kind: 'agent', status: to === 'offline' ? 'unreachable' : to, sev: severity(to), site: c.agent.site || '', change: c };
     }
+    case 'late': {
+      // History the agent kept through an outage: told where it happened
+      // in time, never mistaken for the device's present state.
+      if (!c.device) return null;
+      return { at, seq: c.seq, kind: 'late', status: c.to, sev: 'info', target: c.device.id, change: c };
+    }
     case 'trigger': {
       if (!c.device) return null;
       return { at, seq: c.seq, kind: 'trigger', status: c.device.status, sev: c.device.triggered ? 'alarm' : 'info', target: c.device.id, change: c };
@@ -59,6 +65,11 @@ function describe(e) {
     return { who: d.id, msg: t(d.triggered ? 'feed.triggered' : 'feed.trigger_cleared', { where, sensor: label('sensor', d.sensor_kind) || label('kind', d.kind) }) };
   }
   const reason = c.reason || d.reason;
+  if (e.kind === 'late') {
+    let msg = t('feed.late', { where, from: label('status', c.from) || '–', to: label('status', c.to), when: dateTime(Date.parse(c.happened)) });
+    if (c.to !== 'online' && reason) msg += ` · ${label('reason', reason)}`;
+    return { who: d.id, msg };
+  }
   let msg = t('feed.device', { where, from: label('status', c.from) || '–', to: label('status', c.to) });
   if (c.to !== 'online' && reason) msg += ` · ${label('reason', reason)}`;
   return { who: d.id, msg };

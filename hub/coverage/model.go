@@ -325,6 +325,9 @@ func (m *Model) growDistricts() {
 // moved or removed by an inventory, cameras starting or stopping to work
 // by a device or agent change. It costs the cells of the cameras changed.
 func (m *Model) Apply(c fleet.Change) {
+	if c.Kind == fleet.ChangeLate {
+		return // history the agent kept through an outage; the model is the present
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c.Kind == fleet.ChangeInventory {

@@ -40,7 +40,11 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	}
 	// Judge everything before changing anything.
 	a := r.agents[m.Agent]
-	gaps, err := checkSeq(a, h, m.State, m.Inventory != nil, retained)
+	interval := r.opts.DefaultInterval
+	if a != nil && a.view.Interval > 0 {
+		interval = time.Duration(a.view.Interval * float64(time.Second))
+	}
+	v, err := checkSeq(a, h, m.State, m.Inventory != nil, retained, now, interval)
 	if errors.Is(err, errStaleRetained) {
 		return nil, nil
 	}
@@ -71,7 +75,7 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		r.agents[m.Agent] = a
 		r.agentsBy[statusIndex(wire.StatusUnknown)]++
 	}
-	a.advance(h, m.State, m.Inventory != nil, retained, gaps)
+	a.advance(h, m.State, m.Inventory != nil, retained, v)
 
 	if s := m.State; s != nil {
 		r.applyState(a, s, retained, now)
@@ -88,8 +92,14 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	switch {
 	case m.Inventory != nil:
 		r.applyInventory(a, m.Inventory, now)
+	case m.Health != nil && v.late:
+		// Kept by the agent through an outage: its metrics are history,
+		// its statuses are not the present.
+		samples = r.samples(a, m.Health)
 	case m.Health != nil:
 		samples = r.applyHealth(a, m.Health, now)
+	case m.Event != nil && v.late:
+		r.lateEvent(a, m.Event, now)
 	case m.Event != nil:
 		r.applyEvent(m.Event, now)
 	}
@@ -119,84 +129,6 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		r.emit(c, now)
 	}
 	return samples, nil
-}
-
-// errStaleRetained marks a retained message the hub already has: ignored,
-// neither applied nor counted as a reject (every hub reconnect brings the
-// whole retained set again).
-var errStaleRetained = errors.New("stale retained message")
-
-// checkSeq decides whether a message is fresh and how many messages were
-// lost before it (see the package doc).
-func checkSeq(a *agent, h *wire.Header, s *wire.State, inventory, retained bool) (gaps uint64, err error) {
-	if a == nil || a.view.Boot == 0 {
-		return 0, nil
-	}
-	if h.Boot < a.view.Boot {
-		// An edge box whose clock was corrected backwards restarts with a
-		// smaller boot; its live birth is believed once the old incarnation
-		// is gone, or the agent would be locked out until the hub restarts.
-		if s != nil && !s.Will && s.State == wire.AgentOnline && !retained && a.view.Status != wire.StatusOnline {
-			return 0, nil
-		}
-		return 0, reject(wire.RejectReplay, "boot %d is older than the current %d", h.Boot, a.view.Boot)
-	}
-	if s != nil && s.Will {
-		if h.Boot == a.view.Boot && s.Conn < a.view.Conn {
-			return 0, reject(wire.RejectReplay, "will of connection %d, the current is %d", s.Conn, a.view.Conn)
-		}
-		return 0, nil
-	}
-	if h.Boot > a.view.Boot || !a.seqValid {
-		return 0, nil
-	}
-	if retained {
-		// The broker's memory of the current boot is news only if newer
-		// than what this channel last said; channels are compared apart
-		// because the broker hands out retained topics in any order.
-		last := a.stateSeq
-		if inventory {
-			last = a.inventorySeq
-		}
-		if h.Seq <= last {
-			return 0, errStaleRetained
-		}
-		return 0, nil
-	}
-	if h.Seq <= a.view.Seq {
-		return 0, reject(wire.RejectReplay, "seq %d is not above %d", h.Seq, a.view.Seq)
-	}
-	if !a.live {
-		return 0, nil // the gap since a retained message is time the hub was not listening
-	}
-	return h.Seq - a.view.Seq - 1, nil
-}
-
-// advance records the sequence position of an accepted message.
-func (a *agent) advance(h *wire.Header, s *wire.State, inventory, retained bool, gaps uint64) {
-	if h.Boot != a.view.Boot {
-		a.view.Boot, a.view.Conn, a.view.Seq, a.seqValid, a.live = h.Boot, 0, 0, false, false
-		a.stateSeq, a.inventorySeq = 0, 0
-	}
-	if s != nil && s.Will {
-		a.view.Conn = max(a.view.Conn, s.Conn)
-		return
-	}
-	if !a.seqValid {
-		a.view.Seq, a.seqValid = h.Seq, true
-	}
-	a.view.Seq = max(a.view.Seq, h.Seq)
-	if !retained {
-		a.view.Gaps += gaps
-		a.live = true
-	}
-	if inventory {
-		a.inventorySeq = max(a.inventorySeq, h.Seq)
-	}
-	if s != nil {
-		a.view.Conn = s.Conn
-		a.stateSeq = max(a.stateSeq, h.Seq)
-	}
 }
 
 func (r *Registry) applyState(a *agent, s *wire.State, retained bool, now time.Time) {
@@ -232,6 +164,9 @@ func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Ti
 	}
 	r.agentsBy[statusIndex(from)]--
 	r.agentsBy[statusIndex(to)]++
+	if from == wire.StatusOffline {
+		a.offFrom, a.offTo = a.view.Since, now
+	}
 	a.view.Status, a.view.Reason, a.view.Since = to, reason, now
 	var affected []Device
 	for _, d := range a.devices {
@@ -395,7 +330,6 @@ func (r *Registry) checkLines(a *agent, lines []wire.DeviceHealth) error {
 
 func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample {
 	a.view.Interval = h.Interval
-	samples := make([]Sample, len(h.Devices))
 	for i := range h.Devices {
 		l := &h.Devices[i]
 		d := r.lines[i]
@@ -409,12 +343,41 @@ func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample
 			r.trig = append(r.trig, d)
 		}
 		r.touched = append(r.touched, d)
+	}
+	return r.samples(a, h)
+}
+
+// samples are a health report's lines for the metric store, resolved to
+// devices by checkLines.
+func (r *Registry) samples(a *agent, h *wire.Health) []Sample {
+	samples := make([]Sample, len(h.Devices))
+	for i := range h.Devices {
+		l, d := &h.Devices[i], r.lines[i]
 		samples[i] = Sample{
 			Device: d.view.ID, Agent: a.view.ID, Site: d.view.Site, District: d.view.District,
 			Kind: d.view.Kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
 		}
 	}
 	return samples
+}
+
+// lateEvent records a status change the agent kept through an outage and
+// sent after newer messages: history at the time it happened, not the
+// present. A device the agent saw working while its own link was down was
+// still unreachable from here, so a recovery inside the agent's last
+// offline spell is recorded as unreachable: the outage was the link's.
+func (r *Registry) lateEvent(a *agent, e *wire.Event, now time.Time) {
+	if e.Type != wire.EventStatus {
+		return
+	}
+	d := r.devices[e.Device]
+	to, reason := e.To, string(e.Reason)
+	if (to == wire.StatusOnline || to == wire.StatusDegraded) && !e.At.Before(a.offFrom) && e.At.Before(a.offTo) {
+		to, reason = wire.StatusUnreachable, string(wire.ReasonAgentOffline)
+	}
+	v := d.view
+	v.Status, v.Reason, v.Detail, v.Since = to, wire.Reason(reason), e.Detail, e.At
+	r.emit(Change{Kind: ChangeLate, From: e.From, To: to, Reason: reason, Detail: e.Detail, Device: &v, Happened: e.At}, now)
 }
 
 // checkDevice accepts only devices of a's own inventory.

@@ -6,16 +6,27 @@
 //
 // Semantics, where the protocol leaves room:
 //
-//   - Sequence. Per agent the registry keeps Boot, Conn and the highest Seq.
-//     An older Boot is a replay; a newer Boot starts a new incarnation. Within
-//     a boot a Seq not above the highest is a replay, unless the message came
-//     with the MQTT retained flag (catch-up after the hub (re)subscribes):
-//     those are accepted, never counted as gaps, and the highest becomes the
-//     maximum. A jump adds the missed count to Gaps; the first message the
-//     hub sees of a boot counts no gap, nor does the first live one after
-//     retained ones, because the hub may simply not have been listening. A
-//     Last Will (Seq 0) is judged by (Boot, Conn): one from an older
-//     connection than the current birth is a stale replay.
+//   - Sequence. Per agent the registry keeps Boot, Conn and a window of the
+//     seqs it accepted in that boot (seq.go). An older Boot is a replay; a
+//     newer Boot starts a new incarnation. Within a boot a seq already in
+//     the window is a replay; one more than maxSeqJump past the highest is
+//     invalid; one below the highest that the window lacks is a message the
+//     agent kept through an outage and sent late (its own seq and time):
+//     accepted, counted in Late, taking back the gap it had left. A late
+//     health report gives samples and leaves the present alone; a late
+//     status event becomes a ChangeLate, history at the time it happened.
+//     A message below the highest seq but stamped after every accepted one
+//     is the present (a seq had run ahead), and a birth or inventory below
+//     the highest is stale. Retained messages (catch-up after the hub
+//     (re)subscribes) are judged per channel, never counted as gaps. A jump
+//     adds the missed count to Gaps; the first message the hub sees of a
+//     boot counts no gap, nor does the first live one after retained ones,
+//     because the hub may simply not have been listening. A Last Will (Seq
+//     0) is judged by (Boot, Conn): one from an older connection than the
+//     current birth is a stale replay. No single message locks an agent
+//     out: live messages refused as replays for two health intervals, in a
+//     rising sequence of one boot, make the registry adopt that boot and
+//     seq (Resyncs).
 //   - Liveness. A birth makes the agent online; a will makes it offline with
 //     reason "will", a clean state "offline" with reason "shutdown", and
 //     MissedHeartbeats intervals without any message (Sweep) with reason

@@ -54,8 +54,14 @@ type Registry struct {
 
 type agent struct {
 	view     Agent
-	seqValid bool // view.Seq holds a sequence number of view.Boot (a will carries none)
-	live     bool // view.Seq came from a live message, so a jump after it is a gap
+	seqValid bool   // seen holds sequence numbers of view.Boot (a will carries none)
+	seen     window // the seqs of view.Boot accepted; view.Seq is its highest
+	lock     lockout
+	newest   time.Time // the latest TS of a live message accepted in view.Boot
+	// offFrom and offTo are the agent's last offline spell, over which
+	// late reports are judged.
+	offFrom, offTo time.Time
+	live           bool // view.Seq came from a live message, so a jump after it is a gap
 	// stateSeq and inventorySeq are the newest births and inventories of
 	// view.Boot, against which retained copies are judged.
 	stateSeq, inventorySeq uint64

@@ -14,13 +14,14 @@ type Transition struct {
 	To     wire.Status `json:"to"`
 	Reason string      `json:"reason,omitempty"`
 	Detail string      `json:"detail,omitempty"`
-	Cause  string      `json:"cause"` // CauseDevice or CauseAgent
+	Cause  string      `json:"cause"` // CauseDevice, CauseAgent or CauseLate
 }
 
 // Causes of a device transition.
 const (
 	CauseDevice = "device" // the device's own status changed
 	CauseAgent  = "agent"  // its agent was lost or came back
+	CauseLate   = "late"   // the device's own change, reported late by its agent (ChangeLate)
 )
 
 // DeviceTransition is a Transition with the device it happened to, as the
@@ -49,6 +50,13 @@ func Transitions(c *Change) []DeviceTransition {
 		}
 		return []DeviceTransition{{c.Device, Transition{
 			At: c.At, From: c.From, To: c.To, Reason: c.Reason, Detail: c.Detail, Cause: CauseDevice,
+		}}}
+	case ChangeLate:
+		if c.Device == nil {
+			return nil
+		}
+		return []DeviceTransition{{c.Device, Transition{
+			At: c.Happened, From: c.From, To: c.To, Reason: c.Reason, Detail: c.Detail, Cause: CauseLate,
 		}}}
 	case ChangeAgent:
 		out := make([]DeviceTransition, len(c.Affected))

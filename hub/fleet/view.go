@@ -57,7 +57,9 @@ type Agent struct {
 	Boot      int64       `json:"boot"`
 	Conn      uint32      `json:"conn"`
 	Seq       uint64      `json:"seq"`
-	Gaps      uint64      `json:"seq_gaps"` // messages missed, from sequence numbers
+	Gaps      uint64      `json:"seq_gaps"`              // messages missed, from sequence numbers
+	Late      uint64      `json:"seq_late,omitempty"`    // messages that came after newer ones (kept through an outage)
+	Resyncs   uint64      `json:"seq_resyncs,omitempty"` // times the hub adopted the agent's seq after refusing it too long
 	Interval  float64     `json:"interval_s"`
 	Version   string      `json:"version,omitempty"`
 	Devices   int         `json:"devices"`
@@ -71,6 +73,10 @@ const (
 	ChangeDevice  ChangeKind = "device"  // one device changed status
 	ChangeAgent   ChangeKind = "agent"   // an agent changed status; Affected lists its devices
 	ChangeTrigger ChangeKind = "trigger" // a sensor's alarm contact changed; Device.Triggered says how
+	// ChangeLate is a device's status change its agent kept through an
+	// outage and sent late: history at Happened, not the present. Device
+	// is the device as it was then; what the hub shows now is unchanged.
+	ChangeLate ChangeKind = "late"
 	// An agent's inventory changed: Affected lists the devices added or
 	// whose attributes changed, Removed the ids that are gone.
 	ChangeInventory ChangeKind = "inventory"
@@ -99,6 +105,8 @@ type Change struct {
 	// (its credential was revoked): Removed lists all its devices and the
 	// agent itself is gone.
 	Retired bool `json:"retired,omitempty"`
+	// Happened is when a ChangeLate's transition took place at the agent.
+	Happened time.Time `json:"happened,omitzero"`
 }
 
 // Sample is one accepted device health line, enriched with what the metric

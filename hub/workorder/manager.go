@@ -227,6 +227,9 @@ func (m *Manager) ObserveAlarm(ev alarm.Event) {
 
 // Observe takes a fleet change: the health of the devices orders are about.
 func (m *Manager) Observe(c fleet.Change) {
+	if c.Kind == fleet.ChangeLate {
+		return // history the agent kept through an outage: orders follow the present
+	}
 	ts := fleet.Transitions(&c)
 	if len(ts) == 0 && len(c.Assets) == 0 {
 		return

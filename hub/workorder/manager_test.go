@@ -465,3 +465,25 @@ func TestReplacedInTrail(t *testing.T) {
 		t.Errorf("last of the trail %+v", last)
 	}
 }
+
+// A failure the agent reports late (kept through an outage) is history:
+// it neither reopens a closed order nor holds up verification.
+func TestLateChangesAreHistory(t *testing.T) {
+	r := newRig(t, Options{})
+	id := r.cameraOrder("cam-1", alarm.Major)
+	r.status("cam-1", wire.StatusOnline, "")
+	r.at(r.now.Sub(t0) + 5*time.Minute)
+	d, _ := r.fleet.Device("cam-1")
+	past := d
+	past.Status = wire.StatusOffline
+	r.m.Observe(fleet.Change{At: r.now, Kind: fleet.ChangeLate, From: wire.StatusOnline, To: wire.StatusOffline, Device: &past, Happened: r.now.Add(-time.Minute)})
+	r.at(r.now.Sub(t0) + 5*time.Minute)
+	o, _, _ := r.m.Order(id)
+	if o.State != Closed || o.Repeats != 0 {
+		t.Fatalf("order %s repeats %d after a late failure report, want closed by the hold with no repeat", o.State, o.Repeats)
+	}
+	r.m.Observe(fleet.Change{At: r.now, Kind: fleet.ChangeLate, From: wire.StatusOnline, To: wire.StatusOffline, Device: &past, Happened: r.now.Add(-time.Minute)})
+	if n := len(r.m.Orders(Filter{})); n != 0 {
+		t.Fatalf("a late failure after the close reopened %d orders", n)
+	}
+}
