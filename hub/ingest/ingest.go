@@ -158,6 +158,9 @@ type Ingest struct {
 	running   atomic.Bool
 
 	connectFailures atomic.Int64 // in a row, for log rate limiting
+	// stopping is closed when Run's context ends, so waits on paho's
+	// goroutines (the subscribe retry) end with it.
+	stopping chan struct{}
 
 	commands chan command
 	cleared  *metrics.Counter
@@ -235,6 +238,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 	}
 	log := deps.Log.With("component", "ingest")
 	in := &Ingest{
+		stopping:  make(chan struct{}),
 		cfg:       cfg,
 		log:       log,
 		fleet:     deps.Fleet,
@@ -333,6 +337,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 		}
 	case <-ctx.Done():
 	}
+	close(in.stopping)
 	close(stopSending)
 	sender.Wait()
 	client.Disconnect(250)
@@ -403,7 +408,11 @@ func (in *Ingest) subscribe(c mqtt.Client) {
 			return
 		}
 		in.log.Error("subscribe failed; retrying", "filter", wire.HubSubscription, "err", err, "in", wait)
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-in.stopping:
+			return
+		}
 	}
 }
 
