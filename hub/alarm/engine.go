@@ -41,7 +41,7 @@ type Options struct {
 	// dropped first, until persistence keeps them; 0 means 1000.
 	KeepClosed int
 	// Maintenance windows: alarms inside them are recorded, not raised.
-	Maintenance []maintenance.Window
+	Maintenance *maintenance.Schedule
 }
 
 // Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
@@ -52,7 +52,7 @@ type Engine struct {
 	now        func() time.Time
 	onEvent    func(Event)
 	onTrans    func(Alarm, Transition)
-	windows    []maintenance.Window
+	windows    *maintenance.Schedule
 	keepClosed int
 	thresholds []thresholdMetric // the metrics threshold rules name
 
@@ -94,6 +94,16 @@ type cond struct {
 	kids         []childRef
 }
 
+// SetRules replaces the rules (a configuration reload). Conditions under
+// way keep the rule they started with until they clear; whatever starts
+// from now on is judged by the new ones.
+func (e *Engine) SetRules(rules Rules) {
+	e.mu.Lock()
+	defer e.unlock()
+	e.rules = slices.Clone(rules)
+	e.thresholds = thresholdMetrics(rules)
+}
+
 // New returns an engine applying rules. It starts nothing; see Run.
 func New(rules Rules, opts Options) *Engine {
 	e := &Engine{
@@ -102,7 +112,7 @@ func New(rules Rules, opts Options) *Engine {
 		onEvent:    opts.OnEvent,
 		onTrans:    opts.OnTransition,
 		keepClosed: opts.KeepClosed,
-		windows:    slices.Clone(opts.Maintenance),
+		windows:    opts.Maintenance,
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
 		sites:      map[string]*site{},

@@ -13,7 +13,7 @@ import (
 func (e *Engine) maintain(r *record, now time.Time) string {
 	var name string
 	subject := maintenance.Subject{Device: r.a.Device, Agent: r.a.Agent, Site: r.a.Site, District: r.a.District}
-	for _, w := range e.windows {
+	for _, w := range e.windows.Windows() {
 		if until, ok := w.Covers(subject, now); ok && until.After(r.a.ShelvedUntil) {
 			r.a.ShelvedUntil, name = until, w.Name
 		}

@@ -10,7 +10,7 @@ import (
 )
 
 func withWindows(h *harness, ws ...maintenance.Window) {
-	h.e.windows = ws
+	h.e.windows = maintenance.MustSchedule(ws...)
 }
 
 // Inside a maintenance window an alarm is recorded but notifies nobody;

@@ -116,12 +116,15 @@ const thresholdPrefix = string(SourceThreshold) + ":device/"
 // engine's clock, not the agent's report time, so a skewed agent clock does
 // not shorten a hold.
 func (e *Engine) ObserveSamples(samples []fleet.Sample) {
-	if len(e.thresholds) == 0 || len(samples) == 0 {
+	if len(samples) == 0 {
 		return
 	}
 	now := e.now()
 	e.mu.Lock()
 	defer e.unlock()
+	if len(e.thresholds) == 0 {
+		return
+	}
 	for i := range samples {
 		s := &samples[i]
 		if s.Device == "" || len(s.Metrics) == 0 {

@@ -42,6 +42,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/hub/notify"
 	"github.com/citywatch/citywatch/hub/workorder"
+	"github.com/citywatch/citywatch/internal/certs"
 	"github.com/citywatch/citywatch/ui"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -60,18 +61,22 @@ type App struct {
 	ingestCfg ingest.Config
 	live      *live.SFU
 	alarms    *alarm.Engine
-	alarmDB   *alarmstore.Store // nil without alarms.db; opened by Run
-	notifier  *notify.Notifier
-	console   *console.Server
-	router    *auth.Router
-	audit     *audit.Log
-	idStore   *identity.SQLiteStore
-	history   *history.History // device transitions and availability reports
-	coverage  *coverage.Model
-	workDB    *workorder.SQLiteStore
-	work      *workorder.Manager
-	identity  *identity.Service
-	hubCred   broker.Credential // the hub's own login on the embedded broker
+	windows   *maintenance.Schedule
+	// httpCert and mqttCert are the served certificates a reload may
+	// replace; nil without TLS or with a self-signed one.
+	httpCert, mqttCert *certificate
+	alarmDB            *alarmstore.Store // nil without alarms.db; opened by Run
+	notifier           *notify.Notifier
+	console            *console.Server
+	router             *auth.Router
+	audit              *audit.Log
+	idStore            *identity.SQLiteStore
+	history            *history.History // device transitions and availability reports
+	coverage           *coverage.Model
+	workDB             *workorder.SQLiteStore
+	work               *workorder.Manager
+	identity           *identity.Service
+	hubCred            broker.Credential // the hub's own login on the embedded broker
 
 	ready     chan struct{}
 	brokerURL string // set before ready closes
@@ -93,10 +98,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.openStores(); err != nil {
 		return nil, err
 	}
-	httpTLS, err := serverTLS(cfg.HTTP.TLS, cfg.DataDir, "http", certHosts(cfg.Listen, cfg.HTTP.AllowedHosts), log)
+	httpTLS, httpCert, err := serverTLS(cfg.HTTP.TLS, cfg.DataDir, "http", certHosts(cfg.Listen, cfg.HTTP.AllowedHosts), log)
 	if err != nil {
 		return nil, fmt.Errorf("config: http.tls: %w", err)
 	}
+	a.httpCert = httpCert
 	a.identity, err = identity.New(IdentityConfig(cfg), identity.Deps{
 		Store: a.idStore, Log: log, Metrics: a.metrics, Audit: a.audit, Cameras: cameras{a},
 		OnSessionsEnded: a.sessionsEnded, OnAgentRevoked: a.agentRevoked,
@@ -115,6 +121,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 			URL: cfg.Influx.URL, Token: string(cfg.Influx.Token), Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
 			BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
 			Timeout: cfg.Influx.Timeout, QueueLen: cfg.Influx.Queue, Writers: cfg.Influx.Writers,
+			SpillDir: filepath.Join(cfg.DataDir, "spill"), SpillBytes: cfg.Influx.SpillBytes,
 		}, metricstore.Deps{Log: log, Metrics: a.metrics})
 		if err != nil {
 			return nil, err
@@ -130,10 +137,14 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.openHistory(windows); err != nil {
+	// One schedule for every part that reads windows; Reload replaces it.
+	if a.windows, err = maintenance.NewSchedule(windows); err != nil {
+		return nil, fmt.Errorf("config: alarms.maintenance: %w", err)
+	}
+	if err := a.openHistory(a.windows); err != nil {
 		return nil, err
 	}
-	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: windows,
+	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: a.windows,
 		// Called in the engine's order, so the database never has an
 		// older row over a newer one. alarmDB is set before any change
 		// can reach the engine.
@@ -161,12 +172,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	})
 	a.coverage, err = coverage.New(coverage.Config{
 		CellSize: cfg.Map.CellSize, Districts: cfg.Map.Districts, Areas: cfg.Map.Areas, Buildings: cfg.Map.Buildings,
-		Basemap: cfg.Map.Basemap, Maintenance: windows,
+		Basemap: cfg.Map.Basemap, Maintenance: a.windows,
 	}, coverage.Deps{Log: log, Metrics: a.metrics, Fleet: a.fleet, History: a.history, Audit: a.audit, Simulated: a.history.Simulated})
 	if err != nil {
 		return nil, fmt.Errorf("config: map: %w", err)
 	}
-	if err := a.openWork(windows); err != nil {
+	if err := a.openWork(a.windows); err != nil {
 		return nil, err
 	}
 	a.live, err = live.New(live.Config{
@@ -239,7 +250,7 @@ func (a *App) openStores() error {
 
 // openHistory opens the record of device transitions in data_dir; its
 // days begin in reports.timezone.
-func (a *App) openHistory(windows maintenance.Windows) error {
+func (a *App) openHistory(windows *maintenance.Schedule) error {
 	loc, err := time.LoadLocation(a.cfg.Reports.Timezone)
 	if err != nil {
 		return fmt.Errorf("config: reports.timezone: %w", err)
@@ -250,7 +261,7 @@ func (a *App) openHistory(windows maintenance.Windows) error {
 }
 
 // openWork opens the work orders in data_dir.
-func (a *App) openWork(windows maintenance.Windows) error {
+func (a *App) openWork(windows *maintenance.Schedule) error {
 	w := a.cfg.WorkOrders
 	sla := map[workorder.Priority]workorder.SLA{}
 	for p, s := range w.SLA {
@@ -340,7 +351,7 @@ func (a *App) newBroker() error {
 	var tlsCfg *tls.Config
 	if c.TLSAddr != "" {
 		var err error
-		if tlsCfg, err = serverTLS(c.TLS, a.cfg.DataDir, "mqtt", certHosts(c.TLSAddr, a.cfg.HTTP.AllowedHosts), a.log); err != nil {
+		if tlsCfg, a.mqttCert, err = serverTLS(c.TLS, a.cfg.DataDir, "mqtt", certHosts(c.TLSAddr, a.cfg.HTTP.AllowedHosts), a.log); err != nil {
 			return fmt.Errorf("config: broker.tls: %w", err)
 		}
 		if err := clientCAs(tlsCfg, c.ClientCA, c.RequireClientCert); err != nil {
@@ -697,9 +708,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stages = append(stages, stage{"alarmdb", a.alarmDB.Run})
 		defer a.alarmDB.Close()
 	}
-	if len(a.cfg.Alarms.Webhooks) > 0 {
-		stages = append(stages, stage{"notify", a.notifier.Run})
-	}
+	// Always running: a reload may add the first webhook.
+	stages = append(stages, stage{"notify", a.notifier.Run})
 	stages = append(stages,
 		stage{"fleet", a.fleet.Run},
 		stage{"alarms", a.alarms.Run},
@@ -721,7 +731,76 @@ func (a *App) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 		}
 	}()
-	return runStages(ctx, a.log, stages)
+	return runStages(ctx, a.log, stages, shutdownTimeout)
+}
+
+// shutdownTimeout bounds how long one stage may take to stop: a stage
+// still running then is named in the log and the error, and left behind.
+const shutdownTimeout = 30 * time.Second
+
+// Reload applies what a running hub can change without dropping a
+// connection — alarm rules, maintenance windows, webhooks and the served
+// TLS certificates — from cfg, all or nothing: a problem anywhere changes
+// nothing and is returned. The rest of cfg takes effect at the next start.
+// The reload, applied or refused, is in the audit trail.
+func (a *App) Reload(ctx context.Context, cfg config.Config) error {
+	err := a.reload(cfg)
+	outcome, detail := audit.Success, "rules, maintenance windows, webhooks and certificates"
+	if err != nil {
+		outcome, detail = audit.Failure, err.Error()
+		a.log.Error("configuration not reloaded; nothing changed", "err", err)
+	}
+	if _, aerr := a.audit.Append(ctx, audit.Record{Actor: "system", Remote: "local", Action: "config.reload", Outcome: outcome, Detail: detail}); aerr != nil {
+		a.log.Error("configuration reload not audited", "err", aerr)
+	}
+	return err
+}
+
+func (a *App) reload(cfg config.Config) error {
+	var errs []error
+	rules, err := loadRules(cfg.Alarms.Rules)
+	errs = append(errs, err)
+	windows, err := maintenanceWindows(cfg.Alarms.Maintenance)
+	errs = append(errs, err)
+	hooks, err := webhooks(cfg.Alarms.Webhooks)
+	errs = append(errs, err)
+	if err == nil {
+		errs = append(errs, notify.Validate(hooks))
+	}
+	type swap struct {
+		slot *certificate
+		cert *tls.Certificate
+		pair *certs.Pair
+	}
+	var swaps []swap
+	for _, c := range []struct {
+		slot *certificate
+		t    config.TLS
+	}{{a.httpCert, cfg.HTTP.TLS}, {a.mqttCert, cfg.Broker.TLS}} {
+		if c.slot == nil {
+			continue
+		}
+		cert, pair, err := c.slot.load(c.t)
+		errs = append(errs, err)
+		swaps = append(swaps, swap{c.slot, cert, pair})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Every part is valid: apply them all.
+	a.alarms.SetRules(rules)
+	if err := a.windows.Set(windows); err != nil {
+		return err // validated above; kept for the contract
+	}
+	if err := a.notifier.SetWebhooks(hooks); err != nil {
+		return err
+	}
+	for _, s := range swaps {
+		s.slot.cur.Store(s.cert)
+		a.log.Info("TLS certificate reloaded", "for", s.slot.name, "sha256", s.pair.Fingerprint(), "expires", s.pair.NotAfter())
+	}
+	a.log.Info("configuration reloaded", "rules", len(rules), "maintenance_windows", len(windows), "webhooks", len(hooks), "certificates", len(swaps))
+	return nil
 }
 
 type stage struct {
@@ -731,8 +810,10 @@ type stage struct {
 
 // runStages starts every stage, waits until ctx ends or one stage returns,
 // then cancels the stages from the last to the first, waiting for each to
-// return before cancelling the one it depends on.
-func runStages(ctx context.Context, log *slog.Logger, stages []stage) error {
+// return before cancelling the one it depends on. Each stage has timeout
+// to stop: one that outlives it is named and left behind, and the ones
+// before it are stopped all the same, so the hub always exits.
+func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout time.Duration) error {
 	type running struct {
 		cancel context.CancelFunc
 		done   chan struct{}
@@ -760,7 +841,15 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage) error {
 	var errs []error
 	for i := len(rs) - 1; i >= 0; i-- {
 		rs[i].cancel()
-		<-rs[i].done
+		wait := time.NewTimer(timeout)
+		select {
+		case <-rs[i].done:
+			wait.Stop()
+		case <-wait.C:
+			log.Error("component did not stop in time; leaving it behind", "component", stages[i].name, "timeout", timeout)
+			errs = append(errs, fmt.Errorf("%s: did not stop within %s", stages[i].name, timeout))
+			continue
+		}
 		if err := rs[i].err; err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("%s: %w", stages[i].name, err))
 		}

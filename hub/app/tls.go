@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/config"
@@ -26,10 +27,12 @@ const (
 // serverTLS returns the TLS configuration to serve with, or nil when t asks
 // for none: the configured certificate, or a self-signed one kept in
 // dataDir/tls/name.pem (made once, so its fingerprint stays the same across
-// restarts and can be checked by hand).
-func serverTLS(t config.TLS, dataDir, name string, hosts []string, log *slog.Logger) (*tls.Config, error) {
+// restarts and can be checked by hand). The certificate is served through
+// a slot a reload can refill (see (*certificate).reload); the slot is nil
+// for a self-signed one, which nothing replaces while the hub runs.
+func serverTLS(t config.TLS, dataDir, name string, hosts []string, log *slog.Logger) (*tls.Config, *certificate, error) {
 	if !t.On() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var pair *certs.Pair
 	var err error
@@ -39,14 +42,46 @@ func serverTLS(t config.TLS, dataDir, name string, hosts []string, log *slog.Log
 		pair, err = certs.Load(t.Cert, t.Key)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cert, err := pair.TLS()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log.Info("TLS certificate", "for", name, "self_signed", t.SelfSigned, "sha256", pair.Fingerprint(), "expires", pair.NotAfter())
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	slot := &certificate{name: name}
+	slot.cur.Store(&cert)
+	cfg := &tls.Config{GetCertificate: slot.get, MinVersion: tls.VersionTLS12}
+	if t.SelfSigned {
+		slot = nil
+	}
+	return cfg, slot, nil
+}
+
+// certificate is a served certificate that a configuration reload may
+// replace (a renewed one), without closing a connection.
+type certificate struct {
+	name string
+	cur  atomic.Pointer[tls.Certificate]
+}
+
+func (c *certificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cur.Load(), nil }
+
+// load reads the certificate t names, to swap in with set once the whole
+// reload is known to be good.
+func (c *certificate) load(t config.TLS) (*tls.Certificate, *certs.Pair, error) {
+	if !t.On() || t.SelfSigned {
+		return nil, nil, fmt.Errorf("%s TLS: switching TLS on, off or to self-signed needs a restart", c.name)
+	}
+	pair, err := certs.Load(t.Cert, t.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s TLS: %w", c.name, err)
+	}
+	cert, err := pair.TLS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s TLS: %w", c.name, err)
+	}
+	return &cert, pair, nil
 }
 
 func selfSigned(dir, name string, hosts []string) (*certs.Pair, error) {

@@ -16,10 +16,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/citywatch/citywatch/hub/app"
 	"github.com/citywatch/citywatch/hub/audit"
@@ -126,6 +128,27 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
+	// SIGHUP reloads what a running hub can change (rules, maintenance
+	// windows, webhooks, certificates) from the same file and environment.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the configuration", "file", *path)
+				cfg, err := loadConfig(*path, stdio)
+				if err != nil {
+					log.Error("configuration not reloaded; nothing changed", "err", err)
+					continue
+				}
+				_ = hub.Reload(ctx, cfg) // it logs and audits its outcome
+			}
+		}
+	}()
 	if err := hub.Run(ctx); err != nil {
 		log.Error("hub stopped", "error", err)
 		return errors.New("hub stopped with an error")

@@ -289,7 +289,7 @@ func (r *ledgerRun) pieces(c *ledgerCam, spans []fleet.StatusSpan) {
 	from, to := r.q.From, r.q.To
 	spans = slices.Clone(spans)
 	slices.SortFunc(spans, func(a, b fleet.StatusSpan) int { return a.From.Compare(b.From) })
-	windows := r.m.cfg.Maintenance.Spans(maintenance.Subject{Device: c.id, Agent: c.agent, Site: c.site, District: c.district}, from, to)
+	windows := r.m.cfg.Maintenance.Windows().Spans(maintenance.Subject{Device: c.id, Agent: c.agent, Site: c.site, District: c.district}, from, to)
 	off := func(t time.Time) int64 { return int64(t.Sub(from)) }
 	end := off(to)
 	si, wi := 0, 0

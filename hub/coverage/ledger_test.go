@@ -83,14 +83,14 @@ func TestLedgerByHand(t *testing.T) {
 		},
 		{
 			name:        "in a maintenance window the loss is planned",
-			cfg:         Config{Maintenance: maintenance.Windows{pole}},
+			cfg:         Config{Maintenance: maintenance.MustSchedule(pole)},
 			devices:     []fleet.Device{long()},
 			spans:       map[string][]fleet.StatusSpan{"long": timeline(10, 12)},
 			maintenance: 20,
 		},
 		{
 			name:    "a window while the camera works costs nothing",
-			cfg:     Config{Maintenance: maintenance.Windows{pole}},
+			cfg:     Config{Maintenance: maintenance.MustSchedule(pole)},
 			devices: []fleet.Device{long()},
 			spans:   map[string][]fleet.StatusSpan{"long": timeline(14, 15)},
 			outage:  10, cameras: []camWant{{"long", 10, 1}},

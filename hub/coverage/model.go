@@ -53,7 +53,7 @@ type Config struct {
 	Top int
 	// Maintenance is planned downtime: the ledger counts what it costs
 	// apart from outages.
-	Maintenance maintenance.Windows
+	Maintenance *maintenance.Schedule
 }
 
 // Defaults.
@@ -243,11 +243,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if !(cfg.OnlineRateOK > 0 && cfg.OnlineRateOK <= 1) || !(cfg.LostFlag > 0 && cfg.LostFlag <= 1) {
 		errs = append(errs, errors.New("coverage: the ledger's flag thresholds are fractions in (0, 1]"))
-	}
-	for i, w := range cfg.Maintenance {
-		if err := w.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("coverage: maintenance window %d: %w", i, err))
-		}
 	}
 	return cfg, errors.Join(errs...)
 }

@@ -24,7 +24,7 @@ const (
 )
 
 // benchWindows: one district's cameras go dark every night for two hours.
-var benchWindows = maintenance.Windows{{Name: "night works", Districts: []string{"district-3"}, Daily: "02:00-04:00"}}
+var benchWindows = maintenance.MustSchedule(maintenance.Window{Name: "night works", Districts: []string{"district-3"}, Daily: "02:00-04:00"})
 
 var bench struct {
 	once sync.Once

@@ -50,7 +50,7 @@ type Options struct {
 	Location *time.Location
 	// Windows are the planned-downtime windows whose time reports count
 	// as maintenance.
-	Windows maintenance.Windows
+	Windows *maintenance.Schedule
 	// Now is the hub clock (time.Now).
 	Now func() time.Time
 }
@@ -133,11 +133,6 @@ func Open(path string, opts Options, deps Deps) (*History, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	for i, w := range opts.Windows {
-		if err := w.Validate(); err != nil {
-			return nil, fmt.Errorf("history: maintenance window %d (%s): %w", i, w.Name, err)
-		}
 	}
 	// Batches of thousands of rows: statement journals in memory rather
 	// than a temporary file, and a page cache that holds the index's hot

@@ -53,7 +53,7 @@ func serve(t *testing.T, routes []auth.Route, target string, scope auth.Scope, p
 
 func TestHTTP(t *testing.T) {
 	c := &clock{now: at(24)}
-	h := open(t, tempDB(t), c, Options{Windows: maintenance.Windows{pole}})
+	h := open(t, tempDB(t), c, Options{Windows: maintenance.MustSchedule(pole)})
 	seed(t, h, false, dayOne()...)
 	log := &auditor{}
 	routes := h.Routes(log)

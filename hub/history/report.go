@@ -70,7 +70,7 @@ func (h *History) Availability(ctx context.Context, q AvailabilityQuery) (Availa
 	}
 	var v *availability
 	sim, err := h.scan(ctx, from.UnixNano(), to.UnixNano(), func(cv catView) visitor {
-		v = &availability{plan: newPlanned(h.opts.Windows, h.cat, cv, from.UnixNano(), to.UnixNano()),
+		v = &availability{plan: newPlanned(h.opts.Windows.Windows(), h.cat, cv, from.UnixNano(), to.UnixNano()),
 			last: make([]int32, len(cv.names)), met: make([]bool, len(cv.names))}
 		v.row, v.keys = h.lines(cv, q.Scope, q.District, func(p place) string { return groupKey(group, p) })
 		v.rows = make([]tally, len(v.keys))
@@ -306,7 +306,7 @@ func (h *History) Series(ctx context.Context, q SeriesQuery) (Series, error) {
 	starts = append(starts, to.UnixNano())
 	var v *series
 	out.Simulated, err = h.scan(ctx, from.UnixNano(), to.UnixNano(), func(cv catView) visitor {
-		v = &series{plan: newPlanned(h.opts.Windows, h.cat, cv, from.UnixNano(), to.UnixNano()), starts: starts}
+		v = &series{plan: newPlanned(h.opts.Windows.Windows(), h.cat, cv, from.UnixNano(), to.UnixNano()), starts: starts}
 		v.line, v.keys = h.lines(cv, q.Scope, q.District, func(p place) string { return p.District })
 		v.acc = make([][]dayTally, len(v.keys))
 		for i := range v.acc {

@@ -89,7 +89,7 @@ func TestAvailability(t *testing.T) {
 	}
 	for _, rolled := range []bool{false, true} {
 		c := &clock{now: at(30)}
-		h := open(t, tempDB(t), c, Options{Windows: maintenance.Windows{pole}})
+		h := open(t, tempDB(t), c, Options{Windows: maintenance.MustSchedule(pole)})
 		seed(t, h, false, dayOne()...)
 		if rolled {
 			rollAll(t, h)

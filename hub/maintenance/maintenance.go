@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -178,6 +179,54 @@ func (ws Windows) Spans(s Subject, from, to time.Time) []Named {
 		out = append(out, n)
 	}
 	return out
+}
+
+// Schedule is the hub's windows now: every part of the hub reads the same
+// set, and a configuration reload replaces it whole. Safe for concurrent
+// use; a nil Schedule has no windows.
+type Schedule struct{ ws atomic.Pointer[Windows] }
+
+// NewSchedule returns a Schedule of ws, which must be valid.
+func NewSchedule(ws Windows) (*Schedule, error) {
+	s := new(Schedule)
+	return s, s.Set(ws)
+}
+
+// MustSchedule is NewSchedule for windows known to be valid (tests,
+// literals); it panics on invalid ones, as regexp.MustCompile does.
+func MustSchedule(ws ...Window) *Schedule {
+	s, err := NewSchedule(ws)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Set replaces the windows, or changes nothing and says what is wrong.
+func (s *Schedule) Set(ws Windows) error {
+	var errs []error
+	for i, w := range ws {
+		if err := w.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("maintenance window %d (%s): %w", i, w.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	ws = slices.Clone(ws)
+	s.ws.Store(&ws)
+	return nil
+}
+
+// Windows returns the current windows; callers must not modify them.
+func (s *Schedule) Windows() Windows {
+	if s == nil {
+		return nil
+	}
+	if p := s.ws.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Named is a span some windows cover, with their names and approvers.

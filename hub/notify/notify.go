@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,8 +46,13 @@ type Notifier struct {
 	client  *http.Client
 	now     func() time.Time
 	wait    func(context.Context, time.Duration) error
-	hooks   []*hook
-	stopped atomic.Bool // Run has returned: nobody will drain the queues
+	hooks   atomic.Pointer[[]*hook] // replaced whole by SetWebhooks
+	stopped atomic.Bool             // Run has returned: nobody will drain the queues
+
+	mu      sync.Mutex      // serialises SetWebhooks with Run's start
+	runCtx  context.Context // Run's, once it runs: new hooks' senders use it
+	senders sync.WaitGroup
+	newHook func(Webhook) *hook
 }
 
 // hook is one webhook's queue and counters. The queue is owned by its
@@ -59,6 +65,10 @@ type hook struct {
 	dropped *metrics.Counter
 	depth   *metrics.Gauge
 	failed  *metrics.Vec[metrics.Counter]
+	// retired is closed when a reload drops or changes the hook: its
+	// sender delivers what is queued, then stops (done).
+	retired chan struct{}
+	done    atomic.Bool
 }
 
 // Failure reasons, the values of the reason label of
@@ -107,9 +117,8 @@ func New(hooks []Webhook, deps Deps) (*Notifier, error) {
 	// A labelled gauge kept exact with ±1 on every enqueue/dequeue: the
 	// registry's GaugeFunc has no labels.
 	depth := reg.GaugeVec("citywatch_notify_queue_depth", "Alarm events waiting for a webhook.", "hook")
-	for _, w := range hooks {
-		w = w.withDefaults()
-		n.hooks = append(n.hooks, &hook{
+	n.newHook = func(w Webhook) *hook {
+		return &hook{
 			cfg:     w,
 			queue:   make(chan item, w.QueueLen),
 			sent:    sent.With(w.Name),
@@ -117,9 +126,59 @@ func New(hooks []Webhook, deps Deps) (*Notifier, error) {
 			dropped: dropped.With(w.Name),
 			depth:   depth.With(w.Name),
 			failed:  failed,
-		})
+			retired: make(chan struct{}),
+		}
 	}
+	var hs []*hook
+	for _, w := range hooks {
+		hs = append(hs, n.newHook(w.withDefaults()))
+	}
+	n.hooks.Store(&hs)
 	return n, nil
+}
+
+// SetWebhooks replaces the hooks (a configuration reload), or changes
+// nothing and says what is wrong. A hook whose configuration is unchanged
+// keeps its queue and sender; one dropped or changed delivers what it has
+// queued under its old configuration, then stops.
+func (n *Notifier) SetWebhooks(hooks []Webhook) error {
+	if err := Validate(hooks); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := *n.hooks.Load()
+	var hs []*hook
+	kept := map[*hook]bool{}
+	for _, w := range hooks {
+		w = w.withDefaults()
+		i := slices.IndexFunc(old, func(h *hook) bool { return h.cfg.Name == w.Name && reflect.DeepEqual(h.cfg, w) })
+		if i >= 0 {
+			hs = append(hs, old[i])
+			kept[old[i]] = true
+			continue
+		}
+		h := n.newHook(w)
+		hs = append(hs, h)
+		n.start(h)
+	}
+	n.hooks.Store(&hs)
+	for _, h := range old {
+		if !kept[h] {
+			close(h.retired)
+		}
+	}
+	n.log.Info("webhooks replaced", "hooks", len(hs), "kept", len(kept), "retired", len(old)-len(kept))
+	return nil
+}
+
+// start runs h's sender if Run has started; must hold n.mu.
+func (n *Notifier) start(h *hook) {
+	if n.runCtx == nil {
+		return
+	}
+	n.log.Info("webhook sender started", "hook", h.cfg)
+	n.senders.Go(func() { n.send(n.runCtx, h) })
 }
 
 func (h *hook) fail(reason string) { h.failed.With(h.cfg.Name, reason).Inc() }
@@ -143,11 +202,11 @@ func (n *Notifier) NotifyWorkOrder(ev workorder.Event) {
 }
 
 func (n *Notifier) enqueue(it item, match func(Webhook) bool) {
-	for _, h := range n.hooks {
+	for _, h := range *n.hooks.Load() {
 		if !match(h.cfg) {
 			continue
 		}
-		if n.stopped.Load() {
+		if n.stopped.Load() || h.done.Load() {
 			h.fail(ReasonShutdown)
 			continue
 		}
@@ -162,16 +221,21 @@ func (n *Notifier) enqueue(it item, match func(Webhook) bool) {
 }
 
 func (n *Notifier) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, h := range n.hooks {
-		n.log.Info("webhook sender started", "hook", h.cfg)
-		wg.Go(func() { n.send(ctx, h) })
+	n.mu.Lock()
+	n.runCtx = ctx
+	for _, h := range *n.hooks.Load() {
+		n.start(h)
 	}
-	wg.Wait()
+	n.mu.Unlock()
+	<-ctx.Done()
+	n.mu.Lock() // no SetWebhooks starts a sender from here on
+	n.senders.Wait()
 	n.stopped.Store(true)
+	n.runCtx = nil
+	n.mu.Unlock()
 	// A Notify racing with shutdown may have queued after the senders'
 	// last drain; account for it too.
-	for _, h := range n.hooks {
+	for _, h := range *n.hooks.Load() {
 		n.abandon(h, 0)
 	}
 	return nil
@@ -189,6 +253,9 @@ func (n *Notifier) send(ctx context.Context, h *hook) {
 		case <-ctx.Done():
 			n.abandon(h, 0)
 			return
+		case <-h.retired:
+			n.retire(ctx, h)
+			return
 		case it := <-h.queue:
 			h.depth.Add(-1)
 			if !n.deliver(ctx, h, it) {
@@ -197,6 +264,28 @@ func (n *Notifier) send(ctx context.Context, h *hook) {
 			}
 		}
 	}
+}
+
+// retire delivers what a retired hook has queued, then stops it; an event
+// that slipped in after is counted lost like one at shutdown.
+func (n *Notifier) retire(ctx context.Context, h *hook) {
+	for {
+		select {
+		case it := <-h.queue:
+			h.depth.Add(-1)
+			if !n.deliver(ctx, h, it) {
+				n.abandon(h, 1)
+				h.done.Store(true)
+				return
+			}
+			continue
+		default:
+		}
+		break
+	}
+	h.done.Store(true)
+	n.abandon(h, 0)
+	n.log.Info("webhook sender retired by a reload", "hook", h.cfg.Name)
 }
 
 // abandon drains the queue at shutdown and reports what was lost.

@@ -39,7 +39,7 @@ type Options struct {
 	// SLA per priority; priorities left out take DefaultSLA's.
 	SLA map[Priority]SLA
 	// Maintenance: faults inside a window open nothing.
-	Maintenance maintenance.Windows
+	Maintenance *maintenance.Schedule
 	// Crews are the named groups orders are given to.
 	Crews []Crew
 	// Hours, when set, are the business hours deadlines count; nil: every
@@ -372,7 +372,7 @@ func (m *Manager) Tick(now time.Time) {
 }
 
 func (m *Manager) inMaintenance(a alarm.Alarm, now time.Time) bool {
-	for _, w := range m.opts.Maintenance {
+	for _, w := range m.opts.Maintenance.Windows() {
 		if _, ok := w.Covers(maintenance.Subject{Device: a.Device, Agent: a.Agent, Site: a.Site, District: a.District}, now); ok {
 			return true
 		}

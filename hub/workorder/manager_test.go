@@ -325,7 +325,7 @@ func TestSLABreachAndPause(t *testing.T) {
 // Inside a maintenance window a fault opens nothing; after it, it does.
 func TestMaintenanceOpensNothing(t *testing.T) {
 	w := maintenance.Window{Name: "pole", Sites: []string{"S1"}, From: t0.Add(-time.Hour), To: t0.Add(time.Hour)}
-	r := newRig(t, Options{Maintenance: maintenance.Windows{w}})
+	r := newRig(t, Options{Maintenance: maintenance.MustSchedule(w)})
 	r.status("cam-1", wire.StatusOffline, wire.ReasonRefused)
 	r.raise(alarm.SourceDeviceOffline, "cam-1", "S1", alarm.Major)
 	r.at(30 * time.Minute)
