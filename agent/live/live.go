@@ -1,7 +1,8 @@
 // Package live streams a camera to the hub over WebRTC, on demand. The hub
 // sends an SDP offer in a live_start command; the agent answers on its live
 // channel, pulls the camera's RTSP stream with gortsplib and forwards the
-// H.264 RTP packets untouched (no transcoding) to a pion PeerConnection,
+// H.264 RTP packets (no transcoding; packets over the WebRTC packet size of
+// wire/rtph264 are split) to a pion PeerConnection,
 // until the hub stops the session, the camera fails or the hub's peer goes
 // away; then it says why in a stopped message. Every message names its
 // session, so duplicated and late signalling is recognised and ignored.
@@ -76,6 +77,7 @@ type Stats struct {
 	Ended   map[wire.Reason]uint64 // sessions ended or refused, by reason (stopped is the normal end)
 	Packets uint64                 // RTP packets forwarded to the hub
 	Bytes   uint64                 // their payload bytes
+	Unsplit uint64                 // camera packets dropped: too large, and malformed or not splittable
 	PLIs    uint64                 // keyframe requests (PLI, FIR) received from the hub
 	// CameraPLIs counts keyframe requests passed on to cameras, at most
 	// one per keyframeRequestInterval and session.
@@ -90,7 +92,7 @@ type Manager struct {
 	settings webrtc.SettingEngine
 	wg       sync.WaitGroup // session goroutines
 
-	started, packets, bytes, plis, cameraPLIs, ignored atomic.Uint64
+	started, packets, bytes, unsplit, plis, cameraPLIs, ignored atomic.Uint64
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[string]*session
@@ -197,6 +199,7 @@ func (m *Manager) Stats() Stats {
 		Ended:      ended,
 		Packets:    m.packets.Load(),
 		Bytes:      m.bytes.Load(),
+		Unsplit:    m.unsplit.Load(),
 		PLIs:       m.plis.Load(),
 		CameraPLIs: m.cameraPLIs.Load(),
 		Ignored:    m.ignored.Load(),

@@ -191,16 +191,18 @@ type hub struct {
 // defaults, VP8, VP9, H.264 profiles, AV1…). Its offer carries its
 // candidates.
 func newHub(t *testing.T, codecs func(*webrtc.MediaEngine) error) *hub {
-	return makeHub(t, codecs, false)
+	return makeHub(t, codecs, false, 0)
 }
 
 // newTricklingHub makes a peer whose offer carries no candidates: they
 // follow in live_candidate commands.
 func newTricklingHub(t *testing.T) *hub {
-	return makeHub(t, nil, true)
+	return makeHub(t, nil, true, 0)
 }
 
-func makeHub(t *testing.T, codecs func(*webrtc.MediaEngine) error, trickle bool) *hub {
+// makeHub makes the peer; receiveMTU, unless zero, is the most bytes it
+// reads of one datagram (pion's default is 1,500).
+func makeHub(t *testing.T, codecs func(*webrtc.MediaEngine) error, trickle bool, receiveMTU uint) *hub {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if codecs == nil {
@@ -218,6 +220,7 @@ func makeHub(t *testing.T, codecs func(*webrtc.MediaEngine) error, trickle bool)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetReceiveMTU(receiveMTU)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

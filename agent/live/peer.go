@@ -65,8 +65,9 @@ func (s *session) connect(offer string) error {
 // packetization-mode=1, under the offer's payload type and with its fmtp
 // line (profile-level-id and all), so the answer matches exactly. Mode 1
 // is required because cameras fragment frames larger than a packet
-// (FU-A), which mode 0 forbids. Which profile the offer names does not
-// matter much: the camera's stream is passed through as it is, and
+// (FU-A), which mode 0 forbids, and the agent splits packets to the WebRTC
+// packet size the same way. Which profile the offer names does not matter
+// much: the camera's video is passed through without transcoding, and
 // browsers decode every profile cameras send.
 func h264Codec(offer string) (webrtc.RTPCodecParameters, error) {
 	var sd sdp.SessionDescription

@@ -14,6 +14,7 @@ import (
 
 	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // keyframeRequestInterval spaces the keyframe requests a session passes on
@@ -52,7 +53,9 @@ type session struct {
 	lastPLI    time.Time                 // last keyframe request sent to the camera
 
 	// Used on gortsplib's reader goroutine only.
-	gate keyframeGate
+	gate  keyframeGate
+	split rtph264.Repacketizer // after the gate, which may insert a packet
+	out   []*rtp.Packet        // split's output, reused
 	// ssrc is the camera's SSRC with bit 32 set once a packet has arrived.
 	ssrc       atomic.Uint64
 	lastPacket atomic.Int64 // UnixNano of the camera's last RTP packet
@@ -271,9 +274,6 @@ func (s *session) watch(cam *camera) {
 func (s *session) forward(pkt *rtp.Packet) {
 	s.lastPacket.Store(time.Now().UnixNano())
 	s.ssrc.Store(1<<32 | uint64(pkt.SSRC))
-	// The RTSP session's header extensions were not negotiated with the
-	// hub, and their ids could clash with ones that were.
-	pkt.Extension, pkt.ExtensionProfile, pkt.Extensions = false, 0, nil
 	if dropped := s.gate.push(pkt, s.write); dropped {
 		// Joined between keyframes: a camera that honours RTCP
 		// feedback sends one now instead of at the end of its GOP.
@@ -281,14 +281,27 @@ func (s *session) forward(pkt *rtp.Packet) {
 	}
 }
 
-// write sends a packet to the hub; pion sets the SSRC and payload type it
-// negotiated and keeps the camera's sequence numbers and timestamps.
+// write sends a packet to the hub, split to the WebRTC leg's packet size:
+// cameras packetize for Ethernet's MTU. The repacketizer also drops the
+// RTSP session's header extensions, which were not negotiated with the
+// hub. pion sets the SSRC and payload type it negotiated and keeps the
+// sequence numbers (the camera's, shifted past any split) and timestamps.
 func (s *session) write(pkt *rtp.Packet) {
-	if err := s.track.WriteRTP(pkt); err != nil {
-		return // the peer connection is closing
+	var err error
+	s.out, err = s.split.Append(s.out[:0], pkt)
+	if err != nil {
+		s.m.unsplit.Add(1)
+		s.log.Debug("camera packet too large for the hub and not split", "err", err)
+		return
 	}
-	s.m.packets.Add(1)
-	s.m.bytes.Add(uint64(len(pkt.Payload)))
+	for _, q := range s.out {
+		if err := s.track.WriteRTP(q); err != nil {
+			return // the peer connection is closing
+		}
+		s.m.packets.Add(1)
+		s.m.bytes.Add(uint64(len(q.Payload)))
+	}
+	clear(s.out) // the packets are pion's now; keep nothing alive
 }
 
 // readRTCP reads the hub's RTCP, which also lets pion's interceptors (NACK

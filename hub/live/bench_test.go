@@ -81,7 +81,9 @@ func reportPercentiles(b *testing.B, d []time.Duration) {
 func BenchmarkViewersPerCore(b *testing.B) {
 	for _, n := range []int{50, 200} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			e := newEnv(b, testConfig())
+			cfg := testConfig()
+			cfg.MaxSessionsPerAccount = n // one account watches them all
+			e := newEnv(b, cfg)
 			e.agent.frame = benchFrame
 			first := e.watch("cam-1")
 			first.awaitPackets(100)

@@ -1,6 +1,10 @@
 package live
 
-import "github.com/pion/rtp"
+import (
+	"github.com/pion/rtp"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
+)
 
 // gop keeps the packets of the current group of pictures: everything from
 // the first packet of the last keyframe's access unit on. A viewer joining
@@ -56,7 +60,9 @@ func (g *gop) push(p *rtp.Packet, n nalInfo) (keyframe bool) {
 		g.pkts = append(make([]*rtp.Packet, 0, max(64, 2*len(g.au))), g.au...)
 		g.bytes = g.auBytes
 		g.prefix = nil
-		if (!g.auSPS || !g.auPPS) && g.sps != nil && g.pps != nil {
+		// Parameter sets too large for one packet together are left out;
+		// real ones take tens of bytes.
+		if (!g.auSPS || !g.auPPS) && g.sps != nil && g.pps != nil && 5+len(g.sps)+len(g.pps) <= rtph264.MaxPayloadSize {
 			g.prefix = parameterSets(g.pkts[0], g.sps, g.pps)
 		}
 		return true

@@ -34,6 +34,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // The test city: agent a1 with six cameras and a sensor, all online, and
@@ -240,7 +241,10 @@ func (f *fakeStats) last(camera string) (metricstore.LiveStat, bool) {
 	return metricstore.LiveStat{}, false
 }
 
-// loopbackAPI is a pion API for the test's own peers.
+// loopbackAPI is a pion API for the test's own peers. They read datagrams
+// of at most rtph264.MaxPacketSize bytes, so every viewer in these tests
+// checks that the relay keeps to it: a larger one is dropped, and its
+// frame never completes.
 func loopbackAPI(t testing.TB, defaultCodecs bool) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
@@ -266,6 +270,7 @@ func loopbackAPI(t testing.TB, defaultCodecs bool) *webrtc.API {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetReceiveMTU(rtph264.MaxPacketSize)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
@@ -278,6 +283,11 @@ type fakeAgent struct {
 
 	silent atomic.Bool // ignore live_start
 	frame  []byte      // the non-IDR slice the cameras send; nil: testNonIDR
+	// packetSize is the size of the RTP packets the cameras make: 0 for a
+	// current agent's (within rtph264's limit); 1,462 for an older agent
+	// that forwards the camera's packets as they are.
+	packetSize int
+	record     bool // the cameras keep the access units they send
 
 	mu       sync.Mutex
 	commands []wire.Command
@@ -356,7 +366,7 @@ func (a *fakeAgent) start(cmd wire.Command) {
 	if frame == nil {
 		frame = testNonIDR
 	}
-	c, answer, err := newFakeCamera(a.api, cmd.Session, cmd.Devices[0], cmd.SDP, frame)
+	c, answer, err := newFakeCamera(a.api, cmd.Session, cmd.Devices[0], cmd.SDP, frame, a.packetSize, a.record)
 	if err != nil {
 		a.t.Errorf("fake camera: %v", err)
 		return
@@ -390,6 +400,8 @@ func (a *fakeAgent) close() {
 type fakeCamera struct {
 	session, device string
 	frame           []byte
+	packetSize      int
+	record          bool
 	pc              *webrtc.PeerConnection
 	track           *webrtc.TrackLocalStaticRTP
 	plis            atomic.Int32
@@ -397,14 +409,22 @@ type fakeCamera struct {
 	done            chan struct{}
 	once            sync.Once
 	wg              sync.WaitGroup
+
+	mu      sync.Mutex
+	sent    map[uint32][]byte // access units in Annex B by timestamp, when recording
+	largest int               // bytes of the largest packet sent
 }
 
-func newFakeCamera(api *webrtc.API, session, device, offer string, frame []byte) (*fakeCamera, string, error) {
+func newFakeCamera(api *webrtc.API, session, device, offer string, frame []byte, packetSize int, record bool) (*fakeCamera, string, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", err
 	}
-	c := &fakeCamera{session: session, device: device, frame: frame, pc: pc, done: make(chan struct{})}
+	if packetSize == 0 {
+		packetSize = rtph264.HeaderSize + rtph264.MaxPayloadSize
+	}
+	c := &fakeCamera{session: session, device: device, frame: frame, packetSize: packetSize, record: record,
+		pc: pc, done: make(chan struct{}), sent: map[uint32][]byte{}}
 	c.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", device)
 	if err != nil {
 		return nil, "", err
@@ -473,7 +493,7 @@ func annexB(nals ...[]byte) []byte {
 }
 
 func (c *fakeCamera) stream() {
-	pk := rtp.NewPacketizer(1200, 102, 0x1234, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	pk := rtp.NewPacketizer(uint16(c.packetSize), 102, 0x1234, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
 	tick := time.NewTicker(time.Second / 30)
 	defer tick.Stop()
 	plis := int32(0)
@@ -491,7 +511,16 @@ func (c *fakeCamera) stream() {
 			plis = p
 			frame = annexB(testSPS, testPPS, testIDR)
 		}
-		for _, p := range pk.Packetize(frame, 3000) {
+		pkts := pk.Packetize(frame, 3000)
+		c.mu.Lock()
+		if c.record {
+			c.sent[pkts[0].Timestamp] = frame
+		}
+		for _, p := range pkts {
+			c.largest = max(c.largest, p.MarshalSize())
+		}
+		c.mu.Unlock()
+		for _, p := range pkts {
 			if err := c.track.WriteRTP(p); err != nil {
 				return
 			}
@@ -523,8 +552,11 @@ type whepClient struct {
 	pc       *webrtc.PeerConnection
 	location string
 
+	keepAll bool // keep every packet in all; set before accept
+
 	mu      sync.Mutex
 	first   []*rtp.Packet // the first packets, up to 64
+	all     []*rtp.Packet // every packet, when keepAll
 	packets int
 	got     chan struct{} // closed at the first packet
 	gotOnce sync.Once
@@ -563,6 +595,9 @@ func newWHEPClient(t testing.TB, withAudio bool) (*whepClient, string) {
 				c.packets++
 				if len(c.first) < 64 {
 					c.first = append(c.first, p)
+				}
+				if c.keepAll {
+					c.all = append(c.all, p)
 				}
 				c.mu.Unlock()
 				c.gotOnce.Do(func() { close(c.got) })

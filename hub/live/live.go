@@ -9,11 +9,13 @@
 // carries only video somebody watches, and Config.MaxUpstreamsPerAgent
 // caps what one uplink carries.
 //
-// The upstream's reader parses H.264 RTP just enough to find keyframes,
-// keeps the current group of pictures, and hands every packet to each
-// viewer's bounded queue; a writer goroutine per viewer sends the GOP
-// first, then live packets, so a viewer's first picture is a keyframe and
-// a slow viewer never holds up the others. Viewers' picture loss reports
+// The upstream's reader splits packets over the WebRTC packet size
+// (wire/rtph264; earlier agents forward the camera's 1,462-byte packets),
+// parses H.264 RTP just enough to find keyframes, keeps the current group
+// of pictures, and hands every packet to each viewer's bounded queue; a
+// writer goroutine per viewer sends the GOP first, then live packets, so
+// a viewer's first picture is a keyframe and a slow viewer never holds up
+// the others. The writer also answers the viewer's NACKs. Viewers' picture loss reports
 // become keyframe requests upstream, at most one per Config.
 // KeyframeInterval. A stream that fails ends its viewers' sessions and,
 // when the camera gave no picture, marks the camera degraded in the fleet.

@@ -30,7 +30,7 @@ var failureReasons = map[wire.Reason]bool{
 type instruments struct {
 	ttff                      map[bool][]*metrics.Counter // by cold start; per bucket, then +Inf
 	forwarded, forwardedBytes *metrics.Counter
-	dropped                   *metrics.Counter
+	dropped, unsplit, resent  *metrics.Counter
 	keyframeRequests          *metrics.Counter
 	failures                  *metrics.Vec[metrics.Counter] // reason
 	sessions, freezes         *metrics.Vec[metrics.Counter] // camera
@@ -56,6 +56,10 @@ func newInstruments(m *metrics.Registry, s *SFU) *instruments {
 	in.forwardedBytes = m.Counter("citywatch_live_bytes_forwarded_total", "RTP payload bytes sent to viewers.")
 	in.dropped = m.Counter("citywatch_live_packets_dropped_total",
 		"Packets not sent to a viewer that fell behind (its queue was full).")
+	in.resent = m.Counter("citywatch_live_packets_resent_total",
+		"Packets sent to viewers again on their NACK (each at most twice).")
+	in.unsplit = m.Counter("citywatch_live_packets_unsplit_total",
+		"Packets from agents over the WebRTC packet size that could not be split (malformed, or not H.264 packetization mode 1): not forwarded.")
 	in.keyframeRequests = m.Counter("citywatch_live_keyframe_requests_total",
 		"Picture loss indications sent to agents: cold starts and viewers' requests, at most one per keyframe interval per stream.")
 	in.failures = m.CounterVec("citywatch_live_upstream_failures_total",

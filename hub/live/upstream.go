@@ -19,6 +19,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // Reasons the hub itself gives for a failed stream, besides wire's.
@@ -97,6 +98,12 @@ type upstream struct {
 	quit       chan struct{} // closed by halt
 	quitOnce   sync.Once
 	halted     ending // set before quit is closed
+
+	// Used by the reader only (forward): the agent's packets split to the
+	// WebRTC packet size, once for every viewer.
+	split rtph264.Repacketizer
+	out   []*rtp.Packet
+	infos []nalInfo
 
 	ready     chan struct{} // closed at the first keyframe
 	done      chan struct{} // closed when run has cleaned up
@@ -527,17 +534,30 @@ func (u *upstream) read(t *webrtc.TrackRemote) {
 	}
 }
 
+// forward takes one packet of the agent's. It is counted as it came; an
+// older agent's packet, sent as large as the camera made it, is split to
+// the WebRTC packet size here, once for every viewer; what results goes
+// to the GOP cache and every viewer.
 func (u *upstream) forward(p *rtp.Packet, now time.Time) {
-	info := parseH264(p.Payload)
+	seq, size, marker := p.SequenceNumber, uint64(len(p.Payload)), p.Marker
+	var err error
+	if u.out, err = u.split.Append(u.out[:0], p); err != nil {
+		u.s.m.unsplit.Inc()
+		u.log.Debug("packet too large for viewers and not split", "err", err)
+	}
+	u.infos = u.infos[:0]
+	for _, q := range u.out {
+		u.infos = append(u.infos, parseH264(q.Payload))
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	st := &u.stats
 	st.packets++
-	st.bytes += uint64(len(p.Payload))
+	st.bytes += size
 	st.lastPacket = now
-	u.received.Add(uint64(len(p.Payload)))
+	u.received.Add(size)
 	if st.haveSeq {
-		d := int16(p.SequenceNumber - st.lastSeq)
+		d := int16(seq - st.lastSeq)
 		switch {
 		case d > 1:
 			st.lost += uint64(d - 1)
@@ -546,20 +566,29 @@ func (u *upstream) forward(p *rtp.Packet, now time.Time) {
 			st.lost--
 		}
 		if d > 0 {
-			st.lastSeq = p.SequenceNumber
+			st.lastSeq = seq
 		}
 	} else {
-		st.haveSeq, st.lastSeq = true, p.SequenceNumber
+		st.haveSeq, st.lastSeq = true, seq
 	}
-	if p.Marker {
+	if marker {
 		st.frames++
 		st.lastFrame = now
 		u.frames.Inc()
 	}
+	for i, q := range u.out {
+		u.fanOut(q, u.infos[i], now)
+	}
+	clear(u.out) // the cache and the viewers hold them now, or nobody
+}
+
+// fanOut hands one packet, within the WebRTC packet size, to the GOP cache
+// and every viewer; u.mu is held.
+func (u *upstream) fanOut(p *rtp.Packet, info nalInfo, now time.Time) {
 	key := u.gop.push(p, info)
 	if key && !u.hasKey {
 		u.hasKey = true
-		st.lastFrame = now
+		u.stats.lastFrame = now
 		close(u.ready)
 	}
 	for _, v := range u.fanout {

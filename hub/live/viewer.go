@@ -17,6 +17,32 @@ import (
 // only it takes milliseconds.
 const gatherTimeout = 5 * time.Second
 
+// Retransmission to viewers (RTCP NACK), answered by each viewer's writer
+// from the packets it sent, which the upstream shares among its viewers.
+const (
+	// sentHistory is how many of the last packets sent can be sent again:
+	// a few seconds of a 2 Mbit/s stream, as pion's own responder keeps.
+	sentHistory = 1024
+	// maxResends bounds how often one packet is sent again. A receiver
+	// whose SRTP replay window (pion's is 64 packets) has moved past a
+	// packet drops its retransmissions and asks again every 100 ms for
+	// seconds; answering every time made retransmissions most of the
+	// relay's work.
+	maxResends = 2
+)
+
+// GOP replay pacing. A joining viewer is sent the cached GOP before live
+// packets: the first gopBurst packets at once (the keyframe: the first
+// picture now), the rest at gopRate packets per millisecond, about 40
+// Mbit/s, ten times a 4 Mbit/s camera, and at once while the live packets
+// waiting behind it fill half the queue. A whole GOP at once overflows a
+// receiver's socket buffer (a second of 2 Mbit/s is about 250 KB; Linux's
+// default is 208 KB), and what is lost then is asked for again.
+const (
+	gopBurst = 128
+	gopRate  = 4
+)
+
 // viewer is one WHEP session: a peer connection with one H.264 track fed
 // from the camera's upstream.
 type viewer struct {
@@ -24,7 +50,7 @@ type viewer struct {
 	id     string
 	camera string
 	pc     *webrtc.PeerConnection
-	track  *webrtc.TrackLocalStaticRTP
+	track  *viewerTrack
 	sender *webrtc.RTPSender
 	joined time.Time // when the request came: TTFF starts here
 	// seqOffset shifts the camera's sequence numbers: the GOP replay and
@@ -32,6 +58,7 @@ type viewer struct {
 	// viewer missed still shows as a gap, so its NACK and PLI work.
 	seqOffset uint16
 	queue     chan *rtp.Packet
+	nacks     chan []uint16 // sequence numbers the viewer asks for again, to the writer
 	kick      chan struct{} // the viewer fell too far behind
 	answered  chan struct{} // closed when the answer has been sent
 	connected chan struct{} // closed when the peer connection is up
@@ -49,6 +76,11 @@ type viewer struct {
 
 	// Owned by the writer goroutine.
 	sentFirst bool
+	out       webrtc.TrackLocalWriter // the track's one binding
+	hdr       rtp.Header              // of the packet being written, reused
+	ssrc      uint32
+	pt        uint8
+	sent      [sentHistory]sentPacket // by sequence number modulo sentHistory
 
 	// Guarded by up.mu.
 	waitKey bool // skip packets until a keyframe starts
@@ -68,6 +100,7 @@ func (s *SFU) newViewer(ctx context.Context, api *webrtc.API, camera, offer stri
 		joined:    time.Now(),
 		seqOffset: uint16(mrand.Uint32()),
 		queue:     make(chan *rtp.Packet, viewerQueue),
+		nacks:     make(chan []uint16, 16),
 		kick:      make(chan struct{}, 1),
 		answered:  make(chan struct{}),
 		connected: make(chan struct{}),
@@ -82,9 +115,9 @@ func (s *SFU) newViewer(ctx context.Context, api *webrtc.API, camera, offer stri
 }
 
 func (v *viewer) negotiate(ctx context.Context, offer string) (string, *httpError) {
-	var err error
-	v.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "citywatch-"+v.camera)
+	static, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "citywatch-"+v.camera)
 	if err == nil {
+		v.track = &viewerTrack{TrackLocalStaticRTP: static}
 		v.sender, err = v.pc.AddTrack(v.track)
 	}
 	if err != nil {
@@ -191,7 +224,7 @@ func (v *viewer) offer(p *rtp.Packet) {
 }
 
 // writeLoop waits for the viewer to connect, sends it the cached GOP, then
-// live packets, until the session ends.
+// live packets, until the session ends; it also sends lost packets again.
 func (v *viewer) writeLoop() {
 	select {
 	case <-v.answered:
@@ -209,15 +242,23 @@ func (v *viewer) writeLoop() {
 		v.close("the viewer did not connect")
 		return
 	}
-	for _, p := range v.up.subscribe(v) {
-		if !v.send(p) {
-			return
-		}
+	// Connected, the track is bound: its stream is written to directly,
+	// without pion's per-packet copy of the packet.
+	if v.out, v.ssrc, v.pt = v.track.binding(); v.out == nil {
+		v.close("the viewer's video track is not bound")
+		return
+	}
+	if !v.replay(v.up.subscribe(v)) {
+		return
 	}
 	for {
 		select {
 		case p := <-v.queue:
 			if !v.send(p) {
+				return
+			}
+		case seqs := <-v.nacks:
+			if !v.resend(seqs) {
 				return
 			}
 		case <-v.kick:
@@ -229,18 +270,54 @@ func (v *viewer) writeLoop() {
 	}
 }
 
-func (v *viewer) send(p *rtp.Packet) bool {
-	out := *p
-	out.SequenceNumber += v.seqOffset
-	// The agent's header extensions were negotiated with the hub, not with
-	// this viewer.
-	out.Extension, out.ExtensionProfile, out.Extensions = false, 0, nil
-	if err := v.track.WriteRTP(&out); err != nil {
-		if !v.closed() {
-			v.close("sending failed: " + err.Error())
+// replay sends the cached GOP, paced (see gopBurst).
+func (v *viewer) replay(gop []*rtp.Packet) bool {
+	if len(gop) <= gopBurst {
+		for _, p := range gop {
+			if !v.send(p) {
+				return false
+			}
 		}
+		return true
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i, p := range gop {
+		if i >= gopBurst && (i-gopBurst)%gopRate == 0 && len(v.queue) < viewerQueue/2 {
+			select {
+			case <-tick.C:
+			case seqs := <-v.nacks:
+				if !v.resend(seqs) {
+					return false
+				}
+			case <-v.done:
+				return false
+			}
+		}
+		if !v.send(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// sentPacket is a packet sent to the viewer, kept to be sent again.
+type sentPacket struct {
+	p       *rtp.Packet // shared; nil for none
+	seq     uint16      // as the viewer got it
+	resends uint8
+}
+
+// send writes a packet to the viewer: its sequence number shifted by the
+// viewer's offset, the SSRC and payload type negotiated with the viewer.
+// The upstream's packets carry no header extensions (the repacketizer
+// drops the agent's, negotiated with the hub, not with this viewer).
+func (v *viewer) send(p *rtp.Packet) bool {
+	seq := p.SequenceNumber + v.seqOffset
+	if !v.write(p, seq) {
 		return false
 	}
+	v.sent[seq%sentHistory] = sentPacket{p: p, seq: seq}
 	n := uint64(len(p.Payload))
 	v.rec.packets.Add(1)
 	v.rec.bytes.Add(n)
@@ -257,8 +334,39 @@ func (v *viewer) send(p *rtp.Packet) bool {
 	return true
 }
 
-// readRTCP reads the viewer's reports, which also drives pion's NACK
-// responder, and turns picture loss into a keyframe request upstream.
+// resend sends again the packets a NACK asks for that were sent lately,
+// each at most maxResends times.
+func (v *viewer) resend(seqs []uint16) bool {
+	for _, seq := range seqs {
+		sp := &v.sent[seq%sentHistory]
+		if sp.p == nil || sp.seq != seq || sp.resends >= maxResends {
+			continue
+		}
+		sp.resends++
+		if !v.write(sp.p, seq) {
+			return false
+		}
+		v.s.m.resent.Inc()
+	}
+	return true
+}
+
+// write sends p as seq. The header is the viewer's one, reused: nothing
+// on the way (RTCP reports, SRTP) keeps it.
+func (v *viewer) write(p *rtp.Packet, seq uint16) bool {
+	v.hdr = p.Header
+	v.hdr.SequenceNumber, v.hdr.SSRC, v.hdr.PayloadType = seq, v.ssrc, v.pt
+	if _, err := v.out.WriteRTP(&v.hdr, p.Payload); err != nil {
+		if !v.closed() {
+			v.close("sending failed: " + err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+// readRTCP reads the viewer's reports: lost packets go to the writer to be
+// sent again, picture loss becomes a keyframe request upstream.
 func (v *viewer) readRTCP() {
 	for {
 		pkts, _, err := v.sender.ReadRTCP()
@@ -266,10 +374,62 @@ func (v *viewer) readRTCP() {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				v.up.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				var seqs []uint16
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool {
+						seqs = append(seqs, seq)
+						return true
+					})
+				}
+				select {
+				case v.nacks <- seqs:
+				default: // the writer is behind; the viewer asks again
+				}
 			}
 		}
 	}
+}
+
+// viewerTrack is a viewer's video track: pion's static RTP track chooses
+// the codec when the track is bound, and the viewer's writer then writes
+// to the binding's stream itself. A track has one binding, to the
+// viewer's peer connection.
+type viewerTrack struct {
+	*webrtc.TrackLocalStaticRTP
+
+	mu   sync.Mutex
+	out  webrtc.TrackLocalWriter
+	ssrc uint32
+	pt   uint8
+}
+
+// Bind implements webrtc.TrackLocal.
+func (t *viewerTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, err := t.TrackLocalStaticRTP.Bind(ctx)
+	if err == nil {
+		t.mu.Lock()
+		t.out, t.ssrc, t.pt = ctx.WriteStream(), uint32(ctx.SSRC()), uint8(codec.PayloadType)
+		t.mu.Unlock()
+	}
+	return codec, err
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (t *viewerTrack) Unbind(ctx webrtc.TrackLocalContext) error {
+	t.mu.Lock()
+	t.out = nil
+	t.mu.Unlock()
+	return t.TrackLocalStaticRTP.Unbind(ctx)
+}
+
+// binding returns the stream to write to, with the SSRC and payload type
+// negotiated; nil before Bind.
+func (t *viewerTrack) binding() (webrtc.TrackLocalWriter, uint32, uint8) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.out, t.ssrc, t.pt
 }

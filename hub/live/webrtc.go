@@ -8,14 +8,15 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 )
 
 // h264Codecs are the H.264 flavours the relay negotiates, upstream and with
-// viewers. Packetization mode 1 only: the relay forwards FU-A and STAP-A
-// as they come. The bytes are the camera's whatever the profile agreed;
-// decoders go by the SPS in the stream.
+// viewers. Packetization mode 1 only: the relay forwards FU-A and STAP-A,
+// split to the WebRTC packet size. The bytes are the camera's whatever the
+// profile agreed; decoders go by the SPS in the stream.
 var h264Codecs = []webrtc.RTPCodecParameters{
 	{RTPCodecCapability: h264Capability("42e01f"), PayloadType: 102}, // constrained baseline 3.1
 	{RTPCodecCapability: h264Capability("42001f"), PayloadType: 104}, // baseline 3.1
@@ -44,8 +45,24 @@ func newAPI(cfg Config, log *slog.Logger) (api *webrtc.API, closeMux func(), err
 			return nil, nil, fmt.Errorf("register H.264: %w", err)
 		}
 	}
+	// pion's defaults but two: the NACK responder, which would copy every
+	// packet sent to every viewer and answer a viewer that asks for the
+	// same packet again and again (viewer.resend answers instead, from the
+	// shared packets), and the stats interceptor, whose figures nobody
+	// reads. The NACK generator asks agents for lost packets.
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	}
+	ir.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return nil, nil, fmt.Errorf("interceptors: %w", err)
 	}
 

@@ -1,0 +1,107 @@
+package live
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+
+	"github.com/pion/rtp"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metrics"
+)
+
+// fakeWriter is a track binding's stream that records what is written.
+type fakeWriter struct {
+	seqs []uint16
+	ssrc []uint32
+}
+
+func (w *fakeWriter) WriteRTP(h *rtp.Header, _ []byte) (int, error) {
+	w.seqs = append(w.seqs, h.SequenceNumber)
+	w.ssrc = append(w.ssrc, h.SSRC)
+	return 0, nil
+}
+
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestResendCapped checks the viewer's answers to NACKs: a packet sent
+// lately goes again, under the sequence number the viewer knows, at most
+// maxResends times however often it is asked for; a packet never sent, or
+// gone from the history, does not.
+func TestResendCapped(t *testing.T) {
+	s, err := New(Config{}, Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t), Audit: &recordingAuditor{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &fakeWriter{}
+	v := &viewer{s: s, seqOffset: 100, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil),
+		out: w, ssrc: 0xbeef, pt: 102}
+	for seq := range uint16(sentHistory + 10) {
+		if !v.send(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 65500 + seq, SSRC: 1}, Payload: []byte{0x41}}) {
+			t.Fatal("send failed")
+		}
+	}
+	base := uint16(65500)
+	base += v.seqOffset
+	first, last := base+10, base+sentHistory+9 // the history's oldest and newest
+	w.seqs, w.ssrc = nil, nil
+	for range 5 {
+		v.resend([]uint16{last, first, first - 1, last + 1})
+	}
+	want := []uint16{last, first, last, first}
+	if !slices.Equal(w.seqs, want) {
+		t.Errorf("resent %v, want %v", w.seqs, want)
+	}
+	for _, ssrc := range w.ssrc {
+		if ssrc != 0xbeef {
+			t.Errorf("resent with SSRC %x, not the viewer's", ssrc)
+		}
+	}
+	if got := s.m.resent.Value(); got != 4 {
+		t.Errorf("resent counter %v, want 4", got)
+	}
+}
+
+// TestLongGOPReplay joins a viewer to a stream whose cached GOP is longer
+// than the burst sent at once, so the rest is paced: it still gets the
+// whole GOP, then the live frames, every access unit whole.
+func TestLongGOPReplay(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.agent.record = true
+	e.agent.frame = benchFrame // 7 packets a frame
+	e.watch("cam-1").awaitPackets(1)
+	var u *upstream
+	eventually(t, "the upstream", func() bool { u = e.sfu.streams()[0]; return u != nil })
+	gopLen := func() int {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return len(u.gop.pkts)
+	}
+	eventually(t, "a GOP longer than the burst", func() bool { return gopLen() > gopBurst+20 })
+	// The camera holds still, so the GOP cannot start anew before the
+	// viewer has it.
+	cam := e.agent.camera("cam-1")
+	cam.paused.Store(true)
+	n := gopLen()
+
+	c, offer := newWHEPClient(t, false)
+	c.keepAll = true
+	res, body := e.post("cam-1", offer, nil)
+	if res.StatusCode != 201 {
+		t.Fatalf("POST whep: %d %s", res.StatusCode, body)
+	}
+	c.accept(res, body)
+	c.awaitPackets(n)
+	cam.paused.Store(false)
+	c.mu.Lock()
+	ts, aus, err := accessUnits(c.all[:n])
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(aus[ts[0]], testIDR) {
+		t.Fatal("the replay does not start with the keyframe")
+	}
+	awaitSameFrames(t, c, cam, len(ts)+30)
+}
