@@ -123,6 +123,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 			wire.CommandProbe:         a.probeCommand,
 			wire.CommandSnapshot:      a.snapshotCommand,
 			wire.CommandInventory:     a.inventoryCommand,
+			wire.CommandReport:        a.reportCommand,
 			wire.CommandLiveStart:     lm.Handle,
 			wire.CommandLiveCandidate: lm.Handle,
 			wire.CommandLiveStop:      lm.Handle,
@@ -258,6 +259,15 @@ func (a *Agent) inventoryCommand(_ context.Context, cmd wire.Command) {
 	a.mu.Unlock()
 	a.log.Info("the hub asked for the inventory again", "command", cmd.ID)
 	a.up.SetInventory(inv)
+}
+
+// reportCommand publishes a health report now: a hub that has just
+// started knows the devices but not their status.
+func (a *Agent) reportCommand(context.Context, wire.Command) {
+	a.mu.Lock()
+	set := a.set
+	a.mu.Unlock()
+	a.up.PublishHealth(set.Health())
 }
 
 // probeCommand probes the devices a hub command names and publishes a

@@ -191,11 +191,12 @@ func startHubProcess(b testing.TB, o hubProcessOptions) *hubProcess {
 	b.Helper()
 	h := &hubProcess{bin: filepath.Join(b.TempDir(), "citywatch-hub"), data: filepath.Join(b.TempDir(), "data")}
 	if prev := o.successorOf; prev != nil {
-		h.data = prev.data
-	}
-	build := exec.Command("go", "build", "-o", h.bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("building the hub: %v\n%s", err, out)
+		h.data, h.bin = prev.data, prev.bin // the same binary: a restart, not an upgrade
+	} else {
+		build := exec.Command("go", "build", "-o", h.bin, "github.com/citywatch/citywatch/hub/cmd/citywatch-hub")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("building the hub: %v\n%s", err, out)
+		}
 	}
 	port := testenv.FreePort(b)
 	h.conf = filepath.Join(b.TempDir(), "hub.yaml")

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -47,7 +50,73 @@ func TestUnknownAgentIsAskedForItsInventory(t *testing.T) {
 	hub1.cmd.Wait()
 	hub2 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), successorOf: hub1})
 	eventually(t, 60*time.Second, func() error { return known(hub2) })
-	if n := hub2.metric(t, "citywatch_ingest_inventory_requests_total"); n < 1 {
+	if n := hub2.metric(t, `citywatch_ingest_agent_requests_total{command="inventory"}`); n < 1 {
 		t.Errorf("the hub learnt the devices without asking (%v requests): the test did not test anything", n)
+	}
+}
+
+// A hub asks every agent it knows only from a retained birth for a health
+// report, so devices show the status their agents report at once rather
+// than an interval later: here the agents report every 3 minutes, and a
+// hub started after them, then killed and started again, shows within a
+// minute every device status the agents know.
+func TestRestartedHubAsksForReports(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{BrokerURL: broker.URL(), City: smallCity, Interval: 3 * time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- world.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-world.Ready():
+	case err := <-done:
+		t.Fatalf("sim: %v", err)
+	}
+	// The agents are up (and their births retained) before the hub is.
+	hub1 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL()})
+	known := func(h *hubProcess) (map[string]bool, error) {
+		var l struct {
+			Devices []fleet.Device `json:"devices"`
+		}
+		if err := h.get("api/devices", &l); err != nil {
+			return nil, err
+		}
+		out := map[string]bool{}
+		for _, d := range l.Devices {
+			if d.Status != wire.StatusUnknown {
+				out[d.ID] = true
+			}
+		}
+		return out, nil
+	}
+	var before map[string]bool
+	eventually(t, 60*time.Second, func() (err error) {
+		if before, err = known(hub1); err == nil && len(before) == 0 {
+			err = fmt.Errorf("no device status known yet")
+		}
+		return err
+	})
+	if err := hub1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	hub1.cmd.Wait()
+	hub2 := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), successorOf: hub1})
+	eventually(t, 60*time.Second, func() error {
+		after, err := known(hub2)
+		if err != nil {
+			return err
+		}
+		for id := range before {
+			if !after[id] {
+				return fmt.Errorf("%s: known before the restart, unknown after (%d of %d known)", id, len(after), len(before))
+			}
+		}
+		return nil
+	})
+	if n := hub2.metric(t, `citywatch_ingest_agent_requests_total{command="report"}`); n < float64(len(world.City().Agents)) {
+		t.Errorf("%v report requests for %d agents", n, len(world.City().Agents))
 	}
 }

@@ -196,6 +196,10 @@ const (
 	// hub heard from it without knowing its devices (a retained inventory
 	// lost by the broker, a hub started on an empty one).
 	CommandInventory = "inventory"
+	// CommandReport asks an agent for a health report now: the hub knows
+	// it only from its retained birth (the hub or its broker link just
+	// started) and should not wait a whole interval to show its devices.
+	CommandReport = "report"
 )
 
 // Command is a request from the hub to one agent. Session, SDP, Candidate

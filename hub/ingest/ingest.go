@@ -164,11 +164,11 @@ type Ingest struct {
 
 	commands chan command
 	cleared  *metrics.Counter
-	// asked is when each agent was last asked for its inventory, so a
-	// chatty agent the hub does not know is asked once per askEvery.
+	// asked is when each agent was last asked for each kind of thing, so
+	// a chatty agent the hub does not know is asked once per askEvery.
 	askedMu      sync.Mutex
 	asked        map[string]time.Time
-	invRequests  *metrics.Counter
+	asks         *metrics.Vec[metrics.Counter]
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
 }
@@ -255,8 +255,8 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		commands:  make(chan command, commandQueueLen),
 		asked:     map[string]time.Time{},
 	}
-	in.invRequests = deps.Metrics.Counter("citywatch_ingest_inventory_requests_total",
-		"Agents asked to publish their inventory again because the hub heard from them without knowing their devices.")
+	in.asks = deps.Metrics.CounterVec("citywatch_ingest_agent_requests_total",
+		"Commands asking an agent for its usual messages: inventory (the hub heard from it without knowing its devices), report (a health report now, after the hub knew it only from its retained birth).", "command")
 	for i := range in.shards {
 		in.shards[i] = make(chan delivery, cfg.QueueLen)
 	}
@@ -501,9 +501,12 @@ func (in *Ingest) process(d delivery) {
 		reason := wire.ReasonOf(err)
 		in.reject(agent, reason, err.Error())
 		if reason == wire.RejectUnknownDevice && !d.retained {
-			in.askInventory(agent)
+			in.ask(agent, wire.CommandInventory, "it spoke of devices the hub does not know")
 		}
 		return
+	}
+	if s := m.State; s != nil && d.retained && !s.Will && s.State == wire.AgentOnline {
+		in.ask(agent, wire.CommandReport, "the hub knows it only from its retained birth")
 	}
 	if len(samples) > 0 {
 		in.samples.WriteSamples(samples)
@@ -517,28 +520,34 @@ func (in *Ingest) process(d delivery) {
 	}
 }
 
-// askEvery is how often at most an agent is asked for its inventory.
+// askEvery is how often at most an agent is asked the same thing.
 const askEvery = 10 * time.Second
 
-// askInventory asks an agent the hub heard from without knowing the
-// devices it speaks of to publish its inventory again: no agent stays
-// unknown until it happens to reconnect.
-func (in *Ingest) askInventory(agent string) {
+// ask sends agent a command that needs no answer but its usual messages:
+// publish its inventory again (the hub heard from it without knowing the
+// devices it speaks of, so no agent stays unknown until it happens to
+// reconnect), or a health report now (after a hub restart, so devices are
+// known at once rather than an interval later). At most every askEvery per
+// agent and kind.
+func (in *Ingest) ask(agent, kind, why string) {
 	now := in.now()
+	key := agent + "\x00" + kind
 	in.askedMu.Lock()
-	last, ok := in.asked[agent]
+	last, ok := in.asked[key]
 	if ok && now.Sub(last) < askEvery {
 		in.askedMu.Unlock()
 		return
 	}
-	in.asked[agent] = now
+	in.asked[key] = now
 	in.askedMu.Unlock()
-	if err := in.SendCommand(agent, wire.Command{Type: wire.CommandInventory}); err != nil {
-		in.log.Warn("could not ask an agent for its inventory", "agent", agent, "err", err)
+	if err := in.SendCommand(agent, wire.Command{Type: kind}); err != nil {
+		in.log.Warn("could not send an agent a command", "agent", agent, "command", kind, "err", err)
 		return
 	}
-	in.invRequests.Inc()
-	in.log.Info("asked an agent for its inventory: it spoke of devices the hub does not know", "agent", agent)
+	in.asks.With(kind).Inc()
+	if kind == wire.CommandInventory {
+		in.log.Info("asked an agent for its inventory: "+why, "agent", agent)
+	}
 }
 
 // ErrNotConnected is returned by SendCommand while the hub cannot reach the
