@@ -79,7 +79,12 @@ func writeBody(w http.ResponseWriter, code int, b []byte) {
 // DeviceList is the answer of GET /api/devices.
 type DeviceList struct {
 	Devices []*fleet.Device `json:"devices"`
-	Total   int             `json:"total"` // matching devices, before limit and offset
+	// Total counts the matching devices on every page. For the whole
+	// list (no limit), which is read in chunks, it counts those listed
+	// (and skipped by offset).
+	Total int `json:"total"`
+	// Next is the after of the following page; absent on the last.
+	Next string `json:"next,omitempty"`
 }
 
 // AgentList is the answer of GET /api/agents.
@@ -115,17 +120,78 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	all := s.devices(auth.From(r.Context()).Scope)
-	// Pointers: sorting 100,000 device structs would move megabytes.
-	match := make([]*fleet.Device, 0, len(all))
-	for i := range all {
-		if lq.matchDevice(&all[i]) {
-			match = append(match, &all[i])
+	s.writeDevices(w, lq.deviceQuery(auth.From(r.Context()).Scope))
+}
+
+// deviceChunk is the most devices one read of the registry copies: few
+// enough that the copy holds the registry's lock for tens of microseconds
+// and no answer sits in memory whole.
+const deviceChunk = 512
+
+// writeDevices answers a device query in the shape of DeviceList. It
+// reads the registry in chunks of at most deviceChunk by keyset, each
+// encoded and sent before the next is read, so the whole list of 100,000
+// devices costs one chunk of memory, not 50 MB; a page of 100 is one
+// read. A device that changes meanwhile is listed once, as its chunk
+// found it, which is what the documented start (hello, list, then the
+// changes since hello) needs.
+func (s *Server) writeDevices(w http.ResponseWriter, q fleet.DeviceQuery) {
+	want := q.Limit // 0: every match
+	chunk := func(listed int) int {
+		if want > 0 {
+			return min(deviceChunk, want-listed)
 		}
+		return deviceChunk
 	}
-	sortByID(match, func(d *fleet.Device) string { return d.ID })
-	lo, hi := lq.page(len(match))
-	streamList(s, w, "devices", match[lo:hi], len(match))
+	// Only the first read counts the matches, and only when the answer
+	// needs the count: the whole list counts what it lists.
+	q.Limit, q.NoTotal = chunk(0), want == 0 && q.Offset == 0
+	page := s.fleet.QueryDevices(q)
+	total := page.Total
+	skipped := min(q.Offset, total)
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	abort := func(err error) {
+		// Part of a body may have gone out with 200: breaking the
+		// connection is the only way left to say it is incomplete.
+		// Usually the client went away mid-list, not a bug of ours.
+		s.log.Debug("list not sent whole", "list", "devices", "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	bw.WriteString(`{"devices":[`)
+	listed := 0
+	for {
+		for i := range page.Devices {
+			if listed > 0 {
+				bw.WriteByte(',')
+			}
+			if err := enc.Encode(&page.Devices[i]); err != nil {
+				abort(err)
+			}
+			listed++
+		}
+		if page.Next == "" || listed == want {
+			break
+		}
+		q.After, q.Offset, q.Limit, q.NoTotal = page.Next, 0, chunk(listed), true
+		page = s.fleet.QueryDevices(q)
+	}
+	if want == 0 {
+		total = skipped + listed
+	}
+	fmt.Fprintf(bw, `],"total":%d`, total)
+	if want > 0 && page.Next != "" {
+		bw.WriteString(`,"next":`)
+		enc.Encode(page.Next)
+	}
+	bw.WriteString("}\n")
+	if err := bw.Flush(); err != nil {
+		abort(err)
+	}
 }
 
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {

@@ -87,6 +87,9 @@ const (
 // snapshots the console may keep and sort.
 type FleetReader interface {
 	Devices() []fleet.Device
+	// QueryDevices returns a page of the devices a query selects, in id
+	// order, from the registry's indexes (fleet.Registry does).
+	QueryDevices(q fleet.DeviceQuery) fleet.DevicePage
 	// DevicesWhere returns the devices whose district and site keep
 	// accepts, sorted by id.
 	DevicesWhere(keep func(district, site string) bool) []fleet.Device

@@ -47,6 +47,33 @@ func (f *fakeFleet) DevicesWhere(keep func(district, site string) bool) []fleet.
 	return out
 }
 
+// QueryDevices answers a query over f.devices() without indexes.
+func (f *fakeFleet) QueryDevices(q fleet.DeviceQuery) fleet.DevicePage {
+	devs := f.devices()
+	slices.SortFunc(devs, func(a, b fleet.Device) int { return strings.Compare(a.ID, b.ID) })
+	var p fleet.DevicePage
+	skip := q.Offset
+	for _, d := range devs {
+		if !q.Match(&d) {
+			continue
+		}
+		p.Total++
+		switch {
+		case d.ID <= q.After && q.After != "":
+		case skip > 0:
+			skip--
+		case q.Limit == 0 || len(p.Devices) < q.Limit:
+			p.Devices = append(p.Devices, d)
+		case p.Next == "":
+			p.Next = p.Devices[len(p.Devices)-1].ID
+		}
+	}
+	if q.NoTotal {
+		p.Total = 0
+	}
+	return p
+}
+
 // SummaryWhere counts the kept devices as the registry does, without its
 // running tallies.
 func (f *fakeFleet) SummaryWhere(keep func(district, site string) bool) fleet.Summary {

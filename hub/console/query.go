@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -34,6 +35,7 @@ type listQuery struct {
 	since     time.Time // zero: any; else changed (status, or alarm) at or after it
 	limit     int       // 0: no limit
 	offset    int
+	after     string // devices: the page starts after this id
 }
 
 // listParams says which parameters a list endpoint accepts and which
@@ -45,7 +47,7 @@ type listParams struct {
 
 var (
 	deviceParams = listParams{
-		names: []string{"agent", "district", "kind", "limit", "offset", "q", "since", "site", "status"},
+		names: []string{"after", "agent", "district", "kind", "limit", "offset", "q", "since", "site", "status"},
 		statuses: []wire.Status{wire.StatusOnline, wire.StatusDegraded, wire.StatusOffline,
 			wire.StatusUnknown, wire.StatusUnreachable},
 	}
@@ -72,7 +74,7 @@ func parseList(raw string, p listParams) (listQuery, error) {
 		if !slices.Contains(p.names, name) {
 			return listQuery{}, badf("unknown parameter %q; allowed: %s", clip(name), strings.Join(p.names, ", "))
 		}
-		if len(vals[name]) > 1 && (name == "q" || name == "limit" || name == "offset" || name == "since") {
+		if len(vals[name]) > 1 && (name == "q" || name == "limit" || name == "offset" || name == "since" || name == "after") {
 			return listQuery{}, badf("%s given more than once", name)
 		}
 		for _, v := range vals[name] {
@@ -84,6 +86,9 @@ func parseList(raw string, p listParams) (listQuery, error) {
 			}
 		}
 	}
+	if lq.after != "" && lq.offset > 0 {
+		return listQuery{}, badf("after and offset cannot be combined: page with after alone")
+	}
 	return lq, nil
 }
 
@@ -94,14 +99,17 @@ func (lq *listQuery) set(name, v string, p listParams) error {
 			return badf("district must be valid UTF-8 of at most %d bytes", wire.MaxNameLen)
 		}
 		lq.districts = append(lq.districts, v)
-	case "site", "agent":
+	case "site", "agent", "after":
 		if err := wire.ValidID(v); err != nil {
 			return badf("%s: %v", name, err)
 		}
-		if name == "site" {
+		switch name {
+		case "site":
 			lq.sites = append(lq.sites, v)
-		} else {
+		case "agent":
 			lq.agents = append(lq.agents, v)
+		default:
+			lq.after = v
 		}
 	case "kind":
 		k := wire.DeviceKind(v)
@@ -154,10 +162,21 @@ func (lq *listQuery) page(n int) (lo, hi int) {
 	return lo, hi
 }
 
-func (lq *listQuery) matchDevice(d *fleet.Device) bool {
-	return anyOf(lq.districts, d.District) && anyOf(lq.sites, d.Site) && anyOf(lq.agents, d.Agent) &&
-		anyOf(lq.kinds, d.Kind) && anyOf(lq.statuses, d.Status) && !d.Since.Before(lq.since) &&
-		lq.search(d.ID, d.Name, d.Site, d.SiteName)
+// deviceQuery is the registry's query for lq as scope sees it: a scoped
+// account's query is confined to its districts and sites by the same
+// indexes that serve the filters.
+func (lq *listQuery) deviceQuery(scope auth.Scope) fleet.DeviceQuery {
+	q := fleet.DeviceQuery{
+		DeviceFilter: fleet.DeviceFilter{
+			Districts: lq.districts, Sites: lq.sites, Agents: lq.agents, Kinds: lq.kinds, Statuses: lq.statuses,
+			Search: lq.q, Since: lq.since,
+		},
+		After: lq.after, Offset: lq.offset, Limit: lq.limit,
+	}
+	if !scope.All {
+		q.Within = &fleet.Area{Districts: scope.Districts, Sites: scope.Sites}
+	}
+	return q
 }
 
 func (lq *listQuery) matchAgent(a *fleet.Agent) bool {

@@ -88,3 +88,52 @@ func BenchmarkReads(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkQueryDevices measures the registry's indexed queries at
+// 100,000 devices, and rebuilding the index after an inventory adds a
+// device (which moves every rank after it).
+func BenchmarkQueryDevices(b *testing.B) {
+	r, reports := benchFleet(b)
+	for _, m := range reports {
+		m.Health.Seq++
+		if _, err := r.Apply(m, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		q    fleet.DeviceQuery
+	}{
+		{"page100", fleet.DeviceQuery{Limit: 100}},
+		{"district", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Districts: []string{"district-03"}}, Limit: 100}},
+		{"district+status", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Districts: []string{"district-03"}, Statuses: []wire.Status{wire.StatusOnline}}, Limit: 100}},
+		{"nomatch", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Districts: []string{"Nowhere"}}, Limit: 100}},
+		{"offset50k", fleet.DeviceQuery{Offset: 50_000, Limit: 100}},
+		{"search", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Search: "cam-0500-"}, Limit: 100}},
+		{"search-all", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Search: "cam"}, Limit: 100}},
+		{"search-district", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Search: "cam-0500-", Districts: []string{"district-03"}}, Limit: 100}},
+		{"since", fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Since: t0.Add(time.Hour)}, Limit: 100}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r.QueryDevices(tc.q)
+			}
+		})
+	}
+	clk := &clock{now: t0}
+	h := &harness{t: b, clk: clk, r: r, seq: map[string]uint64{"agent-0500": 10}}
+	ids := make([]string, benchDevices+1)
+	for j := range ids {
+		ids[j] = fmt.Sprintf("cam-%04d-%03d", 500, j)
+	}
+	b.Run("rebuild", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			// Device cam-0500-100 comes and goes.
+			n++
+			h.must(h.inventory("agent-0500", "district-00", ids[:benchDevices+n%2]...))
+			r.QueryDevices(fleet.DeviceQuery{Limit: 1})
+		}
+	})
+}

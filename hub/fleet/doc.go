@@ -64,6 +64,16 @@
 //   - The heartbeat backstop is suspended while Options.Live reports false:
 //     when the hub's own broker link is down, silence says nothing about the
 //     agents, and after the link returns they get a full grace period.
+//   - Queries (QueryDevices) are answered from indexes kept as statuses
+//     and inventories change: devices in id order, and per status, kind,
+//     district and site the set of their positions (a bitmap or a sorted
+//     list, whichever is smaller). A filter intersects those sets, Total is
+//     a population count, and a page is found by id (After, keyset) or by
+//     counting (Offset), so a page of 100 costs that page at any fleet
+//     size. Search and Since are not indexed: they look at each device the
+//     other fields leave (a search through one string of every device's
+//     lower-cased text). Adding or removing a device moves positions, so
+//     the next read rebuilds the index by merging.
 //
 // Every method is safe for concurrent use; one mutex guards all state, and
 // OnChange runs after it is released.

@@ -37,9 +37,9 @@ type Registry struct {
 	mu         sync.Mutex
 	agents     map[string]*agent
 	devices    map[string]*device // hub-wide: a device id belongs to one agent
-	sorted     []*device          // every device by id, rebuilt when sortedOK is false
-	sortedOK   bool
-	seq        uint64 // last Change.Seq
+	idx        index              // devices by id and by status, kind, district and site (index.go)
+	sortedOK   bool               // idx is current; adding or removing a device clears it
+	seq        uint64             // last Change.Seq
 	total      tally
 	districts  map[string]*tally
 	places     map[place]*tally // devices by district and site, for summaries of part of the city
@@ -79,6 +79,12 @@ type device struct {
 	repSince  time.Time
 	// fault is a failed live stream (see SetStreamFault); nil when none.
 	fault *streamFault
+	// Index bookkeeping (index.go): the device's position in id order,
+	// whether it has one, whether it is counted (present), and the
+	// lower-cased text a search looks in.
+	rank            int32
+	ranked, counted bool
+	hay             string
 }
 
 // New returns an empty registry.
@@ -202,23 +208,16 @@ func (r *Registry) Devices() []Device { return r.DevicesWhere(nil) }
 func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.sortedOK {
-		r.sorted = r.sorted[:0]
-		for _, d := range r.devices {
-			r.sorted = append(r.sorted, d)
-		}
-		slices.SortFunc(r.sorted, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
-		r.sortedOK = true
-	}
+	r.index()
 	if keep == nil {
-		out := make([]Device, len(r.sorted))
-		for i, d := range r.sorted {
+		out := make([]Device, len(r.idx.sorted))
+		for i, d := range r.idx.sorted {
 			out[i] = d.view
 		}
 		return out
 	}
 	var out []Device
-	for _, d := range r.sorted {
+	for _, d := range r.idx.sorted {
 		if keep(d.view.District, d.view.Site) {
 			out = append(out, d.view)
 		}
@@ -431,6 +430,7 @@ func (r *Registry) count(d *device, n int) {
 	if add(pt) {
 		delete(r.places, pl)
 	}
+	r.indexCount(d, n)
 }
 
 func (r *Registry) setStatus(d *device, s wire.Status) {
@@ -439,5 +439,6 @@ func (r *Registry) setStatus(d *device, s wire.Status) {
 		t.by[from]--
 		t.by[to]++
 	}
+	r.indexStatus(d, from, to)
 	d.view.Status = s
 }
