@@ -228,8 +228,22 @@ export class Alarms {
     const a = this.put(ev.alarm, ev.kind === 'raise');
     const critical = a.severity === 'critical' && (ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== 'critical'));
     if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) this.sound?.critical();
-    this.render();
-    this.onChange();
+    this.redraw();
+  }
+
+  // redraw renders once per frame however many events a websocket batch
+  // brings; a hidden tab gets no frames, so a timer stands in.
+  redraw() {
+    if (this.frame) return;
+    const run = () => {
+      cancelAnimationFrame(this.frame);
+      clearTimeout(this.frameTimer);
+      this.frame = 0;
+      this.render();
+      this.onChange();
+    };
+    this.frame = requestAnimationFrame(run);
+    this.frameTimer = setTimeout(run, 250);
   }
 
   // put stores a new snapshot of an alarm (removing it once closed) and

@@ -62,7 +62,9 @@ export class Live {
     this.setState('connecting');
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      // batch=1: a burst comes as one {"type":"batch"} message, and an
+      // agent's devices as groups (expand).
+      ws = new WebSocket(`${this.url}${this.url.includes('?') ? '&' : '?'}batch=1`);
     } catch (err) {
       console.warn('live: websocket:', err);
       this.retry();
@@ -114,6 +116,11 @@ export class Live {
       console.warn('live: bad message:', err);
       return;
     }
+    this.handle(msg);
+  }
+
+  // handle dispatches one message; a batch is its items, in order.
+  handle(msg) {
     if (!msg || typeof msg !== 'object') return;
     switch (msg.type) {
       case 'hello':
@@ -121,11 +128,14 @@ export class Live {
         this.setState('live');
         this.onHello(msg);
         break;
+      case 'batch':
+        if (Array.isArray(msg.items)) for (const m of msg.items) if (m?.type !== 'batch' && m?.type !== 'hello') this.handle(m);
+        break;
       case 'change':
-        if (msg.change) this.onChanges([msg.change], range(msg, [msg.change]));
+        if (msg.change) this.onChanges([expand(msg.change)], range(msg, [msg.change]));
         break;
       case 'changes':
-        if (Array.isArray(msg.changes)) this.onChanges(msg.changes, range(msg, msg.changes));
+        if (Array.isArray(msg.changes)) this.onChanges(msg.changes.map(expand), range(msg, msg.changes));
         break;
       case 'alarm':
         if (msg.event) this.onAlarm(msg.event);
@@ -137,6 +147,16 @@ export class Live {
         // Unknown types are ignored so the hub can add messages first.
     }
   }
+}
+
+// expand turns an agent change's affected_groups (devices that changed
+// alike: their common fields and ids) back into its affected list.
+function expand(c) {
+  if (!Array.isArray(c?.affected_groups)) return c;
+  const affected = [];
+  for (const { ids, ...alike } of c.affected_groups) for (const id of ids || []) affected.push({ ...alike, id });
+  const { affected_groups: _, ...rest } = c;
+  return { ...rest, affected };
 }
 
 // range is the span of sequence numbers a message covers: every change

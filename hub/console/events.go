@@ -62,10 +62,13 @@ type alarmMessage struct {
 // queue so that clients see them in the order they were published: a
 // device's change comes before the alarm it raised.
 type pendingChange struct {
-	seq   uint64 // 0 for an alarm event: alarms have no fleet sequence
-	json  []byte
-	alarm bool // json is a complete message, sent on its own to clients that read alarms
-	whole bool // json is a complete message, sent on its own to every client
+	seq  uint64 // 0 for an alarm event: alarms have no fleet sequence
+	json []byte
+	// grouped is what batch clients get instead of json, when it differs:
+	// an agent change with its affected devices grouped (groupedChange).
+	grouped []byte
+	alarm   bool // json is a complete message, sent on its own to clients that read alarms
+	whole   bool // json is a complete message, sent on its own to every client
 	// Where it happened, for scoped clients: an alarm or change is sent to
 	// a client whose scope allows one of its places. An agent change
 	// names the agent's district and site.
@@ -114,7 +117,8 @@ type client struct {
 	p     *auth.Principal // who opened it: its scope filters what it gets
 	view  string          // clients with equal views get the same messages
 	conn  *websocket.Conn
-	queue chan *websocket.PreparedMessage
+	batch bool // asked for ?batch=1: each flush in one {"type":"batch"} message
+	queue chan *frame
 	kick  chan struct{} // closed by the hub to end the connection with code/reason
 	done  chan struct{} // closed when the reader has finished: the peer is gone
 
@@ -190,6 +194,10 @@ func (h *hub) publish(c fleet.Change) {
 	// Encode outside the lock: with several ingest shards publishing, the
 	// CPU work then runs in parallel.
 	b, err := json.Marshal(wireChange(c))
+	var grouped []byte
+	if g, ok := groupedChange(c); ok && err == nil {
+		grouped, err = json.Marshal(g)
+	}
 	if err != nil {
 		h.log.Error("cannot encode change", "seq", c.Seq, "err", err)
 		return
@@ -197,7 +205,7 @@ func (h *hub) publish(c fleet.Change) {
 	places := placesOf(&c)
 	h.mu.Lock()
 	if !h.idleLocked(c.Seq) {
-		h.pending = append(h.pending, pendingChange{seq: c.Seq, json: b, places: places})
+		h.pending = append(h.pending, pendingChange{seq: c.Seq, json: b, grouped: grouped, places: places})
 	}
 	h.mu.Unlock()
 	select {
@@ -237,6 +245,55 @@ func wireChange(c fleet.Change) any {
 		cc.Affected[i] = affectedDevice{ID: d.ID, Status: d.Status, Reason: d.Reason, Detail: d.Detail, Since: d.Since, Reported: d.Reported}
 	}
 	return cc
+}
+
+// affectedGroup is devices of an agent change that changed alike: what
+// every one of them has in common, and their ids. An agent that goes down
+// takes all its devices to the same status, reason and time, so a storm's
+// changes shrink to little more than the devices' ids.
+type affectedGroup struct {
+	alike
+	IDs []string `json:"ids"`
+}
+
+// alike is what the devices of an affectedGroup have in common.
+type alike struct {
+	Status   wire.Status `json:"status"`
+	Reason   wire.Reason `json:"reason,omitempty"`
+	Detail   string      `json:"detail,omitempty"`
+	Since    time.Time   `json:"since"`
+	Reported wire.Status `json:"reported,omitempty"`
+}
+
+// groupedAgentChange is an agent change as batch clients get it: its
+// Change.Affected left empty (and so out), the groups instead.
+type groupedAgentChange struct {
+	fleet.Change
+	Groups []affectedGroup `json:"affected_groups"`
+}
+
+// groupedChange returns c with its affected devices grouped, and whether
+// that differs from wireChange: only agent changes of several devices.
+func groupedChange(c fleet.Change) (any, bool) {
+	if c.Kind != fleet.ChangeAgent || len(c.Affected) < 2 {
+		return nil, false
+	}
+	gc := groupedAgentChange{Change: c}
+	gc.Change.Affected = nil
+	at := map[alike]int{} // → index in gc.Groups
+	for _, d := range c.Affected {
+		// Equal instants from one clock reading compare equal; any that
+		// do not merely make another group.
+		key := alike{Status: d.Status, Reason: d.Reason, Detail: d.Detail, Since: d.Since, Reported: d.Reported}
+		i, ok := at[key]
+		if !ok {
+			i = len(gc.Groups)
+			at[key] = i
+			gc.Groups = append(gc.Groups, affectedGroup{alike: key})
+		}
+		gc.Groups[i].IDs = append(gc.Groups[i].IDs, d.ID)
+	}
+	return gc, true
 }
 
 // publishAlarm encodes ev once, as a whole message, and queues it behind
@@ -385,14 +442,28 @@ func (h *hub) flush() {
 	}
 	for view, group := range h.views {
 		p := group[0].p
-		msgs, upto := h.prepare(batch, afters[view], p.Scope, p.Can(auth.AlarmRead))
-		h.mu.Lock()
-		h.viewUpto[view] = max(h.viewUpto[view], upto)
-		h.mu.Unlock()
+		after, alarms := afters[view], p.Can(auth.AlarmRead)
+		// Each form is built and framed once for every client of the view
+		// that reads it, and only if one does; both account for the same
+		// sequence numbers.
+		var plain, batched []*frame
+		var built [2]bool
 		for _, c := range group {
-			for _, m := range msgs {
+			frames := &plain
+			if c.batch {
+				frames = &batched
+			}
+			if k := btoi(c.batch); !built[k] {
+				built[k] = true
+				items, upto := h.prepare(batch, after, p.Scope, alarms, c.batch)
+				h.mu.Lock()
+				h.viewUpto[view] = max(h.viewUpto[view], upto)
+				h.mu.Unlock()
+				*frames = h.frames(items, c.batch)
+			}
+			for _, f := range *frames {
 				select {
-				case c.queue <- m:
+				case c.queue <- f:
 					continue
 				default:
 				}
@@ -401,6 +472,74 @@ func (h *hub) flush() {
 			}
 		}
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// frame is one websocket message ready for any number of clients, and the
+// complete messages it carries, from which a writer that finds several
+// frames waiting builds one batch.
+type frame struct {
+	msg   *websocket.PreparedMessage
+	items [][]byte
+	size  int // of items, with a separator each
+}
+
+// frames frames the messages of one flush: one websocket message each, or
+// with batch, as few {"type":"batch","items":[...]} messages as maxMessage
+// allows (a lone message goes as it is).
+func (h *hub) frames(items [][]byte, batch bool) []*frame {
+	var out []*frame
+	add := func(buf []byte, items [][]byte, size int) {
+		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
+		if err != nil { // only a write to memory can fail here, and it does not
+			h.log.Error("cannot frame websocket message", "err", err)
+			return
+		}
+		out = append(out, &frame{msg: m, items: items, size: size})
+	}
+	if !batch {
+		for _, it := range items {
+			add(it, items[:1:1], len(it)+1)
+			items = items[1:]
+		}
+		return out
+	}
+	for len(items) > 0 {
+		n, size := 0, 0
+		for n < len(items) && (n == 0 || size+len(items[n])+1 <= maxMessage) {
+			size += len(items[n]) + 1
+			n++
+		}
+		add(appendBatch(nil, items[:n], size), items[:n:n], size)
+		items = items[n:]
+	}
+	return out
+}
+
+// batchPrefix opens a batch message; appendBatch closes it.
+const batchPrefix = `{"type":"batch","items":[`
+
+// appendBatch appends to buf the batch message of items, whose lengths
+// with a separator each add up to size; a lone item is its own message.
+func appendBatch(buf []byte, items [][]byte, size int) []byte {
+	if len(items) == 1 {
+		return append(buf, items[0]...)
+	}
+	buf = slices.Grow(buf, len(batchPrefix)+size+2)
+	buf = append(buf, batchPrefix...)
+	for i, it := range items {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, it...)
+	}
+	return append(buf, "]}"...)
 }
 
 // viewOf is the key of what p sees on the stream: its scope and whether
@@ -418,18 +557,13 @@ func viewOf(p *auth.Principal) string {
 // <= upto is in it, so a client scoped to part of the city tells changes
 // it was not meant to see from changes it missed. after is the upto of the
 // view's last message; prepare returns the upto of its own last one (after
-// when it sends none). Each message is framed once for all the clients of
-// the view.
-func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, alarms bool) ([]*websocket.PreparedMessage, uint64) {
-	var msgs []*websocket.PreparedMessage
-	frame := func(buf []byte) {
-		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
-		if err != nil { // only a write to memory can fail here, and it does not
-			h.log.Error("cannot frame websocket message", "err", err)
-		} else {
-			msgs = append(msgs, m)
-		}
-	}
+// when it sends none). The messages are built once for all the clients of
+// the view; alarm and work-order messages are the bytes their publisher
+// encoded once for every view.
+// grouped: for batch clients, with agent changes' devices grouped.
+func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, alarms, grouped bool) ([][]byte, uint64) {
+	var msgs [][]byte
+	frame := func(buf []byte) { msgs = append(msgs, buf) }
 	var chunk [][]byte // visible changes waiting to be framed
 	size := 0
 	upto := after
@@ -478,11 +612,15 @@ func (h *hub) prepare(batch []pendingChange, after uint64, scope auth.Scope, ala
 			}
 			continue
 		}
-		if len(chunk) > 0 && size+len(p.json)+1 > maxMessage {
+		j := p.json
+		if grouped && p.grouped != nil {
+			j = p.grouped
+		}
+		if len(chunk) > 0 && size+len(j)+1 > maxMessage {
 			flushChunk()
 		}
-		chunk = append(chunk, p.json)
-		size += len(p.json) + 1
+		chunk = append(chunk, j)
+		size += len(j) + 1
 		upto = max(upto, p.seq)
 	}
 	flushChunk()
@@ -580,12 +718,13 @@ func (h *hub) shutdown(ctx context.Context) {
 
 // serve runs one upgraded connection until it ends: the calling goroutine
 // reads, a second one writes.
-func (h *hub) serve(conn *websocket.Conn, p *auth.Principal, state func(*auth.Principal, *helloMessage)) {
+func (h *hub) serve(conn *websocket.Conn, p *auth.Principal, batch bool, state func(*auth.Principal, *helloMessage)) {
 	c := &client{
 		p:     p,
 		view:  viewOf(p),
 		conn:  conn,
-		queue: make(chan *websocket.PreparedMessage, h.cfg.SendQueue),
+		batch: batch,
+		queue: make(chan *frame, h.cfg.SendQueue),
 		kick:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -669,6 +808,7 @@ func (h *hub) write(c *client, hello []byte) {
 		return
 	}
 	h.written.Inc()
+	var buf []byte // a batch client's catch-up messages, reused
 	for {
 		// A kicked client gets no more of its queue, however full.
 		select {
@@ -680,9 +820,15 @@ func (h *hub) write(c *client, hello []byte) {
 		default:
 		}
 		select {
-		case m := <-c.queue:
+		case f := <-c.queue:
 			conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-			if err := conn.WritePreparedMessage(m); err != nil {
+			var err error
+			if c.batch && len(c.queue) > 0 {
+				buf, err = h.writeBehind(c, f, buf[:0])
+			} else {
+				err = conn.WritePreparedMessage(f.msg)
+			}
+			if err != nil {
 				conn.NetConn().Close()
 				return
 			}
@@ -713,6 +859,33 @@ func (h *hub) write(c *client, hello []byte) {
 	}
 }
 
+// writeBehind writes f and the frames queued behind it, as many as fit in
+// maxMessage, as one batch: a client that has fallen behind catches up in
+// fewer, larger writes, built from bytes encoded once for every client.
+// It returns buf, grown, for the next time.
+func (h *hub) writeBehind(c *client, f *frame, buf []byte) ([]byte, error) {
+	items, size := slices.Clone(f.items), f.size
+	// What is queued now, not what keeps coming: the writer must get back
+	// to checking for a kick.
+	for range len(c.queue) {
+		next := <-c.queue // only this goroutine receives
+		if size+next.size > maxMessage {
+			// Too much for one message: write what is gathered, then
+			// start again from next.
+			buf = appendBatch(buf[:0], items, size)
+			if err := c.conn.WriteMessage(websocket.TextMessage, buf); err != nil {
+				return buf, err
+			}
+			h.written.Inc()
+			items, size = items[:0], 0
+		}
+		items = append(items, next.items...)
+		size += next.size
+	}
+	buf = appendBatch(buf[:0], items, size)
+	return buf, c.conn.WriteMessage(websocket.TextMessage, buf)
+}
+
 // goodbye sends the close frame the hub kicked c with, then gives the peer
 // WriteTimeout to answer it before the reader gives up.
 func (h *hub) goodbye(c *client) {
@@ -741,7 +914,9 @@ func (s *Server) events(up *websocket.Upgrader) http.HandlerFunc {
 		if err != nil {
 			return // Upgrade has answered the client
 		}
-		s.hub.serve(conn, p, s.helloState)
+		// ?batch=1: the client reads {"type":"batch"} messages.
+		batch, _ := strconv.ParseBool(r.URL.Query().Get("batch"))
+		s.hub.serve(conn, p, batch, s.helloState)
 	}
 }
 
