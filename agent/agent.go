@@ -32,7 +32,7 @@ const SimCheckin = 10 * time.Second
 // CameraProber probes cameras; see supervise.CameraProber.
 type CameraProber = supervise.CameraProber
 
-// Stats are the agent's uplink counters.
+// Stats are the agent's uplink counters, its spool's among them.
 type Stats = uplink.Stats
 
 // LiveStats are the agent's live video counters.
@@ -119,6 +119,11 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		Version:   opts.Version,
 		Interval:  cfg.Interval,
 		Boot:      time.Now(),
+		// Reports the broker cannot take now wait on disk and follow
+		// after the reconnect.
+		SpoolDir:   cfg.Uplink.SpoolDir,
+		SpoolBytes: cfg.Uplink.SpoolBytes,
+		ResendRate: cfg.Uplink.ResendRate,
 		Commands: map[string]uplink.CommandHandler{
 			wire.CommandProbe:         a.probeCommand,
 			wire.CommandSnapshot:      a.snapshotCommand,
@@ -208,7 +213,7 @@ func (a *Agent) reportHealth(ctx context.Context, set *supervise.Set, interval t
 // Reload applies a new configuration live: device changes start, stop or
 // restart supervisors, and the inventory is republished. The agent id,
 // broker, site id and interval are part of the agent's identity on the
-// wire and need a restart.
+// wire and need a restart, as do the live and uplink settings.
 func (a *Agent) Reload(cfg config.Config) error {
 	if err := a.check(cfg); err != nil {
 		return err
@@ -216,8 +221,9 @@ func (a *Agent) Reload(cfg config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
-	if cfg.ID != old.ID || cfg.Broker != old.Broker || cfg.Site.ID != old.Site.ID || cfg.Interval != old.Interval || cfg.Live != old.Live {
-		return errors.New("agent: reload cannot change id, broker, site.id, interval or live; restart the agent")
+	if cfg.ID != old.ID || cfg.Broker != old.Broker || cfg.Site.ID != old.Site.ID || cfg.Interval != old.Interval ||
+		cfg.Live != old.Live || cfg.Uplink != old.Uplink {
+		return errors.New("agent: reload cannot change id, broker, site.id, interval, live or uplink; restart the agent")
 	}
 	a.cfg = cfg
 	if a.set != nil {

@@ -27,11 +27,13 @@ import (
 )
 
 // testConfig is a site with one camera probed only on demand (the
-// interval is an hour) and one simulated sensor.
+// interval is an hour) and one simulated sensor, spooling in a directory
+// of the test's.
 func testConfig(t *testing.T, brokerURL string) config.Config {
 	t.Helper()
 	cfg, err := config.Parse(fmt.Appendf(nil, `
 broker: {url: %q}
+uplink: {spool_dir: %q}
 id: agent-t1
 site: {id: site-t1, name: Test site, district: Xinhua, location: {lat: 30.6, lon: 114.3}}
 interval: 1s
@@ -40,7 +42,7 @@ cameras:
   - {id: cam-1, name: Gate, rtsp: "rtsp://admin:pw@10.0.0.2/ch1", heading: 90, fov: 70, range_m: 40, criticality: 4}
 sensors:
   - {id: pir-1, name: Hall, kind: intrusion, driver: sim, supervision: 2s}
-`, brokerURL))
+`, brokerURL, t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,8 @@ func TestAgent(t *testing.T) {
 	w := wiretest.Watch(t, broker.URL(), "agent-t1")
 	sim := sensor.NewSim(200 * time.Millisecond)
 	cams := &prober{}
-	a, err := agent.New(testConfig(t, broker.URL()), agent.Options{
+	first := testConfig(t, broker.URL())
+	a, err := agent.New(first, agent.Options{
 		Sensors: map[string]sensor.Driver{"sim": sim}, Cameras: cams, Version: "1.2.3",
 	})
 	if err != nil {
@@ -163,7 +166,7 @@ func TestAgent(t *testing.T) {
 	}
 
 	// A reload adds a camera and republishes the inventory.
-	cfg := testConfig(t, broker.URL())
+	cfg := first
 	cfg.Cameras = append(cfg.Cameras, cfg.Cameras[0])
 	cfg.Cameras[1].ID = "cam-2"
 	if err := a.Reload(cfg); err != nil {
@@ -198,6 +201,62 @@ func TestAgent(t *testing.T) {
 	}
 	if s := a.Stats(); s.Published < 10 || s.DroppedEvents != 0 || s.Failed != 0 || s.Seq < s.Published {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestAgentSpool: with the broker down, the agent's events and health
+// reports wait in the configured spool directory, and follow after the
+// reconnect with the seqs they were made with; the run's directory goes
+// when the agent stops.
+func TestAgentSpool(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	w := wiretest.Watch(t, broker.URL(), "agent-t1")
+	sim := sensor.NewSim(200 * time.Millisecond)
+	cfg := testConfig(t, broker.URL())
+	a, err := agent.New(cfg, agent.Options{Sensors: map[string]sensor.Driver{"sim": sim}, Cameras: &prober{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	w.Next(wire.ChannelInventory, nil)
+	runs := filepath.Join(cfg.Uplink.SpoolDir, cfg.ID, "run-*")
+	if dirs, _ := filepath.Glob(runs); len(dirs) != 1 {
+		t.Fatalf("run directories %v, want one", dirs)
+	}
+
+	broker.Stop()
+	wiretest.Eventually(t, "disconnected", func() bool { return !a.Stats().Connected })
+	before := a.Stats()
+	sim.Trigger("pir-1", true)
+	wiretest.Eventually(t, "the trigger and a health report spooled", func() bool {
+		s := a.Stats()
+		return s.Spooled >= before.Spooled+2 && s.SpoolQueued >= 2
+	})
+
+	broker.Restart()
+	birth := w.Next(wire.ChannelState, func(m wire.Message) bool { return m.State.State == wire.AgentOnline && m.State.Conn == 2 }).State
+	ev := w.Next(wire.ChannelEvents, func(m wire.Message) bool { return m.Event.Type == wire.EventTriggered }).Event
+	if ev.Device != "pir-1" || ev.Seq >= birth.Seq {
+		t.Errorf("trigger %+v; want pir-1, made before the birth (seq %d)", ev, birth.Seq)
+	}
+	wiretest.Eventually(t, "backlog sent", func() bool { s := a.Stats(); return s.Resent >= 2 && s.SpoolQueued == 0 })
+	if s := a.Stats(); s.DroppedHealth+s.DroppedEvents != 0 || s.SpoolErrors != 0 {
+		t.Errorf("stats %+v", s)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	done <- nil // for the cleanup
+	if dirs, _ := filepath.Glob(runs); len(dirs) != 0 {
+		t.Errorf("run directories left after the stop: %v", dirs)
 	}
 }
 
@@ -299,6 +358,7 @@ func TestReloadRejectsIdentityChange(t *testing.T) {
 		{"site", func(c *config.Config) { c.Site.ID = "site-t2" }},
 		{"interval", func(c *config.Config) { c.Interval = 5 * time.Second }},
 		{"live", func(c *config.Config) { c.Live.MaxSessions = 8 }},
+		{"uplink", func(c *config.Config) { c.Uplink.SpoolBytes = 1 << 30 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package config is the edge agent's configuration: which broker to talk
-// to, which site the agent serves and the cameras and sensors installed
-// there. A configuration is built as defaults, then the YAML file, then
+// to and how reports wait while it is unreachable, which site the agent
+// serves and the cameras and sensors installed there. A configuration is built as defaults, then the YAML file, then
 // environment overrides (so containers can inject the broker and its
 // credentials without editing the file), then Validate, which reports every
 // problem at once with its YAML path so a field engineer fixes the file in
@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ type Config struct {
 	Interval time.Duration `yaml:"interval"` // health report interval
 	Probe    Probe         `yaml:"probe"`
 	Live     Live          `yaml:"live"`
+	Uplink   Uplink        `yaml:"uplink"`
 	// Topology is the site infrastructure devices hang off (switches, PoE
 	// ports, the uplink, power supplies), so the hub can raise one alarm
 	// for a dead switch instead of one per camera behind it.
@@ -120,6 +122,22 @@ func (l Live) Ports() (lo, hi uint16, err error) {
 	return uint16(x), uint16(y), nil
 }
 
+// Uplink sets how reports wait while the broker or the hub is
+// unreachable: in a spool on disk, sent after the reconnect.
+type Uplink struct {
+	// SpoolDir holds the spool; each agent works in SpoolDir/<id>, each
+	// run in a subdirectory of its own. The spool lives only as long as
+	// the process, so a temporary directory will do; on a tmpfs it takes
+	// memory, though.
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolBytes is the spool's quota; 0 disables it (reports then wait
+	// in a small memory queue only).
+	SpoolBytes int64 `yaml:"spool_bytes"`
+	// ResendRate bounds the backlog sent after a reconnect, in messages
+	// per second, so a fleet reconnecting at once does not bury the hub.
+	ResendRate float64 `yaml:"resend_rate"`
+}
+
 // Camera is one RTSP camera.
 type Camera struct {
 	ID       string        `yaml:"id"`
@@ -186,7 +204,19 @@ const (
 	// DefaultLiveMaxSessions: a few operators watching one site at once;
 	// four 2–4 Mbit/s camera streams already fill a modest 4G uplink.
 	DefaultLiveMaxSessions = 4
+	// DefaultSpoolBytes holds about an hour of a large site's reports
+	// and several of a small one's; ample for a broker restart.
+	DefaultSpoolBytes = 64 << 20
+	// DefaultResendRate drains an hour's backlog of a 2,000-device agent
+	// in seconds, while a hundred agents reconnecting at once stay within
+	// what one hub ingests.
+	DefaultResendRate = 100
 )
+
+// DefaultSpoolDir is the spool's directory unless configured: under the
+// system's temporary directory, since the spool does not outlive the
+// process.
+func DefaultSpoolDir() string { return filepath.Join(os.TempDir(), "citywatch-agent-spool") }
 
 // Environment variables that override the file.
 const (
@@ -199,6 +229,8 @@ const (
 	EnvBrokerCertFile   = "CITYWATCH_AGENT_BROKER_CERT_FILE"
 	EnvBrokerKeyFile    = "CITYWATCH_AGENT_BROKER_KEY_FILE"
 	EnvBrokerServerName = "CITYWATCH_AGENT_BROKER_SERVER_NAME"
+	// EnvSpoolDir lets a container put the spool on a volume.
+	EnvSpoolDir = "CITYWATCH_AGENT_SPOOL_DIR"
 )
 
 // Default returns the configuration an empty file yields (before device
@@ -215,7 +247,8 @@ func Default() Config {
 			FailuresBeforeOffline: DefaultFailuresBeforeOffline,
 			MinFPS:                DefaultMinFPS,
 		},
-		Live: Live{MaxSessions: DefaultLiveMaxSessions},
+		Live:   Live{MaxSessions: DefaultLiveMaxSessions},
+		Uplink: Uplink{SpoolDir: DefaultSpoolDir(), SpoolBytes: DefaultSpoolBytes, ResendRate: DefaultResendRate},
 	}
 }
 
@@ -266,6 +299,7 @@ func (c *Config) applyEnv(lookupEnv func(string) (string, bool)) {
 		{EnvBrokerKeyFile, &c.Broker.KeyFile},
 		{EnvBrokerServerName, &c.Broker.ServerName},
 		{EnvID, &c.ID},
+		{EnvSpoolDir, &c.Uplink.SpoolDir},
 	} {
 		if v, ok := lookupEnv(o.env); ok {
 			*o.dst = v

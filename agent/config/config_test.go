@@ -42,6 +42,9 @@ func TestDefaults(t *testing.T) {
 		{"live.max_sessions", cfg.Live.MaxSessions, DefaultLiveMaxSessions},
 		{"live.udp_ports", cfg.Live.UDPPorts, ""},
 		{"live.loopback_only", cfg.Live.LoopbackOnly, false},
+		{"uplink.spool_dir", cfg.Uplink.SpoolDir, filepath.Join(os.TempDir(), "citywatch-agent-spool")},
+		{"uplink.spool_bytes", cfg.Uplink.SpoolBytes, int64(64 << 20)},
+		{"uplink.resend_rate", cfg.Uplink.ResendRate, float64(DefaultResendRate)},
 		{"cameras[0].district", cfg.Cameras[0].District, "Xinhua"},
 		{"cameras[0].location", cfg.Cameras[0].Location, site},
 		{"cameras[0].criticality", cfg.Cameras[0].Criticality, DefaultCriticality},
@@ -68,6 +71,7 @@ site: {id: s1, district: D, location: {lat: 1, lon: 2}}
 interval: 30s
 probe: {interval: 20s, timeout: 5s, stream_every: 0s, failures_before_offline: 3, min_fps: 2}
 live: {max_sessions: 2, udp_ports: "50000-50010", loopback_only: true}
+uplink: {spool_dir: /var/lib/citywatch-agent/spool, spool_bytes: 0, resend_rate: 20}
 cameras:
   - {id: c1, rtsp: "rtsp://cam/x", fov: 90, district: Other, location: {lat: 3, lon: 4}, criticality: 5, min_fps: 1}
 `), noEnv)
@@ -79,7 +83,8 @@ cameras:
 		cfg.Interval != 30*time.Second || cfg.Probe.Interval != 20*time.Second || cfg.Probe.StreamEvery != 0 ||
 		cfg.Probe.FailuresBeforeOffline != 3 || c.District != "Other" || c.Location != (wire.Location{Lat: 3, Lon: 4}) ||
 		c.Criticality != 5 || c.MinFPS != 1 ||
-		cfg.Live != (Live{MaxSessions: 2, UDPPorts: "50000-50010", LoopbackOnly: true}) {
+		cfg.Live != (Live{MaxSessions: 2, UDPPorts: "50000-50010", LoopbackOnly: true}) ||
+		cfg.Uplink != (Uplink{SpoolDir: "/var/lib/citywatch-agent/spool", SpoolBytes: 0, ResendRate: 20}) {
 		t.Errorf("file values not kept: %+v", cfg)
 	}
 }
@@ -90,6 +95,7 @@ func TestEnvOverrides(t *testing.T) {
 		EnvBrokerUsername: "edge",
 		EnvBrokerPassword: "s3cret",
 		EnvID:             "agent-env",
+		EnvSpoolDir:       "/data/spool",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	data, err := os.ReadFile("testdata/minimal.yaml")
@@ -101,7 +107,7 @@ func TestEnvOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Broker.URL != env[EnvBrokerURL] || cfg.Broker.Username != "edge" ||
-		cfg.Broker.Password.Reveal() != "s3cret" || cfg.ID != "agent-env" {
+		cfg.Broker.Password.Reveal() != "s3cret" || cfg.ID != "agent-env" || cfg.Uplink.SpoolDir != "/data/spool" {
 		t.Errorf("env not applied: %+v", cfg)
 	}
 	// The client id follows the overridden agent id.
@@ -147,6 +153,7 @@ id: "bad id"
 site: {id: s1, location: {lat: 91, lon: 0}}
 interval: 0s
 probe: {timeout: 20s, failures_before_offline: 0}
+uplink: {spool_dir: spool, spool_bytes: 1000, resend_rate: 0}
 cameras:
   - {id: cam-1, rtsp: "rtsp://admin:hunter2@cam/x", fov: 0, heading: 360, criticality: 6, district: D, location: {lat: 1, lon: 1}}
   - {id: cam-1, rtsp: "http://admin:hunter2@cam/x", fov: 70, snapshot: "ftp://cam/s.jpg", district: D, location: {lat: 1, lon: 1}}
@@ -166,6 +173,9 @@ sensors:
 		"interval: 0s out of range",
 		"probe.timeout: 20s must be shorter than probe.interval",
 		"probe.failures_before_offline: 0 out of range",
+		"uplink.spool_bytes: 1000 out of range",
+		"uplink.spool_dir: \"spool\" is not an absolute path",
+		"uplink.resend_rate: 0 out of range",
 		"cameras[0].heading: 360",
 		"cameras[0].fov: 0",
 		"cameras[0].criticality: 6",
@@ -237,6 +247,11 @@ func TestValidateLimits(t *testing.T) {
 			c.Cameras = []Camera{{ID: "c", RTSP: "rtsp://h/x", FOV: 60, District: "D", Criticality: 1, Parent: "sw"}}
 		}, ""},
 		{"bad power feed", func(c *Config) { c.Site.PowerFeed = "feed 1" }, "site.power_feed"},
+		{"spool disabled", func(c *Config) { c.Uplink.SpoolDir, c.Uplink.SpoolBytes = "", 0 }, ""},
+		{"spool without a directory", func(c *Config) { c.Uplink.SpoolDir = "" }, "uplink.spool_dir: missing"},
+		{"spool quota negative", func(c *Config) { c.Uplink.SpoolBytes = -1 }, "uplink.spool_bytes: -1 out of range"},
+		{"spool quota in the wrong unit", func(c *Config) { c.Uplink.SpoolBytes = 64 }, "uplink.spool_bytes: 64 out of range"},
+		{"resend rate NaN", func(c *Config) { c.Uplink.ResendRate = nan() }, "uplink.resend_rate"},
 		{"node kind unknown", func(c *Config) { c.Topology = []Node{{ID: "r", Kind: "router"}} }, "topology[0].kind: \"router\""},
 		{"node parent unknown", func(c *Config) {
 			c.Topology = []Node{{ID: "sw", Kind: wire.NodeSwitch, Parent: "up"}}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -43,6 +44,7 @@ func (c Config) Validate() error {
 	checkDuration(&p, "interval", c.Interval, time.Second, time.Hour)
 	c.Probe.validate(&p)
 	c.Live.validate(&p)
+	c.Uplink.validate(&p)
 
 	if n := len(c.Cameras) + len(c.Sensors); n > wire.MaxDevices {
 		p.add("cameras", "%d devices exceed the limit of %d per agent", n, wire.MaxDevices)
@@ -172,6 +174,31 @@ func (l Live) validate(p *problems) {
 	case lo != 0 && int(hi-lo)+1 < l.MaxSessions:
 		// Each session takes a port per network interface.
 		p.add("live.udp_ports", "%d ports are fewer than live.max_sessions %d", int(hi-lo)+1, l.MaxSessions)
+	}
+}
+
+// Spool bounds: below a megabyte one large health report would not fit;
+// the upper bound catches a quota typed in the wrong unit.
+const (
+	minSpoolBytes = 1 << 20
+	maxSpoolBytes = 1 << 40
+	maxResendRate = 100000
+)
+
+func (u Uplink) validate(p *problems) {
+	if u.SpoolBytes != 0 {
+		if u.SpoolBytes < minSpoolBytes || u.SpoolBytes > maxSpoolBytes {
+			p.add("uplink.spool_bytes", "%d out of range %d–%d (0 disables the spool)", u.SpoolBytes, minSpoolBytes, int64(maxSpoolBytes))
+		}
+		switch {
+		case u.SpoolDir == "":
+			p.add("uplink.spool_dir", "missing (set uplink.spool_bytes: 0 to disable the spool)")
+		case !filepath.IsAbs(u.SpoolDir):
+			p.add("uplink.spool_dir", "%q is not an absolute path", u.SpoolDir)
+		}
+	}
+	if !finite(u.ResendRate) || u.ResendRate < 1 || u.ResendRate > maxResendRate {
+		p.add("uplink.resend_rate", "%v out of range 1–%d messages a second", u.ResendRate, maxResendRate)
 	}
 }
 

@@ -96,11 +96,11 @@ func (c *Client) state(state string, will bool, conn uint32) *wire.State {
 // the connection about to be made, and nothing may be published on it
 // before its birth message. Taking c.publishing waits for a Publish call
 // caught by the drop (at most the write timeout): it would otherwise hand
-// its message to the new connection ahead of the older ones paho resends,
-// and the hub would drop those as replays. Once ready is false, the sender
-// publishes nothing but the next birth.
+// its message to the new connection ahead of the older ones paho resends.
+// Once ready is false, the sender publishes nothing but the next birth.
 func (c *Client) onReconnecting(_ paho.Client, opts *paho.ClientOptions) {
 	c.publishing.Lock()
+	c.epoch.Add(1) // live sessions of the lost connection are over
 	c.mu.Lock()
 	c.ready = false
 	n := c.conns + 1
@@ -135,6 +135,7 @@ func (c *Client) onConnect(cl paho.Client) {
 
 func (c *Client) onConnectionLost(_ paho.Client, err error) {
 	c.log.Warn("connection lost; reconnecting", "err", err)
+	c.queue.signal() // the sender moves the fresh lane to the backlog
 }
 
 // onConnectionNotification counts and logs failed connection attempts,

@@ -3,6 +3,7 @@ package uplink
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,55 +12,52 @@ import (
 	"github.com/citywatch/citywatch/wire"
 )
 
-func ev(id string) item { return item{event: &wire.Event{Device: id}} }
+// ev is event number n, hr health report number n; label names them.
+func ev(n int) item { return item{kind: kindEvent, parts: []part{{seq: uint64(n)}}} }
+func hr(n int) item { return item{kind: kindHealth, parts: []part{{seq: uint64(n)}}} }
 
-// hr is health report number n.
-func hr(n int) item { return item{health: [][]wire.DeviceHealth{{{ID: "r" + strconv.Itoa(n)}}}} }
-
-// label names an item for comparisons: events by device, reports by number.
 func label(it item) string {
-	if it.event != nil {
-		return "e:" + it.event.Device
+	prefix := "e:"
+	if it.kind == kindHealth {
+		prefix = "h:"
 	}
-	return "h:" + it.health[0][0].ID[1:]
+	return prefix + strconv.FormatUint(it.parts[0].seq, 10)
 }
 
 func TestQueue(t *testing.T) {
 	tests := []struct {
-		name                  string
-		maxItems, maxHealth   int
-		push                  []item
-		want                  []string
-		dropHealth, dropEvent uint64
+		name                string
+		maxItems, maxHealth int
+		push                []item
+		want, out           []string // left queued; handed back, in order
 	}{
-		{"fifo across kinds", 10, 4, []item{ev("a"), hr(1), ev("b")}, []string{"e:a", "h:1", "e:b"}, 0, 0},
-		{"health bound drops the oldest report", 10, 2, []item{hr(1), ev("a"), hr(2), hr(3)}, []string{"e:a", "h:2", "h:3"}, 1, 0},
-		{"full queue drops health before events", 3, 4, []item{ev("a"), hr(1), ev("b"), ev("c")}, []string{"e:a", "e:b", "e:c"}, 1, 0},
-		{"a report does not displace events", 2, 4, []item{ev("a"), ev("b"), hr(1)}, []string{"e:a", "e:b"}, 1, 0},
-		{"only events: the oldest goes, counted", 2, 4, []item{ev("a"), ev("b"), ev("c")}, []string{"e:b", "e:c"}, 0, 1},
+		{"fifo across kinds", 10, 4, []item{ev(1), hr(2), ev(3)}, []string{"e:1", "h:2", "e:3"}, nil},
+		{"health bound hands back the oldest report", 10, 2, []item{hr(1), ev(2), hr(3), hr(4)}, []string{"e:2", "h:3", "h:4"}, []string{"h:1"}},
+		{"full queue gives up health before events", 3, 4, []item{ev(1), hr(2), ev(3), ev(4)}, []string{"e:1", "e:3", "e:4"}, []string{"h:2"}},
+		{"a report does not displace events", 2, 4, []item{ev(1), ev(2), hr(3)}, []string{"e:1", "e:2"}, []string{"h:3"}},
+		{"only events: the oldest goes", 2, 4, []item{ev(1), ev(2), ev(3)}, []string{"e:2", "e:3"}, []string{"e:1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newQueue(tt.maxItems, tt.maxHealth)
+			var out []string
 			for _, it := range tt.push {
-				q.push(it)
+				if o, full := q.push(it); full {
+					out = append(out, label(o))
+				}
 			}
-			n, dh, de := q.counts()
-			if n != len(tt.want) || dh != tt.dropHealth || de != tt.dropEvent {
-				t.Errorf("counts: %d queued, %d health and %d events dropped; want %d, %d, %d",
-					n, dh, de, len(tt.want), tt.dropHealth, tt.dropEvent)
+			if !slices.Equal(out, tt.out) {
+				t.Errorf("handed back %v, want %v", out, tt.out)
+			}
+			if n := q.len(); n != len(tt.want) {
+				t.Errorf("%d queued, want %d", n, len(tt.want))
 			}
 			var got []string
 			for it, ok := q.pop(); ok; it, ok = q.pop() {
 				got = append(got, label(it))
 			}
-			if len(got) != len(tt.want) {
+			if !slices.Equal(got, tt.want) {
 				t.Fatalf("popped %v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("popped %v, want %v", got, tt.want)
-				}
 			}
 		})
 	}
@@ -67,16 +65,15 @@ func TestQueue(t *testing.T) {
 
 func TestQueuePushFront(t *testing.T) {
 	q := newQueue(10, 1)
-	q.push(ev("b"))
+	q.push(ev(2))
 	q.pushFront(hr(1))
 	if it, _ := q.pop(); label(it) != "h:1" {
 		t.Fatalf("pushFront item not first: %s", label(it))
 	}
 	// The health count followed the item in and out.
-	q.push(hr(2))
 	q.push(hr(3))
-	if _, dh, _ := q.counts(); dh != 1 {
-		t.Fatalf("health bound not kept after pushFront/pop: %d dropped", dh)
+	if o, full := q.push(hr(4)); !full || label(o) != "h:3" {
+		t.Fatalf("health bound not kept after pushFront/pop: handed back %v", full)
 	}
 }
 

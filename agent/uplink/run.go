@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 // purpose) and disconnects, all within the shutdown timeout. Run must be
 // called once.
 func (c *Client) Run(ctx context.Context) error {
-	acks := make(chan paho.Token, maxInFlight)
+	c.openSpool()
+	defer c.closeSpool()
+	acks := make(chan sent, maxInFlight)
 	ackCtx, stopAcks := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { c.countAcks(ackCtx, acks) })
@@ -35,36 +38,101 @@ func (c *Client) Run(ctx context.Context) error {
 	c.connectTok = tok
 	c.mu.Unlock()
 	connected := tok.Done()
+	var paced <-chan time.Time // the backlog's next turn
 	for {
-		c.drain(ctx, acks)
+		if wait := c.drain(ctx, acks); wait > 0 {
+			paced = time.After(wait)
+		}
 		select {
 		case <-ctx.Done():
 			return c.shutdown(acks)
 		case <-c.queue.wake:
 		case <-connected:
 			connected = nil
+		case <-paced:
+			paced = nil
 		}
 	}
 }
 
+// openSpool opens the backlog on disk, if configured. Without it (a
+// directory that cannot be made or locked) the agent runs on, its reports
+// waiting in memory only.
+func (c *Client) openSpool() {
+	if c.cfg.SpoolBytes <= 0 {
+		return
+	}
+	sp, stale, err := openSpool(spoolOptions{
+		root: filepath.Join(c.cfg.SpoolDir, c.cfg.Agent), quota: c.cfg.SpoolBytes, segment: c.cfg.segmentSize,
+		create: c.cfg.createSegment, drop: c.lost, counters: &c.spoolC,
+	})
+	if err != nil {
+		c.spoolC.errors.Add(1)
+		c.log.Error("spool unavailable; reports that cannot be sent wait in memory only", "err", err)
+		return
+	}
+	c.spoolC.stale.Add(stale.health + stale.events)
+	c.spoolC.corrupt.Add(stale.corrupt)
+	if stale.health+stale.events+stale.corrupt > 0 {
+		// An earlier boot's seqs would be rejected by the hub as replays.
+		c.log.Warn("discarded what an earlier run left unsent in the spool",
+			"health", stale.health, "events", stale.events, "corrupt", stale.corrupt)
+	}
+	if stale.inUse > 0 {
+		c.log.Warn("another running process uses the spool directory; give each agent its own", "dir", c.cfg.SpoolDir)
+	}
+	c.lane.Lock()
+	c.spool = sp
+	c.lane.Unlock()
+}
+
+// closeSpool deletes this run's spool; what is still in it cannot be sent
+// by a later run (see openSpool).
+func (c *Client) closeSpool() {
+	c.lane.Lock()
+	sp := c.spool
+	c.spool = nil
+	c.lane.Unlock()
+	if sp == nil {
+		return
+	}
+	left, err := sp.close()
+	if left > 0 {
+		c.log.Warn("stopped with reports still in the spool; they are discarded", "reports", left)
+	}
+	if err != nil {
+		c.log.Warn("spool directory not removed", "err", err)
+	}
+}
+
+// sent is a message handed to paho.
+type sent struct {
+	tok     paho.Token
+	backlog bool // from the spool
+}
+
 // drain publishes while the connection is ready: the birth message and
 // the inventory first on a new connection, then any new inventory, then
-// the queue in order. Acknowledgements are left to countAcks.
-func (c *Client) drain(ctx context.Context, acks chan<- paho.Token) {
+// the fresh lane in order, then the backlog. Acknowledgements are left to
+// countAcks. It returns how long until the backlog may go on, if its pace
+// stopped it.
+func (c *Client) drain(ctx context.Context, acks chan<- sent) time.Duration {
+	defer func() { c.backlogWait = 0 }()
 	for ctx.Err() == nil {
-		tok, ok := c.sendNext()
+		s, ok := c.sendNext()
 		if !ok {
-			return
+			return c.backlogWait
 		}
-		if tok == nil {
+		if s.tok == nil {
 			continue
 		}
 		select {
-		case acks <- tok:
+		case acks <- s:
 		case <-ctx.Done():
-			return
+			return 0
 		}
 	}
+	return 0
 }
 
 // sendNext hands the next message to paho and returns its token (nil when
@@ -72,11 +140,16 @@ func (c *Client) drain(ctx context.Context, acks chan<- paho.Token) {
 // now. It holds c.publishing from the readiness check to the end of the
 // Publish call, so that a reconnect (see onReconnecting) cannot slip in
 // between and let a message onto the new connection ahead of its birth.
-func (c *Client) sendNext() (paho.Token, bool) {
+func (c *Client) sendNext() (sent, bool) {
 	c.publishing.Lock()
 	defer c.publishing.Unlock()
 	if !c.mqtt.IsConnectionOpen() {
-		return nil, false
+		c.lane.Lock()
+		if c.spool != nil {
+			c.spillLocked()
+		}
+		c.lane.Unlock()
+		return sent{}, false
 	}
 	c.mu.Lock()
 	birth, conn := c.needBirth, c.conns
@@ -87,7 +160,7 @@ func (c *Client) sendNext() (paho.Token, bool) {
 	c.mu.Unlock()
 	switch {
 	case !ready:
-		return nil, false // between a drop and the next connect, or resuming
+		return sent{}, false // between a drop and the next connect, or resuming
 	case birth:
 		tok, ok := c.publish(c.topics.state, true, c.state(wire.AgentOnline, false, conn))
 		if ok {
@@ -97,7 +170,7 @@ func (c *Client) sendNext() (paho.Token, bool) {
 			}
 			c.mu.Unlock()
 		}
-		return tok, ok
+		return sent{tok: tok}, ok
 	}
 	if inv := c.takeInventory(); inv != nil {
 		tok, ok := c.publish(c.topics.inventory, true, inv)
@@ -106,22 +179,85 @@ func (c *Client) sendNext() (paho.Token, bool) {
 			c.invDirty = true
 			c.mu.Unlock()
 		}
-		return tok, ok
+		return sent{tok: tok}, ok
 	}
-	it, ok := c.queue.pop()
+	if c.pending == nil {
+		if it, ok := c.queue.pop(); ok {
+			c.pending = &it
+		}
+	}
+	if c.pending != nil {
+		return c.sendFresh()
+	}
+	return c.sendBacklog()
+}
+
+// sendFresh sends the next message of the pending item. An item the
+// connection dropped under stays pending, to go first on the next one.
+func (c *Client) sendFresh() (sent, bool) {
+	it := c.pending
+	if why := c.stale(*it); why != "" {
+		c.pending = nil
+		c.lost(it.kind, 1, why)
+		return sent{}, true
+	}
+	tok, ok := c.publishData(c.topicOf(it.kind), false, it.parts[0].data)
 	if !ok {
-		return nil, false
+		return sent{}, false
 	}
-	topic, msg := c.message(it)
-	tok, ok := c.publish(topic, false, msg)
+	if it.parts = it.parts[1:]; len(it.parts) == 0 {
+		c.pending = nil
+	}
+	return sent{tok: tok}, true
+}
+
+// sendBacklog sends the next message of the oldest spooled item, at the
+// pace of c.resend; the item leaves the spool once all its messages are
+// out.
+func (c *Client) sendBacklog() (sent, bool) {
+	if c.spool == nil {
+		return sent{}, false
+	}
+	it, ok := c.spool.peek()
+	if !ok {
+		return sent{}, false
+	}
+	if why := c.stale(it); why != "" {
+		c.spool.remove(it)
+		c.lost(it.kind, 1, why)
+		return sent{}, true
+	}
+	if wait := c.resend.take(c.cfg.now()); wait > 0 {
+		c.backlogWait = wait
+		return sent{}, false
+	}
+	i := 0
+	if c.partial.first == it.parts[0].seq && c.partial.done < len(it.parts) {
+		i = c.partial.done
+	}
+	tok, ok := c.publishData(c.topicOf(it.kind), false, it.parts[i].data)
+	if !ok {
+		return sent{}, false
+	}
+	c.partial.first, c.partial.done = it.parts[0].seq, i+1
+	if i+1 == len(it.parts) {
+		c.spool.remove(it)
+		c.partial.first, c.partial.done = 0, 0
+	}
+	return sent{tok: tok, backlog: true}, true
+}
+
+// stale says why an item is no longer worth sending, if it is not: a
+// live message of an earlier connection (its session is gone) or a
+// snapshot older than snapshotMaxAge.
+func (c *Client) stale(it item) string {
 	switch {
-	case !ok:
-		c.queue.pushFront(it)
-	case len(it.health) > 1:
-		it.health = it.health[1:] // the other parts of the report go next
-		c.queue.pushFront(it)
+	case it.kind == kindLive && it.epoch != c.epoch.Load():
+		return "its connection was lost"
+	case it.kind == kindSnapshot && c.cfg.now().Sub(it.made) > snapshotMaxAge:
+		return "older than a minute"
 	}
-	return tok, ok
+	return ""
 }
 
 // resumed reports whether paho has resent the stored messages on
@@ -155,32 +291,9 @@ func (c *Client) header(ts time.Time) wire.Header {
 	return wire.Header{V: wire.Version, Agent: c.cfg.Agent, Boot: c.cfg.Boot.UnixMilli(), Seq: c.seq.Add(1), TS: ts}
 }
 
-// message fills the header of a queued item (the first part of a health
-// report) at send time, so that sequence numbers follow the order of the
-// wire.
-func (c *Client) message(it item) (string, any) {
-	switch {
-	case it.event != nil:
-		e := *it.event
-		e.Header = c.header(it.ts)
-		return c.topics.events, &e
-	case it.live != nil:
-		l := *it.live
-		l.Header = c.header(it.ts)
-		return c.topics.live, &l
-	case it.snapshot != nil:
-		s := *it.snapshot
-		s.Header = c.header(it.ts)
-		return c.topics.snapshot, &s
-	}
-	return c.topics.health, &wire.Health{Header: c.header(it.ts), Interval: c.cfg.Interval.Seconds(), Devices: it.health[0]}
-}
-
-// publish encodes msg and hands it to paho at QoS 1. It returns false when
-// the connection went away under it, so the caller keeps the message for
-// the next connection, and a nil token for a message that cannot be
-// encoded (counted and logged: retrying cannot help it).
-func (c *Client) publish(topic string, retained bool, msg any) (paho.Token, bool) {
+// encode encodes msg for topic; a message that cannot be encoded or
+// exceeds the hub's limit is counted and logged (retrying cannot help it).
+func (c *Client) encode(topic string, msg any) ([]byte, bool) {
 	data, err := json.Marshal(msg)
 	if err == nil && len(data) > wire.MaxPayload {
 		err = fmt.Errorf("%d bytes exceed the hub's limit of %d", len(data), wire.MaxPayload)
@@ -188,8 +301,25 @@ func (c *Client) publish(topic string, retained bool, msg any) (paho.Token, bool
 	if err != nil {
 		c.failed.Add(1)
 		c.log.Error("message not published", "topic", topic, "err", err)
+		return nil, false
+	}
+	return data, true
+}
+
+// publish encodes msg and hands it to paho; see publishData. A message
+// that cannot be encoded yields a nil token.
+func (c *Client) publish(topic string, retained bool, msg any) (paho.Token, bool) {
+	data, ok := c.encode(topic, msg)
+	if !ok {
 		return nil, true
 	}
+	return c.publishData(topic, retained, data)
+}
+
+// publishData hands an encoded message to paho at QoS 1. It returns false
+// when the connection went away under it, so the caller keeps the message
+// for the next connection.
+func (c *Client) publishData(topic string, retained bool, data []byte) (paho.Token, bool) {
 	tok := c.mqtt.Publish(topic, 1, retained, data)
 	select {
 	case <-tok.Done():
@@ -204,14 +334,15 @@ func (c *Client) publish(topic string, retained bool, msg any) (paho.Token, bool
 // countAcks waits for publish tokens in order. Waiting here rather than in
 // the sender lets hundreds of messages be in flight at once instead of
 // one per round trip.
-func (c *Client) countAcks(ctx context.Context, acks <-chan paho.Token) {
+func (c *Client) countAcks(ctx context.Context, acks <-chan sent) {
 	for {
-		var tok paho.Token
+		var s sent
 		select {
 		case <-ctx.Done():
 			return
-		case tok = <-acks:
+		case s = <-acks:
 		}
+		tok := s.tok
 		select {
 		case <-ctx.Done():
 			return
@@ -225,13 +356,43 @@ func (c *Client) countAcks(ctx context.Context, acks <-chan paho.Token) {
 			continue
 		}
 		c.published.Add(1)
+		if s.backlog {
+			c.spoolC.resent.Add(1)
+		}
 	}
+}
+
+// bucket paces the backlog: rate messages a second, in bursts of up to a
+// second's worth.
+type bucket struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token if there is one, else returns how long until there
+// is.
+func (b *bucket) take(now time.Time) time.Duration {
+	burst := max(b.rate, 1)
+	switch {
+	case b.last.IsZero():
+		b.tokens = burst
+		b.last = now
+	case now.After(b.last):
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1-b.tokens)/b.rate*float64(time.Second)) + time.Millisecond
 }
 
 // shutdown publishes the clean offline state and disconnects within the
 // shutdown timeout. Without a connection there is nothing to do: the
 // broker already holds the will of the last one.
-func (c *Client) shutdown(acks chan<- paho.Token) error {
+func (c *Client) shutdown(acks chan<- sent) error {
 	deadline := time.Now().Add(c.cfg.ShutdownTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

@@ -12,9 +12,14 @@ import (
 )
 
 // resumeStore is paho's memory store, adapted to how paho resends the
-// messages a dropped connection left unacknowledged ("resume"), because
-// the hub drops any message whose seq is not above the highest it has
-// seen:
+// messages a dropped connection left unacknowledged ("resume"). The hub
+// accepts a seq below the highest it has seen (late messages from the
+// backlog) but rejects one it has seen, and rebuilds the timeline from the
+// order of the seqs, so resent messages keep their order and go out before
+// anything of the new connection. This dates from a hub that rejected any
+// seq not above the highest; with the window it is no longer needed for
+// acceptance, only for order, and it is kept because it is cheap and
+// proven:
 //
 //   - Resume sends stored messages in the order the store lists them; the
 //     memory store lists a map in random order, so this store lists them

@@ -1,15 +1,38 @@
 // Package uplink is the agent's MQTT client. It announces the agent with a
 // retained birth message and leaves a Last Will that overwrites it when the
 // connection dies; publishes the retained device inventory on every
-// connect; and streams health reports, events and live video signalling
-// with a per-agent sequence number. Callers never wait for the network:
-// messages go into a bounded queue that one sender drains without waiting
-// for each acknowledgement in turn, and every message that cannot be kept
-// is counted. Commands from the hub arrive on the agent's command topic and
-// are handed to registered handlers one at a time. Over TLS the client
-// verifies the broker against the configured roots and may present a
-// client certificate; a broker that refuses the agent's credentials is
-// logged as such (the agent needs enrolling), not retried in silence.
+// connect; and streams health reports, events, live video signalling and
+// snapshots with a per-agent sequence number. Callers never wait for the
+// network, and every message that cannot be kept is counted. Commands from
+// the hub arrive on the agent's command topic and are handed to registered
+// handlers one at a time. Over TLS the client verifies the broker against
+// the configured roots and may present a client certificate; a broker that
+// refuses the agent's credentials is logged as such (the agent needs
+// enrolling), not retried in silence.
+//
+// Store and forward. A report is stamped (boot, seq, ts) and encoded when
+// it is made, so its header says when it happened whenever it is sent.
+// While connected it goes into a bounded memory queue, the fresh lane,
+// which one sender drains in order without waiting for each
+// acknowledgement in turn. While disconnected, and for what overflows the
+// fresh lane, reports go to the backlog: a bounded on-disk spool (see
+// spool) that keeps them in seq order and, when its quota is reached,
+// drops the oldest health report first and events last, as the queue
+// does. After a reconnect the fresh lane goes first, so the hub sees the
+// present at once; the backlog follows oldest first whenever the fresh
+// lane is empty, at a bounded rate (Config.ResendRate) so that a fleet
+// reconnecting after a broker restart does not bury the hub. The hub
+// therefore receives late messages, with a seq below the highest it has
+// seen and a ts in the past, and accepts them by a window of seen seqs.
+// Live video signalling is never spooled: its session dies with the
+// connection, so a live message made while disconnected, or left over from
+// an earlier connection, is dropped and counted; a snapshot older than a
+// minute is too late for whoever asked and is dropped likewise. Every
+// health report says what was dropped since the process started
+// (wire.Dropped). The spool does not outlive the process: its messages
+// carry their boot, and once the restarted agent has spoken the hub
+// treats an older boot as a replay; so each run starts by discarding (and
+// counting) what an earlier run left.
 package uplink
 
 import (
@@ -35,6 +58,14 @@ const (
 	DefaultQueueSize       = 4096
 	DefaultHealthQueue     = 4
 	DefaultShutdownTimeout = 5 * time.Second
+	// DefaultResendRate paces the backlog after a reconnect: an hour's
+	// outage of a 2,000-device agent (720 health messages) drains in
+	// seconds, while a hundred agents reconnecting at once add at most
+	// 10,000 messages a second, about what one hub ingests.
+	DefaultResendRate = 100
+	// snapshotMaxAge is how long a snapshot may wait: whoever asked for
+	// it has given up by then.
+	snapshotMaxAge = time.Minute
 	// maxInFlight bounds the publishes handed to paho but not yet
 	// acknowledged; beyond it the sender stops and the queue absorbs.
 	maxInFlight      = 256
@@ -67,19 +98,49 @@ type Config struct {
 	HealthQueue     int           // queued health reports; default DefaultHealthQueue
 	ShutdownTimeout time.Duration // for the clean offline state; default DefaultShutdownTimeout
 
+	// SpoolDir holds the backlog on disk, in SpoolDir/<Agent>; each run
+	// works in a subdirectory of its own there and discards what earlier
+	// runs left, so agents may share SpoolDir.
+	// SpoolBytes is its quota; 0 disables the spool, and messages that
+	// cannot be sent wait in the memory queue only.
+	SpoolDir   string
+	SpoolBytes int64
+	// ResendRate bounds the backlog sent after a reconnect, in messages
+	// per second; default DefaultResendRate.
+	ResendRate float64
+
 	// Commands maps command types to handlers; other types are counted
 	// and logged as unsupported.
 	Commands map[string]CommandHandler
 	Logger   *slog.Logger
+
+	// For tests: the clock, the spool's segment files and their size.
+	now           func() time.Time
+	createSegment func(path string) (spoolFile, error)
+	segmentSize   int64
 }
 
 // Stats are the uplink's counters.
 type Stats struct {
 	Published     uint64 // messages the broker acknowledged
-	Failed        uint64 // write errors; QoS 1 messages among them are resent after a reconnect
-	DroppedHealth uint64 // health reports dropped from a full queue
-	DroppedEvents uint64 // events and live messages dropped from a full queue
-	Queued        int    // messages waiting to be sent
+	Failed        uint64 // unencodable messages and write errors; QoS 1 messages among the latter are resent after a reconnect
+	DroppedHealth uint64 // health reports dropped: queue or spool full, spool damaged
+	// DroppedEvents counts events, live and snapshot messages dropped:
+	// queue or spool full, spool damaged, or stale (the two below).
+	DroppedEvents    uint64
+	DroppedLive      uint64 // among DroppedEvents: live messages of a lost connection
+	DroppedSnapshots uint64 // among DroppedEvents: snapshots older than a minute, or dropped for room
+	Queued           int    // reports waiting in memory
+
+	// The spool (the backlog on disk).
+	Spooled      uint64 // reports written to it
+	SpoolQueued  int    // reports waiting in it
+	SpoolBytes   int64  // bytes they take
+	Resent       uint64 // spooled messages the broker acknowledged
+	SpoolCorrupt uint64 // records lost to a bad length or checksum
+	SpoolErrors  uint64 // disk errors; the report waited in memory instead
+	SpoolStale   uint64 // reports an earlier run left, discarded at start
+
 	Connected     bool
 	Conn          uint32 // connections made so far
 	Seq           uint64 // last sequence number used
@@ -99,9 +160,36 @@ type Client struct {
 	topics topics
 	store  *resumeStore
 
+	// lane is held from stamping a report to placing it in the fresh lane
+	// or the backlog, so each lane is in seq order; it guards spool.
+	lane     sync.Mutex
+	spool    *spool // nil while disabled, unavailable or closed
+	spoolC   spoolCounters
+	spoolLog every // rate-limits logs of spool errors
+
+	// Sender state, used by the Run goroutine only: the fresh item in
+	// progress (the rest of a health report, or one the connection
+	// dropped under), how far into the backlog's first item the sender
+	// got, and the pacing of the backlog.
+	pending *item
+	partial struct {
+		first uint64
+		done  int
+	}
+	resend      bucket
+	backlogWait time.Duration
+
+	// epoch counts reconnect attempts: a live message made in an older
+	// epoch belongs to a dead session.
+	epoch atomic.Uint32
+
 	seq       atomic.Uint64
 	published atomic.Uint64
 	failed    atomic.Uint64
+	dropH     atomic.Uint64
+	dropE     atomic.Uint64
+	dropLive  atomic.Uint64
+	dropSnap  atomic.Uint64
 	commands  atomic.Uint64
 	badCmds   atomic.Uint64
 	connFails atomic.Uint64
@@ -153,6 +241,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.SpoolBytes > 0 && cfg.SpoolDir == "" {
+		return nil, errors.New("uplink: a spool needs a directory")
+	}
+	if cfg.ResendRate <= 0 {
+		cfg.ResendRate = DefaultResendRate
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -175,8 +272,10 @@ func New(cfg Config) (*Client, error) {
 		failLog:  every{period: 10 * time.Second},
 		// Reconnects back off to 30 s; a line a minute keeps a broker that
 		// refuses the agent visible without flooding the log.
-		connLog: every{period: time.Minute},
-		authLog: every{period: time.Minute},
+		connLog:  every{period: time.Minute},
+		authLog:  every{period: time.Minute},
+		spoolLog: every{period: 10 * time.Second},
+		resend:   bucket{rate: cfg.ResendRate},
 	}
 	c.store.changed = c.queue.signal
 	u, err := url.Parse(cfg.BrokerURL)
@@ -194,46 +293,167 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// PublishHealth queues a health report of devices. It never blocks. A
+// PublishHealth stamps and queues a health report of devices. It never
+// waits for the network (while disconnected it writes to the spool). A
 // report too large for one message goes out as several consecutive ones.
 func (c *Client) PublishHealth(devices []wire.DeviceHealth) {
-	c.enqueue(item{ts: time.Now(), health: splitHealth(devices)})
+	c.lane.Lock()
+	defer c.lane.Unlock()
+	now := c.cfg.now()
+	dropped := c.dropped()
+	it := item{kind: kindHealth, made: now}
+	for _, devs := range splitHealth(devices) {
+		h := wire.Health{Header: c.header(now), Interval: c.cfg.Interval.Seconds(), Devices: devs, Dropped: dropped}
+		if data, ok := c.encode(c.topics.health, &h); ok {
+			it.parts = append(it.parts, part{seq: h.Seq, data: data})
+		}
+	}
+	c.enqueueLocked(it)
 }
 
-// PublishEvent queues an event. It never blocks.
+// PublishEvent stamps and queues an event. It never waits for the
+// network.
 func (c *Client) PublishEvent(e wire.Event) {
-	c.enqueue(item{ts: time.Now(), event: &e})
+	c.lane.Lock()
+	defer c.lane.Unlock()
+	e.Header = c.header(c.cfg.now())
+	c.enqueueMessage(kindEvent, e.Header, &e)
 }
 
 // PublishLive queues a live video signalling message for the live
-// channel; the header is filled in at send time. It never blocks.
+// channel. It never waits for the network; a message that cannot go out on the current
+// connection is dropped, since its session ends with the connection.
 func (c *Client) PublishLive(l wire.Live) {
-	c.enqueue(item{ts: time.Now(), live: &l})
+	c.lane.Lock()
+	defer c.lane.Unlock()
+	l.Header = c.header(c.cfg.now())
+	c.enqueueMessage(kindLive, l.Header, &l)
 }
 
 // PublishSnapshot queues a camera's picture (or why there is none) for the
-// snapshot channel; the header is filled in at send time. It never blocks.
+// snapshot channel. It never waits for the network; a snapshot that has waited a minute
+// is dropped.
 func (c *Client) PublishSnapshot(s wire.Snapshot) {
-	c.enqueue(item{ts: time.Now(), snapshot: &s})
+	c.lane.Lock()
+	defer c.lane.Unlock()
+	s.Header = c.header(c.cfg.now())
+	c.enqueueMessage(kindSnapshot, s.Header, &s)
 }
 
-func (c *Client) enqueue(it item) {
-	d := c.queue.push(it)
-	if d == nil {
+// enqueueMessage encodes a stamped message and queues it; c.lane is held.
+func (c *Client) enqueueMessage(k kind, h wire.Header, msg any) {
+	data, ok := c.encode(c.topicOf(k), msg)
+	if !ok {
 		return
 	}
-	kind := "health report"
-	switch {
-	case d.event != nil:
-		kind = "event"
-	case d.live != nil:
-		kind = "live message"
-	case d.snapshot != nil:
-		kind = "snapshot"
+	c.enqueueLocked(item{kind: k, made: h.TS, epoch: c.epoch.Load(), parts: []part{{seq: h.Seq, data: data}}})
+}
+
+// enqueueLocked puts a stamped report in the fresh lane or, while
+// disconnected, the backlog (after what the fresh lane still holds, which
+// is older); c.lane is held. Without a working spool everything waits in
+// memory, as the queue's policy allows.
+func (c *Client) enqueueLocked(it item) {
+	if len(it.parts) == 0 {
+		return
 	}
-	if ok, n := c.failLog.allow(); ok {
-		c.log.Warn("uplink queue full: dropped the oldest "+kind, "suppressed", n)
+	open := c.mqtt.IsConnectionOpen()
+	if it.kind == kindLive && !open {
+		c.lost(it.kind, 1, "made while disconnected")
+		return
 	}
+	trySpool := c.spool != nil
+	if trySpool && !open {
+		if c.spillLocked() && c.spoolLocked(it) {
+			return
+		}
+		trySpool = false // the disk failed just now
+	}
+	if out, full := c.queue.push(it); full {
+		if trySpool && out.kind.spooled() && c.spoolLocked(out) {
+			return
+		}
+		c.lost(out.kind, 1, "queue full")
+	}
+}
+
+// spoolLocked appends it to the backlog; false (logged) on a disk error.
+// c.lane is held.
+func (c *Client) spoolLocked(it item) bool {
+	if err := c.spool.push(it); err != nil {
+		if ok, n := c.spoolLog.allow(); ok {
+			c.log.Error("spool write failed; reports wait in memory", "err", err, "suppressed", n)
+		}
+		return false
+	}
+	c.queue.signal()
+	return true
+}
+
+// spillLocked moves the fresh lane into the backlog, oldest first, once
+// the connection is gone: what waits there is older than anything made
+// from now on. Live messages are dropped instead. It stops at a disk
+// error, leaving the rest in memory. c.lane is held.
+func (c *Client) spillLocked() bool {
+	for {
+		it, ok := c.queue.pop()
+		if !ok {
+			return true
+		}
+		if !it.kind.spooled() {
+			c.lost(it.kind, 1, "its connection was lost")
+			continue
+		}
+		if !c.spoolLocked(it) {
+			c.queue.pushFront(it)
+			return false
+		}
+	}
+}
+
+// lost counts n reports of kind k that will never be sent, and logs it
+// (rate-limited).
+func (c *Client) lost(k kind, n uint64, why string) {
+	if n == 0 {
+		return
+	}
+	switch k {
+	case kindHealth:
+		c.dropH.Add(n)
+	case kindLive:
+		c.dropLive.Add(n)
+		c.dropE.Add(n)
+	case kindSnapshot:
+		c.dropSnap.Add(n)
+		c.dropE.Add(n)
+	default:
+		c.dropE.Add(n)
+	}
+	if ok, sup := c.failLog.allow(); ok {
+		c.log.Warn("dropped a "+k.String(), "count", n, "why", why, "suppressed", sup)
+	}
+}
+
+// dropped is what a health report says was dropped since the start; nil
+// when nothing was.
+func (c *Client) dropped() *wire.Dropped {
+	h, e := c.dropH.Load(), c.dropE.Load()
+	if h == 0 && e == 0 {
+		return nil
+	}
+	return &wire.Dropped{Health: h, Events: e}
+}
+
+func (c *Client) topicOf(k kind) string {
+	switch k {
+	case kindHealth:
+		return c.topics.health
+	case kindLive:
+		return c.topics.live
+	case kindSnapshot:
+		return c.topics.snapshot
+	}
+	return c.topics.events
 }
 
 // SetInventory replaces the inventory (its header is the client's to
@@ -261,23 +481,38 @@ func (c *Client) DropConnection() {
 
 // Stats returns the current counters.
 func (c *Client) Stats() Stats {
-	queued, dh, de := c.queue.counts()
 	c.mu.Lock()
 	conns := c.conns
 	c.mu.Unlock()
+	var spooled int
+	var spoolBytes int64
+	c.lane.Lock()
+	if c.spool != nil {
+		spooled, spoolBytes = c.spool.size()
+	}
+	c.lane.Unlock()
 	return Stats{
-		Published:     c.published.Load(),
-		Failed:        c.failed.Load(),
-		DroppedHealth: dh,
-		DroppedEvents: de,
-		Queued:        queued,
-		Connected:     c.mqtt.IsConnectionOpen(),
-		Conn:          conns,
-		Seq:           c.seq.Load(),
-		Commands:      c.commands.Load(),
-		BadCommands:   c.badCmds.Load(),
-		ConnectFailed: c.connFails.Load(),
-		Refused:       c.refused.Load(),
+		Published:        c.published.Load(),
+		Failed:           c.failed.Load(),
+		DroppedHealth:    c.dropH.Load(),
+		DroppedEvents:    c.dropE.Load(),
+		DroppedLive:      c.dropLive.Load(),
+		DroppedSnapshots: c.dropSnap.Load(),
+		Queued:           c.queue.len(),
+		Spooled:          c.spoolC.spooled.Load(),
+		SpoolQueued:      spooled,
+		SpoolBytes:       spoolBytes,
+		Resent:           c.spoolC.resent.Load(),
+		SpoolCorrupt:     c.spoolC.corrupt.Load(),
+		SpoolErrors:      c.spoolC.errors.Load(),
+		SpoolStale:       c.spoolC.stale.Load(),
+		Connected:        c.mqtt.IsConnectionOpen(),
+		Conn:             conns,
+		Seq:              c.seq.Load(),
+		Commands:         c.commands.Load(),
+		BadCommands:      c.badCmds.Load(),
+		ConnectFailed:    c.connFails.Load(),
+		Refused:          c.refused.Load(),
 	}
 }
 

@@ -70,7 +70,8 @@ func run(path string, log *slog.Logger) error {
 		}
 	}()
 
-	log.Info("starting", "version", version, "config", path, "broker", cfg.Broker.URL, "agent", cfg.ID)
+	log.Info("starting", "version", version, "config", path, "broker", cfg.Broker.URL, "agent", cfg.ID,
+		"spool", cfg.Uplink.SpoolDir, "spool_bytes", cfg.Uplink.SpoolBytes)
 	if err := a.Run(ctx); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
