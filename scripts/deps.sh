@@ -6,7 +6,47 @@
 # everything is already present; internal/testenv finds the binaries in the
 # same places. Run it as root on CI (apt needs root); as another user it
 # builds influxd, reports the missing apt packages and exits non-zero.
+#
+# `deps.sh telegraf` builds only Telegraf v1.37.2 (the plugins the
+# comparison benchmark uses) into $(go env GOPATH)/bin/telegraf, cached the
+# same way; BenchmarkTelegrafComparison (e2e) runs it when the binary is
+# missing, so `make test` never pays the few minutes of that build.
 set -euo pipefail
+
+readonly TELEGRAF_MODULE=github.com/influxdata/telegraf
+readonly TELEGRAF_VERSION=v1.37.2
+readonly TELEGRAF_TAGS=custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2
+
+# telegraf_ok says whether $1 is Telegraf ${TELEGRAF_VERSION} built with
+# exactly ${TELEGRAF_TAGS}.
+telegraf_ok() {
+	local info
+	[[ -x "$1" ]] || return 1
+	info=$(go version -m "$1" 2>/dev/null) || return 1
+	grep -Eq "^[[:space:]]+mod[[:space:]]+${TELEGRAF_MODULE}[[:space:]]+${TELEGRAF_VERSION}([[:space:]]|$)" <<<"$info" &&
+		grep -Eq "^[[:space:]]+build[[:space:]]+-tags=${TELEGRAF_TAGS}$" <<<"$info"
+}
+
+if [[ "${1:-}" == telegraf ]]; then
+	command -v go >/dev/null || { echo "deps: go is not on PATH" >&2; exit 1; }
+	gopath=$(go env GOPATH)
+	gobin="${gopath%%:*}/bin"
+	telegraf="$gobin/telegraf"
+	if ! telegraf_ok "$telegraf"; then
+		mkdir -p "$gobin"
+		exec 7>"${TMPDIR:-/tmp}/citywatch-telegraf-install.lock"
+		flock 7
+		if ! telegraf_ok "$telegraf"; then
+			echo "deps: building telegraf ${TELEGRAF_VERSION} (takes a few minutes the first time)" >&2
+			GOBIN="$gobin" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -tags "$TELEGRAF_TAGS" \
+				"${TELEGRAF_MODULE}/cmd/telegraf@${TELEGRAF_VERSION}"
+		fi
+		flock -u 7
+		telegraf_ok "$telegraf" || { echo "deps: $telegraf is not ${TELEGRAF_VERSION} (${TELEGRAF_TAGS}) after go install" >&2; exit 1; }
+	fi
+	printf '%-10s %-40s %s\n' telegraf "$telegraf" "${TELEGRAF_MODULE} ${TELEGRAF_VERSION} (${TELEGRAF_TAGS})"
+	exit 0
+fi
 
 readonly INFLUXD_MODULE=github.com/influxdata/influxdb
 readonly INFLUXD_VERSION=v1.8.10

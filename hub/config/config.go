@@ -270,8 +270,12 @@ type Influx struct {
 	BatchSize     uint          `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	Timeout       time.Duration `yaml:"timeout"`
-	Queue         int           `yaml:"queue"`   // points waiting to be written before drops
+	Queue         int           `yaml:"queue"`   // points waiting in memory to be written
 	Writers       int           `yaml:"writers"` // batches in flight at once; 0 means 4
+	// SpillBytes bounds the spill, the queue on disk (data_dir/spill)
+	// that keeps what InfluxDB cannot take in time — down, failing or
+	// slow — and replays it; 0 turns it off.
+	SpillBytes int64 `yaml:"spill_bytes"`
 }
 
 // Enabled reports whether an InfluxDB is configured.
@@ -371,7 +375,7 @@ func Default() Config {
 		Audit:  Audit{Retention: 400 * 24 * time.Hour},
 		MQTT:   MQTT{URL: "tcp://127.0.0.1:1883", ClientID: "citywatch-hub", Queue: 4096},
 		Broker: Broker{Addr: "127.0.0.1:1883", MaxClients: 20_001},
-		Influx: Influx{BatchSize: 5000, FlushInterval: time.Second, Timeout: 10 * time.Second, Queue: 200_000},
+		Influx: Influx{BatchSize: 5000, FlushInterval: time.Second, Timeout: 10 * time.Second, Queue: 200_000, SpillBytes: 1 << 30},
 		Fleet:  Fleet{MissedHeartbeats: 3, DefaultInterval: 10 * time.Second},
 		Memory: Memory{Samples: 60, Transitions: 50},
 		Live: Live{Linger: 10 * time.Second, MaxUpstreamsPerAgent: 4, UpstreamTimeout: 10 * time.Second,
@@ -479,6 +483,9 @@ func (c Config) Validate() error {
 	}
 	if c.Influx.Writers < 0 || c.Influx.Writers > 64 {
 		bad("influx.writers", "%d out of range 0–64 (0: 4)", c.Influx.Writers)
+	}
+	if c.Influx.SpillBytes < 0 {
+		bad("influx.spill_bytes", "%d is negative (0: no spill)", c.Influx.SpillBytes)
 	}
 	if c.Influx.Queue < int(c.Influx.BatchSize) {
 		bad("influx.queue", "%d is smaller than one batch (%d)", c.Influx.Queue, c.Influx.BatchSize)

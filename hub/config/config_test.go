@@ -47,8 +47,8 @@ fleet: {missed_heartbeats: 5}
 	if cfg.MQTT.ClientID != "hub-a" || cfg.MQTT.Queue != 100 || cfg.Fleet.MissedHeartbeats != 5 {
 		t.Errorf("yaml not applied: %+v", cfg)
 	}
-	if cfg.Influx.FlushInterval != 2*time.Second || cfg.Influx.BatchSize != 5000 {
-		t.Errorf("influx = %+v", cfg.Influx)
+	if cfg.Influx.FlushInterval != 2*time.Second || cfg.Influx.BatchSize != 5000 || cfg.Influx.SpillBytes != 1<<30 {
+		t.Errorf("influx = %+v (want the 1 GiB spill by default)", cfg.Influx)
 	}
 	if cfg.MQTT.Password != "s3cret" || cfg.Influx.Token != "user:pass" {
 		t.Errorf("secrets not read from env")
@@ -69,7 +69,7 @@ func TestEveryProblemListedAtOnce(t *testing.T) {
 	yml := []byte(`
 listen: nonsense
 mqtt: {url: "ftp://x", client_id: "", queue: 0}
-influx: {url: "http://influx:8086", batch_size: 0}
+influx: {url: "http://influx:8086", batch_size: 0, spill_bytes: -1}
 fleet: {missed_heartbeats: 0, default_interval: 1ms}
 live: {linger: 1ms, max_upstreams_per_agent: 0, udp_port: 70000, public_ips: [example.org], upstream_timeout: 1h,
   keyframe_interval: 0s, stall_timeout: 0s, allow_origins: [example.org]}
@@ -80,7 +80,7 @@ log: {level: loud, format: xml}
 		t.Fatal("accepted")
 	}
 	for _, field := range []string{"listen:", "mqtt.url:", "mqtt.client_id:", "mqtt.queue:", "influx.bucket:", "influx.org:",
-		"influx.batch_size:", "fleet.missed_heartbeats:", "fleet.default_interval:", "log.level:", "log.format:",
+		"influx.batch_size:", "influx.spill_bytes:", "fleet.missed_heartbeats:", "fleet.default_interval:", "log.level:", "log.format:",
 		"live.linger:", "live.max_upstreams_per_agent:", "live.udp_port:", "live.public_ips:", "live.upstream_timeout:",
 		"live.keyframe_interval:", "live.stall_timeout:", "live.allow_origins:"} {
 		if !strings.Contains(err.Error(), field) {
@@ -152,6 +152,7 @@ func TestEnvFromStruct(t *testing.T) {
 		"CITYWATCH_BROKER_ENABLED":            "true",
 		"CITYWATCH_BROKER_MAX_CLIENTS":        "50",
 		"CITYWATCH_INFLUX_BATCH_SIZE":         "100",
+		"CITYWATCH_INFLUX_SPILL_BYTES":        "0",
 		"INFLUX_URL":                          "http://influx:8086",
 		"INFLUX_ORG":                          "city",
 		"INFLUX_BUCKET":                       "citywatch/autogen",
@@ -162,7 +163,7 @@ func TestEnvFromStruct(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Auth.Session.IdleTimeout != 15*time.Minute || !reflect.DeepEqual(cfg.Auth.TOTPRoles, []string{"admin", "auditor"}) ||
-		!cfg.Broker.Enabled || cfg.Broker.MaxClients != 50 || cfg.Influx.BatchSize != 100 || cfg.Influx.URL != "http://influx:8086" ||
+		!cfg.Broker.Enabled || cfg.Broker.MaxClients != 50 || cfg.Influx.BatchSize != 100 || cfg.Influx.SpillBytes != 0 || cfg.Influx.URL != "http://influx:8086" ||
 		cfg.DataDir != "/srv/citywatch" || !reflect.DeepEqual(cfg.HTTP.AllowedHosts, []string{"citywatch.example.org"}) {
 		t.Errorf("env not applied: %+v", cfg)
 	}

@@ -21,16 +21,14 @@ func TestDropsAreLoggedAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var samples []fleet.Sample
 	for i := range 5 {
-		samples = append(samples, fleet.Sample{Device: "cam-" + string(rune('a'+i)), Agent: "a1", Status: wire.StatusOnline, At: time.Now()})
+		in.WriteSamples([]fleet.Sample{{Device: "cam-" + string(rune('a'+i)), Agent: "a1", Status: wire.StatusOnline, At: time.Now()}})
 	}
-	in.WriteSamples(samples)
 	st := in.Status()
-	if st.Dropped != 3 || st.LastDropAt.IsZero() || time.Since(st.LastDropAt) > time.Minute {
+	if st.Dropped != 3 || st.QueueDepth != 2 || st.LastDropAt.IsZero() || time.Since(st.LastDropAt) > time.Minute {
 		t.Errorf("status %+v", st)
 	}
-	if n := strings.Count(logs.String(), "InfluxDB falling behind"); n != 1 || !strings.Contains(logs.String(), "dropped=1") {
+	if n := strings.Count(logs.String(), "InfluxDB falling behind"); n != 1 || !strings.Contains(logs.String(), "reason=queue_full dropped=1") {
 		t.Errorf("%d log lines:\n%s", n, logs.String())
 	}
 }

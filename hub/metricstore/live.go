@@ -3,8 +3,6 @@ package metricstore
 import (
 	"math"
 	"time"
-
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 )
 
 // measurementLive holds the live video relay's view of each stream:
@@ -48,37 +46,40 @@ func (s *Store) WriteLive(st LiveStat) {
 // WriteLive enqueues one live_stream point, without blocking, like
 // WriteSamples.
 func (in *Influx) WriteLive(st LiveStat) {
-	p := livePoint(&st)
-	in.mu.RLock()
-	defer in.mu.RUnlock()
-	in.enqueue(p)
+	in.q.add(func(b []byte) ([]byte, int) {
+		b, ok := appendLive(b, &st)
+		if ok {
+			return b, 1
+		}
+		return b, 0
+	})
 }
 
-func livePoint(st *LiveStat) *write.Point {
-	p := write.NewPointWithMeasurement(measurementLive).
-		AddTag("agent", tagValue(st.Agent)).
-		AddTag("camera", tagValue(st.Camera)).
-		AddTag("district", tagValue(st.District)).
-		AddTag("site", tagValue(st.Site)).
-		AddField("state", st.State).
-		AddField("viewers", int64(st.Viewers)).
-		AddField("joins", int64(st.Joins)).
-		AddField("ttff_ms", finiteOr0(st.TTFFMillis)).
-		AddField("fps", finiteOr0(st.FPS)).
-		AddField("bitrate_kbps", finiteOr0(st.BitrateKbps)).
-		AddField("packets_lost", int64(st.PacketsLost)).
-		AddField("loss_pct", finiteOr0(st.LossPct)).
-		AddField("freezes", int64(st.Freezes)).
-		AddField("bytes_sent", int64(st.BytesSent)).
-		SetTime(st.At)
+func appendLive(b []byte, st *LiveStat) ([]byte, bool) {
+	start := len(b)
+	l := newLine(b, measurementLive)
+	l.tag("agent", st.Agent)
+	l.tag("camera", st.Camera)
+	l.tag("district", st.District)
+	l.tag("site", st.Site)
+	l.str("state", st.State)
+	l.int("viewers", int64(st.Viewers))
+	l.int("joins", int64(st.Joins))
+	l.float("ttff_ms", finiteOr0(st.TTFFMillis))
+	l.float("fps", finiteOr0(st.FPS))
+	l.float("bitrate_kbps", finiteOr0(st.BitrateKbps))
+	l.int("packets_lost", int64(st.PacketsLost))
+	l.float("loss_pct", finiteOr0(st.LossPct))
+	l.int("freezes", int64(st.Freezes))
+	l.int("bytes_sent", int64(st.BytesSent))
 	if st.Reason != "" {
-		p.AddField("reason", st.Reason)
+		l.str("reason", st.Reason)
 	}
-	return p
+	return l.end(start, st.At)
 }
 
-// finiteOr0 keeps NaN and Inf, which fail a whole batch's encoding, out of
-// a point.
+// finiteOr0 keeps NaN and Inf, which line protocol cannot carry, out of a
+// point: the field reads 0 rather than being absent.
 func finiteOr0(f float64) float64 {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0

@@ -1,11 +1,6 @@
 package metricstore
 
 import (
-	"math"
-	"strings"
-
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
-
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -14,9 +9,14 @@ import (
 // the data). Timestamps have millisecond precision.
 //
 //	device_health  one point per accepted device health line, at the agent's report time
-//	  tags    agent, site, district, device, kind
-//	  fields  status (string), status_code (int, see statusCodes),
+//	  tags    agent, device, district, kind
+//	  fields  status_code (int, see statusCodes),
 //	          one float field per metric the agent reported (tcp_ms, fps, …)
+//
+// device_health is most of what InfluxDB stores, so it carries nothing
+// twice: no string status beside status_code (a string field costs InfluxDB
+// more to take and to store than the integer), and no site tag (an agent
+// serves one site; agent_state and device_state carry the site).
 //
 //	device_state   one point per device status transition, at the change time
 //	  tags    device, agent, site, district, kind
@@ -35,6 +35,8 @@ const (
 	measurementDeviceState = "device_state"
 	measurementAgentState  = "agent_state"
 
+	// fieldStatus is the string status older hubs wrote beside status_code;
+	// it is read back from old points, and no metric may take its name.
 	fieldStatus     = "status"
 	fieldStatusCode = "status_code"
 )
@@ -68,76 +70,86 @@ func statusCode(s wire.Status) uint8 {
 	return codeUnknown
 }
 
-// healthPoint converts one sample to a device_health point. It runs in the
-// caller's goroutine, so the sample's metrics map is not retained.
-func healthPoint(s *fleet.Sample) *write.Point {
-	p := write.NewPointWithMeasurement(measurementHealth).
-		AddTag("agent", tagValue(s.Agent)).
-		AddTag("device", tagValue(s.Device)).
-		AddTag("district", tagValue(s.District)).
-		AddTag("kind", tagValue(string(s.Kind))).
-		AddTag("site", tagValue(s.Site)).
-		AddField(fieldStatus, string(s.Status)).
-		AddField(fieldStatusCode, int64(statusCode(s.Status))).
-		SetTime(s.At)
+// appendHealth appends sample s as a device_health line to b and returns
+// the buffer and whether a line was written (a sample always has its
+// status_code, so it always is). It runs in the caller's goroutine and
+// retains nothing of s.
+func appendHealth(b []byte, s *fleet.Sample) ([]byte, bool) {
+	start := len(b)
+	l := newLine(b, measurementHealth)
+	l.tag("agent", s.Agent)
+	l.tag("device", s.Device)
+	l.tag("district", s.District)
+	l.tag("kind", string(s.Kind))
+	l.int(fieldStatusCode, int64(statusCode(s.Status)))
 	for name, v := range s.Metrics {
-		// A metric named like a status field would overwrite it, and NaN or
-		// Inf fails the encoding of the whole batch; wire.Decode rejects
-		// non-finite values already, this keeps one bad value local.
-		if name == fieldStatus || name == fieldStatusCode || math.IsNaN(v) || math.IsInf(v, 0) {
+		// A metric named like a status field would clash with it; NaN and
+		// Inf are left out by float (wire.Decode rejects them already).
+		if name == fieldStatus || name == fieldStatusCode {
 			continue
 		}
-		p.AddField(name, v)
+		l.float(name, v)
 	}
-	return p
+	return l.end(start, s.At)
 }
 
-// changePoints converts a Change to its agent_state point (agent changes
-// only) followed by one device_state point per device transition.
-func changePoints(c *fleet.Change) []*write.Point {
-	transitions := fleet.Transitions(c)
-	points := make([]*write.Point, 0, len(transitions)+1)
+// appendChange appends the change's agent_state line (agent changes only)
+// and one device_state line per device transition, and returns the buffer
+// and the number of lines.
+func appendChange(b []byte, c *fleet.Change) ([]byte, int) {
+	n := 0
 	if c.Kind == fleet.ChangeAgent && c.Agent != nil {
-		points = append(points, write.NewPointWithMeasurement(measurementAgentState).
-			AddTag("agent", tagValue(c.Agent.ID)).
-			AddTag("district", tagValue(c.Agent.District)).
-			AddTag("site", tagValue(c.Agent.Site)).
-			AddField("from", string(c.From)).
-			AddField("to", string(c.To)).
-			AddField("reason", c.Reason).
-			AddField("detail", c.Detail).
-			AddField("affected", int64(len(c.Affected))).
-			SetTime(c.At))
+		start := len(b)
+		l := newLine(b, measurementAgentState)
+		l.tag("agent", c.Agent.ID)
+		l.tag("district", c.Agent.District)
+		l.tag("site", c.Agent.Site)
+		l.str("from", string(c.From))
+		l.str("to", string(c.To))
+		l.str("reason", c.Reason)
+		l.str("detail", c.Detail)
+		l.int("affected", int64(len(c.Affected)))
+		var ok bool
+		if b, ok = l.end(start, c.At); ok {
+			n++
+		}
 	}
-	for _, t := range transitions {
-		points = append(points, transitionPoint(t.Device, &t.Transition))
+	for _, t := range fleet.Transitions(c) {
+		var ok bool
+		if b, ok = appendTransition(b, t.Device, &t.Transition); ok {
+			n++
+		}
 	}
-	return points
+	return b, n
 }
 
-func transitionPoint(d *fleet.Device, t *Transition) *write.Point {
-	return write.NewPointWithMeasurement(measurementDeviceState).
-		AddTag("agent", tagValue(d.Agent)).
-		AddTag("device", tagValue(d.ID)).
-		AddTag("district", tagValue(d.District)).
-		AddTag("kind", tagValue(string(d.Kind))).
-		AddTag("site", tagValue(d.Site)).
-		AddField("from", string(t.From)).
-		AddField("to", string(t.To)).
-		AddField("reason", t.Reason).
-		AddField("detail", t.Detail).
-		AddField("cause", t.Cause).
-		SetTime(t.At)
+func appendTransition(b []byte, d *fleet.Device, t *Transition) ([]byte, bool) {
+	start := len(b)
+	l := newLine(b, measurementDeviceState)
+	l.tag("agent", d.Agent)
+	l.tag("device", d.ID)
+	l.tag("district", d.District)
+	l.tag("kind", string(d.Kind))
+	l.tag("site", d.Site)
+	l.str("from", string(t.From))
+	l.str("to", string(t.To))
+	l.str("reason", t.Reason)
+	l.str("detail", t.Detail)
+	l.str("cause", t.Cause)
+	return l.end(start, t.At)
 }
 
-// tagValue makes s safe as a tag value. The line-protocol encoder escapes
-// spaces, commas and equals signs but not backslashes, so a value ending in
-// (or containing, before an escaped character) a backslash produces a line
-// InfluxDB cannot parse — and it rejects the whole batch with it. IDs are
-// backslash-free by wire validation; district names are free text.
-func tagValue(s string) string {
-	if strings.IndexByte(s, '\\') < 0 {
-		return s
+// statusOf reads a device_health row's status: status_code, or, in points
+// written before the hub stopped writing it, the string status field.
+func statusOf(row map[string]any) wire.Status {
+	if code, ok := row[fieldStatusCode].(int64); ok {
+		if code >= 0 && code < int64(len(statusCodes)) {
+			return statusCodes[code]
+		}
+		return wire.StatusUnknown
 	}
-	return strings.ReplaceAll(s, `\`, "/")
+	if s, ok := row[fieldStatus].(string); ok {
+		return wire.Status(s)
+	}
+	return wire.StatusUnknown
 }

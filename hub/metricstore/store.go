@@ -1,8 +1,9 @@
 // Package metricstore keeps the history of device health: every accepted
 // health sample and every device and agent status transition. With InfluxDB
-// configured, [Influx] writes them in batches from one goroutine and counts
-// every point as written, failed or dropped — the writers never block the
-// ingest path. Without it, [Memory] keeps a recent window per device for the
+// configured, [Influx] writes them as line protocol in batches, several in
+// flight, keeps what InfluxDB cannot take in time in a bounded spill on
+// disk and replays it, and counts every point as written, failed or
+// dropped — the ingest path only appends to a queue in memory. Without it, [Memory] keeps a recent window per device for the
 // console, and history does not survive a restart. Transitions always go to
 // Memory too, so the console can show recent state history while InfluxDB is
 // unreachable. [Store] is what the rest of the hub uses.
@@ -52,13 +53,19 @@ type StoreStatus struct {
 	QueueCap    int       `json:"queue_cap"`
 	Written     uint64    `json:"points_written"`
 	Failed      uint64    `json:"points_failed"`  // rejected by InfluxDB or retries exhausted
-	Dropped     uint64    `json:"points_dropped"` // never sent: queue full or shut down
+	Dropped     uint64    `json:"points_dropped"` // never stored: queue or spill full, spill disk error, shut down
 	WriteErrors uint64    `json:"write_errors"`   // failed requests, retries included
 	Batches     uint64    `json:"batches"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	LastWriteAt time.Time `json:"last_write_at,omitzero"`
-	LastDropAt  time.Time `json:"last_drop_at,omitzero"` // the last point dropped because the queue was full
+	LastDropAt  time.Time `json:"last_drop_at,omitzero"` // the last point dropped, for any reason but shutdown
+
+	// The spill: points waiting on disk for InfluxDB, and its size.
+	Spilled       uint64 `json:"points_spilled"`
+	SpillBytes    int64  `json:"spill_bytes"`
+	SpillMaxBytes int64  `json:"spill_max_bytes"` // 0: no spill
+	SpillSegments int    `json:"spill_segments"`
 }
 
 // Store routes samples and changes to InfluxDB and the in-memory window and
