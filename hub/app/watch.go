@@ -97,8 +97,8 @@ func (a *App) metricsHealth() (bool, string) {
 	if st.LastDropAt.IsZero() || time.Since(st.LastDropAt) > dropWindow {
 		return true, ""
 	}
-	return false, fmt.Sprintf("InfluxDB is falling behind: %d points dropped so far (queue of %d full), the last at %s",
-		st.Dropped, st.QueueCap, st.LastDropAt.UTC().Format(time.RFC3339))
+	return false, fmt.Sprintf("InfluxDB is falling behind: %d points dropped so far (memory queue of %d, spill %d of %d bytes), the last at %s",
+		st.Dropped, st.QueueCap, st.SpillBytes, st.SpillMaxBytes, st.LastDropAt.UTC().Format(time.RFC3339))
 }
 
 // securityNotice raises a security alarm of the hub itself.
