@@ -169,6 +169,9 @@ type Ingest struct {
 	askedMu      sync.Mutex
 	asked        map[string]time.Time
 	asks         *metrics.Vec[metrics.Counter]
+	parkMu       sync.Mutex
+	parked       map[string]*parked
+	parkedN      *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
 }
@@ -186,6 +189,7 @@ type delivery struct {
 	topic    string
 	payload  []byte
 	retained bool
+	replayed bool // taken out of the parking: refused for good if it fails again
 }
 
 // channelOther labels received messages whose topic is outside the
@@ -254,7 +258,10 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		rejectLog: newRejectLog(log),
 		commands:  make(chan command, commandQueueLen),
 		asked:     map[string]time.Time{},
+		parked:    map[string]*parked{},
 	}
+	in.parkedN = deps.Metrics.Counter("citywatch_ingest_parked_total",
+		"Messages kept until their agent's inventory arrived (after a hub restart reports can outrun it); those never applied are counted as unknown_device rejects.")
 	in.asks = deps.Metrics.CounterVec("citywatch_ingest_agent_requests_total",
 		"Commands asking an agent for its usual messages: inventory (the hub heard from it without knowing its devices), report (a health report now, after the hub knew it only from its retained birth).", "command")
 	for i := range in.shards {
@@ -499,11 +506,23 @@ func (in *Ingest) process(d delivery) {
 	}
 	if err != nil {
 		reason := wire.ReasonOf(err)
-		in.reject(agent, reason, err.Error())
-		if reason == wire.RejectUnknownDevice && !d.retained {
+		if reason == wire.RejectUnknownDevice && !d.retained && !d.replayed {
+			// Reports and events can outrun the retained inventory after
+			// a hub restart: keep them until it lands rather than lose
+			// them, and ask for it in case it never does.
 			in.ask(agent, wire.CommandInventory, "it spoke of devices the hub does not know")
+			if in.park(agent, d) {
+				return
+			}
 		}
+		in.reject(agent, reason, err.Error())
 		return
+	}
+	if m.Inventory != nil {
+		for _, p := range in.unpark(agent) {
+			p.replayed = true
+			in.process(p)
+		}
 	}
 	if s := m.State; s != nil && d.retained && !s.Will && s.State == wire.AgentOnline {
 		in.ask(agent, wire.CommandReport, "the hub knows it only from its retained birth")
@@ -518,6 +537,65 @@ func (in *Ingest) process(d delivery) {
 	if m.Snapshot != nil && !d.retained && in.snaps != nil {
 		in.snaps.HandleSnapshot(agent, *m.Snapshot)
 	}
+}
+
+// Parking: messages of an agent whose inventory has not arrived yet wait
+// for it, at most maxParked per agent and parkAgents agents; what does not
+// fit, or waits longer than parkFor, is refused as unknown_device.
+const (
+	maxParked  = 8
+	parkAgents = 10_000
+	parkFor    = 30 * time.Second
+)
+
+type parked struct {
+	since time.Time
+	ds    []delivery
+}
+
+// park keeps d for when agent's inventory arrives, or says it cannot.
+func (in *Ingest) park(agent string, d delivery) bool {
+	now := in.now()
+	in.parkMu.Lock()
+	defer in.parkMu.Unlock()
+	for a, q := range in.parked { // few, and only while inventories are missing
+		if now.Sub(q.since) > parkFor {
+			in.expire(a, q)
+		}
+	}
+	p := in.parked[agent]
+	if p == nil {
+		if len(in.parked) >= parkAgents {
+			return false
+		}
+		p = &parked{since: now}
+		in.parked[agent] = p
+	}
+	if len(p.ds) >= maxParked {
+		return false
+	}
+	p.ds = append(p.ds, d)
+	in.parkedN.Inc()
+	return true
+}
+
+// expire refuses what waited too long; must hold parkMu.
+func (in *Ingest) expire(agent string, p *parked) {
+	delete(in.parked, agent)
+	for range p.ds {
+		in.reject(agent, wire.RejectUnknownDevice, "no inventory arrived for it within "+parkFor.String())
+	}
+}
+
+func (in *Ingest) unpark(agent string) []delivery {
+	in.parkMu.Lock()
+	defer in.parkMu.Unlock()
+	p := in.parked[agent]
+	if p == nil {
+		return nil
+	}
+	delete(in.parked, agent)
+	return p.ds
 }
 
 // askEvery is how often at most an agent is asked the same thing.

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -377,5 +378,61 @@ func TestRejectLogRateLimited(t *testing.T) {
 	in.reject("a1", wire.RejectMalformed, "again") // a new window logs again
 	if n := strings.Count(logs.String(), "message rejected"); n != rejectLogLimit+2 {
 		t.Fatalf("%d reject lines after the window", n)
+	}
+}
+
+// Reports that outrun their agent's inventory (a hub restarting under a
+// busy broker) wait for it instead of being refused: applied, in order,
+// once the inventory is, and not counted as rejects.
+func TestReportsWaitForTheInventory(t *testing.T) {
+	b := testenv.Mosquitto(t)
+	var mu sync.Mutex
+	var known bool
+	var applied []uint64
+	fl := &fakeFleet{apply: func(m wire.Message, _ bool) ([]fleet.Sample, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Inventory != nil {
+			known = true
+			return nil, nil
+		}
+		if !known {
+			return nil, &wire.Error{Reason: wire.RejectUnknownDevice, Msg: "no inventory from this agent yet"}
+		}
+		applied = append(applied, m.Header().Seq)
+		return nil, nil
+	}}
+	reg := metrics.NewRegistry()
+	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-park"}, Deps{Fleet: fl, Samples: &fakeSamples{write: func([]fleet.Sample) {}}, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, in)
+	p := newPublisher(t, b, "a1")
+	p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 5, nil), false)
+	p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 6, nil), false)
+	eventually(t, "two parked", func() bool { return in.parkedN.Value() == 2 })
+	inv, err := json.Marshal(wire.Inventory{
+		Header: wire.Header{V: wire.Version, Agent: "a1", Boot: testBoot, Seq: 7, TS: time.Now().UTC()},
+		Site:   wire.Site{ID: "s1", District: "d1", Location: wire.Location{Lat: 30, Lon: 114}},
+		Devices: []wire.Device{{ID: "cam-1", Name: "Cam", Kind: wire.KindCamera, District: "d1",
+			Location: wire.Location{Lat: 30, Lon: 114}, Criticality: 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.publish(wire.Topic("a1", wire.ChannelInventory), inv, false)
+	eventually(t, "the parked reports applied", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(applied) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if applied[0] != 5 || applied[1] != 6 {
+		t.Fatalf("applied %v, want 5 then 6", applied)
+	}
+	if n := in.rejects[wire.RejectUnknownDevice].Value(); n != 0 {
+		t.Fatalf("%d unknown_device rejects for reports that were applied", n)
 	}
 }
