@@ -54,7 +54,7 @@ func (l *line) sep() {
 
 func (l *line) str(key, value string) {
 	l.sep()
-	l.b = appendKey(l.b, key)
+	l.b = appendTagValue(l.b, key)
 	l.b = append(l.b, '=', '"')
 	l.b = appendStringValue(l.b, value)
 	l.b = append(l.b, '"')
@@ -62,7 +62,7 @@ func (l *line) str(key, value string) {
 
 func (l *line) int(key string, v int64) {
 	l.sep()
-	l.b = appendKey(l.b, key)
+	l.b = appendTagValue(l.b, key)
 	l.b = append(l.b, '=')
 	l.b = strconv.AppendInt(l.b, v, 10)
 	l.b = append(l.b, 'i')
@@ -76,7 +76,7 @@ func (l *line) float(key string, v float64) {
 		return
 	}
 	l.sep()
-	l.b = appendKey(l.b, key)
+	l.b = appendTagValue(l.b, key)
 	l.b = append(l.b, '=')
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 && !math.Signbit(v) {
 		// Whole numbers (fps, kbit/s, counts) are most values: writing
@@ -99,31 +99,13 @@ func (l *line) end(start int, at time.Time) ([]byte, bool) {
 	return append(l.b, '\n'), true
 }
 
-// appendTagValue escapes a tag value. A backslash becomes '/': line
+// appendTagValue escapes a tag value, and a field key (metric names are
+// valid by wire validation, so for keys it is a guard). A backslash becomes '/': line
 // protocol cannot carry every backslash sequence (a value ending in one
 // escapes the separator after it), and InfluxDB rejects a whole batch for
 // one line it cannot parse. IDs are backslash-free by wire validation;
 // district names are free text.
 func appendTagValue(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case ',', '=', ' ':
-			b = append(b, '\\', c)
-		case '\\':
-			b = append(b, '/')
-		case '\t', '\n', '\f', '\r':
-			b = append(b, '\\', controlEscape(c))
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
-}
-
-// appendKey escapes a field key: metric names are valid by wire
-// validation, so this is a guard, not a path that runs.
-func appendKey(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch c {
