@@ -200,23 +200,7 @@ func TestInfluxOutageBeyondTheSpillIsCounted(t *testing.T) {
 	t0 := time.Now()
 	tally.window(t0, time.Time{})
 	influx.Stop()
-	eventually(t, 60*time.Second, func() error {
-		var alarms struct {
-			Alarms []struct {
-				Type   string `json:"type"`
-				Detail string `json:"detail"`
-			} `json:"alarms"`
-		}
-		if err := s.api.fetch("api/alarms?source=system", &alarms); err != nil {
-			return err
-		}
-		for _, a := range alarms.Alarms {
-			if a.Type == "metrics_dropping" && strings.Contains(a.Detail, "points dropped") {
-				return nil
-			}
-		}
-		return fmt.Errorf("no metrics_dropping alarm: %+v", alarms.Alarms)
-	})
+	awaitDroppingAlarm(t, s.api)
 	if n := s.api.metric(t, `citywatch_influx_points_dropped_total{reason="spill_full"}`); n == 0 {
 		t.Error("no spill_full drops counted")
 	}

@@ -88,23 +88,7 @@ func TestMetricsDropsAreAnAlarm(t *testing.T) {
 		hubCfg: func(c *config.Config) { c.Influx.Queue, c.Influx.BatchSize = 20, 10 }})
 	s.waitAllOnline(t)
 	influx.Stop()
-	eventually(t, 60*time.Second, func() error {
-		var alarms struct {
-			Alarms []struct {
-				Type   string `json:"type"`
-				Detail string `json:"detail"`
-			} `json:"alarms"`
-		}
-		if err := s.api.fetch("api/alarms?source=system", &alarms); err != nil {
-			return err
-		}
-		for _, a := range alarms.Alarms {
-			if a.Type == "metrics_dropping" && strings.Contains(a.Detail, "points dropped") {
-				return nil
-			}
-		}
-		return fmt.Errorf("no metrics_dropping alarm: %+v", alarms.Alarms)
-	})
+	awaitDroppingAlarm(t, s.api)
 	var health struct {
 		Status     string `json:"status"`
 		Components map[string]struct {
@@ -116,4 +100,27 @@ func TestMetricsDropsAreAnAlarm(t *testing.T) {
 	if h := health.Components["history"]; health.Status != "degraded" || h.Status != "degraded" || !strings.Contains(h.Reason, "InfluxDB") {
 		t.Errorf("healthz %+v", health)
 	}
+}
+
+// awaitDroppingAlarm waits until the hub raises its metrics_dropping
+// system alarm.
+func awaitDroppingAlarm(t *testing.T, api *apiClient) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		var alarms struct {
+			Alarms []struct {
+				Type   string `json:"type"`
+				Detail string `json:"detail"`
+			} `json:"alarms"`
+		}
+		if err := api.fetch("api/alarms?source=system", &alarms); err != nil {
+			return err
+		}
+		for _, a := range alarms.Alarms {
+			if a.Type == "metrics_dropping" && strings.Contains(a.Detail, "points dropped") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no metrics_dropping alarm: %+v", alarms.Alarms)
+	})
 }
