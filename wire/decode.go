@@ -81,7 +81,7 @@ func Decode(topic string, payload []byte, now time.Time) (Message, error) {
 		}
 	case ChannelHealth:
 		m.Health = new(Health)
-		err = decodeInto(payload, m.Health)
+		err = decodeHealth(payload, m.Health)
 		if err == nil {
 			err = m.Health.validate(agent, now)
 		}

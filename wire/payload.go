@@ -128,7 +128,7 @@ type DeviceHealth struct {
 	Detail    string             `json:"detail,omitempty"`
 	Since     time.Time          `json:"since"`             // when the agent first saw this status
 	Probed    time.Time          `json:"probed,omitzero"`   // when the last probe finished
-	Metrics   map[string]float64 `json:"metrics,omitempty"` // see MetricNames
+	Metrics   map[string]float64 `json:"metrics,omitempty"` // names: the Metric… constants below
 	Triggered bool               `json:"triggered,omitempty"`
 }
 

@@ -306,28 +306,6 @@ func TestProtocolDocShowsGoldenPayloads(t *testing.T) {
 	}
 }
 
-func BenchmarkDecodeHealth(b *testing.B) {
-	lines := make([]DeviceHealth, 100)
-	for i := range lines {
-		lines[i] = DeviceHealth{ID: "cam-" + strings.Repeat("0", 3) + string(rune('a'+i%26)) + string(rune('a'+i/26)),
-			Status: StatusOnline, Since: now.Add(-time.Hour), Probed: now.Add(-time.Second),
-			Metrics: map[string]float64{MetricTCPMillis: 1.5, MetricRTSPMillis: 9, MetricFPS: 15, MetricBitrateKbps: 640}}
-	}
-	payload, err := json.Marshal(Health{Header: header(9), Interval: 10, Devices: lines})
-	if err != nil {
-		b.Fatal(err)
-	}
-	topic := Topic("agent-017", ChannelHealth)
-	b.SetBytes(int64(len(payload)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(topic, payload, now); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)), "ns/sample")
-}
-
 func ptr[T any](v T) *T { return &v }
 
 // A snapshot carries a JPEG or an error, never both or neither, and a
