@@ -240,6 +240,10 @@ func TestLargeCameraPacketsFitTheHubsMTU(t *testing.T) {
 		if size := p.MarshalSize() + rtph264.SRTPOverhead + rtph264.ExtensionBudget; size > rtph264.MaxPacketSize {
 			t.Errorf("packet %d: %d bytes with the SRTP tag and extension budget", p.SequenceNumber, size)
 		}
+		// Fragments are filled: only a NAL unit's last may be shorter.
+		if b := p.Payload; len(b) >= 2 && b[0]&0x1f == 28 && b[1]&0x40 == 0 && len(b) != rtph264.MaxPayloadSize {
+			t.Errorf("packet %d: an FU-A fragment of %d bytes before its unit's last, want %d", p.SequenceNumber, len(b), rtph264.MaxPayloadSize)
+		}
 	}
 	if s := m.Stats(); s.Unsplit != 0 {
 		t.Errorf("%d packets not split", s.Unsplit)

@@ -281,18 +281,18 @@ func (s *session) forward(pkt *rtp.Packet) {
 	}
 }
 
-// write sends a packet to the hub, split to the WebRTC leg's packet size:
-// cameras packetize for Ethernet's MTU. The repacketizer also drops the
-// RTSP session's header extensions, which were not negotiated with the
+// write sends a packet to the hub, repacketized to the WebRTC leg's packet
+// size: cameras packetize for Ethernet's MTU. The repacketizer also drops
+// the RTSP session's header extensions, which were not negotiated with the
 // hub. pion sets the SSRC and payload type it negotiated and keeps the
-// sequence numbers (the camera's, shifted past any split) and timestamps.
+// sequence numbers (the repacketizer's, with the camera's losses as gaps)
+// and timestamps.
 func (s *session) write(pkt *rtp.Packet) {
 	var err error
 	s.out, err = s.split.Append(s.out[:0], pkt)
-	if err != nil {
+	if err != nil { // s.out may still carry earlier packets held back
 		s.m.unsplit.Add(1)
 		s.log.Debug("camera packet too large for the hub and not split", "err", err)
-		return
 	}
 	for _, q := range s.out {
 		if err := s.track.WriteRTP(q); err != nil {

@@ -99,8 +99,8 @@ type upstream struct {
 	quitOnce   sync.Once
 	halted     ending // set before quit is closed
 
-	// Used by the reader only (forward): the agent's packets split to the
-	// WebRTC packet size, once for every viewer.
+	// Used by the reader only (forward): the agent's packets repacketized
+	// to the WebRTC packet size, once for every viewer.
 	split rtph264.Repacketizer
 	out   []*rtp.Packet
 	infos []nalInfo
@@ -534,10 +534,11 @@ func (u *upstream) read(t *webrtc.TrackRemote) {
 	}
 }
 
-// forward takes one packet of the agent's. It is counted as it came; an
-// older agent's packet, sent as large as the camera made it, is split to
-// the WebRTC packet size here, once for every viewer; what results goes
-// to the GOP cache and every viewer.
+// forward takes one packet of the agent's. It is counted as it came, then
+// repacketized once for every viewer: an older agent's packet, sent as
+// large as the camera made it, is split to the WebRTC packet size, and
+// fragments cut smaller are refilled. What results goes to the GOP cache
+// and every viewer.
 func (u *upstream) forward(p *rtp.Packet, now time.Time) {
 	seq, size, marker := p.SequenceNumber, uint64(len(p.Payload)), p.Marker
 	var err error

@@ -21,7 +21,9 @@
 //	= 1152  MaxPayloadSize
 //
 // So every RTP packet is at most 1,184 bytes with the extensions and its
-// datagram at most 1,200. RTX, which would add 2 bytes, is negotiated on
+// datagram at most 1,200. Fragments are filled to that budget: every packet
+// costs its sender an encryption and a system call per receiver, so a
+// camera's 1,450-byte fragments become 1,152-byte ones, not two halves. RTX, which would add 2 bytes, is negotiated on
 // neither leg. Packets leave the Repacketizer without header extensions:
 // those are negotiated per leg, so the ones a packet arrived with mean
 // nothing on the next.
@@ -54,9 +56,9 @@ const (
 )
 
 // lateWindow is how far behind the newest input packet a late one (a
-// retransmission, a reordered packet) may come and still get the sequence
-// number it would have had. An older one starts the numbering anew, as a
-// sender that restarted its sequence would need.
+// retransmission, a reordered packet) may come and still take the output
+// number kept for it. An older one is taken for a sender that restarted its
+// sequence.
 const lateWindow = 1024
 
 var (
@@ -65,113 +67,160 @@ var (
 	errUnsplitable = errors.New("rtph264: payload type cannot be split")
 )
 
-// Repacketizer renumbers one RTP stream of H.264 and splits the packets
-// that are too large: a single NAL unit into FU-A fragments, an FU-A into
-// smaller FU-A fragments, a STAP-A into its NAL units (each, if still too
-// large, into FU-A fragments). Packets that fit pass through as they are,
-// which costs next to nothing; most packets of a stream are such.
+// Repacketizer renumbers one RTP stream of H.264 and brings its packets
+// within MaxPayloadSize. FU-A fragments are carried over into new FU-A
+// fragments filled to the limit: a fragmented NAL unit's bytes leave in as
+// few packets as they fit in, whatever size the sender cut them to. A
+// single NAL unit too large becomes such fragments; a STAP-A too large, its
+// NAL units (each, if still too large, in fragments). Other packets that
+// fit pass through as they are, which costs next to nothing.
 //
-// Output sequence numbers are the input's plus an offset that grows by n−1
-// whenever a packet becomes n, so the output has no gap the input did not
-// have: a packet lost before the Repacketizer still shows as one to the
-// receiver, whose NACK and PLI then work. Fragments keep the packet's
-// timestamp, SSRC and payload type; the marker bit, which ends an access
-// unit, goes on the last fragment only.
+// The bytes of a fragment that is not full wait for the next packet of
+// their NAL unit; they leave with the unit's last fragment, at an access
+// unit's end (the marker bit), or before a gap in the input sequence.
+//
+// Output sequence numbers count on without a gap the input did not have:
+// for every packet lost before the Repacketizer a number is skipped, so
+// the receiver sees the loss and its NACK and PLI work, and the lost
+// packet, should it come late, takes that number if it fits in one packet
+// (a fragment then continues exactly where the fragments before the gap
+// end). A late packet that was not lost is a duplicate and is dropped.
+// Packets keep their timestamp, SSRC and payload type; the marker bit,
+// which ends an access unit, goes on the last packet of the input packet
+// that carried it.
 //
 // A Repacketizer is not safe for concurrent use; the zero value is ready.
 type Repacketizer struct {
 	started bool
-	newest  uint16  // highest input sequence number seen
-	offset  uint16  // added to input sequence numbers after the last split
-	splits  []split // splits within lateWindow of newest, oldest first
+	newest  uint16 // highest input sequence number seen
+	next    uint16 // output sequence number of the next packet
+	gaps    []gap  // input numbers not seen within lateWindow of newest, oldest first
+
+	// The fragmented NAL unit being carried.
+	fu    bool       // one is open
+	nal   byte       // its NAL header
+	hdr   rtp.Header // of the last input packet that carried it
+	limit int        // payload bytes per packet, for hdr's CSRCs
+	first bool       // the next fragment is the unit's first
+	frag  *fuPacket  // the fragment being filled; nil before its first byte
+	n     int        // bytes of frag's payload, its two FU-A bytes included
 }
 
-// split records an input packet that became several, for late packets.
-type split struct {
-	seq    uint16 // the input packet's sequence number
-	offset uint16 // the offset of its first fragment, and of earlier packets
-	n      int    // how many it became
+// gap is a run of input packets that did not come, and the output numbers
+// kept for them.
+type gap struct {
+	in, out uint16 // the first missing input number, and its output number
+	n       uint16 // how many
 }
 
-// Append appends to dst the packets p becomes and returns the extended
-// slice. It takes p: a packet that fits is appended itself, its sequence
-// number and header extensions changed in place; fragments share p's CSRC
-// list and, where they are whole NAL units of a STAP-A, its payload. A
-// packet that cannot be brought within MaxPayloadSize (a malformed STAP-A,
-// a payload structure that cannot be split, a late packet whose fragments
-// have no room in the sequence) gives an error and nothing is appended;
-// its sequence number then shows as a gap.
+// fuPacket is a fragment the Repacketizer makes, with room for its payload
+// in the same allocation.
+type fuPacket struct {
+	rtp.Packet
+	buf [MaxPayloadSize]byte
+}
+
+// Append appends to dst the packets p becomes, and any held back that must
+// leave before them, and returns the extended slice. It takes p: a packet
+// that passes through is appended itself, its sequence number and header
+// extensions changed in place; packets made of STAP-A units share p's
+// payload, and every packet shares p's CSRC list. A packet that cannot be
+// brought within MaxPayloadSize (a malformed STAP-A, a payload structure
+// that cannot be split, a late packet that would have to be split) gives
+// an error and nothing of it is appended; its sequence number then shows as
+// a gap. The returned slice is valid with an error too.
 func (r *Repacketizer) Append(dst []*rtp.Packet, p *rtp.Packet) ([]*rtp.Packet, error) {
-	seq := p.SequenceNumber
-	offset, late, lateN := r.place(seq)
 	p.Extension, p.ExtensionProfile, p.Extensions = false, 0, nil
 	limit := MaxPayloadSize - 4*len(p.CSRC)
-	if len(p.Payload)+int(p.PaddingSize) <= limit {
-		p.SequenceNumber = seq + offset
-		return append(dst, p), nil
-	}
-	start := len(dst)
-	dst, err := appendSplit(dst, p, limit)
-	n := len(dst) - start
-	if err == nil && late && n != lateN {
-		err = errLateSplit
-	}
-	if err != nil {
-		clear(dst[start:])
-		return dst[:start], err
-	}
-	if !late && n > 1 {
-		r.splits = append(r.splits, split{seq: seq, offset: offset, n: n})
-		r.offset += uint16(n - 1)
-	}
-	for i, q := range dst[start:] {
-		q.SequenceNumber = seq + offset + uint16(i)
-	}
-	dst[len(dst)-1].Marker = p.Marker
-	return dst, nil
-}
-
-// place returns the offset for input sequence number seq. A packet newer
-// than any before takes the current offset. A late one takes the offset it
-// would have had and, with lateN, the number of packets it became if it
-// was split when it first came (1 otherwise): a split that was not made
-// then has no room in the output sequence now.
-func (r *Repacketizer) place(seq uint16) (offset uint16, late bool, lateN int) {
-	d := int16(seq - r.newest)
-	if r.started && d <= 0 && d > -lateWindow {
-		// The earliest split at or after seq fixed the offset of
-		// everything before it.
-		for _, s := range r.splits {
-			switch d := int16(s.seq - seq); {
-			case d == 0:
-				return s.offset, true, s.n
-			case d > 0:
-				return s.offset, true, 1
-			}
+	seq := p.SequenceNumber
+	switch d := int16(seq - r.newest); {
+	case !r.started:
+		r.started, r.next = true, seq
+	case d <= 0 && d > -lateWindow:
+		return r.appendLate(dst, p, limit)
+	case d > 1: // packets lost: what came before them leaves now
+		dst = r.flush(dst)
+		if d > lateWindow { // every earlier gap is out of the window
+			r.gaps = r.gaps[:0]
 		}
-		return r.offset, true, 1
+		r.gaps = append(r.gaps, gap{in: r.newest + 1, out: r.next, n: uint16(d - 1)})
+		r.next += uint16(d - 1)
+	case d <= 0: // a sequence that starts anew: nothing before it comes late
+		dst = r.flush(dst)
+		r.gaps = r.gaps[:0]
 	}
-	if r.started && d <= -lateWindow {
-		r.splits = r.splits[:0] // a new sequence: nothing before it comes late
-	}
-	r.started, r.newest = true, seq
+	r.newest = seq
 	i := 0
-	for i < len(r.splits) && int16(seq-r.splits[i].seq) >= lateWindow {
+	for i < len(r.gaps) && int16(seq-(r.gaps[i].in+r.gaps[i].n-1)) >= lateWindow {
 		i++
 	}
 	if i > 0 {
-		r.splits = append(r.splits[:0], r.splits[i:]...)
+		r.gaps = append(r.gaps[:0], r.gaps[i:]...)
 	}
-	return r.offset, false, 0
+
+	payload := p.Payload
+	fua := len(payload) >= 2 && payload[0]&0x1f == typeFUA
+	if !fua || !r.continues(p) {
+		dst = r.flush(dst)
+	}
+	start := len(dst)
+	var err error
+	switch {
+	case fua:
+		if !r.fu {
+			r.open(p, payload[0]&0xe0|payload[1]&0x1f, payload[1]&fuStart != 0, limit)
+		}
+		r.hdr = p.Header
+		dst = r.fill(dst, payload[2:], payload[1]&fuEnd != 0)
+	case len(payload)+int(p.PaddingSize) <= limit:
+		p.SequenceNumber = r.next
+		r.next++
+		dst = append(dst, p)
+	default:
+		dst, err = r.appendSplit(dst, p, limit)
+	}
+	if err != nil {
+		r.next++ // its number stays a gap
+		return dst, err
+	}
+	if p.Marker {
+		dst = r.flush(dst)
+		if len(dst) > start {
+			dst[len(dst)-1].Marker = true
+		}
+	}
+	return dst, nil
 }
 
-// appendSplit appends the packets p becomes when its payload exceeds limit
-// (so it is not empty), all without marker.
-func appendSplit(dst []*rtp.Packet, p *rtp.Packet, limit int) ([]*rtp.Packet, error) {
+// appendLate places a late packet: one that did not come in its turn takes
+// its output number if it fits; one that came is a duplicate and dropped.
+func (r *Repacketizer) appendLate(dst []*rtp.Packet, p *rtp.Packet, limit int) ([]*rtp.Packet, error) {
+	for _, g := range r.gaps {
+		if i := p.SequenceNumber - g.in; i < g.n {
+			if len(p.Payload)+int(p.PaddingSize) > limit {
+				return dst, errLateSplit
+			}
+			p.SequenceNumber = g.out + i
+			return append(dst, p), nil
+		}
+	}
+	return dst, nil
+}
+
+// continues reports whether p, an FU-A, carries on the open NAL unit.
+func (r *Repacketizer) continues(p *rtp.Packet) bool {
+	return r.fu && p.Payload[1]&fuStart == 0 && p.Payload[1]&0x1f == r.nal&0x1f &&
+		p.Timestamp == r.hdr.Timestamp && p.SSRC == r.hdr.SSRC && len(p.CSRC) == len(r.hdr.CSRC)
+}
+
+// appendSplit appends the packets p becomes when its payload, which is not
+// an FU-A, exceeds limit (so it is not empty).
+func (r *Repacketizer) appendSplit(dst []*rtp.Packet, p *rtp.Packet, limit int) ([]*rtp.Packet, error) {
 	payload := p.Payload
 	switch typ := payload[0] & 0x1f; {
 	case typ >= 1 && typ <= 23: // a single NAL unit
-		return appendFUA(dst, p, payload[0], payload[1:], true, true, limit), nil
+		r.open(p, payload[0], true, limit)
+		return r.fill(dst, payload[1:], true), nil
 	case typ == typeSTAPA:
 		units, err := stapUnits(payload)
 		if err != nil {
@@ -179,17 +228,17 @@ func appendSplit(dst []*rtp.Packet, p *rtp.Packet, limit int) ([]*rtp.Packet, er
 		}
 		for _, u := range units {
 			if len(u) <= limit {
-				dst = append(dst, fragment(new(rtp.Packet), p, u[:len(u):len(u)]))
+				q := &rtp.Packet{Header: p.Header, Payload: u[:len(u):len(u)]}
+				q.Marker, q.Padding, q.PaddingSize = false, false, 0
+				q.SequenceNumber = r.next
+				r.next++
+				dst = append(dst, q)
 			} else {
-				dst = appendFUA(dst, p, u[0], u[1:], true, true, limit)
+				r.open(p, u[0], true, limit)
+				dst = r.fill(dst, u[1:], true)
 			}
 		}
 		return dst, nil
-	case typ == typeFUA: // over limit, so it has its two header bytes
-		// The original fragment's NAL header: F and NRI from the FU
-		// indicator, the type from the FU header.
-		nal := payload[0]&0xe0 | payload[1]&0x1f
-		return appendFUA(dst, p, nal, payload[2:], payload[1]&fuStart != 0, payload[1]&fuEnd != 0, limit), nil
 	default: // STAP-B, MTAP, FU-B and reserved types: not of mode 1
 		return dst, fmt.Errorf("%w: NAL unit type %d", errUnsplitable, typ)
 	}
@@ -215,36 +264,62 @@ func stapUnits(payload []byte) ([][]byte, error) {
 	return units, nil
 }
 
-// appendFUA appends FU-A fragments of a NAL unit, or of a part of one,
-// whose header is nal and whose following bytes are body. first and last
-// say whether body begins and ends the NAL unit (the S and E bits). The
-// fragments are of nearly equal size, so that none is needlessly small,
-// and share one new buffer.
-func appendFUA(dst []*rtp.Packet, p *rtp.Packet, nal byte, body []byte, first, last bool, limit int) []*rtp.Packet {
-	chunk := limit - 2
-	n := max(1, (len(body)+chunk-1)/chunk)
-	buf := make([]byte, 0, 2*n+len(body))
-	pkts := make([]rtp.Packet, n)
-	for i := range pkts {
-		lo, hi := i*len(body)/n, (i+1)*len(body)/n
-		hdr := nal & 0x1f
-		if i == 0 && first {
-			hdr |= fuStart
+// open starts carrying a fragmented NAL unit whose header is nal; first
+// says whether its first bytes follow.
+func (r *Repacketizer) open(p *rtp.Packet, nal byte, first bool, limit int) {
+	r.fu, r.nal, r.hdr, r.first, r.limit = true, nal, p.Header, first, limit
+}
+
+// fill adds body, the next bytes of the open NAL unit, to its fragments,
+// appending each that is full; last says whether body ends the unit, whose
+// last fragment then leaves too.
+func (r *Repacketizer) fill(dst []*rtp.Packet, body []byte, last bool) []*rtp.Packet {
+	for len(body) > 0 {
+		if r.frag == nil {
+			r.frag, r.n = new(fuPacket), 2
 		}
-		if i == n-1 && last {
-			hdr |= fuEnd
+		k := copy(r.frag.buf[r.n:r.limit], body)
+		r.n, body = r.n+k, body[k:]
+		if r.n == r.limit && (len(body) > 0 || !last) {
+			dst = r.emit(dst, false)
 		}
-		at := len(buf)
-		buf = append(buf, nal&0xe0|typeFUA, hdr)
-		buf = append(buf, body[lo:hi]...)
-		dst = append(dst, fragment(&pkts[i], p, buf[at:len(buf):len(buf)]))
+	}
+	if last {
+		dst = r.emit(dst, true)
+		r.fu = false
 	}
 	return dst
 }
 
-// fragment sets q to p's header, without marker and padding, and payload.
-func fragment(q, p *rtp.Packet, payload []byte) *rtp.Packet {
-	*q = rtp.Packet{Header: p.Header, Payload: payload}
-	q.Marker, q.Padding, q.Header.PaddingSize = false, false, 0
-	return q
+// flush appends the fragment held back, if any, and closes the NAL unit:
+// what follows does not continue it.
+func (r *Repacketizer) flush(dst []*rtp.Packet) []*rtp.Packet {
+	if r.frag != nil {
+		dst = r.emit(dst, false)
+	}
+	r.fu = false
+	return dst
+}
+
+// emit appends the fragment being filled, the unit's last if last.
+func (r *Repacketizer) emit(dst []*rtp.Packet, last bool) []*rtp.Packet {
+	q := r.frag
+	if q == nil { // a unit whose last input fragment was empty
+		q, r.n = new(fuPacket), 2
+	}
+	q.buf[0] = r.nal&0xe0 | typeFUA
+	q.buf[1] = r.nal & 0x1f
+	if r.first {
+		q.buf[1] |= fuStart
+	}
+	if last {
+		q.buf[1] |= fuEnd
+	}
+	q.Header = r.hdr
+	q.Marker, q.Padding, q.PaddingSize = false, false, 0
+	q.SequenceNumber = r.next
+	q.Payload = q.buf[:r.n:r.n]
+	r.next++
+	r.first, r.frag = false, nil
+	return append(dst, &q.Packet)
 }

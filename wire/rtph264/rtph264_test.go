@@ -99,9 +99,16 @@ func packet(seq uint16, marker bool, payload []byte) *rtp.Packet {
 	return &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: 90000, SSRC: 0xcafe, Marker: marker}, Payload: payload}
 }
 
-// checkSplit asserts what every output of one input packet must be.
-func checkSplit(t *testing.T, in rtp.Packet, inPieces []piece, out []*rtp.Packet, firstSeq uint16) {
+// checkSplit asserts what the output of an input stream must be: packets
+// within the budget, numbered on from firstSeq, with the input's header
+// fields, the marker on the last only, and the same NAL units.
+func checkSplit(t *testing.T, in []rtp.Packet, out []*rtp.Packet, firstSeq uint16) {
 	t.Helper()
+	var inPkts []*rtp.Packet
+	for i := range in {
+		inPkts = append(inPkts, &in[i])
+	}
+	h := in[len(in)-1]
 	for i, q := range out {
 		if q.MarshalSize()+ExtensionBudget+SRTPOverhead > MaxPacketSize {
 			t.Errorf("packet %d: %d bytes, over the budget", i, q.MarshalSize())
@@ -109,18 +116,21 @@ func checkSplit(t *testing.T, in rtp.Packet, inPieces []piece, out []*rtp.Packet
 		if q.SequenceNumber != firstSeq+uint16(i) {
 			t.Errorf("packet %d: sequence %d, want %d", i, q.SequenceNumber, firstSeq+uint16(i))
 		}
-		if q.Timestamp != in.Timestamp || q.SSRC != in.SSRC || q.PayloadType != in.PayloadType || !slices.Equal(q.CSRC, in.CSRC) {
+		if q.Timestamp != h.Timestamp || q.SSRC != h.SSRC || q.PayloadType != h.PayloadType || !slices.Equal(q.CSRC, h.CSRC) {
 			t.Errorf("packet %d: header %+v, want the input's timestamp, SSRC, payload type and CSRC", i, q.Header)
 		}
 		if q.Extension || len(q.Extensions) > 0 {
 			t.Errorf("packet %d keeps header extensions", i)
 		}
-		if want := in.Marker && i == len(out)-1; q.Marker != want {
+		if q.Padding || q.PaddingSize != 0 {
+			t.Errorf("packet %d has padding", i)
+		}
+		if want := h.Marker && i == len(out)-1; q.Marker != want {
 			t.Errorf("packet %d of %d: marker %v", i, len(out), q.Marker)
 		}
 	}
-	if got := pieces(t, out); !equalPieces(got, inPieces) {
-		t.Errorf("the output carries other NAL units than the input:\n got %d pieces\nwant %d", len(got), len(inPieces))
+	if got, want := pieces(t, out), pieces(t, inPkts); !equalPieces(got, want) {
+		t.Errorf("the output carries other NAL units than the input:\n got %d pieces\nwant %d", len(got), len(want))
 	}
 }
 
@@ -165,46 +175,37 @@ func TestSplit(t *testing.T) {
 		payload []byte
 		csrc    []uint32
 		padding byte
-		marker  bool
 		want    int // packets out
 	}{
-		{name: "single NAL unit just over", payload: nal(0x41, MaxPayloadSize+1), marker: true, want: 2},
+		{name: "single NAL unit just over", payload: nal(0x41, MaxPayloadSize+1), want: 2},
 		{name: "camera-size single NAL unit", payload: nal(0x41, 1450), want: 2},
-		{name: "large single NAL unit", payload: big, marker: true, want: 4},
-		{name: "FU-A start", payload: fuA(true, false, 0x65, big[1:1449])},
-		{name: "FU-A middle", payload: fuA(false, false, 0x65, big[1449:2897]), want: 2},
-		{name: "FU-A end", payload: fuA(false, true, 0x65, big[2500:]), marker: true, want: 2},
-		{name: "STAP-A of small units", payload: stapA(nal(0x67, 26), nal(0x68, 4), nal(0x65, 1130)), marker: true, want: 3},
+		{name: "large single NAL unit", payload: big, want: 4},
+		{name: "FU-A start", payload: fuA(true, false, 0x65, big[1:1449]), want: 2},
+		{name: "FU-A that fits", payload: fuA(false, false, 0x65, big[1:1001]), want: 1},
+		{name: "FU-A end", payload: fuA(false, true, 0x65, big[2500:]), want: 2},
+		{name: "STAP-A of small units", payload: stapA(nal(0x67, 26), nal(0x68, 4), nal(0x65, 1130)), want: 3},
 		{name: "STAP-A with a unit over the limit", payload: stapA(nal(0x67, 26), nal(0x68, 4), nal(0x65, 1400)), want: 4},
 		{name: "CSRCs take from the budget", payload: nal(0x41, MaxPayloadSize-8), csrc: []uint32{1, 2, 3}, want: 2},
-		{name: "padding counts, and is dropped", payload: nal(0x41, MaxPayloadSize), padding: 4, marker: true, want: 2},
+		{name: "padding counts, and is dropped", payload: nal(0x41, MaxPayloadSize), padding: 4, want: 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in := packet(500, c.marker, c.payload)
+			// The marker ends the access unit: nothing is held back.
+			in := packet(500, true, c.payload)
 			in.CSRC = c.csrc
 			if c.padding > 0 {
 				in.Padding, in.PaddingSize = true, c.padding
 			}
 			orig := *in
-			want := pieces(t, []*rtp.Packet{&orig})
 			var r Repacketizer
 			out, err := r.Append(nil, in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.want == 0 {
-				c.want = 2
-			}
 			if len(out) != c.want {
 				t.Errorf("%d packets, want %d", len(out), c.want)
 			}
-			for _, q := range out {
-				if q.Padding || q.PaddingSize != 0 {
-					t.Errorf("a fragment has padding")
-				}
-			}
-			checkSplit(t, orig, want, out, 500)
+			checkSplit(t, []rtp.Packet{orig}, out, 500)
 		})
 	}
 }
@@ -239,7 +240,7 @@ func TestSplitRefused(t *testing.T) {
 	}
 }
 
-// TestSequence follows the output numbering through splits, a loss, late
+// TestSequence follows the output numbering through splits, losses, late
 // packets and a restart of the input sequence.
 func TestSequence(t *testing.T) {
 	var r Repacketizer
@@ -255,23 +256,24 @@ func TestSequence(t *testing.T) {
 		{65530, small(), []uint16{65530}},
 		{65531, large(), []uint16{65531, 65532, 65533}},
 		{65532, small(), []uint16{65534}},
-		// 65533 is lost: a gap of one.
+		// 65533 is lost: one number is kept for it.
 		{65534, small(), []uint16{0}},
 		{65535, large(), []uint16{1, 2, 3}},
 		{0, small(), []uint16{4}},
-		// Late: the lost packet, a retransmission of a split packet and of
-		// a small one get the numbers they would have had.
+		// Late: the lost packet takes its number; packets that came
+		// before are duplicates and dropped.
 		{65533, small(), []uint16{65535}},
-		{65531, large(), []uint16{65531, 65532, 65533}},
-		{65532, small(), []uint16{65534}},
-		{0, small(), []uint16{4}},
+		{65531, large(), []uint16{}},
+		{0, small(), []uint16{}},
 		// A lost packet that had to be split has no room when it comes late.
 		{2, small(), []uint16{6}},
 		{1, large(), nil},
 		{3, small(), []uint16{7}},
-		// A jump back beyond the late window restarts the numbering.
-		{3 - w, large(), []uint16{3 - w + 4, 3 - w + 5, 3 - w + 6}},
-		{4 - w, small(), []uint16{4 - w + 6}},
+		// A jump back beyond the late window is a new sequence: the
+		// numbering goes on.
+		{3 - w, large(), []uint16{8, 9, 10}},
+		{4 - w, small(), []uint16{11}},
+		{2 - w, small(), []uint16{}},
 	}
 	for i, s := range steps {
 		out, err := r.Append(nil, packet(s.seq, true, s.payload))
@@ -284,7 +286,7 @@ func TestSequence(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d (input %d): %v", i, s.seq, err)
 		}
-		var got []uint16
+		got := []uint16{}
 		for _, q := range out {
 			got = append(got, q.SequenceNumber)
 		}
@@ -294,17 +296,57 @@ func TestSequence(t *testing.T) {
 	}
 }
 
-// TestSplitsAgeOut checks that the record of splits, kept for late
-// packets, stays within the late window on a long stream.
-func TestSplitsAgeOut(t *testing.T) {
+// TestGapsAgeOut checks that the record of gaps, kept for late packets,
+// stays within the late window on a long, lossy stream.
+func TestGapsAgeOut(t *testing.T) {
 	var r Repacketizer
-	for seq := range 5000 {
+	for seq := 0; seq < 10000; seq += 2 {
 		if _, err := r.Append(nil, packet(uint16(seq), true, nal(0x41, 2000))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := len(r.splits); n > lateWindow {
-		t.Errorf("%d splits remembered, more than the late window of %d", n, lateWindow)
+	if n := len(r.gaps); n > lateWindow {
+		t.Errorf("%d gaps remembered, more than the late window of %d", n, lateWindow)
+	}
+	// Jumps of half the sequence space leave nothing behind either.
+	for seq := 10000; seq < 200000; seq += 32767 {
+		if _, err := r.Append(nil, packet(uint16(seq), true, nal(0x41, 2000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.gaps); n != 1 {
+		t.Errorf("%d gaps remembered after long jumps, want the last one", n)
+	}
+}
+
+// TestLostFragmentComesLate loses a fragment of a NAL unit the sender cut
+// smaller than the limit: the fragments before the loss leave at once, a
+// number is kept for it, and when it comes late the receiver, putting
+// the packets in sequence order, has the NAL unit whole.
+func TestLostFragmentComesLate(t *testing.T) {
+	unit := nal(0x65, 5000)
+	var in []*rtp.Packet
+	for i, lo := 0, 1; lo < len(unit); i, lo = i+1, lo+700 {
+		hi := min(lo+700, len(unit))
+		in = append(in, packet(uint16(100+i), hi == len(unit), fuA(lo == 1, hi == len(unit), unit[0], unit[lo:hi])))
+	}
+	lost := in[3]
+	var r Repacketizer
+	var out []*rtp.Packet
+	for _, p := range append(slices.Delete(slices.Clone(in), 3, 4), lost) {
+		var err error
+		if out, err = r.Append(out, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.SortFunc(out, func(a, b *rtp.Packet) int { return int(a.SequenceNumber) - int(b.SequenceNumber) })
+	for i, q := range out {
+		if q.SequenceNumber != out[0].SequenceNumber+uint16(i) {
+			t.Fatalf("output numbers %d, %d: not one sequence", out[0].SequenceNumber, q.SequenceNumber)
+		}
+	}
+	if got := pieces(t, out); len(got) != 1 || !got[0].start || !got[0].end || !bytes.Equal(append([]byte{got[0].hdr}, got[0].data...), unit) {
+		t.Errorf("the NAL unit did not come out whole: %d pieces", len(got))
 	}
 }
 
@@ -321,9 +363,9 @@ func TestCameraStream(t *testing.T) {
 		{nal(0x67, 26), nal(0x68, 4), nal(0x65, 1300)}, // one camera packet, two on the leg
 	}
 	var r Repacketizer
-	var sent, large int
+	var sent, large, whole int
 	var depack codecs.H264Packet
-	var next uint16
+	var first, next uint16
 	for i, f := range frames {
 		var annexB []byte
 		for _, n := range f {
@@ -343,7 +385,9 @@ func TestCameraStream(t *testing.T) {
 				if q.MarshalSize()+ExtensionBudget+SRTPOverhead > MaxPacketSize {
 					t.Errorf("frame %d: a packet of %d bytes", i, q.MarshalSize())
 				}
-				if sent > 1 && q.SequenceNumber != next {
+				if sent == 1 && q == out[0] {
+					first = q.SequenceNumber
+				} else if q.SequenceNumber != next {
 					t.Errorf("frame %d: sequence %d, want %d", i, q.SequenceNumber, next)
 				}
 				next = q.SequenceNumber + 1
@@ -353,8 +397,11 @@ func TestCameraStream(t *testing.T) {
 				}
 				got = append(got, b...)
 			}
-			if out[len(out)-1].Marker != p.Marker {
+			if p.Marker && (len(out) == 0 || !out[len(out)-1].Marker) || !p.Marker && slices.ContainsFunc(out, func(q *rtp.Packet) bool { return q.Marker }) {
 				t.Errorf("frame %d: marker moved", i)
+			}
+			if p.Payload[0]&0x1f != typeFUA && len(p.Payload) <= MaxPayloadSize {
+				whole++ // passes through
 			}
 		}
 		if !bytes.Equal(got, annexB) {
@@ -364,19 +411,34 @@ func TestCameraStream(t *testing.T) {
 	if large == 0 {
 		t.Fatal("the camera sent no packet of 1,400 bytes or more: the test proves nothing")
 	}
+	// Fragments are filled to the limit: a NAL unit of n bytes too large
+	// for one packet takes ⌈(n−1)/(MaxPayloadSize−2)⌉ packets, not two
+	// for each of the camera's.
+	want := whole
+	for _, f := range frames {
+		for _, u := range f {
+			if len(u) > MaxPayloadSize {
+				want += (len(u) - 1 + MaxPayloadSize - 3) / (MaxPayloadSize - 2)
+			}
+		}
+	}
+	if out := int(next - first); out != want {
+		t.Errorf("%d packets out, want %d (%d in)", out, want, sent)
+	}
 }
 
-// FuzzAppend feeds arbitrary packets: Append never panics, and either
-// refuses a packet (appending nothing) or returns packets within the limit
-// that carry the same NAL units.
+// FuzzAppend feeds arbitrary packets, each ending an access unit so that
+// nothing is held back: Append never panics, and either refuses a packet
+// (appending nothing) or returns packets within the limit that carry the
+// same NAL units.
 func FuzzAppend(f *testing.F) {
-	f.Add(uint16(1), true, uint8(0), nal(0x41, 3000))
-	f.Add(uint16(2), false, uint8(0), stapA(nal(0x67, 20), nal(0x65, 2000)))
-	f.Add(uint16(3), true, uint8(1), fuA(false, true, 0x65, nal(0, 1300)))
-	f.Add(uint16(4), false, uint8(2), append(stapA(nal(0x67, 1200)), 0xff))
-	f.Add(uint16(5), false, uint8(0), []byte{0x7c})
-	f.Fuzz(func(t *testing.T, seq uint16, marker bool, csrcs uint8, payload []byte) {
-		in := packet(seq, marker, payload)
+	f.Add(uint16(1), uint8(0), nal(0x41, 3000))
+	f.Add(uint16(2), uint8(0), stapA(nal(0x67, 20), nal(0x65, 2000)))
+	f.Add(uint16(3), uint8(1), fuA(false, true, 0x65, nal(0, 1300)))
+	f.Add(uint16(4), uint8(2), append(stapA(nal(0x67, 1200)), 0xff))
+	f.Add(uint16(5), uint8(0), []byte{0x7c})
+	f.Fuzz(func(t *testing.T, seq uint16, csrcs uint8, payload []byte) {
+		in := packet(seq, true, payload)
 		in.CSRC = make([]uint32, csrcs%16)
 		orig := *in
 		var r Repacketizer
@@ -401,7 +463,7 @@ func FuzzAppend(f *testing.F) {
 			}
 			return
 		}
-		checkSplit(t, orig, pieces(t, []*rtp.Packet{&orig}), out, seq)
+		checkSplit(t, []rtp.Packet{orig}, out, seq)
 	})
 }
 
