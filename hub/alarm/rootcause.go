@@ -22,7 +22,23 @@ import (
 type site struct {
 	feed    string
 	nodes   map[string]wire.Node
-	parents map[string]string // device id → the node it hangs off ("" none)
+	ids     []string              // the keys of nodes, sorted
+	devices map[string]siteDevice // by device id
+	// released: no offline condition of a device in devices is suppressed.
+	// Without nodes nothing can suppress one, so evaluating such a site
+	// is then a no-op, skipped: a device's change costs its own
+	// conditions, not a pass over its site's. A full evaluation finding
+	// no root sets it; a device joining the site (it may bring a
+	// suppression from its old one) clears it.
+	released bool
+}
+
+// siteDevice is a device of a site: the node it hangs off ("" none) and
+// the keys of its offlineSources conditions, made once rather than at
+// every evaluation of the site.
+type siteDevice struct {
+	parent string
+	keys   [len(offlineSources)]string
 }
 
 // childRef is a condition explained by a root-cause alarm, as it was when
@@ -66,7 +82,7 @@ var nodeLabels = map[wire.NodeKind]string{
 
 // offlineSources are the conditions that mean a device is not heard from,
 // the ones a failed node explains.
-var offlineSources = []Source{SourceDeviceOffline, SourceSupervisionLost}
+var offlineSources = [...]Source{SourceDeviceOffline, SourceSupervisionLost}
 
 // learn records an agent's topology and the parents of devs from a change.
 func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
@@ -81,7 +97,7 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 	}
 	s := e.sites[id]
 	if s == nil {
-		s = &site{parents: map[string]string{}}
+		s = &site{devices: map[string]siteDevice{}}
 		e.sites[id] = s
 	}
 	if a != nil {
@@ -90,13 +106,22 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 		for _, n := range a.Topology {
 			s.nodes[n.ID] = n
 		}
+		s.ids = slices.Sorted(maps.Keys(s.nodes))
 	}
 	for _, d := range devs {
-		s.parents[d.ID] = d.Parent
+		sd, ok := s.devices[d.ID]
+		if !ok {
+			for i, src := range offlineSources {
+				sd.keys[i] = string(src) + ":device/" + d.ID
+			}
+			s.released = false
+		}
+		sd.parent = d.Parent
+		s.devices[d.ID] = sd
 		e.devCrit[d.ID] = d.Criticality
 	}
 	for _, d := range removed {
-		delete(s.parents, d)
+		delete(s.devices, d)
 		delete(e.devCrit, d)
 	}
 }
@@ -115,15 +140,15 @@ func (e *Engine) held(key string, now time.Time) *cond {
 // A released device whose condition is still held raises at once.
 func (e *Engine) evalAgent(agent string, now time.Time) {
 	s := e.sites[agent]
-	if s == nil {
+	if s == nil || len(s.nodes) == 0 && s.released {
 		return
 	}
 	downConds := map[string][]*cond{} // device → its held offline conditions
 	under, downUnder := map[string]int{}, map[string]int{}
-	for dev, parent := range s.parents {
+	for dev, sd := range s.devices {
 		var cs []*cond
-		for _, src := range offlineSources {
-			if c := e.held(string(src)+":device/"+dev, now); c != nil {
+		for _, key := range sd.keys {
+			if c := e.held(key, now); c != nil {
 				cs = append(cs, c)
 			}
 		}
@@ -131,7 +156,7 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 			downConds[dev] = cs
 		}
 		// The wire contract guarantees the tree has no cycles.
-		for n := parent; n != ""; n = s.nodes[n].Parent {
+		for n := sd.parent; n != ""; n = s.nodes[n].Parent {
 			under[n]++
 			if len(cs) > 0 {
 				downUnder[n]++
@@ -140,7 +165,7 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 	}
 	down := func(n string) bool { return n != "" && under[n] > 0 && downUnder[n] == under[n] }
 	roots := map[string]*cond{} // root node → its condition (nil: no rule)
-	for _, n := range slices.Sorted(maps.Keys(s.nodes)) {
+	for _, n := range s.ids {
 		node := s.nodes[n]
 		key := string(SourceTopology) + ":node/" + agent + "/" + n
 		if !down(n) || down(node.Parent) {
@@ -151,8 +176,8 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		}
 		var kids []childRef
 		tmpl := Alarm{Key: key, Source: SourceTopology, Type: string(node.Kind) + "_down", Agent: agent}
-		for dev, parent := range s.parents {
-			if !descends(s, parent, n) {
+		for dev, sd := range s.devices {
+			if !descends(s, sd.parent, n) {
 				continue
 			}
 			for _, c := range downConds[dev] {
@@ -168,19 +193,20 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		tmpl.Detail = fmt.Sprintf("%s down — %d devices offline", label, under[n])
 		roots[n] = e.root(tmpl, kids, now)
 	}
-	for dev, parent := range s.parents {
+	for _, sd := range s.devices {
 		var by *cond
-		for n := parent; n != ""; n = s.nodes[n].Parent {
+		for n := sd.parent; n != ""; n = s.nodes[n].Parent {
 			if rc, ok := roots[n]; ok {
 				by = rc
 			}
 		}
-		for _, src := range offlineSources {
-			if c := e.conds[string(src)+":device/"+dev]; c != nil {
+		for _, key := range sd.keys {
+			if c := e.conds[key]; c != nil {
 				e.suppress(c, by, now)
 			}
 		}
 	}
+	s.released = len(roots) == 0
 }
 
 // descends reports whether node n is node anc or lies below it.

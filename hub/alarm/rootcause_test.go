@@ -182,3 +182,50 @@ func TestRootCausePowerFeed(t *testing.T) {
 		})
 	}
 }
+
+// Devices a switch alarm explains raise their own alarms at once when
+// nothing explains them any more: their site lost its topology, or they
+// moved to a site without one.
+func TestRootCauseReleased(t *testing.T) {
+	offline := func(id, agent string) fleet.Device {
+		return fleet.Device{ID: id, Agent: agent, Kind: wire.KindCamera, Status: wire.StatusOffline, Criticality: 3}
+	}
+	tests := []struct {
+		name    string
+		release func(h *harness)
+	}{
+		{"topology removed", func(h *harness) {
+			h.e.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &fleet.Agent{ID: "ag1"},
+				Affected: []fleet.Device{offline("cam-1", "ag1"), offline("cam-2", "ag1"), offline("cam-3", "ag1")}})
+		}},
+		{"moved to a site without topology", func(h *harness) {
+			// ag2 is evaluated, with nothing to release, before the
+			// cameras join it.
+			h.e.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &fleet.Agent{ID: "ag2"},
+				Affected: []fleet.Device{{ID: "cam-9", Agent: "ag2", Kind: wire.KindCamera, Status: wire.StatusOnline}}})
+			h.device(fleet.Device{ID: "cam-9", Agent: "ag2", Kind: wire.KindCamera, Status: wire.StatusOnline})
+			h.e.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &fleet.Agent{ID: "ag2"},
+				Affected: []fleet.Device{offline("cam-1", "ag2"), offline("cam-2", "ag2"), offline("cam-3", "ag2")}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, rootRules)
+			h.site()
+			for _, id := range []string{"cam-1", "cam-2", "cam-3"} {
+				h.cam(id, wire.StatusOffline)
+			}
+			h.advance(30 * time.Second)
+			if got, want := keys(h.active()), []string{"topology:node/ag1/sw-3"}; !slices.Equal(got, want) {
+				t.Fatalf("active alarms %v, want %v", got, want)
+			}
+			tt.release(h)
+			want := []string{"device_offline:device/cam-1", "device_offline:device/cam-2", "device_offline:device/cam-3"}
+			for _, k := range want {
+				if _, ok := h.active()[k]; !ok {
+					t.Errorf("%s not raised once released: %v", k, keys(h.active()))
+				}
+			}
+		})
+	}
+}
