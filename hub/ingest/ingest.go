@@ -662,20 +662,28 @@ func (in *Ingest) SendCommand(agent string, cmd wire.Command) error {
 	}
 }
 
-// sendCommands publishes queued commands one at a time until stop is
-// closed, then publishes what is still queued. Commands are rare (a few
-// per live stream), so waiting for each acknowledgement costs nothing and
-// tells which ones failed.
+// sendCommands publishes queued commands in order until stop is closed,
+// then publishes what is still queued. It does not wait for each
+// acknowledgement before the next command: after a hub restart one goes
+// to every agent at once, and a round trip each would hold most of them
+// back until the queue overflowed. confirm waits for the
+// acknowledgements, in order, and tells which ones failed; at most
+// commandQueueLen wait at a time.
 func (in *Ingest) sendCommands(client mqtt.Client, stop <-chan struct{}) {
+	sent := make(chan published, commandQueueLen)
+	var confirmer sync.WaitGroup
+	confirmer.Go(func() { in.confirm(sent) })
+	defer confirmer.Wait()
+	defer close(sent)
 	for {
 		select {
 		case c := <-in.commands:
-			in.publish(client, c)
+			sent <- in.publish(client, c)
 		case <-stop:
 			for {
 				select {
 				case c := <-in.commands:
-					in.publish(client, c)
+					sent <- in.publish(client, c)
 				default:
 					return
 				}
@@ -704,18 +712,45 @@ func (in *Ingest) ClearRetained(agent string) error {
 	return nil
 }
 
-func (in *Ingest) publish(client mqtt.Client, c command) {
-	tok := client.Publish(c.topic, 1, c.retain, c.payload)
-	err := fmt.Errorf("no acknowledgement within %s", commandTimeout)
-	if tok.WaitTimeout(commandTimeout) {
-		err = tok.Error()
+// published is a command handed to the MQTT client, waiting for the
+// broker's acknowledgement until deadline.
+type published struct {
+	command
+	tok      mqtt.Token
+	deadline time.Time
+}
+
+func (in *Ingest) publish(client mqtt.Client, c command) published {
+	return published{command: c, tok: client.Publish(c.topic, 1, c.retain, c.payload), deadline: time.Now().Add(commandTimeout)}
+}
+
+// acked waits for the acknowledgement until the deadline; one already
+// received counts however late the wait begins.
+func (p published) acked() bool {
+	select {
+	case <-p.tok.Done():
+		return true
+	default:
+		return p.tok.WaitTimeout(time.Until(p.deadline))
 	}
-	if err != nil {
-		in.commandsLost.Inc()
-		in.log.Warn("command not delivered to the broker", "topic", c.topic, "err", err)
-		return
+}
+
+// confirm counts each published command as sent or failed, logging the
+// failures, once the broker acknowledges it or commandTimeout after it
+// was published.
+func (in *Ingest) confirm(sent <-chan published) {
+	for p := range sent {
+		err := fmt.Errorf("no acknowledgement within %s", commandTimeout)
+		if p.acked() {
+			err = p.tok.Error()
+		}
+		if err != nil {
+			in.commandsLost.Inc()
+			in.log.Warn("command not delivered to the broker", "topic", p.topic, "err", err)
+			continue
+		}
+		in.commandsSent.Inc()
 	}
-	in.commandsSent.Inc()
 }
 
 func (in *Ingest) reject(agent string, reason wire.RejectReason, msg string) {
