@@ -21,7 +21,7 @@ import (
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // testConfig is a hub on free ports with its data in a temporary directory.
-func testConfig(t *testing.T) config.Config {
+func testConfig(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -30,7 +30,7 @@ func testConfig(t *testing.T) config.Config {
 }
 
 // run starts a hub and stops it when the test ends.
-func run(t *testing.T, cfg config.Config) *App {
+func run(t testing.TB, cfg config.Config) *App {
 	t.Helper()
 	hub, err := New(cfg, quiet())
 	if err != nil {
