@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,11 @@ import (
 // (100 devices an agent), a tenth of a hub's design rate.
 var outageCity = sim.CityOptions{Seed: 11, Districts: 4, Sites: 10, Devices: 1000}
 
-// outageStack runs outageCity with in-process cameras against a hub
-// writing to influx, its configuration adjusted by hubCfg.
-func outageStack(t *testing.T, influx *testenv.Influx, hubCfg func(*config.Config)) *stack {
+// outageStack runs city with in-process cameras against a hub writing to
+// influx, its configuration adjusted by hubCfg.
+func outageStack(t testing.TB, influx *testenv.Influx, city sim.CityOptions, hubCfg func(*config.Config)) *stack {
 	t.Helper()
-	s := startStack(t, stackOptions{city: outageCity, influx: influx, interval: time.Second, hubCfg: hubCfg,
+	s := startStack(t, stackOptions{city: city, influx: influx, interval: time.Second, hubCfg: hubCfg,
 		agents: func(o *sim.Options, _ *app.App) { o.InProcessCameras = true }})
 	s.waitAllOnline(t)
 	return s
@@ -35,14 +36,15 @@ func outageStack(t *testing.T, influx *testenv.Influx, hubCfg func(*config.Confi
 // healthTally counts, at the broker, the distinct device samples (device,
 // report time) the agents sent with a report time inside [t0, t1).
 type healthTally struct {
-	mu     sync.Mutex
-	t0, t1 time.Time
-	seen   map[string]struct{}
+	mu       sync.Mutex
+	t0, t1   time.Time
+	seen     map[string]struct{}
+	byDevice map[string][]int64 // each device's report times counted, Unix ms
 }
 
-func tallyHealth(t *testing.T, brokerURL string) *healthTally {
+func tallyHealth(t testing.TB, brokerURL string) *healthTally {
 	t.Helper()
-	h := &healthTally{seen: map[string]struct{}{}}
+	h := &healthTally{seen: map[string]struct{}{}, byDevice: map[string][]int64{}}
 	// A persistent session: should the tally's connection drop under load,
 	// the broker keeps its messages meanwhile.
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("outage-tally-" + strings.ReplaceAll(t.Name(), "/", "-")).
@@ -67,8 +69,13 @@ func tallyHealth(t *testing.T, brokerURL string) *healthTally {
 		if h.t0.IsZero() || r.TS.Before(h.t0) || (!h.t1.IsZero() && !r.TS.Before(h.t1)) {
 			return
 		}
+		ms := r.TS.UnixMilli()
 		for _, d := range r.Devices {
-			h.seen[fmt.Sprintf("%s@%d", d.ID, r.TS.UnixMilli())] = struct{}{}
+			key := fmt.Sprintf("%s@%d", d.ID, ms)
+			if _, dup := h.seen[key]; !dup {
+				h.seen[key] = struct{}{}
+				h.byDevice[d.ID] = append(h.byDevice[d.ID], ms)
+			}
 		}
 	})
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -90,7 +97,7 @@ func (h *healthTally) window(t0, t1 time.Time) {
 
 // await waits until n samples were counted, the agents' pace being the
 // clock of these tests.
-func (h *healthTally) await(t *testing.T, n int64) {
+func (h *healthTally) await(t testing.TB, n int64) {
 	t.Helper()
 	eventually(t, time.Duration(n/500+30)*time.Second, func() error {
 		if c := h.count(); c < n {
@@ -100,6 +107,40 @@ func (h *healthTally) await(t *testing.T, n int64) {
 	})
 }
 
+// between counts the samples with a report time in [from, to).
+func (h *healthTally) between(from, to time.Time) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var n int64
+	for _, times := range h.byDevice {
+		for _, ms := range times {
+			if ms >= from.UnixMilli() && ms < to.UnixMilli() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// widestGap returns the device with the longest time between two of its
+// samples counted, and that time: about the agents' interval when none
+// was lost.
+func (h *healthTally) widestGap() (string, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var dev string
+	var widest int64
+	for id, times := range h.byDevice {
+		sorted := slices.Sorted(slices.Values(times))
+		for i := 1; i < len(sorted); i++ {
+			if gap := sorted[i] - sorted[i-1]; gap > widest {
+				dev, widest = id, gap
+			}
+		}
+	}
+	return dev, time.Duration(widest) * time.Millisecond
+}
+
 func (h *healthTally) count() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -107,7 +148,7 @@ func (h *healthTally) count() int64 {
 }
 
 // landed counts the device_health points InfluxDB holds for [t0, t1).
-func landed(t *testing.T, influx *testenv.Influx, t0, t1 time.Time) int64 {
+func landed(t testing.TB, influx *testenv.Influx, t0, t1 time.Time) int64 {
 	rows := influx.Query(t, fmt.Sprintf(`from(bucket: %q)
   |> range(start: %s, stop: %s)
   |> filter(fn: (r) => r._measurement == "device_health" and r._field == "status_code")
@@ -133,7 +174,7 @@ type healthz struct {
 // whole window is in InfluxDB — none lost, none failed, none dropped.
 func TestInfluxOutageLosesNothing(t *testing.T) {
 	influx := testenv.InfluxDB(t)
-	s := outageStack(t, influx, func(c *config.Config) { c.Influx.Timeout = 2 * time.Second })
+	s := outageStack(t, influx, outageCity, func(c *config.Config) { c.Influx.Timeout = 2 * time.Second })
 	tally := tallyHealth(t, s.broker.URL())
 	t0 := time.Now()
 	tally.window(t0, time.Time{})
@@ -192,7 +233,7 @@ func TestInfluxOutageLosesNothing(t *testing.T) {
 // one the hub counted as dropped.
 func TestInfluxOutageBeyondTheSpillIsCounted(t *testing.T) {
 	influx := testenv.InfluxDB(t)
-	s := outageStack(t, influx, func(c *config.Config) {
+	s := outageStack(t, influx, outageCity, func(c *config.Config) {
 		c.Influx.Timeout = 2 * time.Second
 		c.Influx.SpillBytes = 256 << 10 // ~2,000 samples
 	})

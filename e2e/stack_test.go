@@ -120,7 +120,7 @@ func startHub(t testing.TB, ctx context.Context, brokerURL string, influx *teste
 	return hub
 }
 
-func startStack(t *testing.T, o stackOptions) *stack {
+func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	// The agents stop first, so that they can still say goodbye to the
 	// embedded broker.
@@ -243,7 +243,7 @@ func (s *stack) deviceCount() int {
 }
 
 // waitAllOnline waits until the hub knows every device of the city online.
-func (s *stack) waitAllOnline(t *testing.T) {
+func (s *stack) waitAllOnline(t testing.TB) {
 	t.Helper()
 	want := s.deviceCount()
 	eventually(t, 60*time.Second, func() error {

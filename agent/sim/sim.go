@@ -91,8 +91,9 @@ type Sim struct {
 	sensors *sensor.Sim
 	faults  *faultTable
 
-	ready  chan struct{} // closed when every agent runs
-	agents []config.Config
+	ready   chan struct{} // closed when every agent runs
+	agents  []config.Config
+	running []*agent.Agent // set with agents, before ready closes
 }
 
 // access is how one agent reaches and logs in to the broker.
@@ -242,6 +243,21 @@ func (s *Sim) Agents() []config.Config {
 	}
 }
 
+// AgentStats returns each running agent's uplink counters by agent id;
+// nil before Ready.
+func (s *Sim) AgentStats() map[string]agent.Stats {
+	select {
+	case <-s.ready:
+	default:
+		return nil
+	}
+	stats := make(map[string]agent.Stats, len(s.running))
+	for i, a := range s.running {
+		stats[s.agents[i].ID] = a.Stats()
+	}
+	return stats
+}
+
 // Run starts the cameras, the snapshot server, the relays and the agents,
 // and blocks until ctx ends. It then stops everything in reverse order,
 // agents first, so they leave a clean offline state through their relays.
@@ -311,7 +327,7 @@ func (s *Sim) Run(ctx context.Context) error {
 	for _, a := range agents {
 		g.Go(func() error { return a.Run(gctx) })
 	}
-	s.agents = cfgs
+	s.agents, s.running = cfgs, agents
 	close(s.ready)
 	cams, sensors := s.city.Devices()
 	s.log.Info("simulated city running", "agents", len(agents), "cameras", cams, "sensors", sensors,
