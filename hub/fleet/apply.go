@@ -87,6 +87,9 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 		a.view.LastSeen = now
 	}
 	revive := !retained && a.view.Status != wire.StatusOnline
+	if m.Health != nil {
+		r.noteDropped(a, m.Health.Dropped, now)
+	}
 	r.touched, r.trig = r.touched[:0], r.trig[:0]
 	var samples []Sample
 	switch {
@@ -345,6 +348,33 @@ func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample
 		r.touched = append(r.touched, d)
 	}
 	return r.samples(a, h)
+}
+
+// noteDropped takes what an agent says it dropped since its boot. The
+// counts only grow within a boot, so a late report's smaller ones change
+// nothing; a rise is added to the hub-wide total and dated.
+func (r *Registry) noteDropped(a *agent, d *wire.Dropped, now time.Time) {
+	if d == nil {
+		return
+	}
+	had := &a.view.Dropped
+	health, events := d.Health-min(d.Health, had.Health), d.Events-min(d.Events, had.Events)
+	if health == 0 && events == 0 {
+		return
+	}
+	had.Health += health
+	had.Events += events
+	r.dropped.Health += health
+	r.dropped.Events += events
+	a.view.DroppedAt = now
+}
+
+// AgentDrops is the sum of what agents said they dropped, as rises seen
+// by this hub since it started: a counter.
+func (r *Registry) AgentDrops() wire.Dropped {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped
 }
 
 // samples are a health report's lines for the metric store, resolved to

@@ -50,6 +50,7 @@ type Registry struct {
 	lines      []*device // scratch for Apply, reused to keep health reports allocation-light
 	touched    []*device
 	trig       []*device
+	dropped    wire.Dropped // rises of agents' Dropped, summed (AgentDrops)
 }
 
 type agent struct {

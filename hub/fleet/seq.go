@@ -202,6 +202,7 @@ func (a *agent) advance(h *wire.Header, s *wire.State, inventory, retained bool,
 	if h.Boot != a.view.Boot || v.resync {
 		a.view.Boot, a.view.Conn, a.view.Seq, a.seqValid, a.live = h.Boot, 0, 0, false, false
 		a.stateSeq, a.inventorySeq, a.newest = 0, 0, time.Time{}
+		a.view.Dropped = wire.Dropped{}
 	}
 	if v.resync {
 		a.view.Resyncs++

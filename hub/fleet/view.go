@@ -63,6 +63,11 @@ type Agent struct {
 	Interval  float64     `json:"interval_s"`
 	Version   string      `json:"version,omitempty"`
 	Devices   int         `json:"devices"`
+	// Dropped is what the agent says it threw away since Boot (its queue
+	// or on-disk spool full, a disk error); DroppedAt is when the hub last
+	// saw that count rise.
+	Dropped   wire.Dropped `json:"dropped,omitzero"`
+	DroppedAt time.Time    `json:"dropped_at,omitzero"`
 }
 
 // ChangeKind says what a Change is about.
