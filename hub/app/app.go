@@ -72,6 +72,7 @@ type App struct {
 	audit              *audit.Log
 	idStore            *identity.SQLiteStore
 	history            *history.History // device transitions and availability reports
+	agentDrops         *agentDrops      // what agents say they lost
 	coverage           *coverage.Model
 	workDB             *workorder.SQLiteStore
 	work               *workorder.Manager
@@ -170,6 +171,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		// fault: without this a broker restart would mark the city offline.
 		Live: func() bool { return a.ingest.Connected() },
 	})
+	a.agentDrops = newAgentDrops(a.fleet, a.alarms.Notice, log, a.metrics)
 	a.coverage, err = coverage.New(coverage.Config{
 		CellSize: cfg.Map.CellSize, Districts: cfg.Map.Districts, Areas: cfg.Map.Areas, Buildings: cfg.Map.Buildings,
 		Basemap: cfg.Map.Basemap, Maintenance: a.windows,
@@ -620,6 +622,11 @@ func (a *App) health() console.HealthReport {
 	} else {
 		r["transitions"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: why}
 	}
+	if ok, why, since := a.agentDrops.health(); ok {
+		r["agents"] = console.ComponentHealth{Status: console.HealthOK}
+	} else {
+		r["agents"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: why, Since: since}
+	}
 	st := a.store.Status()
 	switch {
 	case st.Backend == metricstore.SourceMemory:
@@ -717,6 +724,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stage{"alarm-reconcile", a.reconcileAlarms},
 		stage{"audit-watch", a.watchAudit},
 		stage{"loss-watch", a.watchLosses},
+		stage{"agent-drop-watch", a.agentDrops.run},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
 		// Live video sends its commands through ingest, so it stops first:
