@@ -74,6 +74,11 @@ type Options struct {
 	// SnapshotAddr is the listen address of the snapshot HTTP server;
 	// default 127.0.0.1:0.
 	SnapshotAddr string
+	// SpoolDir is where the agents keep what they cannot send (each in a
+	// subdirectory of its own id) and SpoolBytes each one's quota; empty
+	// and zero keep the agent defaults.
+	SpoolDir   string
+	SpoolBytes int64
 
 	Logger  *slog.Logger
 	Version string // reported by the agents; default "sim"
@@ -351,6 +356,12 @@ func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) 
 	cfg.Broker.URL = scheme + "://" + l.addr()
 	cfg.Broker.Username, cfg.Broker.Password = acc.username, acc.password
 	cfg.Live.LoopbackOnly = s.opts.LiveLoopbackOnly
+	if s.opts.SpoolDir != "" {
+		cfg.Uplink.SpoolDir = s.opts.SpoolDir
+	}
+	if s.opts.SpoolBytes > 0 {
+		cfg.Uplink.SpoolBytes = s.opts.SpoolBytes
+	}
 	if s.opts.Interval > 0 {
 		cfg.Interval, cfg.Probe.Interval = s.opts.Interval, s.opts.Interval
 		cfg.Probe.Timeout = min(cfg.Probe.Timeout, s.opts.Interval/2)
