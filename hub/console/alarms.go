@@ -18,6 +18,7 @@ import (
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/coverage"
+	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -184,13 +185,12 @@ func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 }
 
 // behindAgent lists the devices a lost agent's alarm explains: unreachable
-// while the agent is away, so they raise no alarms of their own.
+// while the agent is away, so they raise no alarms of their own. They come
+// from the registry's agent index: copying the whole city for one agent's
+// devices cost tens of milliseconds at 100,000 devices.
 func (s *Server) behindAgent(a alarm.Alarm) []alarm.Child {
 	var out []alarm.Child
-	for _, d := range s.fleet.Devices() {
-		if d.Agent != a.Agent {
-			continue
-		}
+	for _, d := range s.fleet.QueryDevices(fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Agents: []string{a.Agent}}, NoTotal: true}).Devices {
 		st := alarm.ChildRecovered
 		if d.Status == wire.StatusUnreachable {
 			st = alarm.ChildSuppressed
