@@ -65,12 +65,12 @@ func runBrokerOutage(t testing.TB, city sim.CityOptions, outage time.Duration) b
 		}
 		return nil
 	})
-	settleCount(func() int64 { return tally.between(down, back) })
+	settle(func() int64 { return tally.between(down, back) })
 	res.drained = time.Since(back)
 	tally.await(t, tally.count()+3*perRound)
 	t1 := time.Now()
 	tally.window(time.Time{}, t1)
-	res.sent = settleCount(tally.count)
+	res.sent = settle(tally.count)
 
 	if dev, gap := tally.widestGap(); gap >= 2*time.Second {
 		t.Errorf("%s has no sample for %v: reports were lost", dev, gap)
@@ -135,10 +135,8 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 // 10,000 samples/s — and prints what was made, sent, landed and dropped,
 // and how long the agents took to send their backlog.
 func BenchmarkBrokerRestart(b *testing.B) {
-	devices := envInt(b, "CITYWATCH_OUTAGE_DEVICES", 10_000)
+	city := outageBenchCity(b, 12)
 	outage := time.Duration(envInt(b, "CITYWATCH_OUTAGE_SECONDS", 60)) * time.Second
-	city := sim.CityOptions{Seed: 12, Districts: 8, Sites: devices / 100, Devices: devices}
-	raiseNoFileLimit(b)
 	r := runBrokerOutage(b, city, outage)
 	fmt.Printf("\n== broker (Mosquitto) down %v, %d devices reporting every 1s (%d samples/s), hub → InfluxDB 1.8 ==\n",
 		r.outage, r.devices, r.devices)
@@ -146,4 +144,13 @@ func BenchmarkBrokerRestart(b *testing.B) {
 		r.made, r.sent, r.landed, r.sent-r.landed, r.spooled, r.dropped, r.hubRejects, r.metricsDropped, r.drained.Round(time.Second))
 	b.ReportMetric(float64(r.sent-r.landed), "lost")
 	b.ReportMetric(r.drained.Seconds(), "drain-s")
+}
+
+// outageBenchCity is the city of an outage benchmark:
+// CITYWATCH_OUTAGE_DEVICES (10,000) devices, 100 to an agent, each
+// reporting every second. It raises the open file limit for them.
+func outageBenchCity(b *testing.B, seed uint64) sim.CityOptions {
+	devices := envInt(b, "CITYWATCH_OUTAGE_DEVICES", 10_000)
+	raiseNoFileLimit(b)
+	return sim.CityOptions{Seed: seed, Districts: 8, Sites: devices / 100, Devices: devices}
 }
