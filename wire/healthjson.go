@@ -325,6 +325,9 @@ func (p *healthParser) time(t *time.Time) bool {
 	return ok && t.UnmarshalJSON(tok) == nil
 }
 
+// float, int64 and uint64 are written out rather than one generic helper
+// taking a parse func: through a func value string(tok) escapes, which
+// cost 457 more allocations per 100-device report (339 -> 796).
 func (p *healthParser) float(f *float64) bool {
 	tok, ok := p.number()
 	if !ok || tok == nil {
