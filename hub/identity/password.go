@@ -31,7 +31,21 @@ var b64 = base64.RawStdEncoding
 func hashPassword(p Argon2Params, password string) string {
 	salt := make([]byte, saltBytes)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, keyBytes)
+	return formatPHC(p, salt, argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, keyBytes))
+}
+
+// unmatchableHash returns a PHC string with the costs of p, a random salt
+// and a random key: checking any password against it takes as long as
+// against a real hash of those costs, yet it costs nothing to make (no
+// 64 MiB Argon2 run at start) and no password matches it.
+func unmatchableHash(p Argon2Params) string {
+	salt, key := make([]byte, saltBytes), make([]byte, keyBytes)
+	rand.Read(salt)
+	rand.Read(key)
+	return formatPHC(p, salt, key)
+}
+
+func formatPHC(p Argon2Params, salt, key []byte) string {
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
 		b64.EncodeToString(salt), b64.EncodeToString(key))
 }

@@ -75,6 +75,9 @@ func TestPasswordHash(t *testing.T) {
 	if !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=2,p=1$") {
 		t.Fatalf("hash %q is not a PHC argon2id string with the costs", h)
 	}
+	if u := unmatchableHash(params); !strings.HasPrefix(u, "$argon2id$v=19$m=64,t=2,p=1$") || len(u) != len(h) {
+		t.Errorf("stand-in hash %q is not shaped like %q", u, h)
+	}
 	if h2 := hashPassword(params, "Correct-Horse-42"); h2 == h {
 		t.Error("two hashes of one password are equal: the salt is not random")
 	}
@@ -90,6 +93,10 @@ func TestPasswordHash(t *testing.T) {
 		{strings.Replace(h, "t=2", "t=x", 1), "Correct-Horse-42", false, true},
 		{"$7$1000$abc$def", "Correct-Horse-42", false, true},
 		{"", "", false, true},
+		// The stand-in for a missing account: well formed with the same
+		// costs, so checking it runs Argon2 like a real hash; matches nothing.
+		{unmatchableHash(params), "Correct-Horse-42", false, false},
+		{unmatchableHash(params), "", false, false},
 	} {
 		ok, err := verifyPassword(tt.hash, tt.password)
 		if ok != tt.ok || (err != nil) != tt.bad {

@@ -91,7 +91,7 @@ type Service struct {
 	onAgentRevoked  func(string)
 
 	hashSem   chan struct{}
-	dummyHash func() string
+	dummyHash string
 	limiter   *rateLimiter
 
 	// writeMu serialises every write to the store with the change of
@@ -146,8 +146,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	// Hashed on first need: the command line mostly never logs anyone in.
-	s.dummyHash = sync.OnceValue(func() string { return hashPassword(cfg.Argon2, "citywatch-dummy-password") })
+	s.dummyHash = unmatchableHash(cfg.Argon2)
 	s.limiter = newRateLimiter(cfg.LoginRate, cfg.LoginBurst)
 	ctx := context.Background()
 	// The baseline first: a change between it and Load only causes one
@@ -189,7 +188,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // persists activity once more. Failures are logged and counted, and the
 // next round tries again.
 func (s *Service) Run(ctx context.Context) error {
-	s.dummyHash() // now, so the first login of an unknown name takes no longer than others
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	sweep := time.NewTicker(s.cfg.SweepInterval)
