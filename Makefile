@@ -10,7 +10,7 @@ STATICCHECK = $(shell $(GO) env GOPATH | cut -d: -f1)/bin/staticcheck
 demo:
 	$(GO) run ./demo
 
-## test: install what the tests need (Mosquitto, Chromium, InfluxDB 1.8.10, staticcheck), then vet, lint,
+## test: install what the tests need (Mosquitto, Chromium, FFmpeg, InfluxDB 1.8.10, staticcheck), then vet, lint,
 ## format check and every test under the race detector
 test: deps vet lint fmt-check
 	$(GO) test $(TESTFLAGS) $(PKGS)

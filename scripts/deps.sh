@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh installs the real services that integration tests start:
-# Mosquitto and Chromium from Debian apt, InfluxDB OSS 1.8.10 built with
+# Mosquitto, Chromium and FFmpeg (the benchmark's camera) from Debian apt,
+# InfluxDB OSS 1.8.10 built with
 # `go install` into $(go env GOPATH)/bin, and the linter make test runs
 # (staticcheck), likewise. It is idempotent and quick when
 # everything is already present; internal/testenv finds the binaries in the
@@ -11,6 +12,9 @@
 # comparison benchmark uses) into $(go env GOPATH)/bin/telegraf, cached the
 # same way; BenchmarkTelegrafComparison (e2e) runs it when the binary is
 # missing, so `make test` never pays the few minutes of that build.
+#
+# `deps.sh go2rtc` builds go2rtc v1.9.13 (the live video benchmark's peer)
+# into $(go env GOPATH)/bin/go2rtc the same way, for BenchmarkLive (e2e).
 set -euo pipefail
 
 readonly TELEGRAF_MODULE=github.com/influxdata/telegraf
@@ -48,6 +52,52 @@ if [[ "${1:-}" == telegraf ]]; then
 	exit 0
 fi
 
+readonly GO2RTC_MODULE=github.com/AlexxIT/go2rtc
+readonly GO2RTC_VERSION=v1.9.13
+
+# go2rtc_ok says whether $1 is go2rtc ${GO2RTC_VERSION}. Built from a copy of
+# its module, the binary's build information has no module version; the
+# version go2rtc prints is its own constant.
+go2rtc_ok() {
+	local info ver
+	[[ -x "$1" ]] || return 1
+	info=$(go version -m "$1" 2>/dev/null) || return 1
+	grep -Eq "^[[:space:]]+path[[:space:]]+${GO2RTC_MODULE}$" <<<"$info" || return 1
+	ver=$("$1" -version 2>/dev/null) || return 1
+	[[ "$ver" == "go2rtc version ${GO2RTC_VERSION#v} "* ]]
+}
+
+if [[ "${1:-}" == go2rtc ]]; then
+	command -v go >/dev/null || { echo "deps: go is not on PATH" >&2; exit 1; }
+	gopath=$(go env GOPATH)
+	gobin="${gopath%%:*}/bin"
+	go2rtc="$gobin/go2rtc"
+	if ! go2rtc_ok "$go2rtc"; then
+		mkdir -p "$gobin"
+		exec 7>"${TMPDIR:-/tmp}/citywatch-go2rtc-install.lock"
+		flock 7
+		if ! go2rtc_ok "$go2rtc"; then
+			echo "deps: building go2rtc ${GO2RTC_VERSION}" >&2
+			work=$(mktemp -d)
+			trap 'rm -rf "$work"' EXIT
+			# The module proxy serves go2rtc, but `go install` refuses it:
+			# two C files (generators of Go constants, not part of the
+			# program) break a build without cgo. So build a copy without them.
+			(cd "$work" && go mod init deps.local/go2rtc 2>/dev/null &&
+				go get "${GO2RTC_MODULE}@${GO2RTC_VERSION}")
+			src=$(cd "$work" && go list -m -f '{{.Dir}}' "$GO2RTC_MODULE")
+			cp -R "$src" "$work/src"
+			chmod -R u+w "$work/src"
+			rm -f "$work/src/pkg/alsa/device/asound_arch.c" "$work/src/pkg/v4l2/device/videodev2_arch.c"
+			(cd "$work/src" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -trimpath -o "$go2rtc" .)
+		fi
+		flock -u 7
+		go2rtc_ok "$go2rtc" || { echo "deps: $go2rtc is not go2rtc ${GO2RTC_VERSION} after the build" >&2; exit 1; }
+	fi
+	printf '%-10s %-40s %s\n' go2rtc "$go2rtc" "${GO2RTC_MODULE} ${GO2RTC_VERSION}"
+	exit 0
+fi
+
 readonly INFLUXD_MODULE=github.com/influxdata/influxdb
 readonly INFLUXD_VERSION=v1.8.10
 
@@ -69,11 +119,13 @@ find_bin() {
 
 mosquitto_bin() { find_bin "${CITYWATCH_MOSQUITTO:-mosquitto}" mosquitto /usr/sbin/mosquitto; }
 chromium_bin() { find_bin "${CITYWATCH_CHROMIUM:-chromium}" chromium /usr/bin/chromium; }
+ffmpeg_bin() { find_bin "${CITYWATCH_FFMPEG:-ffmpeg}" ffmpeg /usr/bin/ffmpeg; }
 
 # --- apt packages -----------------------------------------------------------
 missing=()
 mosquitto_bin >/dev/null || missing+=(mosquitto)
 chromium_bin >/dev/null || missing+=(chromium)
+ffmpeg_bin >/dev/null || missing+=(ffmpeg)
 
 status=0
 if ((${#missing[@]} > 0)) && [[ $(id -u) -ne 0 ]]; then
@@ -86,7 +138,7 @@ elif ((${#missing[@]} > 0)); then
 	# Wait for a concurrent apt/dpkg instead of failing on its lock.
 	apt_opts=(-o DPkg::Lock::Timeout=900)
 	apt-get "${apt_opts[@]}" update -q
-	apt-get "${apt_opts[@]}" install -y -q --no-install-recommends mosquitto chromium
+	apt-get "${apt_opts[@]}" install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 # --- InfluxDB 1.8.10 ----------------------------------------------------------
@@ -154,8 +206,14 @@ if c=$(chromium_bin); then
 else
 	c=MISSING c_ver="apt-get install chromium"
 fi
+if f=$(ffmpeg_bin); then
+	f_ver=$({ "$f" -version 2>/dev/null || true; } | head -n1)
+else
+	f=MISSING f_ver="apt-get install ffmpeg"
+fi
 printf '%-10s %-40s %s\n' mosquitto "$m" "$m_ver"
 printf '%-10s %-40s %s\n' chromium "$c" "$c_ver"
+printf '%-10s %-40s %s\n' ffmpeg "$f" "$f_ver"
 printf '%-10s %-40s %s\n' influxd "$influxd" "${INFLUXD_MODULE} ${INFLUXD_VERSION}"
 printf '%-10s %-40s %s\n' staticcheck "$staticcheck" "honnef.co/go/tools ${STATICCHECK_VERSION}"
 exit "$status"

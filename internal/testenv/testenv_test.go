@@ -5,12 +5,18 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	mch264 "github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/pion/rtp"
 
 	"github.com/citywatch/citywatch/internal/testenv"
 )
@@ -134,5 +140,62 @@ func TestChromium(t *testing.T) {
 func TestFreePort(t *testing.T) {
 	if p := testenv.FreePort(t); p <= 0 || p > 65535 {
 		t.Fatalf("FreePort() = %d", p)
+	}
+}
+
+// The camera serves H.264 whose keyframes carry SPS and PPS in band, to a
+// reader that joins the running stream.
+func TestFFmpegCamera(t *testing.T) {
+	cam := testenv.FFmpegCamera(t, testenv.CameraOptions{Width: 320, Height: 240, Bitrate: 300_000})
+	u, err := base.ParseURL(cam.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp}
+	if err := c.Start2(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h264 *format.H264
+	media := desc.FindFormat(&h264)
+	if media == nil {
+		t.Fatalf("no H.264 in %+v", desc)
+	}
+	dec, err := h264.CreateDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	keyframe := make(chan [][]byte, 1)
+	c.OnPacketRTP(media, h264, func(p *rtp.Packet) {
+		au, err := dec.Decode(p)
+		if err == nil && mch264.IsRandomAccess(au) {
+			select {
+			case keyframe <- au:
+			default:
+			}
+		}
+	})
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case au := <-keyframe:
+		var types []mch264.NALUType
+		for _, nalu := range au {
+			types = append(types, mch264.NALUType(nalu[0]&0x1f))
+		}
+		if !slices.Contains(types, mch264.NALUTypeSPS) || !slices.Contains(types, mch264.NALUTypePPS) {
+			t.Fatalf("keyframe's NAL units %v: want SPS and PPS in band", types)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no keyframe within 10s")
 	}
 }
