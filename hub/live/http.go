@@ -198,14 +198,14 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("viewer joined", "device", camera, "session", v.id, "who", p.Name, "via", p.Via, "remote", p.Remote, "cold", v.cold)
 }
 
-// webrtcAPI returns the API while the relay runs, or nil.
+// webrtcAPI returns the viewers' API while the relay runs, or nil.
 func (s *SFU) webrtcAPI() *webrtc.API {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase != phaseRunning {
 		return nil
 	}
-	return s.api
+	return s.apis.viewer
 }
 
 // checkOffer refuses what is not an SDP offer with H.264 video before any

@@ -12,18 +12,21 @@
 // The upstream's reader splits packets over the WebRTC packet size
 // (wire/rtph264; earlier agents forward the camera's 1,462-byte packets),
 // parses H.264 RTP just enough to find keyframes, keeps the current group
-// of pictures, and hands every packet to each viewer's bounded queue; a
-// writer goroutine per viewer sends the GOP first, then live packets, so
-// a viewer's first picture is a keyframe and a slow viewer never holds up
-// the others. The writer also answers the viewer's NACKs. Viewers' picture loss reports
-// become keyframe requests upstream, at most one per Config.
-// KeyframeInterval. A stream that fails ends its viewers' sessions and,
-// when the camera gave no picture, marks the camera degraded in the fleet.
-// Health goes to /metrics and, per stream, to the metric store. Every
-// viewer is an authenticated caller limited to the cameras of its scope
-// and to Config.MaxSessionsPerAccount sessions at once; each session's
-// start and end (with what it carried) go to the audit trail, and the
-// sessions in progress are listed at /api/live/sessions.
+// of pictures, and hands every access unit to each viewer's bounded
+// queue; a writer goroutine per viewer sends the GOP first, then live
+// packets, so a viewer's first picture is a keyframe and a slow viewer
+// never holds up the others. The writer sends an access unit's packets
+// together: they wait in the viewer's outbox on the way to the socket and
+// leave in one system call (outbox.go). The writer also answers the
+// viewer's NACKs. Viewers' picture loss reports become keyframe requests
+// upstream, at most one per Config.KeyframeInterval. A stream that fails
+// ends its viewers' sessions and, when the camera gave no picture, marks
+// the camera degraded in the fleet. Health goes to /metrics and, per
+// stream, to the metric store. Every viewer is an authenticated caller
+// limited to the cameras of its scope and to Config.MaxSessionsPerAccount
+// sessions at once; each session's start and end (with what it carried)
+// go to the audit trail, and the sessions in progress are listed at
+// /api/live/sessions.
 package live
 
 import (
@@ -36,8 +39,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
@@ -100,7 +101,8 @@ const (
 // Sizes that need no tuning.
 const (
 	gopBytes    = 4 << 20 // per upstream: several seconds of a 5 Mbit/s camera
-	viewerQueue = 512     // packets: over a second of a 4 Mbit/s stream
+	viewerQueue = 64      // access units: two seconds and more
+	maxUnit     = 128     // packets handed to viewers at once: a large keyframe
 	maxOffer    = 64 << 10
 )
 
@@ -149,8 +151,8 @@ type SFU struct {
 
 	mu         sync.Mutex
 	phase      phase
-	ctx        context.Context // Run's, for upstreams; set with api
-	api        *webrtc.API
+	ctx        context.Context // Run's, for upstreams; set with apis
+	apis       *apis
 	upstreams  map[string]*upstream // by camera; none stopped
 	signalling map[string]*upstream // by upstream session id
 	perAgent   map[string]int       // upstreams by agent
@@ -241,17 +243,17 @@ func withDefaults(c Config) Config {
 // then it ends every session and stream, telling the agents, and returns
 // once every peer connection and goroutine is gone. It may be called once.
 func (s *SFU) Run(ctx context.Context) error {
-	api, closeMux, err := newAPI(s.cfg, s.log)
+	apis, err := newAPIs(s.cfg, s.log)
 	if err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
-	defer closeMux()
+	defer apis.close()
 	s.mu.Lock()
 	if s.phase != phaseNew {
 		s.mu.Unlock()
 		return errors.New("live: Run called twice")
 	}
-	s.phase, s.ctx, s.api = phaseRunning, ctx, api
+	s.phase, s.ctx, s.apis = phaseRunning, ctx, apis
 	s.mu.Unlock()
 	s.log.Info("relaying live video", "udp_port", s.cfg.UDPPort, "linger", s.cfg.Linger,
 		"max_upstreams_per_agent", s.cfg.MaxUpstreamsPerAgent)

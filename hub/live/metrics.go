@@ -55,7 +55,7 @@ func newInstruments(m *metrics.Registry, s *SFU) *instruments {
 	in.forwarded = m.Counter("citywatch_live_packets_forwarded_total", "RTP packets sent to viewers.")
 	in.forwardedBytes = m.Counter("citywatch_live_bytes_forwarded_total", "RTP payload bytes sent to viewers.")
 	in.dropped = m.Counter("citywatch_live_packets_dropped_total",
-		"Packets not sent to a viewer that fell behind (its queue was full).")
+		"Packets not sent to a viewer: it fell behind (its queue was full), or the kernel refused a batch of its datagrams.")
 	in.resent = m.Counter("citywatch_live_packets_resent_total",
 		"Packets sent to viewers again on their NACK (each at most twice).")
 	in.unsplit = m.Counter("citywatch_live_packets_unsplit_total",

@@ -116,7 +116,9 @@ type upstream struct {
 	ssrc                uint32
 	lastKeyframeRequest time.Time
 	viewers             map[*viewer]struct{}
-	fanout              []*viewer // viewers being sent packets
+	fanout              []*viewer     // viewers being sent packets
+	unit                []*rtp.Packet // the access unit being gathered for them
+	unitKey             bool          // a GOP starts in unit
 	gop                 *gop
 	hasKey              bool
 	stats               streamStats
@@ -226,7 +228,8 @@ func (u *upstream) subscribe(v *viewer) []*rtp.Packet {
 		return nil
 	}
 	g := u.gop.snapshot()
-	v.waitKey = g == nil
+	// The GOP ends with the access unit being gathered, so far.
+	v.waitKey, v.have = g == nil, len(u.unit)
 	u.fanout = append(u.fanout, v)
 	u.mu.Unlock()
 	if g == nil {
@@ -288,7 +291,7 @@ func (u *upstream) negotiate(ctx context.Context) (sent bool, e *ending) {
 	fail := func(err error) (bool, *ending) {
 		return false, &ending{reason: reasonConnection, detail: err.Error(), failed: true}
 	}
-	pc, err := u.s.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := u.s.apis.upstream.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return fail(err)
 	}
@@ -578,33 +581,53 @@ func (u *upstream) forward(p *rtp.Packet, now time.Time) {
 		u.frames.Inc()
 	}
 	for i, q := range u.out {
-		u.fanOut(q, u.infos[i], now)
+		u.relay(q, u.infos[i], now)
 	}
 	clear(u.out) // the cache and the viewers hold them now, or nobody
 }
 
-// fanOut hands one packet, within the WebRTC packet size, to the GOP cache
-// and every viewer; u.mu is held.
-func (u *upstream) fanOut(p *rtp.Packet, info nalInfo, now time.Time) {
+// relay adds one packet, within the WebRTC packet size, to the GOP cache
+// and to the access unit being gathered for the viewers, who get it whole
+// once its last packet came (the marker bit; a new timestamp if that was
+// lost): a viewer's writer wakes once a picture and sends its packets
+// together. u.mu is held.
+func (u *upstream) relay(p *rtp.Packet, info nalInfo, now time.Time) {
 	key := u.gop.push(p, info)
 	if key && !u.hasKey {
 		u.hasKey = true
 		u.stats.lastFrame = now
 		close(u.ready)
 	}
+	if len(u.unit) > 0 && p.Timestamp != u.unit[0].Timestamp {
+		u.deliver()
+	}
+	u.unit = append(u.unit, p)
+	u.unitKey = u.unitKey || key
+	if p.Marker || len(u.unit) == maxUnit {
+		u.deliver()
+	}
+}
+
+// deliver hands the access unit gathered to every viewer being sent
+// packets: a viewer waiting for a keyframe gets the GOP once one starts,
+// and a viewer that joined while it was gathered has its first packets
+// already, from the GOP it was sent. u.mu is held.
+func (u *upstream) deliver() {
 	for _, v := range u.fanout {
-		if v.waitKey {
-			if !key {
+		switch {
+		case v.waitKey:
+			if !u.unitKey {
 				continue
 			}
 			v.waitKey = false
-			for _, q := range u.gop.snapshot() {
-				v.offer(q)
-			}
-			continue
+			v.offer(u.gop.snapshot())
+		case v.have < len(u.unit):
+			v.offer(u.unit[v.have:])
 		}
-		v.offer(p)
+		v.have = 0
 	}
+	// The viewers share the slice now.
+	u.unit, u.unitKey = nil, false
 }
 
 // state names what the stream is doing, for the API and stats.

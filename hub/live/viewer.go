@@ -57,11 +57,11 @@ type viewer struct {
 	// the live packets stay one continuous sequence, and a packet this
 	// viewer missed still shows as a gap, so its NACK and PLI work.
 	seqOffset uint16
-	queue     chan *rtp.Packet
-	nacks     chan []uint16 // sequence numbers the viewer asks for again, to the writer
-	kick      chan struct{} // the viewer fell too far behind
-	answered  chan struct{} // closed when the answer has been sent
-	connected chan struct{} // closed when the peer connection is up
+	queue     chan []*rtp.Packet // access units, shared with other viewers
+	nacks     chan []uint16      // sequence numbers the viewer asks for again, to the writer
+	kick      chan struct{}      // the viewer fell too far behind
+	answered  chan struct{}      // closed when the answer has been sent
+	connected chan struct{}      // closed when the peer connection is up
 	connOnce  sync.Once
 	done      chan struct{} // closed by close
 	closeOnce sync.Once
@@ -75,16 +75,19 @@ type viewer struct {
 	rec  *record
 
 	// Owned by the writer goroutine.
-	sentFirst bool
-	out       webrtc.TrackLocalWriter // the track's one binding
-	hdr       rtp.Header              // of the packet being written, reused
-	ssrc      uint32
-	pt        uint8
-	sent      [sentHistory]sentPacket // by sequence number modulo sentHistory
+	sentFirst  bool
+	sendFailed bool                    // a batch was refused; logged once
+	out        webrtc.TrackLocalWriter // the track's one binding
+	box        *outbox                 // nil: every packet goes at once
+	hdr        rtp.Header              // of the packet being written, reused
+	ssrc       uint32
+	pt         uint8
+	sent       [sentHistory]sentPacket // by sequence number modulo sentHistory
 
 	// Guarded by up.mu.
 	waitKey bool // skip packets until a keyframe starts
-	behind  int  // packets dropped in a row
+	have    int  // packets of the access unit being gathered that were in the GOP sent
+	behind  int  // access units dropped in a row
 }
 
 // newViewer answers a WHEP offer. The viewer is not attached to a stream
@@ -99,7 +102,7 @@ func (s *SFU) newViewer(ctx context.Context, api *webrtc.API, camera, offer stri
 		s: s, id: "ws-" + strings.ToLower(rand.Text()), camera: camera, pc: pc,
 		joined:    time.Now(),
 		seqOffset: uint16(mrand.Uint32()),
-		queue:     make(chan *rtp.Packet, viewerQueue),
+		queue:     make(chan []*rtp.Packet, viewerQueue),
 		nacks:     make(chan []uint16, 16),
 		kick:      make(chan struct{}, 1),
 		answered:  make(chan struct{}),
@@ -204,16 +207,16 @@ func (v *viewer) closed() bool {
 	}
 }
 
-// offer queues a packet for the viewer without blocking the upstream's
+// offer queues packets for the viewer without blocking the upstream's
 // reader; up.mu is held. A viewer that falls a whole queue behind is cut.
-func (v *viewer) offer(p *rtp.Packet) {
+func (v *viewer) offer(pkts []*rtp.Packet) {
 	select {
-	case v.queue <- p:
+	case v.queue <- pkts:
 		v.behind = 0
 	default:
 		v.behind++
-		v.rec.dropped.Add(1)
-		v.s.m.dropped.Inc()
+		v.rec.dropped.Add(uint64(len(pkts)))
+		v.s.m.dropped.Add(uint64(len(pkts)))
 		if v.behind == viewerQueue {
 			select {
 			case v.kick <- struct{}{}:
@@ -248,17 +251,22 @@ func (v *viewer) writeLoop() {
 		v.close("the viewer's video track is not bound")
 		return
 	}
+	// Connected, the candidate pair is chosen: packets can wait for the
+	// rest of their access unit.
+	if v.box = v.s.apis.socks.open(v.sender); v.box != nil {
+		defer v.s.apis.socks.close(v.box)
+	}
 	if !v.replay(v.up.subscribe(v)) {
 		return
 	}
 	for {
 		select {
-		case p := <-v.queue:
-			if !v.send(p) {
+		case pkts := <-v.queue:
+			if !v.sendAll(pkts) {
 				return
 			}
 		case seqs := <-v.nacks:
-			if !v.resend(seqs) {
+			if !v.batch(func() bool { return v.resend(seqs) }) {
 				return
 			}
 		case <-v.kick:
@@ -272,33 +280,78 @@ func (v *viewer) writeLoop() {
 
 // replay sends the cached GOP, paced (see gopBurst).
 func (v *viewer) replay(gop []*rtp.Packet) bool {
-	if len(gop) <= gopBurst {
-		for _, p := range gop {
-			if !v.send(p) {
-				return false
-			}
-		}
+	n := min(len(gop), gopBurst)
+	if !v.sendAll(gop[:n]) {
+		return false
+	}
+	rest := gop[n:]
+	if len(rest) == 0 {
 		return true
 	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	for i, p := range gop {
-		if i >= gopBurst && (i-gopBurst)%gopRate == 0 && len(v.queue) < viewerQueue/2 {
+	for len(rest) > 0 {
+		n = len(rest)
+		if len(v.queue) < viewerQueue/2 {
+			n = min(n, gopRate)
 			select {
 			case <-tick.C:
 			case seqs := <-v.nacks:
-				if !v.resend(seqs) {
+				if !v.batch(func() bool { return v.resend(seqs) }) {
 					return false
 				}
 			case <-v.done:
 				return false
 			}
 		}
-		if !v.send(p) {
+		if !v.sendAll(rest[:n]) {
 			return false
 		}
+		rest = rest[n:]
 	}
 	return true
+}
+
+// sendAll sends packets in order, together, and counts them.
+func (v *viewer) sendAll(pkts []*rtp.Packet) bool {
+	var n, bytes uint64
+	ok := v.batch(func() bool {
+		for _, p := range pkts {
+			if !v.send(p) {
+				return false
+			}
+			n++
+			bytes += uint64(len(p.Payload))
+		}
+		return true
+	})
+	// Once a batch: the counters are shared by every viewer's writer.
+	v.rec.packets.Add(n)
+	v.rec.bytes.Add(bytes)
+	v.up.sentBytes.Add(bytes)
+	v.s.m.forwarded.Add(n)
+	v.s.m.forwardedBytes.Add(bytes)
+	return ok
+}
+
+// batch runs send with the viewer's datagrams held in its outbox, then
+// sends them in one go.
+func (v *viewer) batch(send func() bool) bool {
+	if v.box == nil {
+		return send()
+	}
+	v.box.hold()
+	ok := send()
+	if unsent, err := v.box.flush(); err != nil {
+		v.rec.dropped.Add(uint64(unsent))
+		v.s.m.dropped.Add(uint64(unsent))
+		if !v.sendFailed {
+			v.sendFailed = true
+			v.s.log.Warn("a viewer's packets were refused by the kernel; counted as dropped (logged once per session)",
+				"session", v.id, "datagrams", unsent, "err", err)
+		}
+	}
+	return ok
 }
 
 // sentPacket is a packet sent to the viewer, kept to be sent again.
@@ -312,18 +365,13 @@ type sentPacket struct {
 // viewer's offset, the SSRC and payload type negotiated with the viewer.
 // The upstream's packets carry no header extensions (the repacketizer
 // drops the agent's, negotiated with the hub, not with this viewer).
+// sendAll counts what it sent.
 func (v *viewer) send(p *rtp.Packet) bool {
 	seq := p.SequenceNumber + v.seqOffset
 	if !v.write(p, seq) {
 		return false
 	}
 	v.sent[seq%sentHistory] = sentPacket{p: p, seq: seq}
-	n := uint64(len(p.Payload))
-	v.rec.packets.Add(1)
-	v.rec.bytes.Add(n)
-	v.up.sentBytes.Add(n)
-	v.s.m.forwarded.Inc()
-	v.s.m.forwardedBytes.Add(n)
 	if !v.sentFirst {
 		v.sentFirst = true
 		ttff := time.Since(v.joined)

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -35,38 +37,59 @@ func h264Capability(profile string) webrtc.RTPCodecCapability {
 	}
 }
 
-// newAPI builds the one webrtc.API every peer connection of the relay is
-// made with. With cfg.UDPPort set it listens on that port, shared by all
-// of them through an ICE UDP mux; closeMux releases it.
-func newAPI(cfg Config, log *slog.Logger) (api *webrtc.API, closeMux func(), err error) {
-	me := &webrtc.MediaEngine{}
-	for _, c := range h264Codecs {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, nil, fmt.Errorf("register H.264: %w", err)
-		}
+// apis are what the relay's peer connections are made with, on one
+// network: the relay's sockets (outbox.go) and, with Config.UDPPort, one
+// ICE UDP mux on that port.
+type apis struct {
+	upstream, viewer *webrtc.API
+	socks            *sockets
+	close            func() // releases the UDP port
+}
+
+// newAPIs builds the relay's webrtc.APIs. Both use pion's default
+// interceptors but the NACK responder, which would copy every packet sent
+// to every viewer and answer a viewer that asks for the same packet again
+// and again (viewer.resend answers instead, from the shared packets), and
+// the stats interceptor, whose figures nobody reads. Upstreams ask agents
+// for lost packets (NACK generator) and give transport-wide congestion
+// feedback; viewers send no media, so their connections have RTCP reports
+// only (the others would tick ten times a second each, for nothing).
+func newAPIs(cfg Config, log *slog.Logger) (*apis, error) {
+	up, err := mediaEngine()
+	if err != nil {
+		return nil, err
 	}
-	// pion's defaults but two: the NACK responder, which would copy every
-	// packet sent to every viewer and answer a viewer that asks for the
-	// same packet again and again (viewer.resend answers instead, from the
-	// shared packets), and the stats interceptor, whose figures nobody
-	// reads. The NACK generator asks agents for lost packets.
-	ir := &interceptor.Registry{}
+	upIR := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
-		return nil, nil, fmt.Errorf("interceptors: %w", err)
+		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	upIR.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(upIR); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(up); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
 	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	if err := webrtc.ConfigureTWCCSender(up, upIR); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
+	}
+	down, err := mediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	downIR := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(downIR); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
 	}
 
+	std, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("network interfaces: %w", err)
+	}
+	a := &apis{socks: &sockets{Net: std}, close: func() {}}
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log}}
+	se.SetNet(a.socks)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if cfg.LoopbackOnly {
@@ -78,25 +101,36 @@ func newAPI(cfg Config, log *slog.Logger) (api *webrtc.API, closeMux func(), err
 			External: cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("public IPs: %w", err)
+			return nil, fmt.Errorf("public IPs: %w", err)
 		}
 	}
-	closeMux = func() {}
 	if cfg.UDPPort != 0 {
 		host := "0.0.0.0"
 		if cfg.LoopbackOnly {
 			host = "127.0.0.1"
 		}
-		var lc net.ListenConfig
-		conn, err := lc.ListenPacket(context.Background(), "udp4", net.JoinHostPort(host, fmt.Sprint(cfg.UDPPort)))
+		conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), uint16(cfg.UDPPort))))
 		if err != nil {
-			return nil, nil, fmt.Errorf("ICE UDP port: %w", err)
+			return nil, fmt.Errorf("ICE UDP port: %w", err)
 		}
-		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), conn)
+		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice-mux"), a.socks.wrap(conn))
 		se.SetICEUDPMux(mux)
-		closeMux = func() { mux.Close() }
+		a.close = func() { mux.Close() }
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), closeMux, nil
+	a.upstream = webrtc.NewAPI(webrtc.WithMediaEngine(up), webrtc.WithInterceptorRegistry(upIR), webrtc.WithSettingEngine(se))
+	a.viewer = webrtc.NewAPI(webrtc.WithMediaEngine(down), webrtc.WithInterceptorRegistry(downIR), webrtc.WithSettingEngine(se))
+	return a, nil
+}
+
+// mediaEngine has the relay's H.264 codecs.
+func mediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range h264Codecs {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register H.264: %w", err)
+		}
+	}
+	return me, nil
 }
 
 // pionLogs passes pion's logs to slog: its errors as warnings (a peer that
