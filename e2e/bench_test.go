@@ -279,23 +279,27 @@ func (h *hubProcess) token(b testing.TB, name string, role auth.Role, scope auth
 
 func (h *hubProcess) get(path string, v any) error { return h.api.fetch(path, v) }
 
-// cpuSeconds is the hub's user+system CPU time so far, from /proc.
-func (h *hubProcess) cpuSeconds(b *testing.B) float64 {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+// cpuSeconds is the hub's user+system CPU time so far.
+func (h *hubProcess) cpuSeconds(b *testing.B) float64 { return procCPU(b, h.cmd.Process.Pid).Seconds() }
+
+// peakRSS is the hub's high-water resident set, in bytes.
+func (h *hubProcess) peakRSS(b *testing.B) int64 { return procHWM(b, h.cmd.Process.Pid) }
+
+// procCPU is a process's user+system CPU time, from /proc.
+func procCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the line, in clock ticks (100 a second).
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // clock ticks of 10 ms
 }
 
-// peakRSS is the hub's high-water resident set, in bytes.
-func (h *hubProcess) peakRSS(b *testing.B) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", h.cmd.Process.Pid))
+// procHWM is a process's peak resident set in bytes, from /proc.
+func procHWM(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
