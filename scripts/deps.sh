@@ -31,24 +31,37 @@ telegraf_ok() {
 		grep -Eq "^[[:space:]]+build[[:space:]]+-tags=${TELEGRAF_TAGS}$" <<<"$info"
 }
 
-if [[ "${1:-}" == telegraf ]]; then
+# cached_build NAME OK BUILD DESCRIPTION builds the peer binary NAME into
+# $(go env GOPATH)/bin with the function BUILD (given the target path)
+# unless the function OK accepts what is there, under a lock so parallel
+# benchmarks build it once, then prints where it is and what.
+cached_build() {
+	local name=$1 ok=$2 build=$3 what=$4 gopath gobin bin
 	command -v go >/dev/null || { echo "deps: go is not on PATH" >&2; exit 1; }
 	gopath=$(go env GOPATH)
 	gobin="${gopath%%:*}/bin"
-	telegraf="$gobin/telegraf"
-	if ! telegraf_ok "$telegraf"; then
+	bin="$gobin/$name"
+	if ! "$ok" "$bin"; then
 		mkdir -p "$gobin"
-		exec 7>"${TMPDIR:-/tmp}/citywatch-telegraf-install.lock"
+		exec 7>"${TMPDIR:-/tmp}/citywatch-$name-install.lock"
 		flock 7
-		if ! telegraf_ok "$telegraf"; then
-			echo "deps: building telegraf ${TELEGRAF_VERSION} (takes a few minutes the first time)" >&2
-			GOBIN="$gobin" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -tags "$TELEGRAF_TAGS" \
-				"${TELEGRAF_MODULE}/cmd/telegraf@${TELEGRAF_VERSION}"
+		if ! "$ok" "$bin"; then
+			echo "deps: building $what (takes a few minutes the first time)" >&2
+			"$build" "$bin"
 		fi
 		flock -u 7
-		telegraf_ok "$telegraf" || { echo "deps: $telegraf is not ${TELEGRAF_VERSION} (${TELEGRAF_TAGS}) after go install" >&2; exit 1; }
+		"$ok" "$bin" || { echo "deps: $bin is not $what after the build" >&2; exit 1; }
 	fi
-	printf '%-10s %-40s %s\n' telegraf "$telegraf" "${TELEGRAF_MODULE} ${TELEGRAF_VERSION} (${TELEGRAF_TAGS})"
+	printf '%-10s %-40s %s\n' "$name" "$bin" "$what"
+}
+
+build_telegraf() {
+	GOBIN="$(dirname "$1")" GOFLAGS="${GOFLAGS:-} -buildvcs=false" go install -tags "$TELEGRAF_TAGS" \
+		"${TELEGRAF_MODULE}/cmd/telegraf@${TELEGRAF_VERSION}"
+}
+
+if [[ "${1:-}" == telegraf ]]; then
+	cached_build telegraf telegraf_ok build_telegraf "${TELEGRAF_MODULE} ${TELEGRAF_VERSION} (${TELEGRAF_TAGS})"
 	exit 0
 fi
 
@@ -67,34 +80,24 @@ go2rtc_ok() {
 	[[ "$ver" == "go2rtc version ${GO2RTC_VERSION#v} "* ]]
 }
 
+# build_go2rtc builds go2rtc into $1. The module proxy serves it, but
+# `go install` refuses it: two C files (generators of Go constants, not part
+# of the program) break a build without cgo. So it builds a copy without them.
+build_go2rtc() {
+	local work src
+	work=$(mktemp -d)
+	(cd "$work" && go mod init deps.local/go2rtc 2>/dev/null &&
+		go get "${GO2RTC_MODULE}@${GO2RTC_VERSION}")
+	src=$(cd "$work" && go list -m -f '{{.Dir}}' "$GO2RTC_MODULE")
+	cp -R "$src" "$work/src"
+	chmod -R u+w "$work/src"
+	rm -f "$work/src/pkg/alsa/device/asound_arch.c" "$work/src/pkg/v4l2/device/videodev2_arch.c"
+	(cd "$work/src" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -trimpath -o "$1" .)
+	rm -rf "$work"
+}
+
 if [[ "${1:-}" == go2rtc ]]; then
-	command -v go >/dev/null || { echo "deps: go is not on PATH" >&2; exit 1; }
-	gopath=$(go env GOPATH)
-	gobin="${gopath%%:*}/bin"
-	go2rtc="$gobin/go2rtc"
-	if ! go2rtc_ok "$go2rtc"; then
-		mkdir -p "$gobin"
-		exec 7>"${TMPDIR:-/tmp}/citywatch-go2rtc-install.lock"
-		flock 7
-		if ! go2rtc_ok "$go2rtc"; then
-			echo "deps: building go2rtc ${GO2RTC_VERSION}" >&2
-			work=$(mktemp -d)
-			trap 'rm -rf "$work"' EXIT
-			# The module proxy serves go2rtc, but `go install` refuses it:
-			# two C files (generators of Go constants, not part of the
-			# program) break a build without cgo. So build a copy without them.
-			(cd "$work" && go mod init deps.local/go2rtc 2>/dev/null &&
-				go get "${GO2RTC_MODULE}@${GO2RTC_VERSION}")
-			src=$(cd "$work" && go list -m -f '{{.Dir}}' "$GO2RTC_MODULE")
-			cp -R "$src" "$work/src"
-			chmod -R u+w "$work/src"
-			rm -f "$work/src/pkg/alsa/device/asound_arch.c" "$work/src/pkg/v4l2/device/videodev2_arch.c"
-			(cd "$work/src" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" go build -trimpath -o "$go2rtc" .)
-		fi
-		flock -u 7
-		go2rtc_ok "$go2rtc" || { echo "deps: $go2rtc is not go2rtc ${GO2RTC_VERSION} after the build" >&2; exit 1; }
-	fi
-	printf '%-10s %-40s %s\n' go2rtc "$go2rtc" "${GO2RTC_MODULE} ${GO2RTC_VERSION}"
+	cached_build go2rtc go2rtc_ok build_go2rtc "${GO2RTC_MODULE} ${GO2RTC_VERSION}"
 	exit 0
 fi
 
