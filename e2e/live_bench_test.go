@@ -484,32 +484,9 @@ streams:
 	return &go2rtcProcess{cmd: cmd, whep: "http://" + addr + "/api/webrtc?src=" + url.QueryEscape("camera")}
 }
 
-// go2rtcBinary returns go2rtc go2rtcVersion: $CITYWATCH_GO2RTC, or the one
-// scripts/deps.sh go2rtc builds, which it runs when that is missing.
+// go2rtcBinary returns go2rtc go2rtcVersion (see peerBinary).
 func go2rtcBinary(b *testing.B) string {
-	b.Helper()
-	if p := os.Getenv("CITYWATCH_GO2RTC"); p != "" {
-		if err := checkGo2rtc(p); err != nil {
-			b.Fatalf("$CITYWATCH_GO2RTC: %v", err)
-		}
-		return p
-	}
-	gopath, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		b.Fatalf("go env GOPATH: %v", err)
-	}
-	p := filepath.Join(strings.Split(strings.TrimSpace(string(gopath)), string(os.PathListSeparator))[0], "bin", "go2rtc")
-	if checkGo2rtc(p) == nil {
-		return p
-	}
-	b.Logf("building go2rtc %s with scripts/deps.sh go2rtc (a few minutes the first time)", go2rtcVersion)
-	if out, err := exec.Command("bash", "../scripts/deps.sh", "go2rtc").CombinedOutput(); err != nil {
-		b.Fatalf("go2rtc %s could not be built here, so the comparison cannot run: %v\n%s", go2rtcVersion, err, out)
-	}
-	if err := checkGo2rtc(p); err != nil {
-		b.Fatal(err)
-	}
-	return p
+	return peerBinary(b, "go2rtc", "CITYWATCH_GO2RTC", "go2rtc "+go2rtcVersion, checkGo2rtc)
 }
 
 // checkGo2rtc says why the binary at p is not the go2rtc compared with.

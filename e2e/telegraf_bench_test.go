@@ -392,15 +392,19 @@ func telegrafConfig(brokerURL string, influx *testenv.Influx, bucket, clientID s
 `, influx.URL(), influx.Token(), influx.Org(), bucket, brokerURL, wire.Prefix+"+/"+string(wire.ChannelHealth), clientID)
 }
 
-// telegrafBinary finds Telegraf v1.37.2 with the comparison's plugins:
-// $CITYWATCH_TELEGRAF, or $(go env GOPATH)/bin/telegraf, which
-// `scripts/deps.sh telegraf` builds (a few minutes the first time) when it
-// is missing.
+// telegrafBinary returns Telegraf telegrafVersion (see peerBinary).
 func telegrafBinary(b *testing.B) string {
+	return peerBinary(b, "telegraf", "CITYWATCH_TELEGRAF", "Telegraf "+telegrafVersion, checkTelegraf)
+}
+
+// peerBinary returns the binary a benchmark compares the hub with: $env,
+// or $(go env GOPATH)/bin/name, which `scripts/deps.sh name` builds (a few
+// minutes the first time) when it is missing or check refuses it.
+func peerBinary(b *testing.B, name, env, what string, check func(string) error) string {
 	b.Helper()
-	if p := os.Getenv("CITYWATCH_TELEGRAF"); p != "" {
-		if err := checkTelegraf(p); err != nil {
-			b.Fatalf("$CITYWATCH_TELEGRAF: %v", err)
+	if p := os.Getenv(env); p != "" {
+		if err := check(p); err != nil {
+			b.Fatalf("$%s: %v", env, err)
 		}
 		return p
 	}
@@ -408,16 +412,15 @@ func telegrafBinary(b *testing.B) string {
 	if err != nil {
 		b.Fatalf("go env GOPATH: %v", err)
 	}
-	p := filepath.Join(strings.Split(strings.TrimSpace(string(gopath)), string(os.PathListSeparator))[0], "bin", "telegraf")
-	if checkTelegraf(p) == nil {
+	p := filepath.Join(strings.Split(strings.TrimSpace(string(gopath)), string(os.PathListSeparator))[0], "bin", name)
+	if check(p) == nil {
 		return p
 	}
-	b.Logf("building Telegraf %s with scripts/deps.sh telegraf (a few minutes the first time)", telegrafVersion)
-	cmd := exec.Command("bash", "../scripts/deps.sh", "telegraf")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("Telegraf %s could not be built here, so the comparison cannot run: %v\n%s", telegrafVersion, err, out)
+	b.Logf("building %s with scripts/deps.sh %s (a few minutes the first time)", what, name)
+	if out, err := exec.Command("bash", "../scripts/deps.sh", name).CombinedOutput(); err != nil {
+		b.Fatalf("%s could not be built here, so the comparison cannot run: %v\n%s", what, err, out)
 	}
-	if err := checkTelegraf(p); err != nil {
+	if err := check(p); err != nil {
 		b.Fatal(err)
 	}
 	return p
