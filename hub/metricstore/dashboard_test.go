@@ -55,6 +55,11 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 	// intact 75 %); South's camera is degraded half the time (online rate
 	// 100 %, intact 50 %).
 	end := time.Now().Add(-time.Minute).Truncate(time.Second)
+	// The panels aggregate over windowPeriod 1d, windows that start at
+	// midnight UTC: samples on both sides of one would be two windows.
+	if midnight := end.Truncate(24 * time.Hour); end.Add(-10 * time.Minute).Before(midnight) {
+		end = midnight.Add(-time.Second)
+	}
 	var samples []fleet.Sample
 	for i := range 8 {
 		at := end.Add(-time.Duration(8-i) * time.Minute)
