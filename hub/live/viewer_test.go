@@ -2,6 +2,7 @@ package live
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -92,11 +93,18 @@ func TestLongGOPReplay(t *testing.T) {
 		t.Fatalf("POST whep: %d %s", res.StatusCode, body)
 	}
 	c.accept(res, body)
-	c.awaitPackets(n)
+	// A packet the loopback loses is asked for again and arrives late:
+	// wait for the GOP's n packets by sequence number, not the first n
+	// arrivals.
+	var gop []*rtp.Packet
+	eventually(t, fmt.Sprintf("the GOP's %d packets", n), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		gop = firstBySequence(c.all, n)
+		return gop != nil
+	})
 	cam.paused.Store(false)
-	c.mu.Lock()
-	ts, aus, err := accessUnits(c.all[:n])
-	c.mu.Unlock()
+	ts, aus, err := accessUnits(gop)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,4 +112,29 @@ func TestLongGOPReplay(t *testing.T) {
 		t.Fatal("the replay does not start with the keyframe")
 	}
 	awaitSameFrames(t, c, cam, len(ts)+30)
+}
+
+// firstBySequence returns the n packets of pkts with the lowest sequence
+// numbers (duplicates dropped), or nil unless all n have arrived without a
+// gap.
+func firstBySequence(pkts []*rtp.Packet, n int) []*rtp.Packet {
+	if len(pkts) == 0 {
+		return nil
+	}
+	bySeq := map[int]*rtp.Packet{}
+	lowest := 0
+	for _, p := range pkts {
+		d := int(int16(p.SequenceNumber - pkts[0].SequenceNumber))
+		bySeq[d] = p
+		lowest = min(lowest, d)
+	}
+	out := make([]*rtp.Packet, 0, n)
+	for d := lowest; d < lowest+n; d++ {
+		p, ok := bySeq[d]
+		if !ok {
+			return nil
+		}
+		out = append(out, p)
+	}
+	return out
 }
