@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/auth"
 )
@@ -67,6 +69,25 @@ func TestConsoleUpdatesLiveInChromium(t *testing.T) {
 	}
 	if feed == "" {
 		t.Error("the live feed is empty after a device went offline")
+	}
+
+	// Another agent goes down whole: the hub says "every device of the
+	// agent" without naming them, and the console finds them in its rows.
+	var agentID string
+	var agentDevices int
+	for _, a := range s.sim.City().Agents {
+		if !slices.ContainsFunc(a.Cameras, func(c config.Camera) bool { return c.ID == cam }) {
+			agentID, agentDevices = a.ID, len(a.Cameras)+len(a.Sensors)
+			break
+		}
+	}
+	if err := s.sim.Fault(sim.Fault{Agent: agentID, Fault: sim.FaultDisconnect, For: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := `[data-count="unreachable"][data-value="` + strconv.Itoa(agentDevices) + `"]`
+	if err := chromedp.Do(ctx, chromedp.WaitReady(unreachable)); err != nil {
+		got, _ := chromedp.Run(ctx, chromedp.AttributeValue(`[data-count="unreachable"]`, "data-value"))
+		t.Fatalf("after agent %s went down: %v (console counts %s unreachable, want its %d devices)", agentID, err, got.Value, agentDevices)
 	}
 }
 

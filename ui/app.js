@@ -393,9 +393,14 @@ class App {
     const touched = new Set();
     let down = false;
     let inventory = false;
-    for (const c of cs) {
+    for (let c of cs) {
       if (!c || typeof c !== 'object') continue;
       if (typeof c.seq === 'number' && this.lastSeq !== null && c.seq <= this.lastSeq) continue; // already in the snapshot, or a repeat
+      // Every device of the agent changed alike: they are the agent's rows.
+      if (c.affected_all && c.agent) {
+        const alike = c.affected_all;
+        c = { ...c, affected: [...c.affected || [], ...this.store.devicesOf(c.agent.id).map((d) => ({ ...alike, id: d.id }))] };
+      }
       // A late change is history (the device as it was then), not the present.
       if (c.device && c.kind !== 'late') { this.store.putDevice(c.device); touched.add(c.device.id); }
       // An agent change lists its devices' new status only: merge it into

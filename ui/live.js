@@ -150,13 +150,19 @@ export class Live {
 }
 
 // expand turns an agent change's affected_groups (devices that changed
-// alike: their common fields and ids) back into its affected list.
+// alike: their common fields and ids) back into its affected list. A group
+// marked all stands for every device of the agent: it becomes
+// affected_all, which the store resolves to the agent's rows.
 function expand(c) {
   if (!Array.isArray(c?.affected_groups)) return c;
   const affected = [];
-  for (const { ids, ...alike } of c.affected_groups) for (const id of ids || []) affected.push({ ...alike, id });
+  let all = null;
+  for (const { ids, all: every, ...alike } of c.affected_groups) {
+    if (every) all = alike;
+    else for (const id of ids || []) affected.push({ ...alike, id });
+  }
   const { affected_groups: _, ...rest } = c;
-  return { ...rest, affected };
+  return all ? { ...rest, affected, affected_all: all } : { ...rest, affected };
 }
 
 // range is the span of sequence numbers a message covers: every change

@@ -27,6 +27,7 @@ function bump(c, status, n) {
 export class Store {
   constructor() {
     this.devices = new Map();
+    this.byAgent = new Map();  // agent id -> Set of its devices' ids
     this.agents = new Map();
     this.total = 0;           // devices the hub has, which may exceed what it listed
     this.counts = emptyCounts();
@@ -43,6 +44,8 @@ export class Store {
   // load replaces everything with a fresh snapshot.
   load({ devices, total }, summary, agents) {
     this.devices = new Map(devices.map((d) => [d.id, d]));
+    this.byAgent = new Map();
+    for (const d of this.devices.values()) this.index(d, true);
     this.total = total;
     this.loaded = true;
     if (agents) this.agents = new Map(agents.map((a) => [a.id, a]));
@@ -76,13 +79,33 @@ export class Store {
     bump(c, d.status, n);
   }
 
+  // index adds d to (or, with in false, removes it from) its agent's devices.
+  index(d, into) {
+    let ids = this.byAgent.get(d.agent);
+    if (into) {
+      if (!ids) this.byAgent.set(d.agent, (ids = new Set()));
+      ids.add(d.id);
+    } else if (ids) {
+      ids.delete(d.id);
+      if (!ids.size) this.byAgent.delete(d.agent);
+    }
+  }
+
+  // devicesOf lists the devices of an agent this console has.
+  devicesOf(agent) {
+    return [...(this.byAgent.get(agent) || [])].map((id) => this.devices.get(id));
+  }
+
   // putDevice stores a new snapshot of a device and returns the previous one.
   putDevice(raw) {
     const d = api.device({ ...raw });
     const prev = this.devices.get(d.id);
-    if (prev) this.count(prev, -1);
-    else this.total++;
+    if (prev) {
+      this.count(prev, -1);
+      this.index(prev, false);
+    } else this.total++;
     this.count(d, 1);
+    this.index(d, true);
     this.devices.set(d.id, d);
     return prev;
   }
@@ -92,6 +115,7 @@ export class Store {
     const prev = this.devices.get(id);
     if (!prev) return;
     this.count(prev, -1);
+    this.index(prev, false);
     this.devices.delete(id);
     this.total = Math.max(0, this.total - 1);
   }

@@ -237,3 +237,51 @@ func TestGroupedAgentChange(t *testing.T) {
 		t.Error("a device change is grouped")
 	}
 }
+
+// When an agent change takes every device of the agent alike — an agent
+// gone — its one group says "all" instead of listing them; if a device of
+// the agent did not change, or changed otherwise, the ids are listed.
+func TestGroupedAgentChangeAll(t *testing.T) {
+	since := t0.Add(time.Minute)
+	change := func(devices int, reported ...wire.Status) fleet.Change {
+		c := fleet.Change{Seq: 9, Kind: fleet.ChangeAgent, To: wire.StatusOffline, Agent: &fleet.Agent{ID: "ag-1", Devices: devices}}
+		for i, r := range reported {
+			c.Affected = append(c.Affected, fleet.Device{ID: fmt.Sprintf("cam-%d", i+1), Agent: "ag-1", Status: wire.StatusUnreachable,
+				Reason: wire.ReasonAgentOffline, Since: since, Reported: r})
+		}
+		return c
+	}
+	groups := func(c fleet.Change) []map[string]any {
+		t.Helper()
+		g, ok := groupedChange(c)
+		if !ok {
+			t.Fatal("not grouped")
+		}
+		b, err := json.Marshal(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var q struct {
+			Groups []map[string]any `json:"affected_groups"`
+		}
+		if err := json.Unmarshal(b, &q); err != nil {
+			t.Fatal(err)
+		}
+		return q.Groups
+	}
+	on := wire.StatusOnline
+	all := groups(change(3, on, on, on))
+	if len(all) != 1 || all[0]["all"] != true || all[0]["ids"] != nil || all[0]["status"] != "unreachable" || all[0]["reason"] != "agent_offline" {
+		t.Errorf("every device of the agent alike: groups %v, want one with all and no ids", all)
+	}
+	for name, c := range map[string]fleet.Change{
+		"a device of the agent unchanged": change(4, on, on, on),
+		"a device changed otherwise":      change(3, on, on, wire.StatusOffline),
+	} {
+		for _, g := range groups(c) {
+			if g["all"] != nil || len(g["ids"].([]any)) == 0 {
+				t.Errorf("%s: group %v, want ids and no all", name, g)
+			}
+		}
+	}
+}

@@ -250,10 +250,15 @@ func wireChange(c fleet.Change) any {
 // affectedGroup is devices of an agent change that changed alike: what
 // every one of them has in common, and their ids. An agent that goes down
 // takes all its devices to the same status, reason and time, so a storm's
-// changes shrink to little more than the devices' ids.
+// changes shrink to little more than the devices' ids; and when the group
+// is every device of the agent, All says so instead of the ids: a district
+// power cut then costs each console a few hundred bytes per agent, not a
+// few kilobytes (at 1,000 consoles, the difference between 300 MB and
+// 60 MB written in the worst second of the night).
 type affectedGroup struct {
 	alike
-	IDs []string `json:"ids"`
+	IDs []string `json:"ids,omitempty"`
+	All bool     `json:"all,omitempty"`
 }
 
 // alike is what the devices of an affectedGroup have in common.
@@ -292,6 +297,9 @@ func groupedChange(c fleet.Change) (any, bool) {
 			gc.Groups = append(gc.Groups, affectedGroup{alike: key})
 		}
 		gc.Groups[i].IDs = append(gc.Groups[i].IDs, d.ID)
+	}
+	if len(gc.Groups) == 1 && c.Agent != nil && len(c.Affected) == c.Agent.Devices {
+		gc.Groups[0].IDs, gc.Groups[0].All = nil, true
 	}
 	return gc, true
 }
