@@ -161,7 +161,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 		return nil
 	})
 	fleetWS.phase.Store(phaseIdle)
-	baseP50, baseP99, baseN := percentiles(fleetWS.latencies(phaseBaseline))
+	baseP50, baseP99, baseN := percentiles(fleetWS.latencies(b, phaseBaseline))
 
 	// The storm: every agent of every district loses its connection.
 	lost := map[string]string{} // agent → district
@@ -233,7 +233,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	fleetWS.phase.Store(phaseIdle)
 	b.StopTimer()
 
-	stormP50, stormP99, stormN := percentiles(fleetWS.latencies(phaseStorm))
+	stormP50, stormP99, stormN := percentiles(fleetWS.latencies(b, phaseStorm))
 	apiP50, apiP99, apiN := percentiles(api.samples())
 	rss := float64(hub.peakRSS(b)) / (1 << 20)
 	cpu := cpu1 - cpu0
@@ -247,6 +247,7 @@ whole picture in the API (summary + alarms):     %s after the first fault
 whole picture at every websocket client:         %s after the first fault
 alarms an operator sees:                         %d   (agent_offline %d, device_offline %d; want %d, one per agent: %s)
 alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts
+received during the storm, per console:          %.0f messages, %.0f KiB
 API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
 hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
 hub peak RSS:                                    %.0f MiB   (%.0f MiB once the consoles had connected)
@@ -259,6 +260,7 @@ websocket clients dropped:                       %d (hub: %v)
 		wsPicture.Round(time.Millisecond),
 		seen.Total, bySource[alarm.SourceAgentOffline], bySource[alarm.SourceDeviceOffline], len(lost), verdict(seen.Total == len(lost)),
 		stormP50, stormP99, stormN,
+		float64(fleetWS.stormMsgs.Load())/float64(nclients), float64(fleetWS.stormBytes.Load())/float64(nclients)/1024,
 		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
 		cpu, window, cpu/window,
 		rss, connectedRSS,
@@ -309,6 +311,7 @@ const (
 	phaseIdle int32 = iota
 	phaseBaseline
 	phaseStorm
+	numPhases
 )
 
 // stormRecv is one alarm raise as a client received it.
@@ -323,24 +326,38 @@ type stormRecv struct {
 }
 
 // stormClient is one light console: a goroutine that reads every message
-// (asking for batches, as the browser console does), skips all but alarm
-// raises without decoding them, and records those.
+// (asking for batches, as the browser console does) and keeps, with the
+// time it arrived, each one that holds an alarm event, undecoded: the
+// benchmark's 1,000 consoles share the hub's two cores, so during the storm
+// they do as little as a socket read and a copy, and the alarms are decoded
+// by the measuring goroutine.
 type stormClient struct {
 	scope auth.Scope // what its token sees
 	mu    sync.Mutex
-	recv  []stormRecv
+	raw   []stormMsg     // not yet decoded
+	items [numPhases]int // alarm events received, decoded or not, by phase
+	recv  []stormRecv    // decoded raises
+}
+
+// stormMsg is a received message that holds alarm events.
+type stormMsg struct {
+	phase int32
+	at    time.Time
+	data  []byte
 }
 
 type stormFleet struct {
 	phase   atomic.Int32
 	closed  atomic.Int64
 	clients []*stormClient
+	// Websocket messages and their bytes received in the storm, over
+	// every client.
+	stormMsgs, stormBytes atomic.Int64
 }
 
-var (
-	alarmPrefix = []byte(`{"type":"alarm"`)
-	batchPrefix = []byte(`{"type":"batch"`)
-)
+// alarmPrefix opens every alarm event, alone or as a batch's item; no
+// string in JSON can contain it unescaped.
+var alarmPrefix = []byte(`{"type":"alarm"`)
 
 // dialBatch opens /api/events?batch=1 as c.
 func dialBatch(c *apiClient, dialer websocket.Dialer) (*websocket.Conn, error) {
@@ -389,7 +406,6 @@ func newStormFleet(b *testing.B, tokens []*stormToken, n int) *stormFleet {
 
 func (f *stormFleet) read(conn *websocket.Conn, c *stormClient) {
 	defer f.closed.Add(1)
-	head := make([]byte, len(alarmPrefix))
 	var buf bytes.Buffer
 	for {
 		_, r, err := conn.NextReader()
@@ -397,47 +413,24 @@ func (f *stormFleet) read(conn *websocket.Conn, c *stormClient) {
 			return
 		}
 		at := time.Now()
-		n, _ := io.ReadFull(r, head)
-		if bytes.Equal(head[:n], batchPrefix) {
-			// Alarm items are found by their opening, which no string in
-			// JSON can contain unescaped, and only they are decoded.
-			buf.Reset()
-			if _, err := buf.ReadFrom(r); err != nil {
-				return
-			}
-			if phase := f.phase.Load(); phase != phaseIdle {
-				rest := buf.Bytes()
-				for i := bytes.Index(rest, alarmPrefix); i >= 0; i = bytes.Index(rest, alarmPrefix) {
-					rest = rest[i:]
-					var m stormAlarm
-					d := json.NewDecoder(bytes.NewReader(rest))
-					if d.Decode(&m) != nil {
-						break
-					}
-					c.record(phase, at, &m)
-					rest = rest[d.InputOffset():]
-				}
-			}
-			continue
-		}
-		if !bytes.Equal(head[:n], alarmPrefix) {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return
-			}
-			continue
-		}
 		buf.Reset()
-		buf.Write(head)
 		if _, err := buf.ReadFrom(r); err != nil {
 			return
 		}
 		phase := f.phase.Load()
+		if phase == phaseStorm {
+			f.stormMsgs.Add(1)
+			f.stormBytes.Add(int64(buf.Len()))
+		}
 		if phase == phaseIdle {
 			continue
 		}
-		var m stormAlarm
-		if json.Unmarshal(buf.Bytes(), &m) == nil {
-			c.record(phase, at, &m)
+		if n := bytes.Count(buf.Bytes(), alarmPrefix); n > 0 {
+			m := stormMsg{phase, at, bytes.Clone(buf.Bytes())}
+			c.mu.Lock()
+			c.raw = append(c.raw, m)
+			c.items[phase] += n
+			c.mu.Unlock()
 		}
 	}
 }
@@ -458,15 +451,42 @@ type stormAlarm struct {
 	} `json:"event"`
 }
 
-// record keeps m if it is a raise, received at.
-func (c *stormClient) record(phase int32, at time.Time, m *stormAlarm) {
-	if m.Event.Kind != alarm.EventRaise {
-		return
-	}
-	a := m.Event.Alarm
+// decode decodes what c received since the last call and returns every
+// raise it has. It fails on an alarm event it cannot decode.
+func (c *stormClient) decode() ([]stormRecv, error) {
 	c.mu.Lock()
-	c.recv = append(c.recv, stormRecv{phase, a.ID, a.Source, a.Agent, a.Device, at, at.Sub(m.Event.Transition.At)})
+	raw := c.raw
+	c.raw = nil
 	c.mu.Unlock()
+	var got []stormRecv
+	for _, m := range raw {
+		rest := m.data
+		for i := bytes.Index(rest, alarmPrefix); i >= 0; i = bytes.Index(rest, alarmPrefix) {
+			rest = rest[i:]
+			var a stormAlarm
+			d := json.NewDecoder(bytes.NewReader(rest))
+			if err := d.Decode(&a); err != nil {
+				return nil, fmt.Errorf("alarm event %.80q: %w", rest, err)
+			}
+			rest = rest[d.InputOffset():]
+			if a.Event.Kind != alarm.EventRaise {
+				continue
+			}
+			e := a.Event.Alarm
+			got = append(got, stormRecv{m.phase, e.ID, e.Source, e.Agent, e.Device, m.at, m.at.Sub(a.Event.Transition.At)})
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recv = append(c.recv, got...)
+	return slices.Clone(c.recv), nil
+}
+
+// received returns how many alarm events c has received in phase.
+func (c *stormClient) received(phase int32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items[phase]
 }
 
 // awaitEverywhere waits until every client that sees district has
@@ -479,14 +499,15 @@ func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, distric
 			if !c.scope.Allows(district, "") {
 				continue
 			}
-			c.mu.Lock()
-			i := slices.IndexFunc(c.recv, match)
-			if i >= 0 {
-				id = c.recv[i].id
+			recv, err := c.decode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i := slices.IndexFunc(recv, match); i >= 0 {
+				id = recv[i].id
 			} else {
 				missing++
 			}
-			c.mu.Unlock()
 		}
 		if missing > 0 {
 			return fmt.Errorf("%d of %d clients without the alarm", missing, len(f.clients))
@@ -498,15 +519,29 @@ func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, distric
 
 // awaitStorm waits until every client has an agent_offline raise for each
 // of agents (agent → district) it sees and returns how long after t0 the
-// last of them arrived.
+// last of them arrived. Until every client has received at least as many
+// alarm events as it should have raises, it only counts; then it decodes.
 func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, deadline time.Time) time.Duration {
 	for {
 		var last time.Time
 		missing := 0
 		for _, c := range f.clients {
+			want := 0
+			for _, district := range agents {
+				if c.scope.Allows(district, "") {
+					want++
+				}
+			}
+			if c.received(phaseStorm) < want {
+				missing += want - c.received(phaseStorm)
+				continue
+			}
+			recv, err := c.decode()
+			if err != nil {
+				b.Fatal(err)
+			}
 			got := map[string]bool{}
-			c.mu.Lock()
-			for _, r := range c.recv {
+			for _, r := range recv {
 				if r.phase == phaseStorm && r.source == alarm.SourceAgentOffline && !got[r.agent] {
 					got[r.agent] = true
 					if r.at.After(last) {
@@ -514,7 +549,6 @@ func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, dead
 					}
 				}
 			}
-			c.mu.Unlock()
 			for a, district := range agents {
 				if c.scope.Allows(district, "") && !got[a] {
 					missing++
@@ -532,16 +566,18 @@ func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, dead
 }
 
 // latencies returns every recorded receipt latency of phase.
-func (f *stormFleet) latencies(phase int32) []time.Duration {
+func (f *stormFleet) latencies(b *testing.B, phase int32) []time.Duration {
 	var ds []time.Duration
 	for _, c := range f.clients {
-		c.mu.Lock()
-		for _, r := range c.recv {
+		recv, err := c.decode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range recv {
 			if r.phase == phase {
 				ds = append(ds, r.lat)
 			}
 		}
-		c.mu.Unlock()
 	}
 	return ds
 }
