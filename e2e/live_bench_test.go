@@ -54,6 +54,9 @@ const liveCamera = "bench-cam-01"
 // CPU time (utime+stime from /proc), the packets and payload the viewers
 // received, and per viewer the frames decoded, the frames not decodable
 // and the gaps. The bench fails if a viewer decoded nothing in the window.
+// The kernel's count of UDP datagrams dropped on a full receive buffer
+// (RcvbufErrors, for the whole machine) is shown for the joins and for the
+// window.
 //
 // Time to first frame: WHEP players in the test process against the hub,
 // which relays simulated 720p30 cameras (agent/sim, 1 s keyframe interval,
@@ -150,27 +153,33 @@ type relayRun struct {
 	forwarded, resent       float64 // a second, as the relay counted them; -1 unknown
 	minFrames, maxFrames    uint64  // decodable frames of a viewer
 	undecodable, gaps, lost uint64  // of all viewers
+	// UDP datagrams the kernel dropped on a full receive buffer
+	// (RcvbufErrors, /proc/net/snmp; the whole machine), while the viewers
+	// joined and in the window; and what the viewers lost while joining.
+	joinOverflows, overflows uint64
+	joinLost                 uint64
 }
 
 func (r relayRun) perCore() float64 { return float64(r.viewers) / max(r.cores, 1e-9) }
 
-const relayHeader = "relay     cores  viewers/core  µs CPU/packet  packets/s  Mbit/s/viewer  frames/viewer  undecodable  gaps  lost  MTU/largest RTP  relay's own count: sent/s resent/s\n"
+const relayHeader = "relay     cores  viewers/core  µs CPU/packet  packets/s  Mbit/s/viewer  frames/viewer  undecodable  gaps  lost  rcvbuf drops  joins: lost/rcvbuf drops  MTU/largest RTP  relay's own count: sent/s resent/s\n"
 
 func (r relayRun) String() string {
 	own := "-"
 	if r.forwarded >= 0 {
 		own = fmt.Sprintf("%.0f %.0f", r.forwarded, r.resent)
 	}
-	return fmt.Sprintf("%-8s %6.3f %13.0f %14.1f %10.0f %14.2f %8d–%-5d %11d %5d %5d  %15s  %s\n",
+	return fmt.Sprintf("%-8s %6.3f %13.0f %14.1f %10.0f %14.2f %8d–%-5d %11d %5d %5d %13d %24s  %15s  %s\n",
 		r.name, r.cores, r.perCore(), r.cores*1e6/max(r.packets, 1), r.packets, r.bytes*8/1e6/float64(r.viewers),
-		r.minFrames, r.maxFrames, r.undecodable, r.gaps, r.lost, fmt.Sprintf("%d/%d", r.mtu, r.largest), own)
+		r.minFrames, r.maxFrames, r.undecodable, r.gaps, r.lost, r.overflows,
+		fmt.Sprintf("%d/%d", r.joinLost, r.joinOverflows), fmt.Sprintf("%d/%d", r.mtu, r.largest), own)
 }
 
 // watchRelay runs the viewers against one relay, waits until each has
 // decoded a frame, and measures the window.
 func watchRelay(b *testing.B, w relayWatch) relayRun {
 	b.Helper()
-	start := time.Now()
+	start, overflows0 := time.Now(), udpRcvbufErrors(b)
 	c := startViewers(b, w)
 	var r0 audience.Report
 	eventually(b, time.Minute, func() error {
@@ -192,9 +201,9 @@ func watchRelay(b *testing.B, w relayWatch) relayRun {
 	if w.counters != nil {
 		fwd0, res0 = w.counters()
 	}
-	cpu0, t0 := procCPU(b, w.pid), time.Now()
+	overflows1, cpu0, t0 := udpRcvbufErrors(b), procCPU(b, w.pid), time.Now()
 	time.Sleep(w.window) // the measurement window: the load runs, nothing to wait for
-	cpu1, t1 := procCPU(b, w.pid), time.Now()
+	cpu1, t1, overflows2 := procCPU(b, w.pid), time.Now(), udpRcvbufErrors(b)
 	r1 := c.report(b)
 	fwd1, res1 := -1.0, -1.0
 	if w.counters != nil {
@@ -206,7 +215,8 @@ func watchRelay(b *testing.B, w relayWatch) relayRun {
 	}
 
 	secs := t1.Sub(t0).Seconds()
-	run := relayRun{name: w.name, viewers: w.viewers, mtu: w.mtu, minFrames: ^uint64(0)}
+	run := relayRun{name: w.name, viewers: w.viewers, mtu: w.mtu, minFrames: ^uint64(0),
+		joinOverflows: overflows1 - overflows0, overflows: overflows2 - overflows1, joinLost: joinLost}
 	run.cores = (cpu1 - cpu0).Seconds() / secs
 	run.forwarded, run.resent = -1, -1
 	if w.counters != nil {
@@ -230,6 +240,36 @@ func watchRelay(b *testing.B, w relayWatch) relayRun {
 	run.packets /= secs
 	run.bytes /= secs
 	return run
+}
+
+// udpRcvbufErrors is the kernel's count of UDP datagrams dropped because a
+// socket's receive buffer was full (Udp RcvbufErrors in /proc/net/snmp).
+func udpRcvbufErrors(b *testing.B) uint64 {
+	b.Helper()
+	snmp, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(snmp), "\n") {
+		fields, ok := strings.CutPrefix(line, "Udp: ")
+		if !ok {
+			continue
+		}
+		if names == nil {
+			names = strings.Fields(fields)
+			continue
+		}
+		values := strings.Fields(fields)
+		if i := slices.Index(names, "RcvbufErrors"); i >= 0 && i < len(values) {
+			if n, err := strconv.ParseUint(values[i], 10, 64); err == nil {
+				return n
+			}
+		}
+		break
+	}
+	b.Fatalf("no Udp RcvbufErrors in /proc/net/snmp:\n%s", snmp)
+	return 0
 }
 
 // viewersProcess is the viewers program (e2e/internal/audience/cmd/viewers)

@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"crypto/rand"
+	"math"
 	mrand "math/rand/v2"
 	"strings"
 	"sync"
@@ -31,16 +32,20 @@ const (
 	maxResends = 2
 )
 
-// GOP replay pacing. A joining viewer is sent the cached GOP before live
-// packets: the first gopBurst packets at once (the keyframe: the first
-// picture now), the rest at gopRate packets per millisecond, about 40
-// Mbit/s, ten times a 4 Mbit/s camera, and at once while the live packets
-// waiting behind it fill half the queue. A whole GOP at once overflows a
-// receiver's socket buffer (a second of 2 Mbit/s is about 250 KB; Linux's
-// default is 208 KB), and what is lost then is asked for again.
+// Pacing. A viewer's packets leave through a token bucket: up to
+// paceBurst at once, then paceRate a millisecond, about 75 Mbit/s, twenty
+// times a 4 Mbit/s camera. A picture of a 2 Mbit/s stream between
+// keyframes is about ten packets and leaves whole; a keyframe (50 to 100
+// packets) and the GOP sent to a joining viewer (a second of video) are
+// spread over milliseconds. Sent at once, their datagrams arrive at the
+// viewer's socket together, and a viewer that does not read them in time
+// loses what its receive buffer (Linux's default is 208 KB, about 90
+// datagrams of ours) does not hold: the kernel drops them, the viewer asks
+// for them again, the picture stalls until they come. Packets are sent at
+// once while the access units waiting behind them fill half the queue.
 const (
-	gopBurst = 128
-	gopRate  = 4
+	paceBurst = 32
+	paceRate  = 8
 )
 
 // viewer is one WHEP session: a peer connection with one H.264 track fed
@@ -79,7 +84,9 @@ type viewer struct {
 	sendFailed bool                    // a batch was refused; logged once
 	out        webrtc.TrackLocalWriter // the track's one binding
 	box        *outbox                 // nil: every packet goes at once
-	hdr        rtp.Header              // of the packet being written, reused
+	pace       pacer
+	paceTimer  *time.Timer // made by the first pause
+	hdr        rtp.Header  // of the packet being written, reused
 	ssrc       uint32
 	pt         uint8
 	sent       [sentHistory]sentPacket // by sequence number modulo sentHistory
@@ -256,13 +263,14 @@ func (v *viewer) writeLoop() {
 	if v.box = v.s.apis.socks.open(v.sender); v.box != nil {
 		defer v.s.apis.socks.close(v.box)
 	}
-	if !v.replay(v.up.subscribe(v)) {
+	// First the cached GOP, then live packets.
+	if !v.sendPaced(v.up.subscribe(v)) {
 		return
 	}
 	for {
 		select {
 		case pkts := <-v.queue:
-			if !v.sendAll(pkts) {
+			if !v.sendPaced(pkts) {
 				return
 			}
 		case seqs := <-v.nacks:
@@ -278,38 +286,67 @@ func (v *viewer) writeLoop() {
 	}
 }
 
-// replay sends the cached GOP, paced (see gopBurst).
-func (v *viewer) replay(gop []*rtp.Packet) bool {
-	n := min(len(gop), gopBurst)
-	if !v.sendAll(gop[:n]) {
-		return false
-	}
-	rest := gop[n:]
-	if len(rest) == 0 {
-		return true
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for len(rest) > 0 {
-		n = len(rest)
-		if len(v.queue) < viewerQueue/2 {
-			n = min(n, gopRate)
-			select {
-			case <-tick.C:
-			case seqs := <-v.nacks:
-				if !v.batch(func() bool { return v.resend(seqs) }) {
-					return false
-				}
-			case <-v.done:
+// sendPaced sends packets in order, as the pacer lets them go (see
+// paceBurst), each part in one batch; while it waits, it answers NACKs.
+func (v *viewer) sendPaced(pkts []*rtp.Packet) bool {
+	for len(pkts) > 0 {
+		n := v.pace.take(len(pkts), time.Now())
+		if len(v.queue) >= viewerQueue/2 {
+			n = len(pkts) // behind: catch up
+		}
+		if n == 0 {
+			if !v.pause(v.pace.wait(len(pkts))) {
 				return false
 			}
+			continue
 		}
-		if !v.sendAll(rest[:n]) {
+		if !v.sendAll(pkts[:n]) {
 			return false
 		}
-		rest = rest[n:]
+		pkts = pkts[n:]
 	}
 	return true
+}
+
+// pause waits d, or less if the viewer asks for packets again.
+func (v *viewer) pause(d time.Duration) bool {
+	if v.paceTimer == nil {
+		v.paceTimer = time.NewTimer(d)
+	} else {
+		v.paceTimer.Reset(d)
+	}
+	select {
+	case <-v.paceTimer.C:
+		return true
+	case seqs := <-v.nacks:
+		v.paceTimer.Stop()
+		return v.batch(func() bool { return v.resend(seqs) })
+	case <-v.done:
+		v.paceTimer.Stop()
+		return false
+	}
+}
+
+// pacer is a viewer's token bucket (see paceBurst), owned by its writer.
+// The zero pacer is full.
+type pacer struct {
+	tokens float64 // packets that may leave now
+	at     time.Time
+}
+
+// take says how many of n packets may leave at now, and takes them.
+func (p *pacer) take(n int, now time.Time) int {
+	p.tokens = min(paceBurst, p.tokens+float64(now.Sub(p.at))*paceRate/float64(time.Millisecond))
+	p.at = now
+	k := min(n, int(p.tokens))
+	p.tokens -= float64(k)
+	return k
+}
+
+// wait says how long until min(n, paceRate) packets may leave.
+func (p *pacer) wait(n int) time.Duration {
+	need := float64(min(n, paceRate)) - p.tokens
+	return time.Duration(math.Ceil(max(need, 0) * float64(time.Millisecond) / paceRate))
 }
 
 // sendAll sends packets in order, together, and counts them.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/pion/rtp"
 
@@ -12,15 +14,18 @@ import (
 	"github.com/citywatch/citywatch/hub/metrics"
 )
 
-// fakeWriter is a track binding's stream that records what is written.
+// fakeWriter is a track binding's stream that records what is written,
+// and when.
 type fakeWriter struct {
 	seqs []uint16
 	ssrc []uint32
+	at   []time.Time
 }
 
 func (w *fakeWriter) WriteRTP(h *rtp.Header, _ []byte) (int, error) {
 	w.seqs = append(w.seqs, h.SequenceNumber)
 	w.ssrc = append(w.ssrc, h.SSRC)
+	w.at = append(w.at, time.Now())
 	return 0, nil
 }
 
@@ -64,6 +69,85 @@ func TestResendCapped(t *testing.T) {
 	}
 }
 
+// TestPacing sends a viewer a keyframe of about a hundred packets and the
+// picture after it: the keyframe leaves in parts, paceBurst packets at
+// once and then paceRate a millisecond, the picture whole; every packet
+// leaves once, in order. A NACK that comes while the writer waits is
+// answered at once, between two parts. A viewer whose queue is half full
+// is sent everything at once.
+func TestPacing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(Config{}, Deps{Metrics: metrics.NewRegistry(), Fleet: newFleet(t), Commands: newFakeAgent(t), Audit: &recordingAuditor{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &fakeWriter{}
+		v := &viewer{s: s, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil),
+			out: w, ssrc: 0xbeef, pt: 102,
+			queue: make(chan []*rtp.Packet, viewerQueue), nacks: make(chan []uint16, 16), done: make(chan struct{})}
+		src := newStream()
+		key := src.frame(testSPS, testPPS, append([]byte{0x65, 0x88}, bytes.Repeat([]byte{0xab}, 115_000)...))
+		pic := src.frame(benchFrame)
+		if len(key) < 90 || len(pic) > paceBurst {
+			t.Fatalf("a keyframe of %d packets and a picture of %d: the test needs about 100 and fewer than %d", len(key), len(pic), paceBurst)
+		}
+
+		// A NACK for a packet of the first part, there when the writer
+		// first waits.
+		v.nacks <- []uint16{key[3].SequenceNumber}
+		if !v.sendPaced(key) {
+			t.Fatal("sendPaced failed")
+		}
+		if len(w.seqs) != len(key)+1 || w.seqs[paceBurst] != key[3].SequenceNumber || !w.at[paceBurst].Equal(w.at[0]) {
+			t.Fatalf("a NACK while waiting: sent %v, want %d resent right after the first %d", w.seqs, key[3].SequenceNumber, paceBurst)
+		}
+		w.seqs = slices.Delete(w.seqs, paceBurst, paceBurst+1)
+		w.at = slices.Delete(w.at, paceBurst, paceBurst+1)
+		time.Sleep(40 * time.Millisecond) // the next picture
+		if !v.sendPaced(pic) {
+			t.Fatal("sendPaced failed")
+		}
+
+		if want := seqs(slices.Concat(key, pic)); !slices.Equal(w.seqs, want) {
+			t.Fatalf("sent %v, want %v", w.seqs, want)
+		}
+		parts := partsByTime(w.at)
+		keyParts, picParts := parts[:len(parts)-1], parts[len(parts)-1:]
+		for i, n := range keyParts {
+			switch {
+			case i == 0 && n != paceBurst,
+				i > 0 && i < len(keyParts)-1 && n != paceRate,
+				i == len(keyParts)-1 && (n < 1 || n > paceRate):
+				t.Errorf("the keyframe left in parts of %v packets, want %d, then %d each", keyParts, paceBurst, paceRate)
+			}
+		}
+		if picParts[0] != len(pic) {
+			t.Errorf("the picture after the keyframe left in parts of %v, want one", parts[len(keyParts):])
+		}
+
+		// Behind: no pacing.
+		for range viewerQueue / 2 {
+			v.queue <- pic
+		}
+		w.seqs, w.at = nil, nil
+		if !v.sendPaced(key) || len(w.seqs) != len(key) || len(partsByTime(w.at)) != 1 {
+			t.Errorf("a viewer half a queue behind was sent %d of %d packets in parts of %v", len(w.seqs), len(key), partsByTime(w.at))
+		}
+	})
+}
+
+// partsByTime returns how many of the times in a row are the same.
+func partsByTime(at []time.Time) []int {
+	var parts []int
+	for i, t := range at {
+		if i == 0 || !t.Equal(at[i-1]) {
+			parts = append(parts, 0)
+		}
+		parts[len(parts)-1]++
+	}
+	return parts
+}
+
 // TestLongGOPReplay joins a viewer to a stream whose cached GOP is longer
 // than the burst sent at once, so the rest is paced: it still gets the
 // whole GOP, then the live frames, every access unit whole.
@@ -79,7 +163,7 @@ func TestLongGOPReplay(t *testing.T) {
 		defer u.mu.Unlock()
 		return len(u.gop.pkts)
 	}
-	eventually(t, "a GOP longer than the burst", func() bool { return gopLen() > gopBurst+20 })
+	eventually(t, "a GOP longer than the burst", func() bool { return gopLen() > paceBurst+20 })
 	// The camera holds still, so the GOP cannot start anew before the
 	// viewer has it.
 	cam := e.agent.camera("cam-1")
