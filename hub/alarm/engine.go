@@ -64,7 +64,7 @@ type Engine struct {
 	sites   map[string]*site // by agent id, for root causes
 	pending []Event          // collected under mu, delivered after unlocking
 	devCrit map[string]int   // device id → criticality, for threshold alarms
-	keyBuf  []byte           // ObserveSamples' condition key, reused
+	keyBuf  []byte           // a condition key being looked up, reused
 }
 
 // record is an alarm with the engine's bookkeeping for it.

@@ -22,8 +22,8 @@ import (
 type site struct {
 	feed    string
 	nodes   map[string]wire.Node
-	ids     []string              // the keys of nodes, sorted
-	devices map[string]siteDevice // by device id
+	ids     []string          // the keys of nodes, sorted
+	devices map[string]string // device id → the node it hangs off ("" none)
 	// released: no offline condition of a device in devices is suppressed.
 	// Without nodes nothing can suppress one, so evaluating such a site
 	// is then a no-op, skipped: a device's change costs its own
@@ -31,14 +31,6 @@ type site struct {
 	// no root sets it; a device joining the site (it may bring a
 	// suppression from its old one) clears it.
 	released bool
-}
-
-// siteDevice is a device of a site: the node it hangs off ("" none) and
-// the keys of its offlineSources conditions, made once rather than at
-// every evaluation of the site.
-type siteDevice struct {
-	parent string
-	keys   [len(offlineSources)]string
 }
 
 // childRef is a condition explained by a root-cause alarm, as it was when
@@ -97,7 +89,7 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 	}
 	s := e.sites[id]
 	if s == nil {
-		s = &site{devices: map[string]siteDevice{}}
+		s = &site{devices: map[string]string{}}
 		e.sites[id] = s
 	}
 	if a != nil {
@@ -109,15 +101,10 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 		s.ids = slices.Sorted(maps.Keys(s.nodes))
 	}
 	for _, d := range devs {
-		sd, ok := s.devices[d.ID]
-		if !ok {
-			for i, src := range offlineSources {
-				sd.keys[i] = string(src) + ":device/" + d.ID
-			}
+		if _, ok := s.devices[d.ID]; !ok {
 			s.released = false
 		}
-		sd.parent = d.Parent
-		s.devices[d.ID] = sd
+		s.devices[d.ID] = d.Parent
 		e.devCrit[d.ID] = d.Criticality
 	}
 	for _, d := range removed {
@@ -128,11 +115,27 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 
 // held returns the condition of key if it is active and past its hold.
 func (e *Engine) held(key string, now time.Time) *cond {
-	c := e.conds[key]
-	if c == nil || !c.active || now.Sub(c.since) < c.rule.Hold {
-		return nil
+	if c := e.conds[key]; c != nil && c.held(now) {
+		return c
 	}
-	return c
+	return nil
+}
+
+// held reports whether c is active and past its hold.
+func (c *cond) held(now time.Time) bool { return c.active && now.Sub(c.since) >= c.rule.Hold }
+
+// offlineConds appends to cs the conditions of device dev's
+// offlineSources that exist. Their keys are made in the engine's buffer,
+// not kept per device: two strings of every device of the city cost more
+// than making them when a site with a topology is evaluated.
+func (e *Engine) offlineConds(dev string, cs []*cond) []*cond {
+	for _, src := range offlineSources {
+		e.keyBuf = append(append(append(e.keyBuf[:0], src...), ":device/"...), dev...)
+		if c := e.conds[string(e.keyBuf)]; c != nil { // no allocation for the lookup
+			cs = append(cs, c)
+		}
+	}
+	return cs
 }
 
 // evalAgent finds the topmost down nodes of one agent's site, raises or
@@ -145,18 +148,14 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 	}
 	downConds := map[string][]*cond{} // device → its held offline conditions
 	under, downUnder := map[string]int{}, map[string]int{}
-	for dev, sd := range s.devices {
-		var cs []*cond
-		for _, key := range sd.keys {
-			if c := e.held(key, now); c != nil {
-				cs = append(cs, c)
-			}
-		}
+	for dev, parent := range s.devices {
+		cs := e.offlineConds(dev, nil)
+		cs = slices.DeleteFunc(cs, func(c *cond) bool { return !c.held(now) })
 		if len(cs) > 0 {
 			downConds[dev] = cs
 		}
 		// The wire contract guarantees the tree has no cycles.
-		for n := sd.parent; n != ""; n = s.nodes[n].Parent {
+		for n := parent; n != ""; n = s.nodes[n].Parent {
 			under[n]++
 			if len(cs) > 0 {
 				downUnder[n]++
@@ -176,8 +175,8 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		}
 		var kids []childRef
 		tmpl := Alarm{Key: key, Source: SourceTopology, Type: string(node.Kind) + "_down", Agent: agent}
-		for dev, sd := range s.devices {
-			if !descends(s, sd.parent, n) {
+		for dev, parent := range s.devices {
+			if !descends(s, parent, n) {
 				continue
 			}
 			for _, c := range downConds[dev] {
@@ -193,17 +192,17 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		tmpl.Detail = fmt.Sprintf("%s down — %d devices offline", label, under[n])
 		roots[n] = e.root(tmpl, kids, now)
 	}
-	for _, sd := range s.devices {
+	var cs []*cond
+	for dev, parent := range s.devices {
 		var by *cond
-		for n := sd.parent; n != ""; n = s.nodes[n].Parent {
+		for n := parent; n != ""; n = s.nodes[n].Parent {
 			if rc, ok := roots[n]; ok {
 				by = rc
 			}
 		}
-		for _, key := range sd.keys {
-			if c := e.conds[key]; c != nil {
-				e.suppress(c, by, now)
-			}
+		cs = e.offlineConds(dev, cs[:0])
+		for _, c := range cs {
+			e.suppress(c, by, now)
 		}
 	}
 	s.released = len(roots) == 0

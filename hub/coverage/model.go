@@ -117,18 +117,18 @@ type Model struct {
 	limited                  *metrics.Vec[metrics.Counter]
 }
 
-// camera is one camera as the model keeps it.
+// camera is one camera as the model keeps it. Its wedge follows from loc
+// and info, so it is made again when needed rather than kept: a city has
+// a hundred thousand cameras, and reads of wedges are few.
 type camera struct {
-	used                          bool
 	id, name, agent, site, distNm string
-	dist                          int32 // index of distNm
 	status                        wire.Status
 	loc                           wire.Location
 	info                          *wire.CameraInfo // shared with the fleet, never modified
-	working                       bool
-	wedge                         wedge
-	seen                          bool    // the wedge is laid on the grid
-	cells                         []int32 // replaced, never modified: snapshots share it
+	cells                         []int32          // replaced, never modified: snapshots share it
+	dist                          int32            // index of distNm
+	used, working                 bool
+	seen                          bool // the wedge is laid on the grid
 }
 
 // cell is one cell some camera is designed to see, or was.
@@ -421,7 +421,7 @@ func (m *Model) lay(k int32) {
 		m.limited.With("range").Inc()
 		m.log.Info("camera range beyond the coverage maximum; counted as the maximum", "device", c.id, "range_m", c.info.Range, "max_m", MaxRange)
 	}
-	c.wedge, c.seen = w, true
+	c.seen = true
 	var blocked func(from, to orb.Point) bool
 	if b := m.atlas.buildings; b != nil {
 		blocked = b.blocker(pt)

@@ -243,19 +243,23 @@ func (m *Model) Wedges(scope auth.Scope, box Box) (FeatureCollection, error) {
 	var fs []Feature
 	for k := range m.cams {
 		c := &m.cams[k]
-		if !c.used || !c.seen || !scope.Allows(c.distNm, c.site) || !c.wedge.bound().Intersects(view) {
+		if !c.used || !c.seen || !scope.Allows(c.distNm, c.site) {
+			continue
+		}
+		w, _ := newWedge(p.toXY(c.loc), c.info) // seen: it has one
+		if !w.bound().Intersects(view) {
 			continue
 		}
 		if len(fs) == maxWedges {
 			return FeatureCollection{}, fmt.Errorf("%w: more than %d cameras' fields of view: zoom in", ErrTooMany, maxWedges)
 		}
-		ring := c.wedge.outline()
+		ring := w.outline()
 		locs := make([]wire.Location, len(ring))
 		for i, pt := range ring {
 			locs[i] = p.toLoc(pt)
 		}
 		fs = append(fs, polygonFeature(locs, WedgeProps{ID: c.id, Name: c.name, Status: c.status, Site: c.site, District: c.distNm,
-			Heading: c.wedge.heading, FOV: c.wedge.fov, RangeM: c.wedge.rng}))
+			Heading: w.heading, FOV: w.fov, RangeM: w.rng}))
 	}
 	return featureCollection(fs), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unique"
 
 	"github.com/citywatch/citywatch/wire"
 )
@@ -115,13 +116,13 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 			// is a Change with From == To.
 			reason := d.view.Reason
 			if from, changed := r.refresh(d, now); changed || d.view.Reason != reason {
-				v := d.view
+				v := d.snapshot()
 				r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 			}
 		}
 	}
 	for _, d := range r.trig {
-		v := d.view
+		v := d.snapshot()
 		c := Change{Kind: ChangeTrigger, Reason: string(wire.EventRestored), Device: &v}
 		if v.Triggered {
 			c.Reason = string(wire.EventTriggered)
@@ -174,7 +175,7 @@ func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Ti
 	var affected []Device
 	for _, d := range a.devices {
 		if _, changed := r.refresh(d, now); changed {
-			affected = append(affected, d.view)
+			affected = append(affected, d.snapshot())
 		}
 	}
 	v := a.view
@@ -187,7 +188,10 @@ func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed 
 	st, reason, detail := wire.StatusUnknown, wire.ReasonNone, ""
 	switch d.agent.view.Status {
 	case wire.StatusOnline:
-		st, reason, detail = d.view.Reported, d.repReason, d.repDetail
+		st = d.view.Reported
+		if d.rep != nil {
+			reason, detail = d.rep.reason, d.rep.detail
+		}
 		if st == "" {
 			st = wire.StatusUnknown
 		}
@@ -247,13 +251,13 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 			r.count(d, 1)
 			r.refresh(d, now) // unreachable at once behind an offline agent
 			r.sortedOK = false
-			affected = append(affected, d.view)
+			affected = append(affected, d.snapshot())
 		case siteChanged || !sameAttrs(&d.view, wd):
 			assets = append(assets, assetChanges(&d.view, wd, now)...)
 			r.count(d, -1) // the district may change
 			setAttrs(&d.view, wd, site)
 			r.count(d, 1)
-			affected = append(affected, d.view)
+			affected = append(affected, d.snapshot())
 		}
 		devs = append(devs, d)
 	}
@@ -275,13 +279,21 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	}
 }
 
+// setAttrs takes a device's attributes from its inventory line. The
+// values devices share (district, kind, vendor, model, firmware, install
+// date, parent) are interned: decoding gives every line its own copy,
+// which a city of 100,000 devices would otherwise keep 100,000 times.
 func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
-	v.Name, v.Kind, v.SensorKind = wd.Name, wd.Kind, wd.SensorKind
-	v.District, v.Location, v.Criticality, v.Camera = wd.District, wd.Location, wd.Criticality, wd.Camera
-	v.Parent, v.Vendor = wd.Parent, wd.Vendor
-	v.Model, v.Firmware, v.Serial, v.Installed = wd.Model, wd.Firmware, wd.Serial, wd.Installed
+	v.Name, v.Kind, v.SensorKind = wd.Name, intern(wd.Kind), intern(wd.SensorKind)
+	v.District, v.Location, v.Criticality, v.Camera = intern(wd.District), wd.Location, wd.Criticality, wd.Camera
+	v.Parent, v.Vendor = intern(wd.Parent), intern(wd.Vendor)
+	v.Model, v.Firmware, v.Serial, v.Installed = intern(wd.Model), intern(wd.Firmware), wd.Serial, intern(wd.Installed)
 	v.Site, v.SiteName = site.ID, site.Name
 }
+
+// intern returns the canonical copy of s; unique forgets it once no
+// device holds it.
+func intern[S ~string](s S) S { return unique.Make(s).Value() }
 
 // AssetChange is a known device's serial or firmware changing: the unit
 // was replaced or upgraded.
@@ -336,8 +348,9 @@ func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample
 	for i := range h.Devices {
 		l := &h.Devices[i]
 		d := r.lines[i]
-		d.view.Reported, d.repReason, d.repDetail, d.repSince = l.Status, l.Reason, l.Detail, l.Since
-		d.view.LastSeen, d.view.Metrics = now, l.Metrics
+		d.report(l.Status, l.Reason, l.Detail, l.Since)
+		d.view.LastSeen = now
+		d.setMetrics(l.Metrics)
 		if !l.Probed.IsZero() {
 			d.view.Probed = l.Probed
 		}
@@ -405,7 +418,7 @@ func (r *Registry) lateEvent(a *agent, e *wire.Event, now time.Time) {
 	if (to == wire.StatusOnline || to == wire.StatusDegraded) && !e.At.Before(a.offFrom) && e.At.Before(a.offTo) {
 		to, reason = wire.StatusUnreachable, string(wire.ReasonAgentOffline)
 	}
-	v := d.view
+	v := d.snapshot()
 	v.Status, v.Reason, v.Detail, v.Since = to, wire.Reason(reason), e.Detail, e.At
 	r.emit(Change{Kind: ChangeLate, From: e.From, To: to, Reason: reason, Detail: e.Detail, Device: &v, Happened: e.At}, now)
 }
@@ -426,7 +439,7 @@ func (r *Registry) applyEvent(e *wire.Event, now time.Time) {
 	d.view.LastSeen = now
 	switch e.Type {
 	case wire.EventStatus:
-		d.view.Reported, d.repReason, d.repDetail, d.repSince = e.To, e.Reason, e.Detail, e.At
+		d.report(e.To, e.Reason, e.Detail, e.At)
 		r.touched = append(r.touched, d)
 	case wire.EventTriggered, wire.EventRestored:
 		d.view.Triggered = e.Type == wire.EventTriggered

@@ -123,7 +123,7 @@ func (r *Registry) QueryDevices(q DeviceQuery) DevicePage {
 				p.Next = p.Devices[len(p.Devices)-1].ID
 				break
 			}
-			p.Devices = append(p.Devices, x.sorted[i].view)
+			p.Devices = append(p.Devices, x.sorted[i].snapshot())
 		}
 		return p
 	}
@@ -138,7 +138,7 @@ func (r *Registry) QueryDevices(q DeviceQuery) DevicePage {
 		case skip > 0:
 			skip--
 		case !full():
-			p.Devices = append(p.Devices, x.sorted[i].view)
+			p.Devices = append(p.Devices, x.sorted[i].snapshot())
 		case p.Next == "":
 			p.Next = p.Devices[len(p.Devices)-1].ID
 			if q.NoTotal {

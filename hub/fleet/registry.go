@@ -74,10 +74,12 @@ type device struct {
 	view  Device
 	agent *agent
 	// The agent's last report, kept while the hub shows something else
-	// (unreachable) so the device returns to it when the agent does.
-	repReason wire.Reason
-	repDetail string
-	repSince  time.Time
+	// (unreachable) so the device returns to it when the agent does. Its
+	// reason and detail are nil when both are empty, as they are for
+	// every working device: inline they would push the device into a
+	// larger allocation size.
+	rep      *reported
+	repSince time.Time
 	// fault is a failed live stream (see SetStreamFault); nil when none.
 	fault *streamFault
 	// Index bookkeeping (index.go): the device's position in id order,
@@ -86,6 +88,63 @@ type device struct {
 	rank            int32
 	ranked, counted bool
 	hay             string
+	// metrics are the last health report's, in place of view.Metrics
+	// (always nil here): a map of a few metrics costs some 250 bytes, this
+	// slice 24 a metric and is reused report after report — at city scale
+	// the difference is a good part of a device's memory.
+	metrics []metric
+}
+
+// reported is an agent's reason and detail for a device's status.
+type reported struct {
+	reason wire.Reason
+	detail string
+}
+
+// report keeps the agent's last word on d.
+func (d *device) report(status wire.Status, reason wire.Reason, detail string, since time.Time) {
+	d.view.Reported, d.repSince = status, since
+	switch {
+	case reason == "" && detail == "":
+		d.rep = nil
+	case d.rep == nil || *d.rep != reported{reason, detail}:
+		d.rep = &reported{reason, detail}
+	}
+}
+
+// metric is one value of a device's last health report.
+type metric struct {
+	name  string
+	value float64
+}
+
+// snapshot is the device's view as callers get it: a copy, with its
+// metrics in a map of its own.
+func (d *device) snapshot() Device {
+	v := d.view
+	if d.metrics != nil {
+		v.Metrics = make(map[string]float64, len(d.metrics))
+		for _, m := range d.metrics {
+			v.Metrics[m.name] = m.value
+		}
+	}
+	return v
+}
+
+// setMetrics keeps a health line's metrics; nil stays nil and an empty
+// map stays empty, as the snapshot then shows them.
+func (d *device) setMetrics(m map[string]float64) {
+	if m == nil {
+		d.metrics = nil
+		return
+	}
+	if d.metrics == nil {
+		d.metrics = make([]metric, 0, len(m))
+	}
+	d.metrics = d.metrics[:0]
+	for name, v := range m {
+		d.metrics = append(d.metrics, metric{name, v})
+	}
 }
 
 // New returns an empty registry.
@@ -198,9 +257,9 @@ func (r *Registry) unlock() {
 	r.mu.Unlock()
 }
 
-// Devices returns every device sorted by id. The Metrics maps and Camera
-// pointers are shared with the registry (which replaces, never modifies
-// them) and must not be modified.
+// Devices returns every device sorted by id. The Camera pointers are
+// shared with the registry (which replaces, never modifies them) and must
+// not be modified; the Metrics maps are the caller's.
 func (r *Registry) Devices() []Device { return r.DevicesWhere(nil) }
 
 // DevicesWhere is Devices limited to those whose district and site keep
@@ -213,14 +272,14 @@ func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device 
 	if keep == nil {
 		out := make([]Device, len(r.idx.sorted))
 		for i, d := range r.idx.sorted {
-			out[i] = d.view
+			out[i] = d.snapshot()
 		}
 		return out
 	}
 	var out []Device
 	for _, d := range r.idx.sorted {
 		if keep(d.view.District, d.view.Site) {
-			out = append(out, d.view)
+			out = append(out, d.snapshot())
 		}
 	}
 	return out
@@ -234,7 +293,7 @@ func (r *Registry) Device(id string) (Device, bool) {
 	if !ok {
 		return Device{}, false
 	}
-	return d.view, true
+	return d.snapshot(), true
 }
 
 // Agents returns every agent sorted by id.

@@ -34,7 +34,7 @@ func (r *Registry) setFault(id string, f *streamFault) {
 	}
 	d.fault = f
 	if from, changed := r.refresh(d, now); changed {
-		v := d.view
+		v := d.snapshot()
 		r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 	}
 }

@@ -3,6 +3,7 @@ package metricstore
 import (
 	"hash/maphash"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -114,26 +115,70 @@ func (m *Memory) History(device string, since time.Time) (History, error) {
 	return h, nil
 }
 
-// deviceLog is one device's window. Samples are stored by column: metric
-// names once per device, values in a flat ring of rows, NaN where a sample
-// lacked a metric — a map per sample would cost ten times as much.
+// deviceLog is one device's window: its transitions, and its samples
+// once it has any. With InfluxDB configured only transitions are kept, so
+// the ring of samples is a pointer: a device without samples does not pay
+// for its empty columns.
 type deviceLog struct {
+	samples   *sampleRing
+	trans     []transition // grows to capacity, then is a ring
+	transNext int          // once full, the slot written next (the oldest)
+}
+
+// sampleRing holds samples by column: metric names once per device,
+// values in a flat ring of rows, NaN where a sample lacked a metric — a
+// map per sample would cost ten times as much.
+type sampleRing struct {
 	names  []string  // metric columns, at most wire.MaxMetrics
 	at     []int64   // Unix ms per ring slot
 	status []uint8   // status code per ring slot
 	values []float32 // slot i's row is values[i*len(names) : (i+1)*len(names)]
 	next   int       // ring slot written next
 	n      int       // slots filled
+}
 
-	trans     []Transition // grows to capacity, then is a ring
-	transNext int          // once full, the slot written next (the oldest)
+// transition is a Transition as the window keeps it: statuses and cause
+// as codes, 64 bytes instead of 112, since a city keeps up to
+// Transitions of them per device.
+type transition struct {
+	at             time.Time
+	reason, detail string
+	from, to       uint8 // statusCode, or noStatus
+	cause          uint8 // index in causes: fleet.Transitions gives no other
+}
+
+// noStatus codes a transition's empty status.
+const noStatus = 255
+
+// causes are the transition causes by code; a cause fleet does not name
+// is kept as "" rather than lost in a code nothing maps back.
+var causes = [...]string{"", fleet.CauseDevice, fleet.CauseAgent, fleet.CauseLate}
+
+func causeCode(c string) uint8 { return uint8(max(slices.Index(causes[:], c), 0)) }
+
+func transitionStatus(s wire.Status) uint8 {
+	if s == "" {
+		return noStatus
+	}
+	return statusCode(s)
+}
+
+func transitionStatusOf(code uint8) wire.Status {
+	if code == noStatus {
+		return ""
+	}
+	return statusCodes[code]
 }
 
 func (l *deviceLog) addSample(s *fleet.Sample, capacity int) {
-	if l.at == nil {
-		l.at = make([]int64, capacity)
-		l.status = make([]uint8, capacity)
+	if l.samples == nil {
+		l.samples = &sampleRing{at: make([]int64, capacity), status: make([]uint8, capacity)}
 	}
+	l.samples.add(s)
+}
+
+func (l *sampleRing) add(s *fleet.Sample) {
+	capacity := len(l.at)
 	for name := range s.Metrics {
 		if l.column(name) < 0 && len(l.names) < wire.MaxMetrics {
 			l.addColumn(name)
@@ -157,7 +202,7 @@ func (l *deviceLog) addSample(s *fleet.Sample, capacity int) {
 	l.n = min(l.n+1, capacity)
 }
 
-func (l *deviceLog) column(name string) int {
+func (l *sampleRing) column(name string) int {
 	for c, n := range l.names {
 		if n == name {
 			return c
@@ -166,14 +211,14 @@ func (l *deviceLog) column(name string) int {
 	return -1
 }
 
-func (l *deviceLog) row(slot int) []float32 {
+func (l *sampleRing) row(slot int) []float32 {
 	w := len(l.names)
 	return l.values[slot*w : (slot+1)*w]
 }
 
 // addColumn widens every row by one NaN column. It happens a few times per
 // device, when a metric is first seen.
-func (l *deviceLog) addColumn(name string) {
+func (l *sampleRing) addColumn(name string) {
 	old, w := l.values, len(l.names)
 	l.names = append(l.names, name)
 	l.values = make([]float32, len(l.at)*(w+1))
@@ -184,6 +229,13 @@ func (l *deviceLog) addColumn(name string) {
 }
 
 func (l *deviceLog) samplesSince(sinceMs int64) []Point {
+	if l.samples == nil {
+		return []Point{}
+	}
+	return l.samples.since(sinceMs)
+}
+
+func (l *sampleRing) since(sinceMs int64) []Point {
 	capacity := len(l.at)
 	out := make([]Point, 0, l.n)
 	for k := range l.n {
@@ -212,7 +264,9 @@ func widen(v float32) float64 {
 	return f
 }
 
-func (l *deviceLog) addTransition(t Transition, capacity int) {
+func (l *deviceLog) addTransition(tr Transition, capacity int) {
+	t := transition{at: tr.At, reason: tr.Reason, detail: tr.Detail,
+		from: transitionStatus(tr.From), to: transitionStatus(tr.To), cause: causeCode(tr.Cause)}
 	if len(l.trans) < capacity {
 		l.trans = append(l.trans, t)
 		return
@@ -224,9 +278,10 @@ func (l *deviceLog) addTransition(t Transition, capacity int) {
 func (l *deviceLog) transitionsSince(since time.Time) []Transition {
 	out := make([]Transition, 0, len(l.trans))
 	for k := range l.trans {
-		t := l.trans[(l.transNext+k)%len(l.trans)]
-		if !t.At.Before(since) {
-			out = append(out, t)
+		t := &l.trans[(l.transNext+k)%len(l.trans)]
+		if !t.at.Before(since) {
+			out = append(out, Transition{At: t.at, From: transitionStatusOf(t.from), To: transitionStatusOf(t.to),
+				Reason: t.reason, Detail: t.detail, Cause: causes[t.cause]})
 		}
 	}
 	return out
