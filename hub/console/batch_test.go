@@ -1,10 +1,13 @@
 package console
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -282,6 +285,47 @@ func TestGroupedAgentChangeAll(t *testing.T) {
 			if g["all"] != nil || len(g["ids"].([]any)) == 0 {
 				t.Errorf("%s: group %v, want ids and no all", name, g)
 			}
+		}
+	}
+}
+
+// The frames the writers send straight to the socket are what a websocket
+// client reads as whole text messages, at each of the three lengths the
+// protocol encodes differently, and several written at once arrive as
+// several messages.
+func TestFramesReadAsMessages(t *testing.T) {
+	payloads := [][]byte{[]byte(`{"type":"ping"}`), bytes.Repeat([]byte("a"), 126), bytes.Repeat([]byte("b"), 65535),
+		bytes.Repeat([]byte("c"), 65536), bytes.Repeat([]byte("d"), maxMessage+10)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		bufs := net.Buffers{}
+		for _, p := range payloads {
+			bufs = append(bufs, newFrame(p).wire)
+		}
+		if _, err := bufs.WriteTo(conn.NetConn()); err != nil {
+			t.Error(err)
+		}
+		conn.ReadMessage() // until the client closes
+	}))
+	defer srv.Close()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadLimit(2 * maxMessage)
+	for i, want := range payloads {
+		typ, got, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if typ != websocket.TextMessage || !bytes.Equal(got, want) {
+			t.Errorf("message %d: type %d, %d bytes; want text, %d bytes", i, typ, len(got), len(want))
 		}
 	}
 }

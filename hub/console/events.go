@@ -2,9 +2,11 @@ package console
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -489,13 +491,31 @@ func btoi(b bool) int {
 	return 0
 }
 
-// frame is one websocket message ready for any number of clients, and the
-// complete messages it carries, from which a writer that finds several
-// frames waiting builds one batch.
+// frame is one websocket message as it goes on the wire (RFC 6455 §5.2:
+// a final, unmasked text frame, as a server sends it), made once for any
+// number of clients: a client's writer sends the frames waiting for it in
+// one writev, without copying them, however many there are.
 type frame struct {
-	msg   *websocket.PreparedMessage
-	items [][]byte
-	size  int // of items, with a separator each
+	wire []byte
+}
+
+// newFrame frames payload. The hub negotiates no extension (the upgrader
+// does not enable compression), so a frame is its header and the payload.
+func newFrame(payload []byte) *frame {
+	n := len(payload)
+	b := make([]byte, 0, n+10)
+	b = append(b, 0x80|websocket.TextMessage) // FIN, text
+	switch {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return &frame{wire: append(b, payload...)}
 }
 
 // frames frames the messages of one flush: one websocket message each, or
@@ -503,18 +523,9 @@ type frame struct {
 // allows (a lone message goes as it is).
 func (h *hub) frames(items [][]byte, batch bool) []*frame {
 	var out []*frame
-	add := func(buf []byte, items [][]byte, size int) {
-		m, err := websocket.NewPreparedMessage(websocket.TextMessage, buf)
-		if err != nil { // only a write to memory can fail here, and it does not
-			h.log.Error("cannot frame websocket message", "err", err)
-			return
-		}
-		out = append(out, &frame{msg: m, items: items, size: size})
-	}
 	if !batch {
 		for _, it := range items {
-			add(it, items[:1:1], len(it)+1)
-			items = items[1:]
+			out = append(out, newFrame(it))
 		}
 		return out
 	}
@@ -524,7 +535,7 @@ func (h *hub) frames(items [][]byte, batch bool) []*frame {
 			size += len(items[n]) + 1
 			n++
 		}
-		add(appendBatch(nil, items[:n], size), items[:n:n], size)
+		out = append(out, newFrame(appendBatch(nil, items[:n], size)))
 		items = items[n:]
 	}
 	return out
@@ -816,7 +827,7 @@ func (h *hub) write(c *client, hello []byte) {
 		return
 	}
 	h.written.Inc()
-	var buf []byte // a batch client's catch-up messages, reused
+	var pending [][]byte // the frames of one write, reused
 	for {
 		// A kicked client gets no more of its queue, however full.
 		select {
@@ -829,18 +840,23 @@ func (h *hub) write(c *client, hello []byte) {
 		}
 		select {
 		case f := <-c.queue:
-			conn.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-			var err error
-			if c.batch && len(c.queue) > 0 {
-				buf, err = h.writeBehind(c, f, buf[:0])
-			} else {
-				err = conn.WritePreparedMessage(f.msg)
+			// What is queued now goes with f, not what keeps coming: the
+			// writer must get back to checking for a kick.
+			pending = append(pending[:0], f.wire)
+			for range len(c.queue) {
+				pending = append(pending, (<-c.queue).wire) // only this goroutine receives
 			}
-			if err != nil {
+			n := len(pending)
+			// The frames go straight to the socket: gorilla's writer is
+			// idle (this goroutine is its only user), and a frame is all
+			// it would write.
+			conn.NetConn().SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+			bufs := net.Buffers(pending)
+			if _, err := bufs.WriteTo(conn.NetConn()); err != nil {
 				conn.NetConn().Close()
 				return
 			}
-			h.written.Inc()
+			h.written.Add(uint64(n))
 		case <-ping.C:
 			if c.p.Via == auth.ViaSession && h.active != nil && !h.active(c.p.Session) {
 				h.kick(c, closeSessionEnded, reasonSession)
@@ -865,33 +881,6 @@ func (h *hub) write(c *client, hello []byte) {
 			return
 		}
 	}
-}
-
-// writeBehind writes f and the frames queued behind it, as many as fit in
-// maxMessage, as one batch: a client that has fallen behind catches up in
-// fewer, larger writes, built from bytes encoded once for every client.
-// It returns buf, grown, for the next time.
-func (h *hub) writeBehind(c *client, f *frame, buf []byte) ([]byte, error) {
-	items, size := slices.Clone(f.items), f.size
-	// What is queued now, not what keeps coming: the writer must get back
-	// to checking for a kick.
-	for range len(c.queue) {
-		next := <-c.queue // only this goroutine receives
-		if size+next.size > maxMessage {
-			// Too much for one message: write what is gathered, then
-			// start again from next.
-			buf = appendBatch(buf[:0], items, size)
-			if err := c.conn.WriteMessage(websocket.TextMessage, buf); err != nil {
-				return buf, err
-			}
-			h.written.Inc()
-			items, size = items[:0], 0
-		}
-		items = append(items, next.items...)
-		size += next.size
-	}
-	buf = appendBatch(buf[:0], items, size)
-	return buf, c.conn.WriteMessage(websocket.TextMessage, buf)
 }
 
 // goodbye sends the close frame the hub kicked c with, then gives the peer
@@ -933,6 +922,8 @@ func (s *Server) events(up *websocket.Upgrader) http.HandlerFunc {
 // anywhere, as with any other request it makes.
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
+		// EnableCompression stays off: the writers send frames made once
+		// for every client (newFrame), which no extension may alter.
 		HandshakeTimeout: s.cfg.WriteTimeout,
 		CheckOrigin:      func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
