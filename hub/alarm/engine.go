@@ -180,7 +180,11 @@ func (e *Engine) Observe(ch fleet.Change) {
 	case fleet.ChangeAgent:
 		if ch.Agent != nil {
 			e.learn(ch.Agent, ch.Affected, nil)
-			e.observeAgent(ch, at)
+			crit := 0
+			for _, d := range ch.Affected {
+				crit = max(crit, d.Criticality)
+			}
+			e.observeAgent(ch.Agent, crit, at)
 			e.evalFeed(ch.Agent.PowerFeed, at)
 		}
 	case fleet.ChangeInventory:
@@ -282,8 +286,10 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 	set(SourceStreamFailure, string(d.Reason), stream)
 }
 
-func (e *Engine) observeAgent(ch fleet.Change, at time.Time) {
-	a := ch.Agent
+// observeAgent takes an agent's status; crit is the highest criticality of
+// its devices: the agent's alarm matters as much as the most critical
+// device it takes down with it.
+func (e *Engine) observeAgent(a *fleet.Agent, crit int, at time.Time) {
 	var active bool
 	switch a.Status {
 	case wire.StatusOffline:
@@ -291,12 +297,6 @@ func (e *Engine) observeAgent(ch fleet.Change, at time.Time) {
 	case wire.StatusOnline:
 	default:
 		return
-	}
-	// The agent's alarm matters as much as the most critical device it
-	// takes down with it.
-	crit := 0
-	for _, d := range ch.Affected {
-		crit = max(crit, d.Criticality)
 	}
 	tmpl := Alarm{
 		Key: string(SourceAgentOffline) + ":agent/" + a.ID, Source: SourceAgentOffline, Type: string(SourceAgentOffline),

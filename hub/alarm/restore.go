@@ -126,14 +126,15 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 // unreachable statuses, leave their conditions as they are.
 func (e *Engine) Reconcile(devices []fleet.Device, agents []fleet.Agent) {
 	now := e.now()
-	byAgent := map[string][]fleet.Device{}
-	for _, d := range devices {
-		byAgent[d.Agent] = append(byAgent[d.Agent], d)
+	crit := make(map[string]int, len(agents))
+	for i := range devices {
+		d := &devices[i]
+		crit[d.Agent] = max(crit[d.Agent], d.Criticality)
 	}
 	e.mu.Lock()
 	defer e.unlock()
-	for _, a := range agents {
-		e.observeAgent(fleet.Change{Kind: fleet.ChangeAgent, Agent: &a, Affected: byAgent[a.ID]}, now)
+	for i := range agents {
+		e.observeAgent(&agents[i], crit[agents[i].ID], now)
 	}
 	for _, d := range devices {
 		e.observeDevice(d, now)

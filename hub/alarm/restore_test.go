@@ -170,3 +170,41 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("offline agent after hold: want one alarm A6, have %+v", as)
 	}
 }
+
+// TestReconcileAgentByAgent: the hub reconciles one agent and its devices
+// at a time, to hold a few snapshots rather than the whole city; the
+// alarms must end as one call over everything leaves them, the agent's
+// alarm as critical as its most critical device included.
+func TestReconcileAgentByAgent(t *testing.T) {
+	devices := []fleet.Device{
+		{ID: "cam1", Kind: wire.KindCamera, Agent: "ag1", Status: wire.StatusOnline, Criticality: 3},
+		{ID: "cam2", Kind: wire.KindCamera, Agent: "ag1", Status: wire.StatusOffline, Criticality: 3},
+		{ID: "cam3", Kind: wire.KindCamera, Agent: "ag2", Status: wire.StatusUnreachable, Criticality: 5},
+		{ID: "cam4", Kind: wire.KindCamera, Agent: "ag2", Status: wire.StatusUnreachable, Criticality: 2},
+		{ID: "cam5", Kind: wire.KindCamera, Agent: "ag3", Status: wire.StatusOnline, Criticality: 3},
+	}
+	agents := []fleet.Agent{{ID: "ag1", Status: wire.StatusOnline}, {ID: "ag2", Status: wire.StatusOffline}, {ID: "ag3", Status: wire.StatusOnline}}
+	h := newHarness(t, restoreRules)
+	fourStates(t, h)
+	whole, byAgent := restored(t, h), restored(t, h)
+	whole.e.Reconcile(devices, agents)
+	for _, a := range agents {
+		var mine []fleet.Device
+		for _, d := range devices {
+			if d.Agent == a.ID {
+				mine = append(mine, d)
+			}
+		}
+		byAgent.e.Reconcile(mine, []fleet.Agent{a})
+	}
+	for _, h := range []*harness{whole, byAgent} {
+		h.advance(31 * time.Second)
+	}
+	if got, want := byAgent.all(), whole.all(); !reflect.DeepEqual(got, want) {
+		t.Errorf("reconciled agent by agent\n%+v\nwant as in one call\n%+v", got, want)
+	}
+	as := byAgent.e.Alarms(Filter{Source: SourceAgentOffline})
+	if len(as) != 1 || as[0].Agent != "ag2" || as[0].Criticality != 5 {
+		t.Errorf("offline agent: want one alarm for ag2 of criticality 5, have %+v", as)
+	}
+}

