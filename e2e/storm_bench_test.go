@@ -1,15 +1,16 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/e2e/internal/consoles"
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/console"
@@ -31,7 +31,8 @@ import (
 // BenchmarkAlarmStorm is a district power cut: every agent of the city
 // (CITYWATCH_STORM_AGENTS, default 100, × 100 devices = 10,000 devices)
 // drops off MQTT within one second while CITYWATCH_STORM_CLIENTS (1000)
-// consoles are connected to /api/events. The hub runs as its own process
+// consoles are connected to /api/events?batch=1, in a process of their own
+// (e2e/internal/consoles). The hub runs as its own process
 // against a real Mosquitto, with alarm holds of 0 s (quickRules). The
 // consoles are operators with API tokens, four of them (one per district),
 // each shared by a quarter of the consoles.
@@ -46,8 +47,9 @@ import (
 // device unreachable and /api/alarms every agent_offline alarm (the whole
 // picture), how many alarms an operator sees (one per agent, not per
 // device), alarm delivery latency during the storm, API latency of
-// /api/alarms and /api/summary polled throughout the storm, and hub CPU
-// seconds and peak RSS. At the end it prints the hub CPU of the scoped runs
+// /api/alarms and /api/summary polled throughout the storm, hub CPU
+// seconds and peak RSS, and the CPU of the consoles' process and of the
+// benchmark's own (simulated agents, pollers) over the same window. At the end it prints the hub CPU of the scoped runs
 // against the whole-city run: what scope checks cost. Run with -benchtime
 // 1x.
 func BenchmarkAlarmStorm(b *testing.B) {
@@ -110,16 +112,16 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	for _, d := range city.Districts {
 		names = append(names, d.Name)
 	}
-	var consoles []*stormToken
+	var tokens []*stormToken
 	for i, d := range names {
 		scope := scopeOf(d, names)
-		consoles = append(consoles, &stormToken{
+		tokens = append(tokens, &stormToken{
 			api: hub.token(b, fmt.Sprintf("console-%d", i+1), auth.Operator, scope), scope: scope,
 		})
 	}
 	b.Logf("all online after %s; connecting %d websocket clients with tokens scoped to %s", time.Since(startup).Round(time.Second), nclients, what)
 
-	fleetWS := newStormFleet(b, consoles, nclients)
+	fleetWS := newStormFleet(b, hub.base, tokens, nclients)
 	connectedRSS := float64(hub.peakRSS(b)) / (1 << 20)
 	districtOf := map[string]string{} // agents and cameras
 	for _, a := range city.Agents {
@@ -130,7 +132,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	}
 
 	// Baseline: single camera faults, one at a time, outside any storm.
-	fleetWS.phase.Store(phaseBaseline)
+	fleetWS.setPhase(b, phaseBaseline)
 	cams := devicesOfCity(world)
 	for i := range probes {
 		cam := cams[(i*7919+13)%len(cams)]
@@ -138,8 +140,8 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 			b.Fatal(err)
 		}
 		// Agents debounce: two failed probes an interval apart.
-		id := fleetWS.awaitEverywhere(b, 3*interval+10*time.Second, districtOf[cam], func(r stormRecv) bool {
-			return r.source == alarm.SourceDeviceOffline && r.device == cam
+		id := fleetWS.awaitEverywhere(b, 3*interval+10*time.Second, districtOf[cam], func(r consoles.Raise) bool {
+			return r.Source == alarm.SourceDeviceOffline && r.Device == cam
 		})
 		// Acknowledge it, so that once cleared it is closed and the operator's
 		// list is empty again when the storm starts.
@@ -160,7 +162,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 		}
 		return nil
 	})
-	fleetWS.phase.Store(phaseIdle)
+	fleetWS.setPhase(b, phaseIdle)
 	baseP50, baseP99, baseN := percentiles(fleetWS.latencies(b, phaseBaseline))
 
 	// The storm: every agent of every district loses its connection.
@@ -174,14 +176,15 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	}
 	b.Logf("storm: cutting %d agents in %d districts (%s)", len(lost), len(lostDistricts), strings.Join(lostDistricts, ", "))
 
-	pollers := make([]*apiClient, len(consoles))
-	for i, c := range consoles {
+	pollers := make([]*apiClient, len(tokens))
+	for i, c := range tokens {
 		pollers[i] = c.api
 	}
 	api := newAPIPollers(pollers, 4)
 	b.ResetTimer()
-	fleetWS.phase.Store(phaseStorm)
+	fleetWS.setPhase(b, phaseStorm)
 	cpu0 := hub.cpuSeconds(b)
+	consoleCPU0, selfCPU0 := procCPU(b, fleetWS.cmd.Process.Pid), procCPU(b, os.Getpid())
 	t0 := time.Now()
 	api.start()
 	for id := range lost {
@@ -230,7 +233,9 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	api.stop()
 	t1 := time.Now()
 	cpu1 := hub.cpuSeconds(b)
-	fleetWS.phase.Store(phaseIdle)
+	consoleCPU, selfCPU := procCPU(b, fleetWS.cmd.Process.Pid)-consoleCPU0, procCPU(b, os.Getpid())-selfCPU0
+	counts := fleetWS.counts(b)
+	fleetWS.setPhase(b, phaseIdle)
 	b.StopTimer()
 
 	stormP50, stormP99, stormN := percentiles(fleetWS.latencies(b, phaseStorm))
@@ -250,6 +255,7 @@ alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts
 received during the storm, per console:          %.0f messages, %.0f KiB
 API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
 hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
+the consoles' process, the same window:          %.2f s   (the benchmark's own, with the simulated agents and pollers: %.2f s)
 hub peak RSS:                                    %.0f MiB   (%.0f MiB once the consoles had connected)
 websocket clients dropped:                       %d (hub: %v)
 `,
@@ -260,11 +266,12 @@ websocket clients dropped:                       %d (hub: %v)
 		wsPicture.Round(time.Millisecond),
 		seen.Total, bySource[alarm.SourceAgentOffline], bySource[alarm.SourceDeviceOffline], len(lost), verdict(seen.Total == len(lost)),
 		stormP50, stormP99, stormN,
-		float64(fleetWS.stormMsgs.Load())/float64(nclients), float64(fleetWS.stormBytes.Load())/float64(nclients)/1024,
+		float64(counts.Messages[phaseStorm])/float64(nclients), float64(counts.Bytes[phaseStorm])/float64(nclients)/1024,
 		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
 		cpu, window, cpu/window,
+		consoleCPU.Seconds(), selfCPU.Seconds(),
 		rss, connectedRSS,
-		fleetWS.closed.Load(), hub.metric(b, "citywatch_ws_dropped_clients_total"),
+		counts.Closed, hub.metric(b, "citywatch_ws_dropped_clients_total"),
 	)
 	b.ReportMetric(float64(picture.Milliseconds()), "picture-ms")
 	b.ReportMetric(float64(seen.Total), "operator-alarms")
@@ -306,263 +313,163 @@ func raiseNoFileLimit(b *testing.B) {
 	}
 }
 
-// Phases of the benchmark: receipts are recorded only in baseline and storm.
+// Phases of the benchmark (consoles.Run): receipts are recorded only in
+// baseline and storm.
 const (
 	phaseIdle int32 = iota
 	phaseBaseline
 	phaseStorm
-	numPhases
 )
 
-// stormRecv is one alarm raise as a client received it.
-type stormRecv struct {
-	phase  int32
-	id     string
-	source alarm.Source
-	agent  string
-	device string
-	at     time.Time     // receipt
-	lat    time.Duration // receipt − transition.at
-}
-
-// stormClient is one light console: a goroutine that reads every message
-// (asking for batches, as the browser console does) and keeps, with the
-// time it arrived, each one that holds an alarm event, undecoded: the
-// benchmark's 1,000 consoles share the hub's two cores, so during the storm
-// they do as little as a socket read and a copy, and the alarms are decoded
-// by the measuring goroutine.
-type stormClient struct {
-	scope auth.Scope // what its token sees
-	mu    sync.Mutex
-	raw   []stormMsg     // not yet decoded
-	items [numPhases]int // alarm events received, decoded or not, by phase
-	recv  []stormRecv    // decoded raises
-}
-
-// stormMsg is a received message that holds alarm events.
-type stormMsg struct {
-	phase int32
-	at    time.Time
-	data  []byte
-}
-
+// stormFleet is the storm's consoles, in a process of their own
+// (e2e/internal/consoles). Each reads every message (asking for batches,
+// as the browser console does) and keeps those with alarm events, with
+// their receipt time, undecoded until the benchmark asks for the raises.
 type stormFleet struct {
-	phase   atomic.Int32
-	closed  atomic.Int64
-	clients []*stormClient
-	// Websocket messages and their bytes received in the storm, over
-	// every client.
-	stormMsgs, stormBytes atomic.Int64
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *json.Decoder
+	scopes []auth.Scope       // console i's
+	recv   [][]consoles.Raise // decoded raises, by console
 }
 
-// alarmPrefix opens every alarm event, alone or as a batch's item; no
-// string in JSON can contain it unescaped.
-var alarmPrefix = []byte(`{"type":"alarm"`)
-
-// dialBatch opens /api/events?batch=1 as c.
-func dialBatch(c *apiClient, dialer websocket.Dialer) (*websocket.Conn, error) {
-	header := http.Header{}
-	if c.token != "" {
-		header.Set("Authorization", "Bearer "+c.token)
+// newStormFleet starts n consoles, spread evenly over tokens, and waits
+// until every one is connected.
+func newStormFleet(b *testing.B, base string, tokens []*stormToken, n int) *stormFleet {
+	bin := buildCommand(b, "github.com/citywatch/citywatch/e2e/internal/consoles/cmd/consoles")
+	f := &stormFleet{scopes: make([]auth.Scope, n), recv: make([][]consoles.Raise, n)}
+	var secrets []string
+	for _, t := range tokens {
+		secrets = append(secrets, t.api.token)
 	}
-	dialer.Jar = c.hc.Jar
-	dialer.TLSClientConfig = c.tls
-	conn, res, err := dialer.Dial("ws"+strings.TrimPrefix(c.base, "http")+"api/events?batch=1", header)
-	if res != nil && res.Body != nil {
-		res.Body.Close()
-	}
-	return conn, err
-}
-
-// newStormFleet connects n consoles, spread evenly over tokens.
-func newStormFleet(b *testing.B, tokens []*stormToken, n int) *stormFleet {
-	f := &stormFleet{clients: make([]*stormClient, n)}
-	dialer := websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 16 << 10, WriteBufferSize: 1 << 10}
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	sem := make(chan struct{}, 64)
 	for i := range n {
-		tok := tokens[i%len(tokens)]
-		c := &stormClient{scope: tok.scope}
-		f.clients[i] = c
-		wg.Go(func() {
-			sem <- struct{}{}
-			conn, err := dialBatch(tok.api, dialer)
-			<-sem
-			if err != nil {
-				failed.Store(err)
-				return
-			}
-			b.Cleanup(func() { conn.Close() })
-			go f.read(conn, c)
-		})
+		f.scopes[i] = tokens[i%len(tokens)].scope
 	}
-	wg.Wait()
-	if err, ok := failed.Load().(error); ok {
-		b.Fatalf("dialing websocket clients: %v", err)
+	f.cmd = exec.Command(bin, "-url", base, "-n", strconv.Itoa(n))
+	f.cmd.Env = append(os.Environ(), "CONSOLE_TOKENS="+strings.Join(secrets, ","))
+	f.cmd.Stderr = os.Stderr
+	var err error
+	if f.in, err = f.cmd.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := f.cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.out = json.NewDecoder(stdout)
+	if err := f.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		f.in.Close() // the consoles end at the end of their input
+		f.cmd.Wait()
+	})
+	var hello struct{ Connected int }
+	if err := f.out.Decode(&hello); err != nil || hello.Connected != n {
+		b.Fatalf("consoles: %d of %d connected (%v)", hello.Connected, n, err)
 	}
 	return f
 }
 
-func (f *stormFleet) read(conn *websocket.Conn, c *stormClient) {
-	defer f.closed.Add(1)
-	var buf bytes.Buffer
-	for {
-		_, r, err := conn.NextReader()
-		if err != nil {
-			return
-		}
-		at := time.Now()
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			return
-		}
-		phase := f.phase.Load()
-		if phase == phaseStorm {
-			f.stormMsgs.Add(1)
-			f.stormBytes.Add(int64(buf.Len()))
-		}
-		if phase == phaseIdle {
-			continue
-		}
-		if n := bytes.Count(buf.Bytes(), alarmPrefix); n > 0 {
-			m := stormMsg{phase, at, bytes.Clone(buf.Bytes())}
-			c.mu.Lock()
-			c.raw = append(c.raw, m)
-			c.items[phase] += n
-			c.mu.Unlock()
-		}
+// ask sends the consoles a command and decodes their answer into v.
+func (f *stormFleet) ask(b *testing.B, cmd string, v any) {
+	if _, err := fmt.Fprintln(f.in, cmd); err != nil {
+		b.Fatalf("consoles: %s: %v", cmd, err)
+	}
+	if err := f.out.Decode(v); err != nil {
+		b.Fatalf("consoles: %s: %v", cmd, err)
 	}
 }
 
-// stormAlarm is what a console reads of an alarm message.
-type stormAlarm struct {
-	Event struct {
-		Kind  alarm.EventKind `json:"kind"`
-		Alarm struct {
-			ID     string       `json:"id"`
-			Source alarm.Source `json:"source"`
-			Agent  string       `json:"agent"`
-			Device string       `json:"device"`
-		} `json:"alarm"`
-		Transition struct {
-			At time.Time `json:"at"`
-		} `json:"transition"`
-	} `json:"event"`
+func (f *stormFleet) setPhase(b *testing.B, phase int32) {
+	f.ask(b, fmt.Sprintf("phase %d", phase), &struct{}{})
 }
 
-// decode decodes what c received since the last call and returns every
-// raise it has. It fails on an alarm event it cannot decode.
-func (c *stormClient) decode() ([]stormRecv, error) {
-	c.mu.Lock()
-	raw := c.raw
-	c.raw = nil
-	c.mu.Unlock()
-	var got []stormRecv
-	for _, m := range raw {
-		rest := m.data
-		for i := bytes.Index(rest, alarmPrefix); i >= 0; i = bytes.Index(rest, alarmPrefix) {
-			rest = rest[i:]
-			var a stormAlarm
-			d := json.NewDecoder(bytes.NewReader(rest))
-			if err := d.Decode(&a); err != nil {
-				return nil, fmt.Errorf("alarm event %.80q: %w", rest, err)
-			}
-			rest = rest[d.InputOffset():]
-			if a.Event.Kind != alarm.EventRaise {
-				continue
-			}
-			e := a.Event.Alarm
-			got = append(got, stormRecv{m.phase, e.ID, e.Source, e.Agent, e.Device, m.at, m.at.Sub(a.Event.Transition.At)})
-		}
+func (f *stormFleet) counts(b *testing.B) consoles.Counts {
+	var c consoles.Counts
+	f.ask(b, "counts", &c)
+	return c
+}
+
+// decode has the consoles decode what they received since the last call
+// and keeps the raises.
+func (f *stormFleet) decode(b *testing.B) {
+	var r struct{ Raises []consoles.Raise }
+	f.ask(b, "raises", &r)
+	for _, x := range r.Raises {
+		f.recv[x.Console] = append(f.recv[x.Console], x)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.recv = append(c.recv, got...)
-	return slices.Clone(c.recv), nil
 }
 
-// received returns how many alarm events c has received in phase.
-func (c *stormClient) received(phase int32) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.items[phase]
-}
-
-// awaitEverywhere waits until every client that sees district has
+// awaitEverywhere waits until every console that sees district has
 // received a raise matching match and returns the alarm's id.
-func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, district string, match func(stormRecv) bool) string {
+func (f *stormFleet) awaitEverywhere(b *testing.B, within time.Duration, district string, match func(consoles.Raise) bool) string {
 	var id string
 	eventually(b, within, func() error {
+		f.decode(b)
 		missing := 0
-		for _, c := range f.clients {
-			if !c.scope.Allows(district, "") {
+		for i, recv := range f.recv {
+			if !f.scopes[i].Allows(district, "") {
 				continue
 			}
-			recv, err := c.decode()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if i := slices.IndexFunc(recv, match); i >= 0 {
-				id = recv[i].id
+			if k := slices.IndexFunc(recv, match); k >= 0 {
+				id = recv[k].ID
 			} else {
 				missing++
 			}
 		}
 		if missing > 0 {
-			return fmt.Errorf("%d of %d clients without the alarm", missing, len(f.clients))
+			return fmt.Errorf("%d of %d consoles without the alarm", missing, len(f.recv))
 		}
 		return nil
 	})
 	return id
 }
 
-// awaitStorm waits until every client has an agent_offline raise for each
-// of agents (agent → district) it sees and returns how long after t0 the
-// last of them arrived. Until every client has received at least as many
-// alarm events as it should have raises, it only counts: decoding while
-// other clients still receive would take the CPU they and the hub share.
+// awaitStorm waits until every console has an agent_offline raise for
+// each of agents (agent → district) it sees and returns how long after t0
+// the last of them arrived. Until every console has received at least as
+// many alarm events as it should have raises, it only counts: decoding
+// while other consoles still receive would take the CPU they and the hub
+// share.
 func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, deadline time.Time) time.Duration {
-	want := make([]int, len(f.clients))
-	for i, c := range f.clients {
+	want := make([]int, len(f.scopes))
+	for i, scope := range f.scopes {
 		for _, district := range agents {
-			if c.scope.Allows(district, "") {
+			if scope.Allows(district, "") {
 				want[i]++
 			}
 		}
 	}
 	for {
-		short := 0
-		for i, c := range f.clients {
-			short += max(want[i]-c.received(phaseStorm), 0)
+		items, short := f.counts(b).Items, 0
+		for i := range want {
+			short += max(want[i]-items[i][phaseStorm], 0)
 		}
 		if short == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("websocket clients short of %d alarm events", short)
+			b.Fatalf("consoles short of %d alarm events", short)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for {
+		f.decode(b)
 		var last time.Time
 		missing := 0
-		for _, c := range f.clients {
-			recv, err := c.decode()
-			if err != nil {
-				b.Fatal(err)
-			}
+		for i, recv := range f.recv {
 			got := map[string]bool{}
 			for _, r := range recv {
-				if r.phase == phaseStorm && r.source == alarm.SourceAgentOffline && !got[r.agent] {
-					got[r.agent] = true
-					if r.at.After(last) {
-						last = r.at
+				if r.Phase == phaseStorm && r.Source == alarm.SourceAgentOffline && !got[r.Agent] {
+					got[r.Agent] = true
+					if r.At.After(last) {
+						last = r.At
 					}
 				}
 			}
 			for a, district := range agents {
-				if c.scope.Allows(district, "") && !got[a] {
+				if f.scopes[i].Allows(district, "") && !got[a] {
 					missing++
 				}
 			}
@@ -571,7 +478,7 @@ func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, dead
 			return last.Sub(t0)
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("websocket clients miss %d agent alarms", missing)
+			b.Fatalf("consoles miss %d agent alarms", missing)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -579,15 +486,12 @@ func (f *stormFleet) awaitStorm(b *testing.B, agents map[string]string, t0, dead
 
 // latencies returns every recorded receipt latency of phase.
 func (f *stormFleet) latencies(b *testing.B, phase int32) []time.Duration {
+	f.decode(b)
 	var ds []time.Duration
-	for _, c := range f.clients {
-		recv, err := c.decode()
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, recv := range f.recv {
 		for _, r := range recv {
-			if r.phase == phase {
-				ds = append(ds, r.lat)
+			if r.Phase == phase {
+				ds = append(ds, r.Latency)
 			}
 		}
 	}
