@@ -183,11 +183,9 @@ func (r *benchRun) run() consumerRun {
 		return nil
 	})
 	t0 := time.Now()
-	r.feed.window(t0, time.Time{})
 	cpu0, icpu0 := procCPU(b, r.proc), procCPU(b, r.influxd)
 	time.Sleep(r.window)
 	t1 := time.Now()
-	r.feed.window(time.Time{}, t1)
 	cpu1, icpu1 := procCPU(b, r.proc), procCPU(b, r.influxd)
 	rss := r.consumerRSSMiB()
 	cancel()
@@ -196,7 +194,7 @@ func (r *benchRun) run() consumerRun {
 		r.drain()
 	}
 
-	sent := settle(r.feed.sentInWindow)
+	sent := settle(func() int64 { return r.feed.sentIn(t0, t1) })
 	landed := settle(func() int64 { return r.count(t0, t1) })
 	return consumerRun{
 		cpuPerSample:    (cpu1 - cpu0).Seconds() * 1e6 / float64(max(sent, 1)),
@@ -469,10 +467,18 @@ type healthFeed struct {
 	interval time.Duration
 	boot     int64
 
-	mu     sync.Mutex
-	t0, t1 time.Time
-	sent   atomic.Int64
+	mu sync.Mutex
+	// acked are the reports the broker acknowledged: their stamps and
+	// devices, summed for a window afterwards. Deciding at the ack whether
+	// a report is in a window still being opened counted one report
+	// stamped just after t0 out of it, and it landed "beyond 100 %".
+	acked  []ackedReport
 	errors atomic.Int64
+}
+
+type ackedReport struct {
+	ts      time.Time
+	devices int
 }
 
 type feedAgent struct {
@@ -634,25 +640,25 @@ func (f *healthFeed) settle(pending []pendingReport, final bool) []pendingReport
 			continue
 		}
 		f.mu.Lock()
-		in := !f.t0.IsZero() && !p.ts.Before(f.t0) && (f.t1.IsZero() || p.ts.Before(f.t1))
+		f.acked = append(f.acked, ackedReport{p.ts, p.devices})
 		f.mu.Unlock()
-		if in {
-			f.sent.Add(int64(p.devices))
-		}
 	}
 	return keep
 }
 
-func (f *healthFeed) window(t0, t1 time.Time) {
+// sentIn is the samples of the reports stamped in [t0, t1) that the
+// broker acknowledged.
+func (f *healthFeed) sentIn(t0, t1 time.Time) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !t0.IsZero() {
-		f.t0 = t0
+	var n int64
+	for _, a := range f.acked {
+		if !a.ts.Before(t0) && a.ts.Before(t1) {
+			n += int64(a.devices)
+		}
 	}
-	f.t1 = t1
+	return n
 }
-
-func (f *healthFeed) sentInWindow() int64 { return f.sent.Load() }
 
 // close clears the agents' retained messages, so the next run's consumer
 // does not see them, and disconnects.
