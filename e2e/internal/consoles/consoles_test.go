@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -151,5 +152,43 @@ func TestRunRecordsRaisesByPhase(t *testing.T) {
 	fmt.Fprintln(inW, "dance")
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Errorf("Run after an unknown command: %v", err)
+	}
+}
+
+// TestArenaKeepsMessagesIntact reads messages of every size around a
+// chunk's end into an arena, keeping some and dropping others, and checks
+// that every kept message still holds its own bytes at the end: a new
+// chunk must not move or overwrite what was kept, and a dropped message's
+// space is reused.
+func TestArenaKeepsMessagesIntact(t *testing.T) {
+	a := arena{buf: make([]byte, 0, 1000)}
+	var kept [][]byte
+	var want []string
+	for i := range 400 {
+		size := i * 7919 % (arenaChunk / 2) // many messages across a chunk's end
+		if i == 200 {
+			size = 2*arenaChunk + 3 // larger than a chunk
+		}
+		body := strings.Repeat(string(rune('a'+i%26)), size)
+		msg, err := a.read(iotest.HalfReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(msg) != body {
+			t.Fatalf("message %d: read %d bytes %.20q, want %d", i, len(msg), msg, len(body))
+		}
+		if i%3 == 0 {
+			a.drop(msg)
+			continue
+		}
+		kept, want = append(kept, msg), append(want, body)
+	}
+	for i, m := range kept {
+		if string(m) != want[i] {
+			t.Fatalf("kept message %d changed: %.20q, want %.20q", i, m, want[i])
+		}
+	}
+	if _, err := a.read(iotest.ErrReader(io.ErrUnexpectedEOF)); err != io.ErrUnexpectedEOF {
+		t.Fatalf("a failing read: %v, want %v", err, io.ErrUnexpectedEOF)
 	}
 }
