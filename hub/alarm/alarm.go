@@ -115,7 +115,10 @@ const (
 	SourceSensorTriggered Source = "sensor_triggered"
 	SourceSupervisionLost Source = "supervision_lost"
 	SourcePowerLost       Source = "power_lost"
-	SourceThreshold       Source = "threshold"
+	// A sensor's own tamper contact is open: someone opened or moved it.
+	// Type is the sensor kind.
+	SourceTamper    Source = "tamper"
+	SourceThreshold Source = "threshold"
 	// Root causes (see Engine.Children): a failed topology node whose
 	// devices are all offline, and a power feed whose sites are all lost.
 	SourceTopology  Source = "topology"
@@ -136,7 +139,7 @@ const (
 // typo does not silently disable an alarm.
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
-	SourceSupervisionLost, SourcePowerLost, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
+	SourceSupervisionLost, SourcePowerLost, SourceTamper, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
 	SourceSystem, SourceWorkOrder,
 }
 

@@ -672,3 +672,76 @@ func TestAlarmJSONRoundTrip(t *testing.T) {
 		t.Error("unknown severity decoded")
 	}
 }
+
+// TestOneFaultOneAlarm puts every sensor kind in every condition a sensor
+// can report and checks that each raises exactly the one alarm that names
+// the fault, or none: a power sensor that stopped checking in has lost
+// supervision, not mains power; an open tamper contact is a tamper alarm
+// whatever the sensor detects; a sensor behind an offline agent is the
+// agent's alarm.
+func TestOneFaultOneAlarm(t *testing.T) {
+	rules := string(DefaultYAML())
+	type want struct {
+		src Source
+		typ string
+	}
+	conditions := []struct {
+		name   string
+		device fleet.Device
+		want   func(k wire.SensorKind) *want
+	}{
+		{"online", fleet.Device{Status: wire.StatusOnline}, func(wire.SensorKind) *want { return nil }},
+		{"triggered", fleet.Device{Status: wire.StatusOnline, Triggered: true}, func(k wire.SensorKind) *want {
+			if k == wire.SensorPower {
+				return &want{SourcePowerLost, "power_lost"}
+			}
+			return &want{SourceSensorTriggered, string(k)}
+		}},
+		{"supervision lost", fleet.Device{Status: wire.StatusOffline, Reason: wire.ReasonSupervisionLost}, func(wire.SensorKind) *want {
+			return &want{SourceSupervisionLost, "supervision_lost"}
+		}},
+		{"offline", fleet.Device{Status: wire.StatusOffline, Reason: wire.ReasonProbeError}, func(k wire.SensorKind) *want {
+			if k == wire.SensorPower {
+				return &want{SourcePowerLost, "power_lost"}
+			}
+			return &want{SourceDeviceOffline, "sensor_offline"}
+		}},
+		{"tamper contact open", fleet.Device{Status: wire.StatusDegraded, Reason: wire.ReasonTamper}, func(k wire.SensorKind) *want {
+			return &want{SourceTamper, string(k)}
+		}},
+		{"behind an offline agent", fleet.Device{Status: wire.StatusUnreachable, Reason: wire.ReasonAgentOffline}, func(wire.SensorKind) *want { return nil }},
+	}
+	for _, k := range wire.SensorKinds {
+		for _, c := range conditions {
+			t.Run(string(k)+"/"+c.name, func(t *testing.T) {
+				h := newHarness(t, rules)
+				d := c.device
+				d.ID, d.Kind, d.SensorKind, d.Criticality = "s1", wire.KindSensor, k, 3
+				h.device(d)
+				h.advance(2 * time.Minute) // past every default hold
+				as := h.all()
+				w := c.want(k)
+				if w == nil {
+					if len(as) != 0 {
+						t.Fatalf("raised %d alarms, want none: %+v", len(as), as)
+					}
+					return
+				}
+				if len(as) != 1 || as[0].Source != w.src || as[0].Type != w.typ {
+					var got []string
+					for _, a := range as {
+						got = append(got, string(a.Source)+"/"+a.Type)
+					}
+					t.Fatalf("raised %v, want one %s/%s", got, w.src, w.typ)
+				}
+				// The sensor back to normal clears it.
+				d.Status, d.Reason, d.Triggered = wire.StatusOnline, "", false
+				h.device(d)
+				h.advance(2 * time.Minute)
+				if a := h.only(); a.State != ClearedUnack {
+					t.Errorf("after recovery: %s", a.State)
+				}
+			})
+		}
+	}
+}

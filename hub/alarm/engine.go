@@ -259,12 +259,17 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 		}
 		e.set(tmpl, d.Kind, d.SensorKind, active, at)
 	}
+	// A sensor that stopped checking in is offline for that reason: one
+	// alarm saying so, not a second device_offline one, nor a power loss
+	// for a power sensor (the sensor's link failed, not the mains).
+	supervision := known && d.Reason == wire.ReasonSupervisionLost && d.Status != wire.StatusOnline
 	power := d.Kind == wire.KindSensor && d.SensorKind == wire.SensorPower
 	switch {
 	case power:
 		// A power sensor reports mains loss through its contact, and a
-		// dead power sensor most likely lost power too.
-		if d.Triggered || d.Status == wire.StatusOffline {
+		// power sensor that went dead for any other reason most likely
+		// lost power too.
+		if d.Triggered || d.Status == wire.StatusOffline && !supervision {
 			set(SourcePowerLost, string(SourcePowerLost), true)
 		} else if known {
 			set(SourcePowerLost, string(SourcePowerLost), false)
@@ -275,12 +280,12 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 	if !known {
 		return
 	}
-	// A sensor that stopped checking in is offline for that reason: one
-	// alarm saying so, not a second device_offline one.
-	supervision := d.Reason == wire.ReasonSupervisionLost && d.Status != wire.StatusOnline
 	set(SourceSupervisionLost, string(SourceSupervisionLost), supervision)
 	if !power {
 		set(SourceDeviceOffline, string(d.Kind)+"_offline", d.Status == wire.StatusOffline && !supervision)
+	}
+	if d.Kind == wire.KindSensor {
+		set(SourceTamper, string(d.SensorKind), d.Status == wire.StatusDegraded && d.Reason == wire.ReasonTamper)
 	}
 	stream := d.Status == wire.StatusDegraded && slices.Contains(streamReasons, d.Reason)
 	set(SourceStreamFailure, string(d.Reason), stream)

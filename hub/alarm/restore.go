@@ -145,7 +145,7 @@ func (e *Engine) Reconcile(devices []fleet.Device, agents []fleet.Agent) {
 // from what observeDevice put in the alarm.
 func kindsOf(a Alarm) (wire.DeviceKind, wire.SensorKind) {
 	switch a.Source {
-	case SourceSensorTriggered:
+	case SourceSensorTriggered, SourceTamper:
 		return wire.KindSensor, wire.SensorKind(a.Type)
 	case SourcePowerLost:
 		return wire.KindSensor, wire.SensorPower
