@@ -155,12 +155,38 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 	if err := hub.History().Seed(ctx, week, true); err != nil {
 		return errors.Join(err, hub.Close())
 	}
+	// The hub stops last: when the demo is told to stop, the simulated
+	// agents first say goodbye through its broker (their offline state,
+	// acknowledged), then the hub shuts down. It has a context of its own
+	// for that; if it stops by itself, the group stops everything else.
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	hubDone := make(chan struct{})
+	var hubErr error
+	go func() { hubErr = hub.Run(hubCtx); close(hubDone) }()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return hub.Run(ctx) })
+	g.Go(func() error {
+		select {
+		case <-hubDone:
+			return errHubStopped
+		case <-ctx.Done():
+			return nil
+		}
+	})
+	// finish stops the hub once the rest has stopped, and returns what
+	// went wrong: err, the group's, the hub's.
+	finish := func(err error) error {
+		if werr := g.Wait(); !errors.Is(werr, errHubStopped) && !errors.Is(werr, errStopped) {
+			err = errors.Join(err, werr)
+		}
+		stopHub()
+		<-hubDone
+		return errors.Join(err, hubErr)
+	}
 	select {
 	case <-hub.Ready():
 	case <-ctx.Done():
-		return g.Wait()
+		return finish(nil)
 	}
 
 	// Every simulated agent gets its own credential, as a real one would
@@ -168,12 +194,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 	secrets := map[string]string{}
 	for _, a := range plan.Agents {
 		if secrets[a.ID], err = hub.Identity().EnrollAgent(ctx, identity.Actor{Name: "demo", Remote: "local"}, a.ID); err != nil {
-			return errors.Join(err, stopAndWait(g))
+			return finish(stop(g, err))
 		}
 	}
 	accounts, err := demoAccounts(ctx, hub.Identity(), plan.Districts[0].Name)
 	if err != nil {
-		return errors.Join(err, stopAndWait(g))
+		return finish(stop(g, err))
 	}
 	world, err := sim.New(sim.Options{
 		BrokerURL:        hub.BrokerURL(),
@@ -183,13 +209,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 		Logger:           log.With("side", "sim"),
 	})
 	if err != nil {
-		return errors.Join(err, stopAndWait(g))
+		return finish(stop(g, err))
 	}
 	g.Go(func() error { return world.Run(ctx) })
 
 	ln, err := net.Listen("tcp", control)
 	if err != nil {
-		return errors.Join(fmt.Errorf("fault control: %w", err), stopAndWait(g))
+		return finish(stop(g, fmt.Errorf("fault control: %w", err)))
 	}
 	srv := &http.Server{Handler: sim.ControlHandler(world), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
@@ -224,19 +250,21 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 `, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), demoPassword,
 		strings.Join(accounts, "\n"), hub.BrokerURL(),
 		ln.Addr(), ln.Addr(), historyNote(cfg), len(week))
-	return g.Wait()
+	return finish(nil)
 }
 
 var errStopped = errors.New("demo: start-up failed")
 
-// stopAndWait is for start-up failures after the hub runs: the group's
-// context is cancelled by returning an error from a member.
-func stopAndWait(g *errgroup.Group) error {
+// errHubStopped stops the rest of the demo when the hub stops by itself;
+// the hub's own error says why.
+var errHubStopped = errors.New("demo: the hub stopped")
+
+// stop is for start-up failures once the hub runs: it makes the group
+// stop (a member returning an error cancels the group's context) and
+// returns err.
+func stop(g *errgroup.Group, err error) error {
 	g.Go(func() error { return errStopped })
-	if err := g.Wait(); err != nil && !errors.Is(err, errStopped) {
-		return err
-	}
-	return nil
+	return err
 }
 
 func historyNote(cfg config.Config) string {
