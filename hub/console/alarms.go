@@ -95,7 +95,7 @@ const (
 func (s *Server) alarmRoutes() []auth.Route {
 	rs := []auth.Route{
 		{Method: http.MethodGet, Path: "/api/alarms", Perm: auth.AlarmRead, Handler: http.HandlerFunc(s.listAlarms)},
-		{Method: http.MethodGet, Path: "/api/alarms/{id}", Perm: auth.AlarmRead, Handler: http.HandlerFunc(s.getAlarm)},
+		{Method: http.MethodGet, Path: "/api/alarms/{id}", Perm: auth.AlarmRead, Handler: noParams(s.getAlarm)},
 	}
 	for _, r := range []struct {
 		action string
@@ -164,10 +164,6 @@ func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getAlarm(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if r.URL.RawQuery != "" {
-		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
-		return
-	}
 	p := auth.From(r.Context())
 	a, trail, ok := s.alarms.Alarm(id)
 	if !ok || !s.visible(p, &a) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/param"
 	"github.com/citywatch/citywatch/hub/metricstore"
 )
 
@@ -29,13 +30,13 @@ func (s *Server) routes() []auth.Route {
 		get("/api/devices", auth.StatusRead, s.listDevices),
 		get("/api/devices/{id}", auth.StatusRead, s.getDevice),
 		get("/api/agents", auth.StatusRead, s.listAgents),
-		get("/api/agents/{id}", auth.StatusRead, s.getAgent),
+		get("/api/agents/{id}", auth.StatusRead, noParams(s.getAgent)),
 		get("/api/summary", auth.StatusRead, s.getSummary),
 		get("/api/events", auth.StatusRead, s.events(s.upgrader())),
 		// Load balancers and supervisors ask without credentials; the
 		// answer names components, not devices.
-		get("/healthz", auth.Public, s.healthz),
-		get("/metrics", auth.MetricsRead, s.metrics),
+		get("/healthz", auth.Public, noParams(s.healthz)),
+		get("/metrics", auth.MetricsRead, noParams(s.metrics)),
 		// The console's files, the login page among them. It checks the
 		// method itself: "GET /" would conflict with the method-less
 		// patterns that answer 405.
@@ -50,6 +51,18 @@ func (s *Server) routes() []auth.Route {
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
 	writeError(w, http.StatusMethodNotAllowed, "method "+clip(r.Method)+" not allowed; use GET")
+}
+
+// noParams refuses any query parameter before h runs, for an endpoint
+// that takes none: a typo never goes unnoticed.
+func noParams(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := param.None(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		h(w, r)
+	}
 }
 
 // writeError answers with an error body whose code names the status.
@@ -290,10 +303,6 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if r.URL.RawQuery != "" {
-		writeError(w, http.StatusBadRequest, "this endpoint takes no parameters")
-		return
-	}
 	a, ok := s.fleet.Agent(id)
 	if !ok || !auth.From(r.Context()).Sees(a.District, a.Site) {
 		writeError(w, http.StatusNotFound, "no agent "+strconv.Quote(clip(id)))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/param"
 )
 
 // maxBody bounds every request body.
@@ -60,8 +61,14 @@ func (s *Service) Routes() []auth.Route {
 // returns the status and the body to answer with, or an error.
 type apiFunc func(w http.ResponseWriter, r *http.Request, p *auth.Principal) (int, any, error)
 
+// api serves fn. No identity endpoint takes query parameters: any is
+// refused, so a typo never goes unnoticed.
 func (s *Service) api(fn apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := param.None(r.URL.RawQuery); err != nil {
+			s.writeErr(w, &Error{Status: http.StatusBadRequest, Code: "bad_request", Msg: err.Error()})
+			return
+		}
 		status, body, err := fn(w, r, auth.From(r.Context()))
 		if err != nil {
 			s.writeErr(w, err)

@@ -35,6 +35,8 @@ func Parse(raw string, known ...string) *Values {
 	for _, name := range slices.Sorted(maps.Keys(q)) {
 		vs := q[name]
 		switch {
+		case !slices.Contains(known, name) && len(known) == 0:
+			p.errs = append(p.errs, fmt.Errorf("unknown parameter %q; this endpoint takes none", Clip(name)))
 		case !slices.Contains(known, name):
 			p.errs = append(p.errs, fmt.Errorf("unknown parameter %q; known: %s", Clip(name), strings.Join(known, ", ")))
 		case len(vs) > 1:
@@ -45,6 +47,10 @@ func Parse(raw string, known ...string) *Values {
 	}
 	return p
 }
+
+// None checks the raw query string of an endpoint that takes no
+// parameters.
+func None(raw string) error { return Parse(raw).Err() }
 
 // Err is every problem found so far, nil when there is none.
 func (p *Values) Err() error { return errors.Join(p.errs...) }

@@ -322,6 +322,10 @@ func (s *server) snapshot(ctx context.Context, id, who string) (any, error) {
 // photo serves one of an order's photos.
 func (s *server) photo(w http.ResponseWriter, r *http.Request) {
 	id, sha := r.PathValue("id"), r.PathValue("sha")
+	if err := param.None(r.URL.RawQuery); err != nil {
+		auth.Fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if _, _, ok := s.visible(r, id); !ok {
 		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
 		return
