@@ -13,8 +13,8 @@ import (
 
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
-	"github.com/citywatch/citywatch/hub/param"
 	"github.com/citywatch/citywatch/hub/metricstore"
+	"github.com/citywatch/citywatch/hub/param"
 )
 
 // historyTimeout bounds one history query, so that a slow metric store
