@@ -41,7 +41,7 @@ export class Alarms {
   // account's name (the default assignee), can(permission) what it may do,
   // active() whether the desk's view is on screen to take keys.
   // onChange() follows every change of the list (the map rings alarms).
-  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive, onChange = () => {} }) {
+  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive, onChange = () => {}, onCritical = () => {} }) {
     this.root = root;
     this.who = who;
     this.can = can;
@@ -53,6 +53,7 @@ export class Alarms {
     this.onHide = onHide;
     this.onLive = onLive;
     this.onChange = onChange;
+    this.onCritical = onCritical;
     this.map = new Map();
     this.list = [];
     this.counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
@@ -227,7 +228,10 @@ export class Alarms {
     const prev = this.map.get(ev.alarm.id);
     const a = this.put(ev.alarm, ev.kind === 'raise');
     const critical = a.severity === 'critical' && (ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== 'critical'));
-    if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) this.sound?.critical();
+    if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) {
+      this.sound?.critical();
+      this.onCritical(a);
+    }
     this.redraw();
   }
 

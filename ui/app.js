@@ -23,9 +23,10 @@ import { formDialog } from './dialog.js';
 import { html } from './html.js';
 import { Live } from './live.js';
 import { Sound } from './sound.js';
+import { DesktopAlerts } from './notify.js';
 import { Player } from './video.js';
 import { Wall } from './wall.js';
-import { Alarms } from './alarms.js';
+import { Alarms, sevLabel, sourceLabel } from './alarms.js';
 import { CityMap } from './map.js';
 import { Reports } from './reports.js';
 import { WorkView } from './work.js';
@@ -63,7 +64,11 @@ class App {
     this.view = '';
     this.store = new Store();
     this.filters = new Filters();
-    this.sound = new Sound();
+    this.sound = new Sound({
+      onState: () => this.renderSound(),
+      onBlocked: () => this.soundBlocked(),
+    });
+    this.desktop = new DesktopAlerts();
     this.table = new Table($('#scroller'), $('#devices'), {
       onActivate: (id) => this.activate(id),
       onPlay: (id) => this.openLive(id),
@@ -112,6 +117,7 @@ class App {
       onDevice: (id) => this.activate(id),
       onLive: (id) => this.openLive(id),
       onChange: () => this.cityMap?.alarmsChanged(),
+      onCritical: (a) => this.desktopAlert(a),
     });
     // The city map and the reports; window.citywatchMap (map.js hook())
     // and window.citywatch.reports are there for tests.
@@ -500,6 +506,9 @@ class App {
     });
     $('#lang').addEventListener('click', () => i18n.setLang(i18n.lang() === 'en' ? 'zh-CN' : 'en'));
     $('#sound').addEventListener('click', () => this.toggleSound());
+    $('#sound-enable').addEventListener('click', () => this.sound.unlock());
+    $('#notify-allow').addEventListener('click', () => this.desktop.request().then(() => this.renderSound()));
+    $('#notify-dismiss').addEventListener('click', () => { this.desktop.dismiss(); this.renderSound(); });
     $('#help-btn').addEventListener('click', () => this.help());
     $('#help').addEventListener('click', (e) => { if (e.target.closest('[data-close]') || e.target === $('#help')) $('#help').close(); });
   }
@@ -651,10 +660,34 @@ class App {
     this.renderSound();
   }
 
+  // renderSound shows the sound toggle, and while the account watches the
+  // city: a banner when the browser blocks sound (one click anywhere
+  // enables it; a new alarm is never silent without a visible reason),
+  // and the offer of desktop alerts.
   renderSound() {
     const b = $('#sound');
     b.setAttribute('aria-pressed', String(this.sound.enabled));
     b.textContent = t(this.sound.enabled ? 'top.sound_on' : 'top.sound_off');
+    const watching = this.can('alarm.read');
+    const banner = $('#sound-blocked');
+    banner.hidden = !(watching && this.sound.blocked);
+    if (banner.hidden) banner.classList.remove('urgent');
+    $('#notify-offer').hidden = !(watching && this.desktop.offer);
+  }
+
+  // soundBlocked: an alarm tone was due and the browser kept it silent.
+  soundBlocked() {
+    this.renderSound();
+    const banner = $('#sound-blocked');
+    banner.classList.remove('urgent');
+    void banner.offsetWidth; // restart the animation
+    banner.classList.add('urgent');
+  }
+
+  // desktopAlert notifies a new critical alarm while the tab is hidden.
+  desktopAlert(a) {
+    const where = [a.device || a.agent, a.site, a.district].filter(Boolean).join(' · ');
+    this.desktop.show(a.id, `${sevLabel(a.severity)}: ${sourceLabel(a.source)}`, where, () => this.alarms.show());
   }
 
   help() {

@@ -77,8 +77,8 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		devices = append(devices, cam(fmt.Sprintf("B-%d", i), "bulk", []string{"online", "online", "offline", "degraded"}[i%4], "Minhang", 31.05+float64(i%60)*0.002, 121.25+float64(i/60)*0.002))
 	}
-	var mu sync.Mutex // guards posts and logs, written by the server and the browser's listener
-	var posts, logs []string
+	var mu sync.Mutex // guards posts, written by the server
+	var posts []string
 	record := func(to *[]string, s string) { mu.Lock(); *to = append(*to, s); mu.Unlock() }
 	copied := func(from *[]string) []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(*from) }
 	mux := http.NewServeMux()
@@ -140,47 +140,8 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 		"series": []any{map[string]any{"district": "", "online_rate": []any{0.99, 0.98, nil}, "intact_rate": []any{0.97, 0.96, 0.95}}, map[string]any{"district": "Xuhui", "online_rate": []any{0.97, 0.99, 0.985}, "intact_rate": []any{0.9, 0.91, 0.92}}}}))
 	srv := serveConsole(t, mux)
 
-	ctx := testenv.Chromium(t)
-	chromedp.Listen(ctx, func(ev any) {
-		switch e := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range e.Args {
-				parts = append(parts, string(a.Value)+a.Description)
-			}
-			record(&logs, string(e.Type)+": "+strings.Join(parts, " "))
-		case *runtime.EventExceptionThrown:
-			record(&logs, "EXC: "+e.ExceptionDetails.Text+" "+func() string {
-				if e.ExceptionDetails.Exception != nil {
-					return e.ExceptionDetails.Exception.Description
-				}
-				return ""
-			}())
-		}
-	})
-	tctx, cancel := context.WithTimeout(ctx, 120*time.Second)
-	defer cancel()
-	dump := func() string { return strings.Join(copied(&logs), "\n") }
-	do := func(what string, as ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tctx, as...); err != nil {
-			t.Fatalf("%s: %v\n%s", what, err, dump())
-		}
-	}
-	str := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", expr, err, dump())
-		}
-		return v
-	}
-	poll := func(expr string, d time.Duration) {
-		t.Helper()
-		if _, err := chromedp.Run(tctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(d))); err != nil {
-			t.Fatalf("waiting for %s: %v\n%s", expr, err, dump())
-		}
-	}
+	pg := openPage(t)
+	do, str, poll, dump := pg.do, pg.str, pg.poll, pg.dump
 	contains := func(what, got string, want ...string) {
 		t.Helper()
 		for _, w := range want {
@@ -248,9 +209,132 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 	poll(`document.body.dataset.view === 'map' && document.querySelector('#map-detail-slot #detail')?.dataset.id === 'CAM-3'`, 10*time.Second)
 	do("back to monitoring", chromedp.Click(`#view-console`))
 	poll(`document.querySelector('.side #detail')`, 5*time.Second)
-	for _, l := range copied(&logs) {
+	pg.noExceptions()
+}
+
+// page is a Chromium tab for a console test, keeping what the page logs
+// and throws for failure reports; its actions end with the test or after
+// two minutes.
+type page struct {
+	t    *testing.T
+	ctx  context.Context
+	mu   sync.Mutex // guards logs, written by the browser's listener
+	logs []string
+}
+
+// openPage starts Chromium with opts (see testenv.Chromium).
+func openPage(t *testing.T, opts ...chromedp.ExecAllocatorOption) *page {
+	ctx := testenv.Chromium(t, opts...)
+	p := &page{t: t}
+	record := func(s string) { p.mu.Lock(); p.logs = append(p.logs, s); p.mu.Unlock() }
+	chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var parts []string
+			for _, a := range e.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			record(string(e.Type) + ": " + strings.Join(parts, " "))
+		case *runtime.EventExceptionThrown:
+			exc := ""
+			if e.ExceptionDetails.Exception != nil {
+				exc = e.ExceptionDetails.Exception.Description
+			}
+			record("EXC: " + e.ExceptionDetails.Text + " " + exc)
+		}
+	})
+	tctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	t.Cleanup(cancel)
+	p.ctx = tctx
+	return p
+}
+
+func (p *page) dump() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.logs, "\n")
+}
+
+func (p *page) do(what string, as ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, as...); err != nil {
+		p.t.Fatalf("%s: %v\n%s", what, err, p.dump())
+	}
+}
+
+func (p *page) str(expr string) string {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		p.t.Fatalf("%s: %v\n%s", expr, err, p.dump())
+	}
+	return v
+}
+
+func (p *page) poll(expr string, d time.Duration) {
+	p.t.Helper()
+	if _, err := chromedp.Run(p.ctx, chromedp.Poll[any](expr, chromedp.WithPollingTimeout(d))); err != nil {
+		p.t.Fatalf("waiting for %s: %v\n%s", expr, err, p.dump())
+	}
+}
+
+// noExceptions fails the test for every uncaught exception the page threw.
+func (p *page) noExceptions() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
 		if strings.HasPrefix(l, "EXC:") {
-			t.Errorf("uncaught exception: %s", l)
+			p.t.Errorf("uncaught exception: %s", l)
 		}
 	}
+}
+
+// TestBlockedSoundIsShown opens the console in a browser that blocks
+// sound until a click (as one just opened on a wall screen does): the
+// console says so at once, flashes the notice when a critical alarm's
+// tone cannot play, notifies the desktop while the tab is hidden (with
+// permission), and one click on the notice turns sound on and hides it.
+func TestBlockedSoundIsShown(t *testing.T) {
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read", "alarm.ack"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{cam("CAM-1", "Gate", "online", "Xuhui", 31.2, 121.4)}, "total": 1}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 1, "by_status": map[string]int{"online": 1}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{}, "total": 0}))
+	srv := serveConsole(t, mux)
+
+	pg := openPage(t, chromedp.Flag("autoplay-policy", "document-user-activation-required"))
+	pg.do("open the console", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`))
+	// Not pg.poll: chromedp's polling runs as a user gesture, which would
+	// unlock sound.
+	if st := pg.str(`String(window.citywatch.sound.ctx?.state)`); st != "suspended" {
+		t.Fatalf("audio context %s before any gesture, want suspended (is autoplay blocked?) %s", st, pg.str(`String(navigator.userActivation.hasBeenActive)`))
+	}
+	pg.do("the notice is shown", chromedp.WaitVisible(`#sound-blocked`))
+	if got := pg.str(`document.querySelector('#sound-blocked').textContent`); !strings.Contains(got, "click") {
+		t.Errorf("notice %q does not say what to do", got)
+	}
+	// The tab goes to the background with desktop alerts allowed: a
+	// stand-in for the Notification API records what the console shows.
+	pg.do("hide the tab", chromedp.Evaluate[chromedp.Void](`void (Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}),
+		window.shown = [],
+		window.citywatch.desktop.api = class { static permission = 'granted'; constructor(title, o) { window.shown.push([title, o.body, o.tag]); } close() {} })`))
+	pg.do("a critical alarm", chromedp.Evaluate[chromedp.Void](`void window.citywatch.alarms.event({kind: 'raise', alarm: {id: 'A9', severity: 'critical', state: 'active_unack', source: 'sensor_triggered', type: 'intrusion', device: 'PIR-1', site: 'S-1', district: 'Xuhui', count: 1, first_at: new Date().toISOString(), last_at: new Date().toISOString()}})`))
+	if pg.str(`String(document.querySelector('#sound-blocked').classList.contains('urgent'))`) != "true" {
+		t.Errorf("the notice did not flash when the alarm's tone could not play")
+	}
+	if got := pg.str(`JSON.stringify(window.shown)`); !strings.Contains(got, `"A9"`) || !strings.Contains(got, "PIR-1") {
+		t.Errorf("desktop notifications %s, want one for A9 naming PIR-1", got)
+	}
+	pg.do("click the notice's button", chromedp.Click(`#sound-enable`))
+	pg.poll(`window.citywatch.sound.ctx.state === 'running'`, 5*time.Second)
+	pg.poll(`document.querySelector('#sound-blocked').hidden`, 5*time.Second)
+	pg.noExceptions()
 }

@@ -6,33 +6,52 @@ const STORE_KEY = 'citywatch.sound';
 const MIN_GAP_MS = 4000;
 
 export class Sound {
-  constructor() {
+  // onState follows every change of whether sound can play (blocked);
+  // onBlocked is told when a tone was due but the browser kept it silent.
+  constructor({ onState = () => {}, onBlocked = () => {} } = {}) {
     let saved = null;
     try { saved = localStorage.getItem(STORE_KEY); } catch { /* ignore */ }
     this.enabled = saved !== 'off';
     this.ctx = null;
     this.last = 0;
-    // Browsers allow audio only after a user gesture; take the first one.
-    const unlock = () => this.unlock();
-    window.addEventListener('pointerdown', unlock, { once: true, capture: true });
-    window.addEventListener('keydown', unlock, { once: true, capture: true });
+    this.onState = onState;
+    this.onBlocked = onBlocked;
+    // The context is made at once, so that its state says whether the
+    // browser lets this page play sound before the operator touches it
+    // (most do not: a console opened on a wall screen stays silent until
+    // clicked, and the console says so). Any gesture unlocks it.
+    const AC = window.AudioContext || window.webkitAudioContext;
+    if (AC) {
+      try {
+        this.ctx = new AC();
+        this.ctx.addEventListener('statechange', () => this.onState());
+      } catch (err) {
+        console.warn('sound:', err);
+      }
+    }
+    const unlock = () => {
+      this.unlock();
+      if (!this.blocked) {
+        window.removeEventListener('pointerdown', unlock, true);
+        window.removeEventListener('keydown', unlock, true);
+      }
+    };
+    window.addEventListener('pointerdown', unlock, true);
+    window.addEventListener('keydown', unlock, true);
   }
 
+  // blocked: sound is on, but the browser does not let it play yet.
+  get blocked() { return this.enabled && !!this.ctx && this.ctx.state !== 'running'; }
+
   unlock() {
-    const AC = window.AudioContext || window.webkitAudioContext;
-    if (!AC) return;
-    try {
-      this.ctx ??= new AC();
-      if (this.ctx.state === 'suspended') this.ctx.resume();
-    } catch (err) {
-      console.warn('sound:', err);
-    }
+    if (this.ctx?.state === 'suspended') this.ctx.resume().catch((err) => console.warn('sound:', err));
   }
 
   toggle() {
     this.enabled = !this.enabled;
     try { localStorage.setItem(STORE_KEY, this.enabled ? 'on' : 'off'); } catch { /* ignore */ }
     if (this.enabled) { this.unlock(); this.play(true); }
+    this.onState();
     return this.enabled;
   }
 
@@ -49,6 +68,7 @@ export class Sound {
 
   tone(notes, force) {
     const now = Date.now();
+    if (this.blocked) this.onBlocked();
     if (!this.enabled || !this.ctx || this.ctx.state !== 'running') return false;
     if (!force && now - this.last < MIN_GAP_MS) return false;
     this.last = now;

@@ -23,8 +23,11 @@ const chromiumStartTimeout = 30 * time.Second
 // first Run: chromedp ties the browser's life to that call's context, and
 // Chromium has already done that first Run). The binary is
 // $CITYWATCH_CHROMIUM, `chromium` on PATH, or /usr/bin/chromium. Autoplay
-// needs no user gesture, for video tests.
-func Chromium(t testing.TB) context.Context {
+// needs no user gesture, for video tests; extra options go after the
+// defaults, so a flag given again there wins (autoplay-policy
+// document-user-activation-required: sound blocked until a click, as in a
+// browser someone just opened).
+func Chromium(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	bin := lookBin(t, "chromium", "CITYWATCH_CHROMIUM", "/usr/bin/chromium", "/usr/lib/chromium/chromium")
 	profile := filepath.Join(t.TempDir(), "profile")
@@ -43,6 +46,7 @@ func Chromium(t testing.TB) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.CombinedOutput(log),
 	)
+	opts = append(opts, extra...)
 
 	base, cancelBase := context.WithCancel(context.Background())
 	if dl, ok := testDeadline(t); ok {
