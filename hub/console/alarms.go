@@ -97,28 +97,32 @@ func (s *Server) alarmRoutes() []auth.Route {
 		{Method: http.MethodGet, Path: "/api/alarms", Perm: auth.AlarmRead, Handler: http.HandlerFunc(s.listAlarms)},
 		{Method: http.MethodGet, Path: "/api/alarms/{id}", Perm: auth.AlarmRead, Handler: noParams(s.getAlarm)},
 	}
-	for _, r := range []struct {
-		action string
-		perm   auth.Permission
-		h      http.HandlerFunc
-	}{
-		{"ack", auth.AlarmAck, alarmAction(s, "alarm.ack", func(id, who string, b actionBody) error { return s.alarms.Ack(id, who, b.Note) })},
-		{"assign", auth.AlarmAssign, alarmAction(s, "alarm.assign", func(id, who string, b assignBody) error {
+	type action struct {
+		name string
+		perm auth.Permission
+		h    actionHandlers
+	}
+	with := func(name string, perm auth.Permission, h actionHandlers) action { return action{name, perm, h} }
+	for _, r := range []action{
+		with("ack", auth.AlarmAck, alarmAction(s, "alarm.ack", func(id, who string, b actionBody) error { return s.alarms.Ack(id, who, b.Note) })),
+		with("assign", auth.AlarmAssign, alarmAction(s, "alarm.assign", func(id, who string, b assignBody) error {
 			return s.alarms.Assign(id, who, b.To, b.Note)
-		})},
-		{"shelve", auth.AlarmShelve, alarmAction(s, "alarm.shelve", func(id, who string, b shelveBody) error {
+		})),
+		with("shelve", auth.AlarmShelve, alarmAction(s, "alarm.shelve", func(id, who string, b shelveBody) error {
 			until, err := b.until(time.Now(), s.cfg.MaxShelve)
 			if err != nil {
 				return err
 			}
 			return s.alarms.Shelve(id, who, until, b.Note)
-		})},
-		{"unshelve", auth.AlarmShelve, alarmAction(s, "alarm.unshelve", func(id, who string, b actionBody) error {
+		})),
+		with("unshelve", auth.AlarmShelve, alarmAction(s, "alarm.unshelve", func(id, who string, b actionBody) error {
 			return s.alarms.Unshelve(id, who, b.Note)
-		})},
-		{"clear", auth.AlarmClear, alarmAction(s, "alarm.clear", func(id, who string, b actionBody) error { return s.alarms.Clear(id, who, b.Note) })},
+		})),
+		with("clear", auth.AlarmClear, alarmAction(s, "alarm.clear", func(id, who string, b actionBody) error { return s.alarms.Clear(id, who, b.Note) })),
 	} {
-		rs = append(rs, auth.Route{Method: http.MethodPost, Path: "/api/alarms/{id}/" + r.action, Perm: r.perm, Handler: r.h})
+		rs = append(rs,
+			auth.Route{Method: http.MethodPost, Path: "/api/alarms/{id}/" + r.name, Perm: r.perm, Handler: r.h.one},
+			auth.Route{Method: http.MethodPost, Path: "/api/alarm-actions/" + r.name, Perm: r.perm, Handler: r.h.bulk})
 	}
 	return rs
 }
@@ -217,13 +221,19 @@ func (s *Server) helloState(p *auth.Principal, h *helloMessage) {
 // actionRequest is the body of an alarm action.
 type actionRequest interface {
 	check() error
+	ids() []string
 }
 
 // actionBody is the body of ack, unshelve and clear, and the start of the
 // others. Who acts is the authenticated caller, never a field of the body.
 type actionBody struct {
 	Note string `json:"note"`
+	// IDs are the alarms of a bulk action (/api/alarm-actions/{action});
+	// the action on one alarm names it in its path.
+	IDs []string `json:"ids,omitempty"`
 }
+
+func (b actionBody) ids() []string { return b.IDs }
 
 func (b actionBody) check() error {
 	if !utf8.ValidString(b.Note) || utf8.RuneCountInString(b.Note) > maxNote {
@@ -285,58 +295,121 @@ func (b shelveBody) until(now time.Time, longest time.Duration) (time.Time, erro
 // body, act as the authenticated caller, audit the outcome, answer with
 // the alarm as it is afterwards. An alarm outside the caller's scope is
 // not found.
-func alarmAction[B actionRequest](s *Server, action string, do func(id, who string, b B) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p := auth.From(r.Context())
-		id := r.PathValue("id")
+// alarmAction returns the handlers of an action: on the alarm its path
+// names, and in bulk on the alarms its body's ids name (one note for all,
+// each alarm acted on, audited and answered for on its own).
+func alarmAction[B actionRequest](s *Server, action string, do func(id, who string, b B) error) actionHandlers {
+	read := func(w http.ResponseWriter, r *http.Request) (B, bool) {
 		var b B
-		if err := decodeBody(w, r, &b); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
+		err := decodeBody(w, r, &b)
+		if err == nil {
+			err = b.check()
 		}
-		if err := b.check(); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if a, _, ok := s.alarms.Alarm(id); !ok || !s.visible(p, &a) {
-			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
-			return
-		}
-		err := do(id, p.Name, b)
-		rec := audit.By(p, action, "alarm/"+id, audit.Success, noteOf(b))
 		if err != nil {
-			rec.Outcome, rec.Detail = audit.Failure, strings.TrimPrefix(rec.Detail+"; "+err.Error(), "; ")
-		}
-		if _, aerr := s.audit.Append(r.Context(), rec); aerr != nil {
-			// The action stands; the audit log counts and reports its
-			// own failures.
-			s.log.Error("alarm action not audited", "alarm", id, "action", action, "who", p.Name, "err", aerr)
-		}
-		var bad badRequest
-		switch {
-		case errors.As(err, &bad):
 			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		case errors.Is(err, alarm.ErrNotFound):
-			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
-			return
-		case errors.Is(err, alarm.ErrInvalid):
-			writeError(w, http.StatusConflict, err.Error())
-			return
-		case err != nil:
-			s.log.Error("alarm action failed", "alarm", id, "err", err)
-			writeError(w, http.StatusInternalServerError, "internal error")
+			return b, false
+		}
+		return b, true
+	}
+	one := func(w http.ResponseWriter, r *http.Request) {
+		b, ok := read(w, r)
+		if !ok {
 			return
 		}
-		// A closed alarm may already have been dropped from memory when
-		// many were closed at once; it is gone either way.
-		a, _, ok := s.alarms.Alarm(id)
-		if !ok {
-			writeError(w, http.StatusNotFound, "no alarm "+strconv.Quote(clip(id)))
+		if len(b.ids()) > 0 {
+			writeError(w, http.StatusBadRequest, "ids is for /api/alarm-actions/"+strings.TrimPrefix(action, "alarm.")+"; this path names its alarm")
+			return
+		}
+		a, status, msg := applyAction(s, r, action, r.PathValue("id"), b, do)
+		if status != http.StatusOK {
+			writeError(w, status, msg)
 			return
 		}
 		s.reply(w, AlarmReply{Alarm: a})
 	}
+	bulk := func(w http.ResponseWriter, r *http.Request) {
+		b, ok := read(w, r)
+		if !ok {
+			return
+		}
+		ids := b.ids()
+		if len(ids) == 0 || len(ids) > maxBulk {
+			writeError(w, http.StatusBadRequest, "ids must name 1 to "+strconv.Itoa(maxBulk)+" alarms")
+			return
+		}
+		out := BulkReply{Results: make([]BulkResult, 0, len(ids))}
+		for _, id := range ids {
+			a, status, msg := applyAction(s, r, action, id, b, do)
+			res := BulkResult{ID: id, Status: status, Error: msg}
+			if status == http.StatusOK {
+				res.Alarm = &a
+			}
+			out.Results = append(out.Results, res)
+		}
+		s.reply(w, out)
+	}
+	return actionHandlers{one, bulk}
+}
+
+// actionHandlers serve an action on one alarm and in bulk.
+type actionHandlers struct{ one, bulk http.HandlerFunc }
+
+// maxBulk bounds the alarms of one bulk action.
+const maxBulk = 500
+
+// BulkReply answers a bulk action: one result per alarm, in the order
+// given.
+type BulkReply struct {
+	Results []BulkResult `json:"results"`
+}
+
+// BulkResult is what became of one alarm of a bulk action: status 200
+// and the alarm after it, or the status and error its own request would
+// have had.
+type BulkResult struct {
+	ID     string       `json:"id"`
+	Status int          `json:"status"`
+	Alarm  *alarm.Alarm `json:"alarm,omitempty"`
+	Error  string       `json:"error,omitempty"`
+}
+
+// applyAction acts on alarm id for the caller and audits it, and returns
+// the alarm after it, or the status and message of the refusal.
+func applyAction[B actionRequest](s *Server, r *http.Request, action, id string, b B, do func(id, who string, b B) error) (alarm.Alarm, int, string) {
+	p := auth.From(r.Context())
+	notFound := "no alarm " + strconv.Quote(clip(id))
+	if a, _, ok := s.alarms.Alarm(id); !ok || !s.visible(p, &a) {
+		return alarm.Alarm{}, http.StatusNotFound, notFound
+	}
+	err := do(id, p.Name, b)
+	rec := audit.By(p, action, "alarm/"+id, audit.Success, noteOf(b))
+	if err != nil {
+		rec.Outcome, rec.Detail = audit.Failure, strings.TrimPrefix(rec.Detail+"; "+err.Error(), "; ")
+	}
+	if _, aerr := s.audit.Append(r.Context(), rec); aerr != nil {
+		// The action stands; the audit log counts and reports its own
+		// failures.
+		s.log.Error("alarm action not audited", "alarm", id, "action", action, "who", p.Name, "err", aerr)
+	}
+	var bad badRequest
+	switch {
+	case errors.As(err, &bad):
+		return alarm.Alarm{}, http.StatusBadRequest, err.Error()
+	case errors.Is(err, alarm.ErrNotFound):
+		return alarm.Alarm{}, http.StatusNotFound, notFound
+	case errors.Is(err, alarm.ErrInvalid):
+		return alarm.Alarm{}, http.StatusConflict, err.Error()
+	case err != nil:
+		s.log.Error("alarm action failed", "alarm", id, "err", err)
+		return alarm.Alarm{}, http.StatusInternalServerError, "internal error"
+	}
+	// A closed alarm may already have been dropped from memory when many
+	// were closed at once; it is gone either way.
+	a, _, ok := s.alarms.Alarm(id)
+	if !ok {
+		return alarm.Alarm{}, http.StatusNotFound, notFound
+	}
+	return a, http.StatusOK, ""
 }
 
 // noteOf is what the audit record says of an action's body.

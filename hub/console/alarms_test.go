@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -286,6 +287,71 @@ func TestAlarmActions(t *testing.T) {
 			t.Errorf("second clear audited as %+v", failed)
 		}
 	})
+}
+
+// TestAlarmBulkActions acknowledges several alarms in one request: each
+// is acted on, audited and answered for on its own, in the order given;
+// one the caller may not see or that does not exist is refused in its
+// result without stopping the others; the path that names one alarm
+// refuses ids, and a bulk request needs at least one.
+func TestAlarmBulkActions(t *testing.T) {
+	s, e := alarmServer(t)
+	// A3 is in another district than the operator's (Xicheng).
+	operator := http.Header{"Authorization": {"Bearer operator@district:Xicheng"}}
+	rec := post(t, s, "/api/alarm-actions/ack", `{"ids":["A1","A99","A3","A2"],"note":"night shift"}`, operator)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var got BulkReply
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	var summary []string
+	for _, r := range got.Results {
+		summary = append(summary, fmt.Sprintf("%s:%d", r.ID, r.Status))
+		if (r.Status == http.StatusOK) != (r.Alarm != nil) || (r.Status == http.StatusOK) == (r.Error != "") {
+			t.Errorf("result %+v: an alarm for 200, an error otherwise", r)
+		}
+	}
+	if s := strings.Join(summary, " "); s != "A1:200 A99:404 A3:404 A2:200" {
+		t.Fatalf("results %s, want A1:200 A99:404 A3:404 A2:200", s)
+	}
+	for id, want := range map[string]alarm.State{"A1": alarm.ActiveAck, "A2": alarm.ActiveAck, "A3": alarm.ActiveUnack} {
+		if a, _, _ := e.Alarm(id); a.State != want || (want == alarm.ActiveAck) != (a.AckedBy == "operator@district:Xicheng") {
+			t.Errorf("%s: %s by %q", id, a.State, a.AckedBy)
+		}
+	}
+	recs := s.audit.(*recordingAuditor).records()
+	var audited []string
+	for _, r := range recs {
+		if r.Action != "alarm.ack" || r.Detail != "night shift" || r.Outcome != audit.Success {
+			t.Errorf("audited %+v", r)
+		}
+		audited = append(audited, r.Object)
+	}
+	if a := strings.Join(audited, " "); a != "alarm/A1 alarm/A2" {
+		t.Errorf("audited %s, want alarm/A1 alarm/A2", a)
+	}
+
+	for _, tt := range []struct {
+		name, path, body string
+		header           http.Header
+		code             int
+	}{
+		{"ids on one alarm's path", "/api/alarms/A1/ack", `{"ids":["A2"]}`, nil, 400},
+		{"no ids", "/api/alarm-actions/ack", `{"note":"x"}`, nil, 400},
+		{"too many ids", "/api/alarm-actions/ack", `{"ids":[` + strings.Repeat(`"A1",`, maxBulk) + `"A1"]}`, nil, 400},
+		{"analyst may not ack", "/api/alarm-actions/ack", `{"ids":["A1"]}`, http.Header{"Authorization": {"Bearer analyst"}}, 403},
+		{"shelve needs a time", "/api/alarm-actions/shelve", `{"ids":["A1"]}`, nil, 400},
+		{"shelve", "/api/alarm-actions/shelve", `{"ids":["A1","A2"],"for":"30m"}`, nil, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := alarmServer(t)
+			if rec := post(t, s, tt.path, tt.body, tt.header); rec.Code != tt.code {
+				t.Errorf("%d %s, want %d", rec.Code, rec.Body, tt.code)
+			}
+		})
+	}
 }
 
 // wsMessage is a message on /api/events as a client decodes it.
