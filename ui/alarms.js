@@ -25,6 +25,8 @@ export const ALARM_SHORTCUTS = [
   ['s', 'keys.alarm_shelve', ACTION_PERM.shelve],
   ['u', 'keys.alarm_unshelve', ACTION_PERM.unshelve],
   ['x', 'keys.alarm_clear', ACTION_PERM.clear],
+  ['Space', 'keys.alarm_mark', 'alarm.read'],
+  ['*', 'keys.alarm_mark_all', 'alarm.read'],
 ];
 export function sevLabel(s) { return label('alarm.sev', s); }
 export function stateLabel(s) { return label('alarm.state', s); }
@@ -64,6 +66,7 @@ export class Alarms {
     this.error = '';
     this.sev = '';          // severity filter ('' all)
     this.selected = null;
+    this.marked = new Set(); // alarms ticked for a bulk action
     this.shown = false;
     this.detail = new AlarmDetail(detailRoot, {
       store,
@@ -84,11 +87,13 @@ export class Alarms {
         <h2 id="alarms-h"></h2>
         <div class="a-counts" role="group">${SEVERITIES.map((s) =>
           `<button type="button" class="a-count sev-${s}" data-alarm-count="${s}" aria-pressed="false"><span class="lbl"></span><span class="n">0</span></button>`).join('')}</div>
+        <span class="a-marked" role="group" hidden><span class="n"></span>${['ack', 'assign', 'shelve', 'clear'].map((a) =>
+          `<button type="button" data-bulk="${a}"></button>`).join('')}<button type="button" data-unmark></button></span>
         <span class="a-total muted" role="status"></span>
         <span class="err a-notice" role="alert" hidden></span>
       </header>
       <div id="alarm-scroller" class="a-scroll" role="region" tabindex="0" aria-labelledby="alarms-h">
-        <table class="a-table"><thead><tr>${['sev', 'state', 'count', 'source', 'device', 'site', 'district', 'age', 'assignee'].map((c) =>
+        <table class="a-table"><thead><tr><th scope="col" class="c-mark"><input type="checkbox" data-mark-all></th>${['sev', 'state', 'count', 'source', 'device', 'site', 'district', 'age', 'assignee'].map((c) =>
           `<th scope="col" class="c-${c}" data-col="${c}"></th>`).join('')}</tr></thead><tbody id="alarm-list"></tbody></table>
         <p class="a-empty muted"></p>
       </div>`;
@@ -105,6 +110,12 @@ export class Alarms {
     this.root.addEventListener('click', (e) => {
       const c = e.target.closest('[data-alarm-count]');
       if (c) { this.sev = this.sev === c.dataset.alarmCount ? '' : c.dataset.alarmCount; this.render(); return; }
+      if (e.target.matches('[data-mark-all]')) { this.markAll(e.target.checked); return; }
+      const m = e.target.closest('[data-mark]');
+      if (m) { this.mark(m.dataset.mark, m.checked); return; }
+      const b = e.target.closest('[data-bulk]');
+      if (b) { this.ask(b.dataset.bulk); return; }
+      if (e.target.closest('[data-unmark]')) { this.markAll(false); return; }
       const tr = e.target.closest('tr[data-alarm]');
       if (tr) { this.select(tr.dataset.alarm); this.openDetail(); }
     });
@@ -136,6 +147,8 @@ export class Alarms {
         case 'Home': this.moveTo(0); break;
         case 'End': this.moveTo(this.list.length - 1); break;
         case 'Enter': if (onButton) return; this.openDetail(); break;
+        case ' ': if (onButton) return; if (this.selected) this.mark(this.selected, !this.marked.has(this.selected)); break;
+        case '*': this.markAll(this.marked.size < this.list.length); break;
         case 'c': this.ask('ack'); break;
         case 'g': this.ask('assign'); break;
         case 's': this.ask('shelve'); break;
@@ -296,9 +309,52 @@ export class Alarms {
     return { ok: true, alarm: a };
   }
 
-  // ask opens the small dialog for action on alarm id (default: selected).
-  ask(action, id = this.selected) {
-    const a = id && this.map.get(id);
+  // actMany posts action on the alarms ids with one note and opts (as
+  // act's); each alarm's result comes back on its own. Resolves to {ok,
+  // failed: [{id, error}]}; ok when every alarm took the action.
+  async actMany(ids, action, note = '', opts = {}) {
+    const body = { ids, note: note || '' };
+    if (action === 'assign') body.to = opts.to || this.who();
+    if (action === 'shelve') body.for = opts.for || '1h';
+    let results;
+    try {
+      results = await api.alarmActMany(action, body);
+    } catch (err) {
+      const error = errorText(err);
+      this.notice(t('alarm.act_error', { action: t(`alarm.act_${action}`), error }));
+      return { ok: false, failed: ids.map((id) => ({ id, error })), error };
+    }
+    const failed = [];
+    for (const r of results) {
+      if (r.alarm) this.put(r.alarm);
+      else failed.push({ id: r.id, error: r.error || String(r.status) });
+    }
+    for (const r of results) if (r.alarm || r.status === 404) this.marked.delete(r.id);
+    const error = failed.length ? t('alarm.bulk_failed', { n: failed.length, of: ids.length, error: failed[0].error }) : '';
+    this.notice(error);
+    this.render();
+    this.onChange();
+    return { ok: !failed.length, failed, error };
+  }
+
+  // mark ticks or unticks alarm id for a bulk action.
+  mark(id, on) {
+    if (on && this.map.has(id)) this.marked.add(id); else this.marked.delete(id);
+    this.render();
+  }
+
+  // markAll ticks every alarm the list shows, or none.
+  markAll(on) {
+    this.marked = new Set(on ? this.list.map((a) => a.id) : []);
+    this.render();
+  }
+
+  // ask opens the small dialog for action on alarm id, or without one on
+  // the ticked alarms if any, else on the selected one.
+  ask(action, id) {
+    const many = id === undefined && this.marked.size > 0;
+    id ??= this.selected;
+    const a = many ? this.map.get([...this.marked][0]) : id && this.map.get(id);
     if (!a) return;
     if (!this.can(ACTION_PERM[action])) {
       this.notice(t('alarm.not_allowed', { action: t(`alarm.act_${action}`) }));
@@ -313,11 +369,12 @@ export class Alarms {
       extra = `<label>${esc(t('alarm.shelve_for'))} <select name="for">${SHELVE_FOR.map((d) =>
         `<option value="${d}"${d === '1h' ? ' selected' : ''}>${esc(t(`alarm.for_${d}`))}</option>`).join('')}</select></label>`;
     }
+    const ids = many ? [...this.marked] : [a.id];
     this.dialog.dataset.action = action;
-    this.dialog.dataset.alarm = a.id;
+    this.dialog.dataset.alarm = many ? '' : a.id;
     this.dialog.innerHTML = `<form>
-      <h2>${esc(name)} · <span class="d-id">${esc(a.id)}</span></h2>
-      <p class="muted">${esc(sevLabel(a.severity))} · ${esc(sourceLabel(a.source))} · ${esc(a.device || a.agent || '')}${a._shelved > now ? ` · ${esc(t('alarm.until', { time: clock(a._shelved) }))}` : ''}</p>
+      <h2>${esc(name)} · <span class="d-id">${esc(many ? t('alarm.n_alarms', { n: num(ids.length) }) : a.id)}</span></h2>
+      ${many ? '' : `<p class="muted">${esc(sevLabel(a.severity))} · ${esc(sourceLabel(a.source))} · ${esc(a.device || a.agent || '')}${a._shelved > now ? ` · ${esc(t('alarm.until', { time: clock(a._shelved) }))}` : ''}</p>`}
       ${extra}
       <label>${esc(t('alarm.note'))} <input name="note" autocomplete="off" placeholder="${esc(t('alarm.note_placeholder'))}"></label>
       <p class="err" role="alert" hidden></p>
@@ -330,7 +387,9 @@ export class Alarms {
       const f = new FormData(form);
       const btn = form.querySelector('[type=submit]');
       btn.disabled = true;
-      const r = await this.act(a.id, action, String(f.get('note') || ''), { to: String(f.get('to') || ''), for: String(f.get('for') || '') });
+      const note = String(f.get('note') || '');
+      const opts = { to: String(f.get('to') || ''), for: String(f.get('for') || '') };
+      const r = many ? await this.actMany(ids, action, note, opts) : await this.act(a.id, action, note, opts);
       btn.disabled = false;
       if (r.ok) { this.notice(''); this.dialog.close(); return; }
       const err = form.querySelector('.err');
@@ -407,6 +466,7 @@ export class Alarms {
       const shelved = a._shelved > now;
       const unack = a.state === 'active_unack' || a.state === 'cleared_unack';
       return `<tr data-alarm="${esc(a.id)}" data-state="${esc(a.state)}" data-severity="${esc(a.severity)}" class="${unack ? 'unack' : ''}${shelved ? ' shelved' : ''}${a.id === this.selected ? ' sel' : ''}"${a.id === this.selected ? ' aria-selected="true"' : ''}>
+        <td class="c-mark"><input type="checkbox" data-mark="${esc(a.id)}"${this.marked.has(a.id) ? ' checked' : ''} aria-label="${esc(t('alarm.mark', { id: a.id }))}"></td>
         <td class="c-sev"><span class="sev sev-${esc(a.severity)}">${esc(sevLabel(a.severity))}</span></td>
         <td class="c-state"><span class="st st-${esc(a.state)}">${esc(stateLabel(a.state))}</span>${shelved ? ` <span class="shelf" title="${esc(t('alarm.until', { time: clock(a._shelved) }))}">${esc(t('alarm.shelved'))}</span>` : ''}${a.flapping ? ` <span class="flap">${esc(t('alarm.flapping'))}</span>` : ''}</td>
         <td class="c-count num">${a.count > 1 ? `×${num(a.count)}` : ''}</td>
@@ -419,6 +479,14 @@ export class Alarms {
       </tr>`;
     }).join('');
     if (this.selected && !this.map.has(this.selected)) this.selected = null;
+    for (const id of this.marked) if (!this.map.has(id)) this.marked.delete(id);
+    const every = this.root.querySelector('[data-mark-all]');
+    every.checked = this.list.length > 0 && this.list.every((a) => this.marked.has(a.id));
+    every.indeterminate = !every.checked && this.marked.size > 0;
+    const bar = this.root.querySelector('.a-marked');
+    bar.hidden = !this.marked.size;
+    bar.querySelector('.n').textContent = t('alarm.marked', { n: num(this.marked.size) });
+    for (const b of bar.querySelectorAll('[data-bulk]')) b.hidden = !this.can(ACTION_PERM[b.dataset.bulk]);
     const empty = this.root.querySelector('.a-empty');
     empty.textContent = this.error || (!this.loaded ? t('app.loading') : this.list.length ? '' : t('alarm.none'));
     empty.classList.toggle('err', !!this.error);
@@ -448,6 +516,9 @@ export class Alarms {
     this.root.querySelector('.a-counts').setAttribute('aria-label', t('alarm.by_severity'));
     for (const b of this.root.querySelectorAll('[data-alarm-count]')) b.querySelector('.lbl').textContent = sevLabel(b.dataset.alarmCount);
     for (const th of this.root.querySelectorAll('th[data-col]')) th.textContent = t(`alarm.col_${th.dataset.col}`);
+    this.root.querySelector('[data-mark-all]').setAttribute('aria-label', t('alarm.mark_all'));
+    for (const b of this.root.querySelectorAll('[data-bulk]')) b.textContent = t(`alarm.act_${b.dataset.bulk}`);
+    this.root.querySelector('[data-unmark]').textContent = t('alarm.unmark');
     this.render();
     this.detail.render();
   }

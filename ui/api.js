@@ -389,6 +389,13 @@ export async function alarmAct(id, action, req) {
   return j?.alarm ? alarm(j.alarm) : null;
 }
 
+// alarmActMany posts action on many alarms (req.ids) with one body.
+// Resolves to one result per id, in order: {id, status, alarm, error}.
+export async function alarmActMany(action, req) {
+  const j = await send('POST', `/api/alarm-actions/${seg(action)}`, req);
+  return (j?.results || []).map((r) => ({ ...r, alarm: r.alarm ? alarm(r.alarm) : null }));
+}
+
 // Work orders (docs/maintenance.md). The hub ranks them, keeps their
 // deadlines and decides which actions a state allows; these adapters only
 // add times in ms and give lists their defaults.

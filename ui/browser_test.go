@@ -338,3 +338,72 @@ func TestBlockedSoundIsShown(t *testing.T) {
 	pg.poll(`document.querySelector('#sound-blocked').hidden`, 5*time.Second)
 	pg.noExceptions()
 }
+
+// TestAlarmBulkAckInBrowser acknowledges twenty alarms in one action from
+// the keyboard (* ticks every alarm listed, c asks for the note, Enter
+// sends): one request names all twenty with the note, and the desk shows
+// them acknowledged with the selection cleared.
+func TestAlarmBulkAckInBrowser(t *testing.T) {
+	alarm := func(i int, state string) map[string]any {
+		return map[string]any{"id": fmt.Sprintf("A%d", i), "device": fmt.Sprintf("CAM-%d", i), "site": "S-1", "district": "Xuhui", "severity": "major",
+			"state": state, "source": "device_offline", "type": "camera_offline", "count": 1, "first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"}
+	}
+	var list []any
+	for i := range 20 {
+		list = append(list, alarm(i+1, "active_unack"))
+	}
+	var mu sync.Mutex
+	var posts []map[string]any
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read", "alarm.ack"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{}, "total": 0}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 0, "by_status": map[string]int{}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	mux.HandleFunc("POST /api/alarm-actions/ack", func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		posts = append(posts, body)
+		mu.Unlock()
+		var results []any
+		for _, id := range body["ids"].([]any) {
+			var n int
+			fmt.Sscanf(id.(string), "A%d", &n)
+			a := alarm(n, "active_ack")
+			a["acked_by"] = "li"
+			results = append(results, map[string]any{"id": id, "status": 200, "alarm": a})
+		}
+		j(map[string]any{"results": results})(w, r)
+	})
+	srv := serveConsole(t, mux)
+
+	pg := openPage(t)
+	pg.do("open the desk", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`), chromedp.Click(`#alarms-btn`))
+	pg.poll(`document.querySelectorAll('#alarm-list tr[data-state="active_unack"]').length === 20`, 10*time.Second)
+	pg.do("tick every alarm", chromedp.Focus(`#alarm-scroller`), chromedp.KeyEvent("*"))
+	if got := pg.str(`document.querySelector('.a-marked').hidden ? 'hidden' : document.querySelector('.a-marked .n').textContent`); got != "20 selected" {
+		t.Fatalf("selection bar %q, want 20 selected", got)
+	}
+	pg.do("acknowledge them", chromedp.KeyEvent("c"), chromedp.WaitVisible(`#alarm-act [name=note]`),
+		chromedp.SendKeys(`#alarm-act [name=note]`, "night check"), chromedp.KeyEvent("\r"))
+	pg.poll(`document.querySelectorAll('#alarm-list tr[data-state="active_ack"]').length === 20`, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posts) != 1 {
+		t.Fatalf("%d bulk requests, want 1: %v", len(posts), posts)
+	}
+	if ids, _ := posts[0]["ids"].([]any); len(ids) != 20 || posts[0]["note"] != "night check" {
+		t.Errorf("request %v, want 20 ids and the note", posts[0])
+	}
+	if got := pg.str(`String(document.querySelector('.a-marked').hidden) + ' ' + document.querySelectorAll('#alarm-list input[data-mark]:checked').length`); got != "true 0" {
+		t.Errorf("after the action: bar hidden, ticked = %s, want true 0", got)
+	}
+	pg.noExceptions()
+}
