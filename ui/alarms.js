@@ -35,6 +35,10 @@ export function actionLabel(s) { return label('alarm.action', s); }
 // typeLabel: an alarm's type is a sensor kind or a failure reason.
 export function typeLabel(s) { return has(`sensor.${s}`) ? label('sensor', s) : label('reason', s); }
 
+// DESK_STATES are the desk's state filters besides '' (open).
+const DESK_STATES = ['unack', 'ack', 'shelved', 'cleared'];
+const FILTER_PARAMS = { sev: 'asev', fState: 'astate', fSource: 'asrc', fDistrict: 'adist', q: 'aq' };
+
 const byPriority = (a, b) => (b.priority || 0) - (a.priority || 0) || b._last - a._last || (a.id < b.id ? -1 : 1);
 
 export class Alarms {
@@ -64,7 +68,16 @@ export class Alarms {
     this.loaded = false;
     this.loading = null;
     this.error = '';
-    this.sev = '';          // severity filter ('' all)
+    // The desk's filters, kept in the page URL beside the device table's
+    // (…/?adist=Xuhui&astate=unack): severity, state (DESK_STATES; '' is
+    // every open alarm but the cleared unacknowledged ones, which collapse
+    // into a counter), source, district, and words to find.
+    const p = new URLSearchParams(location.search);
+    this.sev = SEVERITIES.includes(p.get('asev')) ? p.get('asev') : '';
+    this.fState = DESK_STATES.includes(p.get('astate')) ? p.get('astate') : '';
+    this.fSource = p.get('asrc') || '';
+    this.fDistrict = p.get('adist') || '';
+    this.q = p.get('aq') || '';
     this.selected = null;
     this.marked = new Set(); // alarms ticked for a bulk action
     this.shown = false;
@@ -92,6 +105,14 @@ export class Alarms {
         <span class="a-total muted" role="status"></span>
         <span class="err a-notice" role="alert" hidden></span>
       </header>
+      <div class="a-filters">
+        <input type="search" data-af="q" autocomplete="off" spellcheck="false">
+        <select data-af="fState"></select>
+        <select data-af="fSource"></select>
+        <select data-af="fDistrict"></select>
+        <button type="button" data-af-clear></button>
+        <button type="button" class="a-cleared" data-af-cleared hidden></button>
+      </div>
       <div id="alarm-scroller" class="a-scroll" role="region" tabindex="0" aria-labelledby="alarms-h">
         <table class="a-table"><thead><tr><th scope="col" class="c-mark"><input type="checkbox" data-mark-all></th>${['sev', 'state', 'count', 'source', 'device', 'site', 'district', 'age', 'assignee'].map((c) =>
           `<th scope="col" class="c-${c}" data-col="${c}"></th>`).join('')}</tr></thead><tbody id="alarm-list"></tbody></table>
@@ -109,7 +130,9 @@ export class Alarms {
     this.button?.addEventListener('click', () => this.toggle());
     this.root.addEventListener('click', (e) => {
       const c = e.target.closest('[data-alarm-count]');
-      if (c) { this.sev = this.sev === c.dataset.alarmCount ? '' : c.dataset.alarmCount; this.render(); return; }
+      if (c) { this.setFilter({ sev: this.sev === c.dataset.alarmCount ? '' : c.dataset.alarmCount }); return; }
+      if (e.target.closest('[data-af-clear]')) { this.setFilter({ sev: '', fState: '', fSource: '', fDistrict: '', q: '' }); return; }
+      if (e.target.closest('[data-af-cleared]')) { this.setFilter({ fState: this.fState === 'cleared' ? '' : 'cleared' }); return; }
       if (e.target.matches('[data-mark-all]')) { this.markAll(e.target.checked); return; }
       const m = e.target.closest('[data-mark]');
       if (m) { this.mark(m.dataset.mark, m.checked); return; }
@@ -120,6 +143,16 @@ export class Alarms {
       if (tr) { this.select(tr.dataset.alarm); this.openDetail(); }
     });
     this.dialog.addEventListener('close', () => { if (this.shown) this.focusList(); });
+    this.root.addEventListener('change', (e) => {
+      const f = e.target.closest('select[data-af]');
+      if (f) this.setFilter({ [f.dataset.af]: f.value });
+    });
+    let typing;
+    this.root.addEventListener('input', (e) => {
+      if (!e.target.matches('input[data-af="q"]')) return;
+      clearTimeout(typing);
+      typing = setTimeout(() => this.setFilter({ q: e.target.value }), 120);
+    });
     // Capture: while the desk is open its keys take precedence over the
     // device table's (j/k/Enter/Esc); other keys fall through to keys.js.
     window.addEventListener('keydown', (e) => this.key(e), true);
@@ -406,6 +439,71 @@ export class Alarms {
     el.hidden = !text;
   }
 
+  // setFilter changes the desk's filters and keeps them in the URL.
+  setFilter(patch) {
+    Object.assign(this, patch);
+    const p = new URLSearchParams(location.search);
+    for (const [k, param] of Object.entries(FILTER_PARAMS)) {
+      if (this[k]) p.set(param, this[k]); else p.delete(param);
+    }
+    const qs = p.toString();
+    history.replaceState(null, '', qs ? `?${qs}` : location.pathname);
+    this.render();
+  }
+
+  // matches returns the predicate of the desk's filters, with fState for
+  // the state filter.
+  matches(now, fState = this.fState) {
+    const { sev, fSource, fDistrict } = this;
+    const terms = this.q.toLowerCase().split(/\s+/).filter(Boolean);
+    return (a) => {
+      const shelved = a._shelved > now;
+      switch (fState) {
+        case '': if (a.state === 'cleared_unack') return false; break;
+        case 'unack': if (a.state !== 'active_unack') return false; break;
+        case 'ack': if (a.state !== 'active_ack') return false; break;
+        case 'shelved': if (!shelved) return false; break;
+        case 'cleared': if (a.state !== 'cleared_unack') return false; break;
+      }
+      if (sev && a.severity !== sev) return false;
+      if (fSource && a.source !== fSource) return false;
+      if (fDistrict && a.district !== fDistrict) return false;
+      if (terms.length) {
+        const hay = [a.id, a.device, a.agent, a.site, a.district, a.assigned_to, a.source, a.type, sourceLabel(a.source), a.type ? typeLabel(a.type) : '']
+          .filter(Boolean).join(' ').toLowerCase();
+        for (const w of terms) if (!hay.includes(w)) return false;
+      }
+      return true;
+    };
+  }
+
+  // renderFilters fills the filters' choices from the alarms at hand.
+  renderFilters(all, now) {
+    const opts = (sel, values, anyLabel, label = (v) => v) => {
+      const cur = this[sel.dataset.af];
+      const vs = [...new Set([...values, cur].filter(Boolean))].sort((x, y) => label(x).localeCompare(label(y)));
+      const html = `<option value="">${esc(anyLabel)}</option>${vs.map((v) => `<option value="${esc(v)}"${v === cur ? ' selected' : ''}>${esc(label(v))}</option>`).join('')}`;
+      if (sel.dataset.html !== html) { sel.innerHTML = html; sel.dataset.html = html; }
+    };
+    const q = (k) => this.root.querySelector(`[data-af="${k}"]`);
+    const st = q('fState');
+    const stHTML = ['', ...DESK_STATES].map((s) => `<option value="${s}"${s === this.fState ? ' selected' : ''}>${esc(t(`alarm.fs_${s || 'open'}`))}</option>`).join('');
+    if (st.dataset.html !== stHTML) { st.innerHTML = stHTML; st.dataset.html = stHTML; }
+    opts(q('fSource'), all.map((a) => a.source), t('alarm.f_any_source'), sourceLabel);
+    opts(q('fDistrict'), all.map((a) => a.district), t('alarm.f_any_district'));
+    const search = q('q');
+    if (document.activeElement !== search) search.value = this.q;
+    search.placeholder = t('alarm.f_search');
+    const cleared = all.filter(this.matches(now, 'cleared')).length;
+    const btn = this.root.querySelector('[data-af-cleared]');
+    btn.hidden = !cleared && this.fState !== 'cleared';
+    btn.textContent = t('alarm.cleared_n', { n: num(cleared) });
+    btn.setAttribute('aria-pressed', String(this.fState === 'cleared'));
+    const clear = this.root.querySelector('[data-af-clear]');
+    clear.textContent = t('alarm.f_clear');
+    clear.hidden = !(this.sev || this.fState || this.fSource || this.fDistrict || this.q);
+  }
+
   // Selection and detail.
 
   select(id) {
@@ -461,7 +559,9 @@ export class Alarms {
     this.renderCounts();
     const now = Date.now();
     const all = [...this.map.values()];
-    this.list = (this.sev ? all.filter((a) => a.severity === this.sev) : all).sort(byPriority);
+    const match = this.matches(now);
+    this.list = all.filter(match).sort(byPriority);
+    this.renderFilters(all, now);
     this.tbody.innerHTML = this.list.map((a) => {
       const shelved = a._shelved > now;
       const unack = a.state === 'active_unack' || a.state === 'cleared_unack';
@@ -488,7 +588,7 @@ export class Alarms {
     bar.querySelector('.n').textContent = t('alarm.marked', { n: num(this.marked.size) });
     for (const b of bar.querySelectorAll('[data-bulk]')) b.hidden = !this.can(ACTION_PERM[b.dataset.bulk]);
     const empty = this.root.querySelector('.a-empty');
-    empty.textContent = this.error || (!this.loaded ? t('app.loading') : this.list.length ? '' : t('alarm.none'));
+    empty.textContent = this.error || (!this.loaded ? t('app.loading') : this.list.length ? '' : all.length ? t('alarm.no_match') : t('alarm.none'));
     empty.classList.toggle('err', !!this.error);
     empty.hidden = !empty.textContent;
     this.root.querySelector('.a-total').textContent = this.loaded ? t('alarm.total', { n: num(this.total > this.map.size ? this.total : this.map.size) }) : '';

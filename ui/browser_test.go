@@ -407,3 +407,57 @@ func TestAlarmBulkAckInBrowser(t *testing.T) {
 	}
 	pg.noExceptions()
 }
+
+// TestAlarmDeskFiltersInURL filters the desk by district from the URL,
+// collapses cleared unacknowledged alarms into a counter, narrows to
+// unacknowledged alarms with the state filter, and finds both filters
+// still applied after a reload and after the device table changed its own
+// filters in the same URL.
+func TestAlarmDeskFiltersInURL(t *testing.T) {
+	alarm := func(id, district, state string) map[string]any {
+		return map[string]any{"id": id, "device": "CAM-" + id, "site": "S-1", "district": district, "severity": "major",
+			"state": state, "source": "device_offline", "type": "camera_offline", "count": 1, "first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"}
+	}
+	list := []any{alarm("A1", "Xuhui", "active_unack"), alarm("A2", "Xuhui", "active_ack"), alarm("A3", "Xuhui", "cleared_unack"),
+		alarm("A4", "Minhang", "active_unack"), alarm("A5", "Minhang", "cleared_unack")}
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{}, "total": 0}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 0, "by_status": map[string]int{}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	srv := serveConsole(t, mux)
+
+	pg := openPage(t)
+	rows := `[...document.querySelectorAll('#alarm-list tr')].map((tr) => tr.dataset.alarm).join(',')`
+	pg.do("open the desk on Xuhui", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/?adist=Xuhui"), chromedp.WaitVisible(`#alarms-btn`), chromedp.Click(`#alarms-btn`))
+	pg.poll(`document.querySelectorAll('#alarm-list tr').length > 0`, 10*time.Second)
+	if got := pg.str(rows); got != "A1,A2" {
+		t.Errorf("rows %s, want A1,A2 (Xuhui, the cleared one collapsed)", got)
+	}
+	if got := pg.str(`document.querySelector('[data-af-cleared]').textContent`); !strings.HasPrefix(got, "1 ") {
+		t.Errorf("cleared counter %q, want 1 (Xuhui's)", got)
+	}
+	pg.do("unacknowledged only", chromedp.SetValue(`[data-af="fState"]`, "unack"),
+		chromedp.Evaluate[chromedp.Void](`void document.querySelector('[data-af="fState"]').dispatchEvent(new Event('change', {bubbles: true}))`))
+	if got := pg.str(rows + ` + ' ' + location.search`); got != "A1 ?adist=Xuhui&astate=unack" {
+		t.Errorf("rows and URL %q, want A1 ?adist=Xuhui&astate=unack", got)
+	}
+	pg.do("the device table filters", chromedp.Evaluate[chromedp.Void](`void window.citywatch.setFilter({status: 'offline'})`))
+	pg.do("reload", chromedp.Reload(), chromedp.WaitVisible(`#alarms-btn`), chromedp.Click(`#alarms-btn`))
+	pg.poll(`document.querySelectorAll('#alarm-list tr').length > 0`, 10*time.Second)
+	if got := pg.str(rows + ` + ' ' + document.querySelector('[data-af="fState"]').value + ' ' + new URLSearchParams(location.search).get('status')`); got != "A1 unack offline" {
+		t.Errorf("after reload: %q, want A1 unack offline", got)
+	}
+	pg.do("show the cleared ones", chromedp.Click(`[data-af-cleared]`))
+	if got := pg.str(rows); got != "A3" {
+		t.Errorf("cleared rows %s, want A3", got)
+	}
+	pg.noExceptions()
+}

@@ -23,7 +23,9 @@ export class Filters {
 
   set(patch) {
     Object.assign(this, patch);
-    const p = new URLSearchParams();
+    // The alarm desk keeps its own filters in the same URL.
+    const p = new URLSearchParams(location.search);
+    for (const k of [...KEYS, 'sort', 'dir']) p.delete(k);
     for (const k of KEYS) if (this[k]) p.set(k, this[k]);
     if (this.sort !== 'status') p.set('sort', this.sort);
     if (this.dir < 0) p.set('dir', 'desc');
