@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/auth"
+	hubconfig "github.com/citywatch/citywatch/hub/config"
 )
 
 // The console in a real Chromium: it loads, lists every device, and a row
@@ -217,5 +221,86 @@ func TestAlarmDeskInTwoBrowsers(t *testing.T) {
 	acked := fmt.Sprintf(`#alarm-list tr[data-alarm=%q][data-state="active_ack"]`, id.Value)
 	if err := chromedp.Do(second, chromedp.WaitVisible(acked)); err != nil {
 		t.Fatalf("the acknowledgement did not reach the second browser: %v", err)
+	}
+}
+
+// linkageRules: an intrusion puts the camera that covers the sensor on
+// the first wall tile, and its alarm needs a note to be acknowledged.
+const linkageRules = `
+rules:
+  - source: sensor_triggered
+    severity: critical
+    video: wall
+    wall_tile: 1
+    ack_note: true
+  - source: device_offline
+    severity: major
+  - source: agent_offline
+    severity: critical
+`
+
+// A sensor's trigger puts the camera the hub finds nearest to it on the
+// wall of an operator's console, playing, by the alarm rule's linkage
+// (报警联动); the alarm cannot be acknowledged without a note.
+func TestAlarmLinkageInChromium(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(linkageRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withMap := mapCity(t, smallCity)
+	s := startStack(t, stackOptions{city: smallCity, live: true, hubCfg: func(c *hubconfig.Config) { withMap(c); c.Alarms.Rules = rules }})
+	s.waitAllOnline(t)
+	var sensor string
+	for _, a := range s.sim.City().Agents {
+		for _, sn := range a.Sensors {
+			if sensor == "" && sn.Kind != "power" {
+				sensor = sn.ID
+			}
+		}
+	}
+	var near struct {
+		Cameras []struct {
+			ID string `json:"id"`
+		} `json:"cameras"`
+	}
+	s.api.getJSON(t, "api/coverage/nearest?n=1&device="+url.QueryEscape(sensor), &near)
+	if sensor == "" || len(near.Cameras) == 0 {
+		t.Fatalf("no sensor with a covering camera (sensor %q, cameras %+v)", sensor, near.Cameras)
+	}
+	cam := near.Cameras[0].ID
+	browserAccount(t, s.hub, "link-op", auth.Operator, auth.Everything)
+	ctx := consoleAs(t, s.hub, "link-op", 120*time.Second)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#devices tr[data-device]`)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.sim.Fault(sim.Fault{Device: sensor, Fault: sim.FaultTrigger}); err != nil {
+		t.Fatal(err)
+	}
+	tile := `#wall:not([hidden]) .tile[data-tile="0"][data-state="playing"]`
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(tile)); err != nil {
+		t.Fatalf("the covering camera did not come on the wall: %v", err)
+	}
+	t.Logf("trigger to the camera playing on the wall: %s", time.Since(start).Round(10*time.Millisecond))
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.citywatch.wall.current().tiles[0]`))
+	if err != nil || got != cam {
+		t.Fatalf("tile 1 shows %q (%v), want %s, the camera nearest %s", got, err, cam, sensor)
+	}
+	decodingGrows(t, ctx, "wall", []string{cam})
+
+	find := fmt.Sprintf(`[...window.citywatch.alarms.map.values()].find(a => a.device === %q)?.id`, sensor)
+	ack := func(note string) bool {
+		t.Helper()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`window.citywatch.alarms.act(%s, "ack", %q).then(r => r.ok)`, find, note), chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if ack("") {
+		t.Error("acknowledged without the note its rule wants")
+	}
+	if !ack("guard sent to the gate") {
+		t.Error("acknowledgement with a note refused")
 	}
 }

@@ -47,7 +47,7 @@ export class Alarms {
   // account's name (the default assignee), can(permission) what it may do,
   // active() whether the desk's view is on screen to take keys.
   // onChange() follows every change of the list (the map rings alarms).
-  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive, onChange = () => {}, onCritical = () => {} }) {
+  constructor({ root, button, detailRoot, store, sound, who, can, active = () => true, onShow = () => {}, onHide = () => {}, onDevice, onLive, onChange = () => {}, onCritical = () => {}, onLink = () => {} }) {
     this.root = root;
     this.who = who;
     this.can = can;
@@ -60,6 +60,7 @@ export class Alarms {
     this.onLive = onLive;
     this.onChange = onChange;
     this.onCritical = onCritical;
+    this.onLink = onLink;
     this.map = new Map();
     this.list = [];
     this.counts = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
@@ -278,6 +279,7 @@ export class Alarms {
       this.sound?.critical();
       this.onCritical(a);
     }
+    if (ev.kind === 'raise' && a.linkage?.video && !(a._shelved > Date.now())) this.onLink(a);
     this.redraw();
   }
 
@@ -403,13 +405,15 @@ export class Alarms {
         `<option value="${d}"${d === '1h' ? ' selected' : ''}>${esc(t(`alarm.for_${d}`))}</option>`).join('')}</select></label>`;
     }
     const ids = many ? [...this.marked] : [a.id];
+    // Alarms whose rule wants a note with the acknowledgement.
+    const needNote = action === 'ack' && ids.some((x) => this.map.get(x)?.linkage?.ack_note);
     this.dialog.dataset.action = action;
     this.dialog.dataset.alarm = many ? '' : a.id;
     this.dialog.innerHTML = `<form>
       <h2>${esc(name)} · <span class="d-id">${esc(many ? t('alarm.n_alarms', { n: num(ids.length) }) : a.id)}</span></h2>
       ${many ? '' : `<p class="muted">${esc(sevLabel(a.severity))} · ${esc(sourceLabel(a.source))} · ${esc(a.device || a.agent || '')}${a._shelved > now ? ` · ${esc(t('alarm.until', { time: clock(a._shelved) }))}` : ''}</p>`}
       ${extra}
-      <label>${esc(t('alarm.note'))} <input name="note" autocomplete="off" placeholder="${esc(t('alarm.note_placeholder'))}"></label>
+      <label>${esc(t('alarm.note'))} <input name="note" autocomplete="off"${needNote ? ' required' : ''} placeholder="${esc(t(needNote ? 'alarm.note_required' : 'alarm.note_placeholder'))}"></label>
       <p class="err" role="alert" hidden></p>
       <div class="a-btns"><button type="submit" class="primary">${esc(name)} <kbd>Enter</kbd></button><button type="button" data-cancel>${esc(t('alarm.cancel'))} <kbd>Esc</kbd></button></div>
     </form>`;

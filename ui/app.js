@@ -118,6 +118,7 @@ class App {
       onLive: (id) => this.openLive(id),
       onChange: () => this.cityMap?.alarmsChanged(),
       onCritical: (a) => this.desktopAlert(a),
+      onLink: (a) => this.link(a),
     });
     // The city map and the reports; window.citywatchMap (map.js hook())
     // and window.citywatch.reports are there for tests.
@@ -682,6 +683,30 @@ class App {
     banner.classList.remove('urgent');
     void banner.offsetWidth; // restart the animation
     banner.classList.add('urgent');
+  }
+
+  // link carries out a new alarm's linkage (报警联动, from its rule): the
+  // video of its camera, or of the cameras nearest its device that cover
+  // it, on the wall from the rule's tile on, or in the player.
+  async link(a) {
+    const l = a.linkage;
+    if (!this.can('live.view') || !a.device) return;
+    const d = this.store.devices.get(a.device);
+    let cams = [];
+    if (d?.kind === 'camera') cams = [d.id];
+    else {
+      try {
+        cams = (await api.nearestCameras(a.device, l.cameras || 1)).map((c) => c.id);
+      } catch (err) {
+        console.warn('linkage:', err);
+        return;
+      }
+    }
+    if (!cams.length) return;
+    if (l.video === 'popup') { this.openLive(cams[0]); return; }
+    if (this.view !== 'console') this.setView('console');
+    const first = Math.max(0, (l.tile || 1) - 1);
+    cams.forEach((id, k) => this.wall.assign(first + k, id));
   }
 
   // desktopAlert notifies a new critical alarm while the tab is hidden.

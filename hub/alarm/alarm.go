@@ -172,6 +172,8 @@ type Alarm struct {
 	Escalations  int       `json:"escalations"` // also the notification tier reached
 	Flapping     bool      `json:"flapping,omitempty"`
 	Detail       string    `json:"detail,omitempty"`
+	// Linkage is its rule's (not stored: matched again on restart).
+	Linkage Linkage `json:"linkage,omitzero"`
 }
 
 // Shelved reports whether the alarm is shelved at now.

@@ -745,3 +745,86 @@ func TestOneFaultOneAlarm(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkage reads a rule's linkage (video on a wall tile or a pop-up,
+// covering cameras, a note to acknowledge), refuses bad values all at
+// once, gives the alarm its rule's linkage, and refuses to acknowledge
+// without a note an alarm whose rule wants one.
+func TestLinkage(t *testing.T) {
+	rules := `
+rules:
+  - source: sensor_triggered
+    sensor_kind: intrusion
+    severity: critical
+    video: wall
+    wall_tile: 2
+    ack_note: true
+  - source: device_offline
+    severity: major
+    video: popup
+    cameras: 2
+`
+	h := newHarness(t, rules)
+	h.device(fleet.Device{ID: "pir-1", Kind: wire.KindSensor, SensorKind: wire.SensorIntrusion, Status: wire.StatusOnline, Triggered: true})
+	h.camera("cam-1", wire.StatusOffline)
+	var pir, cam Alarm
+	for _, a := range h.all() {
+		switch a.Device {
+		case "pir-1":
+			pir = a
+		case "cam-1":
+			cam = a
+		}
+	}
+	if want := (Linkage{Video: VideoWall, Tile: 2, Cameras: 1, AckNote: true}); pir.Linkage != want {
+		t.Errorf("intrusion linkage %+v, want %+v", pir.Linkage, want)
+	}
+	if want := (Linkage{Video: VideoPopup, Cameras: 2}); cam.Linkage != want {
+		t.Errorf("camera linkage %+v, want %+v", cam.Linkage, want)
+	}
+	if err := h.e.Ack(pir.ID, "li", "  "); !errors.Is(err, ErrNoteRequired) {
+		t.Errorf("ack without a note: %v, want ErrNoteRequired", err)
+	}
+	if err := h.e.Ack(pir.ID, "li", "guard sent"); err != nil {
+		t.Errorf("ack with a note: %v", err)
+	}
+	if err := h.e.Ack(cam.ID, "li", ""); err != nil {
+		t.Errorf("ack of an alarm that needs no note: %v", err)
+	}
+	// The store keeps no linkage: a restored alarm gets its rule's again.
+	alarms, trails, next := h.e.Snapshot()
+	for i := range alarms {
+		alarms[i].Linkage = Linkage{}
+	}
+	h2 := newHarness(t, rules)
+	h2.now = h.now
+	if err := h2.e.Restore(alarms, trails, next); err != nil {
+		t.Fatal(err)
+	}
+	if a, _, _ := h2.e.Alarm(cam.ID); a.Linkage != cam.Linkage {
+		t.Errorf("restored linkage %+v, want %+v", a.Linkage, cam.Linkage)
+	}
+
+	_, err := ParseRules([]byte(`
+rules:
+  - source: device_offline
+    severity: major
+    video: screen
+  - source: power_lost
+    severity: major
+    wall_tile: 3
+  - source: stream_failure
+    severity: minor
+    video: popup
+    wall_tile: 1
+  - source: supervision_lost
+    severity: major
+    video: wall
+    cameras: 9
+`))
+	for _, want := range []string{`rule 1: video "screen"`, "rule 2: wall_tile and cameras need video", "rule 3: wall_tile is for video: wall", "rule 4: cameras 9"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRules: %v, want it to report %q", err, want)
+		}
+	}
+}

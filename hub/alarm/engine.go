@@ -21,6 +21,9 @@ import (
 var (
 	ErrNotFound = errors.New("no such alarm")
 	ErrInvalid  = errors.New("not allowed in this state")
+	// ErrNoteRequired: the alarm's rule wants a note with the
+	// acknowledgement (Linkage.AckNote).
+	ErrNoteRequired = errors.New("this alarm needs a note to be acknowledged")
 )
 
 // Options are the Engine's dependencies.
@@ -391,6 +394,7 @@ func (e *Engine) open(c *cond, now time.Time, act Action, note string) {
 	a.Priority = Priority(a.Severity, a.Criticality)
 	a.Count, a.FirstAt, a.LastAt = 1, now, now
 	a.Flapping = c.flapping
+	a.Linkage = c.rule.Linkage
 	r := &record{a: a, rule: c.rule, escalate: now.Add(c.rule.EscalateAfter)}
 	if why := e.maintain(r, now); why != "" {
 		note = strings.TrimPrefix(note+"; "+why, "; ")
@@ -547,6 +551,9 @@ func (e *Engine) act(id, who, note string, do func(r *record, now time.Time) (Ac
 func (e *Engine) Ack(id, who, note string) error {
 	return e.act(id, who, note, func(r *record, now time.Time) (Action, State, error) {
 		var to State
+		if r.a.Linkage.AckNote && strings.TrimSpace(note) == "" && r.a.State.Active() {
+			return "", "", fmt.Errorf("ack: %w", ErrNoteRequired)
+		}
 		switch r.a.State {
 		case ActiveUnack:
 			to = ActiveAck

@@ -84,6 +84,7 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 			rule = Rule{Source: a.Source, Severity: a.Severity}
 		}
 		trail := slices.Clone(trails[a.ID])
+		a.Linkage = rule.Linkage
 		recs[a.ID] = &record{a: a, trail: trail, rule: rule, escalate: escalateBase(a, trail).Add(rule.EscalateAfter)}
 	}
 	if err := errors.Join(errs...); err != nil {

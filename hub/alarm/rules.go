@@ -30,7 +30,27 @@ type Rule struct {
 	Metric string
 	Above  bool
 	Limit  float64
+	// Linkage is what a new alarm of the rule does at the consoles.
+	Linkage Linkage
 }
+
+// Linkage (报警联动) is what a new alarm does at the consoles that see it:
+// show the video of the camera(s) covering its device on a wall tile or in
+// a pop-up player, and whether acknowledging it needs a note. The console
+// finds the cameras (the device itself if a camera, else the nearest that
+// see it, from the hub's coverage model).
+type Linkage struct {
+	Video   string `json:"video,omitempty"`    // "", "wall" or "popup"
+	Tile    int    `json:"tile,omitempty"`     // wall tile, 1-based; 0: the first
+	Cameras int    `json:"cameras,omitempty"`  // how many covering cameras, 1–4 (default 1)
+	AckNote bool   `json:"ack_note,omitempty"` // acknowledging needs a note
+}
+
+// Linkage video targets.
+const (
+	VideoWall  = "wall"
+	VideoPopup = "popup"
+)
 
 // Flap is flap detection: Transitions changes of the condition within
 // Window make it flapping. Zero Transitions disables it.
@@ -100,6 +120,11 @@ type yamlRule struct {
 	Metric string   `yaml:"metric"`
 	Below  *float64 `yaml:"below"`
 	Above  *float64 `yaml:"above"`
+	// Linkage.
+	Video   string `yaml:"video"`
+	Tile    int    `yaml:"wall_tile"`
+	Cameras int    `yaml:"cameras"`
+	AckNote bool   `yaml:"ack_note"`
 }
 
 // ParseRules reads a rules file (the format of rules.default.yaml) and
@@ -126,7 +151,23 @@ func ParseRules(data []byte) (Rules, error) {
 		r := Rule{
 			Source: y.Source, DeviceKind: y.DeviceKind, SensorKind: y.SensorKind,
 			Hold: y.Hold, ClearHold: y.ClearHold, EscalateAfter: y.EscalateAfter,
-			Flap: Flap{Transitions: y.Flap.Transitions, Window: y.Flap.Window},
+			Flap:    Flap{Transitions: y.Flap.Transitions, Window: y.Flap.Window},
+			Linkage: Linkage{Video: y.Video, Tile: y.Tile, Cameras: y.Cameras, AckNote: y.AckNote},
+		}
+		switch {
+		case y.Video != "" && y.Video != VideoWall && y.Video != VideoPopup:
+			bad(i, "video %q: want wall or popup", y.Video)
+		case y.Video == "" && (y.Tile != 0 || y.Cameras != 0):
+			bad(i, "wall_tile and cameras need video")
+		case y.Tile < 0 || y.Tile > 16:
+			bad(i, "wall_tile %d: want 1-16", y.Tile)
+		case y.Video == VideoPopup && y.Tile != 0:
+			bad(i, "wall_tile is for video: wall")
+		case y.Cameras < 0 || y.Cameras > 4:
+			bad(i, "cameras %d: want 1-4", y.Cameras)
+		}
+		if r.Linkage.Video != "" && r.Linkage.Cameras == 0 {
+			r.Linkage.Cameras = 1
 		}
 		if !slices.Contains(Sources, r.Source) {
 			bad(i, "unknown source %q", r.Source)

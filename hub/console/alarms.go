@@ -397,6 +397,8 @@ func applyAction[B actionRequest](s *Server, r *http.Request, action, id string,
 		return alarm.Alarm{}, http.StatusBadRequest, err.Error()
 	case errors.Is(err, alarm.ErrNotFound):
 		return alarm.Alarm{}, http.StatusNotFound, notFound
+	case errors.Is(err, alarm.ErrNoteRequired):
+		return alarm.Alarm{}, http.StatusBadRequest, err.Error()
 	case errors.Is(err, alarm.ErrInvalid):
 		return alarm.Alarm{}, http.StatusConflict, err.Error()
 	case err != nil:
