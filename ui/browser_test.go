@@ -461,3 +461,87 @@ func TestAlarmDeskFiltersInURL(t *testing.T) {
 	}
 	pg.noExceptions()
 }
+
+// TestSummaryAndFeedLayout loads a city whose district names are long and
+// one of whose districts has over a thousand devices down, at 1280 and
+// 1920 px, in English and in Chinese, and checks the layout by element
+// bounds: no district name is cut, no part of a district's row runs into
+// the next part or out of the row, and no word of the live feed is broken
+// across lines.
+func TestSummaryAndFeedLayout(t *testing.T) {
+	districts := []string{"Railway Station", "Hi-Tech Park", "Old Town", "Riverside", "University", "Harbour"}
+	var devices []any
+	for i := range 1400 {
+		d := districts[i%len(districts)]
+		status := "online"
+		if d == "Railway Station" || i%9 == 0 {
+			status = "offline"
+		}
+		devices = append(devices, cam(fmt.Sprintf("railway-station-01-cam-%02d", i), "cam", status, d, 31.2, 121.4))
+	}
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": devices, "total": len(devices)}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": len(devices), "by_status": map[string]int{"online": 1000, "offline": 400}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{}, "total": 0}))
+	srv := serveConsole(t, mux)
+
+	pg := openPage(t)
+	pg.do("open the console", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#districts button`))
+	pg.poll(`window.citywatch.store.loaded && document.querySelectorAll('#districts button').length === 6`, 10*time.Second)
+	// A feed line of ordinary words, long enough to wrap in the side column.
+	pg.do("feed lines", chromedp.Evaluate[chromedp.Void](`void window.citywatch.changes([{kind: 'device', seq: 1, at: new Date().toISOString(), from: 'online', to: 'offline', reason: 'unreachable',
+		device: {...window.citywatch.store.devices.get('railway-station-01-cam-01'), status: 'offline', reason: 'unreachable', detail: 'no answer from the camera at its configured address within the probe timeout after three attempts'}}], null)`))
+	pg.poll(`document.querySelector('#feed .msg')`, 5*time.Second)
+	problems := `(() => {
+		const out = [];
+		for (const b of document.querySelectorAll('#districts button')) {
+			const dn = b.querySelector('.dn');
+			if (dn.scrollWidth > dn.clientWidth + 1) out.push('cut name ' + dn.textContent + ' (' + dn.scrollWidth + ' px in ' + dn.clientWidth + ')');
+			const box = b.getBoundingClientRect();
+			let prev = null;
+			for (const c of b.children) {
+				const r = c.getBoundingClientRect();
+				if (!r.width) continue;
+				if (r.left < box.left - 1 || r.right > box.right + 1) out.push('outside its row: ' + (c.className || c.tagName) + ' of ' + dn.textContent);
+				if (prev && r.left < prev.right - 1) out.push('overlap: ' + (c.className || c.tagName) + ' of ' + dn.textContent);
+				prev = r;
+			}
+		}
+		for (const msg of document.querySelectorAll('#feed .msg')) {
+			const walker = document.createTreeWalker(msg, NodeFilter.SHOW_TEXT);
+			for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+				const re = /[A-Za-z]{2,}/g;
+				for (let m = re.exec(n.data); m; m = re.exec(n.data)) {
+					const range = document.createRange();
+					range.setStart(n, m.index);
+					range.setEnd(n, m.index + m[0].length);
+					const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+					if (tops.size > 1) out.push('word broken: ' + m[0]);
+				}
+			}
+		}
+		if (!document.querySelector('#feed .msg')) out.push('no feed line');
+		return out.join('; ');
+	})()`
+	for _, lang := range []string{"en", "zh-CN"} {
+		if lang == "zh-CN" {
+			pg.do("中文", chromedp.Click(`#lang`))
+			pg.poll(`document.documentElement.lang === 'zh-CN'`, 5*time.Second)
+		}
+		for _, w := range []int64{1280, 1920} {
+			pg.do("resize", chromedp.EmulateViewport(w, 900))
+			if got := pg.str(problems); got != "" {
+				t.Errorf("%s at %d px: %s", lang, w, got)
+			}
+		}
+	}
+	pg.noExceptions()
+}

@@ -117,16 +117,22 @@ export class Feed {
     const msg = document.createElement(e.site ? 'button' : 'span');
     msg.className = 'msg';
     if (e.site) { msg.type = 'button'; msg.dataset.site = e.site; }
-    li.append(time, dot, who, msg);
+    // Who and what share one cell and wrap as one line of text, at spaces
+    // and hyphens: a long device id never squeezes the words into pieces.
+    const text = document.createElement('span');
+    text.className = 'text';
+    text.append(who, ' ', msg);
+    li.append(time, dot, text);
     this.text(li);
     return li;
   }
 
   text(li) {
     const { who, msg } = describe(li._entry);
-    li.children[2].textContent = who;
-    li.children[3].textContent = msg;
-    li.children[3].title = msg;
+    const [w, m] = li.querySelectorAll('.who, .msg');
+    w.textContent = who;
+    m.textContent = msg;
+    m.title = msg;
   }
 
   // retranslate redraws every line in the current language.
