@@ -6,7 +6,7 @@
 import { t, label, num, dateTime, ago, clock, errorText } from './i18n.js';
 import { alarmDetail, nearestCameras } from './api.js';
 import { esc } from './html.js';
-import { ACTION_PERM, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel } from './alarms.js';
+import { ACTION_PERM, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel, detailText } from './alarms.js';
 
 const REFRESH_MS = 30000;
 export class AlarmDetail {
@@ -111,12 +111,13 @@ export class AlarmDetail {
     }
     const now = Date.now();
     const dev = a.device ? this.store.devices.get(a.device) : null;
+    const type = typeLabel(a.type, a.source);
     const when = (ms) => (ms ? `${esc(dateTime(ms))} <span class="muted">(${esc(ago(ms, now))})</span>` : '–');
     const rows = [
       ['alarm.f_severity', `<span class="sev sev-${esc(a.severity)}">${esc(sevLabel(a.severity))}</span>`],
       ['alarm.f_state', `<span class="st st-${esc(a.state)}">${esc(stateLabel(a.state))}</span>`],
-      ['alarm.f_source', `${esc(sourceLabel(a.source))}${a.type ? ` · ${esc(typeLabel(a.type))}` : ''}`],
-      ['alarm.f_detail', esc(a.detail) || '–'],
+      ['alarm.f_source', `${esc(sourceLabel(a.source))}${type ? ` · ${esc(type)}` : ''}`],
+      ['alarm.f_detail', esc(detailText(a)) || '–'],
       ['alarm.f_device', a.device ? `<a href="#" data-device="${esc(a.device)}">${esc(a.device)}</a>${dev?.name ? ` <span class="muted">${esc(dev.name)}</span>` : ''}${
         dev ? ` <span class="s-${esc(dev.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', dev.status))}</span>` : ''}` : '–'],
       ['alarm.f_agent', esc(a.agent) || '–'],

@@ -3,7 +3,7 @@
 // each with an optional note), all from the keyboard. The list follows the
 // hub's websocket alarm events; a new critical alarm sounds a distinct tone.
 
-import { t, label, has, num, ago, clock, errorText } from './i18n.js';
+import { t, label, num, ago, clock, errorText } from './i18n.js';
 import * as api from './api.js';
 import { esc } from './html.js';
 import { AlarmDetail } from './alarmdetail.js';
@@ -32,8 +32,16 @@ export function sevLabel(s) { return label('alarm.sev', s); }
 export function stateLabel(s) { return label('alarm.state', s); }
 export function sourceLabel(s) { return label('alarm.source', s); }
 export function actionLabel(s) { return label('alarm.action', s); }
-// typeLabel: an alarm's type is a sensor kind or a failure reason.
-export function typeLabel(s) { return has(`sensor.${s}`) ? label('sensor', s) : label('reason', s); }
+// TYPE_WORDS: where an alarm's type (finer than its source, see
+// hub/alarm) finds its words: a sensor kind, a stream's failure reason or
+// a metric for these sources, its own (alarm.type.*) for the others.
+const TYPE_WORDS = { sensor_triggered: 'sensor', tamper: 'sensor', stream_failure: 'reason', threshold: 'metric' };
+// typeLabel is the words for an alarm's type, '' when the type is its
+// source (agent_offline, power_lost…) and says nothing more.
+export function typeLabel(type, source) { return type && type !== source ? label(TYPE_WORDS[source] || 'alarm.type', type) : ''; }
+// detailText is an alarm's detail for a person: an agent_offline alarm's
+// is its agent's reason (will, heartbeat, shutdown), a code with words.
+export function detailText(a) { return a.source === 'agent_offline' ? label('agent_reason', a.detail) : a.detail || ''; }
 
 // DESK_STATES are the desk's state filters besides '' (open).
 const DESK_STATES = ['unack', 'ack', 'shelved', 'cleared'];
@@ -473,7 +481,7 @@ export class Alarms {
       if (fSource && a.source !== fSource) return false;
       if (fDistrict && a.district !== fDistrict) return false;
       if (terms.length) {
-        const hay = [a.id, a.device, a.agent, a.site, a.district, a.assigned_to, a.source, a.type, sourceLabel(a.source), a.type ? typeLabel(a.type) : '']
+        const hay = [a.id, a.device, a.agent, a.site, a.district, a.assigned_to, a.source, a.type, sourceLabel(a.source), typeLabel(a.type, a.source)]
           .filter(Boolean).join(' ').toLowerCase();
         for (const w of terms) if (!hay.includes(w)) return false;
       }
@@ -569,12 +577,13 @@ export class Alarms {
     this.tbody.innerHTML = this.list.map((a) => {
       const shelved = a._shelved > now;
       const unack = a.state === 'active_unack' || a.state === 'cleared_unack';
+      const type = typeLabel(a.type, a.source);
       return `<tr data-alarm="${esc(a.id)}" data-state="${esc(a.state)}" data-severity="${esc(a.severity)}" class="${unack ? 'unack' : ''}${shelved ? ' shelved' : ''}${a.id === this.selected ? ' sel' : ''}"${a.id === this.selected ? ' aria-selected="true"' : ''}>
         <td class="c-mark"><input type="checkbox" data-mark="${esc(a.id)}"${this.marked.has(a.id) ? ' checked' : ''} aria-label="${esc(t('alarm.mark', { id: a.id }))}"></td>
         <td class="c-sev"><span class="sev sev-${esc(a.severity)}">${esc(sevLabel(a.severity))}</span></td>
         <td class="c-state"><span class="st st-${esc(a.state)}">${esc(stateLabel(a.state))}</span>${shelved ? ` <span class="shelf" title="${esc(t('alarm.until', { time: clock(a._shelved) }))}">${esc(t('alarm.shelved'))}</span>` : ''}${a.flapping ? ` <span class="flap">${esc(t('alarm.flapping'))}</span>` : ''}</td>
         <td class="c-count num">${a.count > 1 ? `×${num(a.count)}` : ''}</td>
-        <td class="c-source">${esc(sourceLabel(a.source))}${a.type ? ` <span class="muted">${esc(typeLabel(a.type))}</span>` : ''}</td>
+        <td class="c-source">${esc(sourceLabel(a.source))}${type ? ` <span class="muted">${esc(type)}</span>` : ''}</td>
         <td class="c-device">${esc(a.device || a.agent || '')}</td>
         <td class="c-site">${esc(a.site || '')}</td>
         <td class="c-district">${esc(a.district || '')}</td>

@@ -169,7 +169,7 @@ export class Detail {
     if (d.kind === 'sensor') rows.push(['detail.triggered', esc(t(d.triggered ? 'detail.yes' : 'detail.no'))]);
     rows.push(
       ['detail.kind', esc(kindLabel(d))],
-      ['detail.agent', `${esc(d.agent)}${agent ? ` <span class="s-${esc(agent.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', agent.status))}</span>` : ''}`],
+      ['detail.agent', `${esc(d.agent)}${agent ? ` <span class="s-${esc(agent.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', agent.status))}</span>${agent.status !== 'online' && agent.reason ? ` <span class="muted">${esc(label('agent_reason', agent.reason))}</span>` : ''}` : ''}`],
       ['detail.site', `${esc(d.site_name || d.site)}${d.site_name ? ` <span class="muted">${esc(d.site)}</span>` : ''}`],
       ['detail.district', esc(d.district)],
       ['detail.location', d.location ? `${num(d.location.lat, 5)}, ${num(d.location.lon, 5)}` : '–'],

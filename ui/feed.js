@@ -57,7 +57,8 @@ function describe(e) {
     const to = c.to || a.status;
     const p = { agent: a.id, site: a.site_name || a.site || '', n: num(c.affected?.length || 0), to: label('status', to) };
     const key = to === 'offline' ? 'feed.agent_offline' : to === 'online' ? 'feed.agent_online' : 'feed.agent_status';
-    return { who: '', msg: t(key, p) };
+    const why = to === 'offline' ? label('agent_reason', c.reason || a.reason) : '';
+    return { who: '', msg: why ? `${t(key, p)} · ${why}` : t(key, p) };
   }
   const d = c.device;
   const where = [d.name, d.site_name || d.site].filter(Boolean).join(' @ ');

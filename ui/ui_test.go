@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/workorder"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -147,8 +150,8 @@ func TestTranslationsComplete(t *testing.T) {
 }
 
 // TestKeysUsedExist checks that every key the page and modules name
-// literally, and every status, reason and sensor kind of the wire contract,
-// has an English string.
+// literally, and every code of the wire contract the console shows
+// (wireWords), has an English string.
 func TestKeysUsedExist(t *testing.T) {
 	en := dictionaries(t)["en"]
 	var used []string
@@ -167,30 +170,7 @@ func TestKeysUsedExist(t *testing.T) {
 			used = append(used, m[1])
 		}
 	}
-	statuses := []wire.Status{wire.StatusOnline, wire.StatusDegraded, wire.StatusOffline, wire.StatusUnknown, wire.StatusUnreachable}
-	for _, s := range statuses {
-		used = append(used, "status."+string(s))
-	}
-	reasons := []wire.Reason{
-		wire.ReasonUnreachable, wire.ReasonRefused, wire.ReasonAuthFailed, wire.ReasonNoStream, wire.ReasonTimeout,
-		wire.ReasonLowFrameRate, wire.ReasonSupervisionLost, wire.ReasonTamper, wire.ReasonAgentOffline, wire.ReasonProbeError,
-	}
-	for _, r := range reasons {
-		used = append(used, "reason."+string(r))
-	}
-	for _, k := range wire.SensorKinds {
-		used = append(used, "sensor."+string(k))
-	}
-	for _, k := range []wire.DeviceKind{wire.KindCamera, wire.KindSensor} {
-		used = append(used, "kind."+string(k))
-	}
-	metrics := []string{
-		wire.MetricTCPMillis, wire.MetricRTSPMillis, wire.MetricFPS, wire.MetricBitrateKbps, wire.MetricFrameAge,
-		wire.MetricCheckinAge, wire.MetricBatteryPct, wire.MetricSignalDBm, wire.MetricProbeFailures,
-	}
-	for _, m := range metrics {
-		used = append(used, "metric."+m)
-	}
+	used = append(used, wireWords()...)
 	if len(used) < 50 {
 		t.Fatalf("found only %d keys in use; has the t('…') call form changed?", len(used))
 	}
@@ -198,6 +178,9 @@ func TestKeysUsedExist(t *testing.T) {
 		if _, ok := en[k]; !ok {
 			t.Errorf("key %q is used but not in i18n.json", k)
 		}
+	}
+	if got, want := sorted(jsList(t, "store.js", "STATUSES")), sorted(names(wire.Statuses)); !slices.Equal(got, want) {
+		t.Errorf("store.js STATUSES = %v; the hub's are %v", got, want)
 	}
 }
 
@@ -229,8 +212,8 @@ func TestLiveVideoHooks(t *testing.T) {
 
 // TestAlarmHooks checks the DOM ids, attributes and window.citywatch.alarms
 // functions that browser tests of the alarm desk rely on, and that every
-// severity, state, source and transition action of the hub's alarm JSON has
-// words (the console builds those keys at run time).
+// severity, state, source, transition action and type of the hub's alarm
+// JSON has words (alarmWords; the console builds those keys at run time).
 func TestAlarmHooks(t *testing.T) {
 	tests := []struct {
 		file string
@@ -255,20 +238,24 @@ func TestAlarmHooks(t *testing.T) {
 			}
 		})
 	}
+	var sevs []string // the console's, most severe first
+	for _, s := range slices.Backward(alarm.Severities) {
+		sevs = append(sevs, s.String())
+	}
+	for _, l := range []struct {
+		name string
+		want []string
+	}{{"SEVERITIES", sevs}, {"STATES", names(alarm.States)}} {
+		if got := jsList(t, "alarms.js", l.name); !slices.Equal(got, l.want) {
+			t.Errorf("alarms.js %s = %v; the hub's are %v", l.name, got, l.want)
+		}
+	}
+	if got, want := alarm.WorkOrderTypes, affixed("", workorder.Breaches, "_breach"); !slices.Equal(got, want) {
+		t.Errorf("alarm.WorkOrderTypes = %v; the work orders' breaches make %v", got, want)
+	}
+
 	en := dictionaries(t)["en"]
-	var keys []string
-	for _, s := range []string{"critical", "major", "minor", "warning"} {
-		keys = append(keys, "alarm.sev."+s)
-	}
-	for _, s := range []string{"active_unack", "active_ack", "cleared_unack", "cleared_ack"} {
-		keys = append(keys, "alarm.state."+s)
-	}
-	for _, s := range []string{"device_offline", "agent_offline", "stream_failure", "sensor_triggered", "supervision_lost", "power_lost", "threshold"} {
-		keys = append(keys, "alarm.source."+s)
-	}
-	for _, s := range []string{"raise", "repeat", "ack", "assign", "shelve", "unshelve", "clear", "auto_clear", "escalate", "flap"} {
-		keys = append(keys, "alarm.action."+s)
-	}
+	keys := alarmWords(t)
 	for _, s := range []string{"ack", "assign", "shelve", "unshelve", "clear"} {
 		keys = append(keys, "alarm.act_"+s)
 	}
@@ -652,13 +639,156 @@ func TestWorkWords(t *testing.T) {
 			t.Errorf("work.js offers %q, which is not an action of POST /api/workorders/{id}/{action}", a)
 		}
 	}
-	trail := slices.Clone(workorder.PersonActions)
-	trail = append(trail, workorder.ActOpen, workorder.ActJoin, workorder.ActVerify, workorder.ActRepeat, workorder.ActBreach,
-		workorder.ActHealthy, workorder.ActFault, workorder.ActProbe)
-	got := jsList(t, "work.js", "TRAIL_ACTIONS")
-	for _, a := range trail {
-		if !slices.Contains(got, string(a)) {
-			t.Errorf("work.js TRAIL_ACTIONS lacks the hub's %q", a)
+	if got, want := sorted(jsList(t, "work.js", "TRAIL_ACTIONS")), sorted(names(workorder.Actions)); !slices.Equal(got, want) {
+		t.Errorf("work.js TRAIL_ACTIONS = %v; the hub's actions are %v", got, want)
+	}
+	if got, want := jsList(t, "work.js", "BREACHES"), workorder.Breaches; !slices.Equal(got, want) {
+		t.Errorf("work.js BREACHES = %v; the hub's are %v", got, want)
+	}
+}
+
+// The words of the hub's codes. Every code the hub puts in its JSON and
+// the console shows to a person comes from a Go list, so a new constant
+// without words fails here rather than showing as a raw code.
+
+// wireWords are the keys of the wire contract's codes: statuses, the
+// reasons of a device's status and of a live session's end, device and
+// sensor kinds, metrics.
+func wireWords() []string {
+	var keys []string
+	keys = append(keys, affixed("status.", wire.Statuses, "")...)
+	keys = append(keys, affixed("reason.", wire.Reasons, "")...)
+	keys = append(keys, affixed("reason.", wire.LiveReasons, "")...)
+	keys = append(keys, affixed("kind.", wire.DeviceKinds, "")...)
+	keys = append(keys, affixed("sensor.", wire.SensorKinds, "")...)
+	return append(keys, affixed("metric.", wire.Metrics, "")...)
+}
+
+// alarmWords are the keys of the alarms' severities, states, sources,
+// transition actions and types. A type finds its words as typeLabel
+// (alarms.js) looks for them: TYPE_WORDS names the keys of some sources'
+// types, the others have alarm.type.*; a type that is its own source has
+// the source's words.
+func alarmWords(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	for _, s := range alarm.Severities {
+		keys = append(keys, "alarm.sev."+s.String())
+	}
+	keys = append(keys, affixed("alarm.state.", alarm.States, "")...)
+	keys = append(keys, affixed("alarm.source.", alarm.Sources, "")...)
+	keys = append(keys, affixed("alarm.action.", alarm.Actions, "")...)
+	types := alarmTypes()
+	m := regexp.MustCompile(`const TYPE_WORDS = \{([^}]*)\}`).FindStringSubmatch(read(t, "alarms.js"))
+	if m == nil {
+		t.Fatal("alarms.js has no const TYPE_WORDS = {...}")
+	}
+	js := map[string]string{}
+	for _, kv := range regexp.MustCompile(`(\w+): '([\w.]+)'`).FindAllStringSubmatch(m[1], -1) {
+		js[kv[1]] = kv[2]
+	}
+	for _, src := range alarm.Sources {
+		ty, ok := types[src]
+		switch {
+		case !ok:
+			t.Errorf("alarm source %q: its types are not known here; list them and give them words", src)
+			continue
+		case ty.words == "":
+			continue
+		}
+		if got := cmp.Or(js[string(src)], ownTypeWords); got != ty.words {
+			t.Errorf("alarms.js TYPE_WORDS finds the words of %s alarms' types in %s.*, want %s.*", src, got, ty.words)
+		}
+		keys = append(keys, affixed(ty.words+".", ty.types, "")...)
+	}
+	if len(types) != len(alarm.Sources) {
+		t.Errorf("the types of %d sources are listed here, the hub has %d", len(types), len(alarm.Sources))
+	}
+	return keys
+}
+
+// ownTypeWords is where the words of an alarm type are when TYPE_WORDS
+// (alarms.js) names no other place for its source's types.
+const ownTypeWords = "alarm.type"
+
+// typeWords is where an alarm source's types find their words ("" for a
+// type that is its source, whose words say it) and what they are.
+type typeWords struct {
+	words string
+	types []string
+}
+
+// alarmTypes are the types of the hub's alarms by source, from the Go
+// lists (see alarm.Alarm's Type).
+func alarmTypes() map[alarm.Source]typeWords {
+	return map[alarm.Source]typeWords{
+		alarm.SourceDeviceOffline:   {ownTypeWords, affixed("", wire.DeviceKinds, "_offline")},
+		alarm.SourceAgentOffline:    {},
+		alarm.SourceStreamFailure:   {"reason", names(alarm.StreamReasons)},
+		alarm.SourceSensorTriggered: {"sensor", names(wire.SensorKinds)},
+		alarm.SourceSupervisionLost: {},
+		alarm.SourcePowerLost:       {},
+		alarm.SourceTamper:          {"sensor", names(wire.SensorKinds)},
+		alarm.SourceThreshold:       {"metric", wire.Metrics},
+		alarm.SourceTopology:        {ownTypeWords, affixed("", wire.NodeKinds, "_down")},
+		alarm.SourcePowerFeed:       {},
+		alarm.SourceSecurity:        {ownTypeWords, alarm.SecurityTypes},
+		alarm.SourceSystem:          {ownTypeWords, alarm.SystemTypes},
+		alarm.SourceWorkOrder:       {ownTypeWords, alarm.WorkOrderTypes},
+	}
+}
+
+// workWords are the keys of the work orders' states, the actions of
+// their trail and their breaches.
+func workWords() []string {
+	keys := affixed("work.state.", workorder.States, "")
+	keys = append(keys, affixed("work.trail.", workorder.Actions, "")...)
+	return append(keys, affixed("work.breached.", workorder.Breaches, "")...)
+}
+
+// affixed returns prefix + x + suffix for each of xs.
+func affixed[S ~string](prefix string, xs []S, suffix string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = prefix + string(x) + suffix
+	}
+	return out
+}
+
+func sorted(xs []string) []string {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs
+}
+
+// acronyms may stand as they are in Chinese words.
+var acronyms = map[string]bool{"RTSP": true, "FPS": true, "UPS": true, "PoE": true, "TCP": true}
+
+var asciiWords = regexp.MustCompile(`^[A-Za-z _-]+$`)
+
+// TestCodesInChinese checks that every code the hub emits and the console
+// shows (wireWords, alarmWords, workWords, the agents' reasons) has words
+// in English and in Chinese, and that the Chinese is not English left in
+// place: neither the English words nor plain Latin letters, acronyms
+// aside. TestTranslationsComplete checks the other keys.
+func TestCodesInChinese(t *testing.T) {
+	d := dictionaries(t)
+	keys := slices.Concat(wireWords(), alarmWords(t), workWords(), affixed("agent_reason.", fleet.AgentReasons, ""))
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) < 100 {
+		t.Fatalf("only %d keys of codes; are the lists empty?", len(keys))
+	}
+	for _, k := range keys {
+		en, zh := d["en"][k], d["zh-CN"][k]
+		switch {
+		case strings.TrimSpace(en) == "":
+			t.Errorf("%q has no English words", k)
+		case strings.TrimSpace(zh) == "":
+			t.Errorf("%q has no Chinese words", k)
+		case acronyms[zh]:
+		case zh == en || asciiWords.MatchString(zh):
+			t.Errorf("%q is English in zh-CN: %q", k, zh)
 		}
 	}
 }

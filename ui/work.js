@@ -19,7 +19,7 @@ import { formDialog } from './dialog.js';
 export const STATES = ['open', 'assigned', 'in_progress', 'on_hold', 'fixed', 'closed', 'cancelled'];
 export const ACTIONS = ['accept', 'start', 'hold', 'resume', 'fix', 'note', 'reopen'];
 export const TRAIL_ACTIONS = ['open', 'join', 'assign', 'accept', 'start', 'hold', 'resume', 'fix', 'cancel', 'reopen', 'note',
-  'verify', 'repeat', 'breach', 'healthy', 'fault', 'probe'];
+  'verify', 'repeat', 'breach', 'healthy', 'fault', 'probe', 'asset', 'photo'];
 export const BREACHES = ['respond', 'fix'];
 
 // OFFERED: the states in which a crew is offered each action, as the

@@ -33,6 +33,9 @@ const (
 	ReasonLiveNegotiate Reason = "negotiation" // the offer could not be answered (no H.264, bad SDP)
 )
 
+// LiveReasons lists the reasons only a live session ends for.
+var LiveReasons = []Reason{ReasonLiveStopped, ReasonLiveHubGone, ReasonLiveLimit, ReasonLiveNoCamera, ReasonLiveNegotiate}
+
 // MaxSDPLen bounds an SDP offer or answer.
 const MaxSDPLen = 16 << 10
 

@@ -146,6 +146,12 @@ const (
 	MetricProbeFailures = "probe_failures" // consecutive failed probes
 )
 
+// Metrics lists every metric name above, for documentation and translations.
+var Metrics = []string{
+	MetricTCPMillis, MetricRTSPMillis, MetricFPS, MetricBitrateKbps, MetricFrameAge,
+	MetricCheckinAge, MetricBatteryPct, MetricSignalDBm, MetricProbeFailures,
+}
+
 // Health is the periodic report of every device of an agent. It doubles as
 // the agent's heartbeat: three missed intervals mark the agent offline. An
 // agent whose report would exceed MaxPayload splits it into several

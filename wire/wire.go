@@ -38,11 +38,15 @@ const (
 	StatusUnreachable Status = "unreachable"
 )
 
+// Statuses lists every status, for validation and translations.
+var Statuses = []Status{StatusOnline, StatusDegraded, StatusOffline, StatusUnknown, StatusUnreachable}
+
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
-	switch s {
-	case StatusOnline, StatusDegraded, StatusOffline, StatusUnknown, StatusUnreachable:
-		return true
+	for _, v := range Statuses {
+		if s == v {
+			return true
+		}
 	}
 	return false
 }
@@ -67,6 +71,13 @@ const (
 	ReasonProbeError      Reason = "probe_error"      // anything else; Detail says what
 )
 
+// Reasons lists every reason of a device's status (not ReasonNone), for
+// documentation and translations; live sessions end for LiveReasons too.
+var Reasons = []Reason{
+	ReasonUnreachable, ReasonRefused, ReasonAuthFailed, ReasonNoStream, ReasonTimeout,
+	ReasonLowFrameRate, ReasonSupervisionLost, ReasonTamper, ReasonAgentOffline, ReasonProbeError,
+}
+
 // DeviceKind is what a device is.
 type DeviceKind string
 
@@ -75,6 +86,9 @@ const (
 	KindCamera DeviceKind = "camera"
 	KindSensor DeviceKind = "sensor"
 )
+
+// DeviceKinds lists every device kind, for documentation and translations.
+var DeviceKinds = []DeviceKind{KindCamera, KindSensor}
 
 // SensorKind is what a sensor detects.
 type SensorKind string

@@ -30,6 +30,9 @@ const (
 	Critical
 )
 
+// Severities lists every severity, least to most severe.
+var Severities = []Severity{Warning, Minor, Major, Critical}
+
 var severityNames = map[Severity]string{Warning: "warning", Minor: "minor", Major: "major", Critical: "critical"}
 
 func (s Severity) String() string {
@@ -143,6 +146,24 @@ var Sources = []Source{
 	SourceSystem, SourceWorkOrder,
 }
 
+// Type is finer than Source. Per source it is: device_offline, the device
+// kind and "_offline"; stream_failure, one of StreamReasons;
+// sensor_triggered and tamper, the sensor kind; threshold, the metric;
+// topology, the node kind and "_down"; security, system and work_order,
+// one of the lists below; any other source, the source itself.
+
+// SecurityTypes lists the Types of SourceSecurity alarms (raised by the
+// hub's app through Engine.Notice).
+var SecurityTypes = []string{"agent_revoked", "audit_failure", "audit_tampered"}
+
+// SystemTypes lists the Types of SourceSystem alarms (raised by the hub's
+// app through Engine.Notice).
+var SystemTypes = []string{"history_dropping", "metrics_dropping", "agent_dropping"}
+
+// WorkOrderTypes lists the Types of SourceWorkOrder alarms: a breached
+// deadline of hub/workorder (workorder.Breaches) and "_breach".
+var WorkOrderTypes = []string{"respond_breach", "fix_breach"}
+
 // Alarm is one alarm as operators see it. Values are snapshots.
 type Alarm struct {
 	ID string `json:"id"`
@@ -204,6 +225,9 @@ const (
 	ActEscalate  Action = "escalate"   // unacknowledged too long: severity up, next tier
 	ActFlap      Action = "flap"       // flapping began or ended
 )
+
+// Actions lists every action a transition may record.
+var Actions = []Action{ActRaise, ActRepeat, ActAck, ActAssign, ActShelve, ActUnshelve, ActClear, ActAutoClear, ActEscalate, ActFlap}
 
 // System is the Who of transitions the engine makes by itself.
 const System = "system"

@@ -158,8 +158,9 @@ func (e *Engine) unlock() {
 	}
 }
 
-// streamReasons are the degraded reasons that mean the video itself fails.
-var streamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout}
+// StreamReasons are the degraded reasons that mean the video itself fails:
+// the Types of SourceStreamFailure alarms.
+var StreamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout}
 
 // Observe maps one fleet change to conditions (metric thresholds come from
 // ObserveSamples). Unknown and unreachable
@@ -290,7 +291,7 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 	if d.Kind == wire.KindSensor {
 		set(SourceTamper, string(d.SensorKind), d.Status == wire.StatusDegraded && d.Reason == wire.ReasonTamper)
 	}
-	stream := d.Status == wire.StatusDegraded && slices.Contains(streamReasons, d.Reason)
+	stream := d.Status == wire.StatusDegraded && slices.Contains(StreamReasons, d.Reason)
 	set(SourceStreamFailure, string(d.Reason), stream)
 }
 

@@ -70,6 +70,10 @@ type Agent struct {
 	DroppedAt time.Time    `json:"dropped_at,omitzero"`
 }
 
+// AgentReasons lists every Agent.Reason: why an agent is offline (its
+// Last Will, missed heartbeats, or a clean shutdown; see the package doc).
+var AgentReasons = []string{"will", "heartbeat", "shutdown"}
+
 // ChangeKind says what a Change is about.
 type ChangeKind string
 

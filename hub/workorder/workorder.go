@@ -74,6 +74,13 @@ const (
 // PersonActions are the actions of POST /api/workorders/{id}/{action}.
 var PersonActions = []Action{ActAssign, ActAccept, ActStart, ActHold, ActResume, ActFix, ActCancel, ActReopen, ActNote}
 
+// Actions lists every action an order's trail may show: PersonActions,
+// then the Manager's own.
+var Actions = []Action{
+	ActAssign, ActAccept, ActStart, ActHold, ActResume, ActFix, ActCancel, ActReopen, ActNote,
+	ActOpen, ActJoin, ActVerify, ActRepeat, ActBreach, ActHealthy, ActFault, ActProbe, ActAsset, ActPhoto,
+}
+
 // System is the Who of transitions the Manager makes.
 const System = "system"
 
@@ -197,6 +204,10 @@ func (o *Order) device(id string) *Device {
 	}
 	return nil
 }
+
+// Breaches lists the deadlines an order may miss, as Order.Breached
+// names them: the response and the fix.
+var Breaches = []string{"respond", "fix"}
 
 // Request is what a person sends with an action.
 type Request struct {

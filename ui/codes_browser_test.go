@@ -1,0 +1,119 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/citywatch/citywatch/hub/alarm"
+)
+
+// TestCodesShownInChinese opens the console in Chinese on one alarm of
+// every source and type the hub raises (alarmTypes), an agent offline for
+// a Last Will and a device behind it, and checks that no code shows as
+// itself: the desk's type column, the agent_offline alarm's detail (the
+// agent's reason), the live feed's agent line and the device's agent all
+// say it in Chinese, acronyms aside.
+func TestCodesShownInChinese(t *testing.T) {
+	var list []any
+	add := func(src alarm.Source, typ, detail string) {
+		list = append(list, map[string]any{"id": fmt.Sprintf("A%d", len(list)+1), "device": "CAM-1", "agent": "AG-1", "site": "S-1", "district": "Xuhui",
+			"severity": "major", "state": "active_unack", "source": src, "type": typ, "detail": detail, "count": 1,
+			"first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"})
+	}
+	types := alarmTypes()
+	for _, src := range alarm.Sources {
+		if len(types[src].types) == 0 {
+			add(src, string(src), "")
+		}
+		for _, ty := range types[src].types {
+			add(src, ty, "")
+		}
+	}
+	add(alarm.SourceAgentOffline, string(alarm.SourceAgentOffline), "will")
+	will := list[len(list)-1].(map[string]any)["id"].(string)
+
+	mux := http.NewServeMux()
+	j := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		}
+	}
+	dev := cam("CAM-1", "Gate", "unreachable", "Xuhui", 31.2, 121.4)
+	dev["agent"], dev["reason"] = "AG-1", "agent_offline"
+	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{dev}, "total": 1}))
+	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 1, "by_status": map[string]int{"unreachable": 1}}))
+	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z"}}}))
+	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	mux.HandleFunc("/api/alarms/{id}", func(w http.ResponseWriter, r *http.Request) {
+		for _, a := range list {
+			if a.(map[string]any)["id"] == r.PathValue("id") {
+				j(map[string]any{"alarm": a, "history": []any{}, "children": []any{}})(w, r)
+				return
+			}
+		}
+		http.NotFound(w, r)
+	})
+	srv := serveConsole(t, mux)
+
+	pg := openPage(t)
+	pg.do("open the console", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`))
+	pg.poll(`window.citywatch.store.loaded && window.citywatch.store.agents.size === 1`, 10*time.Second)
+	pg.do("中文", chromedp.Click(`#lang`))
+	pg.poll(`document.documentElement.lang === 'zh-CN'`, 5*time.Second)
+
+	latin := regexp.MustCompile(`[A-Za-z_]{2,}`)
+	english := func(where, text string) {
+		t.Helper()
+		for _, w := range latin.FindAllString(text, -1) {
+			if !acronyms[w] {
+				t.Errorf("%s shows %q: %q", where, w, text)
+			}
+		}
+	}
+
+	pg.do("the device's detail", chromedp.Evaluate[chromedp.Void](`void window.citywatch.activate('CAM-1')`))
+	pg.poll(`document.querySelector('#detail:not([hidden]) .kv')`, 5*time.Second)
+	if got := pg.str(`[...document.querySelectorAll('#detail dt')].find((dt) => dt.textContent === '代理')?.nextElementSibling.textContent || ''`); !strings.Contains(got, "连接断开") {
+		t.Errorf("the device's agent: %q, want its reason 连接断开", got)
+	}
+
+	pg.do("an agent lost", chromedp.Evaluate[chromedp.Void](`void window.citywatch.changes([{kind: 'agent', seq: 1, at: new Date().toISOString(), from: 'online', to: 'offline', reason: 'heartbeat',
+		agent: {id: 'AG-2', site: 'S-2', district: 'Xuhui', status: 'offline', reason: 'heartbeat'}, affected: []}], null)`))
+	pg.poll(`document.querySelector('#feed .msg')`, 5*time.Second)
+	if got := pg.str(`document.querySelector('#feed .msg').textContent`); !strings.Contains(got, "心跳超时") {
+		t.Errorf("feed line %q, want the agent's reason 心跳超时", got)
+	}
+
+	pg.do("open the desk", chromedp.Click(`#alarms-btn`))
+	pg.poll(fmt.Sprintf(`document.querySelectorAll('#alarm-list tr').length === %d`, len(list)), 10*time.Second)
+	var rows [][2]string
+	if err := json.Unmarshal([]byte(pg.str(`JSON.stringify([...document.querySelectorAll('#alarm-list tr')].map((tr) => [tr.dataset.alarm, tr.querySelector('.c-source').textContent]))`)), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		i := slices.IndexFunc(list, func(a any) bool { return a.(map[string]any)["id"] == r[0] })
+		a := list[i].(map[string]any)
+		english(fmt.Sprintf("the desk's %s/%s", a["source"], a["type"]), r[1])
+		if a["type"] == "camera_offline" && r[1] != "设备离线 摄像机离线" {
+			t.Errorf("camera_offline: %q, want 设备离线 摄像机离线", r[1])
+		}
+	}
+
+	pg.do("the agent_offline alarm's detail", chromedp.Click(fmt.Sprintf(`#alarm-list tr[data-alarm=%q]`, will)))
+	pg.poll(`document.querySelector('#alarm-detail .kv')`, 5*time.Second)
+	if got := pg.str(`[...document.querySelectorAll('#alarm-detail dt')].find((dt) => dt.textContent === '详情')?.nextElementSibling.textContent || ''`); got != "连接断开" {
+		t.Errorf("agent_offline detail %q, want 连接断开", got)
+	}
+	english("the alarm's severity, state, source and detail", pg.str(`[...document.querySelectorAll('#alarm-detail dt')].filter((dt) => ['级别', '状态', '来源', '详情'].includes(dt.textContent)).map((dt) => dt.nextElementSibling.textContent).join(' ')`))
+	pg.noExceptions()
+}
