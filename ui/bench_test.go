@@ -40,23 +40,17 @@ func mapBenchHub(b *testing.B, n int) *httptest.Server {
 		b.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "ana", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/auth/me", serveJSON(map[string]any{"name": "ana", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
 	mux.HandleFunc("/api/devices", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(devices)
 	})
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": n, "by_status": map[string]int{"online": n}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{}, "total": 0}))
-	mux.HandleFunc("/api/map/config", j(map[string]any{"center": map[string]any{"lat": 30.585, "lon": 114.305}, "bounds": [][]float64{{114.15, 30.45}, {114.46, 30.72}},
+	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": n, "by_status": map[string]int{"online": n}}))
+	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": []any{}, "total": 0}))
+	mux.HandleFunc("/api/map/config", serveJSON(map[string]any{"center": map[string]any{"lat": 30.585, "lon": 114.305}, "bounds": [][]float64{{114.15, 30.45}, {114.46, 30.72}},
 		"cell_size_m": 25, "basemap": false, "layers": map[string]bool{"districts": false, "areas": false, "buildings": false}}))
-	mux.HandleFunc("/api/coverage", j(map[string]any{"at": "2026-12-01T00:00:00Z", "cell_size_m": 25, "districts": []any{}, "areas": []any{}}))
+	mux.HandleFunc("/api/coverage", serveJSON(map[string]any{"at": "2026-12-01T00:00:00Z", "cell_size_m": 25, "districts": []any{}, "areas": []any{}}))
 	mux.HandleFunc("/api/map/wedges", func(w http.ResponseWriter, r *http.Request) {
 		var box [4]float64
 		for i, s := range strings.Split(r.URL.Query().Get("bbox"), ",") {
@@ -77,7 +71,7 @@ func mapBenchHub(b *testing.B, n int) *httptest.Server {
 			ring = append(ring, ring[0])
 			fs = append(fs, feature([][][2]float64{ring}, map[string]any{"id": d.m["id"], "status": d.m["status"]}))
 		}
-		j(fc(fs...))(w, r)
+		serveJSON(fc(fs...))(w, r)
 	})
 	return serveConsole(b, mux)
 }

@@ -41,6 +41,31 @@ func fc(fs ...map[string]any) map[string]any {
 	return map[string]any{"type": "FeatureCollection", "features": fs}
 }
 
+// serveJSON answers every request with v as JSON.
+func serveJSON(v any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+// operatorMux is a fake hub's API for an operator "li" with perms: the
+// devices (by status in the summary), no agents, and the alarms. A test
+// adds what else it needs.
+func operatorMux(perms []string, devices, alarms []any) *http.ServeMux {
+	byStatus := map[string]int{}
+	for _, d := range devices {
+		byStatus[d.(map[string]any)["status"].(string)]++
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/auth/me", serveJSON(map[string]any{"name": "li", "role": "operator", "permissions": perms, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", serveJSON(map[string]any{"devices": append([]any{}, devices...), "total": len(devices)}))
+	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": len(devices), "by_status": byStatus}))
+	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": append([]any{}, alarms...), "total": len(alarms)}))
+	return mux
+}
+
 // serveConsole serves the console's files beside a fake hub's API (mux),
 // with the hub's CSP; anything else under /api/ is a 404.
 func serveConsole(t testing.TB, mux *http.ServeMux) *httptest.Server {
@@ -82,20 +107,14 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 	record := func(to *[]string, s string) { mu.Lock(); *to = append(*to, s); mu.Unlock() }
 	copied := func(from *[]string) []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(*from) }
 	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "ana", "role": "admin", "permissions": []string{"status.read", "alarm.read", "live.view", "report.read", "report.export"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": devices, "total": len(devices)}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 3, "by_status": map[string]int{"online": 2, "offline": 1}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{map[string]any{"id": "A1", "device": "CAM-3", "site": "S-CAM-3", "severity": "critical", "state": "active_unack", "source": "device_offline", "first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"}}, "total": 1}))
-	mux.HandleFunc("/api/map/config", j(map[string]any{"center": map[string]any{"lat": 31.2, "lon": 121.4}, "bounds": nil, "cell_size_m": 25, "basemap": false, "layers": map[string]bool{"districts": true, "areas": true, "buildings": false}}))
-	mux.HandleFunc("/api/map/districts", j(fc(feature(square(121.35, 31.15, 0.1), map[string]any{"name": "Xuhui"}), feature(square(121.2, 31.0, 0.15), map[string]any{"name": "Minhang"}))))
-	mux.HandleFunc("/api/map/areas", j(fc(feature(square(121.399, 31.199, 0.003), map[string]any{"name": "<script>x</script>School", "kind": "school", "weight": 3, "district": "Xuhui"}))))
+	mux.HandleFunc("/api/auth/me", serveJSON(map[string]any{"name": "ana", "role": "admin", "permissions": []string{"status.read", "alarm.read", "live.view", "report.read", "report.export"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", serveJSON(map[string]any{"devices": devices, "total": len(devices)}))
+	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": 3, "by_status": map[string]int{"online": 2, "offline": 1}}))
+	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{}}))
+	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": []any{map[string]any{"id": "A1", "device": "CAM-3", "site": "S-CAM-3", "severity": "critical", "state": "active_unack", "source": "device_offline", "first_at": "2026-12-01T00:00:00Z", "last_at": "2026-12-01T00:00:00Z"}}, "total": 1}))
+	mux.HandleFunc("/api/map/config", serveJSON(map[string]any{"center": map[string]any{"lat": 31.2, "lon": 121.4}, "bounds": nil, "cell_size_m": 25, "basemap": false, "layers": map[string]bool{"districts": true, "areas": true, "buildings": false}}))
+	mux.HandleFunc("/api/map/districts", serveJSON(fc(feature(square(121.35, 31.15, 0.1), map[string]any{"name": "Xuhui"}), feature(square(121.2, 31.0, 0.15), map[string]any{"name": "Minhang"}))))
+	mux.HandleFunc("/api/map/areas", serveJSON(fc(feature(square(121.399, 31.199, 0.003), map[string]any{"name": "<script>x</script>School", "kind": "school", "weight": 3, "district": "Xuhui"}))))
 	mux.HandleFunc("/api/map/wedges", func(w http.ResponseWriter, r *http.Request) {
 		var fs []map[string]any
 		for _, d := range devices[:3] {
@@ -104,11 +123,11 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 			lon, lat := loc["lon"].(float64), loc["lat"].(float64)
 			fs = append(fs, feature([][][2]float64{{{lon, lat}, {lon + 0.0005, lat + 0.0002}, {lon + 0.0005, lat - 0.0002}, {lon, lat}}}, map[string]any{"id": m["id"], "name": m["name"], "status": m["status"], "site": m["site"], "district": m["district"]}))
 		}
-		j(fc(fs...))(w, r)
+		serveJSON(fc(fs...))(w, r)
 	})
 	covd := map[string]any{"district": "Xuhui", "cells": 100, "designed_cells": 80, "current_cells": 70, "fragile_cells": 10, "designed_pct": 80, "current_pct": 70, "weighted_designed_pct": 85, "weighted_current_pct": 75}
-	mux.HandleFunc("/api/coverage", j(map[string]any{"at": "2026-12-01T00:00:00Z", "cell_size_m": 25, "districts": []any{covd}, "areas": []any{}}))
-	mux.HandleFunc("/api/coverage/cells", j(fc(feature(square(121.4, 31.2, 0.0002), map[string]any{"state": "lost", "cameras": 1, "working": 0, "weight": 1, "district": "Xuhui"}))))
+	mux.HandleFunc("/api/coverage", serveJSON(map[string]any{"at": "2026-12-01T00:00:00Z", "cell_size_m": 25, "districts": []any{covd}, "areas": []any{}}))
+	mux.HandleFunc("/api/coverage/cells", serveJSON(fc(feature(square(121.4, 31.2, 0.0002), map[string]any{"state": "lost", "cameras": 1, "working": 0, "weight": 1, "district": "Xuhui"}))))
 	mux.HandleFunc("/api/coverage/whatif", func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]any
 		json.NewDecoder(r.Body).Decode(&body)
@@ -119,24 +138,24 @@ func TestMapAndReportsInBrowser(t *testing.T) {
 			after[k] = v
 		}
 		after["current_pct"] = 72.5
-		j(map[string]any{"added_cells": 12, "added_ha": 0.75, "districts": []any{map[string]any{"district": "Xuhui", "before": covd, "after": after}}, "areas": []any{},
+		serveJSON(map[string]any{"added_cells": 12, "added_ha": 0.75, "districts": []any{map[string]any{"district": "Xuhui", "before": covd, "after": after}}, "areas": []any{},
 			"cells": fc(feature(square(121.4005, 31.2005, 0.0002), map[string]any{}))})(w, r)
 	})
 	loss := map[string]any{"cell_hours": 10, "weighted": 20, "hectare_hours": 0.625}
-	mux.HandleFunc("/api/coverage/ledger", j(map[string]any{"from": "x", "to": "y", "hours": 24, "cell_size_m": 25, "totals": map[string]any{"never_covered": loss, "outage": loss, "maintenance": loss, "unknown": loss},
+	mux.HandleFunc("/api/coverage/ledger", serveJSON(map[string]any{"from": "x", "to": "y", "hours": 24, "cell_size_m": 25, "totals": map[string]any{"never_covered": loss, "outage": loss, "maintenance": loss, "unknown": loss},
 		"districts": []any{map[string]any{"district": "Xuhui", "cells": 100, "designed_cells": 80, "camera_online_rate": 0.99, "never_covered": loss, "outage": loss, "maintenance": loss, "unknown": loss, "weighted_lost_pct": 12.5, "flagged": true}},
 		"flagged":   []string{"Xuhui"}, "cameras": []any{map[string]any{"id": "CAM-3", "name": "<i>Yard</i>", "district": "Minhang", "site": "S-CAM-3", "down_hours": 5, "cell_hours": 40, "weighted_cell_hours": 80}},
 		"maintenance": []any{map[string]any{"names": []string{"Upgrade <b>"}, "approved_by": []string{"wang"}, "cell_hours": 16, "weighted": 16}}, "simulated": true}))
 	row := map[string]any{"key": "Xuhui", "devices": 2, "expected_s": 172800, "online_s": 170000, "degraded_s": 0, "offline_s": 2800, "unreachable_s": 0, "unknown_s": 0, "maintenance_s": 3600, "online_rate": 0.9838, "intact_rate": 0.94, "outages": 2, "mttr_s": 1400}
-	mux.HandleFunc("/api/reports/availability", j(map[string]any{"from": "x", "to": "y", "group": "district", "timezone": "Asia/Shanghai", "simulated": false, "rows": []any{row}, "total": row}))
+	mux.HandleFunc("/api/reports/availability", serveJSON(map[string]any{"from": "x", "to": "y", "group": "district", "timezone": "Asia/Shanghai", "simulated": false, "rows": []any{row}, "total": row}))
 	repairs := func(key string, mttr float64) map[string]any {
 		return map[string]any{"key": key, "opened": 4, "closed": 3, "mtta_s": 600, "mttr_s": mttr, "mtbf_h": 120.5, "failures": 5, "devices": 20,
 			"first_time_fix": 0.75, "repeat_rate": 0.25, "respond_met": 1, "fix_met": 0.5, "backlog": 1, "backlog_max_age_h": 2.5}
 	}
 	mux.HandleFunc("/api/reports/maintenance", func(w http.ResponseWriter, r *http.Request) {
-		j(map[string]any{"group": "crew", "rows": []any{repairs("Crew <i>North</i>", 3600), repairs("Crew South", 7200)}, "total": repairs("", 5400)})(w, r)
+		serveJSON(map[string]any{"group": "crew", "rows": []any{repairs("Crew <i>North</i>", 3600), repairs("Crew South", 7200)}, "total": repairs("", 5400)})(w, r)
 	})
-	mux.HandleFunc("/api/reports/series", j(map[string]any{"timezone": "Asia/Shanghai", "days": []string{"2026-12-01", "2026-12-02", "2026-12-03"},
+	mux.HandleFunc("/api/reports/series", serveJSON(map[string]any{"timezone": "Asia/Shanghai", "days": []string{"2026-12-01", "2026-12-02", "2026-12-03"},
 		"series": []any{map[string]any{"district": "", "online_rate": []any{0.99, 0.98, nil}, "intact_rate": []any{0.97, 0.96, 0.95}}, map[string]any{"district": "Xuhui", "online_rate": []any{0.97, 0.99, 0.985}, "intact_rate": []any{0.9, 0.91, 0.92}}}}))
 	srv := serveConsole(t, mux)
 
@@ -296,18 +315,7 @@ func (p *page) noExceptions() {
 // tone cannot play, notifies the desktop while the tab is hidden (with
 // permission), and one click on the notice turns sound on and hides it.
 func TestBlockedSoundIsShown(t *testing.T) {
-	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read", "alarm.ack"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{cam("CAM-1", "Gate", "online", "Xuhui", 31.2, 121.4)}, "total": 1}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 1, "by_status": map[string]int{"online": 1}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{}, "total": 0}))
+	mux := operatorMux([]string{"status.read", "alarm.read", "alarm.ack"}, []any{cam("CAM-1", "Gate", "online", "Xuhui", 31.2, 121.4)}, nil)
 	srv := serveConsole(t, mux)
 
 	pg := openPage(t, chromedp.Flag("autoplay-policy", "document-user-activation-required"))
@@ -354,18 +362,7 @@ func TestAlarmBulkAckInBrowser(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var posts []map[string]any
-	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read", "alarm.ack"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{}, "total": 0}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 0, "by_status": map[string]int{}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	mux := operatorMux([]string{"status.read", "alarm.read", "alarm.ack"}, nil, list)
 	mux.HandleFunc("POST /api/alarm-actions/ack", func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]any
 		json.NewDecoder(r.Body).Decode(&body)
@@ -380,7 +377,7 @@ func TestAlarmBulkAckInBrowser(t *testing.T) {
 			a["acked_by"] = "li"
 			results = append(results, map[string]any{"id": id, "status": 200, "alarm": a})
 		}
-		j(map[string]any{"results": results})(w, r)
+		serveJSON(map[string]any{"results": results})(w, r)
 	})
 	srv := serveConsole(t, mux)
 
@@ -420,18 +417,7 @@ func TestAlarmDeskFiltersInURL(t *testing.T) {
 	}
 	list := []any{alarm("A1", "Xuhui", "active_unack"), alarm("A2", "Xuhui", "active_ack"), alarm("A3", "Xuhui", "cleared_unack"),
 		alarm("A4", "Minhang", "active_unack"), alarm("A5", "Minhang", "cleared_unack")}
-	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{}, "total": 0}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 0, "by_status": map[string]int{}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	mux := operatorMux([]string{"status.read", "alarm.read"}, nil, list)
 	srv := serveConsole(t, mux)
 
 	pg := openPage(t)
@@ -479,18 +465,7 @@ func TestSummaryAndFeedLayout(t *testing.T) {
 		}
 		devices = append(devices, cam(fmt.Sprintf("railway-station-01-cam-%02d", i), "cam", status, d, 31.2, 121.4))
 	}
-	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": devices, "total": len(devices)}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": len(devices), "by_status": map[string]int{"online": 1000, "offline": 400}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": []any{}, "total": 0}))
+	mux := operatorMux([]string{"status.read", "alarm.read"}, devices, nil)
 	srv := serveConsole(t, mux)
 
 	pg := openPage(t)

@@ -41,23 +41,17 @@ func TestCodesShownInChinese(t *testing.T) {
 	will := list[len(list)-1].(map[string]any)["id"].(string)
 
 	mux := http.NewServeMux()
-	j := func(v any) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(v)
-		}
-	}
 	dev := cam("CAM-1", "Gate", "unreachable", "Xuhui", 31.2, 121.4)
 	dev["agent"], dev["reason"] = "AG-1", "agent_offline"
-	mux.HandleFunc("/api/auth/me", j(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
-	mux.HandleFunc("/api/devices", j(map[string]any{"devices": []any{dev}, "total": 1}))
-	mux.HandleFunc("/api/summary", j(map[string]any{"devices": 1, "by_status": map[string]int{"unreachable": 1}}))
-	mux.HandleFunc("/api/agents", j(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z"}}}))
-	mux.HandleFunc("/api/alarms", j(map[string]any{"alarms": list, "total": len(list)}))
+	mux.HandleFunc("/api/auth/me", serveJSON(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
+	mux.HandleFunc("/api/devices", serveJSON(map[string]any{"devices": []any{dev}, "total": 1}))
+	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": 1, "by_status": map[string]int{"unreachable": 1}}))
+	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z"}}}))
+	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": list, "total": len(list)}))
 	mux.HandleFunc("/api/alarms/{id}", func(w http.ResponseWriter, r *http.Request) {
 		for _, a := range list {
 			if a.(map[string]any)["id"] == r.PathValue("id") {
-				j(map[string]any{"alarm": a, "history": []any{}, "children": []any{}})(w, r)
+				serveJSON(map[string]any{"alarm": a, "history": []any{}, "children": []any{}})(w, r)
 				return
 			}
 		}
