@@ -1,7 +1,7 @@
 // The alarm desk: alarms sorted by priority then time, counts by severity,
 // and the operator's actions on them (acknowledge, assign, shelve, clear,
 // each with an optional note), all from the keyboard. The list follows the
-// hub's websocket alarm events; a new critical alarm sounds a distinct tone.
+// hub's websocket alarm events; a new alarm sounds its severity's tone (sound.js).
 
 import { t, label, num, ago, clock, errorText } from './i18n.js';
 import * as api from './api.js';
@@ -282,10 +282,12 @@ export class Alarms {
     if (!ev?.alarm?.id) return;
     const prev = this.map.get(ev.alarm.id);
     const a = this.put(ev.alarm, ev.kind === 'raise');
-    const critical = a.severity === 'critical' && (ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== 'critical'));
-    if (critical && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) {
-      this.sound?.critical();
-      this.onCritical(a);
+    // A new alarm, or one escalated to a higher severity, sounds its
+    // severity's tone; a critical one also notifies the desktop.
+    const louder = ev.kind === 'raise' || (ev.kind === 'escalate' && prev?.severity !== a.severity);
+    if (louder && a.state !== 'cleared_ack' && !(a._shelved > Date.now())) {
+      this.sound?.alarm(a.severity);
+      if (a.severity === 'critical') this.onCritical(a);
     }
     if (ev.kind === 'raise' && a.linkage?.video && !(a._shelved > Date.now())) this.onLink(a);
     this.redraw();

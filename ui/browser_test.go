@@ -344,6 +344,17 @@ func TestBlockedSoundIsShown(t *testing.T) {
 	pg.do("click the notice's button", chromedp.Click(`#sound-enable`))
 	pg.poll(`window.citywatch.sound.ctx.state === 'running'`, 5*time.Second)
 	pg.poll(`document.querySelector('#sound-blocked').hidden`, 5*time.Second)
+
+	// With sound on, each new alarm sounds its severity's tone: a minor
+	// one none, a major one two notes, a critical one six.
+	pg.do("count tones", chromedp.Evaluate[chromedp.Void](`void (window.tones = [], window.citywatch.sound.tone = ((play) => function (notes, force) {
+		const ok = play.call(this, notes, force); if (ok) window.tones.push(notes.length); return ok; })(window.citywatch.sound.tone))`))
+	for i, sev := range []string{"minor", "major", "critical"} {
+		pg.do("a "+sev+" alarm", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`void window.citywatch.alarms.event({kind: 'raise', alarm: {id: 'B%d', severity: %q, state: 'active_unack', source: 'device_offline', type: 'camera_offline', device: 'CAM-1', count: 1, first_at: new Date().toISOString(), last_at: new Date().toISOString()}})`, i, sev)))
+	}
+	if got := pg.str(`window.tones.join(',')`); got != "2,6" {
+		t.Errorf("tones played %q, want 2,6 (none for minor, two notes for major, six for critical)", got)
+	}
 	pg.noExceptions()
 }
 

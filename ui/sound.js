@@ -5,6 +5,12 @@
 const STORE_KEY = 'citywatch.sound';
 const MIN_GAP_MS = 4000;
 
+// ALARM_TONES are the notes [Hz, start s] of a new alarm by severity.
+const ALARM_TONES = {
+  critical: [[523.25, 0], [659.25, 0.14], [880, 0.28], [523.25, 0.7], [659.25, 0.84], [880, 0.98]],
+  major: [[440, 0], [587.33, 0.16]],
+};
+
 export class Sound {
   // onState follows every change of whether sound can play (blocked);
   // onBlocked is told when a tone was due but the browser kept it silent.
@@ -58,12 +64,18 @@ export class Sound {
   // play sounds the tone unless muted, locked, or played a moment ago.
   play(force = false) { this.tone([[659.25, 0], [523.25, 0.18]], force); }
 
-  // critical is the distinct tone for a new critical alarm: three rising
-  // notes, twice, throttled on its own.
-  critical() {
+  // alarm sounds a new alarm's tone by its severity, each throttled on its
+  // own: critical, three rising notes twice; major, two rising notes once;
+  // minor and warning alarms are silent (the desk's count and the feed
+  // show them), so that a night's small faults do not wear the operators'
+  // attention down before the one that matters.
+  alarm(severity) {
+    const notes = ALARM_TONES[severity];
+    if (!notes) return;
     const now = Date.now();
-    if (now - (this.lastCritical || 0) < MIN_GAP_MS) return;
-    if (this.tone([[523.25, 0], [659.25, 0.14], [880, 0.28], [523.25, 0.7], [659.25, 0.84], [880, 0.98]], true)) this.lastCritical = now;
+    this.lastAlarm ??= {};
+    if (now - (this.lastAlarm[severity] || 0) < MIN_GAP_MS) return;
+    if (this.tone(notes, true)) this.lastAlarm[severity] = now;
   }
 
   tone(notes, force) {

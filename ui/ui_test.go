@@ -221,7 +221,7 @@ func TestAlarmHooks(t *testing.T) {
 	}{
 		{"index.html", []string{`id="alarms-btn"`, `id="alarms"`, `id="alarm-detail"`}},
 		{"alarms.js", []string{`data-alarm-count="${s}"`, `id="alarm-list"`, `data-alarm="${esc(a.id)}"`, `data-state="${esc(a.state)}"`,
-			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "api.alarmAct(", "sound?.critical()"}},
+			`data-severity="${esc(a.severity)}"`, "show() {", "async act(id, action, note", "api.alarmAct(", "sound?.alarm(a.severity)"}},
 		{"api.js", []string{"/api/alarms?limit=", "/api/alarms/${seg(id)}/${seg(action)}"}},
 		{"alarmdetail.js", []string{"nearestCameras(dev.id", "data-live="}},
 		{"app.js", []string{"this.alarms = new Alarms(", "onAlarm: (ev) => this.alarms.event(ev)", "this.alarms.hello(m)"}},
