@@ -152,13 +152,27 @@ var Sources = []Source{
 // topology, the node kind and "_down"; security, system and work_order,
 // one of the lists below; any other source, the source itself.
 
-// SecurityTypes lists the Types of SourceSecurity alarms (raised by the
-// hub's app through Engine.Notice).
-var SecurityTypes = []string{"agent_revoked", "audit_failure", "audit_tampered"}
+// Types of SourceSecurity alarms (raised by the hub's app through
+// Engine.Notice).
+const (
+	TypeAgentRevoked  = "agent_revoked"  // an agent's credential was revoked
+	TypeAuditFailure  = "audit_failure"  // audit records could not be written
+	TypeAuditTampered = "audit_tampered" // the audit trail does not verify
+)
 
-// SystemTypes lists the Types of SourceSystem alarms (raised by the hub's
-// app through Engine.Notice).
-var SystemTypes = []string{"history_dropping", "metrics_dropping", "agent_dropping"}
+// SecurityTypes lists the Types of SourceSecurity alarms.
+var SecurityTypes = []string{TypeAgentRevoked, TypeAuditFailure, TypeAuditTampered}
+
+// Types of SourceSystem alarms (raised by the hub's app): records the hub
+// or an agent could not keep.
+const (
+	TypeHistoryDropping = "history_dropping"
+	TypeMetricsDropping = "metrics_dropping"
+	TypeAgentDropping   = "agent_dropping"
+)
+
+// SystemTypes lists the Types of SourceSystem alarms.
+var SystemTypes = []string{TypeHistoryDropping, TypeMetricsDropping, TypeAgentDropping}
 
 // WorkOrderTypes lists the Types of SourceWorkOrder alarms: a breached
 // deadline of hub/workorder (workorder.Breaches) and "_breach".

@@ -96,7 +96,7 @@ func (w *agentDrops) check(now time.Time) {
 		if !known {
 			w.notice(alarm.Alarm{
 				Key: string(alarm.SourceSystem) + ":agent/" + ag.ID + "/agent_dropping", Source: alarm.SourceSystem,
-				Type: "agent_dropping", Agent: ag.ID, Site: ag.Site, District: ag.District, Criticality: 3,
+				Type: alarm.TypeAgentDropping, Agent: ag.ID, Site: ag.Site, District: ag.District, Criticality: 3,
 				Detail: fmt.Sprintf("the agent could not keep what it saw: %d health reports and %d events dropped since it started (its queue or spool was full, or its disk failed)",
 					ag.Dropped.Health, ag.Dropped.Events),
 			})

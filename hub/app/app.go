@@ -435,7 +435,7 @@ func (a *App) agentRevoked(agent string) {
 	ag, _ := a.fleet.Agent(agent)
 	a.fleet.Retire(agent)
 	a.alarms.Notice(alarm.Alarm{
-		Key: string(alarm.SourceSecurity) + ":agent/" + agent, Source: alarm.SourceSecurity, Type: "agent_revoked",
+		Key: string(alarm.SourceSecurity) + ":agent/" + agent, Source: alarm.SourceSecurity, Type: alarm.TypeAgentRevoked,
 		Agent: agent, Site: ag.Site, District: ag.District,
 		Detail: "credential revoked: the agent was disconnected and left the fleet",
 	})

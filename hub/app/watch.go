@@ -32,7 +32,7 @@ func (a *App) watchAudit(ctx context.Context) error {
 		case <-health.C:
 			ok, why, _ := a.audit.Health()
 			if !ok && !failing {
-				a.securityNotice("audit_failure", "audit records could not be written: "+why)
+				a.securityNotice(alarm.TypeAuditFailure, "audit records could not be written: "+why)
 			}
 			failing = !ok
 		case <-verify.C:
@@ -45,7 +45,7 @@ func (a *App) watchAudit(ctx context.Context) error {
 				a.log.Error("audit trail not verified", "err", err)
 			case !rep.OK && rep.FirstBroken != nil:
 				a.log.Error("audit trail broken", "seq", rep.FirstBroken.Seq, "reason", rep.FirstBroken.Reason)
-				a.securityNotice("audit_tampered", "the audit trail does not verify from record "+
+				a.securityNotice(alarm.TypeAuditTampered, "the audit trail does not verify from record "+
 					strconv.FormatUint(rep.FirstBroken.Seq, 10)+": "+rep.FirstBroken.Reason)
 			default:
 				a.log.Info("audit trail verified", "records", rep.Records, "head", rep.HeadSeq)
@@ -65,7 +65,7 @@ func (a *App) watchLosses(ctx context.Context) error {
 	checks := []struct {
 		typ    string
 		health func() (bool, string)
-	}{{"history_dropping", a.history.Health}, {"metrics_dropping", a.metricsHealth}}
+	}{{alarm.TypeHistoryDropping, a.history.Health}, {alarm.TypeMetricsDropping, a.metricsHealth}}
 	failing := make([]bool, len(checks))
 	t := time.NewTicker(lossEvery)
 	defer t.Stop()
