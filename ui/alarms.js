@@ -571,6 +571,10 @@ export class Alarms {
 
   render() {
     this.renderCounts();
+    // A hidden desk keeps its counts and badge current but builds no rows:
+    // in a storm that is up to a thousand rows per frame nobody sees.
+    // show() renders it whole.
+    if (!this.shown) return;
     const now = Date.now();
     const all = [...this.map.values()];
     const match = this.matches(now);

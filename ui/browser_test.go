@@ -393,7 +393,18 @@ func TestAlarmBulkAckInBrowser(t *testing.T) {
 	srv := serveConsole(t, mux)
 
 	pg := openPage(t)
-	pg.do("open the desk", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`), chromedp.Click(`#alarms-btn`))
+	pg.do("open the console", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`))
+	// While the desk is hidden, alarm events keep its badge current but
+	// build no rows.
+	pg.do("events while the desk is hidden", chromedp.Evaluate[chromedp.Void](`void (window.rowWrites = 0,
+		new MutationObserver((ms) => { window.rowWrites += ms.length; }).observe(document.querySelector('#alarm-list'), {childList: true}),
+		[...Array(200).keys()].forEach((i) => window.citywatch.alarms.event({kind: 'raise', alarm: {id: 'H' + i, severity: 'minor', state: 'active_unack', source: 'device_offline', type: 'camera_offline', device: 'CAM-H' + i, count: 1, first_at: new Date().toISOString(), last_at: new Date().toISOString()}})))`))
+	pg.poll(`document.querySelector('#alarms-btn .badge')?.textContent === '200'`, 5*time.Second)
+	if got := pg.str(`String(window.rowWrites)`); got != "0" {
+		t.Errorf("the hidden desk rebuilt its rows %s times", got)
+	}
+	pg.do("hidden ones cleared", chromedp.Evaluate[chromedp.Void](`void [...Array(200).keys()].forEach((i) => window.citywatch.alarms.event({kind: 'ack', alarm: {...window.citywatch.alarms.map.get('H' + i), state: 'cleared_ack'}}))`))
+	pg.do("open the desk", chromedp.Click(`#alarms-btn`))
 	pg.poll(`document.querySelectorAll('#alarm-list tr[data-state="active_unack"]').length === 20`, 10*time.Second)
 	pg.do("tick every alarm", chromedp.Focus(`#alarm-scroller`), chromedp.KeyEvent("*"))
 	if got := pg.str(`document.querySelector('.a-marked').hidden ? 'hidden' : document.querySelector('.a-marked .n').textContent`); got != "20 selected" {
