@@ -673,7 +673,9 @@ class App {
     const banner = $('#sound-blocked');
     banner.hidden = !(watching && this.sound.blocked);
     if (banner.hidden) banner.classList.remove('urgent');
-    $('#notify-offer').hidden = !(watching && this.desktop.offer);
+    // Desktop alerts are for a monitoring centre's desks, not a crew's
+    // phone.
+    $('#notify-offer').hidden = !(watching && this.desktop.offer && matchMedia('(min-width: 900px) and (pointer: fine)').matches);
   }
 
   // soundBlocked: an alarm tone was due and the browser kept it silent.
