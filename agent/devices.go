@@ -34,7 +34,8 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 // inventory is what the hub learns about the site, its topology and its
 // devices; credentials and URLs stay on the agent.
 func inventory(cfg config.Config) wire.Inventory {
-	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location, PowerFeed: cfg.Site.PowerFeed}
+	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location, PowerFeed: cfg.Site.PowerFeed,
+		Names: cfg.Site.Names, DistrictNames: cfg.Site.DistrictNames}
 	var nodes []wire.Node
 	for _, n := range cfg.Topology {
 		nodes = append(nodes, wire.Node{ID: n.ID, Kind: n.Kind, Name: n.Name, Parent: n.Parent})
@@ -42,7 +43,7 @@ func inventory(cfg config.Config) wire.Inventory {
 	devs := make([]wire.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
 	for _, c := range cfg.Cameras {
 		devs = append(devs, wire.Device{
-			ID: c.ID, Name: c.Name, Kind: wire.KindCamera, District: c.District,
+			ID: c.ID, Name: c.Name, Names: c.Names, Kind: wire.KindCamera, District: c.District,
 			Location: c.Location, Criticality: c.Criticality,
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
 			Parent: c.Parent, Vendor: c.Vendor,
@@ -51,7 +52,7 @@ func inventory(cfg config.Config) wire.Inventory {
 	}
 	for _, s := range cfg.Sensors {
 		devs = append(devs, wire.Device{
-			ID: s.ID, Name: s.Name, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
+			ID: s.ID, Name: s.Name, Names: s.Names, Kind: wire.KindSensor, SensorKind: s.Kind, District: s.District,
 			Location: s.Location, Criticality: s.Criticality, Parent: s.Parent, Vendor: s.Vendor,
 			Model: s.Model, Firmware: s.Firmware, Serial: s.Serial, Installed: s.Installed,
 		})

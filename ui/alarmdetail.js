@@ -3,7 +3,7 @@
 // sensor alarm the nearest cameras that can see it, live video one click
 // away: alarm → verify by video → act.
 
-import { t, label, num, dateTime, ago, clock, errorText } from './i18n.js';
+import { t, label, num, dateTime, ago, clock, errorText, named } from './i18n.js';
 import { alarmDetail, nearestCameras } from './api.js';
 import { esc } from './html.js';
 import { ACTION_PERM, sevLabel, stateLabel, sourceLabel, actionLabel, typeLabel, detailText } from './alarms.js';
@@ -118,11 +118,11 @@ export class AlarmDetail {
       ['alarm.f_state', `<span class="st st-${esc(a.state)}">${esc(stateLabel(a.state))}</span>`],
       ['alarm.f_source', `${esc(sourceLabel(a.source))}${type ? ` · ${esc(type)}` : ''}`],
       ['alarm.f_detail', esc(detailText(a)) || '–'],
-      ['alarm.f_device', a.device ? `<a href="#" data-device="${esc(a.device)}">${esc(a.device)}</a>${dev?.name ? ` <span class="muted">${esc(dev.name)}</span>` : ''}${
+      ['alarm.f_device', a.device ? `<a href="#" data-device="${esc(a.device)}">${esc(a.device)}</a>${dev?.name ? ` <span class="muted">${esc(named(dev.names, dev.name))}</span>` : ''}${
         dev ? ` <span class="s-${esc(dev.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', dev.status))}</span>` : ''}` : '–'],
       ['alarm.f_agent', esc(a.agent) || '–'],
-      ['alarm.f_site', `${esc(dev?.site_name || a.site || '–')}${dev?.site_name ? ` <span class="muted">${esc(a.site)}</span>` : ''}`],
-      ['alarm.f_district', esc(a.district) || '–'],
+      ['alarm.f_site', `${esc(dev ? named(dev.site_names, dev.site_name || a.site) : a.site || '–')}${dev?.site_name || dev?.site_names ? ` <span class="muted">${esc(a.site)}</span>` : ''}`],
+      ['alarm.f_district', a.district ? esc(this.store.districtLabel(a.district)) : '–'],
       ['alarm.f_location', dev?.location ? `${num(dev.location.lat, 5)}, ${num(dev.location.lon, 5)}` : '–'],
       ['alarm.f_priority', `${num(a.priority)} <span class="muted">${esc(t('alarm.f_criticality'))} ${num(a.criticality)}</span>`],
       ['alarm.f_count', `${num(a.count)}${a.flapping ? ` <span class="flap">${esc(t('alarm.flapping'))}</span>` : ''}`],

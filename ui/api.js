@@ -299,7 +299,10 @@ export function device(d) {
   d._kid = natural(d.id);
   d._kname = natural(d.name);
   d._ksite = natural(d.site_name || d.site);
-  d._q = [d.id, d.name, d.site, d.site_name, d.district, d.agent, d.kind, d.sensor_kind, d.reason, d.detail]
+  // Every language's names, so a search finds a device by any of them
+  // whatever the console's language.
+  d._q = [d.id, d.name, d.site, d.site_name, d.district, d.agent, d.kind, d.sensor_kind, d.reason, d.detail,
+    ...Object.values(d.names || {}), ...Object.values(d.site_names || {}), ...Object.values(d.district_names || {})]
     .filter(Boolean).join('\n').toLowerCase();
   return d;
 }

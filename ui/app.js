@@ -553,7 +553,7 @@ class App {
   populateFilters() {
     const opt = (value, text) => new Option(text, value);
     const s = this.store;
-    $('#f-district').replaceChildren(opt('', t('filter.all_districts')), ...s.districtNames().map((d) => opt(d, d)));
+    $('#f-district').replaceChildren(opt('', t('filter.all_districts')), ...s.districtNames().map((d) => opt(d, s.districtLabel(d))));
     $('#f-kind').replaceChildren(opt('', t('filter.all_kinds')), opt('camera', label('kind', 'camera')), opt('sensor', label('kind', 'sensor')),
       ...s.sensorKinds().map((k) => opt(`sensor:${k}`, `· ${label('sensor', k)}`)));
     $('#f-status').replaceChildren(opt('', t('filter.all_statuses')), opt(PROBLEMS, t('filter.problems')),

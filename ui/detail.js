@@ -3,7 +3,7 @@
 // once; the history is re-fetched shortly after, and every half minute.
 
 import * as api from './api.js';
-import { t, label, has, num, dateTime, ago, clock } from './i18n.js';
+import { t, label, has, num, dateTime, ago, clock, named } from './i18n.js';
 import { kindLabel } from './table.js';
 import { esc } from './html.js';
 
@@ -170,8 +170,8 @@ export class Detail {
     rows.push(
       ['detail.kind', esc(kindLabel(d))],
       ['detail.agent', `${esc(d.agent)}${agent ? ` <span class="s-${esc(agent.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', agent.status))}</span>${agent.status !== 'online' && agent.reason ? ` <span class="muted">${esc(label('agent_reason', agent.reason))}</span>` : ''}` : ''}`],
-      ['detail.site', `${esc(d.site_name || d.site)}${d.site_name ? ` <span class="muted">${esc(d.site)}</span>` : ''}`],
-      ['detail.district', esc(d.district)],
+      ['detail.site', `${esc(named(d.site_names, d.site_name || d.site))}${d.site_name || d.site_names ? ` <span class="muted">${esc(d.site)}</span>` : ''}`],
+      ['detail.district', esc(named(d.district_names, d.district))],
       ['detail.location', d.location ? `${num(d.location.lat, 5)}, ${num(d.location.lon, 5)}` : '–'],
       ['detail.criticality', esc(d.criticality ?? '–')],
     );
@@ -203,7 +203,7 @@ export class Detail {
     this.root.innerHTML = `
       <header class="d-head s-${esc(d.status)}">
         <span class="dot" aria-hidden="true"></span>
-        <h2 id="detail-title"><span class="d-id">${esc(d.id)}</span> <span class="d-name">${esc(d.name || '')}</span></h2>
+        <h2 id="detail-title"><span class="d-id">${esc(d.id)}</span> <span class="d-name">${esc(named(d.names, d.name))}</span></h2>
         ${d.kind === 'camera' && this.canPlay ? `<button type="button" class="live" data-live title="${esc(t('video.live_title'))} (v)">${esc(t('video.live'))}</button>` : ''}
         ${this.onWorkOrder ? `<button type="button" data-new-order title="${esc(t('work.by_hand_title'))}">${esc(t('work.by_hand'))}</button>` : ''}
         ${this.closeButton()}

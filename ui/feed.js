@@ -1,7 +1,7 @@
 // The live event feed: newest on top, capped, one line per fact. An agent
 // going offline is one line however many devices it takes with it.
 
-import { t, label, clock, dateTime, num } from './i18n.js';
+import { t, label, clock, dateTime, num, named } from './i18n.js';
 import { severity } from './store.js';
 
 const CAP = 300;
@@ -55,13 +55,13 @@ function describe(e) {
   if (e.kind === 'agent') {
     const a = c.agent;
     const to = c.to || a.status;
-    const p = { agent: a.id, site: a.site_name || a.site || '', n: num(c.affected?.length || 0), to: label('status', to) };
+    const p = { agent: a.id, site: named(a.site_names, a.site_name || a.site), n: num(c.affected?.length || 0), to: label('status', to) };
     const key = to === 'offline' ? 'feed.agent_offline' : to === 'online' ? 'feed.agent_online' : 'feed.agent_status';
     const why = to === 'offline' ? label('agent_reason', c.reason || a.reason) : '';
     return { who: '', msg: why ? `${t(key, p)} · ${why}` : t(key, p) };
   }
   const d = c.device;
-  const where = [d.name, d.site_name || d.site].filter(Boolean).join(' @ ');
+  const where = [named(d.names, d.name), named(d.site_names, d.site_name || d.site)].filter(Boolean).join(' @ ');
   if (e.kind === 'trigger') {
     return { who: d.id, msg: t(d.triggered ? 'feed.triggered' : 'feed.trigger_cleared', { where, sensor: label('sensor', d.sensor_kind) || label('kind', d.kind) }) };
   }

@@ -67,6 +67,13 @@ export function translate(root) {
   for (const el of root.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
 }
 
+// named is the name of a device, site or district in the current language:
+// names maps language tags to names (the inventory's names, site_names,
+// district_names), fallback is the canonical name shown when it has none.
+export function named(names, fallback) {
+  return names?.[current] || fallback || '';
+}
+
 // Formatting.
 
 const numFmt = {};

@@ -9,7 +9,7 @@
 // Without a basemap the map is a calm plain background: nothing is fetched
 // from outside the hub, and no layer draws text (text needs glyphs).
 
-import { t, label, num, pct, errorText } from './i18n.js';
+import { t, label, num, pct, errorText, named } from './i18n.js';
 import * as api from './api.js';
 import { html } from './html.js';
 import { STATUSES, Store } from './store.js';
@@ -103,16 +103,16 @@ export function searchDevices(devices, q, max = SEARCH_MAX) {
     const f = deviceFeature(d);
     if (!f) continue;
     const site = d.site || '';
-    const sq = `${site}\n${d.site_name || ''}`.toLowerCase();
+    const sq = [site, d.site_name, ...Object.values(d.site_names || {})].filter(Boolean).join('\n').toLowerCase();
     if (site && terms.every((w) => sq.includes(w))) {
-      const s = sites.get(site) || { kind: 'site', id: site, name: d.site_name || site, district: d.district || '', lon: 0, lat: 0, n: 0 };
+      const s = sites.get(site) || { kind: 'site', id: site, name: named(d.site_names, d.site_name || site), district: named(d.district_names, d.district), lon: 0, lat: 0, n: 0 };
       s.lon += f.geometry.coordinates[0];
       s.lat += f.geometry.coordinates[1];
       s.n++;
       sites.set(site, s);
     }
     if (out.length < max && terms.every((w) => d._q?.includes(w))) {
-      out.push({ kind: 'device', id: d.id, name: d.name || '', status: d.status, district: d.district || '', lon: f.geometry.coordinates[0], lat: f.geometry.coordinates[1] });
+      out.push({ kind: 'device', id: d.id, name: named(d.names, d.name), status: d.status, district: named(d.district_names, d.district), lon: f.geometry.coordinates[0], lat: f.geometry.coordinates[1] });
     }
   }
   const siteHits = [...sites.values()].slice(0, max).map((s) => ({ ...s, lon: s.lon / s.n, lat: s.lat / s.n }));
@@ -931,8 +931,8 @@ export class CityMap {
     const list = this.root.querySelector('#map-districts');
     const focused = list.contains(document.activeElement) ? document.activeElement.dataset.district : null;
     list.innerHTML = html`${rows.map((x) => html`<li><button type="button" data-district="${x.name}" class="${rateClass(x.r)}"${this.districtBoxes.has(x.name) ? '' : html` disabled`}
-      title="${t('map.district_title', { district: x.name, online: pct(x.r), coverage: pctText(x.cov?.current_pct), weighted: pctText(x.cov?.weighted_current_pct) })}">
-      <span class="dn">${x.name}</span><span class="dr" data-rate="online">${pct(x.r)}</span><span class="dc" data-rate="coverage">${pctText(x.cov?.current_pct)}</span></button></li>`)}`;
+      title="${t('map.district_title', { district: this.store.districtLabel(x.name), online: pct(x.r), coverage: pctText(x.cov?.current_pct), weighted: pctText(x.cov?.weighted_current_pct) })}">
+      <span class="dn">${this.store.districtLabel(x.name)}</span><span class="dr" data-rate="online">${pct(x.r)}</span><span class="dc" data-rate="coverage">${pctText(x.cov?.current_pct)}</span></button></li>`)}`;
     if (focused != null) list.querySelector(`[data-district="${CSS.escape(focused)}"]`)?.focus();
   }
 

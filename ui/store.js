@@ -3,6 +3,7 @@
 // costs O(1) and never a recount of 10,000 devices.
 
 import * as api from './api.js';
+import { named } from './i18n.js';
 
 // STATUSES in order of severity; the quick filter keys 1–5 follow it.
 export const STATUSES = ['offline', 'unreachable', 'degraded', 'unknown', 'online'];
@@ -35,7 +36,26 @@ export class Store {
     this.serverAgents = null; // agent counts from the summary, until /api/agents answers
     this.at = 0;              // time of the latest data
     this.loaded = false;
+    // Names of districts and sites in other languages, from the devices'
+    // and agents' district_names and site_names: the console shows them,
+    // filters still key on the district string and the site id.
+    this.districtL10n = new Map();
+    this.siteNames = new Map();
   }
+
+  // learnNames keeps the names in other languages of x's site and district
+  // (x a device or an agent).
+  learnNames(x) {
+    if (x.district_names && x.district) this.districtL10n.set(x.district, x.district_names);
+    if (x.site_names && x.site) this.siteNames.set(x.site, x.site_names);
+  }
+
+  // districtLabel is a district's name in the current language.
+  districtLabel(district) { return named(this.districtL10n.get(district), district); }
+
+  // siteLabel is a site's name in the current language; fallback is its
+  // name (or id) when it has none there.
+  siteLabel(site, fallback = site) { return named(this.siteNames.get(site), fallback); }
 
   // complete reports whether the device list is the whole fleet, so counts
   // can be computed from it rather than taken from the hub's summary.
@@ -49,6 +69,7 @@ export class Store {
     this.total = total;
     this.loaded = true;
     if (agents) this.agents = new Map(agents.map((a) => [a.id, a]));
+    for (const a of this.agents.values()) this.learnNames(a);
     if (this.complete || !summary) this.recount();
     else this.setSummary(summary);
     if (summary) {
@@ -85,6 +106,7 @@ export class Store {
     if (into) {
       if (!ids) this.byAgent.set(d.agent, (ids = new Set()));
       ids.add(d.id);
+      this.learnNames(d);
     } else if (ids) {
       ids.delete(d.id);
       if (!ids.size) this.byAgent.delete(d.agent);
@@ -124,6 +146,7 @@ export class Store {
     const a = api.agent({ ...raw });
     const prev = this.agents.get(a.id);
     this.agents.set(a.id, a);
+    this.learnNames(a);
     return prev;
   }
 
@@ -148,12 +171,13 @@ export class Store {
     };
   }
 
-  // sites lists {id, name, district} of every site, sorted by name.
+  // sites lists {id, name, district} of every site, sorted by name, named
+  // in the current language.
   sites(district) {
     const m = new Map();
     for (const d of this.devices.values()) {
       if (district && d.district !== district) continue;
-      if (!m.has(d.site)) m.set(d.site, { id: d.site, name: d.site_name || d.site, district: d.district });
+      if (!m.has(d.site)) m.set(d.site, { id: d.site, name: named(d.site_names, d.site_name || d.site), district: d.district });
     }
     return [...m.values()].sort((a, b) => a.name.localeCompare(b.name));
   }

@@ -87,7 +87,7 @@ export class Summary {
     const rows = [...store.districts.entries()]
       .filter(([, c]) => c.devices > 0)
       .map(([name, c]) => ({ name, c, r: Store.rates(c) }))
-      .sort((a, b) => a.r.online - b.r.online || a.r.intact - b.r.intact || a.name.localeCompare(b.name));
+      .sort((a, b) => a.r.online - b.r.online || a.r.intact - b.r.intact || store.districtLabel(a.name).localeCompare(store.districtLabel(b.name)));
     const frag = document.createDocumentFragment();
     for (const { name, c, r } of rows) {
       const li = document.createElement('li');
@@ -97,12 +97,13 @@ export class Summary {
       b.className = rateClass(r.online);
       b.setAttribute('aria-pressed', String(filters.district === name));
       const down = (c.by.offline || 0) + (c.by.unreachable || 0);
+      const shown = store.districtLabel(name);
       b.title = t('summary.district_title', {
-        district: name, devices: num(c.devices), online: pct(r.online), intact: pct(r.intact), down: num(down),
+        district: shown, devices: num(c.devices), online: pct(r.online), intact: pct(r.intact), down: num(down),
       });
       const w = Number.isNaN(r.online) ? 0 : Math.round(r.online * 100);
       b.innerHTML = `<span class="dn"></span><span class="bar" aria-hidden="true"><span style="width:${w}%"></span></span><span class="dr">${pct(r.online)}</span><span class="dd">${down ? `▼${num(down)}` : ''}</span>`;
-      b.querySelector('.dn').textContent = name;
+      b.querySelector('.dn').textContent = shown;
       li.append(b);
       frag.append(li);
     }

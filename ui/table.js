@@ -2,7 +2,7 @@
 // the DOM, kept by device id, so a live change touches one row and scrolling
 // through 100,000 devices stays smooth. Spacer rows keep the scrollbar true.
 
-import { t, label, ago, dateTime } from './i18n.js';
+import { t, label, ago, dateTime, named } from './i18n.js';
 
 const OVERSCAN = 12;
 // DEVICE_TYPE carries a device id when a row is dragged (onto the video wall).
@@ -199,10 +199,12 @@ export class Table {
       play.title = `${t('video.play', { id: d.id })} (v)`;
       play.setAttribute('aria-label', t('video.play', { id: d.id }));
     }
-    set(c[2].lastChild, d.name || '', d.name || '');
+    const name = named(d.names, d.name);
+    set(c[2].lastChild, name, name);
     set(c[3], kindLabel(d));
-    set(c[4], d.site_name || d.site || '', d.site_name ? `${d.site_name} (${d.site})` : d.site);
-    set(c[5], d.district || '');
+    const site = named(d.site_names, d.site_name || d.site);
+    set(c[4], site, site !== d.site ? `${site} (${d.site})` : d.site);
+    set(c[5], named(d.district_names, d.district));
     const reason = label('reason', d.reason);
     set(c[6], d.triggered ? (reason ? `${t('table.triggered')} · ${reason}` : t('table.triggered')) : reason,
       d.detail ? `${reason}: ${d.detail}` : reason);

@@ -9,7 +9,7 @@
 // action; a refusal is shown as the hub words it. Live work-order events
 // redraw what is open, at most once a second.
 
-import { t, has, label, num, clock, dateTime, ago, errorText } from './i18n.js';
+import { t, has, label, num, clock, dateTime, ago, errorText, named } from './i18n.js';
 import * as api from './api.js';
 import { html } from './html.js';
 import { formDialog } from './dialog.js';
@@ -388,8 +388,8 @@ export class WorkView {
         <button type="button" class="wk-card p${o.priority}${o.breached.length ? ' late' : ''}" data-order="${o.id}" data-state="${o.state}"
           aria-current="${o.id === this.id ? 'true' : 'false'}">
           <span class="wk-l1"><span class="wk-pri p${o.priority}">P${o.priority}</span><span class="wk-id">${o.id}</span>${o.assignee && o.assignee === me ? html`<span class="wk-yours">${t('work.yours')}</span>` : ''}<span class="wk-state st-${o.state}">${stateLabel(o.state)}</span></span>
-          <span class="wk-site">${o.site_name || o.site}</span>
-          <span class="wk-l3"><span>${o.district}</span><span class="wk-blind">${t('work.blind', { n: num(blind), total: num(o.devices.length) })}</span>${m !== null ? html`<span class="wk-dist">${distanceText(m)}</span>` : ''}</span>
+          <span class="wk-site">${this.store.siteLabel(o.site, o.site_name || o.site)}</span>
+          <span class="wk-l3"><span>${this.store.districtLabel(o.district)}</span><span class="wk-blind">${t('work.blind', { n: num(blind), total: num(o.devices.length) })}</span>${m !== null ? html`<span class="wk-dist">${distanceText(m)}</span>` : ''}</span>
           ${this.due(o)}
           ${whyText(o.rank) ? html`<span class="wk-why">${whyText(o.rank)}</span>` : ''}
         </button></li>`;
@@ -540,7 +540,7 @@ export class WorkView {
     this.$('#work-dhead').innerHTML = html`${back}
       <h3 id="work-detail-h" class="wk-dtitle" data-order-id="${d.id}" data-state="${d.state}">
         <span class="wk-pri p${d.priority}">P${d.priority}</span><span class="wk-id">${d.id}</span><span class="wk-state st-${d.state}">${stateLabel(d.state)}</span></h3>
-      <p class="wk-site">${d.site_name || d.site}<span class="wk-district">${d.district}</span></p>
+      <p class="wk-site">${this.store.siteLabel(d.site, d.site_name || d.site)}<span class="wk-district">${this.store.districtLabel(d.district)}</span></p>
       ${this.due(d)}
       ${this.detailError ? html`<p class="err">${this.detailError}</p>` : ''}`;
 
@@ -554,9 +554,9 @@ export class WorkView {
     this.renderProbe();
 
     const loc = this.place(d);
-    const name = d.site_name || d.site;
+    const name = this.store.siteLabel(d.site, d.site_name || d.site);
     const devices = html`<ul class="wk-devs">${d.devices.map((x) => html`<li class="wk-dev s-${x.status}" data-dev="${x.id}" data-healthy="${String(!!x.healthy)}">
-        <span class="wk-dev-l1"><span class="dot" aria-hidden="true"></span><b class="wk-id">${x.id}</b>${x.name ? html`<span class="wk-dev-name">${x.name}</span>` : ''}</span>
+        <span class="wk-dev-l1"><span class="dot" aria-hidden="true"></span><b class="wk-id">${x.id}</b>${x.name ? html`<span class="wk-dev-name">${named(this.store.devices.get(x.id)?.names, x.name)}</span>` : ''}</span>
         <span class="wk-dev-l2"><b class="wk-status">${label('status', x.status)}</b>${x.reason ? html` · <span class="wk-reason">${label('reason', x.reason)}</span>` : ''}${api.time(x.since) ? html` · <span class="muted">${t('work.since', { ago: ago(api.time(x.since)) })}</span>` : ''}</span>
         ${!x.healthy && x.reason && has(`work.check.${x.reason}`) ? html`<span class="wk-check" data-check="${x.reason}">${t(`work.check.${x.reason}`)}</span>` : ''}
         ${this.onDevice || (this.onLive && x.kind === 'camera') ? html`<span class="wk-dev-btns">

@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Message is one decoded, validated message. Exactly one of the payload
@@ -49,6 +53,7 @@ const (
 	MaxMetrics   = 32
 	MaxDetailLen = 512
 	MaxNameLen   = 128
+	MaxNames     = 8 // languages of one Names
 )
 
 // Decode parses and validates a payload received on topic at time now. It
@@ -209,6 +214,12 @@ func (inv *Inventory) validate(agent string, now time.Time) error {
 	if err := checkDistrict(inv.Site.District); err != nil {
 		return err
 	}
+	if err := inv.Site.Names.validate("site names"); err != nil {
+		return err
+	}
+	if err := inv.Site.DistrictNames.validate("site district_names"); err != nil {
+		return err
+	}
 	if err := inv.Site.Location.validate(); err != nil {
 		return err
 	}
@@ -310,6 +321,9 @@ func (d *Device) validate() error {
 		}
 	}
 	if err := checkLen("device name", d.Name, MaxNameLen); err != nil {
+		return err
+	}
+	if err := d.Names.validate("device " + d.ID + " names"); err != nil {
 		return err
 	}
 	if err := checkDistrict(d.District); err != nil {
@@ -527,6 +541,40 @@ func checkDistrict(d string) error {
 		return reject(RejectInvalid, "district is missing")
 	}
 	return checkLen("district", d, MaxNameLen)
+}
+
+// langTag is a BCP 47 language tag as far as names need one: a language
+// and optional subtags ("zh", "zh-CN", "zh-Hant-TW", "en").
+var langTag = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8}){0,3}$`)
+
+// Check reports why n breaks the contract (see Names), or nil; agents
+// check their configuration with it before they send a name.
+func (n Names) Check() error {
+	if len(n) > MaxNames {
+		return fmt.Errorf("%d languages exceed the limit of %d", len(n), MaxNames)
+	}
+	for tag, name := range n {
+		switch {
+		case !langTag.MatchString(tag):
+			return fmt.Errorf("%q is not a language tag like zh-CN", clip(tag))
+		case name == "":
+			return fmt.Errorf("the %s name is empty", tag)
+		case len(name) > MaxNameLen:
+			return fmt.Errorf("the %s name is longer than %d bytes", tag, MaxNameLen)
+		case !utf8.ValidString(name):
+			return fmt.Errorf("the %s name is not valid UTF-8", tag)
+		case strings.IndexFunc(name, unicode.IsControl) >= 0:
+			return fmt.Errorf("the %s name holds a control character", tag)
+		}
+	}
+	return nil
+}
+
+func (n Names) validate(field string) error {
+	if err := n.Check(); err != nil {
+		return reject(RejectInvalid, "%s: %v", field, err)
+	}
+	return nil
 }
 
 func checkLen(field, s string, n int) error {

@@ -46,11 +46,22 @@ type Site struct {
 	Name     string   `json:"name,omitempty"`
 	District string   `json:"district"`
 	Location Location `json:"location"`
+	// Names and DistrictNames are the site's and its district's names in
+	// other languages, by language tag (optional; see Names).
+	Names         Names `json:"names,omitempty"`
+	DistrictNames Names `json:"district_names,omitempty"`
 	// PowerFeed names the mains feed the site hangs off, shared by the
 	// sites of a district, so the hub can tell one power cut from many
 	// lost agents.
 	PowerFeed string `json:"power_feed,omitempty"`
 }
+
+// Names are a thing's names in other languages, by language tag ("zh-CN",
+// "en"): the console shows the one of the operator's language and falls
+// back to the plain name, which stays the canonical one (districts are
+// filtered and grouped by it). At most MaxNames entries, each a non-empty
+// name of at most MaxNameLen bytes of UTF-8 without control characters.
+type Names map[string]string
 
 // NodeKind is what a topology node is.
 type NodeKind string
@@ -90,6 +101,7 @@ type CameraInfo struct {
 type Device struct {
 	ID          string      `json:"id"`
 	Name        string      `json:"name,omitempty"`
+	Names       Names       `json:"names,omitempty"` // Name in other languages
 	Kind        DeviceKind  `json:"kind"`
 	SensorKind  SensorKind  `json:"sensor_kind,omitempty"`
 	District    string      `json:"district"`

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/")
@@ -34,13 +37,14 @@ func examples() map[string]struct {
 		"state_birth.json": {ChannelState, State{Header: header(1), State: AgentOnline, Conn: 1, Interval: 10, Site: "site-017", Version: "0.1.0"}},
 		"state_will.json":  {ChannelState, State{Header: Header{V: Version, Agent: "agent-017", Boot: 1795860000000, TS: now.Add(-time.Hour)}, State: AgentOffline, Will: true, Conn: 1}},
 		"inventory.json": {ChannelInventory, Inventory{Header: header(2),
-			Site: Site{ID: "site-017", Name: "Riverside Metro B", District: "Riverside", Location: Location{Lat: 30.5931, Lon: 114.3054}, PowerFeed: "feed-riverside-3"},
+			Site: Site{ID: "site-017", Name: "Riverside Metro B", District: "Riverside", Location: Location{Lat: 30.5931, Lon: 114.3054},
+				Names: Names{"zh-CN": "滨江地铁站 B 口"}, DistrictNames: Names{"zh-CN": "滨江区"}, PowerFeed: "feed-riverside-3"},
 			Topology: []Node{
 				{ID: "up-017", Kind: NodeUplink, Name: "Site uplink"},
 				{ID: "sw-017-1", Kind: NodeSwitch, Name: "Platform switch", Parent: "up-017"},
 			},
 			Devices: []Device{
-				{ID: "cam-017-01", Name: "Gate east", Kind: KindCamera, District: "Riverside", Location: Location{Lat: 30.5932, Lon: 114.3056}, Criticality: 4,
+				{ID: "cam-017-01", Name: "Gate east", Names: Names{"zh-CN": "东门"}, Kind: KindCamera, District: "Riverside", Location: Location{Lat: 30.5932, Lon: 114.3056}, Criticality: 4,
 					Camera: &CameraInfo{Heading: 90, FOV: 70, Range: 40, Snapshot: true}, Parent: "sw-017-1"},
 				{ID: "pir-017-01", Name: "Platform PIR", Kind: KindSensor, SensorKind: SensorIntrusion, District: "Riverside", Location: Location{Lat: 30.5930, Lon: 114.3052}, Criticality: 3, Parent: "sw-017-1"},
 			}}},
@@ -205,6 +209,19 @@ func TestDecodeInventoryRejects(t *testing.T) {
 		"duplicate node":        {`"id": "up-017"`, `"id": "sw-017-1"`},
 		"installed not a date":  {`"criticality": 4`, `"criticality": 4, "installed": "last spring"`},
 		"serial too long":       {`"criticality": 4`, `"criticality": 4, "serial": "` + strings.Repeat("9", MaxNameLen+1) + `"`},
+		// Localised names: keys are language tags, values short printable text.
+		"names tag not a language": {`"zh-CN": "东门"`, `"chinese": "东门"`},
+		"names tag empty":          {`"zh-CN": "东门"`, `"": "东门"`},
+		"names tag with a space":   {`"zh-CN": "东门"`, `"zh CN": "东门"`},
+		"names value empty":        {`"zh-CN": "东门"`, `"zh-CN": ""`},
+		"names value too long":     {`"zh-CN": "东门"`, `"zh-CN": "` + strings.Repeat("门", MaxNameLen/3+1) + `"`},
+		"names value control char": {`"zh-CN": "东门"`, `"zh-CN": "东\n门"`},
+		"names value null":         {`"zh-CN": "东门"`, `"zh-CN": "东\u0000门"`},
+		"names too many languages": {`"zh-CN": "东门"`, manyNames(MaxNames + 1)},
+		"site names bad tag":       {`"zh-CN": "滨江地铁站 B 口"`, `"zh_CN": "滨江地铁站 B 口"`},
+		"site names control char":  {`"zh-CN": "滨江地铁站 B 口"`, `"zh-CN": "滨江\u007f地铁站"`},
+		"district names empty":     {`"zh-CN": "滨江区"`, `"zh-CN": ""`},
+		"district names bad tag":   {`"zh-CN": "滨江区"`, `"zh-CN-": "滨江区"`},
 	}
 	for name, r := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -214,6 +231,59 @@ func TestDecodeInventoryRejects(t *testing.T) {
 			p := bytes.Replace(good, []byte(r[0]), []byte(r[1]), 1)
 			if _, err := Decode(Topic("agent-017", ChannelInventory), p, now); ReasonOf(err) != RejectInvalid {
 				t.Errorf("got %v, want an invalid reject", err)
+			}
+		})
+	}
+}
+
+func manyNames(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q: \"name %d\"", fmt.Sprintf("x%c", 'a'+i), i)
+	}
+	return b.String()
+}
+
+// TestDecodeInventoryNames: localised names of a site, its district and a
+// device arrive as sent, within the limits.
+func TestDecodeInventoryNames(t *testing.T) {
+	good, err := os.ReadFile("testdata/inventory.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		old, new string
+		want     Names // the device cam-017-01's names
+	}{
+		"golden":   {``, ``, Names{"zh-CN": "东门"}},
+		"several":  {`"zh-CN": "东门"`, `"zh-CN": "东门", "en": "Gate east", "zh-Hant-TW": "東門"`, Names{"zh-CN": "东门", "en": "Gate east", "zh-Hant-TW": "東門"}},
+		"the most": {`"zh-CN": "东门"`, manyNames(MaxNames), nil},
+		"longest":  {`"zh-CN": "东门"`, `"zh-CN": "` + strings.Repeat("x", MaxNameLen) + `"`, Names{"zh-CN": strings.Repeat("x", MaxNameLen)}},
+		"none": {`"names": {
+        "zh-CN": "东门"`, `"other": {
+        "zh-CN": "东门"`, nil},
+		"empty object":     {`"zh-CN": "东门"`, ``, Names{}},
+		"three-letter tag": {`"zh-CN": "东门"`, `"yue": "東門"`, Names{"yue": "東門"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if !bytes.Contains(good, []byte(tt.old)) {
+				t.Fatalf("golden lacks %q", tt.old)
+			}
+			p := bytes.Replace(good, []byte(tt.old), []byte(tt.new), 1)
+			m, err := Decode(Topic("agent-017", ChannelInventory), p, now)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			inv := m.Inventory
+			if inv.Site.Names["zh-CN"] != "滨江地铁站 B 口" || inv.Site.DistrictNames["zh-CN"] != "滨江区" {
+				t.Errorf("site names %v, district names %v", inv.Site.Names, inv.Site.DistrictNames)
+			}
+			if got := inv.Devices[0].Names; tt.want != nil && !maps.Equal(got, tt.want) {
+				t.Errorf("device names %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -260,6 +330,11 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Add("citywatch/v1/agents/x/health", []byte(`{"v":1}`))
+	// Localised names beside the golden ones: a tag of subtags, a name at
+	// the limit and one with a control character.
+	f.Add(Topic("agent-017", ChannelInventory), []byte(`{"v":1,"agent":"agent-017","boot":1795860000000,"seq":2,"ts":"2026-11-28T09:59:59Z",`+
+		`"site":{"id":"s","district":"D","district_names":{"zh-Hant-TW":"區","zh-CN":"区"},"location":{"lat":1,"lon":1},"names":{"zh-CN":"站\u0007"}},`+
+		`"devices":[{"id":"c","kind":"camera","district":"D","location":{"lat":1,"lon":1},"criticality":1,"names":{"en":"`+strings.Repeat("n", MaxNameLen)+`"}}]}`))
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		m, err := Decode(topic, payload, now)
 		if err != nil {
@@ -276,6 +351,19 @@ func FuzzDecode(f *testing.F) {
 		if h := m.Header(); h != nil {
 			if h.Agent != m.Agent || h.V != Version || h.TS.Sub(now) > MaxClockSkew {
 				t.Fatalf("accepted header %+v on topic %q", h, topic)
+			}
+		}
+		if inv := m.Inventory; inv != nil {
+			all := []Names{inv.Site.Names, inv.Site.DistrictNames}
+			for _, d := range inv.Devices {
+				all = append(all, d.Names)
+			}
+			for _, n := range all {
+				for tag, name := range n {
+					if len(n) > MaxNames || !langTag.MatchString(tag) || name == "" || len(name) > MaxNameLen || !utf8.ValidString(name) {
+						t.Fatalf("accepted names %q", n)
+					}
+				}
 			}
 		}
 		if m.Health != nil {

@@ -66,6 +66,11 @@ type Site struct {
 	// PowerFeed is the id of the mains feed the site hangs off, the same
 	// on every site of that feed, so a district power cut is one alarm.
 	PowerFeed string `yaml:"power_feed"`
+	// Names and DistrictNames are the site's and its district's names in
+	// other languages by language tag ({zh-CN: 新华路地铁站 B 口}), for
+	// consoles in those languages; Name and District stay canonical.
+	Names         wire.Names `yaml:"names"`
+	DistrictNames wire.Names `yaml:"district_names"`
 }
 
 // Node is one topology node; Parent is another node's id, empty for a root.
@@ -142,6 +147,7 @@ type Uplink struct {
 type Camera struct {
 	ID       string        `yaml:"id"`
 	Name     string        `yaml:"name"`
+	Names    wire.Names    `yaml:"names"` // Name in other languages, by language tag
 	RTSP     secret.URL    `yaml:"rtsp"`
 	Snapshot secret.URL    `yaml:"snapshot"`
 	Location wire.Location `yaml:"location"` // defaults to the site's
@@ -162,6 +168,7 @@ type Camera struct {
 type Sensor struct {
 	ID       string          `yaml:"id"`
 	Name     string          `yaml:"name"`
+	Names    wire.Names      `yaml:"names"` // Name in other languages, by language tag
 	Kind     wire.SensorKind `yaml:"kind"`
 	Location wire.Location   `yaml:"location"` // defaults to the site's
 	District string          `yaml:"district"` // defaults to the site's

@@ -135,6 +135,9 @@ func TestExample(t *testing.T) {
 	if len(cfg.Cameras) != 4 || len(cfg.Sensors) != 3 {
 		t.Errorf("example has %d cameras and %d sensors, want 4 and 3", len(cfg.Cameras), len(cfg.Sensors))
 	}
+	if cfg.Site.Names["zh-CN"] == "" || cfg.Site.DistrictNames["zh-CN"] == "" || cfg.Cameras[0].Names["zh-CN"] == "" {
+		t.Errorf("example shows no localised names: site %v, district %v, camera %v", cfg.Site.Names, cfg.Site.DistrictNames, cfg.Cameras[0].Names)
+	}
 }
 
 func TestUnknownFieldRejected(t *testing.T) {
@@ -230,6 +233,18 @@ func TestValidateLimits(t *testing.T) {
 		{"credentials in broker URL", func(c *Config) { c.Broker.URL = "tcp://u:hunter2@broker:1883" }, "broker.url: must not carry credentials"},
 		{"site without location", func(c *Config) { c.Site.Location = wire.Location{} }, "site.location: missing"},
 		{"long name", func(c *Config) { c.Site.Name = strings.Repeat("x", wire.MaxNameLen+1) }, "site.name: longer"},
+		{"localised names", func(c *Config) {
+			c.Site.Names, c.Site.DistrictNames = wire.Names{"zh-CN": "新华路地铁站 B 口", "en": "Xinhua Rd Metro"}, wire.Names{"zh-CN": "新华片区"}
+			c.Cameras = []Camera{{ID: "c", Names: wire.Names{"zh-CN": "1 号摄像机"}, RTSP: "rtsp://h/x", FOV: 60, District: "D", Criticality: 1}}
+		}, ""},
+		{"site names bad tag", func(c *Config) { c.Site.Names = wire.Names{"chinese": "新华"} }, `site.names: "chinese" is not a language tag`},
+		{"district names empty", func(c *Config) { c.Site.DistrictNames = wire.Names{"zh-CN": ""} }, "site.district_names: the zh-CN name is empty"},
+		{"camera names control character", func(c *Config) {
+			c.Cameras = []Camera{{ID: "c", Names: wire.Names{"zh-CN": "1 号\t摄像机"}, RTSP: "rtsp://h/x", FOV: 60, District: "D", Criticality: 1}}
+		}, "cameras[0].names: the zh-CN name holds a control character"},
+		{"sensor names too long", func(c *Config) {
+			c.Sensors = []Sensor{{ID: "s1", Names: wire.Names{"zh-CN": strings.Repeat("门", 50)}, Kind: wire.SensorDoor, District: "D", Driver: "sim", Supervision: time.Minute, Criticality: 3}}
+		}, "sensors[0].names: the zh-CN name is longer than 128 bytes"},
 		{"NaN heading", func(c *Config) {
 			c.Cameras = []Camera{{ID: "c", RTSP: "rtsp://h/x", FOV: 60, Heading: nan(), District: "D", Criticality: 1}}
 		}, "cameras[0].heading"},

@@ -31,7 +31,9 @@ func (c Config) Validate() error {
 	checkID(&p, "id", c.ID)
 	checkID(&p, "site.id", c.Site.ID)
 	checkName(&p, "site.name", c.Site.Name)
+	checkNames(&p, "site.names", c.Site.Names)
 	checkDistrict(&p, "site.district", c.Site.District)
+	checkNames(&p, "site.district_names", c.Site.DistrictNames)
 	if c.Site.PowerFeed != "" {
 		checkID(&p, "site.power_feed", c.Site.PowerFeed)
 	}
@@ -205,6 +207,7 @@ func (u Uplink) validate(p *problems) {
 func (d Camera) validate(p *problems, path string) {
 	checkID(p, path+".id", d.ID)
 	checkName(p, path+".name", d.Name)
+	checkNames(p, path+".names", d.Names)
 	checkURL(p, path+".rtsp", d.RTSP, true, "rtsp", "rtsps")
 	checkURL(p, path+".snapshot", d.Snapshot, false, "http", "https")
 	checkLocation(p, path+".location", d.Location)
@@ -225,6 +228,7 @@ func (d Camera) validate(p *problems, path string) {
 func (d Sensor) validate(p *problems, path string) {
 	checkID(p, path+".id", d.ID)
 	checkName(p, path+".name", d.Name)
+	checkNames(p, path+".names", d.Names)
 	if !d.Kind.Valid() {
 		p.add(path+".kind", "%q is not one of %v", d.Kind, wire.SensorKinds)
 	}
@@ -248,6 +252,12 @@ func checkID(p *problems, path, id string) {
 func checkName(p *problems, path, name string) {
 	if len(name) > wire.MaxNameLen {
 		p.add(path, "longer than %d bytes", wire.MaxNameLen)
+	}
+}
+
+func checkNames(p *problems, path string, n wire.Names) {
+	if err := n.Check(); err != nil {
+		p.add(path, "%v", err)
 	}
 }
 

@@ -61,21 +61,27 @@ type City struct {
 // districtNames are the districts a city can have; a city uses the first
 // CityOptions.Districts of them.
 var districtNames = []struct{ en, zh string }{
-	{"Riverside", "江滨"},
-	{"Old Town", "老城"},
-	{"Harbour", "港湾"},
+	{"Riverside", "滨江区"},
+	{"Old Town", "老城区"},
+	{"Harbour", "港区"},
 	{"University", "大学城"},
-	{"Hi-Tech Park", "高新区"},
-	{"Railway Station", "火车站"},
-	{"Lakeside", "湖畔"},
-	{"Industrial Zone", "工业区"},
+	{"Hi-Tech Park", "高新园区"},
+	{"Railway Station", "火车站片区"},
+	{"Lakeside", "湖滨区"},
+	{"Industrial Zone", "工业园区"},
 }
 
-var siteKinds = []string{
-	"Metro Station", "Central Market", "Ferry Terminal", "Primary School", "Hospital",
-	"Park Gate", "Bus Depot", "Police Post", "Library", "Stadium", "Substation",
-	"Water Works", "Shopping Mall", "Bridge Approach", "Plaza", "Community Centre",
+// siteKinds are what a site is, in English and Chinese.
+var siteKinds = []struct{ en, zh string }{
+	{"Metro Station", "地铁站"}, {"Central Market", "中心市场"}, {"Ferry Terminal", "轮渡码头"},
+	{"Primary School", "小学"}, {"Hospital", "医院"}, {"Park Gate", "公园大门"}, {"Bus Depot", "公交场站"},
+	{"Police Post", "警务站"}, {"Library", "图书馆"}, {"Stadium", "体育场"}, {"Substation", "变电站"},
+	{"Water Works", "水厂"}, {"Shopping Mall", "购物中心"}, {"Bridge Approach", "桥头"}, {"Plaza", "广场"},
+	{"Community Centre", "社区中心"},
 }
+
+// zhCN is a name for consoles in Chinese.
+func zhCN(name string) wire.Names { return wire.Names{"zh-CN": name} }
 
 // Makers of the simulated devices, picked from the site and number so the
 // city's random layout stays what it was before devices had makers.
@@ -104,23 +110,25 @@ func assetOf(device, vendor string) config.Asset {
 	}
 }
 
-var cameraSpots = []string{
-	"Entrance", "Car Park", "Perimeter N", "Perimeter S", "Lobby", "Gate",
-	"Loading Bay", "Street", "Platform", "Corridor", "Roof", "Side Door",
+// cameraSpots are where on a site a camera looks, in English and Chinese.
+var cameraSpots = []struct{ en, zh string }{
+	{"Entrance", "入口"}, {"Car Park", "停车场"}, {"Perimeter N", "北侧周界"}, {"Perimeter S", "南侧周界"},
+	{"Lobby", "大堂"}, {"Gate", "大门"}, {"Loading Bay", "装卸区"}, {"Street", "街面"},
+	{"Platform", "站台"}, {"Corridor", "走廊"}, {"Roof", "屋顶"}, {"Side Door", "侧门"},
 }
 
-// sensorKinds gives each sensor kind its id prefix, display name and the
+// sensorKinds gives each sensor kind its id prefix, display names and the
 // criticality an installer would give it.
 var sensorKinds = map[wire.SensorKind]struct {
-	short, name string
-	criticality int
+	short, name, zh string
+	criticality     int
 }{
-	wire.SensorIntrusion:  {"pir", "PIR", 4},
-	wire.SensorDoor:       {"door", "Door", 3},
-	wire.SensorSmoke:      {"smoke", "Smoke", 5},
-	wire.SensorVibration:  {"vib", "Vibration", 2},
-	wire.SensorGlassBreak: {"glass", "Glass-break", 3},
-	wire.SensorPower:      {"power", "UPS", 3},
+	wire.SensorIntrusion:  {"pir", "PIR", "红外探测器", 4},
+	wire.SensorDoor:       {"door", "Door", "门磁", 3},
+	wire.SensorSmoke:      {"smoke", "Smoke", "烟感", 5},
+	wire.SensorVibration:  {"vib", "Vibration", "振动探测器", 2},
+	wire.SensorGlassBreak: {"glass", "Glass-break", "玻璃破碎探测器", 3},
+	wire.SensorPower:      {"power", "UPS", "UPS 电源", 3},
 }
 
 // Metres per degree of latitude; a degree of longitude is this times
@@ -233,9 +241,11 @@ func (g *cityGen) split(total, n int) []int {
 func (g *cityGen) site(d District, di, n, devices int) config.Config {
 	id := fmt.Sprintf("%s-%02d", slug(d.Name), n+1)
 	// Offset by district, so districts do not all start with the same kind.
-	name := d.Name + " " + siteKinds[g.kinds[(n+di)%len(siteKinds)]]
+	kind := siteKinds[g.kinds[(n+di)%len(siteKinds)]]
+	name, nameZH := d.Name+" "+kind.en, d.NameZH+kind.zh
 	if n >= len(siteKinds) {
 		name += fmt.Sprintf(" %d", n/len(siteKinds)+1)
+		nameZH += fmt.Sprintf(" %d 号", n/len(siteKinds)+1)
 	}
 	// Sites cluster within about 1.5 km of the district centre.
 	loc := offset(d.Center, g.rng.Float64()*2*math.Pi, math.Abs(g.rng.NormFloat64())*700)
@@ -244,16 +254,19 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 	// The agent id, as for a real agent: a broker that authenticates
 	// agents ties the client id to the login.
 	cfg.Broker.ClientID = cfg.ID
-	cfg.Site = config.Site{ID: id, Name: name, District: d.Name, Location: round(loc)}
+	cfg.Site = config.Site{ID: id, Name: name, District: d.Name, Location: round(loc),
+		Names: zhCN(nameZH), DistrictNames: zhCN(d.NameZH)}
 
 	cameras := int(math.Round(float64(devices) * 0.6))
 	if cameras == 0 && devices > 1 {
 		cameras = 1 // every site with room for one has a camera
 	}
 	for i := range cameras {
+		spot := cameraSpots[i%len(cameraSpots)]
 		cfg.Cameras = append(cfg.Cameras, config.Camera{
 			ID:          fmt.Sprintf("%s-cam-%02d", id, i+1),
-			Name:        fmt.Sprintf("%s %s", name, cameraSpots[i%len(cameraSpots)]),
+			Name:        fmt.Sprintf("%s %s", name, spot.en),
+			Names:       zhCN(fmt.Sprintf("%s%s %d 号摄像机", nameZH, spot.zh, i+1)),
 			Location:    g.near(loc),
 			Heading:     float64(g.rng.IntN(72) * 5),
 			FOV:         []float64{50, 70, 90, 110}[g.rng.IntN(4)],
@@ -274,6 +287,7 @@ func (g *cityGen) site(d District, di, n, devices int) config.Config {
 		cfg.Sensors = append(cfg.Sensors, config.Sensor{
 			ID:          fmt.Sprintf("%s-%s-%02d", id, info.short, seq[k]),
 			Name:        fmt.Sprintf("%s %s %d", name, info.name, seq[k]),
+			Names:       zhCN(fmt.Sprintf("%s%s %d", nameZH, info.zh, seq[k])),
 			Kind:        k,
 			Location:    g.near(loc),
 			District:    d.Name,

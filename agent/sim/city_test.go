@@ -3,7 +3,10 @@ package sim
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
@@ -140,4 +143,62 @@ func near(t *testing.T, what string, loc, ref wire.Location, metres float64) {
 	if d := math.Hypot(dx, dy); d > metres {
 		t.Errorf("%s: %.0f m from its reference, want at most %.0f", what, d, metres)
 	}
+}
+
+// TestGenerateCityChineseNames: every district, site and device of a city
+// has a Chinese name in what its agent sends, distinct within its kind
+// and the same for the same seed — the demo console in 中文 shows no
+// English name.
+func TestGenerateCityChineseNames(t *testing.T) {
+	for _, opts := range []CityOptions{{Seed: 1}, {Seed: 3, Districts: len(districtNames), Sites: 40, Devices: 2000, Switches: true}} {
+		city, err := GenerateCity(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		districts := map[string]string{}
+		for _, d := range city.Districts {
+			districts[d.Name] = d.NameZH
+		}
+		seen := map[string]string{} // zh-CN name → what has it
+		distinct := func(what, zh string) {
+			t.Helper()
+			if zh == "" || !utf8.ValidString(zh) || !containsHan(zh) {
+				t.Errorf("%s: zh-CN name %q", what, zh)
+			}
+			if other, dup := seen[zh]; dup {
+				t.Errorf("%s and %s are both %q", what, other, zh)
+			}
+			seen[zh] = what
+		}
+		for _, a := range city.Agents {
+			c := a
+			for i := range c.Cameras {
+				c.Cameras[i].RTSP = secret.URL("rtsp://127.0.0.1:554/stream")
+			}
+			if err := c.Validate(); err != nil { // names within the contract
+				t.Errorf("agent %s: %v", a.ID, err)
+			}
+			if got := a.Site.DistrictNames["zh-CN"]; got == "" || got != districts[a.Site.District] {
+				t.Errorf("site %s: district %s named %q, want %q", a.Site.ID, a.Site.District, got, districts[a.Site.District])
+			}
+			distinct("site "+a.Site.ID, a.Site.Names["zh-CN"])
+			for _, c := range a.Cameras {
+				distinct("camera "+c.ID, c.Names["zh-CN"])
+			}
+			for _, s := range a.Sensors {
+				distinct("sensor "+s.ID, s.Names["zh-CN"])
+			}
+		}
+		zh := map[string]bool{}
+		for _, d := range city.Districts {
+			if !containsHan(d.NameZH) || zh[d.NameZH] {
+				t.Errorf("district %s: Chinese name %q", d.Name, d.NameZH)
+			}
+			zh[d.NameZH] = true
+		}
+	}
+}
+
+func containsHan(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Han, r) }) >= 0
 }

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,7 +76,7 @@ func TestBirthAndInventoryRetained(t *testing.T) {
 		t.Errorf("birth %+v", birth)
 	}
 	inv := w.Next(wire.ChannelInventory, nil).Inventory
-	if len(inv.Devices) != 1 || inv.Devices[0].ID != "cam-1" || inv.Site != testSite || inv.Seq <= birth.Seq {
+	if len(inv.Devices) != 1 || inv.Devices[0].ID != "cam-1" || !reflect.DeepEqual(inv.Site, testSite) || inv.Seq <= birth.Seq {
 		t.Errorf("inventory %+v after birth seq %d", inv, birth.Seq)
 	}
 

@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -181,7 +182,8 @@ func (lq *listQuery) deviceQuery(scope auth.Scope) fleet.DeviceQuery {
 
 func (lq *listQuery) matchAgent(a *fleet.Agent) bool {
 	return anyOf(lq.districts, a.District) && anyOf(lq.sites, a.Site) && anyOf(lq.statuses, a.Status) &&
-		!a.Since.Before(lq.since) && lq.search(a.ID, a.Site, a.SiteName)
+		!a.Since.Before(lq.since) && (lq.search(a.ID, a.Site, a.SiteName) ||
+		lq.q != "" && lq.search(slices.Collect(maps.Values(a.SiteNames))...))
 }
 
 // parseTime reads a time parameter: RFC 3339, or a duration back from now

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 	"unique"
@@ -228,8 +229,12 @@ func (r *Registry) checkInventory(agentID string, inv *wire.Inventory) error {
 func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) {
 	site := &inv.Site
 	siteChanged := a.view.Site != site.ID || a.view.SiteName != site.Name ||
-		a.view.District != site.District || a.view.Location != site.Location
+		a.view.District != site.District || a.view.Location != site.Location ||
+		!maps.Equal(a.view.SiteNames, site.Names) || !maps.Equal(a.view.DistrictNames, site.DistrictNames)
 	a.view.Site, a.view.SiteName, a.view.District, a.view.Location = site.ID, site.Name, site.District, site.Location
+	if siteChanged {
+		a.setNames(site)
+	}
 	// A new topology or feed changes which alarms explain which, so it is
 	// news even when no device changed.
 	rewired := a.view.PowerFeed != site.PowerFeed || !slices.Equal(a.view.Topology, inv.Topology)
@@ -246,7 +251,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 		switch {
 		case d == nil:
 			d = &device{agent: a, view: Device{ID: wd.ID, Agent: a.view.ID, Status: wire.StatusUnknown, Since: now}}
-			setAttrs(&d.view, wd, site)
+			setAttrs(&d.view, wd, a)
 			r.devices[wd.ID] = d
 			r.count(d, 1)
 			r.refresh(d, now) // unreachable at once behind an offline agent
@@ -255,7 +260,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 		case siteChanged || !sameAttrs(&d.view, wd):
 			assets = append(assets, assetChanges(&d.view, wd, now)...)
 			r.count(d, -1) // the district may change
-			setAttrs(&d.view, wd, site)
+			setAttrs(&d.view, wd, a)
 			r.count(d, 1)
 			affected = append(affected, d.snapshot())
 		}
@@ -279,16 +284,53 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	}
 }
 
-// setAttrs takes a device's attributes from its inventory line. The
-// values devices share (district, kind, vendor, model, firmware, install
-// date, parent) are interned: decoding gives every line its own copy,
-// which a city of 100,000 devices would otherwise keep 100,000 times.
-func setAttrs(v *Device, wd *wire.Device, site *wire.Site) {
+// setAttrs takes a device's attributes from its inventory line and its
+// agent's site. The values devices share (district, kind, vendor, model,
+// firmware, install date, parent) are interned: decoding gives every line
+// its own copy, which a city of 100,000 devices would otherwise keep
+// 100,000 times.
+func setAttrs(v *Device, wd *wire.Device, a *agent) {
 	v.Name, v.Kind, v.SensorKind = wd.Name, intern(wd.Kind), intern(wd.SensorKind)
 	v.District, v.Location, v.Criticality, v.Camera = intern(wd.District), wd.Location, wd.Criticality, wd.Camera
 	v.Parent, v.Vendor = intern(wd.Parent), intern(wd.Vendor)
 	v.Model, v.Firmware, v.Serial, v.Installed = intern(wd.Model), intern(wd.Firmware), wd.Serial, intern(wd.Installed)
-	v.Site, v.SiteName = site.ID, site.Name
+	v.Site, v.SiteName = a.view.Site, a.view.SiteName
+	v.Localised = a.localised(wd.Names, wd.District == a.view.District)
+}
+
+// setNames takes the site's names in other languages, shared by the agent
+// view and every device of the site.
+func (a *agent) setNames(site *wire.Site) {
+	a.view.SiteNames, a.view.DistrictNames = ownNames(site.Names), ownNames(site.DistrictNames)
+	a.names = nil
+	if a.view.SiteNames != nil || a.view.DistrictNames != nil {
+		a.names = &Localised{SiteNames: a.view.SiteNames, DistrictNames: a.view.DistrictNames}
+	}
+}
+
+// localised is the Localised of a device of a's site with names own, in
+// the site's district or not (its district's names are the site's only
+// when it is the site's district).
+func (a *agent) localised(own wire.Names, siteDistrict bool) *Localised {
+	own = ownNames(own)
+	switch {
+	case own == nil && siteDistrict:
+		return a.names
+	case own == nil && a.view.SiteNames == nil:
+		return nil
+	case siteDistrict:
+		return &Localised{Names: own, SiteNames: a.view.SiteNames, DistrictNames: a.view.DistrictNames}
+	}
+	return &Localised{Names: own, SiteNames: a.view.SiteNames}
+}
+
+// ownNames is a copy of names the registry may keep (the message's maps
+// are its caller's), nil when there are none.
+func ownNames(names wire.Names) wire.Names {
+	if len(names) == 0 {
+		return nil
+	}
+	return maps.Clone(names)
 }
 
 // intern returns the canonical copy of s; unique forgets it once no
@@ -323,7 +365,7 @@ func sameAttrs(v *Device, wd *wire.Device) bool {
 	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
 		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality &&
 		v.Parent == wd.Parent && v.Vendor == wd.Vendor && v.Model == wd.Model && v.Firmware == wd.Firmware &&
-		v.Serial == wd.Serial && v.Installed == wd.Installed
+		v.Serial == wd.Serial && v.Installed == wd.Installed && maps.Equal(v.OwnNames(), wd.Names)
 }
 
 // checkLines resolves every health line to a device of agent a into

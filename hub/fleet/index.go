@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"cmp"
+	"maps"
 	"math/bits"
 	"slices"
 	"sort"
@@ -138,13 +139,31 @@ func nextSet(b []uint64, from, k int) int {
 	}
 }
 
-// haystack is the text Search looks in: the device's lower-cased id,
-// name, site and site name, separated by NUL bytes so that a needle
-// without one cannot match across two fields.
+// haystack is the text Search looks in: the device's searched fields
+// lower-cased, separated by NUL bytes so that a needle without one cannot
+// match across two fields.
 func haystack(v *Device) string {
-	return strings.Join([]string{
-		strings.ToLower(v.ID), strings.ToLower(v.Name), strings.ToLower(v.Site), strings.ToLower(v.SiteName),
-	}, "\x00")
+	fields := searched(v)
+	for i, f := range fields {
+		fields[i] = strings.ToLower(f)
+	}
+	return strings.Join(fields, "\x00")
+}
+
+// searched lists what a search looks in: the device's id, name, site and
+// site name, and the device's and site's names in other languages (in
+// the order of their language tags, so that the same names make the same
+// haystack).
+func searched(v *Device) []string {
+	fields := []string{v.ID, v.Name, v.Site, v.SiteName}
+	if l := v.Localised; l != nil {
+		for _, names := range []wire.Names{l.Names, l.SiteNames} {
+			for _, tag := range slices.Sorted(maps.Keys(names)) {
+				fields = append(fields, names[tag])
+			}
+		}
+	}
+	return fields
 }
 
 // indexCount is count's hook: d joins (n = 1) or leaves (n = -1) the

@@ -20,8 +20,9 @@ type DeviceFilter struct {
 	Agents    []string
 	Kinds     []wire.DeviceKind
 	Statuses  []wire.Status
-	// Search is a substring of the id, name, site or site name, compared
-	// in lower case.
+	// Search is a substring of the id, name, site or site name, or of a
+	// name of the device or its site in another language, compared in
+	// lower case.
 	Search string
 	// Since keeps the devices whose status changed at or after it; zero
 	// keeps all.
@@ -55,7 +56,7 @@ func (f *DeviceFilter) Match(d *Device) bool {
 func anyOf[T comparable](want []T, v T) bool { return len(want) == 0 || slices.Contains(want, v) }
 
 func searchFields(d *Device, needle string) bool {
-	for _, s := range []string{d.ID, d.Name, d.Site, d.SiteName} {
+	for _, s := range searched(d) {
 		if strings.Contains(strings.ToLower(s), needle) {
 			return true
 		}

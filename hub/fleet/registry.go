@@ -68,6 +68,10 @@ type agent struct {
 	stateSeq, inventorySeq uint64
 	inventory              bool
 	devices                []*device // sorted by id
+	// names is the Localised of the agent's devices that have no names of
+	// their own and are in the site's district, one for all of them; nil
+	// when the site names neither itself nor its district.
+	names *Localised
 }
 
 type device struct {

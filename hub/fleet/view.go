@@ -35,6 +35,29 @@ type Device struct {
 	Reported    wire.Status        `json:"reported,omitempty"`  // the agent's last word, kept while unreachable
 	Triggered   bool               `json:"triggered,omitempty"` // sensor alarm contact active
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
+	// Localised holds the names in other languages; nil when neither the
+	// device nor its site has any. A pointer, shared by the devices of a
+	// site that have no names of their own, because a device is kept for
+	// every device of the city: three maps inline would move the
+	// registry's device into a larger allocation class.
+	*Localised
+}
+
+// Localised is a device's, its site's and its district's names in other
+// languages, by language tag, from the inventory (wire.Names). The maps
+// are replaced, never changed in place, so snapshots may share them.
+type Localised struct {
+	Names         wire.Names `json:"names,omitempty"`
+	SiteNames     wire.Names `json:"site_names,omitempty"`
+	DistrictNames wire.Names `json:"district_names,omitempty"` // for Device.District, when it is the site's
+}
+
+// OwnNames returns the device's own names in other languages, nil if none.
+func (d *Device) OwnNames() wire.Names {
+	if d.Localised == nil {
+		return nil
+	}
+	return d.Localised.Names
 }
 
 // Agent is the hub's view of one agent.
@@ -44,6 +67,11 @@ type Agent struct {
 	SiteName string        `json:"site_name,omitempty"`
 	District string        `json:"district"`
 	Location wire.Location `json:"location"`
+	// SiteNames and DistrictNames are the inventory's names of the site
+	// and its district in other languages; replaced, never changed in
+	// place, so snapshots may share them.
+	SiteNames     wire.Names `json:"site_names,omitempty"`
+	DistrictNames wire.Names `json:"district_names,omitempty"`
 	// PowerFeed and Topology are from the inventory: which mains feed the
 	// site hangs off and the switches, ports, uplink and supplies its
 	// devices depend on, for root-cause alarms. Topology is replaced, never
