@@ -373,14 +373,13 @@ func TestIngestNeverWaitsForInfluxDB(t *testing.T) {
 		t.Fatal("WriteSamples blocked on a hanging InfluxDB")
 	}
 	// Two batches hang in flight; the rest is queued, spilled past half
-	// the queue, or dropped for a full queue — all counted.
-	waitFor(t, "every point accounted for", func() bool {
+	// the queue, or dropped for a full queue — all counted. The spill runs
+	// beside the producer: on a loaded machine every point can be queued or
+	// dropped before it moves any, so wait for both.
+	waitFor(t, "every point accounted for, some spilled", func() bool {
 		st := w.Status()
-		return st.QueueDepth+int(st.Spilled+st.Dropped)+20 == len(samples)
+		return st.Spilled > 0 && st.QueueDepth+int(st.Spilled+st.Dropped)+20 == len(samples)
 	})
-	if st := w.Status(); st.Spilled == 0 {
-		t.Errorf("nothing spilled: %+v", st)
-	}
 }
 
 func TestNewInfluxNeedsADirectoryForTheSpill(t *testing.T) {
