@@ -48,6 +48,8 @@ var migrations = []string{
 	);
 	CREATE INDEX transitions_alarm ON transitions (alarm_id, seq);
 	CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+	// Shift reports find a window's transitions by time.
+	`CREATE INDEX transitions_at ON transitions (at);`,
 }
 
 const alarmColumns = `id, key, source, type, device, agent, site, district, severity, criticality, priority, state,

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,7 @@ const (
 // must run at most once.
 type Store struct {
 	db      *sql.DB
+	rdb     *sql.DB // readers (Shift), beside the writer
 	log     *slog.Logger
 	queue   chan entry
 	written atomic.Uint64
@@ -58,18 +60,28 @@ type entry struct {
 // Open opens or creates the database at path and brings its schema up to
 // date. A file that is not a citywatch alarm database is an error.
 func Open(path string, logger *slog.Logger) (*Store, error) {
-	// One writer (Run) and reads only at start-up: one connection means
-	// no lock contention inside the hub at all.
+	// One writer (Run): one connection means no lock contention between
+	// batches. Reports read through connections of their own, which see
+	// committed batches (WAL) and never write.
 	db, err := schema.Open(path, migrations)
 	if err != nil {
 		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, log: logger, queue: make(chan entry, queueSize)}, nil
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "query_only(1)")
+	rdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(2)
+	return &Store{db: db, rdb: rdb, log: logger, queue: make(chan entry, queueSize)}, nil
 }
 
 // Close closes the database. Call it after Run has returned.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.rdb.Close(), s.db.Close()); err != nil {
 		return fmt.Errorf("alarmstore: close: %w", err)
 	}
 	return nil

@@ -57,6 +57,7 @@ type scanner struct {
 	places   int // places in the catalog, to refuse a state naming another
 	v        visitor
 	sim      bool
+	ended    []bool // by device: told an ender (see end)
 }
 
 // check refuses what the catalog cannot explain: a damaged database
@@ -72,6 +73,9 @@ func (sc *scanner) check(dev int32, s state) error {
 // leaves and of an outage starting or ending.
 func (sc *scanner) step(dev int32, s state, at int64) {
 	sc.emit(dev, at)
+	if at >= sc.to {
+		sc.end(dev) // a day's record goes on past the period
+	}
 	was := sc.since[dev]
 	sc.apply(dev, s, at)
 	if at < sc.from || at >= sc.to {
@@ -124,9 +128,36 @@ func (sc *scanner) day(b []byte, start, end int64) error {
 	}
 }
 
-// finish tells the visitor every device's state up to the period's end.
+// ender is a visitor that also wants every device down at the period's
+// end, with its state then and when its down period began.
+type ender interface {
+	ongoing(dev int32, s state, since int64)
+}
+
+// end tells an ender, once per device, whether dev is down at the
+// period's end: before the first change at or after it, or at finish.
+func (sc *scanner) end(dev int32) {
+	e, ok := sc.v.(ender)
+	if !ok {
+		return
+	}
+	if sc.ended == nil {
+		sc.ended = make([]bool, len(sc.st))
+	}
+	if sc.ended[dev] {
+		return
+	}
+	sc.ended[dev] = true
+	if sc.since[dev] != 0 && sc.st[dev].code() != absent {
+		e.ongoing(dev, sc.st[dev], sc.since[dev])
+	}
+}
+
+// finish tells the visitor every device's state up to the period's end,
+// and an ender which devices are down then.
 func (sc *scanner) finish() {
 	for dev := range sc.st {
 		sc.emit(int32(dev), sc.to)
+		sc.end(int32(dev))
 	}
 }
