@@ -115,15 +115,15 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 			// A new reason under the same status is news for the crew
 			// (refused → auth_failed needs a password, not a ladder): it
 			// is a Change with From == To.
-			reason := d.view.Reason
-			if from, changed := r.refresh(d, now); changed || d.view.Reason != reason {
-				v := d.snapshot()
+			reason := d.reason()
+			if from, changed := r.refresh(d, now); changed || d.reason() != reason {
+				v := r.snapshot(d)
 				r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 			}
 		}
 	}
 	for _, d := range r.trig {
-		v := d.snapshot()
+		v := r.snapshot(d)
 		c := Change{Kind: ChangeTrigger, Reason: string(wire.EventRestored), Device: &v}
 		if v.Triggered {
 			c.Reason = string(wire.EventTriggered)
@@ -176,7 +176,7 @@ func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Ti
 	var affected []Device
 	for _, d := range a.devices {
 		if _, changed := r.refresh(d, now); changed {
-			affected = append(affected, d.snapshot())
+			affected = append(affected, r.snapshot(d))
 		}
 	}
 	v := a.view
@@ -186,32 +186,26 @@ func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Ti
 // refresh derives a device's shown status from its agent's status and the
 // agent's last report, and reports whether the status changed.
 func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed bool) {
-	st, reason, detail := wire.StatusUnknown, wire.ReasonNone, ""
+	st, shown := wire.StatusUnknown, (*reported)(nil)
 	switch d.agent.view.Status {
 	case wire.StatusOnline:
-		st = d.view.Reported
-		if d.rep != nil {
-			reason, detail = d.rep.reason, d.rep.detail
-		}
-		if st == "" {
-			st = wire.StatusUnknown
-		}
+		st, shown = cmp.Or(d.reportedStatus(), wire.StatusUnknown), d.rep
 		if st == wire.StatusOnline && d.fault != nil {
-			st, reason, detail = wire.StatusDegraded, d.fault.reason, d.fault.detail
+			st, shown = wire.StatusDegraded, d.fault
 		}
 	case wire.StatusOffline:
-		st, reason = wire.StatusUnreachable, wire.ReasonAgentOffline
+		st, shown = wire.StatusUnreachable, agentOffline
 	}
-	d.view.Reason, d.view.Detail = reason, detail
-	from = d.view.Status
+	d.shown = shown
+	from = d.statusOf()
 	if st == from {
 		return from, false
 	}
-	prev := d.view.Since
+	prev, at := d.since, now.UnixNano()
 	r.setStatus(d, st)
-	d.view.Since = now
-	if hint := d.repSince; st == d.view.Reported && hint.Before(now) && hint.After(prev) {
-		d.view.Since = hint
+	d.since = at
+	if hint := d.repSince; st == d.reportedStatus() && hint < at && hint > prev {
+		d.since = hint
 	}
 	return from, true
 }
@@ -219,8 +213,8 @@ func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed 
 func (r *Registry) checkInventory(agentID string, inv *wire.Inventory) error {
 	for i := range inv.Devices {
 		id := inv.Devices[i].ID
-		if d := r.devices[id]; d != nil && d.view.Agent != agentID {
-			return reject(wire.RejectInvalid, "device %q belongs to agent %q", id, d.view.Agent)
+		if d := r.devices[id]; d != nil && d.agent.view.ID != agentID {
+			return reject(wire.RejectInvalid, "device %q belongs to agent %q", id, d.agent.view.ID)
 		}
 	}
 	return nil
@@ -250,32 +244,33 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 		d := r.devices[wd.ID]
 		switch {
 		case d == nil:
-			d = &device{agent: a, view: Device{ID: wd.ID, Agent: a.view.ID, Status: wire.StatusUnknown, Since: now}}
-			setAttrs(&d.view, wd, a)
-			r.devices[wd.ID] = d
+			d = &device{agent: a, status: uint8(statusIndex(wire.StatusUnknown)), since: now.UnixNano()}
+			d.setAttrs(wd, a)
+			r.devices[d.id()] = d
 			r.count(d, 1)
 			r.refresh(d, now) // unreachable at once behind an offline agent
 			r.sortedOK = false
-			affected = append(affected, d.snapshot())
-		case siteChanged || !sameAttrs(&d.view, wd):
-			assets = append(assets, assetChanges(&d.view, wd, now)...)
+			affected = append(affected, r.snapshot(d))
+		case siteChanged || !d.sameAttrs(wd):
+			assets = append(assets, d.assetChanges(wd, now)...)
 			r.count(d, -1) // the district may change
-			setAttrs(&d.view, wd, a)
+			d.setAttrs(wd, a)
+			r.devices[d.id()] = d // the key shares d.text: let go of the old one
 			r.count(d, 1)
-			affected = append(affected, d.snapshot())
+			affected = append(affected, r.snapshot(d))
 		}
 		devs = append(devs, d)
 	}
 	var removed []string
 	for _, d := range a.devices {
-		if !listed[d.view.ID] {
+		if !listed[d.id()] {
 			r.count(d, -1)
-			delete(r.devices, d.view.ID)
+			delete(r.devices, d.id())
 			r.sortedOK = false
-			removed = append(removed, d.view.ID)
+			removed = append(removed, d.id())
 		}
 	}
-	slices.SortFunc(devs, func(x, y *device) int { return cmp.Compare(x.view.ID, y.view.ID) })
+	slices.SortFunc(devs, func(x, y *device) int { return cmp.Compare(x.id(), y.id()) })
 	slices.SortFunc(affected, func(x, y Device) int { return cmp.Compare(x.ID, y.ID) })
 	a.devices, a.inventory, a.view.Devices = devs, true, len(devs)
 	if len(affected) > 0 || len(removed) > 0 || rewired {
@@ -285,17 +280,16 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 }
 
 // setAttrs takes a device's attributes from its inventory line and its
-// agent's site. The values devices share (district, kind, vendor, model,
-// firmware, install date, parent) are interned: decoding gives every line
-// its own copy, which a city of 100,000 devices would otherwise keep
-// 100,000 times.
-func setAttrs(v *Device, wd *wire.Device, a *agent) {
-	v.Name, v.Kind, v.SensorKind = wd.Name, intern(wd.Kind), intern(wd.SensorKind)
-	v.District, v.Location, v.Criticality, v.Camera = intern(wd.District), wd.Location, wd.Criticality, wd.Camera
-	v.Parent, v.Vendor = intern(wd.Parent), intern(wd.Vendor)
-	v.Model, v.Firmware, v.Serial, v.Installed = intern(wd.Model), intern(wd.Firmware), wd.Serial, intern(wd.Installed)
-	v.Site, v.SiteName = a.view.Site, a.view.SiteName
-	v.Localised = a.localised(wd.Names, wd.District == a.view.District)
+// agent's site. The values devices share (site, district, hardware,
+// parent) are interned: decoding gives every line its own copy, which a
+// city of 100,000 devices would otherwise keep 100,000 times.
+func (d *device) setAttrs(wd *wire.Device, a *agent) {
+	d.text, d.nameAt, d.serialAt = wd.ID+wd.Name+wd.Serial, uint32(len(wd.ID)), uint32(len(wd.ID)+len(wd.Name))
+	d.location, d.criticality, d.camera = wd.Location, int32(wd.Criticality), wd.Camera
+	d.hardware = unique.Make(hardware{wd.Kind, wd.SensorKind, wd.Vendor, wd.Model, wd.Firmware, wd.Installed})
+	d.district, d.parent = unique.Make(wd.District), unique.Make(wd.Parent)
+	d.site = unique.Make(siteName{a.view.Site, a.view.SiteName})
+	d.names = a.localised(wd.Names, wd.District == a.view.District)
 }
 
 // setNames takes the site's names in other languages, shared by the agent
@@ -333,10 +327,6 @@ func ownNames(names wire.Names) wire.Names {
 	return maps.Clone(names)
 }
 
-// intern returns the canonical copy of s; unique forgets it once no
-// device holds it.
-func intern[S ~string](s S) S { return unique.Make(s).Value() }
-
 // AssetChange is a known device's serial or firmware changing: the unit
 // was replaced or upgraded.
 type AssetChange struct {
@@ -349,23 +339,23 @@ type AssetChange struct {
 
 // assetChanges lists what the inventory changes of a device's identity;
 // a value given for the first time is no change.
-func assetChanges(v *Device, wd *wire.Device, now time.Time) []AssetChange {
+func (d *device) assetChanges(wd *wire.Device, now time.Time) []AssetChange {
 	var out []AssetChange
-	for _, f := range []struct{ field, from, to string }{{"serial", v.Serial, wd.Serial}, {"firmware", v.Firmware, wd.Firmware}} {
+	for _, f := range []struct{ field, from, to string }{{"serial", d.serial(), wd.Serial}, {"firmware", d.hardware.Value().firmware, wd.Firmware}} {
 		if f.from != "" && f.from != f.to {
-			out = append(out, AssetChange{Device: v.ID, Field: f.field, From: f.from, To: f.to, At: now})
+			out = append(out, AssetChange{Device: d.id(), Field: f.field, From: f.from, To: f.to, At: now})
 		}
 	}
 	return out
 }
 
-func sameAttrs(v *Device, wd *wire.Device) bool {
-	sameCam := v.Camera == nil && wd.Camera == nil ||
-		v.Camera != nil && wd.Camera != nil && *v.Camera == *wd.Camera
-	return sameCam && v.Name == wd.Name && v.Kind == wd.Kind && v.SensorKind == wd.SensorKind &&
-		v.District == wd.District && v.Location == wd.Location && v.Criticality == wd.Criticality &&
-		v.Parent == wd.Parent && v.Vendor == wd.Vendor && v.Model == wd.Model && v.Firmware == wd.Firmware &&
-		v.Serial == wd.Serial && v.Installed == wd.Installed && maps.Equal(v.OwnNames(), wd.Names)
+func (d *device) sameAttrs(wd *wire.Device) bool {
+	sameCam := d.camera == nil && wd.Camera == nil ||
+		d.camera != nil && wd.Camera != nil && *d.camera == *wd.Camera
+	return sameCam && d.name() == wd.Name && d.district.Value() == wd.District && d.location == wd.Location &&
+		int(d.criticality) == wd.Criticality && d.parent.Value() == wd.Parent && d.serial() == wd.Serial &&
+		d.hardware.Value() == hardware{wd.Kind, wd.SensorKind, wd.Vendor, wd.Model, wd.Firmware, wd.Installed} &&
+		maps.Equal(d.names.own(), wd.Names)
 }
 
 // checkLines resolves every health line to a device of agent a into
@@ -391,13 +381,13 @@ func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample
 		l := &h.Devices[i]
 		d := r.lines[i]
 		d.report(l.Status, l.Reason, l.Detail, l.Since)
-		d.view.LastSeen = now
+		d.lastSeen = now.UnixNano()
 		d.setMetrics(l.Metrics)
 		if !l.Probed.IsZero() {
-			d.view.Probed = l.Probed
+			d.probed = l.Probed.UnixNano()
 		}
-		if d.view.Triggered != l.Triggered {
-			d.view.Triggered = l.Triggered
+		if d.triggered != l.Triggered {
+			d.triggered = l.Triggered
 			r.trig = append(r.trig, d)
 		}
 		r.touched = append(r.touched, d)
@@ -439,8 +429,8 @@ func (r *Registry) samples(a *agent, h *wire.Health) []Sample {
 	for i := range h.Devices {
 		l, d := &h.Devices[i], r.lines[i]
 		samples[i] = Sample{
-			Device: d.view.ID, Agent: a.view.ID, Site: d.view.Site, District: d.view.District,
-			Kind: d.view.Kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
+			Device: d.id(), Agent: a.view.ID, Site: d.site.Value().id, District: d.district.Value(),
+			Kind: d.hardware.Value().kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
 		}
 	}
 	return samples
@@ -460,7 +450,7 @@ func (r *Registry) lateEvent(a *agent, e *wire.Event, now time.Time) {
 	if (to == wire.StatusOnline || to == wire.StatusDegraded) && !e.At.Before(a.offFrom) && e.At.Before(a.offTo) {
 		to, reason = wire.StatusUnreachable, string(wire.ReasonAgentOffline)
 	}
-	v := d.snapshot()
+	v := r.snapshot(d)
 	v.Status, v.Reason, v.Detail, v.Since = to, wire.Reason(reason), e.Detail, e.At
 	r.emit(Change{Kind: ChangeLate, From: e.From, To: to, Reason: reason, Detail: e.Detail, Device: &v, Happened: e.At}, now)
 }
@@ -478,13 +468,13 @@ func (r *Registry) checkDevice(a *agent, id string) error {
 
 func (r *Registry) applyEvent(e *wire.Event, now time.Time) {
 	d := r.devices[e.Device]
-	d.view.LastSeen = now
+	d.lastSeen = now.UnixNano()
 	switch e.Type {
 	case wire.EventStatus:
 		d.report(e.To, e.Reason, e.Detail, e.At)
 		r.touched = append(r.touched, d)
 	case wire.EventTriggered, wire.EventRestored:
-		d.view.Triggered = e.Type == wire.EventTriggered
+		d.triggered = e.Type == wire.EventTriggered
 		r.trig = append(r.trig, d)
 	}
 }

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"cmp"
+	"iter"
 	"maps"
 	"math/bits"
 	"slices"
@@ -20,7 +21,6 @@ import (
 // next read rebuilds it, by merging rather than re-sorting the fleet.
 type index struct {
 	sorted    []*device
-	spare     []*device // the previous sorted's array, reused by the next build
 	statuses  [numStatuses]rankSet
 	kinds     map[wire.DeviceKind]*rankSet
 	districts map[string]*rankSet
@@ -29,8 +29,9 @@ type index struct {
 	// corpus is every device's haystack in rank order, each ended by a
 	// NUL, and offsets[rank] where it starts (offsets[len(sorted)] is the
 	// end): one string a search runs through at memory speed instead of
-	// 100,000 small ones. Built by the first search after a change of
-	// order or of a device's searched fields.
+	// 100,000 small ones, and the only copy of the haystacks. Built by the
+	// first search after a change of order or of a device's searched
+	// fields, which drops it; a fleet nobody searches keeps none.
 	corpus   string
 	offsets  []int
 	corpusOK bool
@@ -139,31 +140,56 @@ func nextSet(b []uint64, from, k int) int {
 	}
 }
 
-// haystack is the text Search looks in: the device's searched fields
-// lower-cased, separated by NUL bytes so that a needle without one cannot
-// match across two fields.
-func haystack(v *Device) string {
-	fields := searched(v)
-	for i, f := range fields {
-		fields[i] = strings.ToLower(f)
-	}
-	return strings.Join(fields, "\x00")
+// searched is what a search looks in: a device's id, name, site and site
+// name, and the device's and site's names in other languages.
+type searched struct {
+	id, name, site, siteName string
+	names                    *Localised
 }
 
-// searched lists what a search looks in: the device's id, name, site and
-// site name, and the device's and site's names in other languages (in
-// the order of their language tags, so that the same names make the same
-// haystack).
-func searched(v *Device) []string {
-	fields := []string{v.ID, v.Name, v.Site, v.SiteName}
-	if l := v.Localised; l != nil {
-		for _, names := range []wire.Names{l.Names, l.SiteNames} {
-			for _, tag := range slices.Sorted(maps.Keys(names)) {
-				fields = append(fields, names[tag])
+func searchedOf(v *Device) searched {
+	return searched{v.ID, v.Name, v.Site, v.SiteName, v.Localised}
+}
+
+func (d *device) searched() searched {
+	site := d.site.Value()
+	return searched{d.id(), d.name(), site.id, site.name, d.names}
+}
+
+// fields yields the searched fields, the names in the order of their
+// language tags, so that the same names make the same haystack.
+func (s *searched) fields() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, f := range [...]string{s.id, s.name, s.site, s.siteName} {
+			if !yield(f) {
+				return
+			}
+		}
+		if l := s.names; l != nil {
+			for _, names := range [...]wire.Names{l.Names, l.SiteNames} {
+				for _, tag := range slices.Sorted(maps.Keys(names)) {
+					if !yield(names[tag]) {
+						return
+					}
+				}
 			}
 		}
 	}
-	return fields
+}
+
+// appendHaystack appends the text Search looks in: the searched fields
+// lower-cased, separated by NUL bytes so that a needle without one cannot
+// match across two fields.
+func (s *searched) appendHaystack(b []byte) []byte {
+	first := true
+	for f := range s.fields() {
+		if !first {
+			b = append(b, 0)
+		}
+		first = false
+		b = append(b, strings.ToLower(f)...)
+	}
+	return b
 }
 
 // indexCount is count's hook: d joins (n = 1) or leaves (n = -1) the
@@ -172,21 +198,23 @@ func searched(v *Device) []string {
 // tells a present device from a removed one when the index is rebuilt.
 func (r *Registry) indexCount(d *device, n int) {
 	d.counted = n > 0
-	if d.counted {
-		d.hay = haystack(&d.view)
-		if !d.ranked {
-			r.sortedOK = false // a new device: every rank after it moves
-		}
+	if d.counted && !d.ranked {
+		r.sortedOK = false // a new device: every rank after it moves
 	}
 	if !r.sortedOK {
 		return
 	}
 	x, size, rank := &r.idx, len(r.idx.sorted), d.rank
-	v := &d.view
-	st := &x.statuses[statusIndex(v.Status)]
-	kind, district, site := member(&x.kinds, v.Kind), member(&x.districts, v.District), member(&x.sites, v.Site)
+	kindName, districtName, siteName := d.hardware.Value().kind, d.district.Value(), d.site.Value().id
+	st := &x.statuses[d.status]
+	kind, district, site := member(&x.kinds, kindName), member(&x.districts, districtName), member(&x.sites, siteName)
 	if n > 0 {
-		x.corpusOK = x.corpusOK && d.hay == x.corpus[x.offsets[rank]:x.offsets[rank+1]-1]
+		if x.corpusOK {
+			text := d.searched()
+			if string(text.appendHaystack(nil)) != x.haystack(int(rank)) {
+				x.dropCorpus()
+			}
+		}
 		for _, s := range []*rankSet{st, kind, district, site} {
 			s.add(rank, size)
 		}
@@ -195,9 +223,9 @@ func (r *Registry) indexCount(d *device, n int) {
 	for _, s := range []*rankSet{st, kind, district, site} {
 		s.remove(rank, size)
 	}
-	drop(x.kinds, v.Kind)
-	drop(x.districts, v.District)
-	drop(x.sites, v.Site)
+	drop(x.kinds, kindName)
+	drop(x.districts, districtName)
+	drop(x.sites, siteName)
 }
 
 // member returns the set of key in *m, creating it if need be.
@@ -257,8 +285,8 @@ func (r *Registry) index() {
 	for i, k := range keys {
 		fresh[i] = k.d
 	}
-	byID := func(a, b *device) int { return cmp.Compare(a.view.ID, b.view.ID) }
-	merged := slices.Grow(x.spare[:0], len(r.devices))
+	byID := func(a, b *device) int { return cmp.Compare(a.id(), b.id()) }
+	merged := make([]*device, 0, len(r.devices))
 	old := x.sorted
 	for i, j := 0, 0; i < len(old) || j < len(fresh); {
 		switch {
@@ -272,11 +300,10 @@ func (r *Registry) index() {
 			j++
 		}
 	}
-	clear(old) // the removed devices are garbage now
-	x.sorted, x.spare = merged, old[:0]
+	x.sorted = merged
 
 	size := len(merged)
-	x.corpusOK = false
+	x.dropCorpus()
 	// Statuses and kinds are few and large: they start as bitmaps,
 	// districts and sites as lists; each takes its form at the end.
 	for i := range x.statuses {
@@ -289,24 +316,23 @@ func (r *Registry) index() {
 	for i, d := range merged {
 		rank := int32(i)
 		d.rank, d.ranked = rank, true
-		v := &d.view
-		st := &x.statuses[statusIndex(v.Status)]
+		st := &x.statuses[d.status]
 		st.n++
 		st.bits[rank>>6] |= 1 << (rank & 63)
-		if i == 0 || v.Kind != merged[i-1].view.Kind {
-			if kind = x.kinds[v.Kind]; kind == nil {
+		if k := d.hardware.Value().kind; i == 0 || k != merged[i-1].hardware.Value().kind {
+			if kind = x.kinds[k]; kind == nil {
 				kind = &rankSet{bits: make([]uint64, words(size))}
-				x.kinds[v.Kind] = kind
+				x.kinds[k] = kind
 			}
 		}
 		kind.n++
 		kind.bits[rank>>6] |= 1 << (rank & 63)
-		if i == 0 || v.District != merged[i-1].view.District {
-			district = member(&x.districts, v.District)
+		if i == 0 || d.district != merged[i-1].district {
+			district = member(&x.districts, d.district.Value())
 		}
 		appendRank(district, rank)
-		if i == 0 || v.Site != merged[i-1].view.Site {
-			site = member(&x.sites, v.Site)
+		if i == 0 || d.site != merged[i-1].site {
+			site = member(&x.sites, d.site.Value().id)
 		}
 		appendRank(site, rank)
 	}
@@ -339,36 +365,46 @@ func (s *rankSet) settle(size int) {
 	}
 }
 
-// buildCorpus makes x.corpus current. Each device's hay then shares the
-// corpus's memory rather than keeping its own.
+// buildCorpus makes x.corpus current, measuring it first so that it is
+// allocated once, at its size.
 func (x *index) buildCorpus() {
 	if x.corpusOK {
 		return
 	}
+	var hay []byte
 	n := 0
 	for _, d := range x.sorted {
-		n += len(d.hay) + 1
+		s := d.searched()
+		hay = s.appendHaystack(hay[:0])
+		n += len(hay) + 1
 	}
 	var b strings.Builder
 	b.Grow(n)
 	x.offsets = slices.Grow(x.offsets[:0], len(x.sorted)+1)
 	for _, d := range x.sorted {
 		x.offsets = append(x.offsets, b.Len())
-		b.WriteString(d.hay)
+		s := d.searched()
+		hay = s.appendHaystack(hay[:0])
+		b.Write(hay)
 		b.WriteByte(0)
 	}
 	x.offsets = append(x.offsets, b.Len())
 	x.corpus = b.String()
-	for i, d := range x.sorted {
-		d.hay = x.corpus[x.offsets[i] : x.offsets[i+1]-1]
-	}
 	x.corpusOK = true
 }
 
+// dropCorpus forgets the corpus once it no longer matches the devices.
+func (x *index) dropCorpus() { x.corpus, x.corpusOK = "", false }
+
+// haystack is the haystack of rank in the current corpus.
+func (x *index) haystack(rank int) string {
+	return x.corpus[x.offsets[rank] : x.offsets[rank+1]-1]
+}
+
 // searchCorpus calls yield with each rank from from on, in order, whose
-// haystack holds needle (which holds no NUL), until yield returns false.
+// haystack in the built corpus holds needle (which holds no NUL), until
+// yield returns false.
 func (x *index) searchCorpus(needle string, from int, yield func(rank int) bool) {
-	x.buildCorpus()
 	size := len(x.sorted)
 	for r := from; r < size; r++ {
 		i := strings.Index(x.corpus[x.offsets[r]:], needle)

@@ -50,14 +50,14 @@ func (f *DeviceFilter) Match(d *Device) bool {
 	return anyOf(f.Districts, d.District) && anyOf(f.Sites, d.Site) && anyOf(f.Agents, d.Agent) &&
 		anyOf(f.Kinds, d.Kind) && anyOf(f.Statuses, d.Status) && !d.Since.Before(f.Since) &&
 		(f.Within == nil || f.Within.Contains(d.District, d.Site)) &&
-		(f.Search == "" || searchFields(d, strings.ToLower(f.Search)))
+		(f.Search == "" || searchFields(searchedOf(d), strings.ToLower(f.Search)))
 }
 
 func anyOf[T comparable](want []T, v T) bool { return len(want) == 0 || slices.Contains(want, v) }
 
-func searchFields(d *Device, needle string) bool {
-	for _, s := range searched(d) {
-		if strings.Contains(strings.ToLower(s), needle) {
+func searchFields(s searched, needle string) bool {
+	for f := range s.fields() {
+		if strings.Contains(strings.ToLower(f), needle) {
 			return true
 		}
 	}
@@ -104,7 +104,7 @@ func (r *Registry) QueryDevices(q DeviceQuery) DevicePage {
 	c := r.candidates(&q.DeviceFilter)
 	start := 0
 	if q.After != "" {
-		start = sort.Search(len(x.sorted), func(i int) bool { return x.sorted[i].view.ID > q.After })
+		start = sort.Search(len(x.sorted), func(i int) bool { return x.sorted[i].id() > q.After })
 	}
 	var p DevicePage
 	full := func() bool { return q.Limit > 0 && len(p.Devices) == q.Limit }
@@ -124,7 +124,7 @@ func (r *Registry) QueryDevices(q DeviceQuery) DevicePage {
 				p.Next = p.Devices[len(p.Devices)-1].ID
 				break
 			}
-			p.Devices = append(p.Devices, x.sorted[i].snapshot())
+			p.Devices = append(p.Devices, r.snapshot(x.sorted[i]))
 		}
 		return p
 	}
@@ -139,7 +139,7 @@ func (r *Registry) QueryDevices(q DeviceQuery) DevicePage {
 		case skip > 0:
 			skip--
 		case !full():
-			p.Devices = append(p.Devices, x.sorted[i].snapshot())
+			p.Devices = append(p.Devices, r.snapshot(x.sorted[i]))
 		case p.Next == "":
 			p.Next = p.Devices[len(p.Devices)-1].ID
 			if q.NoTotal {
@@ -282,20 +282,24 @@ func nonEmpty(names []string) []string {
 }
 
 // matches yields in order the candidates from rank from on that pass
-// the filter's unindexed fields (Search, Since). A search over many
-// candidates runs through the index's corpus, one string of every
-// device's text; over few it looks at each.
+// the filter's unindexed fields (Search, Since). A search looks in the
+// index's corpus, one string of every device's text: over many
+// candidates it runs through the corpus, over few it looks at each one's
+// part.
 func (r *Registry) matches(c cands, f *DeviceFilter, from int) iter.Seq[int] {
 	x := &r.idx
 	needle := strings.ToLower(f.Search)
-	since := func(rank int) bool { return !x.sorted[rank].view.Since.Before(f.Since) }
+	since := func(rank int) bool { return !r.timeOf(x.sorted[rank].since).Before(f.Since) }
 	return func(yield func(int) bool) {
 		// The haystacks separate fields by NUL, so a needle holding one
 		// is matched field by field.
-		if nul := strings.Contains(needle, "\x00"); needle == "" || nul || c.count() < c.size/8 {
+		nul := strings.Contains(needle, "\x00")
+		if needle != "" && !nul {
+			x.buildCorpus()
+		}
+		if needle == "" || nul || c.count() < c.size/8 {
 			for i := c.next(from, 0); i >= 0; i = c.next(i+1, 0) {
-				d := x.sorted[i]
-				if needle != "" && (nul && !searchFields(&d.view, needle) || !nul && !strings.Contains(d.hay, needle)) {
+				if needle != "" && (nul && !searchFields(x.sorted[i].searched(), needle) || !nul && !strings.Contains(x.haystack(i), needle)) {
 					continue
 				}
 				if since(i) && !yield(i) {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/citywatch/citywatch/wire"
 )
@@ -33,6 +34,7 @@ type Options struct {
 // Registry is the state of every agent and device.
 type Registry struct {
 	opts Options
+	loc  *time.Location // the hub clock's, in which devices' times are shown
 
 	mu         sync.Mutex
 	agents     map[string]*agent
@@ -74,40 +76,120 @@ type agent struct {
 	names *Localised
 }
 
+// device is the registry's record of a device, from which snapshot makes
+// the public Device. A city keeps one per device, so it is laid out to fit
+// a 192-byte allocation, where embedding a Device (eighteen strings and
+// three time.Time) took 512: the values many devices share are interned
+// handles (one word where a string takes two, and one for all six of the
+// hardware), the agent's attributes are read through agent, statuses are
+// bytes and times Unix nanoseconds.
 type device struct {
-	view  Device
-	agent *agent
+	// text is the device's id, name and serial in one string (one
+	// allocation where three would round up three times): the id is
+	// text[:nameAt], the name text[nameAt:serialAt], the serial the rest.
+	text             string
+	nameAt, serialAt uint32
+	agent            *agent
+	// site is the agent's site as the device last took it from an
+	// inventory; interned, so a renamed site is a new value while the
+	// index and tallies still hold the device under the old one.
+	site             unique.Handle[siteName]
+	hardware         unique.Handle[hardware]
+	district, parent unique.Handle[string]
+	location         wire.Location
+	camera           *wire.CameraInfo
+	names            *Localised
+	// shown is the reason and detail the hub shows with the status: rep,
+	// fault, agentOffline or nil (none), as refresh last derived them.
+	shown *reported
 	// The agent's last report, kept while the hub shows something else
-	// (unreachable) so the device returns to it when the agent does. Its
-	// reason and detail are nil when both are empty, as they are for
-	// every working device: inline they would push the device into a
-	// larger allocation size.
-	rep      *reported
-	repSince time.Time
+	// (unreachable) so the device returns to it when the agent does. Nil
+	// when its reason and detail are both empty, as they are for every
+	// working device.
+	rep *reported
 	// fault is a failed live stream (see SetStreamFault); nil when none.
-	fault *streamFault
-	// Index bookkeeping (index.go): the device's position in id order,
-	// whether it has one, whether it is counted (present), and the
-	// lower-cased text a search looks in.
-	rank            int32
+	fault *reported
+	// since, lastSeen and probed are Device's, repSince the since of the
+	// agent's last report; see unixNano.
+	since, lastSeen, probed, repSince int64
+	// metrics are the last health report's: a map of a few metrics costs
+	// some 250 bytes, this slice 16 a metric, with names interned, and is
+	// reused report after report — at city scale the difference is a good
+	// part of a device's memory.
+	metrics     []metric
+	rank        int32 // position in id order (index.go), once ranked
+	criticality int32
+	// status is Device.Status and reported Device.Reported as indexes of
+	// statuses, reported plus one (0 is none).
+	status, reported uint8
+	triggered        bool
+	// ranked: rank is set; counted: the device is present (index.go).
 	ranked, counted bool
-	hay             string
-	// metrics are the last health report's, in place of view.Metrics
-	// (always nil here): a map of a few metrics costs some 250 bytes, this
-	// slice 24 a metric and is reused report after report — at city scale
-	// the difference is a good part of a device's memory.
-	metrics []metric
 }
 
-// reported is an agent's reason and detail for a device's status.
+func (d *device) id() string     { return d.text[:d.nameAt] }
+func (d *device) name() string   { return d.text[d.nameAt:d.serialAt] }
+func (d *device) serial() string { return d.text[d.serialAt:] }
+
+// siteName is a site as its devices show it.
+type siteName struct{ id, name string }
+
+// hardware is what a device is, the same for a batch of devices installed
+// together, so one value serves many.
+type hardware struct {
+	kind                               wire.DeviceKind
+	sensorKind                         wire.SensorKind
+	vendor, model, firmware, installed string
+}
+
+// reported is a reason and detail for a device's status: an agent's, a
+// failed stream's or the hub's. Never changed once made, so several
+// fields (and devices) may share one.
 type reported struct {
 	reason wire.Reason
 	detail string
 }
 
+// agentOffline is what devices behind an offline agent show.
+var agentOffline = &reported{reason: wire.ReasonAgentOffline}
+
+// unixNano is t as a device keeps it: Unix nanoseconds, 0 for the zero
+// time. Its times lie between 2000 (wire.Decode) and the hub's now.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// timeOf is the time unixNano kept, in the hub clock's location, as the
+// registry's own times are.
+func (r *Registry) timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).In(r.loc)
+}
+
+func (d *device) statusOf() wire.Status { return statuses[d.status] }
+
+func (d *device) reportedStatus() wire.Status {
+	if d.reported == 0 {
+		return ""
+	}
+	return statuses[d.reported-1]
+}
+
+func (d *device) reason() wire.Reason {
+	if d.shown == nil {
+		return wire.ReasonNone
+	}
+	return d.shown.reason
+}
+
 // report keeps the agent's last word on d.
 func (d *device) report(status wire.Status, reason wire.Reason, detail string, since time.Time) {
-	d.view.Reported, d.repSince = status, since
+	d.reported, d.repSince = uint8(statusIndex(status)+1), unixNano(since)
 	switch {
 	case reason == "" && detail == "":
 		d.rep = nil
@@ -118,37 +200,65 @@ func (d *device) report(status wire.Status, reason wire.Reason, detail string, s
 
 // metric is one value of a device's last health report.
 type metric struct {
-	name  string
+	name  unique.Handle[string]
 	value float64
 }
 
-// snapshot is the device's view as callers get it: a copy, with its
+// snapshot is the device as callers get it: a Device of its own, with its
 // metrics in a map of its own.
-func (d *device) snapshot() Device {
-	v := d.view
+func (r *Registry) snapshot(d *device) Device {
+	site, hw := d.site.Value(), d.hardware.Value()
+	v := Device{
+		ID: d.id(), Name: d.name(), Kind: hw.kind, SensorKind: hw.sensorKind,
+		Agent: d.agent.view.ID, Site: site.id, SiteName: site.name, District: d.district.Value(),
+		Location: d.location, Criticality: int(d.criticality),
+		Vendor: hw.vendor, Model: hw.model, Firmware: hw.firmware, Serial: d.serial(),
+		Installed: hw.installed, Camera: d.camera, Parent: d.parent.Value(),
+		Status: d.statusOf(), Since: r.timeOf(d.since), LastSeen: r.timeOf(d.lastSeen), Probed: r.timeOf(d.probed),
+		Reported: d.reportedStatus(), Triggered: d.triggered, Localised: d.names,
+	}
+	if d.shown != nil {
+		v.Reason, v.Detail = d.shown.reason, d.shown.detail
+	}
 	if d.metrics != nil {
 		v.Metrics = make(map[string]float64, len(d.metrics))
 		for _, m := range d.metrics {
-			v.Metrics[m.name] = m.value
+			v.Metrics[m.name.Value()] = m.value
 		}
 	}
 	return v
 }
 
 // setMetrics keeps a health line's metrics; nil stays nil and an empty
-// map stays empty, as the snapshot then shows them.
+// map stays empty, as the snapshot then shows them. A report naming the
+// metrics of the last (as reports do) only updates their values; the
+// decoder gives every report names of its own, which the device would
+// otherwise keep.
 func (d *device) setMetrics(m map[string]float64) {
 	if m == nil {
 		d.metrics = nil
 		return
 	}
-	if d.metrics == nil {
-		d.metrics = make([]metric, 0, len(m))
+	if d.metrics != nil && len(d.metrics) == len(m) && d.updateMetrics(m) {
+		return
 	}
-	d.metrics = d.metrics[:0]
+	d.metrics = make([]metric, 0, len(m))
 	for name, v := range m {
-		d.metrics = append(d.metrics, metric{name, v})
+		d.metrics = append(d.metrics, metric{unique.Make(name), v})
 	}
+}
+
+// updateMetrics takes the values of m, which holds as many metrics as
+// d.metrics, and reports whether it named them all.
+func (d *device) updateMetrics(m map[string]float64) bool {
+	for i := range d.metrics {
+		v, ok := m[d.metrics[i].name.Value()]
+		if !ok {
+			return false
+		}
+		d.metrics[i].value = v
+	}
+	return true
 }
 
 // New returns an empty registry.
@@ -164,6 +274,7 @@ func New(opts Options) *Registry {
 	}
 	return &Registry{
 		opts:      opts,
+		loc:       opts.Now().Location(),
 		agents:    make(map[string]*agent),
 		devices:   make(map[string]*device),
 		districts: make(map[string]*tally),
@@ -276,14 +387,14 @@ func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device 
 	if keep == nil {
 		out := make([]Device, len(r.idx.sorted))
 		for i, d := range r.idx.sorted {
-			out[i] = d.snapshot()
+			out[i] = r.snapshot(d)
 		}
 		return out
 	}
 	var out []Device
 	for _, d := range r.idx.sorted {
-		if keep(d.view.District, d.view.Site) {
-			out = append(out, d.snapshot())
+		if keep(d.district.Value(), d.site.Value().id) {
+			out = append(out, r.snapshot(d))
 		}
 	}
 	return out
@@ -297,7 +408,7 @@ func (r *Registry) Device(id string) (Device, bool) {
 	if !ok {
 		return Device{}, false
 	}
-	return d.snapshot(), true
+	return r.snapshot(d), true
 }
 
 // Agents returns every agent sorted by id.
@@ -404,8 +515,8 @@ func (r *Registry) Retire(id string) bool {
 	removed := make([]string, 0, len(a.devices))
 	for _, d := range a.devices {
 		r.count(d, -1)
-		delete(r.devices, d.view.ID)
-		removed = append(removed, d.view.ID)
+		delete(r.devices, d.id())
+		removed = append(removed, d.id())
 	}
 	r.sortedOK = false
 	r.agentsBy[statusIndex(a.view.Status)]--
@@ -469,7 +580,8 @@ func (t *tally) rates() (online, intact float64) {
 
 // count adds (n = 1) or removes (n = -1) d in the tallies.
 func (r *Registry) count(d *device, n int) {
-	i := statusIndex(d.view.Status)
+	i := int(d.status)
+	district := d.district.Value()
 	r.total.devices += n
 	r.total.by[i] += n
 	add := func(t *tally) bool {
@@ -477,15 +589,15 @@ func (r *Registry) count(d *device, n int) {
 		t.by[i] += n
 		return t.devices == 0
 	}
-	t := r.districts[d.view.District]
+	t := r.districts[district]
 	if t == nil {
 		t = new(tally)
-		r.districts[d.view.District] = t
+		r.districts[district] = t
 	}
 	if add(t) {
-		delete(r.districts, d.view.District)
+		delete(r.districts, district)
 	}
-	pl := place{d.view.District, d.view.Site}
+	pl := place{district, d.site.Value().id}
 	pt := r.places[pl]
 	if pt == nil {
 		pt = new(tally)
@@ -498,11 +610,12 @@ func (r *Registry) count(d *device, n int) {
 }
 
 func (r *Registry) setStatus(d *device, s wire.Status) {
-	from, to := statusIndex(d.view.Status), statusIndex(s)
-	for _, t := range []*tally{&r.total, r.districts[d.view.District], r.places[place{d.view.District, d.view.Site}]} {
+	from, to := int(d.status), statusIndex(s)
+	district := d.district.Value()
+	for _, t := range []*tally{&r.total, r.districts[district], r.places[place{district, d.site.Value().id}]} {
 		t.by[from]--
 		t.by[to]++
 	}
 	r.indexStatus(d, from, to)
-	d.view.Status = s
+	d.status = uint8(to)
 }

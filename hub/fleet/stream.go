@@ -2,12 +2,6 @@ package fleet
 
 import "github.com/citywatch/citywatch/wire"
 
-// streamFault is why a camera's last live stream failed.
-type streamFault struct {
-	reason wire.Reason
-	detail string
-}
-
 // SetStreamFault records that a live stream of the device failed for
 // reason: the camera answers its agent's probes but gives no usable
 // picture. While the agent reports the device online, the hub shows it
@@ -17,14 +11,14 @@ type streamFault struct {
 // succeeds, and a status change it causes is an ordinary device Change.
 // Unknown devices are ignored.
 func (r *Registry) SetStreamFault(device string, reason wire.Reason, detail string) {
-	r.setFault(device, &streamFault{reason: reason, detail: detail})
+	r.setFault(device, &reported{reason: reason, detail: detail})
 }
 
 // ClearStreamFault forgets the device's stream fault, if any, because a
 // stream of it succeeded.
 func (r *Registry) ClearStreamFault(device string) { r.setFault(device, nil) }
 
-func (r *Registry) setFault(id string, f *streamFault) {
+func (r *Registry) setFault(id string, f *reported) {
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.unlock()
@@ -34,7 +28,7 @@ func (r *Registry) setFault(id string, f *streamFault) {
 	}
 	d.fault = f
 	if from, changed := r.refresh(d, now); changed {
-		v := d.snapshot()
+		v := r.snapshot(d)
 		r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 	}
 }

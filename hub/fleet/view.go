@@ -7,7 +7,9 @@ import (
 )
 
 // Device is the hub's view of one device, as the API and the console show
-// it. Values are snapshots: changing one does not change the registry.
+// it. Values are snapshots: changing one does not change the registry. Its
+// times are in the location of the hub clock (Options.Now), also those its
+// agent reported.
 type Device struct {
 	ID          string             `json:"id"`
 	Name        string             `json:"name,omitempty"`
@@ -37,9 +39,8 @@ type Device struct {
 	Metrics     map[string]float64 `json:"metrics,omitempty"`
 	// Localised holds the names in other languages; nil when neither the
 	// device nor its site has any. A pointer, shared by the devices of a
-	// site that have no names of their own, because a device is kept for
-	// every device of the city: three maps inline would move the
-	// registry's device into a larger allocation class.
+	// site that have no names of their own, because the registry keeps it
+	// for every device of the city.
 	*Localised
 }
 
@@ -53,11 +54,14 @@ type Localised struct {
 }
 
 // OwnNames returns the device's own names in other languages, nil if none.
-func (d *Device) OwnNames() wire.Names {
-	if d.Localised == nil {
+func (d *Device) OwnNames() wire.Names { return d.Localised.own() }
+
+// own is l's device's own names; l may be nil.
+func (l *Localised) own() wire.Names {
+	if l == nil {
 		return nil
 	}
-	return d.Localised.Names
+	return l.Names
 }
 
 // Agent is the hub's view of one agent.
