@@ -628,3 +628,11 @@ export async function series(q, signal) {
     series: (j.series || []).map((s) => ({ district: s.district || '', online_rate: fit(s.online_rate), intact_rate: fit(s.intact_rate) })),
   };
 }
+
+// Shift handover (hub/handover).
+
+export const handoverReport = (q) => getJSON(`/api/handover/report${q && String(q) ? `?${q}` : ''}`);
+export const handovers = async () => (await getJSON('/api/handovers')).handovers;
+export const handover = (id) => getJSON(`/api/handovers/${seg(String(id))}`);
+export const submitHandover = (h) => send('POST', '/api/handovers', h);
+export const acceptHandover = (id, note) => send('POST', `/api/handovers/${seg(String(id))}/accept`, { note });

@@ -29,6 +29,7 @@ import { Wall } from './wall.js';
 import { Alarms, sevLabel, sourceLabel } from './alarms.js';
 import { CityMap } from './map.js';
 import { Reports } from './reports.js';
+import { Handover } from './handover.js';
 import { WorkView } from './work.js';
 import * as keys from './keys.js';
 
@@ -53,6 +54,7 @@ const VIEWS = [
   { id: 'map', perm: 'status.read' },
   { id: 'work', perm: 'status.read', also: keys.WORK_PERMS },
   { id: 'reports', perm: 'report.read' },
+  { id: 'handover', perm: 'shift.handover' },
   { id: 'admin', perm: keys.ADMIN_PERMS },
   { id: 'audit', perm: 'audit.read' },
 ];
@@ -134,6 +136,12 @@ class App {
       can: (p) => this.can(p),
       who: () => this.me.name,
       onDevice: this.cityMap ? (id) => { this.setView('map'); this.cityMap.focusDevice(id); } : null,
+    }) : null;
+    // The shift handover (handover.js); window.citywatch.handover is
+    // there for tests.
+    this.handover = this.can('shift.handover') ? new Handover($('#handover'), {
+      store: this.store,
+      me: () => this.me,
     }) : null;
     // The crews' work orders (work.js); window.citywatch.work is there for
     // tests.
@@ -253,6 +261,7 @@ class App {
     if (id === 'admin') this.admin.show(); else this.admin?.hide();
     if (id === 'audit') this.audit.show(); else this.audit?.hide();
     if (id === 'reports') this.reports.show(); else this.reports?.hide();
+    if (id === 'handover') this.handover.show(); else this.handover?.hide();
     if (id === 'work') this.work.show(); else this.work?.hide();
     this.placeDetail(id);
     if (id === 'map') this.cityMap.show(); else this.cityMap?.hide();
@@ -795,6 +804,7 @@ class App {
     this.audit?.retranslate();
     this.cityMap?.retranslate();
     this.reports?.retranslate();
+    this.handover?.retranslate();
     this.work?.retranslate();
     this.account.render();
     if (this.store.loaded) this.populateFilters();

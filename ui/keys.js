@@ -18,6 +18,7 @@ export const SHORTCUTS = [
   ['p', 'keys.view_map', 'status.read'],
   ['o', 'keys.view_work', WORK_PERMS],
   ['r', 'keys.view_reports', 'report.read'],
+  ['h', 'keys.view_handover', 'shift.handover'],
   ['i', 'keys.view_admin', ADMIN_PERMS],
   ['t', 'keys.view_audit', 'audit.read'],
   ['/', 'keys.search'],
@@ -37,7 +38,7 @@ export const SHORTCUTS = [
 ];
 
 // VIEW_KEYS switch views from anywhere.
-const VIEW_KEYS = { d: 'console', p: 'map', o: 'work', r: 'reports', i: 'admin', t: 'audit' };
+const VIEW_KEYS = { d: 'console', p: 'map', o: 'work', r: 'reports', h: 'handover', i: 'admin', t: 'audit' };
 
 // bind wires the shortcuts to app, which provides view, setView,
 // focusSearch, move, moveTo, openSelected, openLiveSelected, toggleWall,

@@ -33,6 +33,7 @@ import (
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/coverage"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/handover"
 	"github.com/citywatch/citywatch/hub/history"
 	"github.com/citywatch/citywatch/hub/identity"
 	"github.com/citywatch/citywatch/hub/ingest"
@@ -76,6 +77,8 @@ type App struct {
 	coverage           *coverage.Model
 	workDB             *workorder.SQLiteStore
 	work               *workorder.Manager
+	handoverDB         *handover.Store
+	handover           *handover.Service
 	identity           *identity.Service
 	hubCred            broker.Credential // the hub's own login on the embedded broker
 
@@ -182,6 +185,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.openWork(a.windows); err != nil {
 		return nil, err
 	}
+	if err := a.openHandover(); err != nil {
+		return nil, err
+	}
 	a.live, err = live.New(live.Config{
 		Linger: cfg.Live.Linger, MaxUpstreamsPerAgent: cfg.Live.MaxUpstreamsPerAgent, UDPPort: cfg.Live.UDPPort,
 		LoopbackOnly: cfg.Live.LoopbackOnly, PublicIPs: cfg.Live.PublicIPs, UpstreamTimeout: cfg.Live.UpstreamTimeout,
@@ -219,6 +225,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	a.router.Handle(a.coverage.Routes()...)
 	a.router.Handle(a.history.Routes(a.audit)...)
 	a.router.Handle(a.work.Routes(a.audit)...)
+	a.router.Handle(a.handover.Routes(a.audit)...)
 	a.console, err = console.New(console.Config{
 		Listen: cfg.Listen, TLS: httpTLS, ReadTimeout: cfg.HTTP.ReadTimeout, MaxWebsockets: cfg.HTTP.MaxWebsockets,
 		MaxShelve: cfg.Alarms.MaxShelve,
@@ -294,6 +301,32 @@ func (a *App) openWork(windows *maintenance.Schedule) error {
 	return err
 }
 
+// openHandover opens the shift handovers in data_dir; their reports
+// print dates in reports.timezone.
+func (a *App) openHandover() error {
+	loc, err := time.LoadLocation(a.cfg.Reports.Timezone)
+	if err != nil {
+		return fmt.Errorf("config: reports.timezone: %w", err)
+	}
+	if a.handoverDB, err = handover.OpenStore(filepath.Join(a.cfg.DataDir, "handovers.db")); err != nil {
+		return err
+	}
+	a.handover, err = handover.New(handover.Options{Location: loc},
+		handover.Deps{Log: a.log, Store: a.handoverDB, Alarms: alarmShifts{a}, Outages: a.history, Work: a.work})
+	return err
+}
+
+// alarmShifts reads shift figures from the alarm database, which Run
+// opens; without one (alarms.db not set) there is no alarm history.
+type alarmShifts struct{ a *App }
+
+func (s alarmShifts) Shift(ctx context.Context, from, to time.Time, scope auth.Scope) (alarmstore.Shift, error) {
+	if s.a.alarmDB == nil {
+		return alarmstore.Shift{}, fmt.Errorf("%w: alarm figures need alarms.db, which is not set (alarms are kept in memory only)", handover.ErrUnavailable)
+	}
+	return s.a.alarmDB.Shift(ctx, from, to, scope)
+}
+
 // ingestProber sends commands through the hub's ingest as it is when
 // asked: Run replaces it when the broker's address is only known then.
 type ingestProber struct{ a *App }
@@ -332,6 +365,10 @@ func (a *App) Close() error {
 	if a.workDB != nil {
 		errs = append(errs, a.workDB.Close())
 		a.workDB = nil
+	}
+	if a.handoverDB != nil {
+		errs = append(errs, a.handoverDB.Close())
+		a.handoverDB = nil
 	}
 	if a.idStore != nil {
 		errs = append(errs, a.idStore.Close())

@@ -38,6 +38,9 @@ const (
 	AlarmShelve Permission = "alarm.shelve" // shelve and unshelve
 	AlarmClear  Permission = "alarm.clear"
 
+	// ShiftHandover: the shift report, writing a handover and accepting one.
+	ShiftHandover Permission = "shift.handover"
+
 	MaintenanceManage Permission = "maintenance.manage" // maintenance windows
 	RulesManage       Permission = "rules.manage"       // alarm rules
 
@@ -67,7 +70,7 @@ const (
 // docs/security.md shows them.
 var Permissions = []Permission{
 	Self, StatusRead,
-	AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, AlarmClear, MaintenanceManage, RulesManage,
+	AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, AlarmClear, ShiftHandover, MaintenanceManage, RulesManage,
 	LiveView, LiveLink, LiveMonitor, DeviceProbe, WorkManage, WorkDispatch, ReportRead, ReportExport,
 	AuditRead, AccountManage, TokenManage, AgentManage, ConfigManage, MetricsRead,
 }
@@ -92,7 +95,7 @@ const (
 var Roles = []Role{Operator, Supervisor, Maintainer, Analyst, Auditor, SecurityAdmin, Admin}
 
 var (
-	operator   = []Permission{Self, StatusRead, AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, LiveView}
+	operator   = []Permission{Self, StatusRead, AlarmRead, AlarmAck, AlarmAssign, AlarmShelve, ShiftHandover, LiveView}
 	supervisor = append(slices.Clone(operator), AlarmClear, MaintenanceManage, RulesManage, LiveLink, LiveMonitor, ReportRead, WorkManage, WorkDispatch)
 
 	rolePerms = map[Role][]Permission{
