@@ -721,8 +721,13 @@ class App {
   }
 
   // desktopAlert notifies a new critical alarm while the tab is hidden.
+  // It names the device, site and district as the console does, in the
+  // operator's language.
   desktopAlert(a) {
-    const where = [a.device || a.agent, a.site, a.district].filter(Boolean).join(' · ');
+    const d = a.device ? this.store.devices.get(a.device) : null;
+    const what = d ? `${i18n.named(d.names, d.name) || d.id} (${d.id})` : a.device || a.agent;
+    const where = [what, a.site && this.store.siteLabel(a.site, d?.site_name || a.site), a.district && this.store.districtLabel(a.district)]
+      .filter(Boolean).join(' · ');
     this.desktop.show(a.id, `${sevLabel(a.severity)}: ${sourceLabel(a.source)}`, where, () => this.alarms.show());
   }
 

@@ -334,12 +334,16 @@ func TestBlockedSoundIsShown(t *testing.T) {
 	pg.do("hide the tab", chromedp.Evaluate[chromedp.Void](`void (Object.defineProperty(document, 'hidden', {configurable: true, get: () => true}),
 		window.shown = [],
 		window.citywatch.desktop.api = class { static permission = 'granted'; constructor(title, o) { window.shown.push([title, o.body, o.tag]); } close() {} })`))
-	pg.do("a critical alarm", chromedp.Evaluate[chromedp.Void](`void window.citywatch.alarms.event({kind: 'raise', alarm: {id: 'A9', severity: 'critical', state: 'active_unack', source: 'sensor_triggered', type: 'intrusion', device: 'PIR-1', site: 'S-1', district: 'Xuhui', count: 1, first_at: new Date().toISOString(), last_at: new Date().toISOString()}})`))
+	// The store knows the device by name (this fake hub sends no events,
+	// so the console never loads its list by itself).
+	pg.do("a known device", chromedp.Evaluate[chromedp.Void](`void window.citywatch.store.devices.set('CAM-1', {id: 'CAM-1', name: 'Gate', site: 'S-1', site_name: 'North gate', district: 'Xuhui'})`))
+	pg.do("a critical alarm", chromedp.Evaluate[chromedp.Void](`void window.citywatch.alarms.event({kind: 'raise', alarm: {id: 'A9', severity: 'critical', state: 'active_unack', source: 'sensor_triggered', type: 'intrusion', device: 'CAM-1', site: 'S-1', district: 'Xuhui', count: 1, first_at: new Date().toISOString(), last_at: new Date().toISOString()}})`))
 	if pg.str(`String(document.querySelector('#sound-blocked').classList.contains('urgent'))`) != "true" {
 		t.Errorf("the notice did not flash when the alarm's tone could not play")
 	}
-	if got := pg.str(`JSON.stringify(window.shown)`); !strings.Contains(got, `"A9"`) || !strings.Contains(got, "PIR-1") {
-		t.Errorf("desktop notifications %s, want one for A9 naming PIR-1", got)
+	// The device by its name as the console shows it, with its id.
+	if got := pg.str(`JSON.stringify(window.shown)`); !strings.Contains(got, `"A9"`) || !strings.Contains(got, "Gate (CAM-1) · North gate · Xuhui") {
+		t.Errorf("desktop notifications %s, want one for A9 naming Gate (CAM-1)", got)
 	}
 	pg.do("click the notice's button", chromedp.Click(`#sound-enable`))
 	pg.poll(`window.citywatch.sound.ctx.state === 'running'`, 5*time.Second)
