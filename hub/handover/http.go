@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/hub/alarmstore"
 	"github.com/citywatch/citywatch/hub/audit"
@@ -166,17 +165,7 @@ func decode(r *http.Request, v any) error {
 }
 
 // summary is what the audit trail keeps of notes: their start.
-func summary(s string) string {
-	const keep = 200
-	if len(s) <= keep {
-		return s
-	}
-	cut := keep
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strings.TrimSpace(s[:cut]) + "…"
-}
+func summary(s string) string { return param.Cut(s, 200) }
 
 func (h *server) record(r *http.Request, p *auth.Principal, action, object, note string, err error) {
 	rec := audit.By(p, action, object, audit.Success, note)

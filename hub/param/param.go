@@ -129,8 +129,11 @@ func (p *Values) Float(name string, def, lo, hi float64) float64 {
 
 // Clip shortens what a client sent before it is quoted back in an error,
 // at most 64 bytes, never in the middle of a character.
-func Clip(s string) string {
-	const n = 64
+func Clip(s string) string { return Cut(s, 64) }
+
+// Cut shortens s to at most n bytes and an ellipsis, never in the middle
+// of a character.
+func Cut(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
