@@ -3,7 +3,7 @@
 // each with an optional note), all from the keyboard. The list follows the
 // hub's websocket alarm events; a new alarm sounds its severity's tone (sound.js).
 
-import { t, label, num, ago, clock, errorText } from './i18n.js';
+import { t, has, label, num, ago, clock, errorText } from './i18n.js';
 import * as api from './api.js';
 import { esc } from './html.js';
 import { AlarmDetail } from './alarmdetail.js';
@@ -41,7 +41,17 @@ const TYPE_WORDS = { sensor_triggered: 'sensor', tamper: 'sensor', stream_failur
 export function typeLabel(type, source) { return type && type !== source ? label(TYPE_WORDS[source] || 'alarm.type', type) : ''; }
 // detailText is an alarm's detail for a person: an agent_offline alarm's
 // is its agent's reason (will, heartbeat, shutdown), a code with words.
-export function detailText(a) { return a.source === 'agent_offline' ? label('agent_reason', a.detail) : a.detail || ''; }
+// A detail the hub wrote, with its figures in args, is said in the
+// operator's language (alarm.detail.<source>); others are shown as sent.
+export function detailText(a) {
+  if (a.source === 'agent_offline') return label('agent_reason', a.detail);
+  const key = `alarm.detail.${a.source}`;
+  if (a.args && has(key)) {
+    const x = a.args;
+    return t(key, { ...x, metric: label('metric', x.metric), kind: label('node_kind', x.kind), dir: x.dir && t(`alarm.dir_${x.dir}`), name: x.name ? ` (${x.name})` : '' });
+  }
+  return a.detail || '';
+}
 
 // DESK_STATES are the desk's state filters besides '' (open).
 const DESK_STATES = ['unack', 'ack', 'shelved', 'cleared'];

@@ -39,6 +39,10 @@ func TestCodesShownInChinese(t *testing.T) {
 	}
 	add(alarm.SourceAgentOffline, string(alarm.SourceAgentOffline), "will")
 	will := list[len(list)-1].(map[string]any)["id"].(string)
+	// A detail the hub wrote, with its figures.
+	add(alarm.SourceTopology, "switch_down", "Switch SW-3 down — 3 devices offline")
+	topo := list[len(list)-1].(map[string]any)
+	topo["args"] = map[string]string{"node": "SW-3", "name": "", "kind": "switch", "devices": "3"}
 
 	mux := http.NewServeMux()
 	dev := cam("CAM-1", "Gate", "unreachable", "Xuhui", 31.2, 121.4)
@@ -109,5 +113,11 @@ func TestCodesShownInChinese(t *testing.T) {
 		t.Errorf("agent_offline detail %q, want 连接断开", got)
 	}
 	english("the alarm's severity, state, source and detail", pg.str(`[...document.querySelectorAll('#alarm-detail dt')].filter((dt) => ['级别', '状态', '来源', '详情'].includes(dt.textContent)).map((dt) => dt.nextElementSibling.textContent).join(' ')`))
+	// Its node id is an identifier, not English.
+	pg.do("the topology alarm's detail", chromedp.Click(fmt.Sprintf(`#alarm-list tr[data-alarm=%q]`, topo["id"])))
+	pg.poll(`document.querySelector('#alarm-detail .kv')?.textContent.includes('SW-3')`, 5*time.Second)
+	if got := pg.str(`[...document.querySelectorAll('#alarm-detail dt')].find((dt) => dt.textContent === '详情')?.nextElementSibling.textContent || ''`); got != "交换机 SW-3 故障 — 3 台设备离线" {
+		t.Errorf("topology detail %q, want 交换机 SW-3 故障 — 3 台设备离线", got)
+	}
 	pg.noExceptions()
 }

@@ -653,7 +653,7 @@ func TestWorkWords(t *testing.T) {
 
 // wireWords are the keys of the wire contract's codes: statuses, the
 // reasons of a device's status and of a live session's end, device and
-// sensor kinds, metrics.
+// sensor and topology node kinds, metrics.
 func wireWords() []string {
 	var keys []string
 	keys = append(keys, affixed("status.", wire.Statuses, "")...)
@@ -661,6 +661,7 @@ func wireWords() []string {
 	keys = append(keys, affixed("reason.", wire.LiveReasons, "")...)
 	keys = append(keys, affixed("kind.", wire.DeviceKinds, "")...)
 	keys = append(keys, affixed("sensor.", wire.SensorKinds, "")...)
+	keys = append(keys, affixed("node_kind.", wire.NodeKinds, "")...)
 	return append(keys, affixed("metric.", wire.Metrics, "")...)
 }
 

@@ -207,6 +207,10 @@ type Alarm struct {
 	Escalations  int       `json:"escalations"` // also the notification tier reached
 	Flapping     bool      `json:"flapping,omitempty"`
 	Detail       string    `json:"detail,omitempty"`
+	// Args are the figures of a detail the hub wrote (a node, a count, a
+	// metric and its limit), by name, so a console can say it in the
+	// operator's language; Detail says it in English.
+	Args map[string]string `json:"args,omitempty"`
 	// Linkage is its rule's (not stored: matched again on restart).
 	Linkage Linkage `json:"linkage,omitzero"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -656,7 +657,8 @@ func FuzzParseRules(f *testing.F) {
 }
 
 func TestAlarmJSONRoundTrip(t *testing.T) {
-	in := Alarm{ID: "A1", Key: "device_offline:device/cam-1", Source: SourceDeviceOffline, Severity: Major, State: ActiveUnack, Count: 2}
+	in := Alarm{ID: "A1", Key: "device_offline:device/cam-1", Source: SourceDeviceOffline, Severity: Major, State: ActiveUnack, Count: 2,
+		Args: map[string]string{"node": "sw-1"}}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -665,7 +667,7 @@ func TestAlarmJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out != in {
+	if !reflect.DeepEqual(out, in) {
 		t.Errorf("round trip: %+v, want %+v", out, in)
 	}
 	if err := json.Unmarshal([]byte(`{"severity":"apocalyptic"}`), &out); err == nil {

@@ -416,7 +416,7 @@ func (e *Engine) raise(c *cond, now time.Time) {
 		return
 	}
 	r.a.Count++
-	r.a.Type, r.a.Detail = c.tmpl.Type, c.tmpl.Detail
+	r.a.Type, r.a.Detail, r.a.Args = c.tmpl.Type, c.tmpl.Detail, c.tmpl.Args
 	if r.a.State.Active() {
 		e.transition(r, now, System, ActRepeat, r.a.State, "")
 		return

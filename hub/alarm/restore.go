@@ -164,7 +164,7 @@ func kindsOf(a Alarm) (wire.DeviceKind, wire.SensorKind) {
 func subject(a Alarm) Alarm {
 	return Alarm{
 		Key: a.Key, Source: a.Source, Type: a.Type, Device: a.Device, Agent: a.Agent,
-		Site: a.Site, District: a.District, Criticality: a.Criticality, Detail: a.Detail,
+		Site: a.Site, District: a.District, Criticality: a.Criticality, Detail: a.Detail, Args: a.Args,
 	}
 }
 

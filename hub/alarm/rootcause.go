@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -190,6 +191,7 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 			label += " (" + node.Name + ")"
 		}
 		tmpl.Detail = fmt.Sprintf("%s down — %d devices offline", label, under[n])
+		tmpl.Args = map[string]string{"node": n, "name": node.Name, "kind": string(node.Kind), "devices": strconv.Itoa(under[n])}
 		roots[n] = e.root(tmpl, kids, now)
 	}
 	var cs []*cond
@@ -248,6 +250,7 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 	var by *cond
 	if len(agents) >= 2 && len(kids) == len(agents) {
 		tmpl.Detail = fmt.Sprintf("Power feed %s down — %d sites offline", feed, len(agents))
+		tmpl.Args = map[string]string{"feed": feed, "sites": strconv.Itoa(len(agents))}
 		by = e.root(tmpl, kids, now)
 	} else if c := e.conds[key]; c != nil {
 		e.update(c, false, now)

@@ -1,7 +1,9 @@
 package alarm
 
 import (
+	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -107,6 +109,9 @@ func TestRootCauseRecovery(t *testing.T) {
 	if !ok {
 		t.Fatalf("no switch alarm: %v", keys(h.active()))
 	}
+	if w := map[string]string{"node": "sw-3", "name": "", "kind": "switch", "devices": "3"}; !reflect.DeepEqual(root.Args, w) {
+		t.Errorf("args %v, want %v", root.Args, w)
+	}
 	if root.Type != "switch_down" || root.Detail != "Switch sw-3 down — 3 devices offline" {
 		t.Errorf("type %q detail %q", root.Type, root.Detail)
 	}
@@ -168,6 +173,9 @@ func TestRootCausePowerFeed(t *testing.T) {
 				t.Fatalf("active alarms %v, want %v", keys(got), tt.want)
 			}
 			if a, ok := got["power_feed:feed/feed-3"]; ok {
+				if w := map[string]string{"feed": "feed-3", "sites": strconv.Itoa(len(tt.agents))}; !reflect.DeepEqual(a.Args, w) {
+					t.Errorf("args %v, want %v", a.Args, w)
+				}
 				if n := len(h.e.Children(a.ID)); n != len(tt.agents) {
 					t.Errorf("%d children, want %d", n, len(tt.agents))
 				}

@@ -154,7 +154,7 @@ func (e *Engine) ObserveSamples(samples []fleet.Sample) {
 				c.tmpl = Alarm{
 					Key: string(e.keyBuf), Source: SourceThreshold, Type: t.name,
 					Device: s.Device, Agent: s.Agent, Site: s.Site, District: s.District,
-					Criticality: e.devCrit[s.Device], Detail: thresholdDetail(t.name, v, c.rule),
+					Criticality: e.devCrit[s.Device], Detail: thresholdDetail(t.name, v, c.rule), Args: thresholdArgs(t.name, v, c.rule),
 				}
 			}
 			e.update(c, active, now)
@@ -169,6 +169,16 @@ func thresholdDetail(metric string, v float64, r Rule) string {
 		dir = " above "
 	}
 	return metric + " " + fmtValue(v) + dir + fmtValue(r.Limit)
+}
+
+// thresholdArgs are thresholdDetail's figures: metric, value, limit and
+// dir (above or below).
+func thresholdArgs(metric string, v float64, r Rule) map[string]string {
+	dir := "below"
+	if r.Above {
+		dir = "above"
+	}
+	return map[string]string{"metric": metric, "value": fmtValue(v), "limit": fmtValue(r.Limit), "dir": dir}
 }
 
 // fmtValue writes v with at most two decimals and no trailing zeros.

@@ -2,6 +2,7 @@ package alarm
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,9 @@ func TestThresholdAboveAndKinds(t *testing.T) {
 	h.sample("s1", wire.KindSensor, map[string]float64{"fps": 1, "temp_c": 85.456})
 	h.advance(31 * time.Second)
 	a := h.only()
+	if w := map[string]string{"metric": "temp_c", "value": "85.46", "limit": "80", "dir": "above"}; !reflect.DeepEqual(a.Args, w) {
+		t.Errorf("args %v, want %v", a.Args, w)
+	}
 	if a.Key != "threshold:device/s1/temp_c" || a.Detail != "temp_c 85.46 above 80" || a.Severity != Major || a.Criticality != 1 {
 		t.Fatalf("alarm = %+v", a)
 	}

@@ -2,6 +2,7 @@ package alarmstore
 
 import (
 	"database/sql"
+	"encoding/json"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 )
@@ -50,13 +51,15 @@ var migrations = []string{
 	CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
 	// Shift reports find a window's transitions by time.
 	`CREATE INDEX transitions_at ON transitions (at);`,
+	// args: Alarm.Args as a JSON object ('' for none).
+	`ALTER TABLE alarms ADD COLUMN args TEXT NOT NULL DEFAULT '';`,
 }
 
 const alarmColumns = `id, key, source, type, device, agent, site, district, severity, criticality, priority, state,
-	count, first_at, last_at, cleared_at, acked_by, acked_at, assigned_to, shelved_until, escalations, flapping, detail`
+	count, first_at, last_at, cleared_at, acked_by, acked_at, assigned_to, shelved_until, escalations, flapping, detail, args`
 
 const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (id) DO UPDATE SET
 	key = excluded.key, source = excluded.source, type = excluded.type, device = excluded.device,
 	agent = excluded.agent, site = excluded.site, district = excluded.district, severity = excluded.severity,
@@ -64,7 +67,7 @@ const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `)
 	count = excluded.count, first_at = excluded.first_at, last_at = excluded.last_at,
 	cleared_at = excluded.cleared_at, acked_by = excluded.acked_by, acked_at = excluded.acked_at,
 	assigned_to = excluded.assigned_to, shelved_until = excluded.shelved_until,
-	escalations = excluded.escalations, flapping = excluded.flapping, detail = excluded.detail`
+	escalations = excluded.escalations, flapping = excluded.flapping, detail = excluded.detail, args = excluded.args`
 
 const insertTransition = `INSERT INTO transitions (alarm_id, at, who, action, from_state, to_state, note)
 	VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -86,7 +89,7 @@ func alarmArgs(a alarm.Alarm) []any {
 	return []any{
 		a.ID, a.Key, string(a.Source), a.Type, a.Device, a.Agent, a.Site, a.District, int(a.Severity), a.Criticality,
 		a.Priority, string(a.State), a.Count, ns(a.FirstAt), ns(a.LastAt), ns(a.ClearedAt), a.AckedBy, ns(a.AckedAt),
-		a.AssignedTo, ns(a.ShelvedUntil), a.Escalations, a.Flapping, a.Detail,
+		a.AssignedTo, ns(a.ShelvedUntil), a.Escalations, a.Flapping, a.Detail, argsText(a.Args),
 	}
 }
 
@@ -96,11 +99,24 @@ func scanAlarm(rows *sql.Rows) (alarm.Alarm, error) {
 		source, state                            string
 		severity                                 int
 		first, last, cleared, acked, shelvedTill int64
+		args                                     string
 	)
 	err := rows.Scan(&a.ID, &a.Key, &source, &a.Type, &a.Device, &a.Agent, &a.Site, &a.District, &severity,
 		&a.Criticality, &a.Priority, &state, &a.Count, &first, &last, &cleared, &a.AckedBy, &acked,
-		&a.AssignedTo, &shelvedTill, &a.Escalations, &a.Flapping, &a.Detail)
+		&a.AssignedTo, &shelvedTill, &a.Escalations, &a.Flapping, &a.Detail, &args)
+	if err == nil && args != "" {
+		err = json.Unmarshal([]byte(args), &a.Args)
+	}
 	a.Source, a.State, a.Severity = alarm.Source(source), alarm.State(state), alarm.Severity(severity)
 	a.FirstAt, a.LastAt, a.ClearedAt, a.AckedAt, a.ShelvedUntil = tm(first), tm(last), tm(cleared), tm(acked), tm(shelvedTill)
 	return a, err
+}
+
+// argsText stores Alarm.Args as a JSON object, ” for none.
+func argsText(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return string(b)
 }

@@ -59,7 +59,7 @@ func sample(i, j int) (alarm.Alarm, alarm.Transition) {
 		Type: "camera_offline", Device: fmt.Sprintf("cam%d", i), Agent: "ag1", Site: "s1", District: "d1",
 		Severity: alarm.Major, Criticality: 3, Priority: 33, State: alarm.ActiveAck, Count: j,
 		FirstAt: t0, LastAt: at, ClearedAt: at.Add(1), AckedBy: "ann", AckedAt: at.Add(2), AssignedTo: "bob",
-		ShelvedUntil: at.Add(time.Hour), Escalations: 2, Flapping: true, Detail: "no RTSP",
+		ShelvedUntil: at.Add(time.Hour), Escalations: 2, Flapping: true, Detail: "no RTSP", Args: map[string]string{"n": fmt.Sprint(j)},
 	}
 	tr := alarm.Transition{At: at, Who: "ann", Action: alarm.ActRepeat, From: alarm.ActiveAck, To: alarm.ActiveAck, Note: fmt.Sprintf("%d/%d", i, j)}
 	return a, tr

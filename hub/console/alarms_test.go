@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -244,7 +245,7 @@ func TestAlarmActions(t *testing.T) {
 				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
 					t.Errorf("error body %s", rec.Body)
 				}
-				if after, trail2, _ := e.Alarm("A1"); after != before || len(trail2) != len(trail) {
+				if after, trail2, _ := e.Alarm("A1"); !reflect.DeepEqual(after, before) || len(trail2) != len(trail) {
 					t.Errorf("a refused action changed the alarm: %+v", after)
 				}
 				return
