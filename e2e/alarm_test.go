@@ -63,6 +63,8 @@ type alarmView struct {
 	Agent  string       `json:"agent"`
 	Device string       `json:"device"`
 	State  alarm.State  `json:"state"`
+	// Args are the figures of a detail the hub wrote.
+	Args map[string]string `json:"args"`
 }
 
 type alarmEvent struct {

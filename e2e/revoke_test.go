@@ -162,8 +162,8 @@ func (r *revocation) check(t *testing.T, agent, actor string, since time.Time) {
 	raised := r.alarms.await(t, 30*time.Second, agent+" agent_revoked raised", func(ev alarmEvent) bool {
 		return ev.Kind == alarm.EventRaise && ev.Alarm.Source == alarm.SourceSecurity && ev.Alarm.Agent == agent
 	}, nil)
-	if raised.Alarm.Type != "agent_revoked" {
-		t.Errorf("security alarm %s is of type %q, want agent_revoked", raised.Alarm.ID, raised.Alarm.Type)
+	if raised.Alarm.Type != "agent_revoked" || raised.Alarm.Args["agent"] != agent {
+		t.Errorf("security alarm %s is of type %q with %v, want agent_revoked with the agent", raised.Alarm.ID, raised.Alarm.Type, raised.Alarm.Args)
 	}
 
 	var trail struct {

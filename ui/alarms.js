@@ -3,7 +3,7 @@
 // each with an optional note), all from the keyboard. The list follows the
 // hub's websocket alarm events; a new alarm sounds its severity's tone (sound.js).
 
-import { t, has, label, num, ago, clock, errorText } from './i18n.js';
+import { t, has, label, num, ago, clock, dateTime, errorText } from './i18n.js';
 import * as api from './api.js';
 import { esc } from './html.js';
 import { AlarmDetail } from './alarmdetail.js';
@@ -42,16 +42,23 @@ export function typeLabel(type, source) { return type && type !== source ? label
 // detailText is an alarm's detail for a person: an agent_offline alarm's
 // is its agent's reason (will, heartbeat, shutdown), a code with words.
 // A detail the hub wrote, with its figures in args, is said in the
-// operator's language (alarm.detail.<source>); others are shown as sent.
+// operator's language: alarm.detail.<type>.<op>, .<type> or .<source>,
+// whichever has words; others are shown as sent.
 export function detailText(a) {
   if (a.source === 'agent_offline') return label('agent_reason', a.detail);
-  const key = `alarm.detail.${a.source}`;
-  if (a.args && has(key)) {
-    const x = a.args;
-    return t(key, { ...x, metric: label('metric', x.metric), kind: label('node_kind', x.kind), dir: x.dir && t(`alarm.dir_${x.dir}`), name: x.name ? ` (${x.name})` : '' });
-  }
-  return a.detail || '';
+  const x = a.args;
+  const key = x && [x.op && `alarm.detail.${a.type}.${x.op}`, `alarm.detail.${a.type}`, `alarm.detail.${a.source}`].find((k) => k && has(k));
+  if (!key) return a.detail || '';
+  const words = { metric: label('metric', x.metric), kind: label('node_kind', x.kind), dir: x.dir && t(`alarm.dir_${x.dir}`), name: x.name ? ` (${x.name})` : '', broken: label('audit_broken', x.broken) };
+  for (const k of DETAIL_COUNTS) if (x[k] != null) words[k] = num(Number(x[k]));
+  for (const k of DETAIL_TIMES) if (x[k]) words[k] = dateTime(Date.parse(x[k]));
+  return t(key, { ...x, ...words });
 }
+
+// DETAIL_COUNTS and DETAIL_TIMES are the args of a hub-written detail
+// that are counts and instants, shown in the operator's way.
+const DETAIL_COUNTS = ['devices', 'sites', 'dropped', 'queue', 'spill', 'spill_max', 'health', 'events', 'lost'];
+const DETAIL_TIMES = ['at', 'due'];
 
 // DESK_STATES are the desk's state filters besides '' (open).
 const DESK_STATES = ['unack', 'ack', 'shelved', 'cleared'];

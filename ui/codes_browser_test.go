@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
 )
 
 // TestCodesShownInChinese opens the console in Chinese on one alarm of
@@ -43,6 +45,36 @@ func TestCodesShownInChinese(t *testing.T) {
 	add(alarm.SourceTopology, "switch_down", "Switch SW-3 down — 3 devices offline")
 	topo := list[len(list)-1].(map[string]any)
 	topo["args"] = map[string]string{"node": "SW-3", "name": "", "kind": "switch", "devices": "3"}
+	// Every other detail the hub writes, and its words in Chinese (times
+	// in the browser's zone, Asia/Shanghai below). Identifiers and errors
+	// from storage are shown as they are.
+	hubWritten := []struct {
+		src      alarm.Source
+		typ      string
+		args     map[string]string
+		want, id string
+	}{
+		{alarm.SourceSecurity, alarm.TypeAgentRevoked, map[string]string{"agent": "AG-9"}, "凭据已吊销：代理 AG-9 已断开并移出设备群", ""},
+		{alarm.SourceSystem, alarm.TypeAgentDropping, map[string]string{"health": "1200", "events": "3"},
+			"代理无法保存采集到的数据：启动以来丢弃 1,200 条健康报告、3 条事件（队列或本地缓存已满，或磁盘故障）", ""},
+		{alarm.SourceWorkOrder, "respond_breach", map[string]string{"order": "WO-7", "due": "2026-12-01T08:00:00Z", "priority": "1"},
+			"WO-7：响应时限 2026-12-01 16:00:00 已过（P1）", ""},
+		{alarm.SourceWorkOrder, "fix_breach", map[string]string{"order": "WO-7", "due": "2026-12-01T12:00:00Z", "priority": "1"},
+			"WO-7：修复时限 2026-12-01 20:00:00 已过（P1）", ""},
+		{alarm.SourceSystem, alarm.TypeMetricsDropping, map[string]string{"dropped": "52000", "queue": "50000", "spill": "0", "spill_max": "0", "at": "2026-12-01T08:00:00Z"},
+			"时序数据库写入跟不上：已丢弃 52,000 个数据点（内存队列 50,000，落盘缓存 0 / 0 字节），最近一次在 2026-12-01 16:00:00", ""},
+		{alarm.SourceSystem, alarm.TypeHistoryDropping, map[string]string{"op": "lost", "lost": "3", "at": "2026-12-01T08:00:00Z"},
+			"启动以来丢失 3 条设备状态变化，最近一次在 2026-12-01 16:00:00；可用率报表缺少这些记录", ""},
+		{alarm.SourceSystem, alarm.TypeHistoryDropping, map[string]string{"op": "write", "error": "SQLITE_FULL"}, "设备状态变化无法写入：SQLITE_FULL", ""},
+		{alarm.SourceSecurity, alarm.TypeAuditFailure, map[string]string{"error": "SQLITE_FULL"}, "审计记录无法写入：SQLITE_FULL", ""},
+		{alarm.SourceSecurity, alarm.TypeAuditTampered, map[string]string{"seq": "17", "broken": audit.BrokenHash}, "审计链自第 17 条记录起校验失败：该记录或更早的记录被修改", ""},
+	}
+	for i := range hubWritten {
+		h := &hubWritten[i]
+		add(h.src, h.typ, "English words the console must not show")
+		a := list[len(list)-1].(map[string]any)
+		a["args"], h.id = h.args, a["id"].(string)
+	}
 
 	mux := http.NewServeMux()
 	dev := cam("CAM-1", "Gate", "unreachable", "Xuhui", 31.2, 121.4)
@@ -64,6 +96,9 @@ func TestCodesShownInChinese(t *testing.T) {
 	srv := serveConsole(t, mux)
 
 	pg := openPage(t)
+	if _, err := chromedp.Call(pg.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Shanghai"}); err != nil {
+		t.Fatalf("time zone: %v", err)
+	}
 	pg.do("open the console", chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#alarms-btn`))
 	pg.poll(`window.citywatch.store.loaded && window.citywatch.store.agents.size === 1`, 10*time.Second)
 	pg.do("中文", chromedp.Click(`#lang`))
@@ -118,6 +153,13 @@ func TestCodesShownInChinese(t *testing.T) {
 	pg.poll(`document.querySelector('#alarm-detail .kv')?.textContent.includes('SW-3')`, 5*time.Second)
 	if got := pg.str(`[...document.querySelectorAll('#alarm-detail dt')].find((dt) => dt.textContent === '详情')?.nextElementSibling.textContent || ''`); got != "交换机 SW-3 故障 — 3 台设备离线" {
 		t.Errorf("topology detail %q, want 交换机 SW-3 故障 — 3 台设备离线", got)
+	}
+	for _, h := range hubWritten {
+		pg.do(h.typ+"'s detail", chromedp.Click(fmt.Sprintf(`#alarm-list tr[data-alarm=%q]`, h.id)))
+		pg.poll(fmt.Sprintf(`document.querySelector('#alarm-detail')?.dataset.alarm === %q || [...document.querySelectorAll('#alarm-detail dd')].some((dd) => dd.textContent === %q)`, h.id, h.want), 5*time.Second)
+		if got := pg.str(`[...document.querySelectorAll('#alarm-detail dt')].find((dt) => dt.textContent === '详情')?.nextElementSibling.textContent || ''`); got != h.want {
+			t.Errorf("%s/%s detail %q, want %q", h.src, h.typ, got, h.want)
+		}
 	}
 	pg.noExceptions()
 }

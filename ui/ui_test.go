@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/workorder"
@@ -768,13 +769,14 @@ var acronyms = map[string]bool{"RTSP": true, "FPS": true, "UPS": true, "PoE": tr
 var asciiWords = regexp.MustCompile(`^[A-Za-z _-]+$`)
 
 // TestCodesInChinese checks that every code the hub emits and the console
-// shows (wireWords, alarmWords, workWords, the agents' reasons) has words
+// shows (wireWords, alarmWords, workWords, the agents' reasons, what breaks
+// an audit trail) has words
 // in English and in Chinese, and that the Chinese is not English left in
 // place: neither the English words nor plain Latin letters, acronyms
 // aside. TestTranslationsComplete checks the other keys.
 func TestCodesInChinese(t *testing.T) {
 	d := dictionaries(t)
-	keys := slices.Concat(wireWords(), alarmWords(t), workWords(), affixed("agent_reason.", fleet.AgentReasons, ""))
+	keys := slices.Concat(wireWords(), alarmWords(t), workWords(), affixed("agent_reason.", fleet.AgentReasons, ""), affixed("audit_broken.", audit.BrokenKinds, ""))
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if len(keys) < 100 {

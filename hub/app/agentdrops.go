@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -99,6 +100,7 @@ func (w *agentDrops) check(now time.Time) {
 				Type: alarm.TypeAgentDropping, Agent: ag.ID, Site: ag.Site, District: ag.District, Criticality: 3,
 				Detail: fmt.Sprintf("the agent could not keep what it saw: %d health reports and %d events dropped since it started (its queue or spool was full, or its disk failed)",
 					ag.Dropped.Health, ag.Dropped.Events),
+				Args: map[string]string{"health": strconv.FormatUint(ag.Dropped.Health, 10), "events": strconv.FormatUint(ag.Dropped.Events, 10)},
 			})
 		}
 	}

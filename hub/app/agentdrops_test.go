@@ -56,7 +56,8 @@ func TestAgentDropsEpisodes(t *testing.T) {
 		t.Fatalf("alarms %+v, want one", raised)
 	}
 	if a := raised[0]; a.Source != alarm.SourceSystem || a.Type != "agent_dropping" || a.Agent != "agent-1" ||
-		a.Site != "site-1" || a.District != "Riverside" || !strings.Contains(a.Detail, "3 health reports and 1 events") {
+		a.Site != "site-1" || a.District != "Riverside" || !strings.Contains(a.Detail, "3 health reports and 1 events") ||
+		a.Args["health"] != "3" || a.Args["events"] != "1" {
 		t.Errorf("alarm %+v", a)
 	}
 	if !strings.Contains(logs.String(), "agents=1 health=3 events=1 first=agent-1") {

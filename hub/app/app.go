@@ -344,10 +344,20 @@ func (a *App) onWorkOrder(ev workorder.Event) {
 	if ev.Kind != workorder.EventBreach {
 		return
 	}
-	o := ev.Order
+	a.alarms.Notice(breachAlarm(ev.Order, ev.Transition.Note))
+}
+
+// breachAlarm is the alarm of an order's latest breach; note is the
+// breach's transition note.
+func breachAlarm(o workorder.Order, note string) alarm.Alarm {
 	which := o.Breached[len(o.Breached)-1]
-	a.alarms.Notice(alarm.Alarm{Key: string(alarm.SourceWorkOrder) + ":workorder/" + o.ID + "/" + which, Source: alarm.SourceWorkOrder,
-		Type: which + "_breach", Site: o.Site, District: o.District, Criticality: 5 - int(o.Priority), Detail: o.ID + ": " + ev.Transition.Note})
+	due := o.FixBy
+	if which == "respond" {
+		due = o.RespondBy
+	}
+	return alarm.Alarm{Key: string(alarm.SourceWorkOrder) + ":workorder/" + o.ID + "/" + which, Source: alarm.SourceWorkOrder,
+		Type: which + "_breach", Site: o.Site, District: o.District, Criticality: 5 - int(o.Priority), Detail: o.ID + ": " + note,
+		Args: map[string]string{"order": o.ID, "due": due.UTC().Format(time.RFC3339), "priority": strconv.Itoa(int(o.Priority))}}
 }
 
 // History exposes the record of device transitions to code composing the
@@ -475,6 +485,7 @@ func (a *App) agentRevoked(agent string) {
 		Key: string(alarm.SourceSecurity) + ":agent/" + agent, Source: alarm.SourceSecurity, Type: alarm.TypeAgentRevoked,
 		Agent: agent, Site: ag.Site, District: ag.District,
 		Detail: "credential revoked: the agent was disconnected and left the fleet",
+		Args:   map[string]string{"agent": agent},
 	})
 }
 
@@ -683,7 +694,7 @@ func (a *App) health() console.HealthReport {
 	case !st.OK:
 		r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: "InfluxDB: " + st.LastError, Since: st.LastErrorAt}
 	default:
-		if ok, why := a.metricsHealth(); !ok {
+		if why, _ := a.metricsTrouble(); why != "" {
 			r["history"] = console.ComponentHealth{Status: console.HealthDegraded, Reason: why, Since: st.LastDropAt}
 			break
 		}

@@ -28,9 +28,24 @@ func (c Checkpoint) Check() error {
 
 // Broken names the first record where verification failed.
 type Broken struct {
-	Seq    uint64 `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// Kind is what broke, one of BrokenKinds; Reason says it in words.
+	Kind   string `json:"kind"`
 	Reason string `json:"reason"`
 }
+
+// What a Broken record's Kind may be.
+const (
+	BrokenUnreadable = "unreadable" // a column holds a value of the wrong type
+	BrokenAnchor     = "anchor"     // the anchor retention leaves is not genuine
+	BrokenGap        = "gap"        // records are missing from the middle
+	BrokenHash       = "hash"       // a record or an earlier one was changed
+	BrokenCheckpoint = "checkpoint" // the chain was rewritten past a written-down head
+	BrokenTruncated  = "truncated"  // the newest records are missing
+)
+
+// BrokenKinds lists every Broken.Kind.
+var BrokenKinds = []string{BrokenUnreadable, BrokenAnchor, BrokenGap, BrokenHash, BrokenCheckpoint, BrokenTruncated}
 
 // Checkpoint results in a Report.
 const (
@@ -98,7 +113,7 @@ func (l *Log) VerifyHead(ctx context.Context, cp Checkpoint) (Report, error) {
 		if err != nil {
 			// A value of the wrong type (a tampered column) cannot be
 			// chained; the record is where it breaks.
-			v.broke(v.rep.HeadSeq+1, "unreadable record: "+err.Error())
+			v.broke(v.rep.HeadSeq+1, BrokenUnreadable, "unreadable record: "+err.Error())
 			break
 		}
 		v.record(&r)
@@ -119,9 +134,9 @@ type verifier struct {
 	prev []byte // the hash the next record chains to
 }
 
-func (v *verifier) broke(seq uint64, reason string) {
+func (v *verifier) broke(seq uint64, kind, reason string) {
 	if v.rep.FirstBroken == nil {
-		v.rep.FirstBroken = &Broken{Seq: seq, Reason: reason}
+		v.rep.FirstBroken = &Broken{Seq: seq, Kind: kind, Reason: reason}
 	}
 }
 
@@ -133,12 +148,12 @@ func (v *verifier) anchor(mac string) {
 	raw, err := decodeHash(v.rep.HeadHash)
 	switch {
 	case err != nil:
-		v.broke(a, "anchor mismatch: "+err.Error())
+		v.broke(a, BrokenAnchor, "anchor mismatch: "+err.Error())
 		raw = genesis
 	case a == 0 && v.rep.HeadHash != genesisHex:
-		v.broke(a, "anchor mismatch: the anchor before the first record is not the genesis hash")
+		v.broke(a, BrokenAnchor, "anchor mismatch: the anchor before the first record is not the genesis hash")
 	case a > 0 && mac != v.c.anchorMAC(a, raw):
-		v.broke(a, "anchor mismatch: the anchor was not set by retention (its MAC does not match the key)")
+		v.broke(a, BrokenAnchor, "anchor mismatch: the anchor was not set by retention (its MAC does not match the key)")
 	}
 	v.prev = raw
 	v.checkpoint(a, v.rep.HeadHash)
@@ -151,15 +166,15 @@ func (v *verifier) record(r *Record) {
 	switch {
 	case r.Seq <= v.rep.AnchorSeq:
 		// Skipped: the walk starts after the anchor.
-		v.broke(r.Seq, fmt.Sprintf("anchor mismatch: record %d is still here but the anchor says retention removed it", r.Seq))
+		v.broke(r.Seq, BrokenAnchor, fmt.Sprintf("anchor mismatch: record %d is still here but the anchor says retention removed it", r.Seq))
 		return
 	case r.Seq > want:
 		// The record after a gap chains to a missing hash; the gap is
 		// what to report.
-		v.broke(want, gap(want, r.Seq-1))
+		v.broke(want, BrokenGap, gap(want, r.Seq-1))
 	default:
 		if hex.EncodeToString(v.c.sum(v.prev, r)) != r.Hash {
-			v.broke(r.Seq, "hash mismatch: the record or an earlier one was changed")
+			v.broke(r.Seq, BrokenHash, "hash mismatch: the record or an earlier one was changed")
 		}
 	}
 	// Chain on from the stored hash, so one changed record is reported
@@ -187,7 +202,7 @@ func (v *verifier) checkpoint(seq uint64, hash string) {
 	case hash == v.cp.Hash:
 		v.rep.Checkpoint = CheckpointMatched
 	default:
-		v.broke(seq, fmt.Sprintf("checkpoint mismatch: record %d's hash is not the one written down; the chain was rewritten from here", seq))
+		v.broke(seq, BrokenCheckpoint, fmt.Sprintf("checkpoint mismatch: record %d's hash is not the one written down; the chain was rewritten from here", seq))
 	}
 }
 
@@ -198,7 +213,7 @@ func (v *verifier) end() {
 	case v.cp.Seq < v.rep.AnchorSeq:
 		v.rep.Checkpoint = CheckpointPruned
 	case v.cp.Seq > v.rep.HeadSeq:
-		v.broke(v.rep.HeadSeq+1, fmt.Sprintf("truncated: the newest records up to %d, the head written down, are missing; %s",
+		v.broke(v.rep.HeadSeq+1, BrokenTruncated, fmt.Sprintf("truncated: the newest records up to %d, the head written down, are missing; %s",
 			v.cp.Seq, gap(v.rep.HeadSeq+1, v.cp.Seq)))
 	}
 }

@@ -73,6 +73,10 @@ func TestTamper(t *testing.T) {
 			if rep.FirstBroken.Seq != tt.seq || !strings.HasPrefix(rep.FirstBroken.Reason, tt.reason) {
 				t.Fatalf("first broken = %+v, want seq %d: %s…", *rep.FirstBroken, tt.seq, tt.reason)
 			}
+			kinds := map[string]string{"hash": BrokenHash, "sequence": BrokenGap, "anchor": BrokenAnchor, "unreadable": BrokenUnreadable}
+			if want := kinds[strings.Fields(tt.reason)[0]]; rep.FirstBroken.Kind != want {
+				t.Fatalf("first broken kind = %q, want %q", rep.FirstBroken.Kind, want)
+			}
 		})
 	}
 }
@@ -138,7 +142,7 @@ func TestVerifyHead(t *testing.T) {
 		t.Fatalf("VerifyHead(head) = %+v, %v", rep, err)
 	}
 	rep, _ = l.VerifyHead(ctx, Checkpoint{Seq: 6, Hash: recs[4].Hash})
-	if rep.OK || rep.FirstBroken.Seq != 6 || !strings.HasPrefix(rep.FirstBroken.Reason, "checkpoint mismatch") {
+	if rep.OK || rep.FirstBroken.Seq != 6 || rep.FirstBroken.Kind != BrokenCheckpoint || !strings.HasPrefix(rep.FirstBroken.Reason, "checkpoint mismatch") {
 		t.Fatalf("VerifyHead(wrong hash) = %+v", rep)
 	}
 	if _, err := l.VerifyHead(ctx, Checkpoint{Seq: 3, Hash: "abc"}); err == nil {
@@ -150,7 +154,7 @@ func TestVerifyHead(t *testing.T) {
 		t.Fatalf("Verify after truncation = %+v; the chain alone cannot show it", rep)
 	}
 	rep, err = l.VerifyHead(ctx, noted)
-	if err != nil || rep.OK || rep.FirstBroken.Seq != 9 || !strings.HasPrefix(rep.FirstBroken.Reason, "truncated") ||
+	if err != nil || rep.OK || rep.FirstBroken.Seq != 9 || rep.FirstBroken.Kind != BrokenTruncated || !strings.HasPrefix(rep.FirstBroken.Reason, "truncated") ||
 		!strings.Contains(rep.FirstBroken.Reason, "records 9–10 missing") {
 		t.Fatalf("VerifyHead after truncation = %+v, %v", rep, err)
 	}

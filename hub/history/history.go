@@ -395,26 +395,63 @@ func (h *History) reportDrops() {
 	h.reported, h.logged = total, now
 }
 
-// Health reports whether the history is recording everything: not when
-// it lost transitions within the last 15 minutes, or its latest write or
-// roll-up failed. reason says what is wrong, for /healthz and alarms.
-func (h *History) Health() (ok bool, reason string) {
+// Trouble is what keeps the history from recording everything: its
+// latest write (Op "write") or day roll-up ("rollup") failed with Err, or
+// it lost device transitions ("lost"), Lost of them since start, the
+// latest At.
+type Trouble struct {
+	Op   string
+	Err  error
+	Lost uint64
+	At   time.Time
+}
+
+// What a Trouble's Op may be.
+const (
+	TroubleWrite  = "write"
+	TroubleRollup = "rollup"
+	TroubleLost   = "lost"
+)
+
+func (t *Trouble) String() string {
+	switch t.Op {
+	case TroubleWrite:
+		return "history: device transitions cannot be written: " + t.Err.Error()
+	case TroubleRollup:
+		return "history: day roll-up failed (reports are slower, not wrong): " + t.Err.Error()
+	}
+	return fmt.Sprintf("history: %d device transitions lost since start, the latest at %s; availability reports miss them",
+		t.Lost, t.At.Format(time.RFC3339))
+}
+
+// Trouble says what keeps the history from recording everything, nil
+// when nothing does: a failed latest write or roll-up, or transitions lost
+// within the last 15 minutes.
+func (h *History) Trouble() *Trouble {
 	h.hmu.Lock()
 	writeErr, rollErr := h.writeErr, h.rollErr
 	h.hmu.Unlock()
 	switch {
 	case writeErr != nil:
-		return false, "history: device transitions cannot be written: " + writeErr.Error()
+		return &Trouble{Op: TroubleWrite, Err: writeErr}
 	case rollErr != nil:
-		return false, "history: day roll-up failed (reports are slower, not wrong): " + rollErr.Error()
+		return &Trouble{Op: TroubleRollup, Err: rollErr}
 	}
 	if at := h.lastDrop.Load(); at != 0 && h.opts.Now().Sub(time.Unix(0, at)) < dropWindow {
 		var total uint64
 		for _, r := range []string{"queue_full", "write_failed", "invalid"} {
 			total += h.dropped.With(r).Value()
 		}
-		return false, fmt.Sprintf("history: %d device transitions lost since start, the latest at %s; availability reports miss them",
-			total, time.Unix(0, at).In(h.opts.Location).Format(time.RFC3339))
+		return &Trouble{Op: TroubleLost, Lost: total, At: time.Unix(0, at).In(h.opts.Location)}
+	}
+	return nil
+}
+
+// Health reports whether the history is recording everything (Trouble is
+// nil); reason says what is wrong, for /healthz and alarms.
+func (h *History) Health() (ok bool, reason string) {
+	if t := h.Trouble(); t != nil {
+		return false, t.String()
 	}
 	return true, ""
 }

@@ -85,6 +85,9 @@ func TestDrops(t *testing.T) {
 	if ok, why := h.Health(); ok || !strings.Contains(why, "3 device transitions lost") {
 		t.Errorf("health after drops: %v %q", ok, why)
 	}
+	if tr := h.Trouble(); tr == nil || tr.Op != TroubleLost || tr.Lost != 3 || !tr.At.Equal(at(0)) {
+		t.Errorf("trouble after drops: %+v", tr)
+	}
 	c.set(at(1))
 	if ok, why := h.Health(); !ok {
 		t.Errorf("health an hour after the last drop: %q", why)
