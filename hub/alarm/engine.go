@@ -66,7 +66,6 @@ type Engine struct {
 	conds   map[string]*cond // by Alarm.Key
 	sites   map[string]*site // by agent id, for root causes
 	pending []Event          // collected under mu, delivered after unlocking
-	devCrit map[string]int   // device id → criticality, for threshold alarms
 	keyBuf  []byte           // a condition key being looked up, reused
 }
 
@@ -119,7 +118,6 @@ func New(rules Rules, opts Options) *Engine {
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
 		sites:      map[string]*site{},
-		devCrit:    map[string]int{},
 		thresholds: thresholdMetrics(rules),
 	}
 	if e.now == nil {

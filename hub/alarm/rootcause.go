@@ -24,7 +24,7 @@ type site struct {
 	feed    string
 	nodes   map[string]wire.Node
 	ids     []string          // the keys of nodes, sorted
-	devices map[string]string // device id → the node it hangs off ("" none)
+	devices map[string]member // by device id
 	// released: no offline condition of a device in devices is suppressed.
 	// Without nodes nothing can suppress one, so evaluating such a site
 	// is then a no-op, skipped: a device's change costs its own
@@ -32,6 +32,13 @@ type site struct {
 	// no root sets it; a device joining the site (it may bring a
 	// suppression from its old one) clears it.
 	released bool
+}
+
+// member is a device of a site: the node it hangs off ("" none) and its
+// criticality, for threshold alarms.
+type member struct {
+	parent string
+	crit   int
 }
 
 // childRef is a condition explained by a root-cause alarm, as it was when
@@ -90,7 +97,7 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 	}
 	s := e.sites[id]
 	if s == nil {
-		s = &site{devices: map[string]string{}}
+		s = &site{devices: map[string]member{}}
 		e.sites[id] = s
 	}
 	if a != nil {
@@ -105,12 +112,10 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 		if _, ok := s.devices[d.ID]; !ok {
 			s.released = false
 		}
-		s.devices[d.ID] = d.Parent
-		e.devCrit[d.ID] = d.Criticality
+		s.devices[d.ID] = member{parent: d.Parent, crit: d.Criticality}
 	}
 	for _, d := range removed {
 		delete(s.devices, d)
-		delete(e.devCrit, d)
 	}
 }
 
@@ -149,14 +154,14 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 	}
 	downConds := map[string][]*cond{} // device → its held offline conditions
 	under, downUnder := map[string]int{}, map[string]int{}
-	for dev, parent := range s.devices {
+	for dev, m := range s.devices {
 		cs := e.offlineConds(dev, nil)
 		cs = slices.DeleteFunc(cs, func(c *cond) bool { return !c.held(now) })
 		if len(cs) > 0 {
 			downConds[dev] = cs
 		}
 		// The wire contract guarantees the tree has no cycles.
-		for n := parent; n != ""; n = s.nodes[n].Parent {
+		for n := m.parent; n != ""; n = s.nodes[n].Parent {
 			under[n]++
 			if len(cs) > 0 {
 				downUnder[n]++
@@ -176,8 +181,8 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		}
 		var kids []childRef
 		tmpl := Alarm{Key: key, Source: SourceTopology, Type: string(node.Kind) + "_down", Agent: agent}
-		for dev, parent := range s.devices {
-			if !descends(s, parent, n) {
+		for dev, m := range s.devices {
+			if !descends(s, m.parent, n) {
 				continue
 			}
 			for _, c := range downConds[dev] {
@@ -195,9 +200,9 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		roots[n] = e.root(tmpl, kids, now)
 	}
 	var cs []*cond
-	for dev, parent := range s.devices {
+	for dev, m := range s.devices {
 		var by *cond
-		for n := parent; n != ""; n = s.nodes[n].Parent {
+		for n := m.parent; n != ""; n = s.nodes[n].Parent {
 			if rc, ok := roots[n]; ok {
 				by = rc
 			}

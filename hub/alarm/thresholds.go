@@ -154,7 +154,7 @@ func (e *Engine) ObserveSamples(samples []fleet.Sample) {
 				c.tmpl = Alarm{
 					Key: string(e.keyBuf), Source: SourceThreshold, Type: t.name,
 					Device: s.Device, Agent: s.Agent, Site: s.Site, District: s.District,
-					Criticality: e.devCrit[s.Device], Detail: thresholdDetail(t.name, v, c.rule), Args: thresholdArgs(t.name, v, c.rule),
+					Criticality: e.criticality(s.Agent, s.Device), Detail: thresholdDetail(t.name, v, c.rule), Args: thresholdArgs(t.name, v, c.rule),
 				}
 			}
 			e.update(c, active, now)
@@ -184,4 +184,12 @@ func thresholdArgs(metric string, v float64, r Rule) map[string]string {
 // fmtValue writes v with at most two decimals and no trailing zeros.
 func fmtValue(v float64) string {
 	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}
+
+// criticality is a device's, as its agent's last change said (0 unknown).
+func (e *Engine) criticality(agent, device string) int {
+	if st := e.sites[agent]; st != nil {
+		return st.devices[device].crit
+	}
+	return 0
 }

@@ -226,8 +226,8 @@ func (r *ledgerRun) snapshot() {
 		}
 		c := &m.cams[k]
 		i := int32(len(r.cams))
-		r.cams = append(r.cams, ledgerCam{id: c.id, name: c.name, agent: c.agent, site: c.site, district: c.distNm, dist: c.dist,
-			ranked: r.q.Scope.Allows(c.distNm, c.site)})
+		r.cams = append(r.cams, ledgerCam{id: c.id, name: c.name, agent: c.agent, site: c.site, district: m.districtName(c.dist), dist: c.dist,
+			ranked: r.q.Scope.Allows(m.districtName(c.dist), c.site)})
 		local[k] = i
 		return i
 	}
@@ -267,7 +267,7 @@ func (r *ledgerRun) snapshot() {
 			inFilter = inFilter || r.names[d] == r.q.District
 		}
 		for _, k := range c.cams {
-			visible = visible || r.q.Scope.Allows(m.cams[k].distNm, m.cams[k].site)
+			visible = visible || r.q.Scope.Allows(m.districtName(m.cams[k].dist), m.cams[k].site)
 		}
 		if !visible || !inFilter {
 			continue

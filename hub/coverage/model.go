@@ -121,14 +121,14 @@ type Model struct {
 // and info, so it is made again when needed rather than kept: a city has
 // a hundred thousand cameras, and reads of wedges are few.
 type camera struct {
-	id, name, agent, site, distNm string
-	status                        wire.Status
-	loc                           wire.Location
-	info                          *wire.CameraInfo // shared with the fleet, never modified
-	cells                         []int32          // replaced, never modified: snapshots share it
-	dist                          int32            // index of distNm
-	used, working                 bool
-	seen                          bool // the wedge is laid on the grid
+	id, name, agent, site string
+	status                wire.Status
+	loc                   wire.Location
+	info                  *wire.CameraInfo // shared with the fleet, never modified
+	cells                 []int32          // replaced, never modified: snapshots share it
+	dist                  int32            // the district, an index of the atlas's names
+	used, working         bool
+	seen                  bool // the wedge is laid on the grid
 }
 
 // cell is one cell some camera is designed to see, or was.
@@ -359,7 +359,7 @@ func (m *Model) upsert(d *fleet.Device) {
 	if ok {
 		c := &m.cams[k]
 		c.name, c.agent, c.site = d.Name, d.Agent, d.Site
-		if c.loc == d.Location && sameView(c.info, d.Camera) && c.distNm == d.District {
+		if c.loc == d.Location && sameView(c.info, d.Camera) && m.districtName(c.dist) == d.District {
 			if w := working(d.Status); w != c.working {
 				m.setWorking(k, w)
 			}
@@ -377,7 +377,7 @@ func (m *Model) upsert(d *fleet.Device) {
 		m.byID[d.ID] = k
 		m.camerasGauge.Add(1)
 	}
-	m.cams[k] = camera{used: true, id: d.ID, name: d.Name, agent: d.Agent, site: d.Site, distNm: d.District,
+	m.cams[k] = camera{used: true, id: d.ID, name: d.Name, agent: d.Agent, site: d.Site,
 		dist: m.atlas.names.id(d.District), status: d.Status, loc: d.Location, info: d.Camera, working: working(d.Status)}
 	m.growDistricts()
 	m.lay(k)

@@ -243,7 +243,7 @@ func (m *Model) Wedges(scope auth.Scope, box Box) (FeatureCollection, error) {
 	var fs []Feature
 	for k := range m.cams {
 		c := &m.cams[k]
-		if !c.used || !c.seen || !scope.Allows(c.distNm, c.site) {
+		if !c.used || !c.seen || !scope.Allows(m.districtName(c.dist), c.site) {
 			continue
 		}
 		w, _ := newWedge(p.toXY(c.loc), c.info) // seen: it has one
@@ -258,7 +258,7 @@ func (m *Model) Wedges(scope auth.Scope, box Box) (FeatureCollection, error) {
 		for i, pt := range ring {
 			locs[i] = p.toLoc(pt)
 		}
-		fs = append(fs, polygonFeature(locs, WedgeProps{ID: c.id, Name: c.name, Status: c.status, Site: c.site, District: c.distNm,
+		fs = append(fs, polygonFeature(locs, WedgeProps{ID: c.id, Name: c.name, Status: c.status, Site: c.site, District: m.districtName(c.dist),
 			Heading: w.heading, FOV: w.fov, RangeM: w.rng}))
 	}
 	return featureCollection(fs), nil
@@ -304,7 +304,7 @@ func (m *Model) Map(scope auth.Scope) MapConfig {
 		}
 	}
 	for k := range m.cams {
-		if c := &m.cams[k]; c.used && scope.Allows(c.distNm, c.site) {
+		if c := &m.cams[k]; c.used && scope.Allows(m.districtName(c.dist), c.site) {
 			extend(orb.Bound{Min: orb.Point{c.loc.Lon, c.loc.Lat}, Max: orb.Point{c.loc.Lon, c.loc.Lat}})
 		}
 	}
