@@ -182,10 +182,14 @@ func (r *benchRun) run() consumerRun {
 		}
 		return nil
 	})
-	t0 := time.Now()
+	// The window's ends are whole milliseconds: the hub writes points to
+	// the millisecond, so a report stamped 0.4 ms after an end that is not
+	// one would land before it, counted in the window's points but not its
+	// samples ("100.033 %").
+	t0 := time.Now().Truncate(time.Millisecond)
 	cpu0, icpu0 := procCPU(b, r.proc), procCPU(b, r.influxd)
 	time.Sleep(r.window)
-	t1 := time.Now()
+	t1 := time.Now().Truncate(time.Millisecond)
 	cpu1, icpu1 := procCPU(b, r.proc), procCPU(b, r.influxd)
 	rss := r.consumerRSSMiB()
 	cancel()
