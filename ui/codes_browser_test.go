@@ -15,6 +15,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/audit"
+	"github.com/citywatch/citywatch/hub/metricstore"
 )
 
 // TestCodesShownInChinese opens the console in Chinese on one alarm of
@@ -81,6 +82,9 @@ func TestCodesShownInChinese(t *testing.T) {
 	dev["agent"], dev["reason"] = "AG-1", "agent_offline"
 	mux.HandleFunc("/api/auth/me", serveJSON(map[string]any{"name": "li", "role": "operator", "permissions": []string{"status.read", "alarm.read"}, "csrf": "tok", "session": map[string]any{}}))
 	mux.HandleFunc("/api/devices", serveJSON(map[string]any{"devices": []any{dev}, "total": 1}))
+	// InfluxDB did not answer: the in-memory window did, with a warning.
+	mux.HandleFunc("/api/devices/{id}", serveJSON(map[string]any{"device": dev, "history": map[string]any{
+		"device": "CAM-1", "source": metricstore.SourceMemory, "warning": metricstore.FallbackWarning, "samples": []any{}, "transitions": []any{}}}))
 	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": 1, "by_status": map[string]int{"unreachable": 1}}))
 	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z"}}}))
 	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": list, "total": len(list)}))
@@ -118,6 +122,10 @@ func TestCodesShownInChinese(t *testing.T) {
 	pg.poll(`document.querySelector('#detail:not([hidden]) .kv')`, 5*time.Second)
 	if got := pg.str(`[...document.querySelectorAll('#detail dt')].find((dt) => dt.textContent === '代理')?.nextElementSibling.textContent || ''`); !strings.Contains(got, "连接断开") {
 		t.Errorf("the device's agent: %q, want its reason 连接断开", got)
+	}
+	pg.poll(`document.querySelector('#detail .warn')`, 5*time.Second)
+	if got := pg.str(`document.querySelector('#detail .src').textContent + ' ' + document.querySelector('#detail .warn').textContent`); got != "数据来源：中心内存 时序数据库未响应：仅显示中心启动以来内存中保留的状态变化" {
+		t.Errorf("the device's history source and warning: %q", got)
 	}
 
 	pg.do("an agent lost", chromedp.Evaluate[chromedp.Void](`void window.citywatch.changes([{kind: 'agent', seq: 1, at: new Date().toISOString(), from: 'online', to: 'offline', reason: 'heartbeat',

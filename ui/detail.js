@@ -218,9 +218,9 @@ export class Detail {
         ${metrics.length ? `<table class="metrics"><thead><tr><th scope="col">${esc(t('detail.metric'))}</th><th scope="col">${esc(t('detail.latest'))}</th><th scope="col">${esc(t('detail.trend'))}</th></tr></thead><tbody>${
           metrics.map((m) => `<tr data-metric="${esc(m)}"><th scope="row">${esc(has(`metric.${m}`) ? t(`metric.${m}`) : m)}</th><td class="num">${esc(fmtMetric(m, d.metrics?.[m]))}</td><td>${h ? spark(samples, m, t0, t1) : ''}</td></tr>`).join('')
         }</tbody></table>` : `<p class="muted">${esc(t('detail.no_metrics'))}</p>`}
-        <div class="d-sec"><h3>${esc(t('detail.history'))}</h3>${h?.source ? `<span class="muted src">${esc(t('detail.source', { source: h.source }))}</span>` : ''}</div>
+        <div class="d-sec"><h3>${esc(t('detail.history'))}</h3>${h?.source ? `<span class="muted src">${esc(t('detail.source', { source: label('history_source', h.source) }))}</span>` : ''}</div>
         ${h ? strip(transitions, d.status, t0, t1) : ''}
-        ${h?.warning ? `<p class="warn">${esc(h.warning)}</p>` : ''}
+        ${h?.warning ? `<p class="warn">${esc(h.source === 'memory' ? t('detail.influx_fallback') : h.warning)}</p>` : ''}
         ${this.error ? `<p class="err" role="status">${esc(t('detail.history_error', { error: this.error }))}</p>` : ''}
         ${loading ? `<p class="muted">${esc(t('app.loading'))}</p>` : ''}
         ${!loading && !h && !this.error ? `<p class="muted">${esc(t('detail.no_history'))}</p>` : ''}

@@ -15,6 +15,7 @@ import (
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/hub/workorder"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -770,13 +771,14 @@ var asciiWords = regexp.MustCompile(`^[A-Za-z _-]+$`)
 
 // TestCodesInChinese checks that every code the hub emits and the console
 // shows (wireWords, alarmWords, workWords, the agents' reasons, what breaks
-// an audit trail) has words
+// an audit trail, where a device's history came from) has words
 // in English and in Chinese, and that the Chinese is not English left in
 // place: neither the English words nor plain Latin letters, acronyms
 // aside. TestTranslationsComplete checks the other keys.
 func TestCodesInChinese(t *testing.T) {
 	d := dictionaries(t)
-	keys := slices.Concat(wireWords(), alarmWords(t), workWords(), affixed("agent_reason.", fleet.AgentReasons, ""), affixed("audit_broken.", audit.BrokenKinds, ""))
+	keys := slices.Concat(wireWords(), alarmWords(t), workWords(), affixed("agent_reason.", fleet.AgentReasons, ""), affixed("audit_broken.", audit.BrokenKinds, ""),
+		affixed("history_source.", metricstore.Sources, ""))
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if len(keys) < 100 {

@@ -119,7 +119,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 			return nil, err
 		}
 	}
-	mem := metricstore.NewMemory(metricstore.MemoryOptions{Samples: cfg.Memory.Samples, Transitions: cfg.Memory.Transitions})
+	mem := metricstore.NewMemory(metricstore.MemoryOptions{Samples: cfg.Memory.Samples, Transitions: cfg.Memory.Transitions, Fallback: cfg.Influx.Enabled()})
 	if cfg.Influx.Enabled() {
 		a.influx, err = metricstore.NewInflux(metricstore.InfluxConfig{
 			URL: cfg.Influx.URL, Token: string(cfg.Influx.Token), Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,

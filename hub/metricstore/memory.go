@@ -16,6 +16,12 @@ import (
 type MemoryOptions struct {
 	Samples     int // samples kept per device; 0 means 60
 	Transitions int // transitions kept per device; 0 means 50
+	// Fallback says the window only stands in for InfluxDB while it does
+	// not answer. It then skips a device first found online (unknown →
+	// online): every device of a city at once when the hub starts, with
+	// nothing to tell that the device's own since does not, and ~150
+	// bytes a device to keep.
+	Fallback bool
 }
 
 // memoryShards spreads devices over locks so that ingest workers writing
@@ -28,6 +34,7 @@ const memoryShards = 64
 // metrics take about 220 MB; transitions are kept only once they happen.
 type Memory struct {
 	samples, transitions int
+	fallback             bool
 	seed                 maphash.Seed
 	shards               [memoryShards]memoryShard
 }
@@ -42,6 +49,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	m := &Memory{
 		samples:     opts.Samples,
 		transitions: opts.Transitions,
+		fallback:    opts.Fallback,
 		seed:        maphash.MakeSeed(),
 	}
 	if m.samples <= 0 {
@@ -81,8 +89,9 @@ func (m *Memory) WriteSamples(samples []fleet.Sample) {
 	}
 }
 
-// WriteChange records the device transitions a change carries, and
-// forgets devices an inventory change removed.
+// WriteChange records the device transitions a change carries (as a
+// fallback, not a device first found online), and forgets devices an
+// inventory change removed.
 func (m *Memory) WriteChange(c fleet.Change) {
 	if c.Kind == fleet.ChangeInventory {
 		for _, id := range c.Removed {
@@ -94,6 +103,9 @@ func (m *Memory) WriteChange(c fleet.Change) {
 		return
 	}
 	for _, t := range fleet.Transitions(&c) {
+		if m.fallback && t.From == wire.StatusUnknown && t.To == wire.StatusOnline {
+			continue
+		}
 		sh := m.shard(t.Device.ID)
 		sh.mu.Lock()
 		sh.log(t.Device.ID).addTransition(t.Transition, m.transitions)

@@ -147,6 +147,31 @@ func TestMemoryTransitions(t *testing.T) {
 	}
 }
 
+// TestMemoryFallback: standing in for InfluxDB, the window keeps no
+// device first found online, and everything else as always.
+func TestMemoryFallback(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		m := metricstore.NewMemory(metricstore.MemoryOptions{Fallback: fallback})
+		found := fleet.Device{ID: "cam-1", Agent: "agent-1", Status: wire.StatusOnline}
+		down := fleet.Device{ID: "cam-2", Agent: "agent-1", Status: wire.StatusOffline}
+		m.WriteChange(fleet.Change{At: t0, Kind: fleet.ChangeDevice, From: wire.StatusUnknown, To: wire.StatusOnline, Device: &found})
+		m.WriteChange(fleet.Change{At: t0, Kind: fleet.ChangeDevice, From: wire.StatusUnknown, To: wire.StatusOffline, Device: &down})
+		m.WriteChange(fleet.Change{At: t0.Add(time.Minute), Kind: fleet.ChangeDevice, From: wire.StatusOnline, To: wire.StatusDegraded, Device: &found})
+		h1, _ := m.History("cam-1", time.Time{})
+		h2, _ := m.History("cam-2", time.Time{})
+		want := 2
+		if fallback {
+			want = 1
+		}
+		if len(h1.Transitions) != want || h1.Transitions[len(h1.Transitions)-1].To != wire.StatusDegraded {
+			t.Errorf("fallback %v: cam-1 transitions %+v, want %d ending degraded", fallback, h1.Transitions, want)
+		}
+		if len(h2.Transitions) != 1 || h2.Transitions[0].To != wire.StatusOffline {
+			t.Errorf("fallback %v: cam-2 transitions %+v, want unknown → offline", fallback, h2.Transitions)
+		}
+	}
+}
+
 // An agent change lists each affected device's new status; the stored
 // transition must also say where the device came from.
 func TestMemoryAgentCascade(t *testing.T) {

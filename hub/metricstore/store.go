@@ -23,6 +23,13 @@ const (
 	SourceMemory   = "memory"
 )
 
+// Sources lists where a History may come from, for translations.
+var Sources = []string{SourceInfluxDB, SourceMemory}
+
+// FallbackWarning is a History's Warning when InfluxDB did not answer and
+// the in-memory window did.
+const FallbackWarning = "InfluxDB did not answer: showing only the changes kept in memory since the hub started"
+
 // History is what the console's device panel shows: recent health samples
 // and status transitions of one device, oldest first.
 type History struct {
@@ -116,7 +123,7 @@ func (s *Store) History(ctx context.Context, device string, since time.Time) (Hi
 		}
 		s.influx.log.Warn("history query failed; answering from memory", "device", device, "error", err)
 		h, err = s.mem.History(device, since)
-		h.Warning = "InfluxDB did not answer: showing only the recent transitions kept in memory"
+		h.Warning = FallbackWarning
 		return h, err
 	}
 	return s.mem.History(device, since)
