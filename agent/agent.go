@@ -18,7 +18,6 @@ import (
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/live"
 	"github.com/citywatch/citywatch/agent/probe"
-	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sensor"
 	"github.com/citywatch/citywatch/agent/supervise"
 	"github.com/citywatch/citywatch/agent/uplink"
@@ -85,7 +84,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 	}
 	lo, hi, _ := cfg.Live.Ports() // checked by Validate
 	lm, err := live.New(live.Options{
-		Cameras: a.cameraURL,
+		Cameras: a.cameraStreams,
 		// a.up is set below, before any command can arrive.
 		Publish:      func(l wire.Live) { a.up.PublishLive(l) },
 		MaxSessions:  cfg.Live.MaxSessions,
@@ -236,15 +235,15 @@ func (a *Agent) Reload(cfg config.Config) error {
 
 // cameraURL is the live manager's view of the configured cameras; a
 // reload applies to sessions started after it.
-func (a *Agent) cameraURL(id string) (secret.URL, bool) {
+func (a *Agent) cameraStreams(id string) (live.Streams, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range a.cfg.Cameras {
 		if c.ID == id {
-			return c.RTSP, true
+			return live.Streams{Main: c.RTSP, Sub: c.RTSPSub}, true
 		}
 	}
-	return "", false
+	return live.Streams{}, false
 }
 
 // DropConnection cuts the broker connection without a DISCONNECT, so the

@@ -157,6 +157,11 @@ export class Viewer {
       else if (info.since) detail = t('video.no_frames_for', { n: Math.floor((Date.now() - info.since) / 1000) });
       return { state: 'nosignal', title: t('video.no_signal'), detail };
     }
+    if (ws === 'failed' && info.status === 415) {
+      // The camera's video is in a codec the live path does not carry: not
+      // a fault, and asking again will not help.
+      return { state: 'failed', title: t('video.codec'), detail: t('video.codec_hint') };
+    }
     if (ws === 'failed') {
       return {
         state: 'failed',

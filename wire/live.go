@@ -31,10 +31,14 @@ const (
 	ReasonLiveLimit     Reason = "limit"       // the agent's concurrent stream limit was reached
 	ReasonLiveNoCamera  Reason = "no_camera"   // the device is not one of the agent's cameras
 	ReasonLiveNegotiate Reason = "negotiation" // the offer could not be answered (no H.264, bad SDP)
+	// ReasonLiveCodec: the camera sends video, but in a codec the live
+	// path does not carry (H.265 with no H.264 stream). It is not a fault
+	// of the camera: its status does not change.
+	ReasonLiveCodec Reason = "codec"
 )
 
 // LiveReasons lists the reasons only a live session ends for.
-var LiveReasons = []Reason{ReasonLiveStopped, ReasonLiveHubGone, ReasonLiveLimit, ReasonLiveNoCamera, ReasonLiveNegotiate}
+var LiveReasons = []Reason{ReasonLiveStopped, ReasonLiveHubGone, ReasonLiveLimit, ReasonLiveNoCamera, ReasonLiveNegotiate, ReasonLiveCodec}
 
 // MaxSDPLen bounds an SDP offer or answer.
 const MaxSDPLen = 16 << 10

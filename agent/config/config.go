@@ -145,10 +145,13 @@ type Uplink struct {
 
 // Camera is one RTSP camera.
 type Camera struct {
-	ID       string        `yaml:"id"`
-	Name     string        `yaml:"name"`
-	Names    wire.Names    `yaml:"names"` // Name in other languages, by language tag
-	RTSP     secret.URL    `yaml:"rtsp"`
+	ID    string     `yaml:"id"`
+	Name  string     `yaml:"name"`
+	Names wire.Names `yaml:"names"` // Name in other languages, by language tag
+	RTSP  secret.URL `yaml:"rtsp"`
+	// RTSPSub is a sub-stream live view falls back to when the main
+	// stream's codec cannot be carried (H.265); optional.
+	RTSPSub  secret.URL    `yaml:"rtsp_sub"`
 	Snapshot secret.URL    `yaml:"snapshot"`
 	Location wire.Location `yaml:"location"` // defaults to the site's
 	Heading  float64       `yaml:"heading"`  // degrees clockwise from north

@@ -159,7 +159,7 @@ probe: {timeout: 20s, failures_before_offline: 0}
 uplink: {spool_dir: spool, spool_bytes: 1000, resend_rate: 0}
 cameras:
   - {id: cam-1, rtsp: "rtsp://admin:hunter2@cam/x", fov: 0, heading: 360, criticality: 6, district: D, location: {lat: 1, lon: 1}}
-  - {id: cam-1, rtsp: "http://admin:hunter2@cam/x", fov: 70, snapshot: "ftp://cam/s.jpg", district: D, location: {lat: 1, lon: 1}}
+  - {id: cam-1, rtsp: "http://admin:hunter2@cam/x", rtsp_sub: "http://admin:hunter2@cam/sub", fov: 70, snapshot: "ftp://cam/s.jpg", district: D, location: {lat: 1, lon: 1}}
   - {id: cam-3, fov: 70, district: D, range_m: -1, location: {lat: 1, lon: 1}}
 sensors:
   - {id: cam-3, kind: laser, district: D, supervision: 1ms, location: {lat: 1, lon: 200}}
@@ -184,6 +184,7 @@ sensors:
 		"cameras[0].criticality: 6",
 		"cameras[1].id: id \"cam-1\" already used by cameras[0].id",
 		"cameras[1].rtsp: scheme \"http\"",
+		"cameras[1].rtsp_sub: scheme \"http\"",
 		"cameras[1].snapshot: scheme \"ftp\"",
 		"cameras[2].rtsp: missing",
 		"cameras[2].range_m: -1",

@@ -209,6 +209,7 @@ func (d Camera) validate(p *problems, path string) {
 	checkName(p, path+".name", d.Name)
 	checkNames(p, path+".names", d.Names)
 	checkURL(p, path+".rtsp", d.RTSP, true, "rtsp", "rtsps")
+	checkURL(p, path+".rtsp_sub", d.RTSPSub, false, "rtsp", "rtsps")
 	checkURL(p, path+".snapshot", d.Snapshot, false, "http", "https")
 	checkLocation(p, path+".location", d.Location)
 	if !finite(d.Heading) || d.Heading < 0 || d.Heading >= 360 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 // camera is the RTSP side of a session: a gortsplib client with the
 // camera's H.264 media set up.
 type camera struct {
+	url     secret.URL // the stream it plays
 	client  *gortsplib.Client
 	media   *description.Media
 	format  *format.H264
@@ -44,7 +47,7 @@ func openCamera(ctx context.Context, url secret.URL, timeout time.Duration, log 
 		// The parse error would quote the URL and with it the password.
 		return nil, wire.ReasonProbeError, "invalid RTSP URL"
 	}
-	c := &camera{timeout: timeout, done: make(chan error, 1)}
+	c := &camera{url: url, timeout: timeout, done: make(chan error, 1)}
 	// Interleaved TCP, as the probe: one connection through site
 	// firewalls and NAT, and no loss to hide from the hub.
 	tcp := gortsplib.TransportTCP
@@ -80,7 +83,11 @@ func openCamera(ctx context.Context, url secret.URL, timeout time.Duration, log 
 	}
 	if c.media = desc.FindFormat(&c.format); c.media == nil {
 		c.close()
-		return nil, wire.ReasonNoStream, "the camera offers no H.264 video"
+		if codecs := videoCodecs(desc); len(codecs) > 0 {
+			// Video the live path does not carry: not the camera's fault.
+			return nil, wire.ReasonLiveCodec, "the camera sends " + strings.Join(codecs, ", ") + ", not H.264"
+		}
+		return nil, wire.ReasonNoStream, "the camera offers no video"
 	}
 	if _, err := c.client.Setup(desc.BaseURL, c.media, 0, 0); err != nil {
 		c.close()
@@ -123,13 +130,29 @@ func (c *camera) classify(ctx context.Context, err error) (wire.Reason, string) 
 // in health reports. A camera that answers the probe, or fails it in no
 // known way (a camera going down may reset the probe's connection too),
 // just dropped the stream.
-func (c *camera) lost(ctx context.Context, err error, url secret.URL) (wire.Reason, string) {
+func (c *camera) lost(ctx context.Context, err error) (wire.Reason, string) {
 	if errors.As(err, new(liberrors.ErrClientTCPTimeout)) {
 		return probe.ClassifyRTSP(ctx, err, c.timeout)
 	}
-	res := (&probe.Prober{Timeout: c.timeout}).Probe(ctx, probe.Target{URL: url})
+	res := (&probe.Prober{Timeout: c.timeout}).Probe(ctx, probe.Target{URL: c.url})
 	if !res.OK() && res.Reason != wire.ReasonProbeError {
 		return res.Reason, res.Detail
 	}
 	return wire.ReasonNoStream, fmt.Sprintf("the camera ended the stream: %v", err)
+}
+
+// videoCodecs names the video codecs a camera offers.
+func videoCodecs(desc *description.Session) []string {
+	var names []string
+	for _, m := range desc.Medias {
+		if m.Type != description.MediaTypeVideo {
+			continue
+		}
+		for _, f := range m.Formats {
+			if !slices.Contains(names, f.Codec()) {
+				names = append(names, f.Codec())
+			}
+		}
+	}
+	return names
 }

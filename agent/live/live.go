@@ -43,9 +43,9 @@ const endedMemory = 1024
 
 // Options are the manager's settings and dependencies.
 type Options struct {
-	// Cameras returns the RTSP URL of a device; false when the device is
-	// not one of the agent's cameras.
-	Cameras func(device string) (secret.URL, bool)
+	// Cameras returns the RTSP streams of a device; false when the device
+	// is not one of the agent's cameras.
+	Cameras func(device string) (Streams, bool)
 	// Publish sends a message on the agent's live channel; it must not
 	// block. The uplink fills in the header.
 	Publish func(wire.Live)
@@ -68,6 +68,14 @@ type Options struct {
 	// ends with hub_gone; default DefaultHubTimeout.
 	HubTimeout time.Duration
 	Logger     *slog.Logger
+}
+
+// Streams are a camera's RTSP streams: Main, and optionally Sub, a
+// sub-stream live view falls back to when Main is in a codec the live path
+// does not carry (H.265 main streams with an H.264 sub-stream are what
+// most cameras installed today have).
+type Streams struct {
+	Main, Sub secret.URL
 }
 
 // Stats are the manager's counters.
@@ -220,7 +228,7 @@ func (m *Manager) start(cmd wire.Command) {
 		m.ignore(cmd, "duplicate live_start")
 		return
 	}
-	url, ok := m.opts.Cameras(device)
+	streams, ok := m.opts.Cameras(device)
 	switch {
 	case closed:
 		m.refuse(id, device, wire.ReasonLiveStopped, "the agent is shutting down")
@@ -233,7 +241,7 @@ func (m *Manager) start(cmd wire.Command) {
 		return
 	}
 
-	s := newSession(m, id, device, url)
+	s := newSession(m, id, device, streams)
 	if err := s.connect(cmd.SDP); err != nil {
 		s.close()
 		m.refuse(id, device, wire.ReasonLiveNegotiate, err.Error())

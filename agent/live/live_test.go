@@ -140,9 +140,10 @@ func startManager(t *testing.T, cameras map[string]string, mutate func(*live.Opt
 	t.Helper()
 	rec := &recorder{t: t}
 	opts := live.Options{
-		Cameras: func(id string) (secret.URL, bool) {
+		Cameras: func(id string) (live.Streams, bool) {
 			u, ok := cameras[id]
-			return secret.URL(u), ok
+			main, sub, _ := strings.Cut(u, " ") // "main sub"
+			return live.Streams{Main: secret.URL(main), Sub: secret.URL(sub)}, ok
 		},
 		Publish:      rec.publish,
 		LoopbackOnly: true,
@@ -570,7 +571,7 @@ func TestShutdown(t *testing.T) {
 	checkLeaks(t)
 	rec := &recorder{t: t}
 	m, err := live.New(live.Options{
-		Cameras:      func(string) (secret.URL, bool) { return secret.URL(cam.URL()), true },
+		Cameras:      func(string) (live.Streams, bool) { return live.Streams{Main: secret.URL(cam.URL())}, true },
 		Publish:      rec.publish,
 		LoopbackOnly: true,
 		Logger:       logger(),

@@ -12,7 +12,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
 	"github.com/citywatch/citywatch/wire/rtph264"
 )
@@ -26,11 +25,11 @@ const keyframeRequestInterval = time.Second
 // session is one live stream: a peer connection to the hub and, once the
 // hub is connected, an RTSP client playing the camera.
 type session struct {
-	m      *Manager
-	id     string
-	device string
-	url    secret.URL
-	log    *slog.Logger
+	m       *Manager
+	id      string
+	device  string
+	streams Streams
+	log     *slog.Logger
 
 	pc        *webrtc.PeerConnection
 	track     *webrtc.TrackLocalStaticRTP
@@ -61,10 +60,10 @@ type session struct {
 	lastPacket atomic.Int64 // UnixNano of the camera's last RTP packet
 }
 
-func newSession(m *Manager, id, device string, url secret.URL) *session {
+func newSession(m *Manager, id, device string, streams Streams) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
-		m: m, id: id, device: device, url: url,
+		m: m, id: id, device: device, streams: streams,
 		log:       m.log.With("session", id, "device", device),
 		connected: make(chan struct{}),
 		rtcpDone:  make(chan struct{}),
@@ -216,7 +215,12 @@ func (s *session) onConnectionState(st webrtc.PeerConnectionState) {
 // hub is connected (the camera's first keyframe would be lost before) and
 // forwards its packets until the session ends.
 func (s *session) stream() {
-	cam, reason, detail := openCamera(s.ctx, s.url, s.m.opts.RTSPTimeout, s.log)
+	cam, reason, detail := openCamera(s.ctx, s.streams.Main, s.m.opts.RTSPTimeout, s.log)
+	if reason == wire.ReasonLiveCodec && s.streams.Sub != "" {
+		s.log.Info("main stream not H.264; playing the sub-stream", "detail", detail)
+		cam, reason, detail = openCamera(s.ctx, s.streams.Sub, s.m.opts.RTSPTimeout, s.log)
+		detail = prefix("sub-stream: ", detail)
+	}
 	if cam == nil {
 		s.end(reason, detail)
 		return
@@ -257,7 +261,7 @@ func (s *session) watch(cam *camera) {
 			return
 		case err := <-cam.done:
 			if s.ctx.Err() == nil { // not closed by the session's own end
-				s.end(cam.lost(s.ctx, err, s.url))
+				s.end(cam.lost(s.ctx, err))
 			}
 			return
 		case now := <-tick.C:
@@ -345,4 +349,12 @@ func (s *session) requestKeyframe() {
 		return
 	}
 	s.m.cameraPLIs.Add(1)
+}
+
+// prefix puts p before detail, unless detail is empty.
+func prefix(p, detail string) string {
+	if detail == "" {
+		return ""
+	}
+	return p + detail
 }

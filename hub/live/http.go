@@ -169,8 +169,12 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 	case <-u.ready:
 	case <-u.done:
 		code := http.StatusServiceUnavailable
-		if u.end.timeout {
+		switch {
+		case u.end.timeout:
 			code = http.StatusGatewayTimeout
+		case u.end.reason == wire.ReasonLiveCodec:
+			// Asking again will not help, and the camera is not at fault.
+			code = http.StatusUnsupportedMediaType
 		}
 		writeError(w, errorf(code, "%s", u.end.message(u.camera, u.agent)))
 		return

@@ -220,35 +220,54 @@ func TestAgentDoesNotAnswer(t *testing.T) {
 	}
 }
 
-// The agent's limit refuses a stream with a message saying so.
-func TestAgentRefusesForItsLimit(t *testing.T) {
-	e := newEnv(t, testConfig())
-	e.agent.silent.Store(true)
-	_, offer := newWHEPClient(t, false)
-	done := make(chan struct{})
-	var res *http.Response
-	var body string
-	go func() {
-		defer close(done)
-		res, body = e.post("cam-4", offer, nil)
-	}()
-	var session string
-	eventually(t, "live_start", func() bool {
-		e.agent.mu.Lock()
-		defer e.agent.mu.Unlock()
-		if len(e.agent.commands) > 0 {
-			session = e.agent.commands[0].Session
-		}
-		return session != ""
-	})
-	e.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: "someone-else"}, Session: session, Device: "cam-4", Type: wire.LiveStopped, Reason: wire.ReasonRefused})
-	e.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: agentID}, Session: session, Device: "cam-4", Type: wire.LiveStopped, Reason: wire.ReasonLiveLimit})
-	<-done
-	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "its own stream limit") {
-		t.Fatalf("POST = %d %s", res.StatusCode, body)
+// The agent refuses a stream for its own limit, or for a camera whose
+// video the live path does not carry (H.265 only): a message saying so,
+// and neither is the camera's fault, so its status stays.
+func TestAgentRefuses(t *testing.T) {
+	tests := []struct {
+		reason wire.Reason
+		detail string
+		code   int
+		says   string
+	}{
+		{wire.ReasonLiveLimit, "", http.StatusServiceUnavailable, "its own stream limit"},
+		{wire.ReasonLiveCodec, "the camera sends H265, not H.264", http.StatusUnsupportedMediaType,
+			"camera cam-4 sends video the live path does not carry (the camera sends H265, not H.264): give it an H.264 sub-stream"},
 	}
-	if d, _ := e.fleet.Device("cam-4"); d.Status != wire.StatusOnline {
-		t.Fatalf("camera marked %s for the agent's limit", d.Status)
+	for _, tt := range tests {
+		t.Run(string(tt.reason), func(t *testing.T) {
+			e := newEnv(t, testConfig())
+			e.agent.silent.Store(true)
+			_, offer := newWHEPClient(t, false)
+			done := make(chan struct{})
+			var res *http.Response
+			var body string
+			go func() {
+				defer close(done)
+				res, body = e.post("cam-4", offer, nil)
+			}()
+			var session string
+			eventually(t, "live_start", func() bool {
+				e.agent.mu.Lock()
+				defer e.agent.mu.Unlock()
+				if len(e.agent.commands) > 0 {
+					session = e.agent.commands[0].Session
+				}
+				return session != ""
+			})
+			e.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: "someone-else"}, Session: session, Device: "cam-4", Type: wire.LiveStopped, Reason: wire.ReasonRefused})
+			e.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: agentID}, Session: session, Device: "cam-4", Type: wire.LiveStopped, Reason: tt.reason, Detail: tt.detail})
+			<-done
+			if res.StatusCode != tt.code || !strings.Contains(body, tt.says) {
+				t.Fatalf("POST = %d %s, want %d %s", res.StatusCode, body, tt.code, tt.says)
+			}
+			if d, _ := e.fleet.Device("cam-4"); d.Status != wire.StatusOnline {
+				t.Fatalf("camera marked %s for %s", d.Status, tt.reason)
+			}
+			if got := e.metric(`citywatch_live_upstream_failures_total{reason="` + string(tt.reason) + `"}`); got != 1 {
+				t.Errorf("failures{%s} = %v", tt.reason, got)
+			}
+		})
 	}
 }
 

@@ -19,7 +19,7 @@ var failureReasons = map[wire.Reason]bool{
 	wire.ReasonUnreachable: true, wire.ReasonRefused: true, wire.ReasonAuthFailed: true,
 	wire.ReasonNoStream: true, wire.ReasonTimeout: true, wire.ReasonProbeError: true,
 	wire.ReasonLiveStopped: true, wire.ReasonLiveHubGone: true, wire.ReasonLiveLimit: true,
-	wire.ReasonLiveNoCamera: true, wire.ReasonLiveNegotiate: true,
+	wire.ReasonLiveNoCamera: true, wire.ReasonLiveNegotiate: true, wire.ReasonLiveCodec: true,
 	reasonNoAnswer: true, reasonConnection: true,
 }
 

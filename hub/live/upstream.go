@@ -50,6 +50,8 @@ func (e ending) message(camera, agent string) string {
 	switch {
 	case e.fault:
 		return fmt.Sprintf("camera %s gives no picture: %s%s", camera, e.reason, suffix(e.detail))
+	case e.reason == wire.ReasonLiveCodec:
+		return fmt.Sprintf("camera %s sends video the live path does not carry%s: give it an H.264 sub-stream (rtsp_sub) for live view", camera, suffix(e.detail))
 	case e.reason == wire.ReasonLiveLimit:
 		return fmt.Sprintf("agent %s refused: its own stream limit is reached", agent)
 	case e.reason == reasonNoAnswer:
