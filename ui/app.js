@@ -429,7 +429,7 @@ class App {
       for (const id of c.removed || []) { this.store.removeDevice(id); touched.add(id); }
       // A retired agent left the fleet (its credential was revoked).
       if (c.agent && c.retired) this.store.removeAgent(c.agent.id);
-      else if (c.agent) this.store.putAgent(c.agent);
+      else if (c.agent) this.store.putAgent(c.agent, c.kind === 'agent');
       if (c.kind === 'inventory') inventory = true;
       this.store.at = Math.max(this.store.at, api.time(c.at));
       const e = entry(c);

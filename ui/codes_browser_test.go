@@ -86,7 +86,7 @@ func TestCodesShownInChinese(t *testing.T) {
 	mux.HandleFunc("/api/devices/{id}", serveJSON(map[string]any{"device": dev, "history": map[string]any{
 		"device": "CAM-1", "source": metricstore.SourceMemory, "warning": metricstore.FallbackWarning, "samples": []any{}, "transitions": []any{}}}))
 	mux.HandleFunc("/api/summary", serveJSON(map[string]any{"devices": 1, "by_status": map[string]int{"unreachable": 1}}))
-	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z"}}}))
+	mux.HandleFunc("/api/agents", serveJSON(map[string]any{"agents": []any{map[string]any{"id": "AG-1", "site": "S-1", "district": "Xuhui", "status": "offline", "reason": "will", "since": "2026-12-01T00:00:00Z", "version": "1.2.3"}}}))
 	mux.HandleFunc("/api/alarms", serveJSON(map[string]any{"alarms": list, "total": len(list)}))
 	mux.HandleFunc("/api/alarms/{id}", func(w http.ResponseWriter, r *http.Request) {
 		for _, a := range list {
@@ -135,6 +135,14 @@ func TestCodesShownInChinese(t *testing.T) {
 		t.Errorf("feed line %q, want the agent's reason 心跳超时", got)
 	}
 
+	// An agent change carries the agent's place and status only: the
+	// console keeps the rest of what it has.
+	pg.do("an agent back", chromedp.Evaluate[chromedp.Void](`void window.citywatch.changes([{kind: 'agent', seq: 2, at: new Date().toISOString(), from: 'offline', to: 'online',
+		agent: {id: 'AG-1', site: 'S-1', district: 'Xuhui', status: 'online', reason: '', since: new Date().toISOString(), devices: 1}}], null)`))
+	pg.poll(`window.citywatch.store.agents.get('AG-1').status === 'online'`, 5*time.Second)
+	if got := pg.str(`(({status, reason, version}) => [status, reason, version].join('/'))(window.citywatch.store.agents.get('AG-1'))`); got != "online//1.2.3" {
+		t.Errorf("AG-1 after its change: %q, want online//1.2.3", got)
+	}
 	pg.do("open the desk", chromedp.Click(`#alarms-btn`))
 	pg.poll(fmt.Sprintf(`document.querySelectorAll('#alarm-list tr').length === %d`, len(list)), 10*time.Second)
 	var rows [][2]string

@@ -142,9 +142,11 @@ export class Store {
     this.total = Math.max(0, this.total - 1);
   }
 
-  putAgent(raw) {
-    const a = api.agent({ ...raw });
-    const prev = this.agents.get(a.id);
+  // putAgent keeps an agent's record; with merge (an agent change, which
+  // carries only the agent's place and status), over the one it has.
+  putAgent(raw, merge = false) {
+    const prev = this.agents.get(raw.id);
+    const a = api.agent(merge && prev ? { ...prev, ...raw } : { ...raw });
     this.agents.set(a.id, a);
     this.learnNames(a);
     return prev;

@@ -232,17 +232,47 @@ type affectedDevice struct {
 // compactChange is an agent change as the websocket carries it.
 type compactChange struct {
 	fleet.Change
+	Agent    *agentState      `json:"agent,omitempty"`    // shadows Change.Agent
 	Affected []affectedDevice `json:"affected,omitempty"` // shadows Change.Affected
 }
 
+// agentState is what an agent change says of the agent: where it is, in
+// every language the feed may need, and its status. Its topology, sequence
+// counters, version and the rest do not change with its status and stay
+// out: a console merges this into the agent it has. In a district's power
+// cut that is about half of what each console reads. Reason is sent when
+// empty: an agent back online has none.
+type agentState struct {
+	ID            string      `json:"id"`
+	Site          string      `json:"site"`
+	SiteName      string      `json:"site_name,omitempty"`
+	District      string      `json:"district"`
+	SiteNames     wire.Names  `json:"site_names,omitempty"`
+	DistrictNames wire.Names  `json:"district_names,omitempty"`
+	Status        wire.Status `json:"status"`
+	Reason        string      `json:"reason"`
+	Since         time.Time   `json:"since"`
+	LastSeen      time.Time   `json:"last_seen,omitzero"`
+	Devices       int         `json:"devices"`
+}
+
+func stateOf(a *fleet.Agent) *agentState {
+	if a == nil {
+		return nil
+	}
+	return &agentState{ID: a.ID, Site: a.Site, SiteName: a.SiteName, District: a.District, SiteNames: a.SiteNames, DistrictNames: a.DistrictNames,
+		Status: a.Status, Reason: a.Reason, Since: a.Since, LastSeen: a.LastSeen, Devices: a.Devices}
+}
+
 // wireChange returns what the websocket sends for c: agent changes with
-// their affected devices compacted, everything else as it is (an inventory
-// change's devices are new to the console and go whole).
+// the agent's state and their affected devices compacted, everything else
+// as it is (an inventory change's devices and agent are new to the console
+// and go whole).
 func wireChange(c fleet.Change) any {
-	if c.Kind != fleet.ChangeAgent || len(c.Affected) == 0 {
+	if c.Kind != fleet.ChangeAgent {
 		return c
 	}
-	cc := compactChange{Change: c, Affected: make([]affectedDevice, len(c.Affected))}
+	cc := compactChange{Change: c, Agent: stateOf(c.Agent), Affected: make([]affectedDevice, len(c.Affected))}
 	for i, d := range c.Affected {
 		cc.Affected[i] = affectedDevice{ID: d.ID, Status: d.Status, Reason: d.Reason, Detail: d.Detail, Since: d.Since, Reported: d.Reported}
 	}
@@ -276,6 +306,7 @@ type alike struct {
 // Change.Affected left empty (and so out), the groups instead.
 type groupedAgentChange struct {
 	fleet.Change
+	Agent  *agentState     `json:"agent,omitempty"` // shadows Change.Agent
 	Groups []affectedGroup `json:"affected_groups"`
 }
 
@@ -285,7 +316,7 @@ func groupedChange(c fleet.Change) (any, bool) {
 	if c.Kind != fleet.ChangeAgent || len(c.Affected) < 2 {
 		return nil, false
 	}
-	gc := groupedAgentChange{Change: c}
+	gc := groupedAgentChange{Change: c, Agent: stateOf(c.Agent)}
 	gc.Change.Affected = nil
 	at := map[alike]int{} // → index in gc.Groups
 	for _, d := range c.Affected {

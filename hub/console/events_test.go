@@ -401,3 +401,47 @@ func TestAgentChangeAffectedIsCompact(t *testing.T) {
 		}
 	}
 }
+
+// An agent change (plain or grouped) says where the agent is and its
+// status, reason included when it has none; the rest of its record
+// (topology, counters) stays out. An inventory change carries it whole.
+func TestAgentChangeAgentIsItsState(t *testing.T) {
+	ag := &fleet.Agent{ID: "ag-1", Site: "s1", District: "Riverside", SiteNames: wire.Names{"zh-CN": "一号站"}, Status: wire.StatusOnline,
+		Since: time.Unix(1000, 0).UTC(), Devices: 2, Topology: []wire.Node{{ID: "sw-1", Kind: wire.NodeSwitch}}, PowerFeed: "feed-9", Seq: 88, Version: "1.2.3"}
+	devs := []fleet.Device{{ID: "cam-1", Status: wire.StatusOnline}, {ID: "cam-2", Status: wire.StatusOnline}}
+	grouped, _ := groupedChange(fleet.Change{Seq: 7, Kind: fleet.ChangeAgent, Agent: ag, Affected: devs})
+	for _, tc := range []struct {
+		name  string
+		msg   any
+		whole bool
+	}{
+		{"agent", wireChange(fleet.Change{Seq: 7, Kind: fleet.ChangeAgent, Agent: ag, Affected: devs}), false},
+		{"agent, no devices", wireChange(fleet.Change{Seq: 7, Kind: fleet.ChangeAgent, Agent: ag}), false},
+		{"agent, grouped", grouped, false},
+		{"inventory", wireChange(fleet.Change{Seq: 7, Kind: fleet.ChangeInventory, Agent: ag, Affected: devs}), true},
+	} {
+		b, err := json.Marshal(tc.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Agent map[string]any `json:"agent"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		a := got.Agent
+		if a["id"] != "ag-1" || a["status"] != "online" || a["site"] != "s1" || a["district"] != "Riverside" || a["devices"] != 2.0 ||
+			a["since"] != "1970-01-01T00:16:40Z" || a["site_names"] == nil {
+			t.Errorf("%s: agent %v lacks its place or status", tc.name, a)
+		}
+		if r, ok := a["reason"]; !tc.whole && (!ok || r != "") {
+			t.Errorf("%s: agent %v, want an empty reason sent", tc.name, a)
+		}
+		for _, k := range []string{"topology", "power_feed", "seq", "version"} {
+			if _, ok := a[k]; ok != tc.whole {
+				t.Errorf("%s: agent has %s: %v, want %v", tc.name, k, ok, tc.whole)
+			}
+		}
+	}
+}
