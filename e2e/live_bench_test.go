@@ -430,6 +430,13 @@ func buildCommand(b testing.TB, pkg string) string {
 // rtspURL, until the benchmark ends. The channel reports its exit.
 func startAgentProcess(b *testing.B, brokerURL, rtspURL string) <-chan error {
 	b.Helper()
+	return runAgentProcess(b, brokerURL, fmt.Sprintf("  - {id: %s, name: \"FFmpeg test pattern\", rtsp: %q, fov: 90}\n", liveCamera, rtspURL))
+}
+
+// runAgentProcess runs the agent binary with cameras (the YAML list's
+// items) until the test ends. The channel reports its exit.
+func runAgentProcess(b testing.TB, brokerURL, cameras string) <-chan error {
+	b.Helper()
 	bin := buildCommand(b, "github.com/citywatch/citywatch/agent/cmd/citywatch-agent")
 	dir := b.TempDir()
 	conf := filepath.Join(dir, "agent.yaml")
@@ -441,8 +448,7 @@ probe: {interval: 2s, timeout: 1s, stream_every: 0s}
 uplink: {spool_dir: %q}
 live: {loopback_only: true}
 cameras:
-  - {id: %s, name: "FFmpeg test pattern", rtsp: %q, fov: 90}
-`, brokerURL, filepath.Join(dir, "spool"), liveCamera, rtspURL)
+`, brokerURL, filepath.Join(dir, "spool")) + cameras
 	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}

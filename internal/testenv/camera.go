@@ -26,10 +26,13 @@ type CameraOptions struct {
 	Bitrate       int // bits a second, 2,000,000
 	// GOP is the keyframe interval in frames; FPS (one a second).
 	GOP int
+	// H265 encodes with libx265 instead of libx264, as most cameras
+	// installed today do for their main stream.
+	H265 bool
 }
 
 // Camera is an RTSP camera: FFmpeg encodes a moving test pattern with
-// libx264 in real time (constant bitrate, no B-frames, SPS and PPS in band
+// libx264 (or libx265) in real time (constant bitrate, no B-frames, SPS and PPS in band
 // before every keyframe, as IP cameras send them) and publishes it over
 // RTSP (RECORD, interleaved TCP) to an RTSP server in the test process
 // (gortsplib), which serves it to any number of readers, each joining the
@@ -104,18 +107,24 @@ func cameraDefaults(o CameraOptions) CameraOptions {
 }
 
 func ffmpegArgs(o CameraOptions, url string) []string {
-	return []string{
+	codec := []string{"-c:v", "libx264", "-sc_threshold", "0"}
+	if o.H265 {
+		codec = []string{"-c:v", "libx265", "-x265-params", "log-level=error:scenecut=0"}
+	}
+	args := []string{
 		"-hide_banner", "-nostdin", "-loglevel", "warning",
 		"-re", "-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=%d", o.Width, o.Height, o.FPS),
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+	}
+	args = append(args, codec...)
+	return append(args, "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
 		// A camera's constant bitrate: half a second of buffer.
-		"-b:v", strconv.Itoa(o.Bitrate), "-maxrate", strconv.Itoa(o.Bitrate), "-bufsize", strconv.Itoa(o.Bitrate / 2),
-		"-g", strconv.Itoa(o.GOP), "-keyint_min", strconv.Itoa(o.GOP), "-sc_threshold", "0", "-bf", "0",
-		// The RTSP muxer asks for global headers (SPS and PPS in the SDP
+		"-b:v", strconv.Itoa(o.Bitrate), "-maxrate", strconv.Itoa(o.Bitrate), "-bufsize", strconv.Itoa(o.Bitrate/2),
+		"-g", strconv.Itoa(o.GOP), "-keyint_min", strconv.Itoa(o.GOP), "-bf", "0",
+		// The RTSP muxer asks for global headers (parameter sets in the SDP
 		// only); cameras repeat them in band before each keyframe.
 		"-bsf:v", "dump_extra=freq=keyframe",
 		"-f", "rtsp", "-rtsp_transport", "tcp", url,
-	}
+	)
 }
 
 // relay is the camera's RTSP server: one publisher, any number of readers.

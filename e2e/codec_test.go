@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// TestH265Camera runs real cameras (FFmpeg: one H.265 main stream, one
+// H.264 sub-stream) behind a real agent and hub: the camera with both
+// plays its sub-stream to a WebRTC viewer; the one with H.265 only is
+// refused with words saying so (415); and both stay online, before and
+// after, for a codec the browser path lacks is not a camera fault.
+func TestH265Camera(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
+	small := testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000}
+	h265 := small
+	h265.H265 = true
+	main, sub := testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
+	exited := runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-h265, rtsp: %q, rtsp_sub: %q, fov: 90}\n  - {id: cam-h265-only, rtsp: %q, fov: 90}\n",
+		main.URL(), sub.URL(), main.URL()))
+	status := func(id string) (fleet.Device, error) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the agent exited: %v", err)
+		default:
+		}
+		var d struct{ Device fleet.Device }
+		err := hub.get("api/devices/"+id, &d)
+		return d.Device, err
+	}
+	online := func(when string) {
+		t.Helper()
+		for _, id := range []string{"cam-h265", "cam-h265-only"} {
+			d, err := status(id)
+			if err != nil || d.Status != wire.StatusOnline {
+				t.Errorf("%s: %s is %s (%s %s), %v; want online", when, id, d.Status, d.Reason, d.Detail, err)
+			}
+		}
+	}
+	eventually(t, time.Minute, func() error {
+		for _, id := range []string{"cam-h265", "cam-h265-only"} {
+			if d, err := status(id); err != nil || d.Status != wire.StatusOnline {
+				return fmt.Errorf("%s is %s, %v", id, d.Status, err)
+			}
+		}
+		return nil
+	})
+
+	c := playWHEP(t, hub.api, "cam-h265")
+	c.awaitFrames(t, 20, 30*time.Second)
+	if n := c.firstNALs(); len(n) == 0 || n[0] != 7 && n[0] != 5 && n[0] != 24 {
+		t.Errorf("the sub-stream's first NAL units %v, want H.264 starting at a keyframe", n)
+	}
+	c.stop(t)
+
+	_, offer := whepOffer(t, newWHEPAPI(t, true))
+	code, body, _ := postWHEP(t, hub.api, "cam-h265-only", "application/sdp", offer)
+	if code != http.StatusUnsupportedMediaType || !strings.Contains(body, "the camera sends H265, not H.264") || !strings.Contains(body, "sub-stream") {
+		t.Errorf("POST for the H.265-only camera = %d %s, want 415 naming H265 and the sub-stream", code, body)
+	}
+	online("after viewing")
+	// A probe round later, too: nothing the stream did lingers.
+	time.Sleep(3 * time.Second)
+	online("a probe round later")
+	if got := hub.metric(t, `citywatch_live_upstream_failures_total{reason="codec"}`); got != 1 {
+		t.Errorf("codec failures %v, want 1", got)
+	}
+}
