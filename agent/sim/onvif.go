@@ -1,0 +1,140 @@
+package sim
+
+import (
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/onvif"
+)
+
+// ONVIF is a simulated camera's ONVIF device service (served by
+// ServeHTTP): GetSystemDateAndTime, which needs no credentials, and
+// GetDeviceInformation, which needs a WS-Security UsernameToken whose
+// digest matches Password and whose creation time is within
+// ClockTolerance of the camera's clock, as real cameras check it.
+type ONVIF struct {
+	Info               onvif.Info
+	Username, Password string
+	// Now is the agent's clock (time.Now when nil); the camera's runs
+	// Skew ahead of it.
+	Now  func() time.Time
+	Skew time.Duration
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+// ClockTolerance is how far a digest's creation time may be from the
+// simulated camera's clock.
+const ClockTolerance = 5 * time.Second
+
+// Calls says how many times the device service was asked op (e.g.
+// "GetDeviceInformation"), refused or not.
+func (o *ONVIF) Calls(op string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls[op]
+}
+
+// onvifRequest is what the simulator reads of a request.
+type onvifRequest struct {
+	Token *struct {
+		Username string `xml:"Username"`
+		Password string `xml:"Password"`
+		Nonce    string `xml:"Nonce"`
+		Created  string `xml:"Created"`
+	} `xml:"Header>Security>UsernameToken"`
+	Body struct {
+		Op []struct {
+			XMLName xml.Name
+		} `xml:",any"`
+	} `xml:"Body"`
+}
+
+// ServeHTTP answers one SOAP call.
+func (o *ONVIF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req onvifRequest
+	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err == nil {
+		err = xml.Unmarshal(data, &req)
+	}
+	if err != nil || r.Method != http.MethodPost || len(req.Body.Op) != 1 {
+		soapFault(w, http.StatusBadRequest, "env:Sender", "ter:WellFormed", "not a SOAP request")
+		return
+	}
+	op := req.Body.Op[0].XMLName.Local
+	o.mu.Lock()
+	if o.calls == nil {
+		o.calls = map[string]int{}
+	}
+	o.calls[op]++
+	o.mu.Unlock()
+	camera := o.clock()
+	switch op {
+	case "GetSystemDateAndTime":
+		soapAnswer(w, fmt.Sprintf(`<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>Manual</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings><tt:UTCDateTime><tt:Time><tt:Hour>%d</tt:Hour><tt:Minute>%d</tt:Minute><tt:Second>%d</tt:Second></tt:Time><tt:Date><tt:Year>%d</tt:Year><tt:Month>%d</tt:Month><tt:Day>%d</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>`,
+			camera.Hour(), camera.Minute(), camera.Second(), camera.Year(), camera.Month(), camera.Day()))
+	case "GetDeviceInformation":
+		if !o.authorized(req, camera) {
+			soapFault(w, http.StatusBadRequest, "env:Sender", "ter:NotAuthorized", "Sender not Authorized")
+			return
+		}
+		var b strings.Builder
+		b.WriteString(`<tds:GetDeviceInformationResponse>`)
+		for _, f := range [][2]string{{"Manufacturer", o.Info.Manufacturer}, {"Model", o.Info.Model}, {"FirmwareVersion", o.Info.Firmware},
+			{"SerialNumber", o.Info.Serial}, {"HardwareId", o.Info.HardwareID}} {
+			fmt.Fprintf(&b, "<tds:%s>", f[0])
+			xml.EscapeText(&b, []byte(f[1]))
+			fmt.Fprintf(&b, "</tds:%s>", f[0])
+		}
+		b.WriteString(`</tds:GetDeviceInformationResponse>`)
+		soapAnswer(w, b.String())
+	default:
+		soapFault(w, http.StatusBadRequest, "env:Receiver", "ter:ActionNotSupported", op+" is not supported")
+	}
+}
+
+func (o *ONVIF) clock() time.Time {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	return now().Add(o.Skew).UTC()
+}
+
+// authorized checks a request's UsernameToken against the camera's
+// credentials and clock.
+func (o *ONVIF) authorized(req onvifRequest, camera time.Time) bool {
+	t := req.Token
+	if t == nil || t.Username != o.Username {
+		return false
+	}
+	created, err := time.Parse(time.RFC3339Nano, t.Created)
+	if err != nil || created.Sub(camera).Abs() > ClockTolerance {
+		return false
+	}
+	nonce, err := base64.StdEncoding.DecodeString(t.Nonce)
+	return err == nil && onvif.Digest(nonce, t.Created, o.Password) == t.Password
+}
+
+const soapOpen = `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:ter="http://www.onvif.org/ver10/error"><env:Body>`
+
+func soapAnswer(w http.ResponseWriter, body string) {
+	w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
+	io.WriteString(w, soapOpen+body+`</env:Body></env:Envelope>`)
+}
+
+func soapFault(w http.ResponseWriter, status int, code, subcode, reason string) {
+	w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
+	w.WriteHeader(status)
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(reason))
+	fmt.Fprintf(w, `%s<env:Fault><env:Code><env:Value>%s</env:Value><env:Subcode><env:Value>%s</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">%s</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>`,
+		soapOpen, code, subcode, b.String())
+}
