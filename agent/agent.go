@@ -61,9 +61,13 @@ type Agent struct {
 	up      *uplink.Client
 	live    *live.Manager
 
-	mu  sync.Mutex // guards cfg and set
+	mu  sync.Mutex // guards cfg, set, onvif and identities
 	cfg config.Config
 	set *supervise.Set // nil until Run
+	// onvif are the cameras' ONVIF clients by device id, identities what
+	// the cameras said of themselves.
+	onvif      map[string]*onvifCamera
+	identities map[string]supervise.Identity
 }
 
 // New validates cfg and builds the agent without starting anything.
@@ -75,7 +79,8 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 	for name, d := range opts.Sensors {
 		drivers[name] = d
 	}
-	a := &Agent{base: opts.Logger, log: opts.Logger.With("component", "agent"), drivers: drivers, prober: opts.Cameras, cfg: cfg}
+	a := &Agent{base: opts.Logger, log: opts.Logger.With("component", "agent"), drivers: drivers, prober: opts.Cameras, cfg: cfg,
+		onvif: map[string]*onvifCamera{}, identities: map[string]supervise.Identity{}}
 	if err := a.check(cfg); err != nil {
 		return nil, err
 	}
@@ -138,7 +143,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.up = up
-	up.SetInventory(inventory(cfg))
+	up.SetInventory(inventory(cfg, nil))
 	return a, nil
 }
 
@@ -152,7 +157,7 @@ func (a *Agent) check(cfg config.Config) error {
 			errs = append(errs, fmt.Errorf("sensors[%d].driver: unknown driver %q", i, s.Driver))
 		}
 	}
-	inv := inventory(cfg)
+	inv := inventory(cfg, nil)
 	if b, err := json.Marshal(inv); err == nil && len(b) > inventoryBudget {
 		errs = append(errs, fmt.Errorf("cameras, sensors: the inventory of %d devices takes %d bytes, over the hub's limit of %d; split the site between agents",
 			len(inv.Devices), len(b), inventoryBudget))
@@ -173,7 +178,7 @@ const inventoryBudget = wire.MaxPayload - 512
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	cfg := a.cfg
-	set := supervise.New(ctx, supervise.Options{Prober: a.prober, OnEvent: a.up.PublishEvent, Logger: a.base})
+	set := supervise.New(ctx, supervise.Options{Prober: a.prober, OnEvent: a.up.PublishEvent, OnIdentity: a.onIdentity, Logger: a.base})
 	set.Apply(a.devices(cfg))
 	a.set = set
 	a.mu.Unlock()
@@ -228,7 +233,7 @@ func (a *Agent) Reload(cfg config.Config) error {
 	if a.set != nil {
 		a.set.Apply(a.devices(cfg))
 	}
-	a.up.SetInventory(inventory(cfg))
+	a.up.SetInventory(inventory(cfg, a.identities))
 	a.log.Info("config reloaded", "cameras", len(cfg.Cameras), "sensors", len(cfg.Sensors))
 	return nil
 }
@@ -260,7 +265,7 @@ func (a *Agent) LiveStats() LiveStats { return a.live.Stats() }
 // agent without knowing its devices.
 func (a *Agent) inventoryCommand(_ context.Context, cmd wire.Command) {
 	a.mu.Lock()
-	inv := inventory(a.cfg)
+	inv := inventory(a.cfg, a.identities)
 	a.mu.Unlock()
 	a.log.Info("the hub asked for the inventory again", "command", cmd.ID)
 	a.up.SetInventory(inv)

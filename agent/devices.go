@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"cmp"
+
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/probe"
 	"github.com/citywatch/citywatch/agent/supervise"
@@ -8,7 +10,7 @@ import (
 )
 
 // devices turns the configuration into supervisor settings; drivers were
-// checked to exist by New or Reload.
+// checked to exist by New or Reload. a.mu is held.
 func (a *Agent) devices(cfg config.Config) []supervise.Device {
 	out := make([]supervise.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
 	for _, c := range cfg.Cameras {
@@ -19,6 +21,7 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 			StreamSample:          cfg.Probe.StreamSample,
 			FailuresBeforeOffline: cfg.Probe.FailuresBeforeOffline,
 			MinFPS:                c.MinFPS,
+			Identify:              a.identifier(c),
 		}})
 	}
 	for _, s := range cfg.Sensors {
@@ -32,8 +35,9 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 }
 
 // inventory is what the hub learns about the site, its topology and its
-// devices; credentials and URLs stay on the agent.
-func inventory(cfg config.Config) wire.Inventory {
+// devices, with what cameras said of themselves (ids, may be nil);
+// credentials and URLs stay on the agent.
+func inventory(cfg config.Config, ids map[string]supervise.Identity) wire.Inventory {
 	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location, PowerFeed: cfg.Site.PowerFeed,
 		Names: cfg.Site.Names, DistrictNames: cfg.Site.DistrictNames}
 	var nodes []wire.Node
@@ -42,12 +46,16 @@ func inventory(cfg config.Config) wire.Inventory {
 	}
 	devs := make([]wire.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
 	for _, c := range cfg.Cameras {
+		vendor, asset := c.Vendor, c.Asset
+		if id, ok := ids[c.ID]; ok {
+			vendor, asset = cmp.Or(c.Vendor, id.Manufacturer), identified(c, id)
+		}
 		devs = append(devs, wire.Device{
 			ID: c.ID, Name: c.Name, Names: c.Names, Kind: wire.KindCamera, District: c.District,
 			Location: c.Location, Criticality: c.Criticality,
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
-			Parent: c.Parent, Vendor: c.Vendor,
-			Model: c.Model, Firmware: c.Firmware, Serial: c.Serial, Installed: c.Installed,
+			Parent: c.Parent, Vendor: vendor,
+			Model: asset.Model, Firmware: asset.Firmware, Serial: asset.Serial, Installed: asset.Installed,
 		})
 	}
 	for _, s := range cfg.Sensors {

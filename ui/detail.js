@@ -11,7 +11,7 @@ const WINDOWS = { '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3 };
 // Known metrics in display order, with unit and decimals.
 const METRICS = {
   fps: ['fps', 1], bitrate_kbps: ['kbit/s', 0], tcp_ms: ['ms', 0], rtsp_ms: ['ms', 0], frame_age_s: ['s', 1],
-  checkin_age_s: ['s', 0], battery_pct: ['%', 0], rssi_dbm: ['dBm', 0], probe_failures: ['', 0],
+  checkin_age_s: ['s', 0], battery_pct: ['%', 0], rssi_dbm: ['dBm', 0], probe_failures: ['', 0], clock_drift_s: ['s', 1],
 };
 const REFRESH_MS = 30000;
 const AFTER_CHANGE_MS = 1500;

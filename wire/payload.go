@@ -156,12 +156,16 @@ const (
 	MetricBatteryPct    = "battery_pct"
 	MetricSignalDBm     = "rssi_dbm"
 	MetricProbeFailures = "probe_failures" // consecutive failed probes
+	// MetricClockDrift is how far a camera's clock is from its agent's,
+	// in seconds either way (ONVIF): video evidence with a wrong clock is
+	// contested evidence.
+	MetricClockDrift = "clock_drift_s"
 )
 
 // Metrics lists every metric name above, for documentation and translations.
 var Metrics = []string{
 	MetricTCPMillis, MetricRTSPMillis, MetricFPS, MetricBitrateKbps, MetricFrameAge,
-	MetricCheckinAge, MetricBatteryPct, MetricSignalDBm, MetricProbeFailures,
+	MetricCheckinAge, MetricBatteryPct, MetricSignalDBm, MetricProbeFailures, MetricClockDrift,
 }
 
 // Health is the periodic report of every device of an agent. It doubles as

@@ -151,8 +151,11 @@ type Camera struct {
 	RTSP  secret.URL `yaml:"rtsp"`
 	// RTSPSub is a sub-stream live view falls back to when the main
 	// stream's codec cannot be carried (H.265); optional.
-	RTSPSub  secret.URL    `yaml:"rtsp_sub"`
-	Snapshot secret.URL    `yaml:"snapshot"`
+	RTSPSub  secret.URL `yaml:"rtsp_sub"`
+	Snapshot secret.URL `yaml:"snapshot"`
+	// ONVIF is the camera's ONVIF device service, optional: who the
+	// camera is (its asset fields) and how its clock runs.
+	ONVIF    ONVIF         `yaml:"onvif"`
 	Location wire.Location `yaml:"location"` // defaults to the site's
 	Heading  float64       `yaml:"heading"`  // degrees clockwise from north
 	FOV      float64       `yaml:"fov"`      // horizontal field of view, degrees
@@ -165,6 +168,13 @@ type Camera struct {
 	Parent string  `yaml:"parent"` // the topology node it hangs off
 	Vendor string  `yaml:"vendor"` // the maker, for reports; optional
 	Asset  `yaml:",inline"`
+}
+
+// ONVIF is a camera's ONVIF device service.
+type ONVIF struct {
+	URL      string        `yaml:"url"` // http(s)://host/onvif/device_service, no credentials
+	Username string        `yaml:"username"`
+	Password secret.String `yaml:"password"`
 }
 
 // Sensor is one alarm sensor, read through a driver.

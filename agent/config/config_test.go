@@ -160,7 +160,8 @@ uplink: {spool_dir: spool, spool_bytes: 1000, resend_rate: 0}
 cameras:
   - {id: cam-1, rtsp: "rtsp://admin:hunter2@cam/x", fov: 0, heading: 360, criticality: 6, district: D, location: {lat: 1, lon: 1}}
   - {id: cam-1, rtsp: "http://admin:hunter2@cam/x", rtsp_sub: "http://admin:hunter2@cam/sub", fov: 70, snapshot: "ftp://cam/s.jpg", district: D, location: {lat: 1, lon: 1}}
-  - {id: cam-3, fov: 70, district: D, range_m: -1, location: {lat: 1, lon: 1}}
+  - {id: cam-3, fov: 70, district: D, range_m: -1, location: {lat: 1, lon: 1}, onvif: {username: admin}}
+  - {id: cam-4, rtsp: "rtsp://cam/x", fov: 70, district: D, location: {lat: 1, lon: 1}, onvif: {url: "http://admin:hunter2@cam/onvif/device_service"}}
 sensors:
   - {id: cam-3, kind: laser, district: D, supervision: 1ms, location: {lat: 1, lon: 200}}
 `), noEnv)
@@ -188,6 +189,8 @@ sensors:
 		"cameras[1].snapshot: scheme \"ftp\"",
 		"cameras[2].rtsp: missing",
 		"cameras[2].range_m: -1",
+		"cameras[2].onvif.url: missing (username or password given)",
+		"cameras[3].onvif.url: holds credentials",
 		"sensors[0].id: id \"cam-3\" already used by cameras[2].id",
 		"sensors[0].kind: \"laser\"",
 		"sensors[0].location: 1,200",

@@ -211,6 +211,7 @@ func (d Camera) validate(p *problems, path string) {
 	checkURL(p, path+".rtsp", d.RTSP, true, "rtsp", "rtsps")
 	checkURL(p, path+".rtsp_sub", d.RTSPSub, false, "rtsp", "rtsps")
 	checkURL(p, path+".snapshot", d.Snapshot, false, "http", "https")
+	d.ONVIF.validate(p, path+".onvif")
 	checkLocation(p, path+".location", d.Location)
 	if !finite(d.Heading) || d.Heading < 0 || d.Heading >= 360 {
 		p.add(path+".heading", "%v out of range [0, 360)", d.Heading)
@@ -322,3 +323,16 @@ func checkURL(p *problems, path string, s secret.URL, required bool, schemes ...
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func (o ONVIF) validate(p *problems, path string) {
+	if o.URL == "" {
+		if o.Username != "" || o.Password != "" {
+			p.add(path+".url", "missing (username or password given)")
+		}
+		return
+	}
+	checkURL(p, path+".url", secret.URL(o.URL), true, "http", "https")
+	if u, err := url.Parse(o.URL); err == nil && u.User != nil {
+		p.add(path+".url", "holds credentials; give them as username and password")
+	}
+}

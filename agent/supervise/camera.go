@@ -18,6 +18,11 @@ type cameraState struct {
 	// nothing); they stay in reports between samples and go when the
 	// camera goes offline.
 	stream map[string]float64
+	// identified is when the camera last answered its Identifier; drift
+	// its clock's distance from the agent's then (a metric while known).
+	identified time.Time
+	drift      time.Duration
+	identErr   string // the last Identifier error, logged once
 }
 
 // runCamera probes until ctx ends. The first probe waits a random part of
@@ -65,7 +70,26 @@ func (sup *supervisor) probeCamera(ctx context.Context, prober CameraProber, st 
 	if ctx.Err() != nil {
 		return // stopping: the result says nothing about the camera
 	}
+	if res.OK() && cam.Identify != nil && (st.identified.IsZero() || now.Sub(st.identified) >= IdentifyEvery) {
+		sup.identify(ctx, cam.Identify, st, now)
+	}
 	sup.judgeCamera(res, st)
+}
+
+// identify asks the camera who it is; the answer goes to OnIdentity and
+// its clock drift into the reports. An error is logged when it is new;
+// the camera is asked again at the next probe.
+func (sup *supervisor) identify(ctx context.Context, idr Identifier, st *cameraState, now time.Time) {
+	id, err := idr.Identify(ctx)
+	if err != nil {
+		if ctx.Err() == nil && err.Error() != st.identErr {
+			sup.log.Warn("camera not identified (ONVIF)", "err", err)
+		}
+		st.identErr = err.Error()
+		return
+	}
+	st.identified, st.drift, st.identErr = now, id.Drift, ""
+	sup.onIdentity(sup.dev.ID, id)
 }
 
 // judgeCamera turns a probe result into the camera's status.
@@ -113,6 +137,9 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 		r.metrics[k] = v
 	}
 	r.metrics[wire.MetricProbeFailures] = float64(st.failures)
+	if !st.identified.IsZero() {
+		r.metrics[wire.MetricClockDrift] = st.drift.Abs().Seconds()
+	}
 	sup.update(r)
 }
 

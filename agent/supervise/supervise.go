@@ -43,7 +43,27 @@ type Camera struct {
 	// fewer leave its status alone, so a short drop raises no alarm.
 	FailuresBeforeOffline int
 	MinFPS                float64 // a sampled stream below this is degraded
+	// Identify asks the camera who it is and reads its clock (ONVIF) at
+	// its first good probe and every IdentifyEvery after; nil when the
+	// camera has no ONVIF service configured.
+	Identify Identifier
 }
+
+// Identifier asks a camera who it is and how far its clock is from the
+// agent's.
+type Identifier interface {
+	Identify(ctx context.Context) (Identity, error)
+}
+
+// Identity is what a camera says of itself.
+type Identity struct {
+	Manufacturer, Model, Firmware, Serial string
+	// Drift is the camera's clock minus the agent's.
+	Drift time.Duration
+}
+
+// IdentifyEvery is how often a camera with an Identifier is asked again.
+const IdentifyEvery = time.Hour
 
 // Sensor says how to watch a sensor.
 type Sensor struct {
@@ -73,7 +93,10 @@ type Options struct {
 	// restore, in order per device, from the device's goroutine. It must
 	// not block; the Header is left for the publisher to fill.
 	OnEvent func(wire.Event)
-	Logger  *slog.Logger
+	// OnIdentity receives what a camera's Identifier answered, from the
+	// device's goroutine; it must not block. Nil ignores it.
+	OnIdentity func(device string, id Identity)
+	Logger     *slog.Logger
 }
 
 // Set is the set of running supervisors.
@@ -93,6 +116,9 @@ func New(ctx context.Context, opts Options) *Set {
 	}
 	if opts.OnEvent == nil {
 		opts.OnEvent = func(wire.Event) {}
+	}
+	if opts.OnIdentity == nil {
+		opts.OnIdentity = func(string, Identity) {}
 	}
 	return &Set{ctx: ctx, opts: opts, running: make(map[string]*supervisor)}
 }

@@ -15,12 +15,13 @@ import (
 // supervisor is the goroutine of one device and the device's health. The
 // goroutine is the only writer of the health; mu lets reports read it.
 type supervisor struct {
-	dev     Device
-	cancel  context.CancelFunc
-	done    chan struct{}
-	kick    chan chan struct{} // ProbeNow: probe, then close the channel
-	onEvent func(wire.Event)
-	log     *slog.Logger
+	dev        Device
+	cancel     context.CancelFunc
+	done       chan struct{}
+	kick       chan chan struct{} // ProbeNow: probe, then close the channel
+	onEvent    func(wire.Event)
+	onIdentity func(string, Identity)
+	log        *slog.Logger
 
 	mu     sync.Mutex
 	health wire.DeviceHealth
@@ -38,9 +39,9 @@ func (s *Set) start(d Device, prev *wire.DeviceHealth) *supervisor {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		kick:    make(chan chan struct{}),
-		onEvent: s.opts.OnEvent,
-		log:     s.opts.Logger.With("component", "supervise", "device", d.ID),
-		health:  wire.DeviceHealth{ID: d.ID, Status: wire.StatusUnknown, Since: time.Now()},
+		onEvent: s.opts.OnEvent, onIdentity: s.opts.OnIdentity,
+		log:    s.opts.Logger.With("component", "supervise", "device", d.ID),
+		health: wire.DeviceHealth{ID: d.ID, Status: wire.StatusUnknown, Since: time.Now()},
 	}
 	if prev != nil {
 		sup.health.Status, sup.health.Reason, sup.health.Detail = prev.Status, prev.Reason, prev.Detail

@@ -210,3 +210,18 @@ func BenchmarkObserveSamples(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(report)), "ns/sample")
 }
+
+// TestDefaultClockDrift: by the default rules, a camera whose clock is off
+// by more than 5 s raises a warning; one within 5 s nothing.
+func TestDefaultClockDrift(t *testing.T) {
+	h := newHarness(t, string(DefaultYAML()))
+	h.camera("cam1", wire.StatusOnline)
+	h.camera("cam2", wire.StatusOnline)
+	h.sample("cam1", wire.KindCamera, map[string]float64{wire.MetricClockDrift: 4.5})
+	h.sample("cam2", wire.KindCamera, map[string]float64{wire.MetricClockDrift: 31})
+	h.advance(time.Second)
+	a := h.only()
+	if a.Device != "cam2" || a.Type != wire.MetricClockDrift || a.Severity != Warning || a.Detail != "clock_drift_s 31 above 5" {
+		t.Fatalf("alarm = %+v", a)
+	}
+}

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/onvif"
+	"github.com/citywatch/citywatch/agent/supervise"
+)
+
+// onvifCamera asks a camera's ONVIF device service who it is: its clock
+// first (digests are then stamped in the camera's time, so a camera whose
+// clock is off still takes them), then its identity.
+type onvifCamera struct {
+	client *onvif.Client
+	cfg    config.ONVIF
+}
+
+func (o *onvifCamera) Identify(ctx context.Context) (supervise.Identity, error) {
+	clk, err := o.client.SystemTime(ctx)
+	if err != nil {
+		return supervise.Identity{}, err
+	}
+	info, err := o.client.DeviceInformation(ctx)
+	if err != nil {
+		return supervise.Identity{}, err
+	}
+	return supervise.Identity{Manufacturer: info.Manufacturer, Model: info.Model, Firmware: info.Firmware, Serial: info.Serial, Drift: clk.Drift}, nil
+}
+
+// identifier returns camera c's Identifier, nil without ONVIF; the same
+// one while its ONVIF settings stay, so that a reload does not restart its
+// supervisor. a.mu is held.
+func (a *Agent) identifier(c config.Camera) supervise.Identifier {
+	if c.ONVIF.URL == "" {
+		return nil
+	}
+	if o, ok := a.onvif[c.ID]; ok && o.cfg == c.ONVIF {
+		return o
+	}
+	client, err := onvif.New(onvif.Options{URL: c.ONVIF.URL, Username: c.ONVIF.Username, Password: c.ONVIF.Password.Reveal()})
+	if err != nil {
+		// Validate checked the URL; say so if it ever gets here.
+		a.log.Error("camera's ONVIF service not used", "device", c.ID, "err", err)
+		return nil
+	}
+	o := &onvifCamera{client: client, cfg: c.ONVIF}
+	a.onvif[c.ID] = o
+	return o
+}
+
+// onIdentity keeps what a camera said of itself. The inventory carries it
+// (the camera's own model, firmware and serial over the configuration's)
+// and goes again at once when it changed: a new serial is a camera
+// replaced, which the hub records.
+func (a *Agent) onIdentity(device string, id supervise.Identity) {
+	id.Drift = 0 // reported with health, not part of the inventory
+	a.mu.Lock()
+	prev, known := a.identities[device]
+	if known && prev == id {
+		a.mu.Unlock()
+		return
+	}
+	a.identities[device] = id
+	inv := inventory(a.cfg, a.identities)
+	a.mu.Unlock()
+	if known && prev.Serial != id.Serial {
+		a.log.Warn("camera's serial changed: replaced", "device", device, "was", prev.Serial, "now", id.Serial)
+	} else {
+		a.log.Info("camera identified (ONVIF)", "device", device, "model", id.Model, "firmware", id.Firmware, "serial", id.Serial)
+	}
+	a.up.SetInventory(inv)
+}
+
+// identified fills a camera's asset fields from what it said of itself.
+func identified(c config.Camera, id supervise.Identity) config.Asset {
+	return config.Asset{Model: cmp.Or(id.Model, c.Model), Firmware: cmp.Or(id.Firmware, c.Firmware), Serial: cmp.Or(id.Serial, c.Serial), Installed: c.Installed}
+}

@@ -1,0 +1,52 @@
+package agent_test
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/onvif"
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// TestONVIFIdentity: a camera with an ONVIF service (simulated, its clock
+// 30 s ahead) fills the inventory's asset fields with what it says of
+// itself (over what the configuration says), and its clock drift goes into
+// health reports.
+func TestONVIFIdentity(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 30 * time.Second,
+		Info: onvif.Info{Manufacturer: "Dahua", Model: "IPC-HFW2431S", Firmware: "2.800.0000", Serial: "7J0A1B2C3D4E5F6"}}
+	srv := httptest.NewServer(cam)
+	t.Cleanup(srv.Close)
+	cfg := testConfig(t, broker.URL())
+	cfg.Cameras[0].Model, cfg.Cameras[0].Serial = "typed by hand", "OLD-SERIAL"
+	cfg.Cameras[0].ONVIF = config.ONVIF{URL: srv.URL + "/onvif/device_service", Username: "admin", Password: "pw"}
+	a, w := runAgent(t, broker.URL(), cfg)
+
+	w.Publish(wire.Topic("agent-t1", wire.ChannelCommands),
+		`{"v":1,"id":"cmd-1","ts":"`+time.Now().UTC().Format(time.RFC3339)+`","type":"probe","devices":["cam-1"]}`)
+	inv := w.Next(wire.ChannelInventory, func(m wire.Message) bool { return m.Inventory.Devices[0].Serial == "7J0A1B2C3D4E5F6" }).Inventory
+	if d := inv.Devices[0]; d.Model != "IPC-HFW2431S" || d.Firmware != "2.800.0000" || d.Vendor != "Dahua" {
+		t.Errorf("inventory's camera %+v, want the camera's own model, firmware and maker", d)
+	}
+	h := w.Next(wire.ChannelHealth, func(m wire.Message) bool { _, ok := m.Health.Devices[0].Metrics[wire.MetricClockDrift]; return ok }).Health
+	if d := h.Devices[0].Metrics[wire.MetricClockDrift]; d < 28 || d > 32 {
+		t.Errorf("clock drift %v s, want about 30", d)
+	}
+
+	// A reload that leaves the camera's ONVIF settings as they were does
+	// not ask it again; its identity stays in the inventory.
+	if err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if inv := w.Next(wire.ChannelInventory, nil).Inventory; inv.Devices[0].Serial != "7J0A1B2C3D4E5F6" {
+		t.Errorf("inventory after a reload %+v, want the camera's serial kept", inv.Devices[0])
+	}
+	if n := cam.Calls("GetDeviceInformation"); n != 1 {
+		t.Errorf("%d GetDeviceInformation calls, want 1", n)
+	}
+}
