@@ -61,12 +61,15 @@ type Agent struct {
 	up      *uplink.Client
 	live    *live.Manager
 
-	mu  sync.Mutex // guards cfg, set, onvif and identities
+	mu  sync.Mutex // guards cfg, set and onvif
 	cfg config.Config
 	set *supervise.Set // nil until Run
-	// onvif are the cameras' ONVIF clients by device id, identities what
-	// the cameras said of themselves.
-	onvif      map[string]*onvifCamera
+	// onvif are the cameras' ONVIF clients by device id.
+	onvif map[string]*onvifCamera
+	// identities are what cameras said of themselves, by device id. idMu
+	// is taken after mu when both are: a supervisor reports an identity
+	// holding neither, while Reload holds mu waiting for supervisors.
+	idMu       sync.Mutex
 	identities map[string]supervise.Identity
 }
 
@@ -233,7 +236,7 @@ func (a *Agent) Reload(cfg config.Config) error {
 	if a.set != nil {
 		a.set.Apply(a.devices(cfg))
 	}
-	a.up.SetInventory(inventory(cfg, a.identities))
+	a.up.SetInventory(a.inventoryLocked())
 	a.log.Info("config reloaded", "cameras", len(cfg.Cameras), "sensors", len(cfg.Sensors))
 	return nil
 }
@@ -265,7 +268,7 @@ func (a *Agent) LiveStats() LiveStats { return a.live.Stats() }
 // agent without knowing its devices.
 func (a *Agent) inventoryCommand(_ context.Context, cmd wire.Command) {
 	a.mu.Lock()
-	inv := inventory(a.cfg, a.identities)
+	inv := a.inventoryLocked()
 	a.mu.Unlock()
 	a.log.Info("the hub asked for the inventory again", "command", cmd.ID)
 	a.up.SetInventory(inv)

@@ -7,6 +7,7 @@ import (
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/onvif"
 	"github.com/citywatch/citywatch/agent/supervise"
+	"github.com/citywatch/citywatch/wire"
 )
 
 // onvifCamera asks a camera's ONVIF device service who it is: its clock
@@ -52,25 +53,37 @@ func (a *Agent) identifier(c config.Camera) supervise.Identifier {
 
 // onIdentity keeps what a camera said of itself. The inventory carries it
 // (the camera's own model, firmware and serial over the configuration's)
-// and goes again at once when it changed: a new serial is a camera
-// replaced, which the hub records.
+// and goes again when it changed: a new serial is a camera replaced, which
+// the hub records. It runs on the camera's supervisor, which Reload may be
+// waiting for while holding a.mu: the inventory is sent from a goroutine.
 func (a *Agent) onIdentity(device string, id supervise.Identity) {
 	id.Drift = 0 // reported with health, not part of the inventory
-	a.mu.Lock()
+	a.idMu.Lock()
 	prev, known := a.identities[device]
+	a.identities[device] = id
+	a.idMu.Unlock()
 	if known && prev == id {
-		a.mu.Unlock()
 		return
 	}
-	a.identities[device] = id
-	inv := inventory(a.cfg, a.identities)
-	a.mu.Unlock()
 	if known && prev.Serial != id.Serial {
 		a.log.Warn("camera's serial changed: replaced", "device", device, "was", prev.Serial, "now", id.Serial)
 	} else {
 		a.log.Info("camera identified (ONVIF)", "device", device, "model", id.Model, "firmware", id.Firmware, "serial", id.Serial)
 	}
-	a.up.SetInventory(inv)
+	go func() {
+		a.mu.Lock()
+		inv := a.inventoryLocked()
+		a.mu.Unlock()
+		a.up.SetInventory(inv)
+	}()
+}
+
+// inventoryLocked is the inventory of a.cfg with the cameras' identities;
+// a.mu is held.
+func (a *Agent) inventoryLocked() wire.Inventory {
+	a.idMu.Lock()
+	defer a.idMu.Unlock()
+	return inventory(a.cfg, a.identities)
 }
 
 // identified fills a camera's asset fields from what it said of itself.
