@@ -24,3 +24,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeMatches feeds the discovery answer decoder anything: it never
+// panics, and what it returns names a camera with a device service.
+func FuzzDecodeMatches(f *testing.F) {
+	const id = "urn:uuid:1"
+	f.Add([]byte(`<s:Envelope xmlns:s="s" xmlns:a="a" xmlns:d="d"><s:Header><a:RelatesTo>urn:uuid:1</a:RelatesTo></s:Header><s:Body><d:ProbeMatches><d:ProbeMatch><a:EndpointReference><a:Address>urn:uuid:cam</a:Address></a:EndpointReference><d:Scopes>onvif://www.onvif.org/name/Gate%20east</d:Scopes><d:XAddrs>http://192.0.2.1/onvif/device_service</d:XAddrs></d:ProbeMatch></d:ProbeMatches></s:Body></s:Envelope>`))
+	f.Add([]byte(`<Envelope><Header><RelatesTo>urn:uuid:1</RelatesTo></Header><Body><ProbeMatches><ProbeMatch><XAddrs>ftp://x http://u:p@h/</XAddrs></ProbeMatch></ProbeMatches></Body></Envelope>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		found, err := decodeMatches(data, id)
+		if err != nil {
+			if found != nil {
+				t.Fatalf("an error with %+v", found)
+			}
+			return
+		}
+		for _, c := range found {
+			if c.Endpoint == "" || len(c.XAddrs) == 0 {
+				t.Fatalf("found %+v: no endpoint or device service", c)
+			}
+		}
+	})
+}

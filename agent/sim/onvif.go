@@ -5,7 +5,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -137,4 +139,37 @@ func soapFault(w http.ResponseWriter, status int, code, subcode, reason string) 
 	xml.EscapeText(&b, []byte(reason))
 	fmt.Fprintf(w, `%s<env:Fault><env:Code><env:Value>%s</env:Value><env:Subcode><env:Value>%s</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">%s</env:Text></env:Reason></env:Fault></env:Body></env:Envelope>`,
 		soapOpen, code, subcode, b.String())
+}
+
+// ServeDiscovery answers WS-Discovery probes arriving on conn, as a camera
+// on the site's LAN answers the multicast group, until conn is closed:
+// each answer names the camera (endpoint, a urn:uuid), its device service
+// (xaddr) and its model and name in onvif:// scopes.
+func (o *ONVIF) ServeDiscovery(conn net.PacketConn, endpoint, xaddr, name string) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		var probe struct {
+			MessageID string `xml:"Header>MessageID"`
+			Types     string `xml:"Body>Probe>Types"`
+		}
+		if xml.Unmarshal(buf[:n], &probe) != nil || probe.MessageID == "" || !strings.Contains(probe.Types, "NetworkVideoTransmitter") {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:d="http://schemas.xmlsoap.org/ws/2005/04/discovery"><s:Header><a:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</a:Action><a:RelatesTo>`)
+		xml.EscapeText(&b, []byte(probe.MessageID))
+		b.WriteString(`</a:RelatesTo></s:Header><s:Body><d:ProbeMatches><d:ProbeMatch><a:EndpointReference><a:Address>`)
+		xml.EscapeText(&b, []byte(endpoint))
+		b.WriteString(`</a:Address></a:EndpointReference><d:Types>dn:NetworkVideoTransmitter</d:Types><d:Scopes>`)
+		xml.EscapeText(&b, []byte("onvif://www.onvif.org/type/video_encoder onvif://www.onvif.org/name/"+url.PathEscape(name)+
+			" onvif://www.onvif.org/hardware/"+url.PathEscape(o.Info.Model)))
+		b.WriteString(`</d:Scopes><d:XAddrs>`)
+		xml.EscapeText(&b, []byte(xaddr))
+		b.WriteString(`</d:XAddrs><d:MetadataVersion>1</d:MetadataVersion></d:ProbeMatch></d:ProbeMatches></s:Body></s:Envelope>`)
+		_, _ = conn.WriteTo([]byte(b.String()), from)
+	}
 }

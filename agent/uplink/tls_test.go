@@ -75,7 +75,10 @@ func TestTLS(t *testing.T) {
 				cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			})
 			if tt.wantErr != "" {
-				wiretest.Eventually(t, "a failed connection attempt", func() bool { return c.Stats().ConnectFailed > 0 })
+				// The attempt is counted before it is logged: wait for both.
+				wiretest.Eventually(t, "a failed connection attempt, logged", func() bool {
+					return c.Stats().ConnectFailed > 0 && strings.Contains(logs.String(), "cannot connect to the broker; retrying")
+				})
 				if s := c.Stats(); s.Connected || s.Refused != 0 {
 					t.Errorf("stats %+v", s)
 				}

@@ -1,7 +1,8 @@
 // Command citywatch-agent is the citywatch edge agent: it supervises the
 // cameras and alarm sensors of one site and reports their health to the
 // hub over MQTT. SIGHUP reloads the device list from the config file;
-// SIGINT and SIGTERM stop it cleanly.
+// SIGINT and SIGTERM stop it cleanly. "citywatch-agent discover" lists
+// the ONVIF cameras on the site's LAN as configuration to paste.
 package main
 
 import (
@@ -21,6 +22,13 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "discover" {
+		if err := discover(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "citywatch-agent discover:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	path := flag.String("config", "configs/agent.yaml", "agent config file")
 	logFormat := flag.String("log-format", "text", "log format: text or json")
 	debug := flag.Bool("debug", false, "log at debug level")
