@@ -53,7 +53,7 @@ func inventory(cfg config.Config, ids map[string]supervise.Identity) wire.Invent
 		devs = append(devs, wire.Device{
 			ID: c.ID, Name: c.Name, Names: c.Names, Kind: wire.KindCamera, District: c.District,
 			Location: c.Location, Criticality: c.Criticality,
-			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != ""},
+			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != "" || c.ONVIF.URL != ""},
 			Parent: c.Parent, Vendor: vendor,
 			Model: asset.Model, Firmware: asset.Firmware, Serial: asset.Serial, Installed: asset.Installed,
 		})

@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"sync"
 
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/onvif"
@@ -16,6 +17,9 @@ import (
 type onvifCamera struct {
 	client *onvif.Client
 	cfg    config.ONVIF
+
+	mu      sync.Mutex
+	snapURI string // the camera's snapshot URI, once asked
 }
 
 func (o *onvifCamera) Identify(ctx context.Context) (supervise.Identity, error) {
@@ -28,6 +32,30 @@ func (o *onvifCamera) Identify(ctx context.Context) (supervise.Identity, error) 
 		return supervise.Identity{}, err
 	}
 	return supervise.Identity{Manufacturer: info.Manufacturer, Model: info.Model, Firmware: info.Firmware, Serial: info.Serial, Drift: clk.Drift}, nil
+}
+
+// snapshot fetches the camera's picture from the snapshot URI its media
+// service gives (asked once, and again after a failed fetch: a camera
+// reset may move it).
+func (o *onvifCamera) snapshot(ctx context.Context) ([]byte, error) {
+	o.mu.Lock()
+	uri := o.snapURI
+	o.mu.Unlock()
+	if uri == "" {
+		var err error
+		if uri, err = o.client.SnapshotURI(ctx); err != nil {
+			return nil, err
+		}
+	}
+	pic, err := o.client.Fetch(ctx, uri, wire.MaxSnapshot)
+	o.mu.Lock()
+	if err != nil {
+		o.snapURI = ""
+	} else {
+		o.snapURI = uri
+	}
+	o.mu.Unlock()
+	return pic, err
 }
 
 // identifier returns camera c's Identifier, nil without ONVIF; the same

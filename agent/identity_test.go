@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"bytes"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -14,14 +16,26 @@ import (
 
 // TestONVIFIdentity: a camera with an ONVIF service (simulated, its clock
 // 30 s ahead) fills the inventory's asset fields with what it says of
-// itself (over what the configuration says), and its clock drift goes into
-// health reports.
+// itself (over what the configuration says), its clock drift goes into
+// health reports, and its snapshots come through its media service.
 func TestONVIFIdentity(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 30 * time.Second,
 		Info: onvif.Info{Manufacturer: "Dahua", Model: "IPC-HFW2431S", Firmware: "2.800.0000", Serial: "7J0A1B2C3D4E5F6"}}
 	srv := httptest.NewServer(cam)
 	t.Cleanup(srv.Close)
+	// Its pictures, behind basic authentication with its ONVIF account.
+	pic := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
+	pics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "pw" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="camera"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Write(pic)
+	}))
+	t.Cleanup(pics.Close)
+	cam.Snapshot = pics.URL + "/onvif-http/snapshot?Profile_1"
 	cfg := testConfig(t, broker.URL())
 	cfg.Cameras[0].Model, cfg.Cameras[0].Serial = "typed by hand", "OLD-SERIAL"
 	cfg.Cameras[0].ONVIF = config.ONVIF{URL: srv.URL + "/onvif/device_service", Username: "admin", Password: "pw"}
@@ -30,12 +44,19 @@ func TestONVIFIdentity(t *testing.T) {
 	w.Publish(wire.Topic("agent-t1", wire.ChannelCommands),
 		`{"v":1,"id":"cmd-1","ts":"`+time.Now().UTC().Format(time.RFC3339)+`","type":"probe","devices":["cam-1"]}`)
 	inv := w.Next(wire.ChannelInventory, func(m wire.Message) bool { return m.Inventory.Devices[0].Serial == "7J0A1B2C3D4E5F6" }).Inventory
-	if d := inv.Devices[0]; d.Model != "IPC-HFW2431S" || d.Firmware != "2.800.0000" || d.Vendor != "Dahua" {
-		t.Errorf("inventory's camera %+v, want the camera's own model, firmware and maker", d)
+	if d := inv.Devices[0]; d.Model != "IPC-HFW2431S" || d.Firmware != "2.800.0000" || d.Vendor != "Dahua" || d.Camera == nil || !d.Camera.Snapshot {
+		t.Errorf("inventory's camera %+v, want the camera's own model, firmware and maker, and snapshots", d)
 	}
 	h := w.Next(wire.ChannelHealth, func(m wire.Message) bool { _, ok := m.Health.Devices[0].Metrics[wire.MetricClockDrift]; return ok }).Health
 	if d := h.Devices[0].Metrics[wire.MetricClockDrift]; d < 28 || d > 32 {
 		t.Errorf("clock drift %v s, want about 30", d)
+	}
+
+	// Its snapshot comes through ONVIF: no snapshot URL is configured.
+	w.Publish(wire.Topic("agent-t1", wire.ChannelCommands),
+		`{"v":1,"id":"cmd-s1","ts":"`+time.Now().UTC().Format(time.RFC3339)+`","type":"snapshot","devices":["cam-1"]}`)
+	if sn := w.Next(wire.ChannelSnapshot, nil).Snapshot; !bytes.Equal(sn.JPEG, pic) || sn.Error != "" {
+		t.Errorf("snapshot through ONVIF: %d bytes, %q", len(sn.JPEG), sn.Error)
 	}
 
 	// A reload that leaves the camera's ONVIF settings as they were does

@@ -38,28 +38,47 @@ func (a *Agent) snapshotCommand(ctx context.Context, cmd wire.Command) {
 	a.up.PublishSnapshot(s)
 }
 
-var errNoSnapshot = errors.New("the camera has no snapshot URL configured")
+var errNoSnapshot = errors.New("the camera has no snapshot URL or ONVIF service configured")
 
-// snapshot fetches a camera's JPEG. Credentials in the URL go as HTTP basic
+// snapshot fetches a camera's JPEG, from its snapshot URL, else through
+// its ONVIF service. Credentials in the URL go as HTTP basic
 // authentication; errors never quote the URL (it may hold them).
 func (a *Agent) snapshot(ctx context.Context, id string) ([]byte, error) {
 	a.mu.Lock()
 	var url string
+	var ov *onvifCamera
 	found := false
 	for _, c := range a.cfg.Cameras {
 		if c.ID == id {
-			url, found = c.Snapshot.Reveal(), true
+			url, ov, found = c.Snapshot.Reveal(), a.onvif[c.ID], true
 		}
 	}
 	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	var pic []byte
+	var err error
 	switch {
 	case !found:
 		return nil, fmt.Errorf("no camera %s at this agent", id)
-	case url == "":
+	case url != "":
+		pic, err = fetchSnapshot(ctx, url)
+	case ov != nil:
+		pic, err = ov.snapshot(ctx)
+	default:
 		return nil, errNoSnapshot
 	}
-	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
-	defer cancel()
+	switch {
+	case err != nil:
+		return nil, err
+	case !bytes.HasPrefix(pic, []byte{0xFF, 0xD8, 0xFF}):
+		return nil, errors.New("the camera did not answer with a JPEG picture")
+	}
+	return pic, nil
+}
+
+// fetchSnapshot GETs a snapshot URL, at most wire.MaxSnapshot bytes.
+func fetchSnapshot(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, errors.New("the snapshot URL is not valid")
@@ -82,8 +101,6 @@ func (a *Agent) snapshot(ctx context.Context, id string) ([]byte, error) {
 		return nil, fmt.Errorf("GET snapshot: %v", err)
 	case len(pic) > wire.MaxSnapshot:
 		return nil, fmt.Errorf("the picture is larger than %d KiB", wire.MaxSnapshot>>10)
-	case !bytes.HasPrefix(pic, []byte{0xFF, 0xD8, 0xFF}):
-		return nil, errors.New("the snapshot URL did not answer with a JPEG picture")
 	}
 	return pic, nil
 }

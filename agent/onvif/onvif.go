@@ -151,6 +151,11 @@ func (c *Client) SystemTime(ctx context.Context) (Clock, error) {
 // call posts body in a SOAP envelope (with the UsernameToken when auth)
 // and decodes the answer into v.
 func (c *Client) call(ctx context.Context, body string, auth bool, v any) error {
+	return c.callAt(ctx, c.url.String(), body, auth, v)
+}
+
+// callAt is call to another of the camera's services (media), at target.
+func (c *Client) callAt(ctx context.Context, target, body string, auth bool, v any) error {
 	var env bytes.Buffer
 	env.WriteString(`<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">`)
 	if auth && c.username != "" {
@@ -164,7 +169,7 @@ func (c *Client) call(ctx context.Context, body string, auth bool, v any) error 
 	env.WriteString(`<s:Body>`)
 	env.WriteString(body)
 	env.WriteString(`</s:Body></s:Envelope>`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url.String(), &env)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, &env)
 	if err != nil {
 		return fmt.Errorf("onvif: %w", err)
 	}
@@ -236,7 +241,7 @@ func writeSecurity(w *bytes.Buffer, username, password string, created time.Time
 	}
 	stamp := created.UTC().Format("2006-01-02T15:04:05.000Z")
 	w.WriteString(`<s:Header><wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><wsse:UsernameToken><wsse:Username>`)
-	if err := xml.EscapeText(w, []byte(username)); err != nil {
+	if err := xmlEscape(w, username); err != nil {
 		return err
 	}
 	w.WriteString(`</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest">`)
@@ -265,3 +270,5 @@ func localName(q string) string {
 	}
 	return q
 }
+
+func xmlEscape(w io.Writer, s string) error { return xml.EscapeText(w, []byte(s)) }

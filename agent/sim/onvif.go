@@ -15,11 +15,13 @@ import (
 	"github.com/citywatch/citywatch/agent/onvif"
 )
 
-// ONVIF is a simulated camera's ONVIF device service (served by
-// ServeHTTP): GetSystemDateAndTime, which needs no credentials, and
-// GetDeviceInformation, which needs a WS-Security UsernameToken whose
-// digest matches Password and whose creation time is within
-// ClockTolerance of the camera's clock, as real cameras check it.
+// ONVIF is a simulated camera's ONVIF device and media services (served
+// by ServeHTTP at any path): GetSystemDateAndTime, which needs no
+// credentials, and GetDeviceInformation, GetCapabilities (the media
+// service is the same URL), GetProfiles and GetSnapshotUri, which need a
+// WS-Security UsernameToken whose digest matches Password and whose
+// creation time is within ClockTolerance of the camera's clock, as real
+// cameras check it.
 type ONVIF struct {
 	Info               onvif.Info
 	Username, Password string
@@ -27,6 +29,8 @@ type ONVIF struct {
 	// Skew ahead of it.
 	Now  func() time.Time
 	Skew time.Duration
+	// Snapshot is the URI GetSnapshotUri answers; empty answers a fault.
+	Snapshot string
 
 	mu    sync.Mutex
 	calls map[string]int
@@ -78,15 +82,30 @@ func (o *ONVIF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.calls[op]++
 	o.mu.Unlock()
 	camera := o.clock()
+	// Only the clock is answered without credentials.
+	if op != "GetSystemDateAndTime" && !o.authorized(req, camera) {
+		soapFault(w, http.StatusBadRequest, "env:Sender", "ter:NotAuthorized", "Sender not Authorized")
+		return
+	}
 	switch op {
 	case "GetSystemDateAndTime":
 		soapAnswer(w, fmt.Sprintf(`<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>Manual</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings><tt:UTCDateTime><tt:Time><tt:Hour>%d</tt:Hour><tt:Minute>%d</tt:Minute><tt:Second>%d</tt:Second></tt:Time><tt:Date><tt:Year>%d</tt:Year><tt:Month>%d</tt:Month><tt:Day>%d</tt:Day></tt:Date></tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>`,
 			camera.Hour(), camera.Minute(), camera.Second(), camera.Year(), camera.Month(), camera.Day()))
-	case "GetDeviceInformation":
-		if !o.authorized(req, camera) {
-			soapFault(w, http.StatusBadRequest, "env:Sender", "ter:NotAuthorized", "Sender not Authorized")
+	case "GetCapabilities":
+		var b strings.Builder
+		xml.EscapeText(&b, []byte("http://"+r.Host+r.URL.Path))
+		soapAnswer(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Media><tt:XAddr>`+b.String()+`</tt:XAddr></tt:Media></tds:Capabilities></tds:GetCapabilitiesResponse>`)
+	case "GetProfiles":
+		soapAnswer(w, `<trt:GetProfilesResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl"><trt:Profiles token="Profile_1" fixed="true"><tt:Name>mainStream</tt:Name></trt:Profiles></trt:GetProfilesResponse>`)
+	case "GetSnapshotUri":
+		if o.Snapshot == "" {
+			soapFault(w, http.StatusBadRequest, "env:Receiver", "ter:ActionNotSupported", "no snapshot")
 			return
 		}
+		var b strings.Builder
+		xml.EscapeText(&b, []byte(o.Snapshot))
+		soapAnswer(w, `<trt:GetSnapshotUriResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl"><trt:MediaUri><tt:Uri>`+b.String()+`</tt:Uri></trt:MediaUri></trt:GetSnapshotUriResponse>`)
+	case "GetDeviceInformation":
 		var b strings.Builder
 		b.WriteString(`<tds:GetDeviceInformationResponse>`)
 		for _, f := range [][2]string{{"Manufacturer", o.Info.Manufacturer}, {"Model", o.Info.Model}, {"FirmwareVersion", o.Info.Firmware},
