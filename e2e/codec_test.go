@@ -74,3 +74,41 @@ func TestH265Camera(t *testing.T) {
 		t.Errorf("codec failures %v, want 1", got)
 	}
 }
+
+// TestBFrameCamera: an H.264 Main-profile camera with B-frames (FFmpeg,
+// two between references) plays through a real agent and hub with its
+// frames in the order the camera sent them: the viewer sees every packet
+// after the one before, and the frames' timestamps step back where a
+// B-frame is shown before the reference decoded ahead of it.
+func TestBFrameCamera(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
+	cam := testenv.FFmpegCamera(t, testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000, BFrames: 2})
+	runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-bframes, rtsp: %q, fov: 90}\n", cam.URL()))
+	eventually(t, time.Minute, func() error {
+		var d struct{ Device fleet.Device }
+		if err := hub.get("api/devices/cam-bframes", &d); err != nil {
+			return err
+		}
+		if d.Device.Status != wire.StatusOnline {
+			return fmt.Errorf("cam-bframes is %s", d.Device.Status)
+		}
+		return nil
+	})
+	c := playWHEP(t, hub.api, "cam-bframes")
+	c.awaitFrames(t, 30, 30*time.Second)
+	stamps, behind := c.order()
+	if behind != 0 {
+		t.Errorf("%d packets arrived out of order", behind)
+	}
+	back := 0
+	for i := 1; i < len(stamps); i++ {
+		if int32(stamps[i]-stamps[i-1]) < 0 {
+			back++
+		}
+	}
+	if back == 0 {
+		t.Errorf("no frame's timestamp steps back in %d frames: the B-frames did not come through as sent (%v)", len(stamps), stamps)
+	}
+	c.stop(t)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,8 +23,11 @@ type whepClient struct {
 	as       *apiClient // who watches
 
 	mu       sync.Mutex
-	nals     []byte // NAL unit types of the first frames, in arrival order
-	frames   int    // RTP marker bits seen: one per frame
+	nals     []byte   // NAL unit types of the first frames, in arrival order
+	frames   int      // RTP marker bits seen: one per frame
+	stamps   []uint32 // RTP timestamps of the first frames' last packets
+	lastSeq  int      // the last RTP sequence number, -1 before any
+	behind   int      // packets whose sequence number was not after the last one's
 	firstAt  time.Time
 	state    webrtc.PeerConnectionState
 	closedCh chan struct{}
@@ -99,7 +103,7 @@ func playWHEP(t testing.TB, as *apiClient, camera string) *whepClient {
 // tryPlayWHEP is playWHEP for goroutines other than the test's.
 func tryPlayWHEP(t testing.TB, as *apiClient, camera string) (*whepClient, error) {
 	pc, sdp := whepOffer(t, newWHEPAPI(t, true))
-	c := &whepClient{pc: pc, as: as, closedCh: make(chan struct{})}
+	c := &whepClient{pc: pc, as: as, closedCh: make(chan struct{}), lastSeq: -1}
 	var once sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		c.mu.Lock()
@@ -124,7 +128,14 @@ func tryPlayWHEP(t testing.TB, as *apiClient, camera string) (*whepClient, error
 			}
 			if p.Marker {
 				c.frames++
+				if len(c.stamps) < 256 {
+					c.stamps = append(c.stamps, p.Timestamp)
+				}
 			}
+			if c.lastSeq >= 0 && int16(p.SequenceNumber-uint16(c.lastSeq)) <= 0 {
+				c.behind++
+			}
+			c.lastSeq = int(p.SequenceNumber)
 			c.mu.Unlock()
 		}
 	})
@@ -163,6 +174,14 @@ func (c *whepClient) frameCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.frames
+}
+
+// order returns the RTP timestamps of the first frames, and how many
+// packets came with a sequence number not after the one before.
+func (c *whepClient) order() ([]uint32, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.stamps), c.behind
 }
 
 func (c *whepClient) firstPacketAt() time.Time {

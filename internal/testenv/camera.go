@@ -29,6 +29,10 @@ type CameraOptions struct {
 	// H265 encodes with libx265 instead of libx264, as most cameras
 	// installed today do for their main stream.
 	H265 bool
+	// BFrames > 0 encodes H.264 Main profile with that many B-frames
+	// between references, as some cameras do; 0 is Constrained Baseline
+	// order (no B-frames).
+	BFrames int
 }
 
 // Camera is an RTSP camera: FFmpeg encodes a moving test pattern with
@@ -107,9 +111,12 @@ func cameraDefaults(o CameraOptions) CameraOptions {
 }
 
 func ffmpegArgs(o CameraOptions, url string) []string {
-	codec := []string{"-c:v", "libx264", "-sc_threshold", "0"}
+	codec := []string{"-c:v", "libx264", "-sc_threshold", "0", "-bf", strconv.Itoa(o.BFrames)}
+	if o.BFrames > 0 {
+		codec = append(codec, "-profile:v", "main")
+	}
 	if o.H265 {
-		codec = []string{"-c:v", "libx265", "-x265-params", "log-level=error:scenecut=0"}
+		codec = []string{"-c:v", "libx265", "-x265-params", "log-level=error:scenecut=0", "-bf", "0"}
 	}
 	args := []string{
 		"-hide_banner", "-nostdin", "-loglevel", "warning",
@@ -119,7 +126,7 @@ func ffmpegArgs(o CameraOptions, url string) []string {
 	return append(args, "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
 		// A camera's constant bitrate: half a second of buffer.
 		"-b:v", strconv.Itoa(o.Bitrate), "-maxrate", strconv.Itoa(o.Bitrate), "-bufsize", strconv.Itoa(o.Bitrate/2),
-		"-g", strconv.Itoa(o.GOP), "-keyint_min", strconv.Itoa(o.GOP), "-bf", "0",
+		"-g", strconv.Itoa(o.GOP), "-keyint_min", strconv.Itoa(o.GOP),
 		// The RTSP muxer asks for global headers (parameter sets in the SDP
 		// only); cameras repeat them in band before each keyframe.
 		"-bsf:v", "dump_extra=freq=keyframe",
