@@ -14,15 +14,18 @@ import (
 func (a *Agent) devices(cfg config.Config) []supervise.Device {
 	out := make([]supervise.Device, 0, len(cfg.Cameras)+len(cfg.Sensors))
 	for _, c := range cfg.Cameras {
-		out = append(out, supervise.Device{ID: c.ID, Camera: &supervise.Camera{
+		cam := &supervise.Camera{
 			Target:                probe.Target{ID: c.ID, URL: c.RTSP},
 			Interval:              cfg.Probe.Interval,
 			StreamEvery:           cfg.Probe.StreamEvery,
 			StreamSample:          cfg.Probe.StreamSample,
 			FailuresBeforeOffline: cfg.Probe.FailuresBeforeOffline,
 			MinFPS:                c.MinFPS,
-			Identify:              a.identifier(c),
-		}})
+		}
+		if o := a.onvifOf(c); o != nil {
+			cam.Identify, cam.Events = o, o
+		}
+		out = append(out, supervise.Device{ID: c.ID, Camera: cam})
 	}
 	for _, s := range cfg.Sensors {
 		out = append(out, supervise.Device{ID: s.ID, Sensor: &supervise.Sensor{

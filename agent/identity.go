@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"sync"
+	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/onvif"
@@ -58,10 +59,34 @@ func (o *onvifCamera) snapshot(ctx context.Context) ([]byte, error) {
 	return pic, err
 }
 
-// identifier returns camera c's Identifier, nil without ONVIF; the same
-// one while its ONVIF settings stay, so that a reload does not restart its
+// Watch follows the camera's events (a pull-point subscription) and
+// reports its tamper state (TamperDetector, GlobalSceneChange) until ctx
+// ends or the subscription fails.
+func (o *onvifCamera) Watch(ctx context.Context, tamper func(active bool)) error {
+	sub, err := o.client.Subscribe(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		events, err := sub.Pull(ctx, 10*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, e := range events {
+			if e.Kind() == onvif.KindTamper && e.Known {
+				tamper(e.Active)
+			}
+		}
+	}
+}
+
+// onvifOf returns camera c's ONVIF client, nil without ONVIF; the same one
+// while its ONVIF settings stay, so that a reload does not restart its
 // supervisor. a.mu is held.
-func (a *Agent) identifier(c config.Camera) supervise.Identifier {
+func (a *Agent) onvifOf(c config.Camera) *onvifCamera {
 	if c.ONVIF.URL == "" {
 		return nil
 	}

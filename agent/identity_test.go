@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/internal/wiretest"
 	"github.com/citywatch/citywatch/agent/onvif"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/internal/testenv"
@@ -69,5 +71,30 @@ func TestONVIFIdentity(t *testing.T) {
 	}
 	if n := cam.Calls("GetDeviceInformation"); n != 1 {
 		t.Errorf("%d GetDeviceInformation calls, want 1", n)
+	}
+}
+
+// TestONVIFTamper: a camera whose analytics report tampering (its event
+// stream, followed from the start) is degraded for tamper within seconds,
+// though its probes pass, and online again when the event ends.
+func TestONVIFTamper(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	cam := &sim.ONVIF{Username: "admin", Password: "pw", Info: onvif.Info{Model: "DS-2CD2T47G2-L", Serial: "S1"}}
+	srv := httptest.NewServer(cam)
+	t.Cleanup(srv.Close)
+	cfg := testConfig(t, broker.URL())
+	cfg.Cameras[0].ONVIF = config.ONVIF{URL: srv.URL + "/onvif/device_service", Username: "admin", Password: "pw"}
+	_, w := runAgent(t, broker.URL(), cfg)
+	camEvent := func(m wire.Message) bool { return m.Event.Device == "cam-1" }
+	wiretest.Eventually(t, "the agent pulling the camera's events", func() bool { return cam.Calls("PullMessages") > 0 })
+
+	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", true)
+	ev := w.Next(wire.ChannelEvents, func(m wire.Message) bool { return camEvent(m) && m.Event.To == wire.StatusDegraded }).Event
+	if ev.Reason != wire.ReasonTamper || !strings.Contains(ev.Detail, "tampering") {
+		t.Errorf("event %+v, want degraded for tamper", ev)
+	}
+	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", false)
+	if ev := w.Next(wire.ChannelEvents, func(m wire.Message) bool { return camEvent(m) && m.Event.To == wire.StatusOnline }).Event; ev.From != wire.StatusDegraded {
+		t.Errorf("event %+v, want degraded → online", ev)
 	}
 }

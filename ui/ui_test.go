@@ -731,7 +731,7 @@ func alarmTypes() map[alarm.Source]typeWords {
 		alarm.SourceSensorTriggered: {"sensor", names(wire.SensorKinds)},
 		alarm.SourceSupervisionLost: {},
 		alarm.SourcePowerLost:       {},
-		alarm.SourceTamper:          {"sensor", names(wire.SensorKinds)},
+		alarm.SourceTamper:          {"sensor", append(names(wire.SensorKinds), string(wire.KindCamera))},
 		alarm.SourceThreshold:       {"metric", wire.Metrics},
 		alarm.SourceTopology:        {ownTypeWords, affixed("", wire.NodeKinds, "_down")},
 		alarm.SourcePowerFeed:       {},

@@ -15,10 +15,12 @@ import (
 	"github.com/citywatch/citywatch/agent/onvif"
 )
 
-// ONVIF is a simulated camera's ONVIF device and media services (served
-// by ServeHTTP at any path): GetSystemDateAndTime, which needs no
-// credentials, and GetDeviceInformation, GetCapabilities (the media
-// service is the same URL), GetProfiles and GetSnapshotUri, which need a
+// ONVIF is a simulated camera's ONVIF device, media and event services
+// (served by ServeHTTP at any path): GetSystemDateAndTime, which needs no
+// credentials, and GetDeviceInformation, GetCapabilities (the media and
+// event services are the same URL), GetProfiles, GetSnapshotUri,
+// CreatePullPointSubscription and PullMessages (events from Emit), which
+// need a
 // WS-Security UsernameToken whose digest matches Password and whose
 // creation time is within ClockTolerance of the camera's clock, as real
 // cameras check it.
@@ -32,8 +34,56 @@ type ONVIF struct {
 	// Snapshot is the URI GetSnapshotUri answers; empty answers a fault.
 	Snapshot string
 
-	mu    sync.Mutex
-	calls map[string]int
+	mu     sync.Mutex
+	calls  map[string]int
+	events []string      // NotificationMessages waiting for a pull
+	posted chan struct{} // closed and replaced when an event is emitted
+}
+
+// Emit queues an event for the camera's pull-point subscribers, as the
+// camera's analytics would: topic (e.g.
+// tns1:RuleEngine/TamperDetector/Tamper) with one data item (IsTamper)
+// true or false.
+func (o *ONVIF) Emit(topic, item string, active bool) {
+	var b strings.Builder
+	b.WriteString(`<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">`)
+	xml.EscapeText(&b, []byte(topic))
+	fmt.Fprintf(&b, `</wsnt:Topic><wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="Changed"><tt:Source><tt:SimpleItem Name="VideoSourceConfigurationToken" Value="VideoSource_1"/></tt:Source><tt:Data><tt:SimpleItem Name=%q Value="%t"/></tt:Data></tt:Message></wsnt:Message></wsnt:NotificationMessage>`,
+		o.clock().Format(time.RFC3339), item, active)
+	o.mu.Lock()
+	o.events = append(o.events, b.String())
+	o.wakeLocked()
+	o.mu.Unlock()
+}
+
+// wakeLocked wakes the pulls waiting for events; o.mu is held.
+func (o *ONVIF) wakeLocked() {
+	if o.posted != nil {
+		close(o.posted)
+	}
+	o.posted = make(chan struct{})
+}
+
+// pull takes the events waiting, waiting up to wait for one.
+func (o *ONVIF) pull(r *http.Request, wait time.Duration) []string {
+	o.mu.Lock()
+	if len(o.events) == 0 {
+		if o.posted == nil {
+			o.posted = make(chan struct{})
+		}
+		posted := o.posted
+		o.mu.Unlock()
+		select {
+		case <-posted:
+		case <-time.After(wait):
+		case <-r.Context().Done():
+		}
+		o.mu.Lock()
+	}
+	out := o.events
+	o.events = nil
+	o.mu.Unlock()
+	return out
 }
 
 // ClockTolerance is how far a digest's creation time may be from the
@@ -94,7 +144,13 @@ func (o *ONVIF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GetCapabilities":
 		var b strings.Builder
 		xml.EscapeText(&b, []byte("http://"+r.Host+r.URL.Path))
-		soapAnswer(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Media><tt:XAddr>`+b.String()+`</tt:XAddr></tt:Media></tds:Capabilities></tds:GetCapabilitiesResponse>`)
+		soapAnswer(w, `<tds:GetCapabilitiesResponse><tds:Capabilities><tt:Events><tt:XAddr>`+b.String()+`</tt:XAddr></tt:Events><tt:Media><tt:XAddr>`+b.String()+`</tt:XAddr></tt:Media></tds:Capabilities></tds:GetCapabilitiesResponse>`)
+	case "CreatePullPointSubscription":
+		var b strings.Builder
+		xml.EscapeText(&b, []byte("http://"+r.Host+r.URL.Path+"?subscription=1"))
+		soapAnswer(w, `<tev:CreatePullPointSubscriptionResponse xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsa5="http://www.w3.org/2005/08/addressing"><tev:SubscriptionReference><wsa5:Address>`+b.String()+`</wsa5:Address></tev:SubscriptionReference></tev:CreatePullPointSubscriptionResponse>`)
+	case "PullMessages":
+		soapAnswer(w, `<tev:PullMessagesResponse xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2">`+strings.Join(o.pull(r, 2*time.Second), "")+`</tev:PullMessagesResponse>`)
 	case "GetProfiles":
 		soapAnswer(w, `<trt:GetProfilesResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl"><trt:Profiles token="Profile_1" fixed="true"><tt:Name>mainStream</tt:Name></trt:Profiles></trt:GetProfilesResponse>`)
 	case "GetSnapshotUri":

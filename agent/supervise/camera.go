@@ -30,6 +30,9 @@ type cameraState struct {
 // probed in the same millisecond, and keep their spread afterwards.
 func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
 	cam := sup.dev.Camera
+	if cam.Events != nil {
+		go sup.watchEvents(ctx, cam.Events)
+	}
 	timer := time.NewTimer(rand.N(cam.Interval))
 	defer timer.Stop()
 	var st cameraState
@@ -39,6 +42,7 @@ func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-sup.changed:
 		case done = <-sup.kick:
 		}
 		sup.probeCamera(ctx, prober, &st)
@@ -46,6 +50,37 @@ func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
 			close(done)
 		}
 		timer.Reset(cam.Interval)
+	}
+}
+
+// watchEvents follows the camera's events until ctx ends, watching again
+// rewatchAfter a failure (logged when it is new). A change of the tamper
+// state probes the camera at once, so the report follows in seconds.
+func (sup *supervisor) watchEvents(ctx context.Context, src EventSource) {
+	last := ""
+	for {
+		err := src.Watch(ctx, func(active bool) {
+			if sup.tampered.Swap(active) == active {
+				return
+			}
+			sup.log.Info("camera reports tampering", "active", active)
+			select {
+			case sup.changed <- struct{}{}:
+			default: // a probe is already due
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && err.Error() != last {
+			sup.log.Warn("camera's events not followed (ONVIF); trying again", "err", err, "after", rewatchAfter)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rewatchAfter):
+		}
 	}
 }
 
@@ -117,6 +152,10 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 			r.status, r.reason, r.detail = wire.StatusOffline, res.Reason, res.Detail
 			st.stream = nil
 		}
+	case sup.tampered.Load():
+		st.failures = 0
+		r.status, r.reason = wire.StatusDegraded, wire.ReasonTamper
+		r.detail = "the camera reports tampering: covered, sprayed or turned away"
 	case res.Sampled && res.FPS < cam.MinFPS:
 		st.failures = 0
 		r.status, r.reason = wire.StatusDegraded, wire.ReasonLowFrameRate

@@ -46,8 +46,23 @@ type Camera struct {
 	// Identify asks the camera who it is and reads its clock (ONVIF) at
 	// its first good probe and every IdentifyEvery after; nil when the
 	// camera has no ONVIF service configured.
-	Identify Identifier
+	Identify Identifier // Events is the camera's own event stream (ONVIF), watched for as
+	// long as the supervisor runs; nil when it has none. A camera that
+	// reports tampering while its probes pass is degraded (tamper).
+	Events EventSource
 }
+
+// EventSource is a camera's stream of events.
+type EventSource interface {
+	// Watch reports every change of the camera's tamper state to tamper
+	// until ctx ends (nil) or the stream fails (the error: the supervisor
+	// watches again a while later).
+	Watch(ctx context.Context, tamper func(active bool)) error
+}
+
+// rewatchAfter is how long a supervisor waits to watch a failed event
+// stream again.
+const rewatchAfter = 30 * time.Second
 
 // Identifier asks a camera who it is and how far its clock is from the
 // agent's.

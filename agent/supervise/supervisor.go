@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +20,7 @@ type supervisor struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	kick       chan chan struct{} // ProbeNow: probe, then close the channel
+	changed    chan struct{}      // the camera's events changed its state: probe soon (buffered)
 	onEvent    func(wire.Event)
 	onIdentity func(string, Identity)
 	log        *slog.Logger
@@ -30,18 +32,23 @@ type supervisor struct {
 	// keeps growing while nothing arrives.
 	ageOf     time.Time
 	ageMetric string
+
+	// tampered: the camera's own events say it is tampered with.
+	tampered atomic.Bool
 }
 
 func (s *Set) start(d Device, prev *wire.DeviceHealth) *supervisor {
 	ctx, cancel := context.WithCancel(s.ctx)
 	sup := &supervisor{
-		dev:     d,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		kick:    make(chan chan struct{}),
-		onEvent: s.opts.OnEvent, onIdentity: s.opts.OnIdentity,
-		log:    s.opts.Logger.With("component", "supervise", "device", d.ID),
-		health: wire.DeviceHealth{ID: d.ID, Status: wire.StatusUnknown, Since: time.Now()},
+		dev:        d,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		kick:       make(chan chan struct{}),
+		changed:    make(chan struct{}, 1),
+		onEvent:    s.opts.OnEvent,
+		onIdentity: s.opts.OnIdentity,
+		log:        s.opts.Logger.With("component", "supervise", "device", d.ID),
+		health:     wire.DeviceHealth{ID: d.ID, Status: wire.StatusUnknown, Since: time.Now()},
 	}
 	if prev != nil {
 		sup.health.Status, sup.health.Reason, sup.health.Detail = prev.Status, prev.Reason, prev.Detail

@@ -118,8 +118,9 @@ const (
 	SourceSensorTriggered Source = "sensor_triggered"
 	SourceSupervisionLost Source = "supervision_lost"
 	SourcePowerLost       Source = "power_lost"
-	// A sensor's own tamper contact is open: someone opened or moved it.
-	// Type is the sensor kind.
+	// A sensor's own tamper contact is open (someone opened or moved it;
+	// Type is the sensor kind), or a camera's analytics say it is covered,
+	// sprayed or turned away (Type "camera").
 	SourceTamper    Source = "tamper"
 	SourceThreshold Source = "threshold"
 	// Root causes (see Engine.Children): a failed topology node whose

@@ -830,3 +830,24 @@ rules:
 		}
 	}
 }
+
+// TestCameraTamper: a camera whose analytics report tampering (degraded,
+// reason tamper) raises one tamper alarm of type camera, not a stream
+// failure, and it clears when the camera is online again.
+func TestCameraTamper(t *testing.T) {
+	h := newHarness(t, string(DefaultYAML()))
+	h.device(fleet.Device{ID: "cam1", Kind: wire.KindCamera, Status: wire.StatusDegraded, Reason: wire.ReasonTamper, Criticality: 4})
+	h.advance(time.Second)
+	a := h.only()
+	if a.Source != SourceTamper || a.Type != "camera" || a.Device != "cam1" || a.Severity != Major {
+		t.Fatalf("alarm = %+v", a)
+	}
+	if dk, sk := kindsOf(a); dk != wire.KindCamera || sk != "" {
+		t.Errorf("kinds of a camera's tamper alarm: %s %s", dk, sk)
+	}
+	h.device(fleet.Device{ID: "cam1", Kind: wire.KindCamera, Status: wire.StatusOnline, Criticality: 4})
+	h.advance(time.Minute)
+	if a := h.only(); a.State == ActiveUnack || a.State == ActiveAck {
+		t.Errorf("after the camera came back: %+v", a)
+	}
+}

@@ -286,8 +286,14 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 	if !power {
 		set(SourceDeviceOffline, string(d.Kind)+"_offline", d.Status == wire.StatusOffline && !supervision)
 	}
-	if d.Kind == wire.KindSensor {
-		set(SourceTamper, string(d.SensorKind), d.Status == wire.StatusDegraded && d.Reason == wire.ReasonTamper)
+	// A sensor's tamper contact, or a camera's own analytics (covered,
+	// sprayed, turned away): the type is the sensor kind, or "camera".
+	tampered := d.Status == wire.StatusDegraded && d.Reason == wire.ReasonTamper
+	switch d.Kind {
+	case wire.KindSensor:
+		set(SourceTamper, string(d.SensorKind), tampered)
+	case wire.KindCamera:
+		set(SourceTamper, string(wire.KindCamera), tampered)
 	}
 	stream := d.Status == wire.StatusDegraded && slices.Contains(StreamReasons, d.Reason)
 	set(SourceStreamFailure, string(d.Reason), stream)

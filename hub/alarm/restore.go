@@ -146,7 +146,12 @@ func (e *Engine) Reconcile(devices []fleet.Device, agents []fleet.Agent) {
 // from what observeDevice put in the alarm.
 func kindsOf(a Alarm) (wire.DeviceKind, wire.SensorKind) {
 	switch a.Source {
-	case SourceSensorTriggered, SourceTamper:
+	case SourceTamper:
+		if a.Type == string(wire.KindCamera) {
+			return wire.KindCamera, ""
+		}
+		return wire.KindSensor, wire.SensorKind(a.Type)
+	case SourceSensorTriggered:
 		return wire.KindSensor, wire.SensorKind(a.Type)
 	case SourcePowerLost:
 		return wire.KindSensor, wire.SensorPower
