@@ -3,10 +3,14 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/citywatch/citywatch/agent/onvif"
+	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
@@ -111,4 +115,80 @@ func TestBFrameCamera(t *testing.T) {
 		t.Errorf("no frame's timestamp steps back in %d frames: the B-frames did not come through as sent (%v)", len(stamps), stamps)
 	}
 	c.stop(t)
+}
+
+// TestONVIFCamera runs a camera with an ONVIF service (simulated in the
+// test, its clock 40 s ahead) and RTSP (the simulator's test card) behind
+// a real agent process and hub process: its model and serial reach the
+// hub from the camera itself, its clock drift is a warning alarm, and
+// when its analytics report tampering it is degraded for tamper with a
+// tamper alarm, online again when that ends.
+func TestONVIFCamera(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL()})
+	rtsp, err := sim.NewCamera(sim.CameraConfig{ID: "cam-onvif", Addr: "127.0.0.1:0", Width: 320, Height: 176}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rtsp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rtsp.Close)
+	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 40 * time.Second,
+		Info: onvif.Info{Manufacturer: "Hikvision", Model: "DS-2CD2T47G2-L", Firmware: "V5.7.3", Serial: "DS-2CD2T47G2-L20220101AACHJ1"}}
+	srv := httptest.NewServer(cam)
+	t.Cleanup(srv.Close)
+	runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-onvif, rtsp: %q, fov: 90, model: typed, onvif: {url: %q, username: admin, password: pw}}\n",
+		rtsp.URL(), srv.URL+"/onvif/device_service"))
+
+	device := func() fleet.Device {
+		var d struct{ Device fleet.Device }
+		if err := hub.get("api/devices/cam-onvif", &d); err != nil {
+			t.Logf("device: %v", err)
+		}
+		return d.Device
+	}
+	alarmOf := func(source alarm.Source) (alarmView, error) {
+		var as struct{ Alarms []alarmView }
+		if err := hub.get("api/alarms?device=cam-onvif&source="+string(source), &as); err != nil {
+			return alarmView{}, err
+		}
+		if len(as.Alarms) != 1 {
+			return alarmView{}, fmt.Errorf("%d %s alarms", len(as.Alarms), source)
+		}
+		return as.Alarms[0], nil
+	}
+	eventually(t, time.Minute, func() error {
+		d := device()
+		if d.Status != wire.StatusOnline || d.Serial != cam.Info.Serial || d.Model != cam.Info.Model || d.Metrics[wire.MetricClockDrift] < 35 {
+			return fmt.Errorf("cam-onvif is %s, model %q serial %q, metrics %v", d.Status, d.Model, d.Serial, d.Metrics)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, func() error {
+		a, err := alarmOf(alarm.SourceThreshold)
+		if err == nil && a.Type != wire.MetricClockDrift {
+			err = fmt.Errorf("threshold alarm of type %s", a.Type)
+		}
+		return err
+	})
+
+	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", true)
+	eventually(t, 30*time.Second, func() error {
+		if d := device(); d.Status != wire.StatusDegraded || d.Reason != wire.ReasonTamper {
+			return fmt.Errorf("cam-onvif is %s (%s)", d.Status, d.Reason)
+		}
+		a, err := alarmOf(alarm.SourceTamper)
+		if err == nil && a.Type != "camera" {
+			err = fmt.Errorf("tamper alarm of type %s", a.Type)
+		}
+		return err
+	})
+	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", false)
+	eventually(t, 30*time.Second, func() error {
+		if d := device(); d.Status != wire.StatusOnline {
+			return fmt.Errorf("cam-onvif is %s (%s)", d.Status, d.Reason)
+		}
+		return nil
+	})
 }
