@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/citywatch/citywatch/agent/onvif"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
@@ -191,4 +194,68 @@ func TestONVIFCamera(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestH265CameraInChromium: the console in Chromium plays an H.265
+// camera's H.264 sub-stream with one click (frames decoded, and more
+// frames after), says in words why an H.265-only camera cannot play, and
+// both cameras stay online.
+func TestH265CameraInChromium(t *testing.T) {
+	s := startStack(t, stackOptions{city: smallCity, live: true})
+	small := testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000}
+	h265 := small
+	h265.H265 = true
+	main, sub := testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
+	runAgentProcess(t, s.broker.URL(), fmt.Sprintf("  - {id: cam-h265, rtsp: %q, rtsp_sub: %q, fov: 90}\n  - {id: cam-h265-only, rtsp: %q, fov: 90}\n",
+		main.URL(), sub.URL(), main.URL()))
+	online := func() error {
+		for _, id := range []string{"cam-h265", "cam-h265-only"} {
+			var d struct{ Device fleet.Device }
+			if err := s.api.fetch("api/devices/"+id, &d); err != nil {
+				return err
+			}
+			if d.Device.Status != wire.StatusOnline {
+				return fmt.Errorf("%s is %s (%s %s)", id, d.Device.Status, d.Device.Reason, d.Device.Detail)
+			}
+		}
+		return nil
+	}
+	eventually(t, time.Minute, online)
+
+	browserAccount(t, s.hub, "h265-op", auth.Operator, auth.Everything)
+	ctx := consoleAs(t, s.hub, "h265-op", 120*time.Second)
+	if err := chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`window.citywatch.openLive('cam-h265')`),
+		chromedp.WaitVisible(`#player[data-camera="cam-h265"][data-state="playing"]`),
+	); err != nil {
+		t.Fatalf("live view of cam-h265: %v", err)
+	}
+	decodingGrows(t, ctx, "player", []string{"cam-h265"})
+
+	// Closed first (the dialog's close event comes a moment later), then
+	// the other camera.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.citywatch.closeLive()`), chromedp.WaitNotVisible(`#player`),
+		chromedp.Evaluate[chromedp.Void](`window.citywatch.openLive('cam-h265-only')`)); err != nil {
+		t.Fatal(err)
+	}
+	player := func() (string, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[string](`(({dataset: d}) => d.camera + ' ' + d.state)(document.querySelector('#player')) + ': ' + (document.querySelector('#player .v-msg')?.textContent || '')`))
+	}
+	eventually(t, 30*time.Second, func() error {
+		p, err := player()
+		if err == nil && !strings.HasPrefix(p, "cam-h265-only failed") {
+			err = fmt.Errorf("the player: %s", p)
+		}
+		return err
+	})
+	msg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#player .v-msg')?.textContent || ''`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "cannot play in the browser") || !strings.Contains(msg, "H.264 sub-stream") {
+		t.Errorf("the player says %q, want why and what to do", msg)
+	}
+	if err := online(); err != nil {
+		t.Errorf("after viewing: %v", err)
+	}
 }
