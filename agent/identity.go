@@ -60,9 +60,10 @@ func (o *onvifCamera) snapshot(ctx context.Context) ([]byte, error) {
 }
 
 // Watch follows the camera's events (a pull-point subscription) and
-// reports its tamper state (TamperDetector, GlobalSceneChange) until ctx
-// ends or the subscription fails.
-func (o *onvifCamera) Watch(ctx context.Context, tamper func(active bool)) error {
+// reports what they say of the picture — tampering (TamperDetector,
+// GlobalSceneChange), too blurry, dark or bright — until ctx ends or the
+// subscription fails. Motion is not a fault of the picture.
+func (o *onvifCamera) Watch(ctx context.Context, report func(kind string, active bool)) error {
 	sub, err := o.client.Subscribe(ctx)
 	if err != nil {
 		return err
@@ -76,8 +77,15 @@ func (o *onvifCamera) Watch(ctx context.Context, tamper func(active bool)) error
 			return err
 		}
 		for _, e := range events {
-			if e.Kind() == onvif.KindTamper && e.Known {
-				tamper(e.Active)
+			switch k := e.Kind(); k {
+			case onvif.KindTamper:
+				if e.Known {
+					report(supervise.KindTamper, e.Active)
+				}
+			case onvif.KindBlurry, onvif.KindDark, onvif.KindBright:
+				if e.Known {
+					report(k, e.Active)
+				}
 			}
 		}
 	}

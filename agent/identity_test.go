@@ -76,7 +76,8 @@ func TestONVIFIdentity(t *testing.T) {
 
 // TestONVIFTamper: a camera whose analytics report tampering (its event
 // stream, followed from the start) is degraded for tamper within seconds,
-// though its probes pass, and online again when the event ends.
+// though its probes pass; a blurred picture is image_quality; online
+// again when the events end.
 func TestONVIFTamper(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	cam := &sim.ONVIF{Username: "admin", Password: "pw", Info: onvif.Info{Model: "DS-2CD2T47G2-L", Serial: "S1"}}
@@ -93,7 +94,15 @@ func TestONVIFTamper(t *testing.T) {
 	if ev.Reason != wire.ReasonTamper || !strings.Contains(ev.Detail, "tampering") {
 		t.Errorf("event %+v, want degraded for tamper", ev)
 	}
+	// A blurred picture stays behind the tamper, and is the reason once
+	// the tamper ends; then the camera is online again.
+	cam.Emit("tns1:VideoSource/ImageTooBlurry/ImagingService", "State", true)
 	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", false)
+	ev = w.Next(wire.ChannelEvents, func(m wire.Message) bool { return camEvent(m) && m.Event.Reason == wire.ReasonImageQuality }).Event
+	if ev.To != wire.StatusDegraded || !strings.Contains(ev.Detail, "too_blurry") {
+		t.Errorf("event %+v, want degraded for image quality (too_blurry)", ev)
+	}
+	cam.Emit("tns1:VideoSource/ImageTooBlurry/ImagingService", "State", false)
 	if ev := w.Next(wire.ChannelEvents, func(m wire.Message) bool { return camEvent(m) && m.Event.To == wire.StatusOnline }).Event; ev.From != wire.StatusDegraded {
 		t.Errorf("event %+v, want degraded → online", ev)
 	}

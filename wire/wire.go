@@ -66,7 +66,8 @@ const (
 	ReasonTimeout         Reason = "timeout"          // connected, then no answer in time
 	ReasonLowFrameRate    Reason = "low_fps"          // stream plays, too few frames
 	ReasonSupervisionLost Reason = "supervision_lost" // sensor stopped checking in
-	ReasonTamper          Reason = "tamper"           // sensor reports its tamper contact
+	ReasonTamper          Reason = "tamper"           // a sensor's tamper contact, or a camera's analytics: covered, turned away
+	ReasonImageQuality    Reason = "image_quality"    // a camera's analytics: its picture too blurry, dark or bright
 	ReasonAgentOffline    Reason = "agent_offline"    // set by the hub for unreachable devices
 	ReasonProbeError      Reason = "probe_error"      // anything else; Detail says what
 )
@@ -75,7 +76,7 @@ const (
 // documentation and translations; live sessions end for LiveReasons too.
 var Reasons = []Reason{
 	ReasonUnreachable, ReasonRefused, ReasonAuthFailed, ReasonNoStream, ReasonTimeout,
-	ReasonLowFrameRate, ReasonSupervisionLost, ReasonTamper, ReasonAgentOffline, ReasonProbeError,
+	ReasonLowFrameRate, ReasonSupervisionLost, ReasonTamper, ReasonAgentOffline, ReasonProbeError, ReasonImageQuality,
 }
 
 // DeviceKind is what a device is.

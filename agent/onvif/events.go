@@ -16,6 +16,11 @@ const (
 	// KindMotion: something moved in the picture (MotionAlarm,
 	// CellMotionDetector); not a fault.
 	KindMotion = "motion"
+	// The picture is too blurry, dark or bright (ImageTooBlurry,
+	// ImageTooDark, ImageTooBright).
+	KindBlurry = "too_blurry"
+	KindDark   = "too_dark"
+	KindBright = "too_bright"
 )
 
 // Notification is one event a camera sent.
@@ -27,8 +32,8 @@ type Notification struct {
 	Active, Known bool
 }
 
-// Kind is what the notification means for the agent: KindTamper,
-// KindMotion, or "" for a topic it does not use.
+// Kind is what the notification means for the agent: one of the Kind
+// constants, or "" for a topic it does not use.
 func (n Notification) Kind() string {
 	t := strings.ToLower(n.Topic)
 	switch {
@@ -36,6 +41,12 @@ func (n Notification) Kind() string {
 		return KindTamper
 	case strings.Contains(t, "motionalarm") || strings.Contains(t, "cellmotiondetector"):
 		return KindMotion
+	case strings.Contains(t, "imagetooblurry"):
+		return KindBlurry
+	case strings.Contains(t, "imagetoodark"):
+		return KindDark
+	case strings.Contains(t, "imagetoobright"):
+		return KindBright
 	}
 	return ""
 }

@@ -11,7 +11,8 @@ import (
 
 // TestEvents: a pull-point subscription gets the camera's events with
 // their state and time; tamper and scene change are tamper, motion is
-// motion, other topics nothing the agent uses.
+// motion, blur, dark and bright are theirs, other topics nothing the
+// agent uses.
 func TestEvents(t *testing.T) {
 	o := &sim.ONVIF{Username: "admin", Password: "s3cret&<ok>"}
 	sub, err := camera(t, o).Subscribe(context.Background())
@@ -21,6 +22,9 @@ func TestEvents(t *testing.T) {
 	o.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", true)
 	o.Emit("tns1:VideoSource/GlobalSceneChange/ImagingService", "State", false)
 	o.Emit("tns1:RuleEngine/CellMotionDetector/Motion", "IsMotion", true)
+	o.Emit("tns1:VideoSource/ImageTooBlurry/ImagingService", "State", true)
+	o.Emit("tns1:VideoSource/ImageTooDark/AnalyticsService", "State", true)
+	o.Emit("tns1:VideoSource/ImageTooBright/ImagingService", "State", false)
 	o.Emit("tns1:Device/Trigger/DigitalInput", "LogicalState", true)
 	got, err := sub.Pull(context.Background(), 2*time.Second)
 	if err != nil {
@@ -29,7 +33,8 @@ func TestEvents(t *testing.T) {
 	want := []struct {
 		kind   string
 		active bool
-	}{{onvif.KindTamper, true}, {onvif.KindTamper, false}, {onvif.KindMotion, true}, {"", true}}
+	}{{onvif.KindTamper, true}, {onvif.KindTamper, false}, {onvif.KindMotion, true},
+		{onvif.KindBlurry, true}, {onvif.KindDark, true}, {onvif.KindBright, false}, {"", true}}
 	if len(got) != len(want) {
 		t.Fatalf("pulled %+v, want %d events", got, len(want))
 	}

@@ -3,7 +3,10 @@ package supervise
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/probe"
@@ -54,16 +57,28 @@ func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
 }
 
 // watchEvents follows the camera's events until ctx ends, watching again
-// rewatchAfter a failure (logged when it is new). A change of the tamper
-// state probes the camera at once, so the report follows in seconds.
+// rewatchAfter a failure (logged when it is new). A change of what is
+// wrong with the picture probes the camera at once, so the report follows
+// in seconds.
 func (sup *supervisor) watchEvents(ctx context.Context, src EventSource) {
 	last := ""
 	for {
-		err := src.Watch(ctx, func(active bool) {
-			if sup.tampered.Swap(active) == active {
+		err := src.Watch(ctx, func(kind string, active bool) {
+			sup.pictureMu.Lock()
+			was := sup.picture[kind]
+			if active {
+				if sup.picture == nil {
+					sup.picture = map[string]bool{}
+				}
+				sup.picture[kind] = true
+			} else {
+				delete(sup.picture, kind)
+			}
+			sup.pictureMu.Unlock()
+			if was == active {
 				return
 			}
-			sup.log.Info("camera reports tampering", "active", active)
+			sup.log.Info("camera reports its picture", "kind", kind, "active", active)
 			select {
 			case sup.changed <- struct{}{}:
 			default: // a probe is already due
@@ -145,6 +160,7 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 		sup.setAge(wire.MetricFrameAge, res.LastFrame)
 	}
 
+	faults := sup.pictureFaults()
 	switch {
 	case !res.OK():
 		st.failures++
@@ -152,10 +168,12 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 			r.status, r.reason, r.detail = wire.StatusOffline, res.Reason, res.Detail
 			st.stream = nil
 		}
-	case sup.tampered.Load():
+	case slices.Contains(faults, KindTamper):
 		st.failures = 0
-		r.status, r.reason = wire.StatusDegraded, wire.ReasonTamper
-		r.detail = "the camera reports tampering: covered, sprayed or turned away"
+		r.status, r.reason, r.detail = wire.StatusDegraded, wire.ReasonTamper, "the camera reports tampering: covered, sprayed or turned away"
+	case len(faults) > 0:
+		st.failures = 0
+		r.status, r.reason, r.detail = wire.StatusDegraded, wire.ReasonImageQuality, "the camera reports its picture "+strings.Join(faults, ", ")
 	case res.Sampled && res.FPS < cam.MinFPS:
 		st.failures = 0
 		r.status, r.reason = wire.StatusDegraded, wire.ReasonLowFrameRate
@@ -183,3 +201,11 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// pictureFaults lists, sorted, what the camera's events say is wrong with
+// its picture now.
+func (sup *supervisor) pictureFaults() []string {
+	sup.pictureMu.Lock()
+	defer sup.pictureMu.Unlock()
+	return slices.Sorted(maps.Keys(sup.picture))
+}

@@ -48,17 +48,24 @@ type Camera struct {
 	// camera has no ONVIF service configured.
 	Identify Identifier // Events is the camera's own event stream (ONVIF), watched for as
 	// long as the supervisor runs; nil when it has none. A camera that
-	// reports tampering while its probes pass is degraded (tamper).
+	// reports tampering, or a poor picture, while its probes pass is
+	// degraded (tamper, image_quality).
 	Events EventSource
 }
 
 // EventSource is a camera's stream of events.
 type EventSource interface {
-	// Watch reports every change of the camera's tamper state to tamper
-	// until ctx ends (nil) or the stream fails (the error: the supervisor
-	// watches again a while later).
-	Watch(ctx context.Context, tamper func(active bool)) error
+	// Watch reports every event about the picture to report, by kind
+	// (KindTamper or a picture kind, as the source names them), until ctx
+	// ends (nil) or the stream fails (the error: the supervisor watches
+	// again a while later).
+	Watch(ctx context.Context, report func(kind string, active bool)) error
 }
+
+// KindTamper is the event kind of a camera covered, sprayed or turned
+// away; any other kind an EventSource reports is a fault of the picture
+// (too blurry, dark, bright…), named by it.
+const KindTamper = "tamper"
 
 // rewatchAfter is how long a supervisor waits to watch a failed event
 // stream again.

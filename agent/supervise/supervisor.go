@@ -6,7 +6,6 @@ import (
 	"maps"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -33,8 +32,10 @@ type supervisor struct {
 	ageOf     time.Time
 	ageMetric string
 
-	// tampered: the camera's own events say it is tampered with.
-	tampered atomic.Bool
+	// picture is what the camera's own events say is wrong with its
+	// picture now, by kind (KindTamper, too_blurry…).
+	pictureMu sync.Mutex
+	picture   map[string]bool
 }
 
 func (s *Set) start(d Device, prev *wire.DeviceHealth) *supervisor {

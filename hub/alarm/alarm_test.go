@@ -831,6 +831,17 @@ rules:
 	}
 }
 
+// TestCameraImageQuality: a camera whose analytics find its picture too
+// blurry, dark or bright is a stream failure of type image_quality.
+func TestCameraImageQuality(t *testing.T) {
+	h := newHarness(t, string(DefaultYAML()))
+	h.device(fleet.Device{ID: "cam1", Kind: wire.KindCamera, Status: wire.StatusDegraded, Reason: wire.ReasonImageQuality, Criticality: 3})
+	h.advance(2 * time.Minute) // past the stream failure's hold
+	if a := h.only(); a.Source != SourceStreamFailure || a.Type != string(wire.ReasonImageQuality) || a.Device != "cam1" {
+		t.Fatalf("alarm = %+v", a)
+	}
+}
+
 // TestCameraTamper: a camera whose analytics report tampering (degraded,
 // reason tamper) raises one tamper alarm of type camera, not a stream
 // failure, and it clears when the camera is online again.

@@ -158,7 +158,7 @@ func (e *Engine) unlock() {
 
 // StreamReasons are the degraded reasons that mean the video itself fails:
 // the Types of SourceStreamFailure alarms.
-var StreamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout}
+var StreamReasons = []wire.Reason{wire.ReasonNoStream, wire.ReasonLowFrameRate, wire.ReasonTimeout, wire.ReasonImageQuality}
 
 // Observe maps one fleet change to conditions (metric thresholds come from
 // ObserveSamples). Unknown and unreachable
