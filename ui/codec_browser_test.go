@@ -43,5 +43,12 @@ func TestCodecRefusalShown(t *testing.T) {
 	if n := posts.Load(); n != 1 {
 		t.Errorf("%d WHEP requests, want 1", n)
 	}
+	// Closed and opened again in one go (the dialog's close event comes a
+	// moment later): the player stays open on the camera.
+	got, err := chromedp.Run(pg.ctx, chromedp.Evaluate[string](`new Promise((done) => { window.citywatch.closeLive(); window.citywatch.openLive('CAM-H265');
+		setTimeout(() => { const p = document.querySelector('#player'); done(p.open + ' ' + p.dataset.camera); }, 100); })`, chromedp.EvalAwaitPromise))
+	if err != nil || got != "true CAM-H265" {
+		t.Errorf("the player after closing and opening again: %q, %v; want open on CAM-H265", got, err)
+	}
 	pg.noExceptions()
 }

@@ -246,7 +246,10 @@ export class Player {
     this.video = dialog.querySelector('video');
     this.viewer = new Viewer(this.video, { store, onRender: () => this.render() });
     dialog.addEventListener('cancel', (e) => { e.preventDefault(); this.close(); });
-    dialog.addEventListener('close', () => this.close());
+    // Closed by the browser (Escape): close the player too. The event comes
+    // a moment after close(), by which time show() may have opened the
+    // dialog again for another camera: then it is not the dialog's close.
+    dialog.addEventListener('close', () => { if (!dialog.open) this.close(); });
     dialog.addEventListener('click', (e) => {
       if (e.target === dialog || e.target.closest('[data-close]')) this.close();
       else if (e.target.closest('#player-link')) this.toggleLink();
