@@ -18,6 +18,7 @@ import (
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/live"
 	"github.com/citywatch/citywatch/agent/probe"
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sensor"
 	"github.com/citywatch/citywatch/agent/supervise"
 	"github.com/citywatch/citywatch/agent/uplink"
@@ -241,14 +242,20 @@ func (a *Agent) Reload(cfg config.Config) error {
 	return nil
 }
 
-// cameraURL is the live manager's view of the configured cameras; a
+// cameraStreams is the live manager's view of the configured cameras (a
+// camera with ONVIF and no rtsp_sub may find its sub-stream there); a
 // reload applies to sessions started after it.
 func (a *Agent) cameraStreams(id string) (live.Streams, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range a.cfg.Cameras {
 		if c.ID == id {
-			return live.Streams{Main: c.RTSP, Sub: c.RTSPSub}, true
+			st := live.Streams{Main: c.RTSP, Sub: c.RTSPSub}
+			if o := a.onvif[c.ID]; o != nil && c.RTSPSub == "" {
+				main := c.RTSP
+				st.FindSub = func(ctx context.Context) (secret.URL, error) { return o.subStream(ctx, main) }
+			}
+			return st, true
 		}
 	}
 	return live.Streams{}, false

@@ -3,11 +3,15 @@ package agent
 import (
 	"cmp"
 	"context"
+	"errors"
+	"net/url"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/onvif"
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/supervise"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -20,7 +24,40 @@ type onvifCamera struct {
 	cfg    config.ONVIF
 
 	mu      sync.Mutex
-	snapURI string // the camera's snapshot URI, once asked
+	snapURI string     // the camera's snapshot URI, once asked
+	subURI  secret.URL // its H.264 sub-stream, once found
+}
+
+// subStream finds the camera's first H.264 profile among its ONVIF
+// profiles, with the main RTSP URL's credentials when the profile's URI
+// has none (ONVIF gives them bare).
+func (o *onvifCamera) subStream(ctx context.Context, main secret.URL) (secret.URL, error) {
+	o.mu.Lock()
+	sub := o.subURI
+	o.mu.Unlock()
+	if sub != "" {
+		return sub, nil
+	}
+	streams, err := o.client.Streams(ctx)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(streams, func(s onvif.Stream) bool { return s.Encoding == "H264" })
+	if i < 0 {
+		return "", errors.New("none of the camera's ONVIF profiles is H.264")
+	}
+	u, err := url.Parse(streams[i].URI)
+	if err != nil {
+		return "", errors.New("the camera's H.264 profile has no valid stream URI")
+	}
+	if m, err := url.Parse(main.Reveal()); err == nil && u.User == nil {
+		u.User = m.User
+	}
+	sub = secret.URL(u.String())
+	o.mu.Lock()
+	o.subURI = sub
+	o.mu.Unlock()
+	return sub, nil
 }
 
 func (o *onvifCamera) Identify(ctx context.Context) (supervise.Identity, error) {

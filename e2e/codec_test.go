@@ -21,9 +21,10 @@ import (
 
 // TestH265Camera runs real cameras (FFmpeg: one H.265 main stream, one
 // H.264 sub-stream) behind a real agent and hub: the camera with both
-// plays its sub-stream to a WebRTC viewer; the one with H.265 only is
-// refused with words saying so (415); and both stay online, before and
-// after, for a codec the browser path lacks is not a camera fault.
+// plays its sub-stream to a WebRTC viewer, and so does one whose ONVIF
+// profiles name it; the one with H.265 only is refused with words saying
+// so (415); and they stay online, before and after, for a codec the
+// browser path lacks is not a camera fault.
 func TestH265Camera(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
@@ -31,8 +32,16 @@ func TestH265Camera(t *testing.T) {
 	h265 := small
 	h265.H265 = true
 	main, sub := testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
-	exited := runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-h265, rtsp: %q, rtsp_sub: %q, fov: 90}\n  - {id: cam-h265-only, rtsp: %q, fov: 90}\n",
-		main.URL(), sub.URL(), main.URL()))
+	// A third camera names no sub-stream; its ONVIF profiles do.
+	onv := &sim.ONVIF{Username: "admin", Password: "pw", Profiles: []onvif.Stream{
+		{Token: "main", Encoding: "H265", Width: 320, Height: 240, URI: main.URL()},
+		{Token: "sub", Encoding: "H264", Width: 320, Height: 240, URI: sub.URL()},
+	}}
+	onvSrv := httptest.NewServer(onv)
+	t.Cleanup(onvSrv.Close)
+	exited := runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-h265, rtsp: %q, rtsp_sub: %q, fov: 90}\n  - {id: cam-h265-only, rtsp: %q, fov: 90}\n"+
+		"  - {id: cam-h265-onvif, rtsp: %q, fov: 90, onvif: {url: %q, username: admin, password: pw}}\n",
+		main.URL(), sub.URL(), main.URL(), main.URL(), onvSrv.URL+"/onvif/device_service"))
 	status := func(id string) (fleet.Device, error) {
 		select {
 		case err := <-exited:
@@ -45,7 +54,7 @@ func TestH265Camera(t *testing.T) {
 	}
 	online := func(when string) {
 		t.Helper()
-		for _, id := range []string{"cam-h265", "cam-h265-only"} {
+		for _, id := range []string{"cam-h265", "cam-h265-only", "cam-h265-onvif"} {
 			d, err := status(id)
 			if err != nil || d.Status != wire.StatusOnline {
 				t.Errorf("%s: %s is %s (%s %s), %v; want online", when, id, d.Status, d.Reason, d.Detail, err)
@@ -53,7 +62,7 @@ func TestH265Camera(t *testing.T) {
 		}
 	}
 	eventually(t, time.Minute, func() error {
-		for _, id := range []string{"cam-h265", "cam-h265-only"} {
+		for _, id := range []string{"cam-h265", "cam-h265-only", "cam-h265-onvif"} {
 			if d, err := status(id); err != nil || d.Status != wire.StatusOnline {
 				return fmt.Errorf("%s is %s, %v", id, d.Status, err)
 			}
@@ -66,6 +75,9 @@ func TestH265Camera(t *testing.T) {
 	if n := c.firstNALs(); len(n) == 0 || n[0] != 7 && n[0] != 5 && n[0] != 24 {
 		t.Errorf("the sub-stream's first NAL units %v, want H.264 starting at a keyframe", n)
 	}
+	c.stop(t)
+	c = playWHEP(t, hub.api, "cam-h265-onvif")
+	c.awaitFrames(t, 20, 30*time.Second)
 	c.stop(t)
 
 	_, offer := whepOffer(t, newWHEPAPI(t, true))

@@ -3,6 +3,7 @@ package live_test
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -10,6 +11,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 
+	"github.com/citywatch/citywatch/agent/live"
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -95,5 +98,29 @@ func TestSubStream(t *testing.T) {
 	m.Handle(context.Background(), startCmd("ls-2", "cam-2", h2.offer))
 	if st := rec.wait("ls-2", wire.LiveStopped); st.Reason != wire.ReasonLiveCodec || st.Detail != "sub-stream: the camera sends H265, not H.264" {
 		t.Errorf("stopped %+v; want codec for the sub-stream", st)
+	}
+}
+
+// TestFoundSubStream: a camera without a configured sub-stream plays the
+// one FindSub finds (its ONVIF profiles) when its main stream is H.265,
+// and asks only then.
+func TestFoundSubStream(t *testing.T) {
+	h265 := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{&format.H265{PayloadTyp: 96}}}
+	sub := newCamera(t, "cam-1")
+	checkLeaks(t)
+	main := newDescribedCamera(t, h265)
+	var asked atomic.Int32
+	m, rec := startManager(t, nil, func(o *live.Options) {
+		o.Cameras = func(id string) (live.Streams, bool) {
+			return live.Streams{Main: secret.URL(main), FindSub: func(context.Context) (secret.URL, error) {
+				asked.Add(1)
+				return secret.URL(sub.URL()), nil
+			}}, id == "cam-1"
+		}
+	})
+	h := connect(t, m, rec, "ls-1", "cam-1")
+	eventually(t, "frames of the found sub-stream", func() bool { return len(h.frames()) >= 5 })
+	if n := asked.Load(); n != 1 {
+		t.Errorf("FindSub asked %d times, want 1", n)
 	}
 }

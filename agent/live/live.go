@@ -76,6 +76,9 @@ type Options struct {
 // most cameras installed today have).
 type Streams struct {
 	Main, Sub secret.URL
+	// FindSub looks for an H.264 sub-stream when Sub is empty (the
+	// camera's ONVIF profiles); nil when there is nowhere to look.
+	FindSub func(ctx context.Context) (secret.URL, error)
 }
 
 // Stats are the manager's counters.

@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
 	"github.com/citywatch/citywatch/wire/rtph264"
 )
@@ -216,9 +217,9 @@ func (s *session) onConnectionState(st webrtc.PeerConnectionState) {
 // forwards its packets until the session ends.
 func (s *session) stream() {
 	cam, reason, detail := openCamera(s.ctx, s.streams.Main, s.m.opts.RTSPTimeout, s.log)
-	if reason == wire.ReasonLiveCodec && s.streams.Sub != "" {
+	if sub := s.subStream(reason); sub != "" {
 		s.log.Info("main stream not H.264; playing the sub-stream", "detail", detail)
-		cam, reason, detail = openCamera(s.ctx, s.streams.Sub, s.m.opts.RTSPTimeout, s.log)
+		cam, reason, detail = openCamera(s.ctx, sub, s.m.opts.RTSPTimeout, s.log)
 		detail = prefix("sub-stream: ", detail)
 	}
 	if cam == nil {
@@ -349,6 +350,23 @@ func (s *session) requestKeyframe() {
 		return
 	}
 	s.m.cameraPLIs.Add(1)
+}
+
+// subStream is the stream to play when the main one ended for reason: the
+// configured sub-stream, or one FindSub finds, when the main stream's
+// codec cannot be carried; "" otherwise.
+func (s *session) subStream(reason wire.Reason) secret.URL {
+	if reason != wire.ReasonLiveCodec {
+		return ""
+	}
+	if s.streams.Sub != "" || s.streams.FindSub == nil {
+		return s.streams.Sub
+	}
+	sub, err := s.streams.FindSub(s.ctx)
+	if err != nil {
+		s.log.Info("no H.264 sub-stream found", "err", err)
+	}
+	return sub
 }
 
 // prefix puts p before detail, unless detail is empty.

@@ -17,15 +17,9 @@ import (
 // service's address (GetCapabilities), its first media profile
 // (GetProfiles) and that profile's snapshot URI (GetSnapshotUri).
 func (c *Client) SnapshotURI(ctx context.Context) (string, error) {
-	var caps struct {
-		Media string `xml:"Body>GetCapabilitiesResponse>Capabilities>Media>XAddr"`
-	}
-	if err := c.call(ctx, `<tds:GetCapabilities xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:Category>Media</tds:Category></tds:GetCapabilities>`, true, &caps); err != nil {
-		return "", err
-	}
-	media, err := c.serviceURL(caps.Media)
+	media, err := c.mediaService(ctx)
 	if err != nil {
-		return "", fmt.Errorf("onvif: GetCapabilities: the media service: %w", err)
+		return "", err
 	}
 	var profiles struct {
 		Profiles []struct {
@@ -55,6 +49,21 @@ func (c *Client) SnapshotURI(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("onvif: GetSnapshotUri: %w", err)
 	}
 	return uri, nil
+}
+
+// mediaService asks the camera where its media service is.
+func (c *Client) mediaService(ctx context.Context) (string, error) {
+	var caps struct {
+		Media string `xml:"Body>GetCapabilitiesResponse>Capabilities>Media>XAddr"`
+	}
+	if err := c.call(ctx, `<tds:GetCapabilities xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:Category>Media</tds:Category></tds:GetCapabilities>`, true, &caps); err != nil {
+		return "", err
+	}
+	media, err := c.serviceURL(caps.Media)
+	if err != nil {
+		return "", fmt.Errorf("onvif: GetCapabilities: the media service: %w", err)
+	}
+	return media, nil
 }
 
 // serviceURL checks an address the camera gave: http(s), a host, no

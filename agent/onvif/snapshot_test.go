@@ -81,3 +81,20 @@ func TestSnapshot(t *testing.T) {
 		t.Error("a camera without snapshots gave a URI")
 	}
 }
+
+// TestStreams: the camera's profiles, main stream first, with encoding,
+// resolution and RTSP URI; a profile streaming something else is left out.
+func TestStreams(t *testing.T) {
+	o := &sim.ONVIF{Username: "admin", Password: "s3cret&<ok>", Profiles: []onvif.Stream{
+		{Token: "Profile_1", Encoding: "H265", Width: 2688, Height: 1520, URI: "rtsp://192.0.2.11:554/Streaming/Channels/101"},
+		{Token: "Profile_2", Encoding: "H264", Width: 640, Height: 360, URI: "rtsp://192.0.2.11:554/Streaming/Channels/102"},
+		{Token: "Profile_3", Encoding: "JPEG", Width: 640, Height: 360, URI: "http://192.0.2.11/mjpeg"},
+	}}
+	got, err := camera(t, o).Streams(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != o.Profiles[0] || got[1] != o.Profiles[1] {
+		t.Fatalf("Streams = %+v, want the first two profiles", got)
+	}
+}

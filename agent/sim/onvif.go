@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,10 @@ type ONVIF struct {
 	Skew time.Duration
 	// Snapshot is the URI GetSnapshotUri answers; empty answers a fault.
 	Snapshot string
+	// Profiles are the camera's media profiles (GetProfiles) and their
+	// stream URIs (GetStreamUri); none is one H.264 profile without a
+	// stream.
+	Profiles []onvif.Stream
 
 	mu     sync.Mutex
 	calls  map[string]int
@@ -152,7 +157,33 @@ func (o *ONVIF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PullMessages":
 		soapAnswer(w, `<tev:PullMessagesResponse xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2">`+strings.Join(o.pull(r, 2*time.Second), "")+`</tev:PullMessagesResponse>`)
 	case "GetProfiles":
-		soapAnswer(w, `<trt:GetProfilesResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl"><trt:Profiles token="Profile_1" fixed="true"><tt:Name>mainStream</tt:Name></trt:Profiles></trt:GetProfilesResponse>`)
+		profiles := o.Profiles
+		if len(profiles) == 0 {
+			profiles = []onvif.Stream{{Token: "Profile_1", Encoding: "H264", Width: 1920, Height: 1080}}
+		}
+		var b strings.Builder
+		b.WriteString(`<trt:GetProfilesResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl">`)
+		for _, p := range profiles {
+			var tok strings.Builder
+			xml.EscapeText(&tok, []byte(p.Token))
+			fmt.Fprintf(&b, `<trt:Profiles token="%s" fixed="true"><tt:Name>%s</tt:Name><tt:VideoEncoderConfiguration><tt:Encoding>%s</tt:Encoding><tt:Resolution><tt:Width>%d</tt:Width><tt:Height>%d</tt:Height></tt:Resolution></tt:VideoEncoderConfiguration></trt:Profiles>`,
+				tok.String(), tok.String(), p.Encoding, p.Width, p.Height)
+		}
+		b.WriteString(`</trt:GetProfilesResponse>`)
+		soapAnswer(w, b.String())
+	case "GetStreamUri":
+		var q struct {
+			Token string `xml:"Body>GetStreamUri>ProfileToken"`
+		}
+		_ = xml.Unmarshal(data, &q) // it decoded once already
+		i := slices.IndexFunc(o.Profiles, func(p onvif.Stream) bool { return p.Token == q.Token })
+		if i < 0 {
+			soapFault(w, http.StatusBadRequest, "env:Sender", "ter:NoProfile", "no such profile")
+			return
+		}
+		var b strings.Builder
+		xml.EscapeText(&b, []byte(o.Profiles[i].URI))
+		soapAnswer(w, `<trt:GetStreamUriResponse xmlns:trt="http://www.onvif.org/ver10/media/wsdl"><trt:MediaUri><tt:Uri>`+b.String()+`</tt:Uri></trt:MediaUri></trt:GetStreamUriResponse>`)
 	case "GetSnapshotUri":
 		if o.Snapshot == "" {
 			soapFault(w, http.StatusBadRequest, "env:Receiver", "ter:ActionNotSupported", "no snapshot")
