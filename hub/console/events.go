@@ -239,9 +239,9 @@ type compactChange struct {
 // agentState is what an agent change says of the agent: where it is, in
 // every language the feed may need, and its status. Its topology, sequence
 // counters, version and the rest do not change with its status and stay
-// out: a console merges this into the agent it has. In a district's power
-// cut that is about half of what each console reads. Reason is sent when
-// empty: an agent back online has none.
+// out: a console merges this into the agent it has. In BenchmarkAlarmStorm
+// (100 agents cut) each console read 116 KiB instead of 130. Reason is
+// sent when empty: an agent back online has none.
 type agentState struct {
 	ID            string      `json:"id"`
 	Site          string      `json:"site"`
