@@ -340,6 +340,9 @@ func (d *Device) validate() error {
 		if d.SensorKind != "" {
 			return reject(RejectInvalid, "camera %q has a sensor_kind", d.ID)
 		}
+		if err := validStreams(d.ID, d.Streams); err != nil {
+			return err
+		}
 		if d.Camera != nil {
 			c := d.Camera
 			if !finite(c.Heading) || !finite(c.FOV) || !finite(c.Range) ||
@@ -351,7 +354,7 @@ func (d *Device) validate() error {
 		if !d.SensorKind.Valid() {
 			return reject(RejectInvalid, "sensor %q: unknown sensor_kind %q", d.ID, clip(string(d.SensorKind)))
 		}
-		if d.Camera != nil {
+		if d.Camera != nil || d.Streams != nil {
 			return reject(RejectInvalid, "sensor %q has camera details", d.ID)
 		}
 	default:

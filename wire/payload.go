@@ -120,6 +120,10 @@ type Device struct {
 	Firmware  string `json:"firmware,omitempty"`
 	Serial    string `json:"serial,omitempty"`
 	Installed string `json:"installed,omitempty"`
+	// Streams are a camera's video streams as its probes found them
+	// (none until the first probe answers): the agent sends its inventory
+	// again when one changes.
+	Streams []Stream `json:"streams,omitempty"`
 }
 
 // Inventory is the agent's retained device list, published on every connect
@@ -166,6 +170,7 @@ const (
 var Metrics = []string{
 	MetricTCPMillis, MetricRTSPMillis, MetricFPS, MetricBitrateKbps, MetricFrameAge,
 	MetricCheckinAge, MetricBatteryPct, MetricSignalDBm, MetricProbeFailures, MetricClockDrift,
+	MetricSubFPS, MetricSubBitrateKbps,
 }
 
 // Health is the periodic report of every device of an agent. It doubles as

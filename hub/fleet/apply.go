@@ -286,7 +286,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 func (d *device) setAttrs(wd *wire.Device, a *agent) {
 	d.text, d.nameAt, d.serialAt = wd.ID+wd.Name+wd.Serial, uint32(len(wd.ID)), uint32(len(wd.ID)+len(wd.Name))
 	d.location, d.criticality, d.camera = wd.Location, int32(wd.Criticality), wd.Camera
-	d.hardware = unique.Make(hardware{wd.Kind, wd.SensorKind, wd.Vendor, wd.Model, wd.Firmware, wd.Installed})
+	d.hardware = unique.Make(hardwareOf(wd))
 	d.district, d.parent = unique.Make(wd.District), unique.Make(wd.Parent)
 	d.site = unique.Make(siteName{a.view.Site, a.view.SiteName})
 	d.names = a.localised(wd.Names, wd.District == a.view.District)
@@ -327,24 +327,33 @@ func ownNames(names wire.Names) wire.Names {
 	return maps.Clone(names)
 }
 
-// AssetChange is a known device's serial or firmware changing: the unit
-// was replaced or upgraded.
+// AssetChange is a known device's serial or firmware changing (the unit
+// was replaced or upgraded), or its main stream's codec or resolution (it
+// was reconfigured, or replaced by another model).
 type AssetChange struct {
 	Device string    `json:"device"`
-	Field  string    `json:"field"` // serial, firmware
+	Field  string    `json:"field"` // serial, firmware, main_stream
 	From   string    `json:"from"`
 	To     string    `json:"to"`
 	At     time.Time `json:"at"`
 }
 
 // assetChanges lists what the inventory changes of a device's identity;
-// a value given for the first time is no change.
+// a value given for the first time is no change, nor is a main stream's
+// profile alone, or a size where one of the two is unknown (an SDP
+// without parameter sets).
 func (d *device) assetChanges(wd *wire.Device, now time.Time) []AssetChange {
 	var out []AssetChange
-	for _, f := range []struct{ field, from, to string }{{"serial", d.serial(), wd.Serial}, {"firmware", d.hardware.Value().firmware, wd.Firmware}} {
+	hw := d.hardware.Value()
+	for _, f := range []struct{ field, from, to string }{{"serial", d.serial(), wd.Serial}, {"firmware", hw.firmware, wd.Firmware}} {
 		if f.from != "" && f.from != f.to {
 			out = append(out, AssetChange{Device: d.id(), Field: f.field, From: f.from, To: f.to, At: now})
 		}
+	}
+	was, is := hw.streams.Value().main(), mainStream(wd.Streams)
+	sized := was.Width > 0 && is.Width > 0
+	if was.Codec != "" && is.Codec != "" && (was.Codec != is.Codec || sized && (was.Width != is.Width || was.Height != is.Height)) {
+		out = append(out, AssetChange{Device: d.id(), Field: "main_stream", From: was.String(), To: is.String(), At: now})
 	}
 	return out
 }
@@ -354,7 +363,7 @@ func (d *device) sameAttrs(wd *wire.Device) bool {
 		d.camera != nil && wd.Camera != nil && *d.camera == *wd.Camera
 	return sameCam && d.name() == wd.Name && d.district.Value() == wd.District && d.location == wd.Location &&
 		int(d.criticality) == wd.Criticality && d.parent.Value() == wd.Parent && d.serial() == wd.Serial &&
-		d.hardware.Value() == hardware{wd.Kind, wd.SensorKind, wd.Vendor, wd.Model, wd.Firmware, wd.Installed} &&
+		d.hardware.Value() == hardwareOf(wd) &&
 		maps.Equal(d.names.own(), wd.Names)
 }
 

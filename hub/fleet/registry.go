@@ -140,6 +140,42 @@ type hardware struct {
 	kind                               wire.DeviceKind
 	sensorKind                         wire.SensorKind
 	vendor, model, firmware, installed string
+	streams                            unique.Handle[streamSet]
+}
+
+func hardwareOf(wd *wire.Device) hardware {
+	var ss streamSet
+	copy(ss[:], wd.Streams) // the decoder allows no more
+	return hardware{kind: wd.Kind, sensorKind: wd.SensorKind, vendor: wd.Vendor, model: wd.Model, firmware: wd.Firmware,
+		installed: wd.Installed, streams: unique.Make(ss)}
+}
+
+// streamSet is a camera's streams (wire.Device.Streams) in a comparable
+// form, so that cameras of one model and set-up share one interned copy.
+type streamSet [wire.MaxStreams]wire.Stream
+
+// list is the set as the inventory gave it; nil when empty.
+func (s streamSet) list() []wire.Stream {
+	n := 0
+	for n < len(s) && s[n].Codec != "" {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return slices.Clone(s[:n])
+}
+
+func (s streamSet) main() wire.Stream { return mainStream(s[:]) }
+
+// mainStream is the main stream of ss; zero when none is listed.
+func mainStream(ss []wire.Stream) wire.Stream {
+	for _, s := range ss {
+		if s.Role == wire.StreamMain {
+			return s
+		}
+	}
+	return wire.Stream{}
 }
 
 // reported is a reason and detail for a device's status: an agent's, a
@@ -213,7 +249,7 @@ func (r *Registry) snapshot(d *device) Device {
 		Agent: d.agent.view.ID, Site: site.id, SiteName: site.name, District: d.district.Value(),
 		Location: d.location, Criticality: int(d.criticality),
 		Vendor: hw.vendor, Model: hw.model, Firmware: hw.firmware, Serial: d.serial(),
-		Installed: hw.installed, Camera: d.camera, Parent: d.parent.Value(),
+		Installed: hw.installed, Camera: d.camera, Streams: hw.streams.Value().list(), Parent: d.parent.Value(),
 		Status: d.statusOf(), Since: r.timeOf(d.since), LastSeen: r.timeOf(d.lastSeen), Probed: r.timeOf(d.probed),
 		Reported: d.reportedStatus(), Triggered: d.triggered, Localised: d.names,
 	}

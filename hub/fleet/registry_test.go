@@ -594,3 +594,50 @@ func TestAssetChanges(t *testing.T) {
 		t.Errorf("replaced: %+v", c.Assets)
 	}
 }
+
+// A camera's streams arrive with its inventory and show on the device; a
+// main stream whose codec or resolution changed is an asset change, while
+// streams listed for the first time, a profile alone or a size one side
+// does not know are not.
+func TestStreamChanges(t *testing.T) {
+	h := newHarness(t)
+	h.setup("a1", "North", "cam-1")
+	main := func(codec, profile string, w, hgt int) wire.Stream {
+		return wire.Stream{Role: wire.StreamMain, Codec: codec, Profile: profile, Width: w, Height: hgt}
+	}
+	sub := wire.Stream{Role: wire.StreamSub, Codec: wire.CodecH264, Profile: "High", Width: 640, Height: 360}
+	send := func(ss ...wire.Stream) []fleet.AssetChange {
+		t.Helper()
+		m := h.inventory("a1", "North", "cam-1")
+		m.Inventory.Devices[0].Streams = ss
+		h.must(m)
+		cs := h.take()
+		if len(cs) != 1 || cs[0].Kind != fleet.ChangeInventory {
+			t.Fatalf("changes %+v", cs)
+		}
+		if got := h.device("cam-1").Streams; !slices.Equal(got, ss) {
+			t.Fatalf("device streams %+v, want %+v", got, ss)
+		}
+		return cs[0].Assets
+	}
+	if a := send(main(wire.CodecH264, "High", 1920, 1080), sub); len(a) != 0 {
+		t.Fatalf("first streams: %+v", a)
+	}
+	if a := send(main(wire.CodecH264, "Main", 1920, 1080), sub); len(a) != 0 {
+		t.Fatalf("profile alone: %+v", a)
+	}
+	if a := send(main(wire.CodecH264, "", 0, 0), sub); len(a) != 0 {
+		t.Fatalf("size unknown: %+v", a)
+	}
+	a := send(main(wire.CodecH265, "Main", 2560, 1440), sub)
+	if len(a) != 1 || a[0] != (fleet.AssetChange{Device: "cam-1", Field: "main_stream", From: "H264", To: "H265 Main 2560×1440", At: a[0].At}) {
+		t.Fatalf("codec changed: %+v", a)
+	}
+	a = send(main(wire.CodecH265, "Main", 1920, 1080))
+	if len(a) != 1 || a[0].From != "H265 Main 2560×1440" || a[0].To != "H265 Main 1920×1080" {
+		t.Fatalf("resolution changed: %+v", a)
+	}
+	if a := send(); len(a) != 0 || h.device("cam-1").Streams != nil {
+		t.Fatalf("streams gone: %+v", a)
+	}
+}

@@ -27,6 +27,7 @@ type Device struct {
 	Serial      string             `json:"serial,omitempty"`
 	Installed   string             `json:"installed,omitempty"` // YYYY-MM-DD
 	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
+	Streams     []wire.Stream      `json:"streams,omitempty"` // a camera's, as its inventory lists them
 	Parent      string             `json:"parent,omitempty"` // topology node, see Agent.Topology
 	Status      wire.Status        `json:"status"`
 	Reason      wire.Reason        `json:"reason,omitempty"`
