@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,17 +10,21 @@ import (
 
 // NATSServer is a NATS server with JetStream started for one test.
 type NATSServer struct {
-	srv *server.Server
+	srv      *server.Server
+	mqttPort int
 }
 
-// NATS starts a NATS server with JetStream, in the test process (the
-// nats-server module: no binary to install), on a free 127.0.0.1 port
-// with its store in t.TempDir(), and shuts it down in t.Cleanup.
+// NATS starts a NATS server with JetStream and an MQTT listener (as
+// agents reach a clustered city), in the test process (the nats-server
+// module: no binary to install), on free 127.0.0.1 ports with its store
+// in t.TempDir(), and shuts it down in t.Cleanup.
 func NATS(t testing.TB) *NATSServer {
 	t.Helper()
+	mqttPort := FreePort(t)
 	srv, err := server.NewServer(&server.Options{
-		ServerName: "test-" + t.Name(), Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		ServerName: "test", Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: mqttPort},
 	})
 	if err != nil {
 		t.Fatalf("testenv: NATS: %v", err)
@@ -33,8 +38,11 @@ func NATS(t testing.TB) *NATSServer {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	})
-	return &NATSServer{srv: srv}
+	return &NATSServer{srv: srv, mqttPort: mqttPort}
 }
 
 // URL is the server's client URL (nats://127.0.0.1:port).
 func (n *NATSServer) URL() string { return n.srv.ClientURL() }
+
+// MQTTURL is the server's MQTT listener (tcp://127.0.0.1:port).
+func (n *NATSServer) MQTTURL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", n.mqttPort) }

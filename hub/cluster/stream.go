@@ -1,0 +1,265 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citywatch/citywatch/wire"
+)
+
+// StreamName is the JetStream stream that captures what agents publish.
+const StreamName = "CITYWATCH_AGENTS"
+
+// agentChannels are the channels agents publish on: the stream keeps
+// them. Commands go the other way and stay out of it.
+var agentChannels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth,
+	wire.ChannelEvents, wire.ChannelLive, wire.ChannelSnapshot}
+
+// natsPrefix is wire.Prefix as a NATS subject: NATS's MQTT listener turns
+// the topic's '/' into '.'.
+var natsPrefix = strings.ReplaceAll(wire.Prefix, "/", ".")
+
+// partitionSubject is where the stream keeps partition p's messages:
+// "cw.<p>.<agent>.<channel>".
+func partitionSubject(p int) string { return "cw." + strconv.Itoa(p) + ".>" }
+
+// EnsureStream creates or updates the agents' stream: every channel an
+// agent publishes on, stored under its partition by the server's own
+// subject transform (partition(N, agent) is FNV-1a of the agent id
+// modulo N, as Partition computes), for maxAge.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, partitions, replicas int, maxAge time.Duration) (jetstream.Stream, error) {
+	subjects := make([]string, len(agentChannels))
+	for i, ch := range agentChannels {
+		subjects[i] = natsPrefix + "*." + string(ch)
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     StreamName,
+		Subjects: subjects,
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      natsPrefix + "*.*",
+			Destination: fmt.Sprintf("cw.{{partition(%d,1)}}.{{wildcard(1)}}.{{wildcard(2)}}", partitions),
+		},
+		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
+		MaxAge:   maxAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
+
+// Message is one message of an agent, as its partition's owner applies it.
+type Message struct {
+	Partition int
+	Agent     string
+	Channel   wire.Channel
+	Payload   []byte
+	Seq       uint64 // the stream's sequence
+}
+
+// Handler applies a message. It is called from one goroutine per
+// partition, in the stream's order, which is each agent's order.
+type Handler func(ctx context.Context, m Message)
+
+// Owner tells whether this hub may act on a partition now (Leases.Owns).
+type Owner interface{ Owns(p int) bool }
+
+// Consumers consume the partitions this hub owns, one goroutine each.
+// Taking a partition over, a hub replaces its consumer with one that
+// starts just after the last message the previous owner acknowledged, so
+// nothing is skipped and nothing arrives out of order; what the previous
+// owner applied but had not acknowledged comes again, and the hub's
+// replay window (each agent's seq) drops it.
+type Consumers struct {
+	stream jetstream.Stream
+	owner  Owner
+	handle Handler
+	log    *slog.Logger
+	batch  int
+
+	mu      sync.Mutex
+	running map[int]context.CancelFunc
+	wg      sync.WaitGroup
+	stats   ConsumerStats
+}
+
+// ConsumerStats counts what the consumers did.
+type ConsumerStats struct {
+	Applied    uint64 // messages handed to the Handler
+	StoodDown  uint64 // partitions left because the lease ran out mid-batch
+	BadSubject uint64 // messages whose subject is outside the contract (dropped, acknowledged)
+	Errors     uint64 // consumer requests that failed
+}
+
+// NewConsumers validates its arguments; Own starts and stops partitions.
+func NewConsumers(stream jetstream.Stream, owner Owner, handle Handler, log *slog.Logger) (*Consumers, error) {
+	if stream == nil || owner == nil || handle == nil || log == nil {
+		return nil, errors.New("cluster: NewConsumers needs a stream, an owner, a handler and a log")
+	}
+	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, running: map[int]context.CancelFunc{}}, nil
+}
+
+// Own makes the running consumers those of owned (Leases' OnOwned).
+func (c *Consumers) Own(ctx context.Context, owned []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := map[int]bool{}
+	for _, p := range owned {
+		keep[p] = true
+		if _, ok := c.running[p]; !ok {
+			pctx, cancel := context.WithCancel(ctx)
+			c.running[p] = cancel
+			c.wg.Go(func() { c.consume(pctx, p) })
+		}
+	}
+	for p, cancel := range c.running {
+		if !keep[p] {
+			cancel()
+			delete(c.running, p)
+		}
+	}
+}
+
+// Wait stops every consumer and waits for them.
+func (c *Consumers) Wait() {
+	c.mu.Lock()
+	for p, cancel := range c.running {
+		cancel()
+		delete(c.running, p)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// Stats returns the counters.
+func (c *Consumers) Stats() ConsumerStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+func (c *Consumers) count(f func(*ConsumerStats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
+
+// consume applies partition p's messages until ctx ends or the lease
+// runs out, acknowledging each batch once applied.
+func (c *Consumers) consume(ctx context.Context, p int) {
+	for ctx.Err() == nil {
+		cons, err := c.takeOver(ctx, p)
+		if err != nil {
+			c.count(func(s *ConsumerStats) { s.Errors++ })
+			c.log.Warn("partition consumer not created; trying again", "partition", p, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if err := c.drain(ctx, p, cons); err != nil && ctx.Err() == nil {
+			c.count(func(s *ConsumerStats) { s.Errors++ })
+			c.log.Warn("partition consumer failed; taking it over again", "partition", p, "err", err)
+		}
+		if !c.owner.Owns(p) {
+			return
+		}
+	}
+}
+
+// takeOver replaces partition p's consumer with one that starts after its
+// acknowledged floor.
+func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, error) {
+	name := "part-" + strconv.Itoa(p)
+	cfg := jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: partitionSubject(p), AckPolicy: jetstream.AckAllPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 4 * c.batch, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	old, err := c.stream.Consumer(ctx, name)
+	switch {
+	case err == nil:
+		info, err := old.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, err
+	}
+	return c.stream.CreateConsumer(ctx, cfg)
+}
+
+// drain fetches and applies batches while this hub owns p.
+func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer) error {
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		var last jetstream.Msg
+		for m := range batch.Messages() {
+			if !c.owner.Owns(p) {
+				// The lease ran out (a pause, a lost bucket): apply
+				// nothing more; what was applied is acknowledged below,
+				// the rest goes to the next owner.
+				c.count(func(s *ConsumerStats) { s.StoodDown++ })
+				c.log.Warn("partition lease ran out: standing down", "partition", p)
+				return c.ack(last)
+			}
+			last = m
+			agent, ch, ok := parseSubject(m.Subject())
+			if !ok {
+				c.count(func(s *ConsumerStats) { s.BadSubject++ })
+				c.log.Warn("message outside the contract dropped", "subject", m.Subject())
+				continue
+			}
+			meta, err := m.Metadata()
+			var seq uint64
+			if err == nil {
+				seq = meta.Sequence.Stream
+			}
+			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq})
+			c.count(func(s *ConsumerStats) { s.Applied++ })
+		}
+		if err := c.ack(last); err != nil {
+			return err
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if !c.owner.Owns(p) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *Consumers) ack(last jetstream.Msg) error {
+	if last == nil {
+		return nil
+	}
+	return last.Ack() // AckAll: everything up to it
+}
+
+// parseSubject splits "cw.<p>.<agent>.<channel>" into agent and channel.
+func parseSubject(s string) (agent string, ch wire.Channel, ok bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 || parts[0] != "cw" {
+		return "", "", false
+	}
+	agent, ch, err := wire.ParseTopic(wire.Topic(parts[2], wire.Channel(parts[3])))
+	return agent, ch, err == nil
+}

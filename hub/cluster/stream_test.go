@@ -1,0 +1,176 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citywatch/citywatch/internal/testenv"
+	"github.com/citywatch/citywatch/wire"
+)
+
+// applied is what the hubs' handlers saw, in the order they saw it.
+type applied struct {
+	mu   sync.Mutex
+	seen map[string][]int // agent → payload numbers
+	hubs map[string]map[string]bool
+	bad  []string
+}
+
+func (a *applied) handler(hub string) Handler {
+	return func(_ context.Context, m Message) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n, err := strconv.Atoi(string(m.Payload))
+		if err != nil || m.Channel != wire.ChannelHealth || m.Partition != Partition(m.Agent, partitions) {
+			a.bad = append(a.bad, fmt.Sprintf("%s got %+v", hub, m))
+			return
+		}
+		a.seen[m.Agent] = append(a.seen[m.Agent], n)
+		if a.hubs[m.Agent] == nil {
+			a.hubs[m.Agent] = map[string]bool{}
+		}
+		a.hubs[m.Agent][hub] = true
+	}
+}
+
+// clusterHub is a hub's leases and consumers on its own connection.
+func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler) (*nats.Conn, *Consumers) {
+	t.Helper()
+	l, nc := newLeases(t, url, id)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumers(stream(js), l, h, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	l.onOwned = func(owned []int) { cons.Own(ctx, owned) }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := l.Run(ctx); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cons.Wait() })
+	return nc, cons
+}
+
+// Agents publish over MQTT to NATS's MQTT listener; the stream keeps
+// their messages by partition, two hubs apply each agent's messages in
+// order, and when one hub dies mid-stream the other takes its partitions
+// over from the last acknowledged message: every message is applied, in
+// each agent's order, the only repeats being what the dead hub applied
+// and had not acknowledged (which the hub's replay window drops).
+func TestPartitionedStreamFailOver(t *testing.T) {
+	srv := testenv.NATS(t)
+	const agents, perAgent = 16, 150
+	admin, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	stream := func(js jetstream.JetStream) jetstream.Stream {
+		s, err := js.Stream(t.Context(), StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}}
+	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"))
+	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"))
+
+	// The agents, over MQTT QoS 1 as in the field.
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for i := range agents {
+		agent := fmt.Sprintf("agent-%02d", i)
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(srv.MQTTURL()).SetClientID(agent).SetCleanSession(true))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: connect: %v", agent, tok.Error())
+		}
+		defer c.Disconnect(100)
+		wg.Go(func() {
+			for n := 1; n <= perAgent; n++ {
+				tok := c.Publish(wire.Topic(agent, wire.ChannelHealth), 1, false, strconv.Itoa(n))
+				if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Errorf("%s: publish %d: %v", agent, n, tok.Error())
+					return
+				}
+				if n == perAgent/2 && i == 0 {
+					close(killed)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	<-killed
+	ncB.Close() // hub-b dies: nothing released, nothing more acknowledged
+	wg.Wait()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got.mu.Lock()
+		complete := 0
+		for _, s := range got.seen {
+			if len(s) > 0 && s[len(s)-1] == perAgent {
+				complete++
+			}
+		}
+		got.mu.Unlock()
+		if complete == agents {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s %d of %d agents' messages all applied; stats a %+v b %+v", complete, agents, consA.Stats(), consB.Stats())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if len(got.bad) > 0 {
+		t.Fatalf("messages on the wrong channel or partition: %v", got.bad[:min(5, len(got.bad))])
+	}
+	repeats, movedAgents := 0, 0
+	for agent, s := range got.seen {
+		// What a replay window keeps: each number once, in order.
+		last := 0
+		for _, n := range s {
+			switch {
+			case n == last+1:
+				last = n
+			case n <= last:
+				repeats++
+			default:
+				t.Fatalf("%s: %d applied after %d: a gap or reordering in %v", agent, n, last, s)
+			}
+		}
+		if last != perAgent {
+			t.Fatalf("%s: applied up to %d of %d", agent, last, perAgent)
+		}
+		if len(got.hubs[agent]) > 1 {
+			movedAgents++
+		}
+	}
+	if movedAgents == 0 {
+		t.Errorf("no agent's partition moved from hub-b to hub-a: the test did not fail anything over")
+	}
+	t.Logf("%d agents moved hubs; %d messages applied twice across the fail-over; stats a %+v", movedAgents, repeats, consA.Stats())
+}
