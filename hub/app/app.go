@@ -29,6 +29,7 @@ import (
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/broker"
+	"github.com/citywatch/citywatch/hub/cluster"
 	"github.com/citywatch/citywatch/hub/config"
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/coverage"
@@ -60,6 +61,7 @@ type App struct {
 	fleet     *fleet.Registry
 	ingest    *ingest.Ingest
 	ingestCfg ingest.Config
+	cluster   *cluster.Node // nil unless cluster.nats_url is set
 	live      *live.SFU
 	alarms    *alarm.Engine
 	windows   *maintenance.Schedule
@@ -205,6 +207,18 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		BrokerURL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID,
 		Username: cfg.MQTT.Username, Password: string(cfg.MQTT.Password),
 		Workers: cfg.MQTT.Workers, QueueLen: cfg.MQTT.Queue, TLS: mqttTLS,
+		FromStream: cfg.Cluster.Enabled(),
+	}
+	if cfg.Cluster.Enabled() {
+		c := cfg.Cluster
+		a.cluster, err = cluster.NewNode(cluster.NodeConfig{NATSURL: c.NATSURL, Retention: c.Retention,
+			Leases: cluster.Config{Hub: c.HubID, Partitions: c.Partitions, TTL: c.LeaseTTL, Replicas: c.Replicas}},
+			cluster.NodeDeps{Log: log, Apply: func(_ context.Context, m cluster.Message) {
+				a.ingest.Apply(wire.Topic(m.Agent, m.Channel), m.Payload, m.Retained)
+			}, OnOwned: a.handOver})
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	if a.broker == nil {
 		// With the embedded broker the URL is known only once it listens,
@@ -670,6 +684,9 @@ func (a *App) health() console.HealthReport {
 	} else {
 		r["mqtt"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "not connected to the MQTT broker " + a.brokerURL}
 	}
+	if a.cluster != nil {
+		r["cluster"] = clusterHealth(a.cluster.Status())
+	}
 	if ok, why, since := a.audit.Health(); ok {
 		r["audit"] = console.ComponentHealth{Status: console.HealthOK}
 	} else {
@@ -787,6 +804,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stage{"agent-drop-watch", a.agentDrops.run},
 		stage{"console", a.console.Run},
 		stage{"ingest", a.ingest.Run},
+	)
+	if a.cluster != nil {
+		// After ingest, which applies what the partitions deliver.
+		stages = append(stages, stage{"cluster", a.cluster.Run})
+	}
+	stages = append(stages,
 		// Live video sends its commands through ingest, so it stops first:
 		// the agents hear live_stop before the MQTT client goes.
 		stage{"live", a.live.Run},
@@ -923,4 +946,28 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout ti
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// handOver lets go of the agents of partitions this hub no longer
+// consumes: another hub follows them now, and here they would only go
+// unreachable.
+func (a *App) handOver(owned []int) {
+	n := a.cfg.Cluster.Partitions
+	keep := make([]bool, n)
+	for _, p := range owned {
+		keep[p] = true
+	}
+	if k := a.fleet.HandOver(func(agent string) bool { return !keep[cluster.Partition(agent, n)] }); k > 0 {
+		a.log.Info("agents handed over to other hubs", "agents", k, "partitions", len(owned))
+	}
+}
+
+// clusterHealth is the cluster's component of /healthz: failing until the
+// hub reaches NATS and its stream, then what it holds.
+func clusterHealth(st cluster.Status) console.ComponentHealth {
+	if !st.Ready {
+		return console.ComponentHealth{Status: console.HealthFailing, Reason: "hub " + st.Hub + ": not connected to NATS or the agents' stream not ready"}
+	}
+	return console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; %d messages applied",
+		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, st.Consumers.Applied)}
 }

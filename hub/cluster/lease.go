@@ -127,10 +127,10 @@ type lease struct {
 
 // Stats counts what happened to this hub's leases.
 type Stats struct {
-	Claimed  uint64 // partitions taken (free or expired)
-	Released uint64 // given up so another hub gets its share
-	Lost     uint64 // found taken by another hub or expired on renewal
-	Errors   uint64 // bucket requests that failed
+	Claimed  uint64 `json:"claimed"`  // partitions taken (free or expired)
+	Released uint64 `json:"released"` // given up so another hub gets its share
+	Lost     uint64 `json:"lost"`     // found taken by another hub or expired on renewal
+	Errors   uint64 `json:"errors"`   // bucket requests that failed
 }
 
 // Deps are the Leases' collaborators. OnOwned (optional) hears the set

@@ -64,6 +64,10 @@ type Message struct {
 	Channel   wire.Channel
 	Payload   []byte
 	Seq       uint64 // the stream's sequence
+	// Retained marks an agent's last state or inventory, replayed when
+	// this hub takes the partition over (they were applied by the hub
+	// before it, long ago), as a broker's retained copy would be.
+	Retained bool
 }
 
 // Handler applies a message. It is called from one goroutine per
@@ -87,17 +91,17 @@ type Consumers struct {
 	batch  int
 
 	mu      sync.Mutex
-	running map[int]context.CancelFunc
+	running map[int]*partitionRun
 	wg      sync.WaitGroup
 	stats   ConsumerStats
 }
 
 // ConsumerStats counts what the consumers did.
 type ConsumerStats struct {
-	Applied    uint64 // messages handed to the Handler
-	StoodDown  uint64 // partitions left because the lease ran out mid-batch
-	BadSubject uint64 // messages whose subject is outside the contract (dropped, acknowledged)
-	Errors     uint64 // consumer requests that failed
+	Applied    uint64 `json:"applied"`     // messages handed to the Handler
+	StoodDown  uint64 `json:"stood_down"`  // partitions left because the lease ran out mid-batch
+	BadSubject uint64 `json:"bad_subject"` // messages whose subject is outside the contract (dropped, acknowledged)
+	Errors     uint64 `json:"errors"`      // consumer requests that failed
 }
 
 // NewConsumers validates its arguments; Own starts and stops partitions.
@@ -105,35 +109,52 @@ func NewConsumers(stream jetstream.Stream, owner Owner, handle Handler, log *slo
 	if stream == nil || owner == nil || handle == nil || log == nil {
 		return nil, errors.New("cluster: NewConsumers needs a stream, an owner, a handler and a log")
 	}
-	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, running: map[int]context.CancelFunc{}}, nil
+	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, running: map[int]*partitionRun{}}, nil
 }
 
-// Own makes the running consumers those of owned (Leases' OnOwned).
+// Own makes the running consumers those of owned (Leases' OnOwned). It
+// returns once the consumers of partitions no longer owned have stopped,
+// so that nothing of theirs is applied after it.
 func (c *Consumers) Own(ctx context.Context, owned []int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	keep := map[int]bool{}
 	for _, p := range owned {
 		keep[p] = true
 		if _, ok := c.running[p]; !ok {
 			pctx, cancel := context.WithCancel(ctx)
-			c.running[p] = cancel
-			c.wg.Go(func() { c.consume(pctx, p) })
+			r := &partitionRun{cancel: cancel, done: make(chan struct{})}
+			c.running[p] = r
+			c.wg.Go(func() {
+				defer close(r.done)
+				c.consume(pctx, p)
+			})
 		}
 	}
-	for p, cancel := range c.running {
+	var stopping []*partitionRun
+	for p, r := range c.running {
 		if !keep[p] {
-			cancel()
+			r.cancel()
+			stopping = append(stopping, r)
 			delete(c.running, p)
 		}
 	}
+	c.mu.Unlock()
+	for _, r := range stopping {
+		<-r.done
+	}
+}
+
+// partitionRun is one partition's consumer goroutine.
+type partitionRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // Wait stops every consumer and waits for them.
 func (c *Consumers) Wait() {
 	c.mu.Lock()
-	for p, cancel := range c.running {
-		cancel()
+	for p, r := range c.running {
+		r.cancel()
 		delete(c.running, p)
 	}
 	c.mu.Unlock()
@@ -153,33 +174,44 @@ func (c *Consumers) count(f func(*ConsumerStats)) {
 	c.mu.Unlock()
 }
 
-// consume applies partition p's messages until ctx ends or the lease
-// runs out, acknowledging each batch once applied.
+// consume applies partition p's messages until ctx ends (Own stops
+// it), acknowledging each batch once applied. While the lease has run out
+// (a pause, the bucket unreachable) it applies nothing and waits; when it
+// holds the lease again it takes the partition over afresh.
 func (c *Consumers) consume(ctx context.Context, p int) {
 	for ctx.Err() == nil {
-		cons, err := c.takeOver(ctx, p)
-		if err != nil {
-			c.count(func(s *ConsumerStats) { s.Errors++ })
-			c.log.Warn("partition consumer not created; trying again", "partition", p, "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+		if !c.owner.Owns(p) {
+			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		if err := c.drain(ctx, p, cons); err != nil && ctx.Err() == nil {
+		cons, replayed, err := c.takeOver(ctx, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.count(func(s *ConsumerStats) { s.Errors++ })
+				c.log.Warn("partition consumer not created; trying again", "partition", p, "err", err)
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		if err := c.drain(ctx, p, cons, replayed); err != nil && ctx.Err() == nil {
 			c.count(func(s *ConsumerStats) { s.Errors++ })
 			c.log.Warn("partition consumer failed; taking it over again", "partition", p, "err", err)
-		}
-		if !c.owner.Owns(p) {
-			return
 		}
 	}
 }
 
-// takeOver replaces partition p's consumer with one that starts after its
-// acknowledged floor.
-func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, error) {
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// takeOver replays the last state and inventory of every agent of
+// partition p, then replaces p's consumer with one that starts after its
+// acknowledged floor. It returns the consumer and the stream sequence of
+// each replayed message by subject.
+func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, map[string]uint64, error) {
 	name := "part-" + strconv.Itoa(p)
 	cfg := jetstream.ConsumerConfig{
 		Durable: name, FilterSubject: partitionSubject(p), AckPolicy: jetstream.AckAllPolicy,
@@ -190,20 +222,71 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, er
 	case err == nil:
 		info, err := old.Info(ctx)
 		if err != nil {
-			return nil, err
-		}
-		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, nil, err
+	}
+	replayed, err := c.replay(ctx, p, cfg.OptStartSeq)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil, err
+	}
+	cons, err := c.stream.CreateConsumer(ctx, cfg)
+	return cons, replayed, err
+}
+
+// replay hands the handler the last state and inventory message of every
+// agent of partition p that the stream holds from before start (what
+// comes from start on, the consumer delivers).
+func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string]uint64, error) {
+	replayed := map[string]uint64{}
+	if start <= 1 {
+		return replayed, nil // a partition consumed from its beginning
+	}
+	prefix := "cw." + strconv.Itoa(p) + ".*."
+	oc, err := c.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + string(wire.ChannelState), prefix + string(wire.ChannelInventory)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
 		return nil, err
 	}
-	return c.stream.CreateConsumer(ctx, cfg)
+	for {
+		batch, err := oc.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n, pending := 0, uint64(0)
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			pending = meta.NumPending
+			if meta.Sequence.Stream >= start {
+				continue
+			}
+			if agent, ch, ok := parseSubject(m.Subject()); ok {
+				replayed[m.Subject()] = meta.Sequence.Stream
+				c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream, Retained: true})
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		if n == 0 || pending == 0 {
+			return replayed, nil
+		}
+	}
 }
 
 // drain fetches and applies batches while this hub owns p.
-func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer) error {
+func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, replayed map[string]uint64) error {
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -230,6 +313,9 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer) e
 			var seq uint64
 			if err == nil {
 				seq = meta.Sequence.Stream
+			}
+			if seq > 0 && seq <= replayed[m.Subject()] {
+				continue // an older state or inventory than the one replayed
 			}
 			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq})
 			c.count(func(s *ConsumerStats) { s.Applied++ })

@@ -19,20 +19,36 @@ import (
 
 // applied is what the hubs' handlers saw, in the order they saw it.
 type applied struct {
-	mu   sync.Mutex
-	seen map[string][]int // agent → payload numbers
-	hubs map[string]map[string]bool
-	bad  []string
+	mu       sync.Mutex
+	seen     map[string][]int // agent → health payload numbers
+	hubs     map[string]map[string]bool
+	knows    map[string]bool // hub+agent: the hub applied the agent's inventory
+	replayed int             // inventories applied as Retained
+	bad      []string
 }
 
 func (a *applied) handler(hub string) Handler {
 	return func(_ context.Context, m Message) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
+		if m.Partition != Partition(m.Agent, partitions) {
+			a.bad = append(a.bad, fmt.Sprintf("%s got %+v in the wrong partition", hub, m))
+			return
+		}
+		if m.Channel == wire.ChannelInventory {
+			a.knows[hub+"/"+m.Agent] = true
+			if m.Retained {
+				a.replayed++
+			}
+			return
+		}
 		n, err := strconv.Atoi(string(m.Payload))
-		if err != nil || m.Channel != wire.ChannelHealth || m.Partition != Partition(m.Agent, partitions) {
+		switch {
+		case err != nil || m.Channel != wire.ChannelHealth || m.Retained:
 			a.bad = append(a.bad, fmt.Sprintf("%s got %+v", hub, m))
 			return
+		case !a.knows[hub+"/"+m.Agent]:
+			a.bad = append(a.bad, fmt.Sprintf("%s applied %s's report %d before its inventory", hub, m.Agent, n))
 		}
 		a.seen[m.Agent] = append(a.seen[m.Agent], n)
 		if a.hubs[m.Agent] == nil {
@@ -72,7 +88,9 @@ func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream
 // order, and when one hub dies mid-stream the other takes its partitions
 // over from the last acknowledged message: every message is applied, in
 // each agent's order, the only repeats being what the dead hub applied
-// and had not acknowledged (which the hub's replay window drops).
+// and had not acknowledged (which the hub's replay window drops), and no
+// hub applies an agent's report before it knows the agent's inventory
+// (the new owner gets the last one replayed).
 func TestPartitionedStreamFailOver(t *testing.T) {
 	srv := testenv.NATS(t)
 	const agents, perAgent = 16, 150
@@ -92,7 +110,7 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 		}
 		return s
 	}
-	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}}
+	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}, knows: map[string]bool{}}
 	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"))
 	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"))
 
@@ -106,6 +124,9 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 			t.Fatalf("%s: connect: %v", agent, tok.Error())
 		}
 		defer c.Disconnect(100)
+		if tok := c.Publish(wire.Topic(agent, wire.ChannelInventory), 1, true, "devices"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: inventory: %v", agent, tok.Error())
+		}
 		wg.Go(func() {
 			for n := 1; n <= perAgent; n++ {
 				tok := c.Publish(wire.Topic(agent, wire.ChannelHealth), 1, false, strconv.Itoa(n))
@@ -169,8 +190,8 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 			movedAgents++
 		}
 	}
-	if movedAgents == 0 {
-		t.Errorf("no agent's partition moved from hub-b to hub-a: the test did not fail anything over")
+	if movedAgents == 0 || got.replayed == 0 {
+		t.Errorf("%d agents moved from hub-b to hub-a, %d inventories replayed: the test did not fail anything over", movedAgents, got.replayed)
 	}
-	t.Logf("%d agents moved hubs; %d messages applied twice across the fail-over; stats a %+v", movedAgents, repeats, consA.Stats())
+	t.Logf("%d agents moved hubs, %d inventories replayed; %d messages applied twice across the fail-over; stats a %+v", movedAgents, got.replayed, repeats, consA.Stats())
 }

@@ -60,7 +60,33 @@ type Config struct {
 	// WorkOrders: how faults become work and when work closes itself.
 	WorkOrders WorkOrders `yaml:"workorders"`
 	Log        Log        `yaml:"log"`
+	// Cluster, when NATSURL is set, makes this hub one of several: the
+	// agents' messages come from a NATS JetStream stream, partitioned by
+	// agent, of which this hub consumes the partitions it holds a lease
+	// on; mqtt.url is then NATS's MQTT listener, used for commands only.
+	Cluster Cluster `yaml:"cluster"`
 }
+
+// Cluster is this hub's place among several (docs/operations.md).
+type Cluster struct {
+	NATSURL string `yaml:"nats_url"` // nats://host:4222, comma-separated for several servers
+	// HubID names this hub among the others: stable, unique, 1–64
+	// letters, digits, '-' or '_'.
+	HubID string `yaml:"hub_id"`
+	// Partitions of the agents' stream (default 64). Every hub of a
+	// cluster must say the same; it cannot change while the stream exists.
+	Partitions int `yaml:"partitions"`
+	// LeaseTTL is how long a dead hub's partitions wait for another
+	// (default 6s); Replicas of the stream and buckets (default 1; 3 on a
+	// three-node NATS cluster); Retention of the agents' messages in the
+	// stream (default 24h).
+	LeaseTTL  time.Duration `yaml:"lease_ttl"`
+	Replicas  int           `yaml:"replicas"`
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Enabled reports whether the hub runs as part of a cluster.
+func (c Cluster) Enabled() bool { return c.NATSURL != "" }
 
 // Map is what the city map and the coverage computation are drawn on.
 type Map struct {
@@ -384,6 +410,7 @@ func Default() Config {
 		Map:     Map{CellSize: 25},
 		Reports: Report{Timezone: "UTC"},
 		Log:     Log{Level: "info", Format: "text"},
+		Cluster: Cluster{Partitions: 64},
 	}
 }
 
@@ -460,6 +487,14 @@ func (c Config) Validate() error {
 	}
 	if c.Broker.Enabled {
 		errs = append(errs, c.Broker.validate()...)
+	}
+	if c.Cluster.Enabled() {
+		if c.Broker.Enabled {
+			bad("cluster.nats_url", "a clustered hub takes agents' messages from NATS: disable broker.enabled and point mqtt.url at NATS's MQTT listener")
+		}
+		if c.Cluster.HubID == "" {
+			bad("cluster.hub_id", "required in a cluster: a stable name unique among the hubs")
+		}
 	}
 	if c.Influx.Enabled() {
 		if u, err := url.Parse(c.Influx.URL); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https"}, u.Scheme) {

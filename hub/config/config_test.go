@@ -248,3 +248,16 @@ func TestTrustedProxies(t *testing.T) {
 		t.Errorf("proxies %v", got)
 	}
 }
+
+func TestClusterValidated(t *testing.T) {
+	_, err := Parse([]byte("cluster: {nats_url: nats://127.0.0.1:4222}\nbroker: {enabled: true}\n"), noEnv)
+	for _, want := range []string{"cluster.hub_id", "disable broker.enabled"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %s", err, want)
+		}
+	}
+	cfg, err := Parse([]byte("cluster: {nats_url: nats://127.0.0.1:4222, hub_id: hub-1}\n"), noEnv)
+	if err != nil || !cfg.Cluster.Enabled() || cfg.Cluster.Partitions != 64 {
+		t.Errorf("a good cluster section: %+v %v", cfg.Cluster, err)
+	}
+}

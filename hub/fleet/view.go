@@ -28,7 +28,7 @@ type Device struct {
 	Installed   string             `json:"installed,omitempty"` // YYYY-MM-DD
 	Camera      *wire.CameraInfo   `json:"camera,omitempty"`
 	Streams     []wire.Stream      `json:"streams,omitempty"` // a camera's, as its inventory lists them
-	Parent      string             `json:"parent,omitempty"` // topology node, see Agent.Topology
+	Parent      string             `json:"parent,omitempty"`  // topology node, see Agent.Topology
 	Status      wire.Status        `json:"status"`
 	Reason      wire.Reason        `json:"reason,omitempty"`
 	Detail      string             `json:"detail,omitempty"`
@@ -147,6 +147,10 @@ type Change struct {
 	// (its credential was revoked): Removed lists all its devices and the
 	// agent itself is gone.
 	Retired bool `json:"retired,omitempty"`
+	// HandedOver marks, with Retired, an agent this hub stopped
+	// following because another hub of the cluster follows it now: it
+	// did not leave the city, so nothing records it as gone.
+	HandedOver bool `json:"handed_over,omitempty"`
 	// Happened is when a ChangeLate's transition took place at the agent.
 	Happened time.Time `json:"happened,omitzero"`
 }

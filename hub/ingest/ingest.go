@@ -64,6 +64,11 @@ type Config struct {
 	// TLS is used with ssl://, tls:// and mqtts:// URLs: the CA to trust
 	// and the hub's client certificate. Nil: the system's roots.
 	TLS *tls.Config
+	// FromStream: the agents' messages come from the cluster's stream,
+	// through Apply, and the MQTT connection (to NATS's MQTT listener)
+	// only sends commands: a subscription would see every agent of the
+	// city, most of them another hub's.
+	FromStream bool
 }
 
 // LogValue keeps the password and any credentials in the URL out of logs.
@@ -406,6 +411,12 @@ func (in *Ingest) baseOptions() *mqtt.ClientOptions {
 // retries while the connection stays open, because a hub connected but not
 // subscribed hears nothing and keeps the heartbeat backstop suspended.
 func (in *Ingest) subscribe(c mqtt.Client) {
+	if in.cfg.FromStream {
+		in.connectFailures.Store(0)
+		in.setConnected(true)
+		in.log.Info("connected; agents' messages come from the cluster's stream")
+		return
+	}
 	for wait := time.Second; c.IsConnectionOpen(); wait = min(2*wait, 30*time.Second) {
 		err := trySubscribe(c)
 		if err == nil {
@@ -453,6 +464,22 @@ func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 	default:
 		in.reject(agent, wire.RejectOverload, "ingest queue full")
 	}
+}
+
+// Apply applies one message of the cluster's stream (Config.FromStream)
+// before it returns, so that the stream's acknowledgement, which follows,
+// means applied: a hub that dies leaves the rest to the next owner. It is
+// called from one goroutine per partition; an agent's messages all come
+// from its partition's, in order. retained marks an agent's last state or
+// inventory replayed when a hub takes a partition over, as a broker's
+// retained copy would be.
+func (in *Ingest) Apply(topic string, payload []byte, retained bool) {
+	_, ch := route(topic)
+	in.received[ch].Inc()
+	if ch == string(wire.ChannelCommands) {
+		return
+	}
+	in.process(delivery{topic: topic, payload: payload, retained: retained})
 }
 
 // route returns the agent segment of a topic and its channel label, without

@@ -436,3 +436,27 @@ func TestReportsWaitForTheInventory(t *testing.T) {
 		t.Fatalf("%d unknown_device rejects for reports that were applied", n)
 	}
 }
+
+// In a cluster the agents' messages come from the stream through Apply,
+// applied before it returns, and the MQTT connection subscribes to
+// nothing: what agents publish to the broker is another route's.
+func TestFromStream(t *testing.T) {
+	b := testenv.Mosquitto(t)
+	newPublisher(t, b, "a1").publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 1, nil), true)
+	rec := newRecorder()
+	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-stream", FromStream: true}, rec.deps(metrics.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, in)
+	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 5, nil), false)
+	in.Apply(wire.Topic("a2", wire.ChannelCommands), []byte(`{}`), false)
+	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 6, nil), true)
+	if got := rec.seqs("a2"); !slices.Equal(got, []uint64{5, 6}) || rec.retained != 1 {
+		t.Fatalf("applied %v (retained %d), want [5 6] with one retained, at once", got, rec.retained)
+	}
+	time.Sleep(300 * time.Millisecond) // time for a subscription's retained delivery
+	if got := rec.seqs("a1"); len(got) != 0 {
+		t.Fatalf("the broker's retained message reached a hub that reads the stream: %v", got)
+	}
+}
