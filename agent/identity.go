@@ -23,9 +23,28 @@ type onvifCamera struct {
 	client *onvif.Client
 	cfg    config.ONVIF
 
-	mu      sync.Mutex
-	snapURI string     // the camera's snapshot URI, once asked
-	subURI  secret.URL // its H.264 sub-stream, once found
+	mu        sync.Mutex
+	clockRead bool       // the client stamps digests in the camera's time
+	snapURI   string     // the camera's snapshot URI, once asked
+	subURI    secret.URL // its H.264 sub-stream, once found
+}
+
+// readClock reads the camera's clock before the first call that needs
+// credentials, whichever comes first (events follow from the start, a
+// snapshot may be asked for before the first probe): a camera whose clock
+// is off refuses digests stamped in the agent's time.
+func (o *onvifCamera) readClock(ctx context.Context) error {
+	o.mu.Lock()
+	read := o.clockRead
+	o.mu.Unlock()
+	if read {
+		return nil
+	}
+	_, err := o.client.SystemTime(ctx)
+	o.mu.Lock()
+	o.clockRead = o.clockRead || err == nil
+	o.mu.Unlock()
+	return err
 }
 
 // subStream finds the camera's first H.264 profile among its ONVIF
@@ -37,6 +56,9 @@ func (o *onvifCamera) subStream(ctx context.Context, main secret.URL) (secret.UR
 	o.mu.Unlock()
 	if sub != "" {
 		return sub, nil
+	}
+	if err := o.readClock(ctx); err != nil {
+		return "", err
 	}
 	streams, err := o.client.Streams(ctx)
 	if err != nil {
@@ -65,6 +87,9 @@ func (o *onvifCamera) Identify(ctx context.Context) (supervise.Identity, error) 
 	if err != nil {
 		return supervise.Identity{}, err
 	}
+	o.mu.Lock()
+	o.clockRead = true
+	o.mu.Unlock()
 	info, err := o.client.DeviceInformation(ctx)
 	if err != nil {
 		return supervise.Identity{}, err
@@ -80,6 +105,9 @@ func (o *onvifCamera) snapshot(ctx context.Context) ([]byte, error) {
 	uri := o.snapURI
 	o.mu.Unlock()
 	if uri == "" {
+		if err := o.readClock(ctx); err != nil {
+			return nil, err
+		}
 		var err error
 		if uri, err = o.client.SnapshotURI(ctx); err != nil {
 			return nil, err
@@ -98,9 +126,13 @@ func (o *onvifCamera) snapshot(ctx context.Context) ([]byte, error) {
 
 // Watch follows the camera's events (a pull-point subscription) and
 // reports what they say of the picture — tampering (TamperDetector,
-// GlobalSceneChange), too blurry, dark or bright — until ctx ends or the
-// subscription fails. Motion is not a fault of the picture.
+// GlobalSceneChange), too blurry, dark or bright, and motion (MotionAlarm,
+// CellMotionDetector), which is no fault but a device event — until ctx
+// ends or the subscription fails.
 func (o *onvifCamera) Watch(ctx context.Context, report func(kind string, active bool)) error {
+	if err := o.readClock(ctx); err != nil {
+		return err
+	}
 	sub, err := o.client.Subscribe(ctx)
 	if err != nil {
 		return err
@@ -114,15 +146,16 @@ func (o *onvifCamera) Watch(ctx context.Context, report func(kind string, active
 			return err
 		}
 		for _, e := range events {
+			if !e.Known {
+				continue // says no state: nothing to report
+			}
 			switch k := e.Kind(); k {
 			case onvif.KindTamper:
-				if e.Known {
-					report(supervise.KindTamper, e.Active)
-				}
+				report(supervise.KindTamper, e.Active)
+			case onvif.KindMotion:
+				report(supervise.KindMotion, e.Active)
 			case onvif.KindBlurry, onvif.KindDark, onvif.KindBright:
-				if e.Known {
-					report(k, e.Active)
-				}
+				report(k, e.Active)
 			}
 		}
 	}

@@ -107,3 +107,50 @@ func TestONVIFTamper(t *testing.T) {
 		t.Errorf("event %+v, want degraded → online", ev)
 	}
 }
+
+// TestONVIFMotion: a camera whose analytics report motion (the ONVIF
+// simulator's MotionAlarm, then its cell motion detector saying the same)
+// sends one triggered event with reason motion, its health lines carry
+// triggered while the motion lasts, and it stays online throughout:
+// motion is a device event, not a fault. The motion's end is a restored
+// event. The camera's clock is 20 s off: its events are followed from the
+// start all the same (its clock is read before the subscription).
+func TestONVIFMotion(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 20 * time.Second, Info: onvif.Info{Model: "IPC-HFW2431S", Serial: "S2"}}
+	srv := httptest.NewServer(cam)
+	t.Cleanup(srv.Close)
+	cfg := testConfig(t, broker.URL())
+	cfg.Cameras[0].ONVIF = config.ONVIF{URL: srv.URL + "/onvif/device_service", Username: "admin", Password: "pw"}
+	_, w := runAgent(t, broker.URL(), cfg)
+	w.Publish(wire.Topic("agent-t1", wire.ChannelCommands),
+		`{"v":1,"id":"cmd-1","ts":"`+time.Now().UTC().Format(time.RFC3339)+`","type":"probe","devices":["cam-1"]}`)
+	w.Next(wire.ChannelEvents, func(m wire.Message) bool { return m.Event.Device == "cam-1" && m.Event.To == wire.StatusOnline })
+	wiretest.Eventually(t, "the agent pulling the camera's events", func() bool { return cam.Calls("PullMessages") > 0 })
+
+	cam.Emit("tns1:VideoSource/MotionAlarm", "State", true)
+	cam.Emit("tns1:RuleEngine/CellMotionDetector/Motion", "IsMotion", true)
+	ev := w.Next(wire.ChannelEvents, func(m wire.Message) bool { return m.Event.Device == "cam-1" }).Event
+	if ev.Type != wire.EventTriggered || ev.Reason != wire.ReasonMotion {
+		t.Fatalf("event %+v, want triggered for motion", ev)
+	}
+	h := w.Next(wire.ChannelHealth, func(m wire.Message) bool { return m.Health.Devices[0].Triggered }).Health.Devices[0]
+	if h.Status != wire.StatusOnline || h.Reason != wire.ReasonNone {
+		t.Errorf("camera in motion: %s (%q), want online", h.Status, h.Reason)
+	}
+
+	cam.Emit("tns1:VideoSource/MotionAlarm", "State", false)
+	for {
+		m := w.Any()
+		if m.Event == nil || m.Event.Device != "cam-1" {
+			continue
+		}
+		if m.Event.Type != wire.EventRestored || m.Event.Reason != wire.ReasonMotion {
+			t.Fatalf("event %+v, want the motion restored (and no other event of the camera first)", m.Event)
+		}
+		break
+	}
+	if h := w.Next(wire.ChannelHealth, nil).Health.Devices[0]; h.Triggered || h.Status != wire.StatusOnline {
+		t.Errorf("camera after the motion: %+v, want online and not triggered", h)
+	}
+}

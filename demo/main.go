@@ -1,8 +1,10 @@
 // Command demo runs the whole of citywatch in one process for a first look:
 // an embedded MQTT broker, the hub with its console, and a simulated city
-// (6 districts, 20 sites, 200 devices with real RTSP cameras) whose scripted
-// faults keep the console alive, drawn on a map of its districts and areas
-// of interest, with a simulated week of history for the reports. It keeps
+// (6 districts, 20 sites, 200 devices with real RTSP cameras, one per site
+// with an ONVIF service that says who it is, one of them with its clock
+// drifted) whose scripted faults keep the console alive, drawn on a map of
+// its districts and areas of interest, with a simulated week of history for
+// the reports. It keeps
 // its data in a fresh temporary directory, enrols every simulated agent,
 // makes one demo account per role (and an operator scoped to one
 // district) and prints them with the console URL, marked demo-only; with CITYWATCH_DEMO_TOKEN set it registers that
@@ -201,9 +203,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 	if err != nil {
 		return finish(stop(g, err))
 	}
+	onvif, drifted := sim.DemoONVIF(plan)
 	world, err := sim.New(sim.Options{
 		BrokerURL:        hub.BrokerURL(),
 		City:             city,
+		ONVIF:            onvif,
 		Credentials:      func(agent string) (string, string) { return agent, secrets[agent] },
 		LiveLoopbackOnly: true,
 		Logger:           log.With("side", "sim"),
@@ -226,7 +230,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 		return nil
 	})
 	if script {
-		g.Go(func() error { return sim.DemoScript(world.City()).Run(ctx, world, log.With("side", "script")) })
+		sc := sim.DemoScript(world.City())
+		sc.Steps = append(sc.Steps, sim.DemoONVIFSteps(world.City())...)
+		g.Go(func() error { return sc.Run(ctx, world, log.With("side", "script")) })
 	}
 
 	cams, sensors := world.City().Devices()
@@ -242,6 +248,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
   MQTT broker:    %s  (enrolled agents only)
   fault control:  http://%s/faults   (GET lists devices and faults)
       curl -XPOST http://%s/faults -d '{"device":"<id>","fault":"offline"}'
+  ONVIF cameras:  %d, saying who they are (the second camera of each site);
+      %s's clock runs %v ahead; make one report motion or tampering:
+      curl -XPOST http://%s/faults -d '{"device":"<id>","fault":"motion"}'   ("tamper"; "restore" ends both)
   metrics:        %s
   reports:        a simulated week of device history (%d transitions, marked simulated), then live
 
@@ -249,7 +258,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, control strin
 
 `, len(world.City().Agents), cams, sensors, len(world.City().Districts), hub.ConsoleURL(), demoPassword,
 		strings.Join(accounts, "\n"), hub.BrokerURL(),
-		ln.Addr(), ln.Addr(), historyNote(cfg), len(week))
+		ln.Addr(), ln.Addr(), len(onvif), drifted, sim.DemoDrift, ln.Addr(), historyNote(cfg), len(week))
 	return finish(nil)
 }
 

@@ -13,7 +13,7 @@ import { AccountMenu } from './account.js';
 import { Admin } from './admin.js';
 import { Audit } from './audit.js';
 import { showViewers } from './viewers.js';
-import { Store, STATUSES } from './store.js';
+import { Store, STATUSES, motion } from './store.js';
 import { Filters, PROBLEMS } from './filters.js';
 import { Table } from './table.js';
 import { Summary } from './summary.js';
@@ -435,10 +435,11 @@ class App {
       const e = entry(c);
       if (e) entries.push(e);
       // A tone for what needs eyes: something lost (not a planned agent
-      // shutdown, nor a new reason under an old status) or a sensor going off.
+      // shutdown, nor a new reason under an old status) or a sensor going
+      // off (not a camera seeing motion).
       const lost = (c.kind === 'device' || c.kind === 'agent') && c.to === 'offline' && c.from !== 'offline' &&
         !(c.kind === 'agent' && c.reason === 'shutdown');
-      if (lost || (c.kind === 'trigger' && c.device && c.device.triggered)) down = true;
+      if (lost || (c.kind === 'trigger' && c.device && c.device.triggered && !motion(c.device))) down = true;
     }
     this.feed.add(entries);
     if (down) this.sound.play();

@@ -2,7 +2,7 @@
 // going offline is one line however many devices it takes with it.
 
 import { t, label, clock, dateTime, num, named } from './i18n.js';
-import { severity } from './store.js';
+import { severity, motion } from './store.js';
 
 const CAP = 300;
 
@@ -28,7 +28,8 @@ export function entry(c) {
     }
     case 'trigger': {
       if (!c.device) return null;
-      return { at, seq: c.seq, kind: 'trigger', status: c.device.status, sev: c.device.triggered ? 'alarm' : 'info', target: c.device.id, change: c };
+      const sev = c.device.triggered && !motion(c.device) ? 'alarm' : 'info';
+      return { at, seq: c.seq, kind: 'trigger', status: c.device.status, sev, target: c.device.id, change: c };
     }
     case 'inventory': {
       const agentID = c.agent?.id || c.affected?.[0]?.agent || '';
@@ -62,6 +63,7 @@ function describe(e) {
   }
   const d = c.device;
   const where = [named(d.names, d.name), named(d.site_names, d.site_name || d.site)].filter(Boolean).join(' @ ');
+  if (e.kind === 'trigger' && motion(d)) return { who: d.id, msg: t(d.triggered ? 'feed.motion' : 'feed.motion_ended', { where }) };
   if (e.kind === 'trigger') {
     return { who: d.id, msg: t(d.triggered ? 'feed.triggered' : 'feed.trigger_cleared', { where, sensor: label('sensor', d.sensor_kind) || label('kind', d.kind) }) };
   }

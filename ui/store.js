@@ -18,6 +18,11 @@ export function severity(status) {
   return 'info';
 }
 
+// motion says whether a device's triggered is motion its own detection saw
+// (a camera's; wire reason motion) rather than an alarm contact (a
+// sensor's): news for the operator, not an alarm that wants a tone.
+export const motion = (d) => d.kind === 'camera';
+
 function emptyCounts() { return { devices: 0, by: {} }; }
 
 function bump(c, status, n) {

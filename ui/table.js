@@ -3,6 +3,7 @@
 // through 100,000 devices stays smooth. Spacer rows keep the scrollbar true.
 
 import { t, label, ago, dateTime, named } from './i18n.js';
+import { motion } from './store.js';
 
 const OVERSCAN = 12;
 // DEVICE_TYPE carries a device id when a row is dragged (onto the video wall).
@@ -181,7 +182,7 @@ export class Table {
     tr.classList.toggle('sel', sel);
     tr.classList.toggle('odd', pos % 2 === 1);
     if (sel) tr.setAttribute('aria-current', 'true'); else tr.removeAttribute('aria-current');
-    tr.classList.toggle('trig', !!d.triggered);
+    tr.classList.toggle('trig', !!d.triggered && !motion(d)); // motion is news, not an alarm contact
 
     const c = tr.cells;
     const st = c[0];
@@ -206,7 +207,8 @@ export class Table {
     set(c[4], site, site !== d.site ? `${site} (${d.site})` : d.site);
     set(c[5], named(d.district_names, d.district));
     const reason = label('reason', d.reason);
-    set(c[6], d.triggered ? (reason ? `${t('table.triggered')} · ${reason}` : t('table.triggered')) : reason,
+    const trig = d.triggered ? t(motion(d) ? 'table.motion' : 'table.triggered') : '';
+    set(c[6], [trig, reason].filter(Boolean).join(' · '),
       d.detail ? `${reason}: ${d.detail}` : reason);
     set(c[7], ago(d._since), dateTime(d._since));
     set(c[8], ago(d._seen), dateTime(d._seen));

@@ -732,6 +732,7 @@ func alarmTypes() map[alarm.Source]typeWords {
 		alarm.SourceSupervisionLost: {},
 		alarm.SourcePowerLost:       {},
 		alarm.SourceTamper:          {"sensor", append(names(wire.SensorKinds), string(wire.KindCamera))},
+		alarm.SourceMotion:          {},
 		alarm.SourceThreshold:       {"metric", wire.Metrics},
 		alarm.SourceTopology:        {ownTypeWords, affixed("", wire.NodeKinds, "_down")},
 		alarm.SourcePowerFeed:       {},

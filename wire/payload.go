@@ -199,9 +199,18 @@ type EventType string
 // Event types.
 const (
 	EventStatus    EventType = "status"    // From → To status change
-	EventTriggered EventType = "triggered" // a sensor's alarm contact went active
+	EventTriggered EventType = "triggered" // a sensor's alarm contact went active, or a camera saw motion
 	EventRestored  EventType = "restored"  // …and returned to normal
 )
+
+// ReasonMotion is the reason of a camera's triggered and restored events:
+// its own motion detection (ONVIF MotionAlarm, CellMotionDetector) saw
+// something move, and then nothing. Motion is not a fault: the camera's
+// status stays what its probes say, and its health lines carry Triggered
+// while the motion lasts. A sensor's events carry no reason: its kind
+// says what went off. Hubs that predate it take the events as any
+// device's alarm contact.
+const ReasonMotion Reason = "motion"
 
 // Event is one device change, sent as soon as the agent sees it.
 type Event struct {

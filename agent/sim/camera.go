@@ -183,9 +183,9 @@ func (c *Camera) Fault() string {
 // SetFault injects a camera fault (FaultOffline, FaultAuth, FaultNoStream,
 // FaultHang) or clears it (FaultRecover). Readers are dropped on any fault,
 // as a real camera drops them when it reboots, changes password or loses
-// its encoder.
+// its encoder. What a camera reports over ONVIF is its ONVIF's.
 func (c *Camera) SetFault(fault string) error {
-	if !allowed(TargetCamera, fault) {
+	if _, event := cameraEvents[fault]; !allowed(TargetCamera, fault) || event || fault == FaultRestore {
 		return fmt.Errorf("sim: camera %s: %w", c.cfg.ID, unknownFault(TargetCamera, fault))
 	}
 	if fault == FaultRecover {

@@ -2,9 +2,11 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,7 @@ func TestControlAPI(t *testing.T) {
 		{"unknown agent", "POST", `{"agent":"agent-9","fault":"disconnect"}`, 404, "unknown agent"},
 		{"unknown fault", "POST", `{"device":"cam-1","fault":"melt"}`, 400, "camera faults are offline, auth"},
 		{"sensor fault on a camera", "POST", `{"device":"cam-1","fault":"trigger"}`, 400, "camera faults are"},
+		{"motion on a camera without ONVIF", "POST", `{"device":"cam-1","fault":"motion"}`, 400, "no ONVIF service"},
 		{"camera fault on a sensor", "POST", `{"device":"pir-1","fault":"hang"}`, 400, "sensor faults are"},
 		{"device and agent", "POST", `{"device":"cam-1","agent":"agent-1","fault":"offline"}`, 400, "exactly one"},
 		{"no target", "POST", `{"fault":"offline"}`, 400, "exactly one"},
@@ -113,5 +116,68 @@ func TestFaultsListing(t *testing.T) {
 	b, _ := json.Marshal(ft.Faults())
 	if strings.Count(string(b), `"until"`) != 1 {
 		t.Errorf("only the disconnect window has an end: %s", b)
+	}
+}
+
+// TestCameraEvents: tamper and motion go to an ONVIF camera's events, as
+// its analytics would send them, and stand beside its RTSP fault, which
+// they do not touch; restore ends them, recover ends everything; a camera
+// without ONVIF refuses them.
+func TestCameraEvents(t *testing.T) {
+	ft, bare := newTestTable(t)
+	cam, o := &fakeCamera{}, &ONVIF{}
+	ft.cameras["cam-2"], ft.onvif["cam-2"] = cam, o
+	sent := func() []string { // the events waiting for a pull, in short
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		var out []string
+		for _, e := range o.events {
+			for _, w := range []string{"Tamper", "MotionAlarm", `Value="true"`, `Value="false"`} {
+				if strings.Contains(e, w) {
+					out = append(out, w)
+				}
+			}
+		}
+		o.events = nil
+		return out
+	}
+	active := func() []string {
+		var out []string
+		for _, a := range ft.Faults() {
+			if a.Device == "cam-2" {
+				out = append(out, a.Fault)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	steps := []struct {
+		fault        string
+		rtsp         string   // the camera's RTSP fault after it
+		active, sent []string // faults listed; events sent
+	}{
+		{FaultMotion, "", []string{FaultMotion}, []string{"MotionAlarm", `Value="true"`}},
+		{FaultOffline, FaultOffline, []string{FaultMotion, FaultOffline}, nil},
+		{FaultTamper, FaultOffline, []string{FaultMotion, FaultOffline, FaultTamper}, []string{"Tamper", `Value="true"`}},
+		{FaultAuth, FaultAuth, []string{FaultAuth, FaultMotion, FaultTamper}, nil},
+		{FaultRestore, FaultAuth, []string{FaultAuth}, []string{"MotionAlarm", "Tamper", `Value="false"`, `Value="false"`}},
+		{FaultMotion, FaultAuth, []string{FaultAuth, FaultMotion}, []string{"MotionAlarm", `Value="true"`}},
+		{FaultRecover, FaultRecover, nil, []string{"MotionAlarm", `Value="false"`}},
+	}
+	for i, st := range steps {
+		if err := ft.Fault(Fault{Device: "cam-2", Fault: st.fault}); err != nil {
+			t.Fatalf("step %d (%s): %v", i, st.fault, err)
+		}
+		got := sent()
+		slices.Sort(got)
+		slices.Sort(st.sent)
+		if !slices.Equal(got, st.sent) || cam.fault != st.rtsp || !slices.Equal(active(), st.active) {
+			t.Errorf("after %s: sent %v, RTSP fault %q, active %v; want %v, %q, %v", st.fault, got, cam.fault, active(), st.sent, st.rtsp, st.active)
+		}
+	}
+	for _, f := range []string{FaultMotion, FaultTamper, FaultRestore} {
+		if err := ft.Fault(Fault{Device: "cam-1", Fault: f}); !errors.Is(err, ErrBadFault) || bare.fault != "" {
+			t.Errorf("%s on a camera without ONVIF: %v (its RTSP fault %q)", f, err, bare.fault)
+		}
 	}
 }

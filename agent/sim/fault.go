@@ -18,9 +18,11 @@ const (
 	FaultAuth            = "auth"             // camera: RTSP 401 even to the right credentials
 	FaultNoStream        = "nostream"         // camera: DESCRIBE answers 404
 	FaultHang            = "hang"             // camera: TCP accepted, never answered
+	FaultTamper          = "tamper"           // ONVIF camera: its analytics report tampering
+	FaultMotion          = "motion"           // ONVIF camera: its motion detection sees movement
 	FaultSupervisionLoss = "supervision_loss" // sensor: stops checking in
 	FaultTrigger         = "trigger"          // sensor: alarm contact goes active
-	FaultRestore         = "restore"          // sensor: alarm contact back to normal
+	FaultRestore         = "restore"          // sensor: alarm contact back to normal; ONVIF camera: tampering and motion end
 	FaultDisconnect      = "disconnect"       // agent: MQTT connection cut, Last Will fires
 	FaultRecover         = "recover"          // any target: clear every fault
 )
@@ -56,7 +58,10 @@ func Catalogue() []FaultSpec {
 		{TargetCamera, FaultAuth, "RTSP 401 even to the right credentials; snapshot 401"},
 		{TargetCamera, FaultNoStream, "RTSP DESCRIBE 404; snapshot 503"},
 		{TargetCamera, FaultHang, "TCP accepted, never answered: the client times out"},
-		{TargetCamera, FaultRecover, "clears the camera's fault; same port as before"},
+		{TargetCamera, FaultTamper, "ONVIF cameras: the camera's analytics report tampering (covered, sprayed, turned away)"},
+		{TargetCamera, FaultMotion, "ONVIF cameras: the camera's motion detection sees movement"},
+		{TargetCamera, FaultRestore, "ONVIF cameras: the tampering and motion the camera reports end"},
+		{TargetCamera, FaultRecover, "clears the camera's fault and ends its tampering and motion; same port as before"},
 		{TargetSensor, FaultSupervisionLoss, "the sensor stops checking in"},
 		{TargetSensor, FaultTrigger, "the sensor's alarm contact goes active"},
 		{TargetSensor, FaultRestore, "the alarm contact returns to normal"},
@@ -90,11 +95,20 @@ type cameraFaulter interface {
 	SetFault(fault string) error
 }
 
+// cameraEvents are the camera faults an ONVIF camera's analytics report,
+// by the event topic and data item they send; they stand beside the
+// camera's RTSP fault.
+var cameraEvents = map[string]struct{ topic, item string }{
+	FaultTamper: {"tns1:RuleEngine/TamperDetector/Tamper", "IsTamper"},
+	FaultMotion: {"tns1:VideoSource/MotionAlarm", "State"},
+}
+
 // faultTable validates faults against the simulated world, applies them
 // and remembers which are in force.
 type faultTable struct {
 	cameras map[string]cameraFaulter
-	sensors map[string]bool // ids of the sensors driven by driver
+	onvif   map[string]*ONVIF // the cameras with an ONVIF service
+	sensors map[string]bool   // ids of the sensors driven by driver
 	driver  *sensor.Sim
 	agents  map[string]*link
 
@@ -102,13 +116,15 @@ type faultTable struct {
 	active map[faultKey]ActiveFault
 }
 
-// faultKey identifies an active fault: a camera has at most one, a sensor
-// may be silent and triggered at once.
+// faultKey identifies an active fault: a camera has at most one RTSP
+// fault, and may report tampering and motion beside it; a sensor may be
+// silent and triggered at once.
 type faultKey struct{ target, fault string }
 
 func newFaultTable(driver *sensor.Sim) *faultTable {
 	return &faultTable{
 		cameras: make(map[string]cameraFaulter),
+		onvif:   make(map[string]*ONVIF),
 		sensors: make(map[string]bool),
 		driver:  driver,
 		agents:  make(map[string]*link),
@@ -137,19 +153,55 @@ func (t *faultTable) Fault(f Fault) error {
 		if !allowed(TargetCamera, f.Fault) {
 			return unknownFault(TargetCamera, f.Fault)
 		}
-		if err := cam.SetFault(f.Fault); err != nil {
-			return err
-		}
-		t.clear(f.Device)
-		if f.Fault != FaultRecover {
-			t.active[faultKey{f.Device, f.Fault}] = ActiveFault{Device: f.Device, Fault: f.Fault, Since: now}
-		}
-		return nil
+		return t.applyCamera(cam, f, now)
 	}
 	if t.sensors[f.Device] {
 		return t.applySensor(f, now)
 	}
 	return fmt.Errorf("%w %q", ErrUnknownDevice, f.Device)
+}
+
+func (t *faultTable) applyCamera(cam cameraFaulter, f Fault, now time.Time) error {
+	id := f.Device
+	ev, event := cameraEvents[f.Fault]
+	o := t.onvif[id]
+	switch {
+	case o == nil && (event || f.Fault == FaultRestore):
+		return fmt.Errorf("%w: camera %s has no ONVIF service to report %s", ErrBadFault, id, f.Fault)
+	case event:
+		o.Emit(ev.topic, ev.item, true)
+		t.active[faultKey{id, f.Fault}] = ActiveFault{Device: id, Fault: f.Fault, Since: now}
+		return nil
+	case f.Fault == FaultRestore:
+		t.endEvents(id)
+		return nil
+	}
+	if err := cam.SetFault(f.Fault); err != nil {
+		return err
+	}
+	// A new RTSP fault replaces the one before; what the camera reports
+	// over ONVIF stands, unless it recovers altogether.
+	for k := range t.active {
+		if _, ev := cameraEvents[k.fault]; k.target == id && !ev {
+			delete(t.active, k)
+		}
+	}
+	if f.Fault == FaultRecover {
+		t.endEvents(id)
+	} else {
+		t.active[faultKey{id, f.Fault}] = ActiveFault{Device: id, Fault: f.Fault, Since: now}
+	}
+	return nil
+}
+
+// endEvents ends the tampering and motion camera id reports; t.mu is held.
+func (t *faultTable) endEvents(id string) {
+	for fault, ev := range cameraEvents {
+		if _, ok := t.active[faultKey{id, fault}]; ok {
+			t.onvif[id].Emit(ev.topic, ev.item, false)
+			delete(t.active, faultKey{id, fault})
+		}
+	}
 }
 
 func (t *faultTable) applySensor(f Fault, now time.Time) error {

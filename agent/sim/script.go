@@ -76,6 +76,65 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 // DemoLoop is how often the demo script starts over.
 const DemoLoop = 3 * time.Minute
 
+// DemoDrift is how far the clock of the demo's drifted ONVIF camera runs
+// ahead: past the 5 s the hub's default rules warn at.
+const DemoDrift = 47 * time.Second
+
+// DemoONVIF returns the demo's ONVIF cameras for city (Options.ONVIF): the
+// second camera of every site that has two (the first ones take the
+// script's RTSP faults), the first of them, drifted, with its clock
+// DemoDrift ahead, the others on time. Drifted is "" when there are none.
+func DemoONVIF(city City) (cameras map[string]time.Duration, drifted string) {
+	ids := demoONVIF(city)
+	cameras = make(map[string]time.Duration, len(ids))
+	for _, id := range ids {
+		cameras[id] = 0
+	}
+	if len(ids) > 0 {
+		drifted = ids[0]
+		cameras[drifted] = DemoDrift
+	}
+	return cameras, drifted
+}
+
+// demoONVIF lists the demo's ONVIF cameras in city order.
+func demoONVIF(city City) []string {
+	var ids []string
+	for _, a := range city.Agents {
+		if len(a.Cameras) > 1 {
+			ids = append(ids, a.Cameras[1].ID)
+		}
+	}
+	return ids
+}
+
+// DemoONVIFSteps are the demo script's steps for a Sim with the ONVIF
+// cameras of DemoONVIF, to add to DemoScript's: motion from 0:20 to 0:35,
+// tampering from 1:10 to 1:40 and motion from 2:00 to 2:10, each on
+// another camera, the drifted one excepted when there are others (its
+// clock is trouble enough).
+func DemoONVIFSteps(city City) []Step {
+	onvif := demoONVIF(city)
+	if len(onvif) == 0 {
+		return nil
+	}
+	const s = time.Second
+	var steps []Step
+	for i, ev := range []struct {
+		fault    string
+		from, to time.Duration
+	}{
+		{FaultMotion, 20 * s, 35 * s},
+		{FaultTamper, 70 * s, 100 * s},
+		{FaultMotion, 120 * s, 130 * s},
+	} {
+		id := onvif[min(1+i, len(onvif)-1)]
+		steps = append(steps, Step{At: ev.from, Fault: Fault{Device: id, Fault: ev.fault}},
+			Step{At: ev.to, Fault: Fault{Device: id, Fault: FaultRestore}})
+	}
+	return steps
+}
+
 // DemoScript returns the demo schedule for city, so that the console shows
 // each kind of trouble within the first minute: an alarm at 0:05, a camera
 // offline from 0:10 to 0:45, a sensor silent from 0:15 (supervision loss

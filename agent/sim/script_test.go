@@ -105,12 +105,24 @@ func TestScriptInvalid(t *testing.T) {
 
 func TestDemoScript(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, err := New(Options{BrokerURL: "tcp://127.0.0.1:1883", Logger: discard})
+		city, err := GenerateCity(CityOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		onvif, _ := DemoONVIF(city)
+		for _, st := range DemoScript(city).Steps {
+			_, ev := cameraEvents[st.Fault.Fault]
+			if _, cam := onvif[st.Fault.Device]; ev || cam {
+				t.Errorf("DemoScript alone has %+v: the ONVIF cameras' steps are DemoONVIFSteps'", st)
+			}
+		}
+		s, err := New(Options{BrokerURL: "tcp://127.0.0.1:1883", ONVIF: onvif, Logger: discard})
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := &recorder{start: time.Now(), fail: s.Fault}
 		sc := DemoScript(s.City())
+		sc.Steps = append(sc.Steps, DemoONVIFSteps(s.City())...)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- sc.Run(ctx, r, discard) }()
@@ -125,7 +137,7 @@ func TestDemoScript(t *testing.T) {
 		for _, f := range got {
 			kinds[f.Fault.Fault] = true // the trigger at 0:05 is restored by now
 		}
-		for _, want := range []string{FaultOffline, FaultSupervisionLoss, FaultDisconnect, FaultTrigger, FaultAuth} {
+		for _, want := range []string{FaultOffline, FaultSupervisionLoss, FaultDisconnect, FaultTrigger, FaultAuth, FaultMotion} {
 			if !kinds[want] {
 				t.Errorf("no %s in the first minute", want)
 			}
@@ -137,6 +149,12 @@ func TestDemoScript(t *testing.T) {
 			t.Errorf("faults left at the end of a round: %v", active)
 		}
 		firstRound, _ := r.fired()
+		if !slices.ContainsFunc(firstRound, func(f fired) bool {
+			skew, ok := onvif[f.Fault.Device]
+			return f.Fault.Fault == FaultTamper && ok && skew == 0
+		}) {
+			t.Error("no ONVIF camera (on time) reported tampering in a round")
+		}
 		time.Sleep(10 * time.Second)
 		cancel()
 		<-done

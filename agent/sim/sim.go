@@ -1,15 +1,17 @@
 // Package sim is the citywatch simulator: a fictional city of agents,
 // cameras and alarm sensors in one process, for the demo, integration tests
 // and benchmarks. Simulated cameras are real RTSP servers (gortsplib)
-// streaming a pure-Go H.264 test card and serving JPEG snapshots over HTTP;
-// simulated sensors feed the agents' "sim" sensor driver; each agent runs
-// in-process exactly as in production, with its own login if the broker
-// wants one, and reaches the broker through a relay that the simulator can
-// cut (a TLS session runs end to end through it). Faults — camera offline,
-// auth failure, lost stream, hang; sensor supervision loss and alarms;
-// agent disconnect — are injected at run time through Sim.Fault, the HTTP
-// control API (ControlHandler) or a Script. In scale mode an in-process prober stands
-// in for the RTSP servers, so thousands of agents fit on a laptop.
+// streaming a pure-Go H.264 test card and serving JPEG snapshots over HTTP,
+// some with an ONVIF service (ONVIF: identity, clock, snapshot URI,
+// events); simulated sensors feed the agents' "sim" sensor driver; each
+// agent runs in-process exactly as in production, with its own login if
+// the broker wants one, and reaches the broker through a relay that the
+// simulator can cut (a TLS session runs end to end through it). Faults —
+// camera offline, auth failure, lost stream, hang, tampering and motion
+// reported over ONVIF; sensor supervision loss and alarms; agent
+// disconnect — are injected at run time through Sim.Fault, the HTTP control
+// API (ControlHandler) or a Script. In scale mode an in-process prober
+// stands in for the RTSP servers, so thousands of agents fit on a laptop.
 package sim
 
 import (
@@ -28,6 +30,7 @@ import (
 
 	"github.com/citywatch/citywatch/agent"
 	"github.com/citywatch/citywatch/agent/config"
+	"github.com/citywatch/citywatch/agent/onvif"
 	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sensor"
 )
@@ -61,6 +64,15 @@ type Options struct {
 	// test card geometry. ID, Name and Addr are set per camera. No User
 	// means admin / citywatch.
 	Camera CameraConfig
+	// ONVIF gives the cameras it names, by id, an ONVIF service (the
+	// simulator's ONVIF, served on the snapshot server), whose clock runs
+	// the given time ahead (more than 5 s is a warning at the hub). It answers with the identity the
+	// city gave the camera, which its agent's configuration then leaves
+	// out, as for a camera an installer entered bare: the agent learns it
+	// from the camera. Its pictures come through its snapshot URI, and the
+	// tamper, motion and restore faults drive its events. Not in scale
+	// mode.
+	ONVIF map[string]time.Duration
 	// InProcessCameras runs scale mode: no RTSP servers and no snapshots;
 	// the agents' camera probes are answered in-process from the fault
 	// table, so 1,000 agents × 100 devices fit on two cores.
@@ -90,6 +102,7 @@ type Sim struct {
 	log     *slog.Logger
 	city    City
 	cameras map[string]*Camera // nil in scale mode
+	onvif   map[string]*ONVIF  // the cameras' ONVIF services, by camera id
 	prober  *inProcessProber   // nil unless scale mode
 	links   []*link            // per agent, in city order
 	access  []access           // per agent, in city order
@@ -157,6 +170,11 @@ func New(opts Options) (*Sim, error) {
 		ready:   make(chan struct{}),
 	}
 	s.faults = newFaultTable(s.sensors)
+	if opts.InProcessCameras && len(opts.ONVIF) > 0 {
+		return nil, errors.New("sim: ONVIF cameras need real cameras, not scale mode")
+	}
+	s.onvif = make(map[string]*ONVIF, len(opts.ONVIF))
+	s.faults.onvif = s.onvif
 	if opts.InProcessCameras {
 		s.prober = &inProcessProber{cameras: make(map[string]*virtualCamera)}
 	} else {
@@ -186,9 +204,18 @@ func New(opts Options) (*Sim, error) {
 			}
 			s.cameras[c.ID] = cam
 			s.faults.cameras[c.ID] = cam
+			if skew, ok := opts.ONVIF[c.ID]; ok {
+				s.onvif[c.ID] = &ONVIF{Username: opts.Camera.User, Password: opts.Camera.Password, Skew: skew,
+					Info: onvif.Info{Manufacturer: c.Vendor, Model: c.Asset.Model, Firmware: c.Asset.Firmware, Serial: c.Asset.Serial}}
+			}
 		}
 		for _, d := range a.Sensors {
 			s.faults.sensors[d.ID] = true
+		}
+	}
+	for id := range opts.ONVIF {
+		if s.onvif[id] == nil {
+			return nil, fmt.Errorf("sim: ONVIF: the city has no camera %s", id)
 		}
 	}
 	return s, nil
@@ -284,6 +311,10 @@ func (s *Sim) Run(ctx context.Context) error {
 			return fmt.Errorf("sim: snapshots: %w", err)
 		}
 		snapshotHost = ln.Addr().String()
+		for id, o := range s.onvif {
+			// As a camera's media service gives it: no credentials in it.
+			o.Snapshot = "http://" + snapshotHost + "/snapshot/" + id
+		}
 		srv := &http.Server{Handler: s.snapshotHandler(), ReadHeaderTimeout: 5 * time.Second}
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()
@@ -347,7 +378,7 @@ func (s *Sim) Run(ctx context.Context) error {
 
 // bind points a generated config at this sim: the broker through the
 // agent's relay with its login, cameras at their RTSP servers and snapshot
-// URLs.
+// URLs, or at their ONVIF services.
 func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) config.Config {
 	scheme := "tcp"
 	if acc.tls != nil {
@@ -377,6 +408,12 @@ func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) 
 				Path:   "/snapshot/" + c.ID,
 			}
 			c.Snapshot = secret.URL(snap.String())
+			if s.onvif[c.ID] != nil {
+				// The camera says who it is, and gives its snapshot URI.
+				c.Vendor, c.Asset, c.Snapshot = "", config.Asset{Installed: c.Asset.Installed}, ""
+				c.ONVIF = config.ONVIF{URL: "http://" + snapshotHost + "/onvif/" + c.ID + "/device_service",
+					Username: s.opts.Camera.User, Password: secret.String(s.opts.Camera.Password)}
+			}
 		} else {
 			// Never dialled: the in-process prober answers by device id.
 			c.RTSP = secret.URL("rtsp://127.0.0.1:554/" + c.ID)
@@ -387,9 +424,18 @@ func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) 
 	return cfg
 }
 
-// snapshotHandler serves GET /snapshot/{camera}.
+// snapshotHandler serves GET /snapshot/{camera} and the ONVIF services,
+// POST /onvif/{camera}/device_service.
 func (s *Sim) snapshotHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /onvif/{camera}/device_service", func(w http.ResponseWriter, r *http.Request) {
+		o, ok := s.onvif[r.PathValue("camera")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		o.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /snapshot/{camera}", func(w http.ResponseWriter, r *http.Request) {
 		cam, ok := s.cameras[r.PathValue("camera")]
 		if !ok {

@@ -59,11 +59,16 @@ func (sup *supervisor) runCamera(ctx context.Context, prober CameraProber) {
 // watchEvents follows the camera's events until ctx ends, watching again
 // rewatchAfter a failure (logged when it is new). A change of what is
 // wrong with the picture probes the camera at once, so the report follows
-// in seconds.
+// in seconds; motion is sent as it comes, and ended when the events stop
+// being followed, since nothing would say when it ends.
 func (sup *supervisor) watchEvents(ctx context.Context, src EventSource) {
 	last := ""
 	for {
 		err := src.Watch(ctx, func(kind string, active bool) {
+			if kind == KindMotion {
+				sup.trigger(active, wire.ReasonMotion, "", time.Now())
+				return
+			}
 			sup.pictureMu.Lock()
 			was := sup.picture[kind]
 			if active {
@@ -87,6 +92,7 @@ func (sup *supervisor) watchEvents(ctx context.Context, src EventSource) {
 		if ctx.Err() != nil {
 			return
 		}
+		sup.trigger(false, wire.ReasonMotion, "the camera's events are not followed", time.Now())
 		if err != nil && err.Error() != last {
 			sup.log.Warn("camera's events not followed (ONVIF); trying again", "err", err, "after", rewatchAfter)
 			last = err.Error()

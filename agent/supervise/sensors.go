@@ -111,18 +111,5 @@ func (sup *supervisor) judgeReading(r sensor.Reading) {
 		rep.metrics[wire.MetricBatteryPct] = r.Battery
 	}
 	sup.update(rep)
-
-	sup.mu.Lock()
-	changed := sup.health.Triggered != r.Triggered
-	sup.health.Triggered = r.Triggered
-	sup.mu.Unlock()
-	if !changed {
-		return
-	}
-	typ := wire.EventRestored
-	if r.Triggered {
-		typ = wire.EventTriggered
-	}
-	sup.log.Info("sensor "+string(typ), "at", at)
-	sup.onEvent(wire.Event{Device: sup.dev.ID, Type: typ, At: at})
+	sup.trigger(r.Triggered, wire.ReasonNone, "", at)
 }

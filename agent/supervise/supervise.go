@@ -46,26 +46,32 @@ type Camera struct {
 	// Identify asks the camera who it is and reads its clock (ONVIF) at
 	// its first good probe and every IdentifyEvery after; nil when the
 	// camera has no ONVIF service configured.
-	Identify Identifier // Events is the camera's own event stream (ONVIF), watched for as
+	Identify Identifier
+	// Events is the camera's own event stream (ONVIF), watched for as
 	// long as the supervisor runs; nil when it has none. A camera that
 	// reports tampering, or a poor picture, while its probes pass is
-	// degraded (tamper, image_quality).
+	// degraded (tamper, image_quality); one that reports motion stays as
+	// it is and sends triggered and restored events (reason motion).
 	Events EventSource
 }
 
 // EventSource is a camera's stream of events.
 type EventSource interface {
 	// Watch reports every event about the picture to report, by kind
-	// (KindTamper or a picture kind, as the source names them), until ctx
-	// ends (nil) or the stream fails (the error: the supervisor watches
-	// again a while later).
+	// (KindTamper, KindMotion or a picture kind, as the source names
+	// them), until ctx ends (nil) or the stream fails (the error: the
+	// supervisor watches again a while later).
 	Watch(ctx context.Context, report func(kind string, active bool)) error
 }
 
-// KindTamper is the event kind of a camera covered, sprayed or turned
-// away; any other kind an EventSource reports is a fault of the picture
-// (too blurry, dark, bright…), named by it.
-const KindTamper = "tamper"
+// Event kinds an EventSource reports. KindTamper is a camera covered,
+// sprayed or turned away; KindMotion something moving in its picture,
+// which is no fault; any other kind is a fault of the picture (too
+// blurry, dark, bright…), named by it.
+const (
+	KindTamper = "tamper"
+	KindMotion = "motion"
+)
 
 // rewatchAfter is how long a supervisor waits to watch a failed event
 // stream again.
@@ -111,9 +117,11 @@ func (d Device) equal(o Device) bool {
 // Options configures a Set.
 type Options struct {
 	Prober CameraProber
-	// OnEvent receives every status change and every sensor trigger or
-	// restore, in order per device, from the device's goroutine. It must
-	// not block; the Header is left for the publisher to fill.
+	// OnEvent receives every status change, every sensor trigger or
+	// restore and every start and end of a camera's motion, in order per
+	// device and kind, from the device's goroutines (a camera's motion
+	// comes from the one watching its events). It must not block; the
+	// Header is left for the publisher to fill.
 	OnEvent func(wire.Event)
 	// OnIdentity receives what a camera's Identifier answered, from the
 	// device's goroutine; it must not block. Nil ignores it.

@@ -461,3 +461,76 @@ func TestClip(t *testing.T) {
 		t.Errorf("detail is %d bytes after a JSON round trip, limit %d", len(back), wire.MaxDetailLen)
 	}
 }
+
+// fakeEvents is a camera's event stream run by its function field.
+type fakeEvents struct {
+	watch func(ctx context.Context, report func(kind string, active bool)) error
+}
+
+func (f *fakeEvents) Watch(ctx context.Context, report func(kind string, active bool)) error {
+	return f.watch(ctx, report)
+}
+
+// TestCameraMotion: motion a camera reports is a triggered event (reason
+// motion) and triggered in its health, once however often it is said,
+// with no status change; its end is a restored event; and a motion under
+// way ends when the camera's events stop being followed, since nothing
+// would say when it ends.
+func TestCameraMotion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cam := &switchable{fps: 25}
+		reports := make(chan func(string, bool), 1)
+		lost := make(chan struct{})
+		calls := 0
+		src := &fakeEvents{watch: func(ctx context.Context, report func(string, bool)) error {
+			if calls++; calls > 1 {
+				<-ctx.Done()
+				return nil
+			}
+			reports <- report
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-lost:
+				return errors.New("subscription lost")
+			}
+		}}
+		var ev events
+		s := New(t.Context(), Options{Prober: cam.prober(), OnEvent: ev.add})
+		defer s.Stop()
+		d := camera("cam-1", 10*time.Second)
+		d.Camera.Events = src
+		s.Apply([]Device{d})
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		wantStatus(t, ev.take(), wire.StatusUnknown, wire.StatusOnline, "")
+		report := <-reports
+
+		wantTrigger := func(typ wire.EventType, detail string) {
+			t.Helper()
+			got := ev.take()
+			if len(got) != 1 || got[0].Type != typ || got[0].Reason != wire.ReasonMotion || got[0].Detail != detail || got[0].Device != "cam-1" {
+				t.Fatalf("events %+v, want one %s (motion, %q)", got, typ, detail)
+			}
+			if h := health(t, s, "cam-1"); h.Triggered != (typ == wire.EventTriggered) || h.Status != wire.StatusOnline {
+				t.Fatalf("health after %s: %+v, want online", typ, h)
+			}
+		}
+		report(KindMotion, true)
+		report(KindMotion, true)
+		wantTrigger(wire.EventTriggered, "")
+		time.Sleep(10 * time.Second) // a probe while the motion lasts changes nothing
+		synctest.Wait()
+		if got := ev.take(); len(got) != 0 {
+			t.Fatalf("a probe during motion sent %+v", got)
+		}
+		report(KindMotion, false)
+		wantTrigger(wire.EventRestored, "")
+		report(KindMotion, true)
+		wantTrigger(wire.EventTriggered, "")
+
+		close(lost)
+		synctest.Wait()
+		wantTrigger(wire.EventRestored, "the camera's events are not followed")
+	})
+}

@@ -13,7 +13,9 @@ import (
 )
 
 // supervisor is the goroutine of one device and the device's health. The
-// goroutine is the only writer of the health; mu lets reports read it.
+// goroutine is the only writer of the health but for a camera's Triggered
+// (its motion), which the goroutine watching its events writes; mu lets
+// reports read it.
 type supervisor struct {
 	dev        Device
 	cancel     context.CancelFunc
@@ -141,6 +143,26 @@ func (sup *supervisor) update(r report) {
 		Device: sup.dev.ID, Type: wire.EventStatus,
 		From: from.Status, To: r.status, Reason: r.reason, Detail: r.detail, At: r.at,
 	})
+}
+
+// trigger sets whether the device's alarm input is active (a sensor's
+// contact, a camera's motion, said by reason) and sends a triggered or
+// restored event when that changed. The status is left alone: it says how
+// the device is, not what it saw.
+func (sup *supervisor) trigger(active bool, reason wire.Reason, detail string, at time.Time) {
+	sup.mu.Lock()
+	changed := sup.health.Triggered != active
+	sup.health.Triggered = active
+	sup.mu.Unlock()
+	if !changed {
+		return
+	}
+	typ := wire.EventRestored
+	if active {
+		typ = wire.EventTriggered
+	}
+	sup.log.Info("device "+string(typ), "reason", reason, "at", at)
+	sup.onEvent(wire.Event{Device: sup.dev.ID, Type: typ, Reason: reason, Detail: clip(detail), At: at})
 }
 
 // current returns the device's status, reason and detail.

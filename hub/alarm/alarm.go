@@ -121,7 +121,11 @@ const (
 	// A sensor's own tamper contact is open (someone opened or moved it;
 	// Type is the sensor kind), or a camera's analytics say it is covered,
 	// sprayed or turned away (Type "camera").
-	SourceTamper    Source = "tamper"
+	SourceTamper Source = "tamper"
+	// A camera's own motion detection (ONVIF) saw something move: news
+	// for an operator, not a fault; it clears when the camera says the
+	// motion ended.
+	SourceMotion    Source = "motion"
 	SourceThreshold Source = "threshold"
 	// Root causes (see Engine.Children): a failed topology node whose
 	// devices are all offline, and a power feed whose sites are all lost.
@@ -143,8 +147,8 @@ const (
 // typo does not silently disable an alarm.
 var Sources = []Source{
 	SourceDeviceOffline, SourceAgentOffline, SourceStreamFailure, SourceSensorTriggered,
-	SourceSupervisionLost, SourcePowerLost, SourceTamper, SourceThreshold, SourceTopology, SourcePowerFeed, SourceSecurity,
-	SourceSystem, SourceWorkOrder,
+	SourceSupervisionLost, SourcePowerLost, SourceTamper, SourceMotion, SourceThreshold, SourceTopology, SourcePowerFeed,
+	SourceSecurity, SourceSystem, SourceWorkOrder,
 }
 
 // Type is finer than Source. Per source it is: device_offline, the device

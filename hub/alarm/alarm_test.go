@@ -104,6 +104,7 @@ func TestDefaultRules(t *testing.T) {
 		{SourceDeviceOffline, wire.KindCamera, "", Major},
 		{SourceAgentOffline, "", "", Critical},
 		{SourceStreamFailure, wire.KindCamera, "", Minor},
+		{SourceMotion, wire.KindCamera, "", Warning}, // news, not a fault
 	}
 	for _, tt := range tests {
 		r, ok := rs.match(tt.src, tt.dk, tt.sk, "")
@@ -548,6 +549,7 @@ func TestObserve(t *testing.T) {
 		{"smoke triggered", fleet.Device{Kind: wire.KindSensor, SensorKind: wire.SensorSmoke, Status: wire.StatusOnline, Triggered: true}, SourceSensorTriggered, "smoke"},
 		{"power sensor triggered", fleet.Device{Kind: wire.KindSensor, SensorKind: wire.SensorPower, Status: wire.StatusOnline, Triggered: true}, SourcePowerLost, "power_lost"},
 		{"power sensor offline", fleet.Device{Kind: wire.KindSensor, SensorKind: wire.SensorPower, Status: wire.StatusOffline}, SourcePowerLost, "power_lost"},
+		{"camera motion", fleet.Device{Kind: wire.KindCamera, Status: wire.StatusOnline, Triggered: true}, SourceMotion, "motion"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -259,6 +259,9 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 			Device: d.ID, Agent: d.Agent, Site: d.Site, District: d.District,
 			Criticality: d.Criticality, Detail: d.Detail,
 		}
+		if src == SourceMotion {
+			tmpl.Detail = "" // the detail is of the camera's status, not of what it saw
+		}
 		e.set(tmpl, d.Kind, d.SensorKind, active, at)
 	}
 	// A sensor that stopped checking in is offline for that reason: one
@@ -278,6 +281,10 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 		}
 	case d.Kind == wire.KindSensor:
 		set(SourceSensorTriggered, string(d.SensorKind), d.Triggered)
+	case d.Kind == wire.KindCamera:
+		// A camera is triggered by its own motion detection (events with
+		// reason motion); whatever its status, it saw what it saw.
+		set(SourceMotion, string(SourceMotion), d.Triggered)
 	}
 	if !known {
 		return

@@ -159,7 +159,7 @@ func kindsOf(a Alarm) (wire.DeviceKind, wire.SensorKind) {
 		return wire.KindSensor, ""
 	case SourceDeviceOffline:
 		return wire.DeviceKind(strings.TrimSuffix(a.Type, "_offline")), ""
-	case SourceStreamFailure:
+	case SourceStreamFailure, SourceMotion:
 		return wire.KindCamera, ""
 	}
 	return "", ""
