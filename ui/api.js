@@ -338,7 +338,7 @@ export async function detail(id, window, signal) {
 }
 
 // adaptDetail maps the detail response to
-// {device, source, samples:[{at, status, metrics}], transitions:[{at, from, to, reason, detail}]}
+// {device, source, samples:[{at, status, metrics}], transitions:[{at, from, to, reason, detail}], assets:[{at, field, from, to}]}
 // with times in ms, oldest first. It accepts the history nested under
 // "history" or at the top level, and a bare device without history.
 export function adaptDetail(j) {
@@ -354,7 +354,10 @@ export function adaptDetail(j) {
   // warning: the history is incomplete.
   const error = j.history_error || '';
   const warning = h.warning || '';
-  return { device: dev ? device(dev) : null, source: h.source || '', samples, transitions, error, warning, hasHistory: !!(j.history || h.samples) };
+  // assets: the unit's recorded replacements, upgrades and stream changes.
+  const assets = (j.assets || []).map((a) => ({ at: time(a.at), field: a.field || '', from: a.from || '', to: a.to || '' }))
+    .filter((a) => a.at).sort((a, b) => a.at - b.at);
+  return { device: dev ? device(dev) : null, source: h.source || '', samples, transitions, assets, error, warning, hasHistory: !!(j.history || h.samples) };
 }
 
 // Alarms.

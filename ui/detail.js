@@ -5,6 +5,7 @@
 import * as api from './api.js';
 import { t, label, has, num, dateTime, ago, clock, named } from './i18n.js';
 import { kindLabel } from './table.js';
+import { motion } from './store.js';
 import { esc } from './html.js';
 
 const WINDOWS = { '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3 };
@@ -12,10 +13,16 @@ const WINDOWS = { '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3 };
 const METRICS = {
   fps: ['fps', 1], bitrate_kbps: ['kbit/s', 0], tcp_ms: ['ms', 0], rtsp_ms: ['ms', 0], frame_age_s: ['s', 1],
   checkin_age_s: ['s', 0], battery_pct: ['%', 0], rssi_dbm: ['dBm', 0], probe_failures: ['', 0], clock_drift_s: ['s', 1],
+  sub_fps: ['fps', 1], sub_bitrate_kbps: ['kbit/s', 0],
 };
 const REFRESH_MS = 30000;
 const AFTER_CHANGE_MS = 1500;
 
+
+// streamText says a stream as the hub's history does: "H265 Main 2560×1440".
+function streamText(s) {
+  return [s.codec, s.profile, s.width && s.height ? `${s.width}×${s.height}` : ''].filter(Boolean).join(' ');
+}
 
 function fmtMetric(name, v) {
   if (v == null || !Number.isFinite(v)) return '–';
@@ -167,6 +174,8 @@ export class Detail {
     ];
     if (d.reported && d.reported !== d.status) rows.push(['detail.reported', esc(label('status', d.reported))]);
     if (d.kind === 'sensor') rows.push(['detail.triggered', esc(t(d.triggered ? 'detail.yes' : 'detail.no'))]);
+    // Only a camera with ONVIF reports motion: say it while it lasts.
+    if (motion(d) && d.triggered) rows.push(['detail.motion', esc(t('detail.motion_now'))]);
     rows.push(
       ['detail.kind', esc(kindLabel(d))],
       ['detail.agent', `${esc(d.agent)}${agent ? ` <span class="s-${esc(agent.status)}"><span class="dot" aria-hidden="true"></span>${esc(label('status', agent.status))}</span>${agent.status !== 'online' && agent.reason ? ` <span class="muted">${esc(label('agent_reason', agent.reason))}</span>` : ''}` : ''}`],
@@ -180,6 +189,13 @@ export class Detail {
         heading: num(d.camera.heading), fov: num(d.camera.fov), range: num(d.camera.range_m),
       }))]);
     }
+    if (d.streams?.length) {
+      rows.push(['detail.streams', d.streams.map((s) => `<span class="stream">${esc(t(`detail.stream_${s.role}`))} ${esc(streamText(s))}</span>`).join('<br>')]);
+    }
+    // The unit: what a crew needs to bring the right spare.
+    if (d.vendor || d.model) rows.push(['detail.unit', esc([d.vendor, d.model].filter(Boolean).join(' '))]);
+    for (const k of ['firmware', 'serial', 'installed']) if (d[k]) rows.push([`detail.${k}`, esc(d[k])]);
+    const assets = (this.history?.assets || []).slice().reverse();
 
     // h: the history, when the hub has one for this device.
     const loading = !this.history && !this.error;
@@ -226,6 +242,8 @@ export class Detail {
         ${!loading && !h && !this.error ? `<p class="muted">${esc(t('detail.no_history'))}</p>` : ''}
         ${h && !hist.length ? `<p class="muted">${esc(t('detail.no_transitions'))}</p>` : ''}
         <ol class="history">${hist.map((x) => `<li><time datetime="${new Date(x.at).toISOString()}" title="${esc(dateTime(x.at))}">${esc(clock(x.at))}</time><span class="dot s-${esc(x.to)}" aria-hidden="true"></span><span>${esc(label('status', x.from) || '–')} → ${esc(label('status', x.to))}${x.reason ? ` · ${esc(label('reason', x.reason))}` : ''}${x.detail ? ` <span class="muted">${esc(x.detail)}</span>` : ''}</span></li>`).join('')}</ol>
+        ${assets.length ? `<div class="d-sec"><h3>${esc(t('detail.assets'))}</h3></div>
+        <ol class="history assets">${assets.map((a) => `<li><time datetime="${new Date(a.at).toISOString()}" title="${esc(dateTime(a.at))}">${esc(dateTime(a.at))}</time><span>${esc(t('asset.line', { what: has(`asset.${a.field}`) ? t(`asset.${a.field}`) : a.field, from: a.from, to: a.to }))}</span></li>`).join('')}</ol>` : ''}
       </div>`;
     if (refocus) this.root.querySelector(refocus)?.focus();
   }
