@@ -520,6 +520,9 @@ func (l *Live) validate(agent string, now time.Time) error {
 	default:
 		return reject(RejectInvalid, "unknown live message type %q", clip(string(l.Type)))
 	}
+	if l.Stream != "" && (l.Type != LiveAnswer || l.Stream != StreamMain && l.Stream != StreamSub) {
+		return reject(RejectInvalid, "live %s with stream %q: only an answer names a stream, main or sub", l.Type, clip(string(l.Stream)))
+	}
 	if err := checkLen("detail", l.Detail, MaxDetailLen); err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func examples() map[string]struct {
 		"command_live_start.json": {ChannelCommands, Command{V: Version, ID: "cmd-7f3b", TS: now, Type: CommandLiveStart,
 			Devices: []string{"cam-017-01"}, Session: "ls-5d21", SDP: "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=recvonly\r\na=rtpmap:102 H264/90000\r\n"}},
 		"command_live_stop.json": {ChannelCommands, Command{V: Version, ID: "cmd-7f3c", TS: now, Type: CommandLiveStop, Session: "ls-5d21", Reason: ReasonLiveStopped}},
-		"live_answer.json": {ChannelLive, Live{Header: header(6), Session: "ls-5d21", Device: "cam-017-01", Type: LiveAnswer,
+		"live_answer.json": {ChannelLive, Live{Header: header(6), Session: "ls-5d21", Device: "cam-017-01", Type: LiveAnswer, Stream: StreamMain,
 			SDP: "v=0\r\no=- 8812 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=sendonly\r\na=rtpmap:102 H264/90000\r\n"}},
 		"live_candidate.json": {ChannelLive, Live{Header: header(7), Session: "ls-5d21", Device: "cam-017-01", Type: LiveCandidate,
 			Candidate: &ICECandidate{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50123 typ host", SDPMid: ptr("0"), SDPMLineIndex: ptr(uint16(0))}}},
@@ -147,6 +147,8 @@ func TestDecodeRejects(t *testing.T) {
 		payload []byte
 		want    RejectReason
 	}{
+		{"live answer with a third stream", Topic("agent-017", ChannelLive), liveAnswer(t, `"stream": "main"`, `"stream": "third"`), RejectInvalid},
+		{"live stopped naming a stream", Topic("agent-017", ChannelLive), liveAnswer(t, `"type": "answer"`, `"type": "stopped"`), RejectInvalid},
 		{"oversized", healthTopic, append(bytes.Repeat([]byte(" "), MaxPayload), good...), RejectTooLarge},
 		{"outside prefix", "other/agent-017/health", good, RejectBadTopic},
 		{"extra level", Prefix + "agent-017/health/x", good, RejectBadTopic},
@@ -243,6 +245,19 @@ func TestDecodeInventoryRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// liveAnswer is the golden live answer with old replaced by new.
+func liveAnswer(t *testing.T, old, new string) []byte {
+	t.Helper()
+	good, err := os.ReadFile("testdata/live_answer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(good, []byte(old)) {
+		t.Fatalf("golden live_answer.json lacks %q", old)
+	}
+	return bytes.Replace(good, []byte(old), []byte(new), 1)
 }
 
 func manyNames(n int) string {

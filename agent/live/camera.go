@@ -22,26 +22,31 @@ import (
 	"github.com/citywatch/citywatch/agent/probe"
 	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // camera is the RTSP side of a session: a gortsplib client with the
-// camera's H.264 media set up.
+// camera's video set up, in a codec the hub asked for.
 type camera struct {
 	url     secret.URL // the stream it plays
 	client  *gortsplib.Client
 	media   *description.Media
-	format  *format.H264
+	format  format.Format
+	codec   rtph264.Codec
+	params  [][]byte        // the parameter sets of its SDP, in codec.ParameterSets order
+	stream  wire.StreamRole // which of the camera's it is: main or sub
 	timeout time.Duration
 	dialErr atomic.Pointer[error] // why the TCP connect failed, if it did
 	stop    func() bool           // unregisters the close on ctx
 	done    chan error            // the client's end, once playing
 }
 
-// openCamera connects to the camera and sets up its H.264 video (DESCRIBE,
-// SETUP), without playing it yet. On failure it returns nil and the
-// probe's classification. The client closes when ctx ends: gortsplib has
+// openCamera connects to the camera and sets up its video in the first of
+// codecs it offers (DESCRIBE, SETUP), without playing it yet. On failure
+// it returns nil and the probe's classification, or ReasonLiveCodec for
+// video in none of codecs. The client closes when ctx ends: gortsplib has
 // no context support, and a stopped session must not wait out a timeout.
-func openCamera(ctx context.Context, url secret.URL, timeout time.Duration, log *slog.Logger) (*camera, wire.Reason, string) {
+func openCamera(ctx context.Context, url secret.URL, codecs []rtph264.Codec, timeout time.Duration, log *slog.Logger) (*camera, wire.Reason, string) {
 	u, err := base.ParseURL(url.Reveal())
 	if err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") {
 		// The parse error would quote the URL and with it the password.
@@ -81,11 +86,15 @@ func openCamera(ctx context.Context, url secret.URL, timeout time.Duration, log 
 		reason, detail := c.classify(ctx, err)
 		return nil, reason, detail
 	}
-	if c.media = desc.FindFormat(&c.format); c.media == nil {
+	if !c.findVideo(desc, codecs) {
 		c.close()
-		if codecs := videoCodecs(desc); len(codecs) > 0 {
+		if sent := videoCodecs(desc); len(sent) > 0 {
 			// Video the live path does not carry: not the camera's fault.
-			return nil, wire.ReasonLiveCodec, "the camera sends " + strings.Join(codecs, ", ") + ", not H.264"
+			names := make([]string, len(codecs))
+			for i, codec := range codecs {
+				names[i] = codec.String()
+			}
+			return nil, wire.ReasonLiveCodec, "the camera sends " + strings.Join(sent, ", ") + ", not " + strings.Join(names, " or ")
 		}
 		return nil, wire.ReasonNoStream, "the camera offers no video"
 	}
@@ -95,6 +104,36 @@ func openCamera(ctx context.Context, url secret.URL, timeout time.Duration, log 
 		return nil, reason, detail
 	}
 	return c, wire.ReasonNone, ""
+}
+
+// findVideo picks the camera's video in the first of codecs it offers.
+func (c *camera) findVideo(desc *description.Session, codecs []rtph264.Codec) bool {
+	for _, codec := range codecs {
+		switch codec {
+		case rtph264.H264:
+			var f *format.H264
+			if c.media = desc.FindFormat(&f); c.media != nil {
+				sps, pps := f.SafeParams()
+				c.format, c.params = f, [][]byte{sps, pps}
+			}
+		case rtph264.H265:
+			var f *format.H265
+			// Decoding order numbers (DONL) are not carried: cameras
+			// do not send them.
+			if c.media = desc.FindFormat(&f); c.media != nil && f.MaxDONDiff != 0 {
+				c.media = nil
+			}
+			if c.media != nil {
+				vps, sps, pps := f.SafeParams()
+				c.format, c.params = f, [][]byte{vps, sps, pps}
+			}
+		}
+		if c.media != nil {
+			c.codec = codec
+			return true
+		}
+	}
+	return false
 }
 
 // play starts the stream, handing every RTP packet to forward on the

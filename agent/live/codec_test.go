@@ -3,6 +3,7 @@ package live_test
 import (
 	"context"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -10,9 +11,11 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/citywatch/citywatch/agent/live"
 	"github.com/citywatch/citywatch/agent/secret"
+	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -122,5 +125,64 @@ func TestFoundSubStream(t *testing.T) {
 	eventually(t, "frames of the found sub-stream", func() bool { return len(h.frames()) >= 5 })
 	if n := asked.Load(); n != 1 {
 		t.Errorf("FindSub asked %d times, want 1", n)
+	}
+}
+
+// TestCodecChoice: the stream a session plays, and the codec it answers
+// with, follow what the hub's offer asks for. A hub that asks for H.265
+// beside H.264 gets an H.265 main stream as it is, and an H.264 camera's
+// H.264; a hub that asks for H.264 only gets the H.265 camera's H.264
+// sub-stream. The hub's candidates may come before the answer: the
+// session keeps them until it has its peer connection.
+func TestCodecChoice(t *testing.T) {
+	sub := newCamera(t, "cam-sub")
+	h264 := newCamera(t, "cam-h264")
+	checkLeaks(t)
+	for _, tc := range []struct {
+		name   string
+		main   func(*testing.T) string
+		offer  func(*webrtc.MediaEngine) error
+		mime   string
+		first  []uint8         // NAL unit types the first access unit must have
+		stream wire.StreamRole // the answer's
+		reader *sim.Camera     // the camera that must be read
+	}{
+		{"H.265 asked, H.265 main", func(t *testing.T) string { return newLargeH265Camera(t, largeH265Frames(40)).url() }, offerH265, webrtc.MimeTypeH265, []uint8{32, 33, 34, 19}, wire.StreamMain, nil},
+		{"H.264 only, H.265 main", func(t *testing.T) string { return newLargeH265Camera(t, largeH265Frames(40)).url() }, nil, webrtc.MimeTypeH264, []uint8{7, 8, 5}, wire.StreamSub, sub},
+		{"H.265 asked, H.264 main", func(*testing.T) string { return h264.URL() }, offerH265, webrtc.MimeTypeH264, []uint8{7, 8, 5}, wire.StreamMain, h264},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, rec := startManager(t, map[string]string{"cam-1": tc.main(t) + " " + sub.URL()}, nil)
+			h := makeHub(t, tc.offer, true, 0)
+			m.Handle(context.Background(), startCmd("ls-1", "cam-1", h.offer))
+			for _, c := range h.candidates() {
+				m.Handle(context.Background(), candidateCmd("ls-1", c))
+			}
+			answer := rec.wait("ls-1", wire.LiveAnswer)
+			if answer.Stream != tc.stream {
+				t.Errorf("the answer plays the %q stream, want %q", answer.Stream, tc.stream)
+			}
+			h.accept(answer)
+			for _, c := range rec.all("ls-1", wire.LiveCandidate) {
+				if err := h.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate.Candidate, SDPMid: c.Candidate.SDPMid, SDPMLineIndex: c.Candidate.SDPMLineIndex}); err != nil {
+					t.Errorf("candidate %q: %v", c.Candidate.Candidate, err)
+				}
+			}
+			eventually(t, "5 frames", func() bool { return len(h.frames()) >= 5 })
+			if got := h.codec(); got != tc.mime {
+				t.Errorf("the hub received %s, want %s", got, tc.mime)
+			}
+			first := h.frames()[0]
+			for _, want := range tc.first {
+				if !slices.Contains(first, want) {
+					t.Errorf("first access unit has NAL types %v; want %v", first, tc.first)
+				}
+			}
+			if tc.reader != nil && tc.reader.Readers() != 1 {
+				t.Errorf("%s has %d readers, want 1", tc.reader.URL(), tc.reader.Readers())
+			}
+			m.Handle(context.Background(), stopCmd("ls-1"))
+			rec.wait("ls-1", wire.LiveStopped)
+		})
 	}
 }

@@ -2,81 +2,79 @@ package live
 
 import (
 	"bytes"
-	"encoding/binary"
 	"slices"
 
 	"github.com/pion/rtp"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
-// H.264 NAL unit types (ITU-T H.264 table 7-1) and RTP payload structures
-// (RFC 6184) the keyframe gate tells apart.
-const (
-	naluSlice = 1  // coded slice of a non-IDR picture
-	naluIDR   = 5  // coded slice of an IDR picture
-	naluSPS   = 7  // sequence parameter set
-	naluPPS   = 8  // picture parameter set
-	naluSTAPA = 24 // single-time aggregation packet
-	naluFUA   = 28 // fragmentation unit
-)
+// nalMask returns a bit (1 << type) for every NAL unit an RTP payload
+// starts: a single unit, the units of an aggregate, the unit of a first
+// fragment. continued says the payload is the middle or end of a
+// fragmented unit, which starts nothing.
+func nalMask(codec rtph264.Codec, payload []byte) (mask uint64, continued bool) {
+	continued = codec.Units(payload, func(nal []byte, _ bool) { mask |= 1 << codec.Type(nal) })
+	return mask, continued
+}
 
-// notKeyStart marks packets that cannot begin a keyframe's access unit:
-// slices of other pictures (types 1–4: non-IDR, data partitions) and the
-// middle or end of a fragmented NAL unit.
-const notKeyStart = 1<<naluSlice | 1<<2 | 1<<3 | 1<<4 | 1<<naluFUA
-
-// naluMask returns a bit (1 << type) for every NAL unit an RTP payload
-// carries: the aggregated units of a STAP-A, the fragmented unit of an
-// FU-A start. The middle and end of an FU-A give 1 << naluFUA instead, as
-// they start nothing.
-func naluMask(payload []byte) uint32 {
-	if len(payload) == 0 {
-		return 0
-	}
-	switch typ := payload[0] & 0x1f; typ {
-	case naluSTAPA:
-		var mask uint32
-		for p := payload[1:]; len(p) > 2; {
-			n := int(binary.BigEndian.Uint16(p))
-			if n == 0 || 2+n > len(p) {
-				break
-			}
-			mask |= 1 << (p[2] & 0x1f)
-			p = p[2+n:]
+// typeMask returns a bit for every NAL unit type of codec that is.
+func typeMask(codec rtph264.Codec, is func(rtph264.Codec, byte) bool) uint64 {
+	var m uint64
+	for t := range byte(64) {
+		if is(codec, t) {
+			m |= 1 << t
 		}
-		return mask
-	case naluFUA:
-		if len(payload) < 2 || payload[1]&0x80 == 0 {
-			return 1 << naluFUA
-		}
-		return 1 << (payload[1] & 0x1f)
-	default:
-		return 1 << typ
 	}
+	return m
 }
 
 // maxHeld bounds the packets held before a possible keyframe: the NAL
-// units that precede an IDR in its access unit (delimiter, SEI, SPS, PPS)
-// take a handful.
+// units that precede a keyframe in its access unit (delimiter, SEI,
+// parameter sets) take a handful.
 const maxHeld = 16
 
-// keyframeGate holds a stream back until its first keyframe. Packets
-// before it cannot be decoded and only cost the site uplink, and a hub
-// that knows every stream starts with an IDR can keep the current GOP for
-// viewers who join later. Packets of the keyframe's access unit that come
-// before the IDR (SPS, PPS, SEI) are held and released with it.
+// keyframeGate holds a stream back until its first keyframe (an H.264
+// IDR, an H.265 IRAP picture). Packets before it cannot be decoded and
+// only cost the site uplink, and a hub that knows every stream starts
+// with a keyframe can keep the current GOP for viewers who join later.
+// Packets of the keyframe's access unit that come before its slices (SEI,
+// parameter sets) are held and released with it.
 //
 // A camera that sends its parameter sets only in the RTSP SDP
-// (sprop-parameter-sets) gets them put in front of its first IDR, in a
-// STAP-A: WebRTC decoders read them only in band. Every later packet then
-// carries a sequence number one higher, so the stream stays without gaps.
-// Nothing else about the packets changes.
+// (sprop-parameter-sets, sprop-vps/sps/pps) gets them put in front of its
+// first keyframe, in an aggregation packet: WebRTC decoders read them only
+// in band. Every later packet then carries a sequence number one higher,
+// so the stream stays without gaps. Nothing else about the packets
+// changes.
 type keyframeGate struct {
-	sps, pps []byte // from the camera's SDP; may be empty
+	codec rtph264.Codec
+	// params are the parameter sets of the camera's SDP, in the order of
+	// codec.ParameterSets; nil when the SDP lacks any.
+	params [][]byte
+	// Bits of the codec's NAL unit types: keyframe slices, other
+	// slices, parameter sets.
+	key, picture, paramTypes uint64
 
 	open     bool
 	held     []*rtp.Packet
-	heldMask uint32
+	heldMask uint64
 	shift    uint16 // packets inserted
+}
+
+func newKeyframeGate(codec rtph264.Codec, params [][]byte) *keyframeGate {
+	g := &keyframeGate{
+		codec:   codec,
+		key:     typeMask(codec, rtph264.Codec.Keyframe),
+		picture: typeMask(codec, rtph264.Codec.Picture),
+	}
+	for _, t := range codec.ParameterSets() {
+		g.paramTypes |= 1 << t
+	}
+	if !slices.ContainsFunc(params, func(p []byte) bool { return len(p) == 0 }) && len(params) == len(codec.ParameterSets()) {
+		g.params = params
+	}
+	return g
 }
 
 // push passes pkt, and any packets held for it, to emit once the stream
@@ -89,14 +87,13 @@ func (g *keyframeGate) push(pkt *rtp.Packet, emit func(*rtp.Packet)) (dropped bo
 		return false
 	}
 	if len(g.held) > 0 && g.held[0].Timestamp != pkt.Timestamp {
-		g.drop() // their access unit had no IDR
+		g.drop() // their access unit had no keyframe
 	}
-	mask := naluMask(pkt.Payload)
+	mask, continued := nalMask(g.codec, pkt.Payload)
 	switch {
-	case mask&(1<<naluIDR) != 0:
+	case mask&g.key != 0:
 		g.open = true
-		inBand := mask | g.heldMask
-		if (inBand&(1<<naluSPS) == 0 || inBand&(1<<naluPPS) == 0) && len(g.sps) > 0 && len(g.pps) > 0 {
+		if (mask|g.heldMask)&g.paramTypes != g.paramTypes && g.params != nil {
 			first := pkt
 			if len(g.held) > 0 {
 				first = g.held[0]
@@ -112,7 +109,7 @@ func (g *keyframeGate) push(pkt *rtp.Packet, emit func(*rtp.Packet)) (dropped bo
 		pkt.SequenceNumber += g.shift
 		emit(pkt)
 		return false
-	case mask != 0 && mask&notKeyStart == 0 && len(g.held) < maxHeld:
+	case mask != 0 && !continued && mask&g.picture == 0 && len(g.held) < maxHeld:
 		// Perhaps the start of a keyframe's access unit. The payload is
 		// copied: gortsplib reuses its read buffer.
 		h := *pkt
@@ -132,18 +129,10 @@ func (g *keyframeGate) drop() {
 	g.heldMask = 0
 }
 
-// parameterSets builds a STAP-A with the SPS and PPS, taking the place
-// (and sequence number) of first, the first packet of the IDR's access
-// unit.
+// parameterSets builds an aggregation packet with the SDP's parameter
+// sets, taking the place (and sequence number) of first, the first packet
+// of the keyframe's access unit.
 func (g *keyframeGate) parameterSets(first *rtp.Packet) *rtp.Packet {
-	// NRI of an aggregate: the highest of its units.
-	nri := max(g.sps[0]&0x60, g.pps[0]&0x60)
-	payload := make([]byte, 0, 5+len(g.sps)+len(g.pps))
-	payload = append(payload, nri|naluSTAPA)
-	payload = binary.BigEndian.AppendUint16(payload, uint16(len(g.sps)))
-	payload = append(payload, g.sps...)
-	payload = binary.BigEndian.AppendUint16(payload, uint16(len(g.pps)))
-	payload = append(payload, g.pps...)
 	return &rtp.Packet{
 		Header: rtp.Header{
 			Version:        2,
@@ -152,6 +141,6 @@ func (g *keyframeGate) parameterSets(first *rtp.Packet) *rtp.Packet {
 			Timestamp:      first.Timestamp,
 			SSRC:           first.SSRC,
 		},
-		Payload: payload,
+		Payload: g.codec.Aggregate(g.params...),
 	}
 }

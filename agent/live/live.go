@@ -1,8 +1,10 @@
 // Package live streams a camera to the hub over WebRTC, on demand. The hub
-// sends an SDP offer in a live_start command; the agent answers on its live
-// channel, pulls the camera's RTSP stream with gortsplib and forwards the
-// H.264 RTP packets (no transcoding; packets over the WebRTC packet size of
-// wire/rtph264 are split) to a pion PeerConnection,
+// sends an SDP offer in a live_start command; the agent pulls the camera's
+// RTSP stream with gortsplib (the main stream in a codec the offer asks
+// for, H.264 or H.265, else the sub-stream), answers with that codec on
+// its live channel and forwards the RTP packets (no transcoding; packets
+// over the WebRTC packet size of wire/rtph264 are split) to a pion
+// PeerConnection,
 // until the hub stops the session, the camera fails or the hub's peer goes
 // away; then it says why in a stopped message. Every message names its
 // session, so duplicated and late signalling is recognised and ignored.
@@ -64,16 +66,16 @@ type Options struct {
 	// long (no_stream); default DefaultNoFrameTimeout.
 	NoFrameTimeout time.Duration
 	// HubTimeout is how long the hub's peer has to connect after the
-	// offer, and how long it may stay disconnected, before the session
+	// answer, and how long it may stay disconnected, before the session
 	// ends with hub_gone; default DefaultHubTimeout.
 	HubTimeout time.Duration
 	Logger     *slog.Logger
 }
 
 // Streams are a camera's RTSP streams: Main, and optionally Sub, a
-// sub-stream live view falls back to when Main is in a codec the live path
-// does not carry (H.265 main streams with an H.264 sub-stream are what
-// most cameras installed today have).
+// sub-stream live view falls back to when Main is in a codec the hub did
+// not ask for (H.265 main streams with an H.264 sub-stream are what most
+// cameras installed today have, and not every browser decodes H.265).
 type Streams struct {
 	Main, Sub secret.URL
 	// FindSub looks for an H.264 sub-stream when Sub is empty (the
@@ -217,9 +219,10 @@ func (m *Manager) Stats() Stats {
 	}
 }
 
-// start answers a live_start: refusals are published at once; an accepted
-// offer gets its peer connection here, so that the hub's candidates, the
-// next commands, find it ready.
+// start takes a live_start: refusals are published at once; an accepted
+// offer gets a session, which opens the camera and answers on its own
+// goroutine, keeping the hub's candidates until it has the peer
+// connection.
 func (m *Manager) start(cmd wire.Command) {
 	id, device := cmd.Session, cmd.Devices[0]
 	m.mu.Lock()
@@ -244,12 +247,12 @@ func (m *Manager) start(cmd wire.Command) {
 		return
 	}
 
-	s := newSession(m, id, device, streams)
-	if err := s.connect(cmd.SDP); err != nil {
-		s.close()
+	codecs, err := offerCodecs(cmd.SDP)
+	if err != nil {
 		m.refuse(id, device, wire.ReasonLiveNegotiate, err.Error())
 		return
 	}
+	s := newSession(m, id, device, streams, cmd.SDP, codecs)
 	m.mu.Lock()
 	if m.closed { // Run ended the sessions meanwhile
 		m.mu.Unlock()

@@ -27,6 +27,7 @@ import (
 	"github.com/citywatch/citywatch/agent/secret"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // timeout bounds every wait so a broken test fails instead of hanging; it
@@ -184,15 +185,43 @@ type hub struct {
 	mu       sync.Mutex
 	packets  []*rtp.Packet
 	ssrc     webrtc.SSRC
+	mime     string              // of the track received
 	cands    []wire.ICECandidate // gathered, for a trickling hub
 	gathered bool
 }
 
-// newHub makes the peer; codecs registers what it offers (nil: pion's
-// defaults, VP8, VP9, H.264 profiles, AV1…). Its offer carries its
-// candidates.
+// newHub makes the peer; codecs registers what it offers (nil:
+// offerH264, as the hub asks for a viewer without H.265). Its offer
+// carries its candidates.
 func newHub(t *testing.T, codecs func(*webrtc.MediaEngine) error) *hub {
 	return makeHub(t, codecs, false, 0)
+}
+
+// offerH264 registers VP8 and two H.264 profiles with FU-A.
+func offerH264(me *webrtc.MediaEngine) error {
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f"}, PayloadType: 106},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// offerH265 registers H.265 before offerH264's codecs, as the hub asks
+// for a viewer that decodes H.265.
+func offerH265(me *webrtc.MediaEngine) error {
+	err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000,
+		SDPFmtpLine: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"}, PayloadType: 116}, webrtc.RTPCodecTypeVideo)
+	if err != nil {
+		return err
+	}
+	return offerH264(me)
 }
 
 // newTricklingHub makes a peer whose offer carries no candidates: they
@@ -207,7 +236,7 @@ func makeHub(t *testing.T, codecs func(*webrtc.MediaEngine) error, trickle bool,
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if codecs == nil {
-		codecs = (*webrtc.MediaEngine).RegisterDefaultCodecs
+		codecs = offerH264
 	}
 	if err := codecs(me); err != nil {
 		t.Fatal(err)
@@ -234,7 +263,7 @@ func makeHub(t *testing.T, codecs func(*webrtc.MediaEngine) error, trickle bool,
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		h.mu.Lock()
-		h.ssrc = tr.SSRC()
+		h.ssrc, h.mime = tr.SSRC(), tr.Codec().MimeType
 		h.mu.Unlock()
 		for {
 			pkt, _, err := tr.ReadRTP()
@@ -294,6 +323,13 @@ func (h *hub) accept(answer wire.Live) {
 	}
 }
 
+// codec returns the MIME type of the track received; "" before one came.
+func (h *hub) codec() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mime
+}
+
 func (h *hub) received() []*rtp.Packet {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -303,6 +339,10 @@ func (h *hub) received() []*rtp.Packet {
 // frames returns the NAL unit types of each access unit received, in
 // order: packets of one frame share a timestamp.
 func (h *hub) frames() [][]uint8 {
+	codec := rtph264.H264
+	if h.codec() == webrtc.MimeTypeH265 {
+		codec = rtph264.H265
+	}
 	var out [][]uint8
 	var ts uint32
 	for i, p := range h.received() {
@@ -310,37 +350,9 @@ func (h *hub) frames() [][]uint8 {
 			out = append(out, nil)
 			ts = p.Timestamp
 		}
-		out[len(out)-1] = append(out[len(out)-1], nalTypes(p.Payload)...)
+		codec.Units(p.Payload, func(nal []byte, _ bool) { out[len(out)-1] = append(out[len(out)-1], codec.Type(nal)) })
 	}
 	return out
-}
-
-// nalTypes parses an H.264 RTP payload (RFC 6184): a single NAL unit, a
-// STAP-A (24) or the start of an FU-A (28).
-func nalTypes(b []byte) []uint8 {
-	if len(b) == 0 {
-		return nil
-	}
-	switch typ := b[0] & 0x1f; typ {
-	case 24:
-		var out []uint8
-		for p := b[1:]; len(p) > 2; {
-			n := int(p[0])<<8 | int(p[1])
-			if n == 0 || 2+n > len(p) {
-				break
-			}
-			out = append(out, p[2]&0x1f)
-			p = p[2+n:]
-		}
-		return out
-	case 28:
-		if len(b) > 1 && b[1]&0x80 != 0 {
-			return []uint8{b[1] & 0x1f}
-		}
-		return nil
-	default:
-		return []uint8{typ}
-	}
 }
 
 func startCmd(session, device, sdp string) wire.Command {
@@ -368,7 +380,7 @@ func connectHub(t *testing.T, m *live.Manager, rec *recorder, h *hub, session, c
 	t.Helper()
 	m.Handle(context.Background(), startCmd(session, camera, h.offer))
 	answer := rec.wait(session, wire.LiveAnswer)
-	if answer.Device != camera || !strings.Contains(answer.SDP, "a=sendonly") || !strings.Contains(answer.SDP, "H264/90000") {
+	if answer.Device != camera || !strings.Contains(answer.SDP, "a=sendonly") || !strings.Contains(answer.SDP, "H264/90000") && !strings.Contains(answer.SDP, "H265/90000") {
 		t.Fatalf("answer %+v", answer)
 	}
 	h.accept(answer)

@@ -9,20 +9,20 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
-// connect builds the session's peer connection for the hub's offer and
-// sets the answer; ICE gathering goes on in the background. Each session
-// gets its own media engine, holding just the offer's H.264 codec under
-// the offer's payload type, so the answer cannot pick anything else.
-func (s *session) connect(offer string) error {
-	codec, err := h264Codec(offer)
-	if err != nil {
-		return err
-	}
+// connect builds the session's peer connection for the hub's offer,
+// sending codec, and sets the answer; ICE gathering goes on in the
+// background. Each session gets its own media engine, holding just that
+// codec under the offer's payload type, so the answer cannot pick
+// anything else. Candidates the hub sent before are added once the offer
+// is set.
+func (s *session) connect(codec offered) error {
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterCodec(codec, webrtc.RTPCodecTypeVideo); err != nil {
-		return fmt.Errorf("register H.264: %w", err)
+	if err := me.RegisterCodec(codec.params, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("register %s: %w", codec.codec, err)
 	}
 	// NACK, RTCP reports and TWCC, so the hub can recover lost packets
 	// without a keyframe.
@@ -35,13 +35,22 @@ func (s *session) connect(offer string) error {
 	if err != nil {
 		return fmt.Errorf("peer connection: %w", err)
 	}
+	s.mu.Lock()
 	s.pc = pc
+	s.mu.Unlock()
 	pc.OnICECandidate(s.onCandidate)
 	pc.OnConnectionStateChange(s.onConnectionState)
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.offer}); err != nil {
 		return fmt.Errorf("offer: %w", err)
 	}
-	if s.track, err = webrtc.NewTrackLocalStaticRTP(codec.RTPCodecCapability, "video", s.device); err != nil {
+	s.mu.Lock()
+	early := s.remote
+	s.remote, s.offerSet = nil, true
+	s.mu.Unlock()
+	for _, c := range early {
+		s.addCandidate(c)
+	}
+	if s.track, err = webrtc.NewTrackLocalStaticRTP(codec.params.RTPCodecCapability, "video", s.device); err != nil {
 		return fmt.Errorf("track: %w", err)
 	}
 	// Added after the offer, the track takes the offer's receive-only
@@ -61,20 +70,35 @@ func (s *session) connect(offer string) error {
 	return nil
 }
 
-// h264Codec picks the codec to answer with: the offer's first H.264 with
-// packetization-mode=1, under the offer's payload type and with its fmtp
-// line (profile-level-id and all), so the answer matches exactly. Mode 1
-// is required because cameras fragment frames larger than a packet
-// (FU-A), which mode 0 forbids, and the agent splits packets to the WebRTC
-// packet size the same way. Which profile the offer names does not matter
-// much: the camera's video is passed through without transcoding, and
-// browsers decode every profile cameras send.
-func h264Codec(offer string) (webrtc.RTPCodecParameters, error) {
+// offered is a codec of the hub's offer the agent can send, as the offer
+// names it.
+type offered struct {
+	codec  rtph264.Codec
+	params webrtc.RTPCodecParameters
+}
+
+// offerCodecs returns the codecs of the hub's offer the agent can send,
+// H.264 before H.265, each the offer's first of its kind, under the
+// offer's payload type and with its fmtp line (profile and all), so the
+// answer matches exactly:
+//
+//   - H.264 with packetization-mode=1: cameras fragment frames larger than
+//     a packet (FU-A), which mode 0 forbids, and the agent splits packets
+//     to the WebRTC packet size the same way;
+//   - H.265 without decoding order numbers (sprop-max-don-diff 0, and
+//     tx-mode SRST, the default), as cameras send it and rtph264 splits it.
+//
+// Which profile the offer names does not matter much: the camera's video
+// is passed through without transcoding, and decoders go by the
+// parameter sets in the stream. A hub that asks for H.265 lists it in its
+// offer beside H.264; an agent that does not know H.265 answers H.264.
+func offerCodecs(offer string) ([]offered, error) {
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
-		return webrtc.RTPCodecParameters{}, fmt.Errorf("the offer is not valid SDP: %w", err)
+		return nil, fmt.Errorf("the offer is not valid SDP: %w", err)
 	}
 	codecs := sd.GetCodecMap()
+	var h264, h265 *offered
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media != "video" || md.MediaName.Port.Value == 0 {
 			continue
@@ -91,22 +115,41 @@ func h264Codec(offer string) (webrtc.RTPCodecParameters, error) {
 				continue
 			}
 			c, ok := codecs[uint8(pt)]
-			if !ok || !strings.EqualFold(c.Name, "H264") || c.ClockRate != 90000 || fmtpValue(c.Fmtp, "packetization-mode") != "1" {
+			if !ok || c.ClockRate != 90000 {
 				continue
 			}
-			return webrtc.RTPCodecParameters{
-				RTPCodecCapability: webrtc.RTPCodecCapability{
-					MimeType:    webrtc.MimeTypeH264,
-					ClockRate:   90000,
-					SDPFmtpLine: c.Fmtp,
-					// The default interceptors add nack and nack pli.
-					RTCPFeedback: []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}},
-				},
-				PayloadType: webrtc.PayloadType(pt),
-			}, nil
+			switch {
+			case h264 == nil && strings.EqualFold(c.Name, "H264") && fmtpValue(c.Fmtp, "packetization-mode") == "1":
+				h264 = &offered{rtph264.H264, codecParameters(webrtc.MimeTypeH264, c.Fmtp, pt)}
+			case h265 == nil && strings.EqualFold(c.Name, "H265") && strings.TrimLeft(fmtpValue(c.Fmtp, "sprop-max-don-diff"), "0") == "" &&
+				(fmtpValue(c.Fmtp, "tx-mode") == "" || strings.EqualFold(fmtpValue(c.Fmtp, "tx-mode"), "SRST")):
+				h265 = &offered{rtph264.H265, codecParameters(webrtc.MimeTypeH265, c.Fmtp, pt)}
+			}
 		}
 	}
-	return webrtc.RTPCodecParameters{}, errors.New("the offer asks for no H.264 video with packetization-mode=1")
+	var out []offered
+	for _, c := range []*offered{h264, h265} {
+		if c != nil {
+			out = append(out, *c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the offer asks for no H.264 video with packetization-mode=1 and no H.265 video")
+	}
+	return out, nil
+}
+
+func codecParameters(mime, fmtp string, pt uint64) webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:    mime,
+			ClockRate:   90000,
+			SDPFmtpLine: fmtp,
+			// The default interceptors add nack and nack pli.
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}},
+		},
+		PayloadType: webrtc.PayloadType(pt),
+	}
 }
 
 // fmtpValue returns the value of key in an fmtp parameter list such as

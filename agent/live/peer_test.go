@@ -1,8 +1,12 @@
 package live
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 func offerSDP(direction string, formats string, attrs ...string) string {
@@ -14,7 +18,7 @@ func offerSDP(direction string, formats string, attrs ...string) string {
 	}, attrs...), "\r\n") + "\r\n"
 }
 
-func TestH264Codec(t *testing.T) {
+func TestOfferCodecs(t *testing.T) {
 	h264 := []string{
 		"a=rtpmap:96 VP8/90000",
 		"a=rtpmap:102 H264/90000",
@@ -24,41 +28,69 @@ func TestH264Codec(t *testing.T) {
 		"a=rtpmap:108 H264/90000",
 		"a=fmtp:108 packetization-mode=1;profile-level-id=640032",
 	}
+	h265 := []string{
+		"a=rtpmap:116 H265/90000",
+		"a=fmtp:116 level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST",
+		"a=rtpmap:118 H265/90000",
+		"a=fmtp:118 sprop-max-don-diff=2",
+		"a=rtpmap:120 H265/90000",
+		"a=fmtp:120 tx-mode=MRST",
+	}
+	both := append(slices.Clone(h264), h265...)
 	for _, tc := range []struct {
 		name    string
 		offer   string
-		wantPT  uint8
+		want    string // MIME type/payload type, by preference
 		wantErr string
 	}{
-		{"first H.264 with FU-A, offer's payload type", offerSDP("recvonly", "96 102 106 108", h264...), 106, ""},
-		{"offer order decides", offerSDP("sendrecv", "108 106", h264...), 108, ""},
-		{"hub would send", offerSDP("sendonly", "106", h264...), 0, "no H.264"},
-		{"H.264 without FU-A", offerSDP("recvonly", "96 102", h264...), 0, "no H.264"},
-		{"not SDP", "hello", 0, "not valid SDP"},
+		{"first H.264 with FU-A, offer's payload type", offerSDP("recvonly", "96 102 106 108", h264...), "video/H264/106", ""},
+		{"offer order decides", offerSDP("sendrecv", "108 106", h264...), "video/H264/108", ""},
+		{"hub would send", offerSDP("sendonly", "106", h264...), "", "no H.264"},
+		{"H.264 without FU-A", offerSDP("recvonly", "96 102", h264...), "", "no H.264"},
+		{"H.265 and H.264: H.264 first", offerSDP("recvonly", "116 106", both...), "video/H264/106 video/H265/116", ""},
+		{"H.265 only", offerSDP("recvonly", "116", both...), "video/H265/116", ""},
+		{"H.265 with decoding order numbers", offerSDP("recvonly", "118 106", both...), "video/H264/106", ""},
+		{"H.265 of several streams", offerSDP("recvonly", "120", both...), "", "no H.265"},
+		{"not SDP", "hello", "", "not valid SDP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := h264Codec(tc.offer)
-			switch {
-			case tc.wantErr != "":
+			codecs, err := offerCodecs(tc.offer)
+			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("err %v, want %q", err, tc.wantErr)
 				}
-			case err != nil:
+				return
+			}
+			if err != nil {
 				t.Fatal(err)
-			case uint8(c.PayloadType) != tc.wantPT || c.MimeType != "video/H264" || !strings.Contains(c.SDPFmtpLine, "packetization-mode=1"):
-				t.Errorf("codec %+v, want payload type %d", c, tc.wantPT)
+			}
+			var got []string
+			for _, c := range codecs {
+				got = append(got, fmt.Sprintf("%s/%d", c.params.MimeType, c.params.PayloadType))
+				if c.codec == rtph264.H264 && !strings.Contains(c.params.SDPFmtpLine, "packetization-mode=1") {
+					t.Errorf("H.264 codec %+v", c.params)
+				}
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("codecs %v, want %s", got, tc.want)
 			}
 		})
 	}
 }
 
-// FuzzH264Codec: the offer comes from the network.
-func FuzzH264Codec(f *testing.F) {
+// FuzzOfferCodecs: the offer comes from the network.
+func FuzzOfferCodecs(f *testing.F) {
 	f.Add(offerSDP("recvonly", "102", "a=rtpmap:102 H264/90000", "a=fmtp:102 packetization-mode=1"))
+	f.Add(offerSDP("recvonly", "116", "a=rtpmap:116 H265/90000", "a=fmtp:116 profile-id=1"))
 	f.Fuzz(func(t *testing.T, offer string) {
-		c, err := h264Codec(offer)
-		if err == nil && fmtpValue(c.SDPFmtpLine, "packetization-mode") != "1" {
-			t.Errorf("picked %+v", c)
+		codecs, err := offerCodecs(offer)
+		if err == nil && len(codecs) == 0 {
+			t.Error("no codecs and no error")
+		}
+		for _, c := range codecs {
+			if c.codec == rtph264.H264 && fmtpValue(c.params.SDPFmtpLine, "packetization-mode") != "1" {
+				t.Errorf("picked %+v", c)
+			}
 		}
 	})
 }

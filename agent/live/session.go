@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,15 +24,20 @@ import (
 // of a normal frame, so a burst of requests would flood the site uplink.
 const keyframeRequestInterval = time.Second
 
-// session is one live stream: a peer connection to the hub and, once the
-// hub is connected, an RTSP client playing the camera.
+// session is one live stream: an RTSP client of the camera and a peer
+// connection to the hub, answering the hub's offer with the codec of the
+// stream the camera offers; the camera plays once the hub is connected.
 type session struct {
 	m       *Manager
 	id      string
 	device  string
 	streams Streams
+	offer   string    // the hub's
+	codecs  []offered // the offer's that the agent can send, by preference
 	log     *slog.Logger
 
+	// Set by connect, on the session's goroutine; pc under mu, for the
+	// hub's candidates.
 	pc        *webrtc.PeerConnection
 	track     *webrtc.TrackLocalStaticRTP
 	sender    *webrtc.RTPSender
@@ -43,9 +49,11 @@ type session struct {
 	ctx    context.Context // ends with the session
 	cancel context.CancelFunc
 
-	mu         sync.Mutex // guards the fields below
+	mu         sync.Mutex // guards the fields below, and pc
 	reason     wire.Reason
 	detail     string
+	offerSet   bool                      // pc has the offer; the hub's candidates can be added
+	remote     []wire.ICECandidate       // the hub's, come before the offer was set
 	answered   bool                      // the answer is published; candidates go out at once
 	candidates []webrtc.ICECandidateInit // gathered before the answer
 	grace      *time.Timer               // runs while the hub's peer is disconnected
@@ -53,7 +61,7 @@ type session struct {
 	lastPLI    time.Time                 // last keyframe request sent to the camera
 
 	// Used on gortsplib's reader goroutine only.
-	gate  keyframeGate
+	gate  *keyframeGate
 	split rtph264.Repacketizer // after the gate, which may insert a packet
 	out   []*rtp.Packet        // split's output, reused
 	// ssrc is the camera's SSRC with bit 32 set once a packet has arrived.
@@ -61,10 +69,10 @@ type session struct {
 	lastPacket atomic.Int64 // UnixNano of the camera's last RTP packet
 }
 
-func newSession(m *Manager, id, device string, streams Streams) *session {
+func newSession(m *Manager, id, device string, streams Streams, offer string, codecs []offered) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
-		m: m, id: id, device: device, streams: streams,
+		m: m, id: id, device: device, streams: streams, offer: offer, codecs: codecs,
 		log:       m.log.With("session", id, "device", device),
 		connected: make(chan struct{}),
 		rtcpDone:  make(chan struct{}),
@@ -83,20 +91,15 @@ func (s *session) end(reason wire.Reason, detail string) {
 	s.cancel()
 }
 
-// run answers the offer and streams until the session ends, then reports
-// why. It owns the session's resources.
+// run opens the camera, answers the offer with its codec and streams
+// until the session ends, then reports why. It owns the session's
+// resources. The camera comes first: which of the offer's codecs the
+// answer takes depends on the video it offers.
 func (s *session) run() {
 	defer s.m.wg.Done()
-	hub := time.AfterFunc(s.m.opts.HubTimeout, func() {
-		select {
-		case <-s.connected:
-		default:
-			s.end(wire.ReasonLiveHubGone, fmt.Sprintf("the hub did not connect within %v", s.m.opts.HubTimeout))
-		}
-	})
-	defer hub.Stop()
-	if s.answer() {
-		s.stream()
+	if cam := s.open(); cam != nil {
+		s.stream(cam)
+		cam.close()
 	}
 	s.close()
 	s.mu.Lock()
@@ -127,10 +130,11 @@ func (s *session) close() {
 	}
 }
 
-// answer publishes the answer once ICE gathering is complete, so that it
-// carries every candidate and works without trickle, then trickles the
-// same candidates for a hub that prefers them.
-func (s *session) answer() bool {
+// answer publishes the answer, naming the camera's stream it plays, once
+// ICE gathering is complete, so that it carries every candidate and works
+// without trickle, then trickles the same candidates for a hub that
+// prefers them.
+func (s *session) answer(stream wire.StreamRole) bool {
 	select {
 	case <-s.gathered:
 	case <-s.ctx.Done():
@@ -142,7 +146,7 @@ func (s *session) answer() bool {
 		s.end(wire.ReasonLiveNegotiate, fmt.Sprintf("the answer takes %d bytes, over the limit of %d: too many network interfaces", len(answer), wire.MaxSDPLen))
 		return false
 	}
-	s.m.opts.Publish(wire.Live{Session: s.id, Device: s.device, Type: wire.LiveAnswer, SDP: answer})
+	s.m.opts.Publish(wire.Live{Session: s.id, Device: s.device, Type: wire.LiveAnswer, SDP: answer, Stream: stream})
 	s.mu.Lock()
 	s.answered = true
 	cands := s.candidates
@@ -174,10 +178,19 @@ func (s *session) publishCandidate(c webrtc.ICECandidateInit) {
 		Candidate: &wire.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}})
 }
 
-// addCandidate adds one of the hub's candidates. A bad one is logged and
-// skipped: the others may still connect.
+// addCandidate adds one of the hub's candidates, or keeps it until the
+// offer is set. A bad one is logged and skipped: the others may still
+// connect.
 func (s *session) addCandidate(c wire.ICECandidate) {
-	err := s.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+	s.mu.Lock()
+	if !s.offerSet {
+		s.remote = append(s.remote, c)
+		s.mu.Unlock()
+		return
+	}
+	pc := s.pc
+	s.mu.Unlock()
+	err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
 	if err != nil {
 		s.log.Warn("hub ICE candidate not added", "err", err)
 	}
@@ -212,28 +225,54 @@ func (s *session) onConnectionState(st webrtc.PeerConnectionState) {
 	}
 }
 
-// stream opens the camera while ICE and DTLS connect, plays it once the
-// hub is connected (the camera's first keyframe would be lost before) and
-// forwards its packets until the session ends.
-func (s *session) stream() {
-	cam, reason, detail := openCamera(s.ctx, s.streams.Main, s.m.opts.RTSPTimeout, s.log)
+// open sets up the camera's main stream in one of the offer's codecs, or
+// else its sub-stream; nil when the session ended.
+func (s *session) open() *camera {
+	codecs := make([]rtph264.Codec, len(s.codecs))
+	for i, c := range s.codecs {
+		codecs[i] = c.codec
+	}
+	stream := wire.StreamMain
+	cam, reason, detail := openCamera(s.ctx, s.streams.Main, codecs, s.m.opts.RTSPTimeout, s.log)
 	if sub := s.subStream(reason); sub != "" {
-		s.log.Info("main stream not H.264; playing the sub-stream", "detail", detail)
-		cam, reason, detail = openCamera(s.ctx, sub, s.m.opts.RTSPTimeout, s.log)
+		s.log.Info("main stream in a codec the hub did not ask for; playing the sub-stream", "detail", detail)
+		stream = wire.StreamSub
+		cam, reason, detail = openCamera(s.ctx, sub, codecs, s.m.opts.RTSPTimeout, s.log)
 		detail = prefix("sub-stream: ", detail)
 	}
 	if cam == nil {
 		s.end(reason, detail)
+		return nil
+	}
+	cam.stream = stream
+	return cam
+}
+
+// stream answers the offer with the camera's codec, plays the camera once
+// the hub is connected (the camera's first keyframe would be lost before)
+// and forwards its packets until the session ends.
+func (s *session) stream(cam *camera) {
+	i := slices.IndexFunc(s.codecs, func(c offered) bool { return c.codec == cam.codec })
+	if err := s.connect(s.codecs[i]); err != nil {
+		s.end(wire.ReasonLiveNegotiate, err.Error())
 		return
 	}
-	defer cam.close()
+	if !s.answer(cam.stream) {
+		return
+	}
+	hub := time.NewTimer(s.m.opts.HubTimeout)
+	defer hub.Stop()
 	select {
 	case <-s.ctx.Done():
 		return
+	case <-hub.C:
+		s.end(wire.ReasonLiveHubGone, fmt.Sprintf("the hub did not connect within %v", s.m.opts.HubTimeout))
+		return
 	case <-s.connected:
 	}
-	sps, pps := cam.format.SafeParams()
-	s.gate = keyframeGate{sps: sps, pps: pps}
+	s.log.Debug("playing", "codec", cam.codec)
+	s.gate = newKeyframeGate(cam.codec, cam.params)
+	s.split.Codec = cam.codec
 	s.lastPacket.Store(time.Now().UnixNano())
 	if reason, detail := cam.play(s.ctx, s.forward); reason != wire.ReasonNone {
 		s.end(reason, detail)
@@ -353,8 +392,8 @@ func (s *session) requestKeyframe() {
 }
 
 // subStream is the stream to play when the main one ended for reason: the
-// configured sub-stream, or one FindSub finds, when the main stream's
-// codec cannot be carried; "" otherwise.
+// configured sub-stream, or one FindSub finds, when the main stream is in
+// none of the offer's codecs; "" otherwise.
 func (s *session) subStream(reason wire.Reason) secret.URL {
 	if reason != wire.ReasonLiveCodec {
 		return ""

@@ -13,7 +13,8 @@ import (
 // bytes; a GOP that outgrows it is dropped and the cache stays empty until
 // the next keyframe. It is not safe for concurrent use.
 type gop struct {
-	max int // bytes
+	max   int           // bytes
+	codec rtph264.Codec // of the stream; set before the first packet
 
 	pkts  []*rtp.Packet // nil while there is no usable GOP
 	bytes int
@@ -22,11 +23,12 @@ type gop struct {
 	prefix *rtp.Packet
 
 	// The access unit being received: packets of one RTP timestamp.
-	au                  []*rtp.Packet
-	auBytes             int
-	auTS                uint32
-	auIDR, auSPS, auPPS bool
-	sps, pps            []byte // the last parameter sets seen in the stream
+	au       []*rtp.Packet
+	auBytes  int
+	auTS     uint32
+	auKey    bool
+	auParams int       // bit i: the unit carries the codec's parameter set i
+	params   [3][]byte // the last parameter sets seen in the stream
 }
 
 func newGOP(maxBytes int) *gop { return &gop{max: maxBytes} }
@@ -41,7 +43,7 @@ func (g *gop) push(p *rtp.Packet, n nalInfo) (keyframe bool) {
 	if len(g.au) == 0 || p.Timestamp != g.auTS {
 		clear(g.au)
 		g.au, g.auBytes, g.auTS = g.au[:0], 0, p.Timestamp
-		g.auIDR, g.auSPS, g.auPPS = false, false, false
+		g.auKey, g.auParams = false, 0
 	}
 	if g.auBytes+size > g.max { // one timestamp for megabytes: not a picture worth keeping
 		clear(g.au)
@@ -49,21 +51,19 @@ func (g *gop) push(p *rtp.Packet, n nalInfo) (keyframe bool) {
 	}
 	g.au = append(g.au, p)
 	g.auBytes += size
-	if n.sps != nil {
-		g.sps, g.auSPS = n.sps, true
+	for i, ps := range n.params {
+		if ps != nil {
+			g.params[i] = ps
+			g.auParams |= 1 << i
+		}
 	}
-	if n.pps != nil {
-		g.pps, g.auPPS = n.pps, true
-	}
-	if n.idr && !g.auIDR {
-		g.auIDR = true
+	if n.key && !g.auKey {
+		g.auKey = true
 		g.pkts = append(make([]*rtp.Packet, 0, max(64, 2*len(g.au))), g.au...)
 		g.bytes = g.auBytes
 		g.prefix = nil
-		// Parameter sets too large for one packet together are left out;
-		// real ones take tens of bytes.
-		if (!g.auSPS || !g.auPPS) && g.sps != nil && g.pps != nil && 5+len(g.sps)+len(g.pps) <= rtph264.MaxPayloadSize {
-			g.prefix = parameterSets(g.pkts[0], g.sps, g.pps)
+		if all := 1<<len(g.codec.ParameterSets()) - 1; g.auParams != all {
+			g.prefix = g.parameterSets()
 		}
 		return true
 	}
@@ -76,6 +76,24 @@ func (g *gop) push(p *rtp.Packet, n nalInfo) (keyframe bool) {
 		g.pkts = append(g.pkts, p)
 	}
 	return false
+}
+
+// parameterSets returns the last parameter sets seen, in a packet before
+// the GOP's first; nil when one is missing, or when together they are too
+// large for one packet (real ones take tens of bytes).
+func (g *gop) parameterSets() *rtp.Packet {
+	params := g.params[:len(g.codec.ParameterSets())]
+	size := 2
+	for _, ps := range params {
+		if ps == nil {
+			return nil
+		}
+		size += 2 + len(ps)
+	}
+	if size > rtph264.MaxPayloadSize {
+		return nil
+	}
+	return parameterSets(g.codec, g.pkts[0], params)
 }
 
 // snapshot returns the cached GOP, parameter sets first, or nil when there

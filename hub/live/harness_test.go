@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -241,18 +242,19 @@ func (f *fakeStats) last(camera string) (metricstore.LiveStat, bool) {
 	return metricstore.LiveStat{}, false
 }
 
-// loopbackAPI is a pion API for the test's own peers. They read datagrams
-// of at most rtph264.MaxPacketSize bytes, so every viewer in these tests
-// checks that the relay keeps to it: a larger one is dropped, and its
-// frame never completes.
-func loopbackAPI(t testing.TB, defaultCodecs bool) *webrtc.API {
+// loopbackAPI is a pion API for the test's own peers, with pion's default
+// codecs (audio, VP8, VP9, H.264, H.265, AV1), or else with codecs only.
+// They read datagrams of at most rtph264.MaxPacketSize bytes, so every
+// viewer in these tests checks that the relay keeps to it: a larger one
+// is dropped, and its frame never completes.
+func loopbackAPI(t testing.TB, defaultCodecs bool, codecs []webrtc.RTPCodecParameters) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	var err error
 	if defaultCodecs {
 		err = me.RegisterDefaultCodecs()
 	} else {
-		for _, c := range h264Codecs {
+		for _, c := range codecs {
 			if err = me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 				break
 			}
@@ -282,7 +284,11 @@ type fakeAgent struct {
 	api *webrtc.API
 
 	silent atomic.Bool // ignore live_start
-	frame  []byte      // the non-IDR slice the cameras send; nil: testNonIDR
+	// h265 makes the cameras' main streams H.265 with an H.264
+	// sub-stream: a session whose offer asks for H.265 gets the main
+	// stream, others the sub-stream.
+	h265  bool
+	frame []byte // the non-IDR slice the cameras send in H.264; nil: testNonIDR
 	// packetSize is the size of the RTP packets the cameras make: 0 for a
 	// current agent's (within rtph264's limit); 1,462 for an older agent
 	// that forwards the camera's packets as they are.
@@ -296,7 +302,7 @@ type fakeAgent struct {
 }
 
 func newFakeAgent(t testing.TB) *fakeAgent {
-	return &fakeAgent{t: t, api: loopbackAPI(t, false), cams: map[string]*fakeCamera{}}
+	return &fakeAgent{t: t, api: loopbackAPI(t, false, offerCodecs(rtph264.H265)), cams: map[string]*fakeCamera{}}
 }
 
 func (a *fakeAgent) SendCommand(agent string, cmd wire.Command) error {
@@ -346,12 +352,24 @@ func (a *fakeAgent) log() []string {
 // camera returns the fake camera streaming device, waiting for it.
 func (a *fakeAgent) camera(device string) *fakeCamera {
 	a.t.Helper()
+	return a.cameraOf(device, func(*fakeCamera) bool { return true })
+}
+
+// cameraIn returns the fake camera streaming device in codec, waiting for
+// it.
+func (a *fakeAgent) cameraIn(device string, codec rtph264.Codec) *fakeCamera {
+	a.t.Helper()
+	return a.cameraOf(device, func(c *fakeCamera) bool { return c.codec == codec })
+}
+
+func (a *fakeAgent) cameraOf(device string, match func(*fakeCamera) bool) *fakeCamera {
+	a.t.Helper()
 	var cam *fakeCamera
 	eventually(a.t, "the camera "+device+" streaming", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		for _, c := range a.cams {
-			if c.device == device && !c.isClosed() {
+			if c.device == device && !c.isClosed() && match(c) {
 				cam = c
 				return true
 			}
@@ -366,7 +384,16 @@ func (a *fakeAgent) start(cmd wire.Command) {
 	if frame == nil {
 		frame = testNonIDR
 	}
-	c, answer, err := newFakeCamera(a.api, cmd.Session, cmd.Devices[0], cmd.SDP, frame, a.packetSize, a.record)
+	// As an agent does: the main stream if the offer has its codec, else
+	// the sub-stream.
+	codec, stream := rtph264.H264, wire.StreamMain
+	if a.h265 {
+		codec = rtph264.H265
+		if !strings.Contains(cmd.SDP, "H265/90000") {
+			codec, stream = rtph264.H264, wire.StreamSub
+		}
+	}
+	c, answer, err := newFakeCamera(a.api, cmd.Session, cmd.Devices[0], cmd.SDP, codec, frame, a.packetSize, a.record)
 	if err != nil {
 		a.t.Errorf("fake camera: %v", err)
 		return
@@ -374,7 +401,7 @@ func (a *fakeAgent) start(cmd wire.Command) {
 	a.mu.Lock()
 	a.cams[cmd.Session] = c
 	a.mu.Unlock()
-	a.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: agentID}, Session: cmd.Session, Device: cmd.Devices[0], Type: wire.LiveAnswer, SDP: answer})
+	a.sfu.HandleLive(wire.Live{Header: wire.Header{Agent: agentID}, Session: cmd.Session, Device: cmd.Devices[0], Type: wire.LiveAnswer, SDP: answer, Stream: stream})
 }
 
 // fail ends device's stream at the agent for reason, as a camera failure
@@ -395,10 +422,11 @@ func (a *fakeAgent) close() {
 }
 
 // fakeCamera is the agent's side of one session: a peer connection that
-// sends a hand-made H.264 stream at 30 frames/s with a keyframe every
-// second, and one more when asked with a PLI.
+// sends a hand-made H.264 or H.265 stream at 30 frames/s with a keyframe
+// every second, and one more when asked with a PLI.
 type fakeCamera struct {
 	session, device string
+	codec           rtph264.Codec
 	frame           []byte
 	packetSize      int
 	record          bool
@@ -415,7 +443,7 @@ type fakeCamera struct {
 	largest int               // bytes of the largest packet sent
 }
 
-func newFakeCamera(api *webrtc.API, session, device, offer string, frame []byte, packetSize int, record bool) (*fakeCamera, string, error) {
+func newFakeCamera(api *webrtc.API, session, device, offer string, codec rtph264.Codec, frame []byte, packetSize int, record bool) (*fakeCamera, string, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", err
@@ -423,9 +451,9 @@ func newFakeCamera(api *webrtc.API, session, device, offer string, frame []byte,
 	if packetSize == 0 {
 		packetSize = rtph264.HeaderSize + rtph264.MaxPayloadSize
 	}
-	c := &fakeCamera{session: session, device: device, frame: frame, packetSize: packetSize, record: record,
+	c := &fakeCamera{session: session, device: device, codec: codec, frame: frame, packetSize: packetSize, record: record,
 		pc: pc, done: make(chan struct{}), sent: map[uint32][]byte{}}
-	c.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", device)
+	c.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: codecMIME(codec), ClockRate: 90000}, "video", device)
 	if err != nil {
 		return nil, "", err
 	}
@@ -484,6 +512,16 @@ var (
 	testNonIDR = append([]byte{0x41, 0x9a, 0x02}, bytes.Repeat([]byte{0xcd}, 300)...)  // single NAL
 )
 
+// Hand-made H.265 NAL units (two-byte headers, TID 1), as testSPS and
+// the rest.
+var (
+	testVPS265   = []byte{32 << 1, 1, 0x0c, 0x01, 0xff, 0xff}
+	testSPS265   = []byte{33 << 1, 1, 0x01, 0x60, 0x00, 0x00}
+	testPPS265   = []byte{34 << 1, 1, 0xc1, 0x73, 0xd1, 0x89}
+	testIDR265   = append([]byte{19 << 1, 1, 0xaf}, bytes.Repeat([]byte{0xab}, 3000)...) // IDR_W_RADL, fragmented
+	testTrail265 = append([]byte{1 << 1, 1, 0xd0}, bytes.Repeat([]byte{0xcd}, 1417)...)  // TRAIL_R, 1,432 bytes
+)
+
 func annexB(nals ...[]byte) []byte {
 	var b []byte
 	for _, n := range nals {
@@ -492,8 +530,36 @@ func annexB(nals ...[]byte) []byte {
 	return b
 }
 
-func (c *fakeCamera) stream() {
+// packetizer returns what packetizes the camera's access units: pion's
+// for H.264, gortsplib's for H.265 (pion's does not fragment with the
+// RFC's payload header as cameras do).
+func (c *fakeCamera) packetizer() func(au [][]byte, ts uint32) []*rtp.Packet {
+	if c.codec == rtph264.H265 {
+		enc := &rtph265.Encoder{PayloadType: 116, PayloadMaxSize: c.packetSize - rtph264.HeaderSize}
+		if err := enc.Init(); err != nil {
+			panic(err)
+		}
+		return func(au [][]byte, ts uint32) []*rtp.Packet {
+			pkts, err := enc.Encode(au)
+			if err != nil {
+				panic(err)
+			}
+			for _, p := range pkts {
+				p.Timestamp = ts
+			}
+			return pkts
+		}
+	}
 	pk := rtp.NewPacketizer(uint16(c.packetSize), 102, 0x1234, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	return func(au [][]byte, _ uint32) []*rtp.Packet { return pk.Packetize(annexB(au...), 3000) }
+}
+
+func (c *fakeCamera) stream() {
+	packetize := c.packetizer()
+	key, frame := [][]byte{testSPS, testPPS, testIDR}, [][]byte{c.frame}
+	if c.codec == rtph264.H265 {
+		key, frame = [][]byte{testVPS265, testSPS265, testPPS265, testIDR265}, [][]byte{testTrail265}
+	}
 	tick := time.NewTicker(time.Second / 30)
 	defer tick.Stop()
 	plis := int32(0)
@@ -506,15 +572,15 @@ func (c *fakeCamera) stream() {
 		if c.paused.Load() {
 			continue
 		}
-		frame := annexB(c.frame)
+		au := frame
 		if p := c.plis.Load(); i%30 == 0 || p != plis {
 			plis = p
-			frame = annexB(testSPS, testPPS, testIDR)
+			au = key
 		}
-		pkts := pk.Packetize(frame, 3000)
+		pkts := packetize(au, uint32(i*3000))
 		c.mu.Lock()
 		if c.record {
-			c.sent[pkts[0].Timestamp] = frame
+			c.sent[pkts[0].Timestamp] = annexB(au...)
 		}
 		for _, p := range pkts {
 			c.largest = max(c.largest, p.MarshalSize())
@@ -555,6 +621,7 @@ type whepClient struct {
 	keepAll bool // keep every packet in all; set before accept
 
 	mu      sync.Mutex
+	mime    string        // of the track received
 	first   []*rtp.Packet // the first packets, up to 64
 	all     []*rtp.Packet // every packet, when keepAll
 	packets int
@@ -565,11 +632,22 @@ type whepClient struct {
 	wg      sync.WaitGroup
 }
 
-// offer builds a client and its offer; withAudio adds an audio section as
+// offer builds a client and its offer, with H.264 video; withAudio adds
+// an audio section, and pion's other video codecs, H.265 among them, as
 // browsers' players do.
 func newWHEPClient(t testing.TB, withAudio bool) (*whepClient, string) {
+	return makeWHEPClient(t, loopbackAPI(t, withAudio, h264Codecs), withAudio)
+}
+
+// newH265WHEPClient builds a client whose offer has H.265 before H.264, as
+// a browser that decodes H.265 makes.
+func newH265WHEPClient(t testing.TB) (*whepClient, string) {
+	return makeWHEPClient(t, loopbackAPI(t, false, offerCodecs(rtph264.H265)), false)
+}
+
+func makeWHEPClient(t testing.TB, api *webrtc.API, withAudio bool) (*whepClient, string) {
 	t.Helper()
-	pc, err := loopbackAPI(t, withAudio).NewPeerConnection(webrtc.Configuration{})
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,6 +663,9 @@ func newWHEPClient(t testing.TB, withAudio bool) (*whepClient, string) {
 		}
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.mu.Lock()
+		c.mime = tr.Codec().MimeType
+		c.mu.Unlock()
 		c.wg.Go(func() {
 			for {
 				p, _, err := tr.ReadRTP()

@@ -21,6 +21,7 @@ import (
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // httpError is an answer for the client: a status and a message it can
@@ -122,7 +123,8 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if err := checkOffer(body); err != nil {
+	accepts, err := checkOffer(body)
+	if err != nil {
 		writeError(w, errorf(http.StatusBadRequest, "%v", err))
 		return
 	}
@@ -143,7 +145,7 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusServiceUnavailable, "live video is not running"))
 		return
 	}
-	v, answer, herr := s.newViewer(r.Context(), api, camera, string(body))
+	v, herr := s.newViewer(api, camera, string(body), accepts)
 	if herr != nil {
 		release()
 		s.auditStart(p, camera, "", audit.Failure, herr.msg)
@@ -186,6 +188,12 @@ func (s *SFU) postOffer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusServiceUnavailable, "the session ended before it started"))
 		return
 	}
+	answer, herr := v.answer(r.Context(), u.videoCodec())
+	if herr != nil {
+		v.close(herr.msg)
+		writeError(w, herr)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/sdp")
 	h.Set("Cache-Control", "no-store")
@@ -212,27 +220,41 @@ func (s *SFU) webrtcAPI() *webrtc.API {
 	return s.apis.viewer
 }
 
-// checkOffer refuses what is not an SDP offer with H.264 video before any
-// peer connection is made for it.
-func checkOffer(raw []byte) error {
+// checkOffer refuses what is not an SDP offer with H.264 or H.265 video
+// before any peer connection is made for it, and returns which of the two
+// it has, in the offer's order.
+func checkOffer(raw []byte) ([]rtph264.Codec, error) {
 	if !bytes.HasPrefix(raw, []byte("v=")) {
-		return errors.New("malformed SDP: it must begin with v=0")
+		return nil, errors.New("malformed SDP: it must begin with v=0")
 	}
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(raw); err != nil {
-		return fmt.Errorf("malformed SDP: %v", err)
+		return nil, fmt.Errorf("malformed SDP: %v", err)
 	}
+	var accepts []rtph264.Codec
 	for _, m := range sd.MediaDescriptions {
 		if m.MediaName.Media != "video" || m.MediaName.Port.Value == 0 {
 			continue
 		}
 		for _, a := range m.Attributes {
-			if _, enc, ok := strings.Cut(a.Value, " "); a.Key == "rtpmap" && ok && strings.HasPrefix(strings.ToUpper(enc), "H264/90000") {
-				return nil
+			_, enc, ok := strings.Cut(a.Value, " ")
+			if a.Key != "rtpmap" || !ok {
+				continue
+			}
+			for _, c := range []struct {
+				rtpmap string
+				codec  rtph264.Codec
+			}{{"H264/90000", rtph264.H264}, {"H265/90000", rtph264.H265}} {
+				if strings.HasPrefix(strings.ToUpper(enc), c.rtpmap) && !slices.Contains(accepts, c.codec) {
+					accepts = append(accepts, c.codec)
+				}
 			}
 		}
 	}
-	return errors.New("offer has no H.264 video")
+	if len(accepts) == 0 {
+		return nil, errors.New("offer has no H.264 or H.265 video")
+	}
+	return accepts, nil
 }
 
 func (s *SFU) deleteSession(w http.ResponseWriter, r *http.Request) {

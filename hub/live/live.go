@@ -9,9 +9,17 @@
 // carries only video somebody watches, and Config.MaxUpstreamsPerAgent
 // caps what one uplink carries.
 //
+// Viewers get the best stream they decode: a viewer whose offer has H.265
+// shares an upstream that asks the agent for H.265 beside H.264 (an H.265
+// main stream comes as it is), one with H.264 only an upstream that asks
+// for H.264 (an H.265 camera's H.264 sub-stream). So a camera has one
+// upstream per codec at most, and only when viewers of both kinds watch a
+// camera whose main stream is H.265: an upstream that turns out to carry
+// H.264 main or sub-stream video serves both kinds.
+//
 // The upstream's reader splits packets over the WebRTC packet size
 // (wire/rtph264; earlier agents forward the camera's 1,462-byte packets),
-// parses H.264 RTP just enough to find keyframes, keeps the current group
+// parses H.264 or H.265 RTP just enough to find keyframes, keeps the current group
 // of pictures, and hands every access unit to each viewer's bounded
 // queue; a writer goroutine per viewer sends the GOP first, then live
 // packets, so a viewer's first picture is a keyframe and a slow viewer
@@ -45,6 +53,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // Config holds the relay's settings. Zero values take the defaults noted.
@@ -153,11 +162,18 @@ type SFU struct {
 	phase      phase
 	ctx        context.Context // Run's, for upstreams; set with apis
 	apis       *apis
-	upstreams  map[string]*upstream // by camera; none stopped
-	signalling map[string]*upstream // by upstream session id
-	perAgent   map[string]int       // upstreams by agent
-	viewers    map[string]*viewer   // by session id
-	wg         sync.WaitGroup       // every goroutine the relay starts; Add under mu while running
+	upstreams  map[streamKey]*upstream // none stopped; one may serve both keys of its camera
+	signalling map[string]*upstream    // by upstream session id
+	perAgent   map[string]int          // upstreams by agent
+	viewers    map[string]*viewer      // by session id
+	wg         sync.WaitGroup          // every goroutine the relay starts; Add under mu while running
+}
+
+// streamKey finds the upstream for a camera's viewers: class is the codec
+// they want first (H.265 for viewers that decode it, else H.264).
+type streamKey struct {
+	camera string
+	class  rtph264.Codec
 }
 
 type phase int
@@ -219,7 +235,7 @@ func New(cfg Config, deps Deps) (*SFU, error) {
 		audit:      deps.Audit,
 		origins:    origins,
 		limit:      auth.NewLimiter(cfg.MaxSessionsPerAccount),
-		upstreams:  map[string]*upstream{},
+		upstreams:  map[streamKey]*upstream{},
 		signalling: map[string]*upstream{},
 		perAgent:   map[string]int{},
 		viewers:    map[string]*viewer{},
@@ -286,16 +302,17 @@ func (s *SFU) HandleLive(m wire.Live) {
 	}
 }
 
-// join attaches v to its camera's upstream, starting one when there is
-// none, and starts recording its session. The upstream is ready once
-// u.ready is closed, or has ended when u.done is.
+// join attaches v to the upstream of its camera for the codecs it
+// decodes, starting one when there is none, and starts recording its
+// session. The upstream is ready once u.ready is closed, or has ended
+// when u.done is.
 func (s *SFU) join(v *viewer, d fleet.Device, rec *record) (*upstream, *httpError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase != phaseRunning {
 		return nil, errorf(503, "live video is not running")
 	}
-	u := s.upstreams[d.ID]
+	u, key := s.upstreamFor(d.ID, v.accepts)
 	if u == nil {
 		var prev *upstream
 		if s.perAgent[d.Agent] >= s.cfg.MaxUpstreamsPerAgent {
@@ -306,8 +323,8 @@ func (s *SFU) join(v *viewer, d fleet.Device, rec *record) (*upstream, *httpErro
 			s.removeLocked(prev)
 			prev.halt(ending{reason: wire.ReasonLiveStopped, detail: "its uplink slot went to camera " + d.ID})
 		}
-		u = newUpstream(s, d, prev)
-		s.upstreams[u.camera], s.signalling[u.session] = u, u
+		u = newUpstream(s, d, key.class, prev)
+		s.upstreams[key], s.signalling[u.session] = u, u
 		s.perAgent[u.agent]++
 		ctx := s.ctx
 		s.wg.Go(func() { u.run(ctx) })
@@ -317,8 +334,37 @@ func (s *SFU) join(v *viewer, d fleet.Device, rec *record) (*upstream, *httpErro
 	s.viewers[v.id] = v
 	s.m.sessions.With(d.ID).Inc()
 	s.wg.Go(v.writeLoop)
-	s.wg.Go(v.readRTCP)
 	return u, nil
+}
+
+// upstreamFor returns the upstream that serves a viewer of camera that
+// decodes accepts, or nil and the key of the one to start. s.mu is held.
+func (s *SFU) upstreamFor(camera string, accepts []rtph264.Codec) (*upstream, streamKey) {
+	h264, h265 := streamKey{camera, rtph264.H264}, streamKey{camera, rtph264.H265}
+	if !slices.Contains(accepts, rtph264.H265) {
+		return s.upstreams[h264], h264
+	}
+	if u := s.upstreams[h265]; u != nil {
+		return u, h265
+	}
+	// A camera whose main stream is H.264 sends that for H.265 viewers
+	// too: the agent takes H.264 first.
+	if u := s.upstreams[h264]; u != nil && slices.Contains(accepts, rtph264.H264) && u.playsMain() {
+		return u, h264
+	}
+	return nil, h265
+}
+
+// alias lets u, which asked for H.265 and carries H.264, serve the H.264
+// viewers of its camera too, unless they have an upstream: for H.264 alone
+// the agent would play the same stream.
+func (s *SFU) alias(u *upstream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h264 := streamKey{u.camera, rtph264.H264}
+	if s.upstreams[streamKey{u.camera, u.class}] == u && s.upstreams[h264] == nil {
+		s.upstreams[h264] = u
+	}
 }
 
 // idleUpstream returns one of agent's upstreams without viewers, or nil.
@@ -340,10 +386,16 @@ func (s *SFU) remove(u *upstream) {
 }
 
 func (s *SFU) removeLocked(u *upstream) {
-	if s.upstreams[u.camera] != u {
+	removed := false
+	for _, class := range []rtph264.Codec{rtph264.H264, rtph264.H265} {
+		if k := (streamKey{u.camera, class}); s.upstreams[k] == u {
+			delete(s.upstreams, k)
+			removed = true
+		}
+	}
+	if !removed {
 		return
 	}
-	delete(s.upstreams, u.camera)
 	delete(s.signalling, u.session)
 	if s.perAgent[u.agent]--; s.perAgent[u.agent] == 0 {
 		delete(s.perAgent, u.agent)
@@ -400,7 +452,9 @@ func (s *SFU) streams() []*upstream {
 	defer s.mu.Unlock()
 	out := make([]*upstream, 0, len(s.upstreams))
 	for _, u := range s.upstreams {
-		out = append(out, u)
+		if !slices.Contains(out, u) { // one serving both keys
+			out = append(out, u)
+		}
 	}
 	return out
 }

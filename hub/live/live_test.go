@@ -36,7 +36,7 @@ func TestViewerStartsWithKeyframe(t *testing.T) {
 				t.Fatalf("POST = %d %v\n%s", res.StatusCode, res.Header, body)
 			}
 			c.accept(res, body)
-			if got := c.firstAccessUnit(); !slices.Contains(got, nalSPS) || !slices.Contains(got, nalPPS) || !slices.Contains(got, nalIDR) {
+			if got := c.firstAccessUnit(); !slices.Contains(got, byte(7)) || !slices.Contains(got, byte(8)) || !slices.Contains(got, byte(5)) {
 				t.Fatalf("first picture's NAL types %v, want SPS, PPS and IDR", got)
 			}
 			n := c.count()
@@ -72,7 +72,7 @@ func TestOneUpstreamForManyViewers(t *testing.T) {
 	join(2) // concurrently, on a cold camera
 	join(10)
 	for _, c := range clients {
-		if got := c.firstAccessUnit(); !slices.Contains(got, nalIDR) || !slices.Contains(got, nalSPS) {
+		if got := c.firstAccessUnit(); !slices.Contains(got, byte(5)) || !slices.Contains(got, byte(7)) {
 			t.Fatalf("a viewer's first picture is %v", got)
 		}
 	}
@@ -121,7 +121,7 @@ func TestLingerKeepsTheStream(t *testing.T) {
 		return len(s) == 1 && s[0].State == "lingering" && s[0].Viewers == 0
 	})
 	c := e.watch("cam-1")
-	if got := c.firstAccessUnit(); !slices.Contains(got, nalIDR) {
+	if got := c.firstAccessUnit(); !slices.Contains(got, byte(5)) {
 		t.Fatalf("first picture after the linger %v", got)
 	}
 	if got := e.agent.count(wire.CommandLiveStart); got != 1 || e.agent.count(wire.CommandLiveStop) != 0 {
@@ -329,7 +329,7 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"malformed SDP", "POST", "/api/cameras/cam-1/whep", "application/sdp", "hello", nil, 400, "malformed SDP"},
 		{"empty offer", "POST", "/api/cameras/cam-1/whep", "application/sdp", "", nil, 400, "malformed SDP"},
-		{"no H.264", "POST", "/api/cameras/cam-1/whep", "application/sdp", vp8Offer, nil, 400, "offer has no H.264 video"},
+		{"no H.264 or H.265", "POST", "/api/cameras/cam-1/whep", "application/sdp", vp8Offer, nil, 400, "offer has no H.264 or H.265 video"},
 		{"unknown camera", "POST", "/api/cameras/cam-404/whep", "application/sdp", goodOffer, nil, 404, `no camera \"cam-404\"`},
 		{"a sensor", "POST", "/api/cameras/" + sensorID + "/whep", "application/sdp", goodOffer, nil, 400, "is a sensor, not a camera"},
 		{"agent offline", "POST", "/api/cameras/" + offlineCam + "/whep", "application/sdp", goodOffer, nil, 503, "agent a2 of camera cam-off is offline"},

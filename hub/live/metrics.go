@@ -59,7 +59,7 @@ func newInstruments(m *metrics.Registry, s *SFU) *instruments {
 	in.resent = m.Counter("citywatch_live_packets_resent_total",
 		"Packets sent to viewers again on their NACK (each at most twice).")
 	in.unsplit = m.Counter("citywatch_live_packets_unsplit_total",
-		"Packets from agents over the WebRTC packet size that could not be split (malformed, or not H.264 packetization mode 1): not forwarded.")
+		"Packets from agents over the WebRTC packet size that could not be split (malformed, or a payload structure that cannot be split: H.264 other than packetization mode 1, H.265 PACI): not forwarded.")
 	in.keyframeRequests = m.Counter("citywatch_live_keyframe_requests_total",
 		"Picture loss indications sent to agents: cold starts and viewers' requests, at most one per keyframe interval per stream.")
 	in.failures = m.CounterVec("citywatch_live_upstream_failures_total",

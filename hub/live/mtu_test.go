@@ -2,12 +2,14 @@ package live
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
@@ -16,11 +18,12 @@ import (
 	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
-// accessUnits depacketizes a viewer's packets as a WebRTC receiver does:
-// in sequence order, duplicates (retransmissions) dropped. It returns the
-// access units in Annex B by timestamp, in order, and an error for a gap
-// in the sequence.
-func accessUnits(pkts []*rtp.Packet) (ts []uint32, aus map[uint32][]byte, err error) {
+// accessUnits depacketizes a viewer's packets of codec as a WebRTC
+// receiver does: in sequence order, duplicates (retransmissions) dropped.
+// It returns the access units in Annex B by timestamp, in order, and an
+// error for a gap in the sequence. An H.265 access unit counts once its
+// last packet (the marker bit) came.
+func accessUnits(codec rtph264.Codec, pkts []*rtp.Packet) (ts []uint32, aus map[uint32][]byte, err error) {
 	aus = map[uint32][]byte{}
 	if len(pkts) == 0 {
 		return nil, aus, nil
@@ -30,22 +33,51 @@ func accessUnits(pkts []*rtp.Packet) (ts []uint32, aus map[uint32][]byte, err er
 		bySeq[int(int16(p.SequenceNumber-pkts[0].SequenceNumber))] = p
 	}
 	seqs := slices.Sorted(maps.Keys(bySeq))
-	var depack codecs.H264Packet
+	depack := h264Depacketizer()
+	if codec == rtph264.H265 {
+		depack = h265Depacketizer()
+	}
 	for i, s := range seqs {
 		if i > 0 && s != seqs[i-1]+1 {
 			return nil, nil, fmt.Errorf("sequence gap after packet %d", bySeq[seqs[i-1]].SequenceNumber)
 		}
 		p := bySeq[s]
-		if len(ts) == 0 || ts[len(ts)-1] != p.Timestamp {
-			ts = append(ts, p.Timestamp)
-		}
-		b, err := depack.Unmarshal(p.Payload)
+		b, err := depack(p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("packet %d: %w", p.SequenceNumber, err)
+		}
+		if b == nil {
+			continue
+		}
+		if len(ts) == 0 || ts[len(ts)-1] != p.Timestamp {
+			ts = append(ts, p.Timestamp)
 		}
 		aus[p.Timestamp] = append(aus[p.Timestamp], b...)
 	}
 	return ts, aus, nil
+}
+
+// h264Depacketizer returns the Annex B bytes of each packet.
+func h264Depacketizer() func(*rtp.Packet) ([]byte, error) {
+	var depack codecs.H264Packet
+	return func(p *rtp.Packet) ([]byte, error) { return depack.Unmarshal(p.Payload) }
+}
+
+// h265Depacketizer returns an access unit in Annex B at each one's last
+// packet, nil before.
+func h265Depacketizer() func(*rtp.Packet) ([]byte, error) {
+	var dec rtph265.Decoder
+	err := dec.Init()
+	return func(p *rtp.Packet) ([]byte, error) {
+		if err != nil {
+			return nil, err
+		}
+		au, err := dec.Decode(p)
+		if errors.Is(err, rtph265.ErrMorePacketsNeeded) {
+			return nil, nil
+		}
+		return annexB(au...), err
+	}
 }
 
 // sameFrames checks that a viewer got n or more consecutive access units of
@@ -55,7 +87,7 @@ func sameFrames(c *whepClient, cam *fakeCamera, n int) error {
 	c.mu.Lock()
 	pkts := slices.Clone(c.all)
 	c.mu.Unlock()
-	ts, aus, err := accessUnits(pkts)
+	ts, aus, err := accessUnits(cam.codec, pkts)
 	if err != nil {
 		return err
 	}
@@ -158,7 +190,7 @@ func TestGOPCacheHoldsSplitPackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil)
+	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, rtph264.H264, nil)
 	pk := rtp.NewPacketizer(1462, 102, 1, &codecs.H264Payloader{}, rtp.NewFixedSequencer(1000), 90000)
 	var large int
 	for _, f := range [][]byte{annexB(testSPS, testPPS, testIDR), annexB(testNonIDR)} {
@@ -178,7 +210,7 @@ func TestGOPCacheHoldsSplitPackets(t *testing.T) {
 			t.Errorf("packet %d: %d bytes", i, p.MarshalSize())
 		}
 	}
-	ts, aus, err := accessUnits(g)
+	ts, aus, err := accessUnits(rtph264.H264, g)
 	if err != nil {
 		t.Fatal(err)
 	}

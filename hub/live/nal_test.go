@@ -7,6 +7,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 func stapA(nals ...[]byte) []byte {
@@ -41,26 +43,62 @@ func TestParseH264(t *testing.T) {
 		{"STAP-B (mode 2)", []byte{0x19, 0, 0, 0, 5, 0x65}, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := parseH264(tc.payload)
-			if n.idr != tc.idr || (n.sps != nil) != tc.sps || (n.pps != nil) != tc.pps {
-				t.Fatalf("parseH264 = idr %v sps %v pps %v, want %v %v %v", n.idr, n.sps != nil, n.pps != nil, tc.idr, tc.sps, tc.pps)
+			n := parseNALs(rtph264.H264, tc.payload)
+			sps, pps := n.params[0], n.params[1]
+			if n.key != tc.idr || (sps != nil) != tc.sps || (pps != nil) != tc.pps {
+				t.Fatalf("parseNALs = idr %v sps %v pps %v, want %v %v %v", n.key, sps != nil, pps != nil, tc.idr, tc.sps, tc.pps)
 			}
-			if tc.sps && !bytes.Equal(n.sps, testSPS) || tc.pps && !bytes.Equal(n.pps, testPPS) {
-				t.Fatalf("parameter sets %x %x", n.sps, n.pps)
+			if tc.sps && !bytes.Equal(sps, testSPS) || tc.pps && !bytes.Equal(pps, testPPS) {
+				t.Fatalf("parameter sets %x %x", sps, pps)
 			}
 		})
 	}
 }
 
-func FuzzParseH264(f *testing.F) {
-	for _, p := range [][]byte{testIDR[:20], testSPS, stapA(testSPS, testPPS, testIDR[:10]), {0x7c, 0x85, 1}, {0x18, 0xff, 0xff}} {
+// TestParseH265: IRAP pictures (BLA, IDR, CRA) are keyframes; VPS, SPS
+// and PPS are found whole, alone or in an AP.
+func TestParseH265(t *testing.T) {
+	vps, sps, pps := []byte{32 << 1, 1, 0x0c}, []byte{33 << 1, 1, 0x01}, []byte{34 << 1, 1, 0xc1}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		key     bool
+		params  int // how many parameter sets
+	}{
+		{"trailing picture", []byte{1 << 1, 1, 0xaa}, false, 0},
+		{"IDR_W_RADL", []byte{19 << 1, 1, 0xaa}, true, 0},
+		{"CRA", []byte{21 << 1, 1, 0xaa}, true, 0},
+		{"AP VPS SPS PPS", rtph264.H265.Aggregate(vps, sps, pps), false, 3},
+		{"FU start of an IDR", []byte{49 << 1, 1, 0x80 | 19, 0xaa}, true, 0},
+		{"FU middle of an IDR", []byte{49 << 1, 1, 19, 0xaa}, false, 0},
+		{"H.264 IDR read as H.265", testIDR[:20], false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := parseNALs(rtph264.H265, tc.payload)
+			got := 0
+			for _, ps := range n.params {
+				if ps != nil {
+					got++
+				}
+			}
+			if n.key != tc.key || got != tc.params {
+				t.Fatalf("parseNALs = key %v, %d parameter sets; want %v, %d", n.key, got, tc.key, tc.params)
+			}
+		})
+	}
+}
+
+func FuzzParseNALs(f *testing.F) {
+	for _, p := range [][]byte{testIDR[:20], testSPS, stapA(testSPS, testPPS, testIDR[:10]), {0x7c, 0x85, 1}, {0x18, 0xff, 0xff}, {96, 1, 0, 3, 64, 1, 0}} {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		n := parseH264(payload)
-		for _, ps := range [][]byte{n.sps, n.pps} {
-			if ps != nil && (len(ps) == 0 || len(ps) > len(payload)) {
-				t.Fatalf("parameter set of %d bytes from a %d-byte payload", len(ps), len(payload))
+		for _, codec := range []rtph264.Codec{rtph264.H264, rtph264.H265} {
+			n := parseNALs(codec, payload)
+			for _, ps := range n.params {
+				if ps != nil && (len(ps) == 0 || len(ps) > len(payload)) {
+					t.Fatalf("%s: parameter set of %d bytes from a %d-byte payload", codec, len(ps), len(payload))
+				}
 			}
 		}
 	})
@@ -80,7 +118,7 @@ func (s *stream) frame(nals ...[]byte) []*rtp.Packet { return s.pk.Packetize(ann
 
 func pushAll(g *gop, pkts []*rtp.Packet) (keyframes int) {
 	for _, p := range pkts {
-		if g.push(p, parseH264(p.Payload)) {
+		if g.push(p, parseNALs(g.codec, p.Payload)) {
 			keyframes++
 		}
 	}
@@ -136,8 +174,8 @@ func TestGOPParameterSetsPrefix(t *testing.T) {
 	if prefix.SequenceNumber != bare[0].SequenceNumber-1 || prefix.Timestamp != bare[0].Timestamp || prefix.SSRC != bare[0].SSRC || prefix.Marker {
 		t.Fatalf("prefix header %+v", prefix.Header)
 	}
-	n := parseH264(prefix.Payload)
-	if !bytes.Equal(n.sps, testSPS) || !bytes.Equal(n.pps, testPPS) || n.idr {
+	n := parseNALs(rtph264.H264, prefix.Payload)
+	if !bytes.Equal(n.params[0], testSPS) || !bytes.Equal(n.params[1], testPPS) || n.key {
 		t.Fatalf("prefix carries %+v", n)
 	}
 }

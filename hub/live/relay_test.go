@@ -10,6 +10,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // The upstream hands its viewers whole access units: a viewer watching
@@ -22,7 +23,7 @@ func TestViewersGetWholeAccessUnits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil)
+	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, rtph264.H264, nil)
 	newViewer := func() *viewer {
 		return &viewer{s: s, rec: &record{}, queue: make(chan []*rtp.Packet, viewerQueue)}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
 	"github.com/citywatch/citywatch/wire"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // The stream's health is judged from packet times, given here: fps and
@@ -18,7 +19,7 @@ func TestStreamHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID, Site: "site-1", District: "Riverside"}, nil)
+	u := newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID, Site: "site-1", District: "Riverside"}, rtph264.H264, nil)
 	t0 := u.started
 	u.viewers[&viewer{}] = struct{}{} // watched
 	src := newStream()

@@ -84,6 +84,7 @@ const (
 type upstream struct {
 	s                      *SFU
 	camera, agent, session string
+	class                  rtph264.Codec // H.265: the offer asks for H.265 beside H.264
 	site, district         string
 	log                    *slog.Logger
 	started                time.Time
@@ -116,6 +117,8 @@ type upstream struct {
 	stopped             bool
 	pc                  *webrtc.PeerConnection // set once, before any track
 	ssrc                uint32
+	codec               rtph264.Codec   // what the agent sends; set with ssrc
+	stream              wire.StreamRole // the camera's stream it plays, as the answer says
 	lastKeyframeRequest time.Time
 	viewers             map[*viewer]struct{}
 	fanout              []*viewer     // viewers being sent packets
@@ -150,10 +153,10 @@ type rateWindow struct {
 	fps, kbps float64
 }
 
-func newUpstream(s *SFU, d fleet.Device, prev *upstream) *upstream {
+func newUpstream(s *SFU, d fleet.Device, class rtph264.Codec, prev *upstream) *upstream {
 	session := "ls-" + strings.ToLower(rand.Text()[:20])
 	return &upstream{
-		s: s, camera: d.ID, agent: d.Agent, session: session, site: d.Site, district: d.District,
+		s: s, camera: d.ID, agent: d.Agent, session: session, class: class, site: d.Site, district: d.District,
 		log:        s.log.With("device", d.ID, "agent", d.Agent, "session", session),
 		started:    time.Now(),
 		prev:       prev,
@@ -186,6 +189,22 @@ func (u *upstream) markStopped() {
 	u.mu.Lock()
 	u.stopped = true
 	u.mu.Unlock()
+}
+
+// playsMain reports whether the agent said it plays the camera's main
+// stream.
+func (u *upstream) playsMain() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stream == wire.StreamMain
+}
+
+// videoCodec returns the codec the agent sends; valid once u.ready is
+// closed.
+func (u *upstream) videoCodec() rtph264.Codec {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.codec
 }
 
 func (u *upstream) viewerCount() int {
@@ -312,8 +331,12 @@ func (u *upstream) negotiate(ctx context.Context) (sent bool, e *ending) {
 		default:
 		}
 	})
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+	tr, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+	if err != nil {
+		return fail(err)
+	}
+	if err := tr.SetCodecPreferences(offerCodecs(u.class)); err != nil {
 		return fail(err)
 	}
 	offer, err := pc.CreateOffer(nil)
@@ -394,6 +417,9 @@ func (u *upstream) watch(ctx context.Context) *ending {
 					continue
 				}
 				answered = true
+				u.mu.Lock()
+				u.stream = m.Stream
+				u.mu.Unlock()
 				if err := u.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
 					return &ending{reason: wire.ReasonLiveNegotiate, detail: "the agent's answer: " + err.Error(), failed: true}
 				}
@@ -409,13 +435,19 @@ func (u *upstream) watch(ctx context.Context) *ending {
 			if reading {
 				continue
 			}
-			if !strings.EqualFold(t.Codec().MimeType, webrtc.MimeTypeH264) {
+			codec, ok := mimeCodec(t.Codec().MimeType)
+			if !ok {
 				return &ending{reason: wire.ReasonLiveNegotiate, detail: "the agent sent " + t.Codec().MimeType, failed: true}
 			}
 			reading = true
+			u.split.Codec = codec // before the reader starts
 			u.mu.Lock()
-			u.ssrc = uint32(t.SSRC())
+			u.ssrc, u.codec, u.gop.codec = uint32(t.SSRC()), codec, codec
 			u.mu.Unlock()
+			if codec != u.class {
+				u.s.alias(u)
+			}
+			u.log.Debug("agent sends", "codec", codec)
 			u.s.wg.Go(func() { u.read(t) })
 			u.requestKeyframe() // a cold start: the camera's next keyframe may be seconds away
 		case st := <-u.states:
@@ -553,7 +585,7 @@ func (u *upstream) forward(p *rtp.Packet, now time.Time) {
 	}
 	u.infos = u.infos[:0]
 	for _, q := range u.out {
-		u.infos = append(u.infos, parseH264(q.Payload))
+		u.infos = append(u.infos, parseNALs(u.split.Codec, q.Payload))
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()

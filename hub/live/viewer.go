@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"math"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // gatherTimeout bounds ICE gathering for an answer; with host candidates
@@ -48,13 +51,15 @@ const (
 	paceRate  = 8
 )
 
-// viewer is one WHEP session: a peer connection with one H.264 track fed
-// from the camera's upstream.
+// viewer is one WHEP session: a peer connection with one video track, in
+// the codec of the camera's upstream, fed from it.
 type viewer struct {
-	s      *SFU
-	id     string
-	camera string
-	pc     *webrtc.PeerConnection
+	s       *SFU
+	id      string
+	camera  string
+	accepts []rtph264.Codec // the codecs its offer has, H.264 and H.265 of them
+	pc      *webrtc.PeerConnection
+	// Set by answer, before answered is closed.
 	track  *viewerTrack
 	sender *webrtc.RTPSender
 	joined time.Time // when the request came: TTFF starts here
@@ -97,16 +102,18 @@ type viewer struct {
 	behind  int  // access units dropped in a row
 }
 
-// newViewer answers a WHEP offer. The viewer is not attached to a stream
-// yet; on error its peer connection is closed.
-func (s *SFU) newViewer(ctx context.Context, api *webrtc.API, camera, offer string) (*viewer, string, *httpError) {
+// newViewer takes a WHEP offer, whose video codecs the relay carries are
+// accepts. The viewer is not attached to a stream yet, and not answered:
+// the answer's codec is the upstream's. On error its peer connection is
+// closed.
+func (s *SFU) newViewer(api *webrtc.API, camera, offer string, accepts []rtph264.Codec) (*viewer, *httpError) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		s.log.Error("cannot create a peer connection", "err", err)
-		return nil, "", errorf(500, "internal error")
+		return nil, errorf(500, "internal error")
 	}
 	v := &viewer{
-		s: s, id: "ws-" + strings.ToLower(rand.Text()), camera: camera, pc: pc,
+		s: s, id: "ws-" + strings.ToLower(rand.Text()), camera: camera, accepts: accepts, pc: pc,
 		joined:    time.Now(),
 		seqOffset: uint16(mrand.Uint32()),
 		queue:     make(chan []*rtp.Packet, viewerQueue),
@@ -116,16 +123,21 @@ func (s *SFU) newViewer(ctx context.Context, api *webrtc.API, camera, offer stri
 		connected: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	answer, herr := v.negotiate(ctx, offer)
-	if herr != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		pc.Close()
-		return nil, "", herr
+		return nil, errorf(400, "cannot use the offer: %v", err)
 	}
-	return v, answer, nil
+	return v, nil
 }
 
-func (v *viewer) negotiate(ctx context.Context, offer string) (string, *httpError) {
-	static, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "citywatch-"+v.camera)
+// answer answers the offer with a track of codec, the upstream's. Added
+// after the offer, the track takes the offer's receive-only video
+// section, which makes the answer send-only.
+func (v *viewer) answer(ctx context.Context, codec rtph264.Codec) (string, *httpError) {
+	if !slices.Contains(v.accepts, codec) {
+		return "", errorf(415, "camera %s sends %s here, which this player's offer does not have", v.camera, codec)
+	}
+	static, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: codecMIME(codec), ClockRate: 90000}, "video", "citywatch-"+v.camera)
 	if err == nil {
 		v.track = &viewerTrack{TrackLocalStaticRTP: static}
 		v.sender, err = v.pc.AddTrack(v.track)
@@ -133,9 +145,6 @@ func (v *viewer) negotiate(ctx context.Context, offer string) (string, *httpErro
 	if err != nil {
 		v.s.log.Error("cannot add a track", "err", err)
 		return "", errorf(500, "internal error")
-	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", errorf(400, "cannot use the offer: %v", err)
 	}
 	answer, err := v.pc.CreateAnswer(nil)
 	if err != nil {
@@ -146,7 +155,7 @@ func (v *viewer) negotiate(ctx context.Context, offer string) (string, *httpErro
 		return "", errorf(400, "cannot answer the offer: %v", err)
 	}
 	if !v.sending() {
-		return "", errorf(400, "offer has no H.264 video the hub can send (a recvonly video section with H.264, packetization-mode=1)")
+		return "", errorf(400, "offer has no %s video the hub can send (a recvonly video section with %s)", codec, codecFormat(codec))
 	}
 	t := time.NewTimer(gatherTimeout)
 	defer t.Stop()
@@ -161,8 +170,17 @@ func (v *viewer) negotiate(ctx context.Context, offer string) (string, *httpErro
 	return v.pc.LocalDescription().SDP, nil
 }
 
-// sending reports whether the negotiation gave the track an H.264 codec in
-// a section the viewer receives.
+// codecFormat says what an offer's codec must be for the relay to send
+// it.
+func codecFormat(c rtph264.Codec) string {
+	if c == rtph264.H265 {
+		return "H.265, tx-mode SRST"
+	}
+	return "H.264, packetization-mode=1"
+}
+
+// sending reports whether the negotiation gave the track a codec in a
+// section the viewer receives.
 func (v *viewer) sending() bool {
 	for _, t := range v.pc.GetTransceivers() {
 		if t.Sender() == v.sender {
@@ -241,6 +259,7 @@ func (v *viewer) writeLoop() {
 	case <-v.done:
 		return
 	}
+	v.s.wg.Go(v.readRTCP) // v.sender is set
 	t := time.NewTimer(v.s.cfg.UpstreamTimeout)
 	select {
 	case <-v.connected:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // fakeWriter is a track binding's stream that records what is written,
@@ -41,7 +42,7 @@ func TestResendCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &fakeWriter{}
-	v := &viewer{s: s, seqOffset: 100, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil),
+	v := &viewer{s: s, seqOffset: 100, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, rtph264.H264, nil),
 		out: w, ssrc: 0xbeef, pt: 102}
 	for seq := range uint16(sentHistory + 10) {
 		if !v.send(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 65500 + seq, SSRC: 1}, Payload: []byte{0x41}}) {
@@ -82,7 +83,7 @@ func TestPacing(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := &fakeWriter{}
-		v := &viewer{s: s, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, nil),
+		v := &viewer{s: s, rec: &record{}, up: newUpstream(s, fleet.Device{ID: "cam-1", Agent: agentID}, rtph264.H264, nil),
 			out: w, ssrc: 0xbeef, pt: 102,
 			queue: make(chan []*rtp.Packet, viewerQueue), nacks: make(chan []uint16, 16), done: make(chan struct{})}
 		src := newStream()
@@ -188,7 +189,7 @@ func TestLongGOPReplay(t *testing.T) {
 		return gop != nil
 	})
 	cam.paused.Store(false)
-	ts, aus, err := accessUnits(gop)
+	ts, aus, err := accessUnits(rtph264.H264, gop)
 	if err != nil {
 		t.Fatal(err)
 	}

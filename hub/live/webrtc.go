@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -13,6 +15,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/citywatch/citywatch/wire/rtph264"
 )
 
 // h264Codecs are the H.264 flavours the relay negotiates, upstream and with
@@ -20,16 +24,56 @@ import (
 // split to the WebRTC packet size. The bytes are the camera's whatever the
 // profile agreed; decoders go by the SPS in the stream.
 var h264Codecs = []webrtc.RTPCodecParameters{
-	{RTPCodecCapability: h264Capability("42e01f"), PayloadType: 102}, // constrained baseline 3.1
-	{RTPCodecCapability: h264Capability("42001f"), PayloadType: 104}, // baseline 3.1
-	{RTPCodecCapability: h264Capability("640c1f"), PayloadType: 106}, // constrained high 3.1
+	{RTPCodecCapability: videoCapability(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"), PayloadType: 102}, // constrained baseline 3.1
+	{RTPCodecCapability: videoCapability(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"), PayloadType: 104}, // baseline 3.1
+	{RTPCodecCapability: videoCapability(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f"), PayloadType: 106}, // constrained high 3.1
 }
 
-func h264Capability(profile string) webrtc.RTPCodecCapability {
+// h265Codecs are the H.265 flavours the relay negotiates: the Main and
+// Main 10 profiles cameras send, one RTP stream (tx-mode SRST), no
+// decoding order numbers, as RFC 7798 packetizes by default. The relay
+// forwards FU and AP packets split to the WebRTC packet size; level-id
+// is not negotiated (decoders go by the VPS and SPS in the stream).
+var h265Codecs = []webrtc.RTPCodecParameters{
+	{RTPCodecCapability: videoCapability(webrtc.MimeTypeH265, "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"), PayloadType: 116}, // Main
+	{RTPCodecCapability: videoCapability(webrtc.MimeTypeH265, "level-id=93;profile-id=2;tier-flag=0;tx-mode=SRST"), PayloadType: 118}, // Main 10
+}
+
+// offerCodecs are the codecs an upstream asks its agent for: H.264, or for
+// viewers that decode H.265, H.265 beside it. An agent answers with the
+// one its camera's stream is in; one that does not know H.265 answers
+// H.264 as before.
+func offerCodecs(class rtph264.Codec) []webrtc.RTPCodecParameters {
+	if class == rtph264.H265 {
+		return slices.Concat(h265Codecs, h264Codecs)
+	}
+	return h264Codecs
+}
+
+// mimeCodec returns the codec of a MIME type the relay carries.
+func mimeCodec(mime string) (rtph264.Codec, bool) {
+	switch {
+	case strings.EqualFold(mime, webrtc.MimeTypeH264):
+		return rtph264.H264, true
+	case strings.EqualFold(mime, webrtc.MimeTypeH265):
+		return rtph264.H265, true
+	}
+	return 0, false
+}
+
+// codecMIME is mimeCodec's inverse.
+func codecMIME(c rtph264.Codec) string {
+	if c == rtph264.H265 {
+		return webrtc.MimeTypeH265
+	}
+	return webrtc.MimeTypeH264
+}
+
+func videoCapability(mime, fmtp string) webrtc.RTPCodecCapability {
 	return webrtc.RTPCodecCapability{
-		MimeType:    webrtc.MimeTypeH264,
+		MimeType:    mime,
 		ClockRate:   90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
+		SDPFmtpLine: fmtp,
 		RTCPFeedback: []webrtc.RTCPFeedback{
 			{Type: webrtc.TypeRTCPFBNACK}, {Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
 			{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB},
@@ -122,12 +166,12 @@ func newAPIs(cfg Config, log *slog.Logger) (*apis, error) {
 	return a, nil
 }
 
-// mediaEngine has the relay's H.264 codecs.
+// mediaEngine has the relay's H.264 and H.265 codecs.
 func mediaEngine() (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
-	for _, c := range h264Codecs {
+	for _, c := range offerCodecs(rtph264.H265) {
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return nil, fmt.Errorf("register H.264: %w", err)
+			return nil, fmt.Errorf("register %s: %w", c.MimeType, err)
 		}
 	}
 	return me, nil

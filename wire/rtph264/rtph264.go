@@ -1,7 +1,10 @@
 // Package rtph264 is the media half of the contract between agents and the
-// hub: how large an RTP packet of H.264 video may be on a WebRTC leg (agent
-// → hub, hub → viewer), and the Repacketizer that brings a camera's packets
-// within that size. Cameras packetize for a 1,500-byte Ethernet MTU (RTSP
+// hub: how large an RTP packet of H.264 or H.265 video may be on a WebRTC
+// leg (agent → hub, hub → viewer), the Repacketizer that brings a camera's
+// packets within that size, and what both sides need to know of the NAL
+// units a packet carries (Codec). H.265 is packetized as H.264 is (RFC 7798
+// follows RFC 6184: single NAL units, aggregates, fragments), so one
+// Repacketizer serves both. Cameras packetize for a 1,500-byte Ethernet MTU (RTSP
 // servers send payloads of up to 1,450 bytes, 1,462-byte packets); WebRTC
 // stacks send and expect packets of at most 1,200 bytes, which also cross
 // VPN and PPPoE links without fragmenting.
@@ -47,14 +50,6 @@ const (
 	MaxPayloadSize  = MaxPacketSize - SRTPOverhead - ExtensionBudget - HeaderSize
 )
 
-// H.264 RTP payload structures of packetization mode 1 (RFC 6184).
-const (
-	typeSTAPA = 24
-	typeFUA   = 28
-	fuStart   = 0x80
-	fuEnd     = 0x40
-)
-
 // lateWindow is how far behind the newest input packet a late one (a
 // retransmission, a reordered packet) may come and still take the output
 // number kept for it. An older one is taken for a sender that restarted its
@@ -62,18 +57,19 @@ const (
 const lateWindow = 1024
 
 var (
-	errMalformed   = errors.New("rtph264: malformed STAP-A")
+	errMalformed   = errors.New("rtph264: malformed aggregation packet")
 	errLateSplit   = errors.New("rtph264: a late packet that must be split has no room in the sequence")
 	errUnsplitable = errors.New("rtph264: payload type cannot be split")
 )
 
-// Repacketizer renumbers one RTP stream of H.264 and brings its packets
-// within MaxPayloadSize. FU-A fragments are carried over into new FU-A
-// fragments filled to the limit: a fragmented NAL unit's bytes leave in as
-// few packets as they fit in, whatever size the sender cut them to. A
-// single NAL unit too large becomes such fragments; a STAP-A too large, its
-// NAL units (each, if still too large, in fragments). Other packets that
-// fit pass through as they are, which costs next to nothing.
+// Repacketizer renumbers one RTP stream of H.264 or H.265 and brings its
+// packets within MaxPayloadSize. Fragments (H.264's FU-A, H.265's FU) are
+// carried over into new fragments filled to the limit: a fragmented NAL
+// unit's bytes leave in as few packets as they fit in, whatever size the
+// sender cut them to. A single NAL unit too large becomes such fragments;
+// an aggregate (STAP-A, AP) too large, its NAL units (each, if still too
+// large, in fragments). Other packets that fit pass through as they are,
+// which costs next to nothing.
 //
 // The bytes of a fragment that is not full wait for the next packet of
 // their NAL unit; they leave with the unit's last fragment, at an access
@@ -89,8 +85,11 @@ var (
 // which ends an access unit, goes on the last packet of the input packet
 // that carried it.
 //
-// A Repacketizer is not safe for concurrent use; the zero value is ready.
+// A Repacketizer is not safe for concurrent use; the zero value is ready
+// for H.264.
 type Repacketizer struct {
+	Codec Codec // of the stream; set before the first packet
+
 	started bool
 	newest  uint16 // highest input sequence number seen
 	next    uint16 // output sequence number of the next packet
@@ -98,12 +97,12 @@ type Repacketizer struct {
 
 	// The fragmented NAL unit being carried.
 	fu    bool       // one is open
-	nal   byte       // its NAL header
+	nal   [2]byte    // its NAL header (H.264's takes the first byte)
 	hdr   rtp.Header // of the last input packet that carried it
 	limit int        // payload bytes per packet, for hdr's CSRCs
 	first bool       // the next fragment is the unit's first
 	frag  *fuPacket  // the fragment being filled; nil before its first byte
-	n     int        // bytes of frag's payload, its two FU-A bytes included
+	n     int        // bytes of frag's payload, its fragment headers included
 }
 
 // gap is a run of input packets that did not come, and the output numbers
@@ -159,19 +158,20 @@ func (r *Repacketizer) Append(dst []*rtp.Packet, p *rtp.Packet) ([]*rtp.Packet, 
 	}
 
 	payload := p.Payload
-	fua := len(payload) >= 2 && payload[0]&0x1f == typeFUA
-	if !fua || !r.continues(p) {
+	hl := r.Codec.headerLen()
+	fu := len(payload) > hl && r.Codec.Type(payload) == r.Codec.fragmentType()
+	if !fu || !r.continues(p) {
 		dst = r.flush(dst)
 	}
 	start := len(dst)
 	var err error
 	switch {
-	case fua:
+	case fu:
 		if !r.fu {
-			r.open(p, payload[0]&0xe0|payload[1]&0x1f, payload[1]&fuStart != 0, limit)
+			r.open(p, r.Codec.fuNAL(payload), payload[hl]&fuStart != 0, limit)
 		}
 		r.hdr = p.Header
-		dst = r.fill(dst, payload[2:], payload[1]&fuEnd != 0)
+		dst = r.fill(dst, payload[hl+1:], payload[hl]&fuEnd != 0)
 	case len(payload)+int(p.PaddingSize) <= limit:
 		p.SequenceNumber = r.next
 		r.next++
@@ -207,22 +207,27 @@ func (r *Repacketizer) appendLate(dst []*rtp.Packet, p *rtp.Packet, limit int) (
 	return dst, nil
 }
 
-// continues reports whether p, an FU-A, carries on the open NAL unit.
+// continues reports whether p, a fragment, carries on the open NAL unit.
 func (r *Repacketizer) continues(p *rtp.Packet) bool {
-	return r.fu && p.Payload[1]&fuStart == 0 && p.Payload[1]&0x1f == r.nal&0x1f &&
+	fu := p.Payload[r.Codec.headerLen()]
+	return r.fu && fu&fuStart == 0 && r.Codec.fuType(fu) == r.Codec.Type(r.nal[:]) &&
 		p.Timestamp == r.hdr.Timestamp && p.SSRC == r.hdr.SSRC && len(p.CSRC) == len(r.hdr.CSRC)
 }
 
 // appendSplit appends the packets p becomes when its payload, which is not
-// an FU-A, exceeds limit (so it is not empty).
+// a fragment, exceeds limit (so it is not empty).
 func (r *Repacketizer) appendSplit(dst []*rtp.Packet, p *rtp.Packet, limit int) ([]*rtp.Packet, error) {
 	payload := p.Payload
-	switch typ := payload[0] & 0x1f; {
-	case typ >= 1 && typ <= 23: // a single NAL unit
-		r.open(p, payload[0], true, limit)
-		return r.fill(dst, payload[1:], true), nil
-	case typ == typeSTAPA:
-		units, err := stapUnits(payload)
+	hl := r.Codec.headerLen()
+	if len(payload) < hl {
+		return dst, errMalformed
+	}
+	switch typ := r.Codec.Type(payload); {
+	case r.Codec.single(typ):
+		r.open(p, r.Codec.nalHeader(payload), true, limit)
+		return r.fill(dst, payload[hl:], true), nil
+	case typ == r.Codec.aggregateType():
+		units, err := aggregateUnits(payload[hl:], hl)
 		if err != nil {
 			return dst, err
 		}
@@ -234,25 +239,26 @@ func (r *Repacketizer) appendSplit(dst []*rtp.Packet, p *rtp.Packet, limit int) 
 				r.next++
 				dst = append(dst, q)
 			} else {
-				r.open(p, u[0], true, limit)
-				dst = r.fill(dst, u[1:], true)
+				r.open(p, r.Codec.nalHeader(u), true, limit)
+				dst = r.fill(dst, u[hl:], true)
 			}
 		}
 		return dst, nil
-	default: // STAP-B, MTAP, FU-B and reserved types: not of mode 1
-		return dst, fmt.Errorf("%w: NAL unit type %d", errUnsplitable, typ)
+	default: // H.264's STAP-B, MTAP, FU-B, H.265's PACI, reserved types
+		return dst, fmt.Errorf("%w: %s payload type %d", errUnsplitable, r.Codec, typ)
 	}
 }
 
-// stapUnits returns the NAL units of a STAP-A payload, aliasing it.
-func stapUnits(payload []byte) ([][]byte, error) {
+// aggregateUnits returns the NAL units of an aggregation packet's payload
+// after its header, aliasing it; hl is the size of a NAL unit header.
+func aggregateUnits(body []byte, hl int) ([][]byte, error) {
 	var units [][]byte
-	for rest := payload[1:]; len(rest) > 0; {
+	for rest := body; len(rest) > 0; {
 		if len(rest) < 2 {
 			return nil, errMalformed
 		}
 		n := int(binary.BigEndian.Uint16(rest))
-		if n == 0 || n > len(rest)-2 {
+		if n < hl || n > len(rest)-2 {
 			return nil, errMalformed
 		}
 		units = append(units, rest[2:2+n])
@@ -266,7 +272,7 @@ func stapUnits(payload []byte) ([][]byte, error) {
 
 // open starts carrying a fragmented NAL unit whose header is nal; first
 // says whether its first bytes follow.
-func (r *Repacketizer) open(p *rtp.Packet, nal byte, first bool, limit int) {
+func (r *Repacketizer) open(p *rtp.Packet, nal [2]byte, first bool, limit int) {
 	r.fu, r.nal, r.hdr, r.first, r.limit = true, nal, p.Header, first, limit
 }
 
@@ -276,7 +282,7 @@ func (r *Repacketizer) open(p *rtp.Packet, nal byte, first bool, limit int) {
 func (r *Repacketizer) fill(dst []*rtp.Packet, body []byte, last bool) []*rtp.Packet {
 	for len(body) > 0 {
 		if r.frag == nil {
-			r.frag, r.n = new(fuPacket), 2
+			r.frag, r.n = new(fuPacket), r.Codec.headerLen()+1
 		}
 		k := copy(r.frag.buf[r.n:r.limit], body)
 		r.n, body = r.n+k, body[k:]
@@ -305,16 +311,9 @@ func (r *Repacketizer) flush(dst []*rtp.Packet) []*rtp.Packet {
 func (r *Repacketizer) emit(dst []*rtp.Packet, last bool) []*rtp.Packet {
 	q := r.frag
 	if q == nil { // a unit whose last input fragment was empty
-		q, r.n = new(fuPacket), 2
+		q, r.n = new(fuPacket), r.Codec.headerLen()+1
 	}
-	q.buf[0] = r.nal&0xe0 | typeFUA
-	q.buf[1] = r.nal & 0x1f
-	if r.first {
-		q.buf[1] |= fuStart
-	}
-	if last {
-		q.buf[1] |= fuEnd
-	}
+	r.Codec.putFU(q.buf[:], r.nal, r.first, last)
 	q.Header = r.hdr
 	q.Marker, q.Padding, q.PaddingSize = false, false, 0
 	q.SequenceNumber = r.next

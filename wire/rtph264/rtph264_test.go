@@ -25,6 +25,9 @@ func pieces(t *testing.T, pkts []*rtp.Packet) []piece {
 	t.Helper()
 	var out []piece
 	add := func(p piece) {
+		if !p.start && !p.end && len(p.data) == 0 {
+			return // a fragment that carries nothing, and need not be kept
+		}
 		if n := len(out); n > 0 && !out[n-1].end && !p.start {
 			out[n-1].data = append(out[n-1].data, p.data...)
 			out[n-1].end = p.end
@@ -40,7 +43,7 @@ func pieces(t *testing.T, pkts []*rtp.Packet) []piece {
 		}
 		switch typ := b[0] & 0x1f; typ {
 		case typeSTAPA:
-			units, err := stapUnits(b)
+			units, err := aggregateUnits(b[1:], 1)
 			if err != nil {
 				t.Fatalf("pieces of a malformed STAP-A: %v", err)
 			}
