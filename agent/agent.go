@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/config"
@@ -72,6 +73,11 @@ type Agent struct {
 	// holding neither, while Reload holds mu waiting for supervisors.
 	idMu       sync.Mutex
 	identities map[string]supervise.Identity
+	// streams are what the probes found cameras' streams to be, by
+	// device id, under idMu like identities.
+	streams map[string][]wire.Stream
+	// invPending: an inventory is about to go again (resendInventory).
+	invPending atomic.Bool
 }
 
 // New validates cfg and builds the agent without starting anything.
@@ -84,7 +90,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		drivers[name] = d
 	}
 	a := &Agent{base: opts.Logger, log: opts.Logger.With("component", "agent"), drivers: drivers, prober: opts.Cameras, cfg: cfg,
-		onvif: map[string]*onvifCamera{}, identities: map[string]supervise.Identity{}}
+		onvif: map[string]*onvifCamera{}, identities: map[string]supervise.Identity{}, streams: map[string][]wire.Stream{}}
 	if err := a.check(cfg); err != nil {
 		return nil, err
 	}
@@ -147,7 +153,7 @@ func New(cfg config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.up = up
-	up.SetInventory(inventory(cfg, nil))
+	up.SetInventory(inventory(cfg, nil, nil))
 	return a, nil
 }
 
@@ -161,7 +167,7 @@ func (a *Agent) check(cfg config.Config) error {
 			errs = append(errs, fmt.Errorf("sensors[%d].driver: unknown driver %q", i, s.Driver))
 		}
 	}
-	inv := inventory(cfg, nil)
+	inv := inventory(cfg, nil, nil)
 	if b, err := json.Marshal(inv); err == nil && len(b) > inventoryBudget {
 		errs = append(errs, fmt.Errorf("cameras, sensors: the inventory of %d devices takes %d bytes, over the hub's limit of %d; split the site between agents",
 			len(inv.Devices), len(b), inventoryBudget))
@@ -182,7 +188,8 @@ const inventoryBudget = wire.MaxPayload - 512
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	cfg := a.cfg
-	set := supervise.New(ctx, supervise.Options{Prober: a.prober, OnEvent: a.up.PublishEvent, OnIdentity: a.onIdentity, Logger: a.base})
+	set := supervise.New(ctx, supervise.Options{Prober: a.prober, OnEvent: a.up.PublishEvent, OnIdentity: a.onIdentity,
+		OnStreams: a.onStreams, Logger: a.base})
 	set.Apply(a.devices(cfg))
 	a.set = set
 	a.mu.Unlock()

@@ -16,6 +16,7 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 	for _, c := range cfg.Cameras {
 		cam := &supervise.Camera{
 			Target:                probe.Target{ID: c.ID, URL: c.RTSP},
+			Sub:                   probe.Target{ID: c.ID, URL: c.RTSPSub},
 			Interval:              cfg.Probe.Interval,
 			StreamEvery:           cfg.Probe.StreamEvery,
 			StreamSample:          cfg.Probe.StreamSample,
@@ -38,9 +39,10 @@ func (a *Agent) devices(cfg config.Config) []supervise.Device {
 }
 
 // inventory is what the hub learns about the site, its topology and its
-// devices, with what cameras said of themselves (ids, may be nil);
+// devices, with what cameras said of themselves (ids) and what their
+// probes found their streams to be (streams; both may be nil);
 // credentials and URLs stay on the agent.
-func inventory(cfg config.Config, ids map[string]supervise.Identity) wire.Inventory {
+func inventory(cfg config.Config, ids map[string]supervise.Identity, streams map[string][]wire.Stream) wire.Inventory {
 	site := wire.Site{ID: cfg.Site.ID, Name: cfg.Site.Name, District: cfg.Site.District, Location: cfg.Site.Location, PowerFeed: cfg.Site.PowerFeed,
 		Names: cfg.Site.Names, DistrictNames: cfg.Site.DistrictNames}
 	var nodes []wire.Node
@@ -59,6 +61,7 @@ func inventory(cfg config.Config, ids map[string]supervise.Identity) wire.Invent
 			Camera: &wire.CameraInfo{Heading: c.Heading, FOV: c.FOV, Range: c.RangeM, Snapshot: c.Snapshot != "" || c.ONVIF.URL != ""},
 			Parent: c.Parent, Vendor: vendor,
 			Model: asset.Model, Firmware: asset.Firmware, Serial: asset.Serial, Installed: asset.Installed,
+			Streams: streams[c.ID],
 		})
 	}
 	for _, s := range cfg.Sensors {

@@ -201,20 +201,51 @@ func (a *Agent) onIdentity(device string, id supervise.Identity) {
 	} else {
 		a.log.Info("camera identified (ONVIF)", "device", device, "model", id.Model, "firmware", id.Firmware, "serial", id.Serial)
 	}
-	go func() {
+	a.resendInventory()
+}
+
+// onStreams keeps what a camera's probes found its streams to be; the
+// inventory carries them and goes again when they changed (the hub
+// records a main stream whose codec or size changed). Like onIdentity it
+// runs on the camera's supervisor.
+func (a *Agent) onStreams(device string, streams []wire.Stream) {
+	a.idMu.Lock()
+	prev := a.streams[device]
+	a.streams[device] = streams
+	a.idMu.Unlock()
+	if slices.Equal(prev, streams) {
+		return
+	}
+	a.resendInventory()
+}
+
+// resendInventory publishes the inventory again a moment later (from a
+// timer's goroutine: the supervisors that learn what goes in it may be
+// waited for by Reload, which holds a.mu), once for what all cameras
+// learn meanwhile: at start every camera's first probe finds its streams,
+// and a site of 90 cameras sends one inventory, not 90.
+func (a *Agent) resendInventory() {
+	if !a.invPending.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(inventoryCoalesce, func() {
+		a.invPending.Store(false)
 		a.mu.Lock()
 		inv := a.inventoryLocked()
 		a.mu.Unlock()
 		a.up.SetInventory(inv)
-	}()
+	})
 }
 
-// inventoryLocked is the inventory of a.cfg with the cameras' identities;
-// a.mu is held.
+// inventoryCoalesce is how long resendInventory gathers changes.
+const inventoryCoalesce = time.Second
+
+// inventoryLocked is the inventory of a.cfg with what the cameras said of
+// themselves and what their probes found; a.mu is held.
 func (a *Agent) inventoryLocked() wire.Inventory {
 	a.idMu.Lock()
 	defer a.idMu.Unlock()
-	return inventory(a.cfg, a.identities)
+	return inventory(a.cfg, a.identities, a.streams)
 }
 
 // identified fills a camera's asset fields from what it said of itself.

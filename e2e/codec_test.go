@@ -24,7 +24,8 @@ import (
 // plays its sub-stream to a WebRTC viewer, and so does one whose ONVIF
 // profiles name it; the one with H.265 only is refused with words saying
 // so (415); and they stay online, before and after, for a codec the
-// browser path lacks is not a camera fault.
+// browser path lacks is not a camera fault. The hub knows each camera's
+// streams as the agent's probes found them.
 func TestH265Camera(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
@@ -66,6 +67,24 @@ func TestH265Camera(t *testing.T) {
 			if d, err := status(id); err != nil || d.Status != wire.StatusOnline {
 				return fmt.Errorf("%s is %s, %v", id, d.Status, err)
 			}
+		}
+		return nil
+	})
+
+	// What the probes found the streams to be reaches the hub with the
+	// inventory: codec, profile and size of the main and sub-streams.
+	eventually(t, 30*time.Second, func() error {
+		d, err := status("cam-h265")
+		if err != nil {
+			return err
+		}
+		if len(d.Streams) != 2 {
+			return fmt.Errorf("streams %+v", d.Streams)
+		}
+		m, s := d.Streams[0], d.Streams[1]
+		if m.Role != wire.StreamMain || m.Codec != wire.CodecH265 || m.Profile == "" || m.Width != 320 || m.Height != 240 ||
+			s.Role != wire.StreamSub || s.Codec != wire.CodecH264 || s.Profile == "" || s.Width != 320 || s.Height != 240 {
+			return fmt.Errorf("streams %+v, want an H265 main and an H264 sub, 320×240", d.Streams)
 		}
 		return nil
 	})

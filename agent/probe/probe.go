@@ -41,6 +41,9 @@ type Result struct {
 
 	TCP  time.Duration // TCP connect time; 0 when the connect failed
 	RTSP time.Duration // OPTIONS+DESCRIBE round trip; 0 when they failed
+	// Stream is the video DESCRIBE listed (codec, profile, size; no
+	// role): zero when DESCRIBE failed or listed no video.
+	Stream wire.Stream
 
 	// Set by Sample only.
 	Sampled     bool
@@ -116,6 +119,7 @@ func (p *Prober) run(ctx context.Context, t Target, sample time.Duration) (res R
 	if video == nil {
 		return res.failed(wire.ReasonNoStream, "DESCRIBE lists no video media")
 	}
+	res.Stream = describeStream(video)
 	if sample == 0 {
 		return res
 	}

@@ -26,6 +26,10 @@ func TestProbeOK(t *testing.T) {
 	if !res.OK() || res.TCP <= 0 || res.RTSP <= 0 || res.Sampled || res.At.IsZero() {
 		t.Fatalf("Probe = %+v, want OK with tcp and rtsp times", res)
 	}
+	// The SDP's SPS: Baseline profile, 1920×1080.
+	if want := (wire.Stream{Codec: wire.CodecH264, Profile: "Baseline", Width: 1920, Height: 1080}); res.Stream != want {
+		t.Errorf("stream = %+v, want %+v", res.Stream, want)
+	}
 
 	res = p.Sample(t.Context(), target(cam.url("admin:pw", "ch1")), time.Second)
 	if !res.OK() || !res.Sampled {

@@ -42,6 +42,10 @@ const (
 	simRTSP        = 5 * time.Millisecond
 )
 
+// simStream is what DESCRIBE tells of a simulated camera's main stream:
+// the 1080p H.264 most city cameras installed before H.265 send.
+var simStream = wire.Stream{Codec: wire.CodecH264, Profile: "High", Width: 1920, Height: 1080}
+
 // Probe implements the agent's CameraProber.
 func (p *inProcessProber) Probe(ctx context.Context, t probe.Target) probe.Result {
 	return p.answer(ctx, t, 0)
@@ -79,7 +83,7 @@ func (p *inProcessProber) answer(ctx context.Context, t probe.Target, sample tim
 		res.Reason, res.Detail = wire.ReasonTimeout, "connected, but RTSP did not answer in time"
 		return res
 	}
-	res.RTSP = simRTSP
+	res.RTSP, res.Stream = simRTSP, simStream
 	if sample > 0 {
 		res.Sampled = true
 		res.Frames = int(sample.Seconds() * simFPS)

@@ -21,6 +21,13 @@ type cameraState struct {
 	// nothing); they stay in reports between samples and go when the
 	// camera goes offline.
 	stream map[string]float64
+	// sub is the same for the sub-stream (sub_fps, sub_bitrate_kbps;
+	// zeros when its last sample played nothing).
+	sub map[string]float64
+	// main and subShape are what the probes found the streams to be,
+	// reported through OnStreams when they change; a sub-stream that
+	// fails keeps its last shape.
+	main, subShape wire.Stream
 	// identified is when the camera last answered its Identifier; drift
 	// its clock's distance from the agent's then (a metric while known).
 	identified time.Time
@@ -123,9 +130,13 @@ func (sup *supervisor) probeCamera(ctx context.Context, prober CameraProber, st 
 	} else {
 		res = prober.Probe(ctx, cam.Target)
 	}
+	if cam.Sub.URL != "" && res.OK() && (sample || st.subShape.Codec == "") {
+		sup.probeSub(ctx, prober, st, sample)
+	}
 	if ctx.Err() != nil {
 		return // stopping: the result says nothing about the camera
 	}
+	sup.noteStreams(res, st)
 	if res.OK() && cam.Identify != nil && (st.identified.IsZero() || now.Sub(st.identified) >= IdentifyEvery) {
 		sup.identify(ctx, cam.Identify, st, now)
 	}
@@ -172,7 +183,7 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 		st.failures++
 		if st.failures >= cam.FailuresBeforeOffline {
 			r.status, r.reason, r.detail = wire.StatusOffline, res.Reason, res.Detail
-			st.stream = nil
+			st.stream, st.sub = nil, nil
 		}
 	case slices.Contains(faults, KindTamper):
 		st.failures = 0
@@ -199,11 +210,66 @@ func (sup *supervisor) judgeCamera(res probe.Result, st *cameraState) {
 	for k, v := range st.stream {
 		r.metrics[k] = v
 	}
+	for k, v := range st.sub {
+		r.metrics[k] = v
+	}
 	r.metrics[wire.MetricProbeFailures] = float64(st.failures)
 	if !st.identified.IsZero() {
 		r.metrics[wire.MetricClockDrift] = st.drift.Abs().Seconds()
 	}
 	sup.update(r)
+}
+
+// probeSub samples the camera's sub-stream after a good sample of its
+// main one, or describes it (DESCRIBE only) while its shape is unknown.
+// A sub-stream that plays nothing reports zeros, and its failure is
+// logged once: live view on browsers without H.265 depends on it, but the
+// camera's status is its main stream's.
+func (sup *supervisor) probeSub(ctx context.Context, prober CameraProber, st *cameraState, sample bool) {
+	cam := sup.dev.Camera
+	var res probe.Result
+	if sample {
+		res = prober.Sample(ctx, cam.Sub, cam.StreamSample)
+	} else {
+		res = prober.Probe(ctx, cam.Sub)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if res.OK() && res.Stream.Codec != "" {
+		st.subShape = res.Stream
+		st.subShape.Role = wire.StreamSub
+	}
+	if !sample {
+		return
+	}
+	if !res.OK() {
+		if st.sub == nil || st.sub[wire.MetricSubFPS] > 0 {
+			sup.log.Warn("camera's sub-stream does not play", "reason", res.Reason, "detail", res.Detail)
+		}
+		st.sub = map[string]float64{wire.MetricSubFPS: 0, wire.MetricSubBitrateKbps: 0}
+		return
+	}
+	st.sub = map[string]float64{wire.MetricSubFPS: res.FPS, wire.MetricSubBitrateKbps: res.BitrateKbps}
+}
+
+// noteStreams takes what a probe found the main stream to be and reports
+// the camera's streams when they changed.
+func (sup *supervisor) noteStreams(res probe.Result, st *cameraState) {
+	was := [2]wire.Stream{st.main, st.subShape}
+	if res.Stream.Codec != "" {
+		st.main = res.Stream
+		st.main.Role = wire.StreamMain
+	}
+	if was == [2]wire.Stream{st.main, st.subShape} || st.main.Codec == "" {
+		return
+	}
+	streams := []wire.Stream{st.main}
+	if st.subShape.Codec != "" {
+		streams = append(streams, st.subShape)
+	}
+	sup.log.Info("camera's streams", "streams", streams)
+	sup.onStreams(sup.dev.ID, streams)
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

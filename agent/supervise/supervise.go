@@ -35,7 +35,11 @@ type Device struct {
 
 // Camera says how to probe a camera.
 type Camera struct {
-	Target       probe.Target
+	Target probe.Target
+	// Sub is the camera's sub-stream (rtsp_sub), sampled with the main
+	// stream; its frame rate and bitrate are metrics, a failure none of
+	// the camera's status. A zero URL: none.
+	Sub          probe.Target
 	Interval     time.Duration // between probes
 	StreamEvery  time.Duration // between stream samples; 0 never samples
 	StreamSample time.Duration // length of a stream sample
@@ -126,7 +130,11 @@ type Options struct {
 	// OnIdentity receives what a camera's Identifier answered, from the
 	// device's goroutine; it must not block. Nil ignores it.
 	OnIdentity func(device string, id Identity)
-	Logger     *slog.Logger
+	// OnStreams receives a camera's streams (main, then sub) whenever
+	// what its probes found of them changes, from the device's goroutine;
+	// it must not block. Nil ignores them.
+	OnStreams func(device string, streams []wire.Stream)
+	Logger    *slog.Logger
 }
 
 // Set is the set of running supervisors.
@@ -149,6 +157,9 @@ func New(ctx context.Context, opts Options) *Set {
 	}
 	if opts.OnIdentity == nil {
 		opts.OnIdentity = func(string, Identity) {}
+	}
+	if opts.OnStreams == nil {
+		opts.OnStreams = func(string, []wire.Stream) {}
 	}
 	return &Set{ctx: ctx, opts: opts, running: make(map[string]*supervisor)}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -532,5 +533,78 @@ func TestCameraMotion(t *testing.T) {
 		close(lost)
 		synctest.Wait()
 		wantTrigger(wire.EventRestored, "the camera's events are not followed")
+	})
+}
+
+// TestCameraStreams: a camera's main stream as DESCRIBE tells it and its
+// sub-stream as its sample tells it go to OnStreams when they change, once
+// for a change however many probes follow; the sub-stream's frame rate and
+// bitrate are metrics; a sub-stream that stops playing reports zeros and
+// leaves the camera's status and its streams as they were.
+func TestCameraStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		main := wire.Stream{Codec: wire.CodecH265, Profile: "Main", Width: 2560, Height: 1440}
+		sub := wire.Stream{Codec: wire.CodecH264, Profile: "High", Width: 640, Height: 360}
+		var mu sync.Mutex
+		subFails := false
+		prober := &fakeProber{
+			probe: func(probe.Target) probe.Result {
+				return probe.Result{At: time.Now(), TCP: time.Millisecond, RTSP: time.Millisecond, Stream: main}
+			},
+			sample: func(tg probe.Target, _ time.Duration) probe.Result {
+				mu.Lock()
+				defer mu.Unlock()
+				r := probe.Result{At: time.Now(), TCP: time.Millisecond, RTSP: time.Millisecond, Sampled: true, LastFrame: time.Now()}
+				switch {
+				case tg.URL == "rtsp://10.0.0.9/ch2" && subFails:
+					r.Reason, r.Detail = wire.ReasonNoStream, "no frame"
+				case tg.URL == "rtsp://10.0.0.9/ch2":
+					r.FPS, r.Frames, r.BitrateKbps, r.Stream = 12.5, 12, 256, sub
+				default:
+					r.FPS, r.Frames, r.BitrateKbps, r.Stream = 25, 25, 4096, main
+				}
+				return r
+			},
+		}
+		var got [][]wire.Stream
+		s := New(t.Context(), Options{Prober: prober, OnStreams: func(device string, ss []wire.Stream) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, ss)
+		}})
+		defer s.Stop()
+		d := camera("cam-1", 10*time.Second)
+		d.Camera.StreamEvery = 20 * time.Second
+		d.Camera.Sub = probe.Target{ID: "cam-1", URL: "rtsp://10.0.0.9/ch2"}
+		s.Apply([]Device{d})
+		time.Sleep(45 * time.Second) // a sample, a probe, a sample
+		synctest.Wait()
+
+		mu.Lock()
+		want := [][]wire.Stream{{
+			{Role: wire.StreamMain, Codec: wire.CodecH265, Profile: "Main", Width: 2560, Height: 1440},
+			{Role: wire.StreamSub, Codec: wire.CodecH264, Profile: "High", Width: 640, Height: 360},
+		}}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("OnStreams got %+v, want once %+v", got, want)
+		}
+		subFails = true
+		mu.Unlock()
+		h := health(t, s, "cam-1")
+		if h.Metrics[wire.MetricSubFPS] != 12.5 || h.Metrics[wire.MetricSubBitrateKbps] != 256 || h.Metrics[wire.MetricFPS] != 25 {
+			t.Fatalf("metrics %v", h.Metrics)
+		}
+
+		time.Sleep(40 * time.Second)
+		synctest.Wait()
+		h = health(t, s, "cam-1")
+		if h.Status != wire.StatusOnline || h.Metrics[wire.MetricSubFPS] != 0 || h.Metrics[wire.MetricSubBitrateKbps] != 0 {
+			t.Fatalf("after the sub-stream failed: %+v", h)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 {
+			t.Errorf("a failed sub-stream changed the streams: %+v", got)
+		}
 	})
 }

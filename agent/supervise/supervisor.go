@@ -24,6 +24,7 @@ type supervisor struct {
 	changed    chan struct{}      // the camera's events changed its state: probe soon (buffered)
 	onEvent    func(wire.Event)
 	onIdentity func(string, Identity)
+	onStreams  func(string, []wire.Stream)
 	log        *slog.Logger
 
 	mu     sync.Mutex
@@ -50,6 +51,7 @@ func (s *Set) start(d Device, prev *wire.DeviceHealth) *supervisor {
 		changed:    make(chan struct{}, 1),
 		onEvent:    s.opts.OnEvent,
 		onIdentity: s.opts.OnIdentity,
+		onStreams:  s.opts.OnStreams,
 		log:        s.opts.Logger.With("component", "supervise", "device", d.ID),
 		health:     wire.DeviceHealth{ID: d.ID, Status: wire.StatusUnknown, Since: time.Now()},
 	}
