@@ -1,20 +1,28 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"image"
+	"image/jpeg"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"gopkg.in/yaml.v3"
 
+	agentconfig "github.com/citywatch/citywatch/agent/config"
 	"github.com/citywatch/citywatch/agent/onvif"
 	"github.com/citywatch/citywatch/agent/sim"
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/workorder"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -153,8 +161,10 @@ func TestBFrameCamera(t *testing.T) {
 
 // TestONVIFCamera runs a camera with an ONVIF service (simulated in the
 // test, its clock 40 s ahead) and RTSP (the simulator's test card) behind
-// a real agent process and hub process: its model and serial reach the
-// hub from the camera itself, its clock drift is a warning alarm, and
+// a real agent process and hub process: citywatch-agent discover proposes
+// it, its model and serial reach the hub from the camera itself, its
+// clock drift is a warning alarm, a work order's snapshot comes from its
+// ONVIF snapshot address, and
 // when its analytics report tampering it is degraded for tamper with a
 // tamper alarm, online again when that ends.
 func TestONVIFCamera(t *testing.T) {
@@ -168,10 +178,39 @@ func TestONVIFCamera(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rtsp.Close)
-	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 40 * time.Second,
+	// The camera's snapshot address serves a JPEG of its own.
+	var pic bytes.Buffer
+	if err := jpeg.Encode(&pic, image.NewGray(image.Rect(0, 0, 64, 48)), nil); err != nil {
+		t.Fatal(err)
+	}
+	snap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(pic.Bytes())
+	}))
+	t.Cleanup(snap.Close)
+	cam := &sim.ONVIF{Username: "admin", Password: "pw", Skew: 40 * time.Second, Snapshot: snap.URL + "/snapshot.jpg",
 		Info: onvif.Info{Manufacturer: "Hikvision", Model: "DS-2CD2T47G2-L", Firmware: "V5.7.3", Serial: "DS-2CD2T47G2-L20220101AACHJ1"}}
 	srv := httptest.NewServer(cam)
 	t.Cleanup(srv.Close)
+
+	// Discovery on the site LAN (here a unicast probe to the camera's
+	// discovery port) proposes the camera for the agent's configuration.
+	disc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disc.Close() })
+	go cam.ServeDiscovery(disc, "urn:uuid:0c8b5a44-0000-4000-8000-00000000aa01", srv.URL+"/onvif/device_service", "Gate east")
+	out, err := exec.Command(buildCommand(t, "github.com/citywatch/citywatch/agent/cmd/citywatch-agent"),
+		"discover", "-addr", disc.LocalAddr().String(), "-timeout", "2s").Output()
+	if err != nil {
+		t.Fatalf("citywatch-agent discover: %v\n%s", err, out)
+	}
+	var proposal struct{ Cameras []agentconfig.Camera }
+	if err := yaml.Unmarshal(out, &proposal); err != nil || len(proposal.Cameras) != 1 ||
+		proposal.Cameras[0].ONVIF.URL != srv.URL+"/onvif/device_service" || proposal.Cameras[0].ID != "cam-00000000aa01" {
+		t.Fatalf("discover proposed %+v (%v) from\n%s", proposal.Cameras, err, out)
+	}
 	runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-onvif, rtsp: %q, fov: 90, model: typed, onvif: {url: %q, username: admin, password: pw}}\n",
 		rtsp.URL(), srv.URL+"/onvif/device_service"))
 
@@ -206,6 +245,19 @@ func TestONVIFCamera(t *testing.T) {
 		}
 		return err
 	})
+
+	// A work order's picture comes through the camera's ONVIF snapshot
+	// address.
+	var created struct{ Order struct{ ID string } }
+	hub.api.postJSON(t, "api/workorders", `{"devices":["cam-onvif"],"title":"check the picture"}`, &created)
+	var shots struct {
+		Results []workorder.SnapshotResult `json:"results"`
+	}
+	hub.api.postJSON(t, "api/workorders/"+created.Order.ID+"/snapshot", `{}`, &shots)
+	if len(shots.Results) != 1 || shots.Results[0].Photo == nil || shots.Results[0].Photo.Type != "image/jpeg" ||
+		shots.Results[0].Photo.Size != pic.Len() || cam.Calls("GetSnapshotUri") == 0 {
+		t.Errorf("snapshot %+v (GetSnapshotUri asked %d times), want the camera's %d-byte JPEG", shots.Results, cam.Calls("GetSnapshotUri"), pic.Len())
+	}
 
 	cam.Emit("tns1:RuleEngine/TamperDetector/Tamper", "IsTamper", true)
 	eventually(t, 30*time.Second, func() error {
