@@ -3,7 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +24,12 @@ import (
 // from the stream, commands through NATS's MQTT listener.
 func clusterHub(t *testing.T, srv *testenv.NATSServer, id string) *hubProcess {
 	t.Helper()
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return startHubProcess(t, hubProcessOptions{brokerURL: srv.MQTTURL(),
-		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16}\n", srv.URL(), id),
+		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16}\nalarms: {rules: %q}\n", srv.URL(), id, rules),
 		env:  []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}})
 }
 
@@ -51,14 +59,44 @@ func ownedBy(h *hubProcess) (string, error) {
 	return c.Reason, nil
 }
 
+// partitionsOf reads the partitions a hub consumes from its /healthz.
+func partitionsOf(h *hubProcess) (map[int]bool, error) {
+	reason, err := ownedBy(h)
+	if err != nil {
+		return nil, err
+	}
+	m := regexp.MustCompile(`consumes \d+ partitions \[([0-9 ]*)\]`).FindStringSubmatch(reason)
+	if m == nil {
+		return nil, fmt.Errorf("no partitions in %q", reason)
+	}
+	out := map[int]bool{}
+	for _, f := range strings.Fields(m[1]) {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = true
+	}
+	return out, nil
+}
+
+// alarmsOn lists the open alarms a hub has for a device.
+func alarmsOn(h *hubProcess, device string) (int, error) {
+	var as struct{ Total int }
+	err := h.get("api/alarms?device="+device, &as)
+	return as.Total, err
+}
+
 // Two hub processes share a simulated city through NATS JetStream: the
-// agents speak MQTT to NATS's MQTT listener, each hub applies the agents
-// of the partitions it holds, and together they know every device once.
-// Then one hub is killed with SIGKILL: the other takes its partitions
-// over from the stream, learns the dead hub's agents from their last
-// inventory in the stream, and follows them — a camera failing after the
-// kill shows offline on the survivor.
+// agents speak MQTT to NATS's MQTT listener; each hub owns some of the
+// stream's partitions and follows the others, so both consoles show the
+// whole city, while only a device's owner raises its alarms. Then the
+// owner of a failed camera's agent is killed with SIGKILL: the other
+// takes its partitions over from the stream — it already knows their
+// agents — raises the failed camera's alarm, and follows a camera failing
+// after the kill.
 func TestClusterFailOver(t *testing.T) {
+	const partitions = 16
 	srv := testenv.NATS(t)
 	hubA, hubB := clusterHub(t, srv, "hub-a"), clusterHub(t, srv, "hub-b")
 
@@ -72,12 +110,12 @@ func TestClusterFailOver(t *testing.T) {
 	go func() { done <- world.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	var all []string
-	camera := map[string]bool{}
+	var all, camerasOfB []string
+	agentOf := map[string]string{}
 	for _, a := range world.City().Agents {
 		for _, c := range a.Cameras {
 			all = append(all, c.ID)
-			camera[c.ID] = true
+			agentOf[c.ID] = a.ID
 		}
 		for _, s := range a.Sensors {
 			all = append(all, s.ID)
@@ -85,90 +123,101 @@ func TestClusterFailOver(t *testing.T) {
 	}
 	slices.Sort(all)
 
-	// Steady state: every device known online by exactly one hub.
-	var onB []string
+	// Steady state: both hubs show every device online; the partitions
+	// are shared, each owned by one hub.
+	var ownedB map[int]bool
 	eventually(t, 60*time.Second, func() error {
-		a, err := devicesOf(hubA)
-		if err != nil {
-			return err
-		}
-		b, err := devicesOf(hubB)
-		if err != nil {
-			return err
-		}
-		onB = onB[:0]
-		for _, id := range all {
-			da, inA := a[id]
-			db, inB := b[id]
-			switch {
-			case inA == inB:
-				return fmt.Errorf("%s known by hub-a %v and hub-b %v", id, inA, inB)
-			case inA && da.Status != wire.StatusOnline, inB && db.Status != wire.StatusOnline:
-				return fmt.Errorf("%s not online yet", id)
-			case inB:
-				onB = append(onB, id)
+		for _, h := range []*hubProcess{hubA, hubB} {
+			ds, err := devicesOf(h)
+			if err != nil {
+				return err
+			}
+			for _, id := range all {
+				if d, ok := ds[id]; !ok || d.Status != wire.StatusOnline {
+					return fmt.Errorf("%s is %q on one hub", id, d.Status)
+				}
 			}
 		}
-		if len(a)+len(b) != len(all) {
-			return fmt.Errorf("hub-a knows %d devices and hub-b %d, the city has %d", len(a), len(b), len(all))
+		ownedA, err := partitionsOf(hubA)
+		if err != nil {
+			return err
 		}
-		if len(onB) == 0 || len(onB) == len(all) {
-			return fmt.Errorf("hub-b follows %d of %d devices: not shared yet", len(onB), len(all))
+		if ownedB, err = partitionsOf(hubB); err != nil {
+			return err
+		}
+		if len(ownedA)+len(ownedB) != partitions || len(ownedA) == 0 || len(ownedB) == 0 {
+			return fmt.Errorf("partitions owned: hub-a %v, hub-b %v", ownedA, ownedB)
+		}
+		for p := range ownedA {
+			if ownedB[p] {
+				return fmt.Errorf("partition %d owned by both", p)
+			}
+		}
+		camerasOfB = camerasOfB[:0]
+		for _, id := range all {
+			if a, ok := agentOf[id]; ok && ownedB[cluster.Partition(a, partitions)] {
+				camerasOfB = append(camerasOfB, id)
+			}
+		}
+		if len(camerasOfB) < 2 {
+			return fmt.Errorf("hub-b owns the agents of only %d cameras", len(camerasOfB))
 		}
 		return nil
 	})
-	ownedA, _ := ownedBy(hubA)
-	ownedB, _ := ownedBy(hubB)
-	t.Logf("steady: hub-b follows %d of %d devices; %s; %s", len(onB), len(all), ownedA, ownedB)
+	status := func(h *hubProcess, id string) wire.Status {
+		ds, err := devicesOf(h)
+		if err != nil {
+			return ""
+		}
+		return ds[id].Status
+	}
+
+	// A camera of hub-b's fails: both consoles show it, hub-b alone alarms.
+	first, second := camerasOfB[0], camerasOfB[1]
+	if err := world.Fault(sim.Fault{Device: first, Fault: sim.FaultOffline}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if a, b := status(hubA, first), status(hubB, first); a != wire.StatusOffline || b != wire.StatusOffline {
+			return fmt.Errorf("%s is %s on hub-a, %s on hub-b", first, a, b)
+		}
+		if n, err := alarmsOn(hubB, first); err != nil || n != 1 {
+			return fmt.Errorf("hub-b has %d alarms for %s (%v)", n, first, err)
+		}
+		return nil
+	})
+	if n, err := alarmsOn(hubA, first); err != nil || n != 0 {
+		t.Errorf("hub-a, which only follows %s, has %d alarms for it (%v)", first, n, err)
+	}
 
 	// hub-b dies.
 	if err := hubB.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	var victim string
-	for _, id := range onB {
-		if camera[id] {
-			victim = id
-			break
-		}
-	}
-	if victim == "" {
-		t.Fatal("hub-b followed no camera")
-	}
-	if err := world.Fault(sim.Fault{Device: victim, Fault: sim.FaultOffline}); err != nil {
+	if err := world.Fault(sim.Fault{Device: second, Fault: sim.FaultOffline}); err != nil {
 		t.Fatal(err)
 	}
-
 	var took time.Duration
 	eventually(t, 60*time.Second, func() error {
-		a, err := devicesOf(hubA)
-		if err != nil {
-			return err
-		}
-		if len(a) != len(all) {
-			return fmt.Errorf("hub-a knows %d of %d devices", len(a), len(all))
+		owned, err := partitionsOf(hubA)
+		if err != nil || len(owned) != partitions {
+			return fmt.Errorf("hub-a owns %v (%v)", owned, err)
 		}
 		if took == 0 {
 			took = time.Since(killed)
 		}
-		for _, id := range all {
-			want := wire.StatusOnline
-			if id == victim {
-				want = wire.StatusOffline
+		for _, id := range []string{first, second} {
+			if s := status(hubA, id); s != wire.StatusOffline {
+				return fmt.Errorf("%s is %s on hub-a", id, s)
 			}
-			if a[id].Status != want {
-				return fmt.Errorf("%s is %s on hub-a, want %s", id, a[id].Status, want)
+			if n, err := alarmsOn(hubA, id); err != nil || n != 1 {
+				return fmt.Errorf("hub-a has %d alarms for %s (%v)", n, id, err)
 			}
 		}
 		return nil
 	})
-	owned, err := ownedBy(hubA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := fmt.Sprintf("consumes %d partitions", 16); !strings.Contains(owned, want) {
-		t.Errorf("hub-a after the fail-over: %s, want it to consume all", owned)
-	}
-	t.Logf("hub-a knew all %d devices %v after the kill (lease TTL %v); %s", len(all), took.Round(100*time.Millisecond), cluster.DefaultTTL, owned)
+	reason, _ := ownedBy(hubA)
+	t.Logf("hub-a owned all %d partitions %v after the kill (lease TTL %v) and raised both cameras' alarms; %s",
+		partitions, took.Round(100*time.Millisecond), cluster.DefaultTTL, reason)
 }

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
@@ -62,9 +63,13 @@ type App struct {
 	ingest    *ingest.Ingest
 	ingestCfg ingest.Config
 	cluster   *cluster.Node // nil unless cluster.nats_url is set
-	live      *live.SFU
-	alarms    *alarm.Engine
-	windows   *maintenance.Schedule
+	// owned are the partitions this hub owns, by partition (nil until the
+	// cluster's first round, and without a cluster): the agents of the
+	// others are in the fleet for the read view only.
+	owned   atomic.Pointer[[]bool]
+	live    *live.SFU
+	alarms  *alarm.Engine
+	windows *maintenance.Schedule
 	// httpCert and mqttCert are the served certificates a reload may
 	// replace; nil without TLS or with a self-signed one.
 	httpCert, mqttCert *certificate
@@ -214,8 +219,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		a.cluster, err = cluster.NewNode(cluster.NodeConfig{NATSURL: c.NATSURL, Retention: c.Retention,
 			Leases: cluster.Config{Hub: c.HubID, Partitions: c.Partitions, TTL: c.LeaseTTL, Replicas: c.Replicas}},
 			cluster.NodeDeps{Log: log, Apply: func(_ context.Context, m cluster.Message) {
-				a.ingest.Apply(wire.Topic(m.Agent, m.Channel), m.Payload, m.Retained)
-			}, OnOwned: a.handOver})
+				a.ingest.Apply(wire.Topic(m.Agent, m.Channel), m.Payload, m.Retained, m.Follow)
+			}, OnOwned: a.ownPartitions})
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -553,11 +558,18 @@ func loadRules(path string) (alarm.Rules, error) {
 // a client sees a device's change before the alarm it raises.
 func (a *App) onChange(c fleet.Change) {
 	a.console.Publish(c)
-	a.store.WriteChange(c)
-	a.history.Observe(c)
+	// An agent another hub owns is in the read view (consoles, coverage);
+	// its history, alarms and work are the owner's.
+	own := !a.followed(c)
+	if own {
+		a.store.WriteChange(c)
+		a.history.Observe(c)
+	}
 	a.coverage.Apply(c)
-	a.alarms.Observe(c)
-	a.work.Observe(c)
+	if own {
+		a.alarms.Observe(c)
+		a.work.Observe(c)
+	}
 }
 
 // onAlarm fans an alarm event out; it must not block (alarm.Options).
@@ -672,9 +684,15 @@ func (a *App) reconcileAlarms(ctx context.Context) error {
 // the live heap by some 50 MB, and the peak RSS by as much, for a moment.
 func (a *App) reconcile() {
 	for _, ag := range a.fleet.Agents() {
-		page := a.fleet.QueryDevices(fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Agents: []string{ag.ID}}, NoTotal: true})
-		a.alarms.Reconcile(page.Devices, []fleet.Agent{ag})
+		if !a.followed(fleet.Change{Agent: &ag}) {
+			a.reconcileAgent(ag)
+		}
 	}
+}
+
+func (a *App) reconcileAgent(ag fleet.Agent) {
+	page := a.fleet.QueryDevices(fleet.DeviceQuery{DeviceFilter: fleet.DeviceFilter{Agents: []string{ag.ID}}, NoTotal: true})
+	a.alarms.Reconcile(page.Devices, []fleet.Agent{ag})
 }
 
 func (a *App) health() console.HealthReport {
@@ -948,18 +966,51 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout ti
 	return errors.Join(errs...)
 }
 
-// handOver lets go of the agents of partitions this hub no longer
-// consumes: another hub follows them now, and here they would only go
-// unreachable.
-func (a *App) handOver(owned []int) {
+// ownPartitions takes the partitions this hub owns now. The agents of
+// partitions it took over are its own from now on: their alarms are
+// reconciled with their state, which the read view already holds. Those
+// of partitions it gave up are another hub's: their conditions here
+// clear, the owner raises what still holds.
+func (a *App) ownPartitions(owned []int) {
 	n := a.cfg.Cluster.Partitions
-	keep := make([]bool, n)
+	now := make([]bool, n)
 	for _, p := range owned {
-		keep[p] = true
+		now[p] = true
 	}
-	if k := a.fleet.HandOver(func(agent string) bool { return !keep[cluster.Partition(agent, n)] }); k > 0 {
-		a.log.Info("agents handed over to other hubs", "agents", k, "partitions", len(owned))
+	was := a.owned.Swap(&now)
+	var gained, lost int
+	for _, ag := range a.fleet.Agents() {
+		p := cluster.Partition(ag.ID, n)
+		before := was != nil && (*was)[p]
+		switch {
+		case now[p] && !before:
+			a.reconcileAgent(ag)
+			gained++
+		case !now[p] && before:
+			a.alarms.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &ag, Retired: true, At: time.Now()})
+			lost++
+		}
 	}
+	a.log.Info("partitions owned", "partitions", len(owned), "agents taken over", gained, "agents handed over", lost)
+}
+
+// followed reports whether the change is of an agent another hub of the
+// cluster owns.
+func (a *App) followed(c fleet.Change) bool {
+	owned := a.owned.Load()
+	if owned == nil {
+		return a.cluster != nil // before the first round nothing is this hub's
+	}
+	agent := ""
+	switch {
+	case c.Agent != nil:
+		agent = c.Agent.ID
+	case c.Device != nil:
+		agent = c.Device.Agent
+	default:
+		return false
+	}
+	return !(*owned)[cluster.Partition(agent, len(*owned))]
 }
 
 // clusterHealth is the cluster's component of /healthz: failing until the

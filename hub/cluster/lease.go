@@ -134,7 +134,8 @@ type Stats struct {
 }
 
 // Deps are the Leases' collaborators. OnOwned (optional) hears the set
-// of partitions this hub holds whenever it changes, from Run's goroutine.
+// of partitions this hub holds after the first round and whenever it
+// changes, from Run's goroutine.
 type Deps struct {
 	JetStream jetstream.JetStream
 	Log       *slog.Logger
@@ -208,9 +209,9 @@ func (l *Leases) Run(ctx context.Context) error {
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
 	var last []int
-	for {
+	for first := true; ; first = false {
 		l.round(ctx, leases, members)
-		if owned := l.Owned(); !slices.Equal(owned, last) {
+		if owned := l.Owned(); first || !slices.Equal(owned, last) {
 			l.log.Info("partitions owned", "count", len(owned), "partitions", owned)
 			last = owned
 			if l.onOwned != nil {

@@ -24,8 +24,9 @@ type NodeConfig struct {
 }
 
 // Node runs this hub's part of the cluster: the connection to NATS, the
-// agents' stream, the partition leases and the consumers of the owned
-// partitions, which hand each message to Apply.
+// agents' stream, the partition leases, the consumers of the owned
+// partitions and the followers of the others (the read view), which hand
+// each message to Apply.
 type Node struct {
 	cfg  NodeConfig
 	log  *slog.Logger
@@ -132,7 +133,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cons, err = NewConsumers(stream, leases, n.deps.Apply, n.log); err != nil {
+	if cons, err = NewConsumers(stream, leases, n.deps.Apply, n.log, n.cfg.Leases.Partitions); err != nil {
 		return err
 	}
 	n.leases.Store(leases)

@@ -66,8 +66,13 @@ type Message struct {
 	Seq       uint64 // the stream's sequence
 	// Retained marks an agent's last state or inventory, replayed when
 	// this hub takes the partition over (they were applied by the hub
-	// before it, long ago), as a broker's retained copy would be.
+	// before it, long ago) or starts following it, as a broker's retained
+	// copy would be.
 	Retained bool
+	// Follow marks a message of a partition another hub owns, which this
+	// hub applies for its read view of the city only: the owner writes
+	// the metrics and history, raises the alarms and talks to the agent.
+	Follow bool
 }
 
 // Handler applies a message. It is called from one goroutine per
@@ -89,6 +94,9 @@ type Consumers struct {
 	handle Handler
 	log    *slog.Logger
 	batch  int
+	// follow is how many partitions the stream has when this hub follows
+	// the partitions it does not own (its read view); 0 when it does not.
+	follow int
 
 	mu      sync.Mutex
 	running map[int]*partitionRun
@@ -98,41 +106,39 @@ type Consumers struct {
 
 // ConsumerStats counts what the consumers did.
 type ConsumerStats struct {
-	Applied    uint64 `json:"applied"`     // messages handed to the Handler
+	Applied    uint64 `json:"applied"`     // messages of owned partitions handed to the Handler
+	Followed   uint64 `json:"followed"`    // messages of other hubs' partitions handed to it (read view)
 	StoodDown  uint64 `json:"stood_down"`  // partitions left because the lease ran out mid-batch
 	BadSubject uint64 `json:"bad_subject"` // messages whose subject is outside the contract (dropped, acknowledged)
 	Errors     uint64 `json:"errors"`      // consumer requests that failed
 }
 
 // NewConsumers validates its arguments; Own starts and stops partitions.
-func NewConsumers(stream jetstream.Stream, owner Owner, handle Handler, log *slog.Logger) (*Consumers, error) {
-	if stream == nil || owner == nil || handle == nil || log == nil {
+// With follow > 0 (the stream's partition count) the hub also follows
+// every partition it does not own, for its read view.
+func NewConsumers(stream jetstream.Stream, owner Owner, handle Handler, log *slog.Logger, follow int) (*Consumers, error) {
+	if stream == nil || owner == nil || handle == nil || log == nil || follow < 0 {
 		return nil, errors.New("cluster: NewConsumers needs a stream, an owner, a handler and a log")
 	}
-	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, running: map[int]*partitionRun{}}, nil
+	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, follow: follow, running: map[int]*partitionRun{}}, nil
 }
 
-// Own makes the running consumers those of owned (Leases' OnOwned). It
-// returns once the consumers of partitions no longer owned have stopped,
-// so that nothing of theirs is applied after it.
+// Own makes the running consumers those of owned (Leases' OnOwned), and
+// followers those of the other partitions when the hub follows them. It
+// returns once the consumers of partitions whose part changed have
+// stopped, so that nothing of theirs is applied after it in the old part.
 func (c *Consumers) Own(ctx context.Context, owned []int) {
-	c.mu.Lock()
-	keep := map[int]bool{}
-	for _, p := range owned {
-		keep[p] = true
-		if _, ok := c.running[p]; !ok {
-			pctx, cancel := context.WithCancel(ctx)
-			r := &partitionRun{cancel: cancel, done: make(chan struct{})}
-			c.running[p] = r
-			c.wg.Go(func() {
-				defer close(r.done)
-				c.consume(pctx, p)
-			})
-		}
+	want := map[int]bool{} // partition → owned
+	for p := range c.follow {
+		want[p] = false
 	}
+	for _, p := range owned {
+		want[p] = true
+	}
+	c.mu.Lock()
 	var stopping []*partitionRun
 	for p, r := range c.running {
-		if !keep[p] {
+		if own, ok := want[p]; !ok || own != r.owned {
 			r.cancel()
 			stopping = append(stopping, r)
 			delete(c.running, p)
@@ -142,10 +148,29 @@ func (c *Consumers) Own(ctx context.Context, owned []int) {
 	for _, r := range stopping {
 		<-r.done
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, own := range want {
+		if _, ok := c.running[p]; ok {
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		r := &partitionRun{owned: own, cancel: cancel, done: make(chan struct{})}
+		c.running[p] = r
+		c.wg.Go(func() {
+			defer close(r.done)
+			if own {
+				c.consume(pctx, p)
+			} else {
+				c.followPartition(pctx, p)
+			}
+		})
+	}
 }
 
 // partitionRun is one partition's consumer goroutine.
 type partitionRun struct {
+	owned  bool // consumed as its owner, or followed
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -239,6 +264,17 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, ma
 	return cons, replayed, err
 }
 
+// lastPerAgent is an ordered consumer of partition p's channels that
+// starts with the last message of each agent on each, then follows.
+func (c *Consumers) lastPerAgent(ctx context.Context, p int, channels ...wire.Channel) (jetstream.Consumer, error) {
+	prefix := "cw." + strconv.Itoa(p) + ".*."
+	filters := make([]string, len(channels))
+	for i, ch := range channels {
+		filters[i] = prefix + string(ch)
+	}
+	return c.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+}
+
 // replay hands the handler the last state and inventory message of every
 // agent of partition p that the stream holds from before start (what
 // comes from start on, the consumer delivers).
@@ -247,11 +283,7 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string
 	if start <= 1 {
 		return replayed, nil // a partition consumed from its beginning
 	}
-	prefix := "cw." + strconv.Itoa(p) + ".*."
-	oc, err := c.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + string(wire.ChannelState), prefix + string(wire.ChannelInventory)},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
+	oc, err := c.lastPerAgent(ctx, p, wire.ChannelState, wire.ChannelInventory)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +315,58 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string
 			return replayed, nil
 		}
 	}
+}
+
+// followPartition applies partition p, which another hub owns, for this
+// hub's read view: each agent's last state, inventory, health report and
+// event, then what they send, until ctx ends (Own stops it when this hub
+// takes the partition over). Nothing is acknowledged; a failure starts
+// again from each agent's last messages, which the replay window makes
+// harmless.
+func (c *Consumers) followPartition(ctx context.Context, p int) {
+	for ctx.Err() == nil {
+		if err := c.followOnce(ctx, p); err != nil && ctx.Err() == nil {
+			c.count(func(s *ConsumerStats) { s.Errors++ })
+			c.log.Warn("following a partition failed; following it again", "partition", p, "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+func (c *Consumers) followOnce(ctx context.Context, p int) error {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	before := info.State.LastSeq // what is older is a replay of the last messages
+	oc, err := c.lastPerAgent(ctx, p, wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		batch, err := oc.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		for m := range batch.Messages() {
+			agent, ch, ok := parseSubject(m.Subject())
+			if !ok {
+				continue
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			seq := meta.Sequence.Stream
+			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Follow: true,
+				Retained: seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})
+			c.count(func(s *ConsumerStats) { s.Followed++ })
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+	return nil
 }
 
 // drain fetches and applies batches while this hub owns p.

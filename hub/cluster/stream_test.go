@@ -59,14 +59,14 @@ func (a *applied) handler(hub string) Handler {
 }
 
 // clusterHub is a hub's leases and consumers on its own connection.
-func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler) (*nats.Conn, *Consumers) {
+func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler, follow int) (*nats.Conn, *Consumers) {
 	t.Helper()
 	l, nc := newLeases(t, url, id)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := NewConsumers(stream(js), l, h, slog.New(slog.DiscardHandler))
+	cons, err := NewConsumers(stream(js), l, h, slog.New(slog.DiscardHandler), follow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +111,8 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 		return s
 	}
 	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}, knows: map[string]bool{}}
-	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"))
-	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"))
+	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"), 0)
+	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"), 0)
 
 	// The agents, over MQTT QoS 1 as in the field.
 	var wg sync.WaitGroup
@@ -194,4 +194,115 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 		t.Errorf("%d agents moved from hub-b to hub-a, %d inventories replayed: the test did not fail anything over", movedAgents, got.replayed)
 	}
 	t.Logf("%d agents moved hubs, %d inventories replayed; %d messages applied twice across the fail-over; stats a %+v", movedAgents, got.replayed, repeats, consA.Stats())
+}
+
+// Every hub follows the partitions it does not own, for its read view:
+// each agent's last state and inventory (replayed, as retained), then
+// everything it sends, marked Follow; the owner's own messages are not.
+func TestFollowersSeeEveryAgent(t *testing.T) {
+	srv := testenv.NATS(t)
+	admin, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	const agents, reports = 8, 20
+	var pubs []mqtt.Client
+	for i := range agents {
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(srv.MQTTURL()).SetClientID(fmt.Sprintf("agent-%02d", i)))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		defer c.Disconnect(100)
+		// Before any hub runs: only a replay can tell them of it.
+		if tok := c.Publish(wire.Topic(fmt.Sprintf("agent-%02d", i), wire.ChannelInventory), 1, true, "devices"); !tok.WaitTimeout(10 * time.Second) {
+			t.Fatal("inventory not published")
+		}
+		pubs = append(pubs, c)
+	}
+
+	type seen struct {
+		inventory, replayed bool
+		last                int
+		followed, owned     int
+	}
+	var mu sync.Mutex
+	views := map[string]map[string]*seen{"hub-a": {}, "hub-b": {}}
+	handler := func(hub string) Handler {
+		return func(_ context.Context, m Message) {
+			mu.Lock()
+			defer mu.Unlock()
+			v := views[hub][m.Agent]
+			if v == nil {
+				v = &seen{}
+				views[hub][m.Agent] = v
+			}
+			if m.Follow {
+				v.followed++
+			} else {
+				v.owned++
+			}
+			switch m.Channel {
+			case wire.ChannelInventory:
+				v.inventory, v.replayed = true, v.replayed || m.Retained
+			case wire.ChannelHealth:
+				n, _ := strconv.Atoi(string(m.Payload))
+				v.last = max(v.last, n)
+			}
+		}
+	}
+	stream := func(js jetstream.JetStream) jetstream.Stream {
+		s, err := js.Stream(t.Context(), StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	clusterHub(t, srv.URL(), "hub-a", stream, handler("hub-a"), partitions)
+	clusterHub(t, srv.URL(), "hub-b", stream, handler("hub-b"), partitions)
+	time.Sleep(2 * testInterval) // both hubs hold their shares
+	for n := 1; n <= reports; n++ {
+		for i, c := range pubs {
+			c.Publish(wire.Topic(fmt.Sprintf("agent-%02d", i), wire.ChannelHealth), 1, false, strconv.Itoa(n)).WaitTimeout(10 * time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		done := 0
+		for _, view := range views {
+			for _, v := range view {
+				if v.inventory && v.last == reports {
+					done++
+				}
+			}
+		}
+		mu.Unlock()
+		if done == 2*agents {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s %d of %d (hub, agent) pairs complete", done, 2*agents)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	followedSome := false
+	for hub, view := range views {
+		for agent, v := range view {
+			if !v.replayed && v.followed > 0 && v.owned == 0 {
+				t.Errorf("%s follows %s but its inventory was not replayed as retained", hub, agent)
+			}
+			followedSome = followedSome || v.followed > 0
+		}
+	}
+	if !followedSome {
+		t.Error("no hub followed any agent: the read view was not exercised")
+	}
 }

@@ -541,30 +541,9 @@ func summarize(at time.Time, total tally, districts map[string]*tally, agentsBy 
 // credential was revoked. It emits one inventory change that removes every
 // device, with Retired set. It reports whether the agent was known.
 func (r *Registry) Retire(id string) bool {
-	r.mu.Lock()
-	defer r.unlock()
-	return r.retire(id, false)
-}
-
-// HandOver removes every agent for which gone reports true, with its
-// devices, because another hub of the cluster follows it now: an
-// inventory change per agent with Retired and HandedOver set. It returns
-// how many agents it removed.
-func (r *Registry) HandOver(gone func(agent string) bool) int {
-	r.mu.Lock()
-	defer r.unlock()
-	n := 0
-	for id := range r.agents {
-		if gone(id) && r.retire(id, true) {
-			n++
-		}
-	}
-	return n
-}
-
-// retire removes agent id; r.mu is held.
-func (r *Registry) retire(id string, handedOver bool) bool {
 	now := r.opts.Now()
+	r.mu.Lock()
+	defer r.unlock()
 	a := r.agents[id]
 	if a == nil {
 		return false
@@ -580,7 +559,7 @@ func (r *Registry) retire(id string, handedOver bool) bool {
 	delete(r.agents, id)
 	v := a.view
 	v.Devices = 0
-	r.emit(Change{Kind: ChangeInventory, Agent: &v, Removed: removed, Retired: true, HandedOver: handedOver}, now)
+	r.emit(Change{Kind: ChangeInventory, Agent: &v, Removed: removed, Retired: true}, now)
 	return true
 }
 

@@ -49,34 +49,6 @@ func TestRetire(t *testing.T) {
 	}
 }
 
-// TestHandOver lets go of the agents another hub follows now, as Retire
-// does but marked handed over, and keeps the rest.
-func TestHandOver(t *testing.T) {
-	h := newHarness(t)
-	h.setup("a1", "North", "cam-1")
-	h.setup("a2", "North", "cam-2")
-	h.setup("a3", "South", "cam-3")
-	h.take()
-	if n := h.r.HandOver(func(agent string) bool { return agent != "a2" }); n != 2 {
-		t.Fatalf("HandOver removed %d agents, want 2", n)
-	}
-	ch := h.take()
-	if len(ch) != 2 {
-		t.Fatalf("changes %+v", ch)
-	}
-	for _, c := range ch {
-		if c.Kind != fleet.ChangeInventory || !c.Retired || !c.HandedOver || len(c.Removed) != 1 {
-			t.Errorf("hand-over change %+v", c)
-		}
-	}
-	if got := statuses(h.r.Devices()); !slices.Equal(got, []string{"cam-2=online"}) {
-		t.Errorf("devices after the hand-over = %v", got)
-	}
-	if n := h.r.HandOver(func(string) bool { return false }); n != 0 || len(h.take()) != 0 {
-		t.Errorf("handing over nothing removed %d agents", n)
-	}
-}
-
 // TestSummaryWhere counts part of the city as Summary counts the whole,
 // from tallies kept by district and site as statuses change.
 func TestSummaryWhere(t *testing.T) {

@@ -147,10 +147,6 @@ type Change struct {
 	// (its credential was revoked): Removed lists all its devices and the
 	// agent itself is gone.
 	Retired bool `json:"retired,omitempty"`
-	// HandedOver marks, with Retired, an agent this hub stopped
-	// following because another hub of the cluster follows it now: it
-	// did not leave the city, so nothing records it as gone.
-	HandedOver bool `json:"handed_over,omitempty"`
 	// Happened is when a ChangeLate's transition took place at the agent.
 	Happened time.Time `json:"happened,omitzero"`
 }

@@ -200,9 +200,6 @@ func (h *History) Observe(c fleet.Change) {
 			At: c.At, From: d.Status, To: d.Status, Reason: "inventory", Cause: "inventory",
 		}})
 	}
-	if c.HandedOver {
-		return // followed by another hub now: still there
-	}
 	reason := "removed"
 	if c.Retired {
 		reason = "retired"

@@ -40,8 +40,6 @@ func TestObserve(t *testing.T) {
 	h.Observe(fleet.Change{At: at(13), Kind: fleet.ChangeDevice, Device: &moved, From: wire.StatusOnline, To: wire.StatusOffline})
 	h.Observe(fleet.Change{At: at(18), Kind: fleet.ChangeInventory, Removed: []string{"b", "never-seen"}})
 	h.Observe(fleet.Change{At: at(19), Kind: fleet.ChangeTrigger, Device: &moved}) // not a status change
-	// Another hub of the cluster follows a from 20:00: a is still there.
-	h.Observe(fleet.Change{At: at(20), Kind: fleet.ChangeInventory, Removed: []string{"a"}, Retired: true, HandedOver: true})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

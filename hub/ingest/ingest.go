@@ -195,6 +195,9 @@ type delivery struct {
 	payload  []byte
 	retained bool
 	replayed bool // taken out of the parking: refused for good if it fails again
+	// follow: an agent another hub of the cluster follows (Apply): this
+	// hub keeps its state for its read view and does nothing else.
+	follow bool
 }
 
 // channelOther labels received messages whose topic is outside the
@@ -472,14 +475,16 @@ func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 // called from one goroutine per partition; an agent's messages all come
 // from its partition's, in order. retained marks an agent's last state or
 // inventory replayed when a hub takes a partition over, as a broker's
-// retained copy would be.
-func (in *Ingest) Apply(topic string, payload []byte, retained bool) {
+// retained copy would be. follow marks an agent another hub owns: its
+// state is kept for the read view, but no sample is written and the
+// agent is asked nothing.
+func (in *Ingest) Apply(topic string, payload []byte, retained, follow bool) {
 	_, ch := route(topic)
 	in.received[ch].Inc()
 	if ch == string(wire.ChannelCommands) {
 		return
 	}
-	in.process(delivery{topic: topic, payload: payload, retained: retained})
+	in.process(delivery{topic: topic, payload: payload, retained: retained, follow: follow})
 }
 
 // route returns the agent segment of a topic and its channel label, without
@@ -537,7 +542,9 @@ func (in *Ingest) process(d delivery) {
 			// Reports and events can outrun the retained inventory after
 			// a hub restart: keep them until it lands rather than lose
 			// them, and ask for it in case it never does.
-			in.ask(agent, wire.CommandInventory, "it spoke of devices the hub does not know")
+			if !d.follow {
+				in.ask(agent, wire.CommandInventory, "it spoke of devices the hub does not know")
+			}
 			if in.park(agent, d) {
 				return
 			}
@@ -550,6 +557,9 @@ func (in *Ingest) process(d delivery) {
 			p.replayed = true
 			in.process(p)
 		}
+	}
+	if d.follow {
+		return // the owner writes, asks and answers
 	}
 	if s := m.State; s != nil && d.retained && !s.Will && s.State == wire.AgentOnline {
 		in.ask(agent, wire.CommandReport, "the hub knows it only from its retained birth")

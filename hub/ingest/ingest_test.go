@@ -449,11 +449,17 @@ func TestFromStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, in)
-	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 5, nil), false)
-	in.Apply(wire.Topic("a2", wire.ChannelCommands), []byte(`{}`), false)
-	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 6, nil), true)
-	if got := rec.seqs("a2"); !slices.Equal(got, []uint64{5, 6}) || rec.retained != 1 {
-		t.Fatalf("applied %v (retained %d), want [5 6] with one retained, at once", got, rec.retained)
+	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 5, nil), false, false)
+	in.Apply(wire.Topic("a2", wire.ChannelCommands), []byte(`{}`), false, false)
+	in.Apply(wire.Topic("a2", wire.ChannelHealth), health(t, "a2", 6, nil), true, false)
+	if got := rec.seqs("a2"); !slices.Equal(got, []uint64{5, 6}) || rec.retained != 1 || rec.samples != 2 {
+		t.Fatalf("applied %v (retained %d, samples %d), want [5 6] with one retained and their samples, at once", got, rec.retained, rec.samples)
+	}
+	// An agent another hub owns: its state is kept, its samples are the
+	// owner's to write.
+	in.Apply(wire.Topic("a3", wire.ChannelHealth), health(t, "a3", 1, nil), false, true)
+	if got := rec.seqs("a3"); !slices.Equal(got, []uint64{1}) || rec.samples != 2 {
+		t.Fatalf("followed agent: applied %v, samples %d; want applied and no sample written", got, rec.samples)
 	}
 	time.Sleep(300 * time.Millisecond) // time for a subscription's retained delivery
 	if got := rec.seqs("a1"); len(got) != 0 {
