@@ -22,15 +22,58 @@ import (
 
 // clusterHub starts a hub process of a cluster on srv: agents' messages
 // from the stream, commands through NATS's MQTT listener.
-func clusterHub(t *testing.T, srv *testenv.NATSServer, id string) *hubProcess {
+func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubProcess {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startHubProcess(t, hubProcessOptions{brokerURL: srv.MQTTURL(),
-		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16}\nalarms: {rules: %q}\n", srv.URL(), id, rules),
+	return startHubProcess(t, hubProcessOptions{brokerURL: mqttURL,
+		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d}\nalarms: {rules: %q}\n", natsURLs, id, replicas, rules),
 		env:  []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}})
+}
+
+// runCity runs a simulated city of 8 agents against brokerURLs until the
+// test ends, and lists its devices (all) and which agent each camera has.
+func runCity(t *testing.T, brokerURLs string) (world *sim.Sim, all []string, agentOf map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	world, err := sim.New(sim.Options{BrokerURL: brokerURLs, City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80},
+		Interval: time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- world.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	agentOf = map[string]string{}
+	for _, a := range world.City().Agents {
+		for _, c := range a.Cameras {
+			all = append(all, c.ID)
+			agentOf[c.ID] = a.ID
+		}
+		for _, s := range a.Sensors {
+			all = append(all, s.ID)
+		}
+	}
+	slices.Sort(all)
+	return world, all, agentOf
+}
+
+// allOnline reports whether every device is online on every hub.
+func allOnline(all []string, hubs ...*hubProcess) error {
+	for _, h := range hubs {
+		ds, err := devicesOf(h)
+		if err != nil {
+			return err
+		}
+		for _, id := range all {
+			if d, ok := ds[id]; !ok || d.Status != wire.StatusOnline {
+				return fmt.Errorf("%s is %q on one hub", id, d.Status)
+			}
+		}
+	}
+	return nil
 }
 
 // devicesOf lists the devices a hub knows, by id.
@@ -98,45 +141,16 @@ func alarmsOn(h *hubProcess, device string) (int, error) {
 func TestClusterFailOver(t *testing.T) {
 	const partitions = 16
 	srv := testenv.NATS(t)
-	hubA, hubB := clusterHub(t, srv, "hub-a"), clusterHub(t, srv, "hub-b")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{BrokerURL: srv.MQTTURL(), City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80},
-		Interval: time.Second, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- world.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	var all, camerasOfB []string
-	agentOf := map[string]string{}
-	for _, a := range world.City().Agents {
-		for _, c := range a.Cameras {
-			all = append(all, c.ID)
-			agentOf[c.ID] = a.ID
-		}
-		for _, s := range a.Sensors {
-			all = append(all, s.ID)
-		}
-	}
-	slices.Sort(all)
+	hubA, hubB := clusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1), clusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1)
+	world, all, agentOf := runCity(t, srv.MQTTURL())
 
 	// Steady state: both hubs show every device online; the partitions
 	// are shared, each owned by one hub.
 	var ownedB map[int]bool
+	var camerasOfB []string
 	eventually(t, 60*time.Second, func() error {
-		for _, h := range []*hubProcess{hubA, hubB} {
-			ds, err := devicesOf(h)
-			if err != nil {
-				return err
-			}
-			for _, id := range all {
-				if d, ok := ds[id]; !ok || d.Status != wire.StatusOnline {
-					return fmt.Errorf("%s is %q on one hub", id, d.Status)
-				}
-			}
+		if err := allOnline(all, hubA, hubB); err != nil {
+			return err
 		}
 		ownedA, err := partitionsOf(hubA)
 		if err != nil {

@@ -235,6 +235,9 @@ func TestValidateLimits(t *testing.T) {
 			}
 		}, "devices exceed the limit"},
 		{"credentials in broker URL", func(c *Config) { c.Broker.URL = "tcp://u:hunter2@broker:1883" }, "broker.url: must not carry credentials"},
+		{"brokers of a cluster", func(c *Config) { c.Broker.URL = "tcp://nats-1:1883, tcp://nats-2:1883,tcp://nats-3:1883" }, ""},
+		{"brokers with and without TLS", func(c *Config) { c.Broker.URL = "tls://nats-1:8883,tcp://nats-2:1883" }, "broker.url: brokers of one agent must all use TLS or none"},
+		{"a broker without a host", func(c *Config) { c.Broker.URL = "tcp://nats-1:1883,tcp://" }, "broker.url: no host"},
 		{"site without location", func(c *Config) { c.Site.Location = wire.Location{} }, "site.location: missing"},
 		{"long name", func(c *Config) { c.Site.Name = strings.Repeat("x", wire.MaxNameLen+1) }, "site.name: longer"},
 		{"localised names", func(c *Config) {

@@ -67,7 +67,8 @@ func (b Broker) validateTLS(p *problems) {
 	if b.TLSFiles == (TLSFiles{}) {
 		return
 	}
-	u, err := url.Parse(b.URL)
+	first, _, _ := strings.Cut(b.URL, ",") // the brokers of a list all use TLS or none
+	u, err := url.Parse(strings.TrimSpace(first))
 	if err != nil || !brokerSchemes[u.Scheme] {
 		return // broker.url reports it; the files are checked once it is right
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/citywatch/citywatch/agent/secret"
@@ -119,18 +120,31 @@ func (c Config) validateTopology(p *problems, unique func(path, id string)) map[
 }
 
 func (c Config) validateBroker(p *problems) {
-	u, err := url.Parse(c.Broker.URL)
-	switch {
-	case c.Broker.URL == "":
+	if c.Broker.URL == "" {
 		p.add("broker.url", "missing")
-	case err != nil:
-		p.add("broker.url", "not a valid URL") // the error would quote credentials
-	case !brokerSchemes[u.Scheme]:
-		p.add("broker.url", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts", u.Scheme)
-	case u.Host == "":
-		p.add("broker.url", "no host")
-	case u.User != nil:
-		p.add("broker.url", "must not carry credentials; use broker.username and broker.password")
+	}
+	withTLS := 0
+	urls := strings.Split(c.Broker.URL, ",")
+	for _, raw := range urls {
+		if c.Broker.URL == "" {
+			break
+		}
+		u, err := url.Parse(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			p.add("broker.url", "not a valid URL") // the error would quote credentials
+		case !brokerSchemes[u.Scheme]:
+			p.add("broker.url", "scheme %q is not one of tcp, mqtt, ssl, tls, mqtts", u.Scheme)
+		case u.Host == "":
+			p.add("broker.url", "no host")
+		case u.User != nil:
+			p.add("broker.url", "must not carry credentials; use broker.username and broker.password")
+		case tlsSchemes[u.Scheme]:
+			withTLS++
+		}
+	}
+	if withTLS != 0 && withTLS != len(urls) {
+		p.add("broker.url", "brokers of one agent must all use TLS or none")
 	}
 	if c.Broker.Password != "" && c.Broker.Username == "" {
 		p.add("broker.password", "set without a username")

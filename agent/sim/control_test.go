@@ -24,7 +24,7 @@ func newTestTable(t *testing.T) (*faultTable, *fakeCamera) {
 	cam := &fakeCamera{}
 	ft.cameras["cam-1"] = cam
 	ft.sensors["pir-1"] = true
-	ft.agents["agent-1"] = newLink("127.0.0.1:1", testLogger(t))
+	ft.agents["agent-1"] = newLink([]string{"127.0.0.1:1"}, testLogger(t))
 	return ft, cam
 }
 

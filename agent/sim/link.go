@@ -9,18 +9,18 @@ import (
 )
 
 // link is one agent's network path to the broker: a local TCP port that
-// relays to the broker and that the simulator can cut like a failing site
+// relays to the broker (one per broker of a cluster) and that the simulator can cut like a failing site
 // uplink. Cutting closes both sides abruptly, so the broker publishes the
 // agent's Last Will and the agent's MQTT client reconnects on its own;
 // during a down window new connections are accepted and dropped at once,
 // so the reconnects fail and the client backs off, as behind a dead router.
 // Working below MQTT keeps the agent unaware of the simulation.
 type link struct {
-	broker string // host:port
-	log    *slog.Logger
+	brokers []string // host:port, the brokers of a cluster: one relay port each
+	log     *slog.Logger
 
-	ln net.Listener // set by start, closed by close
-	wg sync.WaitGroup
+	lns []net.Listener // set by start (one per broker), closed by close
+	wg  sync.WaitGroup
 
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{} // both ends of every relayed connection
@@ -28,29 +28,37 @@ type link struct {
 	closed    bool
 }
 
-func newLink(broker string, logger *slog.Logger) *link {
-	return &link{broker: broker, log: logger, conns: make(map[net.Conn]struct{})}
+func newLink(brokers []string, logger *slog.Logger) *link {
+	return &link{brokers: brokers, log: logger, conns: make(map[net.Conn]struct{})}
 }
 
-// start listens on a free loopback port and relays until close.
+// start listens on a free loopback port per broker and relays until close.
 func (l *link) start() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	for _, b := range l.brokers {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		l.lns = append(l.lns, ln)
+		l.wg.Add(1)
+		go l.accept(ln, b)
 	}
-	l.ln = ln
-	l.wg.Add(1)
-	go l.accept()
 	return nil
 }
 
-// addr is where the agent connects instead of the broker.
-func (l *link) addr() string { return l.ln.Addr().String() }
+// addrs are where the agent connects instead of the brokers, in order.
+func (l *link) addrs() []string {
+	out := make([]string, len(l.lns))
+	for i, ln := range l.lns {
+		out[i] = ln.Addr().String()
+	}
+	return out
+}
 
-func (l *link) accept() {
+func (l *link) accept(ln net.Listener, broker string) {
 	defer l.wg.Done()
 	for {
-		agent, err := l.ln.Accept()
+		agent, err := ln.Accept()
 		if err != nil {
 			return // closed
 		}
@@ -62,13 +70,13 @@ func (l *link) accept() {
 			continue
 		}
 		l.wg.Add(1)
-		go l.relay(agent)
+		go l.relay(agent, broker)
 	}
 }
 
-func (l *link) relay(agent net.Conn) {
+func (l *link) relay(agent net.Conn, to string) {
 	defer l.wg.Done()
-	broker, err := net.DialTimeout("tcp", l.broker, 5*time.Second)
+	broker, err := net.DialTimeout("tcp", to, 5*time.Second)
 	if err != nil {
 		l.log.Warn("link: broker unreachable", "err", err)
 		agent.Close()
@@ -150,8 +158,8 @@ func (l *link) close() {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	if l.ln != nil {
-		l.ln.Close()
+	for _, ln := range l.lns {
+		ln.Close()
 	}
 	drained := make(chan struct{})
 	go func() {

@@ -44,13 +44,13 @@ func roundTrip(t *testing.T, addr string) (net.Conn, bool) {
 }
 
 func TestLink(t *testing.T) {
-	l := newLink(echoServer(t).Addr().String(), testLogger(t))
+	l := newLink([]string{echoServer(t).Addr().String()}, testLogger(t))
 	if err := l.start(); err != nil {
 		t.Fatal(err)
 	}
 	defer l.close()
 
-	c, ok := roundTrip(t, l.addr())
+	c, ok := roundTrip(t, l.addrs()[0])
 	if !ok {
 		t.Fatal("no relay")
 	}
@@ -59,18 +59,18 @@ func TestLink(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("connection survived the cut")
 	}
-	if _, ok := roundTrip(t, l.addr()); ok {
+	if _, ok := roundTrip(t, l.addrs()[0]); ok {
 		t.Fatal("relayed during the down window")
 	}
 	l.restore()
-	if _, ok := roundTrip(t, l.addr()); !ok {
+	if _, ok := roundTrip(t, l.addrs()[0]); !ok {
 		t.Fatal("no relay after restore")
 	}
 
 	// A short window ends by itself.
 	l.cut(50 * time.Millisecond)
 	waitFor(t, "the window to end", func() bool {
-		c, ok := roundTrip(t, l.addr())
+		c, ok := roundTrip(t, l.addrs()[0])
 		c.Close()
 		return ok
 	})

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -40,6 +41,9 @@ type Options struct {
 	// BrokerURL is the MQTT broker the agents publish to: tcp:// or
 	// mqtt://, or ssl://, tls:// or mqtts:// for MQTT over TLS. The agents
 	// reach it through a TCP relay each; TLS runs end to end through it.
+	// Several brokers of one cluster, separated by commas, give every
+	// agent the list (a relay to each), as agents of a clustered city
+	// are configured.
 	BrokerURL string
 	// Credentials gives each agent its own login, for a broker that
 	// authenticates agents (the hub's: username = agent id, password =
@@ -127,9 +131,17 @@ func New(opts Options) (*Sim, error) {
 	if opts.Logger == nil {
 		return nil, errors.New("sim: a logger is required")
 	}
-	u, err := url.Parse(opts.BrokerURL)
-	if err != nil || u.Host == "" || u.User != nil {
-		return nil, errors.New("sim: broker URL: want tcp://, mqtt://, ssl://, tls:// or mqtts://host:port, without credentials")
+	var u *url.URL
+	var brokers []string // host:port of each broker
+	for raw := range strings.SplitSeq(opts.BrokerURL, ",") {
+		b, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || b.Host == "" || b.User != nil || u != nil && b.Scheme != u.Scheme {
+			return nil, errors.New("sim: broker URL: want tcp://, mqtt://, ssl://, tls:// or mqtts://host:port, without credentials, several of one scheme separated by commas")
+		}
+		if u == nil {
+			u = b
+		}
+		brokers = append(brokers, b.Host)
 	}
 	var useTLS bool
 	switch u.Scheme {
@@ -186,7 +198,7 @@ func New(opts Options) (*Sim, error) {
 			return nil, err
 		}
 		s.access = append(s.access, acc)
-		l := newLink(u.Host, s.log.With("agent", a.ID))
+		l := newLink(brokers, s.log.With("agent", a.ID))
 		s.links = append(s.links, l)
 		s.faults.agents[a.ID] = l
 		for _, c := range a.Cameras {
@@ -384,7 +396,11 @@ func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) 
 	if acc.tls != nil {
 		scheme = "tls"
 	}
-	cfg.Broker.URL = scheme + "://" + l.addr()
+	var urls []string
+	for _, a := range l.addrs() {
+		urls = append(urls, scheme+"://"+a)
+	}
+	cfg.Broker.URL = strings.Join(urls, ",")
 	cfg.Broker.Username, cfg.Broker.Password = acc.username, acc.password
 	cfg.Live.LoopbackOnly = s.opts.LiveLoopbackOnly
 	if s.opts.SpoolDir != "" {

@@ -29,14 +29,16 @@ const (
 	writeTimeout = 5 * time.Second
 )
 
-func (c *Client) options(u *url.URL) (*paho.ClientOptions, error) {
+func (c *Client) options(brokers []*url.URL) (*paho.ClientOptions, error) {
 	will, err := c.will(1)
 	if err != nil {
 		return nil, err
 	}
-	opts := paho.NewClientOptions().
-		AddBroker(u.Scheme+"://"+hostPort(u)).
-		SetClientID(c.cfg.ClientID).
+	opts := paho.NewClientOptions()
+	for _, u := range brokers {
+		opts.AddBroker(u.Scheme + "://" + hostPort(u))
+	}
+	opts.SetClientID(c.cfg.ClientID).
 		// MQTT 3.1.1 only: paho would otherwise retry a refused CONNECT
 		// as 3.1, and that answer would hide why the broker refused.
 		SetProtocolVersion(4).
@@ -201,7 +203,13 @@ func (c *Client) dial(u *url.URL, opts paho.ClientOptions) (net.Conn, error) {
 	}
 	conn := raw
 	if c.tls != nil {
-		tc := tls.Client(raw, c.tls)
+		cfg := c.tls
+		if c.cfg.TLS == nil || c.cfg.TLS.ServerName == "" {
+			// Each broker of a cluster by its own name.
+			cfg = cfg.Clone()
+			cfg.ServerName = u.Hostname()
+		}
+		tc := tls.Client(raw, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("uplink: TLS with %s: %w", u.Host, err)

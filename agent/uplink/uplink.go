@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,9 @@ type CommandHandler func(ctx context.Context, cmd wire.Command)
 
 // Config is what the uplink needs to know.
 type Config struct {
+	// BrokerURL is the broker, or several of one cluster separated by
+	// commas (NATS's MQTT listeners): the agent connects to the first
+	// that answers and, when that connection is lost, to the next.
 	BrokerURL string
 	Username  string
 	Password  secret.String
@@ -278,14 +282,19 @@ func New(cfg Config) (*Client, error) {
 		resend:   bucket{rate: cfg.ResendRate},
 	}
 	c.store.changed = c.queue.signal
-	u, err := url.Parse(cfg.BrokerURL)
-	if err != nil {
-		return nil, errors.New("uplink: broker URL is not valid") // the error would quote credentials
+	var brokers []*url.URL
+	for raw := range strings.SplitSeq(cfg.BrokerURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return nil, errors.New("uplink: broker URL is not valid") // the error would quote credentials
+		}
+		brokers = append(brokers, u)
 	}
-	if c.tls, err = clientTLS(u, cfg.TLS); err != nil {
+	var err error
+	if c.tls, err = clientTLS(brokers[0], cfg.TLS); err != nil {
 		return nil, err
 	}
-	opts, err := c.options(u)
+	opts, err := c.options(brokers)
 	if err != nil {
 		return nil, err
 	}

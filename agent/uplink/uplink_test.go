@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
@@ -356,5 +357,21 @@ func TestPublishLive(t *testing.T) {
 	}
 	if want := []wire.LiveType{wire.LiveAnswer, wire.LiveCandidate, wire.LiveStopped}; !slices.Equal(got, want) {
 		t.Errorf("live messages %v, want %v", got, want)
+	}
+}
+
+// With the brokers of a cluster listed, the agent connects to the first
+// that answers, and when that broker goes, to another: its reports go on.
+func TestBrokerList(t *testing.T) {
+	first, second := testenv.Mosquitto(t), testenv.Mosquitto(t)
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	c, _ := startClient(t, dead+", "+first.URL()+","+second.URL(), "agent-1", nil)
+	wiretest.Eventually(t, "birth and inventory acknowledged past the dead broker", func() bool { return c.Stats().Published >= 2 })
+	if inv := wiretest.Watch(t, first.URL(), "agent-1").Next(wire.ChannelInventory, nil).Inventory; len(inv.Devices) != 1 {
+		t.Fatalf("inventory on the first live broker: %+v", inv)
+	}
+	first.Stop()
+	if st := wiretest.Watch(t, second.URL(), "agent-1").State(wire.AgentOnline); st.Conn < 2 {
+		t.Errorf("birth on the second broker %+v, want a later connection's", st)
 	}
 }

@@ -264,15 +264,19 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, ma
 	return cons, replayed, err
 }
 
-// lastPerAgent is an ordered consumer of partition p's channels that
-// starts with the last message of each agent on each, then follows.
-func (c *Consumers) lastPerAgent(ctx context.Context, p int, channels ...wire.Channel) (jetstream.Consumer, error) {
+// ordered is an ordered consumer of partition p's channels that starts
+// at stream sequence from, or with the last message of each agent on
+// each when from is 0, then follows.
+func (c *Consumers) ordered(ctx context.Context, p int, from uint64, channels ...wire.Channel) (jetstream.Consumer, error) {
 	prefix := "cw." + strconv.Itoa(p) + ".*."
-	filters := make([]string, len(channels))
-	for i, ch := range channels {
-		filters[i] = prefix + string(ch)
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	for _, ch := range channels {
+		cfg.FilterSubjects = append(cfg.FilterSubjects, prefix+string(ch))
 	}
-	return c.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	return c.stream.OrderedConsumer(ctx, cfg)
 }
 
 // replay hands the handler the last state and inventory message of every
@@ -283,7 +287,7 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string
 	if start <= 1 {
 		return replayed, nil // a partition consumed from its beginning
 	}
-	oc, err := c.lastPerAgent(ctx, p, wire.ChannelState, wire.ChannelInventory)
+	oc, err := c.ordered(ctx, p, 0, wire.ChannelState, wire.ChannelInventory)
 	if err != nil {
 		return nil, err
 	}
@@ -320,46 +324,51 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string
 // followPartition applies partition p, which another hub owns, for this
 // hub's read view: each agent's last state, inventory, health report and
 // event, then what they send, until ctx ends (Own stops it when this hub
-// takes the partition over). Nothing is acknowledged; a failure starts
-// again from each agent's last messages, which the replay window makes
-// harmless.
+// takes the partition over). Nothing is acknowledged; after a failure
+// (a NATS node lost) it follows on from the message after the last it
+// applied, so nothing in between is skipped.
 func (c *Consumers) followPartition(ctx context.Context, p int) {
+	var next uint64
 	for ctx.Err() == nil {
-		if err := c.followOnce(ctx, p); err != nil && ctx.Err() == nil {
+		if err := c.followFrom(ctx, p, &next); err != nil && ctx.Err() == nil {
 			c.count(func(s *ConsumerStats) { s.Errors++ })
-			c.log.Warn("following a partition failed; following it again", "partition", p, "err", err)
+			c.log.Warn("following a partition failed; following on", "partition", p, "from", next, "err", err)
 			sleep(ctx, time.Second)
 		}
 	}
 }
 
-func (c *Consumers) followOnce(ctx context.Context, p int) error {
+// followFrom follows partition p from stream sequence *next (0: from each
+// agent's last messages), keeping *next after each message applied.
+func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64) error {
 	info, err := c.stream.Info(ctx)
 	if err != nil {
 		return err
 	}
 	before := info.State.LastSeq // what is older is a replay of the last messages
-	oc, err := c.lastPerAgent(ctx, p, wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents)
+	oc, err := c.ordered(ctx, p, *next, wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents)
 	if err != nil {
 		return err
 	}
+	replay := *next == 0
 	for ctx.Err() == nil {
 		batch, err := oc.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return err
 		}
 		for m := range batch.Messages() {
-			agent, ch, ok := parseSubject(m.Subject())
-			if !ok {
-				continue
-			}
 			meta, err := m.Metadata()
 			if err != nil {
 				return err
 			}
 			seq := meta.Sequence.Stream
+			*next = seq + 1
+			agent, ch, ok := parseSubject(m.Subject())
+			if !ok {
+				continue
+			}
 			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Follow: true,
-				Retained: seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})
+				Retained: replay && seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})
 			c.count(func(s *ConsumerStats) { s.Followed++ })
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -306,3 +307,59 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 		t.Error("no hub followed any agent: the read view was not exercised")
 	}
 }
+
+// A follower that fails follows on from the message after the last it
+// applied, not from each agent's last message: nothing in between is
+// skipped.
+func TestFollowerFollowsOn(t *testing.T) {
+	srv := testenv.NATS(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := EnsureStream(t.Context(), js, partitions, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const agent = "agent-07"
+	p := Partition(agent, partitions)
+	var seqs []uint64
+	for n := 1; n <= 10; n++ {
+		ack, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	var got []string
+	var mu sync.Mutex
+	c, err := NewConsumers(stream, nobody{}, func(_ context.Context, m Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !m.Follow || m.Agent != agent || m.Partition != p {
+			t.Errorf("followed %+v", m)
+		}
+		got = append(got, string(m.Payload))
+	}, slog.New(slog.DiscardHandler), partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	next := seqs[5] // as after a failure: the sixth report is the next to apply
+	if err := c.followFrom(ctx, p, &next); err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"6", "7", "8", "9", "10"}; !slices.Equal(got, want) || next != seqs[9]+1 {
+		t.Errorf("followed on with %v, next %d; want %v and next %d", got, next, want, seqs[9]+1)
+	}
+}
+
+// nobody owns no partition.
+type nobody struct{}
+
+func (nobody) Owns(int) bool { return false }

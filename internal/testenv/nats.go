@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,25 +21,38 @@ type NATSServer struct {
 // in t.TempDir(), and shuts it down in t.Cleanup.
 func NATS(t testing.TB) *NATSServer {
 	t.Helper()
-	mqttPort := FreePort(t)
-	srv, err := server.NewServer(&server.Options{
-		ServerName: "test", Host: "127.0.0.1", Port: server.RANDOM_PORT,
+	n := startNATS(t, natsOptions(t, "test"))
+	waitNATS(t, n)
+	return n
+}
+
+func natsOptions(t testing.TB, name string) *server.Options {
+	return &server.Options{
+		ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: mqttPort},
-	})
+		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: FreePort(t)},
+	}
+}
+
+func startNATS(t testing.TB, opts *server.Options) *NATSServer {
+	t.Helper()
+	srv, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("testenv: NATS: %v", err)
+		t.Fatalf("testenv: NATS %s: %v", opts.ServerName, err)
 	}
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		t.Fatal("testenv: NATS did not accept connections in 10s")
-	}
 	t.Cleanup(func() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	})
-	return &NATSServer{srv: srv, mqttPort: mqttPort}
+	return &NATSServer{srv: srv, mqttPort: opts.MQTT.Port}
+}
+
+func waitNATS(t testing.TB, n *NATSServer) {
+	t.Helper()
+	if !n.srv.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("testenv: NATS %s did not accept connections in 10s", n.srv.Name())
+	}
 }
 
 // URL is the server's client URL (nats://127.0.0.1:port).
@@ -46,3 +60,66 @@ func (n *NATSServer) URL() string { return n.srv.ClientURL() }
 
 // MQTTURL is the server's MQTT listener (tcp://127.0.0.1:port).
 func (n *NATSServer) MQTTURL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", n.mqttPort) }
+
+// Stop shuts the server down, as a node of a cluster dies.
+func (n *NATSServer) Stop() {
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+}
+
+// NATSCluster is a cluster of NATS servers with JetStream, in the test
+// process, each with its own MQTT listener and store.
+type NATSCluster struct {
+	Nodes []*NATSServer
+}
+
+// StartNATSCluster starts n routed NATS servers (a JetStream cluster
+// whose replicated streams survive one node) and waits until JetStream
+// has a leader.
+func StartNATSCluster(t testing.TB, n int) *NATSCluster {
+	t.Helper()
+	routes := make([]string, n)
+	opts := make([]*server.Options, n)
+	for i := range n {
+		opts[i] = natsOptions(t, fmt.Sprintf("node-%d", i+1))
+		opts[i].Cluster = server.ClusterOpts{Name: "citywatch-test", Host: "127.0.0.1", Port: FreePort(t)}
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", opts[i].Cluster.Port)
+	}
+	c := &NATSCluster{}
+	for i := range n {
+		opts[i].Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		c.Nodes = append(c.Nodes, startNATS(t, opts[i]))
+	}
+	for _, node := range c.Nodes {
+		waitNATS(t, node)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, node := range c.Nodes {
+			ready = ready && node.srv.JetStreamIsClustered() && node.srv.JetStreamIsCurrent()
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("testenv: the NATS cluster's JetStream has no leader after 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return c
+}
+
+// URLs are the nodes' client URLs, comma-separated.
+func (c *NATSCluster) URLs() string { return c.join((*NATSServer).URL) }
+
+// MQTTURLs are the nodes' MQTT listeners, comma-separated.
+func (c *NATSCluster) MQTTURLs() string { return c.join((*NATSServer).MQTTURL) }
+
+func (c *NATSCluster) join(f func(*NATSServer) string) string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = f(n)
+	}
+	return strings.Join(out, ",")
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/rtp"
 
 	"github.com/citywatch/citywatch/internal/testenv"
@@ -197,5 +199,43 @@ func TestFFmpegCamera(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no keyframe within 10s")
+	}
+}
+
+// A three-node NATS cluster keeps a replicated stream when a node dies.
+func TestNATSCluster(t *testing.T) {
+	c := testenv.StartNATSCluster(t, 3)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "t.1", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[0].Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err = js.Publish(ctx, "t.2", []byte("after"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publish after a node died: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("stream after a node died: %+v, %v", info, err)
 	}
 }
