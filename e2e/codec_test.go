@@ -35,12 +35,7 @@ import (
 // browser path lacks is not a camera fault. The hub knows each camera's
 // streams as the agent's probes found them.
 func TestH265Camera(t *testing.T) {
-	broker := testenv.Mosquitto(t)
-	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
-	small := testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000}
-	h265 := small
-	h265.H265 = true
-	main, sub := testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
+	broker, hub, main, sub := h265Cameras(t)
 	// A third camera names no sub-stream; its ONVIF profiles do.
 	onv := &sim.ONVIF{Username: "admin", Password: "pw", Profiles: []onvif.Stream{
 		{Token: "main", Encoding: "H265", Width: 320, Height: 240, URI: main.URL()},
@@ -341,4 +336,17 @@ func TestH265CameraInChromium(t *testing.T) {
 	if err := online(); err != nil {
 		t.Errorf("after viewing: %v", err)
 	}
+}
+
+// h265Cameras starts a broker, a hub relaying live video on loopback and
+// two FFmpeg cameras of 320×240 at 10 fps: an H.265 main stream and an
+// H.264 sub-stream.
+func h265Cameras(t *testing.T) (broker *testenv.Broker, hub *hubProcess, main, sub *testenv.Camera) {
+	t.Helper()
+	broker = testenv.Mosquitto(t)
+	hub = startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
+	small := testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000}
+	h265 := small
+	h265.H265 = true
+	return broker, hub, testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
 }

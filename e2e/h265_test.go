@@ -21,7 +21,6 @@ import (
 
 	"github.com/citywatch/citywatch/hub/fleet"
 	"github.com/citywatch/citywatch/hub/live"
-	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 	"github.com/citywatch/citywatch/wire/rtph264"
 )
@@ -169,12 +168,7 @@ func decode(t *testing.T, aus [][][]byte) (int, error) {
 // time a player with H.264 only gets the H.264 sub-stream, from a second
 // upstream. The camera stays online throughout and after.
 func TestH265CameraOverWebRTC(t *testing.T) {
-	broker := testenv.Mosquitto(t)
-	hub := startHubProcess(t, hubProcessOptions{brokerURL: broker.URL(), yaml: "live: {loopback_only: true, linger: 300ms}\n"})
-	small := testenv.CameraOptions{Width: 320, Height: 240, FPS: 10, Bitrate: 300_000}
-	h265 := small
-	h265.H265 = true
-	main, sub := testenv.FFmpegCamera(t, h265), testenv.FFmpegCamera(t, small)
+	broker, hub, main, sub := h265Cameras(t)
 	exited := runAgentProcess(t, broker.URL(), fmt.Sprintf("  - {id: cam-h265, rtsp: %q, rtsp_sub: %q, fov: 90}\n", main.URL(), sub.URL()))
 	online := func() error {
 		select {

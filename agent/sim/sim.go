@@ -444,21 +444,20 @@ func (s *Sim) bind(cfg config.Config, l *link, acc access, snapshotHost string) 
 // POST /onvif/{camera}/device_service.
 func (s *Sim) snapshotHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /onvif/{camera}/device_service", func(w http.ResponseWriter, r *http.Request) {
-		o, ok := s.onvif[r.PathValue("camera")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		o.ServeHTTP(w, r)
-	})
-	mux.HandleFunc("GET /snapshot/{camera}", func(w http.ResponseWriter, r *http.Request) {
-		cam, ok := s.cameras[r.PathValue("camera")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		cam.ServeHTTP(w, r)
-	})
+	mux.Handle("POST /onvif/{camera}/device_service", byCamera(s.onvif))
+	mux.Handle("GET /snapshot/{camera}", byCamera(s.cameras))
 	return mux
+}
+
+// byCamera serves a request with the handler of the camera its path
+// names; 404 for a camera it does not have.
+func byCamera[H http.Handler](handlers map[string]H) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, ok := handlers[r.PathValue("camera")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}
 }

@@ -59,6 +59,29 @@ func (a *applied) handler(hub string) Handler {
 	}
 }
 
+// agentsStream starts a NATS server holding the agents' stream, and gives
+// a way for each hub's own connection to open it.
+func agentsStream(t *testing.T) (*testenv.NATSServer, func(jetstream.JetStream) jetstream.Stream) {
+	t.Helper()
+	srv := testenv.NATS(t)
+	admin, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	ajs, _ := jetstream.New(admin)
+	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	return srv, func(js jetstream.JetStream) jetstream.Stream {
+		s, err := js.Stream(t.Context(), StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+}
+
 // clusterHub is a hub's leases and consumers on its own connection.
 func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler, follow int) (*nats.Conn, *Consumers) {
 	t.Helper()
@@ -93,24 +116,8 @@ func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream
 // hub applies an agent's report before it knows the agent's inventory
 // (the new owner gets the last one replayed).
 func TestPartitionedStreamFailOver(t *testing.T) {
-	srv := testenv.NATS(t)
+	srv, stream := agentsStream(t)
 	const agents, perAgent = 16, 150
-	admin, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	stream := func(js jetstream.JetStream) jetstream.Stream {
-		s, err := js.Stream(t.Context(), StreamName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
 	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}, knows: map[string]bool{}}
 	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"), 0)
 	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"), 0)
@@ -201,16 +208,7 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 // each agent's last state and inventory (replayed, as retained), then
 // everything it sends, marked Follow; the owner's own messages are not.
 func TestFollowersSeeEveryAgent(t *testing.T) {
-	srv := testenv.NATS(t)
-	admin, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
-		t.Fatal(err)
-	}
+	srv, stream := agentsStream(t)
 	const agents, reports = 8, 20
 	var pubs []mqtt.Client
 	for i := range agents {
@@ -255,13 +253,6 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 				v.last = max(v.last, n)
 			}
 		}
-	}
-	stream := func(js jetstream.JetStream) jetstream.Stream {
-		s, err := js.Stream(t.Context(), StreamName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
 	}
 	clusterHub(t, srv.URL(), "hub-a", stream, handler("hub-a"), partitions)
 	clusterHub(t, srv.URL(), "hub-b", stream, handler("hub-b"), partitions)
@@ -312,17 +303,14 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 // applied, not from each agent's last message: nothing in between is
 // skipped.
 func TestFollowerFollowsOn(t *testing.T) {
-	srv := testenv.NATS(t)
+	srv, open := agentsStream(t)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	stream, err := EnsureStream(t.Context(), js, partitions, 1, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := open(js)
 	const agent = "agent-07"
 	p := Partition(agent, partitions)
 	var seqs []uint64

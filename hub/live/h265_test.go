@@ -100,18 +100,7 @@ func TestH265Viewers(t *testing.T) {
 	if largest < 1400 {
 		t.Fatalf("the agent's largest packet had %d bytes: the test proves nothing", largest)
 	}
-	for _, c := range []*whepClient{h265, h264, again} {
-		c.mu.Lock()
-		for _, p := range c.all {
-			if size := p.MarshalSize() + rtph264.SRTPOverhead + rtph264.ExtensionBudget; size > rtph264.MaxPacketSize {
-				t.Errorf("a %d-byte packet with the SRTP tag and extension budget", size)
-			}
-		}
-		c.mu.Unlock()
-	}
-	if n := e.metric("citywatch_live_packets_unsplit_total"); n != 0 {
-		t.Errorf("%v packets not split", n)
-	}
+	e.packetsFit(t, h265, h264, again)
 	if d, _ := e.fleet.Device("cam-1"); d.Status != wire.StatusOnline {
 		t.Errorf("cam-1 is %s", d.Status)
 	}

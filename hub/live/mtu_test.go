@@ -168,18 +168,7 @@ func TestOlderAgentsLargePackets(t *testing.T) {
 	if largest < 1400 {
 		t.Fatalf("the agent's largest packet had %d bytes: the test proves nothing", largest)
 	}
-	for _, c := range []*whepClient{first, second} {
-		c.mu.Lock()
-		for _, p := range c.all {
-			if size := p.MarshalSize() + rtph264.SRTPOverhead + rtph264.ExtensionBudget; size > rtph264.MaxPacketSize {
-				t.Errorf("a %d-byte packet with the SRTP tag and extension budget", size)
-			}
-		}
-		c.mu.Unlock()
-	}
-	if n := e.metric("citywatch_live_packets_unsplit_total"); n != 0 {
-		t.Errorf("%v packets not split", n)
-	}
+	e.packetsFit(t, first, second)
 }
 
 // TestGOPCacheHoldsSplitPackets feeds an upstream an older agent's
@@ -216,5 +205,24 @@ func TestGOPCacheHoldsSplitPackets(t *testing.T) {
 	}
 	if len(ts) != 2 || !bytes.Equal(aus[ts[0]], annexB(testSPS, testPPS, testIDR)) || !bytes.Equal(aus[ts[1]], annexB(testNonIDR)) {
 		t.Fatal("the GOP does not depacketize to the frames sent")
+	}
+}
+
+// packetsFit checks that every packet the viewers received fits the MTU
+// budget with the SRTP tag and extensions, and that the relay split every
+// packet it had to.
+func (e *env) packetsFit(t *testing.T, viewers ...*whepClient) {
+	t.Helper()
+	for _, c := range viewers {
+		c.mu.Lock()
+		for _, p := range c.all {
+			if size := p.MarshalSize() + rtph264.SRTPOverhead + rtph264.ExtensionBudget; size > rtph264.MaxPacketSize {
+				t.Errorf("a %d-byte packet with the SRTP tag and extension budget", size)
+			}
+		}
+		c.mu.Unlock()
+	}
+	if n := e.metric("citywatch_live_packets_unsplit_total"); n != 0 {
+		t.Errorf("%v packets not split", n)
 	}
 }
