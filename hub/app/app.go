@@ -1019,6 +1019,13 @@ func clusterHealth(st cluster.Status) console.ComponentHealth {
 	if !st.Ready {
 		return console.ComponentHealth{Status: console.HealthFailing, Reason: "hub " + st.Hub + ": not connected to NATS or the agents' stream not ready"}
 	}
-	return console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; %d messages applied",
-		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, st.Consumers.Applied)}
+	c := st.Consumers
+	h := console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; "+
+		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d",
+		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors)}
+	if c.BadSubject > 0 {
+		// Each was logged when dropped; the count stays in sight.
+		h.Status = console.HealthDegraded
+	}
+	return h
 }

@@ -365,7 +365,7 @@ func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64) error {
 			*next = seq + 1
 			agent, ch, ok := parseSubject(m.Subject())
 			if !ok {
-				continue
+				continue // the partition's owner counts and logs it (drain)
 			}
 			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Follow: true,
 				Retained: replay && seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})

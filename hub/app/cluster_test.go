@@ -1,0 +1,27 @@
+package app
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/citywatch/citywatch/hub/cluster"
+	"github.com/citywatch/citywatch/hub/console"
+)
+
+// The cluster's part of /healthz: failing until NATS and the stream are
+// there, then what the hub holds and did, degraded while messages outside
+// the contract have been dropped.
+func TestClusterHealth(t *testing.T) {
+	if h := clusterHealth(cluster.Status{Hub: "hub-a"}); h.Status != console.HealthFailing {
+		t.Errorf("not ready: %+v", h)
+	}
+	st := cluster.Status{Hub: "hub-a", Ready: true, Owned: []int{0, 3}, Consumers: cluster.ConsumerStats{Applied: 7, Followed: 5}}
+	if h := clusterHealth(st); h.Status != console.HealthOK || !strings.Contains(h.Reason, "consumes 2 partitions [0 3]") ||
+		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") {
+		t.Errorf("ready: %+v", h)
+	}
+	st.Consumers.BadSubject = 2
+	if h := clusterHealth(st); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "dropped outside the contract 2") {
+		t.Errorf("after drops: %+v", h)
+	}
+}
