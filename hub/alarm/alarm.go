@@ -210,8 +210,11 @@ type Alarm struct {
 	AssignedTo   string    `json:"assigned_to,omitempty"`
 	ShelvedUntil time.Time `json:"shelved_until,omitzero"`
 	Escalations  int       `json:"escalations"` // also the notification tier reached
-	Flapping     bool      `json:"flapping,omitempty"`
-	Detail       string    `json:"detail,omitempty"`
+	// Changes is how many transitions its trail holds: of two copies of
+	// one alarm (hubs of a cluster), the one with more is newer.
+	Changes  int    `json:"changes,omitempty"`
+	Flapping bool   `json:"flapping,omitempty"`
+	Detail   string `json:"detail,omitempty"`
 	// Args are the figures of a detail the hub wrote (a node, a count, a
 	// metric and its limit), by name, so a console can say it in the
 	// operator's language; Detail says it in English.
@@ -296,7 +299,8 @@ type Filter struct {
 	MinSeverity Severity
 }
 
-func (f Filter) match(a *Alarm) bool {
+// Match reports whether f selects a.
+func (f Filter) Match(a *Alarm) bool {
 	if len(f.States) == 0 {
 		if a.State.Closed() {
 			return false

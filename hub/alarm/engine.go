@@ -24,6 +24,9 @@ var (
 	// ErrNoteRequired: the alarm's rule wants a note with the
 	// acknowledgement (Linkage.AckNote).
 	ErrNoteRequired = errors.New("this alarm needs a note to be acknowledged")
+	// ErrUnavailable: the alarm is held by another hub of a cluster that
+	// cannot be reached now; trying again later may work.
+	ErrUnavailable = errors.New("the alarm cannot be acted on right now")
 )
 
 // Options are the Engine's dependencies.
@@ -45,6 +48,10 @@ type Options struct {
 	KeepClosed int
 	// Maintenance windows: alarms inside them are recorded, not raised.
 	Maintenance *maintenance.Schedule
+	// IDPrefix starts the ids of the alarms this engine opens; "" means
+	// "A". The hubs of a cluster share one alarm store, each with its own
+	// prefix (see ValidIDPrefix), so their ids never collide.
+	IDPrefix string
 }
 
 // Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
@@ -60,6 +67,7 @@ type Engine struct {
 	thresholds []thresholdMetric // the metrics threshold rules name
 
 	mu      sync.Mutex
+	prefix  string
 	seq     uint64
 	alarms  map[string]*record
 	closed  []string         // ids of closed alarms, oldest first, for KeepClosed
@@ -119,6 +127,7 @@ func New(rules Rules, opts Options) *Engine {
 		conds:      map[string]*cond{},
 		sites:      map[string]*site{},
 		thresholds: thresholdMetrics(rules),
+		prefix:     cmp.Or(opts.IDPrefix, idPrefix),
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -400,7 +409,7 @@ func (e *Engine) step(c *cond, now time.Time) {
 func (e *Engine) open(c *cond, now time.Time, act Action, note string) {
 	e.seq++
 	a := c.tmpl
-	a.ID = idPrefix + strconv.FormatUint(e.seq, 10)
+	a.ID = e.prefix + strconv.FormatUint(e.seq, 10)
 	a.Severity = c.rule.Severity
 	a.Criticality = min(max(a.Criticality, 1), 5)
 	a.Priority = Priority(a.Severity, a.Criticality)
@@ -481,12 +490,17 @@ func (e *Engine) transition(r *record, now time.Time, who string, act Action, to
 	r.a.State, r.a.LastAt = to, now
 	if to.Closed() && !t.From.Closed() {
 		e.closed = append(e.closed, r.a.ID)
-		if len(e.closed) > e.keepClosed {
-			delete(e.alarms, e.closed[0])
-			e.closed = e.closed[1:]
-		}
+		e.trimClosed()
 	}
 	e.emit(r, t)
+}
+
+// trimClosed forgets the oldest closed alarms beyond keepClosed.
+func (e *Engine) trimClosed() {
+	for len(e.closed) > e.keepClosed {
+		delete(e.alarms, e.closed[0])
+		e.closed = e.closed[1:]
+	}
 }
 
 var eventKinds = map[Action]EventKind{
@@ -499,6 +513,7 @@ var eventKinds = map[Action]EventKind{
 // alarm are silent: that is what shelving is for. Operator actions are
 // always reported so every console stays in step.
 func (e *Engine) emit(r *record, t Transition) {
+	r.a.Changes = len(r.trail)
 	if e.onTrans != nil {
 		e.onTrans(r.a, t)
 	}
@@ -640,12 +655,19 @@ func (e *Engine) Alarms(f Filter) []Alarm {
 	e.mu.Lock()
 	var out []Alarm
 	for _, r := range e.alarms {
-		if f.match(&r.a) {
+		if f.Match(&r.a) {
 			out = append(out, r.a)
 		}
 	}
 	e.mu.Unlock()
-	slices.SortFunc(out, func(a, b Alarm) int {
+	SortByPriority(out)
+	return out
+}
+
+// SortByPriority sorts alarms as lists show them: highest priority first,
+// then the most recently changed.
+func SortByPriority(alarms []Alarm) {
+	slices.SortFunc(alarms, func(a, b Alarm) int {
 		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 			return c
 		}
@@ -654,8 +676,10 @@ func (e *Engine) Alarms(f Filter) []Alarm {
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	return out
 }
+
+// KindOf is the kind of event a transition's action makes.
+func KindOf(a Action) EventKind { return eventKinds[a] }
 
 // Alarm returns one alarm and its trail, oldest first.
 func (e *Engine) Alarm(id string) (Alarm, []Transition, bool) {

@@ -13,14 +13,41 @@ import (
 	"github.com/citywatch/citywatch/wire"
 )
 
-// idPrefix starts every alarm id; the rest is the engine's sequence number.
+// idPrefix starts every alarm id of a hub on its own (Options.IDPrefix);
+// the rest is the engine's sequence number.
 const idPrefix = "A"
 
-// IDSeq returns the sequence number in an alarm id the engine made ("A17"
-// → 17), so a store can remember the highest one issued.
-func IDSeq(id string) (uint64, bool) {
-	n, err := strconv.ParseUint(strings.TrimPrefix(id, idPrefix), 10, 64)
-	return n, err == nil && strings.HasPrefix(id, idPrefix)
+// IDSeq returns the sequence number in an alarm id a hub on its own made
+// ("A17" → 17), so a store can remember the highest one issued.
+func IDSeq(id string) (uint64, bool) { return seqOf(idPrefix, id) }
+
+// seqOf returns the sequence number of an id made with prefix.
+func seqOf(prefix, id string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
+}
+
+// ValidIDPrefix checks an Options.IDPrefix: a letter, then letters, digits,
+// '-' or '_', ending in one that is not a digit, so an id splits back into
+// the prefix and its number and is safe in a URL path.
+func ValidIDPrefix(p string) error {
+	if p == "" || len(p) > 40 {
+		return fmt.Errorf("alarm id prefix %q: want 1 to 40 characters", p)
+	}
+	for i, r := range p {
+		letter := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '-' || r == '_')) {
+			return fmt.Errorf("alarm id prefix %q: want a letter, then letters, digits, '-' or '_'", p)
+		}
+	}
+	if last := p[len(p)-1]; last >= '0' && last <= '9' {
+		return fmt.Errorf("alarm id prefix %q: must not end in a digit", p)
+	}
+	return nil
 }
 
 // Snapshot returns every alarm the engine holds (closed ones it still keeps
@@ -50,14 +77,47 @@ func (e *Engine) Snapshot() (alarms []Alarm, trails map[string][]Transition, nex
 // state says otherwise: call Reconcile once the fleet is known, and changes
 // observed afterwards clear it through the usual clear_hold hysteresis.
 func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next uint64) error {
-	now := e.now()
 	e.mu.Lock()
 	defer e.unlock()
 	if len(e.alarms) > 0 || len(e.conds) > 0 {
 		return errors.New("alarm: restore: the engine is already in use")
 	}
+	e.seq = max(e.seq, max(next, 1)-1)
+	_, err := e.adopt(alarms, trails)
+	if err != nil {
+		return fmt.Errorf("alarm: restore: %w", err)
+	}
+	return nil
+}
+
+// Adopt takes over alarms another hub of a cluster kept, while the engine
+// runs: those of the agents whose partitions this hub has just taken over,
+// as the shared store and the other hubs' announcements have them. It
+// records no transition: the alarms go on where the other hub left them.
+// Ids the engine already holds are skipped, and so is an open alarm whose
+// condition already has a newer open one here. Call Reconcile for the
+// adopted agents afterwards, as after Restore. It returns how many alarms
+// it took.
+func (e *Engine) Adopt(alarms []Alarm, trails map[string][]Transition) (int, error) {
+	e.mu.Lock()
+	defer e.unlock()
+	var fresh []Alarm
+	for _, a := range alarms {
+		if _, held := e.alarms[a.ID]; !held {
+			fresh = append(fresh, a)
+		}
+	}
+	n, err := e.adopt(fresh, trails)
+	if err != nil {
+		return n, fmt.Errorf("alarm: adopt: %w", err)
+	}
+	return n, nil
+}
+
+// adopt adds alarms and their conditions, all or none; e.mu is held.
+func (e *Engine) adopt(alarms []Alarm, trails map[string][]Transition) (int, error) {
+	now := e.now()
 	var errs []error
-	seq := max(next, 1) - 1
 	recs := make(map[string]*record, len(alarms))
 	for _, a := range alarms {
 		switch {
@@ -71,8 +131,8 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 			errs = append(errs, fmt.Errorf("alarm %s: twice", a.ID))
 			continue
 		}
-		if n, ok := IDSeq(a.ID); ok {
-			seq = max(seq, n)
+		if n, ok := seqOf(e.prefix, a.ID); ok {
+			e.seq = max(e.seq, n)
 		}
 		dk, sk := kindsOf(a)
 		rule, ok := e.rules.match(a.Source, dk, sk, "")
@@ -84,22 +144,21 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 			rule = Rule{Source: a.Source, Severity: a.Severity}
 		}
 		trail := slices.Clone(trails[a.ID])
-		a.Linkage = rule.Linkage
+		a.Linkage, a.Changes = rule.Linkage, len(trail)
 		recs[a.ID] = &record{a: a, trail: trail, rule: rule, escalate: escalateBase(a, trail).Add(rule.EscalateAfter)}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("alarm: restore: %w", err)
+		return 0, err
 	}
-	e.seq = seq
 	var closed []*record
 	for _, r := range recs {
 		if r.a.State.Closed() {
 			closed = append(closed, r)
 			continue
 		}
-		// One open alarm per key; should the saved state hold two, the
-		// newer one is the one new occurrences fold into.
-		if c := e.conds[r.a.Key]; c != nil && c.rec.a.LastAt.After(r.a.LastAt) {
+		// One open alarm per key; should there be two, the newer one is
+		// the one new occurrences fold into.
+		if c := e.conds[r.a.Key]; c != nil && c.rec != nil && !c.rec.a.State.Closed() && c.rec.a.LastAt.After(r.a.LastAt) {
 			e.alarms[r.a.ID] = r
 			continue
 		}
@@ -117,7 +176,49 @@ func (e *Engine) Restore(alarms []Alarm, trails map[string][]Transition, next ui
 		e.alarms[r.a.ID] = r
 		e.closed = append(e.closed, r.a.ID)
 	}
-	return nil
+	e.trimClosed()
+	return len(recs), nil
+}
+
+// Release gives up the alarms of the agents mine does not accept, and
+// their conditions, without a transition: another hub of the cluster owns
+// those agents now and carries their alarms on. It returns the open ones
+// it held, with their trails. Alarms of no agent (the hub's own notices)
+// stay.
+func (e *Engine) Release(mine func(agent string) bool) (alarms []Alarm, trails map[string][]Transition) {
+	e.mu.Lock()
+	defer e.unlock()
+	gone := func(agent string) bool { return agent != "" && !mine(agent) }
+	trails = map[string][]Transition{}
+	for id, r := range e.alarms {
+		if !gone(r.a.Agent) {
+			continue
+		}
+		if !r.a.State.Closed() {
+			alarms = append(alarms, r.a)
+			trails[id] = r.trail
+		}
+		delete(e.alarms, id)
+	}
+	e.closed = slices.DeleteFunc(e.closed, func(id string) bool { return e.alarms[id] == nil })
+	for key, c := range e.conds {
+		if gone(c.tmpl.Agent) {
+			delete(e.conds, key)
+		}
+	}
+	for _, c := range e.conds {
+		if c.suppressedBy != nil && gone(c.suppressedBy.tmpl.Agent) {
+			c.suppressedBy = nil
+		}
+		c.kids = slices.DeleteFunc(c.kids, func(k childRef) bool { return gone(k.agent) })
+	}
+	for agent := range e.sites {
+		if gone(agent) {
+			delete(e.sites, agent)
+		}
+	}
+	slices.SortFunc(alarms, func(a, b Alarm) int { return cmp.Compare(a.ID, b.ID) })
+	return alarms, trails
 }
 
 // Reconcile observes the live state of every device and agent at once, as
