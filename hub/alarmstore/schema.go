@@ -3,12 +3,15 @@ package alarmstore
 import (
 	"database/sql"
 	"encoding/json"
+	"strconv"
+	"strings"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 )
 
 // migrations[i] brings the schema from version i to i+1. Append, never
-// edit: a database records the versions it has run.
+// edit: a database records the versions it has run. They are SQLite's;
+// PostgreSQL runs them with postgresTypes' column types.
 var migrations = []string{
 	`CREATE TABLE alarms (
 		id            TEXT PRIMARY KEY,
@@ -53,13 +56,29 @@ var migrations = []string{
 	`CREATE INDEX transitions_at ON transitions (at);`,
 	// args: Alarm.Args as a JSON object ('' for none).
 	`ALTER TABLE alarms ADD COLUMN args TEXT NOT NULL DEFAULT '';`,
+	// partition: the cluster partition the alarm belongs to (0 on a single
+	// hub); a hub taking partitions over loads their open alarms.
+	`ALTER TABLE alarms ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX alarms_partition ON alarms (partition, state);`,
+	// id_seqs replaces meta's one next_id: each hub of a cluster issues ids
+	// of its own prefix, each with its own sequence. Every id so far was
+	// "A" and digits.
+	`CREATE TABLE id_seqs (prefix TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);
+	INSERT INTO id_seqs (prefix, next_seq) SELECT 'A', value FROM meta WHERE name = 'next_id';
+	DROP TABLE meta;`,
 }
+
+// The statements below are written once, in SQLite's syntax and the
+// subset PostgreSQL shares; dialect.sql rewrites their placeholders.
+
+// whereOpen selects the alarms that are not closed (alarm.State.Closed).
+const whereOpen = `state <> 'cleared_ack'`
 
 const alarmColumns = `id, key, source, type, device, agent, site, district, severity, criticality, priority, state,
 	count, first_at, last_at, cleared_at, acked_by, acked_at, assigned_to, shelved_until, escalations, flapping, detail, args`
 
-const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `, partition)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (id) DO UPDATE SET
 	key = excluded.key, source = excluded.source, type = excluded.type, device = excluded.device,
 	agent = excluded.agent, site = excluded.site, district = excluded.district, severity = excluded.severity,
@@ -67,29 +86,57 @@ const upsertAlarm = `INSERT INTO alarms (` + alarmColumns + `)
 	count = excluded.count, first_at = excluded.first_at, last_at = excluded.last_at,
 	cleared_at = excluded.cleared_at, acked_by = excluded.acked_by, acked_at = excluded.acked_at,
 	assigned_to = excluded.assigned_to, shelved_until = excluded.shelved_until,
-	escalations = excluded.escalations, flapping = excluded.flapping, detail = excluded.detail, args = excluded.args`
+	escalations = excluded.escalations, flapping = excluded.flapping, detail = excluded.detail, args = excluded.args,
+	partition = excluded.partition`
 
 const insertTransition = `INSERT INTO transitions (alarm_id, at, who, action, from_state, to_state, note)
 	VALUES (?, ?, ?, ?, ?, ?, ?)`
 
-const raiseNextID = `INSERT INTO meta (name, value) VALUES ('next_id', ?)
-	ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`
+// raiseNextSeq only ever raises a prefix's sequence. The WHERE clause
+// rather than a two-argument maximum, which SQLite spells MAX and
+// PostgreSQL GREATEST, keeps one statement for both.
+const raiseNextSeq = `INSERT INTO id_seqs (prefix, next_seq) VALUES (?, ?)
+	ON CONFLICT (prefix) DO UPDATE SET next_seq = excluded.next_seq WHERE excluded.next_seq > id_seqs.next_seq`
 
-// loadedIDs selects the alarms Load returns: open ones, and the ?1 most
-// recently changed closed ones.
-const loadedIDs = `SELECT id FROM alarms WHERE state <> 'cleared_ack'
-	UNION ALL SELECT id FROM (SELECT id FROM alarms WHERE state = 'cleared_ack' ORDER BY last_at DESC LIMIT ?1)`
+const selectNextSeq = `SELECT next_seq FROM id_seqs WHERE prefix = ?`
 
-const selectAlarms = `SELECT ` + alarmColumns + ` FROM alarms WHERE id IN (` + loadedIDs + `) ORDER BY id`
+// The id subqueries below choose the alarms a load returns; alarmsIn and
+// transitionsIn read those alarms and their trails.
+const (
+	// loadedIDs are what Load returns: open alarms, and the ?1 most
+	// recently changed closed ones.
+	loadedIDs = `SELECT id FROM alarms WHERE ` + whereOpen + `
+	UNION ALL SELECT id FROM (SELECT id FROM alarms WHERE state = 'cleared_ack' ORDER BY last_at DESC LIMIT ?1) AS recent`
+	openIDs = `SELECT id FROM alarms WHERE ` + whereOpen
+	oneID   = `SELECT id FROM alarms WHERE id = ?1`
+)
 
-const selectTransitions = `SELECT alarm_id, at, who, action, from_state, to_state, note FROM transitions
-	WHERE alarm_id IN (` + loadedIDs + `) ORDER BY seq`
+// partitionIDs are the open alarms of n partitions, ?1 to ?n.
+func partitionIDs(n int) string {
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = "?" + strconv.Itoa(i+1)
+	}
+	return openIDs + ` AND partition IN (` + strings.Join(ps, ", ") + `)`
+}
 
-func alarmArgs(a alarm.Alarm) []any {
+func alarmsIn(ids string) string {
+	return `SELECT ` + alarmColumns + ` FROM alarms WHERE id IN (` + ids + `)`
+}
+
+// transitionsIn orders by seq: commit order, which is the engine's. On
+// PostgreSQL seq is numbered at insert rather than commit, which is the
+// same for one alarm: one hub at a time writes it, batch after batch.
+func transitionsIn(ids string) string {
+	return `SELECT alarm_id, at, who, action, from_state, to_state, note FROM transitions
+	WHERE alarm_id IN (` + ids + `) ORDER BY seq`
+}
+
+func alarmArgs(a alarm.Alarm, partition int) []any {
 	return []any{
 		a.ID, a.Key, string(a.Source), a.Type, a.Device, a.Agent, a.Site, a.District, int(a.Severity), a.Criticality,
 		a.Priority, string(a.State), a.Count, ns(a.FirstAt), ns(a.LastAt), ns(a.ClearedAt), a.AckedBy, ns(a.AckedAt),
-		a.AssignedTo, ns(a.ShelvedUntil), a.Escalations, a.Flapping, a.Detail, argsText(a.Args),
+		a.AssignedTo, ns(a.ShelvedUntil), a.Escalations, flag(a.Flapping), a.Detail, argsText(a.Args), partition,
 	}
 }
 
@@ -119,4 +166,13 @@ func argsText(m map[string]string) string {
 	}
 	b, _ := json.Marshal(m) // a map of strings always marshals
 	return string(b)
+}
+
+// flag stores a bool as 0 or 1: what SQLite made of one, and what a
+// PostgreSQL BIGINT column takes (it does not cast a boolean).
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

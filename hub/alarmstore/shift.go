@@ -3,6 +3,7 @@ package alarmstore
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -89,7 +90,7 @@ type OpenAlarm struct {
 // that began before its end (open through the whole window). ?1 is From,
 // ?2 To, in Unix nanoseconds.
 const shiftAlarms = `SELECT alarm_id FROM transitions WHERE at >= ?1
-	UNION SELECT id FROM alarms WHERE state <> 'cleared_ack' AND first_at < ?2`
+	UNION SELECT id FROM alarms WHERE ` + whereOpen + ` AND first_at < ?2`
 
 const selectShiftAlarms = `SELECT ` + alarmColumns + ` FROM alarms WHERE first_at < ?2 AND id IN (` + shiftAlarms + `)`
 
@@ -109,42 +110,31 @@ func (s *Store) Shift(ctx context.Context, from, to time.Time, scope auth.Scope)
 	}
 	f, t := from.UnixNano(), to.UnixNano()
 	alarms := map[string]alarm.Alarm{}
-	rows, err := s.rdb.QueryContext(ctx, selectShiftAlarms, f, t)
-	if err != nil {
-		return Shift{}, fmt.Errorf("alarmstore: shift: %w", err)
-	}
-	for rows.Next() {
+	err := s.each(ctx, s.rdb, selectShiftAlarms, []any{f, t}, func(rows *sql.Rows) error {
 		a, err := scanAlarm(rows)
-		if err != nil {
-			rows.Close()
-			return Shift{}, fmt.Errorf("alarmstore: shift: %w", err)
-		}
-		if scope.Allows(a.District, a.Site) {
+		if err == nil && scope.Allows(a.District, a.Site) {
 			alarms[a.ID] = a
 		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	})
+	if err != nil {
 		return Shift{}, fmt.Errorf("alarmstore: shift: %w", err)
 	}
 	w := newWindow(f, t)
-	rows, err = s.rdb.QueryContext(ctx, selectShiftTransitions, f, t)
-	if err != nil {
-		return Shift{}, fmt.Errorf("alarmstore: shift transitions: %w", err)
-	}
-	for rows.Next() {
+	err = s.each(ctx, s.rdb, selectShiftTransitions, []any{f, t}, func(rows *sql.Rows) error {
 		var (
 			id, who, act, state string
 			at                  int64
 		)
 		if err := rows.Scan(&id, &at, &who, &act, &state); err != nil {
-			rows.Close()
-			return Shift{}, fmt.Errorf("alarmstore: shift transitions: %w", err)
+			return err
 		}
 		if _, ok := alarms[id]; ok {
 			w.step(id, at, who, alarm.Action(act), alarm.State(state))
 		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil
+	})
+	if err != nil {
 		return Shift{}, fmt.Errorf("alarmstore: shift transitions: %w", err)
 	}
 	return w.shift(from, to, alarms), nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -45,8 +44,9 @@ func record(t *testing.T, s *Store, steps []step, d2 ...string) {
 	}
 }
 
-func TestShift(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.db")
+func TestShift(t *testing.T) { eachBackend(t, testShift) }
+
+func testShift(t *testing.T, path string) {
 	s := open(t, path)
 	stop := run(t, s)
 	// The window is [t0, t0+8h).

@@ -1,17 +1,28 @@
-// Package alarmstore keeps alarms, their trails and shelving in SQLite
-// (modernc.org/sqlite, no cgo), so that a hub killed with SIGKILL restarts
-// with the alarms it had. The engine hands every transition to Record,
+// Package alarmstore keeps alarms, their trails and shelving in a
+// database, so that a hub killed with SIGKILL restarts with the alarms it
+// had: an SQLite file (modernc.org/sqlite, no cgo) for a single hub, or a
+// PostgreSQL database (pgx) that the hubs of a cluster share. One Store
+// runs the same statements on both; only what the engines spell
+// differently is rewritten. The engine hands every transition to Record,
 // which only enqueues; Run writes the queue in batches, each batch one
 // transaction that upserts the alarm rows and appends the transitions, so
 // the database always holds whole batches. At start-up Load returns what
 // alarm.Engine.Restore takes.
 //
-// Durability: the database runs in WAL mode with synchronous=NORMAL. A
+// In a cluster every hub writes the alarms of the partitions it owns (an
+// alarm's partition comes from Options.Partition) with ids of its own
+// prefix, whose sequence NextID returns; LoadPartitions gives a hub taking
+// partitions over their open alarms, LoadOpen and Alarm what a hub shows
+// of the others'. (Hubs learn of each other's changes over NATS, from
+// hub/alarmview, as they happen rather than at commit.)
+//
+// Durability: SQLite runs in WAL mode with synchronous=NORMAL. A
 // committed transaction is in the WAL file before Commit returns, so it
 // survives the process being killed; only an operating-system crash or power
 // loss can lose the last transactions before a checkpoint. FULL would fsync
 // every batch to close that gap at a large cost during alarm storms; the
 // hub's failure we design for is the process dying, not the machine.
+// PostgreSQL's durability is the server's configuration.
 package alarmstore
 
 import (
@@ -20,7 +31,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -44,12 +57,14 @@ const (
 // Store is an open alarm database. Record is safe for concurrent use; Run
 // must run at most once.
 type Store struct {
-	db      *sql.DB
-	rdb     *sql.DB // readers (Shift), beside the writer
-	log     *slog.Logger
-	queue   chan entry
-	written atomic.Uint64
-	dropped atomic.Uint64
+	db        *sql.DB
+	rdb       *sql.DB // readers (Shift, loads), beside the writer; db itself on PostgreSQL
+	dialect   dialect
+	partition func(alarm.Alarm) int
+	log       *slog.Logger
+	queue     chan entry
+	written   atomic.Uint64
+	dropped   atomic.Uint64
 }
 
 type entry struct {
@@ -57,31 +72,76 @@ type entry struct {
 	t alarm.Transition
 }
 
+// Options are what a Store takes beside its database.
+type Options struct {
+	Logger *slog.Logger // nil discards
+	// Partition is the cluster partition an alarm belongs to (0 to N-1
+	// for its agent's; any int is stored), set on every write for
+	// LoadPartitions. Run calls it. Nil puts every alarm in partition 0,
+	// as on a single hub.
+	Partition func(alarm.Alarm) int
+}
+
 // Open opens or creates the database at path and brings its schema up to
-// date. A file that is not a citywatch alarm database is an error.
+// date: OpenWith with a logger only, every alarm in partition 0.
 func Open(path string, logger *slog.Logger) (*Store, error) {
+	return OpenWith(path, Options{Logger: logger})
+}
+
+// OpenWith opens an alarm database and brings its schema up to date. dsn
+// is an SQLite file's path, created if missing, or a postgres:// (or
+// postgresql://) URL of an existing database, which hubs starting
+// together may migrate at once. A file or database that is not a
+// citywatch alarm database is an error.
+func OpenWith(dsn string, opts Options) (*Store, error) {
+	s := &Store{partition: opts.Partition, log: opts.Logger, queue: make(chan entry, queueSize)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.partition == nil {
+		s.partition = func(alarm.Alarm) int { return 0 }
+	}
+	var err error
+	if isPostgres(dsn) {
+		s.dialect = postgresDialect
+		s.db, err = openPostgres(dsn, migrations)
+		s.rdb = s.db
+	} else {
+		s.db, s.rdb, err = openSQLite(dsn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("alarmstore: open %s: %w", redact(dsn), err)
+	}
+	return s, nil
+}
+
+// openSQLite opens the writer and the readers of the file at path.
+func openSQLite(path string) (db, rdb *sql.DB, err error) {
 	// One writer (Run): one connection means no lock contention between
 	// batches. Reports read through connections of their own, which see
 	// committed batches (WAL) and never write.
-	db, err := schema.Open(path, migrations)
+	db, err = schema.Open(path, migrations)
 	if err != nil {
-		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
+		return nil, nil, err
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "query_only(1)")
-	rdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	rdb, err = sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("alarmstore: open %s: %w", path, err)
+		return nil, nil, errors.Join(err, db.Close())
 	}
 	rdb.SetMaxOpenConns(2)
-	return &Store{db: db, rdb: rdb, log: logger, queue: make(chan entry, queueSize)}, nil
+	return db, rdb, nil
 }
 
 // Close closes the database. Call it after Run has returned.
 func (s *Store) Close() error {
-	if err := errors.Join(s.rdb.Close(), s.db.Close()); err != nil {
+	err := s.db.Close()
+	if s.rdb != s.db {
+		err = errors.Join(s.rdb.Close(), err)
+	}
+	if err != nil {
 		return fmt.Errorf("alarmstore: close: %w", err)
 	}
 	return nil
@@ -159,7 +219,8 @@ func (s *Store) flush(batch []entry) {
 }
 
 // write commits one batch: every transition, and each alarm's row once,
-// as it is after its last transition in the batch.
+// as it is after its last transition in the batch, and raises the id
+// sequence of each prefix in it.
 func (s *Store) write(ctx context.Context, batch []entry) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -167,83 +228,39 @@ func (s *Store) write(ctx context.Context, batch []entry) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	last := map[string]alarm.Alarm{}
-	var next uint64
+	next := map[string]uint64{} // by id prefix
+	insert := s.dialect.sql(insertTransition)
 	for _, e := range batch {
 		t := e.t
-		if _, err := tx.ExecContext(ctx, insertTransition, e.a.ID, ns(t.At), t.Who, string(t.Action), string(t.From), string(t.To), t.Note); err != nil {
+		if _, err := tx.ExecContext(ctx, insert, e.a.ID, ns(t.At), t.Who, string(t.Action), string(t.From), string(t.To), t.Note); err != nil {
 			return fmt.Errorf("alarmstore: insert transition of %s: %w", e.a.ID, err)
 		}
 		last[e.a.ID] = e.a
-		if n, ok := alarm.IDSeq(e.a.ID); ok {
-			next = max(next, n+1)
+		if prefix, n, ok := splitID(e.a.ID); ok {
+			next[prefix] = max(next[prefix], n+1)
 		}
 	}
-	for _, a := range last {
-		if _, err := tx.ExecContext(ctx, upsertAlarm, alarmArgs(a)...); err != nil {
-			return fmt.Errorf("alarmstore: upsert alarm %s: %w", a.ID, err)
+	// Rows in a fixed order: two hubs writing the same rows (one taking
+	// over from the other) then lock them in the same order, never in a
+	// deadlock.
+	ids := slices.Sorted(maps.Keys(last))
+	upsert := s.dialect.sql(upsertAlarm)
+	for _, id := range ids {
+		a := last[id]
+		if _, err := tx.ExecContext(ctx, upsert, alarmArgs(a, s.partition(a))...); err != nil {
+			return fmt.Errorf("alarmstore: upsert alarm %s: %w", id, err)
 		}
 	}
-	if next > 0 {
-		if _, err := tx.ExecContext(ctx, raiseNextID, next); err != nil {
-			return fmt.Errorf("alarmstore: next id: %w", err)
+	raise := s.dialect.sql(raiseNextSeq)
+	for _, prefix := range slices.Sorted(maps.Keys(next)) {
+		if _, err := tx.ExecContext(ctx, raise, prefix, next[prefix]); err != nil {
+			return fmt.Errorf("alarmstore: next id of %s: %w", prefix, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("alarmstore: commit: %w", err)
 	}
 	return nil
-}
-
-// Load returns the alarms to restore: every open one and the closed most
-// recent closed ones, with their trails, and the sequence number of the
-// next alarm id. Closed alarms beyond that stay in the database as history.
-func (s *Store) Load(closed int) (alarms []alarm.Alarm, trails map[string][]alarm.Transition, next uint64, err error) {
-	ctx := context.Background()
-	rows, err := s.db.QueryContext(ctx, selectAlarms, closed)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("alarmstore: load alarms: %w", err)
-	}
-	for rows.Next() {
-		a, err := scanAlarm(rows)
-		if err != nil {
-			rows.Close()
-			return nil, nil, 0, fmt.Errorf("alarmstore: load alarms: %w", err)
-		}
-		alarms = append(alarms, a)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, nil, 0, fmt.Errorf("alarmstore: load alarms: %w", err)
-	}
-
-	trails = make(map[string][]alarm.Transition, len(alarms))
-	rows, err = s.db.QueryContext(ctx, selectTransitions, closed)
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("alarmstore: load transitions: %w", err)
-	}
-	for rows.Next() {
-		var (
-			id, who, act, from, to, note string
-			at                           int64
-		)
-		if err := rows.Scan(&id, &at, &who, &act, &from, &to, &note); err != nil {
-			rows.Close()
-			return nil, nil, 0, fmt.Errorf("alarmstore: load transitions: %w", err)
-		}
-		trails[id] = append(trails[id], alarm.Transition{
-			At: tm(at), Who: who, Action: alarm.Action(act), From: alarm.State(from), To: alarm.State(to), Note: note,
-		})
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, nil, 0, fmt.Errorf("alarmstore: load transitions: %w", err)
-	}
-
-	var n int64
-	switch err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'next_id'`).Scan(&n); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return nil, nil, 0, fmt.Errorf("alarmstore: load next id: %w", err)
-	}
-	return alarms, trails, uint64(n), nil
 }
 
 // ns stores a time as Unix nanoseconds; the zero time (unset) is 0.

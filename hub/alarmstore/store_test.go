@@ -3,6 +3,7 @@ package alarmstore
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,14 +19,41 @@ import (
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
+// backend is an engine the store runs on; db makes a fresh, empty
+// database of it and returns what Open takes.
+type backend struct {
+	name string
+	db   func(t *testing.T) string
+}
+
+var backends = []backend{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "alarms.db") }},
+	{"postgres", func(t *testing.T) string { return testenv.Postgres(t) }},
+}
+
+// eachBackend runs test once on each engine, each time on a fresh
+// database.
+func eachBackend(t *testing.T, test func(t *testing.T, db string)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.db(t)) })
+	}
+}
+
 func open(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(path, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	return openWith(t, path, Options{})
+}
+
+func openWith(t *testing.T, db string, opts Options) *Store {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	s, err := OpenWith(db, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -65,8 +93,9 @@ func sample(i, j int) (alarm.Alarm, alarm.Transition) {
 	return a, tr
 }
 
-func TestRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.db")
+func TestRoundTrip(t *testing.T) { eachBackend(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, path string) {
 	s := open(t, path)
 	stop := run(t, s)
 	const alarms, each = 50, 30
@@ -114,8 +143,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestLoadKeepsRecentClosed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.db")
+func TestLoadKeepsRecentClosed(t *testing.T) { eachBackend(t, testLoadKeepsRecentClosed) }
+
+func testLoadKeepsRecentClosed(t *testing.T, path string) {
 	s := open(t, path)
 	stop := run(t, s)
 	for i := 1; i <= 5; i++ {
@@ -157,12 +187,13 @@ type clock struct{ now time.Time }
 
 func (c *clock) Now() time.Time { return c.now }
 
-func TestEngineRestore(t *testing.T) {
+func TestEngineRestore(t *testing.T) { eachBackend(t, testEngineRestore) }
+
+func testEngineRestore(t *testing.T, path string) {
 	rs, err := alarm.ParseRules([]byte(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "alarms.db")
 	s := open(t, path)
 	stop := run(t, s)
 	clk := &clock{now: t0}
@@ -224,10 +255,14 @@ func TestEngineRestore(t *testing.T) {
 	}
 }
 
-func TestOpenMigratesEmptyDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.db")
-	if err := os.WriteFile(path, nil, 0o600); err != nil { // an empty file is an empty database
-		t.Fatal(err)
+func TestOpenMigratesEmptyDatabase(t *testing.T) { eachBackend(t, testOpenMigratesEmptyDatabase) }
+
+func testOpenMigratesEmptyDatabase(t *testing.T, path string) {
+	sqlite := !isPostgres(path)
+	if sqlite {
+		if err := os.WriteFile(path, nil, 0o600); err != nil { // an empty file is an empty database
+			t.Fatal(err)
+		}
 	}
 	for range 2 { // the second open finds the schema current
 		s := open(t, path)
@@ -238,9 +273,11 @@ func TestOpenMigratesEmptyDatabase(t *testing.T) {
 		if v != len(migrations) || n != len(migrations) {
 			t.Errorf("schema version %d with %d rows, want %d", v, n, len(migrations))
 		}
-		var mode string
-		if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-			t.Errorf("journal_mode %q (%v), want wal", mode, err)
+		if sqlite {
+			var mode string
+			if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+				t.Errorf("journal_mode %q (%v), want wal", mode, err)
+			}
 		}
 		s.Close()
 	}
@@ -252,26 +289,45 @@ func TestOpenErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte(strings.Repeat("this is not SQLite\n", 500)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for name, path := range map[string]string{
-		"garbage":   garbage,
-		"directory": dir,
-		"no parent": filepath.Join(dir, "missing", "alarms.db"),
+	for name, path := range map[string]func(t *testing.T) string{
+		"garbage":   func(*testing.T) string { return garbage },
+		"directory": func(*testing.T) string { return dir },
+		"no parent": func(*testing.T) string { return filepath.Join(dir, "missing", "alarms.db") },
+		"postgres unreachable": func(t *testing.T) string {
+			return fmt.Sprintf("postgres://postgres:secret@127.0.0.1:%d/alarms", testenv.FreePort(t))
+		},
+		"postgres newer schema": func(t *testing.T) string {
+			db := testenv.Postgres(t)
+			open(t, db).Close()
+			c, err := sql.Open("pgx", db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Exec(`INSERT INTO schema_version (version) VALUES ($1)`, len(migrations)+1); err != nil {
+				t.Fatal(err)
+			}
+			return db
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			path := path(t)
 			s, err := Open(path, slog.Default())
 			if err == nil {
 				s.Close()
 				t.Fatal("no error")
 			}
-			if !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q does not name the path", err)
+			if !strings.Contains(err.Error(), redact(path)) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q does not name the path without its password", err)
 			}
 		})
 	}
 }
 
-func TestRecordDropsWhenFull(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "alarms.db"))
+func TestRecordDropsWhenFull(t *testing.T) { eachBackend(t, testRecordDropsWhenFull) }
+
+func testRecordDropsWhenFull(t *testing.T, path string) {
+	s := open(t, path)
 	defer s.Close()
 	s.queue = make(chan entry, 2) // no Run: nothing drains it
 	a, tr := sample(1, 1)
@@ -315,8 +371,9 @@ func crashVictim(path string) {
 	}
 }
 
-func TestCrash(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "alarms.db")
+func TestCrash(t *testing.T) { eachBackend(t, testCrash) }
+
+func testCrash(t *testing.T, path string) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "ALARMSTORE_CRASH_DB="+path)
 	out, err := cmd.StdoutPipe()
@@ -352,8 +409,10 @@ func TestCrash(t *testing.T) {
 	if n < acked {
 		t.Errorf("%d transitions in the database, %d were acknowledged as written", n, acked)
 	}
-	if err := s.db.QueryRow(`PRAGMA integrity_check`).Scan(new(string)); err != nil {
-		t.Fatal(err)
+	if !isPostgres(path) {
+		if err := s.db.QueryRow(`PRAGMA integrity_check`).Scan(new(string)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Whole batches only: the transitions are exactly the first n recorded,
 	// and every alarm row is as of its last stored transition.
