@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to read the shared store
+
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/cluster"
 	"github.com/citywatch/citywatch/hub/console"
 	"github.com/citywatch/citywatch/hub/fleet"
@@ -24,22 +28,35 @@ import (
 // from the stream, commands through NATS's MQTT listener.
 func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubProcess {
 	t.Helper()
+	return sharedClusterHub(t, natsURLs, mqttURL, id, replicas, "")
+}
+
+// sharedClusterHub is clusterHub with the hubs' shared alarm store on
+// PostgreSQL at pgURL ("" for none).
+func sharedClusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int, pgURL string) *hubProcess {
+	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startHubProcess(t, hubProcessOptions{brokerURL: mqttURL,
-		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d}\nalarms: {rules: %q}\n", natsURLs, id, replicas, rules),
-		env:  []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}})
+		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d, postgres_url: %q}\nalarms: {rules: %q}\n",
+			natsURLs, id, replicas, pgURL, rules),
+		env: []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}})
 }
 
 // runCity runs a simulated city of 8 agents against brokerURLs until the
 // test ends, and lists its devices (all) and which agent each camera has.
 func runCity(t *testing.T, brokerURLs string) (world *sim.Sim, all []string, agentOf map[string]string) {
 	t.Helper()
+	return runCityOf(t, brokerURLs, sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80}, time.Second)
+}
+
+// runCityOf is runCity of another size, reporting every interval.
+func runCityOf(t *testing.T, brokerURLs string, city sim.CityOptions, interval time.Duration) (world *sim.Sim, all []string, agentOf map[string]string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{BrokerURL: brokerURLs, City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80},
-		Interval: time.Second, Logger: testLogger(t)})
+	world, err := sim.New(sim.Options{BrokerURL: brokerURLs, City: city, Interval: interval, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,25 +140,41 @@ func partitionsOf(h *hubProcess) (map[int]bool, error) {
 	return out, nil
 }
 
-// alarmsOn lists the open alarms a hub has for a device.
+// alarmsOn counts the open alarms a hub has for a device.
 func alarmsOn(h *hubProcess, device string) (int, error) {
-	var as struct{ Total int }
-	err := h.get("api/alarms?device="+device, &as)
-	return as.Total, err
+	as, err := alarmListOn(h, device)
+	return len(as), err
 }
 
-// Two hub processes share a simulated city through NATS JetStream: the
-// agents speak MQTT to NATS's MQTT listener; each hub owns some of the
-// stream's partitions and follows the others, so both consoles show the
-// whole city, while only a device's owner raises its alarms. Then the
-// owner of a failed camera's agent is killed with SIGKILL: the other
-// takes its partitions over from the stream — it already knows their
-// agents — raises the failed camera's alarm, and follows a camera failing
-// after the kill.
+// alarmListOn lists the open alarms a hub has for a device.
+func alarmListOn(h *hubProcess, device string) ([]alarm.Alarm, error) {
+	var as console.AlarmList
+	err := h.get("api/alarms?device="+device, &as)
+	return as.Alarms, err
+}
+
+// alarmOn reads one alarm and its trail from a hub.
+func alarmOn(h *hubProcess, id string) (alarm.Alarm, []alarm.Transition, error) {
+	var detail console.AlarmDetail
+	err := h.get("api/alarms/"+id, &detail)
+	return detail.Alarm, detail.History, err
+}
+
+// Two hub processes share a simulated city through NATS JetStream and
+// their alarms through PostgreSQL: the agents speak MQTT to NATS's MQTT
+// listener; each hub owns some of the stream's partitions and follows the
+// others, so both consoles show the whole city. A device's owner alone
+// raises its alarm, and both consoles show that one alarm; an operator on
+// the other hub acknowledges it, and the owner's console shows it
+// acknowledged. Then the owner is killed with SIGKILL: the other takes its
+// partitions over from the stream — it already knows their agents — and
+// carries the same alarm on (one alarm, its trail in order, one row in the
+// shared store), and raises that of a camera failing after the kill.
 func TestClusterFailOver(t *testing.T) {
 	const partitions = 16
 	srv := testenv.NATS(t)
-	hubA, hubB := clusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1), clusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1)
+	pg := testenv.Postgres(t)
+	hubA, hubB := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg), sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg)
 	world, all, agentOf := runCity(t, srv.MQTTURL())
 
 	// Steady state: both hubs show every device online; the partitions
@@ -186,22 +219,48 @@ func TestClusterFailOver(t *testing.T) {
 		return ds[id].Status
 	}
 
-	// A camera of hub-b's fails: both consoles show it, hub-b alone alarms.
+	// A camera of hub-b's fails: both consoles show it and its one alarm,
+	// which hub-b raised.
 	first, second := camerasOfB[0], camerasOfB[1]
 	if err := world.Fault(sim.Fault{Device: first, Fault: sim.FaultOffline}); err != nil {
 		t.Fatal(err)
 	}
+	var raised alarm.Alarm
 	eventually(t, 30*time.Second, func() error {
 		if a, b := status(hubA, first), status(hubB, first); a != wire.StatusOffline || b != wire.StatusOffline {
 			return fmt.Errorf("%s is %s on hub-a, %s on hub-b", first, a, b)
 		}
-		if n, err := alarmsOn(hubB, first); err != nil || n != 1 {
-			return fmt.Errorf("hub-b has %d alarms for %s (%v)", n, first, err)
+		onB, err := alarmListOn(hubB, first)
+		if err != nil || len(onB) != 1 {
+			return fmt.Errorf("hub-b has %d alarms for %s (%v)", len(onB), first, err)
 		}
+		onA, err := alarmListOn(hubA, first)
+		if err != nil || len(onA) != 1 || onA[0].ID != onB[0].ID {
+			return fmt.Errorf("hub-a shows %+v for %s, hub-b %s (%v)", onA, first, onB[0].ID, err)
+		}
+		raised = onB[0]
 		return nil
 	})
-	if n, err := alarmsOn(hubA, first); err != nil || n != 0 {
-		t.Errorf("hub-a, which only follows %s, has %d alarms for it (%v)", first, n, err)
+	if !strings.HasPrefix(raised.ID, "Ahub-b-") {
+		t.Errorf("the alarm %s was not raised by hub-b", raised.ID)
+	}
+
+	// An operator on hub-a acknowledges it; hub-b, which holds it, shows it.
+	acked := time.Now()
+	if code, body := hubA.api.post(t, "api/alarms/"+raised.ID+"/ack", `{"note":"on it from hub-a"}`); code != 200 {
+		t.Fatalf("ack on hub-a of hub-b's alarm: %d %s", code, body)
+	}
+	var ackTook time.Duration
+	eventually(t, 10*time.Second, func() error {
+		a, _, err := alarmOn(hubB, raised.ID)
+		if err != nil || a.State != alarm.ActiveAck {
+			return fmt.Errorf("hub-b shows %s as %s (%v)", raised.ID, a.State, err)
+		}
+		ackTook = time.Since(acked)
+		return nil
+	})
+	if a, _, err := alarmOn(hubA, raised.ID); err != nil || a.State != alarm.ActiveAck || a.AckedBy != "token:e2e-admin" {
+		t.Errorf("hub-a shows %s as %s acked by %q after its own ack (%v)", raised.ID, a.State, a.AckedBy, err)
 	}
 
 	// hub-b dies.
@@ -231,7 +290,39 @@ func TestClusterFailOver(t *testing.T) {
 		}
 		return nil
 	})
+	// The first camera's alarm is the one hub-b raised, acknowledged, with
+	// its trail in order — and nowhere twice.
+	a, trail, err := alarmOn(hubA, raised.ID)
+	if err != nil || a.State != alarm.ActiveAck {
+		t.Fatalf("after the take-over hub-a shows %s as %s (%v)", raised.ID, a.State, err)
+	}
+	var acts []alarm.Action
+	for _, tr := range trail {
+		acts = append(acts, tr.Action)
+	}
+	if len(acts) < 2 || acts[0] != alarm.ActRaise || acts[1] != alarm.ActAck || trail[1].Note != "on it from hub-a" {
+		t.Errorf("trail of %s after the take-over: %v, want raise then hub-a's ack", raised.ID, acts)
+	}
+	if rows := storedAlarms(t, pg, first); rows != 1 {
+		t.Errorf("the shared store holds %d alarms for %s, want exactly 1", rows, first)
+	}
 	reason, _ := ownedBy(hubA)
-	t.Logf("hub-a owned all %d partitions %v after the kill (lease TTL %v) and raised both cameras' alarms; %s",
-		partitions, took.Round(100*time.Millisecond), cluster.DefaultTTL, reason)
+	t.Logf("an ack on hub-a showed on hub-b %v later; hub-a owned all %d partitions %v after the kill (lease TTL %v), "+
+		"carried hub-b's alarm on and raised the second camera's; %s",
+		ackTook.Round(time.Millisecond), partitions, took.Round(100*time.Millisecond), cluster.DefaultTTL, reason)
+}
+
+// storedAlarms counts the alarms of a device in the shared store.
+func storedAlarms(t *testing.T, pgURL, device string) int {
+	t.Helper()
+	db, err := sql.Open("pgx", pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM alarms WHERE device = $1`, device).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/alarmstore"
+	"github.com/citywatch/citywatch/hub/alarmview"
 	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/broker"
@@ -74,20 +75,23 @@ type App struct {
 	// replace; nil without TLS or with a self-signed one.
 	httpCert, mqttCert *certificate
 	alarmDB            *alarmstore.Store // nil without alarms.db; opened by Run
-	notifier           *notify.Notifier
-	console            *console.Server
-	router             *auth.Router
-	audit              *audit.Log
-	idStore            *identity.SQLiteStore
-	history            *history.History // device transitions and availability reports
-	agentDrops         *agentDrops      // what agents say they lost
-	coverage           *coverage.Model
-	workDB             *workorder.SQLiteStore
-	work               *workorder.Manager
-	handoverDB         *handover.Store
-	handover           *handover.Service
-	identity           *identity.Service
-	hubCred            broker.Credential // the hub's own login on the embedded broker
+	// alarmView is the cluster's alarms as one (nil without a cluster):
+	// this hub's engine and what the other hubs announce.
+	alarmView  *alarmview.View
+	notifier   *notify.Notifier
+	console    *console.Server
+	router     *auth.Router
+	audit      *audit.Log
+	idStore    *identity.SQLiteStore
+	history    *history.History // device transitions and availability reports
+	agentDrops *agentDrops      // what agents say they lost
+	coverage   *coverage.Model
+	workDB     *workorder.SQLiteStore
+	work       *workorder.Manager
+	handoverDB *handover.Store
+	handover   *handover.Service
+	identity   *identity.Service
+	hubCred    broker.Credential // the hub's own login on the embedded broker
 
 	ready     chan struct{}
 	brokerURL string // set before ready closes
@@ -156,12 +160,16 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: a.windows,
+		IDPrefix: alarmIDPrefix(cfg.Cluster),
 		// Called in the engine's order, so the database never has an
-		// older row over a newer one. alarmDB is set before any change
-		// can reach the engine.
+		// older row over a newer one. alarmDB and alarmView are set
+		// before any change can reach the engine.
 		OnTransition: func(al alarm.Alarm, t alarm.Transition) {
 			if a.alarmDB != nil {
 				a.alarmDB.Record(al, t)
+			}
+			if a.alarmView != nil {
+				a.alarmView.Record(al, t)
 			}
 		}})
 	hooks, err := webhooks(cfg.Alarms.Webhooks)
@@ -224,6 +232,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		a.alarmView, err = alarmview.New(alarmview.Config{NATSURL: c.NATSURL, Hub: c.HubID, Partitions: c.Partitions, Partition: cluster.Partition},
+			alarmview.Deps{Engine: a.alarms, Log: log,
+				// console is made below, before anything runs.
+				OnEvent: func(ev alarm.Event) { a.console.PublishAlarm(ev) }})
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	if a.broker == nil {
 		// With the embedded broker the URL is known only once it listens,
@@ -250,7 +265,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		MaxShelve: cfg.Alarms.MaxShelve,
 	}, console.Deps{
 		Log: log, Fleet: a.fleet, History: a.store, Assets: a.history, Health: a.health, Metrics: a.metrics, UI: ui.FS(),
-		Router: a.router, Audit: a.audit, Alarms: a.alarms, SessionActive: a.identity.SessionActive,
+		Router: a.router, Audit: a.audit, Alarms: a.consoleAlarms(), SessionActive: a.identity.SessionActive,
 	})
 	if err != nil {
 		return nil, err
@@ -637,30 +652,79 @@ func maintenanceWindows(cfg []config.Maintenance) (maintenance.Windows, error) {
 }
 
 // openAlarms opens the alarm database and puts its alarms back into the
-// engine, before any fleet change can reach it.
+// engine, before any fleet change can reach it. A hub of a cluster with
+// cluster.postgres_url shares that database with the others: its engine
+// starts empty and takes the alarms of the partitions it comes to own
+// (ownPartitions), and only the next id of its own prefix is read.
 func (a *App) openAlarms() error {
-	if a.cfg.Alarms.DB == "" {
+	dsn, name, shared := a.cfg.Alarms.DB, "alarms.db "+a.cfg.Alarms.DB, a.cfg.Cluster.PostgresURL != ""
+	if shared {
+		dsn, name = string(a.cfg.Cluster.PostgresURL), "cluster.postgres_url"
+	}
+	if dsn == "" {
 		a.log.Warn("no alarms.db configured: alarms are kept in memory and lost on restart")
 		return nil
 	}
-	st, err := alarmstore.Open(a.cfg.Alarms.DB, a.log)
+	n := a.cfg.Cluster.Partitions
+	st, err := alarmstore.OpenWith(dsn, alarmstore.Options{Logger: a.log,
+		Partition: func(al alarm.Alarm) int { return alarmPartition(al, n) }})
 	if err != nil {
 		return err
 	}
-	alarms, trails, next, err := st.Load(keepClosed)
+	var alarms []alarm.Alarm
+	var trails map[string][]alarm.Transition
+	var next uint64
+	if shared {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		next, err = st.NextID(ctx, alarmIDPrefix(a.cfg.Cluster))
+		cancel()
+	} else {
+		alarms, trails, next, err = st.Load(keepClosed)
+	}
 	if err == nil {
 		err = a.alarms.Restore(alarms, trails, next)
 	}
 	if err != nil {
-		return errors.Join(fmt.Errorf("alarms.db %s: %w", a.cfg.Alarms.DB, err), st.Close())
+		return errors.Join(fmt.Errorf("%s: %w", name, err), st.Close())
 	}
 	a.alarmDB = st
+	if a.alarmView != nil && shared {
+		a.alarmView.UseStore(st)
+	}
 	a.metrics.GaugeFunc("citywatch_alarmdb_transitions_written", "Alarm transitions committed to the alarm database since start.",
 		func() float64 { return float64(st.Written()) })
 	a.metrics.GaugeFunc("citywatch_alarmdb_transitions_dropped", "Alarm transitions lost: queue full or a failed write.",
 		func() float64 { return float64(st.Dropped()) })
-	a.log.Info("alarms restored", "db", a.cfg.Alarms.DB, "alarms", len(alarms))
+	a.log.Info("alarms restored", "db", name, "alarms", len(alarms))
 	return nil
+}
+
+// alarmIDPrefix starts the ids of this hub's alarms: "A" alone, "A<hub>-"
+// in a cluster, where the hubs share one alarm store.
+func alarmIDPrefix(c config.Cluster) string {
+	if !c.Enabled() {
+		return ""
+	}
+	return "A" + c.HubID + "-"
+}
+
+// alarmPartition is the partition an alarm's agent is in; alarms of no
+// agent (the hub's own notices) stay with the hub that raised them, in
+// partition -1.
+func alarmPartition(al alarm.Alarm, partitions int) int {
+	if al.Agent == "" || partitions < 1 {
+		return -1
+	}
+	return cluster.Partition(al.Agent, partitions)
+}
+
+// consoleAlarms is what the console lists and acts on: the cluster's
+// alarms, or this hub's engine's on its own.
+func (a *App) consoleAlarms() console.Alarms {
+	if a.alarmView != nil {
+		return a.alarmView
+	}
+	return a.alarms
 }
 
 // reconcileAlarms re-evaluates restored alarms against the live state once
@@ -703,7 +767,7 @@ func (a *App) health() console.HealthReport {
 		r["mqtt"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "not connected to the MQTT broker " + a.brokerURL}
 	}
 	if a.cluster != nil {
-		r["cluster"] = clusterHealth(a.cluster.Status())
+		r["cluster"] = clusterHealth(a.cluster.Status(), a.alarmView.Stats())
 	}
 	if ok, why, since := a.audit.Health(); ok {
 		r["audit"] = console.ComponentHealth{Status: console.HealthOK}
@@ -824,8 +888,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		stage{"ingest", a.ingest.Run},
 	)
 	if a.cluster != nil {
-		// After ingest, which applies what the partitions deliver.
-		stages = append(stages, stage{"cluster", a.cluster.Run})
+		// After ingest, which applies what the partitions deliver, and
+		// the alarm view, which the partitions' owner hands alarms to.
+		stages = append(stages, stage{"alarm-view", a.alarmView.Run}, stage{"cluster", a.cluster.Run})
 	}
 	stages = append(stages,
 		// Live video sends its commands through ingest, so it stops first:
@@ -966,11 +1031,12 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout ti
 	return errors.Join(errs...)
 }
 
-// ownPartitions takes the partitions this hub owns now. The agents of
-// partitions it took over are its own from now on: their alarms are
-// reconciled with their state, which the read view already holds. Those
-// of partitions it gave up are another hub's: their conditions here
-// clear, the owner raises what still holds.
+// ownPartitions takes the partitions this hub owns now. The alarms of
+// partitions it gave up leave its engine without a transition (their new
+// owner carries them on); those of partitions it took over come into it
+// from the shared store, and then their agents' alarms are reconciled with
+// their state, which the read view already holds: an alarm still open
+// goes on, a condition nobody had raised starts its hold.
 func (a *App) ownPartitions(owned []int) {
 	n := a.cfg.Cluster.Partitions
 	now := make([]bool, n)
@@ -978,6 +1044,9 @@ func (a *App) ownPartitions(owned []int) {
 		now[p] = true
 	}
 	was := a.owned.Swap(&now)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	a.alarmView.Own(ctx, owned)
+	cancel()
 	var gained, lost int
 	for _, ag := range a.fleet.Agents() {
 		p := cluster.Partition(ag.ID, n)
@@ -987,7 +1056,6 @@ func (a *App) ownPartitions(owned []int) {
 			a.reconcileAgent(ag)
 			gained++
 		case !now[p] && before:
-			a.alarms.Observe(fleet.Change{Kind: fleet.ChangeInventory, Agent: &ag, Retired: true, At: time.Now()})
 			lost++
 		}
 	}
@@ -1015,15 +1083,17 @@ func (a *App) followed(c fleet.Change) bool {
 
 // clusterHealth is the cluster's component of /healthz: failing until the
 // hub reaches NATS and its stream, then what it holds.
-func clusterHealth(st cluster.Status) console.ComponentHealth {
+func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealth {
 	if !st.Ready {
 		return console.ComponentHealth{Status: console.HealthFailing, Reason: "hub " + st.Hub + ": not connected to NATS or the agents' stream not ready"}
 	}
 	c := st.Consumers
 	h := console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; "+
-		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d",
-		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors)}
-	if c.BadSubject > 0 {
+		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d; "+
+		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d",
+		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
+		av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
+	if c.BadSubject > 0 || av.Dropped > 0 {
 		// Each was logged when dropped; the count stays in sight.
 		h.Status = console.HealthDegraded
 	}

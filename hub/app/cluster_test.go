@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/citywatch/citywatch/hub/alarmview"
 	"github.com/citywatch/citywatch/hub/cluster"
 	"github.com/citywatch/citywatch/hub/console"
 )
@@ -12,16 +13,22 @@ import (
 // there, then what the hub holds and did, degraded while messages outside
 // the contract have been dropped.
 func TestClusterHealth(t *testing.T) {
-	if h := clusterHealth(cluster.Status{Hub: "hub-a"}); h.Status != console.HealthFailing {
+	if h := clusterHealth(cluster.Status{Hub: "hub-a"}, alarmview.Stats{}); h.Status != console.HealthFailing {
 		t.Errorf("not ready: %+v", h)
 	}
 	st := cluster.Status{Hub: "hub-a", Ready: true, Owned: []int{0, 3}, Consumers: cluster.ConsumerStats{Applied: 7, Followed: 5}}
-	if h := clusterHealth(st); h.Status != console.HealthOK || !strings.Contains(h.Reason, "consumes 2 partitions [0 3]") ||
-		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") {
+	av := alarmview.Stats{Remote: 4, Applied: 9, Announced: 3}
+	if h := clusterHealth(st, av); h.Status != console.HealthOK || !strings.Contains(h.Reason, "consumes 2 partitions [0 3]") ||
+		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") ||
+		!strings.Contains(h.Reason, "alarms of other hubs in view 4, their changes applied 9") {
 		t.Errorf("ready: %+v", h)
 	}
 	st.Consumers.BadSubject = 2
-	if h := clusterHealth(st); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "dropped outside the contract 2") {
+	if h := clusterHealth(st, av); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "dropped outside the contract 2") {
 		t.Errorf("after drops: %+v", h)
+	}
+	st.Consumers.BadSubject, av.Dropped = 0, 1
+	if h := clusterHealth(st, av); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "not announced 1") {
+		t.Errorf("after an announcement was lost: %+v", h)
 	}
 }

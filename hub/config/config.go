@@ -83,6 +83,12 @@ type Cluster struct {
 	LeaseTTL  time.Duration `yaml:"lease_ttl"`
 	Replicas  int           `yaml:"replicas"`
 	Retention time.Duration `yaml:"retention"`
+	// PostgresURL is the alarm store the hubs share
+	// (postgres://user:pass@host/db): alarms and their trails outlive any
+	// hub, and a hub taking a dead one's partitions over carries its open
+	// alarms on. Without it each hub keeps its alarms in alarms.db, and
+	// those of a dead hub are taken over only as it last announced them.
+	PostgresURL Secret `yaml:"postgres_url"`
 }
 
 // Enabled reports whether the hub runs as part of a cluster.
@@ -494,6 +500,9 @@ func (c Config) Validate() error {
 		}
 		if c.Cluster.HubID == "" {
 			bad("cluster.hub_id", "required in a cluster: a stable name unique among the hubs")
+		}
+		if u := string(c.Cluster.PostgresURL); u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+			bad("cluster.postgres_url", "want postgres://user:password@host:5432/database")
 		}
 	}
 	if c.Influx.Enabled() {

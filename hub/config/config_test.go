@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -259,5 +261,38 @@ func TestClusterValidated(t *testing.T) {
 	cfg, err := Parse([]byte("cluster: {nats_url: nats://127.0.0.1:4222, hub_id: hub-1}\n"), noEnv)
 	if err != nil || !cfg.Cluster.Enabled() || cfg.Cluster.Partitions != 64 {
 		t.Errorf("a good cluster section: %+v %v", cfg.Cluster, err)
+	}
+	_, err = Parse([]byte("cluster: {nats_url: nats://127.0.0.1:4222, hub_id: hub-1, postgres_url: 'mysql://x'}\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "cluster.postgres_url") {
+		t.Errorf("a postgres_url that is not one: %v", err)
+	}
+	env := func(k string) (string, bool) {
+		return "postgres://cw:s3cret@db:5432/citywatch", k == "CITYWATCH_CLUSTER_POSTGRES_URL"
+	}
+	cfg, err = Parse([]byte("cluster: {nats_url: nats://127.0.0.1:4222, hub_id: hub-1}\n"), env)
+	if err != nil || string(cfg.Cluster.PostgresURL) != "postgres://cw:s3cret@db:5432/citywatch" || strings.Contains(fmt.Sprint(cfg.Cluster), "s3cret") {
+		t.Errorf("postgres_url from the environment: %v, %v", cfg.Cluster, err)
+	}
+}
+
+// TestClusterExamples keeps the cluster layout of docs/operations.md
+// working: the hub's file loads and is a clustered hub's, and the NATS
+// node's file is one nats-server accepts, with JetStream, a cluster and
+// the MQTT listener the agents need.
+func TestClusterExamples(t *testing.T) {
+	cfg, err := Load("../../configs/cluster/hub-a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Cluster.Enabled() || cfg.Broker.Enabled || cfg.Cluster.Replicas != 3 || strings.Count(cfg.Cluster.NATSURL, ",") != 2 {
+		t.Errorf("hub-a.yaml is not a clustered hub on three NATS nodes: %+v", cfg.Cluster)
+	}
+	opts, err := server.ProcessConfigFile("../../configs/cluster/nats-1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || opts.Cluster.Name != "citywatch" || len(opts.Routes) != 3 || opts.MQTT.Port != 1883 || opts.ServerName == "" {
+		t.Errorf("nats-1.conf: jetstream %v, cluster %q, routes %d, mqtt port %d, server name %q",
+			opts.JetStream, opts.Cluster.Name, len(opts.Routes), opts.MQTT.Port, opts.ServerName)
 	}
 }

@@ -23,8 +23,9 @@ import (
 )
 
 // Alarms is what the console reads of the alarms and how operators act on
-// them (hub/alarm's Engine). Actions fail with alarm.ErrNotFound or
-// alarm.ErrInvalid, which the API answers with 404 and 409.
+// them (hub/alarm's Engine, or hub/alarmview's View in a cluster).
+// Actions fail with alarm.ErrNotFound, alarm.ErrInvalid or
+// alarm.ErrUnavailable, which the API answers with 404, 409 and 503.
 type Alarms interface {
 	Alarms(alarm.Filter) []alarm.Alarm
 	Alarm(id string) (alarm.Alarm, []alarm.Transition, bool)
@@ -401,6 +402,8 @@ func applyAction[B actionRequest](s *Server, r *http.Request, action, id string,
 		return alarm.Alarm{}, http.StatusBadRequest, err.Error()
 	case errors.Is(err, alarm.ErrInvalid):
 		return alarm.Alarm{}, http.StatusConflict, err.Error()
+	case errors.Is(err, alarm.ErrUnavailable):
+		return alarm.Alarm{}, http.StatusServiceUnavailable, err.Error()
 	case err != nil:
 		s.log.Error("alarm action failed", "alarm", id, "err", err)
 		return alarm.Alarm{}, http.StatusInternalServerError, "internal error"
