@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -654,8 +655,8 @@ func maintenanceWindows(cfg []config.Maintenance) (maintenance.Windows, error) {
 // openAlarms opens the alarm database and puts its alarms back into the
 // engine, before any fleet change can reach it. A hub of a cluster with
 // cluster.postgres_url shares that database with the others: its engine
-// starts empty and takes the alarms of the partitions it comes to own
-// (ownPartitions), and only the next id of its own prefix is read.
+// starts with its own notices only and takes the alarms of the partitions
+// it comes to own (ownPartitions).
 func (a *App) openAlarms() error {
 	dsn, name, shared := a.cfg.Alarms.DB, "alarms.db "+a.cfg.Alarms.DB, a.cfg.Cluster.PostgresURL != ""
 	if shared {
@@ -675,8 +676,14 @@ func (a *App) openAlarms() error {
 	var trails map[string][]alarm.Transition
 	var next uint64
 	if shared {
+		// The hub's own notices (no agent, partition -1) are no other
+		// hub's to take over: they come back with it.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		next, err = st.NextID(ctx, alarmIDPrefix(a.cfg.Cluster))
+		prefix := alarmIDPrefix(a.cfg.Cluster)
+		if next, err = st.NextID(ctx, prefix); err == nil {
+			alarms, trails, err = st.LoadPartitions(ctx, []int{-1})
+			alarms = slices.DeleteFunc(alarms, func(al alarm.Alarm) bool { return !strings.HasPrefix(al.ID, prefix) })
+		}
 		cancel()
 	} else {
 		alarms, trails, next, err = st.Load(keepClosed)
