@@ -33,7 +33,7 @@ func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubPr
 
 // sharedClusterHub is clusterHub with the hubs' shared alarm store on
 // PostgreSQL at pgURL ("" for none).
-func sharedClusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int, pgURL string) *hubProcess {
+func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string) *hubProcess {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
@@ -49,14 +49,15 @@ func sharedClusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int, 
 // test ends, and lists its devices (all) and which agent each camera has.
 func runCity(t *testing.T, brokerURLs string) (world *sim.Sim, all []string, agentOf map[string]string) {
 	t.Helper()
-	return runCityOf(t, brokerURLs, sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80}, time.Second)
+	return runCityOf(t, sim.Options{BrokerURL: brokerURLs, City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 8, Devices: 80}, Interval: time.Second})
 }
 
-// runCityOf is runCity of another size, reporting every interval.
-func runCityOf(t *testing.T, brokerURLs string, city sim.CityOptions, interval time.Duration) (world *sim.Sim, all []string, agentOf map[string]string) {
+// runCityOf is runCity of another city (o.Logger is the test's).
+func runCityOf(t testing.TB, o sim.Options) (world *sim.Sim, all []string, agentOf map[string]string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	world, err := sim.New(sim.Options{BrokerURL: brokerURLs, City: city, Interval: interval, Logger: testLogger(t)})
+	o.Logger = testLogger(t)
+	world, err := sim.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
