@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/config"
+	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
 
@@ -29,7 +30,7 @@ import (
 // collection, divided by its devices.
 func BenchmarkDeviceMemory(b *testing.B) {
 	c := newMemoryHub(b)
-	before := liveHeap()
+	before := testenv.LiveHeap()
 	c.announce()
 	b.ResetTimer()
 	for b.Loop() {
@@ -39,7 +40,7 @@ func BenchmarkDeviceMemory(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*c.devices()), "ns/sample")
 	c.check()
 	c.drain()
-	b.ReportMetric(float64(liveHeap()-before)/float64(c.devices()), "heap-B/device")
+	b.ReportMetric(float64(testenv.LiveHeap()-before)/float64(c.devices()), "heap-B/device")
 	runtime.KeepAlive(c.city)
 }
 
@@ -65,7 +66,7 @@ func BenchmarkStartPeak(b *testing.B) {
 		p3 := peakLive(c.report)
 		c.check()
 		c.drain()
-		live, n := liveHeap(), float64(c.devices())
+		live, n := testenv.LiveHeap(), float64(c.devices())
 		first += float64(p1-live) / n
 		reconcile += float64(p2-live) / n
 		steady += float64(p3-live) / n
@@ -183,14 +184,6 @@ func queued(hub *App) bool {
 	var text strings.Builder
 	hub.metrics.WriteText(&text)
 	return hub.store.Status().QueueDepth > 0 || !strings.Contains(text.String(), "\ncitywatch_history_queue 0\n")
-}
-
-// liveHeap is the heap in use after a collection.
-func liveHeap() int64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc)
 }
 
 // memoryAgent is one agent of BenchmarkDeviceMemory's city, its messages

@@ -41,19 +41,22 @@ type aoiCell struct {
 	inPolygon bool    // home is the district polygon holding the centre
 }
 
-// names numbers district names: those of the districts file first, in
-// its order, then others as cameras and areas name them.
-type names struct {
-	list  []string
-	index map[string]int32
+// interned numbers values in the order they come: a record that keeps
+// one of a few values keeps its number.
+type interned[T comparable] struct {
+	list  []T
+	index map[T]int32
 }
 
-func (n *names) id(name string) int32 {
-	if k, ok := n.index[name]; ok {
+func (n *interned[T]) id(v T) int32 {
+	if k, ok := n.index[v]; ok {
 		return k
 	}
-	n.index[name] = int32(len(n.list))
-	n.list = append(n.list, name)
+	if n.index == nil {
+		n.index = make(map[T]int32)
+	}
+	n.index[v] = int32(len(n.list))
+	n.list = append(n.list, v)
 	return int32(len(n.list) - 1)
 }
 
@@ -68,7 +71,9 @@ type atlas struct {
 	bucket    map[CellID][]int32
 	aoi       map[CellID]int32 // cell → index in aoiCells
 	aoiCells  []aoiCell
-	names     names
+	// names numbers district names: those of the districts file first,
+	// in its order, then others as cameras and areas name them.
+	names interned[string]
 	// Cells of the districts' polygons and of the areas of interest, by
 	// district and for the whole map, and their weights.
 	staticCells, staticWeight []int64
@@ -111,8 +116,8 @@ func newAtlas(l layers, ref wire.Location, size float64) (*atlas, error) {
 		}
 	}
 	a := &atlas{
-		grid:  grid{proj: newProjection(ref), size: size},
-		names: names{index: map[string]int32{}}, bucket: map[CellID][]int32{}, aoi: map[CellID]int32{},
+		grid:   grid{proj: newProjection(ref), size: size},
+		bucket: map[CellID][]int32{}, aoi: map[CellID]int32{},
 	}
 	cellArea := size * size
 	var estimate [2]float64
@@ -298,15 +303,30 @@ type cellFacts struct {
 	weight int32 // thousandths
 }
 
-func (a *atlas) facts(c CellID) cellFacts {
+func (a *atlas) facts(c CellID) cellFacts { return a.factsOf(a.ref(c)) }
+
+// factsRef is a cell's facts in one word, as the model keeps them: the
+// cell's index in aoiCells when it is in an area of interest, else -2
+// less its district (-1: none), from which the rest follows.
+type factsRef int32
+
+func (a *atlas) ref(c CellID) factsRef {
 	if idx, ok := a.aoi[c]; ok {
-		ac := &a.aoiCells[idx]
-		return cellFacts{home: ac.home, static: true, aoi: idx, weight: ac.weight}
+		return factsRef(idx)
 	}
 	if len(a.districts) > 0 {
 		if h := a.home(a.grid.centre(c)); h >= 0 {
-			return cellFacts{home: h, static: true, aoi: -1, weight: unitWeight}
+			return factsRef(-2 - h)
 		}
 	}
-	return cellFacts{home: -1, aoi: -1, weight: unitWeight}
+	return -1
+}
+
+func (a *atlas) factsOf(f factsRef) cellFacts {
+	if f >= 0 {
+		ac := &a.aoiCells[f]
+		return cellFacts{home: ac.home, static: true, aoi: int32(f), weight: ac.weight}
+	}
+	h := -2 - int32(f)
+	return cellFacts{home: h, static: h >= 0, aoi: -1, weight: unitWeight}
 }

@@ -36,6 +36,18 @@ func camAt(id, district string, x, y, heading, fov, rng float64) fleet.Device {
 // fakeFleet serves a fixed device list.
 type fakeFleet struct{ devices []fleet.Device }
 
+func (f *fakeFleet) DeviceNames(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		for _, d := range f.devices {
+			if d.ID == id {
+				out[i] = d.Name
+			}
+		}
+	}
+	return out
+}
+
 func (f *fakeFleet) DevicesWhere(keep func(district, site string) bool) []fleet.Device {
 	var out []fleet.Device
 	for _, d := range f.devices {
@@ -157,7 +169,11 @@ func cellsOf(m *Model, id string) []CellID {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []CellID
-	for _, ci := range m.cams[m.byID[id]].cells {
+	k, ok := m.byID.get(id)
+	if !ok {
+		return nil
+	}
+	for _, ci := range m.cellsOf(&m.cams[k]) {
 		out = append(out, m.cells[ci].id)
 	}
 	slices.Sort(out)

@@ -123,12 +123,12 @@ type piece struct {
 
 // ledgerCam is a camera the ledger reads.
 type ledgerCam struct {
-	id, name, agent, site, district string
-	dist                            int32
-	cells                           []int32 // local indices of the selected cells it is designed to see
-	ranked                          bool    // in the caller's scope: may be ranked
-	rated                           bool    // counts in its district's online rate
-	pieces                          []piece
+	id, agent, site, district string
+	dist                      int32
+	cells                     []int32 // local indices of the selected cells it is designed to see
+	ranked                    bool    // in the caller's scope: may be ranked
+	rated                     bool    // counts in its district's online rate
+	pieces                    []piece
 	// During the sweep:
 	st    state
 	group int32
@@ -199,6 +199,13 @@ func (m *Model) Ledger(ctx context.Context, q LedgerQuery) (Ledger, error) {
 	}
 	run.sweep()
 	out := run.result()
+	ranked := make([]string, len(out.Cameras))
+	for i := range out.Cameras {
+		ranked[i] = out.Cameras[i].ID
+	}
+	for i, name := range m.deps.Fleet.DeviceNames(ranked) {
+		out.Cameras[i].Name = name
+	}
 	if m.deps.Simulated != nil {
 		if out.Simulated, err = m.deps.Simulated(ctx, q.From, q.To); err != nil {
 			return Ledger{}, fmt.Errorf("coverage: ledger: %w", err)
@@ -225,9 +232,10 @@ func (r *ledgerRun) snapshot() {
 			return i
 		}
 		c := &m.cams[k]
+		pl := m.placeOf(c)
 		i := int32(len(r.cams))
-		r.cams = append(r.cams, ledgerCam{id: c.id, name: c.name, agent: c.agent, site: c.site, district: m.districtName(c.dist), dist: c.dist,
-			ranked: r.q.Scope.Allows(m.districtName(c.dist), c.site)})
+		r.cams = append(r.cams, ledgerCam{id: c.id, agent: pl.agent, site: pl.site, district: m.districtName(c.dist), dist: c.dist,
+			ranked: r.q.Scope.Allows(m.districtName(c.dist), pl.site)})
 		local[k] = i
 		return i
 	}
@@ -250,12 +258,15 @@ func (r *ledgerRun) snapshot() {
 		}
 		r.cams[camIndex(int32(k))].rated = true
 	}
+	// The model counts the cameras of a cell; they list their cells.
+	camsOf := m.camerasOfCells()
 	var buf [8]int32
 	for ci := range m.cells {
 		c := &m.cells[ci]
-		if len(c.cams) == 0 {
+		if c.designed == 0 {
 			continue
 		}
+		cams := camsOf(int32(ci))
 		ds := m.districtsOf(c, buf[:0])
 		visible, inFilter := r.q.Scope.All, r.q.District == ""
 		var counted []int32
@@ -266,15 +277,15 @@ func (r *ledgerRun) snapshot() {
 			}
 			inFilter = inFilter || r.names[d] == r.q.District
 		}
-		for _, k := range c.cams {
-			visible = visible || r.q.Scope.Allows(m.districtName(m.cams[k].dist), m.cams[k].site)
+		for _, k := range cams {
+			visible = visible || r.q.Scope.Allows(m.districtName(m.cams[k].dist), m.placeOf(&m.cams[k]).site)
 		}
 		if !visible || !inFilter {
 			continue
 		}
-		lc := ledgerCell{weight: float64(c.weight) / unitWeight, districts: counted}
+		lc := ledgerCell{weight: float64(m.atlas.factsOf(c.facts).weight) / unitWeight, districts: counted}
 		li := int32(len(r.cells))
-		for _, k := range c.cams {
+		for _, k := range cams {
 			i := camIndex(k)
 			lc.cams = append(lc.cams, i)
 			r.cams[i].cells = append(r.cams[i].cells, li)
@@ -508,7 +519,7 @@ func (r *ledgerRun) result() Ledger {
 	for i := range r.cams {
 		c := &r.cams[i]
 		if c.ranked && c.attributed > 0 {
-			out.Cameras = append(out.Cameras, CameraLedger{ID: c.id, Name: c.name, District: c.district, Site: c.site,
+			out.Cameras = append(out.Cameras, CameraLedger{ID: c.id, District: c.district, Site: c.site,
 				DownHours: round6(c.down / 3600), CellHours: round6(c.attributed / 3600), WeightedCellHours: round6(c.weighted / 3600)})
 		}
 	}

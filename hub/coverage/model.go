@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"os"
@@ -67,6 +68,9 @@ const (
 // Fleet is where the model finds devices (hub/fleet's Registry).
 type Fleet interface {
 	DevicesWhere(keep func(district, site string) bool) []fleet.Device
+	// DeviceNames returns the names of the devices ids, "" for one it
+	// does not know. The model keeps no names: the fleet has them.
+	DeviceNames(ids []string) []string
 }
 
 // History is where the ledger reads camera timelines (hub/history). For
@@ -101,13 +105,23 @@ type Model struct {
 
 	files layers // validated, kept until the grid's reference point is known
 
-	mu       sync.Mutex
-	atlas    *atlas // nil until the reference point is known
-	cams     []camera
-	byID     map[string]int32
-	free     []int32
-	cells    []cell
-	cellAt   map[CellID]int32
+	mu     sync.Mutex
+	atlas  *atlas // nil until the reference point is known
+	cams   []camera
+	byID   table[string] // cams by id
+	free   []int32
+	places interned[place] // the cameras' agents and sites
+	laid   uint32          // cameras laid so far: camera.seq
+	cells  []cell
+	cellAt table[CellID] // cells by id
+	// pool holds every camera's cells, camera.cells a range of it: one
+	// allocation where a slice per camera took a header and a rounded-up
+	// allocation. waste counts the entries no camera lists any more.
+	pool  []int32
+	waste int
+	// mixed are the cells that cameras of more than one district are
+	// designed to see, with those districts (districtsOf).
+	mixed    map[CellID][]run
 	dist     []tally // by district index (atlas.names)
 	aoi      []tally // by area index
 	city     tally   // the districts' and areas' cells, each once
@@ -119,24 +133,71 @@ type Model struct {
 
 // camera is one camera as the model keeps it. Its wedge follows from loc
 // and info, so it is made again when needed rather than kept: a city has
-// a hundred thousand cameras, and reads of wedges are few.
+// a hundred thousand cameras, and reads of wedges are few. What many
+// cameras share (agent and site, status) is kept as a number, and the
+// name is the fleet's (Fleet.DeviceNames).
 type camera struct {
-	id, name, agent, site string
-	status                wire.Status
-	loc                   wire.Location
-	info                  *wire.CameraInfo // shared with the fleet, never modified
-	cells                 []int32          // replaced, never modified: snapshots share it
-	dist                  int32            // the district, an index of the atlas's names
-	used, working         bool
-	seen                  bool // the wedge is laid on the grid
+	id     string
+	loc    wire.Location
+	info   *wire.CameraInfo // shared with the fleet, never modified
+	cells  cellRange        // the cells it is designed to see, in Model.pool
+	dist   int32            // the district, an index of the atlas's names
+	place  int32            // its agent and site, an index of Model.places
+	seq    uint32           // when it was laid on the grid (Model.laid)
+	status uint8            // 1 + its index in wire.Statuses; 0 for any other
+	used   bool
+	seen   bool // the wedge is laid on the grid
 }
 
-// cell is one cell some camera is designed to see, or was.
+// place is a camera's agent and site.
+type place struct{ agent, site string }
+
+// cellRange is a camera's cells: Model.pool[at:at+n].
+type cellRange struct{ at, n int32 }
+
+// cellsOf lists the cells camera c is designed to see.
+func (m *Model) cellsOf(c *camera) []int32 {
+	end := c.cells.at + c.cells.n
+	return m.pool[c.cells.at:end:end]
+}
+
+func statusCode(s wire.Status) uint8 { return uint8(slices.Index(wire.Statuses, s) + 1) }
+
+func (c *camera) statusOf() wire.Status {
+	if c.status == 0 {
+		return ""
+	}
+	return wire.Statuses[c.status-1]
+}
+
+// working reports whether the camera gives usable video.
+func (c *camera) working() bool { return working(c.statusOf()) }
+
+// cell is one cell some camera is designed to see, or was. A city has
+// several times as many as cameras, so it counts the cameras designed to
+// see it, which list their cells, rather than list them too.
 type cell struct {
-	id      CellID
-	cams    []int32 // cameras designed to see it
-	working int32   // how many of them work now
-	cellFacts
+	id       CellID
+	designed int32 // cameras designed to see it
+	working  int32 // how many of them work now
+	facts    factsRef
+	// dist is the district of the cameras designed to see it when they
+	// are all of one, mixedDistricts when of several (Model.mixed), -1
+	// when there are none.
+	dist int32
+}
+
+const mixedDistricts = -2
+
+// run is cameras designed to see a mixed cell, laid one after another
+// and of one district: their number, and the seq of the first (or of
+// the one before the cell became mixed: 0). A mixed cell's runs are in
+// the order the cameras were laid, so they list its districts in the
+// order of the first camera of each, as a list of its cameras would.
+type run struct {
+	dist  int32
+	from  uint32
+	count int32
 }
 
 // tally counts the cells of a district, an area or the city. Weights are
@@ -178,7 +239,10 @@ func New(cfg Config, deps Deps) (*Model, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	m := &Model{cfg: cfg, deps: deps, log: deps.Log.With("component", "coverage"), byID: map[string]int32{}, cellAt: map[CellID]int32{}}
+	m := &Model{cfg: cfg, deps: deps, log: deps.Log.With("component", "coverage")}
+	seed := maphash.MakeSeed()
+	m.byID = newTable(hashString(seed), func(k int32) string { return m.cams[k].id })
+	m.cellAt = newTable(hashCell(seed), func(ci int32) CellID { return m.cells[ci].id })
 	for _, f := range []struct {
 		path string
 		l    layer
@@ -341,7 +405,7 @@ func (m *Model) Apply(c fleet.Change) {
 
 // upsert takes a device's current view.
 func (m *Model) upsert(d *fleet.Device) {
-	k, ok := m.byID[d.ID]
+	k, ok := m.byID.get(d.ID)
 	if d.Kind != wire.KindCamera {
 		if ok {
 			m.remove(d.ID)
@@ -356,14 +420,15 @@ func (m *Model) upsert(d *fleet.Device) {
 			return
 		}
 	}
+	pl := m.places.id(place{d.Agent, d.Site})
 	if ok {
 		c := &m.cams[k]
-		c.name, c.agent, c.site = d.Name, d.Agent, d.Site
+		c.place = pl
 		if c.loc == d.Location && sameView(c.info, d.Camera) && m.districtName(c.dist) == d.District {
-			if w := working(d.Status); w != c.working {
+			if w := working(d.Status); w != c.working() {
 				m.setWorking(k, w)
 			}
-			c.status = d.Status
+			c.status = statusCode(d.Status)
 			return
 		}
 		m.unlay(k)
@@ -374,14 +439,18 @@ func (m *Model) upsert(d *fleet.Device) {
 			k = int32(len(m.cams))
 			m.cams = append(m.cams, camera{})
 		}
-		m.byID[d.ID] = k
+		m.cams[k].id = d.ID // the table reads it
+		m.byID.put(d.ID, k)
 		m.camerasGauge.Add(1)
 	}
-	m.cams[k] = camera{used: true, id: d.ID, name: d.Name, agent: d.Agent, site: d.Site,
-		dist: m.atlas.names.id(d.District), status: d.Status, loc: d.Location, info: d.Camera, working: working(d.Status)}
+	m.cams[k] = camera{used: true, id: d.ID, place: pl,
+		dist: m.atlas.names.id(d.District), status: statusCode(d.Status), loc: d.Location, info: d.Camera}
 	m.growDistricts()
 	m.lay(k)
 }
+
+// placeOf is camera c's agent and site.
+func (m *Model) placeOf(c *camera) place { return m.places.list[c.place] }
 
 func sameView(a, b *wire.CameraInfo) bool {
 	if a == nil || b == nil {
@@ -391,13 +460,13 @@ func sameView(a, b *wire.CameraInfo) bool {
 }
 
 func (m *Model) remove(id string) {
-	k, ok := m.byID[id]
+	k, ok := m.byID.get(id)
 	if !ok {
 		return
 	}
 	m.unlay(k)
+	m.byID.remove(id)
 	m.cams[k] = camera{}
-	delete(m.byID, id)
 	m.free = append(m.free, k)
 	m.camerasGauge.Add(-1)
 }
@@ -421,30 +490,36 @@ func (m *Model) lay(k int32) {
 		m.limited.With("range").Inc()
 		m.log.Info("camera range beyond the coverage maximum; counted as the maximum", "device", c.id, "range_m", c.info.Range, "max_m", MaxRange)
 	}
-	c.seen = true
+	if m.laid == math.MaxUint32 {
+		m.renumber()
+	}
+	m.laid++
+	c.seen, c.seq = true, m.laid
 	var blocked func(from, to orb.Point) bool
 	if b := m.atlas.buildings; b != nil {
 		blocked = b.blocker(pt)
 	}
-	var cells []int32
+	at := len(m.pool)
 	g.cells(&w, blocked, func(id CellID) {
-		ci, ok := m.cellAt[id]
+		ci, ok := m.cellAt.get(id)
 		if !ok {
 			ci = int32(len(m.cells))
-			m.cells = append(m.cells, cell{id: id, cellFacts: m.atlas.facts(id)})
-			m.cellAt[id] = ci
+			m.cells = append(m.cells, cell{id: id, facts: m.atlas.ref(id), dist: -1})
+			m.cellAt.put(id, ci)
 		}
-		cells = append(cells, ci)
+		m.pool = append(m.pool, ci)
 	})
-	c.cells = cells
-	for _, ci := range cells {
+	c.cells = cellRange{int32(at), int32(len(m.pool) - at)}
+	works := c.working()
+	for _, ci := range m.cellsOf(c) {
 		m.account(ci, -1)
 		cl := &m.cells[ci]
-		if len(cl.cams) == 0 {
+		if cl.designed == 0 {
 			m.designed++
 		}
-		cl.cams = append(cl.cams, k)
-		if c.working {
+		cl.designed++
+		m.join(cl, c)
+		if works {
 			cl.working++
 		}
 		m.account(ci, 1)
@@ -452,36 +527,164 @@ func (m *Model) lay(k int32) {
 	m.cellsGauge.Set(float64(m.designed))
 }
 
+// join and leave keep the districts of the cameras designed to see cell
+// cl as camera c becomes or stops being one of them, cl.designed counting
+// it already or no longer: c's seq orders it among the others, as a list
+// of them in the order they were laid would.
+func (m *Model) join(cl *cell, c *camera) {
+	switch {
+	case cl.designed == 1:
+		cl.dist = c.dist
+	case cl.dist == c.dist:
+	case cl.dist >= 0:
+		// Every camera already there was laid before c.
+		if m.mixed == nil {
+			m.mixed = map[CellID][]run{}
+		}
+		m.mixed[cl.id] = []run{{dist: cl.dist, count: cl.designed - 1}, {dist: c.dist, from: c.seq, count: 1}}
+		cl.dist = mixedDistricts
+	default:
+		runs := m.mixed[cl.id]
+		if last := &runs[len(runs)-1]; last.dist == c.dist {
+			last.count++
+		} else {
+			m.mixed[cl.id] = append(runs, run{dist: c.dist, from: c.seq, count: 1})
+		}
+	}
+}
+
+func (m *Model) leave(cl *cell, c *camera) {
+	switch {
+	case cl.designed == 0:
+		cl.dist = -1
+	case cl.dist != mixedDistricts:
+	default:
+		runs := m.mixed[cl.id]
+		i := len(runs) - 1
+		for runs[i].from > c.seq {
+			i--
+		}
+		if runs[i].count--; runs[i].count == 0 {
+			if i > 0 && i+1 < len(runs) && runs[i-1].dist == runs[i+1].dist {
+				runs[i-1].count += runs[i+1].count
+				runs = slices.Delete(runs, i, i+2)
+			} else {
+				runs = slices.Delete(runs, i, i+1)
+			}
+		}
+		if len(runs) == 1 {
+			cl.dist = runs[0].dist
+			delete(m.mixed, cl.id)
+		} else {
+			m.mixed[cl.id] = runs
+		}
+	}
+}
+
+// renumber gives the cameras on the grid seqs from 1 in the order they
+// were laid, and the mixed cells' runs the boundaries that go with them,
+// before Model.laid would wrap.
+func (m *Model) renumber() {
+	var order []int32
+	for k := range m.cams {
+		if m.cams[k].seen {
+			order = append(order, int32(k))
+		}
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(m.cams[a].seq, m.cams[b].seq) })
+	was := make([]uint32, len(order))
+	for i, k := range order {
+		was[i], m.cams[k].seq = m.cams[k].seq, uint32(i+1)
+	}
+	for _, runs := range m.mixed {
+		for j := range runs {
+			if from := runs[j].from; from > 0 {
+				// The first camera laid since the run began is the first of
+				// it, if any of it is still there, and after the run before.
+				i, _ := slices.BinarySearch(was, from)
+				runs[j].from = uint32(i + 1)
+			}
+		}
+	}
+	m.laid = uint32(len(order))
+}
+
 // unlay takes camera k's wedge off the grid.
 func (m *Model) unlay(k int32) {
 	c := &m.cams[k]
-	for _, ci := range c.cells {
+	works := c.working()
+	for _, ci := range m.cellsOf(c) {
 		m.account(ci, -1)
 		cl := &m.cells[ci]
-		if i := slices.Index(cl.cams, k); i >= 0 {
-			cl.cams = slices.Delete(cl.cams, i, i+1)
-		}
-		if c.working {
+		cl.designed--
+		m.leave(cl, c)
+		if works {
 			cl.working--
 		}
-		if len(cl.cams) == 0 {
+		if cl.designed == 0 {
 			m.designed--
 		}
 		m.account(ci, 1)
 	}
-	c.cells, c.seen = nil, false
+	m.waste += int(c.cells.n)
+	c.cells, c.seen = cellRange{}, false
 	m.cellsGauge.Set(float64(m.designed))
+	if m.waste > 1024 && 2*m.waste > len(m.pool) {
+		m.compactPool()
+	}
 }
 
-// setWorking records that camera k started or stopped working.
+// compactPool makes the pool again with the cells cameras list.
+func (m *Model) compactPool() {
+	pool := make([]int32, 0, len(m.pool)-m.waste)
+	for k := range m.cams {
+		c := &m.cams[k]
+		at := len(pool)
+		pool = append(pool, m.cellsOf(c)...)
+		c.cells.at = int32(at)
+	}
+	m.pool, m.waste = pool, 0
+}
+
+// camerasOfCells lists the cameras designed to see each cell, in the
+// order they were laid: the model keeps only how many there are.
+func (m *Model) camerasOfCells() func(ci int32) []int32 {
+	var order []int32
+	for k := range m.cams {
+		if c := &m.cams[k]; c.used && c.cells.n > 0 {
+			order = append(order, int32(k))
+		}
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(m.cams[a].seq, m.cams[b].seq) })
+	start := make([]int32, len(m.cells)+1)
+	for _, k := range order {
+		for _, ci := range m.cellsOf(&m.cams[k]) {
+			start[ci+1]++
+		}
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	next := slices.Clone(start[:len(m.cells)])
+	list := make([]int32, start[len(m.cells)])
+	for _, k := range order {
+		for _, ci := range m.cellsOf(&m.cams[k]) {
+			list[next[ci]] = k
+			next[ci]++
+		}
+	}
+	return func(ci int32) []int32 { return list[start[ci]:start[ci+1]:start[ci+1]] }
+}
+
+// setWorking records that camera k started or stopped working; its
+// status follows.
 func (m *Model) setWorking(k int32, w bool) {
 	c := &m.cams[k]
-	c.working = w
 	d := int32(1)
 	if !w {
 		d = -1
 	}
-	for _, ci := range c.cells {
+	for _, ci := range m.cellsOf(c) {
 		m.account(ci, -1)
 		m.cells[ci].working += d
 		m.account(ci, 1)
@@ -499,15 +702,20 @@ func b2i(b bool) int64 {
 // it, else without a districts file those of the cameras designed to see
 // it.
 func (m *Model) districtsOf(c *cell, buf []int32) []int32 {
-	if c.home >= 0 {
-		return append(buf, c.home)
+	if home := m.atlas.factsOf(c.facts).home; home >= 0 {
+		return append(buf, home)
 	}
 	if len(m.atlas.districts) > 0 {
 		return buf
 	}
-	for _, k := range c.cams {
-		if d := m.cams[k].dist; !slices.Contains(buf, d) {
-			buf = append(buf, d)
+	switch {
+	case c.dist >= 0:
+		buf = append(buf, c.dist)
+	case c.dist == mixedDistricts:
+		for _, r := range m.mixed[c.id] {
+			if !slices.Contains(buf, r.dist) {
+				buf = append(buf, r.dist)
+			}
 		}
 	}
 	return buf
@@ -517,21 +725,22 @@ func (m *Model) districtsOf(c *cell, buf []int32) []int32 {
 // the tallies of its districts, its areas and the city.
 func (m *Model) account(ci int32, sign int64) {
 	c := &m.cells[ci]
-	if len(c.cams) == 0 && !c.static {
+	f := m.atlas.factsOf(c.facts)
+	if c.designed == 0 && !f.static {
 		return
 	}
 	var buf [8]int32
 	for _, k := range m.districtsOf(c, buf[:0]) {
 		// A cell counted by its cameras' districts is no district's own:
 		// it counts while a camera is designed to see it.
-		m.dist[k].add(c, sign, c.home < 0)
+		m.dist[k].add(c, f.weight, sign, f.home < 0)
 	}
-	if c.aoi >= 0 {
-		for _, a := range m.atlas.aoiCells[c.aoi].areas {
-			m.aoi[a].add(c, sign, false)
+	if f.aoi >= 0 {
+		for _, a := range m.atlas.aoiCells[f.aoi].areas {
+			m.aoi[a].add(c, f.weight, sign, false)
 		}
 	}
-	if c.static {
-		m.city.add(c, sign, false)
+	if f.static {
+		m.city.add(c, f.weight, sign, false)
 	}
 }

@@ -1,9 +1,13 @@
 package coverage
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/fleet"
@@ -186,6 +190,92 @@ func TestWithoutDistrictsFile(t *testing.T) {
 	}
 }
 
+// Without a districts file a cell counts in the district of every camera
+// designed to see it, and the map names it after the district whose camera
+// was laid there first. The model counts a cell's cameras rather than list
+// them; whatever order cameras come, move, change district and go in, it
+// agrees with such a list.
+func TestMixedCellDistricts(t *testing.T) {
+	t.Run("from the start", func(t *testing.T) { testMixedCellDistricts(t, 0) })
+	// Cameras are numbered in the order they were laid; that number may
+	// wrap in a hub that runs for years.
+	t.Run("numbers wrap", func(t *testing.T) { testMixedCellDistricts(t, math.MaxUint32-500) })
+}
+
+func testMixedCellDistricts(t *testing.T, firstSeq uint32) {
+	m := newModel(t, Config{}, newEnv())
+	m.laid = firstSeq
+	rng := rand.New(rand.NewPCG(7, 8))
+	type laid struct{ id, district string }
+	var order []laid // the cameras that see the cell at (0, 0), in the order they were laid
+	cam := func(id, district string) fleet.Device {
+		// A full circle of 30 m sees the four cells around (0, 0); the
+		// range changes a little at every move, which lays it again.
+		return camAt(id, district, 0, 0, 0, 360, 30+rng.Float64())
+	}
+	box := Box{West: at(-10, -10).Lon, South: at(-10, -10).Lat, East: at(10, 10).Lon, North: at(10, 10).Lat}
+	for step := range 3000 {
+		district := fmt.Sprintf("D%d", rng.IntN(3))
+		switch i := rng.IntN(max(1, len(order))); {
+		case len(order) == 0 || rng.IntN(4) == 0:
+			id := fmt.Sprintf("c%d", step)
+			m.Apply(fleet.Change{Kind: fleet.ChangeInventory, Affected: []fleet.Device{cam(id, district)}})
+			order = append(order, laid{id, district})
+		case rng.IntN(3) == 0:
+			m.Apply(fleet.Change{Kind: fleet.ChangeInventory, Removed: []string{order[i].id}})
+			order = slices.Delete(order, i, i+1)
+		case rng.IntN(2) == 0:
+			id := order[i].id
+			m.Apply(fleet.Change{Kind: fleet.ChangeInventory, Affected: []fleet.Device{cam(id, district)}})
+			order = append(slices.Delete(order, i, i+1), laid{id, district})
+		default: // its status only: not laid again
+			k, _ := m.byID.get(order[i].id)
+			d := fleet.Device{ID: order[i].id, Kind: wire.KindCamera, District: order[i].district, Location: m.cams[k].loc,
+				Camera: m.cams[k].info, Status: wire.StatusOffline}
+			m.Apply(fleet.Change{Kind: fleet.ChangeDevice, Device: &d})
+		}
+		var want []string
+		for _, c := range order {
+			if !slices.Contains(want, c.district) {
+				want = append(want, c.district)
+			}
+		}
+		var got []string
+		if ci, ok := m.cellAt.get(cellID(0, 0)); ok {
+			for _, k := range m.districtsOf(&m.cells[ci], nil) {
+				got = append(got, m.districtName(k))
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("step %d: the cell counts in %v, want %v (cameras %v)", step, got, want, order)
+		}
+		if len(want) < 2 && len(m.mixed) > 0 {
+			t.Fatalf("step %d: cells of one district kept as mixed: %v", step, m.mixed)
+		}
+		ds, _ := summaryOf(t, m, auth.Everything)
+		for _, d := range want {
+			if ds[d].Cells != 4 || ds[d].DesignedCells != 4 {
+				t.Fatalf("step %d: district %s %+v, want its cameras' 4 cells", step, d, ds[d])
+			}
+		}
+		if len(ds) != len(want) {
+			t.Fatalf("step %d: districts %v, want %v", step, ds, want)
+		}
+		fc, err := m.Cells(auth.Everything, box, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fc.Features {
+			if p := f.Properties.(CellProps); p.ID == "0,0" && (len(want) == 0 || p.District != want[0]) {
+				t.Fatalf("step %d: the map names the cell after %q, want %v", step, p.District, want)
+			}
+		}
+	}
+	if firstSeq > 0 && m.laid >= firstSeq {
+		t.Fatalf("the numbers did not wrap: %d", m.laid)
+	}
+}
+
 // With no reference point, no files and no cameras, the grid waits for
 // the first camera.
 func TestGridWaitsForFirstCamera(t *testing.T) {
@@ -224,5 +314,17 @@ func TestLostBy(t *testing.T) {
 	// 16 cells of 1/16 ha; 6 of them the school's, weight 3.
 	if ha, w := m.LostBy([]string{"n", "twin", "unknown"}); ha != 1 || w != 1+6*2.0/16 {
 		t.Errorf("both down: %v ha, %v weighted; want 1 and %v", ha, w, 1+6*2.0/16)
+	}
+}
+
+// The model keeps a record of every camera and of every cell they see, so
+// a word more in either is a megabyte more in a city: these sizes are
+// what the bound of TestCameraMemory rests on.
+func TestRecordSizes(t *testing.T) {
+	if n := unsafe.Sizeof(camera{}); n > 64 {
+		t.Errorf("camera is %d bytes, more than 64", n)
+	}
+	if n := unsafe.Sizeof(cell{}); n > 24 {
+		t.Errorf("cell is %d bytes, more than 24", n)
 	}
 }

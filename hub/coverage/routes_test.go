@@ -333,7 +333,9 @@ func TestMapFiles(t *testing.T) {
 	}
 	in := decode[wedges](t, call(t, m, analyst, "GET", "/api/map/wedges?bbox="+boxAround(-10, 90, 10, 110), ""))
 	out := decode[wedges](t, call(t, m, analyst, "GET", "/api/map/wedges?bbox="+boxAround(-10, -300, 10, -200), ""))
-	if len(in.Features) != 1 || in.Features[0].Properties.ID != "n" || in.Features[0].Properties.RangeM != 100 || len(out.Features) != 0 {
+	// The name is the fleet's.
+	if len(in.Features) != 1 || in.Features[0].Properties.ID != "n" || in.Features[0].Properties.Name != "camera n" ||
+		in.Features[0].Properties.RangeM != 100 || len(out.Features) != 0 {
 		t.Errorf("wedges reaching the box: %+v; elsewhere: %+v", in, out)
 	}
 }

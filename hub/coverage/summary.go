@@ -145,15 +145,15 @@ func (m *Model) LostBy(cameras []string) (ha, weightedHa float64) {
 	seen := map[int32]bool{}
 	var cells, weight int64
 	for _, id := range cameras {
-		k, ok := m.byID[id]
+		k, ok := m.byID.get(id)
 		if !ok {
 			continue
 		}
-		for _, ci := range m.cams[k].cells {
+		for _, ci := range m.cellsOf(&m.cams[k]) {
 			if c := &m.cells[ci]; c.working == 0 && !seen[ci] {
 				seen[ci] = true
 				cells++
-				weight += int64(c.weight)
+				weight += int64(m.atlas.factsOf(c.facts).weight)
 			}
 		}
 	}

@@ -138,7 +138,8 @@ func (m *Model) Cells(scope auth.Scope, box Box, district, state string) (Featur
 	var buf [8]int32
 	add := func(c *cell) {
 		known[c.id] = true
-		st := cellState(len(c.cams), int(c.working), c.static)
+		f := a.factsOf(c.facts)
+		st := cellState(int(c.designed), int(c.working), f.static)
 		if st == "" || (state != "" && st != state) {
 			return
 		}
@@ -155,12 +156,12 @@ func (m *Model) Cells(scope auth.Scope, box Box, district, state string) (Featur
 			name = m.districtName(ds[0])
 		}
 		ids = append(ids, c.id)
-		out = append(out, CellProps{Cameras: len(c.cams), Working: int(c.working), State: st, Weight: float64(c.weight) / unitWeight, District: name})
+		out = append(out, CellProps{Cameras: int(c.designed), Working: int(c.working), State: st, Weight: float64(f.weight) / unitWeight, District: name})
 	}
 	if sp.size() < int64(len(m.cells)) {
 		for i := sp.i0; i <= sp.i1; i++ {
 			for j := sp.j0; j <= sp.j1; j++ {
-				if ci, ok := m.cellAt[cellID(i, j)]; ok {
+				if ci, ok := m.cellAt.get(cellID(i, j)); ok {
 					add(&m.cells[ci])
 				}
 			}
@@ -233,17 +234,35 @@ type WedgeProps struct {
 // Wedges returns the fields of view of the cameras scope may see that
 // reach into box, coloured on the map by status.
 func (m *Model) Wedges(scope auth.Scope, box Box) (FeatureCollection, error) {
+	fs, ids, err := m.wedges(scope, box)
+	if err != nil {
+		return FeatureCollection{}, err
+	}
+	// Names are the fleet's, asked for outside the model's lock so that
+	// neither lock is ever taken inside the other.
+	for i, name := range m.deps.Fleet.DeviceNames(ids) {
+		props := fs[i].Properties.(WedgeProps)
+		props.Name = name
+		fs[i].Properties = props
+	}
+	return featureCollection(fs), nil
+}
+
+// wedges are Wedges' features, without the cameras' names, and the
+// cameras' ids.
+func (m *Model) wedges(scope auth.Scope, box Box) ([]Feature, []string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.atlas == nil {
-		return featureCollection(nil), nil
+		return nil, nil, nil
 	}
 	p := m.atlas.grid.proj
 	view := orb.Bound{Min: p.toXY(wire.Location{Lat: box.South, Lon: box.West}), Max: p.toXY(wire.Location{Lat: box.North, Lon: box.East})}
 	var fs []Feature
+	var ids []string
 	for k := range m.cams {
 		c := &m.cams[k]
-		if !c.used || !c.seen || !scope.Allows(m.districtName(c.dist), c.site) {
+		if !c.used || !c.seen || !scope.Allows(m.districtName(c.dist), m.placeOf(c).site) {
 			continue
 		}
 		w, _ := newWedge(p.toXY(c.loc), c.info) // seen: it has one
@@ -251,17 +270,18 @@ func (m *Model) Wedges(scope auth.Scope, box Box) (FeatureCollection, error) {
 			continue
 		}
 		if len(fs) == maxWedges {
-			return FeatureCollection{}, fmt.Errorf("%w: more than %d cameras' fields of view: zoom in", ErrTooMany, maxWedges)
+			return nil, nil, fmt.Errorf("%w: more than %d cameras' fields of view: zoom in", ErrTooMany, maxWedges)
 		}
 		ring := w.outline()
 		locs := make([]wire.Location, len(ring))
 		for i, pt := range ring {
 			locs[i] = p.toLoc(pt)
 		}
-		fs = append(fs, polygonFeature(locs, WedgeProps{ID: c.id, Name: c.name, Status: c.status, Site: c.site, District: m.districtName(c.dist),
+		fs = append(fs, polygonFeature(locs, WedgeProps{ID: c.id, Status: c.statusOf(), Site: m.placeOf(c).site, District: m.districtName(c.dist),
 			Heading: w.heading, FOV: w.fov, RangeM: w.rng}))
+		ids = append(ids, c.id)
 	}
-	return featureCollection(fs), nil
+	return fs, ids, nil
 }
 
 // MapConfig is what the map needs before drawing: GET /api/map/config.
@@ -304,7 +324,7 @@ func (m *Model) Map(scope auth.Scope) MapConfig {
 		}
 	}
 	for k := range m.cams {
-		if c := &m.cams[k]; c.used && scope.Allows(m.districtName(c.dist), c.site) {
+		if c := &m.cams[k]; c.used && scope.Allows(m.districtName(c.dist), m.placeOf(c).site) {
 			extend(orb.Bound{Min: orb.Point{c.loc.Lon, c.loc.Lat}, Max: orb.Point{c.loc.Lon, c.loc.Lat}})
 		}
 	}

@@ -134,37 +134,38 @@ func (m *Model) WhatIf(scope auth.Scope, planned []Planned) (WhatIf, error) {
 	var buf [8]int32
 	for _, id := range order {
 		var cur cell
-		if ci, ok := m.cellAt[id]; ok {
+		if ci, ok := m.cellAt.get(id); ok {
 			cur = m.cells[ci]
 		} else {
-			cur = cell{id: id, cellFacts: m.atlas.facts(id)}
+			cur = cell{id: id, facts: m.atlas.ref(id), dist: -1}
 		}
+		f := m.atlas.factsOf(cur.facts)
 		p := int32(seen[id])
-		after := cell{id: id, cams: make([]int32, len(cur.cams)+int(p)), working: cur.working + p, cellFacts: cur.cellFacts}
+		after := cell{id: id, designed: cur.designed + p, working: cur.working + p, facts: cur.facts, dist: cur.dist}
 		added := cur.working == 0
 		if added {
 			out.AddedCells++
 		}
 		ds := m.districtsOf(&cur, buf[:0])
-		if len(ds) == 0 && cur.home >= 0 {
-			ds = append(ds, cur.home)
+		if len(ds) == 0 && f.home >= 0 {
+			ds = append(ds, f.home)
 		}
 		for _, k := range ds {
 			if m.districtVisible(scope, "", k) {
-				change(dist, k, m.dist[k], &cur, &after, cur.home < 0)
+				change(dist, k, m.dist[k], &cur, &after, f.weight, f.home < 0)
 			}
 		}
-		if cur.aoi >= 0 {
-			for _, k := range m.atlas.aoiCells[cur.aoi].areas {
+		if f.aoi >= 0 {
+			for _, k := range m.atlas.aoiCells[f.aoi].areas {
 				if m.districtVisible(scope, "", m.atlas.areas[k].dist) {
-					change(aoi, k, m.aoi[k], &cur, &after, false)
+					change(aoi, k, m.aoi[k], &cur, &after, f.weight, false)
 				}
 			}
 		}
 		i, j := id.IJ()
 		sq := g.square(id)
 		cells = append(cells, polygonFeature(sq[:], PlannedCellProps{ID: strconv.Itoa(int(i)) + "," + strconv.Itoa(int(j)),
-			State: cellState(len(cur.cams), int(cur.working), cur.static), Added: added, Planned: int(p)}))
+			State: cellState(int(cur.designed), int(cur.working), f.static), Added: added, Planned: int(p)}))
 	}
 	out.AddedHa = math.Round(float64(out.AddedCells)*m.cfg.CellSize*m.cfg.CellSize/100) / 100
 	out.Cells = featureCollection(cells)
@@ -186,23 +187,25 @@ func (m *Model) WhatIf(scope auth.Scope, planned []Planned) (WhatIf, error) {
 var ErrPlan = errors.New("coverage: bad plan")
 
 // change moves what cell before contributes to tally k of into what after
-// would; base is the tally now. countCell is the districts' rule without a
-// districts file: a cell counts while a camera is designed to see it.
-func change(into map[int32]*tally, k int32, base tally, before, after *cell, countCell bool) {
+// would; base is the tally now, weight the cell's. countCell is the
+// districts' rule without a districts file: a cell counts while a camera
+// is designed to see it.
+func change(into map[int32]*tally, k int32, base tally, before, after *cell, weight int32, countCell bool) {
 	t := into[k]
 	if t == nil {
 		t = &base
 		into[k] = t
 	}
-	t.add(before, -1, countCell)
-	t.add(after, 1, countCell)
+	t.add(before, weight, -1, countCell)
+	t.add(after, weight, 1, countCell)
 }
 
-// add adds (sign 1) or takes away (-1) what cell c contributes to t.
-func (t *tally) add(c *cell, sign int64, countCell bool) {
-	designed := len(c.cams) > 0
+// add adds (sign 1) or takes away (-1) what cell c of that weight
+// contributes to t.
+func (t *tally) add(c *cell, weight int32, sign int64, countCell bool) {
+	designed := c.designed > 0
 	d, cur, frag := b2i(designed)*sign, b2i(c.working > 0)*sign, b2i(c.working == 1)*sign
-	w := int64(c.weight)
+	w := int64(weight)
 	if countCell {
 		t.cells += d
 		t.wCells += d * w

@@ -110,16 +110,19 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	}
 	if revive {
 		r.setAgent(a, wire.StatusOnline, "", now)
-	} else {
-		for _, d := range r.touched {
-			// A new reason under the same status is news for the crew
-			// (refused → auth_failed needs a password, not a ladder): it
-			// is a Change with From == To.
-			reason := d.reason()
-			if from, changed := r.refresh(d, now); changed || d.reason() != reason {
-				v := r.snapshot(d)
-				r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
-			}
+	}
+	for _, t := range r.touched {
+		d := t.device
+		d.set(inTouched, false)
+		if revive {
+			continue // setAgent told
+		}
+		// A new reason under the same status is news for the crew
+		// (refused → auth_failed needs a password, not a ladder): it is
+		// a Change with From == To.
+		if from, changed := r.refresh(d, now); changed || d.reason() != t.reason {
+			v := r.snapshot(d)
+			r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
 		}
 	}
 	for _, d := range r.trig {
@@ -183,20 +186,25 @@ func (r *Registry) setAgent(a *agent, to wire.Status, reason string, now time.Ti
 	r.emit(Change{Kind: ChangeAgent, From: from, To: to, Reason: reason, Agent: &v, Affected: affected}, now)
 }
 
+// touched is a device a message reports on, with the reason the hub
+// showed before.
+type touched struct {
+	device *device
+	reason wire.Reason
+}
+
+// touch notes that the message being applied reports on d, before it does.
+func (r *Registry) touch(d *device) {
+	if !d.is(inTouched) {
+		d.set(inTouched, true)
+		r.touched = append(r.touched, touched{d, d.reason()})
+	}
+}
+
 // refresh derives a device's shown status from its agent's status and the
 // agent's last report, and reports whether the status changed.
 func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed bool) {
-	st, shown := wire.StatusUnknown, (*reported)(nil)
-	switch d.agent.view.Status {
-	case wire.StatusOnline:
-		st, shown = cmp.Or(d.reportedStatus(), wire.StatusUnknown), d.rep
-		if st == wire.StatusOnline && d.fault != nil {
-			st, shown = wire.StatusDegraded, d.fault
-		}
-	case wire.StatusOffline:
-		st, shown = wire.StatusUnreachable, agentOffline
-	}
-	d.shown = shown
+	st, _ := d.derive()
 	from = d.statusOf()
 	if st == from {
 		return from, false
@@ -213,8 +221,8 @@ func (r *Registry) refresh(d *device, now time.Time) (from wire.Status, changed 
 func (r *Registry) checkInventory(agentID string, inv *wire.Inventory) error {
 	for i := range inv.Devices {
 		id := inv.Devices[i].ID
-		if d := r.devices[id]; d != nil && d.agent.view.ID != agentID {
-			return reject(wire.RejectInvalid, "device %q belongs to agent %q", id, d.agent.view.ID)
+		if d := r.devices.get(id); d != nil && d.agent().view.ID != agentID {
+			return reject(wire.RejectInvalid, "device %q belongs to agent %q", id, d.agent().view.ID)
 		}
 	}
 	return nil
@@ -238,15 +246,16 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	devs := make([]*device, 0, len(inv.Devices))
 	var affected []Device
 	var assets []AssetChange
+	shared := sharing{agent: a}
 	for i := range inv.Devices {
 		wd := &inv.Devices[i]
 		listed[wd.ID] = true
-		d := r.devices[wd.ID]
+		d := r.devices.get(wd.ID)
 		switch {
 		case d == nil:
-			d = &device{agent: a, status: uint8(statusIndex(wire.StatusUnknown)), since: now.UnixNano()}
-			d.setAttrs(wd, a)
-			r.devices[d.id()] = d
+			d = &device{status: uint8(statusIndex(wire.StatusUnknown)), since: now.UnixNano()}
+			d.setAttrs(wd, &shared)
+			r.devices.put(d)
 			r.count(d, 1)
 			r.refresh(d, now) // unreachable at once behind an offline agent
 			r.sortedOK = false
@@ -254,8 +263,7 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 		case siteChanged || !d.sameAttrs(wd):
 			assets = append(assets, d.assetChanges(wd, now)...)
 			r.count(d, -1) // the district may change
-			d.setAttrs(wd, a)
-			r.devices[d.id()] = d // the key shares d.text: let go of the old one
+			d.setAttrs(wd, &shared)
 			r.count(d, 1)
 			affected = append(affected, r.snapshot(d))
 		}
@@ -264,8 +272,9 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	var removed []string
 	for _, d := range a.devices {
 		if !listed[d.id()] {
+			delete(a.faults, d)
 			r.count(d, -1)
-			delete(r.devices, d.id())
+			r.devices.remove(d.id())
 			r.sortedOK = false
 			removed = append(removed, d.id())
 		}
@@ -273,32 +282,84 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 	slices.SortFunc(devs, func(x, y *device) int { return cmp.Compare(x.id(), y.id()) })
 	slices.SortFunc(affected, func(x, y Device) int { return cmp.Compare(x.ID, y.ID) })
 	a.devices, a.inventory, a.view.Devices = devs, true, len(devs)
+	if len(removed) > 0 {
+		a.compactMetrics(0) // let go of the values of removed devices
+	}
 	if len(affected) > 0 || len(removed) > 0 || rewired {
 		v := a.view
 		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed, Assets: assets}, now)
 	}
 }
 
-// setAttrs takes a device's attributes from its inventory line and its
-// agent's site. The values devices share (site, district, hardware,
-// parent) are interned: decoding gives every line its own copy, which a
-// city of 100,000 devices would otherwise keep 100,000 times.
-func (d *device) setAttrs(wd *wire.Device, a *agent) {
-	d.text, d.nameAt, d.serialAt = wd.ID+wd.Name+wd.Serial, uint32(len(wd.ID)), uint32(len(wd.ID)+len(wd.Name))
-	d.location, d.criticality, d.camera = wd.Location, int32(wd.Criticality), wd.Camera
-	d.hardware = unique.Make(hardwareOf(wd))
-	d.district, d.parent = unique.Make(wd.District), unique.Make(wd.Parent)
-	d.site = unique.Make(siteName{a.view.Site, a.view.SiteName})
-	d.names = a.localised(wd.Names, wd.District == a.view.District)
+// setAttrs takes a device's attributes from its inventory line of agent
+// s.agent. What devices share is shared, and the parent interned:
+// decoding gives every line its own copy, which a city of 100,000 devices
+// would otherwise keep 100,000 times.
+func (d *device) setAttrs(wd *wire.Device, s *sharing) {
+	d.text, d.nameAt, d.serialAt = wd.ID+wd.Name+wd.Serial, uint8(len(wd.ID)), uint8(len(wd.ID)+len(wd.Name))
+	d.attrs, d.location, d.camera = s.attrsOf(wd), wd.Location, s.camera(wd.Camera)
+	d.parent = unique.Make(wd.Parent)
+}
+
+// sharing finds, for an inventory of agent, what its devices may share
+// with others of the agent: attrs, and a camera's details (a site's
+// cameras are often set up alike). Made when first asked from the agent's
+// devices, it holds an entry for each value; a value no other device has
+// stays the line's own.
+type sharing struct {
+	agent   *agent
+	attrs   map[attrs]*attrs
+	cameras map[wire.CameraInfo]*wire.CameraInfo
+}
+
+func (s *sharing) attrsOf(wd *wire.Device) *attrs {
+	a := s.agent
+	if s.attrs == nil {
+		s.attrs = make(map[attrs]*attrs)
+		for _, d := range a.devices {
+			s.attrs[*d.attrs] = d.attrs
+		}
+	}
+	v := attrs{agent: a, site: siteName{a.view.Site, a.view.SiteName}, district: wd.District, kind: wd.Kind,
+		hardware: unique.Make(hardwareOf(wd)), criticality: int32(wd.Criticality), names: a.localised(wd.Names, wd.District == a.view.District)}
+	at := s.attrs[v]
+	if at == nil {
+		at = &v
+		s.attrs[v] = at
+	}
+	return at
+}
+
+// camera returns c or an equal CameraInfo a device of the agent has.
+func (s *sharing) camera(c *wire.CameraInfo) *wire.CameraInfo {
+	if c == nil {
+		return nil
+	}
+	if s.cameras == nil {
+		s.cameras = make(map[wire.CameraInfo]*wire.CameraInfo)
+		for _, d := range s.agent.devices {
+			if d.camera != nil {
+				s.cameras[*d.camera] = d.camera
+			}
+		}
+	}
+	if shared := s.cameras[*c]; shared != nil {
+		return shared
+	}
+	s.cameras[*c] = c
+	return c
 }
 
 // setNames takes the site's names in other languages, shared by the agent
 // view and every device of the site.
 func (a *agent) setNames(site *wire.Site) {
 	a.view.SiteNames, a.view.DistrictNames = ownNames(site.Names), ownNames(site.DistrictNames)
-	a.names = nil
+	a.names, a.elsewhere = nil, nil
 	if a.view.SiteNames != nil || a.view.DistrictNames != nil {
 		a.names = &Localised{SiteNames: a.view.SiteNames, DistrictNames: a.view.DistrictNames}
+	}
+	if a.view.SiteNames != nil {
+		a.elsewhere = &Localised{SiteNames: a.view.SiteNames}
 	}
 }
 
@@ -310,8 +371,8 @@ func (a *agent) localised(own wire.Names, siteDistrict bool) *Localised {
 	switch {
 	case own == nil && siteDistrict:
 		return a.names
-	case own == nil && a.view.SiteNames == nil:
-		return nil
+	case own == nil:
+		return a.elsewhere
 	case siteDistrict:
 		return &Localised{Names: own, SiteNames: a.view.SiteNames, DistrictNames: a.view.DistrictNames}
 	}
@@ -344,7 +405,7 @@ type AssetChange struct {
 // without parameter sets).
 func (d *device) assetChanges(wd *wire.Device, now time.Time) []AssetChange {
 	var out []AssetChange
-	hw := d.hardware.Value()
+	hw := d.attrs.hardware.Value()
 	for _, f := range []struct{ field, from, to string }{{"serial", d.serial(), wd.Serial}, {"firmware", hw.firmware, wd.Firmware}} {
 		if f.from != "" && f.from != f.to {
 			out = append(out, AssetChange{Device: d.id(), Field: f.field, From: f.from, To: f.to, At: now})
@@ -361,10 +422,11 @@ func (d *device) assetChanges(wd *wire.Device, now time.Time) []AssetChange {
 func (d *device) sameAttrs(wd *wire.Device) bool {
 	sameCam := d.camera == nil && wd.Camera == nil ||
 		d.camera != nil && wd.Camera != nil && *d.camera == *wd.Camera
-	return sameCam && d.name() == wd.Name && d.district.Value() == wd.District && d.location == wd.Location &&
-		int(d.criticality) == wd.Criticality && d.parent.Value() == wd.Parent && d.serial() == wd.Serial &&
-		d.hardware.Value() == hardwareOf(wd) &&
-		maps.Equal(d.names.own(), wd.Names)
+	at := d.attrs
+	return sameCam && d.name() == wd.Name && at.district == wd.District && d.location == wd.Location &&
+		int(at.criticality) == wd.Criticality && d.parent.Value() == wd.Parent && d.serial() == wd.Serial &&
+		at.hardware.Value() == hardwareOf(wd) &&
+		maps.Equal(at.names.own(), wd.Names)
 }
 
 // checkLines resolves every health line to a device of agent a into
@@ -375,8 +437,8 @@ func (r *Registry) checkLines(a *agent, lines []wire.DeviceHealth) error {
 	}
 	r.lines = r.lines[:0]
 	for i := range lines {
-		d := r.devices[lines[i].ID]
-		if d == nil || d.agent != a {
+		d := r.devices.get(lines[i].ID)
+		if d == nil || d.agent() != a {
 			return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", lines[i].ID)
 		}
 		r.lines = append(r.lines, d)
@@ -386,20 +448,20 @@ func (r *Registry) checkLines(a *agent, lines []wire.DeviceHealth) error {
 
 func (r *Registry) applyHealth(a *agent, h *wire.Health, now time.Time) []Sample {
 	a.view.Interval = h.Interval
+	a.takeMetrics(h.Devices, r.lines)
 	for i := range h.Devices {
 		l := &h.Devices[i]
 		d := r.lines[i]
+		r.touch(d)
 		d.report(l.Status, l.Reason, l.Detail, l.Since)
 		d.lastSeen = now.UnixNano()
-		d.setMetrics(l.Metrics)
 		if !l.Probed.IsZero() {
 			d.probed = l.Probed.UnixNano()
 		}
-		if d.triggered != l.Triggered {
-			d.triggered = l.Triggered
+		if d.is(triggered) != l.Triggered {
+			d.set(triggered, l.Triggered)
 			r.trig = append(r.trig, d)
 		}
-		r.touched = append(r.touched, d)
 	}
 	return r.samples(a, h)
 }
@@ -438,8 +500,8 @@ func (r *Registry) samples(a *agent, h *wire.Health) []Sample {
 	for i := range h.Devices {
 		l, d := &h.Devices[i], r.lines[i]
 		samples[i] = Sample{
-			Device: d.id(), Agent: a.view.ID, Site: d.site.Value().id, District: d.district.Value(),
-			Kind: d.hardware.Value().kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
+			Device: d.id(), Agent: a.view.ID, Site: d.attrs.site.id, District: d.attrs.district,
+			Kind: d.attrs.kind, Status: l.Status, Reason: l.Reason, Metrics: l.Metrics, At: h.TS,
 		}
 	}
 	return samples
@@ -454,7 +516,7 @@ func (r *Registry) lateEvent(a *agent, e *wire.Event, now time.Time) {
 	if e.Type != wire.EventStatus {
 		return
 	}
-	d := r.devices[e.Device]
+	d := r.devices.get(e.Device)
 	to, reason := e.To, string(e.Reason)
 	if (to == wire.StatusOnline || to == wire.StatusDegraded) && !e.At.Before(a.offFrom) && e.At.Before(a.offTo) {
 		to, reason = wire.StatusUnreachable, string(wire.ReasonAgentOffline)
@@ -469,21 +531,21 @@ func (r *Registry) checkDevice(a *agent, id string) error {
 	if a == nil || !a.inventory {
 		return reject(wire.RejectUnknownDevice, "no inventory from this agent yet")
 	}
-	if d := r.devices[id]; d == nil || d.agent != a {
+	if d := r.devices.get(id); d == nil || d.agent() != a {
 		return reject(wire.RejectUnknownDevice, "device %q is not in the agent's inventory", id)
 	}
 	return nil
 }
 
 func (r *Registry) applyEvent(e *wire.Event, now time.Time) {
-	d := r.devices[e.Device]
+	d := r.devices.get(e.Device)
 	d.lastSeen = now.UnixNano()
 	switch e.Type {
 	case wire.EventStatus:
+		r.touch(d)
 		d.report(e.To, e.Reason, e.Detail, e.At)
-		r.touched = append(r.touched, d)
 	case wire.EventTriggered, wire.EventRestored:
-		d.triggered = e.Type == wire.EventTriggered
+		d.set(triggered, e.Type == wire.EventTriggered)
 		r.trig = append(r.trig, d)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"iter"
 	"maps"
+	"math"
 	"math/bits"
 	"slices"
 	"sort"
@@ -31,9 +32,10 @@ type index struct {
 	// end): one string a search runs through at memory speed instead of
 	// 100,000 small ones, and the only copy of the haystacks. Built by the
 	// first search after a change of order or of a device's searched
-	// fields, which drops it; a fleet nobody searches keeps none.
+	// fields, which drops it; a fleet nobody searches keeps none. Offsets
+	// are 32 bits, half an int: a corpus of more than 4 GiB is not built.
 	corpus   string
-	offsets  []int
+	offsets  []uint32
 	corpusOK bool
 }
 
@@ -152,8 +154,8 @@ func searchedOf(v *Device) searched {
 }
 
 func (d *device) searched() searched {
-	site := d.site.Value()
-	return searched{d.id(), d.name(), site.id, site.name, d.names}
+	at := d.attrs
+	return searched{d.id(), d.name(), at.site.id, at.site.name, at.names}
 }
 
 // fields yields the searched fields, the names in the order of their
@@ -197,15 +199,15 @@ func (s *searched) appendHaystack(b []byte) []byte {
 // are a leave and a join around setAttrs, inside one lock, so counted
 // tells a present device from a removed one when the index is rebuilt.
 func (r *Registry) indexCount(d *device, n int) {
-	d.counted = n > 0
-	if d.counted && !d.ranked {
+	d.set(counted, n > 0)
+	if n > 0 && !d.is(ranked) {
 		r.sortedOK = false // a new device: every rank after it moves
 	}
 	if !r.sortedOK {
 		return
 	}
 	x, size, rank := &r.idx, len(r.idx.sorted), d.rank
-	kindName, districtName, siteName := d.hardware.Value().kind, d.district.Value(), d.site.Value().id
+	kindName, districtName, siteName := d.attrs.kind, d.attrs.district, d.attrs.site.id
 	st := &x.statuses[d.status]
 	kind, district, site := member(&x.kinds, kindName), member(&x.districts, districtName), member(&x.sites, siteName)
 	if n > 0 {
@@ -274,10 +276,10 @@ func (r *Registry) index() {
 		id string
 		d  *device
 	}
-	keys := make([]keyed, 0, max(0, len(r.devices)-len(x.sorted)))
-	for id, d := range r.devices {
-		if !d.ranked {
-			keys = append(keys, keyed{id, d})
+	keys := make([]keyed, 0, max(0, r.devices.len()-len(x.sorted)))
+	for d := range r.devices.all() {
+		if !d.is(ranked) {
+			keys = append(keys, keyed{d.id(), d})
 		}
 	}
 	slices.SortFunc(keys, func(a, b keyed) int { return cmp.Compare(a.id, b.id) })
@@ -286,11 +288,11 @@ func (r *Registry) index() {
 		fresh[i] = k.d
 	}
 	byID := func(a, b *device) int { return cmp.Compare(a.id(), b.id()) }
-	merged := make([]*device, 0, len(r.devices))
+	merged := make([]*device, 0, r.devices.len())
 	old := x.sorted
 	for i, j := 0, 0; i < len(old) || j < len(fresh); {
 		switch {
-		case i < len(old) && !old[i].counted: // removed
+		case i < len(old) && !old[i].is(counted): // removed
 			i++
 		case j == len(fresh) || i < len(old) && byID(old[i], fresh[j]) < 0:
 			merged = append(merged, old[i])
@@ -313,27 +315,32 @@ func (r *Registry) index() {
 	x.districts = make(map[string]*rankSet)
 	x.sites = make(map[string]*rankSet)
 	var kind, district, site *rankSet // neighbours by id usually share all three
+	var prev *attrs
 	for i, d := range merged {
 		rank := int32(i)
-		d.rank, d.ranked = rank, true
+		d.rank = rank
+		d.set(ranked, true)
 		st := &x.statuses[d.status]
 		st.n++
 		st.bits[rank>>6] |= 1 << (rank & 63)
-		if k := d.hardware.Value().kind; i == 0 || k != merged[i-1].hardware.Value().kind {
-			if kind = x.kinds[k]; kind == nil {
-				kind = &rankSet{bits: make([]uint64, words(size))}
-				x.kinds[k] = kind
+		if at := d.attrs; at != prev {
+			if prev == nil || at.kind != prev.kind {
+				if kind = x.kinds[at.kind]; kind == nil {
+					kind = &rankSet{bits: make([]uint64, words(size))}
+					x.kinds[at.kind] = kind
+				}
 			}
+			if prev == nil || at.district != prev.district {
+				district = member(&x.districts, at.district)
+			}
+			if prev == nil || at.site.id != prev.site.id {
+				site = member(&x.sites, at.site.id)
+			}
+			prev = at
 		}
 		kind.n++
 		kind.bits[rank>>6] |= 1 << (rank & 63)
-		if i == 0 || d.district != merged[i-1].district {
-			district = member(&x.districts, d.district.Value())
-		}
 		appendRank(district, rank)
-		if i == 0 || d.site != merged[i-1].site {
-			site = member(&x.sites, d.site.Value().id)
-		}
 		appendRank(site, rank)
 	}
 	for i := range x.statuses {
@@ -366,10 +373,11 @@ func (s *rankSet) settle(size int) {
 }
 
 // buildCorpus makes x.corpus current, measuring it first so that it is
-// allocated once, at its size.
-func (x *index) buildCorpus() {
+// allocated once, at its size. It reports whether the corpus is there: a
+// fleet of more than 4 GiB of searched text has none.
+func (x *index) buildCorpus() bool {
 	if x.corpusOK {
-		return
+		return true
 	}
 	var hay []byte
 	n := 0
@@ -378,19 +386,23 @@ func (x *index) buildCorpus() {
 		hay = s.appendHaystack(hay[:0])
 		n += len(hay) + 1
 	}
+	if n > math.MaxUint32 {
+		return false
+	}
 	var b strings.Builder
 	b.Grow(n)
 	x.offsets = slices.Grow(x.offsets[:0], len(x.sorted)+1)
 	for _, d := range x.sorted {
-		x.offsets = append(x.offsets, b.Len())
+		x.offsets = append(x.offsets, uint32(b.Len()))
 		s := d.searched()
 		hay = s.appendHaystack(hay[:0])
 		b.Write(hay)
 		b.WriteByte(0)
 	}
-	x.offsets = append(x.offsets, b.Len())
+	x.offsets = append(x.offsets, uint32(b.Len()))
 	x.corpus = b.String()
 	x.corpusOK = true
+	return true
 }
 
 // dropCorpus forgets the corpus once it no longer matches the devices.
@@ -411,7 +423,7 @@ func (x *index) searchCorpus(needle string, from int, yield func(rank int) bool)
 		if i < 0 {
 			return
 		}
-		r = rankAt(x.offsets, r, x.offsets[r]+i)
+		r = rankAt(x.offsets, r, int(x.offsets[r])+i)
 		if !yield(r) {
 			return
 		}
@@ -421,16 +433,16 @@ func (x *index) searchCorpus(needle string, from int, yield func(rank int) bool)
 // rankAt returns the rank whose haystack holds corpus position pos, at or
 // after rank lo: galloping, so that a search matching device after device
 // pays for each as little as one matching rarely.
-func rankAt(offsets []int, lo, pos int) int {
+func rankAt(offsets []uint32, lo, pos int) int {
 	size := len(offsets) - 1
 	step := 1
 	hi := lo + step
-	for hi < size && offsets[hi] <= pos {
+	for hi < size && int(offsets[hi]) <= pos {
 		lo = hi
 		step *= 2
 		hi = lo + step
 	}
 	hi = min(hi, size)
 	// offsets[lo] <= pos < offsets[hi]
-	return lo + sort.Search(hi-lo, func(i int) bool { return offsets[lo+i+1] > pos })
+	return lo + sort.Search(hi-lo, func(i int) bool { return int(offsets[lo+i+1]) > pos })
 }

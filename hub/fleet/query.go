@@ -292,14 +292,12 @@ func (r *Registry) matches(c cands, f *DeviceFilter, from int) iter.Seq[int] {
 	since := func(rank int) bool { return !r.timeOf(x.sorted[rank].since).Before(f.Since) }
 	return func(yield func(int) bool) {
 		// The haystacks separate fields by NUL, so a needle holding one
-		// is matched field by field.
-		nul := strings.Contains(needle, "\x00")
-		if needle != "" && !nul {
-			x.buildCorpus()
-		}
-		if needle == "" || nul || c.count() < c.size/8 {
+		// is matched field by field; so is any in a fleet too large for a
+		// corpus.
+		byField := strings.Contains(needle, "\x00") || needle != "" && !x.buildCorpus()
+		if needle == "" || byField || c.count() < c.size/8 {
 			for i := c.next(from, 0); i >= 0; i = c.next(i+1, 0) {
-				if needle != "" && (nul && !searchFields(x.sorted[i].searched(), needle) || !nul && !strings.Contains(x.haystack(i), needle)) {
+				if needle != "" && (byField && !searchFields(x.sorted[i].searched(), needle) || !byField && !strings.Contains(x.haystack(i), needle)) {
 					continue
 				}
 				if since(i) && !yield(i) {

@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,18 @@ func TestDeviceMetrics(t *testing.T) {
 				t.Errorf("Metrics = %v, want %v", got, tt.m)
 			}
 		})
+	}
+}
+
+// DeviceNames answers names by id without copying devices: the current
+// name, "" for an id the fleet does not have.
+func TestDeviceNames(t *testing.T) {
+	h := newHarness(t)
+	h.setup("a1", "Riverside", "cam-1", "cam-2")
+	inv := h.inventory("a1", "Riverside", "cam-1", "cam-2")
+	inv.Inventory.Devices[1].Name = "Gate"
+	h.must(inv)
+	if got, want := h.r.DeviceNames([]string{"cam-2", "gone", "cam-1"}), []string{"Gate", "", "Cam cam-1"}; !slices.Equal(got, want) {
+		t.Errorf("DeviceNames = %q, want %q", got, want)
 	}
 }

@@ -38,10 +38,10 @@ type Registry struct {
 
 	mu         sync.Mutex
 	agents     map[string]*agent
-	devices    map[string]*device // hub-wide: a device id belongs to one agent
-	idx        index              // devices by id and by status, kind, district and site (index.go)
-	sortedOK   bool               // idx is current; adding or removing a device clears it
-	seq        uint64             // last Change.Seq
+	devices    deviceTable // hub-wide: a device id belongs to one agent
+	idx        index       // devices by id and by status, kind, district and site (index.go)
+	sortedOK   bool        // idx is current; adding or removing a device clears it
+	seq        uint64      // last Change.Seq
 	total      tally
 	districts  map[string]*tally
 	places     map[place]*tally // devices by district and site, for summaries of part of the city
@@ -50,7 +50,7 @@ type Registry struct {
 	pending    []Change  // emitted, not yet delivered to OnChange
 	delivering bool      // a goroutine is delivering pending
 	lines      []*device // scratch for Apply, reused to keep health reports allocation-light
-	touched    []*device
+	touched    []touched
 	trig       []*device
 	dropped    wire.Dropped // rises of agents' Dropped, summed (AgentDrops)
 }
@@ -71,65 +71,98 @@ type agent struct {
 	inventory              bool
 	devices                []*device // sorted by id
 	// names is the Localised of the agent's devices that have no names of
-	// their own and are in the site's district, one for all of them; nil
-	// when the site names neither itself nor its district.
-	names *Localised
+	// their own and are in the site's district, one for all of them;
+	// elsewhere the one of those in another district. Nil when the site
+	// names neither itself nor its district.
+	names, elsewhere *Localised
+	// metrics and metricSets are its devices' last health metrics
+	// (metrics.go).
+	metrics    []float64
+	metricSets []unique.Handle[string]
+	// faults are the failed live streams of its devices (SetStreamFault),
+	// apart because they are few.
+	faults map[*device]*reported
 }
 
 // device is the registry's record of a device, from which snapshot makes
 // the public Device. A city keeps one per device, so it is laid out to fit
-// a 192-byte allocation, where embedding a Device (eighteen strings and
-// three time.Time) took 512: the values many devices share are interned
-// handles (one word where a string takes two, and one for all six of the
-// hardware), the agent's attributes are read through agent, statuses are
-// bytes and times Unix nanoseconds.
+// a 112-byte allocation, where embedding a Device (eighteen strings and
+// three time.Time) took 512: what devices of an agent share is one
+// pointer to their attrs, statuses are bytes, times Unix nanoseconds, the
+// reason shown is derived rather than kept, and the metrics and a failed
+// stream live with the agent.
 type device struct {
 	// text is the device's id, name and serial in one string (one
 	// allocation where three would round up three times): the id is
 	// text[:nameAt], the name text[nameAt:serialAt], the serial the rest.
-	text             string
-	nameAt, serialAt uint32
-	agent            *agent
-	// site is the agent's site as the device last took it from an
-	// inventory; interned, so a renamed site is a new value while the
-	// index and tallies still hold the device under the old one.
-	site             unique.Handle[siteName]
-	hardware         unique.Handle[hardware]
-	district, parent unique.Handle[string]
-	location         wire.Location
-	camera           *wire.CameraInfo
-	names            *Localised
-	// shown is the reason and detail the hub shows with the status: rep,
-	// fault, agentOffline or nil (none), as refresh last derived them.
-	shown *reported
+	// wire.Decode bounds an id to 64 bytes and a name to 128.
+	text  string
+	attrs *attrs
+	// parent is interned apart from attrs: a device may hang off a PoE
+	// port of its own.
+	parent   unique.Handle[string]
+	location wire.Location
+	camera   *wire.CameraInfo
 	// The agent's last report, kept while the hub shows something else
 	// (unreachable) so the device returns to it when the agent does. Nil
 	// when its reason and detail are both empty, as they are for every
 	// working device.
 	rep *reported
-	// fault is a failed live stream (see SetStreamFault); nil when none.
-	fault *reported
 	// since, lastSeen and probed are Device's, repSince the since of the
 	// agent's last report; see unixNano.
 	since, lastSeen, probed, repSince int64
-	// metrics are the last health report's: a map of a few metrics costs
-	// some 250 bytes, this slice 16 a metric, with names interned, and is
-	// reused report after report — at city scale the difference is a good
-	// part of a device's memory.
-	metrics     []metric
-	rank        int32 // position in id order (index.go), once ranked
-	criticality int32
+	// metricAt and metricSet place the last health report's metrics in
+	// the agent's slab (metrics.go).
+	metricAt         uint32
+	rank             int32 // position in id order (index.go), once ranked
+	metricSet        uint16
+	nameAt, serialAt uint8
 	// status is Device.Status and reported Device.Reported as indexes of
 	// statuses, reported plus one (0 is none).
 	status, reported uint8
-	triggered        bool
-	// ranked: rank is set; counted: the device is present (index.go).
-	ranked, counted bool
+	flags            flags
+}
+
+// flags are a device's yes-or-no facts, in one byte.
+type flags uint8
+
+const (
+	triggered flags = 1 << iota // Device.Triggered
+	ranked                      // rank is set (index.go)
+	counted                     // the device is present (index.go)
+	inTouched                   // in Registry.touched
+	faulted                     // agent.faults holds a failed stream of it
+)
+
+func (d *device) is(f flags) bool { return d.flags&f != 0 }
+
+func (d *device) set(f flags, on bool) {
+	if on {
+		d.flags |= f
+	} else {
+		d.flags &^= f
+	}
 }
 
 func (d *device) id() string     { return d.text[:d.nameAt] }
 func (d *device) name() string   { return d.text[d.nameAt:d.serialAt] }
 func (d *device) serial() string { return d.text[d.serialAt:] }
+func (d *device) agent() *agent  { return d.attrs.agent }
+
+// attrs are a device's attributes that many devices of an agent share:
+// the agent, the site as the device last took it from an inventory, the
+// district, what it is and its names in other languages. Never changed
+// once made, so a renamed site is new attrs while the index and tallies
+// still hold the device under the old ones.
+type attrs struct {
+	agent       *agent
+	site        siteName
+	district    string
+	kind        wire.DeviceKind // hardware's, at hand for the index
+	hardware    unique.Handle[hardware]
+	criticality int32
+	names       *Localised
+}
 
 // siteName is a site as its devices show it.
 type siteName struct{ id, name string }
@@ -216,11 +249,37 @@ func (d *device) reportedStatus() wire.Status {
 	return statuses[d.reported-1]
 }
 
-func (d *device) reason() wire.Reason {
-	if d.shown == nil {
-		return wire.ReasonNone
+// derive is the status the hub shows for d, from its agent's status and
+// the agent's last report, and the reason and detail shown with it (nil:
+// none). refresh keeps d.status to it; the reason is derived when asked
+// rather than kept, which would take another word per device.
+func (d *device) derive() (wire.Status, *reported) {
+	switch d.agent().view.Status {
+	case wire.StatusOnline:
+		st := cmp.Or(d.reportedStatus(), wire.StatusUnknown)
+		if f := d.fault(); st == wire.StatusOnline && f != nil {
+			return wire.StatusDegraded, f
+		}
+		return st, d.rep
+	case wire.StatusOffline:
+		return wire.StatusUnreachable, agentOffline
 	}
-	return d.shown.reason
+	return wire.StatusUnknown, nil
+}
+
+// fault is d's failed live stream, nil when none.
+func (d *device) fault() *reported {
+	if !d.is(faulted) {
+		return nil
+	}
+	return d.agent().faults[d]
+}
+
+func (d *device) reason() wire.Reason {
+	if _, shown := d.derive(); shown != nil {
+		return shown.reason
+	}
+	return wire.ReasonNone
 }
 
 // report keeps the agent's last word on d.
@@ -234,67 +293,25 @@ func (d *device) report(status wire.Status, reason wire.Reason, detail string, s
 	}
 }
 
-// metric is one value of a device's last health report.
-type metric struct {
-	name  unique.Handle[string]
-	value float64
-}
-
 // snapshot is the device as callers get it: a Device of its own, with its
 // metrics in a map of its own.
 func (r *Registry) snapshot(d *device) Device {
-	site, hw := d.site.Value(), d.hardware.Value()
+	at := d.attrs
+	hw := at.hardware.Value()
 	v := Device{
 		ID: d.id(), Name: d.name(), Kind: hw.kind, SensorKind: hw.sensorKind,
-		Agent: d.agent.view.ID, Site: site.id, SiteName: site.name, District: d.district.Value(),
-		Location: d.location, Criticality: int(d.criticality),
+		Agent: at.agent.view.ID, Site: at.site.id, SiteName: at.site.name, District: at.district,
+		Location: d.location, Criticality: int(at.criticality),
 		Vendor: hw.vendor, Model: hw.model, Firmware: hw.firmware, Serial: d.serial(),
 		Installed: hw.installed, Camera: d.camera, Streams: hw.streams.Value().list(), Parent: d.parent.Value(),
 		Status: d.statusOf(), Since: r.timeOf(d.since), LastSeen: r.timeOf(d.lastSeen), Probed: r.timeOf(d.probed),
-		Reported: d.reportedStatus(), Triggered: d.triggered, Localised: d.names,
+		Reported: d.reportedStatus(), Triggered: d.is(triggered), Localised: at.names,
 	}
-	if d.shown != nil {
-		v.Reason, v.Detail = d.shown.reason, d.shown.detail
+	if _, shown := d.derive(); shown != nil {
+		v.Reason, v.Detail = shown.reason, shown.detail
 	}
-	if d.metrics != nil {
-		v.Metrics = make(map[string]float64, len(d.metrics))
-		for _, m := range d.metrics {
-			v.Metrics[m.name.Value()] = m.value
-		}
-	}
+	v.Metrics = d.metrics()
 	return v
-}
-
-// setMetrics keeps a health line's metrics; nil stays nil and an empty
-// map stays empty, as the snapshot then shows them. A report naming the
-// metrics of the last (as reports do) only updates their values; the
-// decoder gives every report names of its own, which the device would
-// otherwise keep.
-func (d *device) setMetrics(m map[string]float64) {
-	if m == nil {
-		d.metrics = nil
-		return
-	}
-	if d.metrics != nil && len(d.metrics) == len(m) && d.updateMetrics(m) {
-		return
-	}
-	d.metrics = make([]metric, 0, len(m))
-	for name, v := range m {
-		d.metrics = append(d.metrics, metric{unique.Make(name), v})
-	}
-}
-
-// updateMetrics takes the values of m, which holds as many metrics as
-// d.metrics, and reports whether it named them all.
-func (d *device) updateMetrics(m map[string]float64) bool {
-	for i := range d.metrics {
-		v, ok := m[d.metrics[i].name.Value()]
-		if !ok {
-			return false
-		}
-		d.metrics[i].value = v
-	}
-	return true
 }
 
 // New returns an empty registry.
@@ -312,7 +329,7 @@ func New(opts Options) *Registry {
 		opts:      opts,
 		loc:       opts.Now().Location(),
 		agents:    make(map[string]*agent),
-		devices:   make(map[string]*device),
+		devices:   newDeviceTable(),
 		districts: make(map[string]*tally),
 		places:    make(map[place]*tally),
 	}
@@ -429,7 +446,7 @@ func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device 
 	}
 	var out []Device
 	for _, d := range r.idx.sorted {
-		if keep(d.district.Value(), d.site.Value().id) {
+		if keep(d.attrs.district, d.attrs.site.id) {
 			out = append(out, r.snapshot(d))
 		}
 	}
@@ -440,11 +457,26 @@ func (r *Registry) DevicesWhere(keep func(district, site string) bool) []Device 
 func (r *Registry) Device(id string) (Device, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d, ok := r.devices[id]
-	if !ok {
+	d := r.devices.get(id)
+	if d == nil {
 		return Device{}, false
 	}
 	return r.snapshot(d), true
+}
+
+// DeviceNames returns the names of the devices ids, in their order, ""
+// for one the fleet does not have: what a caller showing many devices by
+// id needs, without copying them.
+func (r *Registry) DeviceNames(ids []string) []string {
+	out := make([]string, len(ids))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, id := range ids {
+		if d := r.devices.get(id); d != nil {
+			out[i] = d.name()
+		}
+	}
+	return out
 }
 
 // Agents returns every agent sorted by id.
@@ -551,7 +583,7 @@ func (r *Registry) Retire(id string) bool {
 	removed := make([]string, 0, len(a.devices))
 	for _, d := range a.devices {
 		r.count(d, -1)
-		delete(r.devices, d.id())
+		r.devices.remove(d.id())
 		removed = append(removed, d.id())
 	}
 	r.sortedOK = false
@@ -617,7 +649,7 @@ func (t *tally) rates() (online, intact float64) {
 // count adds (n = 1) or removes (n = -1) d in the tallies.
 func (r *Registry) count(d *device, n int) {
 	i := int(d.status)
-	district := d.district.Value()
+	district := d.attrs.district
 	r.total.devices += n
 	r.total.by[i] += n
 	add := func(t *tally) bool {
@@ -633,7 +665,7 @@ func (r *Registry) count(d *device, n int) {
 	if add(t) {
 		delete(r.districts, district)
 	}
-	pl := place{district, d.site.Value().id}
+	pl := place{district, d.attrs.site.id}
 	pt := r.places[pl]
 	if pt == nil {
 		pt = new(tally)
@@ -647,8 +679,8 @@ func (r *Registry) count(d *device, n int) {
 
 func (r *Registry) setStatus(d *device, s wire.Status) {
 	from, to := int(d.status), statusIndex(s)
-	district := d.district.Value()
-	for _, t := range []*tally{&r.total, r.districts[district], r.places[place{district, d.site.Value().id}]} {
+	district := d.attrs.district
+	for _, t := range []*tally{&r.total, r.districts[district], r.places[place{district, d.attrs.site.id}]} {
 		t.by[from]--
 		t.by[to]++
 	}

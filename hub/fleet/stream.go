@@ -22,11 +22,20 @@ func (r *Registry) setFault(id string, f *reported) {
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.unlock()
-	d := r.devices[id]
-	if d == nil || (f == nil && d.fault == nil) {
+	d := r.devices.get(id)
+	if d == nil || (f == nil && !d.is(faulted)) {
 		return
 	}
-	d.fault = f
+	a := d.agent()
+	if f == nil {
+		delete(a.faults, d)
+	} else {
+		if a.faults == nil {
+			a.faults = make(map[*device]*reported)
+		}
+		a.faults[d] = f
+	}
+	d.set(faulted, f != nil)
 	if from, changed := r.refresh(d, now); changed {
 		v := r.snapshot(d)
 		r.emit(Change{Kind: ChangeDevice, From: from, To: v.Status, Reason: string(v.Reason), Detail: v.Detail, Device: &v}, now)
