@@ -76,14 +76,18 @@ func BenchmarkClusterScaling(b *testing.B) {
 		return measure(b, hubs)
 	}
 	b.Run("cluster-1", func(b *testing.B) { one = clustered(b, 1)[0] })
-	b.Run("cluster-2", func(b *testing.B) { two = clustered(b, 2) })
-	if single == 0 || one == 0 || len(two) != 2 {
-		b.Fatal("a configuration did not finish")
-	}
-	busier := max(two[0], two[1])
-	b.Logf("%d devices every %v, %v windows: hub CPU per sample of the city — single %.2f µs; one clustered hub %.2f µs (%.2f× single); "+
-		"two clustered hubs %.2f and %.2f µs: two hubs ingest %.2f× what one does on the same budget per hub (target ≥ 1.8)",
-		total, interval, window, single, one, one/single, two[0], two[1], one/busier)
-	b.ReportMetric(one/single, "cluster-overhead-x")
-	b.ReportMetric(one/busier, "two-hub-scaling-x")
+	b.Run("cluster-2", func(b *testing.B) {
+		two = clustered(b, 2)
+		if single == 0 || one == 0 {
+			b.Fatal("the single and one-hub configurations did not finish")
+		}
+		busier := max(two[0], two[1])
+		// Printed, not logged: a parent benchmark's log is not shown.
+		fmt.Printf("cluster scaling: %d devices every %v, %v windows; hub CPU per sample of the city: single %.2f µs; "+
+			"one clustered hub %.2f µs (%.2f× single); two clustered hubs %.2f and %.2f µs: "+
+			"two hubs ingest %.2f× what one does on the same budget per hub (target ≥ 1.8)\n",
+			total, interval, window, single, one, one/single, two[0], two[1], one/busier)
+		b.ReportMetric(one/single, "cluster-overhead-x")
+		b.ReportMetric(one/busier, "two-hub-scaling-x")
+	})
 }
