@@ -193,18 +193,27 @@ func (l *Leases) Stats() Stats {
 	return l.stats
 }
 
-// Run creates the buckets if they do not exist, then keeps the leases
-// every Interval until ctx ends, when it releases them so that the other
-// hubs need not wait a TTL. A hub that dies without Run returning leaves
-// its leases to expire.
+// Run creates the buckets if they do not exist (trying again until it
+// can: JetStream may be electing a leader), then keeps the leases every
+// Interval until ctx ends, when it releases them so that the other hubs
+// need not wait a TTL. A hub that dies without Run returning leaves its
+// leases to expire.
 func (l *Leases) Run(ctx context.Context) error {
-	leases, err := l.bucket(ctx, l.cfg.Bucket)
-	if err != nil {
-		return err
-	}
-	members, err := l.bucket(ctx, l.cfg.Bucket+"-hubs")
-	if err != nil {
-		return err
+	var leases, members jetstream.KeyValue
+	var b backoff
+	for {
+		var err error
+		b.attempt()
+		if leases, err = l.bucket(ctx, l.cfg.Bucket); err == nil {
+			members, err = l.bucket(ctx, l.cfg.Bucket+"-hubs")
+		}
+		if err == nil {
+			break
+		}
+		l.failed("lease buckets not ready; trying again", err)
+		if !b.wait(ctx) {
+			return nil
+		}
 	}
 	t := time.NewTicker(l.cfg.Interval)
 	defer t.Stop()
@@ -231,8 +240,10 @@ func (l *Leases) Run(ctx context.Context) error {
 }
 
 func (l *Leases) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, TTL: l.cfg.TTL, History: 1, Storage: jetstream.FileStorage, Replicas: l.cfg.Replicas,
+	kv, err := bounded(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, TTL: l.cfg.TTL, History: 1, Storage: jetstream.FileStorage, Replicas: l.cfg.Replicas,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: bucket %s: %w", name, err)

@@ -112,15 +112,18 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	var stream jetstream.Stream
-	for stream == nil {
-		stream, err = EnsureStream(ctx, js, n.cfg.Leases.Partitions, n.cfg.Leases.Replicas, n.cfg.Retention)
-		if err != nil {
-			n.log.Warn("agents' stream not ready; trying again", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
+	var b backoff
+	for {
+		b.attempt()
+		stream, err = bounded(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+			return EnsureStream(ctx, js, n.cfg.Leases.Partitions, n.cfg.Leases.Replicas, n.cfg.Retention)
+		})
+		if err == nil {
+			break
+		}
+		n.log.Warn("agents' stream not ready; trying again", "err", err)
+		if !b.wait(ctx) {
+			return nil
 		}
 	}
 	var cons *Consumers

@@ -36,11 +36,20 @@ func partitionSubject(p int) string { return "cw." + strconv.Itoa(p) + ".>" }
 // subject transform (partition(N, agent) is FNV-1a of the agent id
 // modulo N, as Partition computes), for maxAge.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, partitions, replicas int, maxAge time.Duration) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, streamConfig(partitions, replicas, maxAge))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
+
+// streamConfig is the agents' stream's configuration.
+func streamConfig(partitions, replicas int, maxAge time.Duration) jetstream.StreamConfig {
 	subjects := make([]string, len(agentChannels))
 	for i, ch := range agentChannels {
 		subjects[i] = natsPrefix + "*." + string(ch)
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return jetstream.StreamConfig{
 		Name:     StreamName,
 		Subjects: subjects,
 		SubjectTransform: &jetstream.SubjectTransformConfig{
@@ -50,11 +59,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, partitions, repli
 		Storage:  jetstream.FileStorage,
 		Replicas: replicas,
 		MaxAge:   maxAge,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: stream %s: %w", StreamName, err)
 	}
-	return s, nil
 }
 
 // Message is one message of an agent, as its partition's owner applies it.
@@ -104,13 +109,17 @@ type Consumers struct {
 	stats   ConsumerStats
 }
 
-// ConsumerStats counts what the consumers did.
+// ConsumerStats counts what the consumers did, and says how many are
+// failing now.
 type ConsumerStats struct {
 	Applied    uint64 `json:"applied"`     // messages of owned partitions handed to the Handler
 	Followed   uint64 `json:"followed"`    // messages of other hubs' partitions handed to it (read view)
 	StoodDown  uint64 `json:"stood_down"`  // partitions left because the lease ran out mid-batch
 	BadSubject uint64 `json:"bad_subject"` // messages whose subject is outside the contract (dropped, acknowledged)
-	Errors     uint64 `json:"errors"`      // consumer requests that failed
+	Errors     uint64 `json:"errors"`      // attempts at a partition's consumer that failed
+	Restarts   uint64 `json:"restarts"`    // partitions' consumers working again after failures
+	Failing    int    `json:"failing"`     // partitions whose consumer is failing now (being tried again)
+	Gaps       uint64 `json:"gaps"`        // deliveries that went missing on the way, read again
 }
 
 // NewConsumers validates its arguments; Own starts and stops partitions.
@@ -147,6 +156,9 @@ func (c *Consumers) Own(ctx context.Context, owned []int) {
 	c.mu.Unlock()
 	for _, r := range stopping {
 		<-r.done
+	}
+	if ctx.Err() != nil {
+		return // the hub stops: Wait stops the rest
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -202,33 +214,91 @@ func (c *Consumers) count(f func(*ConsumerStats)) {
 // consume applies partition p's messages until ctx ends (Own stops
 // it), acknowledging each batch once applied. While the lease has run out
 // (a pause, the bucket unreachable) it applies nothing and waits; when it
-// holds the lease again it takes the partition over afresh.
+// holds the lease again it takes the partition over afresh. A consumer
+// that cannot be made or fails (a NATS node lost, JetStream electing a
+// leader) is made again, with backoff, for as long as the hub owns p.
 func (c *Consumers) consume(ctx context.Context, p int) {
+	f := &failures{c: c, p: p, role: "owner"}
+	defer f.end()
+	var b backoff
 	for ctx.Err() == nil {
 		if !c.owner.Owns(p) {
 			sleep(ctx, 200*time.Millisecond)
 			continue
 		}
+		b.attempt()
 		cons, replayed, err := c.takeOver(ctx, p)
-		if err != nil {
-			if ctx.Err() == nil {
-				c.count(func(s *ConsumerStats) { s.Errors++ })
-				c.log.Warn("partition consumer not created; trying again", "partition", p, "err", err)
-			}
-			sleep(ctx, time.Second)
-			continue
+		if err == nil {
+			err = c.drain(ctx, p, cons, replayed, f)
 		}
-		if err := c.drain(ctx, p, cons, replayed); err != nil && ctx.Err() == nil {
-			c.count(func(s *ConsumerStats) { s.Errors++ })
-			c.log.Warn("partition consumer failed; taking it over again", "partition", p, "err", err)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, errGap):
+			c.missed(p, "owner", err)
+			b.wait(ctx)
+		default:
+			f.failed(err)
+			b.wait(ctx)
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+// missed counts and logs a delivery that went missing, which is read
+// again: not a failure.
+func (c *Consumers) missed(p int, role string, err error) {
+	c.count(func(s *ConsumerStats) { s.Gaps++ })
+	c.log.Debug("a delivery went missing; reading on from before it", "partition", p, "role", role, "err", err)
+}
+
+// failures tracks the failures in a row of one partition's consumer: it
+// counts them, logs the first and then one every failureLogEvery (a
+// consumer failing for minutes would otherwise log at every attempt),
+// and counts and logs the consumer's return.
+type failures struct {
+	c       *Consumers
+	p       int
+	role    string // "owner" or "follower"
+	n       int    // failures since the consumer last worked
+	since   int    // of them, not logged
+	logged  time.Time
+	failing bool // counted in ConsumerStats.Failing
+}
+
+func (f *failures) failed(err error) {
+	f.n++
+	f.since++
+	first := !f.failing
+	f.failing = true
+	f.c.count(func(s *ConsumerStats) {
+		s.Errors++
+		if first {
+			s.Failing++
+		}
+	})
+	if first || time.Since(f.logged) >= failureLogEvery {
+		f.c.log.Warn("partition consumer failed; trying again", "partition", f.p, "role", f.role,
+			"failures", f.n, "not logged", f.since-1, "err", err)
+		f.logged, f.since = time.Now(), 0
+	}
+}
+
+// worked is called when the consumer delivers (or has nothing to).
+func (f *failures) worked() {
+	if !f.failing {
+		return
+	}
+	f.c.count(func(s *ConsumerStats) {
+		s.Restarts++
+		s.Failing--
+	})
+	f.c.log.Info("partition consumer working again", "partition", f.p, "role", f.role, "failures", f.n)
+	f.n, f.since, f.failing = 0, 0, false
+}
+
+// end is called when the partition's goroutine returns.
+func (f *failures) end() {
+	if f.failing {
+		f.c.count(func(s *ConsumerStats) { s.Failing-- })
 	}
 }
 
@@ -242,84 +312,170 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, ma
 		Durable: name, FilterSubject: partitionSubject(p), AckPolicy: jetstream.AckAllPolicy,
 		AckWait: 30 * time.Second, MaxAckPending: 4 * c.batch, DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	old, err := c.stream.Consumer(ctx, name)
+	old, err := bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return c.stream.Consumer(ctx, name) })
 	switch {
 	case err == nil:
-		info, err := old.Info(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+		// Consumer has just fetched its info.
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, old.CachedInfo().AckFloor.Stream+1
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("consumer %s: %w", name, err)
 	}
 	replayed, err := c.replay(ctx, p, cfg.OptStartSeq)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("replay: %w", err)
 	}
-	if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, nil, err
+	if _, err := bounded(ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, c.stream.DeleteConsumer(ctx, name)
+	}); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil, fmt.Errorf("delete consumer %s: %w", name, err)
 	}
-	cons, err := c.stream.CreateConsumer(ctx, cfg)
-	return cons, replayed, err
+	cons, err := bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return c.stream.CreateConsumer(ctx, cfg) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	return cons, replayed, nil
 }
 
-// ordered is an ordered consumer of partition p's channels that starts
-// at stream sequence from, or with the last message of each agent on
-// each when from is 0, then follows.
-func (c *Consumers) ordered(ctx context.Context, p int, from uint64, channels ...wire.Channel) (jetstream.Consumer, error) {
+// ephemeral makes a consumer of partition p's channels that starts at
+// stream sequence from, or with the last message of each agent on each
+// when from is 0, and acknowledges nothing. It lives in memory on one
+// node, under a new name each time: after a failure a new one replaces
+// it (one of the same name could be bound to the node that died,
+// "offline" for as long as that node is down). The ordered consumers of
+// nats.go do the same, but their Fetch makes the consumer again, for
+// ever, whatever the caller's context, so a partition's goroutine could
+// neither go on nor stop.
+func (c *Consumers) ephemeral(ctx context.Context, p int, from uint64, channels ...wire.Channel) (jetstream.Consumer, error) {
 	prefix := "cw." + strconv.Itoa(p) + ".*."
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	cfg := jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, AckPolicy: jetstream.AckNonePolicy,
+		// A consumer left behind (the hub stopped or died) goes after this.
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true}
 	for _, ch := range channels {
 		cfg.FilterSubjects = append(cfg.FilterSubjects, prefix+string(ch))
 	}
 	if from > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	return c.stream.OrderedConsumer(ctx, cfg)
+	cons, err := bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return c.stream.CreateConsumer(ctx, cfg) })
+	if err != nil {
+		return nil, fmt.Errorf("create consumer: %w", err)
+	}
+	return cons, nil
+}
+
+// forget deletes an ephemeral consumer this hub is done with. One that
+// failed is left to its inactivity threshold: its node may be gone, and
+// a request to it would hold the partition up for requestTimeout; so is
+// one of a partition stopping, so that the hub stops at once.
+func (c *Consumers) forget(ctx context.Context, cons jetstream.Consumer, err error) {
+	if ctx.Err() != nil || err != nil && !errors.Is(err, errGap) {
+		return
+	}
+	name := cons.CachedInfo().Name
+	if _, err := bounded(ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, c.stream.DeleteConsumer(ctx, name)
+	}); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+		c.log.Debug("ephemeral consumer not deleted (its inactivity deletes it)", "consumer", name, "err", err)
+	}
+}
+
+// errGap is a message missing from what a consumer delivered: one sent
+// as a pull ended may arrive after it, and is dropped. An ephemeral
+// consumer, which acknowledges nothing, counts it as delivered; a
+// durable one's acknowledgement of the next would cover it. The consumer
+// sequence of the next shows it.
+var errGap = errors.New("a message is missing from the consumer's delivery")
+
+// inOrder checks that m is the message after *delivered in its consumer's
+// delivery, keeping *delivered, and returns its metadata.
+func inOrder(m jetstream.Msg, delivered *uint64) (*jetstream.MsgMetadata, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	if meta.Sequence.Consumer != *delivered+1 {
+		return nil, fmt.Errorf("%w: consumer sequence %d after %d", errGap, meta.Sequence.Consumer, *delivered)
+	}
+	*delivered = meta.Sequence.Consumer
+	return meta, nil
+}
+
+// fetch pulls up to a batch of cons's messages, waiting up to fetchWait
+// for them, and hands each to apply as it arrives. It returns how many
+// arrived, and the first error of apply or of the pull (none when the
+// pull just ran out of messages or time). It returns as soon as ctx ends;
+// the pull it leaves ends by itself a second after fetchWait. (The
+// client waits that second longer than the server holds the pull, so
+// that a message sent at the last moment still arrives: FetchContext
+// would leave a tenth of the wait.)
+func (c *Consumers) fetch(ctx context.Context, cons jetstream.Consumer, apply func(jetstream.Msg) error) (int, error) {
+	batch, err := cons.Fetch(c.batch, jetstream.FetchMaxWait(fetchWait))
+	if err != nil {
+		return 0, fmt.Errorf("fetch: %w", err)
+	}
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case m, ok := <-batch.Messages():
+			if !ok {
+				if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+					return n, fmt.Errorf("fetch: %w", err)
+				}
+				return n, nil
+			}
+			if err := apply(m); err != nil {
+				return n + 1, err
+			}
+		}
+	}
 }
 
 // replay hands the handler the last state and inventory message of every
 // agent of partition p that the stream holds from before start (what
 // comes from start on, the consumer delivers).
-func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string]uint64, error) {
+func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[string]uint64, err error) {
 	replayed := map[string]uint64{}
 	if start <= 1 {
 		return replayed, nil // a partition consumed from its beginning
 	}
-	oc, err := c.ordered(ctx, p, 0, wire.ChannelState, wire.ChannelInventory)
+	cons, err := c.ephemeral(ctx, p, 0, wire.ChannelState, wire.ChannelInventory)
 	if err != nil {
 		return nil, err
 	}
-	for {
-		batch, err := oc.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return nil, err
-		}
-		n, pending := 0, uint64(0)
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
+	defer func() { c.forget(ctx, cons, err) }()
+	// The last messages come in the stream's order, then what is newer.
+	pending, delivered, past := cons.CachedInfo().NumPending, uint64(0), false
+	for pending > 0 && !past {
+		n, err := c.fetch(ctx, cons, func(m jetstream.Msg) error {
+			meta, err := inOrder(m, &delivered)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			pending = meta.NumPending
-			if meta.Sequence.Stream >= start {
-				continue
+			if past = past || meta.Sequence.Stream >= start; past {
+				return nil
 			}
 			if agent, ch, ok := parseSubject(m.Subject()); ok {
 				replayed[m.Subject()] = meta.Sequence.Stream
 				c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream, Retained: true})
 			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		})
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if n == 0 || pending == 0 {
-			return replayed, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case n == 0:
+			return nil, fmt.Errorf("no message in %v while %d are pending", fetchWait, pending)
 		}
 	}
+	return replayed, nil
 }
+
+// followChannels are what a follower applies.
+var followChannels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents}
 
 // followPartition applies partition p, which another hub owns, for this
 // hub's read view: each agent's last state, inventory, health report and
@@ -328,36 +484,46 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string
 // (a NATS node lost) it follows on from the message after the last it
 // applied, so nothing in between is skipped.
 func (c *Consumers) followPartition(ctx context.Context, p int) {
+	f := &failures{c: c, p: p, role: "follower"}
+	defer f.end()
+	var b backoff
 	var next uint64
 	for ctx.Err() == nil {
-		if err := c.followFrom(ctx, p, &next); err != nil && ctx.Err() == nil {
-			c.count(func(s *ConsumerStats) { s.Errors++ })
-			c.log.Warn("following a partition failed; following on", "partition", p, "from", next, "err", err)
-			sleep(ctx, time.Second)
+		b.attempt()
+		err := c.followFrom(ctx, p, &next, f)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, errGap):
+			c.missed(p, "follower", err)
+			b.wait(ctx)
+		default:
+			f.failed(fmt.Errorf("following on from %d: %w", next, err))
+			b.wait(ctx)
 		}
 	}
 }
 
 // followFrom follows partition p from stream sequence *next (0: from each
-// agent's last messages), keeping *next after each message applied.
-func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64) error {
-	info, err := c.stream.Info(ctx)
-	if err != nil {
-		return err
-	}
-	before := info.State.LastSeq // what is older is a replay of the last messages
-	oc, err := c.ordered(ctx, p, *next, wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents)
-	if err != nil {
-		return err
-	}
-	replay := *next == 0
-	for ctx.Err() == nil {
-		batch, err := oc.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
+// agent's last messages), keeping *next after each message applied,
+// until ctx ends or the consumer fails.
+func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64, f *failures) (err error) {
+	replay, before := *next == 0, uint64(0)
+	if replay {
+		info, err := bounded(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return c.stream.Info(ctx) })
 		if err != nil {
-			return err
+			return fmt.Errorf("stream info: %w", err)
 		}
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
+		before = info.State.LastSeq // what is older is a replay of the last messages
+	}
+	cons, err := c.ephemeral(ctx, p, *next, followChannels...)
+	if err != nil {
+		return err
+	}
+	defer func() { c.forget(ctx, cons, err) }()
+	var delivered uint64
+	for ctx.Err() == nil {
+		_, err := c.fetch(ctx, cons, func(m jetstream.Msg) error {
+			meta, err := inOrder(m, &delivered)
 			if err != nil {
 				return err
 			}
@@ -365,60 +531,70 @@ func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64) error {
 			*next = seq + 1
 			agent, ch, ok := parseSubject(m.Subject())
 			if !ok {
-				continue // the partition's owner counts and logs it (drain)
+				return nil // the partition's owner counts and logs it (drain)
 			}
 			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Follow: true,
 				Retained: replay && seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})
 			c.count(func(s *ConsumerStats) { s.Followed++ })
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		})
+		if err != nil {
 			return err
 		}
+		f.worked()
 	}
 	return nil
 }
 
-// drain fetches and applies batches while this hub owns p.
-func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, replayed map[string]uint64) error {
+// errStoodDown ends a batch when the lease runs out.
+var errStoodDown = errors.New("the partition's lease ran out")
+
+// drain fetches and applies batches while this hub owns p, and
+// acknowledges each (all up to its last message). A delivery that went
+// missing (sent as a pull ended, it came too late) would be acknowledged
+// with the next: drain stops before it instead, with errGap, and the
+// partition is taken over again from what was acknowledged.
+func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, replayed map[string]uint64, f *failures) error {
+	var delivered uint64
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(c.batch, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return err
-		}
 		var last jetstream.Msg
-		for m := range batch.Messages() {
+		_, err := c.fetch(ctx, cons, func(m jetstream.Msg) error {
 			if !c.owner.Owns(p) {
 				// The lease ran out (a pause, a lost bucket): apply
 				// nothing more; what was applied is acknowledged below,
 				// the rest goes to the next owner.
-				c.count(func(s *ConsumerStats) { s.StoodDown++ })
-				c.log.Warn("partition lease ran out: standing down", "partition", p)
-				return c.ack(last)
+				return errStoodDown
+			}
+			meta, err := inOrder(m, &delivered)
+			if err != nil {
+				return err
 			}
 			last = m
 			agent, ch, ok := parseSubject(m.Subject())
 			if !ok {
 				c.count(func(s *ConsumerStats) { s.BadSubject++ })
 				c.log.Warn("message outside the contract dropped", "subject", m.Subject())
-				continue
+				return nil
 			}
-			meta, err := m.Metadata()
-			var seq uint64
-			if err == nil {
-				seq = meta.Sequence.Stream
+			if seq := meta.Sequence.Stream; seq <= replayed[m.Subject()] {
+				return nil // an older state or inventory than the one replayed
 			}
-			if seq > 0 && seq <= replayed[m.Subject()] {
-				continue // an older state or inventory than the one replayed
-			}
-			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq})
+			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream})
 			c.count(func(s *ConsumerStats) { s.Applied++ })
+			return nil
+		})
+		if aerr := c.ack(last); aerr != nil {
+			return fmt.Errorf("ack: %w", aerr)
 		}
-		if err := c.ack(last); err != nil {
+		switch {
+		case errors.Is(err, errStoodDown):
+			c.count(func(s *ConsumerStats) { s.StoodDown++ })
+			c.log.Warn("partition lease ran out: standing down", "partition", p)
+			return nil
+		case err != nil:
 			return err
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
+		f.worked()
 		if !c.owner.Owns(p) {
 			return nil
 		}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -337,7 +339,7 @@ func TestFollowerFollowsOn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	next := seqs[5] // as after a failure: the sixth report is the next to apply
-	if err := c.followFrom(ctx, p, &next); err != nil && ctx.Err() == nil {
+	if err := c.followFrom(ctx, p, &next, &failures{c: c, p: p, role: "follower"}); err != nil && ctx.Err() == nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -351,3 +353,141 @@ func TestFollowerFollowsOn(t *testing.T) {
 type nobody struct{}
 
 func (nobody) Owns(int) bool { return false }
+
+// A follower whose consumer cannot be made again after a failure — here
+// the stream allows no more consumers; in the field JetStream elects a
+// leader, or the consumer's name is bound to a NATS node that died —
+// tries again, with backoff, until it can: it neither gives its partition
+// up nor keeps its hub from stopping. (The ordered consumers of nats.go,
+// which followers used, make their consumer again inside Fetch, for ever,
+// whatever the context: Wait never returned.)
+func TestFollowerRetriesUntilConsumerMade(t *testing.T) {
+	srv := testenv.NATS(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cfg := streamConfig(partitions, 1, time.Hour)
+	cfg.MaxConsumers = partitions
+	stream, err := js.CreateStream(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An agent in each partition.
+	agentOf := map[int]string{}
+	for i := 0; len(agentOf) < partitions; i++ {
+		if agent := fmt.Sprintf("agent-%03d", i); agentOf[Partition(agent, partitions)] == "" {
+			agentOf[Partition(agent, partitions)] = agent
+		}
+	}
+	report := func(n int) {
+		t.Helper()
+		for _, agent := range agentOf {
+			if _, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	followed := map[int]int{} // partition → last report followed
+	run := func() (*Consumers, func()) {
+		c, err := NewConsumers(stream, nobody{}, func(_ context.Context, m Message) {
+			mu.Lock()
+			defer mu.Unlock()
+			if n, err := strconv.Atoi(string(m.Payload)); err == nil && m.Follow && m.Agent == agentOf[m.Partition] {
+				followed[m.Partition] = max(followed[m.Partition], n)
+			}
+		}, slog.New(slog.DiscardHandler), partitions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c.Own(ctx, nil)
+		return c, func() { cancel(); waitStops(t, c) }
+	}
+	allFollowed := func(n int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			for p := range partitions {
+				if followed[p] != n {
+					return fmt.Errorf("partition %d followed up to report %d of %d", p, followed[p], n)
+				}
+			}
+			return nil
+		}
+	}
+	allFailing := func(c *Consumers) func() error {
+		return func() error {
+			if st := c.Stats(); st.Failing != partitions {
+				return fmt.Errorf("%d of %d followers failing: %+v", st.Failing, partitions, st)
+			}
+			return nil
+		}
+	}
+	// take deletes the followers' consumers, as a failure would, and
+	// takes every consumer the stream allows before they make theirs
+	// again.
+	var taken []string
+	take := func() {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for len(taken) < partitions {
+			names := stream.ConsumerNames(t.Context())
+			for name := range names.Name() {
+				if !strings.HasPrefix(name, "taken-") {
+					stream.DeleteConsumer(t.Context(), name)
+				}
+			}
+			name := fmt.Sprintf("taken-%d", len(taken))
+			if _, err := stream.CreateConsumer(t.Context(), jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckNonePolicy}); err == nil {
+				taken = append(taken, name)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("took %d of %d consumers in 30s", len(taken), partitions)
+			}
+		}
+	}
+
+	// A hub whose followers fail stops.
+	report(1)
+	c, stop := run()
+	eventually(t, 30*time.Second, allFollowed(1))
+	take()
+	eventually(t, 30*time.Second, allFailing(c))
+	stop()
+
+	// One that goes on follows every partition again once it can.
+	c, stop = run()
+	defer stop()
+	eventually(t, 30*time.Second, allFailing(c))
+	for _, name := range taken {
+		if err := stream.DeleteConsumer(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(2)
+	eventually(t, 30*time.Second, allFollowed(2))
+	eventually(t, 30*time.Second, func() error {
+		if st := c.Stats(); st.Failing != 0 || st.Restarts != partitions || st.Errors < partitions {
+			return fmt.Errorf("stats %+v: want no follower failing, %d working again after at least one failure each", st, partitions)
+		}
+		return nil
+	})
+}
+
+// waitStops fails the test unless c.Wait returns within stopWithin.
+func waitStops(t *testing.T, c *Consumers) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(stopWithin):
+		var dump strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&dump, 1)
+		t.Errorf("consumers did not stop within %v; goroutines:\n%s", stopWithin, dump.String())
+	}
+}
