@@ -1096,11 +1096,14 @@ func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealt
 	}
 	c := st.Consumers
 	h := console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; "+
-		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d; "+
+		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d, working again %d, "+
+		"failing now %d; deliveries read again after a gap %d; "+
 		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d",
 		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
-		av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
-	if c.BadSubject > 0 || av.Dropped > 0 {
+		c.Restarts, c.Failing, c.Gaps, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
+	// A failing consumer is being tried again (and logged); while it
+	// fails its partition is not applied, or not followed, here.
+	if c.BadSubject > 0 || av.Dropped > 0 || c.Failing > 0 {
 		// Each was logged when dropped; the count stays in sight.
 		h.Status = console.HealthDegraded
 	}

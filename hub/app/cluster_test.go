@@ -31,4 +31,8 @@ func TestClusterHealth(t *testing.T) {
 	if h := clusterHealth(st, av); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "not announced 1") {
 		t.Errorf("after an announcement was lost: %+v", h)
 	}
+	av.Dropped, st.Consumers.Failing = 0, 3
+	if h := clusterHealth(st, av); h.Status != console.HealthDegraded || !strings.Contains(h.Reason, "failing now 3") {
+		t.Errorf("while consumers fail: %+v", h)
+	}
 }
