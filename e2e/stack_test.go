@@ -255,20 +255,10 @@ func (s *stack) waitAllOnline(t testing.TB) {
 	})
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
+// eventually is testenv.Eventually, the name every e2e test uses.
 func eventually(t testing.TB, within time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, within, cond)
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}

@@ -32,18 +32,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/citywatch/citywatch/hub/alarm"
+	"github.com/citywatch/citywatch/hub/console"
 )
 
-// Engine is this hub's alarm engine (hub/alarm).
+// Engine is this hub's alarm engine (hub/alarm): what the console reads
+// and acts on, and the hand-over of alarms between hubs.
 type Engine interface {
-	Alarms(alarm.Filter) []alarm.Alarm
-	Alarm(id string) (alarm.Alarm, []alarm.Transition, bool)
-	Children(id string) []alarm.Child
-	Ack(id, who, note string) error
-	Assign(id, who, to, note string) error
-	Shelve(id, who string, until time.Time, note string) error
-	Unshelve(id, who, note string) error
-	Clear(id, who, note string) error
+	console.Alarms
 	Adopt(alarms []alarm.Alarm, trails map[string][]alarm.Transition) (int, error)
 	Release(mine func(agent string) bool) ([]alarm.Alarm, map[string][]alarm.Transition)
 }

@@ -59,7 +59,7 @@ func startHub(t *testing.T, url, id string, store Store, owned ...int) *hub {
 	h.stop = cancel
 	go func() { h.done <- h.view.Run(ctx) }()
 	t.Cleanup(func() { h.halt(t) })
-	eventually(t, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if h.view.Stats() == (Stats{}) && !h.connected() {
 			return errors.New("not connected")
 		}
@@ -96,21 +96,6 @@ func (h *hub) camera(agent, id string, st wire.Status) {
 	h.engine.Observe(fleet.Change{Kind: fleet.ChangeDevice, To: st, Device: &d})
 }
 
-func eventually(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestOneCityOfAlarms runs two hubs' views on one NATS server: an alarm
 // hub b raises shows on hub a with its event; acknowledging it on a acts
 // on b's engine and shows at once on both; a refused action says why;
@@ -123,7 +108,7 @@ func TestOneCityOfAlarms(t *testing.T) {
 	b := startHub(t, nats.URL(), "b", nil, 2, 3)
 
 	b.camera("ag2", "cam1", wire.StatusOffline)
-	eventually(t, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if got, _, ok := a.view.Alarm("Ab-1"); !ok || got.State != alarm.ActiveUnack {
 			return errors.New("hub a does not show hub b's alarm")
 		}
@@ -229,7 +214,7 @@ func TestTakeOverFromStore(t *testing.T) {
 	}
 	nats := testenv.NATS(t)
 	a := startHub(t, nats.URL(), "a", st, 0, 1)
-	eventually(t, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if _, _, ok := a.view.Alarm("Ax-7"); !ok {
 			return errors.New("the store's open alarm of a partition another hub owns is not in view")
 		}

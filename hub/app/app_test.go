@@ -32,6 +32,15 @@ func testConfig(t testing.TB) config.Config {
 // run starts a hub and stops it when the test ends.
 func run(t testing.TB, cfg config.Config) *App {
 	t.Helper()
+	hub, stop := start(t, cfg)
+	t.Cleanup(stop)
+	return hub
+}
+
+// start starts a hub and returns it once ready, with what stops it and
+// checks that it stopped cleanly.
+func start(t testing.TB, cfg config.Config) (*App, func()) {
+	t.Helper()
 	hub, err := New(cfg, quiet())
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +48,7 @@ func run(t testing.TB, cfg config.Config) *App {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- hub.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -49,15 +58,17 @@ func run(t testing.TB, cfg config.Config) *App {
 		case <-time.After(30 * time.Second):
 			t.Error("Run did not return 30s after cancel")
 		}
-	})
+	}
 	select {
 	case <-hub.Ready():
 	case err := <-done:
+		cancel()
 		t.Fatalf("Run returned before ready: %v", err)
 	case <-time.After(30 * time.Second):
+		stop()
 		t.Fatal("not ready after 30s")
 	}
-	return hub
+	return hub, stop
 }
 
 // session is a signed-in browser: a cookie and the CSRF token.

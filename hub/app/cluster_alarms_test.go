@@ -1,9 +1,7 @@
 package app
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/config"
@@ -21,31 +19,9 @@ func TestClusterHubKeepsItsNotices(t *testing.T) {
 	cfg.Cluster.NATSURL, cfg.Cluster.HubID, cfg.Cluster.Partitions = nats.URL(), "hub-a", 4
 	cfg.Cluster.PostgresURL = config.Secret(testenv.Postgres(t))
 
-	start := func() (*App, func()) {
-		hub, err := New(cfg, quiet())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- hub.Run(ctx) }()
-		select {
-		case <-hub.Ready():
-		case err := <-done:
-			t.Fatalf("Run returned before ready: %v", err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("not ready after 30s")
-		}
-		return hub, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
 	notice := alarm.Alarm{Key: string(alarm.SourceSecurity) + ":hub/test", Source: alarm.SourceSecurity, Type: "test", Detail: "a test notice"}
 
-	first, stop := start()
+	first, stop := start(t, cfg)
 	first.alarms.Notice(notice)
 	open := first.alarms.Alarms(alarm.Filter{})
 	if len(open) != 1 || open[0].ID != "Ahub-a-1" {
@@ -55,7 +31,7 @@ func TestClusterHubKeepsItsNotices(t *testing.T) {
 	id := open[0].ID
 	stop() // writes what is queued before it returns
 
-	second, stop := start()
+	second, stop := start(t, cfg)
 	defer stop()
 	got, trail, ok := second.alarms.Alarm(id)
 	if !ok || got.State != alarm.ClearedUnack || len(trail) == 0 {

@@ -155,23 +155,6 @@ func (p *publisher) report(t *testing.T, agents, n int) {
 	}
 }
 
-// eventually polls cond until it returns nil, failing the test after
-// within.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // ownedOnce reports an error unless every partition is owned by exactly
 // one of the nodes and each node's consumers are ready.
 func ownedOnce(nodes ...*runningNode) error {
@@ -203,9 +186,9 @@ func TestNodeStopsWithNATSGone(t *testing.T) {
 	a := runNode(t, srv.URL(), "hub-a", 1, seen.handler("hub-a"))
 	b := runNode(t, srv.URL(), "hub-b", 1, seen.handler("hub-b"))
 	pub := newPublisher(t, srv.URL())
-	eventually(t, 30*time.Second, func() error { return ownedOnce(a, b) })
+	testenv.Eventually(t, 30*time.Second, func() error { return ownedOnce(a, b) })
 	pub.report(t, agents, 1)
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		if m := seen.missing([]string{"hub-a", "hub-b"}, agents, 1); len(m) > 0 {
 			return fmt.Errorf("not applied: %v", m)
 		}
@@ -213,7 +196,7 @@ func TestNodeStopsWithNATSGone(t *testing.T) {
 	})
 
 	srv.Stop()
-	eventually(t, 60*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func() error {
 		for _, r := range []*runningNode{a, b} {
 			if st := r.n.Status(); st.Consumers.Failing != partitions {
 				return fmt.Errorf("%s: %d of %d partitions' consumers failing: %+v", r.id, st.Consumers.Failing, partitions, st.Consumers)
@@ -249,14 +232,14 @@ func TestNodesResumeAfterNATSNodeFails(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, 60*time.Second, func() error {
+	testenv.Eventually(t, 60*time.Second, func() error {
 		if len(a.n.Status().Owned) == 0 || len(b.n.Status().Owned) == 0 {
 			return fmt.Errorf("hub-a owns %v, hub-b %v", a.n.Status().Owned, b.n.Status().Owned)
 		}
 		return ownedOnce(a, b)
 	})
 	pub.report(t, agents, 1)
-	eventually(t, 60*time.Second, applied(1))
+	testenv.Eventually(t, 60*time.Second, applied(1))
 
 	// The node that leads the agents' stream dies.
 	victim := 0
@@ -270,7 +253,7 @@ func TestNodesResumeAfterNATSNodeFails(t *testing.T) {
 		pub.report(t, agents, n)
 		time.Sleep(100 * time.Millisecond)
 	}
-	eventually(t, 90*time.Second, func() error {
+	testenv.Eventually(t, 90*time.Second, func() error {
 		if err := ownedOnce(a, b); err != nil {
 			return err
 		}
@@ -283,7 +266,7 @@ func TestNodesResumeAfterNATSNodeFails(t *testing.T) {
 	})
 	last := 2 + during
 	pub.report(t, agents, last)
-	eventually(t, 60*time.Second, applied(last))
+	testenv.Eventually(t, 60*time.Second, applied(last))
 	t.Logf("node-%d died; hub-a %+v; hub-b %+v", victim+1, a.n.Status(), b.n.Status())
 	a.stop(t)
 	b.stop(t)

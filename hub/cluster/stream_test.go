@@ -454,23 +454,23 @@ func TestFollowerRetriesUntilConsumerMade(t *testing.T) {
 	// A hub whose followers fail stops.
 	report(1)
 	c, stop := run()
-	eventually(t, 30*time.Second, allFollowed(1))
+	testenv.Eventually(t, 30*time.Second, allFollowed(1))
 	take()
-	eventually(t, 30*time.Second, allFailing(c))
+	testenv.Eventually(t, 30*time.Second, allFailing(c))
 	stop()
 
 	// One that goes on follows every partition again once it can.
 	c, stop = run()
 	defer stop()
-	eventually(t, 30*time.Second, allFailing(c))
+	testenv.Eventually(t, 30*time.Second, allFailing(c))
 	for _, name := range taken {
 		if err := stream.DeleteConsumer(t.Context(), name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	report(2)
-	eventually(t, 30*time.Second, allFollowed(2))
-	eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, allFollowed(2))
+	testenv.Eventually(t, 30*time.Second, func() error {
 		if st := c.Stats(); st.Failing != 0 || st.Restarts != partitions || st.Errors < partitions {
 			return fmt.Errorf("stats %+v: want no follower failing, %d working again after at least one failure each", st, partitions)
 		}
