@@ -111,6 +111,19 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	if revive {
 		r.setAgent(a, wire.StatusOnline, "", now)
 	}
+	detail := ""
+	if m.Event != nil {
+		detail = m.Event.Detail
+	}
+	r.emitTouched(revive, detail, now)
+	return samples, nil
+}
+
+// emitTouched emits a Change for each device the message being applied
+// touched whose status or reason it changed, and for each sensor whose
+// contact it changed (with detail). After revive, the agent's Change told
+// of its devices.
+func (r *Registry) emitTouched(revive bool, detail string, now time.Time) {
 	for _, t := range r.touched {
 		d := t.device
 		d.set(inTouched, false)
@@ -127,16 +140,12 @@ func (r *Registry) apply(m wire.Message, retained bool, now time.Time) ([]Sample
 	}
 	for _, d := range r.trig {
 		v := r.snapshot(d)
-		c := Change{Kind: ChangeTrigger, Reason: string(wire.EventRestored), Device: &v}
+		c := Change{Kind: ChangeTrigger, Reason: string(wire.EventRestored), Detail: detail, Device: &v}
 		if v.Triggered {
 			c.Reason = string(wire.EventTriggered)
 		}
-		if e := m.Event; e != nil {
-			c.Detail = e.Detail
-		}
 		r.emit(c, now)
 	}
-	return samples, nil
 }
 
 func (r *Registry) applyState(a *agent, s *wire.State, retained bool, now time.Time) {

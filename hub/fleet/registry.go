@@ -29,6 +29,12 @@ type Options struct {
 	// is up). Nil means always. It is called under the registry's lock and
 	// must not call the registry.
 	Live func() bool
+	// Judges reports whether this hub judges an agent's silence (Sweep):
+	// in a cluster, only those it owns, whose messages it hears; the others
+	// come with their owner's judgement (ApplyRecord). Nil means every
+	// agent. It is called under the registry's lock and must not call the
+	// registry.
+	Judges func(agent string) bool
 }
 
 // Registry is the state of every agent and device.
@@ -366,7 +372,7 @@ func (r *Registry) Sweep(now time.Time) {
 	}
 	var expired []*agent
 	for _, a := range r.agents {
-		if a.view.Status != wire.StatusOnline {
+		if a.view.Status != wire.StatusOnline || r.opts.Judges != nil && !r.opts.Judges(a.view.ID) {
 			continue
 		}
 		last := a.view.LastSeen
