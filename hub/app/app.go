@@ -65,10 +65,10 @@ type App struct {
 	ingest    *ingest.Ingest
 	ingestCfg ingest.Config
 	cluster   *cluster.Node // nil unless cluster.nats_url is set
-	// owned are the partitions this hub owns, by partition (nil until the
-	// cluster's first round, and without a cluster): the agents of the
-	// others are in the fleet for the read view only.
-	owned   atomic.Pointer[[]bool]
+	// owned are the partitions this hub owns (nil until the cluster's
+	// first round, and without a cluster): the agents of the others are
+	// in the fleet for the read view only.
+	owned   atomic.Pointer[ownership]
 	live    *live.SFU
 	alarms  *alarm.Engine
 	windows *maintenance.Schedule
@@ -189,6 +189,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		// While the hub cannot hear the broker, silence is not the agents'
 		// fault: without this a broker restart would mark the city offline.
 		Live: func() bool { return a.ingest.Connected() },
+		// In a cluster a hub judges the silence of the agents it owns.
+		Judges: a.judgesIn(cfg.Cluster),
 	})
 	a.agentDrops = newAgentDrops(a.fleet, a.alarms.Notice, log, a.metrics)
 	a.coverage, err = coverage.New(coverage.Config{
@@ -228,8 +230,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		a.cluster, err = cluster.NewNode(cluster.NodeConfig{NATSURL: c.NATSURL, Retention: c.Retention,
 			Leases: cluster.Config{Hub: c.HubID, Partitions: c.Partitions, TTL: c.LeaseTTL, Replicas: c.Replicas}},
 			cluster.NodeDeps{Log: log, Apply: func(_ context.Context, m cluster.Message) {
+				if m.Record {
+					a.ingest.ApplyRecord(m.Agent, m.Payload)
+					return
+				}
 				a.ingest.Apply(wire.Topic(m.Agent, m.Channel), m.Payload, m.Retained, m.Follow)
-			}, OnOwned: a.ownPartitions})
+			}, Record: a.record, Agents: a.agentIDs, OnOwned: a.ownPartitions})
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -526,7 +532,7 @@ func (a *App) agentRevoked(agent string) {
 
 func (a *App) newIngest() error {
 	var err error
-	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Samples: samplesTo{a.store, a.alarms},
+	a.ingest, err = ingest.New(a.ingestCfg, ingest.Deps{Log: a.log, Fleet: a.fleet, Records: a.fleet, Samples: samplesTo{a.store, a.alarms},
 		Metrics: a.metrics, Live: a.live, Snapshots: a.work, Now: time.Now, Revoked: a.identity.AgentRevoked})
 	return err
 }
@@ -580,6 +586,9 @@ func (a *App) onChange(c fleet.Change) {
 	if own {
 		a.store.WriteChange(c)
 		a.history.Observe(c)
+		if a.cluster != nil {
+			a.cluster.Changed(changeAgent(c)) // for the other hubs' view
+		}
 	}
 	a.coverage.Apply(c)
 	if own {
@@ -1038,6 +1047,18 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout ti
 	return errors.Join(errs...)
 }
 
+// ownership is the partitions a hub of a cluster owns, and since when.
+type ownership struct {
+	owns  []bool
+	since []time.Time
+}
+
+// takeOverGrace is how long a hub that takes a partition over leaves its
+// agents' silence unjudged: they were last heard through their records,
+// up to a refresh old, and the partition's messages since its last owner
+// stopped are still being applied.
+const takeOverGrace = 15 * time.Second
+
 // ownPartitions takes the partitions this hub owns now. The alarms of
 // partitions it gave up leave its engine without a transition (their new
 // owner carries them on); those of partitions it took over come into it
@@ -1046,27 +1067,42 @@ func runStages(ctx context.Context, log *slog.Logger, stages []stage, timeout ti
 // goes on, a condition nobody had raised starts its hold.
 func (a *App) ownPartitions(owned []int) {
 	n := a.cfg.Cluster.Partitions
-	now := make([]bool, n)
+	now := &ownership{owns: make([]bool, n), since: make([]time.Time, n)}
+	was := a.owned.Load()
 	for _, p := range owned {
-		now[p] = true
+		now.owns[p], now.since[p] = true, time.Now()
+		if was != nil && was.owns[p] {
+			now.since[p] = was.since[p]
+		}
 	}
-	was := a.owned.Swap(&now)
+	a.owned.Store(now)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	a.alarmView.Own(ctx, owned)
 	cancel()
 	var gained, lost int
 	for _, ag := range a.fleet.Agents() {
 		p := cluster.Partition(ag.ID, n)
-		before := was != nil && (*was)[p]
+		before := was != nil && was.owns[p]
 		switch {
-		case now[p] && !before:
+		case now.owns[p] && !before:
 			a.reconcileAgent(ag)
 			gained++
-		case !now[p] && before:
+		case !now.owns[p] && before:
 			lost++
 		}
 	}
 	a.log.Info("partitions owned", "partitions", len(owned), "agents taken over", gained, "agents handed over", lost)
+}
+
+// changeAgent is the agent a change is of; "" for none.
+func changeAgent(c fleet.Change) string {
+	switch {
+	case c.Agent != nil:
+		return c.Agent.ID
+	case c.Device != nil:
+		return c.Device.Agent
+	}
+	return ""
 }
 
 // followed reports whether the change is of an agent another hub of the
@@ -1076,16 +1112,51 @@ func (a *App) followed(c fleet.Change) bool {
 	if owned == nil {
 		return a.cluster != nil // before the first round nothing is this hub's
 	}
-	agent := ""
-	switch {
-	case c.Agent != nil:
-		agent = c.Agent.ID
-	case c.Device != nil:
-		agent = c.Device.Agent
-	default:
+	agent := changeAgent(c)
+	return agent != "" && !owned.owns[cluster.Partition(agent, len(owned.owns))]
+}
+
+// judgesIn is Judges of the fleet: nil (every agent) for a hub on its
+// own, judges in a cluster.
+func (a *App) judgesIn(c config.Cluster) func(string) bool {
+	if !c.Enabled() {
+		return nil
+	}
+	return a.judges
+}
+
+// judges reports whether this hub judges an agent's silence: one it owns,
+// and has owned for takeOverGrace.
+func (a *App) judges(agent string) bool {
+	owned := a.owned.Load()
+	if owned == nil {
 		return false
 	}
-	return !(*owned)[cluster.Partition(agent, len(*owned))]
+	p := cluster.Partition(agent, len(owned.owns))
+	return owned.owns[p] && time.Since(owned.since[p]) >= takeOverGrace
+}
+
+// record is an agent's record for the other hubs' view.
+func (a *App) record(agent string) ([]byte, bool) {
+	rec, ok := a.fleet.Record(agent)
+	if !ok {
+		return nil, false
+	}
+	b, err := rec.Encode()
+	if err != nil {
+		a.log.Error("agent's record not made", "agent", agent, "err", err)
+		return nil, false
+	}
+	return b, true
+}
+
+func (a *App) agentIDs() []string {
+	ags := a.fleet.Agents()
+	ids := make([]string, len(ags))
+	for i := range ags {
+		ids[i] = ags[i].ID
+	}
+	return ids
 }
 
 // clusterHealth is the cluster's component of /healthz: failing until the
@@ -1098,9 +1169,10 @@ func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealt
 	h := console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; "+
 		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d, working again %d, "+
 		"failing now %d; deliveries read again after a gap %d; "+
+		"records of its agents sent to the others %d (inventories %d), not stored yet %d; "+
 		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d",
 		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
-		c.Restarts, c.Failing, c.Gaps, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
+		c.Restarts, c.Failing, c.Gaps, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
 	// A failing consumer is being tried again (and logged); while it
 	// fails its partition is not applied, or not followed, here.
 	if c.BadSubject > 0 || av.Dropped > 0 || c.Failing > 0 {

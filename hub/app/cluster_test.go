@@ -16,10 +16,12 @@ func TestClusterHealth(t *testing.T) {
 	if h := clusterHealth(cluster.Status{Hub: "hub-a"}, alarmview.Stats{}); h.Status != console.HealthFailing {
 		t.Errorf("not ready: %+v", h)
 	}
-	st := cluster.Status{Hub: "hub-a", Ready: true, Owned: []int{0, 3}, Consumers: cluster.ConsumerStats{Applied: 7, Followed: 5}}
+	st := cluster.Status{Hub: "hub-a", Ready: true, Owned: []int{0, 3}, Consumers: cluster.ConsumerStats{Applied: 7, Followed: 5},
+		View: cluster.PublishStats{Records: 11, Inventories: 2}}
 	av := alarmview.Stats{Remote: 4, Applied: 9, Announced: 3}
 	if h := clusterHealth(st, av); h.Status != console.HealthOK || !strings.Contains(h.Reason, "consumes 2 partitions [0 3]") ||
 		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") ||
+		!strings.Contains(h.Reason, "records of its agents sent to the others 11 (inventories 2)") ||
 		!strings.Contains(h.Reason, "alarms of other hubs in view 4, their changes applied 9") {
 		t.Errorf("ready: %+v", h)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,8 +26,10 @@ type NodeConfig struct {
 
 // Node runs this hub's part of the cluster: the connection to NATS, the
 // agents' stream, the partition leases, the consumers of the owned
-// partitions and the followers of the others (the read view), which hand
-// each message to Apply.
+// partitions, which hand each agent's message to Apply, and the view
+// stream: the records of the agents it owns, which it publishes, and
+// those of the others', which its followers hand to Apply (the read
+// view).
 type Node struct {
 	cfg  NodeConfig
 	log  *slog.Logger
@@ -35,6 +38,7 @@ type Node struct {
 	// Set by Run once connected, for Status.
 	leases    atomic.Pointer[Leases]
 	consumers atomic.Pointer[Consumers]
+	publisher atomic.Pointer[Publisher]
 }
 
 // Status is what /healthz shows of the cluster.
@@ -44,26 +48,41 @@ type Status struct {
 	Owned     []int         `json:"owned"` // partitions this hub consumes
 	Leases    Stats         `json:"leases"`
 	Consumers ConsumerStats `json:"consumers"`
+	View      PublishStats  `json:"view"`
 }
 
 // Status reports this hub's part.
 func (n *Node) Status() Status {
 	st := Status{Hub: n.cfg.Leases.Hub, Owned: []int{}}
-	l, c := n.leases.Load(), n.consumers.Load()
-	if l == nil || c == nil {
+	l, c, p := n.leases.Load(), n.consumers.Load(), n.publisher.Load()
+	if l == nil || c == nil || p == nil {
 		return st
 	}
-	st.Ready, st.Owned, st.Leases, st.Consumers = true, l.Owned(), l.Stats(), c.Stats()
+	st.Ready, st.Owned, st.Leases, st.Consumers, st.View = true, l.Owned(), l.Stats(), c.Stats(), p.Stats()
 	return st
 }
 
+// Changed tells the node that an agent it may own changed: its record
+// goes to the other hubs at the next flush. Before Run has connected it
+// does nothing (the first refresh sends every record).
+func (n *Node) Changed(agent string) {
+	if p := n.publisher.Load(); p != nil {
+		p.Changed(agent)
+	}
+}
+
 // NodeDeps are what a Node hands its work to. Apply applies each
-// message of an owned partition; OnOwned (optional) hears the partitions
-// this hub consumes whenever they change, once the consumers of those it
-// gave up have stopped.
+// message of an owned partition, and each inventory and record of the
+// others' (Message.Follow); Record is an agent's record as this hub holds
+// it (fleet.Record, encoded), false when it has none; Agents lists the
+// agents this hub knows; OnOwned (optional) hears the partitions this hub
+// consumes whenever they change, once the consumers of those it gave up
+// have stopped.
 type NodeDeps struct {
 	Log     *slog.Logger
 	Apply   Handler
+	Record  func(agent string) ([]byte, bool)
+	Agents  func() []string
 	OnOwned func(owned []int)
 }
 
@@ -87,8 +106,8 @@ func NewNode(cfg NodeConfig, deps NodeDeps) (*Node, error) {
 	if cfg.Retention < time.Minute {
 		errs = append(errs, fmt.Errorf("cluster: retention %v is below a minute", cfg.Retention))
 	}
-	if deps.Log == nil || deps.Apply == nil {
-		errs = append(errs, errors.New("cluster: NewNode needs a log and a handler"))
+	if deps.Log == nil || deps.Apply == nil || deps.Record == nil || deps.Agents == nil {
+		errs = append(errs, errors.New("cluster: NewNode needs a log, a handler, records and agents"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -111,7 +130,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	var stream jetstream.Stream
+	var stream, view jetstream.Stream
 	var b backoff
 	for {
 		b.attempt()
@@ -119,9 +138,14 @@ func (n *Node) Run(ctx context.Context) error {
 			return EnsureStream(ctx, js, n.cfg.Leases.Partitions, n.cfg.Leases.Replicas, n.cfg.Retention)
 		})
 		if err == nil {
+			view, err = bounded(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+				return EnsureViewStream(ctx, js, n.cfg.Leases.Replicas, n.cfg.Retention)
+			})
+		}
+		if err == nil {
 			break
 		}
-		n.log.Warn("agents' stream not ready; trying again", "err", err)
+		n.log.Warn("agents' or view stream not ready; trying again", "err", err)
 		if !b.wait(ctx) {
 			return nil
 		}
@@ -136,11 +160,20 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if cons, err = NewConsumers(stream, leases, n.deps.Apply, n.log, n.cfg.Leases.Partitions); err != nil {
+	pub := &Publisher{js: js, owner: leases, partitions: n.cfg.Leases.Partitions, log: n.log,
+		record: n.deps.Record, agents: n.deps.Agents, dirty: map[string]bool{}}
+	if cons, err = NewConsumers(ConsumersConfig{Stream: stream, Owner: leases, Handle: n.deps.Apply, Log: n.log,
+		Follow: n.cfg.Leases.Partitions, View: view, Publisher: pub}); err != nil {
 		return err
 	}
 	n.leases.Store(leases)
 	n.consumers.Store(cons)
+	n.publisher.Store(pub)
 	defer cons.Wait()
+	pctx, stop := context.WithCancel(ctx)
+	var flushing sync.WaitGroup
+	flushing.Go(func() { pub.Run(pctx) })
+	defer flushing.Wait()
+	defer stop()
 	return leases.Run(ctx)
 }

@@ -33,14 +33,22 @@ type runningNode struct {
 	once   sync.Once
 }
 
-// runNode runs a hub's Node on urls until stop (or the test's end).
-func runNode(t *testing.T, urls, id string, replicas int, h Handler) *runningNode {
+// runNode runs a hub's Node on urls until stop (or the test's end), its
+// agents' reports and the other hubs' records kept in seen.
+func runNode(t *testing.T, urls, id string, replicas int, seen *lastSeen) *runningNode {
 	t.Helper()
 	r := &runningNode{id: id, log: &testenv.LogBuffer{}, done: make(chan error, 1)}
 	var err error
 	r.n, err = NewNode(NodeConfig{NATSURL: urls, Leases: Config{Hub: id, Partitions: partitions, Replicas: replicas,
 		TTL: 3 * time.Second, Interval: 500 * time.Millisecond}},
-		NodeDeps{Log: slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Apply: h})
+		NodeDeps{Log: slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Apply: func(_ context.Context, m Message) {
+				if seen.take(id, m) && !m.Follow {
+					r.n.Changed(m.Agent)
+				}
+			},
+			Record: func(agent string) ([]byte, bool) { return seen.record(id, agent) },
+			Agents: func() []string { return seen.agents(id) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,22 +84,43 @@ func (r *runningNode) stop(t *testing.T) {
 	})
 }
 
-// lastSeen records, by hub and agent, the last health report applied.
+// lastSeen records, by hub and agent, the last health report applied, as
+// the agent's owner, or the last record, as a follower: a record is the
+// number of the last report its owner applied.
 type lastSeen struct {
 	mu   sync.Mutex
 	last map[string]int
 }
 
-func (s *lastSeen) handler(hub string) Handler {
-	return func(_ context.Context, m Message) {
-		if m.Channel != wire.ChannelHealth {
-			return
-		}
-		n, _ := strconv.Atoi(string(m.Payload))
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.last[hub+"/"+m.Agent] = max(s.last[hub+"/"+m.Agent], n)
+// take keeps m's number; false if m carries none.
+func (s *lastSeen) take(hub string, m Message) bool {
+	if m.Channel != wire.ChannelHealth && !m.Record {
+		return false
 	}
+	n, _ := strconv.Atoi(string(m.Payload))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[hub+"/"+m.Agent] = max(s.last[hub+"/"+m.Agent], n)
+	return true
+}
+
+func (s *lastSeen) record(hub, agent string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.last[hub+"/"+agent]
+	return []byte(strconv.Itoa(n)), ok
+}
+
+func (s *lastSeen) agents(hub string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.last {
+		if h, agent, _ := strings.Cut(k, "/"); h == hub {
+			out = append(out, agent)
+		}
+	}
+	return out
 }
 
 // missing lists the (hub, agent) pairs whose last applied report is not
@@ -183,8 +212,8 @@ func TestNodeStopsWithNATSGone(t *testing.T) {
 	srv := testenv.NATS(t)
 	const agents = 8
 	seen := &lastSeen{last: map[string]int{}}
-	a := runNode(t, srv.URL(), "hub-a", 1, seen.handler("hub-a"))
-	b := runNode(t, srv.URL(), "hub-b", 1, seen.handler("hub-b"))
+	a := runNode(t, srv.URL(), "hub-a", 1, seen)
+	b := runNode(t, srv.URL(), "hub-b", 1, seen)
 	pub := newPublisher(t, srv.URL())
 	testenv.Eventually(t, 30*time.Second, func() error { return ownedOnce(a, b) })
 	pub.report(t, agents, 1)
@@ -221,8 +250,8 @@ func TestNodesResumeAfterNATSNodeFails(t *testing.T) {
 	const agents, during = 16, 10
 	hubs := []string{"hub-a", "hub-b"}
 	seen := &lastSeen{last: map[string]int{}}
-	a := runNode(t, c.URLs(), "hub-a", 3, seen.handler("hub-a"))
-	b := runNode(t, c.URLs(), "hub-b", 3, seen.handler("hub-b"))
+	a := runNode(t, c.URLs(), "hub-a", 3, seen)
+	b := runNode(t, c.URLs(), "hub-b", 3, seen)
 	pub := newPublisher(t, c.URLs())
 	applied := func(n int) func() error {
 		return func() error {

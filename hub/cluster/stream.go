@@ -74,10 +74,13 @@ type Message struct {
 	// before it, long ago) or starts following it, as a broker's retained
 	// copy would be.
 	Retained bool
-	// Follow marks a message of a partition another hub owns, which this
-	// hub applies for its read view of the city only: the owner writes
-	// the metrics and history, raises the alarms and talks to the agent.
+	// Follow marks a message of a partition another hub owns, from the
+	// view stream, which this hub applies for its read view of the city
+	// only: the owner writes the metrics and history, raises the alarms
+	// and talks to the agent. It is the agent's inventory (as Retained:
+	// the last one) or, with Record, the owner's record of the agent.
 	Follow bool
+	Record bool
 }
 
 // Handler applies a message. It is called from one goroutine per
@@ -100,8 +103,11 @@ type Consumers struct {
 	log    *slog.Logger
 	batch  int
 	// follow is how many partitions the stream has when this hub follows
-	// the partitions it does not own (its read view); 0 when it does not.
+	// the partitions it does not own in the view stream (its read view);
+	// 0 when it does not.
 	follow int
+	view   jetstream.Stream
+	pub    *Publisher // stores the owned agents' inventories for the others' view; nil when none follow
 
 	mu      sync.Mutex
 	running map[int]*partitionRun
@@ -113,7 +119,7 @@ type Consumers struct {
 // failing now.
 type ConsumerStats struct {
 	Applied    uint64 `json:"applied"`     // messages of owned partitions handed to the Handler
-	Followed   uint64 `json:"followed"`    // messages of other hubs' partitions handed to it (read view)
+	Followed   uint64 `json:"followed"`    // other hubs' inventories and records handed to it (read view)
 	StoodDown  uint64 `json:"stood_down"`  // partitions left because the lease ran out mid-batch
 	BadSubject uint64 `json:"bad_subject"` // messages whose subject is outside the contract (dropped, acknowledged)
 	Errors     uint64 `json:"errors"`      // attempts at a partition's consumer that failed
@@ -122,14 +128,29 @@ type ConsumerStats struct {
 	Gaps       uint64 `json:"gaps"`        // deliveries that went missing on the way, read again
 }
 
-// NewConsumers validates its arguments; Own starts and stops partitions.
-// With follow > 0 (the stream's partition count) the hub also follows
-// every partition it does not own, for its read view.
-func NewConsumers(stream jetstream.Stream, owner Owner, handle Handler, log *slog.Logger, follow int) (*Consumers, error) {
-	if stream == nil || owner == nil || handle == nil || log == nil || follow < 0 {
+// ConsumersConfig is what Consumers work with. View and Publisher make a
+// hub that shares the agents it owns and follows the others' (Follow: the
+// stream's partition count); without them it only owns.
+type ConsumersConfig struct {
+	Stream    jetstream.Stream
+	Owner     Owner
+	Handle    Handler
+	Log       *slog.Logger
+	Follow    int
+	View      jetstream.Stream
+	Publisher *Publisher
+}
+
+// NewConsumers validates cfg; Own starts and stops partitions.
+func NewConsumers(cfg ConsumersConfig) (*Consumers, error) {
+	if cfg.Stream == nil || cfg.Owner == nil || cfg.Handle == nil || cfg.Log == nil || cfg.Follow < 0 {
 		return nil, errors.New("cluster: NewConsumers needs a stream, an owner, a handler and a log")
 	}
-	return &Consumers{stream: stream, owner: owner, handle: handle, log: log, batch: 256, follow: follow, running: map[int]*partitionRun{}}, nil
+	if cfg.Follow > 0 && (cfg.View == nil || cfg.Publisher == nil) {
+		return nil, errors.New("cluster: a hub that follows needs the view stream and a publisher")
+	}
+	return &Consumers{stream: cfg.Stream, owner: cfg.Owner, handle: cfg.Handle, log: cfg.Log, batch: 256, follow: cfg.Follow,
+		view: cfg.View, pub: cfg.Publisher, running: map[int]*partitionRun{}}, nil
 }
 
 // Own makes the running consumers those of owned (Leases' OnOwned), and
@@ -345,18 +366,14 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, ma
 // nats.go do the same, but their Fetch makes the consumer again, for
 // ever, whatever the caller's context, so a partition's goroutine could
 // neither go on nor stop.
-func (c *Consumers) ephemeral(ctx context.Context, p int, from uint64, channels ...wire.Channel) (jetstream.Consumer, error) {
-	prefix := "cw." + strconv.Itoa(p) + ".*."
+func (c *Consumers) ephemeral(ctx context.Context, stream jetstream.Stream, from uint64, subjects ...string) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, AckPolicy: jetstream.AckNonePolicy,
 		// A consumer left behind (the hub stopped or died) goes after this.
-		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true}
-	for _, ch := range channels {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, prefix+string(ch))
-	}
+		InactiveThreshold: time.Minute, Replicas: 1, MemoryStorage: true, FilterSubjects: subjects}
 	if from > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	cons, err := bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return c.stream.CreateConsumer(ctx, cfg) })
+	cons, err := bounded(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return stream.CreateConsumer(ctx, cfg) })
 	if err != nil {
 		return nil, fmt.Errorf("create consumer: %w", err)
 	}
@@ -367,13 +384,13 @@ func (c *Consumers) ephemeral(ctx context.Context, p int, from uint64, channels 
 // failed is left to its inactivity threshold: its node may be gone, and
 // a request to it would hold the partition up for requestTimeout; so is
 // one of a partition stopping, so that the hub stops at once.
-func (c *Consumers) forget(ctx context.Context, cons jetstream.Consumer, err error) {
+func (c *Consumers) forget(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer, err error) {
 	if ctx.Err() != nil || err != nil && !errors.Is(err, errGap) {
 		return
 	}
 	name := cons.CachedInfo().Name
 	if _, err := bounded(ctx, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, c.stream.DeleteConsumer(ctx, name)
+		return struct{}{}, stream.DeleteConsumer(ctx, name)
 	}); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
 		c.log.Debug("ephemeral consumer not deleted (its inactivity deletes it)", "consumer", name, "err", err)
 	}
@@ -439,11 +456,12 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[stri
 	if start <= 1 {
 		return replayed, nil // a partition consumed from its beginning
 	}
-	cons, err := c.ephemeral(ctx, p, 0, wire.ChannelState, wire.ChannelInventory)
+	prefix := "cw." + strconv.Itoa(p) + ".*."
+	cons, err := c.ephemeral(ctx, c.stream, 0, prefix+string(wire.ChannelState), prefix+string(wire.ChannelInventory))
 	if err != nil {
 		return nil, err
 	}
-	defer func() { c.forget(ctx, cons, err) }()
+	defer func() { c.forget(ctx, c.stream, cons, err) }()
 	// The last messages come in the stream's order, then what is newer.
 	pending, delivered, past := cons.CachedInfo().NumPending, uint64(0), false
 	for pending > 0 && !past {
@@ -459,6 +477,7 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[stri
 			if agent, ch, ok := parseSubject(m.Subject()); ok {
 				replayed[m.Subject()] = meta.Sequence.Stream
 				c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream, Retained: true})
+				return c.share(ctx, p, agent, ch, m.Data())
 			}
 			return nil
 		})
@@ -474,15 +493,12 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[stri
 	return replayed, nil
 }
 
-// followChannels are what a follower applies.
-var followChannels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents}
-
-// followPartition applies partition p, which another hub owns, for this
-// hub's read view: each agent's last state, inventory, health report and
-// event, then what they send, until ctx ends (Own stops it when this hub
-// takes the partition over). Nothing is acknowledged; after a failure
-// (a NATS node lost) it follows on from the message after the last it
-// applied, so nothing in between is skipped.
+// followPartition applies what the view stream holds of partition p,
+// which another hub owns, for this hub's read view: each agent's last
+// inventory and record, then those its owner sends, until ctx ends (Own
+// stops it when this hub takes the partition over). Nothing is
+// acknowledged; after a failure (a NATS node lost) it follows on from the
+// message after the last it applied, so nothing in between is skipped.
 func (c *Consumers) followPartition(ctx context.Context, p int) {
 	f := &failures{c: c, p: p, role: "follower"}
 	defer f.end()
@@ -503,23 +519,15 @@ func (c *Consumers) followPartition(ctx context.Context, p int) {
 	}
 }
 
-// followFrom follows partition p from stream sequence *next (0: from each
-// agent's last messages), keeping *next after each message applied,
-// until ctx ends or the consumer fails.
+// followFrom follows partition p in the view stream from its sequence
+// *next (0: from each agent's last messages), keeping *next after each
+// message applied, until ctx ends or the consumer fails.
 func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64, f *failures) (err error) {
-	replay, before := *next == 0, uint64(0)
-	if replay {
-		info, err := bounded(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return c.stream.Info(ctx) })
-		if err != nil {
-			return fmt.Errorf("stream info: %w", err)
-		}
-		before = info.State.LastSeq // what is older is a replay of the last messages
-	}
-	cons, err := c.ephemeral(ctx, p, *next, followChannels...)
+	cons, err := c.ephemeral(ctx, c.view, *next, "cwv."+strconv.Itoa(p)+".>")
 	if err != nil {
 		return err
 	}
-	defer func() { c.forget(ctx, cons, err) }()
+	defer func() { c.forget(ctx, c.view, cons, err) }()
 	var delivered uint64
 	for ctx.Err() == nil {
 		_, err := c.fetch(ctx, cons, func(m jetstream.Msg) error {
@@ -529,12 +537,17 @@ func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64, f *fail
 			}
 			seq := meta.Sequence.Stream
 			*next = seq + 1
-			agent, ch, ok := parseSubject(m.Subject())
+			agent, kind, ok := parseViewSubject(m.Subject())
 			if !ok {
-				return nil // the partition's owner counts and logs it (drain)
+				c.count(func(s *ConsumerStats) { s.BadSubject++ })
+				c.log.Warn("message outside the view's contract dropped", "subject", m.Subject())
+				return nil
 			}
-			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Follow: true,
-				Retained: replay && seq <= before && (ch == wire.ChannelState || ch == wire.ChannelInventory)})
+			msg := Message{Partition: p, Agent: agent, Payload: m.Data(), Seq: seq, Follow: true, Record: kind == viewRecord}
+			if !msg.Record {
+				msg.Channel, msg.Retained = wire.ChannelInventory, true
+			}
+			c.handle(ctx, msg)
 			c.count(func(s *ConsumerStats) { s.Followed++ })
 			return nil
 		})
@@ -544,6 +557,15 @@ func (c *Consumers) followFrom(ctx context.Context, p int, next *uint64, f *fail
 		f.worked()
 	}
 	return nil
+}
+
+// share stores an inventory this hub applied as an agent's owner in the
+// view stream, for the other hubs, before it is acknowledged.
+func (c *Consumers) share(ctx context.Context, p int, agent string, ch wire.Channel, payload []byte) error {
+	if c.pub == nil || ch != wire.ChannelInventory {
+		return nil
+	}
+	return c.pub.inventory(ctx, p, agent, payload)
 }
 
 // errStoodDown ends a batch when the lease runs out.
@@ -559,6 +581,7 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 	for ctx.Err() == nil {
 		var last jetstream.Msg
 		_, err := c.fetch(ctx, cons, func(m jetstream.Msg) error {
+			prev := last
 			if !c.owner.Owns(p) {
 				// The lease ran out (a pause, a lost bucket): apply
 				// nothing more; what was applied is acknowledged below,
@@ -581,6 +604,10 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 			}
 			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream})
 			c.count(func(s *ConsumerStats) { s.Applied++ })
+			if err := c.share(ctx, p, agent, ch, m.Data()); err != nil {
+				last = prev // applied again by whoever takes it up
+				return err
+			}
 			return nil
 		})
 		if aerr := c.ack(last); aerr != nil {

@@ -75,6 +75,9 @@ func agentsStream(t *testing.T) (*testenv.NATSServer, func(jetstream.JetStream) 
 	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := EnsureViewStream(t.Context(), ajs, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	return srv, func(js jetstream.JetStream) jetstream.Stream {
 		s, err := js.Stream(t.Context(), StreamName)
 		if err != nil {
@@ -84,29 +87,45 @@ func agentsStream(t *testing.T) (*testenv.NATSServer, func(jetstream.JetStream) 
 	}
 }
 
-// clusterHub is a hub's leases and consumers on its own connection.
-func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler, follow int) (*nats.Conn, *Consumers) {
+// clusterHub is a hub's leases and consumers on its own connection. With
+// record it shares the agents it owns (records made by record) and
+// follows the others'; without, it only owns.
+func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream) jetstream.Stream, h Handler,
+	record func(agent string) ([]byte, bool)) (*nats.Conn, *Consumers, *Publisher) {
 	t.Helper()
 	l, nc := newLeases(t, url, id)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := NewConsumers(stream(js), l, h, slog.New(slog.DiscardHandler), follow)
+	cfg := ConsumersConfig{Stream: stream(js), Owner: l, Handle: h, Log: slog.New(slog.DiscardHandler)}
+	var pub *Publisher
+	if record != nil {
+		view, err := js.Stream(t.Context(), ViewStreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = &Publisher{js: js, owner: l, partitions: partitions, log: cfg.Log, record: record,
+			agents: func() []string { return nil }, dirty: map[string]bool{}}
+		cfg.Follow, cfg.View, cfg.Publisher = partitions, view, pub
+	}
+	cons, err := NewConsumers(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	l.onOwned = func(owned []int) { cons.Own(ctx, owned) }
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		if err := l.Run(ctx); err != nil {
 			t.Errorf("%s: %v", id, err)
 		}
-	}()
-	t.Cleanup(func() { cancel(); <-done; cons.Wait() })
-	return nc, cons
+	})
+	if pub != nil {
+		wg.Go(func() { pub.Run(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait(); cons.Wait() })
+	return nc, cons, pub
 }
 
 // Agents publish over MQTT to NATS's MQTT listener; the stream keeps
@@ -121,8 +140,8 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 	srv, stream := agentsStream(t)
 	const agents, perAgent = 16, 150
 	got := &applied{seen: map[string][]int{}, hubs: map[string]map[string]bool{}, knows: map[string]bool{}}
-	_, consA := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"), 0)
-	ncB, consB := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"), 0)
+	_, consA, _ := clusterHub(t, srv.URL(), "hub-a", stream, got.handler("hub-a"), nil)
+	ncB, consB, _ := clusterHub(t, srv.URL(), "hub-b", stream, got.handler("hub-b"), nil)
 
 	// The agents, over MQTT QoS 1 as in the field.
 	var wg sync.WaitGroup
@@ -207,8 +226,10 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 }
 
 // Every hub follows the partitions it does not own, for its read view:
-// each agent's last state and inventory (replayed, as retained), then
-// everything it sends, marked Follow; the owner's own messages are not.
+// the owner stores each agent's inventory in the view stream as it
+// applies it, and its record of the agent when it changes; the follower
+// gets each agent's inventory (as retained, before any record) and its
+// records, marked Follow, never the agents' own reports.
 func TestFollowersSeeEveryAgent(t *testing.T) {
 	srv, stream := agentsStream(t)
 	const agents, reports = 8, 20
@@ -219,7 +240,7 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 		defer c.Disconnect(100)
-		// Before any hub runs: only a replay can tell them of it.
+		// Before any hub runs: the owner learns it by replay and shares it.
 		if tok := c.Publish(wire.Topic(fmt.Sprintf("agent-%02d", i), wire.ChannelInventory), 1, true, "devices"); !tok.WaitTimeout(10 * time.Second) {
 			t.Fatal("inventory not published")
 		}
@@ -227,12 +248,14 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 	}
 
 	type seen struct {
-		inventory, replayed bool
-		last                int
+		inventory, retained bool
+		last                int // owned: the last report applied; followed: the last record's
 		followed, owned     int
 	}
 	var mu sync.Mutex
+	var bad []string
 	views := map[string]map[string]*seen{"hub-a": {}, "hub-b": {}}
+	pubOf := map[string]*Publisher{}
 	handler := func(hub string) Handler {
 		return func(_ context.Context, m Message) {
 			mu.Lock()
@@ -247,17 +270,40 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 			} else {
 				v.owned++
 			}
-			switch m.Channel {
-			case wire.ChannelInventory:
-				v.inventory, v.replayed = true, v.replayed || m.Retained
-			case wire.ChannelHealth:
+			switch {
+			case m.Channel == wire.ChannelInventory:
+				v.inventory, v.retained = true, m.Retained
+			case m.Follow && m.Record:
+				if !v.inventory {
+					bad = append(bad, hub+" got a record of "+m.Agent+" before its inventory")
+				}
 				n, _ := strconv.Atoi(string(m.Payload))
 				v.last = max(v.last, n)
+			case m.Follow:
+				bad = append(bad, fmt.Sprintf("%s followed an agent's own message %+v", hub, m))
+			case m.Channel == wire.ChannelHealth:
+				n, _ := strconv.Atoi(string(m.Payload))
+				v.last = max(v.last, n)
+				pubOf[hub].Changed(m.Agent)
 			}
 		}
 	}
-	clusterHub(t, srv.URL(), "hub-a", stream, handler("hub-a"), partitions)
-	clusterHub(t, srv.URL(), "hub-b", stream, handler("hub-b"), partitions)
+	record := func(hub string) func(string) ([]byte, bool) {
+		return func(agent string) ([]byte, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			v := views[hub][agent]
+			if v == nil {
+				return nil, false
+			}
+			return []byte(strconv.Itoa(v.last)), true
+		}
+	}
+	mu.Lock()
+	for _, hub := range []string{"hub-a", "hub-b"} {
+		_, _, pubOf[hub] = clusterHub(t, srv.URL(), hub, stream, handler(hub), record(hub))
+	}
+	mu.Unlock()
 	time.Sleep(2 * testInterval) // both hubs hold their shares
 	for n := 1; n <= reports; n++ {
 		for i, c := range pubs {
@@ -265,33 +311,29 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		mu.Lock()
-		done := 0
-		for _, view := range views {
-			for _, v := range view {
-				if v.inventory && v.last == reports {
-					done++
+		defer mu.Unlock()
+		for hub, view := range views {
+			for i := range agents {
+				agent := fmt.Sprintf("agent-%02d", i)
+				if v := view[agent]; v == nil || !v.inventory || v.last != reports {
+					return fmt.Errorf("%s's view of %s: %+v", hub, agent, v)
 				}
 			}
 		}
-		mu.Unlock()
-		if done == 2*agents {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20s %d of %d (hub, agent) pairs complete", done, 2*agents)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatal(bad)
+	}
 	followedSome := false
 	for hub, view := range views {
 		for agent, v := range view {
-			if !v.replayed && v.followed > 0 && v.owned == 0 {
-				t.Errorf("%s follows %s but its inventory was not replayed as retained", hub, agent)
+			if v.owned == 0 && !v.retained {
+				t.Errorf("%s follows %s but its inventory was not marked retained", hub, agent)
 			}
 			followedSome = followedSome || v.followed > 0
 		}
@@ -299,25 +341,62 @@ func TestFollowersSeeEveryAgent(t *testing.T) {
 	if !followedSome {
 		t.Error("no hub followed any agent: the read view was not exercised")
 	}
+	for hub, p := range pubOf {
+		if st := p.Stats(); st.Records == 0 || st.Inventories == 0 || st.Failed != 0 {
+			t.Errorf("%s's publisher: %+v", hub, st)
+		}
+	}
+}
+
+// agentsIn returns n agent ids of partition p.
+func agentsIn(p, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		if agent := fmt.Sprintf("agent-%03d", i); Partition(agent, partitions) == p {
+			out = append(out, agent)
+		}
+	}
+	return out
+}
+
+// viewOnly are consumers that follow every partition of the view stream
+// and own none, handing what they follow to h.
+func viewOnly(t *testing.T, js jetstream.JetStream, view jetstream.Stream, h Handler) *Consumers {
+	t.Helper()
+	agents, err := js.Stream(t.Context(), StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &Publisher{js: js, owner: nobody{}, partitions: partitions, log: slog.New(slog.DiscardHandler),
+		record: func(string) ([]byte, bool) { return nil, false }, agents: func() []string { return nil }, dirty: map[string]bool{}}
+	c, err := NewConsumers(ConsumersConfig{Stream: agents, Owner: nobody{}, Handle: h, Log: slog.New(slog.DiscardHandler),
+		Follow: partitions, View: view, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // A follower that fails follows on from the message after the last it
 // applied, not from each agent's last message: nothing in between is
 // skipped.
 func TestFollowerFollowsOn(t *testing.T) {
-	srv, open := agentsStream(t)
+	srv, _ := agentsStream(t)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	stream := open(js)
-	const agent = "agent-07"
-	p := Partition(agent, partitions)
+	view, err := js.Stream(t.Context(), ViewStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const p = 3
+	agents := agentsIn(p, 10)
 	var seqs []uint64
-	for n := 1; n <= 10; n++ {
-		ack, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n)))
+	for n, agent := range agents {
+		ack, err := js.Publish(t.Context(), viewSubject(p, agent, viewRecord), []byte(strconv.Itoa(n+1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,20 +404,17 @@ func TestFollowerFollowsOn(t *testing.T) {
 	}
 	var got []string
 	var mu sync.Mutex
-	c, err := NewConsumers(stream, nobody{}, func(_ context.Context, m Message) {
+	c := viewOnly(t, js, view, func(_ context.Context, m Message) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !m.Follow || m.Agent != agent || m.Partition != p {
+		if !m.Follow || !m.Record || m.Partition != p {
 			t.Errorf("followed %+v", m)
 		}
 		got = append(got, string(m.Payload))
-	}, slog.New(slog.DiscardHandler), partitions)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	next := seqs[5] // as after a failure: the sixth report is the next to apply
+	next := seqs[5] // as after a failure: the sixth record is the next to apply
 	if err := c.followFrom(ctx, p, &next, &failures{c: c, p: p, role: "follower"}); err != nil && ctx.Err() == nil {
 		t.Fatal(err)
 	}
@@ -369,40 +445,38 @@ func TestFollowerRetriesUntilConsumerMade(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	cfg := streamConfig(partitions, 1, time.Hour)
+	if _, err := EnsureStream(t.Context(), js, partitions, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	cfg := viewStreamConfig(1, time.Hour)
 	cfg.MaxConsumers = partitions
 	stream, err := js.CreateStream(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An agent in each partition.
+	// An agent in each partition, whose owner sends its records.
 	agentOf := map[int]string{}
-	for i := 0; len(agentOf) < partitions; i++ {
-		if agent := fmt.Sprintf("agent-%03d", i); agentOf[Partition(agent, partitions)] == "" {
-			agentOf[Partition(agent, partitions)] = agent
-		}
+	for p := range partitions {
+		agentOf[p] = agentsIn(p, 1)[0]
 	}
 	report := func(n int) {
 		t.Helper()
-		for _, agent := range agentOf {
-			if _, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n))); err != nil {
+		for p, agent := range agentOf {
+			if _, err := js.Publish(t.Context(), viewSubject(p, agent, viewRecord), []byte(strconv.Itoa(n))); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	var mu sync.Mutex
-	followed := map[int]int{} // partition → last report followed
+	followed := map[int]int{} // partition → last record followed
 	run := func() (*Consumers, func()) {
-		c, err := NewConsumers(stream, nobody{}, func(_ context.Context, m Message) {
+		c := viewOnly(t, js, stream, func(_ context.Context, m Message) {
 			mu.Lock()
 			defer mu.Unlock()
-			if n, err := strconv.Atoi(string(m.Payload)); err == nil && m.Follow && m.Agent == agentOf[m.Partition] {
+			if n, err := strconv.Atoi(string(m.Payload)); err == nil && m.Follow && m.Record && m.Agent == agentOf[m.Partition] {
 				followed[m.Partition] = max(followed[m.Partition], n)
 			}
-		}, slog.New(slog.DiscardHandler), partitions)
-		if err != nil {
-			t.Fatal(err)
-		}
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		c.Own(ctx, nil)
 		return c, func() { cancel(); waitStops(t, c) }
@@ -413,7 +487,7 @@ func TestFollowerRetriesUntilConsumerMade(t *testing.T) {
 			defer mu.Unlock()
 			for p := range partitions {
 				if followed[p] != n {
-					return fmt.Errorf("partition %d followed up to report %d of %d", p, followed[p], n)
+					return fmt.Errorf("partition %d followed up to record %d of %d", p, followed[p], n)
 				}
 			}
 			return nil

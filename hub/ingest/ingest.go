@@ -100,6 +100,12 @@ type Applier interface {
 	Apply(m wire.Message, retained bool) ([]fleet.Sample, error)
 }
 
+// RecordApplier applies another hub's record of an agent it owns
+// (fleet.Registry.ApplyRecord).
+type RecordApplier interface {
+	ApplyRecord(rec *fleet.Record) error
+}
+
 // SampleWriter takes accepted health samples; it must not block.
 type SampleWriter interface {
 	WriteSamples([]fleet.Sample)
@@ -120,8 +126,10 @@ type SnapshotHandler interface {
 
 // Deps are the components ingest talks to.
 type Deps struct {
-	Log     *slog.Logger      // nil: discard
-	Fleet   Applier           // required
+	Log   *slog.Logger // nil: discard
+	Fleet Applier      // required
+	// Records applies the other hubs' records; required with FromStream.
+	Records RecordApplier
 	Samples SampleWriter      // required
 	Metrics *metrics.Registry // required
 	Live    LiveHandler       // nil: live signalling is accepted and dropped
@@ -146,6 +154,7 @@ type Ingest struct {
 	cfg     Config
 	log     *slog.Logger
 	fleet   Applier
+	records RecordApplier
 	samples SampleWriter
 	live    LiveHandler
 	snaps   SnapshotHandler
@@ -204,6 +213,10 @@ type delivery struct {
 // contract, so attacker-chosen topics cannot create metric series.
 const channelOther = "other"
 
+// channelRecord labels the other hubs' records of their agents, which a
+// hub of a cluster follows in place of the agents' messages.
+const channelRecord = "record"
+
 var channels = []wire.Channel{wire.ChannelState, wire.ChannelInventory, wire.ChannelHealth, wire.ChannelEvents, wire.ChannelCommands, wire.ChannelLive, wire.ChannelSnapshot}
 
 // New validates cfg and deps and registers the metrics; it starts nothing.
@@ -226,6 +239,9 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 	}
 	if deps.Fleet == nil {
 		bad("no fleet")
+	}
+	if cfg.FromStream && deps.Records == nil {
+		bad("a hub of a cluster needs to apply the other hubs' records")
 	}
 	if deps.Samples == nil {
 		bad("no sample writer")
@@ -254,6 +270,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		cfg:       cfg,
 		log:       log,
 		fleet:     deps.Fleet,
+		records:   deps.Records,
 		samples:   deps.Samples,
 		live:      deps.Live,
 		snaps:     deps.Snapshots,
@@ -283,6 +300,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		in.received[string(ch)] = received.With(string(ch))
 	}
 	in.received[channelOther] = received.With(channelOther)
+	in.received[channelRecord] = received.With(channelRecord)
 	rejects := m.CounterVec("citywatch_mqtt_rejects_total",
 		"MQTT messages refused by reason; a rejected message changes nothing.", "reason")
 	for _, r := range wire.RejectReasons {
@@ -485,6 +503,21 @@ func (in *Ingest) Apply(topic string, payload []byte, retained, follow bool) {
 		return
 	}
 	in.process(delivery{topic: topic, payload: payload, retained: retained, follow: follow})
+}
+
+// ApplyRecord applies another hub's record of an agent it owns, for the
+// read view (cluster.Message.Record). One that does not decode, or of an
+// agent whose inventory has not come, is refused and counted as an
+// agent's message would be.
+func (in *Ingest) ApplyRecord(agent string, payload []byte) {
+	in.received[channelRecord].Inc()
+	rec, err := fleet.DecodeRecord(payload, in.now())
+	if err == nil {
+		err = in.records.ApplyRecord(rec)
+	}
+	if err != nil {
+		in.reject(agent, wire.ReasonOf(err), err.Error())
+	}
 }
 
 // route returns the agent segment of a topic and its channel label, without

@@ -444,7 +444,12 @@ func TestFromStream(t *testing.T) {
 	b := testenv.Mosquitto(t)
 	newPublisher(t, b, "a1").publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 1, nil), true)
 	rec := newRecorder()
-	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-stream", FromStream: true}, rec.deps(metrics.NewRegistry()))
+	deps := rec.deps(metrics.NewRegistry())
+	if _, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-stream", FromStream: true}, deps); err == nil {
+		t.Fatal("a hub of a cluster with no way to apply records was made")
+	}
+	deps.Records = fleet.New(fleet.Options{})
+	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-stream", FromStream: true}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,6 +465,21 @@ func TestFromStream(t *testing.T) {
 	in.Apply(wire.Topic("a3", wire.ChannelHealth), health(t, "a3", 1, nil), false, true)
 	if got := rec.seqs("a3"); !slices.Equal(got, []uint64{1}) || rec.samples != 2 {
 		t.Fatalf("followed agent: applied %v, samples %d; want applied and no sample written", got, rec.samples)
+	}
+	// Other hubs' records: one that does not decode, and one of an agent
+	// whose inventory has not come, are refused and counted.
+	in.ApplyRecord("a4", []byte(`{"agent":`))
+	now := time.Now()
+	r4 := fleet.Record{Agent: "a4", Status: wire.StatusOnline, Since: now,
+		Health: wire.Health{Header: wire.Header{V: wire.Version, Agent: "a4", Boot: now.UnixMilli(), TS: now}, Interval: 10}}
+	b4, err := r4.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.ApplyRecord("a4", b4)
+	if in.received[channelRecord].Value() != 2 || in.rejects[wire.RejectInvalid].Value() != 1 || in.rejects[wire.RejectUnknownDevice].Value() != 1 {
+		t.Fatalf("records received %d, refused as invalid %d, of unknown devices %d; want 2, 1, 1", in.received[channelRecord].Value(),
+			in.rejects[wire.RejectInvalid].Value(), in.rejects[wire.RejectUnknownDevice].Value())
 	}
 	time.Sleep(300 * time.Millisecond) // time for a subscription's retained delivery
 	if got := rec.seqs("a1"); len(got) != 0 {
