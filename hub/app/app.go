@@ -235,7 +235,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 					return
 				}
 				a.ingest.Apply(wire.Topic(m.Agent, m.Channel), m.Payload, m.Retained, m.Follow)
-			}, Record: a.record, Agents: a.agentIDs, OnOwned: a.ownPartitions})
+			}, Record: a.record, Agents: a.agentIDs, OnOwned: a.ownPartitions, Stored: a.stored})
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -1136,6 +1136,16 @@ func (a *App) judges(agent string) bool {
 	return owned.owns[p] && time.Since(owned.since[p]) >= takeOverGrace
 }
 
+// stored waits until the samples applied so far are in InfluxDB (or its
+// spill); without InfluxDB there is nothing to wait for (history is in
+// memory, and goes with the hub).
+func (a *App) stored(ctx context.Context) error {
+	if a.influx == nil {
+		return nil
+	}
+	return a.influx.Stored(ctx)
+}
+
 // record is an agent's record for the other hubs' view.
 func (a *App) record(agent string) ([]byte, bool) {
 	rec, ok := a.fleet.Record(agent)
@@ -1168,11 +1178,11 @@ func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealt
 	c := st.Consumers
 	h := console.ComponentHealth{Status: console.HealthOK, Reason: fmt.Sprintf("hub %s consumes %d partitions %v; leases claimed %d, lost %d; "+
 		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d, working again %d, "+
-		"failing now %d; deliveries read again after a gap %d; "+
+		"failing now %d; deliveries read again after a gap %d; acknowledged before the metric store had them %d; "+
 		"records of its agents sent to the others %d (inventories %d), not stored yet %d; "+
 		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d",
 		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
-		c.Restarts, c.Failing, c.Gaps, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
+		c.Restarts, c.Failing, c.Gaps, c.Unstored, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
 	// A failing consumer is being tried again (and logged); while it
 	// fails its partition is not applied, or not followed, here.
 	if c.BadSubject > 0 || av.Dropped > 0 || c.Failing > 0 {

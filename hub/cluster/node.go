@@ -77,13 +77,14 @@ func (n *Node) Changed(agent string) {
 // it (fleet.Record, encoded), false when it has none; Agents lists the
 // agents this hub knows; OnOwned (optional) hears the partitions this hub
 // consumes whenever they change, once the consumers of those it gave up
-// have stopped.
+// have stopped; Stored (optional) is ConsumersConfig.Stored.
 type NodeDeps struct {
 	Log     *slog.Logger
 	Apply   Handler
 	Record  func(agent string) ([]byte, bool)
 	Agents  func() []string
 	OnOwned func(owned []int)
+	Stored  func(context.Context) error
 }
 
 // NewNode validates cfg; Run connects.
@@ -163,7 +164,7 @@ func (n *Node) Run(ctx context.Context) error {
 	pub := &Publisher{js: js, owner: leases, partitions: n.cfg.Leases.Partitions, log: n.log,
 		record: n.deps.Record, agents: n.deps.Agents, dirty: map[string]bool{}}
 	if cons, err = NewConsumers(ConsumersConfig{Stream: stream, Owner: leases, Handle: n.deps.Apply, Log: n.log,
-		Follow: n.cfg.Leases.Partitions, View: view, Publisher: pub}); err != nil {
+		Follow: n.cfg.Leases.Partitions, View: view, Publisher: pub, Stored: n.deps.Stored}); err != nil {
 		return err
 	}
 	n.leases.Store(leases)

@@ -108,6 +108,7 @@ type Consumers struct {
 	follow int
 	view   jetstream.Stream
 	pub    *Publisher // stores the owned agents' inventories for the others' view; nil when none follow
+	stored func(context.Context) error
 
 	mu      sync.Mutex
 	running map[int]*partitionRun
@@ -126,6 +127,10 @@ type ConsumerStats struct {
 	Restarts   uint64 `json:"restarts"`    // partitions' consumers working again after failures
 	Failing    int    `json:"failing"`     // partitions whose consumer is failing now (being tried again)
 	Gaps       uint64 `json:"gaps"`        // deliveries that went missing on the way, read again
+	// Unstored counts acknowledgements sent although what was applied
+	// was not yet stored after storeWait (the metric store failing): a
+	// hub killed then loses those samples.
+	Unstored uint64 `json:"acked_unstored"`
 }
 
 // ConsumersConfig is what Consumers work with. View and Publisher make a
@@ -139,6 +144,11 @@ type ConsumersConfig struct {
 	Follow    int
 	View      jetstream.Stream
 	Publisher *Publisher
+	// Stored (optional) waits until what Handle applied is stored (the
+	// samples in InfluxDB or its spill): a batch is acknowledged only
+	// then, so a hub killed leaves its successor nothing acknowledged and
+	// not stored.
+	Stored func(context.Context) error
 }
 
 // NewConsumers validates cfg; Own starts and stops partitions.
@@ -150,7 +160,7 @@ func NewConsumers(cfg ConsumersConfig) (*Consumers, error) {
 		return nil, errors.New("cluster: a hub that follows needs the view stream and a publisher")
 	}
 	return &Consumers{stream: cfg.Stream, owner: cfg.Owner, handle: cfg.Handle, log: cfg.Log, batch: 256, follow: cfg.Follow,
-		view: cfg.View, pub: cfg.Publisher, running: map[int]*partitionRun{}}, nil
+		view: cfg.View, pub: cfg.Publisher, stored: cfg.Stored, running: map[int]*partitionRun{}}, nil
 }
 
 // Own makes the running consumers those of owned (Leases' OnOwned), and
@@ -610,6 +620,9 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 			}
 			return nil
 		})
+		if !c.store(ctx, last) {
+			return nil // stopping: what was not acknowledged is applied again by the next owner
+		}
 		if aerr := c.ack(last); aerr != nil {
 			return fmt.Errorf("ack: %w", aerr)
 		}
@@ -627,6 +640,31 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 		}
 	}
 	return nil
+}
+
+// storeWait bounds the wait for the metric store before an
+// acknowledgement: while it fails, the partition is applied on,
+// acknowledged unstored and counted.
+const storeWait = 30 * time.Second
+
+// store waits until what was applied up to last is stored, if the hub
+// says how; false when ctx ended first.
+func (c *Consumers) store(ctx context.Context, last jetstream.Msg) bool {
+	if c.stored == nil || last == nil {
+		return true
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeWait)
+	defer cancel()
+	err := c.stored(sctx)
+	switch {
+	case err == nil:
+		return true
+	case ctx.Err() != nil:
+		return false
+	}
+	c.count(func(s *ConsumerStats) { s.Unstored++ })
+	c.log.Warn("metric store did not take the samples in time; acknowledging them unstored", "wait", storeWait, "err", err)
+	return true
 }
 
 func (c *Consumers) ack(last jetstream.Msg) error {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -564,4 +565,81 @@ func waitStops(t *testing.T, c *Consumers) {
 		pprof.Lookup("goroutine").WriteTo(&dump, 1)
 		t.Errorf("consumers did not stop within %v; goroutines:\n%s", stopWithin, dump.String())
 	}
+}
+
+// everyone owns every partition.
+type everyone struct{}
+
+func (everyone) Owns(int) bool { return true }
+
+// An owner acknowledges what it applied only once the hub says it is
+// stored (the samples in InfluxDB): stopped before that, it leaves the
+// messages to the next owner, which applies them again.
+func TestOwnerAcknowledgesOnlyWhatIsStored(t *testing.T) {
+	srv, open := agentsStream(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream := open(js)
+	const p = 5
+	agent := agentsIn(p, 1)[0]
+	var last uint64
+	for n := 1; n <= 5; n++ {
+		ack, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	var applied atomic.Int64
+	ackFloor := func() uint64 {
+		c, err := stream.Consumer(t.Context(), "part-"+strconv.Itoa(p))
+		if err != nil {
+			return 0
+		}
+		return c.CachedInfo().AckFloor.Stream
+	}
+	run := func(stored func(context.Context) error) (*Consumers, context.CancelFunc) {
+		c, err := NewConsumers(ConsumersConfig{Stream: stream, Owner: everyone{}, Log: slog.New(slog.DiscardHandler), Stored: stored,
+			Handle: func(context.Context, Message) { applied.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		c.Own(ctx, []int{p})
+		return c, cancel
+	}
+
+	// The store never answers: all five applied, none acknowledged, and
+	// the hub still stops.
+	c, stop := run(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := applied.Load(); n != 5 {
+			return fmt.Errorf("%d of 5 applied", n)
+		}
+		return nil
+	})
+	time.Sleep(2 * fetchWait) // the batch's pull has ended: it would have been acknowledged
+	if f := ackFloor(); f != 0 {
+		t.Fatalf("acknowledged up to %d with nothing stored", f)
+	}
+	stop()
+	waitStops(t, c)
+	if f := ackFloor(); f != 0 {
+		t.Fatalf("acknowledged up to %d with nothing stored, on stopping", f)
+	}
+
+	// The next owner applies them again, and acknowledges them once stored.
+	applied.Store(0)
+	c, stop = run(func(context.Context) error { return nil })
+	defer func() { stop(); waitStops(t, c) }()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n, f := applied.Load(), ackFloor(); n != 5 || f != last {
+			return fmt.Errorf("%d of 5 applied again, acknowledged up to %d of %d", n, f, last)
+		}
+		return nil
+	})
 }

@@ -276,6 +276,27 @@ func (in *Influx) WriteChange(c fleet.Change) {
 	in.enqueue(in.q.add(func(b []byte) ([]byte, int) { return appendChange(b, &c) }))
 }
 
+// Stored waits until every point queued before it was called has ended:
+// written to InfluxDB, kept in the spill, or failed or dropped (each of
+// which is counted). The flush interval seals the last batch. A hub of a
+// cluster calls it before it acknowledges the agents' messages it
+// applied, so that a hub killed leaves its successor nothing acknowledged
+// and not stored.
+func (in *Influx) Stored(ctx context.Context) error {
+	mark := in.q.mark()
+	for {
+		done, more := in.q.settledTo(mark)
+		if done {
+			return nil
+		}
+		select {
+		case <-more:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func (in *Influx) enqueue(r enqueueResult, n int) {
 	switch r {
 	case rejectedFull:

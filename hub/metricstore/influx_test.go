@@ -320,3 +320,42 @@ func TestSpillRidesOutARealInfluxDBOutage(t *testing.T) {
 		t.Errorf("last cam-07 sample %v, want at %s", rows, last.At)
 	}
 }
+
+// Stored returns once what was queued before it is in InfluxDB — a hub
+// of a cluster acknowledges the agents' messages only then — or, with
+// InfluxDB down, once it has been counted failed: it never waits for ever.
+func TestStoredWaitsForInfluxDB(t *testing.T) {
+	db := testenv.InfluxDB(t)
+	w := startInflux(t, db, metricstore.InfluxConfig{BatchSize: 100_000, FlushInterval: 200 * time.Millisecond,
+		Timeout: time.Second, DrainTimeout: time.Second})
+	samples := citySamples(10, 100)
+	w.WriteSamples(samples)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := w.Stored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Status(); st.Written != uint64(len(samples)) {
+		t.Fatalf("Stored returned with %d of %d points written", st.Written, len(samples))
+	}
+	if n := fluxCount(t, db, `r._measurement == "device_health" and r._field == "fps"`); n != int64(len(samples)) {
+		t.Fatalf("InfluxDB holds %d of %d points once Stored returned", n, len(samples))
+	}
+	if err := w.Stored(ctx); err != nil {
+		t.Fatalf("Stored with nothing queued: %v", err)
+	}
+
+	db.Stop()
+	w.WriteSamples(samples[:10])
+	short, cancelShort := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancelShort()
+	if err := w.Stored(short); err == nil {
+		t.Fatal("Stored returned while InfluxDB was down and the points neither stored nor failed")
+	}
+	if err := w.Stored(ctx); err != nil {
+		t.Fatalf("Stored with InfluxDB down: %v", err)
+	}
+	if st := w.Status(); st.Failed != 10 {
+		t.Fatalf("Stored returned with InfluxDB down and %+v; want the 10 points counted failed", st)
+	}
+}

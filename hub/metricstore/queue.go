@@ -9,6 +9,7 @@ type batch struct {
 	buf []byte
 	n   int     // points
 	rec *record // where it came from in the spill; nil for fresh points
+	id  uint64  // a fresh batch's number, in the order they were opened
 }
 
 // queue is the in-memory queue between the ingest path and the senders:
@@ -28,6 +29,13 @@ type queue struct {
 
 	ready chan struct{} // signalled when a batch is sealed
 	high  chan struct{} // signalled when points pass half the capacity
+
+	// Fresh batches are numbered as they open; unsettled holds those not
+	// yet ended (stored, spilled, failed or dropped: recycled), and
+	// settled is closed, and made again, whenever one ends (Stored).
+	last      uint64
+	unsettled map[uint64]bool
+	settled   chan struct{}
 	// free keeps a few buffers of delivered batches for the next ones: a
 	// bounded list, so the memory it holds is too.
 	free chan []byte
@@ -35,7 +43,7 @@ type queue struct {
 
 func newQueue(batchSize, capacity, keep int) *queue {
 	return &queue{batchSize: batchSize, cap: capacity, ready: make(chan struct{}, 1), high: make(chan struct{}, 1),
-		free: make(chan []byte, keep)}
+		free: make(chan []byte, keep), unsettled: map[uint64]bool{}, settled: make(chan struct{})}
 }
 
 // scratch buffers for encoding outside the lock.
@@ -75,7 +83,9 @@ func (q *queue) add(encode func([]byte) ([]byte, int)) (enqueueResult, int) {
 		return rejectedFull, n
 	}
 	if q.open == nil {
-		q.open = &batch{buf: q.buffer()}
+		q.last++
+		q.open = &batch{buf: q.buffer(), id: q.last}
+		q.unsettled[q.last] = true
 	}
 	q.open.buf = append(q.open.buf, buf...)
 	q.open.n += n
@@ -99,7 +109,7 @@ func (q *queue) buffer() []byte {
 	}
 }
 
-// recycle takes back a delivered batch's buffer.
+// recycle takes back an ended batch's buffer, and settles it.
 func (q *queue) recycle(b *batch) {
 	if b.rec == nil && cap(b.buf) <= 512*q.batchSize {
 		select {
@@ -108,6 +118,34 @@ func (q *queue) recycle(b *batch) {
 		}
 	}
 	b.buf = nil
+	if b.rec == nil {
+		q.mu.Lock()
+		delete(q.unsettled, b.id)
+		close(q.settled)
+		q.settled = make(chan struct{})
+		q.mu.Unlock()
+	}
+}
+
+// mark is the number of the batch the points queued so far are in, at
+// most: they have all ended once no batch up to it is unsettled.
+func (q *queue) mark() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.last
+}
+
+// settledTo reports whether every batch up to mark has ended, and if not
+// a channel closed when one more does.
+func (q *queue) settledTo(mark uint64) (bool, <-chan struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id := range q.unsettled { // a few: those in flight
+		if id <= mark {
+			return false, q.settled
+		}
+	}
+	return true, nil
 }
 
 func (q *queue) sealLocked() {
