@@ -17,7 +17,7 @@ import (
 //   - one clustered hub, agents on NATS's MQTT listener (JetStream),
 //   - two clustered hubs sharing the partitions,
 //
-// each hub its own process, measured over _SECONDS (30) once every device
+// each hub its own process, measured over _SECONDS (60: a window holds one refresh of every record) once every device
 // is online on every hub. It prints each hub's CPU per sample of the whole
 // city: the clustered mode's overhead is the second line over the first;
 // two hubs ingest (one-hub CPU per sample) / (the busier hub's CPU per
@@ -25,7 +25,7 @@ import (
 // target: ≥ 1.8×). Run with -benchtime 1x.
 func BenchmarkClusterScaling(b *testing.B) {
 	agents, devices := envInt(b, "CITYWATCH_SCALE_AGENTS", 200), envInt(b, "CITYWATCH_SCALE_DEVICES", 50)
-	window := time.Duration(envInt(b, "CITYWATCH_SCALE_SECONDS", 30)) * time.Second
+	window := time.Duration(envInt(b, "CITYWATCH_SCALE_SECONDS", 60)) * time.Second
 	const interval = 2 * time.Second
 	total := agents * devices
 	samples := float64(total) * window.Seconds() / interval.Seconds()
