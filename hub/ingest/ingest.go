@@ -207,6 +207,10 @@ type delivery struct {
 	// follow: an agent another hub of the cluster follows (Apply): this
 	// hub keeps its state for its read view and does nothing else.
 	follow bool
+	// signal: live signalling a hub of a cluster took from the broker,
+	// for its own viewers' sessions; the agent's owner applies the copy
+	// in the stream to the fleet.
+	signal bool
 }
 
 // channelOther labels received messages whose topic is outside the
@@ -431,22 +435,24 @@ func (in *Ingest) baseOptions() *mqtt.ClientOptions {
 // lost the session. paho runs it on its own goroutine, so it may wait; it
 // retries while the connection stays open, because a hub connected but not
 // subscribed hears nothing and keeps the heartbeat backstop suspended.
+//
+// A hub of a cluster (FromStream) subscribes only to the agents' live
+// video signalling: any hub may start a camera's stream for its viewers,
+// and the agent's answer must reach that hub, whichever owns the agent.
 func (in *Ingest) subscribe(c mqtt.Client) {
+	filter := wire.HubSubscription
 	if in.cfg.FromStream {
-		in.connectFailures.Store(0)
-		in.setConnected(true)
-		in.log.Info("connected; agents' messages come from the cluster's stream")
-		return
+		filter = liveSubscription
 	}
 	for wait := time.Second; c.IsConnectionOpen(); wait = min(2*wait, 30*time.Second) {
-		err := trySubscribe(c)
+		err := trySubscribe(c, filter)
 		if err == nil {
 			in.connectFailures.Store(0)
 			in.setConnected(true)
-			in.log.Info("connected and subscribed", "filter", wire.HubSubscription)
+			in.log.Info("connected and subscribed", "filter", filter, "from the cluster's stream", in.cfg.FromStream)
 			return
 		}
-		in.log.Error("subscribe failed; retrying", "filter", wire.HubSubscription, "err", err, "in", wait)
+		in.log.Error("subscribe failed; retrying", "filter", filter, "err", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-in.stopping:
@@ -455,15 +461,18 @@ func (in *Ingest) subscribe(c mqtt.Client) {
 	}
 }
 
-func trySubscribe(c mqtt.Client) error {
-	tok := c.Subscribe(wire.HubSubscription, 1, nil)
+// liveSubscription is every agent's live signalling.
+var liveSubscription = wire.Prefix + "+/" + string(wire.ChannelLive)
+
+func trySubscribe(c mqtt.Client, filter string) error {
+	tok := c.Subscribe(filter, 1, nil)
 	if !tok.WaitTimeout(30 * time.Second) {
 		return errors.New("timed out")
 	}
 	if err := tok.Error(); err != nil {
 		return err
 	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok && st.Result()[wire.HubSubscription] > 2 {
+	if st, ok := tok.(*mqtt.SubscribeToken); ok && st.Result()[filter] > 2 {
 		return errors.New("the broker refused the subscription")
 	}
 	return nil
@@ -481,7 +490,7 @@ func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 	}
 	q := in.shards[maphash.String(in.seed, agent)%uint64(len(in.shards))]
 	select {
-	case q <- delivery{topic: topic, payload: m.Payload(), retained: m.Retained()}:
+	case q <- delivery{topic: topic, payload: m.Payload(), retained: m.Retained(), signal: in.cfg.FromStream}:
 	default:
 		in.reject(agent, wire.RejectOverload, "ingest queue full")
 	}
@@ -565,6 +574,15 @@ func (in *Ingest) process(d delivery) {
 		return
 	}
 	m, err := wire.Decode(d.topic, d.payload, in.now())
+	if d.signal {
+		switch {
+		case err != nil:
+			in.reject(agent, wire.ReasonOf(err), err.Error())
+		case m.Live != nil && !d.retained && in.live != nil:
+			in.live.HandleLive(*m.Live) // the relay matches it to a session of this agent, or ignores it
+		}
+		return
+	}
 	var samples []fleet.Sample
 	if err == nil {
 		samples, err = in.fleet.Apply(m, d.retained)
@@ -601,7 +619,9 @@ func (in *Ingest) process(d delivery) {
 		in.samples.WriteSamples(samples)
 	}
 	// Signalling is about a session now; a retained copy can only be stale.
-	if m.Live != nil && !d.retained && in.live != nil {
+	// A hub of a cluster takes it from the broker (signal), whichever hub
+	// owns the agent.
+	if m.Live != nil && !d.retained && in.live != nil && !in.cfg.FromStream {
 		in.live.HandleLive(*m.Live)
 	}
 	if m.Snapshot != nil && !d.retained && in.snaps != nil {
