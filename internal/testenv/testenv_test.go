@@ -205,15 +205,7 @@ func TestFFmpegCamera(t *testing.T) {
 // A three-node NATS cluster keeps a replicated stream when a node dies.
 func TestNATSCluster(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamOf(t, c.URLs())
 	ctx := t.Context()
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
 	if err != nil {
@@ -237,5 +229,43 @@ func TestNATSCluster(t *testing.T) {
 	info, err := s.Info(ctx)
 	if err != nil || info.State.Msgs != 2 {
 		t.Fatalf("stream after a node died: %+v, %v", info, err)
+	}
+}
+
+// jetStreamOf connects to the NATS servers at urls for the test.
+func jetStreamOf(t *testing.T, urls string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// A NATS server in its own process takes JetStream streams and MQTT
+// clients, and its messages reach NATS subscribers.
+func TestNATSProcess(t *testing.T) {
+	srv := testenv.NATSProcess(t)
+	js := jetStreamOf(t, srv.URL())
+	s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"a.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(srv.MQTTURL()).SetClientID("t"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Publish("a/b", 1, false, "hello"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT publish: %v", tok.Error())
+	}
+	m, err := s.GetLastMsgForSubject(t.Context(), "a.b")
+	if err != nil || string(m.Data) != "hello" {
+		t.Fatalf("the stream holds %v (%v), want the MQTT message", m, err)
 	}
 }
