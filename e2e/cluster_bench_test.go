@@ -36,6 +36,19 @@ func BenchmarkClusterScaling(b *testing.B) {
 	influx := testenv.InfluxDB(b)
 	influxEnv := []string{"INFLUX_URL=" + influx.URL(), "INFLUX_ORG=" + influx.Org(), "INFLUX_BUCKET=" + influx.Bucket(), "INFLUX_TOKEN=" + influx.Token()}
 
+	// cpuOver is the CPU seconds each hub spends over d, times scale.
+	cpuOver := func(b *testing.B, hubs []*hubProcess, d time.Duration, scale float64) []float64 {
+		cpu0 := make([]float64, len(hubs))
+		for i, h := range hubs {
+			cpu0[i] = h.cpuSeconds(b)
+		}
+		time.Sleep(d)
+		out := make([]float64, len(hubs))
+		for i, h := range hubs {
+			out[i] = (h.cpuSeconds(b) - cpu0[i]) * scale
+		}
+		return out
+	}
 	// idle returns each hub's CPU ms per second with no agent at all
 	// (timers, leases, pulls), over idleWindow before the city starts.
 	const idleWindow = 20 * time.Second
@@ -49,16 +62,7 @@ func BenchmarkClusterScaling(b *testing.B) {
 			return nil
 		})
 		time.Sleep(5 * time.Second)
-		cpu0 := make([]float64, len(hubs))
-		for i, h := range hubs {
-			cpu0[i] = h.cpuSeconds(b)
-		}
-		time.Sleep(idleWindow)
-		out := make([]float64, len(hubs))
-		for i, h := range hubs {
-			out[i] = (h.cpuSeconds(b) - cpu0[i]) * 1e3 / idleWindow.Seconds()
-		}
-		return out
+		return cpuOver(b, hubs, idleWindow, 1e3/idleWindow.Seconds())
 	}
 	// measure waits for every device online on every hub, then returns
 	// each hub's CPU µs per sample of the city over the window.
@@ -71,16 +75,7 @@ func BenchmarkClusterScaling(b *testing.B) {
 			}
 			return nil
 		})
-		cpu0 := make([]float64, len(hubs))
-		for i, h := range hubs {
-			cpu0[i] = h.cpuSeconds(b)
-		}
-		time.Sleep(window)
-		out := make([]float64, len(hubs))
-		for i, h := range hubs {
-			out[i] = (h.cpuSeconds(b) - cpu0[i]) * 1e6 / samples
-		}
-		return out
+		return cpuOver(b, hubs, window, 1e6/samples)
 	}
 	var single, one, oneIdle float64
 	var two, twoIdle []float64

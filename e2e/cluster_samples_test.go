@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/citywatch/citywatch/agent/sim"
@@ -77,12 +76,7 @@ func TestClusterKillKeepsEverySample(t *testing.T) {
 	})
 
 	// Every report in the stream so far, line by line.
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := testenv.JetStream(t, srv.URL())
 	stream, err := js.Stream(t.Context(), cluster.StreamName)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/citywatch/citywatch/internal/testenv"
 )
@@ -33,21 +32,13 @@ type hub struct {
 
 func newLeases(t *testing.T, url, id string) (*Leases, *nats.Conn) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, url)
 	l, err := New(Config{Hub: id, Partitions: partitions, TTL: testTTL, Interval: testInterval},
 		Deps{JetStream: js, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l, nc
+	return l, js.Conn()
 }
 
 func startHub(t *testing.T, url, id string) *hub {

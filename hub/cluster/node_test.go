@@ -149,16 +149,7 @@ type publisher struct {
 
 func newPublisher(t *testing.T, urls string) *publisher {
 	t.Helper()
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &publisher{js: js}
+	return &publisher{js: testenv.JetStream(t, urls, nats.MaxReconnects(-1))}
 }
 
 // report publishes report n of every agent, trying each until the stream

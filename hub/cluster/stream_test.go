@@ -67,12 +67,7 @@ func (a *applied) handler(hub string) Handler {
 func agentsStream(t *testing.T) (*testenv.NATSServer, func(jetstream.JetStream) jetstream.Stream) {
 	t.Helper()
 	srv := testenv.NATS(t)
-	admin, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	ajs, _ := jetstream.New(admin)
+	ajs := testenv.JetStream(t, srv.URL())
 	if _, err := EnsureStream(t.Context(), ajs, partitions, 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +378,7 @@ func viewOnly(t *testing.T, js jetstream.JetStream, view jetstream.Stream, h Han
 // skipped.
 func TestFollowerFollowsOn(t *testing.T) {
 	srv, _ := agentsStream(t)
-	js := jetStreamOf(t, srv.URL())
+	js := testenv.JetStream(t, srv.URL())
 	view, err := js.Stream(t.Context(), ViewStreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +430,7 @@ func (nobody) Owns(int) bool { return false }
 // whatever the context: Wait never returned.)
 func TestFollowerRetriesUntilConsumerMade(t *testing.T) {
 	srv := testenv.NATS(t)
-	js := jetStreamOf(t, srv.URL())
+	js := testenv.JetStream(t, srv.URL())
 	if _, err := EnsureStream(t.Context(), js, partitions, 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +562,7 @@ func (everyone) Owns(int) bool { return true }
 // messages to the next owner, which applies them again.
 func TestOwnerAcknowledgesOnlyWhatIsStored(t *testing.T) {
 	srv, open := agentsStream(t)
-	js := jetStreamOf(t, srv.URL())
+	js := testenv.JetStream(t, srv.URL())
 	stream := open(js)
 	const p = 5
 	agent := agentsIn(p, 1)[0]
@@ -627,19 +622,4 @@ func TestOwnerAcknowledgesOnlyWhatIsStored(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// jetStreamOf connects to the NATS server at url for the test.
-func jetStreamOf(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }

@@ -7,7 +7,25 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// JetStream connects a client to the NATS servers at urls (comma-separated)
+// for the test, closed when it ends; js.Conn() is its connection.
+func JetStream(t testing.TB, urls string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		t.Fatalf("testenv: connect to NATS at %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("testenv: JetStream: %v", err)
+	}
+	return js
+}
 
 // NATSServer is a NATS server with JetStream started for one test.
 type NATSServer struct {

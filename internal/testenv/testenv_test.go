@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/rtp"
 
@@ -205,7 +204,7 @@ func TestFFmpegCamera(t *testing.T) {
 // A three-node NATS cluster keeps a replicated stream when a node dies.
 func TestNATSCluster(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
-	js := jetStreamOf(t, c.URLs())
+	js := testenv.JetStream(t, c.URLs())
 	ctx := t.Context()
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
 	if err != nil {
@@ -232,26 +231,11 @@ func TestNATSCluster(t *testing.T) {
 	}
 }
 
-// jetStreamOf connects to the NATS servers at urls for the test.
-func jetStreamOf(t *testing.T, urls string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(urls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // A NATS server in its own process takes JetStream streams and MQTT
 // clients, and its messages reach NATS subscribers.
 func TestNATSProcess(t *testing.T) {
 	srv := testenv.NATSProcess(t)
-	js := jetStreamOf(t, srv.URL())
+	js := testenv.JetStream(t, srv.URL())
 	s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"a.>"}})
 	if err != nil {
 		t.Fatal(err)
