@@ -206,17 +206,29 @@ func TestNATSCluster(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
 	js := testenv.JetStream(t, c.URLs())
 	ctx := t.Context()
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
+	// A replicated stream needs the peers' answers: right after the
+	// cluster formed the request may time out, as the hubs' does (they
+	// try again too).
+	deadline := time.Now().Add(20 * time.Second)
+	var s jetstream.Stream
+	for {
+		var err error
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replicated stream made in 20 s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if _, err := js.Publish(ctx, "t.1", []byte("before")); err != nil {
 		t.Fatal(err)
 	}
 	c.Nodes[0].Stop()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for {
-		_, err = js.Publish(ctx, "t.2", []byte("after"))
+		_, err := js.Publish(ctx, "t.2", []byte("after"))
 		if err == nil {
 			break
 		}
@@ -225,9 +237,17 @@ func TestNATSCluster(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	info, err := s.Info(ctx)
-	if err != nil || info.State.Msgs != 2 {
-		t.Fatalf("stream after a node died: %+v, %v", info, err)
+	// The stream's info comes from its leader, which a new election may
+	// not have yet (the request times out meanwhile).
+	for {
+		info, err := s.Info(ctx)
+		if err == nil && info.State.Msgs == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream after a node died: %+v, %v", info, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
