@@ -61,7 +61,7 @@ func BenchmarkClusterScaling(b *testing.B) {
 			}
 			return nil
 		})
-		time.Sleep(5 * time.Second)
+		time.Sleep(20 * time.Second) // past the hubs' start-up work
 		return cpuOver(b, hubs, idleWindow, 1e3/idleWindow.Seconds())
 	}
 	// measure waits for every device online on every hub, then returns
