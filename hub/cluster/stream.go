@@ -249,23 +249,32 @@ func (c *Consumers) count(f func(*ConsumerStats)) {
 // that cannot be made or fails (a NATS node lost, JetStream electing a
 // leader) is made again, with backoff, for as long as the hub owns p.
 func (c *Consumers) consume(ctx context.Context, p int) {
-	f := &failures{c: c, p: p, role: "owner"}
-	defer f.end()
-	var b backoff
-	for ctx.Err() == nil {
+	c.retrying(ctx, p, "owner", func(f *failures) error {
 		if !c.owner.Owns(p) {
 			sleep(ctx, 200*time.Millisecond)
-			continue
+			return nil
 		}
-		b.attempt()
 		cons, replayed, err := c.takeOver(ctx, p)
 		if err == nil {
 			err = c.drain(ctx, p, cons, replayed, f)
 		}
-		switch {
+		return err
+	})
+}
+
+// retrying makes attempts at partition p's part in its role until ctx
+// ends: after a delivery that went missing or a failure (counted, logged
+// sparingly) it waits, with backoff, and tries again.
+func (c *Consumers) retrying(ctx context.Context, p int, role string, attempt func(*failures) error) {
+	f := &failures{c: c, p: p, role: role}
+	defer f.end()
+	var b backoff
+	for ctx.Err() == nil {
+		b.attempt()
+		switch err := attempt(f); {
 		case err == nil || ctx.Err() != nil:
 		case errors.Is(err, errGap):
-			c.missed(p, "owner", err)
+			c.missed(p, role, err)
 			b.wait(ctx)
 		default:
 			f.failed(err)
@@ -510,23 +519,13 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[stri
 // acknowledged; after a failure (a NATS node lost) it follows on from the
 // message after the last it applied, so nothing in between is skipped.
 func (c *Consumers) followPartition(ctx context.Context, p int) {
-	f := &failures{c: c, p: p, role: "follower"}
-	defer f.end()
-	var b backoff
 	var next uint64
-	for ctx.Err() == nil {
-		b.attempt()
-		err := c.followFrom(ctx, p, &next, f)
-		switch {
-		case err == nil || ctx.Err() != nil:
-		case errors.Is(err, errGap):
-			c.missed(p, "follower", err)
-			b.wait(ctx)
-		default:
-			f.failed(fmt.Errorf("following on from %d: %w", next, err))
-			b.wait(ctx)
+	c.retrying(ctx, p, "follower", func(f *failures) error {
+		if err := c.followFrom(ctx, p, &next, f); err != nil {
+			return fmt.Errorf("following on from %d: %w", next, err)
 		}
-	}
+		return nil
+	})
 }
 
 // followFrom follows partition p in the view stream from its sequence
