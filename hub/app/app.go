@@ -586,8 +586,8 @@ func (a *App) onChange(c fleet.Change) {
 	if own {
 		a.store.WriteChange(c)
 		a.history.Observe(c)
-		if a.cluster != nil {
-			a.cluster.Changed(changeAgent(c)) // for the other hubs' view
+		if agent := changeAgent(c); a.cluster != nil && agent != "" {
+			a.cluster.Changed(agent) // for the other hubs' view
 		}
 	}
 	a.coverage.Apply(c)
