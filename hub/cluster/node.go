@@ -161,8 +161,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub := &Publisher{js: js, owner: leases, partitions: n.cfg.Leases.Partitions, log: n.log,
-		record: n.deps.Record, agents: n.deps.Agents, dirty: map[string]bool{}}
+	pub := newRecordPublisher(js, leases, n.cfg.Leases.Partitions, n.log, n.deps.Record, n.deps.Agents)
 	if cons, err = NewConsumers(ConsumersConfig{Stream: stream, Owner: leases, Handle: n.deps.Apply, Log: n.log,
 		Follow: n.cfg.Leases.Partitions, View: view, Publisher: pub, Stored: n.deps.Stored}); err != nil {
 		return err

@@ -364,6 +364,9 @@ func (c *Consumers) takeOver(ctx context.Context, p int) (jetstream.Consumer, ma
 	if err != nil {
 		return nil, nil, fmt.Errorf("replay: %w", err)
 	}
+	if err := c.catchUp(ctx, p); err != nil {
+		return nil, nil, fmt.Errorf("view's records: %w", err)
+	}
 	if _, err := bounded(ctx, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, c.stream.DeleteConsumer(ctx, name)
 	}); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -470,17 +473,54 @@ func (c *Consumers) fetch(ctx context.Context, cons jetstream.Consumer, apply fu
 // replay hands the handler the last state and inventory message of every
 // agent of partition p that the stream holds from before start (what
 // comes from start on, the consumer delivers).
-func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[string]uint64, err error) {
+func (c *Consumers) replay(ctx context.Context, p int, start uint64) (map[string]uint64, error) {
 	replayed := map[string]uint64{}
 	if start <= 1 {
 		return replayed, nil // a partition consumed from its beginning
 	}
 	prefix := "cw." + strconv.Itoa(p) + ".*."
-	cons, err := c.ephemeral(ctx, c.stream, 0, prefix+string(wire.ChannelState), prefix+string(wire.ChannelInventory))
+	err := c.readLast(ctx, c.stream, func(m jetstream.Msg, seq uint64) (bool, error) {
+		if seq >= start {
+			return true, nil
+		}
+		if agent, ch, ok := parseSubject(m.Subject()); ok {
+			replayed[m.Subject()] = seq
+			c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: seq, Retained: true})
+			return false, c.share(ctx, p, agent, ch, m.Data())
+		}
+		return false, nil
+	}, prefix+string(wire.ChannelState), prefix+string(wire.ChannelInventory))
 	if err != nil {
 		return nil, err
 	}
-	defer func() { c.forget(ctx, c.stream, cons, err) }()
+	return replayed, nil
+}
+
+// catchUp hands the handler the view's last record of every agent of
+// partition p, which this hub takes over: what it followed may lag the
+// records its previous owner sent of what it acknowledged, and the
+// partition's consumer starts after that.
+func (c *Consumers) catchUp(ctx context.Context, p int) error {
+	if c.view == nil {
+		return nil
+	}
+	return c.readLast(ctx, c.view, func(m jetstream.Msg, seq uint64) (bool, error) {
+		if agent, kind, ok := parseViewSubject(m.Subject()); ok && kind == viewRecord {
+			c.handle(ctx, Message{Partition: p, Agent: agent, Payload: m.Data(), Seq: seq, Follow: true, Record: true})
+		}
+		return false, nil
+	}, viewSubject(p, "*", viewRecord))
+}
+
+// readLast hands each the last message of every subject of stream that
+// matches subjects, in the stream's order, until each says it is past
+// what it wants (true) or none is pending.
+func (c *Consumers) readLast(ctx context.Context, stream jetstream.Stream, each func(m jetstream.Msg, seq uint64) (bool, error), subjects ...string) (err error) {
+	cons, err := c.ephemeral(ctx, stream, 0, subjects...)
+	if err != nil {
+		return err
+	}
+	defer func() { c.forget(ctx, stream, cons, err) }()
 	// The last messages come in the stream's order, then what is newer.
 	pending, delivered, past := cons.CachedInfo().NumPending, uint64(0), false
 	for pending > 0 && !past {
@@ -490,26 +530,19 @@ func (c *Consumers) replay(ctx context.Context, p int, start uint64) (_ map[stri
 				return err
 			}
 			pending = meta.NumPending
-			if past = past || meta.Sequence.Stream >= start; past {
-				return nil
-			}
-			if agent, ch, ok := parseSubject(m.Subject()); ok {
-				replayed[m.Subject()] = meta.Sequence.Stream
-				c.handle(ctx, Message{Partition: p, Agent: agent, Channel: ch, Payload: m.Data(), Seq: meta.Sequence.Stream, Retained: true})
-				return c.share(ctx, p, agent, ch, m.Data())
-			}
-			return nil
+			past, err = each(m, meta.Sequence.Stream)
+			return err
 		})
 		switch {
 		case err != nil:
-			return nil, err
+			return err
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			return ctx.Err()
 		case n == 0:
-			return nil, fmt.Errorf("no message in %v while %d are pending", fetchWait, pending)
+			return fmt.Errorf("no message in %v while %d are pending", fetchWait, pending)
 		}
 	}
-	return replayed, nil
+	return nil
 }
 
 // followPartition applies what the view stream holds of partition p,
@@ -622,6 +655,18 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 		if !c.store(ctx, last) {
 			return nil // stopping: what was not acknowledged is applied again by the next owner
 		}
+		if last != nil {
+			switch perr := c.publish(ctx, p); {
+			case errors.Is(perr, errNotOwned):
+				// Too late to share what it applied: the next owner
+				// applies it again, after what was acknowledged.
+				c.count(func(s *ConsumerStats) { s.StoodDown++ })
+				c.log.Warn("partition lease ran out before its records were sent: standing down", "partition", p)
+				return nil
+			case perr != nil:
+				return perr
+			}
+		}
 		if aerr := c.ack(last); aerr != nil {
 			return fmt.Errorf("ack: %w", aerr)
 		}
@@ -639,6 +684,15 @@ func (c *Consumers) drain(ctx context.Context, p int, cons jetstream.Consumer, r
 		}
 	}
 	return nil
+}
+
+// publish sends the records of partition p's agents that changed, for
+// the other hubs' view, before what changed them is acknowledged.
+func (c *Consumers) publish(ctx context.Context, p int) error {
+	if c.pub == nil {
+		return nil
+	}
+	return c.pub.send(ctx, p)
 }
 
 // storeWait bounds the wait for the metric store before an

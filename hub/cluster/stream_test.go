@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/pprof"
@@ -101,8 +102,7 @@ func clusterHub(t *testing.T, url, id string, stream func(js jetstream.JetStream
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub = &Publisher{js: js, owner: l, partitions: partitions, log: cfg.Log, record: record,
-			agents: func() []string { return nil }, dirty: map[string]bool{}}
+		pub = newRecordPublisher(js, l, partitions, cfg.Log, record, func() []string { return nil })
 		cfg.Follow, cfg.View, cfg.Publisher = partitions, view, pub
 	}
 	cons, err := NewConsumers(cfg)
@@ -363,8 +363,8 @@ func viewOnly(t *testing.T, js jetstream.JetStream, view jetstream.Stream, h Han
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &Publisher{js: js, owner: nobody{}, partitions: partitions, log: slog.New(slog.DiscardHandler),
-		record: func(string) ([]byte, bool) { return nil, false }, agents: func() []string { return nil }, dirty: map[string]bool{}}
+	pub := newRecordPublisher(js, nobody{}, partitions, slog.New(slog.DiscardHandler),
+		func(string) ([]byte, bool) { return nil, false }, func() []string { return nil })
 	c, err := NewConsumers(ConsumersConfig{Stream: agents, Owner: nobody{}, Handle: h, Log: slog.New(slog.DiscardHandler),
 		Follow: partitions, View: view, Publisher: pub})
 	if err != nil {
@@ -622,4 +622,151 @@ func TestOwnerAcknowledgesOnlyWhatIsStored(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// onlyOne owns partition p while it is told to.
+type onlyOne struct {
+	p    int
+	owns atomic.Bool
+}
+
+func (o *onlyOne) Owns(p int) bool { return p == o.p && o.owns.Load() }
+
+// An owner acknowledges what it applied only once the records of what it
+// changed are in the view stream, without waiting for the publisher's
+// flush: a hub that loses the partition just after leaves the next owner
+// nothing acknowledged that the view lacks. One that loses it before
+// sending them acknowledges nothing, and the next owner applies it all
+// again — starting from the view's last record of each agent, even one
+// its follower had not read.
+func TestOwnerAcknowledgesOnlyWhatIsInTheView(t *testing.T) {
+	srv, open := agentsStream(t)
+	js := testenv.JetStream(t, srv.URL())
+	stream := open(js)
+	view, err := js.Stream(t.Context(), ViewStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const p = 6
+	agent := agentsIn(p, 1)[0]
+	report := func(n int) uint64 {
+		ack, err := js.Publish(t.Context(), natsPrefix+agent+".health", []byte(strconv.Itoa(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	ackFloor := func() uint64 {
+		c, err := stream.Consumer(t.Context(), "part-"+strconv.Itoa(p))
+		if err != nil {
+			return 0
+		}
+		return c.CachedInfo().AckFloor.Stream
+	}
+	inView := func() string {
+		m, err := view.GetLastMsgForSubject(t.Context(), viewSubject(p, agent, viewRecord))
+		if err != nil {
+			return ""
+		}
+		return string(m.Data)
+	}
+	// A hub whose publisher never flushes by itself: its record of the
+	// agent is the last report it applied; h also hears what it applied.
+	run := func(owner Owner, h func(Message)) (*Consumers, context.CancelFunc) {
+		var last atomic.Value
+		var pub *Publisher
+		pub = newRecordPublisher(js, owner, partitions, slog.New(slog.DiscardHandler), func(string) ([]byte, bool) {
+			s, ok := last.Load().(string)
+			return []byte(s), ok
+		}, func() []string { return nil })
+		c, err := NewConsumers(ConsumersConfig{Stream: stream, Owner: owner, Log: slog.New(slog.DiscardHandler),
+			Follow: partitions, View: view, Publisher: pub,
+			Handle: func(_ context.Context, m Message) {
+				if m.Partition != p {
+					return
+				}
+				if m.Channel == wire.ChannelHealth {
+					last.Store("report " + string(m.Payload))
+					pub.Changed(m.Agent)
+				}
+				h(m)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		c.Own(ctx, []int{p})
+		return c, cancel
+	}
+
+	// Owned throughout: once report 3 is acknowledged, the view has it.
+	for n := 1; n < 3; n++ {
+		report(n)
+	}
+	last := report(3)
+	c, stop := run(owning(p), func(Message) {})
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if f := ackFloor(); f != last {
+			return fmt.Errorf("acknowledged up to %d of %d", f, last)
+		}
+		return nil
+	})
+	if got := inView(); got != "report 3" {
+		t.Fatalf("report 3 acknowledged; the view's record is %q", got)
+	}
+	stop()
+	waitStops(t, c)
+
+	// Lost after applying report 4, before its record went out: nothing
+	// acknowledged, nothing in the view.
+	last = report(4)
+	lost := owning(p)
+	var got4 atomic.Bool
+	c, stop = run(lost, func(m Message) {
+		if string(m.Payload) == "4" {
+			lost.owns.Store(false)
+			got4.Store(true)
+		}
+	})
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if !got4.Load() {
+			return errors.New("report 4 not applied")
+		}
+		return nil
+	})
+	time.Sleep(2 * fetchWait) // the batch's pull has ended: it would have been acknowledged
+	if f, v := ackFloor(), inView(); f == last || v != "report 3" {
+		t.Fatalf("lost the partition before sending report 4's record: acknowledged up to %d (4 is %d), the view has %q", f, last, v)
+	}
+	stop()
+	waitStops(t, c)
+
+	// The next owner starts from the view's record (it followed nothing),
+	// then applies report 4 again.
+	var mu sync.Mutex
+	var seen []string
+	c, stop = run(owning(p), func(m Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Record {
+			seen = append(seen, "record "+string(m.Payload))
+		} else if m.Channel == wire.ChannelHealth {
+			seen = append(seen, "health "+string(m.Payload))
+		}
+	})
+	defer func() { stop(); waitStops(t, c) }()
+	testenv.Eventually(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if want := []string{"record report 3", "health 4"}; !slices.Equal(seen, want) || ackFloor() != last || inView() != "report 4" {
+			return fmt.Errorf("the next owner applied %q (want %q), acknowledged up to %d of %d; view %q", seen, want, ackFloor(), last, inView())
+		}
+		return nil
+	})
+}
+
+func owning(p int) *onlyOne {
+	o := &onlyOne{p: p}
+	o.owns.Store(true)
+	return o
 }

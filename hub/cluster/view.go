@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +75,11 @@ const (
 
 // Publisher sends the records of the agents this hub owns to the view
 // stream: an agent's when it changes (Changed), every agent's now and
-// then.
+// then. A partition's consumer also sends its changed agents' records
+// before it acknowledges what it applied (Consumers.publish), so that
+// what a hub acknowledged is in the view however soon it loses the
+// partition: the next owner starts after the acknowledged messages, from
+// the view's records of them.
 type Publisher struct {
 	js         jetstream.JetStream
 	owner      Owner
@@ -81,11 +87,20 @@ type Publisher struct {
 	log        *slog.Logger
 	record     func(agent string) ([]byte, bool)
 	agents     func() []string
+	// sending holds a partition's records while they are made and sent:
+	// one made later is never stored before one made earlier.
+	sending []sync.Mutex
 
 	mu     sync.Mutex
-	dirty  map[string]bool
+	dirty  map[int]map[string]bool // partition → agents whose record is to be sent
 	stats  PublishStats
 	logged time.Time // when a failure was last logged
+}
+
+func newRecordPublisher(js jetstream.JetStream, owner Owner, partitions int, log *slog.Logger,
+	record func(string) ([]byte, bool), agents func() []string) *Publisher {
+	return &Publisher{js: js, owner: owner, partitions: partitions, log: log, record: record, agents: agents,
+		sending: make([]sync.Mutex, partitions), dirty: map[int]map[string]bool{}}
 }
 
 // PublishStats count what the publisher sent.
@@ -100,8 +115,18 @@ type PublishStats struct {
 // Changed marks an agent whose record is to be sent at the next flush.
 func (p *Publisher) Changed(agent string) {
 	p.mu.Lock()
-	p.dirty[agent] = true
+	p.mark(Partition(agent, p.partitions), agent)
 	p.mu.Unlock()
+}
+
+// mark needs p.mu.
+func (p *Publisher) mark(part int, agent string) {
+	m := p.dirty[part]
+	if m == nil {
+		m = map[string]bool{}
+		p.dirty[part] = m
+	}
+	m[agent] = true
 }
 
 // Stats returns the counters.
@@ -122,7 +147,7 @@ func (p *Publisher) inventory(ctx context.Context, part int, agent string, paylo
 	}
 	p.mu.Lock()
 	p.stats.Inventories++
-	p.dirty[agent] = true // and its record after it
+	p.mark(part, agent) // and its record after it
 	p.mu.Unlock()
 	return nil
 }
@@ -141,21 +166,42 @@ func (p *Publisher) Run(ctx context.Context) {
 				p.Changed(a)
 			}
 		case <-flush.C:
-			p.flush(ctx)
+			p.mu.Lock()
+			parts := slices.Collect(maps.Keys(p.dirty))
+			p.mu.Unlock()
+			for _, part := range parts {
+				if p.send(ctx, part) != nil && ctx.Err() != nil {
+					return
+				}
+			}
 		}
 	}
 }
 
-// flush sends the records of the changed agents this hub owns, and waits
-// for them to be stored; those that were not are sent again next time.
-func (p *Publisher) flush(ctx context.Context) {
+// errNotOwned: the records of a partition this hub no longer owns are
+// its new owner's to send.
+var errNotOwned = errors.New("the partition is not this hub's")
+
+// errNoAck is a record the view stream did not acknowledge in time.
+var errNoAck = errors.New("no acknowledgement in time")
+
+// send sends the records of partition part's changed agents while this
+// hub owns it, and waits for them to be stored; those that were not are
+// sent again next time, and the error says so. Not owning part, it drops
+// them (errNotOwned).
+func (p *Publisher) send(ctx context.Context, part int) error {
+	p.sending[part].Lock()
+	defer p.sending[part].Unlock()
 	p.mu.Lock()
-	agents := make([]string, 0, len(p.dirty))
-	for a := range p.dirty {
-		agents = append(agents, a)
-	}
-	clear(p.dirty)
+	agents := slices.Collect(maps.Keys(p.dirty[part]))
+	delete(p.dirty, part)
 	p.mu.Unlock()
+	if len(agents) == 0 {
+		return nil
+	}
+	if !p.owner.Owns(part) {
+		return errNotOwned
+	}
 	type sent struct {
 		agent string
 		ack   jetstream.PubAckFuture
@@ -163,16 +209,11 @@ func (p *Publisher) flush(ctx context.Context) {
 	var pending []sent
 	var failed []string
 	var lastErr error
+	unencodable := 0
 	for _, a := range agents {
-		part := Partition(a, p.partitions)
-		if !p.owner.Owns(part) {
-			continue // its owner sends it
-		}
 		b, ok := p.record(a)
 		if !ok {
-			p.mu.Lock()
-			p.stats.Unencodable++
-			p.mu.Unlock()
+			unencodable++
 			continue
 		}
 		ack, err := p.js.PublishAsync(viewSubject(part, a, viewRecord), b)
@@ -182,38 +223,40 @@ func (p *Publisher) flush(ctx context.Context) {
 		}
 		pending = append(pending, sent{a, ack})
 	}
+	wctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	stored := 0
-	if len(pending) > 0 {
+	for _, s := range pending {
 		select {
-		case <-p.js.PublishAsyncComplete():
-		case <-ctx.Done():
-			return
-		case <-time.After(requestTimeout):
-		}
-		for _, s := range pending {
-			select {
-			case <-s.ack.Ok():
-				stored++
-			case err := <-s.ack.Err():
-				failed, lastErr = append(failed, s.agent), err
-			default:
-				failed, lastErr = append(failed, s.agent), errors.New("no acknowledgement in time")
-			}
+		case <-s.ack.Ok():
+			stored++
+		case err := <-s.ack.Err():
+			failed, lastErr = append(failed, s.agent), err
+		case <-wctx.Done():
+			failed, lastErr = append(failed, s.agent), errNoAck
 		}
 	}
 	p.mu.Lock()
 	p.stats.Records += uint64(stored)
+	p.stats.Unencodable += uint64(unencodable)
 	p.stats.Failed += uint64(len(failed))
 	for _, a := range failed {
-		p.dirty[a] = true
+		p.mark(part, a)
 	}
 	if lastErr != nil {
 		p.stats.LastFailed = lastErr.Error()
 	}
-	p.mu.Unlock()
-	if len(failed) > 0 && time.Since(p.logged) >= failureLogEvery {
+	log := len(failed) > 0 && time.Since(p.logged) >= failureLogEvery
+	if log {
 		p.logged = time.Now()
-		p.log.Warn("records for the other hubs' view not stored; sending them again at every flush (logged again in "+
-			failureLogEvery.String()+" if it goes on)", "agents", len(failed), "err", lastErr)
 	}
+	p.mu.Unlock()
+	if len(failed) == 0 {
+		return nil
+	}
+	if log {
+		p.log.Warn("records for the other hubs' view not stored; sending them again at every flush (logged again in "+
+			failureLogEvery.String()+" if it goes on)", "partition", part, "agents", len(failed), "err", lastErr)
+	}
+	return fmt.Errorf("view: %d records of partition %d not stored: %w", len(failed), part, lastErr)
 }

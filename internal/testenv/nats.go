@@ -29,8 +29,8 @@ func JetStream(t testing.TB, urls string, opts ...nats.Option) jetstream.JetStre
 
 // NATSServer is a NATS server with JetStream started for one test.
 type NATSServer struct {
-	srv      *server.Server
-	mqttPort int
+	srv  *server.Server
+	opts *server.Options // the server's own: it writes the ports it listens on
 }
 
 // NATS starts a NATS server with JetStream and an MQTT listener (as
@@ -48,7 +48,9 @@ func natsOptions(t testing.TB, name string) *server.Options {
 	return &server.Options{
 		ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: FreePort(t)},
+		// A port the server picks: one picked here could be taken by
+		// another test's server before this one listens.
+		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: server.RANDOM_PORT},
 	}
 }
 
@@ -63,21 +65,24 @@ func startNATS(t testing.TB, opts *server.Options) *NATSServer {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	})
-	return &NATSServer{srv: srv, mqttPort: opts.MQTT.Port}
+	return &NATSServer{srv: srv, opts: opts}
 }
 
+// waitNATS waits until n listens; the machine may be busy with other
+// tests' servers.
 func waitNATS(t testing.TB, n *NATSServer) {
 	t.Helper()
-	if !n.srv.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("testenv: NATS %s did not accept connections in 10s", n.srv.Name())
+	if !n.srv.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("testenv: NATS %s did not accept connections in 30s", n.srv.Name())
 	}
 }
 
 // URL is the server's client URL (nats://127.0.0.1:port).
 func (n *NATSServer) URL() string { return n.srv.ClientURL() }
 
-// MQTTURL is the server's MQTT listener (tcp://127.0.0.1:port).
-func (n *NATSServer) MQTTURL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", n.mqttPort) }
+// MQTTURL is the server's MQTT listener (tcp://127.0.0.1:port), once
+// it listens.
+func (n *NATSServer) MQTTURL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", n.opts.MQTT.Port) }
 
 // Stop shuts the server down, as a node of a cluster dies.
 func (n *NATSServer) Stop() {
