@@ -674,8 +674,7 @@ func TestOwnerAcknowledgesOnlyWhatIsInTheView(t *testing.T) {
 	// agent is the last report it applied; h also hears what it applied.
 	run := func(owner Owner, h func(Message)) (*Consumers, context.CancelFunc) {
 		var last atomic.Value
-		var pub *Publisher
-		pub = newRecordPublisher(js, owner, partitions, slog.New(slog.DiscardHandler), func(string) ([]byte, bool) {
+		pub := newRecordPublisher(js, owner, partitions, slog.New(slog.DiscardHandler), func(string) ([]byte, bool) {
 			s, ok := last.Load().(string)
 			return []byte(s), ok
 		}, func() []string { return nil })
