@@ -191,7 +191,7 @@ func (s *Store) nextSeq(ctx context.Context, q querier, prefix string) (uint64, 
 // each runs query, in the store's dialect, and calls scan on every row it
 // returns until scan fails.
 func (s *Store) each(ctx context.Context, q querier, query string, args []any, scan func(*sql.Rows) error) error {
-	rows, err := q.QueryContext(ctx, s.dialect.sql(query), args...)
+	rows, err := q.QueryContext(ctx, s.dialect.SQL(query), args...)
 	if err != nil {
 		return err
 	}

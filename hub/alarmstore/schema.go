@@ -11,7 +11,7 @@ import (
 
 // migrations[i] brings the schema from version i to i+1. Append, never
 // edit: a database records the versions it has run. They are SQLite's;
-// PostgreSQL runs them with postgresTypes' column types.
+// PostgreSQL runs them with schema.OpenPostgres's column types.
 var migrations = []string{
 	`CREATE TABLE alarms (
 		id            TEXT PRIMARY KEY,
@@ -69,7 +69,7 @@ var migrations = []string{
 }
 
 // The statements below are written once, in SQLite's syntax and the
-// subset PostgreSQL shares; dialect.sql rewrites their placeholders.
+// subset PostgreSQL shares; schema.Dialect.SQL rewrites their placeholders.
 
 // whereOpen selects the alarms that are not closed (alarm.State.Closed).
 const whereOpen = `state <> 'cleared_ack'`

@@ -59,7 +59,7 @@ const (
 type Store struct {
 	db        *sql.DB
 	rdb       *sql.DB // readers (Shift, loads), beside the writer; db itself on PostgreSQL
-	dialect   dialect
+	dialect   schema.Dialect
 	partition func(alarm.Alarm) int
 	log       *slog.Logger
 	queue     chan entry
@@ -102,15 +102,15 @@ func OpenWith(dsn string, opts Options) (*Store, error) {
 		s.partition = func(alarm.Alarm) int { return 0 }
 	}
 	var err error
-	if isPostgres(dsn) {
-		s.dialect = postgresDialect
-		s.db, err = openPostgres(dsn, migrations)
+	if schema.IsPostgres(dsn) {
+		s.dialect = schema.Postgres
+		s.db, err = schema.OpenPostgres(dsn, migrations, postgres)
 		s.rdb = s.db
 	} else {
 		s.db, s.rdb, err = openSQLite(dsn)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("alarmstore: open %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("alarmstore: open %s: %w", schema.Redact(dsn), err)
 	}
 	return s, nil
 }
@@ -229,7 +229,7 @@ func (s *Store) write(ctx context.Context, batch []entry) error {
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	last := map[string]alarm.Alarm{}
 	next := map[string]uint64{} // by id prefix
-	insert := s.dialect.sql(insertTransition)
+	insert := s.dialect.SQL(insertTransition)
 	for _, e := range batch {
 		t := e.t
 		if _, err := tx.ExecContext(ctx, insert, e.a.ID, ns(t.At), t.Who, string(t.Action), string(t.From), string(t.To), t.Note); err != nil {
@@ -244,14 +244,14 @@ func (s *Store) write(ctx context.Context, batch []entry) error {
 	// over from the other) then lock them in the same order, never in a
 	// deadlock.
 	ids := slices.Sorted(maps.Keys(last))
-	upsert := s.dialect.sql(upsertAlarm)
+	upsert := s.dialect.SQL(upsertAlarm)
 	for _, id := range ids {
 		a := last[id]
 		if _, err := tx.ExecContext(ctx, upsert, alarmArgs(a, s.partition(a))...); err != nil {
 			return fmt.Errorf("alarmstore: upsert alarm %s: %w", id, err)
 		}
 	}
-	raise := s.dialect.sql(raiseNextSeq)
+	raise := s.dialect.SQL(raiseNextSeq)
 	for _, prefix := range slices.Sorted(maps.Keys(next)) {
 		if _, err := tx.ExecContext(ctx, raise, prefix, next[prefix]); err != nil {
 			return fmt.Errorf("alarmstore: next id of %s: %w", prefix, err)

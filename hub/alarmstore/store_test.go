@@ -19,6 +19,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/fleet"
+	"github.com/citywatch/citywatch/hub/internal/schema"
 	"github.com/citywatch/citywatch/internal/testenv"
 	"github.com/citywatch/citywatch/wire"
 )
@@ -258,7 +259,7 @@ func testEngineRestore(t *testing.T, path string) {
 func TestOpenMigratesEmptyDatabase(t *testing.T) { eachBackend(t, testOpenMigratesEmptyDatabase) }
 
 func testOpenMigratesEmptyDatabase(t *testing.T, path string) {
-	sqlite := !isPostgres(path)
+	sqlite := !schema.IsPostgres(path)
 	if sqlite {
 		if err := os.WriteFile(path, nil, 0o600); err != nil { // an empty file is an empty database
 			t.Fatal(err)
@@ -317,7 +318,7 @@ func TestOpenErrors(t *testing.T) {
 				s.Close()
 				t.Fatal("no error")
 			}
-			if !strings.Contains(err.Error(), redact(path)) || strings.Contains(err.Error(), "secret") {
+			if !strings.Contains(err.Error(), schema.Redact(path)) || strings.Contains(err.Error(), "secret") {
 				t.Errorf("error %q does not name the path without its password", err)
 			}
 		})
@@ -409,7 +410,7 @@ func testCrash(t *testing.T, path string) {
 	if n < acked {
 		t.Errorf("%d transitions in the database, %d were acknowledged as written", n, acked)
 	}
-	if !isPostgres(path) {
+	if !schema.IsPostgres(path) {
 		if err := s.db.QueryRow(`PRAGMA integrity_check`).Scan(new(string)); err != nil {
 			t.Fatal(err)
 		}

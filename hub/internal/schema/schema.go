@@ -1,9 +1,11 @@
-// Package schema brings a hub SQLite database up to date: a list of
-// numbered migrations, each run once, in order, in its own transaction
-// with the row that records it. The alarm, identity and audit databases
-// all use it, so a database records its version the same way whichever it
-// is, and two processes opening one new database (the hub and its command
-// line) run each migration once.
+// Package schema brings a hub database up to date: a list of numbered
+// migrations, each run once, in order, in its own transaction with the
+// row that records it. The alarm, identity and audit databases all use
+// it, so a database records its version the same way whichever it is,
+// and two processes opening one new database (the hub and its command
+// line, or a cluster's hubs) run each migration once. The stores a
+// cluster's hubs share live in PostgreSQL (OpenPostgres), where the same
+// migrations and statements run rewritten (Dialect).
 package schema
 
 import (
