@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -182,6 +183,9 @@ type hubProcessOptions struct {
 	// successorOf is a hub (killed or stopped) whose data directory and
 	// administrator token this one takes over, as a restarted hub does.
 	successorOf *hubProcess
+	// accountsOf is a hub whose accounts this one shares
+	// (cluster.postgres_url): it uses that hub's administrator token.
+	accountsOf *hubProcess
 }
 
 // startHubProcess runs the hub binary against o.brokerURL with its own
@@ -211,7 +215,7 @@ func startHubProcess(b testing.TB, o hubProcessOptions) *hubProcess {
 	)
 	h.env = append(h.env, o.env...)
 	h.base = fmt.Sprintf("http://127.0.0.1:%d/", port)
-	if prev := o.successorOf; prev != nil {
+	if prev := cmp.Or(o.successorOf, o.accountsOf); prev != nil {
 		h.api = prev.api.at(h.base)
 	} else {
 		h.api = &apiClient{name: "token:e2e-admin", base: h.base, hc: httpClient,

@@ -34,8 +34,8 @@ func TestClusterSteadyState(t *testing.T) {
 	const agents, devices = 1000, 20_000
 	srv := testenv.NATSProcess(t)
 	pg := testenv.Postgres(t)
-	hubA := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg)
-	hubB := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg)
+	hubA := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg, nil)
+	hubB := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg, hubA)
 	city := sim.CityOptions{Seed: 13, Districts: 6, Sites: agents, Devices: devices}
 	world := runSimProcess(t, srv.MQTTURL(), city, 10*time.Second)
 	var all []string

@@ -28,12 +28,13 @@ import (
 // from the stream, commands through NATS's MQTT listener.
 func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubProcess {
 	t.Helper()
-	return sharedClusterHub(t, natsURLs, mqttURL, id, replicas, "")
+	return sharedClusterHub(t, natsURLs, mqttURL, id, replicas, "", nil)
 }
 
-// sharedClusterHub is clusterHub with the hubs' shared alarm store on
-// PostgreSQL at pgURL ("" for none).
-func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string) *hubProcess {
+// sharedClusterHub is clusterHub with the database the hubs share (alarms
+// and accounts) on PostgreSQL at pgURL ("" for none); the first hub
+// makes the administrator's token, the others use that of peer.
+func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess) *hubProcess {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
@@ -42,7 +43,7 @@ func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, 
 	return startHubProcess(t, hubProcessOptions{brokerURL: mqttURL,
 		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d, postgres_url: %q}\nalarms: {rules: %q}\n",
 			natsURLs, id, replicas, pgURL, rules),
-		env: []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}})
+		env: []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}, accountsOf: peer})
 }
 
 // runCity runs a simulated city of 8 agents against brokerURLs until the
@@ -175,7 +176,8 @@ func TestClusterFailOver(t *testing.T) {
 	const partitions = 16
 	srv := testenv.NATS(t)
 	pg := testenv.Postgres(t)
-	hubA, hubB := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg), sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg)
+	hubA := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg, nil)
+	hubB := sharedClusterHub(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg, hubA)
 	world, all, agentOf := runCity(t, srv.MQTTURL())
 
 	// Steady state: both hubs show every device online; the partitions

@@ -83,7 +83,7 @@ type App struct {
 	console    *console.Server
 	router     *auth.Router
 	audit      *audit.Log
-	idStore    *identity.SQLiteStore
+	idStore    *identity.DBStore
 	history    *history.History // device transitions and availability reports
 	agentDrops *agentDrops      // what agents say they lost
 	coverage   *coverage.Model
@@ -294,7 +294,7 @@ func (a *App) openStores() error {
 	if err != nil {
 		return err
 	}
-	a.idStore, err = identity.OpenSQLite(filepath.Join(dir, "identity.db"))
+	a.idStore, err = identity.Open(a.cfg.IdentityDB())
 	return err
 }
 

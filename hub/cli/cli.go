@@ -180,7 +180,7 @@ func loadConfig(path string, stdio IO) (config.Config, error) {
 type admin struct {
 	cfg   config.Config
 	audit *audit.Log
-	store *identity.SQLiteStore
+	store *identity.DBStore
 	id    *identity.Service
 	actor identity.Actor
 }
@@ -229,7 +229,7 @@ func open(path string, stdio IO) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.store, err = identity.OpenSQLite(filepath.Join(cfg.DataDir, "identity.db"))
+	a.store, err = identity.Open(cfg.IdentityDB())
 	if err != nil {
 		return nil, errors.Join(err, a.audit.Close())
 	}

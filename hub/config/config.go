@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -83,12 +84,23 @@ type Cluster struct {
 	LeaseTTL  time.Duration `yaml:"lease_ttl"`
 	Replicas  int           `yaml:"replicas"`
 	Retention time.Duration `yaml:"retention"`
-	// PostgresURL is the alarm store the hubs share
-	// (postgres://user:pass@host/db): alarms and their trails outlive any
-	// hub, and a hub taking a dead one's partitions over carries its open
-	// alarms on. Without it each hub keeps its alarms in alarms.db, and
-	// those of a dead hub are taken over only as it last announced them.
+	// PostgresURL is the database the hubs share
+	// (postgres://user:pass@host/db): alarms and their trails, which
+	// outlive any hub (a hub taking a dead one's partitions over carries
+	// its open alarms on), and accounts, sessions, API tokens, viewing
+	// links and agent credentials, so that an operator signs in on any
+	// hub. Without it each hub keeps them in its data_dir, and the
+	// alarms of a dead hub are taken over only as it last announced them.
 	PostgresURL Secret `yaml:"postgres_url"`
+}
+
+// IdentityDB is where the accounts live: the cluster's shared database,
+// or identity.db in data_dir.
+func (c *Config) IdentityDB() string {
+	if u := string(c.Cluster.PostgresURL); u != "" {
+		return u
+	}
+	return filepath.Join(c.DataDir, "identity.db")
 }
 
 // Enabled reports whether the hub runs as part of a cluster.

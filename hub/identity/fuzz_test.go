@@ -24,7 +24,7 @@ func (discardAudit) Append(_ context.Context, r audit.Record) (audit.Record, err
 // clock, an audit trail that keeps nothing.
 func quietService(tb testing.TB) *Service {
 	tb.Helper()
-	store, err := OpenSQLite(filepath.Join(tb.TempDir(), "identity.db"))
+	store, err := Open(filepath.Join(tb.TempDir(), "identity.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -101,11 +101,11 @@ func testConfig() Config {
 // viewing links.
 type env struct {
 	t       *testing.T
-	path    string
+	path    string // the store's (Open)
 	clock   *clock
 	audit   *auditLog
 	svc     *Service
-	store   *SQLiteStore
+	store   *DBStore
 	srv     *httptest.Server
 	ended   chan []string
 	revoked chan string
@@ -114,8 +114,14 @@ type env struct {
 
 func newEnv(t *testing.T, configure ...func(*Config)) *env {
 	t.Helper()
+	return newEnvOn(t, filepath.Join(t.TempDir(), "identity.db"), configure...)
+}
+
+// newEnvOn is newEnv on the store at dsn (Open's argument).
+func newEnvOn(t *testing.T, dsn string, configure ...func(*Config)) *env {
+	t.Helper()
 	e := &env{
-		t: t, path: filepath.Join(t.TempDir(), "identity.db"), clock: &clock{t: start}, audit: &auditLog{},
+		t: t, path: dsn, clock: &clock{t: start}, audit: &auditLog{},
 		ended: make(chan []string, 100), revoked: make(chan string, 100), logs: new(testenv.LogBuffer),
 	}
 	cfg := testConfig()
@@ -164,9 +170,9 @@ func newEnv(t *testing.T, configure ...func(*Config)) *env {
 }
 
 // open opens another service on the env's file, as another process would.
-func (e *env) open(cfg Config, ended chan []string, revoked chan string) (*Service, *SQLiteStore) {
+func (e *env) open(cfg Config, ended chan []string, revoked chan string) (*Service, *DBStore) {
 	e.t.Helper()
-	store, err := OpenSQLite(e.path)
+	store, err := Open(e.path)
 	if err != nil {
 		e.t.Fatal(err)
 	}

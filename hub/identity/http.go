@@ -175,7 +175,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	p, err := s.sessionPrincipal(token)
+	p, err := s.sessionPrincipal(r.Context(), token)
 	if err != nil { // ended in the same instant by an administrator
 		s.writeErr(w, refusal(http.StatusUnauthorized, "invalid_credentials", "%v", err))
 		return

@@ -93,6 +93,7 @@ type Service struct {
 	hashSem   chan struct{}
 	dummyHash string
 	limiter   *rateLimiter
+	misses    *rateLimiter // one bucket: lookUp's looks in the store
 
 	// writeMu serialises every write to the store with the change of
 	// memory that mirrors it, and reloads, so that a reload cannot bring
@@ -148,6 +149,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.dummyHash = unmatchableHash(cfg.Argon2)
 	s.limiter = newRateLimiter(cfg.LoginRate, cfg.LoginBurst)
+	s.misses = newRateLimiter(missSyncs, missSyncs)
 	ctx := context.Background()
 	// The baseline first: a change between it and Load only causes one
 	// needless reload.

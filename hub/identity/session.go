@@ -39,7 +39,8 @@ var linkPerms = auth.NewSet("", []auth.Permission{auth.LiveView})
 
 // Authenticate implements auth.Authenticator: a viewing link's ?token= where
 // queryToken allows it, else an Authorization: Bearer API token, else the
-// session cookie. It reads memory only.
+// session cookie. It reads memory, and the store only for a credential
+// memory lacks (lookUp).
 func (s *Service) Authenticate(r *http.Request, queryToken bool) (*auth.Principal, error) {
 	if queryToken {
 		if tok := r.URL.Query().Get("token"); tok != "" {
@@ -51,23 +52,50 @@ func (s *Service) Authenticate(r *http.Request, queryToken bool) (*auth.Principa
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 			return nil, errBadAuthHeader
 		}
-		return s.tokenPrincipal(strings.TrimSpace(tok))
+		return s.tokenPrincipal(r.Context(), strings.TrimSpace(tok))
 	}
 	if c, err := r.Cookie(s.cfg.cookieName()); err == nil && c.Value != "" {
-		return s.sessionPrincipal(c.Value)
+		return s.sessionPrincipal(r.Context(), c.Value)
 	}
 	return nil, auth.ErrNoCredentials
 }
 
-func (s *Service) sessionPrincipal(token string) (*auth.Principal, error) {
-	k := digest(token)
+// missSyncs bounds how often credentials memory lacks make the service
+// look in the store (a burst, then this many a second): garbage cookies
+// cost memory lookups, not the store's time.
+const missSyncs = 10
+
+// lookUp runs look under the read lock; when it finds nothing, it loads
+// what another hub or the command line committed since the last poll
+// (within missSyncs) and looks again, so that a session begun on one hub
+// of a cluster works on the others at once.
+func (s *Service) lookUp(ctx context.Context, look func(*state) bool) {
 	s.mu.RLock()
-	se := s.st.sessions[k]
-	var a *account
-	if se != nil {
-		a = s.st.accounts[se.Account]
-	}
+	found := look(s.st)
 	s.mu.RUnlock()
+	if found {
+		return
+	}
+	if ok, _ := s.misses.allow("", s.now()); !ok {
+		return
+	}
+	unlock := s.lockWrite(ctx)
+	unlock()
+	s.mu.RLock()
+	look(s.st)
+	s.mu.RUnlock()
+}
+
+func (s *Service) sessionPrincipal(ctx context.Context, token string) (*auth.Principal, error) {
+	k := digest(token)
+	var se *session
+	var a *account
+	s.lookUp(ctx, func(st *state) bool {
+		if se = st.sessions[k]; se != nil {
+			a = st.accounts[se.Account]
+		}
+		return se != nil
+	})
 	now := s.now()
 	switch {
 	case se == nil:
@@ -84,11 +112,13 @@ func (s *Service) sessionPrincipal(token string) (*auth.Principal, error) {
 	}, nil
 }
 
-func (s *Service) tokenPrincipal(secret string) (*auth.Principal, error) {
+func (s *Service) tokenPrincipal(ctx context.Context, secret string) (*auth.Principal, error) {
 	k := digest(secret)
-	s.mu.RLock()
-	t := s.st.tokens[k]
-	s.mu.RUnlock()
+	var t *apiToken
+	s.lookUp(ctx, func(st *state) bool {
+		t = st.tokens[k]
+		return t != nil
+	})
 	now := s.now()
 	switch {
 	case t == nil:
@@ -110,13 +140,14 @@ func (s *Service) tokenPrincipal(secret string) (*auth.Principal, error) {
 // names as {id}, while its maker still may make links and see the camera.
 func (s *Service) linkPrincipal(r *http.Request, token string) (*auth.Principal, error) {
 	k := digest(token)
-	s.mu.RLock()
-	l := s.st.links[k]
+	var l *LinkRecord
 	var a *account
-	if l != nil {
-		a = s.st.accounts[l.Account]
-	}
-	s.mu.RUnlock()
+	s.lookUp(r.Context(), func(st *state) bool {
+		if l = st.links[k]; l != nil {
+			a = st.accounts[l.Account]
+		}
+		return l != nil
+	})
 	switch {
 	case l == nil:
 		return nil, errLinkInvalid

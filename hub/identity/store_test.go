@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,13 +11,31 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/hub/auth"
+	"github.com/citywatch/citywatch/internal/testenv"
 )
 
 func TestSQLiteStore(t *testing.T) {
 	storeContract(t, func(t *testing.T) (Store, Store) {
 		path := filepath.Join(t.TempDir(), "identity.db")
 		open := func() Store {
-			s, err := OpenSQLite(path)
+			s, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		return open(), open()
+	})
+}
+
+// The same contract on PostgreSQL, the store a cluster's hubs share: two
+// handles on one database of the test's own, as two hubs have.
+func TestPostgresStore(t *testing.T) {
+	storeContract(t, func(t *testing.T) (Store, Store) {
+		dsn := testenv.Postgres(t)
+		open := func() Store {
+			s, err := Open(dsn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -29,7 +48,7 @@ func TestSQLiteStore(t *testing.T) {
 
 func TestSQLiteRefusesNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "identity.db")
-	s, err := OpenSQLite(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,16 +56,16 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := OpenSQLite(path); err == nil {
+	if _, err := Open(path); err == nil {
 		t.Fatal("a database from a newer hub was opened")
 	}
-	if _, err := OpenSQLite(filepath.Join(t.TempDir(), "missing", "identity.db")); err == nil {
+	if _, err := Open(filepath.Join(t.TempDir(), "missing", "identity.db")); err == nil {
 		t.Fatal("a path in a missing directory was opened")
 	}
 	if err := os.WriteFile(path+"x", []byte("not a database, not at all, no"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenSQLite(path + "x"); err == nil {
+	if _, err := Open(path + "x"); err == nil {
 		t.Fatal("a file that is not a database was opened")
 	}
 }
@@ -226,4 +245,38 @@ func storeContract(t *testing.T, open func(t *testing.T) (Store, Store)) {
 			t.Errorf("a does not see b's agent: %+v", snap.Agents)
 		}
 	})
+}
+
+// Two hubs of a cluster share one identity store in PostgreSQL: a session
+// begun on one works on the other at once, though the other has not
+// polled (it looks in the store for a cookie it lacks), and a logout on
+// one ends the session on the other at its next poll.
+func TestHubsShareIdentityInPostgres(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	// Only what lookUp and the writes load reaches memory.
+	noPoll := func(c *Config) { c.PollInterval = time.Hour }
+	a, b := newEnvOn(t, dsn, noPoll), newEnvOn(t, dsn, noPoll)
+	onA := a.ready("olga", auth.Maintainer, auth.Scope{Districts: []string{"north"}})
+	onB := b.client("127.0.0.2")
+	onB.hc, onB.csrf = onA.hc, onA.csrf // the same browser (cookies are per host, not port)
+
+	var p auth.Principal
+	r := onB.do(http.MethodGet, "/api/test/status", nil)
+	want(t, "hub-b, with hub-a's session", r, http.StatusOK, "")
+	if r.decode(t, &p); p.Name != "olga" || p.Via != auth.ViaSession {
+		t.Fatalf("hub-b took the session for %+v", p)
+	}
+	// A token made on hub-b works on hub-a.
+	_, secret, err := b.svc.AddToken(context.Background(), cli, TokenSpec{Name: "wall", Role: auth.Analyst,
+		Scope: auth.Scope{Districts: []string{"north"}}, ExpiresAt: b.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := a.client("127.0.0.3")
+	bearer.bearer = secret
+	want(t, "hub-a, with hub-b's token", bearer.do(http.MethodGet, "/api/test/status", nil), http.StatusOK, "")
+
+	want(t, "logout on hub-b", onB.do(http.MethodPost, "/api/auth/logout", nil), http.StatusNoContent, "")
+	a.svc.poll(context.Background())
+	want(t, "hub-a, after the logout on hub-b", onA.do(http.MethodGet, "/api/test/status", nil), http.StatusUnauthorized, "")
 }

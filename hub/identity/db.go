@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -100,45 +101,74 @@ var migrations = []string{
 		locked_until INTEGER NOT NULL,
 		PRIMARY KEY (kind, key)
 	);`,
+	// version counts the commits of every hub and command line: each
+	// sees the others' through Changed (SQLite's data_version would, but
+	// only for one file; hubs sharing PostgreSQL need the count).
+	`CREATE TABLE identity_version (v INTEGER NOT NULL);
+	INSERT INTO identity_version (v) VALUES (0);`,
 }
 
-// SQLiteStore is the Store in one SQLite file (modernc.org/sqlite, no cgo)
-// in WAL mode with synchronous=NORMAL: a committed change survives the
-// process being killed. The hub and the command line may open the same
-// file at once; each sees the other's commits through Changed, which reads
-// PRAGMA data_version (it changes only for commits of other connections).
-type SQLiteStore struct {
-	db *sql.DB
-	// version is data_version at the previous Changed; -1 before the
-	// first.
+// postgres is how the identity store shares a cluster's PostgreSQL
+// database: migrations under an advisory lock of its own ("cwident"),
+// its version in a table of its own, and two connections a hub (the
+// service serialises its writes).
+var postgres = schema.PostgresOptions{Lock: 0x6377_6964_656e_74, VersionTable: "identity_schema_version", MaxConns: 2}
+
+// DBStore is the Store in an SQL database: one SQLite file
+// (modernc.org/sqlite, no cgo) in WAL mode with synchronous=NORMAL, where
+// a committed change survives the process being killed, or the
+// PostgreSQL database a cluster's hubs share. The hubs and the command
+// line may open the same database at once; each sees the others'
+// commits through Changed, which reads a count every Update raises.
+type DBStore struct {
+	db      *sql.DB
+	dialect schema.Dialect
+	// version is the count at the previous Changed, or after this
+	// store's own last commit; -1 before the first Changed.
 	version atomic.Int64
 }
 
-// OpenSQLite opens or creates the database at path (mode 0600: it holds
-// password hashes) and brings its schema up to date.
-func OpenSQLite(path string) (*SQLiteStore, error) {
+// Open opens the identity database: dsn is an SQLite file's path,
+// created if missing, or a postgres:// URL of an existing database
+// (cluster.postgres_url), which hubs starting together may migrate at
+// once. The schema is brought up to date.
+func Open(dsn string) (*DBStore, error) {
+	if !schema.IsPostgres(dsn) {
+		return openSQLite(dsn)
+	}
+	db, err := schema.OpenPostgres(dsn, migrations, postgres)
+	if err != nil {
+		return nil, fmt.Errorf("identity: open %s: %w", schema.Redact(dsn), err)
+	}
+	s := &DBStore{db: db, dialect: schema.Postgres}
+	s.version.Store(-1)
+	return s, nil
+}
+
+// openSQLite opens or creates the database at path (mode 0600: it holds
+// password hashes).
+func openSQLite(path string) (*DBStore, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("identity: open %s: %w", path, err)
 	}
 	f.Close()
-	// One connection: the service serialises its writes anyway, and
-	// data_version is per connection, so a single one sees exactly the
-	// other processes' commits. The command line and the hub write the
-	// same file: the busy timeout waits for the other's transaction.
+	// One connection: the service serialises its writes anyway. The
+	// command line and the hub write the same file: the busy timeout
+	// waits for the other's transaction.
 	db, err := schema.Open(path, migrations, "foreign_keys(ON)")
 	if err != nil {
 		return nil, fmt.Errorf("identity: open %s: %w", path, err)
 	}
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	s := &SQLiteStore{db: db}
+	s := &DBStore{db: db}
 	s.version.Store(-1)
 	return s, nil
 }
 
 // Close closes the database.
-func (s *SQLiteStore) Close() error {
+func (s *DBStore) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("identity: close: %w", err)
 	}
@@ -146,8 +176,8 @@ func (s *SQLiteStore) Close() error {
 }
 
 // Changed implements Store.
-func (s *SQLiteStore) Changed(ctx context.Context) (bool, error) {
-	v, err := dataVersion(ctx, s.db)
+func (s *DBStore) Changed(ctx context.Context) (bool, error) {
+	v, err := s.count(ctx, s.db, "")
 	if err != nil {
 		return false, err
 	}
@@ -155,41 +185,49 @@ func (s *SQLiteStore) Changed(ctx context.Context) (bool, error) {
 	return old >= 0 && v != old, nil
 }
 
-func dataVersion(ctx context.Context, q interface {
+// count reads the commit count, with lock appended to the query.
+func (s *DBStore) count(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (int64, error) {
+}, lock string) (int64, error) {
 	var v int64
-	if err := q.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("identity: data version: %w", err)
+	if err := q.QueryRowContext(ctx, `SELECT v FROM identity_version`+lock).Scan(&v); err != nil {
+		return 0, fmt.Errorf("identity: commit count: %w", err)
 	}
 	return v, nil
 }
 
-// Update implements Store. The transaction starts IMMEDIATE, holding the
-// write lock, so no other process can commit between its check of
-// data_version and its own commit.
-func (s *SQLiteStore) Update(ctx context.Context, fn func(Tx) error) error {
+// Update implements Store. No other process can commit between its check
+// of the count and its own commit: SQLite's transaction starts
+// IMMEDIATE, holding the write lock; PostgreSQL's locks the count's row.
+func (s *DBStore) Update(ctx context.Context, fn func(Tx) error) error {
 	base := s.version.Load()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("identity: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if base >= 0 {
-		v, err := dataVersion(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if v != base {
-			return ErrStale
-		}
+	lock := ""
+	if s.dialect == schema.Postgres {
+		lock = " FOR UPDATE"
 	}
-	if err := fn(&sqliteTx{ctx: ctx, tx: tx}); err != nil {
+	v, err := s.count(ctx, tx, lock)
+	if err != nil {
 		return err
+	}
+	if base >= 0 && v != base {
+		return ErrStale
+	}
+	if err := fn(&dbTx{ctx: ctx, tx: tx, dialect: s.dialect}); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE identity_version SET v = v + 1`); err != nil {
+		return fmt.Errorf("identity: commit count: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("identity: commit: %w", err)
 	}
+	// Its own commit is no news to this store.
+	s.version.CompareAndSwap(base, v+1)
 	return nil
 }
 
@@ -204,8 +242,13 @@ const (
 )
 
 // Load implements Store.
-func (s *SQLiteStore) Load(ctx context.Context) (*Snapshot, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *DBStore) Load(ctx context.Context) (*Snapshot, error) {
+	var opts *sql.TxOptions
+	if s.dialect == schema.Postgres {
+		// One snapshot of every table (SQLite's read transaction is one).
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("identity: load: %w", err)
 	}
@@ -284,7 +327,7 @@ func scanAccount(rows *sql.Rows) (AccountRecord, error) {
 		a                                AccountRecord
 		role, grants, scope              string
 		changed, created, login          int64
-		disabled, mustChange             bool
+		disabled, mustChange             int64 // 0 or 1: PostgreSQL has no boolean in INTEGER
 		hash, secret, pending, loginFrom string
 		lastStep                         int64
 		name, display, createdBy         string
@@ -299,7 +342,7 @@ func scanAccount(rows *sql.Rows) (AccountRecord, error) {
 	}
 	a.Account = Account{
 		Name: name, DisplayName: display, Role: auth.Role(role), Grants: decodeGrants(grants), Scope: sc,
-		Disabled: disabled, MustChangePassword: mustChange, TOTPEnabled: secret != "",
+		Disabled: disabled != 0, MustChangePassword: mustChange != 0, TOTPEnabled: secret != "",
 		PasswordChangedAt: tm(changed), CreatedAt: tm(created), CreatedBy: createdBy,
 		LastLoginAt: tm(login), LastLoginFrom: loginFrom,
 	}
@@ -326,17 +369,18 @@ func scanToken(rows *sql.Rows) (TokenRecord, error) {
 	return t, nil
 }
 
-// sqliteTx implements Tx.
-type sqliteTx struct {
-	ctx context.Context
-	tx  *sql.Tx
+// dbTx implements Tx. Its statements are SQLite's, in the syntax
+// PostgreSQL shares; the dialect rewrites their placeholders.
+type dbTx struct {
+	ctx     context.Context
+	tx      *sql.Tx
+	dialect schema.Dialect
 }
 
-func (t *sqliteTx) exec(what, query string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(t.ctx, query, args...)
+func (t *dbTx) exec(what, query string, args ...any) (sql.Result, error) {
+	res, err := t.tx.ExecContext(t.ctx, t.dialect.SQL(query), args...)
 	if err != nil {
-		var se *sqlite.Error
-		if errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		if duplicate(err) {
 			return nil, fmt.Errorf("identity: %s: %w", what, ErrExists)
 		}
 		return nil, fmt.Errorf("identity: %s: %w", what, err)
@@ -344,8 +388,16 @@ func (t *sqliteTx) exec(what, query string, args ...any) (sql.Result, error) {
 	return res, nil
 }
 
+// duplicate reports whether err is a primary key or unique constraint's.
+func duplicate(err error) bool {
+	var se *sqlite.Error
+	var pe *pgconn.PgError
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE) ||
+		errors.As(err, &pe) && pe.Code == "23505" // unique_violation
+}
+
 // execOne is exec for a statement that must change exactly one row.
-func (t *sqliteTx) execOne(what, query string, args ...any) error {
+func (t *dbTx) execOne(what, query string, args ...any) error {
 	res, err := t.exec(what, query, args...)
 	if err != nil {
 		return err
@@ -359,18 +411,18 @@ func (t *sqliteTx) execOne(what, query string, args ...any) error {
 }
 
 func accountArgs(a AccountRecord) []any {
-	return []any{a.Name, a.DisplayName, string(a.Role), encodeGrants(a.Grants), encodeScope(a.Scope), a.Disabled,
-		a.MustChangePassword, a.PasswordHash, ns(a.PasswordChangedAt), a.TOTPSecret, a.TOTPPending, a.TOTPLastStep,
+	return []any{a.Name, a.DisplayName, string(a.Role), encodeGrants(a.Grants), encodeScope(a.Scope), flag(a.Disabled),
+		flag(a.MustChangePassword), a.PasswordHash, ns(a.PasswordChangedAt), a.TOTPSecret, a.TOTPPending, a.TOTPLastStep,
 		ns(a.CreatedAt), a.CreatedBy, ns(a.LastLoginAt), a.LastLoginFrom}
 }
 
-func (t *sqliteTx) InsertAccount(a AccountRecord) error {
+func (t *dbTx) InsertAccount(a AccountRecord) error {
 	_, err := t.exec("insert account "+a.Name, `INSERT INTO accounts (`+accountColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, accountArgs(a)...)
 	return err
 }
 
-func (t *sqliteTx) UpdateAccount(a AccountRecord) error {
+func (t *dbTx) UpdateAccount(a AccountRecord) error {
 	args := accountArgs(a)
 	return t.execOne("update account "+a.Name, `UPDATE accounts SET display_name = ?, role = ?, grants = ?, scope = ?,
 		disabled = ?, must_change_password = ?, password_hash = ?, password_changed_at = ?, totp_secret = ?,
@@ -378,8 +430,8 @@ func (t *sqliteTx) UpdateAccount(a AccountRecord) error {
 		WHERE name = ?`, append(args[1:], a.Name)...)
 }
 
-func (t *sqliteTx) PasswordHistory(account string) ([]string, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT hash FROM password_history WHERE account = ? ORDER BY set_at DESC, rowid DESC`, account)
+func (t *dbTx) PasswordHistory(account string) ([]string, error) {
+	rows, err := t.tx.QueryContext(t.ctx, t.dialect.SQL(`SELECT hash FROM password_history WHERE account = ? ORDER BY set_at DESC`), account)
 	if err != nil {
 		return nil, fmt.Errorf("identity: password history of %s: %w", account, err)
 	}
@@ -398,17 +450,23 @@ func (t *sqliteTx) PasswordHistory(account string) ([]string, error) {
 	return out, nil
 }
 
-func (t *sqliteTx) AddPasswordHistory(account, hash string, at time.Time, keep int) error {
+func (t *dbTx) AddPasswordHistory(account, hash string, at time.Time, keep int) error {
 	if _, err := t.exec("password history of "+account, `INSERT INTO password_history (account, hash, set_at) VALUES (?, ?, ?)`,
 		account, hash, ns(at)); err != nil {
 		return err
 	}
-	_, err := t.exec("prune password history of "+account, `DELETE FROM password_history WHERE account = ?1 AND rowid NOT IN
-		(SELECT rowid FROM password_history WHERE account = ?1 ORDER BY set_at DESC, rowid DESC LIMIT ?2)`, account, keep)
+	if keep <= 0 {
+		_, err := t.exec("prune password history of "+account, `DELETE FROM password_history WHERE account = ?`, account)
+		return err
+	}
+	// Keeps the newest keep (their times are nanoseconds: none alike).
+	_, err := t.exec("prune password history of "+account, `DELETE FROM password_history WHERE account = ?1 AND set_at <
+		(SELECT MIN(set_at) FROM (SELECT set_at FROM password_history WHERE account = ?1 ORDER BY set_at DESC LIMIT ?2) AS kept)`,
+		account, keep)
 	return err
 }
 
-func (t *sqliteTx) ReplaceRecoveryCodes(account string, hashes []string) error {
+func (t *dbTx) ReplaceRecoveryCodes(account string, hashes []string) error {
 	if _, err := t.exec("recovery codes of "+account, `DELETE FROM recovery_codes WHERE account = ?`, account); err != nil {
 		return err
 	}
@@ -421,7 +479,7 @@ func (t *sqliteTx) ReplaceRecoveryCodes(account string, hashes []string) error {
 	return nil
 }
 
-func (t *sqliteTx) UseRecoveryCode(account, hash string, at time.Time) (bool, error) {
+func (t *dbTx) UseRecoveryCode(account, hash string, at time.Time) (bool, error) {
 	err := t.execOne("use recovery code", `UPDATE recovery_codes SET used_at = ? WHERE account = ? AND hash = ? AND used_at = 0`,
 		ns(at), account, hash)
 	if errors.Is(err, ErrNotFound) {
@@ -430,13 +488,13 @@ func (t *sqliteTx) UseRecoveryCode(account, hash string, at time.Time) (bool, er
 	return err == nil, err
 }
 
-func (t *sqliteTx) InsertSession(r SessionRecord) error {
+func (t *dbTx) InsertSession(r SessionRecord) error {
 	_, err := t.exec("insert session", `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		r.Hash, r.Account, ns(r.CreatedAt), ns(r.LastSeen), ns(r.ExpiresAt), r.Remote, r.UserAgent)
 	return err
 }
 
-func (t *sqliteTx) DeleteSessions(hashes []string) error {
+func (t *dbTx) DeleteSessions(hashes []string) error {
 	for _, h := range hashes {
 		if _, err := t.exec("delete session", `DELETE FROM sessions WHERE hash = ?`, h); err != nil {
 			return err
@@ -445,42 +503,42 @@ func (t *sqliteTx) DeleteSessions(hashes []string) error {
 	return nil
 }
 
-func (t *sqliteTx) TouchSessions(seen map[string]time.Time) error {
+func (t *dbTx) TouchSessions(seen map[string]time.Time) error {
 	for h, at := range seen {
-		if _, err := t.exec("touch session", `UPDATE sessions SET last_seen = MAX(last_seen, ?) WHERE hash = ?`, ns(at), h); err != nil {
+		if _, err := t.exec("touch session", `UPDATE sessions SET last_seen = CASE WHEN last_seen > ?1 THEN last_seen ELSE ?1 END WHERE hash = ?2`, ns(at), h); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *sqliteTx) InsertToken(r TokenRecord) error {
+func (t *dbTx) InsertToken(r TokenRecord) error {
 	_, err := t.exec("insert token "+r.Name, `INSERT INTO api_tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Name, r.Hash, string(r.Role), encodeGrants(r.Grants), encodeScope(r.Scope), r.CreatedBy, ns(r.CreatedAt),
 		ns(r.ExpiresAt), ns(r.LastUsedAt), ns(r.RevokedAt), r.RevokedBy)
 	return err
 }
 
-func (t *sqliteTx) RevokeToken(id string, at time.Time, by string) error {
+func (t *dbTx) RevokeToken(id string, at time.Time, by string) error {
 	return t.execOne("revoke token "+id, `UPDATE api_tokens SET revoked_at = ?, revoked_by = ? WHERE id = ?`, ns(at), by, id)
 }
 
-func (t *sqliteTx) TouchTokens(used map[string]time.Time) error {
+func (t *dbTx) TouchTokens(used map[string]time.Time) error {
 	for id, at := range used {
-		if _, err := t.exec("touch token", `UPDATE api_tokens SET last_used_at = MAX(last_used_at, ?) WHERE id = ?`, ns(at), id); err != nil {
+		if _, err := t.exec("touch token", `UPDATE api_tokens SET last_used_at = CASE WHEN last_used_at > ?1 THEN last_used_at ELSE ?1 END WHERE id = ?2`, ns(at), id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *sqliteTx) InsertLink(l LinkRecord) error {
+func (t *dbTx) InsertLink(l LinkRecord) error {
 	_, err := t.exec("insert link", `INSERT INTO view_links (`+linkColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 		l.ID, l.Hash, l.Camera, l.Account, ns(l.CreatedAt), ns(l.ExpiresAt))
 	return err
 }
 
-func (t *sqliteTx) DeleteLinks(ids []string) error {
+func (t *dbTx) DeleteLinks(ids []string) error {
 	for _, id := range ids {
 		if _, err := t.exec("delete link", `DELETE FROM view_links WHERE id = ?`, id); err != nil {
 			return err
@@ -489,19 +547,23 @@ func (t *sqliteTx) DeleteLinks(ids []string) error {
 	return nil
 }
 
-func (t *sqliteTx) PutAgent(a AgentCredential) error {
-	_, err := t.exec("put agent "+a.Agent, `INSERT OR REPLACE INTO agent_credentials (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+func (t *dbTx) PutAgent(a AgentCredential) error {
+	_, err := t.exec("put agent "+a.Agent, `INSERT INTO agent_credentials (`+agentColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (agent) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at, created_by = excluded.created_by,
+		revoked_at = excluded.revoked_at, revoked_by = excluded.revoked_by`,
 		a.Agent, a.Hash, ns(a.CreatedAt), a.CreatedBy, ns(a.RevokedAt), a.RevokedBy)
 	return err
 }
 
-func (t *sqliteTx) PutFailure(f FailureRecord) error {
-	_, err := t.exec("put failure", `INSERT OR REPLACE INTO login_failures (`+failureColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+func (t *dbTx) PutFailure(f FailureRecord) error {
+	_, err := t.exec("put failure", `INSERT INTO login_failures (`+failureColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (kind, key) DO UPDATE SET count = excluded.count, first_at = excluded.first_at, last_at = excluded.last_at,
+		locked_until = excluded.locked_until`,
 		string(f.Kind), f.Key, f.Count, ns(f.FirstAt), ns(f.LastAt), ns(f.LockedUntil))
 	return err
 }
 
-func (t *sqliteTx) DeleteFailure(kind FailureKind, key string) error {
+func (t *dbTx) DeleteFailure(kind FailureKind, key string) error {
 	_, err := t.exec("delete failure", `DELETE FROM login_failures WHERE kind = ? AND key = ?`, string(kind), key)
 	return err
 }
@@ -534,6 +596,14 @@ func decodeScope(s string) (auth.Scope, error) {
 		return auth.Scope{}, nil
 	}
 	return auth.ParseScope(s)
+}
+
+// flag is a boolean as the INTEGER columns hold it.
+func flag(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func ns(t time.Time) int64 {
