@@ -223,6 +223,20 @@ type Alarm struct {
 	Linkage Linkage `json:"linkage,omitzero"`
 }
 
+// PartitionKey is what a cluster partitions the alarm by, so that one hub
+// holds it: its agent; for a power feed's root cause, which spans agents
+// perhaps of several hubs, its key ("power_feed:feed/<feed>"); "" for a
+// hub's own notices, which stay with the hub that raised them.
+func (a Alarm) PartitionKey() string {
+	switch {
+	case a.Agent != "":
+		return a.Agent
+	case a.Source == SourcePowerFeed:
+		return a.Key
+	}
+	return ""
+}
+
 // Shelved reports whether the alarm is shelved at now.
 func (a Alarm) Shelved(now time.Time) bool { return now.Before(a.ShelvedUntil) }
 

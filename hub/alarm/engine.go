@@ -52,6 +52,11 @@ type Options struct {
 	// "A". The hubs of a cluster share one alarm store, each with its own
 	// prefix (see ValidIDPrefix), so their ids never collide.
 	IDPrefix string
+	// Judges reports whether this engine judges the root cause of
+	// partition key k (Alarm.PartitionKey; a power feed's is its alarm's
+	// key): in a cluster, whether this hub owns the partition k hashes to.
+	// Nil: every one.
+	Judges func(k string) bool
 }
 
 // Engine keeps conditions and alarms. Observe feeds it fleet changes, Tick
@@ -66,15 +71,20 @@ type Engine struct {
 	keepClosed int
 	thresholds []thresholdMetric // the metrics threshold rules name
 
-	mu      sync.Mutex
-	prefix  string
-	seq     uint64
-	alarms  map[string]*record
-	closed  []string         // ids of closed alarms, oldest first, for KeepClosed
-	conds   map[string]*cond // by Alarm.Key
-	sites   map[string]*site // by agent id, for root causes
-	pending []Event          // collected under mu, delivered after unlocking
-	keyBuf  []byte           // a condition key being looked up, reused
+	mu     sync.Mutex
+	prefix string
+	seq    uint64
+	alarms map[string]*record
+	closed []string         // ids of closed alarms, oldest first, for KeepClosed
+	conds  map[string]*cond // by Alarm.Key
+	sites  map[string]*site // by agent id, for root causes
+	// others are the agents other hubs own (Follow), by id; elsewhere
+	// the feeds' root causes they judge, by key.
+	others    map[string]*followed
+	elsewhere map[string]*cond
+	judges    func(string) bool
+	pending   []Event // collected under mu, delivered after unlocking
+	keyBuf    []byte  // a condition key being looked up, reused
 }
 
 // record is an alarm with the engine's bookkeeping for it.
@@ -126,6 +136,9 @@ func New(rules Rules, opts Options) *Engine {
 		alarms:     map[string]*record{},
 		conds:      map[string]*cond{},
 		sites:      map[string]*site{},
+		others:     map[string]*followed{},
+		elsewhere:  map[string]*cond{},
+		judges:     opts.Judges,
 		thresholds: thresholdMetrics(rules),
 		prefix:     cmp.Or(opts.IDPrefix, idPrefix),
 	}
@@ -190,12 +203,13 @@ func (e *Engine) Observe(ch fleet.Change) {
 		}
 	case fleet.ChangeAgent:
 		if ch.Agent != nil {
+			was := e.others[ch.Agent.ID]
 			e.learn(ch.Agent, ch.Affected, nil)
 			crit := 0
 			for _, d := range ch.Affected {
 				crit = max(crit, d.Criticality)
 			}
-			e.observeAgent(ch.Agent, crit, at)
+			e.observeAgent(ch.Agent, crit, at, was)
 			e.evalFeed(ch.Agent.PowerFeed, at)
 		}
 	case fleet.ChangeInventory:
@@ -317,8 +331,10 @@ func (e *Engine) observeDevice(d fleet.Device, at time.Time) {
 
 // observeAgent takes an agent's status; crit is the highest criticality of
 // its devices: the agent's alarm matters as much as the most critical
-// device it takes down with it.
-func (e *Engine) observeAgent(a *fleet.Agent, crit int, at time.Time) {
+// device it takes down with it. was is the agent as this hub followed it
+// before it took it over (nil: none): offline then, its condition began
+// when the other hub saw it go offline.
+func (e *Engine) observeAgent(a *fleet.Agent, crit int, at time.Time, was *followed) {
 	var active bool
 	switch a.Status {
 	case wire.StatusOffline:
@@ -330,6 +346,9 @@ func (e *Engine) observeAgent(a *fleet.Agent, crit int, at time.Time) {
 	tmpl := Alarm{
 		Key: string(SourceAgentOffline) + ":agent/" + a.ID, Source: SourceAgentOffline, Type: string(SourceAgentOffline),
 		Agent: a.ID, Site: a.Site, District: a.District, Criticality: crit, Detail: a.Reason,
+	}
+	if active && was != nil && was.offline && e.conds[tmpl.Key] == nil {
+		at = was.since
 	}
 	e.set(tmpl, "", "", active, at)
 }

@@ -180,18 +180,19 @@ func (e *Engine) adopt(alarms []Alarm, trails map[string][]Transition) (int, err
 	return len(recs), nil
 }
 
-// Release gives up the alarms of the agents mine does not accept, and
-// their conditions, without a transition: another hub of the cluster owns
-// those agents now and carries their alarms on. It returns the open ones
-// it held, with their trails. Alarms of no agent (the hub's own notices)
-// stay.
-func (e *Engine) Release(mine func(agent string) bool) (alarms []Alarm, trails map[string][]Transition) {
+// Release gives up the alarms whose partition key (Alarm.PartitionKey)
+// mine does not accept, and their conditions, without a transition:
+// another hub of the cluster owns those agents and feeds now and carries
+// their alarms on. It returns the open ones it held, with their trails.
+// Alarms of no key (the hub's own notices) stay. The agents given up are
+// followed from then on, as they were when given up.
+func (e *Engine) Release(mine func(key string) bool) (alarms []Alarm, trails map[string][]Transition) {
 	e.mu.Lock()
 	defer e.unlock()
-	gone := func(agent string) bool { return agent != "" && !mine(agent) }
+	gone := func(key string) bool { return key != "" && !mine(key) }
 	trails = map[string][]Transition{}
 	for id, r := range e.alarms {
-		if !gone(r.a.Agent) {
+		if !gone(r.a.PartitionKey()) {
 			continue
 		}
 		if !r.a.State.Closed() {
@@ -201,20 +202,27 @@ func (e *Engine) Release(mine func(agent string) bool) (alarms []Alarm, trails m
 		delete(e.alarms, id)
 	}
 	e.closed = slices.DeleteFunc(e.closed, func(id string) bool { return e.alarms[id] == nil })
+	for agent, s := range e.sites {
+		if !gone(agent) {
+			continue
+		}
+		if _, ok := e.others[agent]; !ok {
+			f := &followed{feed: s.feed}
+			if c := e.conds[string(SourceAgentOffline)+":agent/"+agent]; c != nil {
+				f.offline, f.since, f.district, f.crit = c.active, c.since, c.tmpl.District, c.tmpl.Criticality
+			}
+			e.others[agent] = f
+		}
+		delete(e.sites, agent)
+	}
 	for key, c := range e.conds {
-		if gone(c.tmpl.Agent) {
+		if gone(c.tmpl.PartitionKey()) {
 			delete(e.conds, key)
 		}
 	}
 	for _, c := range e.conds {
-		if c.suppressedBy != nil && gone(c.suppressedBy.tmpl.Agent) {
-			c.suppressedBy = nil
-		}
-		c.kids = slices.DeleteFunc(c.kids, func(k childRef) bool { return gone(k.agent) })
-	}
-	for agent := range e.sites {
-		if gone(agent) {
-			delete(e.sites, agent)
+		if c.suppressedBy != nil && gone(c.suppressedBy.tmpl.PartitionKey()) {
+			c.suppressedBy = nil // Tick judges its feed again before stepping it
 		}
 	}
 	slices.SortFunc(alarms, func(a, b Alarm) int { return cmp.Compare(a.ID, b.ID) })
@@ -236,7 +244,10 @@ func (e *Engine) Reconcile(devices []fleet.Device, agents []fleet.Agent) {
 	e.mu.Lock()
 	defer e.unlock()
 	for i := range agents {
-		e.observeAgent(&agents[i], crit[agents[i].ID], now)
+		a := &agents[i]
+		was := e.others[a.ID]
+		e.learn(a, nil, nil)
+		e.observeAgent(a, crit[a.ID], now, was)
 	}
 	for _, d := range devices {
 		e.observeDevice(d, now)

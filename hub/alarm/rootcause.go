@@ -95,6 +95,7 @@ func (e *Engine) learn(a *fleet.Agent, devs []fleet.Device, removed []string) {
 	if id == "" {
 		return
 	}
+	delete(e.others, id) // this hub's now
 	s := e.sites[id]
 	if s == nil {
 		s = &site{devices: map[string]member{}}
@@ -239,11 +240,26 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 			agents = append(agents, id)
 		}
 	}
+	own := len(agents)
+	for id, f := range e.others {
+		if f.feed == feed {
+			agents = append(agents, id)
+		}
+	}
 	slices.Sort(agents)
 	key := string(SourcePowerFeed) + ":feed/" + feed
 	tmpl := Alarm{Key: key, Source: SourcePowerFeed, Type: string(SourcePowerFeed)}
 	var kids []childRef
 	for _, a := range agents {
+		if f := e.others[a]; f != nil {
+			k, ok := e.followedHeld(a, f, now)
+			if !ok {
+				break
+			}
+			kids = append(kids, k)
+			tmpl.District, tmpl.Criticality = f.district, max(tmpl.Criticality, f.crit)
+			continue
+		}
 		c := e.held(string(SourceAgentOffline)+":agent/"+a, now)
 		if c == nil {
 			break
@@ -253,12 +269,19 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 		tmpl.Criticality = max(tmpl.Criticality, c.tmpl.Criticality)
 	}
 	var by *cond
-	if len(agents) >= 2 && len(kids) == len(agents) {
+	down := len(agents) >= 2 && len(kids) == len(agents)
+	judges := e.judges == nil || e.judges(key)
+	switch {
+	case down && judges:
 		tmpl.Detail = fmt.Sprintf("Power feed %s down — %d sites offline", feed, len(agents))
 		tmpl.Args = map[string]string{"feed": feed, "sites": strconv.Itoa(len(agents))}
 		by = e.root(tmpl, kids, now)
-	} else if c := e.conds[key]; c != nil {
-		e.update(c, false, now)
+	case down && own > 0:
+		by = e.judgedElsewhere(key)
+	case judges:
+		if c := e.conds[key]; c != nil {
+			e.update(c, false, now)
+		}
 	}
 	for _, a := range agents {
 		if c := e.conds[string(SourceAgentOffline)+":agent/"+a]; c != nil {
@@ -324,6 +347,11 @@ func (e *Engine) evalRoots(now time.Time) {
 			feeds[strings.TrimPrefix(key, string(SourcePowerFeed)+":feed/")] = true
 		}
 	}
+	for _, f := range e.others {
+		if f.offline {
+			feeds[f.feed] = true // its hold may end now
+		}
+	}
 	for _, a := range slices.Sorted(maps.Keys(agents)) {
 		e.evalAgent(a, now)
 	}
@@ -344,7 +372,12 @@ func (e *Engine) Children(id string) []Child {
 	out := make([]Child, 0, len(r.children))
 	for _, k := range r.children {
 		ch := Child{Key: k.key, Source: k.source, Device: k.device, Agent: k.agent, Severity: k.severity, Status: ChildRecovered, Since: k.since}
-		if c := e.conds[k.key]; c != nil && c.active {
+		if f := e.others[k.agent]; f != nil && k.source == SourceAgentOffline {
+			// Another hub's agent: held back there while the feed is down.
+			if f.offline {
+				ch.Status, ch.Since = ChildSuppressed, f.since
+			}
+		} else if c := e.conds[k.key]; c != nil && c.active {
 			ch.Since = c.since
 			switch {
 			case c.suppressedBy != nil && c.suppressedBy.rec == r:

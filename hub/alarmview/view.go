@@ -40,7 +40,7 @@ import (
 type Engine interface {
 	console.Alarms
 	Adopt(alarms []alarm.Alarm, trails map[string][]alarm.Transition) (int, error)
-	Release(mine func(agent string) bool) ([]alarm.Alarm, map[string][]alarm.Transition)
+	Release(mine func(key string) bool) ([]alarm.Alarm, map[string][]alarm.Transition)
 }
 
 // Store is the alarm store the hubs share (hub/alarmstore on PostgreSQL).
@@ -249,10 +249,11 @@ func (v *View) seed(ctx context.Context) {
 
 // mineLocked reports whether a belongs to a partition this hub owns.
 func (v *View) mineLocked(a alarm.Alarm) bool {
-	if a.Agent == "" {
+	k := a.PartitionKey()
+	if k == "" {
 		return false
 	}
-	return v.owned != nil && v.owned[v.cfg.Partition(a.Agent, v.cfg.Partitions)]
+	return v.owned != nil && v.owned[v.cfg.Partition(k, v.cfg.Partitions)]
 }
 
 func (v *View) onAnnouncement(m *nats.Msg) {
@@ -327,8 +328,8 @@ func (v *View) Own(ctx context.Context, owned []int) {
 			gained = append(gained, p)
 		}
 	}
-	part := func(agent string) int { return v.cfg.Partition(agent, v.cfg.Partitions) }
-	released, trails := v.deps.Engine.Release(func(agent string) bool { return now[part(agent)] })
+	part := func(key string) int { return v.cfg.Partition(key, v.cfg.Partitions) }
+	released, trails := v.deps.Engine.Release(func(key string) bool { return now[part(key)] })
 	v.mu.Lock()
 	for _, a := range released {
 		v.remote[a.ID] = &remote{a: a, trail: trails[a.ID]}
@@ -349,7 +350,7 @@ func (v *View) Own(ctx context.Context, owned []int) {
 	}
 	v.mu.Lock()
 	for id, r := range v.remote {
-		if r.a.Agent == "" || !now[part(r.a.Agent)] {
+		if k := r.a.PartitionKey(); k == "" || !now[part(k)] {
 			continue
 		}
 		if s, ok := taken[id]; !ok || r.a.Changes > s.a.Changes {

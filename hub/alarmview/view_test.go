@@ -199,7 +199,8 @@ func (s *fakeStore) LoadPartitions(_ context.Context, parts []int) ([]alarm.Alar
 
 // TestTakeOverFromStore: a hub that starts after another died shows the
 // dead hub's open alarms from the shared store, and adopts those of the
-// partitions it takes.
+// partitions it takes — a power feed's by the partition of its key, as
+// one hub judges each feed.
 func TestTakeOverFromStore(t *testing.T) {
 	at := time.Now().Add(-time.Minute).UTC()
 	raise := alarm.Transition{At: at, Who: alarm.System, Action: alarm.ActRaise, To: alarm.ActiveUnack}
@@ -209,8 +210,11 @@ func TestTakeOverFromStore(t *testing.T) {
 				Severity: alarm.Major, Criticality: 3, Priority: 33, State: alarm.ActiveUnack, Count: 1, FirstAt: at, LastAt: at},
 			{ID: "Ax-8", Key: "device_offline:device/cam8", Source: alarm.SourceDeviceOffline, Type: "camera_offline", Device: "cam8", Agent: "ag1",
 				Severity: alarm.Major, Criticality: 3, Priority: 33, State: alarm.ActiveUnack, Count: 1, FirstAt: at, LastAt: at},
+			// Its key is in partition 0 (partitionOf reads no number in it).
+			{ID: "Ax-9", Key: "power_feed:feed/f2", Source: alarm.SourcePowerFeed, Type: "power_feed",
+				Severity: alarm.Critical, Criticality: 3, Priority: 53, State: alarm.ActiveUnack, Count: 1, FirstAt: at, LastAt: at},
 		},
-		trails: map[string][]alarm.Transition{"Ax-7": {raise}, "Ax-8": {raise}},
+		trails: map[string][]alarm.Transition{"Ax-7": {raise}, "Ax-8": {raise}, "Ax-9": {raise}},
 	}
 	nats := testenv.NATS(t)
 	a := startHub(t, nats.URL(), "a", st, 0, 1)
@@ -225,6 +229,9 @@ func TestTakeOverFromStore(t *testing.T) {
 	}
 	if _, _, ok := a.engine.Alarm("Ax-8"); !ok {
 		t.Fatal("the alarm of an owned partition was not adopted from the store")
+	}
+	if _, _, ok := a.engine.Alarm("Ax-9"); !ok {
+		t.Fatal("the power feed alarm of an owned partition was not adopted from the store")
 	}
 	if _, _, ok := a.engine.Alarm("Ax-7"); ok {
 		t.Fatal("the engine adopted an alarm of a partition it does not own")
@@ -243,6 +250,14 @@ func TestTakeOverFromStore(t *testing.T) {
 	}
 	if got, trail, ok := a.view.Alarm("Ax-8"); !ok || got.State != alarm.ActiveUnack || len(trail) != 1 {
 		t.Fatalf("Ax-8 is not in view as it was: %+v, %d transitions", got, len(trail))
+	}
+	// And partition 0, the feed's: another hub judges it now.
+	a.view.Own(context.Background(), []int{3})
+	if _, _, ok := a.engine.Alarm("Ax-9"); ok {
+		t.Fatal("the feed's alarm stayed in the engine after its partition was given up")
+	}
+	if _, _, ok := a.view.Alarm("Ax-9"); !ok {
+		t.Fatal("the feed's alarm is not in view after its partition was given up")
 	}
 }
 

@@ -161,7 +161,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	a.alarms = alarm.New(rules, alarm.Options{Now: time.Now, OnEvent: a.onAlarm, KeepClosed: keepClosed, Maintenance: a.windows,
-		IDPrefix: alarmIDPrefix(cfg.Cluster),
+		IDPrefix: alarmIDPrefix(cfg.Cluster), Judges: a.judgesIn(cfg.Cluster),
 		// Called in the engine's order, so the database never has an
 		// older row over a newer one. alarmDB and alarmView are set
 		// before any change can reach the engine.
@@ -594,6 +594,8 @@ func (a *App) onChange(c fleet.Change) {
 	if own {
 		a.alarms.Observe(c)
 		a.work.Observe(c)
+	} else {
+		a.alarms.Follow(c) // for the power feeds its agents share with this hub's
 	}
 }
 
@@ -724,14 +726,16 @@ func alarmIDPrefix(c config.Cluster) string {
 	return "A" + c.HubID + "-"
 }
 
-// alarmPartition is the partition an alarm's agent is in; alarms of no
-// agent (the hub's own notices) stay with the hub that raised them, in
+// alarmPartition is the partition of an alarm's partition key (its
+// agent, or a power feed's key: alarm.Alarm.PartitionKey); alarms of none
+// (the hub's own notices) stay with the hub that raised them, in
 // partition -1.
 func alarmPartition(al alarm.Alarm, partitions int) int {
-	if al.Agent == "" || partitions < 1 {
+	k := al.PartitionKey()
+	if k == "" || partitions < 1 {
 		return -1
 	}
-	return cluster.Partition(al.Agent, partitions)
+	return cluster.Partition(k, partitions)
 }
 
 // consoleAlarms is what the console lists and acts on: the cluster's
@@ -1116,8 +1120,8 @@ func (a *App) followed(c fleet.Change) bool {
 	return agent != "" && !owned.owns[cluster.Partition(agent, len(owned.owns))]
 }
 
-// judgesIn is Judges of the fleet: nil (every agent) for a hub on its
-// own, judges in a cluster.
+// judgesIn is Judges of the fleet and the alarm engine: nil (every one)
+// for a hub on its own, judges in a cluster.
 func (a *App) judgesIn(c config.Cluster) func(string) bool {
 	if !c.Enabled() {
 		return nil
@@ -1125,14 +1129,16 @@ func (a *App) judgesIn(c config.Cluster) func(string) bool {
 	return a.judges
 }
 
-// judges reports whether this hub judges an agent's silence: one it owns,
-// and has owned for takeOverGrace.
-func (a *App) judges(agent string) bool {
+// judges reports whether this hub judges an agent's silence, or a power
+// feed's root cause (its alarm's key): one whose partition it owns, and
+// has owned for takeOverGrace (the last owner's alarms are adopted by
+// then).
+func (a *App) judges(key string) bool {
 	owned := a.owned.Load()
 	if owned == nil {
 		return false
 	}
-	p := cluster.Partition(agent, len(owned.owns))
+	p := cluster.Partition(key, len(owned.owns))
 	return owned.owns[p] && time.Since(owned.since[p]) >= takeOverGrace
 }
 
