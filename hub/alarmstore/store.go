@@ -35,7 +35,6 @@ import (
 	"net/url"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -263,18 +262,5 @@ func (s *Store) write(ctx context.Context, batch []entry) error {
 	return nil
 }
 
-// ns stores a time as Unix nanoseconds; the zero time (unset) is 0.
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// tm reads what ns stored, in UTC.
-func tm(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+// Times are stored as Unix nanoseconds (schema.Nanos).
+var ns, tm = schema.Nanos, schema.FromNanos

@@ -495,8 +495,13 @@ func (t *dbTx) InsertSession(r SessionRecord) error {
 }
 
 func (t *dbTx) DeleteSessions(hashes []string) error {
-	for _, h := range hashes {
-		if _, err := t.exec("delete session", `DELETE FROM sessions WHERE hash = ?`, h); err != nil {
+	return t.each("delete session", `DELETE FROM sessions WHERE hash = ?`, hashes)
+}
+
+// each runs query once for each key.
+func (t *dbTx) each(what, query string, keys []string) error {
+	for _, k := range keys {
+		if _, err := t.exec(what, query, k); err != nil {
 			return err
 		}
 	}
@@ -504,8 +509,14 @@ func (t *dbTx) DeleteSessions(hashes []string) error {
 }
 
 func (t *dbTx) TouchSessions(seen map[string]time.Time) error {
-	for h, at := range seen {
-		if _, err := t.exec("touch session", `UPDATE sessions SET last_seen = CASE WHEN last_seen > ?1 THEN last_seen ELSE ?1 END WHERE hash = ?2`, ns(at), h); err != nil {
+	return t.touch("touch session", "sessions", "last_seen", "hash", seen)
+}
+
+// touch moves column forward to each key's time, never back.
+func (t *dbTx) touch(what, table, column, key string, at map[string]time.Time) error {
+	query := `UPDATE ` + table + ` SET ` + column + ` = CASE WHEN ` + column + ` > ?1 THEN ` + column + ` ELSE ?1 END WHERE ` + key + ` = ?2`
+	for k, when := range at {
+		if _, err := t.exec(what, query, ns(when), k); err != nil {
 			return err
 		}
 	}
@@ -524,12 +535,7 @@ func (t *dbTx) RevokeToken(id string, at time.Time, by string) error {
 }
 
 func (t *dbTx) TouchTokens(used map[string]time.Time) error {
-	for id, at := range used {
-		if _, err := t.exec("touch token", `UPDATE api_tokens SET last_used_at = CASE WHEN last_used_at > ?1 THEN last_used_at ELSE ?1 END WHERE id = ?2`, ns(at), id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.touch("touch token", "api_tokens", "last_used_at", "id", used)
 }
 
 func (t *dbTx) InsertLink(l LinkRecord) error {
@@ -539,12 +545,7 @@ func (t *dbTx) InsertLink(l LinkRecord) error {
 }
 
 func (t *dbTx) DeleteLinks(ids []string) error {
-	for _, id := range ids {
-		if _, err := t.exec("delete link", `DELETE FROM view_links WHERE id = ?`, id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.each("delete link", `DELETE FROM view_links WHERE id = ?`, ids)
 }
 
 func (t *dbTx) PutAgent(a AgentCredential) error {
@@ -606,16 +607,5 @@ func flag(b bool) int64 {
 	return 0
 }
 
-func ns(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func tm(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+// Times are stored as the stores store them (schema.Nanos).
+var ns, tm = schema.Nanos, schema.FromNanos

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"time"
 )
 
 // Migrate runs the migrations db has not had: migrations[i] brings the
@@ -77,4 +78,21 @@ func Open(path string, migrations []string, pragmas ...string) (*sql.DB, error) 
 		return nil, err
 	}
 	return db, nil
+}
+
+// Nanos is how the stores keep a time: Unix nanoseconds in an INTEGER
+// column, the zero time (unset) as 0.
+func Nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// FromNanos reads what Nanos stored, in UTC.
+func FromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
 }
