@@ -36,8 +36,14 @@ func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubPr
 // makes the administrator's token, the others use that of peer.
 func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess) *hubProcess {
 	t.Helper()
+	return clusterHubRules(t, natsURLs, mqttURL, id, replicas, pgURL, peer, quickRules)
+}
+
+// clusterHubRules is sharedClusterHub with alarm rules of the test's.
+func clusterHubRules(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess, rulesYAML string) *hubProcess {
+	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rules, []byte(quickRules), 0o644); err != nil {
+	if err := os.WriteFile(rules, []byte(rulesYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startHubProcess(t, hubProcessOptions{brokerURL: mqttURL,

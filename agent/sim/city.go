@@ -30,6 +30,10 @@ type CityOptions struct {
 	// with one camera would have every camera fault explained as its
 	// switch's.
 	Switches bool
+	// PowerFeeds puts every site of a district on one mains feed,
+	// "feed-<district>", so that disconnecting the district's agents is
+	// a power cut the hub explains as one root cause.
+	PowerFeeds bool
 }
 
 // Demo city defaults.
@@ -171,6 +175,9 @@ func GenerateCity(opts CityOptions) (City, error) {
 		a := g.site(city.Districts[d], d, n, counts[i])
 		if opts.Switches {
 			switched(&a)
+		}
+		if opts.PowerFeeds {
+			a.Site.PowerFeed = "feed-" + slug(city.Districts[d].Name)
 		}
 		city.Agents = append(city.Agents, a)
 	}

@@ -202,3 +202,45 @@ func TestGenerateCityChineseNames(t *testing.T) {
 func containsHan(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Han, r) }) >= 0
 }
+
+// With PowerFeeds every site of a district hangs off the district's one
+// feed, an id the agents' contract accepts; without, none has a feed.
+func TestGenerateCityPowerFeeds(t *testing.T) {
+	for _, feeds := range []bool{false, true} {
+		city, err := GenerateCity(CityOptions{Seed: 5, Districts: len(districtNames), Sites: 24, Devices: 240, PowerFeeds: feeds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byDistrict := map[string]map[string]bool{}
+		for _, a := range city.Agents {
+			if !feeds {
+				if a.Site.PowerFeed != "" {
+					t.Fatalf("%s has feed %q without PowerFeeds", a.ID, a.Site.PowerFeed)
+				}
+				continue
+			}
+			if err := wire.ValidID(a.Site.PowerFeed); err != nil {
+				t.Fatalf("%s: feed %q: %v", a.ID, a.Site.PowerFeed, err)
+			}
+			if byDistrict[a.Site.District] == nil {
+				byDistrict[a.Site.District] = map[string]bool{}
+			}
+			byDistrict[a.Site.District][a.Site.PowerFeed] = true
+		}
+		feedsSeen := map[string]bool{}
+		for d, fs := range byDistrict {
+			if len(fs) != 1 {
+				t.Errorf("district %s has feeds %v, want one", d, fs)
+			}
+			for f := range fs {
+				if feedsSeen[f] {
+					t.Errorf("feed %s serves two districts", f)
+				}
+				feedsSeen[f] = true
+			}
+		}
+		if feeds && len(feedsSeen) != len(districtNames) {
+			t.Errorf("%d feeds for %d districts", len(feedsSeen), len(districtNames))
+		}
+	}
+}
