@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/cluster"
 	"github.com/citywatch/citywatch/hub/console"
+	"github.com/citywatch/citywatch/hub/history"
 	"github.com/citywatch/citywatch/internal/testenv"
 )
 
@@ -125,6 +127,7 @@ func TestClusterPowerFeedAcrossHubs(t *testing.T) {
 	}
 
 	// Power back at one site.
+	back := time.Now()
 	if err := world.Fault(sim.Fault{Agent: agents[0], Fault: sim.FaultRecover}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +148,31 @@ func TestClusterPowerFeedAcrossHubs(t *testing.T) {
 		}
 		return nil
 	})
+
+	// An analyst on either hub sees the whole city's availability: every
+	// device, and the cut at each of the feed's sites, whichever hub owns
+	// it (each hub's history used to hold its own agents' alone).
+	q := url.Values{"group": {"site"}, "from": {back.Add(-10 * time.Minute).UTC().Format(time.RFC3339)},
+		"to": {time.Now().Add(time.Minute).UTC().Format(time.RFC3339)}}
+	for name, h := range hubs {
+		var report history.Availability
+		if err := h.get("api/reports/availability?"+q.Encode(), &report); err != nil {
+			t.Fatal(err)
+		}
+		if report.Total.Devices != len(all) {
+			t.Errorf("%s's availability report counts %d devices, the city has %d", name, report.Total.Devices, len(all))
+		}
+		for _, a := range world.City().Agents {
+			if a.Site.PowerFeed != feed {
+				continue
+			}
+			row := slices.IndexFunc(report.Rows, func(r history.Row) bool { return r.Key == a.Site.ID })
+			if row < 0 || report.Rows[row].UnreachableS+report.Rows[row].OfflineS <= 0 {
+				t.Errorf("%s's availability report shows no outage at site %s (owned by %s)", name, a.Site.ID,
+					ownerOf[cluster.Partition(a.ID, partitions)])
+			}
+		}
+	}
 }
 
 // feedAlarms lists a hub's active power_feed alarms and the active

@@ -580,12 +580,13 @@ func loadRules(path string) (alarm.Rules, error) {
 // a client sees a device's change before the alarm it raises.
 func (a *App) onChange(c fleet.Change) {
 	a.console.Publish(c)
-	// An agent another hub owns is in the read view (consoles, coverage);
-	// its history, alarms and work are the owner's.
+	// An agent another hub owns is in the read view (consoles, coverage)
+	// and in this hub's history, so that its reports cover the city; its
+	// transitions in InfluxDB, alarms and work are the owner's.
 	own := !a.followed(c)
+	a.history.Observe(c)
 	if own {
 		a.store.WriteChange(c)
-		a.history.Observe(c)
 		if agent := changeAgent(c); a.cluster != nil && agent != "" {
 			a.cluster.Changed(agent) // for the other hubs' view
 		}
