@@ -66,9 +66,20 @@ func (v *View) Alarm(id string) (alarm.Alarm, []alarm.Transition, bool) {
 	return a, trail, true
 }
 
-// Children are a root-cause alarm's explained conditions; only the hub
-// holding the alarm knows them.
-func (v *View) Children(id string) []alarm.Child { return v.deps.Engine.Children(id) }
+// Children are a root-cause alarm's explained conditions, wherever it is
+// held: only the holding hub knows them, and another hub asks it (nil if
+// it cannot be asked now; logged).
+func (v *View) Children(id string) []alarm.Child {
+	if v.heldLocally(id) {
+		return v.deps.Engine.Children(id)
+	}
+	r, err := v.route(command{Action: "children", ID: id, Who: v.cfg.Hub})
+	if err != nil {
+		v.log.Warn("children of another hub's alarm not read", "alarm", id, "err", err)
+		return nil
+	}
+	return r.Children
+}
 
 // Ack acknowledges an alarm wherever it is held.
 func (v *View) Ack(id, who, note string) error {
@@ -105,11 +116,12 @@ type command struct {
 }
 
 type reply struct {
-	Alarm *alarm.Alarm     `json:"alarm,omitempty"`
-	N     int              `json:"n,omitempty"` // the trail's length after the action
-	Last  alarm.Transition `json:"last,omitzero"`
-	Error string           `json:"error,omitempty"`
-	Code  string           `json:"code,omitempty"` // not_found, invalid, note_required
+	Alarm    *alarm.Alarm     `json:"alarm,omitempty"`
+	Children []alarm.Child    `json:"children,omitempty"` // of a "children" query
+	N        int              `json:"n,omitempty"`        // the trail's length after the action
+	Last     alarm.Transition `json:"last,omitzero"`
+	Error    string           `json:"error,omitempty"`
+	Code     string           `json:"code,omitempty"` // not_found, invalid, note_required
 }
 
 var codes = map[string]error{"not_found": alarm.ErrNotFound, "invalid": alarm.ErrInvalid, "note_required": alarm.ErrNoteRequired}
@@ -128,6 +140,8 @@ func (v *View) run(c command) error {
 		return e.Unshelve(c.ID, c.Who, c.Note)
 	case "clear":
 		return e.Clear(c.ID, c.Who, c.Note)
+	case "children":
+		return nil // a question, answered by onCommand
 	}
 	return fmt.Errorf("alarm action %q: %w", c.Action, alarm.ErrInvalid)
 }
@@ -137,39 +151,9 @@ func (v *View) act(c command) error {
 	if v.heldLocally(c.ID) {
 		return v.run(c)
 	}
-	v.mu.Lock()
-	nc := v.nc
-	_, known := v.remote[c.ID]
-	v.mu.Unlock()
-	if !known {
-		return fmt.Errorf("alarm %s: %w", c.ID, alarm.ErrNotFound)
-	}
-	if nc == nil {
-		return fmt.Errorf("alarm %s: %w", c.ID, ErrNoHolder)
-	}
-	b, err := json.Marshal(c)
+	r, err := v.route(c)
 	if err != nil {
-		return fmt.Errorf("alarm %s: %w", c.ID, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	v.routed.Add(1)
-	m, err := nc.RequestWithContext(ctx, commandSubject, b)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("alarm %s: %w", c.ID, ErrNoHolder)
-		}
-		return fmt.Errorf("alarm %s: routing the %s: %w", c.ID, c.Action, err)
-	}
-	var r reply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("alarm %s: the holding hub's answer: %w", c.ID, err)
-	}
-	if r.Error != "" {
-		if base, ok := codes[r.Code]; ok {
-			return fmt.Errorf("%s: %w", r.Error, base)
-		}
-		return errors.New(r.Error)
+		return err
 	}
 	if r.Alarm != nil {
 		// The console shows the result at once, before the holder's
@@ -177,6 +161,45 @@ func (v *View) act(c command) error {
 		v.apply(*r.Alarm, r.Last)
 	}
 	return nil
+}
+
+// route sends c to the hub holding the alarm and returns its answer.
+func (v *View) route(c command) (reply, error) {
+	v.mu.Lock()
+	nc := v.nc
+	_, known := v.remote[c.ID]
+	v.mu.Unlock()
+	if !known {
+		return reply{}, fmt.Errorf("alarm %s: %w", c.ID, alarm.ErrNotFound)
+	}
+	if nc == nil {
+		return reply{}, fmt.Errorf("alarm %s: %w", c.ID, ErrNoHolder)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return reply{}, fmt.Errorf("alarm %s: %w", c.ID, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	v.routed.Add(1)
+	m, err := nc.RequestWithContext(ctx, commandSubject, b)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+			return reply{}, fmt.Errorf("alarm %s: %w", c.ID, ErrNoHolder)
+		}
+		return reply{}, fmt.Errorf("alarm %s: routing the %s: %w", c.ID, c.Action, err)
+	}
+	var r reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return reply{}, fmt.Errorf("alarm %s: the holding hub's answer: %w", c.ID, err)
+	}
+	if r.Error != "" {
+		if base, ok := codes[r.Code]; ok {
+			return reply{}, fmt.Errorf("%s: %w", r.Error, base)
+		}
+		return reply{}, errors.New(r.Error)
+	}
+	return r, nil
 }
 
 // onCommand answers a routed action if this hub holds the alarm; the
@@ -191,7 +214,9 @@ func (v *View) onCommand(m *nats.Msg) {
 		return
 	}
 	var r reply
-	if err := v.run(c); err != nil {
+	if c.Action == "children" {
+		r.Children = v.deps.Engine.Children(c.ID)
+	} else if err := v.run(c); err != nil {
 		r.Error = err.Error()
 		for code, base := range codes {
 			if errors.Is(err, base) {

@@ -152,7 +152,7 @@ type Stats struct {
 	Dropped   uint64 `json:"dropped"`   // not sent: queue full or NATS refused
 	Applied   uint64 `json:"applied"`   // other hubs' transitions applied
 	Stale     uint64 `json:"stale"`     // ignored: older than what the view had
-	Routed    uint64 `json:"routed"`    // actions sent to the holding hub
+	Routed    uint64 `json:"routed"`    // actions and questions (a root cause's children) sent to the holding hub
 }
 
 // Stats reports the counters.
