@@ -73,6 +73,13 @@ func (v *View) Children(id string) []alarm.Child {
 	if v.heldLocally(id) {
 		return v.deps.Engine.Children(id)
 	}
+	v.mu.Lock()
+	r0, ok := v.remote[id]
+	root := ok && (r0.a.Source == alarm.SourceTopology || r0.a.Source == alarm.SourcePowerFeed)
+	v.mu.Unlock()
+	if !root {
+		return nil // only a root cause has children: no need to ask
+	}
 	r, err := v.route(command{Action: "children", ID: id, Who: v.cfg.Hub})
 	if err != nil {
 		v.log.Warn("children of another hub's alarm not read", "alarm", id, "err", err)
