@@ -597,6 +597,7 @@ func (a *App) onChange(c fleet.Change) {
 		a.work.Observe(c)
 	} else {
 		a.alarms.Follow(c) // for the power feeds its agents share with this hub's
+		a.work.Follow(c)   // orders opened while this hub owned the agent close themselves
 	}
 }
 

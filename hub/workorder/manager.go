@@ -226,7 +226,16 @@ func (m *Manager) ObserveAlarm(ev alarm.Event) {
 }
 
 // Observe takes a fleet change: the health of the devices orders are about.
-func (m *Manager) Observe(c fleet.Change) {
+func (m *Manager) Observe(c fleet.Change) { m.observe(c, true) }
+
+// Follow takes a change of an agent another hub of the cluster owns now:
+// orders this hub opened for it while it owned it go on following its
+// devices' health, so they still close themselves when the devices
+// recover; a closed one is not reopened (the agent's alarms, and new
+// work, are its owner's).
+func (m *Manager) Follow(c fleet.Change) { m.observe(c, false) }
+
+func (m *Manager) observe(c fleet.Change, reopen bool) {
 	if c.Kind == fleet.ChangeLate {
 		return // history the agent kept through an outage: orders follow the present
 	}
@@ -236,7 +245,7 @@ func (m *Manager) Observe(c fleet.Change) {
 	}
 	m.mu.Lock()
 	for _, t := range ts {
-		m.health(t.Device, t.At)
+		m.health(t.Device, t.At, reopen)
 	}
 	for _, a := range c.Assets {
 		m.asset(a)
@@ -268,10 +277,10 @@ func healthy(s wire.Status) bool { return s == wire.StatusOnline }
 
 // health records a device's status on the order it belongs to, if any: a
 // device of an order closed within the repeat window that fails again
-// reopens it.
-func (m *Manager) health(d *fleet.Device, at time.Time) {
+// reopens it, if reopen says so.
+func (m *Manager) health(d *fleet.Device, at time.Time, reopen bool) {
 	e := m.orderOfDevice(d.ID, d.Site)
-	if e == nil {
+	if e == nil || !reopen && e.order.State == Closed {
 		return
 	}
 	o := &e.order

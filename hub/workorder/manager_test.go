@@ -487,3 +487,28 @@ func TestLateChangesAreHistory(t *testing.T) {
 		t.Fatalf("a late failure after the close reopened %d orders", n)
 	}
 }
+
+// An order whose agent another hub of the cluster owns now (Follow) still
+// closes itself when its device recovers; a failure after the close does
+// not reopen it here (the owner raises the alarm and opens the work).
+func TestFollowedOrderClosesButDoesNotReopen(t *testing.T) {
+	r := newRig(t, Options{Hold: time.Minute})
+	id := r.cameraOrder("cam-2", alarm.Major)
+	follow := func(s wire.Status) {
+		d := r.fleet.devices["cam-2"]
+		from := d.Status
+		d.Status, d.Since = s, r.now
+		r.fleet.devices["cam-2"] = d
+		r.m.Follow(fleet.Change{At: r.now, Kind: fleet.ChangeDevice, From: from, To: s, Device: &d})
+	}
+	follow(wire.StatusOnline)
+	r.at(r.now.Sub(t0) + time.Minute)
+	if o, _, _ := r.m.Order(id); o.State != Closed || o.Resolution != "recovered" {
+		t.Fatalf("a followed device's recovery: %+v", o)
+	}
+	r.at(r.now.Sub(t0) + time.Minute)
+	follow(wire.StatusOffline)
+	if o, _, _ := r.m.Order(id); o.State != Closed || o.Reopens != 0 {
+		t.Fatalf("a followed device's failure reopened the order: %+v", o)
+	}
+}
