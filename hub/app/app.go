@@ -47,6 +47,7 @@ import (
 	"github.com/citywatch/citywatch/hub/metricstore"
 	"github.com/citywatch/citywatch/hub/notify"
 	"github.com/citywatch/citywatch/hub/workorder"
+	"github.com/citywatch/citywatch/hub/workview"
 	"github.com/citywatch/citywatch/internal/certs"
 	"github.com/citywatch/citywatch/ui"
 	"github.com/citywatch/citywatch/wire"
@@ -87,7 +88,10 @@ type App struct {
 	history    *history.History // device transitions and availability reports
 	agentDrops *agentDrops      // what agents say they lost
 	coverage   *coverage.Model
-	workDB     *workorder.SQLiteStore
+	workDB     *workorder.DBStore
+	// workView shares the work orders with the cluster's other hubs (nil
+	// without a cluster).
+	workView   *workview.View
 	work       *workorder.Manager
 	handoverDB *handover.Store
 	handover   *handover.Service
@@ -242,7 +246,10 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 		a.alarmView, err = alarmview.New(alarmview.Config{NATSURL: c.NATSURL, Hub: c.HubID, Partitions: c.Partitions, Partition: cluster.Partition},
 			alarmview.Deps{Engine: a.alarms, Log: log,
 				// console is made below, before anything runs.
-				OnEvent: func(ev alarm.Event) { a.console.PublishAlarm(ev) }})
+				OnEvent: func(ev alarm.Event) {
+					a.console.PublishAlarm(ev)
+					a.work.ObserveAlarm(ev) // the hub keeping the orders opens them from every hub's alarms
+				}})
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -294,7 +301,7 @@ func (a *App) openStores() error {
 	if err != nil {
 		return err
 	}
-	a.idStore, err = identity.Open(a.cfg.IdentityDB())
+	a.idStore, err = identity.Open(a.cfg.SharedDB("identity.db"))
 	return err
 }
 
@@ -333,13 +340,49 @@ func (a *App) openWork(windows *maintenance.Schedule) error {
 		}
 	}
 	var err error
-	if a.workDB, err = workorder.OpenSQLite(filepath.Join(a.cfg.DataDir, "workorders.db")); err != nil {
+	if a.workDB, err = workorder.OpenStore(a.cfg.SharedDB("workorders.db")); err != nil {
 		return err
 	}
-	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours,
-		PhotoDir: filepath.Join(a.cfg.DataDir, "photos")},
-		workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder})
+	deps := workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder}
+	if c := a.cfg.Cluster; c.Enabled() {
+		// One hub keeps the orders: the owner of the partition "workorders"
+		// hashes to (ownPartitions hands them over).
+		part := cluster.Partition(workKey, c.Partitions)
+		a.workView, err = workview.New(workview.Config{NATSURL: c.NATSURL, Hub: c.HubID},
+			workview.Deps{Log: a.log, Leads: func() bool { return a.cluster.Owns(part) },
+				OnEvent: func(ev workorder.Event) { a.console.PublishWorkOrder(ev) }})
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		deps.Leader = a.workView
+	}
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours}, deps)
+	if err == nil && a.workView != nil {
+		a.workView.Serve(a.work)
+	}
 	return err
+}
+
+// workKey is what a cluster hashes to the partition whose owner keeps the
+// work orders.
+const workKey = "workorders"
+
+// keepWork makes this hub keep the cluster's work orders, or stop, as it
+// owns the partition workKey hashes to: a hub taking them over reads them
+// from the shared store and takes the alarms open across the city, whose
+// faults open orders once their grace has passed.
+func (a *App) keepWork(owns []bool) {
+	keep := owns[cluster.Partition(workKey, len(owns))]
+	switch {
+	case keep && !a.work.Leading():
+		if err := a.work.TakeLead(a.alarmView.Alarms(alarm.Filter{})); err != nil {
+			a.log.Error("work orders not taken over; trying again at the next change of partitions", "err", err)
+		}
+	case !keep && a.work.Leading():
+		if err := a.work.StandDown(); err != nil {
+			a.log.Error("work orders not read back after standing down; showing this hub's last view", "err", err)
+		}
+	}
 }
 
 // openHandover opens the shift handovers in data_dir; their reports
@@ -381,6 +424,12 @@ func (p ingestProber) SendCommand(agent string, cmd wire.Command) error {
 // desk and the alarm webhooks.
 func (a *App) onWorkOrder(ev workorder.Event) {
 	a.console.PublishWorkOrder(ev)
+	if !a.work.Leading() {
+		return // another hub's change, in this hub's view: that hub notifies
+	}
+	if a.workView != nil {
+		a.workView.Announce(ev)
+	}
 	a.notifier.NotifyWorkOrder(ev)
 	if ev.Kind != workorder.EventBreach {
 		return
@@ -594,11 +643,10 @@ func (a *App) onChange(c fleet.Change) {
 	a.coverage.Apply(c)
 	if own {
 		a.alarms.Observe(c)
-		a.work.Observe(c)
 	} else {
 		a.alarms.Follow(c) // for the power feeds its agents share with this hub's
-		a.work.Follow(c)   // orders opened while this hub owned the agent close themselves
 	}
+	a.work.Observe(c) // the hub keeping the orders follows every device
 }
 
 // onAlarm fans an alarm event out; it must not block (alarm.Options).
@@ -789,7 +837,7 @@ func (a *App) health() console.HealthReport {
 		r["mqtt"] = console.ComponentHealth{Status: console.HealthFailing, Reason: "not connected to the MQTT broker " + a.brokerURL}
 	}
 	if a.cluster != nil {
-		r["cluster"] = clusterHealth(a.cluster.Status(), a.alarmView.Stats())
+		r["cluster"] = clusterHealth(a.cluster.Status(), a.alarmView.Stats(), a.workView.Stats())
 	}
 	if ok, why, since := a.audit.Health(); ok {
 		r["audit"] = console.ComponentHealth{Status: console.HealthOK}
@@ -912,7 +960,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if a.cluster != nil {
 		// After ingest, which applies what the partitions deliver, and
 		// the alarm view, which the partitions' owner hands alarms to.
-		stages = append(stages, stage{"alarm-view", a.alarmView.Run}, stage{"cluster", a.cluster.Run})
+		stages = append(stages, stage{"alarm-view", a.alarmView.Run}, stage{"work-view", a.workView.Run}, stage{"cluster", a.cluster.Run})
 	}
 	stages = append(stages,
 		// Live video sends its commands through ingest, so it stops first:
@@ -1085,6 +1133,7 @@ func (a *App) ownPartitions(owned []int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	a.alarmView.Own(ctx, owned)
 	cancel()
+	a.keepWork(now.owns)
 	var gained, lost int
 	for _, ag := range a.fleet.Agents() {
 		p := cluster.Partition(ag.ID, n)
@@ -1179,7 +1228,7 @@ func (a *App) agentIDs() []string {
 
 // clusterHealth is the cluster's component of /healthz: failing until the
 // hub reaches NATS and its stream, then what it holds.
-func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealth {
+func clusterHealth(st cluster.Status, av alarmview.Stats, wv workview.Stats) console.ComponentHealth {
 	if !st.Ready {
 		return console.ComponentHealth{Status: console.HealthFailing, Reason: "hub " + st.Hub + ": not connected to NATS or the agents' stream not ready"}
 	}
@@ -1188,12 +1237,14 @@ func clusterHealth(st cluster.Status, av alarmview.Stats) console.ComponentHealt
 		"messages applied %d, followed %d, dropped outside the contract %d; consumers stood down %d, failed %d, working again %d, "+
 		"failing now %d; deliveries read again after a gap %d; acknowledged before the metric store had them %d; "+
 		"records of its agents sent to the others %d (inventories %d), not stored yet %d; "+
-		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d",
+		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d; "+
+		"work orders kept by %s, changes applied here %d, asked of the keeper %d, read again %d; this hub's announced %d, not announced %d",
 		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
-		c.Restarts, c.Failing, c.Gaps, c.Unstored, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed)}
+		c.Restarts, c.Failing, c.Gaps, c.Unstored, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed,
+		cmp.Or(wv.Keeper, "no hub yet"), wv.Applied, wv.Asked, wv.Reloads, wv.Announced, wv.Dropped)}
 	// A failing consumer is being tried again (and logged); while it
 	// fails its partition is not applied, or not followed, here.
-	if c.BadSubject > 0 || av.Dropped > 0 || c.Failing > 0 {
+	if c.BadSubject > 0 || av.Dropped > 0 || wv.Dropped > 0 || c.Failing > 0 {
 		// Each was logged when dropped; the count stays in sight.
 		h.Status = console.HealthDegraded
 	}

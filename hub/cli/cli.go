@@ -229,7 +229,7 @@ func open(path string, stdio IO) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.store, err = identity.Open(cfg.IdentityDB())
+	a.store, err = identity.Open(cfg.SharedDB("identity.db"))
 	if err != nil {
 		return nil, errors.Join(err, a.audit.Close())
 	}

@@ -62,6 +62,13 @@ func (n *Node) Status() Status {
 	return st
 }
 
+// Owns reports whether this hub holds partition p's lease now, by its own
+// clock (Leases.Owns); false before Run has connected.
+func (n *Node) Owns(p int) bool {
+	l := n.leases.Load()
+	return l != nil && l.Owns(p)
+}
+
 // Changed tells the node that an agent it may own changed: its record
 // goes to the other hubs at the next flush. Before Run has connected it
 // does nothing (the first refresh sends every record).

@@ -94,13 +94,13 @@ type Cluster struct {
 	PostgresURL Secret `yaml:"postgres_url"`
 }
 
-// IdentityDB is where the accounts live: the cluster's shared database,
-// or identity.db in data_dir.
-func (c *Config) IdentityDB() string {
+// SharedDB is where a store the hubs of a cluster share lives (accounts,
+// work orders): the cluster's PostgreSQL database, or file in data_dir.
+func (c *Config) SharedDB(file string) string {
 	if u := string(c.Cluster.PostgresURL); u != "" {
 		return u
 	}
-	return filepath.Join(c.DataDir, "identity.db")
+	return filepath.Join(c.DataDir, file)
 }
 
 // Enabled reports whether the hub runs as part of a cluster.

@@ -437,22 +437,23 @@ func (in *Ingest) baseOptions() *mqtt.ClientOptions {
 // subscribed hears nothing and keeps the heartbeat backstop suspended.
 //
 // A hub of a cluster (FromStream) subscribes only to the agents' live
-// video signalling: any hub may start a camera's stream for its viewers,
-// and the agent's answer must reach that hub, whichever owns the agent.
+// video signalling and snapshots: any hub may start a camera's stream for
+// its viewers, or ask for a picture for a crew, and the agent's answer
+// must reach that hub, whichever owns the agent.
 func (in *Ingest) subscribe(c mqtt.Client) {
-	filter := wire.HubSubscription
+	filters := []string{wire.HubSubscription}
 	if in.cfg.FromStream {
-		filter = liveSubscription
+		filters = clusterSubscriptions
 	}
 	for wait := time.Second; c.IsConnectionOpen(); wait = min(2*wait, 30*time.Second) {
-		err := trySubscribe(c, filter)
+		err := trySubscribe(c, filters)
 		if err == nil {
 			in.connectFailures.Store(0)
 			in.setConnected(true)
-			in.log.Info("connected and subscribed", "filter", filter, "from the cluster's stream", in.cfg.FromStream)
+			in.log.Info("connected and subscribed", "filters", filters, "from the cluster's stream", in.cfg.FromStream)
 			return
 		}
-		in.log.Error("subscribe failed; retrying", "filter", filter, "err", err, "in", wait)
+		in.log.Error("subscribe failed; retrying", "filters", filters, "err", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-in.stopping:
@@ -461,19 +462,28 @@ func (in *Ingest) subscribe(c mqtt.Client) {
 	}
 }
 
-// liveSubscription is every agent's live signalling.
-var liveSubscription = wire.Prefix + "+/" + string(wire.ChannelLive)
+// clusterSubscriptions are what a hub of a cluster takes from the broker:
+// every agent's live signalling and snapshots.
+var clusterSubscriptions = []string{wire.Prefix + "+/" + string(wire.ChannelLive), wire.Prefix + "+/" + string(wire.ChannelSnapshot)}
 
-func trySubscribe(c mqtt.Client, filter string) error {
-	tok := c.Subscribe(filter, 1, nil)
+func trySubscribe(c mqtt.Client, filters []string) error {
+	qos := make(map[string]byte, len(filters))
+	for _, f := range filters {
+		qos[f] = 1
+	}
+	tok := c.SubscribeMultiple(qos, nil)
 	if !tok.WaitTimeout(30 * time.Second) {
 		return errors.New("timed out")
 	}
 	if err := tok.Error(); err != nil {
 		return err
 	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok && st.Result()[filter] > 2 {
-		return errors.New("the broker refused the subscription")
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for _, f := range filters {
+			if st.Result()[f] > 2 {
+				return fmt.Errorf("the broker refused the subscription to %s", f)
+			}
+		}
 	}
 	return nil
 }
@@ -580,6 +590,8 @@ func (in *Ingest) process(d delivery) {
 			in.reject(agent, wire.ReasonOf(err), err.Error())
 		case m.Live != nil && !d.retained && in.live != nil:
 			in.live.HandleLive(*m.Live) // the relay matches it to a session of this agent, or ignores it
+		case m.Snapshot != nil && !d.retained && in.snaps != nil:
+			in.snaps.HandleSnapshot(agent, *m.Snapshot) // taken by the hub that asked
 		}
 		return
 	}
@@ -624,7 +636,7 @@ func (in *Ingest) process(d delivery) {
 	if m.Live != nil && !d.retained && in.live != nil && !in.cfg.FromStream {
 		in.live.HandleLive(*m.Live)
 	}
-	if m.Snapshot != nil && !d.retained && in.snaps != nil {
+	if m.Snapshot != nil && !d.retained && in.snaps != nil && !in.cfg.FromStream {
 		in.snaps.HandleSnapshot(agent, *m.Snapshot)
 	}
 }

@@ -29,7 +29,7 @@ func benchManager(b *testing.B) (*Manager, []auth.Route) {
 				Status: wire.StatusOffline, Reason: wire.ReasonRefused, Criticality: 1 + i%5}
 		}
 	}
-	st, err := OpenSQLite(filepath.Join(b.TempDir(), "wo.db"))
+	st, err := OpenStore(filepath.Join(b.TempDir(), "wo.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

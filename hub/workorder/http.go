@@ -1,6 +1,7 @@
 package workorder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,7 +296,7 @@ func (s *server) addPhoto(w http.ResponseWriter, r *http.Request) {
 	}
 	ph, err := s.m.AddPhoto(id, p.Name, note, data)
 	s.record(r, p, "workorder.photo", "workorder/"+id, note, err)
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrBadRequest) {
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrUnavailable) {
 		s.log.Error("photo not kept", "order", id, "err", err)
 		auth.Fail(w, http.StatusInternalServerError, "the photo could not be kept")
 		return
@@ -330,21 +330,19 @@ func (s *server) photo(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no work order %q", param.Clip(id)))
 		return
 	}
-	path, typ, ok := s.m.PhotoFile(id, sha)
-	if !ok {
+	data, typ, err := s.m.Photo(id, sha)
+	if errors.Is(err, ErrNotFound) {
 		auth.WriteError(w, http.StatusNotFound, "not_found", "the order has no such photo")
 		return
 	}
-	f, err := os.Open(path)
 	if err != nil {
 		s.log.Error("photo unreadable", "order", id, "photo", sha, "err", err)
 		auth.Fail(w, http.StatusInternalServerError, "the photo could not be read")
 		return
 	}
-	defer f.Close()
 	w.Header().Set("Content-Type", typ)
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
-	http.ServeContent(w, r, "", time.Time{}, f)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }
 
 // createBody is POST /api/workorders: an order by hand.
@@ -404,6 +402,8 @@ func (s *server) fail(w http.ResponseWriter, err error) bool {
 		auth.WriteError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, ErrReasonMissing), errors.Is(err, ErrBadRequest):
 		auth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		auth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		s.log.Error("work order action failed", "err", err)
 		auth.Fail(w, http.StatusInternalServerError, "the action could not be done")

@@ -114,7 +114,7 @@ func TestRoutes(t *testing.T) {
 // A crew's photo is kept with the order, served back as it was sent, and
 // outlives a restart; what is not a picture is refused.
 func TestPhotos(t *testing.T) {
-	r := newRig(t, Options{PhotoDir: t.TempDir()})
+	r := newRig(t, Options{})
 	o, err := r.m.OpenByHand("chen", []string{"cam-1"}, "mount bent", P3)
 	if err != nil {
 		t.Fatal(err)
@@ -162,19 +162,19 @@ func (f *fakeAgents) SendCommand(agent string, cmd wire.Command) error {
 // A snapshot request keeps each camera's picture with the order, says
 // why a camera gave none, and ignores pictures nobody asked for.
 func TestSnapshots(t *testing.T) {
-	r := newRig(t, Options{PhotoDir: t.TempDir()})
+	r := newRig(t, Options{})
 	for _, id := range []string{"cam-1", "cam-2"} {
 		d := r.fleet.devices[id]
 		d.Camera = &wire.CameraInfo{Snapshot: true}
 		r.fleet.devices[id] = d
 	}
 	agents := &fakeAgents{}
-	st, err := OpenSQLite(filepath.Join(t.TempDir(), "wo.db"))
+	st, err := OpenStore(filepath.Join(t.TempDir(), "wo.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	m, err := New(Options{PhotoDir: t.TempDir()}, Deps{Log: slog.New(slog.DiscardHandler), Fleet: r.fleet, Store: st, Prober: agents})
+	m, err := New(Options{}, Deps{Log: slog.New(slog.DiscardHandler), Fleet: r.fleet, Store: st, Prober: agents})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citywatch/citywatch/hub/alarm"
@@ -45,9 +46,7 @@ type Options struct {
 	// Hours, when set, are the business hours deadlines count; nil: every
 	// hour.
 	Hours *Hours
-	// PhotoDir is where crews' photos are kept; empty: no photos.
-	PhotoDir string
-	Now      func() time.Time
+	Now   func() time.Time
 }
 
 // Fleet is where the Manager reads devices (hub/fleet's Registry).
@@ -56,13 +55,17 @@ type Fleet interface {
 	DevicesWhere(keep func(district, site string) bool) []fleet.Device
 }
 
-// Store keeps orders and their trails durably (SQLiteStore).
+// Store keeps orders, their trails and their photos durably (DBStore).
 type Store interface {
 	// Save writes the order as it is now and appends trail to its trail,
 	// in one transaction.
 	Save(o Order, trail []Transition) error
 	// Load returns every order, their trails and the next order number.
 	Load() (orders []Order, trails map[string][]Transition, next uint64, err error)
+	// PutPhoto keeps a picture under its SHA-256 (hex).
+	PutPhoto(sha, typ string, data []byte) error
+	// Photo returns a picture PutPhoto kept, or ErrNotFound.
+	Photo(sha string) ([]byte, error)
 }
 
 // EventKind says what an Event notifies.
@@ -81,6 +84,9 @@ type Event struct {
 	Kind       EventKind  `json:"kind"`
 	Order      Order      `json:"order"`
 	Transition Transition `json:"transition"`
+	// Changes is the length of the order's trail after the event, which
+	// orders a cluster's announcements of it.
+	Changes int `json:"changes"`
 }
 
 // Deps are the Manager's collaborators.
@@ -96,6 +102,9 @@ type Deps struct {
 	// OnEvent receives every change after it is stored, in order, called
 	// without the Manager's lock.
 	OnEvent func(Event)
+	// Leader, in a cluster, is how the hubs share the orders (one keeps
+	// them, the others ask it); nil: this hub keeps them alone.
+	Leader Leader
 }
 
 // Manager owns the work orders.
@@ -107,13 +116,15 @@ type Manager struct {
 	intake  sync.Mutex
 	pending map[string]alarm.Alarm // alarm id → the alarm, waiting for the grace to pass
 
-	mu     sync.Mutex
-	orders map[string]*entry
-	bySite map[string]string // site → its order that is not terminal
-	byDev  map[string]string // device → the latest order listing it
-	next   uint64
-	events []Event // to deliver once the lock is released
-	emit   sync.Mutex
+	mu      sync.Mutex
+	leading bool // this hub keeps the orders (always, alone)
+	orders  map[string]*entry
+	bySite  map[string]string // site → its order that is not terminal
+	byDev   map[string]string // device → the latest order listing it
+	next    uint64
+	events  []Event // to deliver once the lock is released
+	emit    sync.Mutex
+	refused atomic.Uint64 // changes not made: the lease ran out under this hub
 
 	snaps       snapshots
 	closedShots chan string // orders closed verified, for their pictures
@@ -167,25 +178,44 @@ func New(opts Options, deps Deps) (*Manager, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	m := &Manager{opts: opts, deps: deps, log: deps.Log.With("component", "workorder"),
-		pending: map[string]alarm.Alarm{}, orders: map[string]*entry{}, bySite: map[string]string{}, byDev: map[string]string{},
-		snaps: snapshots{waiting: map[string]chan wire.Snapshot{}}, closedShots: make(chan string, 64)}
-	orders, trails, next, err := deps.Store.Load()
-	if err != nil {
-		return nil, fmt.Errorf("workorder: load: %w", err)
-	}
-	m.next = next
-	slices.SortFunc(orders, func(a, b Order) int { return a.OpenedAt.Compare(b.OpenedAt) })
-	for _, o := range orders {
-		m.orders[o.ID] = &entry{order: o, trail: trails[o.ID]}
-		if !o.State.Terminal() {
-			m.bySite[o.Site] = o.ID
-		}
-		for _, d := range o.Devices {
-			m.byDev[d.ID] = o.ID
-		}
+	m := &Manager{opts: opts, deps: deps, log: deps.Log.With("component", "workorder"), leading: deps.Leader == nil,
+		pending: map[string]alarm.Alarm{}, snaps: snapshots{waiting: map[string]chan wire.Snapshot{}}, closedShots: make(chan string, 64)}
+	if err := m.load(); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// load replaces what the Manager holds with what the store has.
+func (m *Manager) load() error {
+	orders, trails, next, err := m.deps.Store.Load()
+	if err != nil {
+		return fmt.Errorf("workorder: load: %w", err)
+	}
+	slices.SortFunc(orders, func(a, b Order) int { return a.OpenedAt.Compare(b.OpenedAt) })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.next = next
+	m.orders, m.bySite, m.byDev = make(map[string]*entry, len(orders)), map[string]string{}, map[string]string{}
+	for _, o := range orders {
+		m.put(o, trails[o.ID])
+	}
+	return nil
+}
+
+// put holds order o with its trail, and indexes it.
+func (m *Manager) put(o Order, trail []Transition) *entry {
+	e := &entry{order: o, trail: trail}
+	m.orders[o.ID] = e
+	if !o.State.Terminal() {
+		m.bySite[o.Site] = o.ID
+	} else if m.bySite[o.Site] == o.ID {
+		delete(m.bySite, o.Site)
+	}
+	for _, d := range o.Devices {
+		m.byDev[d.ID] = o.ID
+	}
+	return e
 }
 
 // Run ticks the Manager every second until ctx ends: grace periods,
@@ -212,7 +242,7 @@ func (m *Manager) Run(ctx context.Context) error {
 // anywhere.
 func (m *Manager) ObserveAlarm(ev alarm.Event) {
 	a := ev.Alarm
-	if !slices.Contains(faultSources, a.Source) {
+	if !slices.Contains(faultSources, a.Source) || !m.leads() {
 		return
 	}
 	m.intake.Lock()
@@ -225,17 +255,10 @@ func (m *Manager) ObserveAlarm(ev alarm.Event) {
 	}
 }
 
-// Observe takes a fleet change: the health of the devices orders are about.
-func (m *Manager) Observe(c fleet.Change) { m.observe(c, true) }
-
-// Follow takes a change of an agent another hub of the cluster owns now:
-// orders this hub opened for it while it owned it go on following its
-// devices' health, so they still close themselves when the devices
-// recover; a closed one is not reopened (the agent's alarms, and new
-// work, are its owner's).
-func (m *Manager) Follow(c fleet.Change) { m.observe(c, false) }
-
-func (m *Manager) observe(c fleet.Change, reopen bool) {
+// Observe takes a fleet change: the health of the devices orders are
+// about. In a cluster the hub that leads takes every agent's changes,
+// whichever hub owns the agent (the read view has them all).
+func (m *Manager) Observe(c fleet.Change) {
 	if c.Kind == fleet.ChangeLate {
 		return // history the agent kept through an outage: orders follow the present
 	}
@@ -244,8 +267,12 @@ func (m *Manager) observe(c fleet.Change, reopen bool) {
 		return
 	}
 	m.mu.Lock()
+	if !m.writableLocked() {
+		m.mu.Unlock()
+		return
+	}
 	for _, t := range ts {
-		m.health(t.Device, t.At, reopen)
+		m.health(t.Device, t.At)
 	}
 	for _, a := range c.Assets {
 		m.asset(a)
@@ -277,10 +304,10 @@ func healthy(s wire.Status) bool { return s == wire.StatusOnline }
 
 // health records a device's status on the order it belongs to, if any: a
 // device of an order closed within the repeat window that fails again
-// reopens it, if reopen says so.
-func (m *Manager) health(d *fleet.Device, at time.Time, reopen bool) {
+// reopens it.
+func (m *Manager) health(d *fleet.Device, at time.Time) {
 	e := m.orderOfDevice(d.ID, d.Site)
-	if e == nil || !reopen && e.order.State == Closed {
+	if e == nil {
 		return
 	}
 	o := &e.order
@@ -340,6 +367,9 @@ func (m *Manager) orderOfDevice(id, site string) *entry {
 // Tick moves time on: alarms past their grace open or join orders; orders
 // healthy for the hold close; deadlines passed are breaches.
 func (m *Manager) Tick(now time.Time) {
+	if !m.leads() {
+		return
+	}
 	m.intake.Lock()
 	var due []alarm.Alarm
 	for id, a := range m.pending {
@@ -352,6 +382,10 @@ func (m *Manager) Tick(now time.Time) {
 	slices.SortFunc(due, func(a, b alarm.Alarm) int { return a.FirstAt.Compare(b.FirstAt) })
 
 	m.mu.Lock()
+	if !m.writableLocked() {
+		m.mu.Unlock()
+		return
+	}
 	for _, a := range due {
 		m.fromAlarm(a, now)
 	}
@@ -563,7 +597,7 @@ func (m *Manager) record(e *entry, tr Transition, kind EventKind) {
 		// change, which the log and the health check say.
 		m.log.Error("work order not stored", "order", e.order.ID, "action", tr.Action, "err", err)
 	}
-	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order), Transition: tr})
+	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order), Transition: tr, Changes: len(e.trail)})
 }
 
 // save stores a change that needs no transition of its own.
@@ -571,7 +605,7 @@ func (m *Manager) save(e *entry, kind EventKind) {
 	if err := m.deps.Store.Save(e.order, nil); err != nil {
 		m.log.Error("work order not stored", "order", e.order.ID, "err", err)
 	}
-	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order)})
+	m.events = append(m.events, Event{Kind: kind, Order: clone(e.order), Changes: len(e.trail)})
 }
 
 // flush delivers the queued events in order, without the main lock.
@@ -603,22 +637,24 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 	if req.Who == "" {
 		return Order{}, fmt.Errorf("%w: nobody acts unidentified", ErrBadRequest)
 	}
-	m.mu.Lock()
-	e, ok := m.orders[id]
+	return m.do(Command{Op: OpAct, ID: id, Action: act, Who: req.Who, Note: req.Note, Crew: req.Crew, To: req.To})
+}
+
+// act applies a person's action; called with the lock held, on the hub
+// that keeps the orders.
+func (m *Manager) act(c Command) (*entry, error) {
+	e, ok := m.orders[c.ID]
 	if !ok {
-		m.mu.Unlock()
-		return Order{}, ErrNotFound
+		return nil, ErrNotFound
 	}
-	if req.Crew != "" && m.crew(req.Crew) == nil {
-		m.mu.Unlock()
-		return Order{}, fmt.Errorf("%w: no crew %q", ErrBadRequest, req.Crew)
+	if c.Crew != "" && m.crew(c.Crew) == nil {
+		return nil, fmt.Errorf("%w: no crew %q", ErrBadRequest, c.Crew)
 	}
 	now := m.opts.Now()
 	before := e.order
-	tr, err := apply(&e.order, act, req, now, m.opts.Hours)
+	tr, err := apply(&e.order, c.Action, Request{Who: c.Who, Note: c.Note, Crew: c.Crew, To: c.To}, now, m.opts.Hours)
 	if err != nil {
-		m.mu.Unlock()
-		return Order{}, err
+		return nil, err
 	}
 	o := &e.order
 	kind := EventUpdate
@@ -626,7 +662,7 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 	case o.State == Cancelled:
 		delete(m.bySite, o.Site)
 		kind = EventClose
-	case act == ActFix && o.Manual:
+	case c.Action == ActFix && o.Manual:
 		// What a person reported, telemetry now verifies: the devices as
 		// they are.
 		for i := range o.Devices {
@@ -637,11 +673,10 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 		if o.Healthy() {
 			o.HealthyAt = now
 		}
-	case act == ActReopen:
+	case c.Action == ActReopen:
 		if other, busy := m.bySite[o.Site]; busy && other != o.ID {
 			e.order = before
-			m.mu.Unlock()
-			return Order{}, fmt.Errorf("%w: the site has open order %s; add to it instead", ErrNotAllowed, other)
+			return nil, fmt.Errorf("%w: the site has open order %s; add to it instead", ErrNotAllowed, other)
 		}
 		m.bySite[o.Site] = o.ID
 		m.setDeadlines(o)
@@ -651,10 +686,7 @@ func (m *Manager) Act(id string, act Action, req Request) (Order, error) {
 		}
 	}
 	m.record(e, tr, kind)
-	out := clone(*o)
-	m.mu.Unlock()
-	m.flush()
-	return out, nil
+	return e, nil
 }
 
 // OpenByHand opens an order for faults telemetry cannot see (a camera
@@ -664,24 +696,28 @@ func (m *Manager) OpenByHand(who string, devices []string, title string, p Prior
 	if who == "" || len(devices) == 0 || title == "" || (p != 0 && !p.Valid()) {
 		return Order{}, fmt.Errorf("%w: an order by hand needs who, devices (of one site), a title and a priority 1–4", ErrBadRequest)
 	}
+	return m.do(Command{Op: OpOpen, Who: who, Devices: devices, Title: title, Priority: cmp.Or(p, P3)})
+}
+
+// openByHand opens the order of c; called with the lock held, on the hub
+// that keeps the orders.
+func (m *Manager) openByHand(c Command) (*entry, error) {
 	var devs []fleet.Device
-	for _, id := range devices {
+	for _, id := range c.Devices {
 		d, ok := m.deps.Fleet.Device(id)
 		if !ok {
-			return Order{}, fmt.Errorf("%w: no device %q", ErrBadRequest, id)
+			return nil, fmt.Errorf("%w: no device %q", ErrBadRequest, id)
 		}
 		if len(devs) > 0 && d.Site != devs[0].Site {
-			return Order{}, fmt.Errorf("%w: %s is at site %s, not %s: one order per site", ErrBadRequest, id, d.Site, devs[0].Site)
+			return nil, fmt.Errorf("%w: %s is at site %s, not %s: one order per site", ErrBadRequest, id, d.Site, devs[0].Site)
 		}
 		devs = append(devs, d)
 	}
+	if len(devs) == 0 || c.Title == "" || !c.Priority.Valid() {
+		return nil, fmt.Errorf("%w: an order by hand needs devices (of one site), a title and a priority 1–4", ErrBadRequest)
+	}
 	now := m.opts.Now()
-	m.mu.Lock()
-	e := m.openOrJoin(devs, "", title, cmp.Or(p, P3), who, "opened by hand", now, now, true)
-	out := clone(e.order)
-	m.mu.Unlock()
-	m.flush()
-	return out, nil
+	return m.openOrJoin(devs, "", c.Title, c.Priority, c.Who, "opened by hand", now, now, true), nil
 }
 
 // Order returns one order and its trail.

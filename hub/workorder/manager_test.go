@@ -67,6 +67,10 @@ type rig struct {
 	opts   Options
 	// coverage prices orders when set before open.
 	coverage Coverage
+	// leader, set before open, puts the Manager in a cluster; announce
+	// hears its events (as hub/workview would send them).
+	leader   Leader
+	announce func(Event)
 }
 
 func newRig(t *testing.T, opts Options) *rig {
@@ -83,7 +87,7 @@ func newRig(t *testing.T, opts Options) *rig {
 // open (re)starts the Manager on the rig's database, as a hub restart does.
 func (r *rig) open() {
 	r.t.Helper()
-	st, err := OpenSQLite(r.path)
+	st, err := OpenStore(r.path)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -94,7 +98,12 @@ func (r *rig) open() {
 		opts.Crews = []Crew{{Name: "north", Members: []string{"wang", "zhao"}, Districts: []string{"North"}}}
 	}
 	r.m, err = New(opts, Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Fleet: r.fleet, Store: st, Coverage: r.coverage,
-		OnEvent: func(ev Event) { r.events = append(r.events, ev) }})
+		Leader: r.leader, OnEvent: func(ev Event) {
+			r.events = append(r.events, ev)
+			if r.announce != nil {
+				r.announce(ev)
+			}
+		}})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -485,30 +494,5 @@ func TestLateChangesAreHistory(t *testing.T) {
 	r.m.Observe(fleet.Change{At: r.now, Kind: fleet.ChangeLate, From: wire.StatusOnline, To: wire.StatusOffline, Device: &past, Happened: r.now.Add(-time.Minute)})
 	if n := len(r.m.Orders(Filter{})); n != 0 {
 		t.Fatalf("a late failure after the close reopened %d orders", n)
-	}
-}
-
-// An order whose agent another hub of the cluster owns now (Follow) still
-// closes itself when its device recovers; a failure after the close does
-// not reopen it here (the owner raises the alarm and opens the work).
-func TestFollowedOrderClosesButDoesNotReopen(t *testing.T) {
-	r := newRig(t, Options{Hold: time.Minute})
-	id := r.cameraOrder("cam-2", alarm.Major)
-	follow := func(s wire.Status) {
-		d := r.fleet.devices["cam-2"]
-		from := d.Status
-		d.Status, d.Since = s, r.now
-		r.fleet.devices["cam-2"] = d
-		r.m.Follow(fleet.Change{At: r.now, Kind: fleet.ChangeDevice, From: from, To: s, Device: &d})
-	}
-	follow(wire.StatusOnline)
-	r.at(r.now.Sub(t0) + time.Minute)
-	if o, _, _ := r.m.Order(id); o.State != Closed || o.Resolution != "recovered" {
-		t.Fatalf("a followed device's recovery: %+v", o)
-	}
-	r.at(r.now.Sub(t0) + time.Minute)
-	follow(wire.StatusOffline)
-	if o, _, _ := r.m.Order(id); o.State != Closed || o.Reopens != 0 {
-		t.Fatalf("a followed device's failure reopened the order: %+v", o)
 	}
 }

@@ -109,16 +109,20 @@ func (m *Manager) noteProbe(id, who string, rs []ProbeResult) ([]ProbeResult, er
 		}
 		parts = append(parts, s)
 	}
-	m.mu.Lock()
-	e, ok := m.orders[id]
-	if ok {
-		o := &e.order
-		m.record(e, Transition{At: m.opts.Now(), Who: who, Action: ActProbe, From: o.State, To: o.State, Note: "re-probe: " + strings.Join(parts, "; ")}, EventUpdate)
+	if _, err := m.do(Command{Op: OpProbe, ID: id, Who: who, Note: "re-probe: " + strings.Join(parts, "; ")}); err != nil {
+		return nil, err
 	}
-	m.mu.Unlock()
-	m.flush()
+	return rs, nil
+}
+
+// note records c's note (probe results) in its order's trail; called with
+// the lock held, on the hub that keeps the orders.
+func (m *Manager) note(c Command) (*entry, error) {
+	e, ok := m.orders[c.ID]
 	if !ok {
 		return nil, ErrNotFound
 	}
-	return rs, nil
+	o := &e.order
+	m.record(e, Transition{At: m.opts.Now(), Who: c.Who, Action: ActProbe, From: o.State, To: o.State, Note: c.Note}, EventUpdate)
+	return e, nil
 }

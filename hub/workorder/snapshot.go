@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -31,7 +32,13 @@ func (m *Manager) HandleSnapshot(agent string, s wire.Snapshot) {
 	ch, ok := m.snaps.waiting[s.Request]
 	m.snaps.mu.Unlock()
 	if fd, known := m.deps.Fleet.Device(s.Device); !ok || !known || fd.Agent != agent {
-		m.log.Warn("snapshot nobody asked for dropped", "agent", agent, "device", s.Device, "request", s.Request)
+		// In a cluster every hub hears every snapshot, and only the one
+		// that asked takes it.
+		level := slog.LevelWarn
+		if m.deps.Leader != nil && !ok {
+			level = slog.LevelDebug
+		}
+		m.log.Log(context.Background(), level, "snapshot nobody here asked for dropped", "agent", agent, "device", s.Device, "request", s.Request)
 		return
 	}
 	select {

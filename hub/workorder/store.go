@@ -3,6 +3,7 @@ package workorder
 import (
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 )
 
 // migrations are the work-order database's schema, in order; append only.
+// They are SQLite's; PostgreSQL runs them with schema.OpenPostgres's
+// column types.
 var migrations = []string{
 	`CREATE TABLE orders (
 		id TEXT PRIMARY KEY,
@@ -28,28 +31,58 @@ var migrations = []string{
 		body TEXT NOT NULL,
 		PRIMARY KEY (order_id, n)
 	);`,
+	// Photos live in the database, so that every hub of a cluster serves
+	// them whichever hub took them.
+	`CREATE TABLE photos (
+		sha TEXT PRIMARY KEY,
+		type TEXT NOT NULL,
+		data BLOB NOT NULL
+	);`,
 }
 
-// SQLiteStore keeps work orders in a SQLite database: every change is
-// committed before the Manager announces it, so an order survives kill -9.
-type SQLiteStore struct {
-	db *sql.DB
+// postgres is how the work orders share a cluster's PostgreSQL database:
+// an advisory lock of their own ("cwworko"), their own version table and
+// two connections a hub (one hub writes at a time: the one that leads).
+var postgres = schema.PostgresOptions{Lock: 0x6377_776f_726b_6f, VersionTable: "workorder_schema_version", MaxConns: 2}
+
+// DBStore keeps work orders and their photos in a database — an SQLite
+// file of one hub, or the PostgreSQL database a cluster's hubs share —
+// with the same statements on both. Every change is committed before the
+// Manager announces it, so an order survives kill -9.
+type DBStore struct {
+	db      *sql.DB
+	dialect schema.Dialect
 }
 
-// OpenSQLite opens or creates the work-order database at path.
-func OpenSQLite(path string) (*SQLiteStore, error) {
-	db, err := schema.Open(path, migrations)
-	if err != nil {
-		return nil, fmt.Errorf("workorder: open %s: %w", path, err)
+// OpenStore opens the work-order database: dsn is an SQLite file's path,
+// created if missing, or a postgres:// URL of an existing database
+// (cluster.postgres_url). The schema is brought up to date.
+func OpenStore(dsn string) (*DBStore, error) {
+	s := &DBStore{}
+	var err error
+	if schema.IsPostgres(dsn) {
+		s.dialect = schema.Postgres
+		s.db, err = schema.OpenPostgres(dsn, migrations, postgres)
+	} else {
+		s.db, err = schema.Open(dsn, migrations)
 	}
-	return &SQLiteStore{db: db}, nil
+	if err != nil {
+		return nil, fmt.Errorf("workorder: open %s: %w", schema.Redact(dsn), err)
+	}
+	return s, nil
 }
 
 // Close closes the database.
-func (s *SQLiteStore) Close() error { return s.db.Close() }
+func (s *DBStore) Close() error { return s.db.Close() }
 
-// Save implements Store.
-func (s *SQLiteStore) Save(o Order, trail []Transition) error {
+// ErrTaken is the error of saving a new order under an id another hub
+// already stored: two hubs led at once (one paused past its lease).
+var ErrTaken = errors.New("workorder: the order id is taken (another hub opened it)")
+
+// Save implements Store. An order's first save (its trail starts with
+// ActOpen) inserts it and fails with ErrTaken if the id exists; later
+// ones update it.
+func (s *DBStore) Save(o Order, trail []Transition) error {
 	body, err := json.Marshal(o)
 	if err != nil {
 		return err
@@ -62,19 +95,25 @@ func (s *SQLiteStore) Save(o Order, trail []Transition) error {
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if _, err := tx.Exec(`INSERT INTO orders (id, num, state, site, updated, body) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET state = excluded.state, site = excluded.site, updated = excluded.updated, body = excluded.body`,
-		o.ID, num, string(o.State), o.Site, o.Updated.UTC().Format("2006-01-02T15:04:05.000000000Z"), body); err != nil {
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	q := `INSERT INTO orders (id, num, state, site, updated, body) VALUES (?, ?, ?, ?, ?, ?)`
+	fresh := len(trail) > 0 && trail[0].Action == ActOpen
+	if !fresh {
+		q += ` ON CONFLICT (id) DO UPDATE SET state = excluded.state, site = excluded.site, updated = excluded.updated, body = excluded.body`
+	}
+	if _, err := tx.Exec(s.dialect.SQL(q), o.ID, num, string(o.State), o.Site, o.Updated.UTC().Format("2006-01-02T15:04:05.000000000Z"), body); err != nil {
+		if fresh {
+			return fmt.Errorf("%w: %s: %v", ErrTaken, o.ID, err)
+		}
 		return err
 	}
+	add := s.dialect.SQL(`INSERT INTO trail (order_id, n, body) VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM trail WHERE order_id = ?1), ?2)`)
 	for _, tr := range trail {
 		b, err := json.Marshal(tr)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT INTO trail (order_id, n, body) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM trail WHERE order_id = ?), ?)`,
-			o.ID, o.ID, b); err != nil {
+		if _, err := tx.Exec(add, o.ID, b); err != nil {
 			return err
 		}
 	}
@@ -82,47 +121,73 @@ func (s *SQLiteStore) Save(o Order, trail []Transition) error {
 }
 
 // Load implements Store.
-func (s *SQLiteStore) Load() ([]Order, map[string][]Transition, uint64, error) {
+func (s *DBStore) Load() ([]Order, map[string][]Transition, uint64, error) {
 	var orders []Order
 	var next uint64
-	rows, err := s.db.Query(`SELECT num, body FROM orders ORDER BY num`)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := s.each(`SELECT num, body FROM orders ORDER BY num`, func(rows *sql.Rows) error {
 		var num uint64
 		var body []byte
 		if err := rows.Scan(&num, &body); err != nil {
-			return nil, nil, 0, err
+			return err
 		}
 		var o Order
 		if err := json.Unmarshal(body, &o); err != nil {
-			return nil, nil, 0, fmt.Errorf("order %d: %w", num, err)
+			return fmt.Errorf("order %d: %w", num, err)
 		}
 		orders = append(orders, o)
 		next = max(next, num)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, 0, err
-	}
-	trails := map[string][]Transition{}
-	trows, err := s.db.Query(`SELECT order_id, body FROM trail ORDER BY order_id, n`)
+		return nil
+	})
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	defer trows.Close()
-	for trows.Next() {
+	trails := map[string][]Transition{}
+	err = s.each(`SELECT order_id, body FROM trail ORDER BY order_id, n`, func(rows *sql.Rows) error {
 		var id string
 		var body []byte
-		if err := trows.Scan(&id, &body); err != nil {
-			return nil, nil, 0, err
+		if err := rows.Scan(&id, &body); err != nil {
+			return err
 		}
 		var tr Transition
 		if err := json.Unmarshal(body, &tr); err != nil {
-			return nil, nil, 0, fmt.Errorf("trail of %s: %w", id, err)
+			return fmt.Errorf("trail of %s: %w", id, err)
 		}
 		trails[id] = append(trails[id], tr)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, 0, err
 	}
-	return orders, trails, next, trows.Err()
+	return orders, trails, next, nil
+}
+
+// each runs query and scan on every row.
+func (s *DBStore) each(query string, scan func(*sql.Rows) error) error {
+	rows, err := s.db.Query(query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// PutPhoto implements Store: the same picture twice is kept once.
+func (s *DBStore) PutPhoto(sha, typ string, data []byte) error {
+	_, err := s.db.Exec(s.dialect.SQL(`INSERT INTO photos (sha, type, data) VALUES (?, ?, ?) ON CONFLICT (sha) DO NOTHING`), sha, typ, data)
+	return err
+}
+
+// Photo implements Store.
+func (s *DBStore) Photo(sha string) ([]byte, error) {
+	var data []byte
+	err := s.db.QueryRow(s.dialect.SQL(`SELECT data FROM photos WHERE sha = ?`), sha).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return data, err
 }
