@@ -40,8 +40,8 @@ func TestClusterPowerFeedAcrossHubs(t *testing.T) {
 	const partitions = 16
 	srv := testenv.NATS(t)
 	pg := testenv.Postgres(t)
-	hubA := clusterHubRules(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg, nil, feedRules)
-	hubB := clusterHubRules(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg, hubA, feedRules)
+	hubA := clusterHubRules(t, srv.URL(), srv.MQTTURL(), "hub-a", 1, pg, nil, feedRules, "")
+	hubB := clusterHubRules(t, srv.URL(), srv.MQTTURL(), "hub-b", 1, pg, hubA, feedRules, "")
 	hubs := map[string]*hubProcess{"hub-a": hubA, "hub-b": hubB}
 	world, all, _ := runCityOf(t, sim.Options{BrokerURL: srv.MQTTURL(), Interval: time.Second,
 		City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 12, Devices: 60, PowerFeeds: true}})

@@ -36,19 +36,20 @@ func clusterHub(t *testing.T, natsURLs, mqttURL, id string, replicas int) *hubPr
 // makes the administrator's token, the others use that of peer.
 func sharedClusterHub(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess) *hubProcess {
 	t.Helper()
-	return clusterHubRules(t, natsURLs, mqttURL, id, replicas, pgURL, peer, quickRules)
+	return clusterHubRules(t, natsURLs, mqttURL, id, replicas, pgURL, peer, quickRules, "")
 }
 
-// clusterHubRules is sharedClusterHub with alarm rules of the test's.
-func clusterHubRules(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess, rulesYAML string) *hubProcess {
+// clusterHubRules is sharedClusterHub with alarm rules of the test's, and
+// more of the hub's configuration (YAML) if extra is not empty.
+func clusterHubRules(t testing.TB, natsURLs, mqttURL, id string, replicas int, pgURL string, peer *hubProcess, rulesYAML, extra string) *hubProcess {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(rulesYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startHubProcess(t, hubProcessOptions{brokerURL: mqttURL,
-		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d, postgres_url: %q}\nalarms: {rules: %q}\n",
-			natsURLs, id, replicas, pgURL, rules),
+		yaml: fmt.Sprintf("cluster: {nats_url: %q, hub_id: %q, partitions: 16, replicas: %d, postgres_url: %q}\nalarms: {rules: %q}\n%s",
+			natsURLs, id, replicas, pgURL, rules, extra),
 		env: []string{"CITYWATCH_MQTT_CLIENT_ID=" + id}, accountsOf: peer})
 }
 
