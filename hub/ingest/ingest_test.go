@@ -449,6 +449,8 @@ func TestFromStream(t *testing.T) {
 		t.Fatal("a hub of a cluster with no way to apply records was made")
 	}
 	deps.Records = fleet.New(fleet.Options{})
+	snaps := &fakeSnaps{}
+	deps.Snapshots = snaps
 	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-stream", FromStream: true}, deps)
 	if err != nil {
 		t.Fatal(err)
@@ -485,4 +487,41 @@ func TestFromStream(t *testing.T) {
 	if got := rec.seqs("a1"); len(got) != 0 {
 		t.Fatalf("the broker's retained message reached a hub that reads the stream: %v", got)
 	}
+	// A camera's picture reaches every hub from the broker, for the one
+	// that asked for it, whichever owns the agent; from the stream it is
+	// not handed over a second time.
+	in.Apply(wire.Topic("a2", wire.ChannelSnapshot), snapshot(t, "a2", 7, "snap-stream"), false, false)
+	newPublisher(t, b, "a2").publish(wire.Topic("a2", wire.ChannelSnapshot), snapshot(t, "a2", 8, "snap-broker"), false)
+	eventually(t, "the snapshot from the broker", func() bool { return len(snaps.requests()) > 0 })
+	if got := snaps.requests(); !slices.Equal(got, []string{"snap-broker"}) {
+		t.Fatalf("snapshots handed over: %v, want the broker's alone", got)
+	}
+}
+
+// fakeSnaps records the snapshots it is handed.
+type fakeSnaps struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (f *fakeSnaps) HandleSnapshot(_ string, s wire.Snapshot) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, s.Request)
+}
+
+func (f *fakeSnaps) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reqs)
+}
+
+func snapshot(t *testing.T, agent string, seq uint64, request string) []byte {
+	t.Helper()
+	b, err := json.Marshal(&wire.Snapshot{Header: wire.Header{V: wire.Version, Agent: agent, Boot: testBoot, Seq: seq, TS: time.Now()},
+		Request: request, Device: "cam-1", JPEG: []byte("\xFF\xD8\xFF\xE0 a picture")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
