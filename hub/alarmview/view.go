@@ -33,6 +33,7 @@ import (
 
 	"github.com/citywatch/citywatch/hub/alarm"
 	"github.com/citywatch/citywatch/hub/console"
+	"github.com/citywatch/citywatch/hub/internal/announce"
 )
 
 // Engine is this hub's alarm engine (hub/alarm): what the console reads
@@ -91,10 +92,10 @@ var ErrNoHolder = fmt.Errorf("no hub holds this alarm right now (its agents are 
 // View is the cluster's alarms as one. It implements what the console
 // reads (console.Alarms).
 type View struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	queue chan announcement
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	out  *announce.Queue[announcement]
 
 	mu     sync.Mutex
 	remote map[string]*remote // other hubs' alarms, by id
@@ -102,7 +103,7 @@ type View struct {
 	owned  []bool             // nil until the first Own
 	nc     *nats.Conn         // set by Run once connected
 
-	announced, dropped, applied, stale, routed atomic.Uint64
+	applied, stale, routed atomic.Uint64
 }
 
 type remote struct {
@@ -128,8 +129,10 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &View{cfg: cfg, deps: deps, log: deps.Log.With("component", "alarmview"),
-		queue: make(chan announcement, queueSize), remote: map[string]*remote{}}, nil
+	log := deps.Log.With("component", "alarmview")
+	return &View{cfg: cfg, deps: deps, log: log, remote: map[string]*remote{},
+		out: announce.New[announcement](announceSubject+cfg.Hub, queueSize, log,
+			"alarm announcements lost; other hubs show these alarms as the shared store has them")}, nil
 }
 
 // UseStore sets the shared store, once it is open and before Run.
@@ -138,11 +141,7 @@ func (v *View) UseStore(s Store) { v.deps.Store = s }
 // Record announces one transition of this hub's engine; it never blocks,
 // so it can sit in alarm.Options.OnTransition beside the store.
 func (v *View) Record(a alarm.Alarm, t alarm.Transition) {
-	select {
-	case v.queue <- announcement{Hub: v.cfg.Hub, Alarm: a, Transition: t}:
-	default:
-		v.dropped.Add(1)
-	}
+	v.out.Put(announcement{Hub: v.cfg.Hub, Alarm: a, Transition: t})
 }
 
 // Stats are the view's counters, for /healthz.
@@ -160,7 +159,7 @@ func (v *View) Stats() Stats {
 	v.mu.Lock()
 	n := len(v.remote)
 	v.mu.Unlock()
-	return Stats{Remote: n, Announced: v.announced.Load(), Dropped: v.dropped.Load(), Applied: v.applied.Load(),
+	return Stats{Remote: n, Announced: v.out.Sent(), Dropped: v.out.Dropped(), Applied: v.applied.Load(),
 		Stale: v.stale.Load(), Routed: v.routed.Load()}
 }
 
@@ -188,37 +187,8 @@ func (v *View) Run(ctx context.Context) error {
 	v.nc = nc
 	v.mu.Unlock()
 	v.seed(ctx)
-	var reported uint64
-	for {
-		select {
-		case <-ctx.Done():
-			for len(v.queue) > 0 {
-				v.publish(nc, <-v.queue)
-			}
-			if err := nc.Flush(); err != nil {
-				v.log.Warn("last alarm announcements may not have left", "err", err)
-			}
-			return nil
-		case a := <-v.queue:
-			v.publish(nc, a)
-		}
-		if d := v.dropped.Load(); d != reported {
-			v.log.Error("alarm announcements lost; other hubs show these alarms as the shared store has them", "dropped_total", d, "new", d-reported)
-			reported = d
-		}
-	}
-}
-
-func (v *View) publish(nc *nats.Conn, a announcement) {
-	b, err := json.Marshal(a)
-	if err == nil {
-		err = nc.Publish(announceSubject+v.cfg.Hub, b)
-	}
-	if err != nil {
-		v.dropped.Add(1)
-		return
-	}
-	v.announced.Add(1)
+	v.out.Run(ctx, nc)
+	return nil
 }
 
 // seed puts the store's open alarms of the partitions this hub does not

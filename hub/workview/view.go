@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/citywatch/citywatch/hub/internal/announce"
 	"github.com/citywatch/citywatch/hub/workorder"
 )
 
@@ -70,17 +71,17 @@ const (
 // View is the cluster side of this hub's work orders: workorder.Leader for
 // its Manager.
 type View struct {
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	queue chan announcement
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	out  *announce.Queue[announcement]
 
 	mu     sync.Mutex
 	m      Manager
 	nc     *nats.Conn // set by Run once connected
 	keeper string     // the hub last heard announcing
 
-	announced, dropped, applied, asked, reloads atomic.Uint64
+	applied, asked, reloads atomic.Uint64
 }
 
 type announcement struct {
@@ -104,7 +105,9 @@ func New(cfg Config, deps Deps) (*View, error) {
 	if cfg.NATSURL == "" || cfg.Hub == "" || deps.Leads == nil || deps.Log == nil {
 		return nil, errors.New("workview: NATS URL, hub id, a lease and a log are required")
 	}
-	return &View{cfg: cfg, deps: deps, log: deps.Log.With("component", "workview"), queue: make(chan announcement, queueSize)}, nil
+	log := deps.Log.With("component", "workview")
+	return &View{cfg: cfg, deps: deps, log: log, out: announce.New[announcement](announceSubject+cfg.Hub, queueSize, log,
+		"work-order announcements lost; other hubs show these orders as the shared store has them from their next reload")}, nil
 }
 
 // Serve sets the Manager whose orders the view shares (made with the view
@@ -125,11 +128,7 @@ func (v *View) Announce(ev workorder.Event) {
 	if m := v.manager(); m == nil || !m.Leading() {
 		return
 	}
-	select {
-	case v.queue <- announcement{Hub: v.cfg.Hub, Event: ev}:
-	default:
-		v.dropped.Add(1)
-	}
+	v.out.Put(announcement{Hub: v.cfg.Hub, Event: ev})
 }
 
 func (v *View) manager() Manager {
@@ -156,7 +155,7 @@ func (v *View) Stats() Stats {
 	if m := v.manager(); m != nil && m.Leading() {
 		keeper = v.cfg.Hub
 	}
-	return Stats{Keeper: keeper, Announced: v.announced.Load(), Dropped: v.dropped.Load(), Applied: v.applied.Load(),
+	return Stats{Keeper: keeper, Announced: v.out.Sent(), Dropped: v.out.Dropped(), Applied: v.applied.Load(),
 		Asked: v.asked.Load(), Reloads: v.reloads.Load()}
 }
 
@@ -183,37 +182,8 @@ func (v *View) Run(ctx context.Context) error {
 	v.mu.Lock()
 	v.nc = nc
 	v.mu.Unlock()
-	var reported uint64
-	for {
-		select {
-		case <-ctx.Done():
-			for len(v.queue) > 0 {
-				v.publish(nc, <-v.queue)
-			}
-			if err := nc.Flush(); err != nil {
-				v.log.Warn("last work-order announcements may not have left", "err", err)
-			}
-			return nil
-		case a := <-v.queue:
-			v.publish(nc, a)
-		}
-		if d := v.dropped.Load(); d != reported {
-			v.log.Error("work-order announcements lost; other hubs show these orders as the shared store has them from their next reload", "dropped_total", d, "new", d-reported)
-			reported = d
-		}
-	}
-}
-
-func (v *View) publish(nc *nats.Conn, a announcement) {
-	b, err := json.Marshal(a)
-	if err == nil {
-		err = nc.Publish(announceSubject+v.cfg.Hub, b)
-	}
-	if err != nil {
-		v.dropped.Add(1)
-		return
-	}
-	v.announced.Add(1)
+	v.out.Run(ctx, nc)
+	return nil
 }
 
 // onAnnouncement applies another hub's change. The first change heard
