@@ -215,6 +215,20 @@ func startHubProcess(b testing.TB, o hubProcessOptions) *hubProcess {
 	)
 	h.env = append(h.env, o.env...)
 	h.base = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if prev := o.accountsOf; prev != nil {
+		// The hubs of a cluster append to one audit chain under one key,
+		// as an operator sets them up.
+		key, err := os.ReadFile(filepath.Join(prev.data, "audit.key"))
+		if err == nil {
+			err = os.MkdirAll(h.data, 0o700)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(h.data, "audit.key"), key, 0o600)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 	if prev := cmp.Or(o.successorOf, o.accountsOf); prev != nil {
 		h.api = prev.api.at(h.base)
 	} else {

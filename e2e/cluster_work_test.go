@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/citywatch/citywatch/agent/sim"
+	"github.com/citywatch/citywatch/hub/audit"
 	"github.com/citywatch/citywatch/hub/auth"
 	"github.com/citywatch/citywatch/hub/cluster"
 	"github.com/citywatch/citywatch/hub/workorder"
@@ -27,7 +28,8 @@ const quickWorkYAML = "workorders: {grace: 2s, hold: 3s}\n"
 // and adds a photo, which the keeper records and serves. The keeper is
 // killed: the survivor takes the orders over from PostgreSQL, and when
 // the camera recovers the same order closes itself there, its trail whole
-// and in order, and no second order is opened.
+// and in order, and no second order is opened. Both hubs write one audit
+// trail, which an auditor reads and verifies on either.
 func TestClusterWorkOrders(t *testing.T) {
 	const partitions = 16
 	srv := testenv.NATS(t)
@@ -121,6 +123,21 @@ func TestClusterWorkOrders(t *testing.T) {
 		t.Fatalf("the photo taken on %s, from %s: %d, %d bytes", otherName, keeperName, res.StatusCode, len(got))
 	}
 
+	// One audit trail: an auditor on the keeper reads what the crew did
+	// on the other hub.
+	auditor := hubA.token(t, "auditor-li", auth.Auditor, auth.Everything).at(keeper.base)
+	var trail struct {
+		Records []audit.Record `json:"records"`
+	}
+	auditor.getJSON(t, "api/audit?actor="+url.QueryEscape(crew.name), &trail)
+	var did []string
+	for _, r := range trail.Records {
+		did = append(did, r.Action)
+	}
+	if !slices.Contains(did, "workorder.start") || !slices.Contains(did, "workorder.photo") {
+		t.Errorf("the trail on %s of what %s did on %s: %v", keeperName, crew.name, otherName, did)
+	}
+
 	// The keeper dies; the camera comes back.
 	if err := keeper.cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown code runs
 		t.Fatal(err)
@@ -157,6 +174,12 @@ func TestClusterWorkOrders(t *testing.T) {
 	var l orderList
 	if err := other.get("api/workorders?state=all&device="+url.QueryEscape(cam), &l); err != nil || l.Total != 1 {
 		t.Errorf("orders of %s on %s after the takeover: %d %v (%v)", cam, otherName, l.Total, l.Orders, err)
+	}
+	// Both hubs appended to the chain, which verifies whole.
+	var rep audit.Report
+	auditor.at(other.base).getJSON(t, "api/audit/verify", &rep)
+	if !rep.OK || rep.Records < 4 {
+		t.Errorf("the cluster's audit trail, verified on %s: %+v", otherName, rep)
 	}
 }
 

@@ -287,15 +287,16 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	return a, nil
 }
 
-// openStores opens the audit trail and the identity database in data_dir,
-// creating the directory readable by the hub's user only.
+// openStores opens the audit trail and the identity database — in
+// data_dir, or the cluster's PostgreSQL — creating data_dir readable by
+// the hub's user only (the audit chain's key is there).
 func (a *App) openStores() error {
 	dir := a.cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	var err error
-	a.audit, err = audit.Open(filepath.Join(dir, "audit.db"),
+	a.audit, err = audit.Open(a.cfg.SharedDB("audit.db"),
 		audit.Options{KeyFile: filepath.Join(dir, "audit.key"), Retention: a.cfg.Audit.Retention},
 		audit.Deps{Log: a.log, Metrics: a.metrics})
 	if err != nil {

@@ -61,9 +61,10 @@ type Deps struct {
 // Prune are safe for concurrent use, also by other processes on the same
 // file; Run runs at most once at a time.
 type Log struct {
-	w   *sql.DB // one connection: this process's writes go one at a time
-	r   *sql.DB // reads, never writes
-	key []byte
+	w       *sql.DB // one connection: this process's writes go one at a time
+	r       *sql.DB // reads, never writes (w itself on PostgreSQL)
+	dialect schema.Dialect
+	key     []byte
 	fp  string
 	log *slog.Logger
 
@@ -99,8 +100,10 @@ type result struct {
 	err error
 }
 
-// Open opens or creates the audit database at path, brings its schema up
-// to date and loads the chain key. It starts nothing.
+// Open opens or creates the audit database at path — an SQLite file, or
+// a postgres:// URL of the database a cluster's hubs share, whose chain
+// they all append to — brings its schema up to date and loads the chain
+// key. It starts nothing.
 func Open(path string, opts Options, deps Deps) (*Log, error) {
 	switch {
 	case deps.Log == nil:
@@ -119,37 +122,29 @@ func Open(path string, opts Options, deps Deps) (*Log, error) {
 		logger.Warn("audit key file is readable by other users; whoever reads it can rewrite the chain",
 			"file", opts.KeyFile, "mode", info.Mode().Perm().String())
 	}
-	// The trail names people and their addresses: a new database is
-	// readable by the hub's user only (SQLite gives its WAL the same mode).
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-		f.Close()
-	} else if !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("audit: create %s: %w", path, err)
+	var (
+		w, r    *sql.DB
+		dialect schema.Dialect
+	)
+	if schema.IsPostgres(path) {
+		dialect = schema.Postgres
+		w, err = openPostgres(path)
+		r = w
+	} else {
+		w, r, err = openSQLite(path)
 	}
-	w, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
-		return nil, fmt.Errorf("audit: open %s: %w", path, err)
-	}
-	w.SetMaxOpenConns(1)
-	if err := schema.Migrate(w, migrations); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+		return nil, fmt.Errorf("audit: open %s: %w", schema.Redact(path), err)
 	}
 	fp := fingerprint(key)
-	if err := checkKey(w, fp); err != nil {
-		w.Close()
+	if err := checkKey(w, dialect, fp); err != nil {
+		errors.Join(r.Close(), w.Close()) //nolint:errcheck // the key's error is the one to report
 		hint := ""
 		if created {
 			hint = " (the key file was missing and a new key was made; restore the old key file)"
 		}
-		return nil, fmt.Errorf("audit: open %s with key %s: %w%s", path, opts.KeyFile, err, hint)
+		return nil, fmt.Errorf("audit: open %s with key %s: %w%s", schema.Redact(path), opts.KeyFile, err, hint)
 	}
-	r, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("audit: open %s: %w", path, err)
-	}
-	r.SetMaxOpenConns(readConns)
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -159,7 +154,7 @@ func Open(path string, opts Options, deps Deps) (*Log, error) {
 		reg = metrics.NewRegistry() // nobody scrapes it
 	}
 	l := &Log{
-		w: w, r: r, key: key, fp: fp, log: logger, now: now, retention: opts.Retention,
+		w: w, r: r, dialect: dialect, key: key, fp: fp, log: logger, now: now, retention: opts.Retention,
 		wake: make(chan struct{}, 1), healthy: true, since: now(),
 		records: reg.Counter("citywatch_audit_records_total", "Audit records appended."),
 		commits: reg.Counter("citywatch_audit_commits_total",
@@ -173,6 +168,30 @@ func Open(path string, opts Options, deps Deps) (*Log, error) {
 		logger.Info("audit key created", "file", opts.KeyFile, "fingerprint", fp)
 	}
 	return l, nil
+}
+
+// openSQLite opens the writer and the readers of the file at path,
+// creating it if missing, with its schema up to date.
+func openSQLite(path string) (w, r *sql.DB, err error) {
+	// The trail names people and their addresses: a new database is
+	// readable by the hub's user only (SQLite gives its WAL the same mode).
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, nil, err
+	}
+	if w, err = sql.Open("sqlite", dsn(path, true)); err != nil {
+		return nil, nil, err
+	}
+	w.SetMaxOpenConns(1)
+	if err := schema.Migrate(w, migrations); err != nil {
+		return nil, nil, errors.Join(err, w.Close())
+	}
+	if r, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		return nil, nil, errors.Join(err, w.Close())
+	}
+	r.SetMaxOpenConns(readConns)
+	return w, r, nil
 }
 
 func dsn(path string, write bool) string {
@@ -194,8 +213,8 @@ func dsn(path string, write bool) string {
 
 // checkKey records the key's fingerprint in a new database and refuses a
 // database started with another key.
-func checkKey(db *sql.DB, fp string) error {
-	if _, err := db.Exec(`INSERT OR IGNORE INTO meta (name, value) VALUES ('key_fingerprint', ?)`, fp); err != nil {
+func checkKey(db *sql.DB, d schema.Dialect, fp string) error {
+	if _, err := db.Exec(d.SQL(`INSERT INTO meta (name, value) VALUES ('key_fingerprint', ?) ON CONFLICT (name) DO NOTHING`), fp); err != nil {
 		return fmt.Errorf("record key fingerprint: %w", err)
 	}
 	var want string
@@ -211,7 +230,11 @@ func checkKey(db *sql.DB, fp string) error {
 
 // Close closes the database. Call it after Run has returned.
 func (l *Log) Close() error {
-	if err := errors.Join(l.r.Close(), l.w.Close()); err != nil {
+	err := l.w.Close()
+	if l.r != l.w {
+		err = errors.Join(l.r.Close(), err)
+	}
+	if err != nil {
 		return fmt.Errorf("audit: close: %w", err)
 	}
 	return nil
@@ -341,13 +364,21 @@ func (l *Log) commit(ctx context.Context, recs []Record) error {
 	return nil
 }
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
+// write runs fn in a write transaction and commits it: BEGIN IMMEDIATE on
+// SQLite, the chain's advisory lock on PostgreSQL, so that no other
+// process (the command line, another hub) appends between the head fn
+// reads and what it inserts.
 func (l *Log) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if l.dialect == schema.Postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgLock)); err != nil {
+			return fmt.Errorf("lock the chain: %w", err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -372,7 +403,7 @@ func (l *Log) appendTx(ctx context.Context, tx *sql.Tx, recs []Record) error {
 	if err != nil {
 		return fmt.Errorf("head record %d: %w; run verify", seq, err)
 	}
-	stmt, err := tx.PrepareContext(ctx, insertRecord)
+	stmt, err := tx.PrepareContext(ctx, l.dialect.SQL(insertRecord))
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
@@ -414,7 +445,7 @@ func head(ctx context.Context, q rowQuerier) (seq uint64, hash string, err error
 // them down can later detect, with VerifyHead, that records up to there
 // were removed.
 func (l *Log) Head(ctx context.Context) (seq uint64, hash string, err error) {
-	tx, err := l.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := l.r.BeginTx(ctx, l.snapshot())
 	if err != nil {
 		return 0, "", fmt.Errorf("audit: head: %w", err)
 	}
@@ -424,6 +455,16 @@ func (l *Log) Head(ctx context.Context) (seq uint64, hash string, err error) {
 		return 0, "", fmt.Errorf("audit: %w", err)
 	}
 	return seq, hash, nil
+}
+
+// snapshot is how reads that must see one state (the anchor and the
+// records after it) begin: SQLite's read transaction is one snapshot;
+// PostgreSQL's needs REPEATABLE READ.
+func (l *Log) snapshot() *sql.TxOptions {
+	if l.dialect == schema.Postgres {
+		return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	return &sql.TxOptions{ReadOnly: true}
 }
 
 // setHealth records the outcome of a write.

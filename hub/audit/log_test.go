@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/citywatch/citywatch/hub/metrics"
+	"github.com/citywatch/citywatch/internal/testenv"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -46,9 +47,17 @@ type env struct {
 	dir, db, key string
 }
 
+// onPostgres, set while TestPostgres runs tests again, puts newEnv's
+// database in PostgreSQL (a database of the test's own).
+var onPostgres bool
+
 func newEnv(t testing.TB) env {
 	dir := t.TempDir()
-	return env{dir: dir, db: filepath.Join(dir, "audit.db"), key: filepath.Join(dir, "audit.key")}
+	e := env{dir: dir, db: filepath.Join(dir, "audit.db"), key: filepath.Join(dir, "audit.key")}
+	if onPostgres {
+		e.db = testenv.Postgres(t)
+	}
+	return e
 }
 
 // open opens the env's log, closed at the end of the test.
@@ -74,7 +83,11 @@ func (e env) open(t testing.TB, opts Options, deps Deps) *Log {
 // without the log's code.
 func (e env) attacker(t testing.TB) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+e.db+"?_pragma=busy_timeout(5000)")
+	driver, dsn := "sqlite", "file:"+e.db+"?_pragma=busy_timeout(5000)"
+	if onPostgres {
+		driver, dsn = "pgx", e.db+"&search_path="+pgSchema
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +98,9 @@ func (e env) attacker(t testing.TB) *sql.DB {
 func exec(t testing.TB, db *sql.DB, stmts ...string) {
 	t.Helper()
 	for _, s := range stmts {
+		if name, ok := strings.CutPrefix(s, "DROP TRIGGER "); ok && onPostgres {
+			s += " ON " + name[:strings.IndexByte(name, '_')] // PostgreSQL's triggers are their table's
+		}
 		if _, err := db.Exec(s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}

@@ -60,12 +60,12 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int, error) {
 // anchor, returning the new anchor's seq and how many were deleted.
 func (l *Log) pruneTx(ctx context.Context, tx *sql.Tx, before time.Time) (last uint64, n int, err error) {
 	var keep sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT MIN(seq) FROM records WHERE at >= ?`, before.UnixNano()).Scan(&keep); err != nil {
+	if err := tx.QueryRowContext(ctx, l.dialect.SQL(`SELECT MIN(seq) FROM records WHERE at >= ?`), before.UnixNano()).Scan(&keep); err != nil {
 		return 0, 0, fmt.Errorf("find cut-off: %w", err)
 	}
 	q, args := `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`, []any(nil)
 	if keep.Valid {
-		q, args = `SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1`, []any{keep.Int64}
+		q, args = l.dialect.SQL(`SELECT seq, hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1`), []any{keep.Int64}
 	}
 	var hash string
 	switch err := tx.QueryRowContext(ctx, q, args...).Scan(&last, &hash); {
@@ -81,7 +81,7 @@ func (l *Log) pruneTx(ctx context.Context, tx *sql.Tx, before time.Time) (last u
 	if _, err := tx.ExecContext(ctx, `INSERT INTO prune_guard (id) VALUES (1)`); err != nil {
 		return 0, 0, fmt.Errorf("open guard: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM records WHERE seq <= ?`, int64(last))
+	res, err := tx.ExecContext(ctx, l.dialect.SQL(`DELETE FROM records WHERE seq <= ?`), int64(last))
 	if err != nil {
 		return 0, 0, fmt.Errorf("delete: %w", err)
 	}
@@ -89,7 +89,7 @@ func (l *Log) pruneTx(ctx context.Context, tx *sql.Tx, before time.Time) (last u
 	if err != nil {
 		return 0, 0, fmt.Errorf("delete: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE anchor SET seq = ?, hash = ?, mac = ? WHERE id = 1`,
+	if _, err := tx.ExecContext(ctx, l.dialect.SQL(`UPDATE anchor SET seq = ?, hash = ?, mac = ? WHERE id = 1`),
 		int64(last), hash, newChain(l.key).anchorMAC(last, raw)); err != nil {
 		return 0, 0, fmt.Errorf("move anchor: %w", err)
 	}

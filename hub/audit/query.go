@@ -202,7 +202,7 @@ func (l *Log) scan(ctx context.Context, f Filter, oldestFirst bool, limit int) i
 			q += ` LIMIT ?`
 			args = append(args, limit)
 		}
-		rows, err := l.r.QueryContext(ctx, q, args...)
+		rows, err := l.r.QueryContext(ctx, l.dialect.SQL(q), args...)
 		if err != nil {
 			yield(Record{}, err)
 			return

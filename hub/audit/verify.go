@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -92,7 +91,7 @@ func (l *Log) VerifyHead(ctx context.Context, cp Checkpoint) (Report, error) {
 			return Report{}, fmt.Errorf("audit: verify: %w", err)
 		}
 	}
-	tx, err := l.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := l.r.BeginTx(ctx, l.snapshot())
 	if err != nil {
 		return Report{}, fmt.Errorf("audit: verify: %w", err)
 	}

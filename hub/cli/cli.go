@@ -223,7 +223,7 @@ func open(path string, stdio IO) (*admin, error) {
 	}
 	log := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a := &admin{cfg: cfg, actor: identity.Actor{Name: "cli:" + osUser(), Role: "cli", Remote: "local"}}
-	a.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit.db"),
+	a.audit, err = audit.Open(cfg.SharedDB("audit.db"),
 		audit.Options{KeyFile: filepath.Join(cfg.DataDir, "audit.key"), Retention: cfg.Audit.Retention},
 		audit.Deps{Log: log})
 	if err != nil {
