@@ -65,8 +65,8 @@ type Log struct {
 	r       *sql.DB // reads, never writes (w itself on PostgreSQL)
 	dialect schema.Dialect
 	key     []byte
-	fp  string
-	log *slog.Logger
+	fp      string
+	log     *slog.Logger
 
 	now       func() time.Time
 	retention time.Duration
