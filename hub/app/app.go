@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,8 +91,9 @@ type App struct {
 	coverage   *coverage.Model
 	workDB     *workorder.DBStore
 	// workView shares the work orders with the cluster's other hubs (nil
-	// without a cluster).
+	// without a cluster); keeping serialises keepWork.
 	workView   *workview.View
+	keeping    sync.Mutex
 	work       *workorder.Manager
 	handoverDB *handover.Store
 	handover   *handover.Service
@@ -373,11 +375,20 @@ const workKey = "workorders"
 // from the shared store and takes the alarms open across the city, whose
 // faults open orders once their grace has passed.
 func (a *App) keepWork(owns []bool) {
+	a.keeping.Lock()
+	defer a.keeping.Unlock()
 	keep := owns[cluster.Partition(workKey, len(owns))]
 	switch {
 	case keep && !a.work.Leading():
 		if err := a.work.TakeLead(a.alarmView.Alarms(alarm.Filter{})); err != nil {
-			a.log.Error("work orders not taken over; trying again at the next change of partitions", "err", err)
+			// Nobody keeps the orders meanwhile: try again soon, with the
+			// partitions this hub owns then.
+			a.log.Error("work orders not taken over; trying again in 5 s", "err", err)
+			time.AfterFunc(5*time.Second, func() {
+				if o := a.owned.Load(); o != nil {
+					a.keepWork(o.owns)
+				}
+			})
 		}
 	case !keep && a.work.Leading():
 		if err := a.work.StandDown(); err != nil {
