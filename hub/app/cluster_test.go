@@ -20,12 +20,13 @@ func TestClusterHealth(t *testing.T) {
 	st := cluster.Status{Hub: "hub-a", Ready: true, Owned: []int{0, 3}, Consumers: cluster.ConsumerStats{Applied: 7, Followed: 5},
 		View: cluster.PublishStats{Records: 11, Inventories: 2}}
 	av := alarmview.Stats{Remote: 4, Applied: 9, Announced: 3}
-	wv := workview.Stats{Keeper: "hub-b", Applied: 6, Asked: 2}
+	wv := workview.Stats{Keeper: "hub-b", Applied: 6, Asked: 2, Refused: 5}
 	if h := clusterHealth(st, av, wv); h.Status != console.HealthOK || !strings.Contains(h.Reason, "consumes 2 partitions [0 3]") ||
 		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") ||
 		!strings.Contains(h.Reason, "records of its agents sent to the others 11 (inventories 2)") ||
 		!strings.Contains(h.Reason, "alarms of other hubs in view 4, their changes applied 9") ||
-		!strings.Contains(h.Reason, "work orders kept by hub-b, changes applied here 6, asked of the keeper 2") {
+		!strings.Contains(h.Reason, "work orders kept by hub-b, changes applied here 6, asked of the keeper 2") ||
+		!strings.Contains(h.Reason, "refused after its lease ran out 5") {
 		t.Errorf("ready: %+v", h)
 	}
 	st.Consumers.BadSubject = 2

@@ -124,7 +124,8 @@ func (m *Manager) writableLocked() bool {
 		return false
 	}
 	if m.deps.Leader != nil && !m.deps.Leader.Leads() {
-		m.refused.Add(1)
+		n := m.refused.Add(1)
+		m.log.Warn("work-order change not made: this hub's lease ran out under it; the hub keeping the orders now makes it", "refused_total", n)
 		return false
 	}
 	return true

@@ -36,6 +36,7 @@ import (
 // Manager is this hub's work orders (hub/workorder's Manager).
 type Manager interface {
 	Leading() bool
+	Refused() uint64
 	Execute(c workorder.Command) (workorder.Event, error)
 	Mirror(ev workorder.Event) bool
 	Reload() error
@@ -145,6 +146,7 @@ type Stats struct {
 	Applied   uint64 `json:"applied"`   // other hubs' changes applied
 	Asked     uint64 `json:"asked"`     // changes asked of the keeper
 	Reloads   uint64 `json:"reloads"`   // the orders read again on hearing a new keeper
+	Refused   uint64 `json:"refused"`   // changes this hub did not make: its lease ran out under it
 }
 
 // Stats reports the counters.
@@ -152,11 +154,15 @@ func (v *View) Stats() Stats {
 	v.mu.Lock()
 	keeper := v.keeper
 	v.mu.Unlock()
-	if m := v.manager(); m != nil && m.Leading() {
-		keeper = v.cfg.Hub
+	var refused uint64
+	if m := v.manager(); m != nil {
+		refused = m.Refused()
+		if m.Leading() {
+			keeper = v.cfg.Hub
+		}
 	}
 	return Stats{Keeper: keeper, Announced: v.out.Sent(), Dropped: v.out.Dropped(), Applied: v.applied.Load(),
-		Asked: v.asked.Load(), Reloads: v.reloads.Load()}
+		Asked: v.asked.Load(), Reloads: v.reloads.Load(), Refused: refused}
 }
 
 // Run connects to NATS, applies the keeper's announcements, answers the

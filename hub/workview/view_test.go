@@ -161,10 +161,11 @@ func TestOneCityOfWorkOrders(t *testing.T) {
 	}
 	trail(t, b, o.ID, 3, workorder.ActNote)
 	trail(t, a, o.ID, 3, workorder.ActNote)
-	if st := a.view.Stats(); st.Keeper != "hub-b" || st.Reloads != 1 || st.Asked != 1 {
-		t.Errorf("hub a's view after the hand-over: %+v", st)
-	}
+	// b's announcement of the note reaches a after b's answer did.
 	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := a.view.Stats(); st.Keeper != "hub-b" || st.Reloads != 1 || st.Asked != 1 {
+			return fmt.Errorf("hub a's view after the hand-over: %+v", st)
+		}
 		if st := b.view.Stats(); st.Keeper != "hub-b" || st.Asked != 3 || st.Announced != 1 {
 			return fmt.Errorf("hub b's view: %+v", st)
 		}
