@@ -346,6 +346,12 @@ func (a *App) openWork(windows *maintenance.Schedule) error {
 	if a.workDB, err = workorder.OpenStore(a.cfg.SharedDB("workorders.db")); err != nil {
 		return err
 	}
+	// Photos were files in data_dir before they moved into the database.
+	if n, err := a.workDB.ImportPhotos(filepath.Join(a.cfg.DataDir, "photos")); err != nil {
+		a.log.Error("work-order photos kept as files not all imported; the rest stay in data_dir/photos", "imported", n, "err", err)
+	} else if n > 0 {
+		a.log.Info("work-order photos kept as files imported into the database", "photos", n)
+	}
 	deps := workorder.Deps{Log: a.log, Fleet: a.fleet, Store: a.workDB, Prober: ingestProber{a}, Coverage: a.coverage, OnEvent: a.onWorkOrder}
 	if c := a.cfg.Cluster; c.Enabled() {
 		// One hub keeps the orders: the owner of the partition "workorders"

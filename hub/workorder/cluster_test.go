@@ -1,9 +1,13 @@
 package workorder
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -213,4 +217,48 @@ func TestStoreRefusesATakenID(t *testing.T) {
 			t.Errorf("a photo never kept: %v", err)
 		}
 	})
+}
+
+// Photos an earlier hub kept as files move into the database, once; a
+// file that is not the picture its name says stays, and is reported.
+func TestImportPhotos(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "photos")
+	pic := []byte("\xFF\xD8\xFF\xE0 an old picture")
+	sum := sha256.Sum256(pic)
+	sha := hex.EncodeToString(sum[:])
+	write := func(name string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, sha[:2], sha+".jpg"), pic)
+	st, err := OpenStore(filepath.Join(t.TempDir(), "workorders.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.ImportPhotos(dir); err != nil || n != 1 {
+		t.Fatalf("import: %d %v", n, err)
+	}
+	if got, err := st.Photo(sha); err != nil || string(got) != string(pic) {
+		t.Fatalf("imported photo: %q %v", got, err)
+	}
+	if _, err := os.Stat(dir + ".imported"); err != nil {
+		t.Errorf("the imported directory was not set aside: %v", err)
+	}
+	if n, err := st.ImportPhotos(dir); err != nil || n != 0 {
+		t.Errorf("a second start imported %d (%v)", n, err)
+	}
+	bad := strings.Repeat("ab", 32)
+	write(filepath.Join(dir, "ab", bad+".jpg"), pic)
+	if n, err := st.ImportPhotos(dir); err == nil || n != 0 || !strings.Contains(err.Error(), bad) {
+		t.Errorf("a file that is not its name's picture: %d %v", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ab", bad+".jpg")); err != nil {
+		t.Errorf("the refused file was moved: %v", err)
+	}
 }

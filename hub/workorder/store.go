@@ -1,10 +1,14 @@
 package workorder
 
 import (
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -190,4 +194,42 @@ func (s *DBStore) Photo(sha string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	return data, err
+}
+
+// ImportPhotos moves into the database the photos an earlier hub kept as
+// files, dir/<2 hex>/<sha256>.jpg or .png, so that the orders naming them
+// still show them; then it renames dir to dir.imported, so the next start
+// does not read it again. A missing dir imports nothing. A file whose
+// content is not its name's picture is left where it is and reported.
+func (s *DBStore) ImportPhotos(dir string) (int, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*"))
+	if err != nil || len(files) == 0 {
+		return 0, err
+	}
+	types := map[string]string{".jpg": "image/jpeg", ".png": "image/png"}
+	var n int
+	var errs []error
+	for _, f := range files {
+		ext := filepath.Ext(f)
+		sha := strings.TrimSuffix(filepath.Base(f), ext)
+		data, err := os.ReadFile(f)
+		if err == nil {
+			sum := sha256.Sum256(data)
+			if hex.EncodeToString(sum[:]) != sha || types[ext] == "" {
+				err = errors.New("not the picture its name says")
+			}
+		}
+		if err == nil {
+			err = s.PutPhoto(sha, types[ext], data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+			continue
+		}
+		n++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("workorder: import photos: %w", err)
+	}
+	return n, os.Rename(dir, dir+".imported")
 }
