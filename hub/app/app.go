@@ -1256,11 +1256,11 @@ func clusterHealth(st cluster.Status, av alarmview.Stats, wv workview.Stats) con
 		"failing now %d; deliveries read again after a gap %d; acknowledged before the metric store had them %d; "+
 		"records of its agents sent to the others %d (inventories %d), not stored yet %d; "+
 		"alarms of other hubs in view %d, their changes applied %d, stale %d; this hub's announced %d, not announced %d; actions routed %d; "+
-		"work orders kept by %s, changes applied here %d, asked of the keeper %d, read again %d; this hub's announced %d, not announced %d, "+
+		"work orders kept by %s, changes applied here %d (missed and read again %d), asked of the keeper %d, read again %d; this hub's announced %d, not announced %d, "+
 		"refused after its lease ran out %d",
 		st.Hub, len(st.Owned), st.Owned, st.Leases.Claimed, st.Leases.Lost, c.Applied, c.Followed, c.BadSubject, c.StoodDown, c.Errors,
 		c.Restarts, c.Failing, c.Gaps, c.Unstored, st.View.Records, st.View.Inventories, st.View.Failed, av.Remote, av.Applied, av.Stale, av.Announced, av.Dropped, av.Routed,
-		cmp.Or(wv.Keeper, "no hub yet"), wv.Applied, wv.Asked, wv.Reloads, wv.Announced, wv.Dropped, wv.Refused)}
+		cmp.Or(wv.Keeper, "no hub yet"), wv.Applied, wv.Gaps, wv.Asked, wv.Reloads, wv.Announced, wv.Dropped, wv.Refused)}
 	// A failing consumer is being tried again (and logged); while it
 	// fails its partition is not applied, or not followed, here.
 	if c.BadSubject > 0 || av.Dropped > 0 || wv.Dropped > 0 || c.Failing > 0 {

@@ -25,7 +25,7 @@ func TestClusterHealth(t *testing.T) {
 		!strings.Contains(h.Reason, "applied 7, followed 5, dropped outside the contract 0") ||
 		!strings.Contains(h.Reason, "records of its agents sent to the others 11 (inventories 2)") ||
 		!strings.Contains(h.Reason, "alarms of other hubs in view 4, their changes applied 9") ||
-		!strings.Contains(h.Reason, "work orders kept by hub-b, changes applied here 6, asked of the keeper 2") ||
+		!strings.Contains(h.Reason, "work orders kept by hub-b, changes applied here 6 (missed and read again 0), asked of the keeper 2") ||
 		!strings.Contains(h.Reason, "refused after its lease ran out 5") {
 		t.Errorf("ready: %+v", h)
 	}

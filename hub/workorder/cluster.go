@@ -204,20 +204,34 @@ func (m *Manager) count() int {
 // ev.Changes-th of its trail (a change without a transition leaves the
 // trail as it is). What the view already has is left alone, so an answer
 // applied by do and its announcement count once. A change applied goes
-// to OnEvent, as this hub's own do; it reports whether there was one.
+// to OnEvent, as this hub's own do; it reports whether there was one. A
+// change after a gap (an announcement lost on the way) makes the Manager
+// read the orders again from the store, which has every change the keeper
+// announced (counted: Gaps).
 func (m *Manager) Mirror(ev Event) bool {
-	if !m.mirror(ev) {
-		return false
+	changed, gap := m.mirror(ev)
+	if gap {
+		n := m.gaps.Add(1)
+		if err := m.load(); err != nil {
+			m.log.Error("work-order announcement missed, and the orders not read again; the view lacks it until the next change", "order", ev.Order.ID, "gaps_total", n, "err", err)
+		} else {
+			m.log.Info("work-order announcement missed: orders read again from the store", "order", ev.Order.ID, "gaps_total", n)
+		}
 	}
-	m.flush()
-	return true
+	if changed {
+		m.flush()
+	}
+	return changed
 }
 
-func (m *Manager) mirror(ev Event) bool {
+// Gaps is how many announcements this hub found missing (Mirror).
+func (m *Manager) Gaps() uint64 { return m.gaps.Load() }
+
+func (m *Manager) mirror(ev Event) (changed, gap bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.leading {
-		return false // this hub's own orders are the record
+		return false, false // this hub's own orders are the record
 	}
 	n, have := ev.Changes, 0
 	e := m.orders[ev.Order.ID]
@@ -225,18 +239,16 @@ func (m *Manager) mirror(ev Event) bool {
 		have = len(e.trail)
 	}
 	if n < have || (n == have && !ev.Transition.At.IsZero()) {
-		return false
+		return false, false
 	}
 	var trail []Transition
 	if e != nil {
 		trail = e.trail
 	}
 	if !ev.Transition.At.IsZero() {
-		// A gap (an announcement lost) leaves the trail short until the
-		// next reload; the store has all of it.
 		trail = append(trail, ev.Transition)
 	}
 	m.put(clone(ev.Order), trail)
 	m.events = append(m.events, ev)
-	return true
+	return true, n > len(trail)
 }

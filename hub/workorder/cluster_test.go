@@ -262,3 +262,27 @@ func TestImportPhotos(t *testing.T) {
 		t.Errorf("the refused file was moved: %v", err)
 	}
 }
+
+// An announcement lost on the way: the next one shows the gap, and the
+// follower reads the orders again, whole.
+func TestFollowerFillsAGap(t *testing.T) {
+	a, b, c := twoHubs(t, filepath.Join(t.TempDir(), "workorders.db"))
+	c.leader = a.m
+	if err := a.m.TakeLead(nil); err != nil {
+		t.Fatal(err)
+	}
+	id := a.cameraOrder("cam-1", alarm.Major)
+	announce := a.announce
+	a.announce = nil // the start's announcement is lost
+	if _, err := a.m.Act(id, ActStart, Request{Who: "wang"}); err != nil {
+		t.Fatal(err)
+	}
+	a.announce = announce
+	if _, err := a.m.Act(id, ActNote, Request{Who: "wang", Note: "parts ordered"}); err != nil {
+		t.Fatal(err)
+	}
+	o, trail, _ := b.m.Order(id)
+	if o.State != InProgress || len(trail) != 3 || trail[1].Action != ActStart || b.m.Gaps() != 1 {
+		t.Fatalf("the follower after a lost announcement: %s, trail %+v, gaps %d", o.State, trail, b.m.Gaps())
+	}
+}

@@ -125,6 +125,7 @@ type Manager struct {
 	events  []Event // to deliver once the lock is released
 	emit    sync.Mutex
 	refused atomic.Uint64 // changes not made: the lease ran out under this hub
+	gaps    atomic.Uint64 // announcements found missing
 
 	snaps       snapshots
 	closedShots chan string // orders closed verified, for their pictures

@@ -37,6 +37,7 @@ import (
 type Manager interface {
 	Leading() bool
 	Refused() uint64
+	Gaps() uint64
 	Execute(c workorder.Command) (workorder.Event, error)
 	Mirror(ev workorder.Event) bool
 	Reload() error
@@ -147,6 +148,7 @@ type Stats struct {
 	Asked     uint64 `json:"asked"`     // changes asked of the keeper
 	Reloads   uint64 `json:"reloads"`   // the orders read again on hearing a new keeper
 	Refused   uint64 `json:"refused"`   // changes this hub did not make: its lease ran out under it
+	Gaps      uint64 `json:"gaps"`      // announcements found missing, the orders read again
 }
 
 // Stats reports the counters.
@@ -154,15 +156,15 @@ func (v *View) Stats() Stats {
 	v.mu.Lock()
 	keeper := v.keeper
 	v.mu.Unlock()
-	var refused uint64
+	var refused, gaps uint64
 	if m := v.manager(); m != nil {
-		refused = m.Refused()
+		refused, gaps = m.Refused(), m.Gaps()
 		if m.Leading() {
 			keeper = v.cfg.Hub
 		}
 	}
 	return Stats{Keeper: keeper, Announced: v.out.Sent(), Dropped: v.out.Dropped(), Applied: v.applied.Load(),
-		Asked: v.asked.Load(), Reloads: v.reloads.Load(), Refused: refused}
+		Asked: v.asked.Load(), Reloads: v.reloads.Load(), Refused: refused, Gaps: gaps}
 }
 
 // Run connects to NATS, applies the keeper's announcements, answers the
