@@ -140,10 +140,11 @@ func (m *Manager) Refused() uint64 { return m.refused.Load() }
 func (m *Manager) Leading() bool { return m.leads() }
 
 // TakeLead makes this hub the one that keeps the orders: it reads them
-// from the shared store, as the last hub to keep them left them, and
-// takes active, the alarms open now, whose faults open or join orders
-// once their grace has passed, as if raised here (an alarm an order
-// already names is left alone).
+// from the shared store, as the last hub to keep them left them, brings
+// their devices' health up to date with the fleet, and takes active, the
+// alarms open now, whose faults open or join orders once their grace has
+// passed, as if raised here (an alarm an order already names is left
+// alone).
 func (m *Manager) TakeLead(active []alarm.Alarm) error {
 	if err := m.load(); err != nil {
 		return err
@@ -156,7 +157,18 @@ func (m *Manager) TakeLead(active []alarm.Alarm) error {
 		}
 	}
 	m.leading = true
+	// Devices whose health changed while no hub kept the orders (between
+	// the last keeper's end and now) count from now.
+	now := m.opts.Now()
+	for _, e := range m.orders {
+		for _, dev := range e.order.Devices {
+			if d, ok := m.deps.Fleet.Device(dev.ID); ok && !e.order.State.Terminal() && healthy(d.Status) != dev.Healthy {
+				m.health(&d, now)
+			}
+		}
+	}
 	m.mu.Unlock()
+	m.flush()
 	m.intake.Lock()
 	m.pending = map[string]alarm.Alarm{}
 	for _, a := range active {

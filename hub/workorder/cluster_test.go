@@ -286,3 +286,30 @@ func TestFollowerFillsAGap(t *testing.T) {
 		t.Fatalf("the follower after a lost announcement: %s, trail %+v, gaps %d", o.State, trail, b.m.Gaps())
 	}
 }
+
+// A device that recovers while no hub keeps the orders (the keeper dead,
+// its lease not yet taken): the next keeper sees it and closes the order
+// after the hold.
+func TestNewKeeperCatchesUpWithHealth(t *testing.T) {
+	a, b, c := twoHubs(t, filepath.Join(t.TempDir(), "workorders.db"))
+	c.leader = a.m
+	if err := a.m.TakeLead(nil); err != nil {
+		t.Fatal(err)
+	}
+	id := a.cameraOrder("cam-1", alarm.Major)
+	c.mu.Lock()
+	c.leader = nil
+	c.mu.Unlock()
+	b.now = a.now
+	b.status("cam-1", wire.StatusOnline, "") // nobody keeps the orders: nobody hears it
+	c.mu.Lock()
+	c.leader = b.m
+	c.mu.Unlock()
+	if err := b.m.TakeLead(nil); err != nil {
+		t.Fatal(err)
+	}
+	b.at(b.now.Sub(t0) + time.Minute)
+	if o, _, _ := b.m.Order(id); o.State != Closed || o.Resolution != "recovered" {
+		t.Fatalf("the order of a device that recovered between keepers: %s %q", o.State, o.Resolution)
+	}
+}
