@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -46,23 +47,31 @@ func TestClusterPowerFeedAcrossHubs(t *testing.T) {
 	world, all, _ := runCityOf(t, sim.Options{BrokerURL: srv.MQTTURL(), Interval: time.Second,
 		City: sim.CityOptions{Seed: 11, Districts: 2, Sites: 12, Devices: 60, PowerFeeds: true}})
 
+	// A hub judges a feed only once it has owned the feed's partition for
+	// 15 s (app.takeOverGrace): wait until the partitions have stayed
+	// where they are for longer than that, or a cut just after a hand-over
+	// is judged agent by agent.
 	ownerOf := map[int]string{}
-	eventually(t, 60*time.Second, func() error {
+	var stable time.Time
+	eventually(t, 90*time.Second, func() error {
 		if err := allOnline(all, hubA, hubB); err != nil {
 			return err
 		}
-		clear(ownerOf)
-		for name, h := range hubs {
-			ps, err := partitionsOf(h)
-			if err != nil {
-				return err
-			}
+		owned, err := ownedOnce(hubs, partitions)
+		if err != nil {
+			return err
+		}
+		now := map[int]string{}
+		for name, ps := range owned {
 			for p := range ps {
-				ownerOf[p] = name
+				now[p] = name
 			}
 		}
-		if len(ownerOf) != partitions {
-			return fmt.Errorf("%d of %d partitions owned", len(ownerOf), partitions)
+		if !maps.Equal(now, ownerOf) {
+			ownerOf, stable = now, time.Now()
+		}
+		if held := time.Since(stable); held < 17*time.Second {
+			return fmt.Errorf("partitions where they are for %v", held.Round(time.Second))
 		}
 		return nil
 	})
