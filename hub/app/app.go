@@ -365,7 +365,9 @@ func (a *App) openWork(windows *maintenance.Schedule) error {
 		}
 		deps.Leader = a.workView
 	}
-	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours}, deps)
+	c := a.cfg.Cluster
+	a.work, err = workorder.New(workorder.Options{Grace: w.Grace, Hold: w.Hold, RepeatWindow: w.RepeatWindow, SLA: sla, Maintenance: windows, Crews: crews, Hours: hours,
+		Replica: c.Enabled() && c.PostgresURL == ""}, deps)
 	if err == nil && a.workView != nil {
 		a.workView.Serve(a.work)
 	}

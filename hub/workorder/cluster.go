@@ -222,6 +222,15 @@ func (m *Manager) count() int {
 // announced (counted: Gaps).
 func (m *Manager) Mirror(ev Event) bool {
 	changed, gap := m.mirror(ev)
+	if changed && m.opts.Replica {
+		var trail []Transition
+		if !ev.Transition.At.IsZero() {
+			trail = []Transition{ev.Transition}
+		}
+		if err := m.deps.Store.Save(ev.Order, trail); err != nil {
+			m.log.Error("work-order change not kept in this hub's replica; a takeover by this hub would miss it", "order", ev.Order.ID, "err", err)
+		}
+	}
 	if gap {
 		n := m.gaps.Add(1)
 		if err := m.load(); err != nil {

@@ -313,3 +313,39 @@ func TestNewKeeperCatchesUpWithHealth(t *testing.T) {
 		t.Fatalf("the order of a device that recovered between keepers: %s %q", o.State, o.Resolution)
 	}
 }
+
+// A cluster whose hubs share no database: the follower keeps what the
+// keeper announces in its own store, and carries the orders on when it
+// takes over.
+func TestReplicaCarriesOn(t *testing.T) {
+	c := &testCluster{}
+	opts := Options{Hold: time.Minute, Replica: true}
+	a := &rig{t: t, now: t0, fleet: &fakeFleet{devices: map[string]fleet.Device{}}, path: filepath.Join(t.TempDir(), "a.db"), opts: opts}
+	a.fleet.devices["cam-1"] = fleet.Device{ID: "cam-1", Kind: wire.KindCamera, Site: "S1", District: "North", Agent: "a1", Status: wire.StatusOnline}
+	b := &rig{t: t, now: t0, fleet: a.fleet, path: filepath.Join(t.TempDir(), "b.db"), opts: opts}
+	a.leader, b.leader = member{c, a}, member{c, b}
+	a.announce = func(ev Event) { b.m.Mirror(ev) }
+	a.open()
+	b.open()
+	c.leader = a.m
+	if err := a.m.TakeLead(nil); err != nil {
+		t.Fatal(err)
+	}
+	id := a.cameraOrder("cam-1", alarm.Major)
+	if _, err := b.m.Act(id, ActStart, Request{Who: "wang"}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.leader = b.m
+	c.mu.Unlock()
+	if err := b.m.TakeLead(nil); err != nil {
+		t.Fatal(err)
+	}
+	o, trail, ok := b.m.Order(id)
+	if !ok || o.State != InProgress || len(trail) != 2 {
+		t.Fatalf("the new keeper's order from its replica: %v %s %+v", ok, o.State, trail)
+	}
+	if o2, err := b.m.OpenByHand("chen", []string{"cam-1"}, "lens dirty", P3); err != nil || o2.ID != id {
+		t.Errorf("a fault by hand joins the carried order: %+v %v", o2, err)
+	}
+}

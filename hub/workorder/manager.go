@@ -46,7 +46,11 @@ type Options struct {
 	// Hours, when set, are the business hours deadlines count; nil: every
 	// hour.
 	Hours *Hours
-	Now   func() time.Time
+	// Replica: in a cluster whose hubs share no database, a hub that does
+	// not keep the orders stores what the keeper announces in its own, so
+	// that it can carry them on if it becomes the keeper.
+	Replica bool
+	Now     func() time.Time
 }
 
 // Fleet is where the Manager reads devices (hub/fleet's Registry).
