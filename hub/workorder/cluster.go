@@ -162,7 +162,7 @@ func (m *Manager) TakeLead(active []alarm.Alarm) error {
 	now := m.opts.Now()
 	for _, e := range m.orders {
 		for _, dev := range e.order.Devices {
-			if d, ok := m.deps.Fleet.Device(dev.ID); ok && !e.order.State.Terminal() && healthy(d.Status) != dev.Healthy {
+			if d, ok := m.deps.Fleet.Device(dev.ID); ok && !e.order.State.Terminal() && string(d.Status) != dev.Status {
 				m.health(&d, now)
 			}
 		}
