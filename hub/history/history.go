@@ -361,6 +361,11 @@ func (h *History) drain(spare []entry) []entry {
 		rest = rest[n:]
 	}
 	clear(q) // let the devices' strings go
+	if cap(q) > maxBatch {
+		// A burst's array (every device's first transition when the hub
+		// starts: 144 bytes each) is not kept for the quiet after it.
+		return nil
+	}
 	return q[:0]
 }
 
