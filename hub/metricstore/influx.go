@@ -206,7 +206,7 @@ func NewInflux(cfg InfluxConfig, deps Deps) (*Influx, error) {
 			IdleConnTimeout:     90 * time.Second,
 		}},
 		writeURL: wu.String(),
-		q:        newQueue(int(cfg.BatchSize), cfg.QueueLen, cfg.Writers+2),
+		q:        newQueue(int(cfg.BatchSize), cfg.QueueLen),
 		replay:   make(chan *batch),
 		slots:    make(chan struct{}, max(1, cfg.Writers-1)),
 		probe:    make(chan struct{}, 1),

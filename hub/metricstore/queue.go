@@ -36,14 +36,21 @@ type queue struct {
 	last      uint64
 	unsettled map[uint64]bool
 	settled   chan struct{}
-	// free keeps a few buffers of delivered batches for the next ones: a
-	// bounded list, so the memory it holds is too.
+	// free keeps one delivered batch's buffer for the next batch. One:
+	// every buffer kept idle is live heap, which the collector's target
+	// grows in proportion (at 40,000 devices reporting every 2 s the
+	// queue's buffers were 5.5 MB of a 30 MB live heap with six kept, 1 MB
+	// with one), while making one is a single allocation.
 	free chan []byte
+	// full is the size of the last batch sealed full: a new buffer is
+	// made that large, not grown to it by appends that leave a quarter
+	// of it unused.
+	full int
 }
 
-func newQueue(batchSize, capacity, keep int) *queue {
+func newQueue(batchSize, capacity int) *queue {
 	return &queue{batchSize: batchSize, cap: capacity, ready: make(chan struct{}, 1), high: make(chan struct{}, 1),
-		free: make(chan []byte, keep), unsettled: map[uint64]bool{}, settled: make(chan struct{})}
+		free: make(chan []byte, 1), unsettled: map[uint64]bool{}, settled: make(chan struct{})}
 }
 
 // scratch buffers for encoding outside the lock.
@@ -105,7 +112,7 @@ func (q *queue) buffer() []byte {
 	case b := <-q.free:
 		return b[:0]
 	default:
-		return make([]byte, 0, 64<<10)
+		return make([]byte, 0, max(64<<10, q.full+q.full/32))
 	}
 }
 
@@ -151,6 +158,9 @@ func (q *queue) settledTo(mark uint64) (bool, <-chan struct{}) {
 func (q *queue) sealLocked() {
 	if q.open == nil || q.open.n == 0 {
 		return
+	}
+	if q.open.n >= q.batchSize {
+		q.full = len(q.open.buf)
 	}
 	q.sealed = append(q.sealed, q.open)
 	q.open = nil
