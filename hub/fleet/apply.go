@@ -268,13 +268,13 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 			r.count(d, 1)
 			r.refresh(d, now) // unreachable at once behind an offline agent
 			r.sortedOK = false
-			affected = append(affected, r.snapshot(d))
+			affected = appendSnapshot(affected, r.snapshot(d), len(inv.Devices)-i)
 		case siteChanged || !d.sameAttrs(wd):
 			assets = append(assets, d.assetChanges(wd, now)...)
 			r.count(d, -1) // the district may change
 			d.setAttrs(wd, &shared)
 			r.count(d, 1)
-			affected = append(affected, r.snapshot(d))
+			affected = appendSnapshot(affected, r.snapshot(d), len(inv.Devices)-i)
 		}
 		devs = append(devs, d)
 	}
@@ -298,6 +298,17 @@ func (r *Registry) applyInventory(a *agent, inv *wire.Inventory, now time.Time) 
 		v := a.view
 		r.emit(Change{Kind: ChangeInventory, Agent: &v, Affected: affected, Removed: removed, Assets: assets}, now)
 	}
+}
+
+// appendSnapshot appends v to affected, making room at once for the rest
+// of the inventory's lines (left, v's among them) that may follow: grown
+// by appends, a new agent's 100 snapshots of 440 bytes cost 2.5 times
+// their size in copies.
+func appendSnapshot(affected []Device, v Device, left int) []Device {
+	if affected == nil {
+		affected = make([]Device, 0, left)
+	}
+	return append(affected, v)
 }
 
 // setAttrs takes a device's attributes from its inventory line of agent

@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"sync"
@@ -639,5 +640,32 @@ func TestStreamChanges(t *testing.T) {
 	}
 	if a := send(); len(a) != 0 || h.device("cam-1").Streams != nil {
 		t.Fatalf("streams gone: %+v", a)
+	}
+}
+
+// TestInventoryChangeSizedOnce: the snapshots an inventory's change
+// carries are gathered in a slice made for the inventory's lines, not
+// grown one by one (at a city's start every agent's inventory is new, and
+// the copies were most of what applying it allocated).
+func TestInventoryChangeSizedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.must(h.birth("a1", 1))
+	ids := make([]string, 30)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("cam-%02d", i)
+	}
+	h.must(h.inventory("a1", "Jianghan", ids...))
+	var found bool
+	for _, c := range h.take() {
+		if c.Kind != fleet.ChangeInventory {
+			continue
+		}
+		found = true
+		if len(c.Affected) != len(ids) || cap(c.Affected) != len(ids) {
+			t.Errorf("inventory change carries %d snapshots in a slice of capacity %d, want %d of %d", len(c.Affected), cap(c.Affected), len(ids), len(ids))
+		}
+	}
+	if !found {
+		t.Fatal("no inventory change")
 	}
 }
