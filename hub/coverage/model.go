@@ -398,7 +398,7 @@ func (m *Model) Apply(c fleet.Change) {
 		}
 		return
 	}
-	for _, t := range fleet.Transitions(&c) {
+	for t := range fleet.Transitions(&c) {
 		m.upsert(t.Device)
 	}
 }

@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,7 +72,7 @@ func TestLateEventsRebuildTheTimeline(t *testing.T) {
 		if cs[i].Kind != fleet.ChangeLate || !cs[i].At.Equal(back) {
 			t.Fatalf("change %d: kind %s at %s, want late at %s (when the hub heard)", i, cs[i].Kind, cs[i].At, back)
 		}
-		got = append(got, fleet.Transitions(&cs[i])...)
+		got = slices.AppendSeq(got, fleet.Transitions(&cs[i]))
 	}
 	want := []struct {
 		at     time.Time

@@ -193,7 +193,7 @@ func (h *History) Close() error {
 // then on), and the devices it removes. It is what the fleet's OnChange
 // calls.
 func (h *History) Observe(c fleet.Change) {
-	for _, t := range fleet.Transitions(&c) {
+	for t := range fleet.Transitions(&c) {
 		h.Record(t)
 	}
 	if c.Kind != fleet.ChangeInventory {

@@ -102,7 +102,7 @@ func (m *Memory) WriteChange(c fleet.Change) {
 		}
 		return
 	}
-	for _, t := range fleet.Transitions(&c) {
+	for t := range fleet.Transitions(&c) {
 		if m.fallback && t.From == wire.StatusUnknown && t.To == wire.StatusOnline {
 			continue
 		}

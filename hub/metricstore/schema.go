@@ -114,7 +114,7 @@ func appendChange(b []byte, c *fleet.Change) ([]byte, int) {
 			n++
 		}
 	}
-	for _, t := range fleet.Transitions(c) {
+	for t := range fleet.Transitions(c) {
 		var ok bool
 		if b, ok = appendTransition(b, t.Device, &t.Transition); ok {
 			n++

@@ -267,16 +267,12 @@ func (m *Manager) Observe(c fleet.Change) {
 	if c.Kind == fleet.ChangeLate {
 		return // history the agent kept through an outage: orders follow the present
 	}
-	ts := fleet.Transitions(&c)
-	if len(ts) == 0 && len(c.Assets) == 0 {
-		return
-	}
 	m.mu.Lock()
 	if !m.writableLocked() {
 		m.mu.Unlock()
 		return
 	}
-	for _, t := range ts {
+	for t := range fleet.Transitions(&c) {
 		m.health(t.Device, t.At)
 	}
 	for _, a := range c.Assets {
