@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,11 +57,14 @@ func BenchmarkSpine(b *testing.B) {
 	b.Logf("all online after %s; measuring for %s", time.Since(startup).Round(time.Second), window)
 
 	lat := newLatencyProbe(b, hub)
+	queries := newAPIPollers([]*apiClient{hub.api}, 1, deviceQueries(b, hub)...)
 	b.ResetTimer()
 	t0 := time.Now()
 	cpu0 := hub.cpuSeconds(b)
 	sent.start(t0)
+	queries.start()
 	lat.run(ctx, world, window, devicesOfCity(world))
+	queries.stop()
 	t1 := time.Now()
 	sent.stop(t1)
 	cpu1 := hub.cpuSeconds(b)
@@ -75,6 +79,7 @@ func BenchmarkSpine(b *testing.B) {
 	offered := float64(total) / interval.Seconds()
 	cpu := cpu1 - cpu0
 	p50, p99, n := lat.percentiles()
+	qP50, qP99, qN := percentiles(queries.samples())
 
 	fmt.Printf(`
 == citywatch spine benchmark: %d agents × %d devices, report every %s, %s window ==
@@ -85,7 +90,8 @@ hub CPU:                                       %.2f s over %.0f s = %.2f cores  
 hub CPU seconds per 1,000 samples:             %.4f
 hub peak RSS:                                  %.0f MiB
 publish → websocket latency (state changes):   p50 %s, p99 %s over %d changes
-hub rejects during run:                        %v
+device queries (pages of 100, filters):        p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 50 ms: %s)
+%shub rejects during run:                        %v %v
 influx points failed / dropped:                %v / %v
 `,
 		agents, devices, interval, window.Round(time.Second),
@@ -95,7 +101,9 @@ influx points failed / dropped:                %v / %v
 		1000*cpu/float64(max(samples, 1)),
 		float64(hub.peakRSS(b))/(1<<20),
 		p50, p99, n,
-		hub.metric(b, `citywatch_mqtt_rejects_total`),
+		qP50.Round(100*time.Microsecond), qP99.Round(100*time.Microsecond), qN, queries.errors.Load(),
+		verdict(qN > 0 && qP99 <= 50*time.Millisecond && queries.errors.Load() == 0), queries.byPathP99(),
+		hub.metric(b, `citywatch_mqtt_rejects_total`), hub.api.metricNonZero(b, "citywatch_mqtt_rejects_total"),
 		hub.metric(b, `citywatch_influx_points_failed_total`), hub.metric(b, `citywatch_influx_points_dropped_total`),
 	)
 	b.ReportMetric(rate, "samples/s")
@@ -103,6 +111,34 @@ influx points failed / dropped:                %v / %v
 	b.ReportMetric(float64(hub.peakRSS(b))/(1<<20), "hub-peak-MiB")
 	b.ReportMetric(float64(samples-found), "lost-points")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(qP99.Microseconds())/1000, "query-p99-ms")
+}
+
+// deviceQueries are what consoles ask of a city's device list while it
+// reports: the first page of 100, a district's, a site's online devices,
+// the offline ones, a filter nothing matches (a full scan if it were not
+// indexed), and sensors on a page deep in the list (keyset).
+func deviceQueries(b *testing.B, hub *hubProcess) []string {
+	var page struct {
+		Devices []fleet.Device `json:"devices"`
+		Total   int            `json:"total"`
+	}
+	if err := hub.get("api/devices?limit=1", &page); err != nil || len(page.Devices) == 0 {
+		b.Fatalf("the hub lists no device: %v", err)
+	}
+	first := page.Devices[0]
+	if err := hub.get(fmt.Sprintf("api/devices?limit=1&offset=%d", page.Total/2), &page); err != nil || len(page.Devices) == 0 {
+		b.Fatalf("the hub lists no device halfway: %v", err)
+	}
+	mid := page.Devices[0]
+	return []string{
+		"api/devices?limit=100",
+		"api/devices?limit=100&district=" + url.QueryEscape(first.District),
+		"api/devices?limit=100&status=online&site=" + url.QueryEscape(first.Site),
+		"api/devices?limit=100&status=offline",
+		"api/devices?limit=100&district=Nowhere",
+		"api/devices?limit=100&kind=sensor&after=" + url.QueryEscape(mid.ID),
+	}
 }
 
 func verdict(ok bool) string {

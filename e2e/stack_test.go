@@ -501,6 +501,20 @@ func (c *apiClient) metricSum(t testing.TB, family string) float64 {
 	return sum
 }
 
+// metricNonZero lists the series of a family in the hub's /metrics whose
+// value is not 0, as they appear there ("name{labels} value").
+func (c *apiClient) metricNonZero(t testing.TB, family string) []string {
+	t.Helper()
+	var out []string
+	for line := range strings.SplitSeq(c.metrics(t), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if ok && (name == family || strings.HasPrefix(name, family+"{")) && value != "0" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // dial opens the event stream (ws, or wss for an https hub) with the
 // caller's credentials.
 func (c *apiClient) dial(dialer websocket.Dialer) (*websocket.Conn, error) {

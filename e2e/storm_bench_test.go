@@ -180,7 +180,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	for i, c := range tokens {
 		pollers[i] = c.api
 	}
-	api := newAPIPollers(pollers, 4)
+	api := newAPIPollers(pollers, 4, "api/alarms", "api/summary")
 	b.ResetTimer()
 	fleetWS.setPhase(b, phaseStorm)
 	cpu0 := hub.cpuSeconds(b)
@@ -498,28 +498,30 @@ func (f *stormFleet) latencies(b *testing.B, phase int32) []time.Duration {
 	return ds
 }
 
-// apiPollers poll GET /api/alarms and /api/summary from a few goroutines,
-// each pausing pollPause between requests (so that the hub's CPU figure is
-// mostly the storm's, not the pollers'), and record each request's latency.
-// Poller i calls as as[i%len(as)].
+// apiPollers GET paths in turn from a few goroutines, each pausing
+// pollPause between requests (so that the hub's CPU figure is mostly the
+// load's, not the pollers'), and record each request's latency, the
+// whole answer read. Poller i calls as as[i%len(as)].
 type apiPollers struct {
 	as     []*apiClient
 	n      int
+	paths  []string
 	stopc  chan struct{}
 	wg     sync.WaitGroup
 	errors atomic.Int64
 	mu     sync.Mutex
 	lat    []time.Duration
+	byPath map[string][]time.Duration
 }
 
 const pollPause = 20 * time.Millisecond
 
-func newAPIPollers(as []*apiClient, n int) *apiPollers {
-	return &apiPollers{as: as, n: n, stopc: make(chan struct{})}
+func newAPIPollers(as []*apiClient, n int, paths ...string) *apiPollers {
+	return &apiPollers{as: as, n: n, paths: paths, stopc: make(chan struct{}), byPath: map[string][]time.Duration{}}
 }
 
 func (p *apiPollers) start() {
-	paths := []string{"api/alarms", "api/summary"}
+	paths := p.paths
 	for i := range p.n {
 		p.wg.Go(func() {
 			for j := i; ; j++ {
@@ -529,7 +531,8 @@ func (p *apiPollers) start() {
 				default:
 				}
 				t := time.Now()
-				res, err := p.as[i%len(p.as)].do(http.MethodGet, paths[j%len(paths)], "", nil)
+				path := paths[j%len(paths)]
+				res, err := p.as[i%len(p.as)].do(http.MethodGet, path, "", nil)
 				if err == nil {
 					_, err = io.Copy(io.Discard, res.Body)
 					res.Body.Close()
@@ -543,6 +546,7 @@ func (p *apiPollers) start() {
 				} else {
 					p.mu.Lock()
 					p.lat = append(p.lat, d)
+					p.byPath[path] = append(p.byPath[path], d)
 					p.mu.Unlock()
 				}
 				time.Sleep(pollPause)
@@ -557,4 +561,16 @@ func (p *apiPollers) samples() []time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.lat)
+}
+
+// byPathP99 is each path's p99 and request count, one line per path.
+func (p *apiPollers) byPathP99() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	for _, path := range p.paths {
+		_, p99, n := percentiles(slices.Clone(p.byPath[path]))
+		fmt.Fprintf(&b, "    %-70s p99 %s over %d\n", path, p99.Round(100*time.Microsecond), n)
+	}
+	return b.String()
 }
