@@ -163,6 +163,10 @@ type Ingest struct {
 
 	seed   maphash.Seed
 	shards []chan delivery
+	// overloadWait is how long handle waits for room in a full shard
+	// (the constant; tests shorten it).
+	overloadWait time.Duration
+	backpressure *metrics.Counter
 
 	received  map[string]*metrics.Counter // by channel label; read-only after New
 	rejects   map[wire.RejectReason]*metrics.Counter
@@ -270,25 +274,28 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 	}
 	log := deps.Log.With("component", "ingest")
 	in := &Ingest{
-		stopping:  make(chan struct{}),
-		cfg:       cfg,
-		log:       log,
-		fleet:     deps.Fleet,
-		records:   deps.Records,
-		samples:   deps.Samples,
-		live:      deps.Live,
-		snaps:     deps.Snapshots,
-		now:       deps.Now,
-		revoked:   deps.Revoked,
-		seed:      maphash.MakeSeed(),
-		shards:    make([]chan delivery, cfg.Workers),
-		received:  make(map[string]*metrics.Counter),
-		rejects:   make(map[wire.RejectReason]*metrics.Counter),
-		rejectLog: newRejectLog(log),
-		commands:  make(chan command, commandQueueLen),
-		asked:     map[string]time.Time{},
-		parked:    map[string]*parked{},
+		stopping:     make(chan struct{}),
+		cfg:          cfg,
+		log:          log,
+		fleet:        deps.Fleet,
+		records:      deps.Records,
+		samples:      deps.Samples,
+		live:         deps.Live,
+		snaps:        deps.Snapshots,
+		now:          deps.Now,
+		revoked:      deps.Revoked,
+		seed:         maphash.MakeSeed(),
+		overloadWait: overloadWait,
+		shards:       make([]chan delivery, cfg.Workers),
+		received:     make(map[string]*metrics.Counter),
+		rejects:      make(map[wire.RejectReason]*metrics.Counter),
+		rejectLog:    newRejectLog(log),
+		commands:     make(chan command, commandQueueLen),
+		asked:        map[string]time.Time{},
+		parked:       map[string]*parked{},
 	}
+	in.backpressure = deps.Metrics.Counter("citywatch_ingest_backpressure_total",
+		"Messages that found their ingest shard full and waited for room (up to "+overloadWait.String()+", holding the broker back) instead of being refused at once.")
 	in.parkedN = deps.Metrics.Counter("citywatch_ingest_parked_total",
 		"Messages kept until their agent's inventory arrived (after a hub restart reports can outrun it); those never applied are counted as unknown_device rejects.")
 	in.asks = deps.Metrics.CounterVec("citywatch_ingest_agent_requests_total",
@@ -488,9 +495,14 @@ func trySubscribe(c mqtt.Client, filters []string) error {
 	return nil
 }
 
-// handle is paho's message handler. It must not block (paho delivers in
-// order on one goroutine, and a stalled handler stalls the client until its
-// keepalive fails), so it only counts and enqueues.
+// handle is paho's message handler. It must not block for long (paho
+// delivers in order on one goroutine, and a stalled handler stalls the
+// client until its keepalive fails), so it only counts and enqueues. A
+// full shard is waited for up to overloadWait: while the handler waits,
+// paho reads and acknowledges nothing more, so a burst (every device's
+// first status when a city starts, a restarted hub's backlog) waits in
+// the broker's queue for the hub's session instead of being refused. Only
+// a shard that stays full, a worker stuck rather than busy, refuses.
 func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 	topic := m.Topic()
 	agent, ch := route(topic)
@@ -499,12 +511,27 @@ func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	q := in.shards[maphash.String(in.seed, agent)%uint64(len(in.shards))]
+	d := delivery{topic: topic, payload: m.Payload(), retained: m.Retained(), signal: in.cfg.FromStream}
 	select {
-	case q <- delivery{topic: topic, payload: m.Payload(), retained: m.Retained(), signal: in.cfg.FromStream}:
+	case q <- d:
+		return
 	default:
-		in.reject(agent, wire.RejectOverload, "ingest queue full")
+	}
+	in.backpressure.Inc()
+	t := time.NewTimer(in.overloadWait)
+	defer t.Stop()
+	select {
+	case q <- d:
+	case <-t.C:
+		in.reject(agent, wire.RejectOverload, "ingest queue full for "+in.overloadWait.String())
 	}
 }
+
+// overloadWait is how long handle waits for room in a full shard: far
+// below the keepalive (30 s) and paho's ping timeout (10 s), so a hub
+// that is merely behind stays connected, while a burst of any size
+// drains at the workers' pace.
+const overloadWait = 2 * time.Second
 
 // Apply applies one message of the cluster's stream (Config.FromStream)
 // before it returns, so that the stream's acknowledgement, which follows,
