@@ -107,8 +107,9 @@ func (c *Client) closeSpool() {
 
 // sent is a message handed to paho.
 type sent struct {
-	tok     paho.Token
-	backlog bool // from the spool
+	tok       paho.Token
+	backlog   bool // from the spool
+	inventory bool
 }
 
 // drain publishes while the connection is ready: the birth message and
@@ -179,7 +180,7 @@ func (c *Client) sendNext() (sent, bool) {
 			c.invDirty = true
 			c.mu.Unlock()
 		}
-		return sent{tok: tok}, ok
+		return sent{tok: tok, inventory: true}, ok
 	}
 	if c.pending == nil {
 		if it, ok := c.queue.pop(); ok {
@@ -274,6 +275,22 @@ func (c *Client) resumed(n uint32) bool {
 	}
 }
 
+// retryInventory publishes the inventory again after a publish of it
+// failed. paho fails a publish it could not hand to a busy connection
+// within the write timeout ("publish was broken by timeout") and keeps it
+// only for a reconnect that may never come: without this the hub would
+// not learn the agent's devices until it asked. The inventory is the
+// agent's present, so the current one goes, a moment later.
+func (c *Client) retryInventory() {
+	c.mu.Lock()
+	c.invDirty = c.inventory != nil
+	c.mu.Unlock()
+	time.AfterFunc(inventoryRetry, c.queue.signal)
+}
+
+// inventoryRetry paces retryInventory on a connection that keeps failing.
+const inventoryRetry = time.Second
+
 // takeInventory returns the inventory to publish, if it changed.
 func (c *Client) takeInventory() *wire.Inventory {
 	c.mu.Lock()
@@ -351,7 +368,10 @@ func (c *Client) countAcks(ctx context.Context, acks <-chan sent) {
 		if err := tok.Error(); err != nil {
 			c.failed.Add(1)
 			if ok, n := c.failLog.allow(); ok {
-				c.log.Warn("publish failed", "err", err, "suppressed", n)
+				c.log.Warn("publish failed", "err", err, "inventory", s.inventory, "suppressed", n)
+			}
+			if s.inventory {
+				c.retryInventory()
 			}
 			continue
 		}

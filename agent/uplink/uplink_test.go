@@ -9,8 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/citywatch/citywatch/agent/internal/wiretest"
 	"github.com/citywatch/citywatch/internal/testenv"
@@ -373,5 +376,70 @@ func TestBrokerList(t *testing.T) {
 	first.Stop()
 	if st := wiretest.Watch(t, second.URL(), "agent-1").State(wire.AgentOnline); st.Conn < 2 {
 		t.Errorf("birth on the second broker %+v, want a later connection's", st)
+	}
+}
+
+// failingPublish fails the first publish on topic as paho does when it
+// cannot hand a message to a busy connection within the write timeout,
+// without the connection dropping.
+type failingPublish struct {
+	paho.Client
+	topic  string
+	failed atomic.Bool
+}
+
+func (f *failingPublish) Publish(topic string, qos byte, retained bool, payload any) paho.Token {
+	if topic == f.topic && f.failed.CompareAndSwap(false, true) {
+		return failedToken{}
+	}
+	return f.Client.Publish(topic, qos, retained, payload)
+}
+
+type failedToken struct{}
+
+func (failedToken) Wait() bool                     { return true }
+func (failedToken) WaitTimeout(time.Duration) bool { return true }
+func (failedToken) Error() error                   { return errors.New("publish was broken by timeout") }
+func (failedToken) Done() <-chan struct{} {
+	done := make(chan struct{})
+	close(done)
+	return done
+}
+
+// An inventory whose publish failed on a connection that stayed up goes
+// again: the hub must not wait for a reconnect (or its own asking) to
+// learn the agent's devices.
+func TestInventoryRepublishedAfterFailedPublish(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	c, err := New(Config{
+		BrokerURL: broker.URL(), ClientID: "test-agent-1", Agent: "agent-1", Site: testSite.ID,
+		Version: "test", Interval: time.Second, Boot: time.Now(), ShutdownTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingPublish{Client: c.mqtt, topic: wire.Topic("agent-1", wire.ChannelInventory)}
+	c.mqtt = fail
+	c.SetInventory(wire.Inventory{Site: testSite, Devices: testDevices()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+
+	w := wiretest.Watch(t, broker.URL(), "agent-1")
+	inv := w.Next(wire.ChannelInventory, nil).Inventory
+	if len(inv.Devices) != 1 || inv.Devices[0].ID != "cam-1" {
+		t.Errorf("inventory %+v", inv)
+	}
+	if !fail.failed.Load() {
+		t.Fatal("the inventory's publish never failed: the test proves nothing")
+	}
+	if s := c.Stats(); s.Conn != 1 || s.Failed != 1 {
+		t.Errorf("stats %+v: want one connection and one failed publish", s)
 	}
 }
