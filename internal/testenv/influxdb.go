@@ -46,6 +46,7 @@ type Influx struct {
 	log      *tailBuffer
 	httpPort int // fixed once InfluxDB returns
 	version  string
+	nice     int // the server's CPU priority, as nice(1) takes it
 
 	mu   sync.Mutex // guards proc
 	proc *process
@@ -57,10 +58,13 @@ type Influx struct {
 // "autogen"). Write with the v2 client to [Influx.Bucket] and read back with
 // [Influx.Query]. It stops the server when the test ends. The binary is
 // $CITYWATCH_INFLUXD, `influxd` on PATH, or $(go env GOPATH)/bin/influxd.
-func InfluxDB(t testing.TB) *Influx {
+func InfluxDB(t testing.TB, opts ...InfluxOption) *Influx {
 	t.Helper()
 	in := &Influx{logf: t.Logf, fatalf: t.Fatalf, deadline: func() (time.Time, bool) { return testDeadline(t) },
 		bin: lookBin(t, "influxd", "CITYWATCH_INFLUXD", gopathBins("influxd")...), dir: t.TempDir()}
+	for _, o := range opts {
+		o(in)
+	}
 	t.Cleanup(func() {
 		in.Stop()
 		if t.Failed() {
@@ -72,6 +76,16 @@ func InfluxDB(t testing.TB) *Influx {
 	}
 	return in
 }
+
+// InfluxOption adjusts how [InfluxDB] runs the server.
+type InfluxOption func(*Influx)
+
+// InfluxNice runs the server at CPU priority n (nice(1); 1 to 19 is lower
+// than normal). A benchmark of the hub on a small machine uses it so that
+// InfluxDB, which in a deployment has a host of its own, takes the cores
+// the hub leaves rather than stalling the hub in its compactions; it must
+// still keep up, which the benchmark checks by counting what landed.
+func InfluxNice(n int) InfluxOption { return func(in *Influx) { in.nice = n } }
 
 // StartInfluxDB is [InfluxDB] for a program (the demo): the same server,
 // its data in dir, its progress logged through logf. The caller calls
@@ -191,7 +205,12 @@ func influxEnv() []string {
 
 func (in *Influx) start() error {
 	start := time.Now()
-	p, err := startProcess("influxd", in.bin, []string{"run", "-config", in.conf}, influxEnv(), in.dir, in.log)
+	bin, args := in.bin, []string{"run", "-config", in.conf}
+	if in.nice != 0 {
+		// nice execs influxd in its own process: its pid and signals are influxd's.
+		bin, args = "nice", append([]string{"-n", strconv.Itoa(in.nice), in.bin}, args...)
+	}
+	p, err := startProcess("influxd", bin, args, influxEnv(), in.dir, in.log)
 	if err != nil {
 		return err
 	}
@@ -313,6 +332,16 @@ func (in *Influx) Query(t testing.TB, flux string) []map[string]any {
 		t.Fatalf("testenv: flux query: %v\nquery: %s", err, flux)
 	}
 	return rows
+}
+
+// PID is the running server's process id (0 when stopped).
+func (in *Influx) PID() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.proc == nil || in.proc.cmd.Process == nil {
+		return 0
+	}
+	return in.proc.cmd.Process.Pid
 }
 
 // Stop shuts the server down and waits for it to exit, for tests of how
