@@ -189,6 +189,7 @@ type Ingest struct {
 	asks         *metrics.Vec[metrics.Counter]
 	parkMu       sync.Mutex
 	parked       map[string]*parked
+	parkedBytes  int // payload held in parked; parkMu
 	parkedN      *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
@@ -669,11 +670,15 @@ func (in *Ingest) process(d delivery) {
 }
 
 // Parking: messages of an agent whose inventory has not arrived yet wait
-// for it, at most maxParked per agent and parkAgents agents; what does not
-// fit, or waits longer than parkFor, is refused as unknown_device.
+// for it, at most maxParked per agent, parkAgents agents and parkBytes of
+// payload in all; what does not fit, or waits longer than parkFor, is
+// refused as unknown_device. An agent's start is one status event per
+// device and a report in parts: maxParked holds that of an agent of a thousand devices twice over, so an inventory that is late
+// (lost, or behind a congested link) costs nothing once it comes.
 const (
-	maxParked  = 8
+	maxParked  = 2048
 	parkAgents = 10_000
+	parkBytes  = 64 << 20
 	parkFor    = 30 * time.Second
 )
 
@@ -700,10 +705,11 @@ func (in *Ingest) park(agent string, d delivery) bool {
 		p = &parked{since: now}
 		in.parked[agent] = p
 	}
-	if len(p.ds) >= maxParked {
+	if len(p.ds) >= maxParked || in.parkedBytes+len(d.payload) > parkBytes {
 		return false
 	}
 	p.ds = append(p.ds, d)
+	in.parkedBytes += len(d.payload)
 	in.parkedN.Inc()
 	return true
 }
@@ -711,7 +717,8 @@ func (in *Ingest) park(agent string, d delivery) bool {
 // expire refuses what waited too long; must hold parkMu.
 func (in *Ingest) expire(agent string, p *parked) {
 	delete(in.parked, agent)
-	for range p.ds {
+	for _, d := range p.ds {
+		in.parkedBytes -= len(d.payload)
 		in.reject(agent, wire.RejectUnknownDevice, "no inventory arrived for it within "+parkFor.String())
 	}
 }
@@ -724,6 +731,9 @@ func (in *Ingest) unpark(agent string) []delivery {
 		return nil
 	}
 	delete(in.parked, agent)
+	for _, d := range p.ds {
+		in.parkedBytes -= len(d.payload)
+	}
 	return p.ds
 }
 

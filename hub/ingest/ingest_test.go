@@ -447,11 +447,16 @@ func TestReportsWaitForTheInventory(t *testing.T) {
 	}
 	start(t, in)
 	p := newPublisher(t, b, "a1")
-	p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 5, nil), false)
-	p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", 6, nil), false)
-	eventually(t, "two parked", func() bool { return in.parkedN.Value() == 2 })
+	// An agent's start: a message per device, far more than a handful.
+	const early = 300
+	var want []uint64
+	for seq := uint64(5); seq < 5+early; seq++ {
+		p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", seq, nil), false)
+		want = append(want, seq)
+	}
+	eventually(t, "all parked", func() bool { return in.parkedN.Value() == early })
 	inv, err := json.Marshal(wire.Inventory{
-		Header: wire.Header{V: wire.Version, Agent: "a1", Boot: testBoot, Seq: 7, TS: time.Now().UTC()},
+		Header: wire.Header{V: wire.Version, Agent: "a1", Boot: testBoot, Seq: 5 + early, TS: time.Now().UTC()},
 		Site:   wire.Site{ID: "s1", District: "d1", Location: wire.Location{Lat: 30, Lon: 114}},
 		Devices: []wire.Device{{ID: "cam-1", Name: "Cam", Kind: wire.KindCamera, District: "d1",
 			Location: wire.Location{Lat: 30, Lon: 114}, Criticality: 3}},
@@ -463,12 +468,15 @@ func TestReportsWaitForTheInventory(t *testing.T) {
 	eventually(t, "the parked reports applied", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(applied) == 2
+		return len(applied) == early
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if applied[0] != 5 || applied[1] != 6 {
-		t.Fatalf("applied %v, want 5 then 6", applied)
+	if !slices.Equal(applied, want) {
+		t.Fatalf("applied %v, want %v", applied, want)
+	}
+	if in.parkedBytes != 0 {
+		t.Errorf("%d bytes still counted as parked", in.parkedBytes)
 	}
 	if n := in.rejects[wire.RejectUnknownDevice].Value(); n != 0 {
 		t.Fatalf("%d unknown_device rejects for reports that were applied", n)
