@@ -26,7 +26,7 @@ type simProcess struct {
 // runSimProcess builds citywatch-sim and runs city against brokerURL in
 // scale mode (cameras answered in its process), every interval, with no
 // fault script, until the test ends.
-func runSimProcess(t *testing.T, brokerURL string, city sim.CityOptions, interval time.Duration) *simProcess {
+func runSimProcess(t testing.TB, brokerURL string, city sim.CityOptions, interval time.Duration) *simProcess {
 	t.Helper()
 	c, err := sim.GenerateCity(city) // the same city the process makes from the same options
 	if err != nil {
@@ -71,16 +71,27 @@ func runSimProcess(t *testing.T, brokerURL string, city sim.CityOptions, interva
 	return p
 }
 
-// fault injects a fault through the control API.
-func (p *simProcess) fault(t *testing.T, device, fault string) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{"device": device, "fault": fault})
+// City is the city the process simulates.
+func (p *simProcess) City() sim.City { return p.city }
+
+// Fault injects a fault through the control API.
+func (p *simProcess) Fault(f sim.Fault) error {
+	body, _ := json.Marshal(map[string]string{"device": f.Device, "fault": f.Fault})
 	res, err := http.Post(p.control+"faults", "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
-		t.Fatalf("fault %s on %s: %s", fault, device, res.Status)
+		return fmt.Errorf("fault %s on %s: %s", f.Fault, f.Device, res.Status)
+	}
+	return nil
+}
+
+// fault is Fault that fails the test.
+func (p *simProcess) fault(t *testing.T, device, fault string) {
+	t.Helper()
+	if err := p.Fault(sim.Fault{Device: device, Fault: fault}); err != nil {
+		t.Fatal(err)
 	}
 }
