@@ -17,7 +17,7 @@ test: deps vet lint fmt-check
 
 ## bench: drive simulated agents through a real broker into the hub and InfluxDB; print figures
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m ./e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./e2e/
 	$(GO) test -run '^$$' -bench . -count 1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 
 ## deps: install or build the services the tests start (idempotent, cached)

@@ -125,7 +125,9 @@ func BenchmarkBroadcast(b *testing.B) {
 
 func broadcast(b *testing.B, clients int, pace string, perTick int) {
 	b.Run(fmt.Sprintf("clients=%d/%s", clients, pace), func(b *testing.B) {
-		s := mustNew(b, Config{}, testDeps())
+		// The test authenticator signs every client in as one account,
+		// which may hold only so many streams (DefaultMaxWebsockets).
+		s := mustNew(b, Config{MaxWebsockets: clients}, testDeps())
 		base, _ := running(b, s)
 		conns := make([]*websocket.Conn, clients)
 		for i := range conns {
