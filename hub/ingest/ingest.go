@@ -190,6 +190,7 @@ type Ingest struct {
 	parkMu       sync.Mutex
 	parked       map[string]*parked
 	parkedBytes  int // payload held in parked; parkMu
+	parkLimit    int // parkBytes (tests lower it)
 	parkedN      *metrics.Counter
 	commandsSent *metrics.Counter
 	commandsLost *metrics.Counter
@@ -287,6 +288,7 @@ func New(cfg Config, deps Deps) (*Ingest, error) {
 		revoked:      deps.Revoked,
 		seed:         maphash.MakeSeed(),
 		overloadWait: overloadWait,
+		parkLimit:    parkBytes,
 		shards:       make([]chan delivery, cfg.Workers),
 		received:     make(map[string]*metrics.Counter),
 		rejects:      make(map[wire.RejectReason]*metrics.Counter),
@@ -705,7 +707,7 @@ func (in *Ingest) park(agent string, d delivery) bool {
 		p = &parked{since: now}
 		in.parked[agent] = p
 	}
-	if len(p.ds) >= maxParked || in.parkedBytes+len(d.payload) > parkBytes {
+	if len(p.ds) >= maxParked || in.parkedBytes+len(d.payload) > in.parkLimit {
 		return false
 	}
 	p.ds = append(p.ds, d)

@@ -423,29 +423,62 @@ func TestRejectLogRateLimited(t *testing.T) {
 // Reports that outrun their agent's inventory (a hub restarting under a
 // busy broker) wait for it instead of being refused: applied, in order,
 // once the inventory is, and not counted as rejects.
-func TestReportsWaitForTheInventory(t *testing.T) {
-	b := testenv.Mosquitto(t)
-	var mu sync.Mutex
-	var known bool
-	var applied []uint64
-	fl := &fakeFleet{apply: func(m wire.Message, _ bool) ([]fleet.Sample, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if m.Inventory != nil {
-			known = true
-			return nil, nil
-		}
-		if !known {
-			return nil, &wire.Error{Reason: wire.RejectUnknownDevice, Msg: "no inventory from this agent yet"}
-		}
-		applied = append(applied, m.Header().Seq)
+// gatedFleet refuses an agent's messages as unknown_device until its
+// inventory has come, then records the seqs it applies.
+type gatedFleet struct {
+	mu      sync.Mutex
+	known   bool
+	applied []uint64
+}
+
+func (g *gatedFleet) Apply(m wire.Message, _ bool) ([]fleet.Sample, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m.Inventory != nil {
+		g.known = true
 		return nil, nil
-	}}
-	reg := metrics.NewRegistry()
-	in, err := New(Config{BrokerURL: b.URL(), ClientID: "hub-park"}, Deps{Fleet: fl, Samples: &fakeSamples{write: func([]fleet.Sample) {}}, Metrics: reg})
+	}
+	if !g.known {
+		return nil, &wire.Error{Reason: wire.RejectUnknownDevice, Msg: "no inventory from this agent yet"}
+	}
+	g.applied = append(g.applied, m.Header().Seq)
+	return nil, nil
+}
+
+func (g *gatedFleet) seqs() []uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.applied)
+}
+
+// startGated runs an ingest whose fleet is a gatedFleet.
+func startGated(t *testing.T, b *testenv.Broker, id string) (*Ingest, *gatedFleet) {
+	t.Helper()
+	fl := &gatedFleet{}
+	in, err := New(Config{BrokerURL: b.URL(), ClientID: id}, Deps{Fleet: fl, Samples: &fakeSamples{write: func([]fleet.Sample) {}}, Metrics: metrics.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in, fl
+}
+
+func inventoryOf(t *testing.T, agent string, seq uint64) []byte {
+	t.Helper()
+	inv, err := json.Marshal(wire.Inventory{
+		Header: wire.Header{V: wire.Version, Agent: agent, Boot: testBoot, Seq: seq, TS: time.Now().UTC()},
+		Site:   wire.Site{ID: "s1", District: "d1", Location: wire.Location{Lat: 30, Lon: 114}},
+		Devices: []wire.Device{{ID: "cam-1", Name: "Cam", Kind: wire.KindCamera, District: "d1",
+			Location: wire.Location{Lat: 30, Lon: 114}, Criticality: 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func TestReportsWaitForTheInventory(t *testing.T) {
+	b := testenv.Mosquitto(t)
+	in, fl := startGated(t, b, "hub-park")
 	start(t, in)
 	p := newPublisher(t, b, "a1")
 	// An agent's start: a message per device, far more than a handful.
@@ -456,31 +489,38 @@ func TestReportsWaitForTheInventory(t *testing.T) {
 		want = append(want, seq)
 	}
 	eventually(t, "all parked", func() bool { return in.parkedN.Value() == early })
-	inv, err := json.Marshal(wire.Inventory{
-		Header: wire.Header{V: wire.Version, Agent: "a1", Boot: testBoot, Seq: 5 + early, TS: time.Now().UTC()},
-		Site:   wire.Site{ID: "s1", District: "d1", Location: wire.Location{Lat: 30, Lon: 114}},
-		Devices: []wire.Device{{ID: "cam-1", Name: "Cam", Kind: wire.KindCamera, District: "d1",
-			Location: wire.Location{Lat: 30, Lon: 114}, Criticality: 3}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.publish(wire.Topic("a1", wire.ChannelInventory), inv, false)
-	eventually(t, "the parked reports applied", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(applied) == early
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(applied, want) {
-		t.Fatalf("applied %v, want %v", applied, want)
+	p.publish(wire.Topic("a1", wire.ChannelInventory), inventoryOf(t, "a1", 5+early), false)
+	eventually(t, "the parked reports applied", func() bool { return len(fl.seqs()) == early })
+	if got := fl.seqs(); !slices.Equal(got, want) {
+		t.Fatalf("applied %v, want %v", got, want)
 	}
 	if in.parkedBytes != 0 {
 		t.Errorf("%d bytes still counted as parked", in.parkedBytes)
 	}
 	if n := in.rejects[wire.RejectUnknownDevice].Value(); n != 0 {
 		t.Fatalf("%d unknown_device rejects for reports that were applied", n)
+	}
+}
+
+// What waits for inventories is bounded in bytes over all agents: beyond
+// it a message is refused (and counted) rather than kept.
+func TestParkedBytesBounded(t *testing.T) {
+	b := testenv.Mosquitto(t)
+	in, fl := startGated(t, b, "hub-park-bytes")
+	report := health(t, "a1", 1, nil)
+	in.parkLimit = 3*len(report) + len(report)/2 // room for three reports
+	start(t, in)
+	p := newPublisher(t, b, "a1")
+	for seq := uint64(1); seq <= 5; seq++ {
+		p.publish(wire.Topic("a1", wire.ChannelHealth), health(t, "a1", seq, nil), false)
+	}
+	eventually(t, "three parked, two refused", func() bool {
+		return in.parkedN.Value() == 3 && in.rejects[wire.RejectUnknownDevice].Value() == 2
+	})
+	p.publish(wire.Topic("a1", wire.ChannelInventory), inventoryOf(t, "a1", 6), false)
+	eventually(t, "the parked reports applied", func() bool { return len(fl.seqs()) == 3 })
+	if got := fl.seqs(); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("applied %v, want 1, 2, 3", got)
 	}
 }
 
