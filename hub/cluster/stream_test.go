@@ -32,6 +32,18 @@ type applied struct {
 	bad      []string
 }
 
+// applies reports whether hub has applied any agent's report.
+func (a *applied) applies(hub string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, hubs := range a.hubs {
+		if hubs[hub] {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *applied) handler(hub string) Handler {
 	return func(_ context.Context, m Message) {
 		a.mu.Lock()
@@ -167,6 +179,13 @@ func TestPartitionedStreamFailOver(t *testing.T) {
 		})
 	}
 	<-killed
+	// On a loaded machine hub-b may not have applied anything yet, and
+	// then nothing would fail over: let it own some agents first.
+	for deadline := time.Now().Add(20 * time.Second); !got.applies("hub-b"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub-b applied nothing in 20 s; stats b %+v", consB.Stats())
+		}
+	}
 	ncB.Close() // hub-b dies: nothing released, nothing more acknowledged
 	wg.Wait()
 
