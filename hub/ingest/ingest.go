@@ -675,8 +675,9 @@ func (in *Ingest) process(d delivery) {
 // for it, at most maxParked per agent, parkAgents agents and parkBytes of
 // payload in all; what does not fit, or waits longer than parkFor, is
 // refused as unknown_device. An agent's start is one status event per
-// device and a report in parts: maxParked holds that of an agent of a thousand devices twice over, so an inventory that is late
-// (lost, or behind a congested link) costs nothing once it comes.
+// device and a report in parts: maxParked holds that of an agent of a
+// thousand devices twice over, so an inventory that is late (lost, or
+// behind a congested link) costs nothing once it comes.
 const (
 	maxParked  = 2048
 	parkAgents = 10_000
