@@ -222,21 +222,12 @@ func TestNATSCluster(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if _, err := js.Publish(ctx, "t.1", []byte("before")); err != nil {
-		t.Fatal(err)
-	}
+	// The stream's replicas may still be electing a leader when it is
+	// made: until then a publish gets no response from the stream.
+	publish(t, js, "t.1", "before")
 	c.Nodes[0].Stop()
+	publish(t, js, "t.2", "after")
 	deadline = time.Now().Add(20 * time.Second)
-	for {
-		_, err := js.Publish(ctx, "t.2", []byte("after"))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no publish after a node died: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 	// The stream's info comes from its leader, which a new election may
 	// not have yet (the request times out meanwhile).
 	for {
@@ -246,6 +237,24 @@ func TestNATSCluster(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("stream after a node died: %+v, %v", info, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// publish stores data under subject, trying for 20 s while the stream has
+// no leader to answer; the message ID keeps a publish that timed out but
+// landed from landing twice.
+func publish(t *testing.T, js jetstream.JetStream, subject, data string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := js.Publish(t.Context(), subject, []byte(data), jetstream.WithMsgID(subject))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish %s: no stream answered in 20 s: %v", subject, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
