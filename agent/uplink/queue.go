@@ -51,6 +51,7 @@ type item struct {
 	made  time.Time
 	epoch uint32 // connection epoch when made, for live messages
 	parts []part
+	tries uint8 // failed publishes on a live connection (see publishFailed)
 }
 
 // queue is the bounded FIFO between callers and the sender: the fresh

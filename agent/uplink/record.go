@@ -13,12 +13,15 @@ import (
 // A spool record is one queued item, stamped and encoded:
 //
 //	u32 body length | u32 CRC-32C of the body | body
-//	body: u8 kind | i64 made (Unix ns) | u32 epoch | u16 parts |
+//	body: u8 kind | i64 made (Unix ns) | u32 epoch | u8 parts | u8 tries |
 //	      parts × (u64 seq | u32 length | message)
 //
 // All integers are little-endian. The length and checksum let a reader
 // tell a whole record from a torn or damaged one; the sequence numbers are
 // outside the message so the backlog can be merged without decoding JSON.
+// tries (see publishFailed) took the high byte of what was a u16 count of
+// parts, at most maxParts, so an earlier version's records, which
+// openSpool counts, read as before.
 const (
 	recordHeader = 8
 	bodyFixed    = 1 + 8 + 4 + 2
@@ -42,7 +45,7 @@ func encodeRecord(b []byte, it item) []byte {
 	b = append(b, byte(it.kind))
 	b = binary.LittleEndian.AppendUint64(b, uint64(it.made.UnixNano()))
 	b = binary.LittleEndian.AppendUint32(b, it.epoch)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(it.parts)))
+	b = append(b, byte(len(it.parts)), it.tries)
 	for _, p := range it.parts {
 		b = binary.LittleEndian.AppendUint64(b, p.seq)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(p.data)))
@@ -103,7 +106,8 @@ func decodeBody(body []byte) (item, error) {
 		made:  time.Unix(0, int64(binary.LittleEndian.Uint64(body[1:]))),
 		epoch: binary.LittleEndian.Uint32(body[9:]),
 	}
-	parts := int(binary.LittleEndian.Uint16(body[13:]))
+	parts := int(body[13])
+	it.tries = body[14]
 	switch {
 	case !it.kind.spooled():
 		return item{}, fmt.Errorf("%w: kind %d", errCorrupt, it.kind)

@@ -108,8 +108,12 @@ func (c *Client) closeSpool() {
 // sent is a message handed to paho.
 type sent struct {
 	tok       paho.Token
-	backlog   bool // from the spool
+	conn      uint32 // the connection it was handed to
+	backlog   bool   // from the spool
 	inventory bool
+	// again is a report's message as an item of its own, to go again if
+	// the publish fails (see publishFailed); empty for the other messages.
+	again item
 }
 
 // drain publishes while the connection is ready: the birth message and
@@ -188,14 +192,14 @@ func (c *Client) sendNext() (sent, bool) {
 		}
 	}
 	if c.pending != nil {
-		return c.sendFresh()
+		return c.sendFresh(conn)
 	}
-	return c.sendBacklog()
+	return c.sendBacklog(conn)
 }
 
 // sendFresh sends the next message of the pending item. An item the
 // connection dropped under stays pending, to go first on the next one.
-func (c *Client) sendFresh() (sent, bool) {
+func (c *Client) sendFresh(conn uint32) (sent, bool) {
 	it := c.pending
 	if why := c.stale(*it); why != "" {
 		c.pending = nil
@@ -206,16 +210,17 @@ func (c *Client) sendFresh() (sent, bool) {
 	if !ok {
 		return sent{}, false
 	}
+	s := sent{tok: tok, conn: conn, again: partOf(*it, 0)}
 	if it.parts = it.parts[1:]; len(it.parts) == 0 {
 		c.pending = nil
 	}
-	return sent{tok: tok}, true
+	return s, true
 }
 
 // sendBacklog sends the next message of the oldest spooled item, at the
 // pace of c.resend; the item leaves the spool once all its messages are
 // out.
-func (c *Client) sendBacklog() (sent, bool) {
+func (c *Client) sendBacklog(conn uint32) (sent, bool) {
 	if c.spool == nil {
 		return sent{}, false
 	}
@@ -245,7 +250,19 @@ func (c *Client) sendBacklog() (sent, bool) {
 		c.spool.remove(it)
 		c.partial.first, c.partial.done = 0, 0
 	}
-	return sent{tok: tok, backlog: true}, true
+	return sent{tok: tok, conn: conn, backlog: true, again: partOf(it, i)}, true
+}
+
+// partOf is message i of it as an item of its own, the unit that goes
+// again after a failed publish. Live messages do not go again: a viewer's
+// signalling is a short exchange that the hub abandons when an answer is
+// late, and never waits in the backlog either.
+func partOf(it item, i int) item {
+	if !it.kind.spooled() {
+		return item{}
+	}
+	it.parts = it.parts[i : i+1 : i+1]
+	return it
 }
 
 // stale says why an item is no longer worth sending, if it is not: a
@@ -290,6 +307,54 @@ func (c *Client) retryInventory() {
 
 // inventoryRetry paces retryInventory on a connection that keeps failing.
 const inventoryRetry = time.Second
+
+// maxFailures bounds the failed publishes of one report's message on
+// connections that stayed up; then it is dropped and counted. A writer
+// too busy to take a message for five write timeouts in a row is a link
+// about to drop, and a failure that is not congestion must not send the
+// message round for ever.
+const maxFailures = 5
+
+// publishFailed deals with a publish paho failed. The usual cause is a
+// writer too busy to take the message within the write timeout
+// ("publish was broken by timeout"): the message was never written, and
+// paho keeps it only for a reconnect that may never come on a link that
+// stays up. So a report's message that failed on the connection still
+// open goes again, put back with its bytes as made (its seq and time: it
+// is history, which the hub takes late); one whose connection was lost is
+// paho's to resend after the reconnect, and counts as failed.
+func (c *Client) publishFailed(s sent, err error) {
+	again := true
+	switch {
+	case s.inventory:
+		c.retryInventory()
+	case len(s.again.parts) == 0 || !c.current(s.conn):
+		again = false
+	case s.again.tries+1 >= maxFailures:
+		c.failed.Add(1)
+		c.lost(s.again.kind, 1, fmt.Sprintf("its publish failed %d times, last: %v", maxFailures, err))
+		return
+	default:
+		s.again.tries++
+		c.putBack(s.again)
+	}
+	if again {
+		c.retried.Add(1)
+	} else {
+		c.failed.Add(1)
+	}
+	if ok, n := c.failLog.allow(); ok {
+		c.log.Warn("publish failed", "err", err, "inventory", s.inventory, "again", again, "suppressed", n)
+	}
+}
+
+// current reports whether connection n is the one open now.
+func (c *Client) current(n uint32) bool {
+	c.mu.Lock()
+	same := c.conns == n
+	c.mu.Unlock()
+	return same && c.mqtt.IsConnectionOpen()
+}
 
 // takeInventory returns the inventory to publish, if it changed.
 func (c *Client) takeInventory() *wire.Inventory {
@@ -366,13 +431,7 @@ func (c *Client) countAcks(ctx context.Context, acks <-chan sent) {
 		case <-tok.Done():
 		}
 		if err := tok.Error(); err != nil {
-			c.failed.Add(1)
-			if ok, n := c.failLog.allow(); ok {
-				c.log.Warn("publish failed", "err", err, "inventory", s.inventory, "suppressed", n)
-			}
-			if s.inventory {
-				c.retryInventory()
-			}
+			c.publishFailed(s, err)
 			continue
 		}
 		c.published.Add(1)

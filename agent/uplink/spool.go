@@ -59,8 +59,9 @@ const (
 // spool is the on-disk backlog: items that could not be sent when made,
 // in two chains of segment files, health reports and events (with
 // snapshots), so that the oldest health report can be dropped without
-// rewriting anything. Each chain is in seq order; peek merges the two by
-// seq, so the backlog leaves in the order it was made. The quota counts
+// rewriting anything. Each chain is in seq order, but for a message put
+// back after a failed publish (see putBack); peek merges the two by seq,
+// so the backlog leaves in the order it was made. The quota counts
 // the bytes of records still waiting; consumed records at the head of a
 // segment take disk space until the segment is done, at most about one
 // segment per chain more than the quota. Nothing is synced: the spool is

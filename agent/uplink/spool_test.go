@@ -596,7 +596,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	for _, it := range []item{
 		spoolItem(kindEvent, 1, 10),
 		spoolItem(kindSnapshot, 7, 0),
-		{kind: kindHealth, made: time.Unix(5, 6), epoch: 3, parts: []part{{seq: 8, data: []byte(`{"a":1}`)}, {seq: 9, data: []byte(`{}`)}}},
+		{kind: kindHealth, made: time.Unix(5, 6), epoch: 3, tries: 2, parts: []part{{seq: 8, data: []byte(`{"a":1}`)}, {seq: 9, data: []byte(`{}`)}}},
 	} {
 		rec := encodeRecord(nil, it)
 		f.Add(rec)

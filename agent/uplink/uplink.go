@@ -27,8 +27,11 @@
 // Live video signalling is never spooled: its session dies with the
 // connection, so a live message made while disconnected, or left over from
 // an earlier connection, is dropped and counted; a snapshot older than a
-// minute is too late for whoever asked and is dropped likewise. Every
-// health report says what was dropped since the process started
+// minute is too late for whoever asked and is dropped likewise. A
+// message whose publish fails while its connection stays up (paho gives
+// up on a writer too busy to take it) goes again, in the backlog or at
+// the front of the fresh lane, and is dropped after maxFailures tries.
+// Every health report says what was dropped since the process started
 // (wire.Dropped). The spool does not outlive the process: its messages
 // carry their boot, and once the restarted agent has spoken the hub
 // treats an older boot as a replay; so each run starts by discarding (and
@@ -126,8 +129,15 @@ type Config struct {
 
 // Stats are the uplink's counters.
 type Stats struct {
-	Published     uint64 // messages the broker acknowledged
-	Failed        uint64 // unencodable messages and write errors; QoS 1 messages among the latter are resent after a reconnect
+	Published uint64 // messages the broker acknowledged
+	// Failed counts unencodable messages and failed publishes the client
+	// does not send again: those of a lost connection (paho resends them
+	// after the reconnect), births, live messages, and reports' messages
+	// given up after maxFailures tries (counted as dropped too).
+	Failed uint64
+	// Retried counts failed publishes sent again: reports' messages put
+	// back after failing on a connection that stayed up, and inventories.
+	Retried       uint64
 	DroppedHealth uint64 // health reports dropped: queue or spool full, spool damaged
 	// DroppedEvents counts events, live and snapshot messages dropped:
 	// queue or spool full, spool damaged, or stale (the two below).
@@ -190,6 +200,7 @@ type Client struct {
 	seq       atomic.Uint64
 	published atomic.Uint64
 	failed    atomic.Uint64
+	retried   atomic.Uint64
 	dropH     atomic.Uint64
 	dropE     atomic.Uint64
 	dropLive  atomic.Uint64
@@ -420,6 +431,27 @@ func (c *Client) spillLocked() bool {
 	}
 }
 
+// putBack returns a report's message whose publish failed on a live
+// connection to the backlog, as spillLocked does with the fresh lane:
+// there it waits its turn at the backlog's pace, behind the spool's
+// newer records, which are late too. Without a spool (or on a disk
+// error) it goes to the front of the fresh lane, ahead of the newer
+// items there.
+//
+// paho keeps its own copy in the store, its message ID claimed, for a
+// reconnect. That copy is left there: a reconnect resends it, the hub
+// drops the second arrival as a replay, and the acknowledgement frees
+// the ID. Deleting it would keep the ID claimed until Disconnect.
+func (c *Client) putBack(it item) {
+	c.lane.Lock()
+	defer c.lane.Unlock()
+	if c.spool != nil && c.spoolLocked(it) {
+		return
+	}
+	c.queue.pushFront(it)
+	c.queue.signal()
+}
+
 // lost counts n reports of kind k that will never be sent, and logs it
 // (rate-limited).
 func (c *Client) lost(k kind, n uint64, why string) {
@@ -503,6 +535,7 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Published:        c.published.Load(),
 		Failed:           c.failed.Load(),
+		Retried:          c.retried.Load(),
 		DroppedHealth:    c.dropH.Load(),
 		DroppedEvents:    c.dropE.Load(),
 		DroppedLive:      c.dropLive.Load(),

@@ -32,6 +32,14 @@ func testDevices() []wire.Device {
 // not return cleanly.
 func startClient(t *testing.T, brokerURL, agent string, mutate func(*Config)) (*Client, func()) {
 	t.Helper()
+	c := newClient(t, brokerURL, agent, mutate)
+	return c, runClient(t, c)
+}
+
+// newClient makes an uplink with the test inventory, not yet running, so
+// a test can wrap its paho client first.
+func newClient(t *testing.T, brokerURL, agent string, mutate func(*Config)) *Client {
+	t.Helper()
 	cfg := Config{
 		BrokerURL: brokerURL, ClientID: "test-" + agent, Agent: agent, Site: testSite.ID,
 		Version: "test", Interval: time.Second, Boot: time.Now(), ShutdownTimeout: 3 * time.Second,
@@ -44,6 +52,12 @@ func startClient(t *testing.T, brokerURL, agent string, mutate func(*Config)) (*
 		t.Fatal(err)
 	}
 	c.SetInventory(wire.Inventory{Site: testSite, Devices: testDevices()})
+	return c
+}
+
+// runClient runs c until the test ends; see startClient.
+func runClient(t *testing.T, c *Client) func() {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error
@@ -61,7 +75,7 @@ func startClient(t *testing.T, brokerURL, agent string, mutate func(*Config)) (*
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return c, func() {
+	return func() {
 		if err := stop(); err != nil {
 			t.Error(err)
 		}
@@ -379,17 +393,18 @@ func TestBrokerList(t *testing.T) {
 	}
 }
 
-// failingPublish fails the first publish on topic as paho does when it
+// failingPublish fails the first publishes on topic as paho does when it
 // cannot hand a message to a busy connection within the write timeout,
 // without the connection dropping.
 type failingPublish struct {
 	paho.Client
-	topic  string
-	failed atomic.Bool
+	topic string
+	times int32        // publishes to fail; 0 fails the first only
+	calls atomic.Int32 // publishes on topic so far
 }
 
 func (f *failingPublish) Publish(topic string, qos byte, retained bool, payload any) paho.Token {
-	if topic == f.topic && f.failed.CompareAndSwap(false, true) {
+	if topic == f.topic && f.calls.Add(1) <= max(f.times, 1) {
 		return failedToken{}
 	}
 	return f.Client.Publish(topic, qos, retained, payload)
@@ -411,35 +426,121 @@ func (failedToken) Done() <-chan struct{} {
 // learn the agent's devices.
 func TestInventoryRepublishedAfterFailedPublish(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	c, err := New(Config{
-		BrokerURL: broker.URL(), ClientID: "test-agent-1", Agent: "agent-1", Site: testSite.ID,
-		Version: "test", Interval: time.Second, Boot: time.Now(), ShutdownTimeout: 3 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newClient(t, broker.URL(), "agent-1", nil)
 	fail := &failingPublish{Client: c.mqtt, topic: wire.Topic("agent-1", wire.ChannelInventory)}
 	c.mqtt = fail
-	c.SetInventory(wire.Inventory{Site: testSite, Devices: testDevices()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(runClient(t, c))
 
 	w := wiretest.Watch(t, broker.URL(), "agent-1")
 	inv := w.Next(wire.ChannelInventory, nil).Inventory
 	if len(inv.Devices) != 1 || inv.Devices[0].ID != "cam-1" {
 		t.Errorf("inventory %+v", inv)
 	}
-	if !fail.failed.Load() {
+	if fail.calls.Load() == 0 {
 		t.Fatal("the inventory's publish never failed: the test proves nothing")
 	}
-	if s := c.Stats(); s.Conn != 1 || s.Failed != 1 {
-		t.Errorf("stats %+v: want one connection and one failed publish", s)
+	if s := c.Stats(); s.Conn != 1 || s.Retried != 1 || s.Failed != 0 {
+		t.Errorf("stats %+v: want one connection and one failed publish, sent again", s)
+	}
+}
+
+// A health report or event whose publish failed on a connection that
+// stayed up goes again, with the seq and time it was made with, while
+// later ones flow: from the spool if there is one, else from memory.
+func TestReportRepublishedAfterFailedPublish(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ch    wire.Channel
+		spool bool
+	}{
+		{"event in memory", wire.ChannelEvents, false},
+		{"health report in the spool", wire.ChannelHealth, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			broker := testenv.Mosquitto(t)
+			agent := "agent-r-" + string(tc.ch)
+			w := wiretest.Watch(t, broker.URL(), agent)
+			start := time.Now().Add(-time.Hour)
+			clk := newTestClock(start)
+			c := newClient(t, broker.URL(), agent, func(cfg *Config) {
+				cfg.now = clk.now
+				if tc.spool {
+					cfg.SpoolDir, cfg.SpoolBytes = t.TempDir(), 1<<20
+				}
+			})
+			fail := &failingPublish{Client: c.mqtt, topic: wire.Topic(agent, tc.ch)}
+			c.mqtt = fail
+			stop := runClient(t, c)
+			first := w.Next(wire.ChannelInventory, nil).Inventory.Seq + 1
+
+			// The first fails; the second goes at once.
+			want := make(map[string]int)
+			for i := range 2 {
+				clk.set(start.Add(time.Duration(i)*time.Second), 0)
+				if tc.ch == wire.ChannelHealth {
+					c.PublishHealth(healthLines(i, 1))
+					want["h:"+strconv.Itoa(i)] = i
+				} else {
+					c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventTriggered, Detail: strconv.Itoa(i), At: start})
+					want["e:"+strconv.Itoa(i)] = i
+				}
+			}
+			for len(want) > 0 {
+				m := w.Next(tc.ch, nil)
+				i, ok := want[msgLabel(m)]
+				if !ok {
+					t.Fatalf("%s arrived twice", msgLabel(m))
+				}
+				delete(want, msgLabel(m))
+				if h := m.Header(); h.Seq != first+uint64(i) || !h.TS.Equal(start.Add(time.Duration(i)*time.Second)) {
+					t.Errorf("%s seq %d ts %v; want seq %d ts %v as made", msgLabel(m), h.Seq, h.TS, first+uint64(i), start.Add(time.Duration(i)*time.Second))
+				}
+			}
+			if fail.calls.Load() == 0 {
+				t.Fatal("no publish failed: the test proves nothing")
+			}
+			// Birth, inventory and the two.
+			wiretest.Eventually(t, "all acknowledged", func() bool { return c.Stats().Published == 4 })
+			s := c.Stats()
+			if s.Conn != 1 || s.Retried != 1 || s.Failed != 0 || s.DroppedHealth+s.DroppedEvents != 0 {
+				t.Errorf("stats %+v: want one connection, one failed publish sent again, none dropped", s)
+			}
+			if tc.spool && (s.Spooled != 1 || s.Resent != 1 || s.SpoolQueued != 0) {
+				t.Errorf("spool stats %+v: want the failed message spooled and resent", s)
+			}
+			stop()
+		})
+	}
+}
+
+// A message whose publish keeps failing on a live connection does not go
+// round for ever, in memory or through the spool: after maxFailures it is
+// dropped, counted, and the next health report says so.
+func TestReportDroppedAfterRepeatedFailures(t *testing.T) {
+	for _, spool := range []bool{false, true} {
+		t.Run("spool="+strconv.FormatBool(spool), func(t *testing.T) {
+			broker := testenv.Mosquitto(t)
+			agent := "agent-f-" + strconv.FormatBool(spool)
+			w := wiretest.Watch(t, broker.URL(), agent)
+			c := newClient(t, broker.URL(), agent, func(cfg *Config) {
+				if spool {
+					cfg.SpoolDir, cfg.SpoolBytes = t.TempDir(), 1<<20
+				}
+			})
+			fail := &failingPublish{Client: c.mqtt, topic: wire.Topic(agent, wire.ChannelEvents), times: maxFailures}
+			c.mqtt = fail
+			t.Cleanup(runClient(t, c))
+			w.Next(wire.ChannelInventory, nil)
+
+			c.PublishEvent(wire.Event{Device: "cam-1", Type: wire.EventTriggered, At: time.Now()})
+			wiretest.Eventually(t, "the event dropped", func() bool { return c.Stats().DroppedEvents == 1 })
+			c.PublishHealth(healthLines(0, 1))
+			if h := w.Next(wire.ChannelHealth, nil).Health; h.Dropped == nil || *h.Dropped != (wire.Dropped{Events: 1}) {
+				t.Errorf("the next report says dropped %+v, want one event", h.Dropped)
+			}
+			if s, n := c.Stats(), fail.calls.Load(); n != maxFailures || s.Retried != maxFailures-1 || s.Failed != 1 {
+				t.Errorf("%d publishes, stats %+v: want %d publishes, all failed, the last given up", n, s, maxFailures)
+			}
+		})
 	}
 }
