@@ -261,7 +261,7 @@ const (
 	ActShelve    Action = "shelve"     // operator muted it until a time
 	ActUnshelve  Action = "unshelve"   // shelving ended (operator or time)
 	ActClear     Action = "clear"      // operator cleared it
-	ActAutoClear Action = "auto_clear" // the condition was gone for clear_hold
+	ActAutoClear Action = "auto_clear" // the condition was gone for clear_hold, or a root cause explains it (note)
 	ActEscalate  Action = "escalate"   // unacknowledged too long: severity up, next tier
 	ActFlap      Action = "flap"       // flapping began or ended
 )

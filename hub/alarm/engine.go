@@ -415,13 +415,19 @@ func (e *Engine) step(c *cond, now time.Time) {
 		adopt(c.rec, c.kids)
 	}
 	if r := c.rec; !c.active && r != nil && r.a.State.Active() && now.Sub(c.since) >= c.rule.ClearHold {
-		to := ClearedUnack
-		if r.a.State.Acked() {
-			to = ClearedAck
-		}
-		r.a.ClearedAt = now
-		e.transition(r, now, System, ActAutoClear, to, "")
+		e.autoClear(r, now, "")
 	}
+}
+
+// autoClear clears active alarm r by itself, noting why if not for the usual
+// reason (its condition gone for clear_hold).
+func (e *Engine) autoClear(r *record, now time.Time, note string) {
+	to := ClearedUnack
+	if r.a.State.Acked() {
+		to = ClearedAck
+	}
+	r.a.ClearedAt = now
+	e.transition(r, now, System, ActAutoClear, to, note)
 }
 
 // open makes a new alarm for c; act is what created it (raise or flap).

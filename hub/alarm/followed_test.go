@@ -1,7 +1,9 @@
 package alarm
 
 import (
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,14 +41,21 @@ func newTwoHubs(t *testing.T) *twoHubs {
 // agent hands a change of agent id to its owner's engine, and to the
 // other's as a followed agent, as the hubs' apps do.
 func (h *twoHubs) agent(kind fleet.ChangeKind, id string, st wire.Status) {
-	ch := fleet.Change{Kind: kind, To: st, At: h.now, Agent: &fleet.Agent{ID: id, PowerFeed: "feed-3", District: "north", Status: st, Since: h.now},
-		Affected: []fleet.Device{{ID: "cam-" + id, Agent: id, Kind: wire.KindCamera, Criticality: 4}}}
 	for _, e := range []*Engine{h.a, h.b} {
-		if h.owners[id] == e {
-			e.Observe(ch)
-		} else {
-			e.Follow(ch)
-		}
+		h.send(e, kind, id, st, h.now)
+	}
+}
+
+// send hands engine e a change of agent id that took place at since: to
+// its owner's engine to observe, to the other's to follow (which may
+// learn of it later, through the cluster's records).
+func (h *twoHubs) send(e *Engine, kind fleet.ChangeKind, id string, st wire.Status, since time.Time) {
+	ch := fleet.Change{Kind: kind, To: st, At: h.now, Agent: &fleet.Agent{ID: id, PowerFeed: "feed-3", District: "north", Status: st, Since: since},
+		Affected: []fleet.Device{{ID: "cam-" + id, Agent: id, Kind: wire.KindCamera, Criticality: 4}}}
+	if h.owners[id] == e {
+		e.Observe(ch)
+	} else {
+		e.Follow(ch)
 	}
 }
 
@@ -131,5 +140,108 @@ func TestPowerFeedAgentHandedOver(t *testing.T) {
 	}
 	if got := activeKeys(h.b); len(got) != 0 {
 		t.Errorf("hub-b raised %v", got)
+	}
+}
+
+// An agent's alarm raised shortly before the feed's alarm that explains
+// it is folded under it once its hub knows the feed is down, whichever hub
+// judges the feed and in whatever order the hub learns of the sites: its
+// siblings went offline before it was raised, but their holds ended after
+// its own, or the other hub's records of them came through the cluster
+// after it. (Folding was only done before an agent's alarm was raised, so
+// it stayed beside the feed's for as long as the cut lasted.) An alarm
+// raised before its siblings failed is a failure of its own and stays.
+func TestPowerFeedFoldsAlarmRaisedBefore(t *testing.T) {
+	type offline struct {
+		agent string
+		at    time.Duration // after t0
+		late  time.Duration // how much later the other hub learns of it
+	}
+	tests := []struct {
+		name    string
+		offline []offline
+		folded  map[string]bool // agent → its alarm was raised and folded
+		stays   string          // an agent whose alarm stays raised beside the feed's
+	}{
+		{"the judge learns of the other hub's sites late", []offline{{"ag1", 0, 0}, {"ag2", 0, 40 * time.Second}, {"ag3", 0, 40 * time.Second}},
+			map[string]bool{"ag1": true}, ""},
+		{"the other hub learns of the judge's site late", []offline{{"ag1", 0, 40 * time.Second}, {"ag2", 0, 0}, {"ag3", 0, 0}},
+			map[string]bool{"ag2": true, "ag3": true}, ""},
+		{"the siblings' holds end later", []offline{{"ag1", 0, 0}, {"ag2", 10 * time.Second, 0}, {"ag3", 10 * time.Second, 0}},
+			map[string]bool{"ag1": true}, ""},
+		{"both, on both hubs", []offline{{"ag1", 0, 35 * time.Second}, {"ag2", 2 * time.Second, 33 * time.Second}, {"ag3", 4 * time.Second, 0}},
+			map[string]bool{"ag1": true, "ag2": true, "ag3": true}, ""},
+		{"raised before its siblings failed", []offline{{"ag1", 0, 0}, {"ag2", 35 * time.Second, 0}, {"ag3", 35 * time.Second, 0}},
+			nil, "ag1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTwoHubs(t)
+			for s := time.Duration(0); s <= 80*time.Second; s += time.Second {
+				if s > 0 {
+					h.advance(time.Second)
+				}
+				for _, o := range tt.offline {
+					for _, e := range []*Engine{h.a, h.b} {
+						at := o.at
+						if h.owners[o.agent] != e {
+							at += o.late
+						}
+						if at == s {
+							h.send(e, fleet.ChangeAgent, o.agent, wire.StatusOffline, t0.Add(o.at))
+						}
+					}
+				}
+			}
+
+			want := []string{feedKey}
+			if tt.stays != "" {
+				want = append([]string{"agent_offline:agent/" + tt.stays}, want...)
+			}
+			if got := activeKeys(h.a); !slices.Equal(got, want) {
+				t.Fatalf("hub-a's active alarms %v, want %v", got, want)
+			}
+			if got := activeKeys(h.b); len(got) != 0 {
+				t.Fatalf("hub-b's active alarms %v; the feed explains its sites", got)
+			}
+			feed := h.a.Alarms(Filter{Source: SourcePowerFeed})[0]
+			unseen := maps.Clone(tt.folded)
+			for _, e := range []*Engine{h.a, h.b} {
+				for _, a := range e.Alarms(Filter{Source: SourceAgentOffline, States: States}) {
+					_, trail, _ := e.Alarm(a.ID)
+					last := trail[len(trail)-1]
+					switch {
+					case a.Agent == tt.stays:
+					case !tt.folded[a.Agent]:
+						t.Errorf("%s's alarm %s raised; the feed explained it before its hold ended", a.Agent, a.ID)
+					case a.State != ClearedUnack || last.Action != ActAutoClear || !strings.HasPrefix(last.Note, "explained by "+feedKey):
+						t.Errorf("%s's alarm %s is %s (%s %q); want it folded under %s", a.Agent, a.ID, a.State, last.Action, last.Note, feed.ID)
+					}
+					delete(unseen, a.Agent)
+				}
+			}
+			if len(unseen) > 0 {
+				t.Errorf("no alarm of %v raised: the case does not test folding", slices.Sorted(maps.Keys(unseen)))
+			}
+			for _, k := range h.a.Children(feed.ID) {
+				switch {
+				case k.Agent == tt.stays && (k.Status != ChildAlarm || k.ID == ""):
+					t.Errorf("child %+v: want its own alarm", k)
+				case k.Agent != tt.stays && k.Status != ChildSuppressed:
+					t.Errorf("child %+v: want suppressed", k)
+				}
+			}
+
+			// One site back: what still fails is raised again, each by
+			// its own hub.
+			h.agent(fleet.ChangeAgent, "ag2", wire.StatusOnline)
+			h.advance(61 * time.Second) // the feed's clear hold
+			if got, want := activeKeys(h.a), []string{"agent_offline:agent/ag1"}; !slices.Equal(got, want) {
+				t.Errorf("hub-a after ag2 came back: %v, want %v", got, want)
+			}
+			if got, want := activeKeys(h.b), []string{"agent_offline:agent/ag3"}; !slices.Equal(got, want) {
+				t.Errorf("hub-b after ag2 came back: %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -170,7 +170,8 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 		}
 	}
 	down := func(n string) bool { return n != "" && under[n] > 0 && downUnder[n] == under[n] }
-	roots := map[string]*cond{} // root node → its condition (nil: no rule)
+	roots := map[string]*cond{}         // root node → its condition (nil: no rule)
+	downSince := map[string]time.Time{} // root node → when the last of its devices failed
 	for _, n := range s.ids {
 		node := s.nodes[n]
 		key := string(SourceTopology) + ":node/" + agent + "/" + n
@@ -188,6 +189,7 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 			}
 			for _, c := range downConds[dev] {
 				kids = append(kids, childRef{key: c.tmpl.Key, source: c.tmpl.Source, device: dev, agent: agent, severity: c.rule.Severity, since: c.since})
+				downSince[n] = maxTime(downSince[n], c.since)
 				tmpl.Site, tmpl.District = c.tmpl.Site, c.tmpl.District
 				tmpl.Criticality = max(tmpl.Criticality, c.tmpl.Criticality)
 			}
@@ -203,14 +205,15 @@ func (e *Engine) evalAgent(agent string, now time.Time) {
 	var cs []*cond
 	for dev, m := range s.devices {
 		var by *cond
+		var since time.Time
 		for n := m.parent; n != ""; n = s.nodes[n].Parent {
 			if rc, ok := roots[n]; ok {
-				by = rc
+				by, since = rc, downSince[n]
 			}
 		}
 		cs = e.offlineConds(dev, cs[:0])
 		for _, c := range cs {
-			e.suppress(c, by, now)
+			e.suppress(c, by, since, now)
 		}
 	}
 	s.released = len(roots) == 0
@@ -250,6 +253,7 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 	key := string(SourcePowerFeed) + ":feed/" + feed
 	tmpl := Alarm{Key: key, Source: SourcePowerFeed, Type: string(SourcePowerFeed)}
 	var kids []childRef
+	var since time.Time // when the last of them went offline
 	for _, a := range agents {
 		if f := e.others[a]; f != nil {
 			k, ok := e.followedHeld(a, f, now)
@@ -257,6 +261,7 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 				break
 			}
 			kids = append(kids, k)
+			since = maxTime(since, k.since)
 			tmpl.District, tmpl.Criticality = f.district, max(tmpl.Criticality, f.crit)
 			continue
 		}
@@ -265,6 +270,7 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 			break
 		}
 		kids = append(kids, childRef{key: c.tmpl.Key, source: c.tmpl.Source, agent: a, severity: c.rule.Severity, since: c.since})
+		since = maxTime(since, c.since)
 		tmpl.District = c.tmpl.District
 		tmpl.Criticality = max(tmpl.Criticality, c.tmpl.Criticality)
 	}
@@ -285,7 +291,7 @@ func (e *Engine) evalFeed(feed string, now time.Time) {
 	}
 	for _, a := range agents {
 		if c := e.conds[string(SourceAgentOffline)+":agent/"+a]; c != nil {
-			e.suppress(c, by, now)
+			e.suppress(c, by, since, now)
 		}
 	}
 }
@@ -305,16 +311,60 @@ func (e *Engine) root(tmpl Alarm, kids []childRef, now time.Time) *cond {
 	return c
 }
 
-// suppress sets who explains c (nil: nobody). A condition released while
-// held raises at once: its own hold has long passed.
-func (e *Engine) suppress(c *cond, by *cond, now time.Time) {
+// suppress sets who explains c (nil: nobody); since is when by's failure
+// began, the last of its children failing. A condition released while
+// held raises at once: its own hold has long passed. One already raised
+// is folded into by if it was raised with its failure (fold).
+func (e *Engine) suppress(c *cond, by *cond, since, now time.Time) {
 	if c.suppressedBy == by {
 		return
 	}
 	c.suppressedBy = by
 	if by == nil {
 		e.step(c, now)
+		return
 	}
+	e.fold(c, by, since, now)
+}
+
+// fold clears c's alarm as explained by by if it was raised at or after
+// since, when the last of by's children failed: it was raised only because
+// its hold ended before theirs, or its hub learnt of them late (another
+// hub's sites of a feed come through the cluster's records), so every hub
+// ends with the root cause alone whatever order it learns things in. c
+// raises again at once if it still fails once released. An alarm raised
+// before its siblings failed is a failure of its own and stays, as does a
+// flapping one.
+func (e *Engine) fold(c, by *cond, since, now time.Time) {
+	r := c.rec
+	if !c.raised || c.flapping || r == nil || !r.a.State.Active() || raisedAt(r).Before(since) {
+		return
+	}
+	c.raised = false
+	note := "explained by " + by.tmpl.Key
+	if by.rec != nil && by.rec.a.State.Active() {
+		note += " (" + by.rec.a.ID + ")"
+	}
+	e.autoClear(r, now, note)
+}
+
+// raisedAt is when r's current occurrence was raised: its last move from
+// cleared (or nothing) to active.
+func raisedAt(r *record) time.Time {
+	for _, t := range slices.Backward(r.trail) {
+		if t.To.Active() && !t.From.Active() {
+			return t.At
+		}
+	}
+	return r.a.FirstAt
+}
+
+// maxTime is the later of a and b.
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // adopt adds kids to r's children, keeping the ones it already has so the
@@ -380,10 +430,12 @@ func (e *Engine) Children(id string) []Child {
 		} else if c := e.conds[k.key]; c != nil && c.active {
 			ch.Since = c.since
 			switch {
+			case c.rec != nil && c.rec.a.State.Active():
+				// Raised before the parent's failure began (fold), or
+				// released by it.
+				ch.Status, ch.ID = ChildAlarm, c.rec.a.ID
 			case c.suppressedBy != nil && c.suppressedBy.rec == r:
 				ch.Status = ChildSuppressed
-			case c.rec != nil && c.rec.a.State.Active():
-				ch.Status, ch.ID = ChildAlarm, c.rec.a.ID
 			}
 		}
 		out = append(out, ch)

@@ -237,3 +237,42 @@ func TestRootCauseReleased(t *testing.T) {
 		})
 	}
 }
+
+// A device's alarm raised while its siblings behind the switch were
+// failing too (their holds ended after its own) is folded under the
+// switch's alarm, and raised again at once if the device still fails when
+// the switch is back.
+func TestRootCauseFoldsAlarmRaisedBefore(t *testing.T) {
+	const sw = "topology:node/ag1/sw-3"
+	h := newHarness(t, rootRules)
+	h.site()
+	h.cam("cam-1", wire.StatusOffline)
+	h.advance(10 * time.Second)
+	h.cam("cam-2", wire.StatusOffline)
+	h.cam("cam-3", wire.StatusOffline)
+	h.advance(20 * time.Second)
+	cam1, ok := h.active()["device_offline:device/cam-1"]
+	if !ok {
+		t.Fatalf("cam-1 not raised after its hold: %v", keys(h.active()))
+	}
+	h.advance(10 * time.Second)
+	root, ok := h.active()[sw]
+	if got := keys(h.active()); !ok || len(got) != 1 {
+		t.Fatalf("active alarms %v, want the switch's alone", got)
+	}
+	a, trail, _ := h.e.Alarm(cam1.ID)
+	if last := trail[len(trail)-1]; a.State != ClearedUnack || last.Action != ActAutoClear || last.Note != "explained by "+sw+" ("+root.ID+")" {
+		t.Errorf("cam-1's alarm is %s after %s %q; want it folded under %s", a.State, last.Action, last.Note, root.ID)
+	}
+	for _, k := range h.e.Children(root.ID) {
+		if k.Status != ChildSuppressed || k.ID != "" {
+			t.Errorf("child %+v, want suppressed without an alarm", k)
+		}
+	}
+
+	h.cam("cam-3", wire.StatusOnline)
+	a, _, _ = h.e.Alarm(cam1.ID)
+	if _, ok := h.active()["device_offline:device/cam-2"]; !ok || a.State != ActiveUnack || a.Count != 2 {
+		t.Errorf("switch back: cam-1's alarm %s (count %d), active %v; want cam-1's raised again and cam-2's", a.State, a.Count, keys(h.active()))
+	}
+}
