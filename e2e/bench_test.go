@@ -68,13 +68,13 @@ func BenchmarkSpine(b *testing.B) {
 	lat := newLatencyProbe(b, hub)
 	queries := newAPIPollers([]*apiClient{hub.api}, 1, deviceQueries(b, hub)...)
 	b.ResetTimer()
-	t0 := time.Now()
+	t0, m0 := time.Now(), snapshotCPU(b)
 	cpu0 := hub.cpuSeconds(b)
 	sent.start(t0)
 	queries.start()
 	lat.run(ctx, world, window, devicesOfCity(world))
 	queries.stop()
-	t1 := time.Now()
+	t1, m1 := time.Now(), snapshotCPU(b)
 	sent.stop(t1)
 	cpu1 := hub.cpuSeconds(b)
 	b.StopTimer()
@@ -103,6 +103,7 @@ points found in InfluxDB for the window:       %d   (loss %d, %.4f%%)
 hub CPU:                                       %.2f s over %.0f s = %.2f cores   (target ≤ 1: %s)
 hub CPU seconds per 1,000 samples:             %.4f
 hub peak RSS:                                  %.0f MiB
+the machine in the window:                     %s
 publish → websocket latency (state changes):   p50 %s, p99 %s over %d changes
 device queries (pages of 100, filters):        p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 50 ms: %s)
 %shub rejects since it started:                 %v %v   (target: none but replays, start-up burst included: %s)
@@ -115,6 +116,7 @@ influx points failed / dropped:                %v / %v
 		cpu, elapsed, cpu/elapsed, verdict(cpu/elapsed <= 1),
 		1000*cpu/float64(max(samples, 1)),
 		float64(hub.peakRSS(b))/(1<<20),
+		elsewhere(m0, m1),
 		p50, p99, n,
 		qP50.Round(100*time.Microsecond), qP99.Round(100*time.Microsecond), qN, queries.errors.Load(),
 		verdict(qN > 0 && qP99 <= 50*time.Millisecond && queries.errors.Load() == 0), queries.byPathP99(),

@@ -114,13 +114,15 @@ camera: FFmpeg testsrc2 1280x720 25 fps, libx264 2 Mbit/s CBR, keyframe every 1 
 hub: its own process, fed by a real agent (own process) through Mosquitto; go2rtc %s: its own process, reading the camera itself
 viewers: %d pion WHEP players in their own process (receive MTU: the hub's rule, 1,200; go2rtc's packets need more); %s measured per relay, one after the other
 %s%s%s
+the machine in the hub's window:      %s
+the machine in go2rtc's window:       %s
 viewers per core, hub / go2rtc:       %.2f
 viewers per hub core ≥ 500:           %s
 time to first frame, running stream:  p50 %s  p95 %s over %d joins   (targets p50 ≤ 150ms: %s, p95 ≤ 400ms: %s)
 time to first frame, cold start:      p50 %s  p95 %s over %d cameras (target p95 ≤ 1.5s: %s)
 (time to first frame: simulated 720p30 cameras, 1 s keyframe interval, players in the test process)
 `,
-		go2rtcVersion, viewers, window, relayHeader, hubRun, g2Run,
+		go2rtcVersion, viewers, window, relayHeader, hubRun, g2Run, hubRun.machine, g2Run.machine,
 		hubRun.perCore()/g2Run.perCore(), verdict(hubRun.perCore() >= 500),
 		rp50, rp95, len(running), verdict(rp50 <= 150*time.Millisecond), verdict(rp95 <= 400*time.Millisecond),
 		cp50, cp95, len(cold), verdict(cp95 <= 1500*time.Millisecond))
@@ -158,6 +160,7 @@ type relayRun struct {
 	// joined and in the window; and what the viewers lost while joining.
 	joinOverflows, overflows uint64
 	joinLost                 uint64
+	machine                  string // what else ran in the window (elsewhere)
 }
 
 func (r relayRun) perCore() float64 { return float64(r.viewers) / max(r.cores, 1e-9) }
@@ -201,9 +204,9 @@ func watchRelay(b *testing.B, w relayWatch) relayRun {
 	if w.counters != nil {
 		fwd0, res0 = w.counters()
 	}
-	overflows1, cpu0, t0 := udpRcvbufErrors(b), procCPU(b, w.pid), time.Now()
+	overflows1, cpu0, t0, m0 := udpRcvbufErrors(b), procCPU(b, w.pid), time.Now(), snapshotCPU(b)
 	time.Sleep(w.window) // the measurement window: the load runs, nothing to wait for
-	cpu1, t1, overflows2 := procCPU(b, w.pid), time.Now(), udpRcvbufErrors(b)
+	cpu1, t1, overflows2, m1 := procCPU(b, w.pid), time.Now(), udpRcvbufErrors(b), snapshotCPU(b)
 	r1 := c.report(b)
 	fwd1, res1 := -1.0, -1.0
 	if w.counters != nil {
@@ -216,7 +219,8 @@ func watchRelay(b *testing.B, w relayWatch) relayRun {
 
 	secs := t1.Sub(t0).Seconds()
 	run := relayRun{name: w.name, viewers: w.viewers, mtu: w.mtu, minFrames: ^uint64(0),
-		joinOverflows: overflows1 - overflows0, overflows: overflows2 - overflows1, joinLost: joinLost}
+		joinOverflows: overflows1 - overflows0, overflows: overflows2 - overflows1, joinLost: joinLost,
+		machine: elsewhere(m0, m1)}
 	run.cores = (cpu1 - cpu0).Seconds() / secs
 	run.forwarded, run.resent = -1, -1
 	if w.counters != nil {

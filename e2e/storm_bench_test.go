@@ -185,7 +185,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 	fleetWS.setPhase(b, phaseStorm)
 	cpu0 := hub.cpuSeconds(b)
 	consoleCPU0, selfCPU0 := procCPU(b, fleetWS.cmd.Process.Pid), procCPU(b, os.Getpid())
-	t0 := time.Now()
+	t0, m0 := time.Now(), snapshotCPU(b)
 	api.start()
 	for id := range lost {
 		if err := world.Fault(sim.Fault{Agent: id, Fault: sim.FaultDisconnect, For: cutFor}); err != nil {
@@ -231,7 +231,7 @@ func runAlarmStorm(b *testing.B, what string, scopeOf func(district string, all 
 		bySource[src] = l.Total
 	}
 	api.stop()
-	t1 := time.Now()
+	t1, m1 := time.Now(), snapshotCPU(b)
 	cpu1 := hub.cpuSeconds(b)
 	consoleCPU, selfCPU := procCPU(b, fleetWS.cmd.Process.Pid)-consoleCPU0, procCPU(b, os.Getpid())-selfCPU0
 	counts := fleetWS.counts(b)
@@ -256,6 +256,7 @@ received during the storm, per console:          %.0f messages, %.0f KiB
 API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
 hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
 the consoles' process, the same window:          %.2f s   (the benchmark's own, with the simulated agents and pollers: %.2f s)
+the machine, the same window:                    %s
 hub peak RSS:                                    %.0f MiB   (%.0f MiB once the consoles had connected)
 websocket clients dropped:                       %d (hub: %v)
 `,
@@ -270,6 +271,7 @@ websocket clients dropped:                       %d (hub: %v)
 		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
 		cpu, window, cpu/window,
 		consoleCPU.Seconds(), selfCPU.Seconds(),
+		elsewhere(m0, m1),
 		rss, connectedRSS,
 		counts.Closed, hub.metric(b, "citywatch_ws_dropped_clients_total"),
 	)
