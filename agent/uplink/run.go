@@ -111,6 +111,7 @@ type sent struct {
 	conn      uint32 // the connection it was handed to
 	backlog   bool   // from the spool
 	inventory bool
+	birth     bool
 	// again is a report's message as an item of its own, to go again if
 	// the publish fails (see publishFailed); empty for the other messages.
 	again item
@@ -175,7 +176,7 @@ func (c *Client) sendNext() (sent, bool) {
 			}
 			c.mu.Unlock()
 		}
-		return sent{tok: tok}, ok
+		return sent{tok: tok, conn: conn, birth: true}, ok
 	}
 	if inv := c.takeInventory(); inv != nil {
 		tok, ok := c.publish(c.topics.inventory, true, inv)
@@ -305,7 +306,21 @@ func (c *Client) retryInventory() {
 	time.AfterFunc(inventoryRetry, c.queue.signal)
 }
 
-// inventoryRetry paces retryInventory on a connection that keeps failing.
+// retryBirth publishes connection n's birth again after its publish failed
+// on it: until it lands the broker keeps the will of the connection before
+// as the agent's retained state, which a hub that starts reads. The
+// inventory follows it, as after any birth.
+func (c *Client) retryBirth(n uint32) {
+	c.mu.Lock()
+	if c.conns == n {
+		c.needBirth = true
+	}
+	c.mu.Unlock()
+	time.AfterFunc(inventoryRetry, c.queue.signal)
+}
+
+// inventoryRetry paces retryInventory and retryBirth on a connection that
+// keeps failing.
 const inventoryRetry = time.Second
 
 // maxFailures bounds the failed publishes of one report's message on
@@ -328,6 +343,8 @@ func (c *Client) publishFailed(s sent, err error) {
 	switch {
 	case s.inventory:
 		c.retryInventory()
+	case s.birth && c.current(s.conn):
+		c.retryBirth(s.conn)
 	case len(s.again.parts) == 0 || !c.current(s.conn):
 		again = false
 	case s.again.tries+1 >= maxFailures:

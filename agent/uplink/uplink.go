@@ -132,11 +132,12 @@ type Stats struct {
 	Published uint64 // messages the broker acknowledged
 	// Failed counts unencodable messages and failed publishes the client
 	// does not send again: those of a lost connection (paho resends them
-	// after the reconnect), births, live messages, and reports' messages
-	// given up after maxFailures tries (counted as dropped too).
+	// after the reconnect), live messages, and reports' messages given up
+	// after maxFailures tries (counted as dropped too).
 	Failed uint64
 	// Retried counts failed publishes sent again: reports' messages put
-	// back after failing on a connection that stayed up, and inventories.
+	// back after failing on a connection that stayed up, births and
+	// inventories.
 	Retried       uint64
 	DroppedHealth uint64 // health reports dropped: queue or spool full, spool damaged
 	// DroppedEvents counts events, live and snapshot messages dropped:

@@ -444,6 +444,29 @@ func TestInventoryRepublishedAfterFailedPublish(t *testing.T) {
 	}
 }
 
+// A birth whose publish failed on a connection that stayed up goes again,
+// the inventory after it: else the broker would keep the last
+// connection's will as the agent's state.
+func TestBirthRepublishedAfterFailedPublish(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	c := newClient(t, broker.URL(), "agent-1", nil)
+	fail := &failingPublish{Client: c.mqtt, topic: wire.Topic("agent-1", wire.ChannelState)}
+	c.mqtt = fail
+	w := wiretest.Watch(t, broker.URL(), "agent-1")
+	t.Cleanup(runClient(t, c))
+
+	if s := w.Next(wire.ChannelState, nil).State; s.State != wire.AgentOnline || s.Will || s.Conn != 1 {
+		t.Errorf("state %+v: want connection 1's birth", s)
+	}
+	w.Next(wire.ChannelInventory, nil)
+	if fail.calls.Load() < 2 {
+		t.Fatalf("%d publishes of the state: the test proves nothing", fail.calls.Load())
+	}
+	if s := c.Stats(); s.Conn != 1 || s.Retried != 1 || s.Failed != 0 {
+		t.Errorf("stats %+v: want one connection and one failed publish, sent again", s)
+	}
+}
+
 // A health report or event whose publish failed on a connection that
 // stayed up goes again, with the seq and time it was made with, while
 // later ones flow: from the spool if there is one, else from memory.
