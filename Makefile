@@ -15,8 +15,12 @@ demo:
 test: deps vet lint fmt-check
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
-## bench: drive simulated agents through a real broker into the hub and InfluxDB; print figures
+## bench: drive simulated agents through a real broker into the hub and InfluxDB; print figures.
+## The peers (Telegraf, go2rtc) are built first: built during a benchmark, minutes of compiling
+## would share the cores with the one before it.
 bench: deps
+	bash scripts/deps.sh telegraf
+	bash scripts/deps.sh go2rtc
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./e2e/
 	$(GO) test -run '^$$' -bench . -count 1 -timeout 30m $$($(GO) list ./... | grep -v /e2e)
 

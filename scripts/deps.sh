@@ -15,6 +15,8 @@
 #
 # `deps.sh go2rtc` builds go2rtc v1.9.13 (the live video benchmark's peer)
 # into $(go env GOPATH)/bin/go2rtc the same way, for BenchmarkLive (e2e).
+# `make bench` runs both before its benchmarks, so that no build shares
+# the cores with a measurement.
 set -euo pipefail
 
 readonly TELEGRAF_MODULE=github.com/influxdata/telegraf
