@@ -251,7 +251,7 @@ storm: %d agents in %d districts cut, faults issued in %s
 whole picture in the API (summary + alarms):     %s after the first fault
 whole picture at every websocket client:         %s after the first fault
 alarms an operator sees:                         %d   (agent_offline %d, device_offline %d; want %d, one per agent: %s)
-alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts
+alarm delivery during the storm:                 p50 %s, p99 %s over %d receipts   (target p99 ≤ 250 ms: %s)
 received during the storm, per console:          %.0f messages, %.0f KiB
 API latency during the storm (alarms, summary):  p50 %s, p99 %s over %d requests, %d errors   (target p99 ≤ 100 ms: %s)
 hub CPU over the storm:                          %.2f s over %.1f s = %.2f cores
@@ -266,7 +266,7 @@ websocket clients dropped:                       %d (hub: %v)
 		picture.Round(time.Millisecond),
 		wsPicture.Round(time.Millisecond),
 		seen.Total, bySource[alarm.SourceAgentOffline], bySource[alarm.SourceDeviceOffline], len(lost), verdict(seen.Total == len(lost)),
-		stormP50, stormP99, stormN,
+		stormP50, stormP99, stormN, verdict(stormN > 0 && stormP99 <= 250*time.Millisecond),
 		float64(counts.Messages[phaseStorm])/float64(nclients), float64(counts.Bytes[phaseStorm])/float64(nclients)/1024,
 		apiP50, apiP99, apiN, api.errors.Load(), verdict(apiN > 0 && apiP99 <= 100*time.Millisecond),
 		cpu, window, cpu/window,
