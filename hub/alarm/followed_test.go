@@ -59,6 +59,21 @@ func (h *twoHubs) send(e *Engine, kind fleet.ChangeKind, id string, st wire.Stat
 	}
 }
 
+// ag2Back brings ag2's site back once the feed is down and checks that
+// what still fails is raised again, each by its own hub: ag1 on hub-a,
+// ag3 on hub-b.
+func (h *twoHubs) ag2Back(t *testing.T) {
+	t.Helper()
+	h.agent(fleet.ChangeAgent, "ag2", wire.StatusOnline)
+	h.advance(61 * time.Second) // the feed's clear hold
+	if got, want := activeKeys(h.a), []string{"agent_offline:agent/ag1"}; !slices.Equal(got, want) {
+		t.Errorf("hub-a after ag2 came back: %v, want %v", got, want)
+	}
+	if got, want := activeKeys(h.b), []string{"agent_offline:agent/ag3"}; !slices.Equal(got, want) {
+		t.Errorf("hub-b after ag2 came back: %v, want %v", got, want)
+	}
+}
+
 func (h *twoHubs) advance(d time.Duration) {
 	h.now = h.now.Add(d)
 	h.a.Tick(h.now)
@@ -108,14 +123,7 @@ func TestPowerFeedAcrossHubs(t *testing.T) {
 		t.Errorf("children %v, want the three sites", agents)
 	}
 
-	h.agent(fleet.ChangeAgent, "ag2", wire.StatusOnline)
-	h.advance(61 * time.Second) // the feed's clear hold
-	if got, want := activeKeys(h.a), []string{"agent_offline:agent/ag1"}; !slices.Equal(got, want) {
-		t.Errorf("hub-a after ag2 came back: %v, want %v", got, want)
-	}
-	if got, want := activeKeys(h.b), []string{"agent_offline:agent/ag3"}; !slices.Equal(got, want) {
-		t.Errorf("hub-b after ag2 came back: %v, want %v", got, want)
-	}
+	h.ag2Back(t)
 }
 
 // When hub-a hands ag1 over to hub-b, it still judges the feed, now from
@@ -232,16 +240,7 @@ func TestPowerFeedFoldsAlarmRaisedBefore(t *testing.T) {
 				}
 			}
 
-			// One site back: what still fails is raised again, each by
-			// its own hub.
-			h.agent(fleet.ChangeAgent, "ag2", wire.StatusOnline)
-			h.advance(61 * time.Second) // the feed's clear hold
-			if got, want := activeKeys(h.a), []string{"agent_offline:agent/ag1"}; !slices.Equal(got, want) {
-				t.Errorf("hub-a after ag2 came back: %v, want %v", got, want)
-			}
-			if got, want := activeKeys(h.b), []string{"agent_offline:agent/ag3"}; !slices.Equal(got, want) {
-				t.Errorf("hub-b after ag2 came back: %v, want %v", got, want)
-			}
+			h.ag2Back(t)
 		})
 	}
 }
